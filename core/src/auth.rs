@@ -1,0 +1,304 @@
+//! Password hashing and the failed-login throttle.
+//!
+//! Hashes are argon2id (RFC 9106) with the OWASP minimum parameters:
+//! m=19456 KiB, t=2, p=1, 16-byte salt, stored as PHC strings. A hash made
+//! with other parameters is replaced at the next successful login.
+//!
+//! Hashing is deliberately expensive, so it runs on the blocking pool behind
+//! a semaphore: a flood of logins queues instead of exhausting memory
+//! (19 MiB each) or starving the async workers.
+//!
+//! The throttle is shared by SMTP AUTH, IMAP, POP3 and the web, keyed by
+//! account and client IP, plus a wider per-IP budget against spraying many
+//! accounts from one address.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use argon2::password_hash::{SaltString, rand_core::OsRng};
+use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordVerifier, Version};
+use tokio::sync::Semaphore;
+
+use crate::clock::Clock;
+use crate::error::CoreError;
+
+#[derive(Clone, Debug)]
+pub struct AuthConfig {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    /// How many hashes may run at once.
+    pub max_concurrent_hashes: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+            max_concurrent_hashes: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .max(2),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Wrong address, wrong password, or disabled account: deliberately one
+    /// answer so a client cannot probe which accounts exist.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("too many failed logins; retry in {retry_after} s")]
+    Throttled { retry_after: u64 },
+    #[error(transparent)]
+    Core(#[from] CoreError),
+}
+
+#[derive(Clone)]
+pub struct PasswordHasher {
+    argon: Argon2<'static>,
+    permits: Arc<Semaphore>,
+    /// A real hash of a random password. Unknown users verify against it so
+    /// their failure takes as long as a wrong password does.
+    dummy_hash: Arc<String>,
+}
+
+impl PasswordHasher {
+    pub fn new(cfg: AuthConfig) -> Self {
+        let params =
+            Params::new(cfg.memory_kib, cfg.iterations, cfg.parallelism, None).unwrap_or_default();
+        let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let salt = SaltString::generate(&mut OsRng);
+        let dummy = argon2::PasswordHasher::hash_password(&argon, b"tern-dummy-password", &salt)
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        Self {
+            argon,
+            permits: Arc::new(Semaphore::new(cfg.max_concurrent_hashes.max(1))),
+            dummy_hash: Arc::new(dummy),
+        }
+    }
+
+    /// Hashes a new password into a PHC string.
+    pub async fn hash(&self, password: &str) -> Result<String, CoreError> {
+        let _permit = self.permits.acquire().await.map_err(|_| closed())?;
+        let argon = self.argon.clone();
+        let pw = password.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let salt = SaltString::generate(&mut OsRng);
+            argon2::PasswordHasher::hash_password(&argon, pw.as_bytes(), &salt)
+                .map(|h| h.to_string())
+                .map_err(|e| CoreError::invalid(format!("cannot hash password: {e}")))
+        })
+        .await
+        .map_err(|_| closed())?
+    }
+
+    /// Checks a password. Returns `(matches, needs_rehash)`. With `None` it
+    /// verifies against the dummy hash and reports no match.
+    pub async fn verify(&self, hash: Option<&str>, password: &str) -> (bool, bool) {
+        let Ok(_permit) = self.permits.acquire().await else {
+            return (false, false);
+        };
+        let real = hash.is_some();
+        let hash = hash.unwrap_or(&self.dummy_hash).to_owned();
+        let argon = self.argon.clone();
+        let pw = password.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let Ok(parsed) = PasswordHash::new(&hash) else {
+                return (false, false);
+            };
+            let ok = argon.verify_password(pw.as_bytes(), &parsed).is_ok();
+            let current = argon.params();
+            let stale = parsed.algorithm.as_str() != "argon2id"
+                || parsed.version != Some(Version::V0x13.into())
+                || Params::try_from(&parsed)
+                    .map(|p| {
+                        p.m_cost() != current.m_cost()
+                            || p.t_cost() != current.t_cost()
+                            || p.p_cost() != current.p_cost()
+                    })
+                    .unwrap_or(true);
+            (ok && real, ok && real && stale)
+        })
+        .await
+        .unwrap_or((false, false))
+    }
+}
+
+fn closed() -> CoreError {
+    CoreError::Unavailable("password hasher shut down".into())
+}
+
+#[derive(Clone, Debug)]
+pub struct ThrottleConfig {
+    /// Failures for one account from one IP before logins are refused.
+    pub per_account_ip: u32,
+    /// Failures from one IP, over all accounts, before it is refused.
+    pub per_ip: u32,
+    /// Failures older than this are forgotten.
+    pub window_secs: i64,
+    /// First lockout; it doubles with each further failure up to the window.
+    pub base_lockout_secs: i64,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        Self {
+            per_account_ip: 5,
+            per_ip: 30,
+            window_secs: 900,
+            base_lockout_secs: 30,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Strikes {
+    count: u32,
+    first_at: i64,
+    locked_until: i64,
+}
+
+/// Counts failed logins. In memory: on a cluster each node counts its own,
+/// which still bounds guessing to N nodes times the budget.
+pub struct LoginThrottle {
+    cfg: ThrottleConfig,
+    clock: Arc<dyn Clock>,
+    by_account_ip: Mutex<HashMap<(String, IpAddr), Strikes>>,
+    by_ip: Mutex<HashMap<IpAddr, Strikes>>,
+}
+
+const MAX_TRACKED: usize = 100_000;
+
+impl LoginThrottle {
+    pub fn new(cfg: ThrottleConfig, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            cfg,
+            clock,
+            by_account_ip: Mutex::new(HashMap::new()),
+            by_ip: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `Err(seconds)` while this account+IP or this IP is locked out.
+    pub fn check(&self, account: &str, ip: IpAddr) -> Result<(), u64> {
+        let now = self.clock.now();
+        let key = (account.to_ascii_lowercase(), ip);
+        let a = self.by_account_ip.lock().map(|m| m.get(&key).copied());
+        let i = self.by_ip.lock().map(|m| m.get(&ip).copied());
+        let until = [a.ok().flatten(), i.ok().flatten()]
+            .into_iter()
+            .flatten()
+            .map(|s| s.locked_until)
+            .max()
+            .unwrap_or(0);
+        if until > now {
+            Err((until - now) as u64)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn record_failure(&self, account: &str, ip: IpAddr) {
+        let now = self.clock.now();
+        let cfg = &self.cfg;
+        let bump = |s: &mut Strikes, limit: u32| {
+            if now - s.first_at > cfg.window_secs {
+                *s = Strikes {
+                    count: 0,
+                    first_at: now,
+                    locked_until: 0,
+                };
+            }
+            s.count += 1;
+            if s.count >= limit {
+                let extra = (s.count - limit).min(10);
+                let lock = (cfg.base_lockout_secs << extra).min(cfg.window_secs);
+                s.locked_until = now + lock;
+            }
+        };
+        if let Ok(mut m) = self.by_account_ip.lock() {
+            prune(&mut m, now, cfg.window_secs);
+            bump(
+                m.entry((account.to_ascii_lowercase(), ip)).or_default(),
+                cfg.per_account_ip,
+            );
+        }
+        if let Ok(mut m) = self.by_ip.lock() {
+            prune(&mut m, now, cfg.window_secs);
+            bump(m.entry(ip).or_default(), cfg.per_ip);
+        }
+    }
+
+    pub fn record_success(&self, account: &str, ip: IpAddr) {
+        if let Ok(mut m) = self.by_account_ip.lock() {
+            m.remove(&(account.to_ascii_lowercase(), ip));
+        }
+    }
+}
+
+fn prune<K: std::hash::Hash + Eq>(m: &mut HashMap<K, Strikes>, now: i64, window: i64) {
+    if m.len() >= MAX_TRACKED {
+        m.retain(|_, s| now - s.first_at <= window || s.locked_until > now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    #[test]
+    fn throttle_locks_and_expires() {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let t = LoginThrottle::new(ThrottleConfig::default(), clock.clone());
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..4 {
+            t.record_failure("a@x.org", ip);
+            assert!(t.check("a@x.org", ip).is_ok());
+        }
+        t.record_failure("a@x.org", ip);
+        assert_eq!(t.check("A@X.org", ip), Err(30));
+        // Another address from the same IP is not yet locked.
+        assert!(t.check("b@x.org", ip).is_ok());
+        // Nor the same account from another IP.
+        assert!(t.check("a@x.org", "192.0.2.2".parse().unwrap()).is_ok());
+        clock.advance(31);
+        assert!(t.check("a@x.org", ip).is_ok());
+        t.record_failure("a@x.org", ip);
+        assert_eq!(t.check("a@x.org", ip), Err(60), "lockout doubles");
+    }
+
+    #[test]
+    fn per_ip_budget_covers_many_accounts() {
+        let clock = Arc::new(ManualClock::new(0));
+        let t = LoginThrottle::new(ThrottleConfig::default(), clock);
+        let ip: IpAddr = "198.51.100.7".parse().unwrap();
+        for n in 0..30 {
+            t.record_failure(&format!("u{n}@x.org"), ip);
+        }
+        assert!(t.check("fresh@x.org", ip).is_err());
+    }
+
+    #[tokio::test]
+    async fn hash_verify_and_rehash() {
+        let h = PasswordHasher::new(AuthConfig::default());
+        let phc = h.hash("correct horse").await.unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+        assert_eq!(h.verify(Some(&phc), "correct horse").await, (true, false));
+        assert_eq!(h.verify(Some(&phc), "wrong").await, (false, false));
+        assert_eq!(h.verify(None, "tern-dummy-password").await, (false, false));
+        let weak = PasswordHasher::new(AuthConfig {
+            memory_kib: 8192,
+            iterations: 1,
+            ..AuthConfig::default()
+        });
+        let old = weak.hash("pw").await.unwrap();
+        assert_eq!(h.verify(Some(&old), "pw").await, (true, true));
+    }
+}

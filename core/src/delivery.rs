@@ -1,0 +1,158 @@
+//! Delivery of one accepted message: one transaction that stores the bytes
+//! once, gives each local account's INBOX a new UID and queues one row per
+//! remote recipient. Only after the commit does the caller answer `250`
+//! (DESIGN.md rule 1), and only after the commit do subscribers hear of it.
+
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+
+use crate::Core;
+use crate::address::Address;
+use crate::entities::{mailbox, queue_entry};
+use crate::error::{CoreError, CoreResult};
+use crate::events::{ChangeEvent, ChangeKind};
+use crate::mailboxes::INBOX;
+use crate::messages::{self, Flags, NewMessage};
+use crate::meta::MessageMeta;
+
+#[derive(Clone, Debug, Default)]
+pub struct Envelope {
+    /// Reverse path; empty for bounces (`MAIL FROM:<>`).
+    pub mail_from: String,
+    /// Local accounts by id; repeats are delivered once.
+    pub local: Vec<i32>,
+    /// Outside recipients, queued for relay.
+    pub remote: Vec<Address>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivered {
+    pub account_id: i32,
+    pub mailbox_id: i32,
+    pub uid: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryReceipt {
+    pub blob_id: i32,
+    pub delivered: Vec<Delivered>,
+    pub queued: Vec<i32>,
+}
+
+pub const LANE_FRESH: &str = "fresh";
+pub const STATUS_QUEUED: &str = "queued";
+
+impl Core {
+    pub async fn deliver(&self, env: &Envelope, raw: &[u8]) -> CoreResult<DeliveryReceipt> {
+        let mut local = env.local.clone();
+        local.sort_unstable();
+        local.dedup();
+        let mut remote = env.remote.clone();
+        remote.dedup();
+        if local.is_empty() && remote.is_empty() {
+            return Err(CoreError::invalid(
+                "a delivery needs at least one recipient",
+            ));
+        }
+        let meta = MessageMeta::extract(raw);
+        let size = raw.len() as i64;
+        let now = self.now();
+
+        let txn = self.db().begin().await?;
+        // The blob upsert is the first statement on purpose: on SQLite it
+        // takes the write lock at once, so this transaction never has to
+        // upgrade a read lock (which can fail with SQLITE_BUSY).
+        let blob_id = messages::put_blob(&txn, raw, (local.len() + remote.len()) as i64).await?;
+        let mut delivered = Vec::with_capacity(local.len());
+        for account_id in &local {
+            messages::check_quota(&txn, *account_id, size).await?;
+            let inbox = mailbox::Entity::find()
+                .filter(mailbox::Column::AccountId.eq(*account_id))
+                .filter(mailbox::Column::Name.eq(INBOX))
+                .one(&txn)
+                .await?
+                .ok_or_else(|| CoreError::NotFound(format!("INBOX of account {account_id}")))?;
+            let (uid, modseq) = messages::allocate_uids(&txn, inbox.id, 1).await?;
+            let thread_id = messages::find_thread(&txn, *account_id, &meta).await?;
+            messages::insert_message(
+                &txn,
+                NewMessage {
+                    mailbox_id: inbox.id,
+                    uid,
+                    modseq,
+                    blob_id,
+                    flags: Flags::empty(),
+                    keywords: &[],
+                    internal_date: now,
+                    size,
+                    meta: &meta,
+                    thread_id,
+                },
+            )
+            .await?;
+            messages::add_usage(&txn, *account_id, size).await?;
+            delivered.push(Delivered {
+                account_id: *account_id,
+                mailbox_id: inbox.id,
+                uid,
+            });
+        }
+        let mut queued = Vec::with_capacity(remote.len());
+        for rcpt in &remote {
+            let row = queue_entry::Entity::insert(queue_entry::ActiveModel {
+                blob_id: Set(blob_id),
+                mail_from: Set(env.mail_from.clone()),
+                rcpt_to: Set(rcpt.to_string()),
+                domain: Set(rcpt.domain().to_owned()),
+                lane: Set(LANE_FRESH.to_owned()),
+                status: Set(STATUS_QUEUED.to_owned()),
+                attempts: Set(0),
+                next_attempt_at: Set(now),
+                lock_owner: Set(None),
+                lease_until: Set(None),
+                last_error: Set(None),
+                created_at: Set(now),
+                ..Default::default()
+            })
+            .exec(&txn)
+            .await?;
+            queued.push(row.last_insert_id);
+        }
+        txn.commit().await?;
+
+        for d in &delivered {
+            self.publish(ChangeEvent {
+                account_id: d.account_id,
+                mailbox_id: Some(d.mailbox_id),
+                kind: ChangeKind::NewMessages { uids: vec![d.uid] },
+            });
+        }
+        tracing::info!(
+            message_id = %meta.message_id,
+            size,
+            local = delivered.len(),
+            queued = queued.len(),
+            "delivered"
+        );
+        Ok(DeliveryReceipt {
+            blob_id,
+            delivered,
+            queued,
+        })
+    }
+
+    /// Number of queue rows, for tests and the admin overview.
+    pub async fn queue_len(&self) -> CoreResult<u64> {
+        use sea_orm::PaginatorTrait;
+        Ok(queue_entry::Entity::find().count(self.db()).await?)
+    }
+
+    /// (number of blobs, number of message rows): storage accounting.
+    pub async fn storage_counts(&self) -> CoreResult<(u64, u64)> {
+        use crate::entities::{blob, message};
+        use sea_orm::PaginatorTrait;
+        Ok((
+            blob::Entity::find().count(self.db()).await?,
+            message::Entity::find().count(self.db()).await?,
+        ))
+    }
+}

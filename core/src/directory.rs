@@ -1,0 +1,554 @@
+//! The directory: domains, accounts and aliases, and login.
+//!
+//! Every write here is one transaction, so a CLI or admin action that fails
+//! halfway leaves nothing behind (an account is created together with its
+//! six standard mailboxes, or not at all).
+
+use std::net::IpAddr;
+
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+    TransactionTrait,
+};
+
+use crate::address::{Address, parse_domain, parse_local};
+use crate::auth::AuthError;
+use crate::entities::{account, alias, domain, mailbox, message};
+use crate::error::{CoreError, CoreResult};
+use crate::mailboxes::SPECIAL_MAILBOXES;
+use crate::{Core, messages};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Role {
+    User,
+    DomainAdmin,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::DomainAdmin => "domain_admin",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> CoreResult<Role> {
+        match s {
+            "user" => Ok(Role::User),
+            "domain_admin" => Ok(Role::DomainAdmin),
+            "admin" => Ok(Role::Admin),
+            other => Err(CoreError::invalid(format!(
+                "unknown role {other:?} (expected user, domain_admin or admin)"
+            ))),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Domain {
+    pub id: i32,
+    pub name: String,
+    /// Local part of the account that receives mail for unknown addresses.
+    pub catchall: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub id: i32,
+    pub address: String,
+    pub domain: String,
+    pub role: Role,
+    /// 0 means no quota.
+    pub quota_bytes: i64,
+    pub used_bytes: i64,
+    pub disabled: bool,
+}
+
+/// Who is acting: what a session keeps after login.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountRef {
+    pub id: i32,
+    pub address: String,
+    pub role: Role,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Alias {
+    pub address: String,
+    pub targets: Vec<String>,
+}
+
+pub const MIN_PASSWORD_LEN: usize = 8;
+const MAX_PASSWORD_LEN: usize = 1024;
+
+fn check_password(pw: &str) -> CoreResult<()> {
+    if pw.chars().count() < MIN_PASSWORD_LEN {
+        return Err(CoreError::invalid(format!(
+            "password must have at least {MIN_PASSWORD_LEN} characters"
+        )));
+    }
+    if pw.len() > MAX_PASSWORD_LEN {
+        return Err(CoreError::invalid("password is too long"));
+    }
+    Ok(())
+}
+
+fn parse_address(s: &str) -> CoreResult<Address> {
+    Address::parse(s).map_err(|e| CoreError::invalid(format!("{s:?}: {e}")))
+}
+
+impl From<domain::Model> for Domain {
+    fn from(m: domain::Model) -> Self {
+        Domain {
+            id: m.id,
+            name: m.name,
+            catchall: m.catchall_local_part,
+        }
+    }
+}
+
+fn account_from(m: account::Model, domain: &str) -> Account {
+    Account {
+        id: m.id,
+        address: m.address,
+        domain: domain.to_owned(),
+        role: Role::parse(&m.role).unwrap_or(Role::User),
+        quota_bytes: m.quota_bytes,
+        used_bytes: m.used_bytes,
+        disabled: m.disabled,
+    }
+}
+
+impl Core {
+    // ---- domains ----------------------------------------------------------
+
+    pub async fn add_domain(&self, name: &str) -> CoreResult<Domain> {
+        let name = parse_domain(name).map_err(|e| CoreError::invalid(e.to_string()))?;
+        if self.domain(&name).await?.is_some() {
+            return Err(CoreError::Conflict(format!("domain {name}")));
+        }
+        let m = domain::ActiveModel {
+            name: Set(name),
+            catchall_local_part: Set(None),
+            created_at: Set(self.now()),
+            ..Default::default()
+        }
+        .insert(self.db())
+        .await?;
+        Ok(m.into())
+    }
+
+    pub async fn domain(&self, name: &str) -> CoreResult<Option<Domain>> {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        Ok(domain::Entity::find()
+            .filter(domain::Column::Name.eq(name))
+            .one(self.db())
+            .await?
+            .map(Domain::from))
+    }
+
+    async fn domain_required(&self, name: &str) -> CoreResult<Domain> {
+        self.domain(name)
+            .await?
+            .ok_or_else(|| CoreError::NotFound(format!("domain {name}")))
+    }
+
+    pub async fn list_domains(&self) -> CoreResult<Vec<Domain>> {
+        Ok(domain::Entity::find()
+            .order_by_asc(domain::Column::Name)
+            .all(self.db())
+            .await?
+            .into_iter()
+            .map(Domain::from)
+            .collect())
+    }
+
+    /// Removes a domain with its accounts, their mail and its aliases.
+    pub async fn remove_domain(&self, name: &str) -> CoreResult<()> {
+        let d = self.domain_required(name).await?;
+        let txn = self.db().begin().await?;
+        let accounts = account::Entity::find()
+            .filter(account::Column::DomainId.eq(d.id))
+            .all(&txn)
+            .await?;
+        for a in &accounts {
+            delete_account_mail(&txn, a.id).await?;
+        }
+        domain::Entity::delete_by_id(d.id).exec(&txn).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Points a domain's catchall at one of its accounts, or clears it.
+    pub async fn set_catchall(
+        &self,
+        domain_name: &str,
+        local_part: Option<&str>,
+    ) -> CoreResult<()> {
+        let d = self.domain_required(domain_name).await?;
+        let value = match local_part {
+            None => None,
+            Some(lp) => {
+                let lp = parse_local(lp).map_err(|e| CoreError::invalid(e.to_string()))?;
+                let addr = format!("{lp}@{}", d.name);
+                if self.account(&addr).await?.is_none() {
+                    return Err(CoreError::NotFound(format!(
+                        "account {addr} (a catchall must name an account of the domain)"
+                    )));
+                }
+                Some(lp)
+            }
+        };
+        domain::Entity::update_many()
+            .col_expr(domain::Column::CatchallLocalPart, Expr::value(value))
+            .filter(domain::Column::Id.eq(d.id))
+            .exec(self.db())
+            .await?;
+        Ok(())
+    }
+
+    // ---- accounts ---------------------------------------------------------
+
+    /// Creates an account with INBOX, Sent, Drafts, Trash, Junk and Archive.
+    pub async fn add_account(
+        &self,
+        address: &str,
+        password: &str,
+        role: Role,
+    ) -> CoreResult<Account> {
+        let addr = parse_address(address)?;
+        check_password(password)?;
+        let d = self.domain_required(addr.domain()).await?;
+        if self.account(&addr.to_string()).await?.is_some() {
+            return Err(CoreError::Conflict(format!("account {addr}")));
+        }
+        if !self.alias_targets(&addr.to_string()).await?.is_empty() {
+            return Err(CoreError::Conflict(format!("alias {addr}")));
+        }
+        let hash = self.hasher().hash(password).await?;
+        let now = self.now();
+        let txn = self.db().begin().await?;
+        let m = account::ActiveModel {
+            domain_id: Set(d.id),
+            local_part: Set(addr.local().to_owned()),
+            address: Set(addr.to_string()),
+            password_hash: Set(hash),
+            role: Set(role.as_str().to_owned()),
+            quota_bytes: Set(0),
+            used_bytes: Set(0),
+            disabled: Set(false),
+            created_at: Set(now),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await?;
+        for (i, (name, special)) in SPECIAL_MAILBOXES.iter().enumerate() {
+            mailbox::ActiveModel {
+                account_id: Set(m.id),
+                name: Set((*name).to_owned()),
+                special_use: Set(special.map(str::to_owned)),
+                uidvalidity: Set(crate::mailboxes::uidvalidity_at(now) + i as i64),
+                uidnext: Set(1),
+                highest_modseq: Set(1),
+                subscribed: Set(true),
+                ..Default::default()
+            }
+            .insert(&txn)
+            .await?;
+        }
+        txn.commit().await?;
+        Ok(account_from(m, &d.name))
+    }
+
+    pub async fn account(&self, address: &str) -> CoreResult<Option<Account>> {
+        let address = address.trim().to_ascii_lowercase();
+        let Some(m) = account::Entity::find()
+            .filter(account::Column::Address.eq(address))
+            .one(self.db())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let d = domain::Entity::find_by_id(m.domain_id)
+            .one(self.db())
+            .await?
+            .map(|d| d.name)
+            .unwrap_or_default();
+        Ok(Some(account_from(m, &d)))
+    }
+
+    pub async fn account_by_id(&self, id: i32) -> CoreResult<Option<Account>> {
+        let Some(m) = account::Entity::find_by_id(id).one(self.db()).await? else {
+            return Ok(None);
+        };
+        let d = domain::Entity::find_by_id(m.domain_id)
+            .one(self.db())
+            .await?
+            .map(|d| d.name)
+            .unwrap_or_default();
+        Ok(Some(account_from(m, &d)))
+    }
+
+    async fn account_required(&self, address: &str) -> CoreResult<Account> {
+        self.account(address)
+            .await?
+            .ok_or_else(|| CoreError::NotFound(format!("account {address}")))
+    }
+
+    /// Accounts of one domain, or of all domains.
+    pub async fn list_accounts(&self, domain_name: Option<&str>) -> CoreResult<Vec<Account>> {
+        let domains = self.list_domains().await?;
+        let mut q = account::Entity::find().order_by_asc(account::Column::Address);
+        if let Some(n) = domain_name {
+            let d = self.domain_required(n).await?;
+            q = q.filter(account::Column::DomainId.eq(d.id));
+        }
+        let rows = q.all(self.db()).await?;
+        Ok(rows
+            .into_iter()
+            .map(|m| {
+                let dn = domains
+                    .iter()
+                    .find(|d| d.id == m.domain_id)
+                    .map(|d| d.name.clone())
+                    .unwrap_or_default();
+                account_from(m, &dn)
+            })
+            .collect())
+    }
+
+    pub async fn set_password(&self, address: &str, password: &str) -> CoreResult<()> {
+        check_password(password)?;
+        let a = self.account_required(address).await?;
+        let hash = self.hasher().hash(password).await?;
+        self.update_account(a.id, account::Column::PasswordHash, hash.into())
+            .await
+    }
+
+    pub async fn set_role(&self, address: &str, role: Role) -> CoreResult<()> {
+        let a = self.account_required(address).await?;
+        self.update_account(a.id, account::Column::Role, role.as_str().into())
+            .await
+    }
+
+    pub async fn set_quota(&self, address: &str, bytes: i64) -> CoreResult<()> {
+        if bytes < 0 {
+            return Err(CoreError::invalid("quota cannot be negative"));
+        }
+        let a = self.account_required(address).await?;
+        self.update_account(a.id, account::Column::QuotaBytes, bytes.into())
+            .await
+    }
+
+    pub async fn set_disabled(&self, address: &str, disabled: bool) -> CoreResult<()> {
+        let a = self.account_required(address).await?;
+        self.update_account(a.id, account::Column::Disabled, disabled.into())
+            .await
+    }
+
+    async fn update_account(
+        &self,
+        id: i32,
+        col: account::Column,
+        value: sea_orm::Value,
+    ) -> CoreResult<()> {
+        account::Entity::update_many()
+            .col_expr(col, Expr::value(value))
+            .filter(account::Column::Id.eq(id))
+            .exec(self.db())
+            .await?;
+        Ok(())
+    }
+
+    /// Removes an account and all its mail. A domain catchall that named it
+    /// is cleared, so mail for unknown addresses is refused rather than lost.
+    pub async fn remove_account(&self, address: &str) -> CoreResult<()> {
+        let a = self.account_required(address).await?;
+        let addr = parse_address(&a.address)?;
+        let txn = self.db().begin().await?;
+        delete_account_mail(&txn, a.id).await?;
+        account::Entity::delete_by_id(a.id).exec(&txn).await?;
+        domain::Entity::update_many()
+            .col_expr(
+                domain::Column::CatchallLocalPart,
+                Expr::value(Option::<String>::None),
+            )
+            .filter(domain::Column::Name.eq(addr.domain()))
+            .filter(domain::Column::CatchallLocalPart.eq(addr.local()))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Checks a login. Every protocol calls this; it applies the shared
+    /// throttle and spends the same hashing time whether or not the account
+    /// exists.
+    pub async fn authenticate(
+        &self,
+        address: &str,
+        password: &str,
+        client_ip: IpAddr,
+    ) -> Result<AccountRef, AuthError> {
+        let key = address.trim().to_ascii_lowercase();
+        if let Err(retry_after) = self.throttle().check(&key, client_ip) {
+            return Err(AuthError::Throttled { retry_after });
+        }
+        let row = account::Entity::find()
+            .filter(account::Column::Address.eq(key.clone()))
+            .one(self.db())
+            .await
+            .map_err(CoreError::from)?;
+        let (ok, rehash) = self
+            .hasher()
+            .verify(row.as_ref().map(|r| r.password_hash.as_str()), password)
+            .await;
+        match row {
+            Some(r) if ok && !r.disabled => {
+                self.throttle().record_success(&key, client_ip);
+                if rehash {
+                    // Best effort: a failed upgrade must not fail the login.
+                    if let Ok(h) = self.hasher().hash(password).await {
+                        let _ = self
+                            .update_account(r.id, account::Column::PasswordHash, h.into())
+                            .await;
+                    }
+                }
+                Ok(AccountRef {
+                    id: r.id,
+                    address: r.address,
+                    role: Role::parse(&r.role).unwrap_or(Role::User),
+                })
+            }
+            _ => {
+                self.throttle().record_failure(&key, client_ip);
+                tracing::info!(account = %key, ip = %client_ip, "login failed");
+                Err(AuthError::InvalidCredentials)
+            }
+        }
+    }
+
+    // ---- aliases ----------------------------------------------------------
+
+    /// Adds targets to an alias on a local domain. Targets may be local
+    /// addresses or outside ones (forwarding).
+    pub async fn add_alias(&self, address: &str, targets: &[String]) -> CoreResult<Alias> {
+        let addr = parse_address(address)?;
+        let d = self.domain_required(addr.domain()).await?;
+        if targets.is_empty() {
+            return Err(CoreError::invalid("an alias needs at least one target"));
+        }
+        if self.account(&addr.to_string()).await?.is_some() {
+            return Err(CoreError::Conflict(format!("account {addr}")));
+        }
+        let targets: Vec<Address> = targets
+            .iter()
+            .map(|t| parse_address(t))
+            .collect::<CoreResult<_>>()?;
+        if targets.iter().any(|t| *t == addr) {
+            return Err(CoreError::invalid("an alias cannot point at itself"));
+        }
+        let existing = self.alias_targets(&addr.to_string()).await?;
+        let txn = self.db().begin().await?;
+        for t in &targets {
+            if existing.contains(&t.to_string()) {
+                continue;
+            }
+            alias::ActiveModel {
+                domain_id: Set(d.id),
+                local_part: Set(addr.local().to_owned()),
+                address: Set(addr.to_string()),
+                target: Set(t.to_string()),
+                created_at: Set(self.now()),
+                ..Default::default()
+            }
+            .insert(&txn)
+            .await?;
+        }
+        txn.commit().await?;
+        Ok(Alias {
+            targets: self.alias_targets(&addr.to_string()).await?,
+            address: addr.to_string(),
+        })
+    }
+
+    pub async fn alias_targets(&self, address: &str) -> CoreResult<Vec<String>> {
+        Ok(alias::Entity::find()
+            .filter(alias::Column::Address.eq(address.to_ascii_lowercase()))
+            .order_by_asc(alias::Column::Target)
+            .all(self.db())
+            .await?
+            .into_iter()
+            .map(|m| m.target)
+            .collect())
+    }
+
+    pub async fn list_aliases(&self, domain_name: Option<&str>) -> CoreResult<Vec<Alias>> {
+        let mut q = alias::Entity::find()
+            .order_by_asc(alias::Column::Address)
+            .order_by_asc(alias::Column::Target);
+        if let Some(n) = domain_name {
+            let d = self.domain_required(n).await?;
+            q = q.filter(alias::Column::DomainId.eq(d.id));
+        }
+        let mut out: Vec<Alias> = Vec::new();
+        for m in q.all(self.db()).await? {
+            match out.last_mut() {
+                Some(a) if a.address == m.address => a.targets.push(m.target),
+                _ => out.push(Alias {
+                    address: m.address,
+                    targets: vec![m.target],
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes one target of an alias, or the whole alias.
+    pub async fn remove_alias(&self, address: &str, target: Option<&str>) -> CoreResult<()> {
+        let address = address.trim().to_ascii_lowercase();
+        let mut q = alias::Entity::delete_many().filter(alias::Column::Address.eq(address.clone()));
+        if let Some(t) = target {
+            q = q.filter(alias::Column::Target.eq(t.trim().to_ascii_lowercase()));
+        }
+        let res = q.exec(self.db()).await?;
+        if res.rows_affected == 0 {
+            return Err(CoreError::NotFound(format!("alias {address}")));
+        }
+        Ok(())
+    }
+}
+
+/// Deletes an account's messages and mailboxes, releasing blob references.
+async fn delete_account_mail<C: ConnectionTrait>(txn: &C, account_id: i32) -> CoreResult<()> {
+    let boxes: Vec<i32> = mailbox::Entity::find()
+        .filter(mailbox::Column::AccountId.eq(account_id))
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    if boxes.is_empty() {
+        return Ok(());
+    }
+    let blob_ids: Vec<i32> = message::Entity::find()
+        .filter(message::Column::MailboxId.is_in(boxes.clone()))
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|m| m.blob_id)
+        .collect();
+    message::Entity::delete_many()
+        .filter(message::Column::MailboxId.is_in(boxes.clone()))
+        .exec(txn)
+        .await?;
+    messages::release_blobs(txn, &blob_ids).await?;
+    mailbox::Entity::delete_many()
+        .filter(mailbox::Column::AccountId.eq(account_id))
+        .exec(txn)
+        .await?;
+    Ok(())
+}

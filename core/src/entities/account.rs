@@ -1,0 +1,23 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "accounts")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i32,
+    pub domain_id: i32,
+    pub local_part: String,
+    #[sea_orm(unique)]
+    pub address: String,
+    pub password_hash: String,
+    pub role: String,
+    pub quota_bytes: i64,
+    pub used_bytes: i64,
+    pub disabled: bool,
+    pub created_at: i64,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,30 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "messages")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i32,
+    pub mailbox_id: i32,
+    pub uid: i64,
+    pub blob_id: i32,
+    pub flags: i32,
+    pub keywords: String,
+    pub modseq: i64,
+    pub internal_date: i64,
+    pub size: i64,
+    pub from_addr: String,
+    pub to_addr: String,
+    pub subject: String,
+    pub sent_date: Option<i64>,
+    pub message_id_header: String,
+    pub in_reply_to: String,
+    pub thread_id: i64,
+    pub snippet: String,
+    pub has_attachments: bool,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,11 @@
+//! sea-orm entities, one per table. Only the store modules of this crate use
+//! them; nothing outside `mailcore` sees a row type.
+
+pub mod account;
+pub mod alias;
+pub mod blob;
+pub mod domain;
+pub mod mailbox;
+pub mod message;
+pub mod queue_entry;
+pub mod web_session;

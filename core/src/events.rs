@@ -1,0 +1,43 @@
+//! The in-process change feed. IMAP IDLE and live web views subscribe to it;
+//! every committed change to a mailbox publishes one event after its commit,
+//! never before, so a subscriber that reacts by reading sees the change.
+
+use tokio::sync::broadcast;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    NewMessages { uids: Vec<i64> },
+    FlagsChanged { uids: Vec<i64> },
+    Expunged { uids: Vec<i64> },
+    MailboxesChanged,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangeEvent {
+    pub account_id: i32,
+    /// None for account-wide changes such as a mailbox rename.
+    pub mailbox_id: Option<i32>,
+    pub kind: ChangeKind,
+}
+
+pub(crate) struct ChangeFeed {
+    tx: broadcast::Sender<ChangeEvent>,
+}
+
+impl ChangeFeed {
+    pub fn new() -> Self {
+        // A subscriber that falls this far behind gets `Lagged` and must
+        // resynchronise from the store, which IMAP does anyway on NOOP.
+        let (tx, _) = broadcast::channel(4096);
+        Self { tx }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
+        self.tx.subscribe()
+    }
+
+    pub fn publish(&self, ev: ChangeEvent) {
+        // No subscribers is normal (no IMAP client idling).
+        let _ = self.tx.send(ev);
+    }
+}

@@ -1,0 +1,306 @@
+//! Mailboxes (folders) of an account.
+//!
+//! Names use `/` as the hierarchy delimiter. `INBOX` is case-insensitive
+//! (RFC 9051 §5.1) and always exists. Every account has the RFC 6154
+//! special-use mailboxes listed in [`SPECIAL_MAILBOXES`].
+
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait,
+};
+
+use crate::entities::{mailbox, message};
+use crate::error::{CoreError, CoreResult};
+use crate::events::{ChangeEvent, ChangeKind};
+use crate::{Core, messages};
+
+pub const INBOX: &str = "INBOX";
+
+/// Created with every account: name and RFC 6154 attribute.
+pub const SPECIAL_MAILBOXES: [(&str, Option<&str>); 6] = [
+    ("INBOX", None),
+    ("Sent", Some("\\Sent")),
+    ("Drafts", Some("\\Drafts")),
+    ("Trash", Some("\\Trash")),
+    ("Junk", Some("\\Junk")),
+    ("Archive", Some("\\Archive")),
+];
+
+pub const DELIMITER: char = '/';
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mailbox {
+    pub id: i32,
+    pub name: String,
+    pub special_use: Option<String>,
+    pub uidvalidity: i64,
+    pub uidnext: i64,
+    pub highest_modseq: i64,
+    pub subscribed: bool,
+    pub total: i64,
+    pub unseen: i64,
+    pub size: i64,
+}
+
+/// UIDVALIDITY must change whenever a name is reused for a new mailbox
+/// (RFC 9051 §2.3.1.1); seconds since 2020 fit 32 bits until 2156.
+pub(crate) fn uidvalidity_at(now: i64) -> i64 {
+    (now - 1_577_836_800).clamp(1, u32::MAX as i64 - 16)
+}
+
+/// Canonical form of a mailbox name, or why it is refused.
+pub fn normalize_name(name: &str) -> CoreResult<String> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 255 {
+        return Err(CoreError::invalid("mailbox name must have 1 to 255 bytes"));
+    }
+    if name.chars().any(|c| c.is_control() || c == '*' || c == '%') {
+        return Err(CoreError::invalid(
+            "mailbox name may not contain control characters, * or %",
+        ));
+    }
+    if name.split(DELIMITER).any(str::is_empty) {
+        return Err(CoreError::invalid(
+            "mailbox name may not have an empty level (// or a leading or trailing /)",
+        ));
+    }
+    if name.eq_ignore_ascii_case(INBOX) {
+        return Ok(INBOX.to_owned());
+    }
+    // `inbox/child` keeps the canonical parent name.
+    if let Some((head, rest)) = name.split_once(DELIMITER)
+        && head.eq_ignore_ascii_case(INBOX)
+    {
+        return Ok(format!("{INBOX}{DELIMITER}{rest}"));
+    }
+    Ok(name.to_owned())
+}
+
+#[derive(FromQueryResult)]
+struct Counts {
+    mailbox_id: i32,
+    total: i64,
+    unseen: i64,
+    size: i64,
+}
+
+impl Core {
+    pub async fn list_mailboxes(&self, account_id: i32) -> CoreResult<Vec<Mailbox>> {
+        let rows = mailbox::Entity::find()
+            .filter(mailbox::Column::AccountId.eq(account_id))
+            .order_by_asc(mailbox::Column::Name)
+            .all(self.db())
+            .await?;
+        let ids: Vec<i32> = rows.iter().map(|m| m.id).collect();
+        let counts = message::Entity::find()
+            .select_only()
+            .column(message::Column::MailboxId)
+            .column_as(Expr::col(message::Column::Id).count(), "total")
+            .column_as(
+                Expr::cust(format!(
+                    "SUM(CASE WHEN (flags & {}) = 0 THEN 1 ELSE 0 END)",
+                    messages::Flags::SEEN.bits()
+                )),
+                "unseen",
+            )
+            // PostgreSQL sums BIGINT into NUMERIC; cast back for one decoder.
+            .column_as(Expr::cust("CAST(SUM(size) AS BIGINT)"), "size")
+            .filter(message::Column::MailboxId.is_in(ids))
+            .group_by(message::Column::MailboxId)
+            .into_model::<Counts>()
+            .all(self.db())
+            .await?;
+        let mut out: Vec<Mailbox> = rows
+            .into_iter()
+            .map(|m| {
+                let c = counts.iter().find(|c| c.mailbox_id == m.id);
+                Mailbox {
+                    id: m.id,
+                    name: m.name,
+                    special_use: m.special_use,
+                    uidvalidity: m.uidvalidity,
+                    uidnext: m.uidnext,
+                    highest_modseq: m.highest_modseq,
+                    subscribed: m.subscribed,
+                    total: c.map_or(0, |c| c.total),
+                    unseen: c.map_or(0, |c| c.unseen),
+                    size: c.map_or(0, |c| c.size),
+                }
+            })
+            .collect();
+        // INBOX first, then the special-use folders in their usual order,
+        // then the user's own alphabetically: the order every client shows.
+        out.sort_by_key(|m| {
+            let rank = SPECIAL_MAILBOXES
+                .iter()
+                .position(|(n, _)| *n == m.name)
+                .unwrap_or(SPECIAL_MAILBOXES.len());
+            (rank, m.name.to_lowercase())
+        });
+        Ok(out)
+    }
+
+    pub async fn mailbox(&self, account_id: i32, name: &str) -> CoreResult<Option<Mailbox>> {
+        let name = normalize_name(name)?;
+        Ok(self
+            .list_mailboxes(account_id)
+            .await?
+            .into_iter()
+            .find(|m| m.name == name))
+    }
+
+    pub(crate) async fn mailbox_row(
+        &self,
+        account_id: i32,
+        mailbox_id: i32,
+    ) -> CoreResult<mailbox::Model> {
+        mailbox::Entity::find_by_id(mailbox_id)
+            .filter(mailbox::Column::AccountId.eq(account_id))
+            .one(self.db())
+            .await?
+            .ok_or_else(|| CoreError::NotFound(format!("mailbox {mailbox_id}")))
+    }
+
+    pub async fn create_mailbox(&self, account_id: i32, name: &str) -> CoreResult<Mailbox> {
+        let name = normalize_name(name)?;
+        let exists = mailbox::Entity::find()
+            .filter(mailbox::Column::AccountId.eq(account_id))
+            .filter(mailbox::Column::Name.eq(name.clone()))
+            .one(self.db())
+            .await?;
+        if exists.is_some() {
+            return Err(CoreError::Conflict(format!("mailbox {name}")));
+        }
+        // A reused name must get a fresh UIDVALIDITY even within one second.
+        let newest = mailbox::Entity::find()
+            .filter(mailbox::Column::AccountId.eq(account_id))
+            .order_by_desc(mailbox::Column::Uidvalidity)
+            .one(self.db())
+            .await?
+            .map_or(0, |m| m.uidvalidity);
+        let uidvalidity = uidvalidity_at(self.now()).max(newest + 1);
+        mailbox::ActiveModel {
+            account_id: Set(account_id),
+            name: Set(name.clone()),
+            special_use: Set(None),
+            uidvalidity: Set(uidvalidity),
+            uidnext: Set(1),
+            highest_modseq: Set(1),
+            subscribed: Set(true),
+            ..Default::default()
+        }
+        .insert(self.db())
+        .await?;
+        self.publish(ChangeEvent {
+            account_id,
+            mailbox_id: None,
+            kind: ChangeKind::MailboxesChanged,
+        });
+        self.mailbox(account_id, &name)
+            .await?
+            .ok_or_else(|| CoreError::NotFound(format!("mailbox {name}")))
+    }
+
+    /// Renames a mailbox and its children (`a` -> `b` also moves `a/x`).
+    pub async fn rename_mailbox(&self, account_id: i32, from: &str, to: &str) -> CoreResult<()> {
+        let from = normalize_name(from)?;
+        let to = normalize_name(to)?;
+        if from == INBOX {
+            return Err(CoreError::invalid("INBOX cannot be renamed"));
+        }
+        if to == INBOX || to.starts_with(&format!("{from}{DELIMITER}")) {
+            return Err(CoreError::invalid(format!("cannot rename {from} to {to}")));
+        }
+        let all = mailbox::Entity::find()
+            .filter(mailbox::Column::AccountId.eq(account_id))
+            .all(self.db())
+            .await?;
+        if !all.iter().any(|m| m.name == from) {
+            return Err(CoreError::NotFound(format!("mailbox {from}")));
+        }
+        if all.iter().any(|m| m.name == to) {
+            return Err(CoreError::Conflict(format!("mailbox {to}")));
+        }
+        let prefix = format!("{from}{DELIMITER}");
+        let txn = self.db().begin().await?;
+        for m in all
+            .into_iter()
+            .filter(|m| m.name == from || m.name.starts_with(&prefix))
+        {
+            let new_name = format!("{to}{}", &m.name[from.len()..]);
+            let mut am: mailbox::ActiveModel = m.into();
+            am.name = Set(new_name);
+            am.update(&txn).await?;
+        }
+        txn.commit().await?;
+        self.publish(ChangeEvent {
+            account_id,
+            mailbox_id: None,
+            kind: ChangeKind::MailboxesChanged,
+        });
+        Ok(())
+    }
+
+    /// Deletes a mailbox and its messages. Children stay (RFC 9051 §6.3.5).
+    pub async fn delete_mailbox(&self, account_id: i32, name: &str) -> CoreResult<()> {
+        let name = normalize_name(name)?;
+        if name == INBOX {
+            return Err(CoreError::invalid("INBOX cannot be deleted"));
+        }
+        let m = self
+            .mailbox(account_id, &name)
+            .await?
+            .ok_or_else(|| CoreError::NotFound(format!("mailbox {name}")))?;
+        let txn = self.db().begin().await?;
+        let msgs = message::Entity::find()
+            .filter(message::Column::MailboxId.eq(m.id))
+            .all(&txn)
+            .await?;
+        let freed: i64 = msgs.iter().map(|r| r.size).sum();
+        let blob_ids: Vec<i32> = msgs.iter().map(|r| r.blob_id).collect();
+        message::Entity::delete_many()
+            .filter(message::Column::MailboxId.eq(m.id))
+            .exec(&txn)
+            .await?;
+        messages::release_blobs(&txn, &blob_ids).await?;
+        messages::add_usage(&txn, account_id, -freed).await?;
+        mailbox::Entity::delete_by_id(m.id).exec(&txn).await?;
+        txn.commit().await?;
+        self.publish(ChangeEvent {
+            account_id,
+            mailbox_id: None,
+            kind: ChangeKind::MailboxesChanged,
+        });
+        Ok(())
+    }
+
+    pub async fn set_subscribed(&self, account_id: i32, name: &str, on: bool) -> CoreResult<()> {
+        let name = normalize_name(name)?;
+        let res = mailbox::Entity::update_many()
+            .col_expr(mailbox::Column::Subscribed, Expr::value(on))
+            .filter(mailbox::Column::AccountId.eq(account_id))
+            .filter(mailbox::Column::Name.eq(name.clone()))
+            .exec(self.db())
+            .await?;
+        if res.rows_affected == 0 {
+            return Err(CoreError::NotFound(format!("mailbox {name}")));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(normalize_name("inbox").unwrap(), "INBOX");
+        assert_eq!(normalize_name("Inbox/Lists").unwrap(), "INBOX/Lists");
+        assert_eq!(normalize_name("Work/2026").unwrap(), "Work/2026");
+        for bad in ["", "/x", "x/", "a//b", "a*", "a%b", "a\nb"] {
+            assert!(normalize_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

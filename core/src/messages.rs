@@ -1,0 +1,665 @@
+//! Messages in a mailbox: listing, raw bytes, flags, copy, move, expunge and
+//! append.
+//!
+//! Each message row points at a content-addressed blob; the blob's refcount
+//! counts message rows plus queue rows that use it, and a blob goes when its
+//! count reaches zero. Every change bumps the mailbox's HIGHESTMODSEQ and
+//! stamps the changed rows with it (RFC 7162 §3.1).
+
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, TransactionTrait,
+};
+use sha2::{Digest, Sha256};
+
+use crate::Core;
+use crate::entities::{account, blob, mailbox, message};
+use crate::error::{CoreError, CoreResult};
+use crate::events::{ChangeEvent, ChangeKind};
+use crate::meta::MessageMeta;
+
+/// IMAP system flags (RFC 9051 §2.3.2) as a bit set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Flags(i32);
+
+impl Flags {
+    pub const SEEN: Flags = Flags(1);
+    pub const ANSWERED: Flags = Flags(2);
+    pub const FLAGGED: Flags = Flags(4);
+    pub const DELETED: Flags = Flags(8);
+    pub const DRAFT: Flags = Flags(16);
+    const ALL: [(Flags, &'static str); 5] = [
+        (Flags::SEEN, "\\Seen"),
+        (Flags::ANSWERED, "\\Answered"),
+        (Flags::FLAGGED, "\\Flagged"),
+        (Flags::DELETED, "\\Deleted"),
+        (Flags::DRAFT, "\\Draft"),
+    ];
+
+    pub const fn empty() -> Flags {
+        Flags(0)
+    }
+
+    pub const fn bits(self) -> i32 {
+        self.0
+    }
+
+    pub const fn from_bits(b: i32) -> Flags {
+        Flags(b & 31)
+    }
+
+    pub fn contains(self, other: Flags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    pub fn union(self, other: Flags) -> Flags {
+        Flags(self.0 | other.0)
+    }
+
+    pub fn without(self, other: Flags) -> Flags {
+        Flags(self.0 & !other.0)
+    }
+
+    /// The system flag for an IMAP name such as `\Seen` (case-insensitive).
+    pub fn from_name(name: &str) -> Option<Flags> {
+        Flags::ALL
+            .iter()
+            .find(|(_, n)| n.eq_ignore_ascii_case(name))
+            .map(|(f, _)| *f)
+    }
+
+    pub fn names(self) -> Vec<&'static str> {
+        Flags::ALL
+            .iter()
+            .filter(|(f, _)| self.contains(*f))
+            .map(|(_, n)| *n)
+            .collect()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlagOp {
+    Add,
+    Remove,
+    Replace,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortOrder {
+    /// Newest first: the webmail list.
+    DateDesc,
+    DateAsc,
+    /// IMAP sequence order.
+    UidAsc,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageSummary {
+    pub id: i32,
+    pub mailbox_id: i32,
+    pub uid: i64,
+    pub flags: Flags,
+    pub keywords: Vec<String>,
+    pub modseq: i64,
+    pub internal_date: i64,
+    pub size: i64,
+    pub from: String,
+    pub to: String,
+    pub subject: String,
+    pub sent_date: Option<i64>,
+    pub message_id: String,
+    pub thread_id: i64,
+    pub snippet: String,
+    pub has_attachments: bool,
+}
+
+impl From<message::Model> for MessageSummary {
+    fn from(m: message::Model) -> Self {
+        MessageSummary {
+            id: m.id,
+            mailbox_id: m.mailbox_id,
+            uid: m.uid,
+            flags: Flags::from_bits(m.flags),
+            keywords: m.keywords.split_whitespace().map(str::to_owned).collect(),
+            modseq: m.modseq,
+            internal_date: m.internal_date,
+            size: m.size,
+            from: m.from_addr,
+            to: m.to_addr,
+            subject: m.subject,
+            sent_date: m.sent_date,
+            message_id: m.message_id_header,
+            thread_id: m.thread_id,
+            snippet: m.snippet,
+            has_attachments: m.has_attachments,
+        }
+    }
+}
+
+pub(crate) fn sha256_hex(raw: &[u8]) -> String {
+    hex::encode(Sha256::digest(raw))
+}
+
+/// Stores the bytes once (or finds them) and adds `refs` references.
+pub(crate) async fn put_blob<C: ConnectionTrait>(db: &C, raw: &[u8], refs: i64) -> CoreResult<i32> {
+    let sha = sha256_hex(raw);
+    blob::Entity::insert(blob::ActiveModel {
+        sha256: Set(sha.clone()),
+        size: Set(raw.len() as i64),
+        bytes: Set(raw.to_vec()),
+        refcount: Set(refs),
+        ..Default::default()
+    })
+    .on_conflict(
+        OnConflict::column(blob::Column::Sha256)
+            .value(
+                blob::Column::Refcount,
+                Expr::col((blob::Entity, blob::Column::Refcount)).add(refs),
+            )
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
+    let row = blob::Entity::find()
+        .select_only()
+        .column(blob::Column::Id)
+        .filter(blob::Column::Sha256.eq(sha))
+        .into_tuple::<i32>()
+        .one(db)
+        .await?
+        .ok_or_else(|| CoreError::Unavailable("blob vanished after insert".into()))?;
+    Ok(row)
+}
+
+/// Drops one reference per entry in `blob_ids` (duplicates count) and
+/// deletes blobs nobody references any more.
+pub(crate) async fn release_blobs<C: ConnectionTrait>(db: &C, blob_ids: &[i32]) -> CoreResult<()> {
+    let mut counts: std::collections::BTreeMap<i32, i64> = Default::default();
+    for id in blob_ids {
+        *counts.entry(*id).or_default() += 1;
+    }
+    for (id, n) in &counts {
+        blob::Entity::update_many()
+            .col_expr(
+                blob::Column::Refcount,
+                Expr::col(blob::Column::Refcount).sub(*n),
+            )
+            .filter(blob::Column::Id.eq(*id))
+            .exec(db)
+            .await?;
+    }
+    if !counts.is_empty() {
+        blob::Entity::delete_many()
+            .filter(blob::Column::Id.is_in(counts.keys().copied()))
+            .filter(blob::Column::Refcount.lte(0))
+            .exec(db)
+            .await?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn add_usage<C: ConnectionTrait>(
+    db: &C,
+    account_id: i32,
+    delta: i64,
+) -> CoreResult<()> {
+    if delta != 0 {
+        account::Entity::update_many()
+            .col_expr(
+                account::Column::UsedBytes,
+                Expr::col(account::Column::UsedBytes).add(delta),
+            )
+            .filter(account::Column::Id.eq(account_id))
+            .exec(db)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Takes `count` UIDs and one new modseq from a mailbox in a single atomic
+/// UPDATE, which is what keeps UIDs strictly increasing when two deliveries
+/// race on PostgreSQL (the row lock orders them). Returns (first uid, modseq).
+pub(crate) async fn allocate_uids<C: ConnectionTrait>(
+    db: &C,
+    mailbox_id: i32,
+    count: i64,
+) -> CoreResult<(i64, i64)> {
+    let rows = mailbox::Entity::update_many()
+        .col_expr(
+            mailbox::Column::Uidnext,
+            Expr::col(mailbox::Column::Uidnext).add(count),
+        )
+        .col_expr(
+            mailbox::Column::HighestModseq,
+            Expr::col(mailbox::Column::HighestModseq).add(1),
+        )
+        .filter(mailbox::Column::Id.eq(mailbox_id))
+        .exec_with_returning(db)
+        .await?;
+    let m = rows
+        .into_iter()
+        .next()
+        .ok_or_else(|| CoreError::NotFound(format!("mailbox {mailbox_id}")))?;
+    Ok((m.uidnext - count, m.highest_modseq))
+}
+
+/// Bumps HIGHESTMODSEQ for a change that allocates no UID.
+async fn bump_modseq<C: ConnectionTrait>(db: &C, mailbox_id: i32) -> CoreResult<i64> {
+    allocate_uids(db, mailbox_id, 0).await.map(|(_, m)| m)
+}
+
+/// Checks the quota of an account for `extra` more bytes.
+pub(crate) async fn check_quota<C: ConnectionTrait>(
+    db: &C,
+    account_id: i32,
+    extra: i64,
+) -> CoreResult<()> {
+    let a = account::Entity::find_by_id(account_id)
+        .one(db)
+        .await?
+        .ok_or_else(|| CoreError::NotFound(format!("account {account_id}")))?;
+    if a.quota_bytes > 0 && a.used_bytes + extra > a.quota_bytes {
+        return Err(CoreError::OverQuota);
+    }
+    Ok(())
+}
+
+pub(crate) struct NewMessage<'a> {
+    pub mailbox_id: i32,
+    pub uid: i64,
+    pub modseq: i64,
+    pub blob_id: i32,
+    pub flags: Flags,
+    pub keywords: &'a [String],
+    pub internal_date: i64,
+    pub size: i64,
+    pub meta: &'a MessageMeta,
+    pub thread_id: i64,
+}
+
+pub(crate) async fn insert_message<C: ConnectionTrait>(
+    db: &C,
+    n: NewMessage<'_>,
+) -> CoreResult<i32> {
+    let m = message::ActiveModel {
+        mailbox_id: Set(n.mailbox_id),
+        uid: Set(n.uid),
+        blob_id: Set(n.blob_id),
+        flags: Set(n.flags.bits()),
+        keywords: Set(n.keywords.join(" ")),
+        modseq: Set(n.modseq),
+        internal_date: Set(n.internal_date),
+        size: Set(n.size),
+        from_addr: Set(n.meta.from.clone()),
+        to_addr: Set(n.meta.to.clone()),
+        subject: Set(n.meta.subject.clone()),
+        sent_date: Set(n.meta.sent_date),
+        message_id_header: Set(n.meta.message_id.clone()),
+        in_reply_to: Set(n.meta.in_reply_to.clone()),
+        thread_id: Set(n.thread_id),
+        snippet: Set(n.meta.snippet.clone()),
+        has_attachments: Set(n.meta.has_attachments),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    if n.thread_id == 0 {
+        // A message that starts a conversation is its own thread root.
+        message::Entity::update_many()
+            .col_expr(message::Column::ThreadId, Expr::value(m.id as i64))
+            .filter(message::Column::Id.eq(m.id))
+            .exec(db)
+            .await?;
+    }
+    Ok(m.id)
+}
+
+/// The thread a message joins: that of any message of the same account it
+/// refers to by In-Reply-To or References, else 0 (a new thread).
+pub(crate) async fn find_thread<C: ConnectionTrait>(
+    db: &C,
+    account_id: i32,
+    meta: &MessageMeta,
+) -> CoreResult<i64> {
+    let mut ids: Vec<String> = meta.references.clone();
+    if !meta.in_reply_to.is_empty() {
+        ids.push(meta.in_reply_to.clone());
+    }
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let boxes: Vec<i32> = mailbox::Entity::find()
+        .select_only()
+        .column(mailbox::Column::Id)
+        .filter(mailbox::Column::AccountId.eq(account_id))
+        .into_tuple::<i32>()
+        .all(db)
+        .await?;
+    Ok(message::Entity::find()
+        .select_only()
+        .column(message::Column::ThreadId)
+        .filter(message::Column::MailboxId.is_in(boxes))
+        .filter(message::Column::MessageIdHeader.is_in(ids))
+        .into_tuple::<i64>()
+        .one(db)
+        .await?
+        .unwrap_or(0))
+}
+
+impl Core {
+    /// A page of a mailbox's messages and the mailbox's total count.
+    pub async fn list_messages(
+        &self,
+        account_id: i32,
+        mailbox_id: i32,
+        offset: u64,
+        limit: u64,
+        order: SortOrder,
+    ) -> CoreResult<(Vec<MessageSummary>, u64)> {
+        self.mailbox_row(account_id, mailbox_id).await?;
+        let q = message::Entity::find().filter(message::Column::MailboxId.eq(mailbox_id));
+        let total = q.clone().count(self.db()).await?;
+        let q = match order {
+            SortOrder::DateDesc => q
+                .order_by_desc(message::Column::InternalDate)
+                .order_by_desc(message::Column::Uid),
+            SortOrder::DateAsc => q
+                .order_by_asc(message::Column::InternalDate)
+                .order_by_asc(message::Column::Uid),
+            SortOrder::UidAsc => q.order_by_asc(message::Column::Uid),
+        };
+        let rows = q.offset(offset).limit(limit).all(self.db()).await?;
+        Ok((rows.into_iter().map(Into::into).collect(), total))
+    }
+
+    pub async fn message(
+        &self,
+        account_id: i32,
+        mailbox_id: i32,
+        uid: i64,
+    ) -> CoreResult<MessageSummary> {
+        self.mailbox_row(account_id, mailbox_id).await?;
+        message::Entity::find()
+            .filter(message::Column::MailboxId.eq(mailbox_id))
+            .filter(message::Column::Uid.eq(uid))
+            .one(self.db())
+            .await?
+            .map(Into::into)
+            .ok_or_else(|| CoreError::NotFound(format!("message uid {uid}")))
+    }
+
+    /// The message exactly as received (RFC 5322 bytes).
+    pub async fn message_raw(
+        &self,
+        account_id: i32,
+        mailbox_id: i32,
+        uid: i64,
+    ) -> CoreResult<Vec<u8>> {
+        self.mailbox_row(account_id, mailbox_id).await?;
+        let row = message::Entity::find()
+            .filter(message::Column::MailboxId.eq(mailbox_id))
+            .filter(message::Column::Uid.eq(uid))
+            .one(self.db())
+            .await?
+            .ok_or_else(|| CoreError::NotFound(format!("message uid {uid}")))?;
+        let b = blob::Entity::find_by_id(row.blob_id)
+            .one(self.db())
+            .await?
+            .ok_or_else(|| CoreError::Unavailable(format!("blob {} missing", row.blob_id)))?;
+        Ok(b.bytes)
+    }
+
+    /// Adds, removes or replaces system flags on the given UIDs and returns
+    /// the new state of each changed message.
+    pub async fn set_flags(
+        &self,
+        account_id: i32,
+        mailbox_id: i32,
+        uids: &[i64],
+        op: FlagOp,
+        flags: Flags,
+    ) -> CoreResult<Vec<(i64, Flags, i64)>> {
+        self.mailbox_row(account_id, mailbox_id).await?;
+        let txn = self.db().begin().await?;
+        let rows = message::Entity::find()
+            .filter(message::Column::MailboxId.eq(mailbox_id))
+            .filter(message::Column::Uid.is_in(uids.iter().copied()))
+            .all(&txn)
+            .await?;
+        let changes: Vec<(message::Model, Flags)> = rows
+            .into_iter()
+            .filter_map(|r| {
+                let old = Flags::from_bits(r.flags);
+                let new = match op {
+                    FlagOp::Add => old.union(flags),
+                    FlagOp::Remove => old.without(flags),
+                    FlagOp::Replace => flags,
+                };
+                (new != old).then_some((r, new))
+            })
+            .collect();
+        let mut out = Vec::new();
+        if !changes.is_empty() {
+            let modseq = bump_modseq(&txn, mailbox_id).await?;
+            for (r, new) in changes {
+                let uid = r.uid;
+                let mut am: message::ActiveModel = r.into();
+                am.flags = Set(new.bits());
+                am.modseq = Set(modseq);
+                am.update(&txn).await?;
+                out.push((uid, new, modseq));
+            }
+        }
+        txn.commit().await?;
+        if !out.is_empty() {
+            self.publish(ChangeEvent {
+                account_id,
+                mailbox_id: Some(mailbox_id),
+                kind: ChangeKind::FlagsChanged {
+                    uids: out.iter().map(|c| c.0).collect(),
+                },
+            });
+        }
+        Ok(out)
+    }
+
+    /// Copies messages to another mailbox of the same account. Returns
+    /// (source uid, new uid) pairs in UID order, as COPYUID wants them
+    /// (RFC 4315 §3).
+    pub async fn copy_messages(
+        &self,
+        account_id: i32,
+        from: i32,
+        uids: &[i64],
+        to: i32,
+    ) -> CoreResult<Vec<(i64, i64)>> {
+        let pairs = self.copy_inner(account_id, from, uids, to, false).await?;
+        Ok(pairs)
+    }
+
+    /// Moves messages (RFC 6851): copy, then remove from the source whatever
+    /// its flags.
+    pub async fn move_messages(
+        &self,
+        account_id: i32,
+        from: i32,
+        uids: &[i64],
+        to: i32,
+    ) -> CoreResult<Vec<(i64, i64)>> {
+        self.copy_inner(account_id, from, uids, to, true).await
+    }
+
+    async fn copy_inner(
+        &self,
+        account_id: i32,
+        from: i32,
+        uids: &[i64],
+        to: i32,
+        remove_source: bool,
+    ) -> CoreResult<Vec<(i64, i64)>> {
+        self.mailbox_row(account_id, from).await?;
+        self.mailbox_row(account_id, to).await?;
+        if from == to && remove_source {
+            return Err(CoreError::invalid(
+                "source and destination are the same mailbox",
+            ));
+        }
+        let txn = self.db().begin().await?;
+        let rows = message::Entity::find()
+            .filter(message::Column::MailboxId.eq(from))
+            .filter(message::Column::Uid.is_in(uids.iter().copied()))
+            .order_by_asc(message::Column::Uid)
+            .all(&txn)
+            .await?;
+        if rows.is_empty() {
+            txn.rollback().await?;
+            return Ok(Vec::new());
+        }
+        let added: i64 = rows.iter().map(|r| r.size).sum();
+        if !remove_source {
+            check_quota(&txn, account_id, added).await?;
+        }
+        let (first, modseq) = allocate_uids(&txn, to, rows.len() as i64).await?;
+        let mut pairs = Vec::with_capacity(rows.len());
+        for (i, r) in rows.iter().enumerate() {
+            let new_uid = first + i as i64;
+            let mut am: message::ActiveModel = r.clone().into();
+            am.id = sea_orm::ActiveValue::NotSet;
+            am.mailbox_id = Set(to);
+            am.uid = Set(new_uid);
+            am.modseq = Set(modseq);
+            am.insert(&txn).await?;
+            pairs.push((r.uid, new_uid));
+        }
+        if remove_source {
+            message::Entity::delete_many()
+                .filter(message::Column::Id.is_in(rows.iter().map(|r| r.id)))
+                .exec(&txn)
+                .await?;
+            bump_modseq(&txn, from).await?;
+        } else {
+            let ids: Vec<i32> = rows.iter().map(|r| r.blob_id).collect();
+            for (id, n) in ids.iter().fold(
+                std::collections::BTreeMap::<i32, i64>::new(),
+                |mut m, id| {
+                    *m.entry(*id).or_default() += 1;
+                    m
+                },
+            ) {
+                blob::Entity::update_many()
+                    .col_expr(
+                        blob::Column::Refcount,
+                        Expr::col(blob::Column::Refcount).add(n),
+                    )
+                    .filter(blob::Column::Id.eq(id))
+                    .exec(&txn)
+                    .await?;
+            }
+            add_usage(&txn, account_id, added).await?;
+        }
+        txn.commit().await?;
+        self.publish(ChangeEvent {
+            account_id,
+            mailbox_id: Some(to),
+            kind: ChangeKind::NewMessages {
+                uids: pairs.iter().map(|p| p.1).collect(),
+            },
+        });
+        if remove_source {
+            self.publish(ChangeEvent {
+                account_id,
+                mailbox_id: Some(from),
+                kind: ChangeKind::Expunged {
+                    uids: pairs.iter().map(|p| p.0).collect(),
+                },
+            });
+        }
+        Ok(pairs)
+    }
+
+    /// Removes messages flagged `\Deleted`; with `only` set, just those UIDs
+    /// among them (UID EXPUNGE, RFC 4315 §2.1). Returns the removed UIDs.
+    pub async fn expunge(
+        &self,
+        account_id: i32,
+        mailbox_id: i32,
+        only: Option<&[i64]>,
+    ) -> CoreResult<Vec<i64>> {
+        self.mailbox_row(account_id, mailbox_id).await?;
+        let txn = self.db().begin().await?;
+        let mut q = message::Entity::find()
+            .filter(message::Column::MailboxId.eq(mailbox_id))
+            .filter(Expr::cust(format!(
+                "(flags & {}) <> 0",
+                Flags::DELETED.bits()
+            )));
+        if let Some(uids) = only {
+            q = q.filter(message::Column::Uid.is_in(uids.iter().copied()));
+        }
+        let rows = q.order_by_asc(message::Column::Uid).all(&txn).await?;
+        if rows.is_empty() {
+            txn.rollback().await?;
+            return Ok(Vec::new());
+        }
+        message::Entity::delete_many()
+            .filter(message::Column::Id.is_in(rows.iter().map(|r| r.id)))
+            .exec(&txn)
+            .await?;
+        let blob_ids: Vec<i32> = rows.iter().map(|r| r.blob_id).collect();
+        release_blobs(&txn, &blob_ids).await?;
+        add_usage(&txn, account_id, -rows.iter().map(|r| r.size).sum::<i64>()).await?;
+        bump_modseq(&txn, mailbox_id).await?;
+        txn.commit().await?;
+        let uids: Vec<i64> = rows.iter().map(|r| r.uid).collect();
+        self.publish(ChangeEvent {
+            account_id,
+            mailbox_id: Some(mailbox_id),
+            kind: ChangeKind::Expunged { uids: uids.clone() },
+        });
+        Ok(uids)
+    }
+
+    /// Adds a message to a mailbox (IMAP APPEND, a Sent copy, a draft).
+    pub async fn append(
+        &self,
+        account_id: i32,
+        mailbox_id: i32,
+        raw: &[u8],
+        flags: Flags,
+        internal_date: Option<i64>,
+    ) -> CoreResult<i64> {
+        self.mailbox_row(account_id, mailbox_id).await?;
+        let meta = MessageMeta::extract(raw);
+        let size = raw.len() as i64;
+        let txn = self.db().begin().await?;
+        let blob_id = put_blob(&txn, raw, 1).await?;
+        check_quota(&txn, account_id, size).await?;
+        let (uid, modseq) = allocate_uids(&txn, mailbox_id, 1).await?;
+        let thread_id = find_thread(&txn, account_id, &meta).await?;
+        insert_message(
+            &txn,
+            NewMessage {
+                mailbox_id,
+                uid,
+                modseq,
+                blob_id,
+                flags,
+                keywords: &[],
+                internal_date: internal_date.unwrap_or_else(|| self.now()),
+                size,
+                meta: &meta,
+                thread_id,
+            },
+        )
+        .await?;
+        add_usage(&txn, account_id, size).await?;
+        txn.commit().await?;
+        self.publish(ChangeEvent {
+            account_id,
+            mailbox_id: Some(mailbox_id),
+            kind: ChangeKind::NewMessages { uids: vec![uid] },
+        });
+        Ok(uid)
+    }
+}

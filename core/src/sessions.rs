@@ -1,0 +1,93 @@
+//! Web sessions, stored in the database so any node can serve any request.
+//!
+//! The cookie carries a random 256-bit token; the table keeps only its
+//! SHA-256, so a leaked backup does not hand out live sessions. Each session
+//! also has its own CSRF token for the web layer to check.
+
+use rand::RngCore;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+
+use crate::Core;
+use crate::directory::{AccountRef, Role};
+use crate::entities::{account, web_session};
+use crate::error::CoreResult;
+use crate::messages::sha256_hex;
+
+pub const SESSION_TTL_SECS: i64 = 7 * 24 * 3600;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebSession {
+    pub account: AccountRef,
+    pub csrf_token: String,
+}
+
+fn random_token() -> String {
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+impl Core {
+    /// Starts a session; returns the cookie token. A fresh token at every
+    /// login is what defeats session fixation.
+    pub async fn create_session(&self, account_id: i32, client_ip: &str) -> CoreResult<String> {
+        let token = random_token();
+        let now = self.now();
+        web_session::ActiveModel {
+            id: Set(sha256_hex(token.as_bytes())),
+            account_id: Set(account_id),
+            csrf_token: Set(random_token()),
+            client_ip: Set(client_ip.chars().take(64).collect()),
+            created_at: Set(now),
+            expires_at: Set(now + SESSION_TTL_SECS),
+        }
+        .insert(self.db())
+        .await?;
+        Ok(token)
+    }
+
+    /// The live session for a cookie token, if any. Disabled accounts have
+    /// none.
+    pub async fn session(&self, token: &str) -> CoreResult<Option<WebSession>> {
+        if token.len() != 64 {
+            return Ok(None);
+        }
+        let Some(s) = web_session::Entity::find_by_id(sha256_hex(token.as_bytes()))
+            .one(self.db())
+            .await?
+        else {
+            return Ok(None);
+        };
+        if s.expires_at <= self.now() {
+            web_session::Entity::delete_by_id(s.id)
+                .exec(self.db())
+                .await?;
+            return Ok(None);
+        }
+        let Some(a) = account::Entity::find_by_id(s.account_id)
+            .one(self.db())
+            .await?
+        else {
+            return Ok(None);
+        };
+        if a.disabled {
+            return Ok(None);
+        }
+        Ok(Some(WebSession {
+            account: AccountRef {
+                id: a.id,
+                address: a.address,
+                role: Role::parse(&a.role).unwrap_or(Role::User),
+            },
+            csrf_token: s.csrf_token,
+        }))
+    }
+
+    pub async fn end_session(&self, token: &str) -> CoreResult<()> {
+        web_session::Entity::delete_many()
+            .filter(web_session::Column::Id.eq(sha256_hex(token.as_bytes())))
+            .exec(self.db())
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,626 @@
+//! Storage tests for the mail core, run on SQLite and on PostgreSQL.
+
+mod common;
+
+use std::net::IpAddr;
+
+use common::for_each_backend;
+use mailcore::delivery::Envelope;
+use mailcore::messages::FlagOp;
+use mailcore::{Address, AuthError, Core, CoreError, Flags, Rejection, Role, Route, SortOrder};
+
+const PW: &str = "correct horse battery";
+
+fn msg(subject: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: Sender <sender@remote.example>\r\nTo: someone@example.test\r\n\
+Subject: {subject}\r\nMessage-ID: <{subject}@remote.example>\r\n\r\n{body}\r\n"
+    )
+    .replace(' ', " ")
+    .into_bytes()
+}
+
+async fn setup(core: &Core, users: &[&str]) -> Vec<i32> {
+    core.add_domain("example.test").await.unwrap();
+    let mut ids = Vec::new();
+    for u in users {
+        let a = core
+            .add_account(&format!("{u}@example.test"), PW, Role::User)
+            .await
+            .unwrap();
+        ids.push(a.id);
+    }
+    ids
+}
+
+async fn inbox(core: &Core, account: i32) -> mailcore::Mailbox {
+    core.mailbox(account, "INBOX").await.unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn one_message_to_three_recipients_stores_one_blob() {
+    for_each_backend("one_blob_three_rows", |core| async move {
+        let ids = setup(&core, &["a", "b", "c"]).await;
+        let raw = msg("hello", "one body, three readers");
+        let env = Envelope {
+            mail_from: "sender@remote.example".into(),
+            local: ids.clone(),
+            remote: vec![],
+        };
+        let receipt = core.deliver(&env, &raw).await.unwrap();
+        assert_eq!(receipt.delivered.len(), 3);
+        assert_eq!(core.storage_counts().await.unwrap(), (1, 3));
+        for id in &ids {
+            let ib = inbox(&core, *id).await;
+            assert_eq!(ib.total, 1);
+            assert_eq!(ib.unseen, 1);
+            assert_eq!(core.message_raw(*id, ib.id, 1).await.unwrap(), raw);
+            let acct = core.account_by_id(*id).await.unwrap().unwrap();
+            assert_eq!(acct.used_bytes, raw.len() as i64, "quota accounting");
+        }
+        // The same bytes again reuse the blob.
+        core.deliver(&env, &raw).await.unwrap();
+        assert_eq!(core.storage_counts().await.unwrap(), (1, 6));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn uids_strictly_increase_under_concurrency() {
+    for_each_backend("uids_increase", |core| async move {
+        let ids = setup(&core, &["a"]).await;
+        let mut tasks = Vec::new();
+        for n in 0..12 {
+            let core = core.clone();
+            let id = ids[0];
+            tasks.push(tokio::spawn(async move {
+                let env = Envelope {
+                    mail_from: String::new(),
+                    local: vec![id],
+                    remote: vec![],
+                };
+                core.deliver(&env, &msg(&format!("m{n}"), "x"))
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut uids: Vec<i64> = Vec::new();
+        for t in tasks {
+            uids.push(t.await.unwrap().delivered[0].uid);
+        }
+        uids.sort_unstable();
+        assert_eq!(uids, (1..=12).collect::<Vec<i64>>());
+        let ib = inbox(&core, ids[0]).await;
+        assert_eq!(ib.uidnext, 13);
+        // Expunge then deliver: UIDs are never reused.
+        core.set_flags(ids[0], ib.id, &[12], FlagOp::Add, Flags::DELETED)
+            .await
+            .unwrap();
+        assert_eq!(core.expunge(ids[0], ib.id, None).await.unwrap(), vec![12]);
+        let env = Envelope {
+            mail_from: String::new(),
+            local: vec![ids[0]],
+            remote: vec![],
+        };
+        let r = core.deliver(&env, &msg("after", "x")).await.unwrap();
+        assert_eq!(r.delivered[0].uid, 13);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn catchall_and_rejection() {
+    for_each_backend("catchall", |core| async move {
+        let ids = setup(&core, &["alice", "catch"]).await;
+        core.add_domain("other.test").await.unwrap();
+        core.add_account("bob@other.test", PW, Role::User)
+            .await
+            .unwrap();
+
+        // No catchall: unknown local part is rejected.
+        assert_eq!(
+            core.route("nobody@example.test").await.unwrap(),
+            Route::Rejected(Rejection::NoSuchUser)
+        );
+        core.set_catchall("example.test", Some("catch"))
+            .await
+            .unwrap();
+        match core.route("Nobody@Example.test").await.unwrap() {
+            Route::Catchall { address, account } => {
+                assert_eq!(address, "nobody@example.test");
+                assert_eq!(account.id, ids[1]);
+            }
+            other => panic!("expected catchall, got {other:?}"),
+        }
+        // Known addresses still win over the catchall.
+        assert!(matches!(
+            core.route("alice@example.test").await.unwrap(),
+            Route::Account(a) if a.id == ids[0]
+        ));
+        // Subaddress goes to the base account, not the catchall.
+        assert!(matches!(
+            core.route("alice+lists@example.test").await.unwrap(),
+            Route::Account(a) if a.id == ids[0]
+        ));
+        // The other domain has no catchall.
+        assert_eq!(
+            core.route("nobody@other.test").await.unwrap(),
+            Route::Rejected(Rejection::NoSuchUser)
+        );
+        // Catchall never covers remote domains or relay tricks.
+        assert_eq!(
+            core.route("x@remote.example").await.unwrap(),
+            Route::Remote(Address::parse("x@remote.example").unwrap())
+        );
+        for trick in [
+            "u%remote.example@example.test",
+            "remote.example!u@example.test",
+            "\"u@remote.example\"@example.test",
+            "<@example.test:u@remote.example>",
+        ] {
+            assert_eq!(
+                core.route(trick).await.unwrap(),
+                Route::Rejected(Rejection::RelaySyntax),
+                "{trick}"
+            );
+        }
+        // Clearing it restores rejection; an unknown catchall target is refused.
+        assert!(matches!(
+            core.set_catchall("example.test", Some("ghost")).await,
+            Err(CoreError::NotFound(_))
+        ));
+        core.set_catchall("example.test", None).await.unwrap();
+        assert_eq!(
+            core.route("nobody@example.test").await.unwrap(),
+            Route::Rejected(Rejection::NoSuchUser)
+        );
+        // Removing the catchall account clears the catchall.
+        core.set_catchall("example.test", Some("catch"))
+            .await
+            .unwrap();
+        core.remove_account("catch@example.test").await.unwrap();
+        assert_eq!(
+            core.domain("example.test").await.unwrap().unwrap().catchall,
+            None
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn alias_fans_out() {
+    for_each_backend("alias_fan_out", |core| async move {
+        let ids = setup(&core, &["a", "b"]).await;
+        core.add_alias(
+            "team@example.test",
+            &[
+                "a@example.test".into(),
+                "b@example.test".into(),
+                "ext@remote.example".into(),
+            ],
+        )
+        .await
+        .unwrap();
+        // Alias of alias, with a loop back to itself.
+        core.add_alias(
+            "all@example.test",
+            &["team@example.test".into(), "all2@example.test".into()],
+        )
+        .await
+        .unwrap();
+        core.add_alias("all2@example.test", &["all@example.test".into()])
+            .await
+            .unwrap();
+        let route = core.route("all@example.test").await.unwrap();
+        let Route::Alias {
+            accounts, forwards, ..
+        } = &route
+        else {
+            panic!("expected alias, got {route:?}");
+        };
+        assert_eq!(accounts.iter().map(|a| a.id).collect::<Vec<_>>(), ids);
+        assert_eq!(
+            forwards,
+            &vec![Address::parse("ext@remote.example").unwrap()]
+        );
+
+        let env = Envelope {
+            mail_from: "s@remote.example".into(),
+            local: route.local_accounts().iter().map(|a| a.id).collect(),
+            remote: forwards.clone(),
+        };
+        let r = core.deliver(&env, &msg("team", "hi all")).await.unwrap();
+        assert_eq!(r.delivered.len(), 2);
+        assert_eq!(r.queued.len(), 1);
+        assert_eq!(core.queue_len().await.unwrap(), 1);
+        assert_eq!(core.storage_counts().await.unwrap(), (1, 2));
+
+        let aliases = core.list_aliases(Some("example.test")).await.unwrap();
+        assert_eq!(aliases.len(), 3);
+        assert_eq!(aliases[2].address, "team@example.test");
+        assert_eq!(aliases[2].targets.len(), 3);
+        core.remove_alias("team@example.test", Some("ext@remote.example"))
+            .await
+            .unwrap();
+        assert_eq!(
+            core.alias_targets("team@example.test").await.unwrap().len(),
+            2
+        );
+        // An alias cannot shadow an account, nor an account an alias.
+        assert!(matches!(
+            core.add_alias("a@example.test", &["b@example.test".into()])
+                .await,
+            Err(CoreError::Conflict(_))
+        ));
+        assert!(matches!(
+            core.add_account("team@example.test", PW, Role::User).await,
+            Err(CoreError::Conflict(_))
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn mailboxes_lifecycle() {
+    for_each_backend("mailboxes", |core| async move {
+        let ids = setup(&core, &["a"]).await;
+        let a = ids[0];
+        let names: Vec<String> = core
+            .list_mailboxes(a)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
+        assert_eq!(
+            names,
+            ["INBOX", "Sent", "Drafts", "Trash", "Junk", "Archive"]
+        );
+        let sent = core.mailbox(a, "Sent").await.unwrap().unwrap();
+        assert_eq!(sent.special_use.as_deref(), Some("\\Sent"));
+
+        let work = core.create_mailbox(a, "Work").await.unwrap();
+        core.create_mailbox(a, "Work/2026").await.unwrap();
+        assert!(matches!(
+            core.create_mailbox(a, "Work").await,
+            Err(CoreError::Conflict(_))
+        ));
+        assert!(matches!(
+            core.create_mailbox(a, "bad//name").await,
+            Err(CoreError::Invalid(_))
+        ));
+        core.rename_mailbox(a, "Work", "Jobs").await.unwrap();
+        assert!(core.mailbox(a, "Jobs/2026").await.unwrap().is_some());
+        assert!(core.mailbox(a, "Work").await.unwrap().is_none());
+        assert!(core.rename_mailbox(a, "INBOX", "x").await.is_err());
+        assert!(core.delete_mailbox(a, "inbox").await.is_err());
+
+        let uid = core
+            .append(
+                a,
+                work.id,
+                &msg("kept", "x"),
+                Flags::SEEN,
+                Some(1_700_000_000),
+            )
+            .await
+            .unwrap();
+        assert_eq!(uid, 1);
+        core.delete_mailbox(a, "Jobs").await.unwrap();
+        assert_eq!(
+            core.storage_counts().await.unwrap(),
+            (0, 0),
+            "blob released"
+        );
+        // Reusing the name gives a new UIDVALIDITY.
+        let again = core.create_mailbox(a, "Jobs").await.unwrap();
+        assert_ne!(again.uidvalidity, work.uidvalidity);
+        core.set_subscribed(a, "Jobs", false).await.unwrap();
+        assert!(!core.mailbox(a, "Jobs").await.unwrap().unwrap().subscribed);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn messages_list_flags_copy_move_expunge() {
+    for_each_backend("messages", |core| async move {
+        let ids = setup(&core, &["a", "b"]).await;
+        let a = ids[0];
+        let ib = inbox(&core, a).await;
+        for n in 0..5 {
+            core.append(
+                a,
+                ib.id,
+                &msg(&format!("m{n}"), "body"),
+                Flags::empty(),
+                Some(1_000 + n),
+            )
+            .await
+            .unwrap();
+        }
+        let (page, total) = core
+            .list_messages(a, ib.id, 0, 2, SortOrder::DateDesc)
+            .await
+            .unwrap();
+        assert_eq!(total, 5);
+        assert_eq!(
+            page.iter().map(|m| m.subject.as_str()).collect::<Vec<_>>(),
+            ["m4", "m3"]
+        );
+        let (page2, _) = core
+            .list_messages(a, ib.id, 2, 2, SortOrder::DateDesc)
+            .await
+            .unwrap();
+        assert_eq!(page2[0].subject, "m2");
+        assert_eq!(page[0].from, "Sender <sender@remote.example>");
+        assert_eq!(page[0].snippet, "body");
+
+        let changed = core
+            .set_flags(
+                a,
+                ib.id,
+                &[1, 2],
+                FlagOp::Add,
+                Flags::SEEN.union(Flags::FLAGGED),
+            )
+            .await
+            .unwrap();
+        assert_eq!(changed.len(), 2);
+        let modseq = changed[0].2;
+        assert!(modseq > ib.highest_modseq);
+        let m1 = core.message(a, ib.id, 1).await.unwrap();
+        assert_eq!(m1.flags.names(), ["\\Seen", "\\Flagged"]);
+        assert_eq!(m1.modseq, modseq);
+        // No-op change touches nothing.
+        assert!(
+            core.set_flags(a, ib.id, &[1], FlagOp::Add, Flags::SEEN)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(inbox(&core, a).await.unseen, 3);
+
+        let archive = core.mailbox(a, "Archive").await.unwrap().unwrap();
+        let pairs = core
+            .copy_messages(a, ib.id, &[2, 3], archive.id)
+            .await
+            .unwrap();
+        assert_eq!(pairs, vec![(2, 1), (3, 2)]);
+        let moved = core
+            .move_messages(a, ib.id, &[4], archive.id)
+            .await
+            .unwrap();
+        assert_eq!(moved, vec![(4, 3)]);
+        assert_eq!(inbox(&core, a).await.total, 4);
+        assert_eq!(core.mailbox(a, "Archive").await.unwrap().unwrap().total, 3);
+        assert_eq!(core.storage_counts().await.unwrap(), (5, 7));
+
+        // Another account cannot touch this mailbox.
+        assert!(matches!(
+            core.message_raw(ids[1], ib.id, 1).await,
+            Err(CoreError::NotFound(_))
+        ));
+        assert!(
+            core.copy_messages(ids[1], ib.id, &[1], archive.id)
+                .await
+                .is_err()
+        );
+
+        // Expunge removes only \Deleted; the blob stays while a copy remains.
+        core.set_flags(a, ib.id, &[2, 5], FlagOp::Add, Flags::DELETED)
+            .await
+            .unwrap();
+        assert_eq!(core.expunge(a, ib.id, Some(&[5])).await.unwrap(), vec![5]);
+        assert_eq!(core.expunge(a, ib.id, None).await.unwrap(), vec![2]);
+        assert_eq!(core.storage_counts().await.unwrap(), (4, 5));
+        let used = core.account_by_id(a).await.unwrap().unwrap().used_bytes;
+        let expect: i64 = [1, 3]
+            .iter()
+            .map(|n| msg(&format!("m{n}"), "body").len() as i64)
+            .sum::<i64>()
+            + [2, 3, 4]
+                .iter()
+                .map(|n| msg(&format!("m{n}"), "body").len() as i64)
+                .sum::<i64>();
+        assert_eq!(used, expect);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn threads_follow_references() {
+    for_each_backend("threads", |core| async move {
+        let ids = setup(&core, &["a"]).await;
+        let env = Envelope {
+            mail_from: String::new(),
+            local: vec![ids[0]],
+            remote: vec![],
+        };
+        core.deliver(
+            &env,
+            b"Message-ID: <root@x>\r\nSubject: start\r\n\r\nhi\r\n",
+        )
+        .await
+        .unwrap();
+        core.deliver(
+            &env,
+            b"Message-ID: <r1@x>\r\nIn-Reply-To: <root@x>\r\nSubject: Re: start\r\n\r\nyo\r\n",
+        )
+        .await
+        .unwrap();
+        core.deliver(
+            &env,
+            b"Message-ID: <other@x>\r\nSubject: other\r\n\r\nz\r\n",
+        )
+        .await
+        .unwrap();
+        let ib = inbox(&core, ids[0]).await;
+        let (all, _) = core
+            .list_messages(ids[0], ib.id, 0, 10, SortOrder::UidAsc)
+            .await
+            .unwrap();
+        assert_eq!(all[0].thread_id, all[1].thread_id);
+        assert_ne!(all[0].thread_id, all[2].thread_id);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn quota_refuses_and_stores_nothing() {
+    for_each_backend("quota", |core| async move {
+        let ids = setup(&core, &["a", "b"]).await;
+        core.set_quota("a@example.test", 100).await.unwrap();
+        let env = Envelope {
+            mail_from: String::new(),
+            local: ids.clone(),
+            remote: vec![],
+        };
+        let big = msg("big", &"x".repeat(200));
+        assert!(matches!(
+            core.deliver(&env, &big).await,
+            Err(CoreError::OverQuota)
+        ));
+        assert_eq!(
+            core.storage_counts().await.unwrap(),
+            (0, 0),
+            "rolled back whole"
+        );
+        assert_eq!(
+            core.account_by_id(ids[1])
+                .await
+                .unwrap()
+                .unwrap()
+                .used_bytes,
+            0
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn authentication_and_throttle() {
+    for_each_backend("auth", |core| async move {
+        setup(&core, &["a"]).await;
+        let ip: IpAddr = "192.0.2.10".parse().unwrap();
+        let who = core.authenticate("A@example.test", PW, ip).await.unwrap();
+        assert_eq!(who.address, "a@example.test");
+        assert!(matches!(
+            core.authenticate("a@example.test", "wrong password", ip)
+                .await,
+            Err(AuthError::InvalidCredentials)
+        ));
+        assert!(matches!(
+            core.authenticate("ghost@example.test", PW, ip).await,
+            Err(AuthError::InvalidCredentials)
+        ));
+        for _ in 0..4 {
+            let _ = core
+                .authenticate("a@example.test", "wrong password", ip)
+                .await;
+        }
+        // Locked now, even with the right password.
+        assert!(matches!(
+            core.authenticate("a@example.test", PW, ip).await,
+            Err(AuthError::Throttled { .. })
+        ));
+        // Another IP is unaffected.
+        let other: IpAddr = "192.0.2.11".parse().unwrap();
+        core.authenticate("a@example.test", PW, other)
+            .await
+            .unwrap();
+        // Disabled accounts cannot log in and get no mail.
+        core.set_disabled("a@example.test", true).await.unwrap();
+        assert!(matches!(
+            core.authenticate("a@example.test", PW, other).await,
+            Err(AuthError::InvalidCredentials)
+        ));
+        assert_eq!(
+            core.route("a@example.test").await.unwrap(),
+            Route::Rejected(Rejection::Disabled)
+        );
+        // Password change takes effect.
+        core.set_disabled("a@example.test", false).await.unwrap();
+        core.set_password("a@example.test", "a brand new secret")
+            .await
+            .unwrap();
+        let third: IpAddr = "192.0.2.12".parse().unwrap();
+        core.authenticate("a@example.test", "a brand new secret", third)
+            .await
+            .unwrap();
+        assert!(matches!(
+            core.set_password("a@example.test", "short").await,
+            Err(CoreError::Invalid(_))
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn directory_errors_and_sessions() {
+    for_each_backend("directory", |core| async move {
+        setup(&core, &["a"]).await;
+        assert!(matches!(
+            core.add_domain("example.test").await,
+            Err(CoreError::Conflict(_))
+        ));
+        assert!(matches!(
+            core.add_domain("not a domain").await,
+            Err(CoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            core.add_account("a@example.test", PW, Role::User).await,
+            Err(CoreError::Conflict(_))
+        ));
+        assert!(matches!(
+            core.add_account("x@unknown.test", PW, Role::User).await,
+            Err(CoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            core.add_account("bad address", PW, Role::User).await,
+            Err(CoreError::Invalid(_))
+        ));
+        core.set_role("a@example.test", Role::DomainAdmin)
+            .await
+            .unwrap();
+        let acct = core.account("a@example.test").await.unwrap().unwrap();
+        assert_eq!(acct.role, Role::DomainAdmin);
+        assert_eq!(
+            core.list_accounts(Some("example.test"))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+
+        let token = core.create_session(acct.id, "127.0.0.1").await.unwrap();
+        let s = core.session(&token).await.unwrap().unwrap();
+        assert_eq!(s.account.address, "a@example.test");
+        assert_eq!(s.csrf_token.len(), 64);
+        assert!(core.session(&"0".repeat(64)).await.unwrap().is_none());
+        core.end_session(&token).await.unwrap();
+        assert!(core.session(&token).await.unwrap().is_none());
+
+        // Removing a domain removes its accounts and their mail.
+        let env = Envelope {
+            mail_from: String::new(),
+            local: vec![acct.id],
+            remote: vec![],
+        };
+        core.deliver(&env, &msg("x", "y")).await.unwrap();
+        core.remove_domain("example.test").await.unwrap();
+        assert!(core.account("a@example.test").await.unwrap().is_none());
+        assert_eq!(core.storage_counts().await.unwrap(), (0, 0));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unreachable_database_is_a_temporary_failure() {
+    let err = Core::open(mailcore::CoreOptions::new(
+        "postgres://tern@127.0.0.1:9/none",
+    ))
+    .await
+    .err()
+    .expect("must fail");
+    assert!(err.is_temporary(), "{err:?}");
+}

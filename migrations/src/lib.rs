@@ -1,0 +1,16 @@
+//! Schema migrations for Tern, one file per change. They run at start on
+//! SQLite and PostgreSQL alike, so every statement goes through sea-query's
+//! portable builders rather than raw SQL.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261129_000001_initial;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261129_000001_initial::Migration)]
+    }
+}

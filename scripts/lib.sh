@@ -1,0 +1,75 @@
+# Shared set-up for scripts/run.sh and scripts/test.sh. Every step checks
+# first and installs only what is missing, so running it twice is cheap.
+# Versions are pinned where the toolchain (rustc 1.95) requires it.
+
+set -euo pipefail
+
+CARGO_LEPTOS_VERSION=0.3.10
+# Must equal the wasm-bindgen version locked in Cargo.lock.
+WASM_BINDGEN_VERSION=0.2.130
+
+say() { printf '\n==> %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+APT_UPDATED=0
+apt_install() {
+  local missing=()
+  for p in "$@"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  say "installing Debian packages: ${missing[*]}"
+  if [ "$APT_UPDATED" = 0 ]; then as_root apt-get update -qq; APT_UPDATED=1; fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+ensure_rust_tools() {
+  export PATH="$HOME/.cargo/bin:$PATH"
+  if ! rustup target list --installed | grep -q '^wasm32-unknown-unknown$'; then
+    say "adding the wasm32-unknown-unknown target"
+    rustup target add wasm32-unknown-unknown
+  fi
+  if ! cargo leptos --version 2>/dev/null | grep -q "$CARGO_LEPTOS_VERSION"; then
+    say "installing cargo-leptos $CARGO_LEPTOS_VERSION (about 15 minutes on 2 cores, once)"
+    cargo install cargo-leptos --version "$CARGO_LEPTOS_VERSION" --locked
+  fi
+  if ! wasm-bindgen --version 2>/dev/null | grep -q "$WASM_BINDGEN_VERSION"; then
+    say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION"
+    # Not --locked: its lockfile names a crate version this registry lacks.
+    cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
+  fi
+}
+
+# Starts a throwaway PostgreSQL cluster owned by this run and exports
+# TERN_TEST_PG_URL. initdb refuses to run as root, so as root the cluster
+# belongs to the postgres user.
+start_test_postgres() {
+  apt_install postgresql
+  local bindir
+  bindir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  PG_DIR=$(mktemp -d /tmp/tern-pg.XXXXXX)
+  local run=()
+  if [ "$(id -u)" = 0 ]; then
+    chown postgres "$PG_DIR"
+    run=(su postgres -s /bin/sh -c)
+  else
+    run=(sh -c)
+  fi
+  PG_PORT=${TERN_TEST_PG_PORT:-55432}
+  while (echo >"/dev/tcp/127.0.0.1/$PG_PORT") 2>/dev/null; do PG_PORT=$((PG_PORT + 1)); done
+  "${run[@]}" "$bindir/initdb -D $PG_DIR/data -A trust -U postgres >$PG_DIR/initdb.log 2>&1"
+  "${run[@]}" "$bindir/pg_ctl -D $PG_DIR/data -l $PG_DIR/server.log -w -o '-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c synchronous_commit=on' start >/dev/null"
+  PG_STOP=("${run[@]}" "$bindir/pg_ctl -D $PG_DIR/data -m fast stop")
+  export TERN_TEST_PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+  say "PostgreSQL test server up at 127.0.0.1:$PG_PORT ($("$bindir/postgres" --version))"
+}
+
+stop_test_postgres() {
+  if [ -n "${PG_DIR:-}" ]; then
+    "${PG_STOP[@]}" >/dev/null 2>&1 || true
+    rm -rf "$PG_DIR"
+  fi
+}
