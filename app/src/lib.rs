@@ -1,1 +1,60 @@
-pub fn placeholder() {}
+//! Tern's browser UI: Leptos components rendered on the server (feature
+//! `ssr`) and hydrated in the browser (feature `hydrate`).
+//!
+//! Every page works as plain HTML forms with JavaScript off: actions are
+//! `ActionForm`s over server functions, and each server function ends in a
+//! redirect, so a form post without JavaScript lands on a rendered page.
+//! Server-only code lives in `ssr` modules; the wasm build never links the
+//! mail core.
+
+pub mod auth;
+pub mod pages;
+
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::StaticSegment;
+use leptos_router::components::{Route, Router, Routes};
+
+use crate::pages::{HomePage, LoginPage, NotFound};
+
+/// The HTML document around the app, rendered once per request.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <meta name="color-scheme" content="light dark"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="tern" href="/pkg/tern.css"/>
+        <Title text="Tern"/>
+        <Router>
+            <Routes fallback=NotFound>
+                <Route path=StaticSegment("") view=HomePage/>
+                <Route path=StaticSegment("login") view=LoginPage/>
+            </Routes>
+        </Router>
+    }
+}
+
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(App);
+}

@@ -1,1 +1,34 @@
-fn main() {}
+//! `tern`: the whole mail host in one binary.
+//!
+//! `tern serve` starts the web server (webmail, admin, /healthz) and, as
+//! their issues land, the SMTP, IMAP and POP3 listeners. The other
+//! subcommands administer domains, users and aliases from the shell,
+//! talking to the same database through the mail core.
+
+mod cli;
+mod config;
+mod serve;
+mod tls;
+mod web;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TERN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match cli::run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Sign-in, sign-out and "who am I", as server functions.
+//!
+//! The session cookie is HttpOnly and SameSite=Lax; over HTTPS it also gets
+//! `Secure` and the `__Host-` prefix. Each login issues a new random token,
+//! so a planted cookie (session fixation) never becomes a live session.
+//! Cross-site posts are refused before they reach these functions (the
+//! server's origin check), which also covers login CSRF.
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Me {
+    pub address: String,
+    pub role: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderInfo {
+    pub name: String,
+    pub unseen: i64,
+    pub total: i64,
+}
+
+#[cfg(feature = "ssr")]
+pub mod ssr {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use actix_web::HttpRequest;
+    use actix_web::http::header::{HeaderValue, SET_COOKIE};
+    use leptos::prelude::*;
+    use mailcore::Core;
+    use mailcore::sessions::{SESSION_TTL_SECS, WebSession};
+
+    pub const COOKIE: &str = "tern_session";
+    pub const SECURE_COOKIE: &str = "__Host-tern_session";
+
+    pub fn core() -> Result<Core, ServerFnError> {
+        use_context::<Core>().ok_or_else(|| ServerFnError::new("mail core missing from context"))
+    }
+
+    pub async fn request() -> Result<HttpRequest, ServerFnError> {
+        leptos_actix::extract::<HttpRequest>()
+            .await
+            .map_err(|e| ServerFnError::new(e.to_string()))
+    }
+
+    pub fn client_ip(req: &HttpRequest) -> IpAddr {
+        req.peer_addr()
+            .map(|a| a.ip())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+    }
+
+    fn is_https(req: &HttpRequest) -> bool {
+        req.connection_info().scheme() == "https"
+    }
+
+    pub fn session_token(req: &HttpRequest) -> Option<String> {
+        req.cookie(SECURE_COOKIE)
+            .or_else(|| req.cookie(COOKIE))
+            .map(|c| c.value().to_owned())
+    }
+
+    pub fn set_session_cookie(req: &HttpRequest, token: &str, max_age: i64) {
+        let cookie = if is_https(req) {
+            format!(
+                "{SECURE_COOKIE}={token}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax; Secure"
+            )
+        } else {
+            format!("{COOKIE}={token}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax")
+        };
+        if let (Some(resp), Ok(v)) = (
+            use_context::<leptos_actix::ResponseOptions>(),
+            HeaderValue::from_str(&cookie),
+        ) {
+            resp.append_header(SET_COOKIE, v);
+        }
+    }
+
+    pub fn login_cookie(req: &HttpRequest, token: &str) {
+        set_session_cookie(req, token, SESSION_TTL_SECS);
+    }
+
+    /// The signed-in session of this request, if any.
+    pub async fn current_session() -> Result<Option<WebSession>, ServerFnError> {
+        let req = request().await?;
+        let Some(token) = session_token(&req) else {
+            return Ok(None);
+        };
+        core()?
+            .session(&token)
+            .await
+            .map_err(|e| ServerFnError::new(e.to_string()))
+    }
+}
+
+/// Signs in. Always answers with a redirect, so the same form works with and
+/// without JavaScript: to `/` on success, back to `/login?error=...` if not.
+#[server(prefix = "/api", endpoint = "login")]
+pub async fn login(address: String, password: String) -> Result<(), ServerFnError> {
+    use self::ssr::*;
+    use mailcore::AuthError;
+
+    let core = core()?;
+    let req = request().await?;
+    let ip = client_ip(&req);
+    match core.authenticate(&address, &password, ip).await {
+        Ok(account) => {
+            let token = core
+                .create_session(account.id, &ip.to_string())
+                .await
+                .map_err(|e| ServerFnError::new(e.to_string()))?;
+            login_cookie(&req, &token);
+            tracing::info!(account = %account.address, %ip, "web login");
+            leptos_actix::redirect("/");
+        }
+        Err(AuthError::Throttled { retry_after }) => {
+            leptos_actix::redirect(&format!("/login?error=throttled&retry={retry_after}"));
+        }
+        Err(AuthError::Core(e)) if e.is_temporary() => {
+            leptos_actix::redirect("/login?error=unavailable");
+        }
+        Err(_) => leptos_actix::redirect("/login?error=invalid"),
+    }
+    Ok(())
+}
+
+#[server(prefix = "/api", endpoint = "logout")]
+pub async fn logout() -> Result<(), ServerFnError> {
+    use self::ssr::*;
+    let req = request().await?;
+    if let Some(token) = session_token(&req) {
+        core()?
+            .end_session(&token)
+            .await
+            .map_err(|e| ServerFnError::new(e.to_string()))?;
+    }
+    set_session_cookie(&req, "", 0);
+    leptos_actix::redirect("/login");
+    Ok(())
+}
+
+#[server(prefix = "/api", endpoint = "whoami")]
+pub async fn whoami() -> Result<Option<Me>, ServerFnError> {
+    Ok(ssr::current_session().await?.map(|s| Me {
+        address: s.account.address,
+        role: s.account.role.as_str().to_owned(),
+    }))
+}
+
+/// The signed-in user's folders with unread counts.
+#[server(prefix = "/api", endpoint = "folders")]
+pub async fn folders() -> Result<Vec<FolderInfo>, ServerFnError> {
+    let Some(s) = ssr::current_session().await? else {
+        return Ok(Vec::new());
+    };
+    let boxes = ssr::core()?
+        .list_mailboxes(s.account.id)
+        .await
+        .map_err(|e| ServerFnError::new(e.to_string()))?;
+    Ok(boxes
+        .into_iter()
+        .map(|m| FolderInfo {
+            name: m.name,
+            unseen: m.unseen,
+            total: m.total,
+        })
+        .collect())
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs every test Tern has. On a fresh Debian machine with rustup and cargo
+# it first installs what the tests need (idempotent): the wasm32 target,
+# cargo-leptos, wasm-bindgen-cli, PostgreSQL (a throwaway cluster is started
+# for the run), Chromium and playwright-core.
+#
+#   ./scripts/test.sh
+source "$(dirname "$0")/lib.sh"
+cd "$(dirname "$0")/.."
+
+ensure_rust_tools
+apt_install postgresql chromium
+command -v npm >/dev/null || apt_install nodejs npm
+
+start_test_postgres
+trap stop_test_postgres EXIT
+# Storage and health tests fail, rather than skip, without PostgreSQL.
+export TERN_REQUIRE_PG=1
+
+say "format check"
+cargo fmt --all --check
+
+say "build: server and browser wasm (cargo leptos build)"
+cargo leptos build
+
+say "Rust unit tests"
+cargo test --workspace --lib --bins
+
+say "storage suite on SQLite and PostgreSQL"
+cargo test -p mailcore --test storage -- --nocapture 2>&1 | tee /tmp/tern-storage-$$.log
+pg_ran=$(grep -c '^\[postgres\]' /tmp/tern-storage-$$.log || true)
+sqlite_ran=$(grep -c '^\[sqlite\]' /tmp/tern-storage-$$.log || true)
+rm -f /tmp/tern-storage-$$.log
+if [ "$pg_ran" -eq 0 ] || [ "$sqlite_ran" -ne "$pg_ran" ]; then
+  echo "!!! storage suite: sqlite ran $sqlite_ran, postgres ran $pg_ran: both must run !!!" >&2
+  exit 1
+fi
+
+say "binary tests: CLI, serve, /healthz, login over HTTP"
+cargo test -p tern --test cli
+
+say "clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+say "browser tests: Chromium via playwright-core"
+(cd end2end && npm install --no-audit --no-fund --silent && npm test)
+
+say "all tests passed (storage backends: sqlite x$sqlite_ran, postgres x$pg_ran)"

@@ -1,0 +1,172 @@
+//! Configuration: built-in defaults < `tern.toml` < `TERN_*` environment.
+//!
+//! Nested keys use a double underscore in the environment:
+//! `TERN_DATABASE__URL`, `TERN_WEB__LISTEN`. With no file and no variables
+//! Tern runs on SQLite in `./data` with the dev ports of DESIGN.md.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// The name this server answers to (certificate, SMTP greeting).
+    pub hostname: String,
+    pub data_dir: PathBuf,
+    pub database: DatabaseConfig,
+    pub web: WebConfig,
+    pub tls: TlsConfig,
+    pub listeners: Listeners,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DatabaseConfig {
+    /// `sqlite://...` or `postgres://...`; defaults to SQLite in `data_dir`.
+    pub url: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WebConfig {
+    pub listen: String,
+    /// Where cargo-leptos put the compiled site (`pkg/` with wasm and CSS).
+    pub site_root: PathBuf,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TlsConfig {
+    /// PEM certificate chain. With neither set, a self-signed certificate is
+    /// made in `data_dir/tls` on first start.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// Mail listener addresses. Dev defaults add 3000 to the standard ports and
+/// bind loopback, so `tern serve` runs as any user. The listeners themselves
+/// arrive with the SMTP, IMAP and POP3 issues.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Listeners {
+    pub smtp: String,
+    pub submission: String,
+    pub smtps: String,
+    pub imap: String,
+    pub imaps: String,
+    pub pop3: String,
+    pub pop3s: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            hostname: "localhost".into(),
+            data_dir: PathBuf::from("./data"),
+            database: DatabaseConfig::default(),
+            web: WebConfig::default(),
+            tls: TlsConfig::default(),
+            listeners: Listeners::default(),
+        }
+    }
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            listen: "127.0.0.1:8080".into(),
+            site_root: PathBuf::from("target/site"),
+        }
+    }
+}
+
+impl Default for Listeners {
+    fn default() -> Self {
+        Listeners {
+            smtp: "127.0.0.1:3025".into(),
+            submission: "127.0.0.1:3587".into(),
+            smtps: "127.0.0.1:3465".into(),
+            imap: "127.0.0.1:3143".into(),
+            imaps: "127.0.0.1:3993".into(),
+            pop3: "127.0.0.1:3110".into(),
+            pop3s: "127.0.0.1:3995".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads the layers. `file` is read if it exists; a file named on the
+    /// command line must exist.
+    pub fn load(file: Option<&Path>) -> Result<Config, String> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(p) => {
+                if !p.exists() {
+                    return Err(format!("config file {} does not exist", p.display()));
+                }
+                fig = fig.merge(Toml::file(p));
+            }
+            None => fig = fig.merge(Toml::file("tern.toml")),
+        }
+        // Only keys Tern knows are taken; other TERN_* variables (the test
+        // scripts' own) are ignored.
+        fig = fig.merge(Env::prefixed("TERN_").split("__").only(&[
+            "hostname",
+            "data_dir",
+            "database.url",
+            "web.listen",
+            "web.site_root",
+            "tls.cert",
+            "tls.key",
+            "listeners.smtp",
+            "listeners.submission",
+            "listeners.smtps",
+            "listeners.imap",
+            "listeners.imaps",
+            "listeners.pop3",
+            "listeners.pop3s",
+        ]));
+        fig.extract().map_err(|e| format!("configuration: {e}"))
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database.url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("tern.db").display()
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order() {
+        figment::Jail::expect_with(|jail| {
+            let d = Config::load(None).unwrap();
+            assert_eq!(d.web.listen, "127.0.0.1:8080");
+            assert_eq!(d.database_url(), "sqlite://./data/tern.db?mode=rwc");
+            jail.create_file(
+                "tern.toml",
+                "hostname = \"mail.example.org\"\n[web]\nlisten = \"127.0.0.1:9000\"\n",
+            )?;
+            let f = Config::load(None).unwrap();
+            assert_eq!(f.hostname, "mail.example.org");
+            assert_eq!(f.web.listen, "127.0.0.1:9000");
+            jail.set_env("TERN_WEB__LISTEN", "127.0.0.1:9100");
+            jail.set_env("TERN_DATABASE__URL", "postgres://x@127.0.0.1/tern");
+            jail.set_env("TERN_TEST_PG_URL", "ignored");
+            let e = Config::load(None).unwrap();
+            assert_eq!(e.web.listen, "127.0.0.1:9100", "env beats file");
+            assert_eq!(e.hostname, "mail.example.org", "file beats default");
+            assert_eq!(e.database_url(), "postgres://x@127.0.0.1/tern");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,58 @@
+//! `tern serve`: start everything, stop cleanly on SIGINT or SIGTERM.
+
+use mailcore::Core;
+
+use crate::config::Config;
+
+pub async fn serve(cfg: Config) -> Result<(), String> {
+    let core = crate::cli::open(&cfg).await?;
+    let tls = crate::tls::server_config(&cfg)?;
+    tracing::info!(
+        backend = core.backend().name(),
+        hostname = %cfg.hostname,
+        "mail core ready"
+    );
+
+    // Mail listeners start here, each with `core.clone()` and `tls.clone()`
+    // on the addresses in `cfg.listeners`: SMTP/submission/SMTPS (issue 3),
+    // IMAP/IMAPS (issue 5), POP3/POP3S (issue 6).
+    let _ = &tls;
+
+    let web = crate::web::server(&cfg, core.clone())?;
+    let handle = web.handle();
+    let web_task = tokio::spawn(web);
+
+    wait_for_shutdown().await;
+    tracing::info!("shutting down");
+    handle.stop(true).await;
+    let _ = web_task.await;
+    shutdown_core(core).await;
+    Ok(())
+}
+
+async fn shutdown_core(core: Core) {
+    core.close().await;
+    tracing::info!("stopped");
+}
+
+async fn wait_for_shutdown() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,176 @@
+//! The web side: actix-web serving the Leptos app (server-rendered, then
+//! hydrated), its server functions, static assets and `/healthz`.
+//!
+//! Every state-changing request passes [`origin_check`] first. Leptos adds
+//! no CSRF protection of its own (leptos#3786), and all our state changes
+//! are POSTs to server functions, so refusing cross-site POSTs here covers
+//! every one of them, login included.
+
+use std::net::SocketAddr;
+
+use actix_files::Files;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::middleware::{DefaultHeaders, Next, from_fn};
+use actix_web::{App, HttpResponse, HttpServer, web};
+use leptos::prelude::*;
+use leptos_actix::{LeptosRoutes, generate_route_list};
+use mailcore::Core;
+
+use crate::config::Config;
+
+/// True when a request is a state change sent from another site.
+///
+/// Browsers send `Sec-Fetch-Site` (all current ones) and `Origin` on
+/// cross-origin POSTs; a request with neither comes from a non-browser
+/// client, which cannot carry a victim's cookies, so it is let through.
+pub fn is_cross_site(
+    method: &Method,
+    origin: Option<&str>,
+    sec_fetch_site: Option<&str>,
+    host: Option<&str>,
+) -> bool {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return false;
+    }
+    if let Some(site) = sec_fetch_site
+        && !matches!(site, "same-origin" | "none")
+    {
+        return true;
+    }
+    if let Some(origin) = origin {
+        let origin_host = origin.split_once("://").map(|(_, h)| h);
+        return match (origin_host, host) {
+            (Some(o), Some(h)) => !o.eq_ignore_ascii_case(h),
+            _ => true, // "null" or a malformed Origin
+        };
+    }
+    false
+}
+
+async fn origin_check(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let h = req.headers();
+    let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
+    if is_cross_site(
+        req.method(),
+        header("origin"),
+        header("sec-fetch-site"),
+        header("host"),
+    ) {
+        tracing::warn!(path = %req.path(), origin = ?header("origin"), "refused cross-site request");
+        let resp = HttpResponse::Forbidden()
+            .content_type("text/plain; charset=utf-8")
+            .body("403 Forbidden: cross-site request refused\n");
+        return Ok(req.into_response(resp).map_into_right_body());
+    }
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
+}
+
+/// `/healthz`: 200 when the database answers, 503 when it does not, so a
+/// load balancer takes a node out while its storage is down.
+async fn healthz(core: web::Data<Core>) -> HttpResponse {
+    match core.health().await {
+        Ok(()) => HttpResponse::Ok()
+            .content_type("text/plain; charset=utf-8")
+            .body("ok\n"),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check failed");
+            HttpResponse::ServiceUnavailable()
+                .content_type("text/plain; charset=utf-8")
+                .body("database unavailable\n")
+        }
+    }
+}
+
+pub fn server(cfg: &Config, core: Core) -> Result<Server, String> {
+    let addr: SocketAddr = cfg
+        .web
+        .listen
+        .parse()
+        .map_err(|e| format!("web.listen {:?}: {e}", cfg.web.listen))?;
+    let site_root = cfg.web.site_root.to_string_lossy().to_string();
+    if !cfg.web.site_root.join("pkg").exists() {
+        tracing::warn!(
+            site_root,
+            "no pkg/ under the site root: pages render but will not hydrate (build with `cargo leptos build`)"
+        );
+    }
+    let leptos_options = LeptosOptions::builder()
+        .output_name("tern")
+        .site_root(site_root.clone())
+        .site_pkg_dir("pkg")
+        .site_addr(addr)
+        .build();
+    let server = HttpServer::new(move || {
+        let routes = generate_route_list(app::App);
+        let opts = leptos_options.clone();
+        let ctx_core = core.clone();
+        App::new()
+            .wrap(from_fn(origin_check))
+            .wrap(
+                DefaultHeaders::new()
+                    .add(("X-Content-Type-Options", "nosniff"))
+                    .add(("Referrer-Policy", "same-origin"))
+                    .add(("Content-Security-Policy", "frame-ancestors 'none'"))
+                    .add(("X-Frame-Options", "DENY")),
+            )
+            .app_data(web::Data::new(core.clone()))
+            .route("/healthz", web::get().to(healthz))
+            .service(Files::new("/pkg", format!("{}/pkg", opts.site_root)))
+            .leptos_routes_with_context(routes, move || provide_context(ctx_core.clone()), {
+                let opts = opts.clone();
+                move || app::shell(opts.clone())
+            })
+            .app_data(web::Data::new(opts))
+    })
+    .disable_signals()
+    .bind(addr)
+    .map_err(|e| format!("web.listen {addr}: {e}"))?
+    .run();
+    tracing::info!(%addr, "web listening");
+    Ok(server)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cross_site_rules() {
+        let post = Method::POST;
+        let host = Some("127.0.0.1:8080");
+        // Same origin, with either or both headers.
+        assert!(!is_cross_site(
+            &post,
+            Some("http://127.0.0.1:8080"),
+            Some("same-origin"),
+            host
+        ));
+        assert!(!is_cross_site(&post, None, Some("none"), host));
+        // Non-browser client (curl) without either header.
+        assert!(!is_cross_site(&post, None, None, host));
+        // Cross-site by either signal.
+        assert!(is_cross_site(
+            &post,
+            Some("https://evil.example"),
+            None,
+            host
+        ));
+        assert!(is_cross_site(&post, None, Some("cross-site"), host));
+        assert!(is_cross_site(&post, None, Some("same-site"), host));
+        assert!(is_cross_site(&post, Some("null"), None, host));
+        // Reads are never blocked.
+        assert!(!is_cross_site(
+            &Method::GET,
+            Some("https://evil.example"),
+            Some("cross-site"),
+            host
+        ));
+    }
+}
