@@ -12,8 +12,8 @@ pub mod pages;
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
-use leptos_router::StaticSegment;
 use leptos_router::components::{Route, Router, Routes};
+use leptos_router::{SsrMode, StaticSegment};
 
 use crate::pages::{HomePage, LoginPage, NotFound};
 
@@ -45,7 +45,10 @@ pub fn App() -> impl IntoView {
         <Title text="Tern"/>
         <Router>
             <Routes fallback=NotFound>
-                <Route path=StaticSegment("") view=HomePage/>
+                // Async: the whole page, data included, is in the first response,
+                // so it reads without JavaScript (out-of-order streaming would
+                // need a script to swap the data in).
+                <Route path=StaticSegment("") view=HomePage ssr=SsrMode::Async/>
                 <Route path=StaticSegment("login") view=LoginPage/>
             </Routes>
         </Router>

@@ -1,7 +1,7 @@
 // Signing in through the page, in Chromium, with and without JavaScript.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startTern, launchChromium } from './harness.mjs';
+import { startTern, launchChromium } from '../harness.mjs';
 
 const PW = 'correct horse battery';
 let tern, browser;

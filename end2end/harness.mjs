@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { createServer } from 'node:net';
 import { chromium } from 'playwright-core';
 
-const root = resolve(import.meta.dirname, '..', '..');
+const root = resolve(import.meta.dirname, '..');
 export const TERN = process.env.TERN_BIN ?? join(root, 'target', 'debug', 'tern');
 const SITE = process.env.TERN_SITE_ROOT ?? join(root, 'target', 'site');
 
