@@ -448,7 +448,7 @@ impl Core {
             .iter()
             .map(|t| parse_address(t))
             .collect::<CoreResult<_>>()?;
-        if targets.iter().any(|t| *t == addr) {
+        if targets.contains(&addr) {
             return Err(CoreError::invalid("an alias cannot point at itself"));
         }
         let existing = self.alias_targets(&addr.to_string()).await?;
