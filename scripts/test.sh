@@ -23,6 +23,13 @@ cargo fmt --all --check
 say "build: server and browser wasm (cargo leptos build)"
 cargo leptos build
 
+say "the browser wasm links no database or socket crates"
+if cargo tree -p app --target wasm32-unknown-unknown --no-default-features --features hydrate -e normal \
+    | grep -E '^[^a-z]*(sea-orm|sqlx|mio|mailcore) '; then
+  echo "!!! the hydrate build of app depends on server-only crates (above) !!!" >&2
+  exit 1
+fi
+
 say "Rust unit tests"
 cargo test --workspace --lib --bins
 
