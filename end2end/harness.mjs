@@ -31,7 +31,10 @@ export async function startTern() {
   };
   const port = await freePort();
   const child = spawn(TERN, ['serve'], {
-    env: { ...env, TERN_WEB__LISTEN: `127.0.0.1:${port}`, TERN_WEB__SITE_ROOT: SITE },
+    env: {
+      ...env, TERN_WEB__LISTEN: `127.0.0.1:${port}`, TERN_WEB__SITE_ROOT: SITE,
+      TERN_LISTENERS__SMTP: '', TERN_LISTENERS__SUBMISSION: '', TERN_LISTENERS__SMTPS: '',
+    },
     cwd: dir,
     stdio: ['ignore', 'inherit', 'inherit'],
   });

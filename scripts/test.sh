@@ -46,6 +46,9 @@ fi
 say "binary tests: CLI, serve, /healthz, login over HTTP"
 cargo test -p tern --test cli
 
+say "SMTP over real sockets: MX, submission, SMTPS (raw, rustls, Python smtplib)"
+cargo test -p tern --test smtp
+
 say "clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 

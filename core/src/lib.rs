@@ -27,6 +27,7 @@ pub mod messages;
 pub mod meta;
 pub mod routing;
 pub mod sessions;
+pub mod submission;
 
 use std::sync::Arc;
 

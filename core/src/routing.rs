@@ -175,3 +175,28 @@ impl Core {
         Ok(())
     }
 }
+
+impl Core {
+    /// Whether an account may use `addr` as its envelope sender or `From:`:
+    /// its own address (with or without a `+tag`), or an alias that delivers
+    /// to it. Submission enforces this so one user cannot pose as another.
+    pub async fn may_send_as(&self, account: &AccountRef, addr: &str) -> CoreResult<bool> {
+        let Ok(a) = Address::parse(addr) else {
+            return Ok(false);
+        };
+        let own = |x: &Address| x.to_string() == account.address;
+        if own(&a) {
+            return Ok(true);
+        }
+        if let Some(base) = a.base_local()
+            && let Ok(b) = Address::from_parts(base, a.domain())
+            && own(&b)
+        {
+            return Ok(true);
+        }
+        match self.route(&a.to_string()).await? {
+            Route::Alias { accounts, .. } => Ok(accounts.iter().any(|x| x.id == account.id)),
+            _ => Ok(false),
+        }
+    }
+}

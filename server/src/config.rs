@@ -20,6 +20,38 @@ pub struct Config {
     pub web: WebConfig,
     pub tls: TlsConfig,
     pub listeners: Listeners,
+    pub smtp: SmtpConfig,
+}
+
+/// SMTP limits; each refusal names its limit in the reply.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SmtpConfig {
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+    pub max_errors: u32,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub max_connections_per_account: usize,
+    pub command_timeout_secs: u64,
+    pub data_timeout_secs: u64,
+    pub tls_handshake_timeout_secs: u64,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            max_message_size: 25 * 1024 * 1024,
+            max_recipients: 1000,
+            max_errors: 10,
+            max_connections: 1000,
+            max_connections_per_ip: 20,
+            max_connections_per_account: 10,
+            command_timeout_secs: 300,
+            data_timeout_secs: 600,
+            tls_handshake_timeout_secs: 30,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -47,8 +79,8 @@ pub struct TlsConfig {
 }
 
 /// Mail listener addresses. Dev defaults add 3000 to the standard ports and
-/// bind loopback, so `tern serve` runs as any user. The listeners themselves
-/// arrive with the SMTP, IMAP and POP3 issues.
+/// bind loopback, so `tern serve` runs as any user. An empty address turns
+/// a listener off.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Listeners {
@@ -70,6 +102,7 @@ impl Default for Config {
             web: WebConfig::default(),
             tls: TlsConfig::default(),
             listeners: Listeners::default(),
+            smtp: SmtpConfig::default(),
         }
     }
 }
@@ -128,6 +161,15 @@ impl Config {
             "listeners.imaps",
             "listeners.pop3",
             "listeners.pop3s",
+            "smtp.max_message_size",
+            "smtp.max_recipients",
+            "smtp.max_errors",
+            "smtp.max_connections",
+            "smtp.max_connections_per_ip",
+            "smtp.max_connections_per_account",
+            "smtp.command_timeout_secs",
+            "smtp.data_timeout_secs",
+            "smtp.tls_handshake_timeout_secs",
         ]));
         fig.extract().map_err(|e| format!("configuration: {e}"))
     }

@@ -13,10 +13,10 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
         "mail core ready"
     );
 
-    // Mail listeners start here, each with `core.clone()` and `tls.clone()`
-    // on the addresses in `cfg.listeners`: SMTP/submission/SMTPS (issue 3),
-    // IMAP/IMAPS (issue 5), POP3/POP3S (issue 6).
-    let _ = &tls;
+    // Mail listeners start here, each with the core and the shared TLS
+    // config, on the addresses in `cfg.listeners`. IMAP/IMAPS (issue 5) and
+    // POP3/POP3S (issue 6) join SMTP here.
+    let mail_tasks = crate::smtp::start(&core, &cfg, tls.clone()).await?;
 
     let web = crate::web::server(&cfg, core.clone())?;
     let handle = web.handle();
@@ -24,6 +24,9 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
 
     wait_for_shutdown().await;
     tracing::info!("shutting down");
+    for t in &mail_tasks {
+        t.abort();
+    }
     handle.stop(true).await;
     let _ = web_task.await;
     shutdown_core(core).await;

@@ -243,6 +243,9 @@ fn start_server(dir: &Path, port: u16, db_url: Option<&str>) -> Server {
         .env("TERN_DATA_DIR", dir)
         .env("TERN_WEB__LISTEN", format!("127.0.0.1:{port}"))
         .env("TERN_WEB__SITE_ROOT", dir.join("site"))
+        .env("TERN_LISTENERS__SMTP", "")
+        .env("TERN_LISTENERS__SUBMISSION", "")
+        .env("TERN_LISTENERS__SMTPS", "")
         .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null());

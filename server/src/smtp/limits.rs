@@ -1,0 +1,144 @@
+//! Connection limits: in total, per client IP and per authenticated
+//! account. Each refusal names the limit, so a sender sees why
+//! (DESIGN.md rule 4) instead of a bare "too many connections".
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+#[derive(Default)]
+struct Counts {
+    total: usize,
+    by_ip: HashMap<IpAddr, usize>,
+    by_account: HashMap<i32, usize>,
+}
+
+pub struct Limits {
+    pub total: usize,
+    pub per_ip: usize,
+    pub per_account: usize,
+    counts: Mutex<Counts>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    Total(usize),
+    PerIp(usize),
+}
+
+impl Refused {
+    /// The `421 4.7.0` line for this refusal.
+    pub fn reply(&self) -> String {
+        match self {
+            Refused::Total(n) => format!(
+                "421 4.7.0 Server busy: too many connections in total (limit {n}), try again later\r\n"
+            ),
+            Refused::PerIp(n) => format!(
+                "421 4.7.0 Too many connections from your address (limit {n}), try again later\r\n"
+            ),
+        }
+    }
+}
+
+/// Held for the life of a connection; gives the slot back on drop.
+pub struct ConnGuard {
+    limits: Arc<Limits>,
+    ip: IpAddr,
+}
+
+pub struct AccountGuard {
+    limits: Arc<Limits>,
+    account: i32,
+}
+
+impl Limits {
+    pub fn new(total: usize, per_ip: usize, per_account: usize) -> Arc<Limits> {
+        Arc::new(Limits {
+            total,
+            per_ip,
+            per_account,
+            counts: Mutex::new(Counts::default()),
+        })
+    }
+
+    pub fn connect(self: &Arc<Self>, ip: IpAddr) -> Result<ConnGuard, Refused> {
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if c.total >= self.total {
+            return Err(Refused::Total(self.total));
+        }
+        let n = c.by_ip.entry(ip).or_default();
+        if *n >= self.per_ip {
+            return Err(Refused::PerIp(self.per_ip));
+        }
+        *n += 1;
+        c.total += 1;
+        Ok(ConnGuard {
+            limits: self.clone(),
+            ip,
+        })
+    }
+
+    /// A slot for an authenticated account, or `None` at its limit. Counting
+    /// per account rather than per IP on submission keeps an office behind
+    /// one NAT from locking itself out.
+    pub fn account(self: &Arc<Self>, account: i32) -> Option<AccountGuard> {
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = c.by_account.entry(account).or_default();
+        if *n >= self.per_account {
+            return None;
+        }
+        *n += 1;
+        Some(AccountGuard {
+            limits: self.clone(),
+            account,
+        })
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        let mut c = self.limits.counts.lock().unwrap_or_else(|p| p.into_inner());
+        c.total = c.total.saturating_sub(1);
+        if let Some(n) = c.by_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                c.by_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl Drop for AccountGuard {
+    fn drop(&mut self) {
+        let mut c = self.limits.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = c.by_account.get_mut(&self.account) {
+            *n -= 1;
+            if *n == 0 {
+                c.by_account.remove(&self.account);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_count_and_release() {
+        let l = Limits::new(3, 2, 1);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let g1 = l.connect(a).unwrap();
+        let _g2 = l.connect(a).unwrap();
+        assert_eq!(l.connect(a).err(), Some(Refused::PerIp(2)));
+        let _g3 = l.connect(b).unwrap();
+        assert_eq!(l.connect(b).err(), Some(Refused::Total(3)));
+        drop(g1);
+        assert!(l.connect(a).is_ok());
+        let acc = l.account(7).unwrap();
+        assert!(l.account(7).is_none());
+        drop(acc);
+        assert!(l.account(7).is_some());
+    }
+}

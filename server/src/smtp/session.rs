@@ -1,0 +1,718 @@
+//! One SMTP session: a state machine over a byte stream (RFC 5321 §4.1.4
+//! for command order, RFC 3207 for STARTTLS, RFC 4954 for AUTH).
+//!
+//! Invariants:
+//! - `250` after DATA is sent only after `Core::deliver` has committed.
+//! - After STARTTLS every byte the client sent before the handshake is
+//!   thrown away (CVE-2011-0411) and the session returns to its initial
+//!   state (RFC 3207 §4.2).
+//! - The end of DATA is only `CRLF . CRLF`; a bare LF or CR next to a dot is
+//!   message content (CVE-2023-51764..51766 "SMTP smuggling").
+//! - Nothing a client sends is unwrapped; every bad input gets a reply.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use mailcore::delivery::Envelope;
+use mailcore::submission::{SubmissionError, rfc5322_date};
+use mailcore::{AccountRef, Address, AuthError, Core, CoreError, Rejection, Route};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::time::{Instant, timeout, timeout_at};
+use tokio_rustls::TlsAcceptor;
+
+use super::limits::{AccountGuard, Limits};
+use super::proto::{Command, ParseError, Reply, parse_command, unstuff};
+
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+pub type BoxIo = Box<dyn Io>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Port 25: mail from other servers; no AUTH, no relay.
+    Mx,
+    /// Port 587: STARTTLS, then AUTH, then anything.
+    Submission,
+    /// Port 465: implicit TLS (RFC 8314), AUTH required.
+    Smtps,
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub hostname: String,
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+    pub max_line: usize,
+    pub max_errors: u32,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+    pub tls_handshake_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            hostname: "localhost".into(),
+            max_message_size: 25 * 1024 * 1024,
+            // RFC 5321 §4.5.3.1.8 asks for at least 100.
+            max_recipients: 1000,
+            // RFC 5321 §4.5.3.1.4 says 512 for a command line; AUTH lines
+            // carry base64 and RFC 4954 §4 allows them 12288.
+            max_line: 12288,
+            max_errors: 10,
+            // RFC 5321 §4.5.3.2.7: at least 5 minutes.
+            command_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(600),
+            tls_handshake_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+struct Transaction {
+    from: String,
+    local: Vec<i32>,
+    remote: Vec<Address>,
+    recipients: Vec<String>,
+}
+
+enum Line {
+    Ok(Vec<u8>),
+    /// The line went past the limit and was dropped; the flag says whether
+    /// it ended in CRLF (so DATA still knows where lines start).
+    TooLong(bool),
+    Eof,
+}
+
+enum Flow {
+    Continue,
+    Close,
+}
+
+pub struct Session {
+    core: Core,
+    settings: Arc<Settings>,
+    limits: Arc<Limits>,
+    mode: Mode,
+    peer: SocketAddr,
+    io: Option<BufReader<BoxIo>>,
+    tls: Option<TlsAcceptor>,
+    secure: bool,
+    helo: Option<String>,
+    esmtp: bool,
+    auth: Option<(AccountRef, AccountGuard)>,
+    txn: Option<Transaction>,
+    errors: u32,
+}
+
+fn r(code: u16, enhanced: &'static str, text: impl Into<String>) -> Reply {
+    Reply::new(code, enhanced, text)
+}
+
+fn unavailable() -> Reply {
+    r(
+        451,
+        "4.3.0",
+        "Mail store temporarily unavailable, try again later",
+    )
+}
+
+impl Session {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        core: Core,
+        settings: Arc<Settings>,
+        limits: Arc<Limits>,
+        mode: Mode,
+        peer: SocketAddr,
+        io: BoxIo,
+        tls: Option<TlsAcceptor>,
+        secure: bool,
+    ) -> Session {
+        Session {
+            core,
+            settings,
+            limits,
+            mode,
+            peer,
+            io: Some(BufReader::new(io)),
+            tls,
+            secure,
+            helo: None,
+            esmtp: false,
+            auth: None,
+            txn: None,
+            errors: 0,
+        }
+    }
+
+    fn io(&mut self) -> std::io::Result<&mut BufReader<BoxIo>> {
+        self.io
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("stream lost after TLS failure"))
+    }
+
+    async fn send(&mut self, reply: &Reply) -> std::io::Result<()> {
+        let io = self.io()?;
+        io.get_mut().write_all(reply.to_wire().as_bytes()).await?;
+        io.get_mut().flush().await
+    }
+
+    /// Reads one line (up to and including LF), never holding more than
+    /// `max` bytes: the rest of an overlong line is read and dropped.
+    async fn read_line(&mut self, max: usize) -> std::io::Result<Line> {
+        let io = self.io()?;
+        let mut buf = Vec::new();
+        let mut too_long = false;
+        let mut prev_cr = false;
+        loop {
+            let avail = io.fill_buf().await?;
+            if avail.is_empty() {
+                return Ok(Line::Eof);
+            }
+            let (chunk, done) = match avail.iter().position(|&b| b == b'\n') {
+                Some(i) => (&avail[..=i], true),
+                None => (avail, false),
+            };
+            let n = chunk.len();
+            let crlf = if done {
+                (n >= 2 && chunk[n - 2] == b'\r') || (n == 1 && prev_cr)
+            } else {
+                false
+            };
+            prev_cr = chunk.last() == Some(&b'\r');
+            if !too_long && buf.len() + n <= max {
+                buf.extend_from_slice(chunk);
+            } else {
+                too_long = true;
+            }
+            io.consume(n);
+            if done {
+                return Ok(if too_long {
+                    Line::TooLong(crlf)
+                } else {
+                    Line::Ok(buf)
+                });
+            }
+        }
+    }
+
+    pub async fn run(mut self) {
+        let peer = self.peer;
+        if let Err(e) = self.serve().await {
+            tracing::debug!(%peer, error = %e, "smtp connection ended");
+        }
+    }
+
+    async fn serve(&mut self) -> std::io::Result<()> {
+        let greeting = r(220, "", format!("{} ESMTP Tern", self.settings.hostname));
+        self.send(&greeting).await?;
+        loop {
+            let line = match timeout(
+                self.settings.command_timeout,
+                self.read_line(self.settings.max_line),
+            )
+            .await
+            {
+                Err(_) => {
+                    let _ = self
+                        .send(&r(421, "4.4.2", "Timeout waiting for a command, closing"))
+                        .await;
+                    return Ok(());
+                }
+                Ok(l) => l?,
+            };
+            let reply = match line {
+                Line::Eof => return Ok(()),
+                Line::TooLong(_) => Some(r(
+                    500,
+                    "5.5.2",
+                    format!("Line too long (limit {} bytes)", self.settings.max_line),
+                )),
+                Line::Ok(bytes) => match parse_command(&bytes) {
+                    Err(ParseError::Unknown) => Some(r(500, "5.5.1", "Command not recognized")),
+                    Err(ParseError::Syntax(why)) => {
+                        Some(r(501, "5.5.4", format!("Syntax error: {why}")))
+                    }
+                    Ok(cmd) => match self.handle(cmd).await? {
+                        (reply, Flow::Close) => {
+                            if let Some(reply) = reply {
+                                let _ = self.send(&reply).await;
+                            }
+                            return Ok(());
+                        }
+                        (reply, Flow::Continue) => reply,
+                    },
+                },
+            };
+            if let Some(reply) = reply {
+                if reply.code >= 500 {
+                    self.errors += 1;
+                }
+                self.send(&reply).await?;
+                if self.errors >= self.settings.max_errors {
+                    self.send(&r(
+                        421,
+                        "4.7.0",
+                        format!(
+                            "Too many errors (limit {}), closing",
+                            self.settings.max_errors
+                        ),
+                    ))
+                    .await?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn auth_required(&self) -> bool {
+        self.mode != Mode::Mx
+    }
+
+    async fn handle(&mut self, cmd: Command) -> std::io::Result<(Option<Reply>, Flow)> {
+        let reply = match cmd {
+            Command::Ehlo(host) => {
+                self.helo = Some(host);
+                self.esmtp = true;
+                self.txn = None;
+                self.ehlo_reply()
+            }
+            Command::Helo(host) => {
+                self.helo = Some(host);
+                self.esmtp = false;
+                self.txn = None;
+                r(250, "", self.settings.hostname.clone())
+            }
+            Command::Quit => {
+                return Ok((Some(r(221, "2.0.0", "Bye")), Flow::Close));
+            }
+            Command::Noop => r(250, "2.0.0", "OK"),
+            Command::Rset => {
+                self.txn = None;
+                r(250, "2.0.0", "OK")
+            }
+            // RFC 5321 §3.5.3: 252 says nothing about whether the user exists.
+            Command::Vrfy => r(252, "2.5.0", "Cannot verify, but will try delivery"),
+            Command::Expn => r(502, "5.5.1", "EXPN is not available"),
+            Command::Help => r(214, "2.0.0", "See RFC 5321"),
+            Command::StartTls => return self.starttls().await,
+            Command::Auth { mechanism, initial } => self.auth(&mechanism, initial).await?,
+            Command::Mail { from, params } => self.mail(from, params).await,
+            Command::Rcpt { to, .. } => self.rcpt(&to).await,
+            Command::Data => return self.data().await,
+        };
+        Ok((Some(reply), Flow::Continue))
+    }
+
+    fn ehlo_reply(&self) -> Reply {
+        let mut lines = vec![
+            format!(
+                "{} greets {}",
+                self.settings.hostname,
+                self.helo.as_deref().unwrap_or("you")
+            ),
+            "PIPELINING".into(),
+            format!("SIZE {}", self.settings.max_message_size),
+            "8BITMIME".into(),
+            "SMTPUTF8".into(),
+            "ENHANCEDSTATUSCODES".into(),
+        ];
+        if !self.secure && self.tls.is_some() {
+            lines.push("STARTTLS".into());
+        }
+        // RFC 4954 §4 and RFC 8314: AUTH only where it belongs and only
+        // over TLS, so a password never crosses the wire in clear.
+        if self.auth_required() && self.secure && self.auth.is_none() {
+            lines.push("AUTH PLAIN LOGIN".into());
+        }
+        Reply::multi(250, lines)
+    }
+
+    async fn starttls(&mut self) -> std::io::Result<(Option<Reply>, Flow)> {
+        if self.secure {
+            return Ok((Some(r(503, "5.5.1", "TLS already active")), Flow::Continue));
+        }
+        let Some(acceptor) = self.tls.clone() else {
+            return Ok((Some(r(454, "4.7.0", "TLS not available")), Flow::Continue));
+        };
+        self.send(&r(220, "2.0.0", "Ready to start TLS")).await?;
+        // into_inner drops whatever the client pipelined after STARTTLS
+        // in plain text (CVE-2011-0411).
+        let Some(reader) = self.io.take() else {
+            return Ok((None, Flow::Close));
+        };
+        let plain = reader.into_inner();
+        match timeout(self.settings.tls_handshake_timeout, acceptor.accept(plain)).await {
+            Ok(Ok(tls)) => {
+                self.io = Some(BufReader::new(Box::new(tls)));
+                self.secure = true;
+                self.helo = None;
+                self.esmtp = false;
+                self.txn = None;
+                Ok((None, Flow::Continue))
+            }
+            Ok(Err(e)) => {
+                tracing::info!(peer = %self.peer, error = %e, "TLS handshake failed");
+                Ok((None, Flow::Close))
+            }
+            Err(_) => {
+                tracing::info!(peer = %self.peer, "TLS handshake timed out");
+                Ok((None, Flow::Close))
+            }
+        }
+    }
+
+    async fn read_auth_line(&mut self, prompt: &str) -> std::io::Result<Option<String>> {
+        self.send(&Reply::multi(334, vec![prompt.to_owned()]))
+            .await?;
+        match timeout(
+            self.settings.command_timeout,
+            self.read_line(self.settings.max_line),
+        )
+        .await
+        {
+            Ok(Ok(Line::Ok(b))) => Ok(Some(String::from_utf8_lossy(&b).trim_end().to_owned())),
+            Ok(Ok(_)) | Err(_) => Ok(None),
+            Ok(Err(e)) => Err(e),
+        }
+    }
+
+    async fn auth(&mut self, mechanism: &str, initial: Option<String>) -> std::io::Result<Reply> {
+        if !self.auth_required() {
+            return Ok(r(
+                502,
+                "5.5.1",
+                "AUTH is not available on this port; use submission (587 or 465)",
+            ));
+        }
+        if !self.secure {
+            return Ok(r(
+                538,
+                "5.7.11",
+                "Encryption required: issue STARTTLS first",
+            ));
+        }
+        if self.auth.is_some() {
+            return Ok(r(503, "5.5.1", "Already authenticated"));
+        }
+        if self.txn.is_some() {
+            return Ok(r(
+                503,
+                "5.5.1",
+                "AUTH not allowed during a mail transaction",
+            ));
+        }
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let decode = |s: &str| {
+            b64.decode(s.trim())
+                .ok()
+                .and_then(|v| String::from_utf8(v).ok())
+        };
+        let (user, pass) = match mechanism {
+            "PLAIN" => {
+                let resp = match initial {
+                    Some(i) if i == "=" => String::new(),
+                    Some(i) => i,
+                    None => match self.read_auth_line("").await? {
+                        Some(l) => l,
+                        None => return Ok(r(501, "5.7.0", "Authentication cancelled")),
+                    },
+                };
+                if resp == "*" {
+                    return Ok(r(501, "5.7.0", "Authentication cancelled"));
+                }
+                // RFC 4616: authzid NUL authcid NUL passwd.
+                let Some(text) = decode(&resp) else {
+                    return Ok(r(501, "5.5.2", "Invalid base64"));
+                };
+                let parts: Vec<&str> = text.split('\0').collect();
+                if parts.len() != 3 || (!parts[0].is_empty() && parts[0] != parts[1]) {
+                    return Ok(r(535, "5.7.8", "Authentication credentials invalid"));
+                }
+                (parts[1].to_owned(), parts[2].to_owned())
+            }
+            "LOGIN" => {
+                let user = match initial {
+                    Some(i) => decode(&i),
+                    None => match self.read_auth_line("VXNlcm5hbWU6").await? {
+                        Some(l) if l != "*" => decode(&l),
+                        _ => return Ok(r(501, "5.7.0", "Authentication cancelled")),
+                    },
+                };
+                let pass = match self.read_auth_line("UGFzc3dvcmQ6").await? {
+                    Some(l) if l != "*" => decode(&l),
+                    _ => return Ok(r(501, "5.7.0", "Authentication cancelled")),
+                };
+                match (user, pass) {
+                    (Some(u), Some(p)) => (u, p),
+                    _ => return Ok(r(501, "5.5.2", "Invalid base64")),
+                }
+            }
+            _ => return Ok(r(504, "5.5.4", "Unrecognized authentication mechanism")),
+        };
+        match self.core.authenticate(&user, &pass, self.peer.ip()).await {
+            Ok(account) => match self.limits.account(account.id) {
+                Some(guard) => {
+                    tracing::info!(peer = %self.peer, account = %account.address, "smtp auth");
+                    self.auth = Some((account, guard));
+                    Ok(r(235, "2.7.0", "Authentication successful"))
+                }
+                None => Ok(r(
+                    421,
+                    "4.7.0",
+                    format!(
+                        "Too many connections for this account (limit {}), try again later",
+                        self.limits.per_account
+                    ),
+                )),
+            },
+            Err(AuthError::Throttled { retry_after }) => Ok(r(
+                454,
+                "4.7.0",
+                format!("Too many failed logins, try again in {retry_after} seconds"),
+            )),
+            Err(AuthError::Core(_)) => Ok(r(454, "4.7.0", "Temporary authentication failure")),
+            Err(AuthError::InvalidCredentials) => {
+                Ok(r(535, "5.7.8", "Authentication credentials invalid"))
+            }
+        }
+    }
+
+    async fn mail(&mut self, from: String, params: super::proto::Params) -> Reply {
+        if self.helo.is_none() {
+            return r(503, "5.5.1", "Send EHLO or HELO first");
+        }
+        if self.txn.is_some() {
+            return r(503, "5.5.1", "Nested MAIL command");
+        }
+        if self.auth_required() && self.auth.is_none() {
+            return r(530, "5.7.0", "Authentication required");
+        }
+        for (k, v) in &params {
+            match (k.as_str(), v.as_deref()) {
+                ("SIZE", Some(n)) => match n.parse::<u64>() {
+                    Ok(n) if n > self.settings.max_message_size as u64 => {
+                        return r(
+                            552,
+                            "5.3.4",
+                            format!(
+                                "Message too big (limit {} bytes)",
+                                self.settings.max_message_size
+                            ),
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(_) => return r(501, "5.5.4", "Malformed SIZE"),
+                },
+                ("BODY", Some(b))
+                    if b.eq_ignore_ascii_case("8BITMIME") || b.eq_ignore_ascii_case("7BIT") => {}
+                ("SMTPUTF8", None) => {}
+                _ => return r(555, "5.5.4", format!("Unsupported parameter {k}")),
+            }
+        }
+        let from = if from.is_empty() {
+            String::new()
+        } else {
+            match Address::parse(&from) {
+                Ok(a) => a.to_string(),
+                Err(e) => return r(553, "5.1.7", format!("Bad sender address: {e}")),
+            }
+        };
+        if let Some((account, _)) = &self.auth {
+            match self.core.may_send_as(account, &from).await {
+                Ok(true) => {}
+                Ok(false) => return r(553, "5.7.1", format!("Sender <{from}> is not yours")),
+                Err(_) => return unavailable(),
+            }
+        }
+        self.txn = Some(Transaction {
+            from,
+            local: Vec::new(),
+            remote: Vec::new(),
+            recipients: Vec::new(),
+        });
+        r(250, "2.1.0", "Sender OK")
+    }
+
+    async fn rcpt(&mut self, to: &str) -> Reply {
+        let authenticated = self.auth.is_some();
+        let max = self.settings.max_recipients;
+        let Some(txn) = self.txn.as_mut() else {
+            return r(503, "5.5.1", "Send MAIL first");
+        };
+        if txn.recipients.len() >= max {
+            return r(452, "4.5.3", format!("Too many recipients (limit {max})"));
+        }
+        let route = match self.core.route(to).await {
+            Ok(route) => route,
+            Err(_) => return unavailable(),
+        };
+        match &route {
+            Route::Account(_) | Route::Alias { .. } | Route::Catchall { .. } => {
+                for a in route.local_accounts() {
+                    txn.local.push(a.id);
+                }
+                if let Route::Alias { forwards, .. } = &route {
+                    txn.remote.extend(forwards.iter().cloned());
+                }
+            }
+            Route::Remote(addr) if authenticated => txn.remote.push(addr.clone()),
+            Route::Remote(_) => return r(554, "5.7.1", "Relay access denied"),
+            Route::Rejected(Rejection::RelaySyntax) => {
+                return r(
+                    554,
+                    "5.7.1",
+                    "Relay access denied: relay syntax is not accepted",
+                );
+            }
+            Route::Rejected(Rejection::Malformed(m)) => {
+                return r(501, "5.1.3", format!("Bad recipient address: {m}"));
+            }
+            Route::Rejected(Rejection::Disabled) => return r(550, "5.2.1", "Mailbox disabled"),
+            Route::Rejected(Rejection::NoSuchUser) => return r(550, "5.1.1", "No such user here"),
+        }
+        txn.recipients.push(to.to_owned());
+        r(250, "2.1.5", "Recipient OK")
+    }
+
+    async fn data(&mut self) -> std::io::Result<(Option<Reply>, Flow)> {
+        match &self.txn {
+            None => return Ok((Some(r(503, "5.5.1", "Send MAIL first")), Flow::Continue)),
+            Some(t) if t.recipients.is_empty() => {
+                return Ok((Some(r(554, "5.5.1", "No valid recipients")), Flow::Continue));
+            }
+            _ => {}
+        }
+        self.send(&r(354, "", "End data with <CR><LF>.<CR><LF>"))
+            .await?;
+        let max = self.settings.max_message_size;
+        let deadline = Instant::now() + self.settings.data_timeout;
+        let mut body: Vec<u8> = Vec::new();
+        let mut too_big = false;
+        // Only a line that follows CRLF can end the data or be unstuffed.
+        let mut at_line_start = true;
+        loop {
+            let line = match timeout_at(deadline, self.read_line(max + 3)).await {
+                Err(_) => {
+                    self.txn = None;
+                    return Ok((
+                        Some(r(421, "4.4.2", "Timeout during DATA, closing")),
+                        Flow::Close,
+                    ));
+                }
+                Ok(l) => l?,
+            };
+            let bytes = match line {
+                Line::Eof => return Ok((None, Flow::Close)),
+                Line::TooLong(crlf) => {
+                    too_big = true;
+                    at_line_start = crlf;
+                    continue;
+                }
+                Line::Ok(b) => b,
+            };
+            let crlf = bytes.ends_with(b"\r\n");
+            if at_line_start && crlf {
+                let content = &bytes[..bytes.len() - 2];
+                match unstuff(content) {
+                    None => break,
+                    Some(c) => {
+                        if !too_big {
+                            body.extend_from_slice(c);
+                            body.extend_from_slice(b"\r\n");
+                        }
+                    }
+                }
+            } else if !too_big {
+                body.extend_from_slice(&bytes);
+            }
+            at_line_start = crlf;
+            if body.len() > max {
+                too_big = true;
+                body = Vec::new();
+            }
+        }
+        let Some(txn) = self.txn.take() else {
+            return Ok((Some(r(503, "5.5.1", "Send MAIL first")), Flow::Continue));
+        };
+        if too_big {
+            return Ok((
+                Some(r(
+                    552,
+                    "5.3.4",
+                    format!("Message too big (limit {max} bytes)"),
+                )),
+                Flow::Continue,
+            ));
+        }
+        Ok((Some(self.accept(txn, body).await), Flow::Continue))
+    }
+
+    async fn accept(&mut self, txn: Transaction, mut body: Vec<u8>) -> Reply {
+        if let Some((account, _)) = &self.auth {
+            match self
+                .core
+                .complete_submission(account, &body, &self.settings.hostname)
+                .await
+            {
+                Ok(b) => body = b,
+                Err(SubmissionError::NotYourAddress(a)) => {
+                    return r(553, "5.7.1", format!("From: <{a}> is not yours"));
+                }
+                Err(SubmissionError::NoFrom) => {
+                    return r(550, "5.6.0", "The message has no From: header");
+                }
+                Err(SubmissionError::Core(_)) => return unavailable(),
+            }
+        }
+        let proto = match (self.esmtp, self.secure, self.auth.is_some()) {
+            (_, true, true) => "ESMTPSA",
+            (_, false, true) => "ESMTPA",
+            (true, true, false) => "ESMTPS",
+            (true, false, false) => "ESMTP",
+            (false, _, _) => "SMTP",
+        };
+        let received = format!(
+            "Received: from {} ({})\r\n\tby {} (Tern) with {proto};\r\n\t{}\r\n",
+            self.helo.as_deref().unwrap_or("unknown"),
+            self.peer.ip(),
+            self.settings.hostname,
+            rfc5322_date(self.core.clock().now()),
+        );
+        let mut raw = Vec::with_capacity(received.len() + body.len());
+        raw.extend_from_slice(received.as_bytes());
+        raw.extend_from_slice(&body);
+        let size = raw.len();
+        let env = Envelope {
+            mail_from: txn.from.clone(),
+            local: txn.local,
+            remote: txn.remote,
+        };
+        let user = self
+            .auth
+            .as_ref()
+            .map(|(a, _)| a.address.clone())
+            .unwrap_or_default();
+        match self.core.deliver(&env, &raw).await {
+            Ok(receipt) => {
+                tracing::info!(
+                    peer = %self.peer, user, from = %txn.from, rcpt = ?txn.recipients, size,
+                    delivered = ?receipt.delivered.iter().map(|d| (d.mailbox_id, d.uid)).collect::<Vec<_>>(),
+                    queued = ?receipt.queued, result = "250", "smtp transaction"
+                );
+                r(
+                    250,
+                    "2.0.0",
+                    format!("OK: message accepted (blob {})", receipt.blob_id),
+                )
+            }
+            Err(CoreError::OverQuota) => r(552, "5.2.2", "Mailbox full: quota exceeded"),
+            Err(e) => {
+                tracing::warn!(peer = %self.peer, error = %e, result = "451", "smtp transaction");
+                unavailable()
+            }
+        }
+    }
+}

@@ -1,0 +1,528 @@
+//! SMTP over real sockets against the built binary: MX, submission with
+//! STARTTLS, SMTPS, with the reply codes of RFC 5321, 3207 and 4954.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mailcore::{Core, CoreOptions};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tern");
+const PW: &str = "correct horse battery";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Tern {
+    child: Child,
+    dir: tempfile::TempDir,
+    mx: u16,
+    sub: u16,
+    smtps: u16,
+}
+
+impl Drop for Tern {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cli(dir: &Path, args: &[&str], stdin: &str) {
+    let mut c = Command::new(BIN)
+        .args(args)
+        .env("TERN_DATA_DIR", dir)
+        .env_remove("TERN_DATABASE__URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    assert!(c.wait().unwrap().success(), "tern {args:?}");
+}
+
+/// A server with example.test: alice, bob, an alias team -> alice+bob.
+fn start(extra_env: &[(&str, &str)]) -> Tern {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    cli(p, &["domain", "add", "example.test"], "");
+    cli(
+        p,
+        &["user", "add", "alice@example.test"],
+        &format!("{PW}\n"),
+    );
+    cli(p, &["user", "add", "bob@example.test"], &format!("{PW}\n"));
+    cli(
+        p,
+        &[
+            "alias",
+            "add",
+            "team@example.test",
+            "alice@example.test",
+            "bob@example.test",
+        ],
+        "",
+    );
+    let (mx, sub, smtps) = (free_port(), free_port(), free_port());
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
+        .env("TERN_DATA_DIR", p)
+        .env_remove("TERN_DATABASE__URL")
+        .env("TERN_HOSTNAME", "mx.example.test")
+        .env("TERN_WEB__LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("TERN_LISTENERS__SMTP", format!("127.0.0.1:{mx}"))
+        .env("TERN_LISTENERS__SUBMISSION", format!("127.0.0.1:{sub}"))
+        .env("TERN_LISTENERS__SMTPS", format!("127.0.0.1:{smtps}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", smtps)).is_err() {
+        assert!(Instant::now() < deadline, "tern did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Tern {
+        child,
+        dir,
+        mx,
+        sub,
+        smtps,
+    }
+}
+
+impl Tern {
+    fn cert(&self) -> PathBuf {
+        self.dir.path().join("tls/cert.pem")
+    }
+
+    async fn inbox(&self, user: &str) -> Vec<Vec<u8>> {
+        let url = format!("sqlite://{}/tern.db", self.dir.path().display());
+        let core = Core::open(CoreOptions::new(url)).await.unwrap();
+        let a = core.account(user).await.unwrap().unwrap();
+        let ib = core.mailbox(a.id, "INBOX").await.unwrap().unwrap();
+        let (msgs, _) = core
+            .list_messages(a.id, ib.id, 0, 100, mailcore::SortOrder::UidAsc)
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        for m in msgs {
+            out.push(core.message_raw(a.id, ib.id, m.uid).await.unwrap());
+        }
+        out
+    }
+
+    async fn queue_len(&self) -> u64 {
+        let url = format!("sqlite://{}/tern.db", self.dir.path().display());
+        Core::open(CoreOptions::new(url))
+            .await
+            .unwrap()
+            .queue_len()
+            .await
+            .unwrap()
+    }
+}
+
+trait Stream: Read + Write {}
+impl<T: Read + Write> Stream for T {}
+
+struct Client {
+    r: BufReader<Box<dyn Stream>>,
+    /// A second handle on the plain socket, for STARTTLS.
+    plain: Option<TcpStream>,
+}
+
+fn tls_config(cert: &Path) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(cert).unwrap();
+    for c in rustls_pemfile::certs(&mut &pem[..]) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+fn wrap_tls(sock: TcpStream, cert: &Path) -> Box<dyn Stream> {
+    let conn =
+        rustls::ClientConnection::new(tls_config(cert), "localhost".try_into().unwrap()).unwrap();
+    Box::new(rustls::StreamOwned::new(conn, sock))
+}
+
+impl Client {
+    fn connect(port: u16) -> (Client, String) {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let plain = s.try_clone().ok();
+        let mut c = Client {
+            r: BufReader::new(Box::new(s)),
+            plain,
+        };
+        let greet = c.reply();
+        (c, greet)
+    }
+
+    fn connect_tls(port: u16, cert: &Path) -> (Client, String) {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut c = Client {
+            r: BufReader::new(wrap_tls(s, cert)),
+            plain: None,
+        };
+        let greet = c.reply();
+        (c, greet)
+    }
+
+    /// Reads one (possibly multi-line) reply.
+    fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            if self.r.read_line(&mut line).unwrap() == 0 {
+                return all;
+            }
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] == b' ' {
+                return all;
+            }
+        }
+    }
+
+    fn send(&mut self, raw: &[u8]) {
+        let w = self.r.get_mut();
+        w.write_all(raw).unwrap();
+        w.flush().unwrap();
+    }
+
+    fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+
+    fn starttls(self, cert: &Path) -> Client {
+        let sock = self.plain.expect("STARTTLS on a plain connection");
+        Client {
+            r: BufReader::new(wrap_tls(sock, cert)),
+            plain: None,
+        }
+    }
+
+    fn login_plain(&mut self, user: &str, pw: &str) -> String {
+        use base64::Engine;
+        let t = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pw}"));
+        self.cmd(&format!("AUTH PLAIN {t}"))
+    }
+}
+
+fn code(reply: &str) -> &str {
+    &reply[..reply.len().min(9)]
+}
+
+const MSG: &str = "From: Remote <r@remote.example>\r\nTo: alice@example.test\r\nSubject: hi\r\n\r\nhello\r\n..dot line\r\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mx_delivers_locally_and_refuses_relay() {
+    let t = start(&[]);
+    let (mut c, greet) = Client::connect(t.mx);
+    assert!(greet.starts_with("220 mx.example.test ESMTP"), "{greet}");
+    let ehlo = c.cmd("EHLO client.remote.example");
+    for ext in [
+        "PIPELINING",
+        "SIZE 26214400",
+        "8BITMIME",
+        "SMTPUTF8",
+        "ENHANCEDSTATUSCODES",
+        "STARTTLS",
+    ] {
+        assert!(ehlo.contains(ext), "{ext} in {ehlo}");
+    }
+    assert!(!ehlo.contains("AUTH"), "no AUTH on MX: {ehlo}");
+    assert_eq!(code(&c.cmd("AUTH PLAIN AGFAYgBj")), "502 5.5.1");
+    assert_eq!(code(&c.cmd("RCPT TO:<alice@example.test>")), "503 5.5.1");
+    assert_eq!(code(&c.cmd("MAIL FROM:<r@remote.example>")), "250 2.1.0");
+    assert_eq!(code(&c.cmd("RCPT TO:<Alice@Example.test>")), "250 2.1.5");
+    assert_eq!(code(&c.cmd("RCPT TO:<nobody@example.test>")), "550 5.1.1");
+    assert_eq!(
+        code(&c.cmd("RCPT TO:<victim@elsewhere.example>")),
+        "554 5.7.1"
+    );
+    for trick in [
+        "victim%elsewhere.example@example.test",
+        "elsewhere.example!victim@example.test",
+        "\"victim@elsewhere.example\"@example.test",
+        "@example.test:victim@elsewhere.example",
+    ] {
+        assert_eq!(
+            code(&c.cmd(&format!("RCPT TO:<{trick}>"))),
+            "554 5.7.1",
+            "{trick}"
+        );
+    }
+    assert_eq!(code(&c.cmd("VRFY alice")), "252 2.5.0");
+    assert_eq!(code(&c.cmd("EXPN team")), "502 5.5.1");
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(MSG.as_bytes());
+    assert_eq!(code(&c.cmd(".")), "250 2.0.0");
+    // Alias fan-out through a second transaction.
+    c.cmd("MAIL FROM:<>");
+    assert_eq!(code(&c.cmd("RCPT TO:<team@example.test>")), "250 2.1.5");
+    c.cmd("DATA");
+    c.send(b"Subject: team\r\n\r\nfor the team\r\n");
+    assert_eq!(code(&c.cmd(".")), "250 2.0.0");
+    assert_eq!(code(&c.cmd("QUIT")), "221 2.0.0");
+
+    let inbox = t.inbox("alice@example.test").await;
+    assert_eq!(inbox.len(), 2);
+    let first = String::from_utf8(inbox[0].clone()).unwrap();
+    assert!(first.starts_with("Received: from client.remote.example (127.0.0.1)\r\n\tby mx.example.test (Tern) with ESMTP;"), "{first}");
+    assert!(
+        first.ends_with(MSG.replace("..dot", ".dot").as_str()),
+        "unstuffed, byte for byte: {first:?}"
+    );
+    assert_eq!(t.inbox("bob@example.test").await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn smuggling_never_splits_a_message() {
+    let t = start(&[]);
+    let (mut c, _) = Client::connect(t.mx);
+    c.cmd("EHLO attacker.example");
+    c.cmd("MAIL FROM:<a@attacker.example>");
+    c.cmd("RCPT TO:<alice@example.test>");
+    c.cmd("DATA");
+    // Each of these ends a message in some broken MTA; none may end it here.
+    c.send(b"Subject: one\r\n\r\nbody\n.\nMAIL FROM:<x@y.example>\r\nbare\r.\r\nlf\r\n.\nRCPT TO:<bob@example.test>\r\nend\r\n");
+    let r = c.cmd(".");
+    assert_eq!(code(&r), "250 2.0.0", "{r}");
+    assert_eq!(
+        code(&c.cmd("NOOP")),
+        "250 2.0.0",
+        "nothing smuggled is replayed as commands"
+    );
+    let inbox = t.inbox("alice@example.test").await;
+    assert_eq!(inbox.len(), 1, "exactly one message");
+    let m = String::from_utf8_lossy(&inbox[0]);
+    assert!(m.contains("body\n.\nMAIL FROM:<x@y.example>\r\nbare\r.\r\nlf\r\n.\nRCPT TO:<bob@example.test>\r\nend\r\n"), "{m:?}");
+    assert!(t.inbox("bob@example.test").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn starttls_discards_pipelined_plaintext_and_resets() {
+    let t = start(&[]);
+    let (mut c, _) = Client::connect(t.mx);
+    c.cmd("EHLO client.example");
+    // An attacker appends commands after STARTTLS in the same packet.
+    c.send(b"STARTTLS\r\nMAIL FROM:<evil@attacker.example>\r\n");
+    assert_eq!(code(&c.reply()), "220 2.0.0");
+    let mut c = c.starttls(&t.cert());
+    // Had the injected MAIL survived, this would be "503 nested MAIL" or a
+    // stray 250; the session must be fresh: no EHLO yet.
+    assert_eq!(code(&c.cmd("MAIL FROM:<r@remote.example>")), "503 5.5.1");
+    let ehlo = c.cmd("EHLO client.example");
+    assert!(!ehlo.contains("STARTTLS"), "{ehlo}");
+    assert_eq!(code(&c.cmd("STARTTLS")), "503 5.5.1");
+    assert_eq!(code(&c.cmd("MAIL FROM:<r@remote.example>")), "250 2.1.0");
+    c.cmd("RCPT TO:<bob@example.test>");
+    c.cmd("DATA");
+    c.send(b"Subject: tls\r\n\r\nsecret\r\n");
+    assert_eq!(code(&c.cmd(".")), "250 2.0.0");
+    let m = String::from_utf8(t.inbox("bob@example.test").await.remove(0)).unwrap();
+    assert!(m.contains("with ESMTPS;"), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn submission_requires_tls_then_auth_and_owned_senders() {
+    let t = start(&[]);
+    let (mut c, _) = Client::connect(t.sub);
+    let ehlo = c.cmd("EHLO laptop");
+    assert!(
+        ehlo.contains("STARTTLS") && !ehlo.contains("AUTH"),
+        "{ehlo}"
+    );
+    assert!(
+        c.login_plain("alice@example.test", PW)
+            .starts_with("538 5.7.11 ")
+    );
+    assert_eq!(code(&c.cmd("MAIL FROM:<alice@example.test>")), "530 5.7.0");
+    assert!(c.cmd("STARTTLS").starts_with("220"));
+    let mut c = c.starttls(&t.cert());
+    let ehlo = c.cmd("EHLO laptop");
+    assert!(ehlo.contains("AUTH PLAIN LOGIN"), "{ehlo}");
+    assert_eq!(
+        code(&c.login_plain("alice@example.test", "wrong password")),
+        "535 5.7.8"
+    );
+    assert_eq!(
+        code(&c.login_plain("ghost@example.test", "wrong password")),
+        "535 5.7.8",
+        "same reply for unknown users"
+    );
+    assert_eq!(code(&c.login_plain("alice@example.test", PW)), "235 2.7.0");
+    assert_eq!(code(&c.cmd("MAIL FROM:<bob@example.test>")), "553 5.7.1");
+    assert_eq!(
+        code(&c.cmd("MAIL FROM:<team@example.test>")),
+        "250 2.1.0",
+        "an alias that reaches alice is hers"
+    );
+    c.cmd("RSET");
+    assert_eq!(code(&c.cmd("MAIL FROM:<alice@example.test>")), "250 2.1.0");
+    assert_eq!(
+        code(&c.cmd("RCPT TO:<friend@elsewhere.example>")),
+        "250 2.1.5",
+        "authenticated relay is queued"
+    );
+    assert_eq!(code(&c.cmd("RCPT TO:<bob@example.test>")), "250 2.1.5");
+    c.cmd("DATA");
+    c.send(b"From: Bob <bob@example.test>\r\nSubject: forged\r\n\r\nx\r\n");
+    assert_eq!(code(&c.cmd(".")), "553 5.7.1", "From: must be hers too");
+    c.cmd("MAIL FROM:<alice@example.test>");
+    c.cmd("RCPT TO:<friend@elsewhere.example>");
+    c.cmd("RCPT TO:<bob@example.test>");
+    c.cmd("DATA");
+    c.send(b"From: Alice <alice@example.test>\r\nSubject: real\r\n\r\nhello bob\r\n");
+    assert_eq!(code(&c.cmd(".")), "250 2.0.0");
+    let m = String::from_utf8(t.inbox("bob@example.test").await.remove(0)).unwrap();
+    assert!(m.contains("with ESMTPSA;"), "{m}");
+    assert!(
+        m.contains("\r\nMessage-ID: <") && m.contains("\r\nDate: "),
+        "added headers: {m}"
+    );
+    assert_eq!(t.queue_len().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn smtps_with_auth_login() {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let t = start(&[]);
+    let (mut c, greet) = Client::connect_tls(t.smtps, &t.cert());
+    assert!(greet.starts_with("220 "));
+    let ehlo = c.cmd("EHLO laptop");
+    assert!(
+        ehlo.contains("AUTH PLAIN LOGIN") && !ehlo.contains("STARTTLS"),
+        "{ehlo}"
+    );
+    assert_eq!(c.cmd("AUTH LOGIN"), "334 VXNlcm5hbWU6\r\n");
+    assert_eq!(c.cmd(&b64("bob@example.test")), "334 UGFzc3dvcmQ6\r\n");
+    assert_eq!(code(&c.cmd(&b64(PW))), "235 2.7.0");
+    c.cmd("MAIL FROM:<bob@example.test>");
+    c.cmd("RCPT TO:<alice@example.test>");
+    c.cmd("DATA");
+    c.send(b"From: bob@example.test\r\nSubject: via 465\r\n\r\nhi\r\n");
+    assert_eq!(code(&c.cmd(".")), "250 2.0.0");
+    assert_eq!(t.inbox("alice@example.test").await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn limits_answer_with_their_codes() {
+    let t = start(&[
+        ("TERN_SMTP__MAX_CONNECTIONS_PER_IP", "3"),
+        ("TERN_SMTP__MAX_RECIPIENTS", "2"),
+        ("TERN_SMTP__MAX_MESSAGE_SIZE", "1000"),
+        ("TERN_SMTP__MAX_ERRORS", "5"),
+    ]);
+    let (mut c, _) = Client::connect(t.mx);
+    c.cmd("EHLO x.example");
+    let long = format!("NOOP {}", "x".repeat(20_000));
+    assert_eq!(code(&c.cmd(&long)), "500 5.5.2");
+    assert_eq!(
+        code(&c.cmd("MAIL FROM:<a@b.example> SIZE=5000")),
+        "552 5.3.4"
+    );
+    c.cmd("MAIL FROM:<a@b.example>");
+    c.cmd("RCPT TO:<alice@example.test>");
+    c.cmd("RCPT TO:<bob@example.test>");
+    assert_eq!(code(&c.cmd("RCPT TO:<team@example.test>")), "452 4.5.3");
+    c.cmd("DATA");
+    c.send(format!("Subject: big\r\n\r\n{}\r\n", "y".repeat(2000)).as_bytes());
+    assert_eq!(code(&c.cmd(".")), "552 5.3.4");
+    assert!(
+        t.inbox("alice@example.test").await.is_empty(),
+        "nothing stored"
+    );
+
+    // Connections per IP: three are admitted (this one included), the
+    // fourth is told why.
+    let (_c2, _) = Client::connect(t.mx);
+    let (_c3, _) = Client::connect(t.mx);
+    let (_, refused) = Client::connect(t.mx);
+    assert_eq!(
+        refused,
+        "421 4.7.0 Too many connections from your address (limit 3), try again later\r\n"
+    );
+
+    // Errors: three so far (500, 552, 552); after the fifth the server
+    // says goodbye.
+    assert_eq!(code(&c.cmd("BOGUS")), "500 5.5.1");
+    let last = c.cmd("BOGUS");
+    assert_eq!(last, "500 5.5.1 Command not recognized\r\n");
+    assert_eq!(
+        c.reply(),
+        "421 4.7.0 Too many errors (limit 5), closing\r\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_smtplib_as_a_client() {
+    let t = start(&[]);
+    let script = format!(
+        r#"
+import smtplib, ssl
+ctx = ssl.create_default_context(cafile={cert:?})
+with smtplib.SMTP("127.0.0.1", {mx}) as s:
+    s.starttls(context=ctx)
+    s.sendmail("r@remote.example", ["alice@example.test"], "Subject: py mx\r\n\r\nvia 25\r\n")
+with smtplib.SMTP("127.0.0.1", {sub}) as s:
+    s.starttls(context=ctx)
+    s.login("alice@example.test", {pw:?})
+    s.sendmail("alice@example.test", ["bob@example.test"], "From: alice@example.test\r\nSubject: py sub\r\n\r\nvia 587\r\n")
+with smtplib.SMTP_SSL("127.0.0.1", {smtps}, context=ctx) as s:
+    s.login("bob@example.test", {pw:?})
+    s.sendmail("bob@example.test", ["alice@example.test"], "From: bob@example.test\r\nSubject: py smtps\r\n\r\nvia 465\r\n")
+    try:
+        s.sendmail("bob@example.test", ["alice@example.test"], "From: alice@example.test\r\nSubject: forged\r\n\r\nx\r\n")
+        raise SystemExit("forged From was accepted")
+    except smtplib.SMTPDataError as e:
+        assert e.smtp_code == 553, e
+print("ok")
+"#,
+        cert = t.cert().display().to_string(),
+        mx = t.mx,
+        sub = t.sub,
+        smtps = t.smtps,
+        pw = PW,
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let alice: Vec<String> = t
+        .inbox("alice@example.test")
+        .await
+        .into_iter()
+        .map(|m| String::from_utf8(m).unwrap())
+        .collect();
+    assert_eq!(alice.len(), 2);
+    assert!(alice[0].contains("Subject: py mx") && alice[1].contains("Subject: py smtps"));
+    assert!(t.inbox("bob@example.test").await[0].ends_with(b"Subject: py sub\r\n\r\nvia 587\r\n"));
+}
