@@ -36,11 +36,15 @@ impl Drop for Tern {
     }
 }
 
-fn cli(dir: &Path, args: &[&str], stdin: &str) {
-    let mut c = Command::new(BIN)
+fn cli_db(dir: &Path, db: Option<&str>, args: &[&str], stdin: &str) {
+    let mut cmd = Command::new(BIN);
+    match db {
+        Some(u) => cmd.env("TERN_DATABASE__URL", u),
+        None => cmd.env_remove("TERN_DATABASE__URL"),
+    };
+    let mut c = cmd
         .args(args)
         .env("TERN_DATA_DIR", dir)
-        .env_remove("TERN_DATABASE__URL")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -51,17 +55,28 @@ fn cli(dir: &Path, args: &[&str], stdin: &str) {
 
 /// A server with example.test: alice, bob, an alias team -> alice+bob.
 fn start(extra_env: &[(&str, &str)]) -> Tern {
+    let db = extra_env
+        .iter()
+        .find(|(k, _)| *k == "TERN_DATABASE__URL")
+        .map(|(_, v)| *v);
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
-    cli(p, &["domain", "add", "example.test"], "");
-    cli(
+    cli_db(p, db, &["domain", "add", "example.test"], "");
+    cli_db(
         p,
+        db,
         &["user", "add", "alice@example.test"],
         &format!("{PW}\n"),
     );
-    cli(p, &["user", "add", "bob@example.test"], &format!("{PW}\n"));
-    cli(
+    cli_db(
         p,
+        db,
+        &["user", "add", "bob@example.test"],
+        &format!("{PW}\n"),
+    );
+    cli_db(
+        p,
+        db,
         &[
             "alias",
             "add",
@@ -525,4 +540,69 @@ print("ok")
     assert_eq!(alice.len(), 2);
     assert!(alice[0].contains("Subject: py mx") && alice[1].contains("Subject: py smtps"));
     assert!(t.inbox("bob@example.test").await[0].ends_with(b"Subject: py sub\r\n\r\nvia 587\r\n"));
+}
+
+/// DESIGN.md rule 2: with the database gone, a message gets `451 4.3.0`,
+/// never `250`; the session stays usable, and when the database returns
+/// the same session delivers without a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn database_loss_gives_451_and_recovers() {
+    let Ok(admin) = std::env::var("TERN_TEST_PG_URL") else {
+        if std::env::var("TERN_REQUIRE_PG").is_ok_and(|v| v == "1") {
+            panic!("TERN_REQUIRE_PG=1 but TERN_TEST_PG_URL is not set");
+        }
+        eprintln!("!!! database_loss_gives_451_and_recovers: SKIPPED (no PostgreSQL) !!!");
+        return;
+    };
+    let name = format!("tern_s_{}", std::process::id());
+    let psql = |sql: &str| {
+        let st = Command::new("psql")
+            .args([admin.as_str(), "-qAtc", sql])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "psql {sql}");
+    };
+    psql(&format!("DROP DATABASE IF EXISTS {name}"));
+    psql(&format!("CREATE DATABASE {name}"));
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let t = start(&[("TERN_DATABASE__URL", &url)]);
+    let (mut c, _) = Client::connect(t.mx);
+    c.cmd("EHLO x.example");
+    assert_eq!(code(&c.cmd("MAIL FROM:<r@remote.example>")), "250 2.1.0");
+    assert_eq!(code(&c.cmd("RCPT TO:<alice@example.test>")), "250 2.1.5");
+    c.cmd("DATA");
+    c.send(b"Subject: during outage\r\n\r\nx\r\n");
+
+    psql(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"));
+    psql(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    ));
+    assert_eq!(code(&c.cmd(".")), "451 4.3.0");
+    c.cmd("MAIL FROM:<r@remote.example>");
+    assert_eq!(code(&c.cmd("RCPT TO:<alice@example.test>")), "451 4.3.0");
+    assert_eq!(code(&c.cmd("NOOP")), "250 2.0.0", "the session stays sane");
+
+    psql(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"));
+    c.cmd("RSET");
+    c.cmd("MAIL FROM:<r@remote.example>");
+    assert_eq!(code(&c.cmd("RCPT TO:<alice@example.test>")), "250 2.1.5");
+    c.cmd("DATA");
+    c.send(b"Subject: after outage\r\n\r\ny\r\n");
+    assert_eq!(code(&c.cmd(".")), "250 2.0.0");
+    drop(c);
+    drop(t);
+    let core = Core::open(CoreOptions::new(url)).await.unwrap();
+    let a = core.account("alice@example.test").await.unwrap().unwrap();
+    let ib = core.mailbox(a.id, "INBOX").await.unwrap().unwrap();
+    let (msgs, _) = core
+        .list_messages(a.id, ib.id, 0, 10, mailcore::SortOrder::UidAsc)
+        .await
+        .unwrap();
+    let subjects: Vec<&str> = msgs.iter().map(|m| m.subject.as_str()).collect();
+    assert_eq!(
+        subjects,
+        ["after outage"],
+        "the 451'd message was not stored"
+    );
 }
