@@ -606,3 +606,55 @@ async fn database_loss_gives_451_and_recovers() {
         "the 451'd message was not stored"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn timeouts_close_idle_and_half_open_connections() {
+    let t = start(&[
+        ("TERN_SMTP__COMMAND_TIMEOUT_SECS", "1"),
+        ("TERN_SMTP__TLS_HANDSHAKE_TIMEOUT_SECS", "1"),
+    ]);
+    // An idle client is told why it is dropped (RFC 5321 §4.5.3.2).
+    let (mut c, _) = Client::connect(t.mx);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(c.reply(), "421 4.4.2 Timeout waiting for a command, closing\r\n");
+    // Slow drip: a line that never ends is cut off at the same limit.
+    let (mut c, _) = Client::connect(t.mx);
+    c.send(b"EHL");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(c.reply().starts_with("421 4.4.2"));
+    // A TLS client that never finishes its handshake is disconnected.
+    let mut s = TcpStream::connect(("127.0.0.1", t.smtps)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 16];
+    let started = Instant::now();
+    assert_eq!(s.read(&mut buf).unwrap_or(0), 0, "closed without a byte");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_failures_are_throttled_and_accounts_limited() {
+    let t = start(&[("TERN_SMTP__MAX_CONNECTIONS_PER_ACCOUNT", "1")]);
+    let (mut a, _) = Client::connect_tls(t.smtps, &t.cert());
+    a.cmd("EHLO one");
+    assert_eq!(code(&a.login_plain("alice@example.test", PW)), "235 2.7.0");
+    // A second session of the same account is over its limit.
+    let (mut b, _) = Client::connect_tls(t.smtps, &t.cert());
+    b.cmd("EHLO two");
+    let refused = b.login_plain("alice@example.test", PW);
+    assert_eq!(
+        refused,
+        "421 4.7.0 Too many connections for this account (limit 1), try again later\r\n"
+    );
+    // Bob guesses wrong five times: the sixth try is refused even with the
+    // right password, with a delay named.
+    let (mut c, _) = Client::connect_tls(t.smtps, &t.cert());
+    c.cmd("EHLO three");
+    for _ in 0..5 {
+        assert_eq!(code(&c.login_plain("bob@example.test", "bad guess!")), "535 5.7.8");
+    }
+    let throttled = c.login_plain("bob@example.test", PW);
+    assert!(
+        throttled.starts_with("454 4.7.0 Too many failed logins, try again in "),
+        "{throttled}"
+    );
+}
