@@ -616,7 +616,10 @@ async fn timeouts_close_idle_and_half_open_connections() {
     // An idle client is told why it is dropped (RFC 5321 §4.5.3.2).
     let (mut c, _) = Client::connect(t.mx);
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(c.reply(), "421 4.4.2 Timeout waiting for a command, closing\r\n");
+    assert_eq!(
+        c.reply(),
+        "421 4.4.2 Timeout waiting for a command, closing\r\n"
+    );
     // Slow drip: a line that never ends is cut off at the same limit.
     let (mut c, _) = Client::connect(t.mx);
     c.send(b"EHL");
@@ -650,11 +653,98 @@ async fn auth_failures_are_throttled_and_accounts_limited() {
     let (mut c, _) = Client::connect_tls(t.smtps, &t.cert());
     c.cmd("EHLO three");
     for _ in 0..5 {
-        assert_eq!(code(&c.login_plain("bob@example.test", "bad guess!")), "535 5.7.8");
+        assert_eq!(
+            code(&c.login_plain("bob@example.test", "bad guess!")),
+            "535 5.7.8"
+        );
     }
     let throttled = c.login_plain("bob@example.test", PW);
     assert!(
         throttled.starts_with("454 4.7.0 Too many failed logins, try again in "),
         "{throttled}"
     );
+}
+
+/// lettre, the client Tern's own relay will use, through all three
+/// listeners: MX in plain and with STARTTLS, submission with STARTTLS and
+/// AUTH, SMTPS with implicit TLS.
+#[tokio::test(flavor = "multi_thread")]
+async fn lettre_through_every_listener() {
+    use lettre::message::Message;
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+
+    let t = start(&[]);
+    let pem = std::fs::read(t.cert()).unwrap();
+    let tls = || {
+        TlsParameters::builder("localhost".into())
+            .add_root_certificate(Certificate::from_pem(&pem).unwrap())
+            .build_rustls()
+            .unwrap()
+    };
+    let mail = |from: &str, to: &str, subject: &str| {
+        Message::builder()
+            .from(from.parse().unwrap())
+            .to(to.parse().unwrap())
+            .subject(subject)
+            .body(format!("sent by lettre: {subject}\r\n.leading dot\r\n"))
+            .unwrap()
+    };
+    let send = |port: u16, mode: Tls, creds: Option<(&str, &str)>| {
+        let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+            .port(port)
+            .tls(mode);
+        if let Some((u, p)) = creds {
+            b = b.credentials(Credentials::new(u.into(), p.into()));
+        }
+        b.build()
+    };
+    send(t.mx, Tls::None, None)
+        .send(mail("r@remote.example", "alice@example.test", "mx plain"))
+        .await
+        .unwrap();
+    send(t.mx, Tls::Required(tls()), None)
+        .send(mail(
+            "r@remote.example",
+            "alice@example.test",
+            "mx starttls",
+        ))
+        .await
+        .unwrap();
+    send(t.sub, Tls::Required(tls()), Some(("bob@example.test", PW)))
+        .send(mail("bob@example.test", "alice@example.test", "submission"))
+        .await
+        .unwrap();
+    send(t.smtps, Tls::Wrapper(tls()), Some(("bob@example.test", PW)))
+        .send(mail("bob@example.test", "alice@example.test", "smtps"))
+        .await
+        .unwrap();
+    // Relay without AUTH is refused with a permanent error.
+    let err = send(t.mx, Tls::None, None)
+        .send(mail(
+            "r@remote.example",
+            "victim@elsewhere.example",
+            "relay",
+        ))
+        .await
+        .unwrap_err();
+    assert!(err.is_permanent(), "{err}");
+    assert!(err.to_string().contains("Relay access denied"), "{err}");
+
+    let inbox: Vec<String> = t
+        .inbox("alice@example.test")
+        .await
+        .into_iter()
+        .map(|m| String::from_utf8(m).unwrap())
+        .collect();
+    let subjects: Vec<bool> = ["mx plain", "mx starttls", "submission", "smtps"]
+        .iter()
+        .zip(&inbox)
+        .map(|(s, m)| {
+            m.contains(&format!("Subject: {s}\r\n")) && m.contains("\r\n.leading dot\r\n")
+        })
+        .collect();
+    assert_eq!(subjects, [true; 4], "{inbox:#?}");
+    assert!(inbox[1].contains("with ESMTPS;") && inbox[3].contains("with ESMTPSA;"));
 }
