@@ -333,4 +333,41 @@ mod tests {
         assert_eq!(unstuff(b"plain"), Some(&b"plain"[..]));
         assert_eq!(unstuff(b".\n."), Some(&b"\n."[..]));
     }
+
+    /// Hostile input never panics the parser. Not a substitute for a
+    /// coverage-guided fuzzer (cargo-fuzz needs nightly, which this
+    /// toolchain lacks), but it runs everywhere on every test run.
+    #[test]
+    fn random_input_never_panics() {
+        let pieces: [&[u8]; 16] = [
+            b"MAIL FROM:",
+            b"RCPT TO:",
+            b"<",
+            b">",
+            b"\"",
+            b"\\",
+            b"@",
+            b" ",
+            b"=",
+            b"\r\n",
+            b"\n",
+            b"AUTH ",
+            b"\xff",
+            b"\xc3\xa9",
+            b"SIZE=99999999999999999999",
+            b"EHLO",
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..50_000 {
+            let mut line = Vec::new();
+            for _ in 0..(x % 12) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                line.extend_from_slice(pieces[(x % 16) as usize]);
+            }
+            let _ = parse_command(&line);
+            let _ = unstuff(&line);
+        }
+    }
 }
