@@ -18,7 +18,7 @@ unset TERN_DATABASE__URL
 $TERN domain add bench.test >/dev/null
 printf 'benchmark-password\n' | $TERN user add sink@bench.test >/dev/null
 PORT=$((20000 + RANDOM % 10000))
-TERN_LISTENERS__SMTP=127.0.0.1:$PORT TERN_LISTENERS__SUBMISSION= TERN_LISTENERS__SMTPS= \
+TERN_LISTENERS__SMTP=127.0.0.1:$PORT TERN_LISTENERS__SUBMISSION= TERN_LISTENERS__SMTPS= TERN_LISTENERS__POP3= TERN_LISTENERS__POP3S= \
   TERN_WEB__LISTEN=127.0.0.1:$((PORT + 1)) TERN_LOG=warn $TERN serve &
 TERN_PID=$!
 trap 'kill $TERN_PID 2>/dev/null; rm -rf "$DIR"' EXIT

@@ -34,6 +34,7 @@ export async function startTern() {
     env: {
       ...env, TERN_WEB__LISTEN: `127.0.0.1:${port}`, TERN_WEB__SITE_ROOT: SITE,
       TERN_LISTENERS__SMTP: '', TERN_LISTENERS__SUBMISSION: '', TERN_LISTENERS__SMTPS: '',
+      TERN_LISTENERS__POP3: '', TERN_LISTENERS__POP3S: '',
     },
     cwd: dir,
     stdio: ['ignore', 'inherit', 'inherit'],

@@ -49,6 +49,9 @@ cargo test -p tern --test cli
 say "SMTP over real sockets: MX, submission, SMTPS (raw, rustls, Python smtplib)"
 cargo test -p tern --test smtp
 
+say "POP3 over real sockets: 110 with STLS, 995 (raw, Python poplib, curl)"
+cargo test -p tern --test pop3
+
 say "clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 

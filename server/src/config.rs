@@ -21,6 +21,28 @@ pub struct Config {
     pub tls: TlsConfig,
     pub listeners: Listeners,
     pub smtp: SmtpConfig,
+    pub pop3: Pop3Config,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Pop3Config {
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub max_connections_per_account: usize,
+    /// RFC 1939 §3 asks for at least 10 minutes.
+    pub autologout_secs: u64,
+}
+
+impl Default for Pop3Config {
+    fn default() -> Self {
+        Pop3Config {
+            max_connections: 1000,
+            max_connections_per_ip: 20,
+            max_connections_per_account: 10,
+            autologout_secs: 600,
+        }
+    }
 }
 
 /// SMTP limits; each refusal names its limit in the reply.
@@ -103,6 +125,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             listeners: Listeners::default(),
             smtp: SmtpConfig::default(),
+            pop3: Pop3Config::default(),
         }
     }
 }
@@ -170,6 +193,10 @@ impl Config {
             "smtp.command_timeout_secs",
             "smtp.data_timeout_secs",
             "smtp.tls_handshake_timeout_secs",
+            "pop3.max_connections",
+            "pop3.max_connections_per_ip",
+            "pop3.max_connections_per_account",
+            "pop3.autologout_secs",
         ]));
         fig.extract().map_err(|e| format!("configuration: {e}"))
     }

@@ -7,6 +7,9 @@
 
 mod cli;
 mod config;
+mod limits;
+mod netio;
+mod pop3;
 mod serve;
 mod smtp;
 mod tls;

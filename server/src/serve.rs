@@ -14,9 +14,10 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     );
 
     // Mail listeners start here, each with the core and the shared TLS
-    // config, on the addresses in `cfg.listeners`. IMAP/IMAPS (issue 5) and
-    // POP3/POP3S (issue 6) join SMTP here.
-    let mail_tasks = crate::smtp::start(&core, &cfg, tls.clone()).await?;
+    // config, on the addresses in `cfg.listeners`. IMAP/IMAPS (issue 5) joins
+    // SMTP and POP3 here.
+    let mut mail_tasks = crate::smtp::start(&core, &cfg, tls.clone()).await?;
+    mail_tasks.extend(crate::pop3::start(&core, &cfg, tls.clone()).await?);
 
     let web = crate::web::server(&cfg, core.clone())?;
     let handle = web.handle();

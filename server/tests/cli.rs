@@ -246,6 +246,8 @@ fn start_server(dir: &Path, port: u16, db_url: Option<&str>) -> Server {
         .env("TERN_LISTENERS__SMTP", "")
         .env("TERN_LISTENERS__SUBMISSION", "")
         .env("TERN_LISTENERS__SMTPS", "")
+        .env("TERN_LISTENERS__POP3", "")
+        .env("TERN_LISTENERS__POP3S", "")
         .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null());

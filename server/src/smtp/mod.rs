@@ -5,7 +5,6 @@
 //! machine, `limits` counts connections. Listeners hand each accepted
 //! socket to a session only after the connection limits admit it.
 
-pub mod limits;
 pub mod proto;
 pub mod session;
 
@@ -19,8 +18,9 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
-use limits::Limits;
-use session::{BoxIo, Mode, Session, Settings};
+use crate::limits::Limits;
+use crate::netio::BoxIo;
+use session::{Mode, Session, Settings};
 
 pub async fn start(
     core: &Core,

@@ -18,16 +18,13 @@ use base64::Engine;
 use mailcore::delivery::Envelope;
 use mailcore::submission::{SubmissionError, rfc5322_date};
 use mailcore::{AccountRef, Address, AuthError, Core, CoreError, Rejection, Route};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_rustls::TlsAcceptor;
 
-use super::limits::{AccountGuard, Limits};
 use super::proto::{Command, ParseError, Reply, parse_command, unstuff};
-
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-pub type BoxIo = Box<dyn Io>;
+use crate::limits::{AccountGuard, Limits};
+use crate::netio::{BoxIo, Line};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -75,14 +72,6 @@ struct Transaction {
     local: Vec<i32>,
     remote: Vec<Address>,
     recipients: Vec<String>,
-}
-
-enum Line {
-    Ok(Vec<u8>),
-    /// The line went past the limit and was dropped; the flag says whether
-    /// it ended in CRLF (so DATA still knows where lines start).
-    TooLong(bool),
-    Eof,
 }
 
 enum Flow {
@@ -159,43 +148,8 @@ impl Session {
         io.get_mut().flush().await
     }
 
-    /// Reads one line (up to and including LF), never holding more than
-    /// `max` bytes: the rest of an overlong line is read and dropped.
     async fn read_line(&mut self, max: usize) -> std::io::Result<Line> {
-        let io = self.io()?;
-        let mut buf = Vec::new();
-        let mut too_long = false;
-        let mut prev_cr = false;
-        loop {
-            let avail = io.fill_buf().await?;
-            if avail.is_empty() {
-                return Ok(Line::Eof);
-            }
-            let (chunk, done) = match avail.iter().position(|&b| b == b'\n') {
-                Some(i) => (&avail[..=i], true),
-                None => (avail, false),
-            };
-            let n = chunk.len();
-            let crlf = if done {
-                (n >= 2 && chunk[n - 2] == b'\r') || (n == 1 && prev_cr)
-            } else {
-                false
-            };
-            prev_cr = chunk.last() == Some(&b'\r');
-            if !too_long && buf.len() + n <= max {
-                buf.extend_from_slice(chunk);
-            } else {
-                too_long = true;
-            }
-            io.consume(n);
-            if done {
-                return Ok(if too_long {
-                    Line::TooLong(crlf)
-                } else {
-                    Line::Ok(buf)
-                });
-            }
-        }
+        crate::netio::read_line(self.io()?, max).await
     }
 
     pub async fn run(mut self) {

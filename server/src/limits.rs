@@ -1,4 +1,4 @@
-//! Connection limits: in total, per client IP and per authenticated
+//! Connection limits, shared by the mail protocols: in total, per client IP and per authenticated
 //! account. Each refusal names the limit, so a sender sees why
 //! (DESIGN.md rule 4) instead of a bare "too many connections".
 

@@ -1,0 +1,51 @@
+//! Byte-stream plumbing shared by the mail protocols: a boxed stream that
+//! may be plain TCP or TLS (so STARTTLS/STLS can swap it), and a line reader
+//! that never holds more than its limit in memory.
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
+
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+pub type BoxIo = Box<dyn Io>;
+
+pub enum Line {
+    Ok(Vec<u8>),
+    /// The line went past the limit and was dropped; the flag says whether
+    /// it ended in CRLF (so SMTP DATA still knows where lines start).
+    TooLong(bool),
+    Eof,
+}
+
+/// Reads one line (up to and including LF). The rest of an overlong line is
+/// read and thrown away, so a client cannot make us allocate without bound.
+pub async fn read_line(io: &mut BufReader<BoxIo>, max: usize) -> std::io::Result<Line> {
+    let mut buf = Vec::new();
+    let mut too_long = false;
+    let mut prev_cr = false;
+    loop {
+        let avail = io.fill_buf().await?;
+        if avail.is_empty() {
+            return Ok(Line::Eof);
+        }
+        let (chunk, done) = match avail.iter().position(|&b| b == b'\n') {
+            Some(i) => (&avail[..=i], true),
+            None => (avail, false),
+        };
+        let n = chunk.len();
+        let crlf = done && ((n >= 2 && chunk[n - 2] == b'\r') || (n == 1 && prev_cr));
+        prev_cr = chunk.last() == Some(&b'\r');
+        if !too_long && buf.len() + n <= max {
+            buf.extend_from_slice(chunk);
+        } else {
+            too_long = true;
+        }
+        io.consume(n);
+        if done {
+            return Ok(if too_long {
+                Line::TooLong(crlf)
+            } else {
+                Line::Ok(buf)
+            });
+        }
+    }
+}

@@ -1,0 +1,499 @@
+//! One POP3 session: AUTHORIZATION -> TRANSACTION -> UPDATE (RFC 1939 §3).
+//!
+//! Invariants:
+//! - The maildrop is INBOX, seen as it was at login; message numbers never
+//!   change during a session.
+//! - Deletions are only marks until QUIT; a dropped connection deletes
+//!   nothing (RFC 1939 §6).
+//! - One POP3 session per maildrop at a time (`[IN-USE]`, RFC 3206 §4).
+//! - UIDLs are `UIDVALIDITY.UID`, so they survive reconnects and anything
+//!   IMAP does to other messages.
+//! - After STLS, whatever the client pipelined is discarded.
+
+use std::collections::{BTreeSet, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use mailcore::messages::FlagOp;
+use mailcore::{AccountRef, AuthError, Core, Flags, SortOrder};
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::time::timeout;
+use tokio_rustls::TlsAcceptor;
+
+use super::proto::{Command, multiline, parse_command, top};
+use crate::limits::{AccountGuard, Limits};
+use crate::netio::{BoxIo, Line, read_line};
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub max_line: usize,
+    /// RFC 1939 §3: at least 10 minutes.
+    pub autologout: Duration,
+    pub tls_handshake_timeout: Duration,
+}
+
+/// Maildrops currently held by a POP3 session on this node.
+#[derive(Default)]
+pub struct Locks(Mutex<HashSet<i32>>);
+
+pub struct MaildropLock {
+    locks: Arc<Locks>,
+    account: i32,
+}
+
+impl Locks {
+    fn take(self: &Arc<Self>, account: i32) -> Option<MaildropLock> {
+        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        s.insert(account).then(|| MaildropLock {
+            locks: self.clone(),
+            account,
+        })
+    }
+}
+
+impl Drop for MaildropLock {
+    fn drop(&mut self) {
+        let mut s = self.locks.0.lock().unwrap_or_else(|p| p.into_inner());
+        s.remove(&self.account);
+    }
+}
+
+struct Entry {
+    uid: i64,
+    size: i64,
+}
+
+struct Maildrop {
+    account: AccountRef,
+    mailbox_id: i32,
+    uidvalidity: i64,
+    entries: Vec<Entry>,
+    deleted: BTreeSet<usize>,
+    _lock: MaildropLock,
+    _slot: AccountGuard,
+}
+
+pub struct Session {
+    core: Core,
+    settings: Arc<Settings>,
+    limits: Arc<Limits>,
+    locks: Arc<Locks>,
+    peer: SocketAddr,
+    io: Option<BufReader<BoxIo>>,
+    tls: Option<TlsAcceptor>,
+    secure: bool,
+    user: Option<String>,
+    drop: Option<Maildrop>,
+}
+
+const TEMP: &str = "-ERR [SYS/TEMP] Mail store temporarily unavailable, try again later";
+
+impl Session {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        core: Core,
+        settings: Arc<Settings>,
+        limits: Arc<Limits>,
+        locks: Arc<Locks>,
+        peer: SocketAddr,
+        io: BoxIo,
+        tls: Option<TlsAcceptor>,
+        secure: bool,
+    ) -> Session {
+        Session {
+            core,
+            settings,
+            limits,
+            locks,
+            peer,
+            io: Some(BufReader::new(io)),
+            tls,
+            secure,
+            user: None,
+            drop: None,
+        }
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let io = self
+            .io
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("stream lost"))?;
+        io.get_mut().write_all(bytes).await?;
+        io.get_mut().flush().await
+    }
+
+    async fn line(&mut self, text: &str) -> std::io::Result<()> {
+        self.write(format!("{text}\r\n").as_bytes()).await
+    }
+
+    pub async fn run(mut self) {
+        if let Err(e) = self.serve().await {
+            tracing::debug!(peer = %self.peer, error = %e, "pop3 connection ended");
+        }
+    }
+
+    async fn serve(&mut self) -> std::io::Result<()> {
+        self.line("+OK Tern POP3 ready").await?;
+        loop {
+            let io = self
+                .io
+                .as_mut()
+                .ok_or_else(|| std::io::Error::other("stream lost"))?;
+            let line = match timeout(
+                self.settings.autologout,
+                read_line(io, self.settings.max_line),
+            )
+            .await
+            {
+                Err(_) => {
+                    // Autologout: no UPDATE state, so nothing is deleted.
+                    let _ = self.line("-ERR Autologout: idle for too long").await;
+                    return Ok(());
+                }
+                Ok(l) => l?,
+            };
+            let bytes = match line {
+                Line::Eof => return Ok(()),
+                Line::TooLong(_) => {
+                    self.line("-ERR Line too long").await?;
+                    continue;
+                }
+                Line::Ok(b) => b,
+            };
+            let cmd = match parse_command(&bytes) {
+                Ok(c) => c,
+                Err(why) => {
+                    self.line(&format!("-ERR {why}")).await?;
+                    continue;
+                }
+            };
+            if self.drop.is_some() {
+                if !self.transaction(cmd).await? {
+                    return Ok(());
+                }
+            } else if !self.authorization(cmd).await? {
+                return Ok(());
+            }
+        }
+    }
+
+    fn capa(&self) -> Vec<u8> {
+        let mut caps = vec![
+            "TOP",
+            "UIDL",
+            "RESP-CODES",
+            "PIPELINING",
+            "EXPIRE NEVER",
+            "LOGIN-DELAY 0",
+        ];
+        if self.drop.is_none() {
+            if self.secure {
+                caps.push("USER");
+                caps.push("SASL PLAIN");
+            } else if self.tls.is_some() {
+                caps.push("STLS");
+            }
+        }
+        caps.push("IMPLEMENTATION Tern");
+        let mut out = b"+OK Capability list follows\r\n".to_vec();
+        out.extend_from_slice(&multiline(caps.join("\r\n").as_bytes()));
+        out
+    }
+
+    /// AUTHORIZATION state. Returns false to close.
+    async fn authorization(&mut self, cmd: Command) -> std::io::Result<bool> {
+        match cmd {
+            Command::Capa => {
+                let c = self.capa();
+                self.write(&c).await?;
+            }
+            Command::Quit => {
+                self.line("+OK Bye").await?;
+                return Ok(false);
+            }
+            Command::Noop => self.line("+OK").await?,
+            Command::Stls => {
+                if self.secure {
+                    self.line("-ERR TLS already active").await?;
+                } else if let Some(acceptor) = self.tls.clone() {
+                    self.line("+OK Begin TLS negotiation").await?;
+                    let Some(reader) = self.io.take() else {
+                        return Ok(false);
+                    };
+                    // into_inner discards pipelined plaintext.
+                    let plain = reader.into_inner();
+                    match timeout(self.settings.tls_handshake_timeout, acceptor.accept(plain)).await
+                    {
+                        Ok(Ok(tls)) => {
+                            self.io = Some(BufReader::new(Box::new(tls)));
+                            self.secure = true;
+                            self.user = None;
+                        }
+                        _ => return Ok(false),
+                    }
+                } else {
+                    self.line("-ERR TLS not available").await?;
+                }
+            }
+            Command::User(_) | Command::Pass(_) | Command::Auth(..) if !self.secure => {
+                self.line("-ERR [AUTH] Plaintext authentication is not allowed before STLS")
+                    .await?;
+            }
+            Command::User(u) => {
+                self.user = Some(u);
+                self.line("+OK Send PASS").await?;
+            }
+            Command::Pass(p) => match self.user.take() {
+                None => self.line("-ERR USER first").await?,
+                Some(u) => self.login(&u, &p).await?,
+            },
+            Command::Auth(None, _) => {
+                self.write(b"+OK\r\nPLAIN\r\n.\r\n").await?;
+            }
+            Command::Auth(Some(m), initial) if m == "PLAIN" => {
+                let resp = match initial {
+                    Some(i) => i,
+                    None => {
+                        self.line("+ ").await?;
+                        let io = self
+                            .io
+                            .as_mut()
+                            .ok_or_else(|| std::io::Error::other("stream lost"))?;
+                        match timeout(
+                            self.settings.autologout,
+                            read_line(io, self.settings.max_line),
+                        )
+                        .await
+                        {
+                            Ok(Ok(Line::Ok(b))) => String::from_utf8_lossy(&b).trim().to_owned(),
+                            _ => return Ok(false),
+                        }
+                    }
+                };
+                if resp == "*" {
+                    self.line("-ERR Authentication cancelled").await?;
+                    return Ok(true);
+                }
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(resp.trim())
+                    .ok()
+                    .and_then(|v| String::from_utf8(v).ok());
+                let parts: Vec<String> = decoded
+                    .map(|d| d.split('\0').map(str::to_owned).collect())
+                    .unwrap_or_default();
+                if parts.len() != 3 || (!parts[0].is_empty() && parts[0] != parts[1]) {
+                    self.line("-ERR [AUTH] Invalid credentials").await?;
+                } else {
+                    self.login(&parts[1], &parts[2]).await?;
+                }
+            }
+            Command::Auth(Some(_), _) => self.line("-ERR Unsupported SASL mechanism").await?,
+            _ => self.line("-ERR Not allowed before login").await?,
+        }
+        Ok(true)
+    }
+
+    async fn login(&mut self, user: &str, pass: &str) -> std::io::Result<()> {
+        let account = match self.core.authenticate(user, pass, self.peer.ip()).await {
+            Ok(a) => a,
+            Err(AuthError::Throttled { retry_after }) => {
+                return self
+                    .line(&format!(
+                        "-ERR [LOGIN-DELAY] Too many failed logins, retry in {retry_after} seconds"
+                    ))
+                    .await;
+            }
+            Err(AuthError::Core(_)) => return self.line(TEMP).await,
+            Err(AuthError::InvalidCredentials) => {
+                return self.line("-ERR [AUTH] Invalid credentials").await;
+            }
+        };
+        let Some(slot) = self.limits.account(account.id) else {
+            return self
+                .line(&format!(
+                    "-ERR [SYS/TEMP] Too many connections for this account (limit {})",
+                    self.limits.per_account
+                ))
+                .await;
+        };
+        let Some(lock) = self.locks.take(account.id) else {
+            return self
+                .line("-ERR [IN-USE] Maildrop is locked by another POP3 session")
+                .await;
+        };
+        let inbox = match self.core.mailbox(account.id, "INBOX").await {
+            Ok(Some(m)) => m,
+            _ => return self.line(TEMP).await,
+        };
+        let entries = match self
+            .core
+            .list_messages(account.id, inbox.id, 0, u32::MAX as u64, SortOrder::UidAsc)
+            .await
+        {
+            Ok((msgs, _)) => msgs
+                .into_iter()
+                .map(|m| Entry {
+                    uid: m.uid,
+                    size: m.size,
+                })
+                .collect::<Vec<_>>(),
+            Err(_) => return self.line(TEMP).await,
+        };
+        tracing::info!(peer = %self.peer, account = %account.address, messages = entries.len(), "pop3 login");
+        let n = entries.len();
+        self.drop = Some(Maildrop {
+            account,
+            mailbox_id: inbox.id,
+            uidvalidity: inbox.uidvalidity,
+            entries,
+            deleted: BTreeSet::new(),
+            _lock: lock,
+            _slot: slot,
+        });
+        self.line(&format!("+OK Maildrop ready, {n} messages"))
+            .await
+    }
+
+    /// The entry for message number `n`, unless absent or marked deleted.
+    fn entry(&self, n: u32) -> Option<(usize, &Entry)> {
+        let d = self.drop.as_ref()?;
+        let i = (n as usize).checked_sub(1)?;
+        if d.deleted.contains(&i) {
+            return None;
+        }
+        d.entries.get(i).map(|e| (i, e))
+    }
+
+    /// TRANSACTION state. Returns false to close.
+    async fn transaction(&mut self, cmd: Command) -> std::io::Result<bool> {
+        let Some(d) = self.drop.as_ref() else {
+            return Ok(false);
+        };
+        let live = || {
+            d.entries
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !d.deleted.contains(i))
+        };
+        match cmd {
+            Command::Stat => {
+                let (n, size) = live().fold((0, 0), |(n, s), (_, e)| (n + 1, s + e.size));
+                self.line(&format!("+OK {n} {size}")).await?;
+            }
+            Command::List(None) | Command::Uidl(None) => {
+                let uidl = matches!(cmd, Command::Uidl(None));
+                let body: Vec<String> = live()
+                    .map(|(i, e)| {
+                        if uidl {
+                            format!("{} {}.{}", i + 1, d.uidvalidity, e.uid)
+                        } else {
+                            format!("{} {}", i + 1, e.size)
+                        }
+                    })
+                    .collect();
+                let mut out = b"+OK\r\n".to_vec();
+                out.extend_from_slice(&multiline(body.join("\r\n").as_bytes()));
+                self.write(&out).await?;
+            }
+            Command::List(Some(n)) | Command::Uidl(Some(n)) => {
+                let uidl = matches!(cmd, Command::Uidl(_));
+                let uidvalidity = d.uidvalidity;
+                let text = match self.entry(n) {
+                    Some((_, e)) if uidl => format!("+OK {n} {uidvalidity}.{}", e.uid),
+                    Some((_, e)) => format!("+OK {n} {}", e.size),
+                    None => "-ERR No such message".to_owned(),
+                };
+                self.line(&text).await?;
+            }
+            Command::Retr(n) | Command::Top(n, _) => {
+                let Some((_, e)) = self.entry(n) else {
+                    self.line("-ERR No such message").await?;
+                    return Ok(true);
+                };
+                let (uid, account_id, mailbox_id) = (e.uid, d.account.id, d.mailbox_id);
+                let raw = match self.core.message_raw(account_id, mailbox_id, uid).await {
+                    Ok(r) => r,
+                    Err(e) if e.is_temporary() => {
+                        self.line(TEMP).await?;
+                        return Ok(true);
+                    }
+                    Err(_) => {
+                        self.line("-ERR Message was removed by another client")
+                            .await?;
+                        return Ok(true);
+                    }
+                };
+                let (head, body) = match cmd {
+                    Command::Top(_, lines) => ("+OK Top follows".to_owned(), top(&raw, lines)),
+                    _ => (format!("+OK {} octets", raw.len()), &raw[..]),
+                };
+                let mut out = format!("{head}\r\n").into_bytes();
+                out.extend_from_slice(&multiline(body));
+                self.write(&out).await?;
+                if matches!(cmd, Command::Retr(_)) {
+                    // As Dovecot does: a message a POP3 client downloaded
+                    // reads as seen in IMAP and the webmail.
+                    let _ = self
+                        .core
+                        .set_flags(account_id, mailbox_id, &[uid], FlagOp::Add, Flags::SEEN)
+                        .await;
+                }
+            }
+            Command::Dele(n) => {
+                let text = match self.entry(n) {
+                    Some((i, _)) => {
+                        if let Some(d) = self.drop.as_mut() {
+                            d.deleted.insert(i);
+                        }
+                        format!("+OK Message {n} marked for deletion")
+                    }
+                    None => "-ERR No such message".to_owned(),
+                };
+                self.line(&text).await?;
+            }
+            Command::Rset => {
+                if let Some(d) = self.drop.as_mut() {
+                    d.deleted.clear();
+                }
+                self.line("+OK").await?;
+            }
+            Command::Noop => self.line("+OK").await?,
+            Command::Capa => {
+                let c = self.capa();
+                self.write(&c).await?;
+            }
+            Command::Quit => {
+                let reply = self.update().await;
+                self.line(&reply).await?;
+                return Ok(false);
+            }
+            _ => self.line("-ERR Not allowed after login").await?,
+        }
+        Ok(true)
+    }
+
+    /// UPDATE state (RFC 1939 §6): remove the marked messages.
+    async fn update(&mut self) -> String {
+        let Some(d) = self.drop.take() else {
+            return "+OK Bye".into();
+        };
+        let uids: Vec<i64> = d.deleted.iter().map(|&i| d.entries[i].uid).collect();
+        if uids.is_empty() {
+            return "+OK Bye".into();
+        }
+        let (a, m) = (d.account.id, d.mailbox_id);
+        let done = async {
+            self.core
+                .set_flags(a, m, &uids, FlagOp::Add, Flags::DELETED)
+                .await?;
+            self.core.expunge(a, m, Some(&uids)).await
+        };
+        match done.await {
+            Ok(gone) => format!("+OK Bye, {} messages deleted", gone.len()),
+            Err(_) => "-ERR [SYS/TEMP] Some deleted messages were not removed".into(),
+        }
+    }
+}

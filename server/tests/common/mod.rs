@@ -1,0 +1,301 @@
+//! Shared by the protocol tests: start the built `tern serve` on free
+//! loopback ports with a small directory, and a line client over plain TCP
+//! or rustls.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mailcore::{Core, CoreOptions};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tern");
+pub const PW: &str = "correct horse battery";
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Tern {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub mx: u16,
+    pub sub: u16,
+    pub smtps: u16,
+    pub pop3: u16,
+    pub pop3s: u16,
+}
+
+impl Drop for Tern {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn cli_db(dir: &Path, db: Option<&str>, args: &[&str], stdin: &str) {
+    let mut cmd = Command::new(BIN);
+    match db {
+        Some(u) => cmd.env("TERN_DATABASE__URL", u),
+        None => cmd.env_remove("TERN_DATABASE__URL"),
+    };
+    let mut c = cmd
+        .args(args)
+        .env("TERN_DATA_DIR", dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    assert!(c.wait().unwrap().success(), "tern {args:?}");
+}
+
+/// A server with example.test: alice, bob, an alias team -> alice+bob.
+pub fn start(extra_env: &[(&str, &str)]) -> Tern {
+    let db = extra_env
+        .iter()
+        .find(|(k, _)| *k == "TERN_DATABASE__URL")
+        .map(|(_, v)| *v);
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    cli_db(p, db, &["domain", "add", "example.test"], "");
+    cli_db(
+        p,
+        db,
+        &["user", "add", "alice@example.test"],
+        &format!("{PW}\n"),
+    );
+    cli_db(
+        p,
+        db,
+        &["user", "add", "bob@example.test"],
+        &format!("{PW}\n"),
+    );
+    cli_db(
+        p,
+        db,
+        &[
+            "alias",
+            "add",
+            "team@example.test",
+            "alice@example.test",
+            "bob@example.test",
+        ],
+        "",
+    );
+    let (mx, sub, smtps) = (free_port(), free_port(), free_port());
+    let (pop3, pop3s) = (free_port(), free_port());
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
+        .env("TERN_DATA_DIR", p)
+        .env_remove("TERN_DATABASE__URL")
+        .env("TERN_HOSTNAME", "mx.example.test")
+        .env("TERN_WEB__LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("TERN_LISTENERS__SMTP", format!("127.0.0.1:{mx}"))
+        .env("TERN_LISTENERS__SUBMISSION", format!("127.0.0.1:{sub}"))
+        .env("TERN_LISTENERS__SMTPS", format!("127.0.0.1:{smtps}"))
+        .env("TERN_LISTENERS__POP3", format!("127.0.0.1:{pop3}"))
+        .env("TERN_LISTENERS__POP3S", format!("127.0.0.1:{pop3s}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // POP3S binds last.
+    while TcpStream::connect(("127.0.0.1", pop3s)).is_err() {
+        assert!(Instant::now() < deadline, "tern did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Tern {
+        child,
+        dir,
+        mx,
+        sub,
+        smtps,
+        pop3,
+        pop3s,
+    }
+}
+
+impl Tern {
+    pub async fn core(&self) -> Core {
+        let url = format!("sqlite://{}/tern.db", self.dir.path().display());
+        Core::open(CoreOptions::new(url)).await.unwrap()
+    }
+
+    /// Delivers `raw` to a local user through the core, as SMTP would.
+    pub async fn deliver(&self, user: &str, raw: &[u8]) {
+        let core = self.core().await;
+        let a = core.account(user).await.unwrap().unwrap();
+        let env = mailcore::delivery::Envelope {
+            mail_from: String::new(),
+            local: vec![a.id],
+            remote: vec![],
+        };
+        core.deliver(&env, raw).await.unwrap();
+    }
+
+    pub fn cert(&self) -> PathBuf {
+        self.dir.path().join("tls/cert.pem")
+    }
+
+    pub async fn inbox(&self, user: &str) -> Vec<Vec<u8>> {
+        let url = format!("sqlite://{}/tern.db", self.dir.path().display());
+        let core = Core::open(CoreOptions::new(url)).await.unwrap();
+        let a = core.account(user).await.unwrap().unwrap();
+        let ib = core.mailbox(a.id, "INBOX").await.unwrap().unwrap();
+        let (msgs, _) = core
+            .list_messages(a.id, ib.id, 0, 100, mailcore::SortOrder::UidAsc)
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        for m in msgs {
+            out.push(core.message_raw(a.id, ib.id, m.uid).await.unwrap());
+        }
+        out
+    }
+
+    pub async fn queue_len(&self) -> u64 {
+        let url = format!("sqlite://{}/tern.db", self.dir.path().display());
+        Core::open(CoreOptions::new(url))
+            .await
+            .unwrap()
+            .queue_len()
+            .await
+            .unwrap()
+    }
+}
+
+pub trait Stream: Read + Write {}
+impl<T: Read + Write> Stream for T {}
+
+pub struct Client {
+    pub r: BufReader<Box<dyn Stream>>,
+    /// A second handle on the plain socket, for STARTTLS.
+    plain: Option<TcpStream>,
+}
+
+pub fn tls_config(cert: &Path) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(cert).unwrap();
+    for c in rustls_pemfile::certs(&mut &pem[..]) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+pub fn wrap_tls(sock: TcpStream, cert: &Path) -> Box<dyn Stream> {
+    let conn =
+        rustls::ClientConnection::new(tls_config(cert), "localhost".try_into().unwrap()).unwrap();
+    Box::new(rustls::StreamOwned::new(conn, sock))
+}
+
+impl Client {
+    pub fn connect(port: u16) -> (Client, String) {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let plain = s.try_clone().ok();
+        let mut c = Client {
+            r: BufReader::new(Box::new(s)),
+            plain,
+        };
+        let greet = c.reply();
+        (c, greet)
+    }
+
+    pub fn connect_tls(port: u16, cert: &Path) -> (Client, String) {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut c = Client {
+            r: BufReader::new(wrap_tls(s, cert)),
+            plain: None,
+        };
+        let greet = c.reply();
+        (c, greet)
+    }
+
+    /// Reads one (possibly multi-line) reply.
+    pub fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            if self.r.read_line(&mut line).unwrap() == 0 {
+                return all;
+            }
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] == b' ' {
+                return all;
+            }
+        }
+    }
+
+    pub fn send(&mut self, raw: &[u8]) {
+        let w = self.r.get_mut();
+        w.write_all(raw).unwrap();
+        w.flush().unwrap();
+    }
+
+    /// One line, CRLF included.
+    pub fn line(&mut self) -> String {
+        let mut l = String::new();
+        self.r.read_line(&mut l).unwrap();
+        l
+    }
+
+    /// A POP3 multi-line body up to and including ".CRLF", raw.
+    pub fn until_dot(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        loop {
+            let mut l = Vec::new();
+            if self.r.read_until(b'\n', &mut l).unwrap() == 0 {
+                return out;
+            }
+            out.extend_from_slice(&l);
+            if l == b".\r\n" {
+                return out;
+            }
+        }
+    }
+
+    /// Sends a POP3 command and returns its status line.
+    pub fn pop(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.line()
+    }
+
+    pub fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+
+    pub fn starttls(self, cert: &Path) -> Client {
+        let sock = self.plain.expect("STARTTLS on a plain connection");
+        Client {
+            r: BufReader::new(wrap_tls(sock, cert)),
+            plain: None,
+        }
+    }
+
+    pub fn login_plain(&mut self, user: &str, pw: &str) -> String {
+        use base64::Engine;
+        let t = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pw}"));
+        self.cmd(&format!("AUTH PLAIN {t}"))
+    }
+}
