@@ -208,6 +208,14 @@ async fn other_clients_change_the_mailbox_during_a_session() {
 #[tokio::test(flavor = "multi_thread")]
 async fn python_poplib_and_curl() {
     let t = with_mail().await;
+    // The acceptance path: mail that arrived over SMTP.
+    let (mut s, _) = Client::connect(t.mx);
+    s.cmd("EHLO sender.example");
+    s.cmd("MAIL FROM:<x@sender.example>");
+    s.cmd("RCPT TO:<alice@example.test>");
+    s.cmd("DATA");
+    s.send(b"Subject: via smtp\r\n\r\narrived over port 25\r\n");
+    assert!(s.cmd(".").starts_with("250 "));
     let cert = t.cert().display().to_string();
     // curl first, read-only: list and fetch one message over pop3s.
     let url = format!("pop3s://localhost:{}/", t.pop3s);
@@ -233,10 +241,9 @@ async fn python_poplib_and_curl() {
         );
         String::from_utf8(out.stdout).unwrap()
     };
-    assert_eq!(
-        curl(""),
-        format!("1 {}\r\n2 {}\r\n3 {}\r\n", M1.len(), M2.len(), M3.len())
-    );
+    let listing = curl("");
+    let expect = format!("1 {}\r\n2 {}\r\n3 {}\r\n4 ", M1.len(), M2.len(), M3.len());
+    assert!(listing.starts_with(&expect), "{listing}");
     assert_eq!(curl("1").as_bytes(), M1);
 
     let script = format!(
@@ -245,7 +252,8 @@ import poplib, ssl
 ctx = ssl.create_default_context(cafile={cert:?})
 p = poplib.POP3_SSL("127.0.0.1", {pop3s}, context=ctx)
 p.user("alice@example.test"); p.pass_("correct horse battery")
-assert p.stat()[0] == 3, p.stat()
+assert p.stat()[0] == 4, p.stat()
+assert b"arrived over port 25" in p.retr(4)[1], "the SMTP-delivered message"
 resp, lines, octets = p.retr(2)
 assert lines == [b"Subject: two", b"", b".dot first", b".", b"bare", b".", b"end"], lines
 uidl1 = p.uidl()[1]
@@ -273,4 +281,58 @@ print("ok")
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(inbox_uids(&t).await.is_empty(), "poplib deleted everything");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn limits_and_autologout() {
+    let t = start(&[("TERN_POP3__AUTOLOGOUT_SECS", "1")]);
+    let (mut c, _) = Client::connect(t.pop3);
+    assert_eq!(
+        c.pop(&format!("NOOP {}", "x".repeat(10_000))),
+        "-ERR Line too long\r\n"
+    );
+    assert_eq!(c.pop("FROB"), "-ERR unknown command\r\n");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(c.line(), "-ERR Autologout: idle for too long\r\n");
+}
+
+/// DESIGN.md rule 2 for POP3: `-ERR [SYS/TEMP]` while the database is away.
+#[tokio::test(flavor = "multi_thread")]
+async fn database_loss_is_sys_temp() {
+    let Ok(admin) = std::env::var("TERN_TEST_PG_URL") else {
+        if std::env::var("TERN_REQUIRE_PG").is_ok_and(|v| v == "1") {
+            panic!("TERN_REQUIRE_PG=1 but TERN_TEST_PG_URL is not set");
+        }
+        eprintln!("!!! database_loss_is_sys_temp: SKIPPED (no PostgreSQL) !!!");
+        return;
+    };
+    let name = format!("tern_p_{}", std::process::id());
+    let psql = |sql: &str| {
+        let st = Command::new("psql")
+            .args([admin.as_str(), "-qAtc", sql])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "psql {sql}");
+    };
+    psql(&format!("DROP DATABASE IF EXISTS {name}"));
+    psql(&format!("CREATE DATABASE {name}"));
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let t = start(&[("TERN_DATABASE__URL", &url)]);
+    let (mut c, _) = Client::connect_tls(t.pop3s, &t.cert());
+    psql(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"));
+    psql(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    ));
+    c.pop("USER alice@example.test");
+    assert_eq!(
+        c.pop("PASS correct horse battery"),
+        "-ERR [SYS/TEMP] Mail store temporarily unavailable, try again later\r\n"
+    );
+    psql(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"));
+    c.pop("USER alice@example.test");
+    assert_eq!(
+        c.pop("PASS correct horse battery"),
+        "+OK Maildrop ready, 0 messages\r\n"
+    );
 }
