@@ -1,11 +1,15 @@
 //! Drives the built `tern` binary: admin commands, `tern serve` with
 //! `/healthz`, the login endpoint over real HTTP, and clean shutdown.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use common::PgDb;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tern");
 const PW: &str = "correct horse battery";
@@ -375,39 +379,21 @@ fn serve_health_login_and_clean_stop() {
 /// says 503, and it recovers without a restart when the database returns.
 #[test]
 fn healthz_follows_the_database() {
-    let Ok(admin) = std::env::var("TERN_TEST_PG_URL") else {
-        if std::env::var("TERN_REQUIRE_PG").is_ok_and(|v| v == "1") {
-            panic!("TERN_REQUIRE_PG=1 but TERN_TEST_PG_URL is not set");
-        }
-        eprintln!("!!! healthz_follows_the_database: SKIPPED (no PostgreSQL) !!!");
+    let Some(pg) = PgDb::create("health") else {
         return;
     };
-    let name = format!("tern_h_{}", std::process::id());
-    let psql = |sql: &str| {
-        let st = Command::new("psql")
-            .args([admin.as_str(), "-qAtc", sql])
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(st.success(), "psql {sql}");
-    };
-    psql(&format!("DROP DATABASE IF EXISTS {name}"));
-    psql(&format!("CREATE DATABASE {name}"));
-    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let url = pg.url.clone();
     let d = tempfile::tempdir().unwrap();
     let port = free_port();
     let _server = start_server(d.path(), port, Some(&url));
     assert_eq!(get(port, "/healthz", None).0, 200);
 
-    psql(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"));
-    psql(&format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-    ));
+    pg.cut_off();
     let (status, body) = get(port, "/healthz", None);
     assert_eq!(status, 503, "{body}");
     assert!(body.ends_with("database unavailable\n"));
 
-    psql(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"));
+    pg.restore();
     let deadline = Instant::now() + Duration::from_secs(20);
     while get(port, "/healthz", None).0 != 200 {
         assert!(Instant::now() < deadline, "did not recover");

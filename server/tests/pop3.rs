@@ -299,37 +299,19 @@ async fn limits_and_autologout() {
 /// DESIGN.md rule 2 for POP3: `-ERR [SYS/TEMP]` while the database is away.
 #[tokio::test(flavor = "multi_thread")]
 async fn database_loss_is_sys_temp() {
-    let Ok(admin) = std::env::var("TERN_TEST_PG_URL") else {
-        if std::env::var("TERN_REQUIRE_PG").is_ok_and(|v| v == "1") {
-            panic!("TERN_REQUIRE_PG=1 but TERN_TEST_PG_URL is not set");
-        }
-        eprintln!("!!! database_loss_is_sys_temp: SKIPPED (no PostgreSQL) !!!");
+    let Some(pg) = PgDb::create("pop3") else {
         return;
     };
-    let name = format!("tern_p_{}", std::process::id());
-    let psql = |sql: &str| {
-        let st = Command::new("psql")
-            .args([admin.as_str(), "-qAtc", sql])
-            .stdout(std::process::Stdio::null())
-            .status()
-            .unwrap();
-        assert!(st.success(), "psql {sql}");
-    };
-    psql(&format!("DROP DATABASE IF EXISTS {name}"));
-    psql(&format!("CREATE DATABASE {name}"));
-    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let url = pg.url.clone();
     let t = start(&[("TERN_DATABASE__URL", &url)]);
     let (mut c, _) = Client::connect_tls(t.pop3s, &t.cert());
-    psql(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"));
-    psql(&format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-    ));
+    pg.cut_off();
     c.pop("USER alice@example.test");
     assert_eq!(
         c.pop("PASS correct horse battery"),
         "-ERR [SYS/TEMP] Mail store temporarily unavailable, try again later\r\n"
     );
-    psql(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"));
+    pg.restore();
     c.pop("USER alice@example.test");
     assert_eq!(
         c.pop("PASS correct horse battery"),

@@ -5,7 +5,7 @@ mod common;
 
 use std::io::Read;
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -314,25 +314,10 @@ print("ok")
 /// the same session delivers without a restart.
 #[tokio::test(flavor = "multi_thread")]
 async fn database_loss_gives_451_and_recovers() {
-    let Ok(admin) = std::env::var("TERN_TEST_PG_URL") else {
-        if std::env::var("TERN_REQUIRE_PG").is_ok_and(|v| v == "1") {
-            panic!("TERN_REQUIRE_PG=1 but TERN_TEST_PG_URL is not set");
-        }
-        eprintln!("!!! database_loss_gives_451_and_recovers: SKIPPED (no PostgreSQL) !!!");
+    let Some(pg) = PgDb::create("smtp") else {
         return;
     };
-    let name = format!("tern_s_{}", std::process::id());
-    let psql = |sql: &str| {
-        let st = Command::new("psql")
-            .args([admin.as_str(), "-qAtc", sql])
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(st.success(), "psql {sql}");
-    };
-    psql(&format!("DROP DATABASE IF EXISTS {name}"));
-    psql(&format!("CREATE DATABASE {name}"));
-    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let url = pg.url.clone();
     let t = start(&[("TERN_DATABASE__URL", &url)]);
     let (mut c, _) = Client::connect(t.mx);
     c.cmd("EHLO x.example");
@@ -341,16 +326,13 @@ async fn database_loss_gives_451_and_recovers() {
     c.cmd("DATA");
     c.send(b"Subject: during outage\r\n\r\nx\r\n");
 
-    psql(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"));
-    psql(&format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-    ));
+    pg.cut_off();
     assert_eq!(code(&c.cmd(".")), "451 4.3.0");
     c.cmd("MAIL FROM:<r@remote.example>");
     assert_eq!(code(&c.cmd("RCPT TO:<alice@example.test>")), "451 4.3.0");
     assert_eq!(code(&c.cmd("NOOP")), "250 2.0.0", "the session stays sane");
 
-    psql(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"));
+    pg.restore();
     c.cmd("RSET");
     c.cmd("MAIL FROM:<r@remote.example>");
     assert_eq!(code(&c.cmd("RCPT TO:<alice@example.test>")), "250 2.1.5");

@@ -299,3 +299,59 @@ impl Client {
         self.cmd(&format!("AUTH PLAIN {t}"))
     }
 }
+
+/// A fresh database on the test PostgreSQL server, or `None` (with a loud
+/// line) when there is none; with `TERN_REQUIRE_PG=1` its absence fails.
+pub struct PgDb {
+    admin: String,
+    name: String,
+    pub url: String,
+}
+
+impl PgDb {
+    pub fn create(test: &str) -> Option<PgDb> {
+        let Ok(admin) = std::env::var("TERN_TEST_PG_URL") else {
+            if std::env::var("TERN_REQUIRE_PG").is_ok_and(|v| v == "1") {
+                panic!("TERN_REQUIRE_PG=1 but TERN_TEST_PG_URL is not set");
+            }
+            eprintln!("!!! {test}: SKIPPED (no PostgreSQL) !!!");
+            return None;
+        };
+        let name = format!("tern_{test}_{}", std::process::id());
+        let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+        let db = PgDb { admin, name, url };
+        db.psql(&format!("DROP DATABASE IF EXISTS {}", db.name));
+        db.psql(&format!("CREATE DATABASE {}", db.name));
+        Some(db)
+    }
+
+    pub fn psql(&self, sql: &str) {
+        let st = Command::new("psql")
+            .args([self.admin.as_str(), "-qAtc", sql])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "psql {sql}");
+    }
+
+    /// Simulates the database going away: no new connections, and the
+    /// open ones are killed.
+    pub fn cut_off(&self) {
+        self.psql(&format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS false",
+            self.name
+        ));
+        self.psql(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
+            self.name
+        ));
+    }
+
+    pub fn restore(&self) {
+        self.psql(&format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+            self.name
+        ));
+    }
+}
