@@ -497,3 +497,41 @@ async fn lettre_through_every_listener() {
     assert_eq!(subjects, [true; 4], "{inbox:#?}");
     assert!(inbox[1].contains("with ESMTPS;") && inbox[3].contains("with ESMTPSA;"));
 }
+
+/// RFC 3030 CHUNKING: binary chunks of exact length, no dot handling.
+#[tokio::test(flavor = "multi_thread")]
+async fn bdat_chunks_arrive_byte_for_byte() {
+    let t = start(&[("TERN_SMTP__MAX_MESSAGE_SIZE", "200")]);
+    let (mut c, _) = Client::connect(t.mx);
+    assert!(c.cmd("EHLO x.example").contains("CHUNKING"));
+    // Without a transaction the chunk is still consumed, not run as commands.
+    c.send(b"BDAT 6\r\nNOOP\r\n");
+    assert_eq!(code(&c.reply()), "503 5.5.1");
+    assert_eq!(code(&c.cmd("NOOP")), "250 2.0.0");
+    c.cmd("MAIL FROM:<r@remote.example>");
+    c.cmd("RCPT TO:<alice@example.test>");
+    let part1 = b"Subject: chunks\r\n\r\n.leading dot\r\n";
+    let part2 = b"\r\n.\r\nnot the end\r\n";
+    c.send(format!("BDAT {}\r\n", part1.len()).as_bytes());
+    c.send(part1);
+    assert_eq!(code(&c.reply()), "250 2.0.0");
+    assert_eq!(code(&c.cmd("DATA")), "503 5.5.1", "no DATA after BDAT");
+    c.send(format!("BDAT {} LAST\r\n", part2.len()).as_bytes());
+    c.send(part2);
+    assert_eq!(code(&c.reply()), "250 2.0.0");
+    let m = t.inbox("alice@example.test").await.remove(0);
+    let mut want = part1.to_vec();
+    want.extend_from_slice(part2);
+    assert!(m.ends_with(&want), "{}", String::from_utf8_lossy(&m));
+    // Over the size limit across chunks: 552 at LAST, nothing stored.
+    c.cmd("MAIL FROM:<r@remote.example>");
+    c.cmd("RCPT TO:<bob@example.test>");
+    c.send(b"BDAT 150\r\n");
+    c.send(&[b'a'; 150]);
+    assert_eq!(code(&c.reply()), "250 2.0.0");
+    c.send(b"BDAT 100 LAST\r\n");
+    c.send(&[b'b'; 100]);
+    assert_eq!(code(&c.reply()), "552 5.3.4");
+    assert_eq!(code(&c.cmd("NOOP")), "250 2.0.0");
+    assert!(t.inbox("bob@example.test").await.is_empty());
+}

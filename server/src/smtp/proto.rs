@@ -32,6 +32,12 @@ pub enum Command {
     Expn,
     Help,
     StartTls,
+    /// `BDAT size [LAST]` (RFC 3030 §2): a chunk of exactly `size` octets
+    /// follows the command line, with no dot-stuffing.
+    Bdat {
+        size: u64,
+        last: bool,
+    },
     /// `AUTH mechanism [initial-response]` (RFC 4954 §4).
     Auth {
         mechanism: String,
@@ -152,6 +158,22 @@ pub fn parse_command(line: &[u8]) -> Result<Command, ParseError> {
         "EXPN" => no_args(Command::Expn),
         "HELP" => no_args(Command::Help),
         "STARTTLS" => no_args(Command::StartTls),
+        "BDAT" => {
+            let mut it = rest.split_whitespace();
+            let size = it
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .ok_or(ParseError::Syntax("BDAT needs a chunk size"))?;
+            let last = match it.next() {
+                None => false,
+                Some(l) if l.eq_ignore_ascii_case("LAST") => true,
+                Some(_) => return Err(ParseError::Syntax("expected LAST")),
+            };
+            if it.next().is_some() {
+                return Err(ParseError::Syntax("too many BDAT arguments"));
+            }
+            Ok(Command::Bdat { size, last })
+        }
         "AUTH" => {
             let mut it = rest.split_whitespace();
             let mechanism = it
@@ -279,6 +301,21 @@ mod tests {
         );
         assert_eq!(parse_command(b"DATA\r\n"), Ok(Command::Data));
         assert_eq!(parse_command(b"STARTTLS\r\n"), Ok(Command::StartTls));
+        assert_eq!(
+            parse_command(b"BDAT 1024 last\r\n"),
+            Ok(Command::Bdat {
+                size: 1024,
+                last: true
+            })
+        );
+        assert!(matches!(
+            parse_command(b"BDAT x\r\n"),
+            Err(ParseError::Syntax(_))
+        ));
+        assert!(matches!(
+            parse_command(b"BDAT 5 FIRST\r\n"),
+            Err(ParseError::Syntax(_))
+        ));
     }
 
     #[test]

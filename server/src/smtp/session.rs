@@ -72,6 +72,11 @@ struct Transaction {
     local: Vec<i32>,
     remote: Vec<Address>,
     recipients: Vec<String>,
+    /// Chunks received so far with BDAT (RFC 3030); None until the first.
+    chunks: Option<Vec<u8>>,
+    /// A chunk pushed the message past the size limit: the rest is read
+    /// and dropped, and LAST gets 552.
+    too_big: bool,
 }
 
 enum Flow {
@@ -256,6 +261,7 @@ impl Session {
             Command::Mail { from, params } => self.mail(from, params).await,
             Command::Rcpt { to, .. } => self.rcpt(&to).await,
             Command::Data => return self.data().await,
+            Command::Bdat { size, last } => return self.bdat(size, last).await,
         };
         Ok((Some(reply), Flow::Continue))
     }
@@ -270,6 +276,7 @@ impl Session {
             "PIPELINING".into(),
             format!("SIZE {}", self.settings.max_message_size),
             "8BITMIME".into(),
+            "CHUNKING".into(),
             "SMTPUTF8".into(),
             "ENHANCEDSTATUSCODES".into(),
         ];
@@ -486,6 +493,8 @@ impl Session {
             local: Vec::new(),
             remote: Vec::new(),
             recipients: Vec::new(),
+            chunks: None,
+            too_big: false,
         });
         r(250, "2.1.0", "Sender OK")
     }
@@ -513,7 +522,10 @@ impl Session {
                 }
             }
             Route::Remote(addr) if authenticated => txn.remote.push(addr.clone()),
-            Route::Remote(_) => return r(554, "5.7.1", "Relay access denied"),
+            Route::Remote(_) => {
+                tracing::info!(peer = %self.peer, from = %txn.from, rcpt = %to, result = "554 5.7.1", "smtp relay refused");
+                return r(554, "5.7.1", "Relay access denied");
+            }
             Route::Rejected(Rejection::RelaySyntax) => {
                 return r(
                     554,
@@ -525,15 +537,101 @@ impl Session {
                 return r(501, "5.1.3", format!("Bad recipient address: {m}"));
             }
             Route::Rejected(Rejection::Disabled) => return r(550, "5.2.1", "Mailbox disabled"),
-            Route::Rejected(Rejection::NoSuchUser) => return r(550, "5.1.1", "No such user here"),
+            Route::Rejected(Rejection::NoSuchUser) => {
+                tracing::info!(peer = %self.peer, from = %txn.from, rcpt = %to, result = "550 5.1.1", "smtp recipient refused");
+                return r(550, "5.1.1", "No such user here");
+            }
         }
         txn.recipients.push(to.to_owned());
         r(250, "2.1.5", "Recipient OK")
     }
 
+    /// RFC 3030 §2: read exactly `size` octets; on LAST, accept the whole.
+    async fn bdat(&mut self, size: u64, last: bool) -> std::io::Result<(Option<Reply>, Flow)> {
+        use tokio::io::AsyncReadExt;
+        let max = self.settings.max_message_size;
+        let deadline = Instant::now() + self.settings.data_timeout;
+        // The chunk must be consumed even when refused, or its bytes would
+        // be read as commands.
+        let mut chunk = Vec::new();
+        let mut left = size;
+        let mut keep = true;
+        {
+            let txn = self.txn.as_ref();
+            let have = txn.and_then(|t| t.chunks.as_ref()).map_or(0, Vec::len) as u64;
+            if txn.is_none_or(|t| t.too_big || have + size > max as u64) {
+                keep = false;
+            }
+        }
+        let io = self.io()?;
+        let mut buf = [0u8; 8192];
+        while left > 0 {
+            let want = left.min(buf.len() as u64) as usize;
+            let n = match timeout_at(deadline, io.read(&mut buf[..want])).await {
+                Err(_) => {
+                    return Ok((
+                        Some(r(421, "4.4.2", "Timeout during BDAT, closing")),
+                        Flow::Close,
+                    ));
+                }
+                Ok(n) => n?,
+            };
+            if n == 0 {
+                return Ok((None, Flow::Close));
+            }
+            if keep {
+                chunk.extend_from_slice(&buf[..n]);
+            }
+            left -= n as u64;
+        }
+        let Some(txn) = self.txn.as_mut() else {
+            return Ok((Some(r(503, "5.5.1", "Send MAIL first")), Flow::Continue));
+        };
+        if txn.recipients.is_empty() {
+            self.txn = None;
+            return Ok((Some(r(554, "5.5.1", "No valid recipients")), Flow::Continue));
+        }
+        if !keep {
+            txn.too_big = true;
+            txn.chunks = Some(Vec::new());
+        } else {
+            txn.chunks
+                .get_or_insert_with(Vec::new)
+                .extend_from_slice(&chunk);
+        }
+        if !last {
+            return Ok((
+                Some(r(250, "2.0.0", format!("{size} octets received"))),
+                Flow::Continue,
+            ));
+        }
+        let Some(mut txn) = self.txn.take() else {
+            return Ok((None, Flow::Close));
+        };
+        if txn.too_big {
+            return Ok((
+                Some(r(
+                    552,
+                    "5.3.4",
+                    format!("Message too big (limit {max} bytes)"),
+                )),
+                Flow::Continue,
+            ));
+        }
+        let body = txn.chunks.take().unwrap_or_default();
+        Ok((Some(self.accept(txn, body).await), Flow::Continue))
+    }
+
     async fn data(&mut self) -> std::io::Result<(Option<Reply>, Flow)> {
         match &self.txn {
             None => return Ok((Some(r(503, "5.5.1", "Send MAIL first")), Flow::Continue)),
+            // RFC 3030 §2: BDAT and DATA may not be mixed in one transaction.
+            Some(t) if t.chunks.is_some() => {
+                return Ok((
+                    Some(r(503, "5.5.1", "DATA after BDAT is not allowed")),
+                    Flow::Continue,
+                ));
+            }
             Some(t) if t.recipients.is_empty() => {
                 return Ok((Some(r(554, "5.5.1", "No valid recipients")), Flow::Continue));
             }
