@@ -193,11 +193,12 @@ pub fn parse_command(line: &[u8]) -> Result<Command, ParseError> {
 /// `FROM:` / `TO:` case-insensitively, allowing a space after the colon
 /// (common in the wild, tolerated by every major MTA).
 fn strip_keyword<'a>(rest: &'a str, kw: &str) -> Option<&'a str> {
-    if rest.len() >= kw.len() && rest[..kw.len()].eq_ignore_ascii_case(kw) {
-        Some(rest[kw.len()..].trim_start())
-    } else {
-        None
-    }
+    // `get` rather than slicing: the client's bytes may put a multi-byte
+    // character across the cut (found by the smtp_command fuzz target).
+    rest.get(..kw.len())
+        .filter(|head| head.eq_ignore_ascii_case(kw))
+        .and_then(|_| rest.get(kw.len()..))
+        .map(str::trim_start)
 }
 
 /// A reply: code, optional RFC 3463 enhanced code, and text lines.
