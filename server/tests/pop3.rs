@@ -318,3 +318,22 @@ async fn database_loss_is_sys_temp() {
         "+OK Maildrop ready, 0 messages\r\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_logins_are_throttled() {
+    let t = start(&[]);
+    let (mut c, _) = Client::connect_tls(t.pop3s, &t.cert());
+    for _ in 0..5 {
+        c.pop("USER bob@example.test");
+        assert_eq!(
+            c.pop("PASS bad guess!"),
+            "-ERR [AUTH] Invalid credentials\r\n"
+        );
+    }
+    c.pop("USER bob@example.test");
+    let r = c.pop("PASS correct horse battery");
+    assert!(
+        r.starts_with("-ERR [LOGIN-DELAY] Too many failed logins, retry in "),
+        "{r}"
+    );
+}

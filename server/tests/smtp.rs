@@ -535,3 +535,15 @@ async fn bdat_chunks_arrive_byte_for_byte() {
     assert_eq!(code(&c.cmd("NOOP")), "250 2.0.0");
     assert!(t.inbox("bob@example.test").await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn total_connection_limit_is_explained() {
+    let t = start(&[("TERN_SMTP__MAX_CONNECTIONS", "2")]);
+    let (_a, _) = Client::connect(t.mx);
+    let (_b, _) = Client::connect(t.sub);
+    let (_, refused) = Client::connect(t.mx);
+    assert_eq!(
+        refused,
+        "421 4.7.0 Server busy: too many connections in total (limit 2), try again later\r\n"
+    );
+}
