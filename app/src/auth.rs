@@ -9,6 +9,9 @@
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
+/// What a page says while the mail store is down.
+pub const UNAVAILABLE: &str = "The mail store is unavailable right now. Try again shortly.";
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Me {
     pub address: String,
@@ -30,10 +33,25 @@ pub mod ssr {
     use actix_web::http::header::{HeaderValue, SET_COOKIE};
     use leptos::prelude::*;
     use mailcore::Core;
+
+    use super::UNAVAILABLE;
     use mailcore::sessions::{SESSION_TTL_SECS, WebSession};
 
     pub const COOKIE: &str = "tern_session";
     pub const SECURE_COOKIE: &str = "__Host-tern_session";
+
+    /// A core error for a page: a storage outage also sets 503 on the
+    /// response, so the page a user gets is an honest "try again later"
+    /// (DESIGN.md rule 2) rather than a 200 with an error in it.
+    pub fn core_error(e: mailcore::CoreError) -> ServerFnError {
+        if e.is_temporary() {
+            if let Some(resp) = use_context::<leptos_actix::ResponseOptions>() {
+                resp.set_status(actix_web::http::StatusCode::SERVICE_UNAVAILABLE);
+            }
+            return ServerFnError::new(UNAVAILABLE);
+        }
+        ServerFnError::new(e.to_string())
+    }
 
     pub fn core() -> Result<Core, ServerFnError> {
         use_context::<Core>().ok_or_else(|| ServerFnError::new("mail core missing from context"))
@@ -87,10 +105,7 @@ pub mod ssr {
         let Some(token) = session_token(&req) else {
             return Ok(None);
         };
-        core()?
-            .session(&token)
-            .await
-            .map_err(|e| ServerFnError::new(e.to_string()))
+        core()?.session(&token).await.map_err(core_error)
     }
 }
 
@@ -109,7 +124,7 @@ pub async fn login(address: String, password: String) -> Result<(), ServerFnErro
             let token = core
                 .create_session(account.id, &ip.to_string())
                 .await
-                .map_err(|e| ServerFnError::new(e.to_string()))?;
+                .map_err(core_error)?;
             login_cookie(&req, &token);
             tracing::info!(account = %account.address, %ip, "web login");
             leptos_actix::redirect("/");
@@ -130,10 +145,7 @@ pub async fn logout() -> Result<(), ServerFnError> {
     use self::ssr::*;
     let req = request().await?;
     if let Some(token) = session_token(&req) {
-        core()?
-            .end_session(&token)
-            .await
-            .map_err(|e| ServerFnError::new(e.to_string()))?;
+        core()?.end_session(&token).await.map_err(core_error)?;
     }
     set_session_cookie(&req, "", 0);
     leptos_actix::redirect("/login");
@@ -157,7 +169,7 @@ pub async fn folders() -> Result<Vec<FolderInfo>, ServerFnError> {
     let boxes = ssr::core()?
         .list_mailboxes(s.account.id)
         .await
-        .map_err(|e| ServerFnError::new(e.to_string()))?;
+        .map_err(ssr::core_error)?;
     Ok(boxes
         .into_iter()
         .map(|m| FolderInfo {

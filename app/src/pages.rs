@@ -4,7 +4,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
-use crate::auth::{Login, Logout, folders, whoami};
+use crate::auth::{Login, Logout, UNAVAILABLE, folders, whoami};
 
 #[component]
 pub fn LoginPage() -> impl IntoView {
@@ -17,9 +17,7 @@ pub fn LoginPage() -> impl IntoView {
                 "Too many failed sign-ins. Try again in {} seconds.",
                 q.get("retry").unwrap_or_else(|| "a few".into())
             )),
-            Some("unavailable") => {
-                Some("The mail store is unavailable right now. Try again shortly.".to_owned())
-            }
+            Some("unavailable") => Some(UNAVAILABLE.to_owned()),
             _ => None,
         })
     };
@@ -108,7 +106,14 @@ pub fn HomePage() -> impl IntoView {
                             .into_any()
                     }
                     Err(e) => {
-                        view! { <p class="error">{format!("Error: {e}")}</p> }.into_any()
+                        let text = e.to_string();
+                        let text = if text.contains(UNAVAILABLE) { UNAVAILABLE.to_owned() } else { format!("Error: {text}") };
+                        view! {
+                            <main class="login">
+                                <p class="error" role="alert">{text}</p>
+                            </main>
+                        }
+                            .into_any()
                     }
                 }
             })}

@@ -392,6 +392,14 @@ fn healthz_follows_the_database() {
     let (status, body) = get(port, "/healthz", None);
     assert_eq!(status, 503, "{body}");
     assert!(body.ends_with("database unavailable\n"));
+    // A page that needs the store says so with a 503, not a broken 200.
+    let bogus = format!("tern_session={}", "0".repeat(64));
+    let (status, page) = get(port, "/", Some(&bogus));
+    assert_eq!(status, 503, "{page}");
+    assert!(
+        page.contains("The mail store is unavailable right now."),
+        "{page}"
+    );
 
     pg.restore();
     let deadline = Instant::now() + Duration::from_secs(20);

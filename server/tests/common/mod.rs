@@ -91,40 +91,58 @@ pub fn start(extra_env: &[(&str, &str)]) -> Tern {
         ],
         "",
     );
-    let (mx, sub, smtps) = (free_port(), free_port(), free_port());
-    let (pop3, pop3s) = (free_port(), free_port());
-    let mut cmd = Command::new(BIN);
-    cmd.arg("serve")
-        .env("TERN_DATA_DIR", p)
-        .env_remove("TERN_DATABASE__URL")
-        .env("TERN_HOSTNAME", "mx.example.test")
-        .env("TERN_WEB__LISTEN", format!("127.0.0.1:{}", free_port()))
-        .env("TERN_LISTENERS__SMTP", format!("127.0.0.1:{mx}"))
-        .env("TERN_LISTENERS__SUBMISSION", format!("127.0.0.1:{sub}"))
-        .env("TERN_LISTENERS__SMTPS", format!("127.0.0.1:{smtps}"))
-        .env("TERN_LISTENERS__POP3", format!("127.0.0.1:{pop3}"))
-        .env("TERN_LISTENERS__POP3S", format!("127.0.0.1:{pop3s}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (k, v) in extra_env {
-        cmd.env(k, v);
+    // Ports come from binding :0 and letting go, so another test's server
+    // can take one in between; a server that fails to bind exits, and we
+    // try again on fresh ports.
+    for _attempt in 0..5 {
+        let (mx, sub, smtps) = (free_port(), free_port(), free_port());
+        let (pop3, pop3s, web) = (free_port(), free_port(), free_port());
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .env("TERN_DATA_DIR", p)
+            .env_remove("TERN_DATABASE__URL")
+            .env("TERN_HOSTNAME", "mx.example.test")
+            .env("TERN_WEB__LISTEN", format!("127.0.0.1:{web}"))
+            .env("TERN_LISTENERS__SMTP", format!("127.0.0.1:{mx}"))
+            .env("TERN_LISTENERS__SUBMISSION", format!("127.0.0.1:{sub}"))
+            .env("TERN_LISTENERS__SMTPS", format!("127.0.0.1:{smtps}"))
+            .env("TERN_LISTENERS__POP3", format!("127.0.0.1:{pop3}"))
+            .env("TERN_LISTENERS__POP3S", format!("127.0.0.1:{pop3s}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // The web listener binds last; once it answers, all mail ports are up.
+        let up = loop {
+            if child.try_wait().unwrap().is_some() {
+                break false;
+            }
+            if TcpStream::connect(("127.0.0.1", web)).is_ok() {
+                std::thread::sleep(Duration::from_millis(50));
+                break child.try_wait().unwrap().is_none();
+            }
+            assert!(Instant::now() < deadline, "tern did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        if !up {
+            let _ = child.kill();
+            let _ = child.wait();
+            continue;
+        }
+        return Tern {
+            child,
+            dir,
+            mx,
+            sub,
+            smtps,
+            pop3,
+            pop3s,
+        };
     }
-    let child = cmd.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    // POP3S binds last.
-    while TcpStream::connect(("127.0.0.1", pop3s)).is_err() {
-        assert!(Instant::now() < deadline, "tern did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Tern {
-        child,
-        dir,
-        mx,
-        sub,
-        smtps,
-        pop3,
-        pop3s,
-    }
+    panic!("tern could not bind its ports in 5 attempts");
 }
 
 impl Tern {
