@@ -172,9 +172,13 @@ pub(crate) async fn put_blob<C: ConnectionTrait>(db: &C, raw: &[u8], refs: i64) 
     Ok(row)
 }
 
-/// Drops one reference per entry in `blob_ids` (duplicates count) and
-/// deletes blobs nobody references any more.
-pub(crate) async fn release_blobs<C: ConnectionTrait>(db: &C, blob_ids: &[i32]) -> CoreResult<()> {
+/// Adds `sign` (+1 or -1) references per entry in `blob_ids` (duplicates
+/// count), one UPDATE per distinct blob. Returns the distinct ids.
+async fn adjust_refcounts<C: ConnectionTrait>(
+    db: &C,
+    blob_ids: &[i32],
+    sign: i64,
+) -> CoreResult<std::collections::BTreeMap<i32, i64>> {
     let mut counts: std::collections::BTreeMap<i32, i64> = Default::default();
     for id in blob_ids {
         *counts.entry(*id).or_default() += 1;
@@ -183,12 +187,19 @@ pub(crate) async fn release_blobs<C: ConnectionTrait>(db: &C, blob_ids: &[i32]) 
         blob::Entity::update_many()
             .col_expr(
                 blob::Column::Refcount,
-                Expr::col(blob::Column::Refcount).sub(*n),
+                Expr::col(blob::Column::Refcount).add(sign * n),
             )
             .filter(blob::Column::Id.eq(*id))
             .exec(db)
             .await?;
     }
+    Ok(counts)
+}
+
+/// Drops one reference per entry in `blob_ids` (duplicates count) and
+/// deletes blobs nobody references any more.
+pub(crate) async fn release_blobs<C: ConnectionTrait>(db: &C, blob_ids: &[i32]) -> CoreResult<()> {
+    let counts = adjust_refcounts(db, blob_ids, -1).await?;
     if !counts.is_empty() {
         blob::Entity::delete_many()
             .filter(blob::Column::Id.is_in(counts.keys().copied()))
@@ -474,8 +485,7 @@ impl Core {
         uids: &[i64],
         to: i32,
     ) -> CoreResult<Vec<(i64, i64)>> {
-        let pairs = self.copy_inner(account_id, from, uids, to, false).await?;
-        Ok(pairs)
+        self.copy_inner(account_id, from, uids, to, false).await
     }
 
     /// Moves messages (RFC 6851): copy, then remove from the source whatever
@@ -540,22 +550,7 @@ impl Core {
             bump_modseq(&txn, from).await?;
         } else {
             let ids: Vec<i32> = rows.iter().map(|r| r.blob_id).collect();
-            for (id, n) in ids.iter().fold(
-                std::collections::BTreeMap::<i32, i64>::new(),
-                |mut m, id| {
-                    *m.entry(*id).or_default() += 1;
-                    m
-                },
-            ) {
-                blob::Entity::update_many()
-                    .col_expr(
-                        blob::Column::Refcount,
-                        Expr::col(blob::Column::Refcount).add(n),
-                    )
-                    .filter(blob::Column::Id.eq(id))
-                    .exec(&txn)
-                    .await?;
-            }
+            adjust_refcounts(&txn, &ids, 1).await?;
             add_usage(&txn, account_id, added).await?;
         }
         txn.commit().await?;

@@ -58,8 +58,7 @@ impl Core {
             extra.push_str(&format!("Message-ID: <{}@{hostname}>\r\n", hex::encode(b)));
         }
         if msg.date().is_none() {
-            let d = mail_parser::DateTime::from_timestamp(self.now());
-            extra.push_str(&format!("Date: {}\r\n", d.to_rfc822()));
+            extra.push_str(&format!("Date: {}\r\n", rfc5322_date(self.now())));
         }
         let mut out = Vec::with_capacity(extra.len() + raw.len());
         out.extend_from_slice(extra.as_bytes());

@@ -27,15 +27,15 @@ pub enum Refused {
 }
 
 impl Refused {
-    /// The `421 4.7.0` line for this refusal.
-    pub fn reply(&self) -> String {
+    /// Why, in words; each protocol wraps it in its own reply syntax.
+    pub fn reason(&self) -> String {
         match self {
-            Refused::Total(n) => format!(
-                "421 4.7.0 Server busy: too many connections in total (limit {n}), try again later\r\n"
-            ),
-            Refused::PerIp(n) => format!(
-                "421 4.7.0 Too many connections from your address (limit {n}), try again later\r\n"
-            ),
+            Refused::Total(n) => {
+                format!("Server busy: too many connections in total (limit {n}), try again later")
+            }
+            Refused::PerIp(n) => {
+                format!("Too many connections from your address (limit {n}), try again later")
+            }
         }
     }
 }

@@ -8,6 +8,7 @@
 mod cli;
 mod config;
 mod limits;
+mod listen;
 mod netio;
 mod pop3;
 mod serve;

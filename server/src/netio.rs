@@ -49,3 +49,16 @@ pub async fn read_line(io: &mut BufReader<BoxIo>, max: usize) -> std::io::Result
         }
     }
 }
+
+/// The session's stream, or an error if a failed TLS upgrade consumed it.
+pub fn live(io: &mut Option<BufReader<BoxIo>>) -> std::io::Result<&mut BufReader<BoxIo>> {
+    io.as_mut()
+        .ok_or_else(|| std::io::Error::other("stream lost after a failed TLS upgrade"))
+}
+
+/// Writes a whole reply and flushes it, so a pipelining client sees it now.
+pub async fn write_flush(io: &mut BufReader<BoxIo>, bytes: &[u8]) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    io.get_mut().write_all(bytes).await?;
+    io.get_mut().flush().await
+}

@@ -1,7 +1,5 @@
 //! `tern serve`: start everything, stop cleanly on SIGINT or SIGTERM.
 
-use mailcore::Core;
-
 use crate::config::Config;
 
 pub async fn serve(cfg: Config) -> Result<(), String> {
@@ -30,13 +28,9 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     }
     handle.stop(true).await;
     let _ = web_task.await;
-    shutdown_core(core).await;
-    Ok(())
-}
-
-async fn shutdown_core(core: Core) {
     core.close().await;
     tracing::info!("stopped");
+    Ok(())
 }
 
 async fn wait_for_shutdown() {

@@ -37,13 +37,12 @@ pub fn server_config(cfg: &Config) -> Result<Arc<ServerConfig>, String> {
     let certs = load_certs(&cert_path)?;
     let key = load_key(&key_path)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut sc = ServerConfig::builder_with_provider(provider)
+    let sc = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| format!("{}: {e}", cert_path.display()))?;
-    sc.alpn_protocols = Vec::new();
     Ok(Arc::new(sc))
 }
 

@@ -271,15 +271,7 @@ print("ok")
         pop3s = t.pop3s,
         pop3 = t.pop3,
     );
-    let out = Command::new("python3")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_python(&script);
     assert!(inbox_uids(&t).await.is_empty(), "poplib deleted everything");
 }
 

@@ -5,7 +5,6 @@ mod common;
 
 use std::io::Read;
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -289,15 +288,7 @@ print("ok")
         smtps = t.smtps,
         pw = PW,
     );
-    let out = Command::new("python3")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_python(&script);
     let alice: Vec<String> = t
         .inbox("alice@example.test")
         .await

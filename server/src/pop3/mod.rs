@@ -8,14 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mailcore::Core;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
 use crate::limits::Limits;
-use crate::netio::BoxIo;
+use crate::listen::{Listener, accept_loop};
 use session::{Locks, Session, Settings};
 
 pub async fn start(
@@ -45,61 +44,34 @@ pub async fn start(
             .await
             .map_err(|e| format!("pop3 listener {addr}: {e}"))?;
         tracing::info!(%addr, implicit_tls = implicit, "pop3 listening");
-        let (core, settings, limits, locks, acceptor) = (
+        let listener_cfg = Listener {
+            name: "pop3",
+            limits: limits.clone(),
+            acceptor: acceptor.clone(),
+            implicit_tls: implicit,
+            handshake_timeout: settings.tls_handshake_timeout,
+            refusal: |r| format!("-ERR [SYS/TEMP] {}\r\n", r.reason()),
+        };
+        let (core, settings, limits, locks) = (
             core.clone(),
             settings.clone(),
             limits.clone(),
             locks.clone(),
-            acceptor.clone(),
         );
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let (mut sock, peer) = match listener.accept().await {
-                    Ok(x) => x,
-                    Err(_) => {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let guard = match limits.connect(peer.ip()) {
-                    Ok(g) => g,
-                    Err(refused) => {
-                        let text = refused.reply().replacen("421 4.7.0", "-ERR [SYS/TEMP]", 1);
-                        tokio::spawn(async move {
-                            let _ = sock.write_all(text.as_bytes()).await;
-                        });
-                        continue;
-                    }
-                };
-                let (core, settings, limits, locks, acceptor) = (
+        tasks.push(tokio::spawn(accept_loop(
+            listener,
+            listener_cfg,
+            move |c| {
+                Session::new(
                     core.clone(),
                     settings.clone(),
                     limits.clone(),
                     locks.clone(),
-                    acceptor.clone(),
-                );
-                tokio::spawn(async move {
-                    let _guard = guard;
-                    let (io, secure): (BoxIo, bool) = if implicit {
-                        match tokio::time::timeout(
-                            settings.tls_handshake_timeout,
-                            acceptor.accept(sock),
-                        )
-                        .await
-                        {
-                            Ok(Ok(t)) => (Box::new(t), true),
-                            _ => return,
-                        }
-                    } else {
-                        (Box::new(sock), false)
-                    };
-                    let tls = (!secure).then_some(acceptor);
-                    Session::new(core, settings, limits, locks, peer, io, tls, secure)
-                        .run()
-                        .await;
-                });
-            }
-        }));
+                    c,
+                )
+                .run()
+            },
+        )));
     }
     Ok(tasks)
 }

@@ -18,13 +18,14 @@ use std::time::Duration;
 use base64::Engine;
 use mailcore::messages::FlagOp;
 use mailcore::{AccountRef, AuthError, Core, Flags, SortOrder};
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::BufReader;
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 
 use super::proto::{Command, multiline, parse_command, top};
 use crate::limits::{AccountGuard, Limits};
-use crate::netio::{BoxIo, Line, read_line};
+use crate::listen::Conn;
+use crate::netio::{BoxIo, Line, live, read_line, write_flush};
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -91,17 +92,19 @@ pub struct Session {
 const TEMP: &str = "-ERR [SYS/TEMP] Mail store temporarily unavailable, try again later";
 
 impl Session {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         core: Core,
         settings: Arc<Settings>,
         limits: Arc<Limits>,
         locks: Arc<Locks>,
-        peer: SocketAddr,
-        io: BoxIo,
-        tls: Option<TlsAcceptor>,
-        secure: bool,
+        conn: Conn,
     ) -> Session {
+        let Conn {
+            io,
+            peer,
+            secure,
+            starttls: tls,
+        } = conn;
         Session {
             core,
             settings,
@@ -117,12 +120,7 @@ impl Session {
     }
 
     async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        let io = self
-            .io
-            .as_mut()
-            .ok_or_else(|| std::io::Error::other("stream lost"))?;
-        io.get_mut().write_all(bytes).await?;
-        io.get_mut().flush().await
+        write_flush(live(&mut self.io)?, bytes).await
     }
 
     async fn line(&mut self, text: &str) -> std::io::Result<()> {
@@ -138,10 +136,7 @@ impl Session {
     async fn serve(&mut self) -> std::io::Result<()> {
         self.line("+OK Tern POP3 ready").await?;
         loop {
-            let io = self
-                .io
-                .as_mut()
-                .ok_or_else(|| std::io::Error::other("stream lost"))?;
+            let io = live(&mut self.io)?;
             let line = match timeout(
                 self.settings.autologout,
                 read_line(io, self.settings.max_line),
@@ -258,10 +253,7 @@ impl Session {
                     Some(i) => i,
                     None => {
                         self.line("+ ").await?;
-                        let io = self
-                            .io
-                            .as_mut()
-                            .ok_or_else(|| std::io::Error::other("stream lost"))?;
+                        let io = live(&mut self.io)?;
                         match timeout(
                             self.settings.autologout,
                             read_line(io, self.settings.max_line),

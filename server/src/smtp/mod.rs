@@ -12,14 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mailcore::Core;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
 use crate::limits::Limits;
-use crate::netio::BoxIo;
+use crate::listen::{Listener, accept_loop};
 use session::{Mode, Session, Settings};
 
 pub async fn start(
@@ -57,73 +56,20 @@ pub async fn start(
             .await
             .map_err(|e| format!("smtp listener {addr}: {e}"))?;
         tracing::info!(%addr, ?mode, "smtp listening");
+        let listener_cfg = Listener {
+            name: "smtp",
+            limits: limits.clone(),
+            acceptor: acceptor.clone(),
+            implicit_tls: mode == Mode::Smtps,
+            handshake_timeout: settings.tls_handshake_timeout,
+            refusal: |r| format!("421 4.7.0 {}\r\n", r.reason()),
+        };
+        let (core, settings, limits) = (core.clone(), settings.clone(), limits.clone());
         tasks.push(tokio::spawn(accept_loop(
             listener,
-            mode,
-            core.clone(),
-            settings.clone(),
-            limits.clone(),
-            acceptor.clone(),
+            listener_cfg,
+            move |c| Session::new(core.clone(), settings.clone(), limits.clone(), mode, c).run(),
         )));
     }
     Ok(tasks)
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    mode: Mode,
-    core: Core,
-    settings: Arc<Settings>,
-    limits: Arc<Limits>,
-    acceptor: TlsAcceptor,
-) {
-    loop {
-        let (mut sock, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(error = %e, "smtp accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let guard = match limits.connect(peer.ip()) {
-            Ok(g) => g,
-            Err(refused) => {
-                tracing::info!(%peer, ?refused, "smtp connection refused");
-                tokio::spawn(async move {
-                    let _ = sock.write_all(refused.reply().as_bytes()).await;
-                    let _ = sock.shutdown().await;
-                });
-                continue;
-            }
-        };
-        let (core, settings, limits, acceptor) = (
-            core.clone(),
-            settings.clone(),
-            limits.clone(),
-            acceptor.clone(),
-        );
-        tokio::spawn(async move {
-            let _guard = guard;
-            let _ = sock.set_nodelay(true);
-            let (io, secure): (BoxIo, bool) = if mode == Mode::Smtps {
-                match tokio::time::timeout(settings.tls_handshake_timeout, acceptor.accept(sock))
-                    .await
-                {
-                    Ok(Ok(tls)) => (Box::new(tls), true),
-                    _ => {
-                        tracing::info!(%peer, "smtps handshake failed or timed out");
-                        return;
-                    }
-                }
-            } else {
-                (Box::new(sock), false)
-            };
-            let tls = (!secure).then_some(acceptor);
-            Session::new(core, settings, limits, mode, peer, io, tls, secure)
-                .run()
-                .await;
-        });
-    }
 }

@@ -18,13 +18,14 @@ use base64::Engine;
 use mailcore::delivery::Envelope;
 use mailcore::submission::{SubmissionError, rfc5322_date};
 use mailcore::{AccountRef, Address, AuthError, Core, CoreError, Rejection, Route};
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::BufReader;
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_rustls::TlsAcceptor;
 
 use super::proto::{Command, ParseError, Reply, parse_command, unstuff};
 use crate::limits::{AccountGuard, Limits};
-use crate::netio::{BoxIo, Line};
+use crate::listen::Conn;
+use crate::netio::{BoxIo, Line, live, write_flush};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -104,6 +105,10 @@ fn r(code: u16, enhanced: &'static str, text: impl Into<String>) -> Reply {
     Reply::new(code, enhanced, text)
 }
 
+fn too_big_reply(max: usize) -> Reply {
+    r(552, "5.3.4", format!("Message too big (limit {max} bytes)"))
+}
+
 fn unavailable() -> Reply {
     r(
         451,
@@ -113,17 +118,19 @@ fn unavailable() -> Reply {
 }
 
 impl Session {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         core: Core,
         settings: Arc<Settings>,
         limits: Arc<Limits>,
         mode: Mode,
-        peer: SocketAddr,
-        io: BoxIo,
-        tls: Option<TlsAcceptor>,
-        secure: bool,
+        conn: Conn,
     ) -> Session {
+        let Conn {
+            io,
+            peer,
+            secure,
+            starttls: tls,
+        } = conn;
         Session {
             core,
             settings,
@@ -142,15 +149,11 @@ impl Session {
     }
 
     fn io(&mut self) -> std::io::Result<&mut BufReader<BoxIo>> {
-        self.io
-            .as_mut()
-            .ok_or_else(|| std::io::Error::other("stream lost after TLS failure"))
+        live(&mut self.io)
     }
 
     async fn send(&mut self, reply: &Reply) -> std::io::Result<()> {
-        let io = self.io()?;
-        io.get_mut().write_all(reply.to_wire().as_bytes()).await?;
-        io.get_mut().flush().await
+        write_flush(self.io()?, reply.to_wire().as_bytes()).await
     }
 
     async fn read_line(&mut self, max: usize) -> std::io::Result<Line> {
@@ -455,14 +458,7 @@ impl Session {
             match (k.as_str(), v.as_deref()) {
                 ("SIZE", Some(n)) => match n.parse::<u64>() {
                     Ok(n) if n > self.settings.max_message_size as u64 => {
-                        return r(
-                            552,
-                            "5.3.4",
-                            format!(
-                                "Message too big (limit {} bytes)",
-                                self.settings.max_message_size
-                            ),
-                        );
+                        return too_big_reply(self.settings.max_message_size);
                     }
                     Ok(_) => {}
                     Err(_) => return r(501, "5.5.4", "Malformed SIZE"),
@@ -609,14 +605,7 @@ impl Session {
             return Ok((None, Flow::Close));
         };
         if txn.too_big {
-            return Ok((
-                Some(r(
-                    552,
-                    "5.3.4",
-                    format!("Message too big (limit {max} bytes)"),
-                )),
-                Flow::Continue,
-            ));
+            return Ok((Some(too_big_reply(max)), Flow::Continue));
         }
         let body = txn.chunks.take().unwrap_or_default();
         Ok((Some(self.accept(txn, body).await), Flow::Continue))
@@ -690,14 +679,7 @@ impl Session {
             return Ok((Some(r(503, "5.5.1", "Send MAIL first")), Flow::Continue));
         };
         if too_big {
-            return Ok((
-                Some(r(
-                    552,
-                    "5.3.4",
-                    format!("Message too big (limit {max} bytes)"),
-                )),
-                Flow::Continue,
-            ));
+            return Ok((Some(too_big_reply(max)), Flow::Continue));
         }
         Ok((Some(self.accept(txn, body).await), Flow::Continue))
     }

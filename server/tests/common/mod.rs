@@ -373,3 +373,17 @@ impl PgDb {
         ));
     }
 }
+
+/// Runs a Python client script (smtplib, poplib) and fails the test with
+/// its traceback if it fails.
+pub fn run_python(script: &str) {
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

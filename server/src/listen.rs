@@ -1,0 +1,95 @@
+//! The accept loop every mail listener shares: admit a connection against
+//! the limits (or tell the client why not, in the protocol's own words),
+//! finish implicit TLS within a deadline, then hand the stream to the
+//! protocol's session.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::limits::{Limits, Refused};
+use crate::netio::BoxIo;
+
+/// A new connection as a session receives it.
+pub struct Conn {
+    pub io: BoxIo,
+    pub peer: SocketAddr,
+    /// True when TLS is already up (implicit TLS ports).
+    pub secure: bool,
+    /// For STARTTLS/STLS on plain ports; None once TLS is up.
+    pub starttls: Option<TlsAcceptor>,
+}
+
+pub struct Listener {
+    pub name: &'static str,
+    pub limits: Arc<Limits>,
+    pub acceptor: TlsAcceptor,
+    pub implicit_tls: bool,
+    pub handshake_timeout: Duration,
+    /// The refusal line in the protocol's syntax.
+    pub refusal: fn(&Refused) -> String,
+}
+
+pub async fn accept_loop<F, Fut>(listener: TcpListener, l: Listener, session: F)
+where
+    F: Fn(Conn) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let session = Arc::new(session);
+    loop {
+        let (mut sock, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(listener = l.name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let guard = match l.limits.connect(peer.ip()) {
+            Ok(g) => g,
+            Err(refused) => {
+                tracing::info!(listener = l.name, %peer, ?refused, "connection refused");
+                let line = (l.refusal)(&refused);
+                tokio::spawn(async move {
+                    let _ = sock.write_all(line.as_bytes()).await;
+                    let _ = sock.shutdown().await;
+                });
+                continue;
+            }
+        };
+        let (session, acceptor) = (session.clone(), l.acceptor.clone());
+        let (implicit, deadline, name) = (l.implicit_tls, l.handshake_timeout, l.name);
+        tokio::spawn(async move {
+            let _guard = guard;
+            let _ = sock.set_nodelay(true);
+            let conn = if implicit {
+                match tokio::time::timeout(deadline, acceptor.accept(sock)).await {
+                    Ok(Ok(tls)) => Conn {
+                        io: Box::new(tls),
+                        peer,
+                        secure: true,
+                        starttls: None,
+                    },
+                    _ => {
+                        tracing::info!(listener = name, %peer, "TLS handshake failed or timed out");
+                        return;
+                    }
+                }
+            } else {
+                Conn {
+                    io: Box::new(sock),
+                    peer,
+                    secure: false,
+                    starttls: Some(acceptor),
+                }
+            };
+            session(conn).await;
+        });
+    }
+}
