@@ -2,7 +2,8 @@
 # Runs every test Tern has. On a fresh Debian machine with rustup and cargo
 # it first installs what the tests need (idempotent): the wasm32 target,
 # cargo-leptos, wasm-bindgen-cli, PostgreSQL (a throwaway cluster is started
-# for the run), Chromium and playwright-core.
+# for the run), Chromium and playwright-core, and the test clients
+# (python3, curl) if missing.
 #
 #   ./scripts/test.sh
 source "$(dirname "$0")/lib.sh"
@@ -10,6 +11,9 @@ cd "$(dirname "$0")/.."
 
 ensure_rust_tools
 apt_install postgresql chromium
+# Independent clients the protocol tests drive: Python's smtplib/poplib and curl.
+command -v python3 >/dev/null || apt_install python3
+command -v curl >/dev/null || apt_install curl
 command -v npm >/dev/null || apt_install nodejs npm
 
 start_test_postgres
