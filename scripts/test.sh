@@ -37,8 +37,8 @@ fi
 say "Rust unit tests"
 cargo test --workspace --lib --bins
 
-say "storage suite on SQLite and PostgreSQL"
-cargo test -p mailcore --test storage -- --nocapture 2>&1 | tee /tmp/tern-storage-$$.log
+say "storage and queue suites on SQLite and PostgreSQL"
+cargo test -p mailcore --test storage --test queue -- --nocapture 2>&1 | tee /tmp/tern-storage-$$.log
 pg_ran=$(grep -c '^\[postgres\]' /tmp/tern-storage-$$.log || true)
 sqlite_ran=$(grep -c '^\[sqlite\]' /tmp/tern-storage-$$.log || true)
 rm -f /tmp/tern-storage-$$.log

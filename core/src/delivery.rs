@@ -3,7 +3,7 @@
 //! remote recipient. Only after the commit does the caller answer `250`
 //! (DESIGN.md rule 1), and only after the commit do subscribers hear of it.
 
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, Set, TransactionTrait};
 
 use crate::Core;
 use crate::address::Address;
@@ -13,6 +13,7 @@ use crate::events::{ChangeEvent, ChangeKind};
 use crate::mailboxes::INBOX;
 use crate::messages::{self, Flags, NewMessage};
 use crate::meta::MessageMeta;
+use crate::queue::{Lane, STATUS_QUEUED};
 
 #[derive(Clone, Debug, Default)]
 pub struct Envelope {
@@ -38,11 +39,41 @@ pub struct DeliveryReceipt {
     pub queued: Vec<i32>,
 }
 
-pub const LANE_FRESH: &str = "fresh";
-pub const STATUS_QUEUED: &str = "queued";
-
 impl Core {
+    /// Delivers one accepted message in one transaction and announces the
+    /// new mail after the commit.
     pub async fn deliver(&self, env: &Envelope, raw: &[u8]) -> CoreResult<DeliveryReceipt> {
+        let txn = self.db().begin().await?;
+        let receipt = self.deliver_in(&txn, env, raw).await?;
+        txn.commit().await?;
+        self.announce(&receipt);
+        Ok(receipt)
+    }
+
+    /// Publishes the change events of a committed delivery and wakes the
+    /// queue runner when something was queued.
+    pub(crate) fn announce(&self, receipt: &DeliveryReceipt) {
+        for d in &receipt.delivered {
+            self.publish(ChangeEvent {
+                account_id: d.account_id,
+                mailbox_id: Some(d.mailbox_id),
+                kind: ChangeKind::NewMessages { uids: vec![d.uid] },
+            });
+        }
+        if !receipt.queued.is_empty() {
+            self.queue_wakeup().notify_one();
+        }
+    }
+
+    /// The body of [`Core::deliver`] inside a caller's transaction, so the
+    /// queue can store a bounce in the same commit that retires the entry
+    /// it reports on.
+    pub(crate) async fn deliver_in(
+        &self,
+        txn: &DatabaseTransaction,
+        env: &Envelope,
+        raw: &[u8],
+    ) -> CoreResult<DeliveryReceipt> {
         let mut local = env.local.clone();
         local.sort_unstable();
         local.dedup();
@@ -57,24 +88,23 @@ impl Core {
         let size = raw.len() as i64;
         let now = self.now();
 
-        let txn = self.db().begin().await?;
         // The blob upsert is the first statement on purpose: on SQLite it
         // takes the write lock at once, so this transaction never has to
         // upgrade a read lock (which can fail with SQLITE_BUSY).
-        let blob_id = messages::put_blob(&txn, raw, (local.len() + remote.len()) as i64).await?;
+        let blob_id = messages::put_blob(txn, raw, (local.len() + remote.len()) as i64).await?;
         let mut delivered = Vec::with_capacity(local.len());
         for account_id in &local {
-            messages::check_quota(&txn, *account_id, size).await?;
+            messages::check_quota(txn, *account_id, size).await?;
             let inbox = mailbox::Entity::find()
                 .filter(mailbox::Column::AccountId.eq(*account_id))
                 .filter(mailbox::Column::Name.eq(INBOX))
-                .one(&txn)
+                .one(txn)
                 .await?
                 .ok_or_else(|| CoreError::NotFound(format!("INBOX of account {account_id}")))?;
-            let (uid, modseq) = messages::allocate_uids(&txn, inbox.id, 1).await?;
-            let thread_id = messages::find_thread(&txn, *account_id, &meta).await?;
+            let (uid, modseq) = messages::allocate_uids(txn, inbox.id, 1).await?;
+            let thread_id = messages::find_thread(txn, *account_id, &meta).await?;
             messages::insert_message(
-                &txn,
+                txn,
                 NewMessage {
                     mailbox_id: inbox.id,
                     uid,
@@ -89,13 +119,20 @@ impl Core {
                 },
             )
             .await?;
-            messages::add_usage(&txn, *account_id, size).await?;
+            messages::add_usage(txn, *account_id, size).await?;
             delivered.push(Delivered {
                 account_id: *account_id,
                 mailbox_id: inbox.id,
                 uid,
             });
         }
+        // Bounces travel in their own lane so a flood of them can neither
+        // delay nor be delayed by ordinary mail (issue: queue lanes).
+        let lane = if env.mail_from.is_empty() {
+            Lane::Bounce
+        } else {
+            Lane::Fresh
+        };
         let mut queued = Vec::with_capacity(remote.len());
         for rcpt in &remote {
             let row = queue_entry::Entity::insert(queue_entry::ActiveModel {
@@ -103,7 +140,7 @@ impl Core {
                 mail_from: Set(env.mail_from.clone()),
                 rcpt_to: Set(rcpt.to_string()),
                 domain: Set(rcpt.domain().to_owned()),
-                lane: Set(LANE_FRESH.to_owned()),
+                lane: Set(lane.as_str().to_owned()),
                 status: Set(STATUS_QUEUED.to_owned()),
                 attempts: Set(0),
                 next_attempt_at: Set(now),
@@ -111,20 +148,14 @@ impl Core {
                 lease_until: Set(None),
                 last_error: Set(None),
                 created_at: Set(now),
+                message_id: Set(meta.message_id.clone()),
+                delayed_dsn_sent: Set(false),
+                last_attempt_at: Set(None),
                 ..Default::default()
             })
-            .exec(&txn)
+            .exec(txn)
             .await?;
             queued.push(row.last_insert_id);
-        }
-        txn.commit().await?;
-
-        for d in &delivered {
-            self.publish(ChangeEvent {
-                account_id: d.account_id,
-                mailbox_id: Some(d.mailbox_id),
-                kind: ChangeKind::NewMessages { uids: vec![d.uid] },
-            });
         }
         tracing::info!(
             message_id = %meta.message_id,

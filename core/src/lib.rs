@@ -25,6 +25,7 @@ pub mod events;
 pub mod mailboxes;
 pub mod messages;
 pub mod meta;
+pub mod queue;
 pub mod routing;
 pub mod sessions;
 pub mod submission;
@@ -74,6 +75,7 @@ struct Inner {
     hasher: PasswordHasher,
     throttle: LoginThrottle,
     events: events::ChangeFeed,
+    queue_wakeup: tokio::sync::Notify,
     clock: Arc<dyn Clock>,
 }
 
@@ -93,6 +95,7 @@ impl Core {
                 hasher: PasswordHasher::new(opts.auth),
                 throttle: LoginThrottle::new(opts.throttle, clock.clone()),
                 events: events::ChangeFeed::new(),
+                queue_wakeup: tokio::sync::Notify::new(),
                 clock,
             }),
         })
@@ -129,6 +132,12 @@ impl Core {
 
     pub(crate) fn publish(&self, ev: ChangeEvent) {
         self.inner.events.publish(ev)
+    }
+
+    /// Notified when new queue entries are committed, so the queue runner
+    /// starts on fresh mail at once instead of at its next poll.
+    pub fn queue_wakeup(&self) -> &tokio::sync::Notify {
+        &self.inner.queue_wakeup
     }
 
     /// Answers whether the database takes a query right now; `/healthz` and

@@ -4,8 +4,10 @@
 pub mod account;
 pub mod alias;
 pub mod blob;
+pub mod delivery_log;
 pub mod domain;
 pub mod mailbox;
 pub mod message;
+pub mod queue_destination;
 pub mod queue_entry;
 pub mod web_session;

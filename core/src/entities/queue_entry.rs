@@ -17,6 +17,9 @@ pub struct Model {
     pub lease_until: Option<i64>,
     pub last_error: Option<String>,
     pub created_at: i64,
+    pub message_id: String,
+    pub delayed_dsn_sent: bool,
+    pub last_attempt_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

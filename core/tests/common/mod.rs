@@ -44,23 +44,33 @@ where
     F: Fn(Core) -> Fut,
     Fut: Future<Output = ()>,
 {
+    for_each_url(test, |url| {
+        let f = &f;
+        async move {
+            let core = Core::open(CoreOptions::new(url)).await.expect("open core");
+            f(core.clone()).await;
+            core.close().await;
+        }
+    })
+    .await;
+}
+
+/// Like [`for_each_backend`], but hands the test a database URL so it can
+/// open several cores (several "nodes") with clocks of its own.
+pub async fn for_each_url<F, Fut>(test: &str, f: F)
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/tern.db?mode=rwc", dir.path().display());
-    let core = Core::open(CoreOptions::new(url))
-        .await
-        .expect("open sqlite");
-    f(core.clone()).await;
-    core.close().await;
+    f(url).await;
     eprintln!("[sqlite]   {test}: ok");
 
     match std::env::var("TERN_TEST_PG_URL") {
         Ok(admin) if !admin.is_empty() => {
             let url = fresh_pg_database(&admin).await;
-            let core = Core::open(CoreOptions::new(url))
-                .await
-                .expect("open postgres");
-            f(core.clone()).await;
-            core.close().await;
+            f(url).await;
             eprintln!("[postgres] {test}: ok");
         }
         _ => {

@@ -1,0 +1,895 @@
+//! The durable outbound queue.
+//!
+//! One row per (message, remote recipient). A row is claimed by a worker
+//! under a lease (`lock_owner`, `lease_until`), so that N workers on N nodes
+//! sharing one database never hold the same row at once, and a row whose
+//! worker died becomes claimable again when its lease runs out.
+//!
+//! - On PostgreSQL the claim is `UPDATE .. WHERE id IN (SELECT .. FOR UPDATE
+//!   SKIP LOCKED) RETURNING ..`: concurrent claimers skip each other's rows
+//!   instead of queueing behind them.
+//! - On SQLite the same statement without the lock clause is atomic, because
+//!   SQLite runs one writer at a time and evaluates the subquery inside the
+//!   writer's transaction.
+//!
+//! Rows live in one of three lanes (DESIGN.md rule 3): `fresh` (never tried),
+//! `retry` (deferred at least once) and `bounce` (DSNs, whose sender is
+//! null). Each lane has its own workers in [`runner`], so a backlog in one
+//! lane cannot hold up another.
+//!
+//! A finished row (delivered, failed, expired, deleted) is removed in the
+//! same transaction that writes its delivery-log row and, when the sender is
+//! owed one, stores the DSN. Nothing is lost between "retired" and
+//! "bounced".
+
+pub mod concurrency;
+pub mod dsn;
+pub mod runner;
+pub mod schedule;
+
+use sea_orm::sea_query::{Expr, LockBehavior, LockType, Query};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait, Set, TransactionTrait,
+};
+
+use crate::Core;
+use crate::db::Backend;
+use crate::delivery::Envelope;
+use crate::entities::{delivery_log, queue_destination, queue_entry};
+use crate::error::{CoreError, CoreResult};
+use crate::messages;
+
+pub use self::concurrency::{ConcurrencyConfig, DestinationLimits};
+pub use self::runner::{
+    QueueConfig, QueueRunner, Relay, RelayReport, RelayRequest, Reply, RunnerHandle,
+};
+pub use self::schedule::RetrySchedule;
+
+pub const STATUS_QUEUED: &str = "queued";
+pub const STATUS_HELD: &str = "held";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Lane {
+    Fresh,
+    Retry,
+    Bounce,
+}
+
+impl Lane {
+    pub const ALL: [Lane; 3] = [Lane::Fresh, Lane::Retry, Lane::Bounce];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lane::Fresh => "fresh",
+            Lane::Retry => "retry",
+            Lane::Bounce => "bounce",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Lane> {
+        Lane::ALL.into_iter().find(|l| l.as_str() == s)
+    }
+}
+
+/// One queue row as the runner, the CLI and the admin pages see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueEntry {
+    pub id: i32,
+    pub blob_id: i32,
+    pub message_id: String,
+    pub mail_from: String,
+    pub rcpt_to: String,
+    pub domain: String,
+    pub lane: String,
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: i64,
+    pub last_attempt_at: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub lock_owner: Option<String>,
+    pub lease_until: Option<i64>,
+    pub delayed_dsn_sent: bool,
+}
+
+impl From<queue_entry::Model> for QueueEntry {
+    fn from(m: queue_entry::Model) -> Self {
+        QueueEntry {
+            id: m.id,
+            blob_id: m.blob_id,
+            message_id: m.message_id,
+            mail_from: m.mail_from,
+            rcpt_to: m.rcpt_to,
+            domain: m.domain,
+            lane: m.lane,
+            status: m.status,
+            attempts: m.attempts,
+            next_attempt_at: m.next_attempt_at,
+            last_attempt_at: m.last_attempt_at,
+            last_error: m.last_error,
+            created_at: m.created_at,
+            lock_owner: m.lock_owner,
+            lease_until: m.lease_until,
+            delayed_dsn_sent: m.delayed_dsn_sent,
+        }
+    }
+}
+
+/// What an operator command acts on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Entry(i32),
+    Domain(String),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct QueueFilter {
+    pub domain: Option<String>,
+    pub lane: Option<Lane>,
+    pub limit: u64,
+    pub offset: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    pub total: u64,
+    pub held: u64,
+    /// Entries per lane, in [`Lane::ALL`] order.
+    pub by_lane: Vec<(String, u64)>,
+    /// Entries per destination domain, largest first.
+    pub by_domain: Vec<(String, u64)>,
+    /// `created_at` of the oldest entry.
+    pub oldest_created_at: Option<i64>,
+}
+
+/// Per-destination state as the last attempt left it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Destination {
+    pub domain: String,
+    pub held: bool,
+    /// Current connection limit (adaptive, see [`concurrency`]).
+    pub concurrency: i32,
+    /// The level at which the destination last pushed back, if recently.
+    pub ceiling: Option<i32>,
+    /// Consecutive attempts on which no host could be reached.
+    pub failures: i32,
+    pub last_reply: Option<String>,
+    pub last_attempt_at: Option<i64>,
+    /// While in the future, the whole destination is skipped (it was
+    /// unreachable); entries keep their own schedule as well.
+    pub next_attempt_at: i64,
+}
+
+impl From<queue_destination::Model> for Destination {
+    fn from(m: queue_destination::Model) -> Self {
+        Destination {
+            domain: m.domain,
+            held: m.held,
+            concurrency: m.concurrency,
+            ceiling: m.ceiling,
+            failures: m.failures,
+            last_reply: m.last_reply,
+            last_attempt_at: m.last_attempt_at,
+            next_attempt_at: m.next_attempt_at,
+        }
+    }
+}
+
+/// One row of the delivery log: one recipient in one attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEntry {
+    pub id: i32,
+    pub queue_id: i32,
+    pub message_id: String,
+    pub mail_from: String,
+    pub rcpt_to: String,
+    pub domain: String,
+    pub remote_host: Option<String>,
+    pub remote_ip: Option<String>,
+    pub tls: bool,
+    /// delivered | deferred | failed | expired | deleted
+    pub outcome: String,
+    pub reply: String,
+    pub duration_ms: i64,
+    pub created_at: i64,
+}
+
+impl From<delivery_log::Model> for LogEntry {
+    fn from(m: delivery_log::Model) -> Self {
+        LogEntry {
+            id: m.id,
+            queue_id: m.queue_id,
+            message_id: m.message_id,
+            mail_from: m.mail_from,
+            rcpt_to: m.rcpt_to,
+            domain: m.domain,
+            remote_host: m.remote_host,
+            remote_ip: m.remote_ip,
+            tls: m.tls,
+            outcome: m.outcome,
+            reply: m.reply,
+            duration_ms: m.duration_ms,
+            created_at: m.created_at,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct LogQuery {
+    /// Matches anywhere in the message-id, sender or recipient.
+    pub text: Option<String>,
+    pub queue_id: Option<i32>,
+    pub limit: u64,
+}
+
+/// What became of one entry in one attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    /// Try again at `next_at` (in the retry lane, or the bounce lane for DSNs).
+    Deferred {
+        next_at: i64,
+    },
+    /// A permanent (5xx) reply.
+    Failed,
+    /// Retried until the schedule gave up (RFC 5321 §4.5.4.1).
+    Expired,
+}
+
+impl Outcome {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::Deferred { .. } => "deferred",
+            Outcome::Failed => "failed",
+            Outcome::Expired => "expired",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct EntryResult {
+    pub entry: QueueEntry,
+    pub outcome: Outcome,
+    pub reply: String,
+}
+
+/// Where and how an attempt went, for the delivery log.
+#[derive(Clone, Debug, Default)]
+pub struct AttemptInfo {
+    pub remote_host: Option<String>,
+    pub remote_ip: Option<String>,
+    pub tls: bool,
+    pub duration_ms: i64,
+}
+
+/// Everything one attempt commits at once.
+#[derive(Clone, Debug)]
+pub struct Finish {
+    pub owner: String,
+    pub attempt: AttemptInfo,
+    pub results: Vec<EntryResult>,
+    /// Bounces (failure or delay reports) to store in the same commit.
+    pub dsns: Vec<(Envelope, Vec<u8>)>,
+    /// Entries whose "delayed" DSN is among `dsns`.
+    pub delayed_reported: Vec<i32>,
+}
+
+/// The form in which a message goes on the wire: every bare CR or LF
+/// becomes CRLF, and it ends with CRLF.
+///
+/// This is also the defence against SMTP smuggling through lettre 0.11.23
+/// (RUSTSEC-2026-0561): its dot-stuffing only recognises a line start after
+/// CRLF, so a bare LF followed by `.` could end the data early at a lenient
+/// receiver. With only CRLF line endings every line start is stuffed.
+pub fn wire_form(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + 64);
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'\r' if raw.get(i + 1) == Some(&b'\n') => {
+                out.extend_from_slice(b"\r\n");
+                i += 1;
+            }
+            b'\r' | b'\n' => out.extend_from_slice(b"\r\n"),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+fn claimable(now: i64) -> Condition {
+    Condition::all()
+        .add(queue_entry::Column::Status.eq(STATUS_QUEUED))
+        .add(queue_entry::Column::NextAttemptAt.lte(now))
+        .add(
+            Condition::any()
+                .add(queue_entry::Column::LeaseUntil.is_null())
+                .add(queue_entry::Column::LeaseUntil.lte(now)),
+        )
+}
+
+/// Domains the runner must skip: held by an operator, or unreachable until
+/// a time still in the future.
+fn blocked_domains(now: i64) -> sea_orm::sea_query::SelectStatement {
+    Query::select()
+        .column(queue_destination::Column::Domain)
+        .from(queue_destination::Entity)
+        .cond_where(
+            Condition::any()
+                .add(queue_destination::Column::Held.eq(true))
+                .add(queue_destination::Column::NextAttemptAt.gt(now)),
+        )
+        .to_owned()
+}
+
+/// A claim request: the lane, optionally one domain (the retry lane's
+/// round-robin picks it), and domains the runner has no room for.
+#[derive(Clone, Debug)]
+pub struct ClaimSpec<'a> {
+    pub lane: Lane,
+    pub owner: &'a str,
+    pub lease_secs: i64,
+    pub domain: Option<&'a str>,
+    pub exclude: &'a [String],
+    /// Most recipients to put in one SMTP transaction.
+    pub max_rcpts: u64,
+}
+
+impl Core {
+    /// Claims the oldest claimable entry of a lane together with its
+    /// siblings (same message, sender and destination), so that one SMTP
+    /// transaction carries all of a message's recipients at one domain.
+    /// Returns an empty list when nothing is due.
+    pub async fn queue_claim(&self, spec: &ClaimSpec<'_>) -> CoreResult<Vec<QueueEntry>> {
+        let now = self.now();
+        let mut head = queue_entry::Entity::find()
+            .select_only()
+            .column(queue_entry::Column::Id)
+            .filter(claimable(now))
+            .filter(queue_entry::Column::Lane.eq(spec.lane.as_str()))
+            .filter(queue_entry::Column::Domain.is_not_in(spec.exclude.iter().cloned()))
+            .filter(queue_entry::Column::Domain.not_in_subquery(blocked_domains(now)));
+        if let Some(d) = spec.domain {
+            head = head.filter(queue_entry::Column::Domain.eq(d));
+        }
+        let head = head
+            .order_by_asc(queue_entry::Column::NextAttemptAt)
+            .order_by_asc(queue_entry::Column::Id)
+            .limit(1);
+        let first = self.claim_ids(head, spec, now).await?;
+        let Some(first) = first.into_iter().next() else {
+            return Ok(Vec::new());
+        };
+        let siblings = queue_entry::Entity::find()
+            .select_only()
+            .column(queue_entry::Column::Id)
+            .filter(claimable(now))
+            .filter(queue_entry::Column::Lane.eq(spec.lane.as_str()))
+            .filter(queue_entry::Column::BlobId.eq(first.blob_id))
+            .filter(queue_entry::Column::MailFrom.eq(first.mail_from.clone()))
+            .filter(queue_entry::Column::Domain.eq(first.domain.clone()))
+            .order_by_asc(queue_entry::Column::Id)
+            .limit(spec.max_rcpts.saturating_sub(1));
+        let mut group = vec![first];
+        if spec.max_rcpts > 1 {
+            group.extend(self.claim_ids(siblings, spec, now).await?);
+        }
+        group.sort_by_key(|e| e.id);
+        Ok(group)
+    }
+
+    async fn claim_ids(
+        &self,
+        select: sea_orm::Select<queue_entry::Entity>,
+        spec: &ClaimSpec<'_>,
+        now: i64,
+    ) -> CoreResult<Vec<QueueEntry>> {
+        let mut select = select;
+        if self.backend() == Backend::Postgres {
+            // Concurrent claimers skip rows another transaction is taking
+            // instead of waiting for it and then finding them gone.
+            select = select.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        }
+        let rows = queue_entry::Entity::update_many()
+            .col_expr(queue_entry::Column::LockOwner, Expr::value(spec.owner))
+            .col_expr(
+                queue_entry::Column::LeaseUntil,
+                Expr::value(now + spec.lease_secs),
+            )
+            .filter(queue_entry::Column::Id.in_subquery(select.into_query()))
+            .exec_with_returning(self.db())
+            .await?;
+        Ok(rows.into_iter().map(QueueEntry::from).collect())
+    }
+
+    /// The next domain after `after` (in name order) with claimable retry
+    /// entries; wraps around. This is the retry lane's round-robin: one
+    /// dead destination with 100,000 entries gets one turn like any other.
+    pub async fn queue_next_retry_domain(
+        &self,
+        after: &str,
+        exclude: &[String],
+    ) -> CoreResult<Option<String>> {
+        let now = self.now();
+        for cursor in [after, ""] {
+            let d = queue_entry::Entity::find()
+                .select_only()
+                .column(queue_entry::Column::Domain)
+                .filter(claimable(now))
+                .filter(queue_entry::Column::Lane.eq(Lane::Retry.as_str()))
+                .filter(queue_entry::Column::Domain.gt(cursor))
+                .filter(queue_entry::Column::Domain.is_not_in(exclude.iter().cloned()))
+                .filter(queue_entry::Column::Domain.not_in_subquery(blocked_domains(now)))
+                .order_by_asc(queue_entry::Column::Domain)
+                .limit(1)
+                .into_tuple::<String>()
+                .one(self.db())
+                .await?;
+            if d.is_some() {
+                return Ok(d);
+            }
+            if cursor.is_empty() {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
+    /// The stored bytes of a queued message.
+    pub async fn queue_message_bytes(&self, blob_id: i32) -> CoreResult<Vec<u8>> {
+        use crate::entities::blob;
+        let b = blob::Entity::find_by_id(blob_id)
+            .one(self.db())
+            .await?
+            .ok_or_else(|| CoreError::NotFound(format!("blob {blob_id}")))?;
+        Ok(b.bytes)
+    }
+
+    /// Commits the result of one attempt: retires or reschedules each entry
+    /// (only while this worker still holds its lease), writes the delivery
+    /// log and stores any DSN, all in one transaction.
+    pub async fn queue_finish(&self, f: Finish) -> CoreResult<()> {
+        let now = self.now();
+        let txn = self.db().begin().await?;
+        let mut receipts = Vec::new();
+        for (env, raw) in &f.dsns {
+            receipts.push(self.deliver_in(&txn, env, raw).await?);
+        }
+        let mut released = Vec::new();
+        for r in &f.results {
+            let mine = Condition::all()
+                .add(queue_entry::Column::Id.eq(r.entry.id))
+                .add(queue_entry::Column::LockOwner.eq(f.owner.clone()));
+            let affected = match &r.outcome {
+                Outcome::Delivered | Outcome::Failed | Outcome::Expired => {
+                    queue_entry::Entity::delete_many()
+                        .filter(mine)
+                        .exec(&txn)
+                        .await?
+                        .rows_affected
+                }
+                Outcome::Deferred { next_at } => {
+                    let lane = if r.entry.lane == Lane::Bounce.as_str() {
+                        Lane::Bounce
+                    } else {
+                        Lane::Retry
+                    };
+                    let delayed = f.delayed_reported.contains(&r.entry.id);
+                    let mut upd = queue_entry::Entity::update_many()
+                        .col_expr(queue_entry::Column::Lane, Expr::value(lane.as_str()))
+                        .col_expr(
+                            queue_entry::Column::Attempts,
+                            Expr::col(queue_entry::Column::Attempts).add(1),
+                        )
+                        .col_expr(queue_entry::Column::NextAttemptAt, Expr::value(*next_at))
+                        .col_expr(queue_entry::Column::LastAttemptAt, Expr::value(now))
+                        .col_expr(
+                            queue_entry::Column::LastError,
+                            Expr::value(Some(r.reply.clone())),
+                        )
+                        .col_expr(queue_entry::Column::LockOwner, Expr::value(None::<String>))
+                        .col_expr(queue_entry::Column::LeaseUntil, Expr::value(None::<i64>));
+                    if delayed {
+                        upd = upd.col_expr(queue_entry::Column::DelayedDsnSent, Expr::value(true));
+                    }
+                    upd.filter(mine).exec(&txn).await?.rows_affected
+                }
+            };
+            if affected == 0 {
+                // Our lease ran out and another worker owns the entry now;
+                // it will record its own attempt. Ours is still logged.
+                tracing::warn!(
+                    queue_id = r.entry.id,
+                    "lease lost before the attempt was recorded"
+                );
+            } else if !matches!(r.outcome, Outcome::Deferred { .. }) {
+                released.push(r.entry.blob_id);
+            }
+            insert_log(
+                &txn,
+                &r.entry,
+                &f.attempt,
+                r.outcome.as_str(),
+                &r.reply,
+                now,
+            )
+            .await?;
+        }
+        messages::release_blobs(&txn, &released).await?;
+        txn.commit().await?;
+        for r in &receipts {
+            self.announce(r);
+        }
+        for r in &f.results {
+            tracing::info!(
+                queue_id = r.entry.id,
+                message_id = %r.entry.message_id,
+                rcpt = %r.entry.rcpt_to,
+                host = f.attempt.remote_host.as_deref().unwrap_or("-"),
+                tls = f.attempt.tls,
+                outcome = r.outcome.as_str(),
+                reply = %r.reply,
+                ms = f.attempt.duration_ms,
+                "delivery attempt"
+            );
+        }
+        Ok(())
+    }
+
+    /// Gives back entries a worker claimed but did not attempt (shutdown).
+    pub async fn queue_unclaim(&self, owner: &str, ids: &[i32]) -> CoreResult<()> {
+        queue_entry::Entity::update_many()
+            .col_expr(queue_entry::Column::LockOwner, Expr::value(None::<String>))
+            .col_expr(queue_entry::Column::LeaseUntil, Expr::value(None::<i64>))
+            .filter(queue_entry::Column::Id.is_in(ids.iter().copied()))
+            .filter(queue_entry::Column::LockOwner.eq(owner))
+            .exec(self.db())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn queue_entry(&self, id: i32) -> CoreResult<Option<QueueEntry>> {
+        Ok(queue_entry::Entity::find_by_id(id)
+            .one(self.db())
+            .await?
+            .map(QueueEntry::from))
+    }
+
+    /// Entries, oldest first.
+    pub async fn queue_list(&self, f: &QueueFilter) -> CoreResult<Vec<QueueEntry>> {
+        let mut q = queue_entry::Entity::find();
+        if let Some(d) = &f.domain {
+            q = q.filter(queue_entry::Column::Domain.eq(d.to_ascii_lowercase()));
+        }
+        if let Some(l) = f.lane {
+            q = q.filter(queue_entry::Column::Lane.eq(l.as_str()));
+        }
+        let limit = if f.limit == 0 { 100 } else { f.limit };
+        Ok(q.order_by_asc(queue_entry::Column::CreatedAt)
+            .order_by_asc(queue_entry::Column::Id)
+            .offset(f.offset)
+            .limit(limit)
+            .all(self.db())
+            .await?
+            .into_iter()
+            .map(QueueEntry::from)
+            .collect())
+    }
+
+    /// Counts by lane and destination and the oldest entry's age: the
+    /// numbers an operator needs first ("how many, where, since when").
+    pub async fn queue_stats(&self) -> CoreResult<QueueStats> {
+        let db = self.db();
+        let total = queue_entry::Entity::find().count(db).await?;
+        let held = queue_entry::Entity::find()
+            .filter(queue_entry::Column::Status.eq(STATUS_HELD))
+            .count(db)
+            .await?;
+        let mut by_lane = Vec::new();
+        for lane in Lane::ALL {
+            let n = queue_entry::Entity::find()
+                .filter(queue_entry::Column::Lane.eq(lane.as_str()))
+                .count(db)
+                .await?;
+            by_lane.push((lane.as_str().to_owned(), n));
+        }
+        let mut by_domain: Vec<(String, i64)> = queue_entry::Entity::find()
+            .select_only()
+            .column(queue_entry::Column::Domain)
+            .column_as(queue_entry::Column::Id.count(), "n")
+            .group_by(queue_entry::Column::Domain)
+            .into_tuple()
+            .all(db)
+            .await?;
+        by_domain.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let oldest_created_at: Option<i64> = queue_entry::Entity::find()
+            .select_only()
+            .column(queue_entry::Column::CreatedAt)
+            .order_by_asc(queue_entry::Column::CreatedAt)
+            .limit(1)
+            .into_tuple()
+            .one(db)
+            .await?;
+        Ok(QueueStats {
+            total,
+            held,
+            by_lane,
+            by_domain: by_domain
+                .into_iter()
+                .map(|(d, n)| (d, n.max(0) as u64))
+                .collect(),
+            oldest_created_at,
+        })
+    }
+
+    /// Makes entries due now. For a domain this also forgets that it was
+    /// unreachable, so the runner tries it at once.
+    pub async fn queue_retry(&self, t: &Target) -> CoreResult<u64> {
+        let now = self.now();
+        let txn = self.db().begin().await?;
+        let n = queue_entry::Entity::update_many()
+            .col_expr(queue_entry::Column::NextAttemptAt, Expr::value(now))
+            .filter(target_cond(t))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        if let Target::Domain(d) = t {
+            queue_destination::Entity::update_many()
+                .col_expr(queue_destination::Column::NextAttemptAt, Expr::value(0i64))
+                .col_expr(queue_destination::Column::Failures, Expr::value(0))
+                .filter(queue_destination::Column::Domain.eq(d.to_ascii_lowercase()))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        self.queue_wakeup().notify_one();
+        Ok(n)
+    }
+
+    /// Holds entries: the runner leaves them alone until released. Holding
+    /// a domain also holds mail queued for it later.
+    pub async fn queue_hold(&self, t: &Target) -> CoreResult<u64> {
+        match t {
+            Target::Entry(_) => self.set_status(t, STATUS_HELD).await,
+            Target::Domain(d) => {
+                self.set_destination_held(d, true).await?;
+                self.count_target(t).await
+            }
+        }
+    }
+
+    pub async fn queue_release(&self, t: &Target) -> CoreResult<u64> {
+        let n = match t {
+            Target::Entry(_) => self.set_status(t, STATUS_QUEUED).await?,
+            Target::Domain(d) => {
+                self.set_destination_held(d, false).await?;
+                // Entries held one by one stay held: releasing the domain
+                // undoes the domain hold only.
+                self.count_target(t).await?
+            }
+        };
+        self.queue_wakeup().notify_one();
+        Ok(n)
+    }
+
+    /// Deletes entries without a DSN (an operator's decision), logging each.
+    pub async fn queue_delete(&self, t: &Target) -> CoreResult<u64> {
+        let now = self.now();
+        let txn = self.db().begin().await?;
+        let rows = queue_entry::Entity::find()
+            .filter(target_cond(t))
+            .all(&txn)
+            .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<i32> = rows.iter().map(|r| r.id).collect();
+        let blobs: Vec<i32> = rows.iter().map(|r| r.blob_id).collect();
+        queue_entry::Entity::delete_many()
+            .filter(queue_entry::Column::Id.is_in(ids))
+            .exec(&txn)
+            .await?;
+        for r in rows {
+            let e = QueueEntry::from(r);
+            insert_log(
+                &txn,
+                &e,
+                &AttemptInfo::default(),
+                "deleted",
+                "deleted by an operator",
+                now,
+            )
+            .await?;
+        }
+        messages::release_blobs(&txn, &blobs).await?;
+        txn.commit().await?;
+        Ok(blobs.len() as u64)
+    }
+
+    async fn set_status(&self, t: &Target, status: &str) -> CoreResult<u64> {
+        Ok(queue_entry::Entity::update_many()
+            .col_expr(queue_entry::Column::Status, Expr::value(status))
+            .filter(target_cond(t))
+            .exec(self.db())
+            .await?
+            .rows_affected)
+    }
+
+    async fn count_target(&self, t: &Target) -> CoreResult<u64> {
+        Ok(queue_entry::Entity::find()
+            .filter(target_cond(t))
+            .count(self.db())
+            .await?)
+    }
+
+    async fn set_destination_held(&self, domain: &str, held: bool) -> CoreResult<()> {
+        let mut d = self
+            .queue_destination(domain)
+            .await?
+            .unwrap_or_else(|| Destination::new(&domain.to_ascii_lowercase(), 0));
+        d.held = held;
+        self.queue_save_destination(&d).await
+    }
+
+    pub async fn queue_destination(&self, domain: &str) -> CoreResult<Option<Destination>> {
+        Ok(
+            queue_destination::Entity::find_by_id(domain.to_ascii_lowercase())
+                .one(self.db())
+                .await?
+                .map(Destination::from),
+        )
+    }
+
+    /// Destinations that have state: every domain tried or held.
+    pub async fn queue_destinations(&self) -> CoreResult<Vec<Destination>> {
+        Ok(queue_destination::Entity::find()
+            .order_by_asc(queue_destination::Column::Domain)
+            .all(self.db())
+            .await?
+            .into_iter()
+            .map(Destination::from)
+            .collect())
+    }
+
+    /// Upserts a destination's state. The hold flag is an operator's and
+    /// is written only by hold/release; the runner's writes leave it be.
+    pub async fn queue_save_destination(&self, d: &Destination) -> CoreResult<()> {
+        self.save_destination(d, true).await
+    }
+
+    pub(crate) async fn save_destination(
+        &self,
+        d: &Destination,
+        with_hold: bool,
+    ) -> CoreResult<()> {
+        use sea_orm::sea_query::OnConflict;
+        let mut cols = vec![
+            queue_destination::Column::Concurrency,
+            queue_destination::Column::Ceiling,
+            queue_destination::Column::Failures,
+            queue_destination::Column::LastReply,
+            queue_destination::Column::LastAttemptAt,
+            queue_destination::Column::NextAttemptAt,
+            queue_destination::Column::UpdatedAt,
+        ];
+        if with_hold {
+            cols.push(queue_destination::Column::Held);
+        }
+        queue_destination::Entity::insert(queue_destination::ActiveModel {
+            domain: Set(d.domain.to_ascii_lowercase()),
+            held: Set(d.held),
+            concurrency: Set(d.concurrency),
+            ceiling: Set(d.ceiling),
+            failures: Set(d.failures),
+            last_reply: Set(d.last_reply.clone()),
+            last_attempt_at: Set(d.last_attempt_at),
+            next_attempt_at: Set(d.next_attempt_at),
+            updated_at: Set(self.now()),
+        })
+        .on_conflict(
+            OnConflict::column(queue_destination::Column::Domain)
+                .update_columns(cols)
+                .to_owned(),
+        )
+        .exec_without_returning(self.db())
+        .await?;
+        Ok(())
+    }
+
+    /// The delivery log, newest first.
+    pub async fn delivery_log(&self, q: &LogQuery) -> CoreResult<Vec<LogEntry>> {
+        let mut s = delivery_log::Entity::find();
+        if let Some(t) = q.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+            let t = t.trim_matches(|c| c == '<' || c == '>');
+            s = s.filter(
+                Condition::any()
+                    .add(delivery_log::Column::MessageId.contains(t))
+                    .add(delivery_log::Column::MailFrom.contains(t))
+                    .add(delivery_log::Column::RcptTo.contains(t)),
+            );
+        }
+        if let Some(id) = q.queue_id {
+            s = s.filter(delivery_log::Column::QueueId.eq(id));
+        }
+        let limit = if q.limit == 0 { 100 } else { q.limit };
+        Ok(s.order_by_desc(delivery_log::Column::Id)
+            .limit(limit)
+            .all(self.db())
+            .await?
+            .into_iter()
+            .map(LogEntry::from)
+            .collect())
+    }
+}
+
+impl Destination {
+    pub fn new(domain: &str, concurrency: i32) -> Self {
+        Destination {
+            domain: domain.to_owned(),
+            held: false,
+            concurrency,
+            ceiling: None,
+            failures: 0,
+            last_reply: None,
+            last_attempt_at: None,
+            next_attempt_at: 0,
+        }
+    }
+}
+
+fn target_cond(t: &Target) -> Condition {
+    match t {
+        Target::Entry(id) => Condition::all().add(queue_entry::Column::Id.eq(*id)),
+        Target::Domain(d) => {
+            Condition::all().add(queue_entry::Column::Domain.eq(d.to_ascii_lowercase()))
+        }
+    }
+}
+
+async fn insert_log<C: ConnectionTrait>(
+    db: &C,
+    e: &QueueEntry,
+    a: &AttemptInfo,
+    outcome: &str,
+    reply: &str,
+    now: i64,
+) -> CoreResult<()> {
+    delivery_log::Entity::insert(delivery_log::ActiveModel {
+        queue_id: Set(e.id),
+        message_id: Set(e.message_id.clone()),
+        mail_from: Set(e.mail_from.clone()),
+        rcpt_to: Set(e.rcpt_to.clone()),
+        domain: Set(e.domain.clone()),
+        remote_host: Set(a.remote_host.clone()),
+        remote_ip: Set(a.remote_ip.clone()),
+        tls: Set(a.tls),
+        outcome: Set(outcome.to_owned()),
+        reply: Set(reply.to_owned()),
+        duration_ms: Set(a.duration_ms),
+        created_at: Set(now),
+        ..Default::default()
+    })
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wire_form;
+
+    #[test]
+    fn wire_form_leaves_only_crlf_line_endings() {
+        assert_eq!(wire_form(b"a\r\nb\r\n"), b"a\r\nb\r\n");
+        assert_eq!(wire_form(b"a\n.\nb"), b"a\r\n.\r\nb\r\n");
+        assert_eq!(wire_form(b"a\r.\r\n"), b"a\r\n.\r\n");
+        assert_eq!(wire_form(b"x\r\r\n"), b"x\r\n\r\n");
+        assert_eq!(wire_form(b""), b"\r\n");
+    }
+}

@@ -1,0 +1,523 @@
+//! The queue's store on SQLite and PostgreSQL: claims under leases, several
+//! nodes claiming at once, outcomes, operator commands, the delivery log.
+//! The runner and the relay are tested over real SMTP in server/tests.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use common::for_each_url;
+use mailcore::delivery::Envelope;
+use mailcore::queue::{
+    AttemptInfo, ClaimSpec, Destination, EntryResult, Finish, Lane, LogQuery, Outcome, QueueEntry,
+    QueueFilter, Target,
+};
+use mailcore::{Address, Core, CoreOptions, ManualClock, Role};
+
+const T0: i64 = 1_800_000_000;
+const LEASE: i64 = 900;
+
+async fn open(url: &str, clock: &Arc<ManualClock>) -> Core {
+    Core::open_with_clock(CoreOptions::new(url), clock.clone())
+        .await
+        .expect("open core")
+}
+
+fn msg(id: &str) -> Vec<u8> {
+    format!(
+        "From: alice@local.test\r\nTo: x@remote.test\r\nSubject: {id}\r\nMessage-ID: <{id}@local.test>\r\n\r\nbody {id}\r\n"
+    )
+    .into_bytes()
+}
+
+async fn queue(core: &Core, id: &str, rcpts: &[&str]) {
+    let env = Envelope {
+        mail_from: "alice@local.test".into(),
+        local: vec![],
+        remote: rcpts.iter().map(|r| Address::parse(r).unwrap()).collect(),
+    };
+    core.deliver(&env, &msg(id)).await.unwrap();
+}
+
+fn spec<'a>(lane: Lane, owner: &'a str, exclude: &'a [String]) -> ClaimSpec<'a> {
+    ClaimSpec {
+        lane,
+        owner,
+        lease_secs: LEASE,
+        domain: None,
+        exclude,
+        max_rcpts: 100,
+    }
+}
+
+fn finish(owner: &str, results: Vec<(QueueEntry, Outcome, &str)>) -> Finish {
+    Finish {
+        owner: owner.into(),
+        attempt: AttemptInfo {
+            remote_host: Some("mx.remote.test".into()),
+            remote_ip: Some("127.0.0.1".into()),
+            tls: true,
+            duration_ms: 12,
+        },
+        results: results
+            .into_iter()
+            .map(|(entry, outcome, reply)| EntryResult {
+                entry,
+                outcome,
+                reply: reply.into(),
+            })
+            .collect(),
+        dsns: vec![],
+        delayed_reported: vec![],
+    }
+}
+
+#[tokio::test]
+async fn a_claim_takes_a_message_group_and_its_lease_expires() {
+    for_each_url("queue_claim_lease", |url| async move {
+        let clock = Arc::new(ManualClock::new(T0));
+        let a = open(&url, &clock).await;
+        let b = open(&url, &clock).await;
+        queue(
+            &a,
+            "m1",
+            &["x@remote.test", "y@remote.test", "z@other.test"],
+        )
+        .await;
+        queue(&a, "m2", &["w@remote.test"]).await;
+
+        // Node A gets m1's two recipients at remote.test in one group.
+        let ga = a.queue_claim(&spec(Lane::Fresh, "A", &[])).await.unwrap();
+        let rcpts: Vec<&str> = ga.iter().map(|e| e.rcpt_to.as_str()).collect();
+        assert_eq!(rcpts, ["x@remote.test", "y@remote.test"]);
+        assert!(ga.iter().all(|e| e.lock_owner.as_deref() == Some("A")));
+        assert!(ga.iter().all(|e| e.message_id == "m1@local.test"));
+
+        // Node B gets what is left, one group at a time, and then nothing.
+        let gb1 = b.queue_claim(&spec(Lane::Fresh, "B", &[])).await.unwrap();
+        let gb2 = b.queue_claim(&spec(Lane::Fresh, "B", &[])).await.unwrap();
+        let mut got: Vec<String> = gb1.iter().chain(&gb2).map(|e| e.rcpt_to.clone()).collect();
+        got.sort();
+        assert_eq!(got, ["w@remote.test", "z@other.test"]);
+        assert!(
+            b.queue_claim(&spec(Lane::Fresh, "B", &[]))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // A "dies". Until its lease runs out nobody else may take its rows.
+        clock.advance(LEASE - 1);
+        assert!(
+            b.queue_claim(&spec(Lane::Fresh, "B", &[]))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        clock.advance(1);
+        let stolen = b.queue_claim(&spec(Lane::Fresh, "B", &[])).await.unwrap();
+        assert_eq!(
+            stolen.len(),
+            2,
+            "expired lease: the group is claimable again"
+        );
+
+        // A wakes up late: its result no longer retires B's rows.
+        a.queue_finish(finish(
+            "A",
+            ga.into_iter()
+                .map(|e| (e, Outcome::Delivered, "250 ok"))
+                .collect(),
+        ))
+        .await
+        .unwrap();
+        assert_eq!(
+            a.queue_len().await.unwrap(),
+            4,
+            "nothing retired by a stale owner"
+        );
+        // B's own result does.
+        b.queue_finish(finish(
+            "B",
+            stolen
+                .into_iter()
+                .map(|e| (e, Outcome::Delivered, "250 ok"))
+                .collect(),
+        ))
+        .await
+        .unwrap();
+        assert_eq!(a.queue_len().await.unwrap(), 2);
+        a.close().await;
+        b.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn two_nodes_claiming_at_once_take_each_entry_once() {
+    for_each_url("queue_concurrent_claims", |url| async move {
+        let clock = Arc::new(ManualClock::new(T0));
+        let a = open(&url, &clock).await;
+        let b = open(&url, &clock).await;
+        let mut all = HashSet::new();
+        for i in 0..60 {
+            let d = format!("d{}.test", i % 7);
+            queue(&a, &format!("c{i}"), &[&format!("u{i}@{d}")]).await;
+        }
+        for e in a
+            .queue_list(&QueueFilter {
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+        {
+            all.insert(e.id);
+        }
+        assert_eq!(all.len(), 60);
+
+        let mut tasks = Vec::new();
+        for (n, core) in [a.clone(), a.clone(), b.clone(), b.clone()]
+            .into_iter()
+            .enumerate()
+        {
+            tasks.push(tokio::spawn(async move {
+                let owner = format!("w{n}");
+                let mut mine = Vec::new();
+                loop {
+                    let s = ClaimSpec {
+                        max_rcpts: 1,
+                        ..spec(Lane::Fresh, &owner, &[])
+                    };
+                    let g = core.queue_claim(&s).await.expect("claim");
+                    if g.is_empty() {
+                        break;
+                    }
+                    mine.extend(g.into_iter().map(|e| e.id));
+                }
+                mine
+            }));
+        }
+        let mut seen = Vec::new();
+        for t in tasks {
+            seen.extend(t.await.unwrap());
+        }
+        let unique: HashSet<i32> = seen.iter().copied().collect();
+        assert_eq!(seen.len(), unique.len(), "an entry was claimed twice");
+        assert_eq!(unique, all, "every entry was claimed");
+        a.close().await;
+        b.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn outcomes_retire_reschedule_log_and_bounce_in_one_commit() {
+    for_each_url("queue_finish", |url| async move {
+        let clock = Arc::new(ManualClock::new(T0));
+        let core = open(&url, &clock).await;
+        core.add_domain("local.test").await.unwrap();
+        let alice = core
+            .add_account("alice@local.test", "pw-pw-pw-pw", Role::User)
+            .await
+            .unwrap();
+        queue(
+            &core,
+            "f1",
+            &["ok@remote.test", "later@remote.test", "gone@remote.test"],
+        )
+        .await;
+        let (blobs_before, _) = core.storage_counts().await.unwrap();
+        let g = core
+            .queue_claim(&spec(Lane::Fresh, "W", &[]))
+            .await
+            .unwrap();
+        assert_eq!(g.len(), 3);
+        let mut f = finish(
+            "W",
+            vec![
+                (g[0].clone(), Outcome::Delivered, "250 2.0.0 ok"),
+                (
+                    g[1].clone(),
+                    Outcome::Deferred { next_at: T0 + 300 },
+                    "451 4.7.1 greylisted",
+                ),
+                (g[2].clone(), Outcome::Failed, "550 5.1.1 no such user"),
+            ],
+        );
+        f.dsns.push((
+            Envelope {
+                mail_from: String::new(),
+                local: vec![alice.id],
+                remote: vec![],
+            },
+            b"From: MAILER-DAEMON@local.test\r\nSubject: Undelivered\r\n\r\nbounce\r\n".to_vec(),
+        ));
+        core.queue_finish(f).await.unwrap();
+
+        let left = core.queue_list(&QueueFilter::default()).await.unwrap();
+        assert_eq!(left.len(), 1);
+        let e = &left[0];
+        assert_eq!(e.rcpt_to, "later@remote.test");
+        assert_eq!(
+            (e.lane.as_str(), e.attempts, e.next_attempt_at),
+            ("retry", 1, T0 + 300)
+        );
+        assert_eq!(e.last_error.as_deref(), Some("451 4.7.1 greylisted"));
+        assert_eq!((e.lock_owner.clone(), e.lease_until), (None, None));
+
+        // The DSN landed in the sender's INBOX in the same commit.
+        let inbox = core.mailbox(alice.id, "INBOX").await.unwrap().unwrap();
+        assert_eq!(inbox.total, 1);
+        // The message blob stays while one entry still needs it; the DSN
+        // added one.
+        let (blobs_after, _) = core.storage_counts().await.unwrap();
+        assert_eq!(blobs_after, blobs_before + 1);
+
+        let log = core
+            .delivery_log(&LogQuery {
+                text: Some("<f1@local.test>".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut outcomes: Vec<(String, String)> = log
+            .iter()
+            .map(|l| (l.rcpt_to.clone(), l.outcome.clone()))
+            .collect();
+        outcomes.sort();
+        assert_eq!(
+            outcomes,
+            [
+                ("gone@remote.test".to_owned(), "failed".to_owned()),
+                ("later@remote.test".to_owned(), "deferred".to_owned()),
+                ("ok@remote.test".to_owned(), "delivered".to_owned()),
+            ]
+        );
+        assert!(
+            log.iter()
+                .all(|l| l.tls && l.remote_host.as_deref() == Some("mx.remote.test"))
+        );
+        let by_rcpt = core
+            .delivery_log(&LogQuery {
+                text: Some("gone@remote".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(by_rcpt.len(), 1);
+        assert_eq!(by_rcpt[0].reply, "550 5.1.1 no such user");
+
+        // Retiring the last entry frees the message's bytes.
+        clock.advance(300);
+        let g = core
+            .queue_claim(&spec(Lane::Retry, "W", &[]))
+            .await
+            .unwrap();
+        assert_eq!(g.len(), 1);
+        core.queue_finish(finish(
+            "W",
+            vec![(g[0].clone(), Outcome::Delivered, "250 ok")],
+        ))
+        .await
+        .unwrap();
+        let (blobs_end, _) = core.storage_counts().await.unwrap();
+        assert_eq!(blobs_end, blobs_before, "only the DSN's blob is left");
+        core.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn operators_hold_release_retry_and_delete() {
+    for_each_url("queue_operator", |url| async move {
+        let clock = Arc::new(ManualClock::new(T0));
+        let core = open(&url, &clock).await;
+        queue(&core, "h1", &["a@slow.test", "b@slow.test"]).await;
+        clock.advance(10);
+        queue(&core, "h2", &["c@fast.test"]).await;
+
+        let st = core.queue_stats().await.unwrap();
+        assert_eq!(st.total, 3);
+        assert_eq!(st.by_lane[0], ("fresh".to_owned(), 3));
+        assert_eq!(st.by_domain[0], ("slow.test".to_owned(), 2));
+        assert_eq!(st.oldest_created_at, Some(T0));
+
+        // A held destination is skipped, also for mail queued later.
+        assert_eq!(
+            core.queue_hold(&Target::Domain("SLOW.test".into()))
+                .await
+                .unwrap(),
+            2
+        );
+        queue(&core, "h3", &["d@slow.test"]).await;
+        let g = core
+            .queue_claim(&spec(Lane::Fresh, "W", &[]))
+            .await
+            .unwrap();
+        assert_eq!(g.len(), 1);
+        assert_eq!(g[0].domain, "fast.test");
+        assert!(
+            core.queue_claim(&spec(Lane::Fresh, "W", &[]))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            core.queue_destination("slow.test")
+                .await
+                .unwrap()
+                .unwrap()
+                .held
+        );
+        core.queue_release(&Target::Domain("slow.test".into()))
+            .await
+            .unwrap();
+        let g = core
+            .queue_claim(&spec(Lane::Fresh, "W", &[]))
+            .await
+            .unwrap();
+        assert_eq!(g[0].domain, "slow.test");
+        core.queue_unclaim("W", &g.iter().map(|e| e.id).collect::<Vec<_>>())
+            .await
+            .unwrap();
+
+        // One entry held on its own.
+        let id = g[0].id;
+        core.queue_hold(&Target::Entry(id)).await.unwrap();
+        assert_eq!(core.queue_entry(id).await.unwrap().unwrap().status, "held");
+        assert_eq!(core.queue_stats().await.unwrap().held, 1);
+        core.queue_release(&Target::Entry(id)).await.unwrap();
+        assert_eq!(
+            core.queue_entry(id).await.unwrap().unwrap().status,
+            "queued"
+        );
+
+        // An unreachable destination waits; retry makes it due at once.
+        let mut d = Destination::new("slow.test", 5);
+        d.next_attempt_at = T0 + 3600;
+        d.failures = 3;
+        core.queue_save_destination(&d).await.unwrap();
+        assert!(
+            core.queue_claim(&spec(Lane::Fresh, "W", &[]))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            core.queue_retry(&Target::Domain("slow.test".into()))
+                .await
+                .unwrap(),
+            3
+        );
+        assert_eq!(
+            core.queue_destination("slow.test")
+                .await
+                .unwrap()
+                .unwrap()
+                .failures,
+            0
+        );
+        // The runner's exclusions still apply.
+        let busy = vec!["slow.test".to_owned()];
+        assert!(
+            core.queue_claim(&spec(Lane::Fresh, "W", &busy))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            core.queue_claim(&spec(Lane::Fresh, "W", &[]))
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+
+        // Delete a destination's entries: gone, logged, bytes freed.
+        let (blobs, _) = core.storage_counts().await.unwrap();
+        assert_eq!(
+            core.queue_delete(&Target::Domain("slow.test".into()))
+                .await
+                .unwrap(),
+            3
+        );
+        assert_eq!(core.queue_len().await.unwrap(), 1);
+        let (blobs_after, _) = core.storage_counts().await.unwrap();
+        assert_eq!(blobs_after, blobs - 2, "h1 and h3 bytes freed, h2 kept");
+        let log = core
+            .delivery_log(&LogQuery {
+                text: Some("slow.test".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(log.len(), 3);
+        assert!(log.iter().all(|l| l.outcome == "deleted"));
+        core.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_retry_lane_turns_round_robin_over_domains() {
+    for_each_url("queue_round_robin", |url| async move {
+        let clock = Arc::new(ManualClock::new(T0));
+        let core = open(&url, &clock).await;
+        for (i, d) in ["c.test", "a.test", "b.test", "a.test", "a.test"]
+            .iter()
+            .enumerate()
+        {
+            queue(&core, &format!("r{i}"), &[&format!("u@{d}")]).await;
+        }
+        // Defer everything once so it all sits in the retry lane.
+        loop {
+            let g = core
+                .queue_claim(&spec(Lane::Fresh, "W", &[]))
+                .await
+                .unwrap();
+            if g.is_empty() {
+                break;
+            }
+            let r = g
+                .into_iter()
+                .map(|e| (e, Outcome::Deferred { next_at: T0 + 60 }, "451 later"))
+                .collect();
+            core.queue_finish(finish("W", r)).await.unwrap();
+        }
+        assert!(
+            core.queue_next_retry_domain("", &[])
+                .await
+                .unwrap()
+                .is_none(),
+            "not due yet"
+        );
+        clock.advance(60);
+        let mut order = Vec::new();
+        let mut cursor = String::new();
+        for _ in 0..6 {
+            let d = core
+                .queue_next_retry_domain(&cursor, &[])
+                .await
+                .unwrap()
+                .unwrap();
+            order.push(d.clone());
+            cursor = d;
+        }
+        assert_eq!(
+            order,
+            ["a.test", "b.test", "c.test", "a.test", "b.test", "c.test"]
+        );
+        let excl = vec!["b.test".to_owned()];
+        assert_eq!(
+            core.queue_next_retry_domain("a.test", &excl)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("c.test")
+        );
+        core.close().await;
+    })
+    .await;
+}
