@@ -56,6 +56,9 @@ cargo test -p tern --test smtp
 say "POP3 over real sockets: 110 with STLS, 995 (raw, Python poplib, curl)"
 cargo test -p tern --test pop3
 
+say "outbound queue: runner + lettre relay against fake MX servers (SQLite and PostgreSQL)"
+cargo test -p tern --test queue
+
 say "clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 

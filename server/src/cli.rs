@@ -8,6 +8,7 @@ use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use mailcore::queue::{Lane, LogQuery, QueueFilter, Target};
 use mailcore::{Core, CoreOptions, Role};
 
 use crate::config::Config;
@@ -39,6 +40,66 @@ pub enum Command {
     /// Manage aliases.
     #[command(subcommand)]
     Alias(AliasCmd),
+    /// Inspect and steer the outbound queue.
+    #[command(subcommand)]
+    Queue(QueueCmd),
+}
+
+/// One queue entry by id, or every entry for a destination domain.
+#[derive(clap::Args, Debug)]
+#[group(required = true, multiple = false)]
+pub struct TargetArgs {
+    /// Queue entry id (from `tern queue list`).
+    id: Option<i32>,
+    /// Every entry for this destination domain.
+    #[arg(long)]
+    domain: Option<String>,
+}
+
+impl TargetArgs {
+    fn target(&self) -> Target {
+        match (&self.id, &self.domain) {
+            (Some(id), _) => Target::Entry(*id),
+            (None, Some(d)) => Target::Domain(d.clone()),
+            // clap's group makes exactly one of them present.
+            (None, None) => Target::Entry(0),
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QueueCmd {
+    /// Entries, oldest first: id, lane, status, attempts, age, next attempt,
+    /// sender, recipient, last error.
+    List {
+        #[arg(long)]
+        domain: Option<String>,
+        /// fresh, retry or bounce
+        #[arg(long)]
+        lane: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+    },
+    /// One entry in full, with every attempt from the delivery log.
+    Show {
+        id: i32,
+    },
+    /// Make entries due now (for a domain, also forget it was unreachable).
+    Retry(TargetArgs),
+    /// Stop delivering entries until released.
+    Hold(TargetArgs),
+    Release(TargetArgs),
+    /// Remove entries without telling the sender.
+    Delete(TargetArgs),
+    /// Counts by lane and destination, the oldest entry's age, and each
+    /// destination's concurrency, last reply and next attempt.
+    Stats,
+    /// Search the delivery log by message-id, sender or recipient.
+    Log {
+        query: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -107,6 +168,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         Command::Domain(c) => domain(&open(&cfg).await?, c).await,
         Command::User(c) => user(&open(&cfg).await?, c).await,
         Command::Alias(c) => alias(&open(&cfg).await?, c).await,
+        Command::Queue(c) => queue(&open(&cfg).await?, c).await,
     }
 }
 
@@ -236,4 +298,177 @@ fn read_password(address: &str) -> Result<String, String> {
         }
         Ok(pw)
     }
+}
+
+/// "3d 4h", "2h 5m", "40s": ages an operator reads at a glance.
+fn age(secs: i64) -> String {
+    let s = secs.max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {}s", s / 60, s % 60),
+        3600..86400 => format!("{}h {}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d {}h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+fn when(now: i64, t: i64) -> String {
+    if t <= now {
+        "now".into()
+    } else {
+        format!("in {}", age(t - now))
+    }
+}
+
+async fn queue(core: &Core, cmd: QueueCmd) -> Result<(), String> {
+    let now = core.clock().now();
+    match cmd {
+        QueueCmd::List {
+            domain,
+            lane,
+            limit,
+        } => {
+            let lane = match lane.as_deref() {
+                None => None,
+                Some(l) => Some(
+                    Lane::parse(l)
+                        .ok_or_else(|| format!("unknown lane {l}: use fresh, retry or bounce"))?,
+                ),
+            };
+            let rows = core
+                .queue_list(&QueueFilter {
+                    domain,
+                    lane,
+                    limit,
+                    offset: 0,
+                })
+                .await
+                .map_err(e)?;
+            for r in rows {
+                println!(
+                    "{}\t{}\t{}\tattempts={}\tage={}\tnext={}\t<{}>\t<{}>\t{}",
+                    r.id,
+                    r.lane,
+                    r.status,
+                    r.attempts,
+                    age(now - r.created_at),
+                    when(now, r.next_attempt_at),
+                    r.mail_from,
+                    r.rcpt_to,
+                    r.last_error.unwrap_or_default()
+                );
+            }
+        }
+        QueueCmd::Show { id } => {
+            let r = core
+                .queue_entry(id)
+                .await
+                .map_err(e)?
+                .ok_or_else(|| format!("queue entry {id} not found"))?;
+            println!("id: {}", r.id);
+            println!("message-id: <{}>", r.message_id);
+            println!("from: <{}>", r.mail_from);
+            println!("to: <{}>", r.rcpt_to);
+            println!("destination: {}", r.domain);
+            println!("lane: {}", r.lane);
+            println!("status: {}", r.status);
+            println!("attempts: {}", r.attempts);
+            println!("queued: {} ago", age(now - r.created_at));
+            println!("next attempt: {}", when(now, r.next_attempt_at));
+            if let Some(err) = &r.last_error {
+                println!("last error: {err}");
+            }
+            if let (Some(o), Some(l)) = (&r.lock_owner, r.lease_until)
+                && l > now
+            {
+                println!("being delivered by: {o} (lease {})", when(now, l));
+            }
+            let log = core
+                .delivery_log(&LogQuery {
+                    queue_id: Some(id),
+                    limit: 1000,
+                    ..Default::default()
+                })
+                .await
+                .map_err(e)?;
+            for l in log.iter().rev() {
+                println!(
+                    "attempt: {} ago\t{}\thost={}\tip={}\ttls={}\t{}ms\t{}",
+                    age(now - l.created_at),
+                    l.outcome,
+                    l.remote_host.as_deref().unwrap_or("-"),
+                    l.remote_ip.as_deref().unwrap_or("-"),
+                    if l.tls { "yes" } else { "no" },
+                    l.duration_ms,
+                    l.reply
+                );
+            }
+        }
+        QueueCmd::Retry(t) => {
+            let n = core.queue_retry(&t.target()).await.map_err(e)?;
+            println!("{n} entries due now");
+        }
+        QueueCmd::Hold(t) => {
+            let n = core.queue_hold(&t.target()).await.map_err(e)?;
+            println!("{n} entries held");
+        }
+        QueueCmd::Release(t) => {
+            let n = core.queue_release(&t.target()).await.map_err(e)?;
+            println!("{n} entries released");
+        }
+        QueueCmd::Delete(t) => {
+            let n = core.queue_delete(&t.target()).await.map_err(e)?;
+            println!("{n} entries deleted");
+        }
+        QueueCmd::Stats => {
+            let st = core.queue_stats().await.map_err(e)?;
+            println!("total\t{}", st.total);
+            println!("held\t{}", st.held);
+            for (lane, n) in &st.by_lane {
+                println!("lane {lane}\t{n}");
+            }
+            match st.oldest_created_at {
+                Some(t) => println!("oldest\t{}", age(now - t)),
+                None => println!("oldest\t-"),
+            }
+            let dests = core.queue_destinations().await.map_err(e)?;
+            for (domain, n) in &st.by_domain {
+                let d = dests.iter().find(|d| &d.domain == domain);
+                println!(
+                    "destination {domain}\t{n}\tconcurrency={}\theld={}\tnext={}\tlast={}",
+                    d.map(|d| d.concurrency.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    d.map(|d| d.held).unwrap_or(false),
+                    d.map(|d| when(now, d.next_attempt_at))
+                        .unwrap_or_else(|| "now".into()),
+                    d.and_then(|d| d.last_reply.clone())
+                        .unwrap_or_else(|| "-".into())
+                );
+            }
+        }
+        QueueCmd::Log { query, limit } => {
+            let rows = core
+                .delivery_log(&LogQuery {
+                    text: query,
+                    limit,
+                    ..Default::default()
+                })
+                .await
+                .map_err(e)?;
+            for l in rows {
+                println!(
+                    "{} ago\tqueue={}\t<{}>\t<{}>\t<{}>\t{}\thost={}\ttls={}\t{}",
+                    age(now - l.created_at),
+                    l.queue_id,
+                    l.message_id,
+                    l.mail_from,
+                    l.rcpt_to,
+                    l.outcome,
+                    l.remote_host.as_deref().unwrap_or("-"),
+                    if l.tls { "yes" } else { "no" },
+                    l.reply
+                );
+            }
+        }
+    }
+    Ok(())
 }

@@ -22,6 +22,52 @@ pub struct Config {
     pub listeners: Listeners,
     pub smtp: SmtpConfig,
     pub pop3: Pop3Config,
+    pub relay: RelayConfig,
+    /// The outbound queue: workers per lane, retry schedule, concurrency.
+    pub queue: mailcore::queue::QueueConfig,
+}
+
+/// Outbound delivery. With no smarthost and no route, mail goes to each
+/// destination's MX hosts on `mx_port`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RelayConfig {
+    /// Run the queue runner on this node.
+    pub enabled: bool,
+    /// `host:port` to send all outbound mail through; empty for direct MX.
+    pub smarthost: String,
+    /// `starttls` (required), `tls` (implicit, port 465) or `none`.
+    pub smarthost_tls: String,
+    pub smarthost_username: String,
+    pub smarthost_password: String,
+    /// Static routes that bypass MX lookup: `a.test=host:port, b.test=...`.
+    pub routes: String,
+    /// Domains that must never get mail over plain text, comma separated.
+    pub require_tls: String,
+    pub mx_port: u16,
+    pub connect_timeout_secs: u64,
+    /// RFC 5321 §4.5.3.2 suggests 5 minutes for most replies...
+    pub command_timeout_secs: u64,
+    /// ...and 10 for the reply to the end of data.
+    pub data_timeout_secs: u64,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            enabled: true,
+            smarthost: String::new(),
+            smarthost_tls: "starttls".into(),
+            smarthost_username: String::new(),
+            smarthost_password: String::new(),
+            routes: String::new(),
+            require_tls: String::new(),
+            mx_port: 25,
+            connect_timeout_secs: 30,
+            command_timeout_secs: 300,
+            data_timeout_secs: 600,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -126,6 +172,8 @@ impl Default for Config {
             listeners: Listeners::default(),
             smtp: SmtpConfig::default(),
             pop3: Pop3Config::default(),
+            relay: RelayConfig::default(),
+            queue: mailcore::queue::QueueConfig::default(),
         }
     }
 }
@@ -197,6 +245,32 @@ impl Config {
             "pop3.max_connections_per_ip",
             "pop3.max_connections_per_account",
             "pop3.autologout_secs",
+            "relay.enabled",
+            "relay.smarthost",
+            "relay.smarthost_tls",
+            "relay.smarthost_username",
+            "relay.smarthost_password",
+            "relay.routes",
+            "relay.require_tls",
+            "relay.mx_port",
+            "relay.connect_timeout_secs",
+            "relay.command_timeout_secs",
+            "relay.data_timeout_secs",
+            "queue.fresh_workers",
+            "queue.retry_workers",
+            "queue.bounce_workers",
+            "queue.poll_interval_ms",
+            "queue.lease_secs",
+            "queue.max_rcpts_per_transaction",
+            "queue.schedule.first_retry_secs",
+            "queue.schedule.factor",
+            "queue.schedule.max_interval_secs",
+            "queue.schedule.jitter_percent",
+            "queue.schedule.delayed_dsn_after_secs",
+            "queue.schedule.give_up_after_secs",
+            "queue.concurrency.initial",
+            "queue.concurrency.max",
+            "queue.concurrency.quiet_secs",
         ]));
         fig.extract().map_err(|e| format!("configuration: {e}"))
     }

@@ -5,16 +5,7 @@
 //! subcommands administer domains, users and aliases from the shell,
 //! talking to the same database through the mail core.
 
-mod cli;
-mod config;
-mod limits;
-mod listen;
-mod netio;
-mod pop3;
-mod serve;
-mod smtp;
-mod tls;
-mod web;
+use tern::cli;
 
 use std::process::ExitCode;
 

@@ -17,6 +17,8 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     let mut mail_tasks = crate::smtp::start(&core, &cfg, tls.clone()).await?;
     mail_tasks.extend(crate::pop3::start(&core, &cfg, tls.clone()).await?);
 
+    let runner = start_queue(&core, &cfg)?;
+
     let web = crate::web::server(&cfg, core.clone())?;
     let handle = web.handle();
     let web_task = tokio::spawn(web);
@@ -26,11 +28,36 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     for t in &mail_tasks {
         t.abort();
     }
+    if let Some(r) = runner {
+        // Attempts in flight get a moment to record their result; any
+        // still running after that are retried when their lease expires.
+        r.stop(std::time::Duration::from_secs(10)).await;
+    }
     handle.stop(true).await;
     let _ = web_task.await;
     core.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts this node's queue runner (unless `relay.enabled` is off), which
+/// delivers queued mail through MX lookup, static routes or a smarthost.
+fn start_queue(
+    core: &mailcore::Core,
+    cfg: &Config,
+) -> Result<Option<mailcore::queue::RunnerHandle>, String> {
+    if !cfg.relay.enabled {
+        tracing::info!("queue runner disabled (relay.enabled = false)");
+        return Ok(None);
+    }
+    let dns = std::sync::Arc::new(crate::relay::dns::HickoryDns::new(cfg.relay.mx_port)?);
+    let relay = crate::relay::LettreRelay::new(&cfg.relay, &cfg.hostname, dns)?;
+    let mut qcfg = cfg.queue.clone();
+    qcfg.hostname = cfg.hostname.clone();
+    let runner = mailcore::queue::QueueRunner::new(core.clone(), std::sync::Arc::new(relay), qcfg);
+    let handle = runner.start();
+    tracing::info!(owner = handle.owner(), "queue runner started");
+    Ok(Some(handle))
 }
 
 async fn wait_for_shutdown() {

@@ -542,6 +542,32 @@ impl Core {
         Ok(())
     }
 
+    /// A destination turned out unreachable: its waiting fresh entries move
+    /// to the retry lane now, with the reason, instead of each taking a
+    /// fresh worker to find out the same thing. Retry entries need no
+    /// change: the destination's own back-off already blocks them.
+    pub async fn queue_defer_destination(
+        &self,
+        domain: &str,
+        next_at: i64,
+        reason: &str,
+    ) -> CoreResult<u64> {
+        let now = self.now();
+        Ok(queue_entry::Entity::update_many()
+            .col_expr(queue_entry::Column::Lane, Expr::value(Lane::Retry.as_str()))
+            .col_expr(queue_entry::Column::NextAttemptAt, Expr::value(next_at))
+            .col_expr(
+                queue_entry::Column::LastError,
+                Expr::value(Some(reason.to_owned())),
+            )
+            .filter(claimable(now))
+            .filter(queue_entry::Column::Lane.eq(Lane::Fresh.as_str()))
+            .filter(queue_entry::Column::Domain.eq(domain))
+            .exec(self.db())
+            .await?
+            .rows_affected)
+    }
+
     /// Gives back entries a worker claimed but did not attempt (shutdown).
     pub async fn queue_unclaim(&self, owner: &str, ids: &[i32]) -> CoreResult<()> {
         queue_entry::Entity::update_many()

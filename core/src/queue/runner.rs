@@ -455,6 +455,20 @@ async fn attempt(sh: &Shared, group: Vec<QueueEntry>) {
     if let Err(e) = sh.core.save_destination(&dest, false).await {
         tracing::warn!(error = %e, domain = %first.domain, "could not save destination state");
     }
+    if report.unreachable {
+        let reason = dest.last_reply.clone().unwrap_or_default();
+        match sh
+            .core
+            .queue_defer_destination(&first.domain, dest.next_attempt_at, &reason)
+            .await
+        {
+            Ok(n) if n > 0 => {
+                tracing::info!(domain = %first.domain, entries = n, "destination unreachable; its fresh mail moves to the retry lane")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not defer an unreachable destination"),
+        }
+    }
 }
 
 /// Decides each entry's outcome and builds the DSNs the sender is owed.

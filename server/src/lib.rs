@@ -1,0 +1,15 @@
+//! The `tern` binary's modules, as a library so integration tests can run
+//! pieces in-process (the queue runner with an injected clock and DNS).
+//! The binary itself is `main.rs`.
+
+pub mod cli;
+pub mod config;
+pub mod limits;
+pub mod listen;
+pub mod netio;
+pub mod pop3;
+pub mod relay;
+pub mod serve;
+pub mod smtp;
+pub mod tls;
+pub mod web;

@@ -1,0 +1,878 @@
+//! The outbound queue end to end: the core's queue runner with the real
+//! lettre relay, speaking SMTP over sockets to fake MX servers on
+//! 127.0.0.1, with an injected clock and DNS. What the fakes received is
+//! checked byte for byte; outcomes through the queue, the delivery log and
+//! the sender's INBOX.
+
+mod common;
+mod fakemx;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use fakemx::{Behaviour, FakeDns, FakeMx, closed_port};
+use mailcore::delivery::Envelope;
+use mailcore::queue::{LogQuery, QueueConfig, QueueFilter, QueueRunner, RunnerHandle};
+use mailcore::{Address, Clock, Core, CoreOptions, ManualClock, Role};
+use tern::config::RelayConfig;
+use tern::relay::LettreRelay;
+use tern::relay::dns::MxAnswer;
+
+const T0: i64 = 1_800_000_000;
+
+struct World {
+    clock: Arc<ManualClock>,
+    dns: Arc<FakeDns>,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl World {
+    fn sqlite() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        World {
+            clock: Arc::new(ManualClock::new(T0)),
+            dns: Arc::new(FakeDns::default()),
+            url: format!("sqlite://{}/tern.db?mode=rwc", dir.path().display()),
+            _dir: dir,
+        }
+    }
+
+    fn with_url(url: &str) -> World {
+        World {
+            url: url.to_owned(),
+            ..World::sqlite()
+        }
+    }
+
+    async fn core(&self) -> Core {
+        Core::open_with_clock(CoreOptions::new(&self.url), self.clock.clone())
+            .await
+            .unwrap()
+    }
+
+    fn runner(&self, core: &Core, cfg: QueueConfig) -> RunnerHandle {
+        let relay = LettreRelay::new(&relay_cfg(), "tern.test", self.dns.clone()).unwrap();
+        QueueRunner::new(core.clone(), Arc::new(relay), cfg).start()
+    }
+}
+
+fn relay_cfg() -> RelayConfig {
+    RelayConfig {
+        connect_timeout_secs: 5,
+        command_timeout_secs: 10,
+        data_timeout_secs: 10,
+        ..RelayConfig::default()
+    }
+}
+
+fn qcfg() -> QueueConfig {
+    QueueConfig {
+        hostname: "tern.test".into(),
+        poll_interval_ms: 20,
+        ..QueueConfig::default()
+    }
+}
+
+/// local.test with alice, the sender of most test mail.
+async fn directory(core: &Core) -> i32 {
+    core.add_domain("local.test").await.unwrap();
+    core.add_account("alice@local.test", "pw-pw-pw-pw", Role::User)
+        .await
+        .unwrap()
+        .id
+}
+
+fn msg(id: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: Alice <alice@local.test>\r\nTo: someone@remote.test\r\nSubject: {id}\r\n\
+         Message-ID: <{id}@local.test>\r\nDate: Sun, 29 Nov 2026 10:00:00 +0000\r\n\r\n{body}"
+    )
+    .into_bytes()
+}
+
+async fn send(core: &Core, from: &str, rcpts: &[&str], raw: &[u8]) {
+    let env = Envelope {
+        mail_from: from.into(),
+        local: vec![],
+        remote: rcpts.iter().map(|r| Address::parse(r).unwrap()).collect(),
+    };
+    core.deliver(&env, raw).await.unwrap();
+}
+
+async fn wait_for(what: &str, secs: u64, mut cond: impl AsyncFnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        if cond().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn queue_empty(core: &Core) -> bool {
+    core.queue_len().await.unwrap() == 0
+}
+
+/// Messages in an account's INBOX, raw.
+async fn inbox(core: &Core, account: i32) -> Vec<String> {
+    let mb = core.mailbox(account, "INBOX").await.unwrap().unwrap();
+    let (list, _) = core
+        .list_messages(account, mb.id, 0, 1000, mailcore::SortOrder::UidAsc)
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for m in list {
+        let raw = core.message_raw(account, mb.id, m.uid).await.unwrap();
+        out.push(String::from_utf8_lossy(&raw).into_owned());
+    }
+    out
+}
+
+#[tokio::test]
+async fn delivers_over_starttls_and_logs_the_attempt() {
+    let w = World::sqlite();
+    let core = w.core().await;
+    directory(&core).await;
+    let mx = FakeMx::start(Behaviour {
+        starttls: true,
+        ..Default::default()
+    })
+    .await;
+    w.dns.point("remote.test", mx.addr);
+    let runner = w.runner(&core, qcfg());
+    let raw = msg("tls1", "Hello over TLS.\r\n");
+    send(
+        &core,
+        "alice@local.test",
+        &["bob@remote.test", "carol@remote.test"],
+        &raw,
+    )
+    .await;
+    wait_for("delivery", 20, async || queue_empty(&core).await).await;
+
+    let got = mx.accepted();
+    assert_eq!(got.len(), 1, "two recipients, one transaction");
+    assert_eq!(got[0].mail_from, "alice@local.test");
+    assert_eq!(got[0].rcpts, ["bob@remote.test", "carol@remote.test"]);
+    assert_eq!(got[0].data, raw, "the bytes arrive unchanged");
+    assert!(got[0].tls, "opportunistic STARTTLS was used");
+
+    let log = core
+        .delivery_log(&LogQuery {
+            text: Some("tls1@local.test".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 2);
+    for l in &log {
+        assert_eq!(l.outcome, "delivered");
+        assert_eq!(l.remote_host.as_deref(), Some("mx.remote.test"));
+        assert_eq!(l.remote_ip.as_deref(), Some("127.0.0.1"));
+        assert!(l.tls);
+        assert!(l.reply.starts_with("250 2.0.0"), "{}", l.reply);
+    }
+    let d = core
+        .queue_destination("remote.test")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.concurrency, 5, "a fresh destination starts at 5");
+    assert!(d.last_reply.unwrap().starts_with("250"));
+    runner.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn mx_order_implicit_mx_null_mx_and_missing_domains() {
+    let w = World::sqlite();
+    let core = w.core().await;
+    let alice = directory(&core).await;
+    let mx = FakeMx::start(Behaviour::default()).await;
+    // Preference 10 refuses connections; 20 works.
+    w.dns.mx(
+        "two.test",
+        MxAnswer::Hosts(vec![
+            (20, "backup.two.test".into()),
+            (10, "primary.two.test".into()),
+        ]),
+    );
+    w.dns.host("primary.two.test", &[closed_port()]);
+    w.dns.host("backup.two.test", &[mx.addr]);
+    // No MX: the domain's own address (RFC 5321 §5.1).
+    w.dns.mx("bare.test", MxAnswer::NoMx);
+    w.dns.host("bare.test", &[mx.addr]);
+    // RFC 7505 null MX, and a domain that does not exist.
+    w.dns.mx("nullmx.test", MxAnswer::NullMx);
+    let runner = w.runner(&core, qcfg());
+
+    send(
+        &core,
+        "alice@local.test",
+        &["a@two.test"],
+        &msg("pref", "x\r\n"),
+    )
+    .await;
+    send(
+        &core,
+        "alice@local.test",
+        &["b@bare.test"],
+        &msg("bare", "x\r\n"),
+    )
+    .await;
+    send(
+        &core,
+        "alice@local.test",
+        &["c@nullmx.test"],
+        &msg("null", "x\r\n"),
+    )
+    .await;
+    send(
+        &core,
+        "alice@local.test",
+        &["d@nowhere.test"],
+        &msg("nx", "x\r\n"),
+    )
+    .await;
+    wait_for("all four handled", 20, async || queue_empty(&core).await).await;
+
+    let mut rcpts: Vec<String> = mx.accepted().iter().flat_map(|r| r.rcpts.clone()).collect();
+    rcpts.sort();
+    assert_eq!(rcpts, ["a@two.test", "b@bare.test"]);
+    let log = core
+        .delivery_log(&LogQuery {
+            text: Some("pref@local.test".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(log[0].remote_host.as_deref(), Some("backup.two.test"));
+
+    // Two bounces, failed at once (no retries), with the RFC 3464 status.
+    let dsns = inbox(&core, alice).await;
+    assert_eq!(dsns.len(), 2, "{dsns:#?}");
+    let null = dsns.iter().find(|d| d.contains("c@nullmx.test")).unwrap();
+    assert!(null.contains("Status: 5.1.10"), "{null}");
+    assert!(null.contains("Diagnostic-Code: smtp; 556 5.1.10"));
+    let nx = dsns.iter().find(|d| d.contains("d@nowhere.test")).unwrap();
+    assert!(nx.contains("Status: 5.1.2"), "{nx}");
+    runner.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn replies_count_per_recipient_and_bounces_follow_rfc_3464() {
+    let w = World::sqlite();
+    let core = w.core().await;
+    let alice = directory(&core).await;
+    let mx = FakeMx::start(Behaviour::default()).await;
+    mx.set_rcpt(|a| match a {
+        "later@remote.test" => "451 4.7.1 greylisted, come back later".into(),
+        "gone@remote.test" => "550 5.1.1 no such user here".into(),
+        _ => "250 2.1.5 ok".into(),
+    });
+    w.dns.point("remote.test", mx.addr);
+    let runner = w.runner(&core, qcfg());
+    let raw = msg("per-rcpt", "Three recipients.\r\n");
+    send(
+        &core,
+        "alice@local.test",
+        &["ok@remote.test", "later@remote.test", "gone@remote.test"],
+        &raw,
+    )
+    .await;
+    wait_for("first attempt", 20, async || {
+        core.queue_len().await.unwrap() == 1
+    })
+    .await;
+
+    // One transaction carried all three; only ok@ was accepted.
+    let got = mx.accepted();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].rcpts, ["ok@remote.test"]);
+
+    // later@ waits in the retry lane, 5 minutes plus at most 20% jitter.
+    let e = &core.queue_list(&QueueFilter::default()).await.unwrap()[0];
+    assert_eq!(e.rcpt_to, "later@remote.test");
+    assert_eq!((e.lane.as_str(), e.attempts), ("retry", 1));
+    assert!(
+        (T0 + 300..=T0 + 360).contains(&e.next_attempt_at),
+        "{}",
+        e.next_attempt_at
+    );
+    assert!(
+        e.last_error
+            .as_deref()
+            .unwrap()
+            .starts_with("451 4.7.1 greylisted")
+    );
+
+    // gone@ bounced: one DSN, human part first, then the status, then the
+    // original header only.
+    let dsns = inbox(&core, alice).await;
+    assert_eq!(dsns.len(), 1);
+    let d = &dsns[0];
+    assert!(d.contains("Content-Type: multipart/report; report-type=delivery-status;"));
+    let (human, status, headers) = (
+        d.find("text/plain").unwrap(),
+        d.find("message/delivery-status").unwrap(),
+        d.find("text/rfc822-headers").unwrap(),
+    );
+    assert!(human < status && status < headers);
+    assert!(d.contains(
+        "Final-Recipient: rfc822; gone@remote.test\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+    ));
+    assert!(d.contains("Remote-MTA: dns; mx.remote.test"));
+    assert!(d.contains("Diagnostic-Code: smtp; 550 5.1.1 no such user here"));
+    assert!(d.contains("Message-ID: <per-rcpt@local.test>"));
+    assert!(
+        !d.contains("Three recipients."),
+        "the body does not come back"
+    );
+    assert!(!d.contains("ok@remote.test") && !d.contains("later@remote.test"));
+    assert!(d.contains("From: Mail Delivery System <MAILER-DAEMON@tern.test>"));
+
+    // Not due yet: nothing happens. Then the greylisting clears.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(mx.accepted().len(), 1);
+    mx.set_rcpt(|_| "250 2.1.5 ok".into());
+    w.clock.advance(360);
+    core.queue_wakeup().notify_one();
+    wait_for("retry", 20, async || queue_empty(&core).await).await;
+    let got = mx.accepted();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].rcpts, ["later@remote.test"], "ok@ is not sent twice");
+    assert_eq!(got[1].data, raw);
+    assert_eq!(inbox(&core, alice).await.len(), 1, "no further DSN");
+    runner.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_bounce_never_bounces() {
+    let w = World::sqlite();
+    let core = w.core().await;
+    let alice = directory(&core).await;
+    let mx = FakeMx::start(Behaviour::default()).await;
+    mx.set_rcpt(|_| "550 5.1.1 unknown".into());
+    w.dns.point("remote.test", mx.addr);
+    let runner = w.runner(&core, qcfg());
+    // A DSN from us to a remote sender (null reverse path) fails for good.
+    send(
+        &core,
+        "",
+        &["sender@remote.test"],
+        &msg("dsn", "a bounce\r\n"),
+    )
+    .await;
+    let e = &core.queue_list(&QueueFilter::default()).await.unwrap()[0];
+    assert_eq!(
+        e.lane, "bounce",
+        "null-sender mail travels in the bounce lane"
+    );
+    wait_for("the failure", 20, async || queue_empty(&core).await).await;
+    let log = core
+        .delivery_log(&LogQuery {
+            text: Some("dsn@local.test".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].outcome, "failed");
+    assert!(inbox(&core, alice).await.is_empty(), "no DSN about a DSN");
+    assert_eq!(core.queue_len().await.unwrap(), 0, "and none queued");
+    runner.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn the_schedule_warns_at_four_hours_and_gives_up_after_five_days() {
+    let w = World::sqlite();
+    let core = w.core().await;
+    let alice = directory(&core).await;
+    let mx = FakeMx::start(Behaviour::default()).await;
+    mx.set_rcpt(|_| "452 4.2.2 mailbox full".into());
+    w.dns.point("remote.test", mx.addr);
+    let runner = w.runner(&core, qcfg());
+    send(
+        &core,
+        "alice@local.test",
+        &["full@remote.test"],
+        &msg("sched", "x\r\n"),
+    )
+    .await;
+
+    let mut intervals = Vec::new();
+    let mut last_attempts = 0;
+    loop {
+        // Wait for the attempt in flight to be recorded.
+        let mut entry = None;
+        wait_for("an attempt", 20, async || {
+            entry = core
+                .queue_list(&QueueFilter::default())
+                .await
+                .unwrap()
+                .pop();
+            entry
+                .as_ref()
+                .is_none_or(|e| e.attempts > last_attempts && e.lock_owner.is_none())
+        })
+        .await;
+        let Some(e) = entry else { break };
+        last_attempts = e.attempts;
+        let now = w.clock.now();
+        intervals.push(e.next_attempt_at - now);
+        assert!(e.attempts < 200, "runaway retries");
+        w.clock.advance(e.next_attempt_at - now);
+        core.queue_wakeup().notify_one();
+    }
+    // First retry after ~5 minutes, doubling, capped at an hour; jitter
+    // adds at most 20%.
+    let base = [300, 600, 1200, 2400, 3600, 3600];
+    for (got, want) in intervals.iter().zip(base) {
+        assert!(
+            (want..=want + want / 5).contains(got),
+            "interval {got}, want ~{want}: {intervals:?}"
+        );
+    }
+    assert!(intervals[6..].iter().all(|i| (3600..=4320).contains(i)));
+
+    let dsns = inbox(&core, alice).await;
+    assert_eq!(dsns.len(), 2, "one delay warning and one final failure");
+    let delayed = dsns.iter().find(|d| d.contains("Action: delayed")).unwrap();
+    assert!(delayed.contains("Status: 4.2.2"));
+    assert!(delayed.contains("Will-Retry-Until:"));
+    assert!(delayed.contains("Subject: Delayed Mail (still being retried)"));
+    let failed = dsns.iter().find(|d| d.contains("Action: failed")).unwrap();
+    assert!(
+        failed.contains("Status: 4.4.7"),
+        "expiry is reported as 4.4.7"
+    );
+    assert!(failed.contains("last reply: 452 4.2.2 mailbox full"));
+    let log = core
+        .delivery_log(&LogQuery {
+            text: Some("sched@local.test".into()),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(log[0].outcome, "expired");
+    assert!(w.clock.now() - T0 >= 5 * 86400);
+    assert!(w.clock.now() - T0 < 5 * 86400 + 4320);
+    assert!(log[1..].iter().all(|l| l.outcome == "deferred"));
+    runner.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_connection_lost_in_data_is_retried_and_delivered_once() {
+    let w = World::sqlite();
+    let core = w.core().await;
+    let alice = directory(&core).await;
+    let mx = FakeMx::start(Behaviour::default()).await;
+    mx.behaviour.drop_in_data.store(1, Ordering::SeqCst);
+    w.dns.point("remote.test", mx.addr);
+    let runner = w.runner(&core, qcfg());
+    let raw = msg("drop", "line one\r\nline two\r\nline three\r\n");
+    send(&core, "alice@local.test", &["bob@remote.test"], &raw).await;
+    let mut e = None;
+    wait_for("the failed attempt", 20, async || {
+        e = core
+            .queue_list(&QueueFilter::default())
+            .await
+            .unwrap()
+            .pop();
+        e.as_ref().is_some_and(|e| e.attempts == 1)
+    })
+    .await;
+    let e = e.unwrap();
+    assert_eq!(e.lane, "retry");
+    assert!(
+        e.last_error.as_deref().unwrap().starts_with("451 4.4.2"),
+        "{:?}",
+        e.last_error
+    );
+    assert!(mx.accepted().is_empty());
+    w.clock.advance(400);
+    core.queue_wakeup().notify_one();
+    wait_for("the retry", 20, async || queue_empty(&core).await).await;
+    let got = mx.accepted();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].data, raw);
+    assert!(
+        inbox(&core, alice).await.is_empty(),
+        "a lost connection never bounces"
+    );
+    runner.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn dot_stuffing_is_exact_and_bare_line_ends_cannot_smuggle() {
+    let w = World::sqlite();
+    let core = w.core().await;
+    directory(&core).await;
+    let mx = FakeMx::start(Behaviour::default()).await;
+    w.dns.point("remote.test", mx.addr);
+    let runner = w.runner(&core, qcfg());
+
+    // Lines starting with dots, a lone dot, and the classic smuggling
+    // payloads: a dot between bare LFs, and a dot after a bare CR.
+    let body = "..\r\n.\r\n.hidden\r\n...three\r\nsafe\n.\nMAIL FROM:<evil@x.test>\r\n\
+                RCPT TO:<victim@remote.test>\r\nDATA\r\nsmuggled\r\n.\r\n\
+                tail\r.\r\nend\r\n";
+    let raw = msg("dots", body);
+    send(&core, "alice@local.test", &["bob@remote.test"], &raw).await;
+    wait_for("delivery", 20, async || queue_empty(&core).await).await;
+
+    let got = mx.accepted();
+    assert_eq!(got.len(), 1, "exactly one message: nothing was smuggled");
+    assert_eq!(got[0].rcpts, ["bob@remote.test"]);
+    assert_eq!(
+        got[0].data,
+        mailcore::queue::wire_form(&raw),
+        "intact, with CRLF line ends"
+    );
+    let text = String::from_utf8(got[0].data.clone()).unwrap();
+    assert!(text.contains(
+        "\r\n..\r\n.\r\n.hidden\r\n...three\r\nsafe\r\n.\r\nMAIL FROM:<evil@x.test>\r\n"
+    ));
+    assert!(text.ends_with("tail\r\n.\r\nend\r\n"));
+    assert_eq!(mx.stats.data_complete.load(Ordering::SeqCst), 1);
+    runner.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn concurrency_settles_under_421_and_nothing_bounces() {
+    let w = World::sqlite();
+    let core = w.core().await;
+    let alice = directory(&core).await;
+    let mx = FakeMx::start(Behaviour {
+        max_conns: Some(2),
+        data_delay: Duration::from_millis(150),
+        ..Default::default()
+    })
+    .await;
+    w.dns.point("busy.test", mx.addr);
+    let runner = w.runner(&core, qcfg());
+    for i in 0..30 {
+        send(
+            &core,
+            "alice@local.test",
+            &[&format!("u{i}@busy.test")],
+            &msg(&format!("busy{i}"), "x\r\n"),
+        )
+        .await;
+    }
+    // Move time on whenever the runner has nothing due, until all is sent.
+    let end = Instant::now() + Duration::from_secs(90);
+    while !queue_empty(&core).await {
+        assert!(Instant::now() < end, "not delivered in time");
+        let busy = core
+            .queue_list(&QueueFilter {
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.lock_owner.is_some() && e.lease_until.is_some_and(|l| l > w.clock.now()));
+        if !busy {
+            w.clock.advance(400);
+            core.queue_wakeup().notify_one();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut ids: Vec<String> = mx.accepted().iter().map(|r| r.rcpts.join(",")).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 30, "every message delivered");
+    assert_eq!(mx.accepted().len(), 30, "and each exactly once");
+    assert!(
+        mx.stats.refused_421.load(Ordering::SeqCst) > 0,
+        "the fake did push back"
+    );
+    assert!(
+        runner.concurrency_limit("busy.test") <= 2,
+        "settled at {}",
+        runner.concurrency_limit("busy.test")
+    );
+    let d = core.queue_destination("busy.test").await.unwrap().unwrap();
+    assert!(
+        d.concurrency <= 2 && d.ceiling.is_some_and(|c| c <= 2),
+        "{d:?}"
+    );
+    assert!(inbox(&core, alice).await.is_empty(), "a 421 never bounces");
+    let log = core
+        .delivery_log(&LogQuery {
+            text: Some("busy.test".into()),
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        log.iter()
+            .any(|l| l.outcome == "deferred" && l.reply.starts_with("421"))
+    );
+    assert!(
+        log.iter()
+            .all(|l| l.outcome == "deferred" || l.outcome == "delivered")
+    );
+    runner.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn fresh_mail_goes_first_past_a_backlog_of_ten_thousand() {
+    let w = World::sqlite();
+    let core = w.core().await;
+    directory(&core).await;
+    let live = FakeMx::start(Behaviour::default()).await;
+    w.dns.point("live.test", live.addr);
+    // The backlog's destination first refuses connections...
+    w.dns.point("dead.test", closed_port());
+    let cfg = QueueConfig {
+        max_rcpts_per_transaction: 10,
+        ..qcfg()
+    };
+    let runner = w.runner(&core, cfg);
+    for m in 0..100 {
+        let rcpts: Vec<String> = (0..100).map(|r| format!("u{m}x{r}@dead.test")).collect();
+        let rcpts: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+        send(
+            &core,
+            "alice@local.test",
+            &rcpts,
+            &msg(&format!("old{m}"), "backlog\r\n"),
+        )
+        .await;
+    }
+    // ...so one attempt defers all 10,000 to the retry lane.
+    wait_for("the backlog to be deferred", 60, async || {
+        let st = core.queue_stats().await.unwrap();
+        st.by_lane[1].1 == 10_000
+    })
+    .await;
+
+    // Now it answers, slowly and only with 4xx (a tarpit), and the backlog
+    // is due. Fresh mail for a healthy destination arrives meanwhile.
+    let tarpit = FakeMx::start(Behaviour {
+        data_delay: Duration::from_millis(10),
+        greeting_delay: Duration::from_millis(300),
+        ..Default::default()
+    })
+    .await;
+    tarpit.set_rcpt(|_| "451 4.3.2 not now".into());
+    w.dns.point("dead.test", tarpit.addr);
+    w.clock.advance(2 * 3600);
+    core.queue_retry(&mailcore::queue::Target::Domain("dead.test".into()))
+        .await
+        .unwrap();
+    wait_for("the backlog to be worked on", 20, async || {
+        tarpit.stats.sessions.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    for i in 0..100 {
+        send(
+            &core,
+            "alice@local.test",
+            &[&format!("f{i}@live.test")],
+            &msg(&format!("fresh{i}"), "new\r\n"),
+        )
+        .await;
+    }
+    wait_for("fresh mail", 60, async || live.accepted().len() == 100).await;
+
+    // The order of events in the delivery log: when the last fresh message
+    // was delivered, most of the backlog had not even been tried again.
+    let log = core
+        .delivery_log(&LogQuery {
+            limit: 100_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let last_fresh = log
+        .iter()
+        .filter(|l| l.domain == "live.test" && l.outcome == "delivered")
+        .map(|l| l.id)
+        .max()
+        .unwrap();
+    let backlog_retried_before = log
+        .iter()
+        .filter(|l| {
+            l.domain == "dead.test" && l.id < last_fresh && l.reply.starts_with("451 4.3.2")
+        })
+        .count();
+    eprintln!("backlog attempts before the last fresh delivery: {backlog_retried_before}");
+    assert!(
+        backlog_retried_before < 1000,
+        "fresh mail waited behind {backlog_retried_before} backlog attempts"
+    );
+    let still_waiting = core.queue_stats().await.unwrap().by_domain;
+    let dead_left = still_waiting
+        .iter()
+        .find(|(d, _)| d == "dead.test")
+        .unwrap()
+        .1;
+    assert_eq!(dead_left, 10_000, "the backlog is deferred, not lost");
+    runner.abort();
+}
+
+async fn two_runners_deliver_each_entry_once(w: World) {
+    let a = w.core().await;
+    let b = w.core().await;
+    directory(&a).await;
+    let mx = FakeMx::start(Behaviour {
+        data_delay: Duration::from_millis(5),
+        ..Default::default()
+    })
+    .await;
+    for d in ["a.test", "b.test", "c.test", "d.test"] {
+        w.dns.point(d, mx.addr);
+    }
+    let cfg = QueueConfig {
+        max_rcpts_per_transaction: 1,
+        ..qcfg()
+    };
+    let ra = w.runner(&a, cfg.clone());
+    let rb = w.runner(&b, cfg);
+    for i in 0..120 {
+        let d = ["a.test", "b.test", "c.test", "d.test"][i % 4];
+        let core = if i % 2 == 0 { &a } else { &b };
+        send(
+            core,
+            "alice@local.test",
+            &[&format!("u{i}@{d}")],
+            &msg(&format!("pool{i}"), "x\r\n"),
+        )
+        .await;
+    }
+    wait_for("all delivered", 60, async || queue_empty(&a).await).await;
+    let mut count: HashMap<String, usize> = HashMap::new();
+    for r in mx.accepted() {
+        *count.entry(r.rcpts.join(",")).or_default() += 1;
+    }
+    assert_eq!(count.len(), 120, "every entry delivered");
+    assert!(
+        count.values().all(|n| *n == 1),
+        "some entry delivered twice: {count:?}"
+    );
+    let log = a
+        .delivery_log(&LogQuery {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(log.iter().filter(|l| l.outcome == "delivered").count(), 120);
+    ra.stop(Duration::from_secs(5)).await;
+    rb.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn two_runners_on_sqlite_deliver_each_entry_once() {
+    two_runners_deliver_each_entry_once(World::sqlite()).await;
+}
+
+#[tokio::test]
+async fn two_runners_on_postgres_deliver_each_entry_once() {
+    let Some(pg) = common::PgDb::create("queue_two_runners") else {
+        return;
+    };
+    two_runners_deliver_each_entry_once(World::with_url(&pg.url)).await;
+}
+
+#[tokio::test]
+async fn a_killed_worker_is_replaced_after_its_lease() {
+    let w = World::sqlite();
+    let core = w.core().await;
+    directory(&core).await;
+    let mx = FakeMx::start(Behaviour::default()).await;
+    // The first session gets the whole message and then never answers.
+    mx.behaviour.hang_after_dot.store(1, Ordering::SeqCst);
+    w.dns.point("remote.test", mx.addr);
+    let a = w.runner(&core, qcfg());
+    let raw = msg("crash", "x\r\n");
+    send(&core, "alice@local.test", &["bob@remote.test"], &raw).await;
+    wait_for("data at the fake", 20, async || {
+        mx.stats.data_complete.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // Kill the worker mid-delivery: no 250 was seen, nothing recorded.
+    a.abort();
+    let e = core
+        .queue_list(&QueueFilter::default())
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(e.lock_owner.as_deref(), Some(a.owner()));
+    assert_eq!(e.attempts, 0);
+
+    // A second runner leaves the leased entry alone...
+    let core_b = w.core().await;
+    let b = w.runner(&core_b, qcfg());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(mx.stats.sessions.load(Ordering::SeqCst), 1);
+    // ...until the lease runs out, then delivers it.
+    w.clock.advance(qcfg().lease_secs + 1);
+    core_b.queue_wakeup().notify_one();
+    wait_for("redelivery", 20, async || queue_empty(&core_b).await).await;
+    assert_eq!(mx.accepted().len(), 1, "exactly one remote 250");
+    assert_eq!(mx.accepted()[0].data, raw);
+    let log = core_b
+        .delivery_log(&LogQuery {
+            text: Some("crash@local.test".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].outcome, "delivered");
+    b.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn required_tls_is_never_skipped() {
+    let w = World::sqlite();
+    let core = w.core().await;
+    directory(&core).await;
+    let plain = FakeMx::start(Behaviour::default()).await;
+    w.dns.point("secure.test", plain.addr);
+    let relay = LettreRelay::new(
+        &RelayConfig {
+            require_tls: "secure.test".into(),
+            ..relay_cfg()
+        },
+        "tern.test",
+        w.dns.clone(),
+    )
+    .unwrap();
+    let runner = QueueRunner::new(core.clone(), Arc::new(relay), qcfg()).start();
+    send(
+        &core,
+        "alice@local.test",
+        &["x@secure.test"],
+        &msg("reqtls", "secret\r\n"),
+    )
+    .await;
+    let mut e = None;
+    wait_for("the deferral", 20, async || {
+        e = core
+            .queue_list(&QueueFilter::default())
+            .await
+            .unwrap()
+            .pop();
+        e.as_ref().is_some_and(|e| e.attempts == 1)
+    })
+    .await;
+    assert!(
+        e.unwrap()
+            .last_error
+            .unwrap()
+            .contains("4.7.10 TLS is required")
+    );
+    assert!(plain.accepted().is_empty(), "nothing sent in clear text");
+    runner.stop(Duration::from_secs(5)).await;
+}
