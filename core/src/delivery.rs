@@ -7,7 +7,7 @@ use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, Set, T
 
 use crate::Core;
 use crate::address::Address;
-use crate::entities::{mailbox, queue_entry};
+use crate::entities::{mailbox, queue_destination, queue_entry};
 use crate::error::{CoreError, CoreResult};
 use crate::events::{ChangeEvent, ChangeKind};
 use crate::mailboxes::INBOX;
@@ -134,19 +134,37 @@ impl Core {
             Lane::Fresh
         };
         let mut queued = Vec::with_capacity(remote.len());
+        let mut dead: std::collections::HashMap<String, Option<(i64, Option<String>)>> =
+            Default::default();
         for rcpt in &remote {
+            // Mail for a destination already known to be unreachable waits
+            // in the retry lane from the start, with the reason, rather than
+            // sitting in the fresh lane looking as if nobody had tried.
+            let domain = rcpt.domain().to_owned();
+            if !dead.contains_key(&domain) {
+                let d = queue_destination::Entity::find_by_id(domain.clone())
+                    .one(txn)
+                    .await?
+                    .filter(|d| d.next_attempt_at > now)
+                    .map(|d| (d.next_attempt_at, d.last_reply));
+                dead.insert(domain.clone(), d);
+            }
+            let (lane, next_attempt_at, last_error) = match (&dead[&domain], lane) {
+                (Some((next, why)), Lane::Fresh) => (Lane::Retry, *next, why.clone()),
+                _ => (lane, now, None),
+            };
             let row = queue_entry::Entity::insert(queue_entry::ActiveModel {
                 blob_id: Set(blob_id),
                 mail_from: Set(env.mail_from.clone()),
                 rcpt_to: Set(rcpt.to_string()),
-                domain: Set(rcpt.domain().to_owned()),
+                domain: Set(domain),
                 lane: Set(lane.as_str().to_owned()),
                 status: Set(STATUS_QUEUED.to_owned()),
                 attempts: Set(0),
-                next_attempt_at: Set(now),
+                next_attempt_at: Set(next_attempt_at),
                 lock_owner: Set(None),
                 lease_until: Set(None),
-                last_error: Set(None),
+                last_error: Set(last_error),
                 created_at: Set(now),
                 message_id: Set(meta.message_id.clone()),
                 delayed_dsn_sent: Set(false),

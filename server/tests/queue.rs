@@ -876,3 +876,275 @@ async fn required_tls_is_never_skipped() {
     assert!(plain.accepted().is_empty(), "nothing sent in clear text");
     runner.stop(Duration::from_secs(5)).await;
 }
+
+// ---------------------------------------------------------------------
+// Through the `tern` binary: submission in, relay out, the queue CLI.
+
+fn lettre_client(
+    t: &common::Tern,
+    port: u16,
+    implicit: bool,
+) -> lettre::AsyncSmtpTransport<lettre::Tokio1Executor> {
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+    let pem = std::fs::read(t.cert()).unwrap();
+    let tls = TlsParameters::builder("localhost".into())
+        .add_root_certificate(Certificate::from_pem(&pem).unwrap())
+        .build_rustls()
+        .unwrap();
+    lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous("127.0.0.1")
+        .port(port)
+        .tls(if implicit {
+            Tls::Wrapper(tls)
+        } else {
+            Tls::Required(tls)
+        })
+        .credentials(Credentials::new(
+            "alice@example.test".into(),
+            common::PW.into(),
+        ))
+        .build()
+}
+
+fn lettre_mail(to: &[&str], subject: &str) -> lettre::Message {
+    let mut b = lettre::Message::builder()
+        .from("alice@example.test".parse().unwrap())
+        .subject(subject);
+    for t in to {
+        b = b.to(t.parse().unwrap());
+    }
+    b.body(format!("{subject}\r\n.a line with a leading dot\r\n"))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tern_serve_relays_submitted_mail_to_the_remote_mx() {
+    use lettre::AsyncTransport;
+    let mx = FakeMx::start(Behaviour {
+        starttls: true,
+        ..Default::default()
+    })
+    .await;
+    let route = format!("remote.test=127.0.0.1:{}", mx.addr.port());
+    let t = common::start(&[
+        ("TERN_RELAY__ENABLED", "true"),
+        ("TERN_RELAY__ROUTES", &route),
+    ]);
+    lettre_client(&t, t.sub, false)
+        .send(lettre_mail(
+            &["bob@example.test", "far@remote.test"],
+            "out and in",
+        ))
+        .await
+        .unwrap();
+    wait_for("the remote copy", 30, async || !mx.accepted().is_empty()).await;
+    let got = mx.accepted();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].mail_from, "alice@example.test");
+    assert_eq!(got[0].rcpts, ["far@remote.test"]);
+    assert!(got[0].tls);
+    let text = String::from_utf8(got[0].data.clone()).unwrap();
+    assert!(text.contains("Subject: out and in\r\n"));
+    assert!(
+        text.contains("\r\n.a line with a leading dot\r\n"),
+        "{text}"
+    );
+    assert!(text.to_ascii_lowercase().contains("message-id: <"));
+    // The local recipient got it directly, not through the queue.
+    let bob = t.inbox("bob@example.test").await;
+    assert_eq!(bob.len(), 1);
+    wait_for("the queue to empty", 10, async || t.queue_len().await == 0).await;
+    let log = common::cli_out(t.dir.path(), &["queue", "log", "far@remote.test"]);
+    assert!(log.contains("delivered"), "{log}");
+    assert!(log.contains("tls=yes"), "{log}");
+    assert!(
+        log.contains("<alice@example.test>\t<far@remote.test>"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_queue_cli_answers_how_many_where_since_when_and_why() {
+    let dead = closed_port();
+    let route = format!("remote.test={dead}");
+    let t = common::start(&[
+        ("TERN_RELAY__ENABLED", "true"),
+        ("TERN_RELAY__ROUTES", &route),
+        ("TERN_QUEUE__POLL_INTERVAL_MS", "50"),
+    ]);
+    use lettre::AsyncTransport;
+    let client = lettre_client(&t, t.smtps, true);
+    client
+        .send(lettre_mail(&["a@remote.test"], "first"))
+        .await
+        .unwrap();
+    client
+        .send(lettre_mail(&["b@remote.test"], "second"))
+        .await
+        .unwrap();
+    let dir = t.dir.path();
+    wait_for("both deferred", 30, async || {
+        common::cli_out(dir, &["queue", "stats"]).contains("lane retry\t2")
+    })
+    .await;
+
+    let stats = common::cli_out(dir, &["queue", "stats"]);
+    assert!(stats.contains("total\t2\n"), "{stats}");
+    assert!(stats.contains("lane fresh\t0\n"), "{stats}");
+    assert!(stats.contains("oldest\t"), "{stats}");
+    let dest = stats
+        .lines()
+        .find(|l| l.starts_with("destination remote.test\t2"))
+        .unwrap();
+    assert!(
+        dest.contains("concurrency=2"),
+        "a refused connection halved 5 to 2: {dest}"
+    );
+    assert!(
+        dest.contains("next=in "),
+        "the destination backs off: {dest}"
+    );
+    assert!(
+        dest.contains("last=451 4.4.1") || dest.contains("last=451 4.4.2"),
+        "{dest}"
+    );
+
+    let list = common::cli_out(dir, &["queue", "list"]);
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 2, "{list}");
+    assert!(lines[0].contains("\tretry\tqueued\t"));
+    assert!(lines[0].contains("<alice@example.test>\t<a@remote.test>"));
+    let id = lines[0].split('\t').next().unwrap().to_owned();
+    let show = common::cli_out(dir, &["queue", "show", &id]);
+    assert!(show.contains("to: <a@remote.test>"), "{show}");
+    assert!(show.contains("message-id: <"), "{show}");
+    assert!(show.contains("lane: retry"), "{show}");
+    assert!(show.contains("last error: 451"), "{show}");
+
+    let out = common::cli_out(dir, &["queue", "hold", "--domain", "remote.test"]);
+    assert_eq!(out, "2 entries held\n");
+    let stats = common::cli_out(dir, &["queue", "stats"]);
+    assert!(stats.contains("held=true"), "{stats}");
+    assert_eq!(
+        common::cli_out(dir, &["queue", "release", "--domain", "remote.test"]),
+        "2 entries released\n"
+    );
+    assert_eq!(
+        common::cli_out(dir, &["queue", "hold", &id]),
+        "1 entries held\n"
+    );
+    assert!(common::cli_out(dir, &["queue", "show", &id]).contains("status: held"));
+    assert_eq!(
+        common::cli_out(dir, &["queue", "retry", "--domain", "remote.test"]),
+        "2 entries due now\n"
+    );
+    assert_eq!(
+        common::cli_out(dir, &["queue", "delete", &id]),
+        "1 entries deleted\n"
+    );
+    let list = common::cli_out(dir, &["queue", "list"]);
+    assert_eq!(list.lines().count(), 1, "{list}");
+    let log = common::cli_out(dir, &["queue", "log", "a@remote.test"]);
+    assert!(log.contains("deleted"), "{log}");
+    assert!(log.contains("deferred"), "{log}");
+
+    // Bad input gets a clear error.
+    let bad = std::process::Command::new(common::BIN)
+        .args(["queue", "list", "--lane", "slow"])
+        .env("TERN_DATA_DIR", dir)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown lane slow"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_smarthost_takes_mail_with_auth_over_starttls_or_implicit_tls() {
+    // The smarthost is a real Tern: its submission and SMTPS ports.
+    let hub = common::start(&[]);
+    for (port, tls, subject) in [
+        (hub.sub, "starttls", "via 587"),
+        (hub.smtps, "tls", "via 465"),
+    ] {
+        let w = World::sqlite();
+        let core = w.core().await;
+        let relay = LettreRelay::new(
+            &RelayConfig {
+                smarthost: format!("127.0.0.1:{port}"),
+                smarthost_tls: tls.into(),
+                smarthost_username: "alice@example.test".into(),
+                smarthost_password: common::PW.into(),
+                ..relay_cfg()
+            },
+            "edge.test",
+            w.dns.clone(),
+        )
+        .unwrap();
+        let runner = QueueRunner::new(core.clone(), Arc::new(relay), qcfg()).start();
+        let raw = format!(
+            "From: alice@example.test\r\nTo: bob@example.test\r\nSubject: {subject}\r\n\
+             Message-ID: <{tls}@edge.test>\r\n\r\nthrough the hub\r\n"
+        );
+        send(
+            &core,
+            "alice@example.test",
+            &["bob@example.test"],
+            raw.as_bytes(),
+        )
+        .await;
+        wait_for("the smarthost", 30, async || queue_empty(&core).await).await;
+        let log = core.delivery_log(&LogQuery::default()).await.unwrap();
+        assert_eq!(log[0].outcome, "delivered", "{log:?}");
+        assert!(log[0].tls);
+        runner.stop(Duration::from_secs(5)).await;
+    }
+    let bob = hub.inbox("bob@example.test").await;
+    let subjects: Vec<bool> = ["via 587", "via 465"]
+        .iter()
+        .map(|s| {
+            bob.iter()
+                .any(|m| String::from_utf8_lossy(m).contains(&format!("Subject: {s}")))
+        })
+        .collect();
+    assert_eq!(subjects, [true, true]);
+
+    // A wrong password defers (our configuration is at fault, not the
+    // recipient), and never bounces.
+    let w = World::sqlite();
+    let core = w.core().await;
+    let relay = LettreRelay::new(
+        &RelayConfig {
+            smarthost: format!("127.0.0.1:{}", hub.sub),
+            smarthost_username: "alice@example.test".into(),
+            smarthost_password: "wrong".into(),
+            ..relay_cfg()
+        },
+        "edge.test",
+        w.dns.clone(),
+    )
+    .unwrap();
+    let runner = QueueRunner::new(core.clone(), Arc::new(relay), qcfg()).start();
+    send(
+        &core,
+        "alice@example.test",
+        &["bob@example.test"],
+        b"Subject: x\r\n\r\nx\r\n",
+    )
+    .await;
+    let mut e = None;
+    wait_for("the deferral", 30, async || {
+        e = core
+            .queue_list(&QueueFilter::default())
+            .await
+            .unwrap()
+            .pop();
+        e.as_ref().is_some_and(|e| e.attempts == 1)
+    })
+    .await;
+    let err = e.unwrap().last_error.unwrap();
+    assert!(
+        err.starts_with("451 4.7.8 smarthost refused our login"),
+        "{err}"
+    );
+    runner.stop(Duration::from_secs(5)).await;
+}

@@ -108,14 +108,20 @@ impl DestinationLimits {
     /// were open.
     pub fn pushback(&mut self, domain: &str, in_flight: i32, now: i64) {
         let s = self.state(domain);
-        let level = (in_flight - 1).max(1);
+        s.successes = 0;
+        if in_flight <= 1 {
+            // A lone connection that failed says nothing about how many the
+            // destination allows: halve, but set no ceiling.
+            s.limit = (s.limit / 2).max(1);
+            return;
+        }
+        let level = in_flight - 1;
         let level = match s.ceiling {
             Some((c, _)) => c.min(level),
             None => level,
         };
         s.ceiling = Some((level, now));
         s.limit = (s.limit / 2).clamp(1, level);
-        s.successes = 0;
     }
 
     pub fn success(&mut self, domain: &str, now: i64) {
@@ -152,6 +158,10 @@ mod tests {
         assert_eq!(l.state("a.test").limit, 1);
         l.pushback("a.test", 1, 0);
         assert_eq!(l.state("a.test").limit, 1, "never below one");
+        let mut l = DestinationLimits::new(ConcurrencyConfig::default());
+        l.pushback("b.test", 1, 0);
+        assert_eq!(l.state("b.test").limit, 2, "a lone failure halves...");
+        assert_eq!(l.state("b.test").ceiling, None, "...but sets no ceiling");
     }
 
     #[test]

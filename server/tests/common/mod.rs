@@ -41,6 +41,23 @@ impl Drop for Tern {
     }
 }
 
+/// Runs a `tern` command against a data dir and returns its stdout; fails
+/// the test if the command fails.
+pub fn cli_out(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("TERN_DATA_DIR", dir)
+        .env_remove("TERN_DATABASE__URL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tern {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 pub fn cli_db(dir: &Path, db: Option<&str>, args: &[&str], stdin: &str) {
     let mut cmd = Command::new(BIN);
     match db {
@@ -108,6 +125,10 @@ pub fn start(extra_env: &[(&str, &str)]) -> Tern {
             .env("TERN_LISTENERS__SMTPS", format!("127.0.0.1:{smtps}"))
             .env("TERN_LISTENERS__POP3", format!("127.0.0.1:{pop3}"))
             .env("TERN_LISTENERS__POP3S", format!("127.0.0.1:{pop3s}"))
+            // Tests reach nothing but 127.0.0.1: outbound delivery (which
+            // would look up real MX records) is off unless a test turns it
+            // on with routes to its own fake MX servers.
+            .env("TERN_RELAY__ENABLED", "false")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         for (k, v) in extra_env {
