@@ -1148,3 +1148,68 @@ async fn a_smarthost_takes_mail_with_auth_over_starttls_or_implicit_tls() {
     );
     runner.stop(Duration::from_secs(5)).await;
 }
+
+/// DESIGN.md rule 2 for the queue: while PostgreSQL is unreachable the
+/// runner neither crashes nor loses an attempt's result; when it returns,
+/// delivery resumes without a restart, and nothing is delivered twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_runner_rides_out_a_database_outage() {
+    let Some(pg) = common::PgDb::create("queue_outage") else {
+        return;
+    };
+    let w = World::with_url(&pg.url);
+    let core = w.core().await;
+    directory(&core).await;
+    let mx = FakeMx::start(Behaviour {
+        data_delay: Duration::from_millis(1500),
+        ..Default::default()
+    })
+    .await;
+    w.dns.point("remote.test", mx.addr);
+    send(
+        &core,
+        "alice@local.test",
+        &["one@remote.test"],
+        &msg("outage1", "x\r\n"),
+    )
+    .await;
+    let runner = w.runner(&core, qcfg());
+    // The attempt is under way (the fake holds its reply to the data)...
+    wait_for("the attempt", 20, async || {
+        mx.stats.data_complete.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // ...when the database goes away. The 250 arrives while it is gone.
+    pg.cut_off();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(mx.accepted().len(), 1);
+    pg.restore();
+    wait_for("the result to be recorded", 30, async || {
+        core.queue_len().await.is_ok_and(|n| n == 0)
+    })
+    .await;
+    let log = core
+        .delivery_log(&LogQuery {
+            text: Some("outage1".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].outcome, "delivered");
+
+    // New mail queued after the outage goes out as usual.
+    send(
+        &core,
+        "alice@local.test",
+        &["two@remote.test"],
+        &msg("outage2", "x\r\n"),
+    )
+    .await;
+    wait_for("delivery after the outage", 30, async || {
+        mx.accepted().len() == 2
+    })
+    .await;
+    assert_eq!(mx.accepted()[1].rcpts, ["two@remote.test"]);
+    runner.stop(Duration::from_secs(5)).await;
+}
