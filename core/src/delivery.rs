@@ -43,6 +43,7 @@ impl Core {
     /// Delivers one accepted message in one transaction and announces the
     /// new mail after the commit.
     pub async fn deliver(&self, env: &Envelope, raw: &[u8]) -> CoreResult<DeliveryReceipt> {
+        let _w = self.sqlite_write_guard().await;
         let txn = self.db().begin().await?;
         let receipt = self.deliver_in(&txn, env, raw).await?;
         txn.commit().await?;
@@ -61,7 +62,7 @@ impl Core {
             });
         }
         if !receipt.queued.is_empty() {
-            self.queue_wakeup().notify_one();
+            self.queue_wake();
         }
     }
 

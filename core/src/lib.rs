@@ -63,6 +63,21 @@ impl CoreOptions {
     }
 }
 
+/// Whose turn it is to write on SQLite; see [`Core::sqlite_write_turn`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Priority {
+    Urgent,
+    Bulk,
+}
+
+/// Held for the length of a write transaction. Field order matters: the
+/// write lock is released before the gate, so the next bulk writer can
+/// only queue after urgent writers already waiting.
+pub(crate) struct WriteTurn<'a> {
+    _write: tokio::sync::MutexGuard<'a, ()>,
+    _gate: Option<tokio::sync::MutexGuard<'a, ()>>,
+}
+
 /// The handle every protocol and page holds. Cheap to clone.
 #[derive(Clone)]
 pub struct Core {
@@ -75,7 +90,9 @@ struct Inner {
     hasher: PasswordHasher,
     throttle: LoginThrottle,
     events: events::ChangeFeed,
-    queue_wakeup: tokio::sync::Notify,
+    queue_wakeup: tokio::sync::watch::Sender<u64>,
+    write_lock: tokio::sync::Mutex<()>,
+    bulk_gate: tokio::sync::Mutex<()>,
     clock: Arc<dyn Clock>,
 }
 
@@ -95,7 +112,9 @@ impl Core {
                 hasher: PasswordHasher::new(opts.auth),
                 throttle: LoginThrottle::new(opts.throttle, clock.clone()),
                 events: events::ChangeFeed::new(),
-                queue_wakeup: tokio::sync::Notify::new(),
+                queue_wakeup: tokio::sync::watch::channel(0).0,
+                write_lock: tokio::sync::Mutex::new(()),
+                bulk_gate: tokio::sync::Mutex::new(()),
                 clock,
             }),
         })
@@ -134,10 +153,48 @@ impl Core {
         self.inner.events.publish(ev)
     }
 
-    /// Notified when new queue entries are committed, so the queue runner
-    /// starts on fresh mail at once instead of at its next poll.
-    pub fn queue_wakeup(&self) -> &tokio::sync::Notify {
-        &self.inner.queue_wakeup
+    /// Tells the queue runner's lanes to look for due entries now (new
+    /// mail was queued, an operator retried, a worker freed a slot) instead
+    /// of at their next poll. Every lane sees every wake-up.
+    pub fn queue_wake(&self) {
+        self.inner
+            .queue_wakeup
+            .send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    pub fn queue_wakeups(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.queue_wakeup.subscribe()
+    }
+
+    /// On SQLite, the writers of this process take turns here, first come
+    /// first served, before they begin a write transaction. SQLite runs
+    /// one writer at a time anyway; left to its busy handler, waiting
+    /// writers poll with growing sleeps and a short transaction (fresh mail)
+    /// can wait seconds behind a stream of long ones (a draining backlog).
+    ///
+    /// Background writers (`Priority::Bulk`: the retry and bounce lanes)
+    /// first pass a gate that lets one of them at a time into the queue for
+    /// the write lock, so accepting and sending new mail waits behind at
+    /// most one backlog transaction. PostgreSQL needs none of this.
+    pub(crate) async fn sqlite_write_turn(&self, p: Priority) -> Option<WriteTurn<'_>> {
+        match self.inner.backend {
+            Backend::Postgres => None,
+            Backend::Sqlite => {
+                let gate = match p {
+                    Priority::Bulk => Some(self.inner.bulk_gate.lock().await),
+                    Priority::Urgent => None,
+                };
+                let write = self.inner.write_lock.lock().await;
+                Some(WriteTurn {
+                    _write: write,
+                    _gate: gate,
+                })
+            }
+        }
+    }
+
+    pub(crate) async fn sqlite_write_guard(&self) -> Option<WriteTurn<'_>> {
+        self.sqlite_write_turn(Priority::Urgent).await
     }
 
     /// Answers whether the database takes a query right now; `/healthz` and

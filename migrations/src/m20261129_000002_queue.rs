@@ -25,6 +25,7 @@ enum QueueEntries {
     Status,
     Domain,
     NextAttemptAt,
+    BlobId,
 }
 
 #[derive(DeriveIden)]
@@ -84,8 +85,10 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        // The retry lane is served domain by domain (round-robin), so it
-        // looks entries up by lane and domain.
+        // The retry lane is served domain by domain (round-robin): it steps
+        // from domain to domain and claims a domain's due entries in due
+        // order, both straight off this index, without scanning or sorting
+        // a backlog of 100,000s.
         m.create_index(
             Index::create()
                 .name("queue_lane_domain")
@@ -94,6 +97,15 @@ impl MigrationTrait for Migration {
                 .col(QueueEntries::Lane)
                 .col(QueueEntries::Domain)
                 .col(QueueEntries::NextAttemptAt)
+                .to_owned(),
+        )
+        .await?;
+        // A claim takes a message's other recipients at the same domain.
+        m.create_index(
+            Index::create()
+                .name("queue_blob")
+                .table(QueueEntries::Table)
+                .col(QueueEntries::BlobId)
                 .to_owned(),
         )
         .await?;

@@ -13,6 +13,20 @@ use mailcore::{Core, CoreOptions, Role};
 
 use crate::config::Config;
 
+/// `println!` that ends the program quietly when the reader has gone away
+/// (`tern queue list | head`), as Unix tools do, instead of panicking.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let mut o = std::io::stdout().lock();
+        if let Err(e) = writeln!(o, $($t)*)
+            && e.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            std::process::exit(0);
+        }
+    }};
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "tern",
@@ -188,26 +202,26 @@ async fn domain(core: &Core, cmd: DomainCmd) -> Result<(), String> {
     match cmd {
         DomainCmd::Add { domain } => {
             let d = core.add_domain(&domain).await.map_err(e)?;
-            println!("added domain {}", d.name);
+            out!("added domain {}", d.name);
         }
         DomainCmd::List => {
             for d in core.list_domains().await.map_err(e)? {
                 match d.catchall {
-                    Some(c) => println!("{}\tcatchall={c}@{}", d.name, d.name),
-                    None => println!("{}", d.name),
+                    Some(c) => out!("{}\tcatchall={c}@{}", d.name, d.name),
+                    None => out!("{}", d.name),
                 }
             }
         }
         DomainCmd::Remove { domain } => {
             core.remove_domain(&domain).await.map_err(e)?;
-            println!("removed domain {domain}");
+            out!("removed domain {domain}");
         }
         DomainCmd::SetCatchall { domain, local_part } => {
             let lp = (!local_part.eq_ignore_ascii_case("none")).then_some(local_part.as_str());
             core.set_catchall(&domain, lp).await.map_err(e)?;
             match lp {
-                Some(lp) => println!("catchall for {domain} is now {lp}@{domain}"),
-                None => println!("catchall for {domain} removed"),
+                Some(lp) => out!("catchall for {domain} is now {lp}@{domain}"),
+                None => out!("catchall for {domain} removed"),
             }
         }
     }
@@ -220,7 +234,7 @@ async fn user(core: &Core, cmd: UserCmd) -> Result<(), String> {
             let role = Role::parse(&role).map_err(e)?;
             let pw = read_password(&address)?;
             let a = core.add_account(&address, &pw, role).await.map_err(e)?;
-            println!("added {} ({})", a.address, a.role.as_str());
+            out!("added {} ({})", a.address, a.role.as_str());
         }
         UserCmd::Passwd { address } => {
             if core.account(&address).await.map_err(e)?.is_none() {
@@ -228,7 +242,7 @@ async fn user(core: &Core, cmd: UserCmd) -> Result<(), String> {
             }
             let pw = read_password(&address)?;
             core.set_password(&address, &pw).await.map_err(e)?;
-            println!("password changed for {address}");
+            out!("password changed for {address}");
         }
         UserCmd::List { domain } => {
             for a in core.list_accounts(domain.as_deref()).await.map_err(e)? {
@@ -238,17 +252,17 @@ async fn user(core: &Core, cmd: UserCmd) -> Result<(), String> {
                     format!("{}/unlimited", a.used_bytes)
                 };
                 let state = if a.disabled { "\tdisabled" } else { "" };
-                println!("{}\t{}\t{quota}{state}", a.address, a.role.as_str());
+                out!("{}\t{}\t{quota}{state}", a.address, a.role.as_str());
             }
         }
         UserCmd::Remove { address } => {
             core.remove_account(&address).await.map_err(e)?;
-            println!("removed {address}");
+            out!("removed {address}");
         }
         UserCmd::SetRole { address, role } => {
             let role = Role::parse(&role).map_err(e)?;
             core.set_role(&address, role).await.map_err(e)?;
-            println!("{address} is now {}", role.as_str());
+            out!("{address} is now {}", role.as_str());
         }
     }
     Ok(())
@@ -258,18 +272,18 @@ async fn alias(core: &Core, cmd: AliasCmd) -> Result<(), String> {
     match cmd {
         AliasCmd::Add { address, targets } => {
             let a = core.add_alias(&address, &targets).await.map_err(e)?;
-            println!("{} -> {}", a.address, a.targets.join(", "));
+            out!("{} -> {}", a.address, a.targets.join(", "));
         }
         AliasCmd::List { domain } => {
             for a in core.list_aliases(domain.as_deref()).await.map_err(e)? {
-                println!("{}\t{}", a.address, a.targets.join(", "));
+                out!("{}\t{}", a.address, a.targets.join(", "));
             }
         }
         AliasCmd::Remove { address, target } => {
             core.remove_alias(&address, target.as_deref())
                 .await
                 .map_err(e)?;
-            println!("removed alias {address}");
+            out!("removed alias {address}");
         }
     }
     Ok(())
@@ -344,7 +358,7 @@ async fn queue(core: &Core, cmd: QueueCmd) -> Result<(), String> {
                 .await
                 .map_err(e)?;
             for r in rows {
-                println!(
+                out!(
                     "{}\t{}\t{}\tattempts={}\tage={}\tnext={}\t<{}>\t<{}>\t{}",
                     r.id,
                     r.lane,
@@ -364,23 +378,23 @@ async fn queue(core: &Core, cmd: QueueCmd) -> Result<(), String> {
                 .await
                 .map_err(e)?
                 .ok_or_else(|| format!("queue entry {id} not found"))?;
-            println!("id: {}", r.id);
-            println!("message-id: <{}>", r.message_id);
-            println!("from: <{}>", r.mail_from);
-            println!("to: <{}>", r.rcpt_to);
-            println!("destination: {}", r.domain);
-            println!("lane: {}", r.lane);
-            println!("status: {}", r.status);
-            println!("attempts: {}", r.attempts);
-            println!("queued: {} ago", age(now - r.created_at));
-            println!("next attempt: {}", when(now, r.next_attempt_at));
+            out!("id: {}", r.id);
+            out!("message-id: <{}>", r.message_id);
+            out!("from: <{}>", r.mail_from);
+            out!("to: <{}>", r.rcpt_to);
+            out!("destination: {}", r.domain);
+            out!("lane: {}", r.lane);
+            out!("status: {}", r.status);
+            out!("attempts: {}", r.attempts);
+            out!("queued: {} ago", age(now - r.created_at));
+            out!("next attempt: {}", when(now, r.next_attempt_at));
             if let Some(err) = &r.last_error {
-                println!("last error: {err}");
+                out!("last error: {err}");
             }
             if let (Some(o), Some(l)) = (&r.lock_owner, r.lease_until)
                 && l > now
             {
-                println!("being delivered by: {o} (lease {})", when(now, l));
+                out!("being delivered by: {o} (lease {})", when(now, l));
             }
             let log = core
                 .delivery_log(&LogQuery {
@@ -391,7 +405,7 @@ async fn queue(core: &Core, cmd: QueueCmd) -> Result<(), String> {
                 .await
                 .map_err(e)?;
             for l in log.iter().rev() {
-                println!(
+                out!(
                     "attempt: {} ago\t{}\thost={}\tip={}\ttls={}\t{}ms\t{}",
                     age(now - l.created_at),
                     l.outcome,
@@ -405,35 +419,35 @@ async fn queue(core: &Core, cmd: QueueCmd) -> Result<(), String> {
         }
         QueueCmd::Retry(t) => {
             let n = core.queue_retry(&t.target()).await.map_err(e)?;
-            println!("{n} entries due now");
+            out!("{n} entries due now");
         }
         QueueCmd::Hold(t) => {
             let n = core.queue_hold(&t.target()).await.map_err(e)?;
-            println!("{n} entries held");
+            out!("{n} entries held");
         }
         QueueCmd::Release(t) => {
             let n = core.queue_release(&t.target()).await.map_err(e)?;
-            println!("{n} entries released");
+            out!("{n} entries released");
         }
         QueueCmd::Delete(t) => {
             let n = core.queue_delete(&t.target()).await.map_err(e)?;
-            println!("{n} entries deleted");
+            out!("{n} entries deleted");
         }
         QueueCmd::Stats => {
             let st = core.queue_stats().await.map_err(e)?;
-            println!("total\t{}", st.total);
-            println!("held\t{}", st.held);
+            out!("total\t{}", st.total);
+            out!("held\t{}", st.held);
             for (lane, n) in &st.by_lane {
-                println!("lane {lane}\t{n}");
+                out!("lane {lane}\t{n}");
             }
             match st.oldest_created_at {
-                Some(t) => println!("oldest\t{}", age(now - t)),
-                None => println!("oldest\t-"),
+                Some(t) => out!("oldest\t{}", age(now - t)),
+                None => out!("oldest\t-"),
             }
             let dests = core.queue_destinations().await.map_err(e)?;
             for (domain, n) in &st.by_domain {
                 let d = dests.iter().find(|d| &d.domain == domain);
-                println!(
+                out!(
                     "destination {domain}\t{n}\tconcurrency={}\theld={}\tnext={}\tlast={}",
                     d.map(|d| d.concurrency.to_string())
                         .unwrap_or_else(|| "-".into()),
@@ -455,7 +469,7 @@ async fn queue(core: &Core, cmd: QueueCmd) -> Result<(), String> {
                 .await
                 .map_err(e)?;
             for l in rows {
-                println!(
+                out!(
                     "{} ago\tqueue={}\t<{}>\t<{}>\t<{}>\t{}\thost={}\ttls={}\t{}",
                     age(now - l.created_at),
                     l.queue_id,

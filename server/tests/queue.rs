@@ -339,7 +339,7 @@ async fn replies_count_per_recipient_and_bounces_follow_rfc_3464() {
     assert_eq!(mx.accepted().len(), 1);
     mx.set_rcpt(|_| "250 2.1.5 ok".into());
     w.clock.advance(360);
-    core.queue_wakeup().notify_one();
+    core.queue_wake();
     wait_for("retry", 20, async || queue_empty(&core).await).await;
     let got = mx.accepted();
     assert_eq!(got.len(), 2);
@@ -425,7 +425,7 @@ async fn the_schedule_warns_at_four_hours_and_gives_up_after_five_days() {
         intervals.push(e.next_attempt_at - now);
         assert!(e.attempts < 200, "runaway retries");
         w.clock.advance(e.next_attempt_at - now);
-        core.queue_wakeup().notify_one();
+        core.queue_wake();
     }
     // First retry after ~5 minutes, doubling, capped at an hour; jitter
     // adds at most 20%.
@@ -495,7 +495,7 @@ async fn a_connection_lost_in_data_is_retried_and_delivered_once() {
     );
     assert!(mx.accepted().is_empty());
     w.clock.advance(400);
-    core.queue_wakeup().notify_one();
+    core.queue_wake();
     wait_for("the retry", 20, async || queue_empty(&core).await).await;
     let got = mx.accepted();
     assert_eq!(got.len(), 1);
@@ -579,7 +579,7 @@ async fn concurrency_settles_under_421_and_nothing_bounces() {
             .any(|e| e.lock_owner.is_some() && e.lease_until.is_some_and(|l| l > w.clock.now()));
         if !busy {
             w.clock.advance(400);
-            core.queue_wakeup().notify_one();
+            core.queue_wake();
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -817,7 +817,7 @@ async fn a_killed_worker_is_replaced_after_its_lease() {
     assert_eq!(mx.stats.sessions.load(Ordering::SeqCst), 1);
     // ...until the lease runs out, then delivers it.
     w.clock.advance(qcfg().lease_secs + 1);
-    core_b.queue_wakeup().notify_one();
+    core_b.queue_wake();
     wait_for("redelivery", 20, async || queue_empty(&core_b).await).await;
     assert_eq!(mx.accepted().len(), 1, "exactly one remote 250");
     assert_eq!(mx.accepted()[0].data, raw);

@@ -33,12 +33,12 @@ use sea_orm::{
     QuerySelect, QueryTrait, Set, TransactionTrait,
 };
 
-use crate::Core;
 use crate::db::Backend;
 use crate::delivery::Envelope;
 use crate::entities::{delivery_log, queue_destination, queue_entry};
 use crate::error::{CoreError, CoreResult};
 use crate::messages;
+use crate::{Core, Priority};
 
 pub use self::concurrency::{ConcurrencyConfig, DestinationLimits};
 pub use self::runner::{
@@ -303,6 +303,14 @@ pub fn wire_form(raw: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Fresh mail is urgent; the retry and bounce lanes are background work.
+fn priority(lane: Lane) -> Priority {
+    match lane {
+        Lane::Fresh => Priority::Urgent,
+        Lane::Retry | Lane::Bounce => Priority::Bulk,
+    }
+}
+
 fn claimable(now: i64) -> Condition {
     Condition::all()
         .add(queue_entry::Column::Status.eq(STATUS_QUEUED))
@@ -358,10 +366,17 @@ impl Core {
         if let Some(d) = spec.domain {
             head = head.filter(queue_entry::Column::Domain.eq(d));
         }
+        // Due order. The lane indexes give it without a sort, however long
+        // the backlog.
         let head = head
             .order_by_asc(queue_entry::Column::NextAttemptAt)
-            .order_by_asc(queue_entry::Column::Id)
             .limit(1);
+        // Look before taking the write lock: most passes over an idle lane
+        // find nothing, and they must not queue behind busy writers.
+        let any: Option<i32> = head.clone().into_tuple().one(self.db()).await?;
+        if any.is_none() {
+            return Ok(Vec::new());
+        }
         let first = self.claim_ids(head, spec, now).await?;
         let Some(first) = first.into_iter().next() else {
             return Ok(Vec::new());
@@ -396,6 +411,7 @@ impl Core {
             // instead of waiting for it and then finding them gone.
             select = select.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
         }
+        let _w = self.sqlite_write_turn(priority(spec.lane)).await;
         let rows = queue_entry::Entity::update_many()
             .col_expr(queue_entry::Column::LockOwner, Expr::value(spec.owner))
             .col_expr(
@@ -417,28 +433,68 @@ impl Core {
         exclude: &[String],
     ) -> CoreResult<Option<String>> {
         let now = self.now();
-        for cursor in [after, ""] {
-            let d = queue_entry::Entity::find()
+        let blocked: std::collections::HashSet<String> = queue_destination::Entity::find()
+            .select_only()
+            .column(queue_destination::Column::Domain)
+            .filter(
+                Condition::any()
+                    .add(queue_destination::Column::Held.eq(true))
+                    .add(queue_destination::Column::NextAttemptAt.gt(now)),
+            )
+            .into_tuple::<String>()
+            .all(self.db())
+            .await?
+            .into_iter()
+            .collect();
+        // Step from domain to domain along the index (one seek each), so a
+        // domain with 100,000 entries costs no more than one with one.
+        let mut cursor = after.to_owned();
+        let mut wrapped = after.is_empty();
+        loop {
+            let next: Option<String> = queue_entry::Entity::find()
                 .select_only()
                 .column(queue_entry::Column::Domain)
-                .filter(claimable(now))
+                .filter(queue_entry::Column::Status.eq(STATUS_QUEUED))
                 .filter(queue_entry::Column::Lane.eq(Lane::Retry.as_str()))
-                .filter(queue_entry::Column::Domain.gt(cursor))
-                .filter(queue_entry::Column::Domain.is_not_in(exclude.iter().cloned()))
-                .filter(queue_entry::Column::Domain.not_in_subquery(blocked_domains(now)))
+                .filter(queue_entry::Column::Domain.gt(cursor.as_str()))
                 .order_by_asc(queue_entry::Column::Domain)
                 .limit(1)
-                .into_tuple::<String>()
+                .into_tuple()
                 .one(self.db())
                 .await?;
-            if d.is_some() {
-                return Ok(d);
+            let d = match next {
+                None if wrapped => return Ok(None),
+                None => {
+                    wrapped = true;
+                    cursor.clear();
+                    continue;
+                }
+                Some(d) => d,
+            };
+            if wrapped && !after.is_empty() && d.as_str() > after {
+                return Ok(None);
             }
-            if cursor.is_empty() {
-                break;
+            if !blocked.contains(&d) && !exclude.contains(&d) {
+                let due: Option<i32> = queue_entry::Entity::find()
+                    .select_only()
+                    .column(queue_entry::Column::Id)
+                    .filter(claimable(now))
+                    .filter(queue_entry::Column::Lane.eq(Lane::Retry.as_str()))
+                    .filter(queue_entry::Column::Domain.eq(d.as_str()))
+                    .order_by_asc(queue_entry::Column::NextAttemptAt)
+                    .limit(1)
+                    .into_tuple()
+                    .one(self.db())
+                    .await?;
+                if due.is_some() {
+                    return Ok(Some(d));
+                }
             }
+            if wrapped && d.as_str() == after {
+                return Ok(None);
+            }
+            cursor = d;
         }
-        Ok(None)
     }
 
     /// The stored bytes of a queued message.
@@ -456,23 +512,53 @@ impl Core {
     /// log and stores any DSN, all in one transaction.
     pub async fn queue_finish(&self, f: Finish) -> CoreResult<()> {
         let now = self.now();
+        let lane = f
+            .results
+            .first()
+            .and_then(|r| Lane::parse(&r.entry.lane))
+            .unwrap_or(Lane::Fresh);
+        let _w = self.sqlite_write_turn(priority(lane)).await;
         let txn = self.db().begin().await?;
+        // Which entries are still ours? Written as an UPDATE .. RETURNING so
+        // that the transaction's first statement is a write (no SQLite lock
+        // upgrade later). An entry whose lease ran out and that another
+        // worker took is left to that worker; our attempt is still logged.
+        let ids: Vec<i32> = f.results.iter().map(|r| r.entry.id).collect();
+        let owned: std::collections::HashSet<i32> = queue_entry::Entity::update_many()
+            .col_expr(
+                queue_entry::Column::LeaseUntil,
+                Expr::col(queue_entry::Column::LeaseUntil).into(),
+            )
+            .filter(queue_entry::Column::Id.is_in(ids))
+            .filter(queue_entry::Column::LockOwner.eq(f.owner.clone()))
+            .exec_with_returning(&txn)
+            .await?
+            .into_iter()
+            .map(|m| m.id)
+            .collect();
         let mut receipts = Vec::new();
         for (env, raw) in &f.dsns {
             receipts.push(self.deliver_in(&txn, env, raw).await?);
         }
+
+        // One statement per kind of change, not per entry: a transaction
+        // to 100 recipients must not hold the write lock for 200 statements.
+        let mut retired = Vec::new();
         let mut released = Vec::new();
+        let mut deferred: std::collections::BTreeMap<(i64, &str, &str, bool), Vec<i32>> =
+            Default::default();
         for r in &f.results {
-            let mine = Condition::all()
-                .add(queue_entry::Column::Id.eq(r.entry.id))
-                .add(queue_entry::Column::LockOwner.eq(f.owner.clone()));
-            let affected = match &r.outcome {
+            if !owned.contains(&r.entry.id) {
+                tracing::warn!(
+                    queue_id = r.entry.id,
+                    "lease lost before the attempt was recorded"
+                );
+                continue;
+            }
+            match &r.outcome {
                 Outcome::Delivered | Outcome::Failed | Outcome::Expired => {
-                    queue_entry::Entity::delete_many()
-                        .filter(mine)
-                        .exec(&txn)
-                        .await?
-                        .rows_affected
+                    retired.push(r.entry.id);
+                    released.push(r.entry.blob_id);
                 }
                 Outcome::Deferred { next_at } => {
                     let lane = if r.entry.lane == Lane::Bounce.as_str() {
@@ -481,46 +567,47 @@ impl Core {
                         Lane::Retry
                     };
                     let delayed = f.delayed_reported.contains(&r.entry.id);
-                    let mut upd = queue_entry::Entity::update_many()
-                        .col_expr(queue_entry::Column::Lane, Expr::value(lane.as_str()))
-                        .col_expr(
-                            queue_entry::Column::Attempts,
-                            Expr::col(queue_entry::Column::Attempts).add(1),
-                        )
-                        .col_expr(queue_entry::Column::NextAttemptAt, Expr::value(*next_at))
-                        .col_expr(queue_entry::Column::LastAttemptAt, Expr::value(now))
-                        .col_expr(
-                            queue_entry::Column::LastError,
-                            Expr::value(Some(r.reply.clone())),
-                        )
-                        .col_expr(queue_entry::Column::LockOwner, Expr::value(None::<String>))
-                        .col_expr(queue_entry::Column::LeaseUntil, Expr::value(None::<i64>));
-                    if delayed {
-                        upd = upd.col_expr(queue_entry::Column::DelayedDsnSent, Expr::value(true));
-                    }
-                    upd.filter(mine).exec(&txn).await?.rows_affected
+                    deferred
+                        .entry((*next_at, lane.as_str(), r.reply.as_str(), delayed))
+                        .or_default()
+                        .push(r.entry.id);
                 }
-            };
-            if affected == 0 {
-                // Our lease ran out and another worker owns the entry now;
-                // it will record its own attempt. Ours is still logged.
-                tracing::warn!(
-                    queue_id = r.entry.id,
-                    "lease lost before the attempt was recorded"
-                );
-            } else if !matches!(r.outcome, Outcome::Deferred { .. }) {
-                released.push(r.entry.blob_id);
             }
-            insert_log(
-                &txn,
-                &r.entry,
-                &f.attempt,
-                r.outcome.as_str(),
-                &r.reply,
-                now,
-            )
-            .await?;
         }
+        if !retired.is_empty() {
+            queue_entry::Entity::delete_many()
+                .filter(queue_entry::Column::Id.is_in(retired))
+                .exec(&txn)
+                .await?;
+        }
+        for ((next_at, lane, reply, delayed), ids) in deferred {
+            let mut upd = queue_entry::Entity::update_many()
+                .col_expr(queue_entry::Column::Lane, Expr::value(lane))
+                .col_expr(
+                    queue_entry::Column::Attempts,
+                    Expr::col(queue_entry::Column::Attempts).add(1),
+                )
+                .col_expr(queue_entry::Column::NextAttemptAt, Expr::value(next_at))
+                .col_expr(queue_entry::Column::LastAttemptAt, Expr::value(now))
+                .col_expr(
+                    queue_entry::Column::LastError,
+                    Expr::value(Some(reply.to_owned())),
+                )
+                .col_expr(queue_entry::Column::LockOwner, Expr::value(None::<String>))
+                .col_expr(queue_entry::Column::LeaseUntil, Expr::value(None::<i64>));
+            if delayed {
+                upd = upd.col_expr(queue_entry::Column::DelayedDsnSent, Expr::value(true));
+            }
+            upd.filter(queue_entry::Column::Id.is_in(ids))
+                .exec(&txn)
+                .await?;
+        }
+        let rows: Vec<delivery_log::ActiveModel> = f
+            .results
+            .iter()
+            .map(|r| log_row(&r.entry, &f.attempt, r.outcome.as_str(), &r.reply, now))
+            .collect();
+        insert_logs(&txn, rows).await?;
         messages::release_blobs(&txn, &released).await?;
         txn.commit().await?;
         for r in &receipts {
@@ -553,6 +640,7 @@ impl Core {
         reason: &str,
     ) -> CoreResult<u64> {
         let now = self.now();
+        let _w = self.sqlite_write_turn(Priority::Bulk).await;
         Ok(queue_entry::Entity::update_many()
             .col_expr(queue_entry::Column::Lane, Expr::value(Lane::Retry.as_str()))
             .col_expr(queue_entry::Column::NextAttemptAt, Expr::value(next_at))
@@ -674,7 +762,7 @@ impl Core {
                 .await?;
         }
         txn.commit().await?;
-        self.queue_wakeup().notify_one();
+        self.queue_wake();
         Ok(n)
     }
 
@@ -700,7 +788,7 @@ impl Core {
                 self.count_target(t).await?
             }
         };
-        self.queue_wakeup().notify_one();
+        self.queue_wake();
         Ok(n)
     }
 
@@ -721,18 +809,19 @@ impl Core {
             .filter(queue_entry::Column::Id.is_in(ids))
             .exec(&txn)
             .await?;
-        for r in rows {
-            let e = QueueEntry::from(r);
-            insert_log(
-                &txn,
-                &e,
-                &AttemptInfo::default(),
-                "deleted",
-                "deleted by an operator",
-                now,
-            )
-            .await?;
-        }
+        let logs = rows
+            .into_iter()
+            .map(|r| {
+                log_row(
+                    &QueueEntry::from(r),
+                    &AttemptInfo::default(),
+                    "deleted",
+                    "deleted by an operator",
+                    now,
+                )
+            })
+            .collect();
+        insert_logs(&txn, logs).await?;
         messages::release_blobs(&txn, &blobs).await?;
         txn.commit().await?;
         Ok(blobs.len() as u64)
@@ -807,6 +896,7 @@ impl Core {
         if with_hold {
             cols.push(queue_destination::Column::Held);
         }
+        let _w = self.sqlite_write_turn(Priority::Bulk).await;
         queue_destination::Entity::insert(queue_destination::ActiveModel {
             domain: Set(d.domain.to_ascii_lowercase()),
             held: Set(d.held),
@@ -878,15 +968,14 @@ fn target_cond(t: &Target) -> Condition {
     }
 }
 
-async fn insert_log<C: ConnectionTrait>(
-    db: &C,
+fn log_row(
     e: &QueueEntry,
     a: &AttemptInfo,
     outcome: &str,
     reply: &str,
     now: i64,
-) -> CoreResult<()> {
-    delivery_log::Entity::insert(delivery_log::ActiveModel {
+) -> delivery_log::ActiveModel {
+    delivery_log::ActiveModel {
         queue_id: Set(e.id),
         message_id: Set(e.message_id.clone()),
         mail_from: Set(e.mail_from.clone()),
@@ -900,9 +989,22 @@ async fn insert_log<C: ConnectionTrait>(
         duration_ms: Set(a.duration_ms),
         created_at: Set(now),
         ..Default::default()
-    })
-    .exec_without_returning(db)
-    .await?;
+    }
+}
+
+/// Multi-row inserts, in chunks that stay under SQLite's bound-variable
+/// limit.
+async fn insert_logs<C: ConnectionTrait>(
+    db: &C,
+    rows: Vec<delivery_log::ActiveModel>,
+) -> CoreResult<()> {
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<_> = rows.by_ref().take(500).collect();
+        delivery_log::Entity::insert_many(chunk)
+            .exec_without_returning(db)
+            .await?;
+    }
     Ok(())
 }
 

@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use super::concurrency::{ConcurrencyConfig, DestinationLimits};
@@ -147,6 +146,17 @@ impl QueueConfig {
 struct State {
     limits: DestinationLimits,
     lane_active: [usize; 3],
+    /// What this node last wrote to each destination's row, so that a
+    /// stream of successful attempts does not rewrite it every time.
+    saved: std::collections::HashMap<String, Saved>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Saved {
+    limit: i32,
+    ceiling: Option<i32>,
+    failures: i32,
+    at: Instant,
 }
 
 fn lane_index(l: Lane) -> usize {
@@ -172,8 +182,8 @@ pub struct QueueRunner {
 /// A running queue runner. Dropping the handle leaves it running; `stop`
 /// ends it cleanly, `abort` kills it mid-flight (as a crash would).
 pub struct RunnerHandle {
-    task: tokio::task::JoinHandle<()>,
-    stop: Arc<Notify>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stop: tokio::sync::watch::Sender<bool>,
     shared: Arc<Shared>,
 }
 
@@ -182,17 +192,26 @@ impl RunnerHandle {
     /// returns. Entries not finished by then are picked up again when their
     /// lease runs out.
     pub async fn stop(self, grace: Duration) {
-        self.stop.notify_one();
-        let abort = self.task.abort_handle();
-        if tokio::time::timeout(grace, self.task).await.is_err() {
-            abort.abort();
+        let _ = self.stop.send(true);
+        let aborts: Vec<_> = self.tasks.iter().map(|t| t.abort_handle()).collect();
+        let all = async {
+            for t in self.tasks {
+                let _ = t.await;
+            }
+        };
+        if tokio::time::timeout(grace, all).await.is_err() {
+            for a in aborts {
+                a.abort();
+            }
         }
     }
 
     /// Kills the runner and its attempts at once, leaving claimed entries
     /// locked until their lease expires.
     pub fn abort(&self) {
-        self.task.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 
     /// This runner's lock-owner name.
@@ -228,72 +247,81 @@ impl QueueRunner {
                 state: Mutex::new(State {
                     limits,
                     lane_active: [0; 3],
+                    saved: Default::default(),
                 }),
             }),
         }
     }
 
+    /// Starts one dispatcher per lane. Each claims only for its own lane
+    /// and owns its workers, so a lane that waits (on a slow claim, on the
+    /// write lock) never holds up another.
     pub fn start(self) -> RunnerHandle {
-        let stop = Arc::new(Notify::new());
-        let shared = self.shared.clone();
-        let task = tokio::spawn(dispatch(self.shared, stop.clone()));
-        RunnerHandle { task, stop, shared }
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let tasks = Lane::ALL
+            .into_iter()
+            .map(|lane| tokio::spawn(dispatch(self.shared.clone(), lane, stop_rx.clone())))
+            .collect();
+        RunnerHandle {
+            tasks,
+            stop,
+            shared: self.shared,
+        }
     }
 }
 
-async fn dispatch(sh: Arc<Shared>, stop: Arc<Notify>) {
+async fn dispatch(sh: Arc<Shared>, lane: Lane, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut workers = JoinSet::new();
     let mut cursor = String::new();
+    let mut wake = sh.core.queue_wakeups();
     let poll = Duration::from_millis(sh.cfg.poll_interval_ms.max(10));
-    let mut stopping = false;
-    while !stopping {
+    while !*stop.borrow() {
         let mut db_down = false;
-        // Bounces and fresh mail first: the order of this loop is only the
-        // order of claiming within one pass, each lane has its own workers.
-        'lanes: for lane in [Lane::Fresh, Lane::Bounce, Lane::Retry] {
-            loop {
-                let (busy, exclude) = match sh.state.lock() {
-                    Ok(s) => (
-                        s.lane_active[lane_index(lane)] >= sh.cfg.workers(lane),
-                        s.limits.saturated(),
-                    ),
-                    Err(_) => return,
-                };
-                if busy {
-                    break;
-                }
-                match claim(&sh, lane, &exclude, &mut cursor).await {
-                    Ok(group) if group.is_empty() => break,
-                    Ok(group) => {
-                        let domain = group[0].domain.clone();
-                        seed_limits(&sh, &domain).await;
-                        if let Ok(mut s) = sh.state.lock() {
-                            s.lane_active[lane_index(lane)] += 1;
-                            s.limits.acquire(&domain);
+        loop {
+            let (busy, exclude) = match sh.state.lock() {
+                Ok(s) => (
+                    s.lane_active[lane_index(lane)] >= sh.cfg.workers(lane),
+                    s.limits.saturated(),
+                ),
+                Err(_) => return,
+            };
+            if busy {
+                break;
+            }
+            match claim(&sh, lane, &exclude, &mut cursor).await {
+                Ok(group) if group.is_empty() => break,
+                Ok(group) => {
+                    let domain = group[0].domain.clone();
+                    seed_limits(&sh, &domain).await;
+                    if let Ok(mut s) = sh.state.lock() {
+                        s.lane_active[lane_index(lane)] += 1;
+                        s.limits.acquire(&domain);
+                    }
+                    let sh2 = sh.clone();
+                    workers.spawn(async move {
+                        attempt(&sh2, group).await;
+                        if let Ok(mut s) = sh2.state.lock() {
+                            s.lane_active[lane_index(lane)] -= 1;
+                            s.limits.release(&domain);
                         }
-                        let sh2 = sh.clone();
-                        workers.spawn(async move {
-                            attempt(&sh2, group).await;
-                            if let Ok(mut s) = sh2.state.lock() {
-                                s.lane_active[lane_index(lane)] -= 1;
-                                s.limits.release(&domain);
-                            }
-                        });
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, lane = lane.as_str(), "queue claim failed");
-                        db_down = true;
-                        break 'lanes;
-                    }
+                        // A freed connection slot may let another lane
+                        // claim for this destination.
+                        sh2.core.queue_wake();
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, lane = lane.as_str(), "queue claim failed");
+                    db_down = true;
+                    break;
                 }
             }
         }
         let wait = if db_down { poll * 2 } else { poll };
         tokio::select! {
-            _ = sh.core.queue_wakeup().notified() => {}
+            _ = wake.changed() => {}
             Some(_) = workers.join_next(), if !workers.is_empty() => {}
             _ = tokio::time::sleep(wait) => {}
-            _ = stop.notified() => stopping = true,
+            _ = stop.changed() => {}
         }
     }
     while workers.join_next().await.is_some() {}
@@ -425,16 +453,34 @@ async fn attempt(sh: &Shared, group: Vec<QueueEntry>) {
         }
     }
 
-    let prev = sh
-        .core
-        .queue_destination(&first.domain)
-        .await
+    // The destination's row is what operators read (limit, last reply,
+    // next attempt). Write it when something changed, and otherwise at most
+    // every few seconds.
+    let last = sh
+        .state
+        .lock()
         .ok()
-        .flatten();
+        .and_then(|s| s.saved.get(&first.domain).copied());
     let failures = if report.unreachable {
-        prev.as_ref().map(|d| d.failures).unwrap_or(0) + 1
+        let prev = sh
+            .core
+            .queue_destination(&first.domain)
+            .await
+            .ok()
+            .flatten();
+        prev.map(|d| d.failures).unwrap_or(0) + 1
     } else {
         0
+    };
+    let due = match last {
+        None => true,
+        Some(l) => {
+            l.limit != limit
+                || l.ceiling != ceiling
+                || l.failures != failures
+                || report.unreachable
+                || l.at.elapsed() >= Duration::from_secs(2)
+        }
     };
     let dest = Destination {
         domain: first.domain.clone(),
@@ -452,8 +498,25 @@ async fn attempt(sh: &Shared, group: Vec<QueueEntry>) {
             0
         },
     };
-    if let Err(e) = sh.core.save_destination(&dest, false).await {
-        tracing::warn!(error = %e, domain = %first.domain, "could not save destination state");
+    if due {
+        match sh.core.save_destination(&dest, false).await {
+            Ok(()) => {
+                if let Ok(mut s) = sh.state.lock() {
+                    s.saved.insert(
+                        first.domain.clone(),
+                        Saved {
+                            limit,
+                            ceiling,
+                            failures,
+                            at: Instant::now(),
+                        },
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, domain = %first.domain, "could not save destination state")
+            }
+        }
     }
     if report.unreachable {
         let reason = dest.last_reply.clone().unwrap_or_default();
@@ -481,6 +544,11 @@ async fn prepare_finish(
     now: i64,
 ) -> CoreResult<Finish> {
     let sched = &sh.cfg.schedule;
+    // One draw of jitter and one attempt count for the whole group, so the
+    // recipients of a message retry together and travel in one transaction
+    // again.
+    let jitter: f64 = rand::thread_rng().r#gen();
+    let attempts = group.iter().map(|e| e.attempts).max().unwrap_or(0) + 1;
     let mut results = Vec::with_capacity(group.len());
     let mut failed = Vec::new();
     let mut delayed = Vec::new();
@@ -494,7 +562,7 @@ async fn prepare_finish(
             Outcome::Expired
         } else {
             Outcome::Deferred {
-                next_at: sched.next_attempt(now, e.attempts + 1, rand::thread_rng().r#gen()),
+                next_at: sched.next_attempt(now, attempts, jitter),
             }
         };
         let remote_mta = report.remote_host.clone();
