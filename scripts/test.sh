@@ -58,6 +58,7 @@ cargo test -p tern --test pop3
 
 say "outbound queue: runner + lettre relay against fake MX servers (SQLite and PostgreSQL)"
 cargo test -p tern --test queue
+TERN_QUEUE_TEST_BACKEND=postgres cargo test -p tern --test queue
 
 say "clippy"
 cargo clippy --workspace --all-targets -- -D warnings

@@ -27,9 +27,30 @@ struct World {
     dns: Arc<FakeDns>,
     url: String,
     _dir: tempfile::TempDir,
+    _pg: Option<common::PgDb>,
 }
 
+static WORLDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 impl World {
+    /// A world on the backend the run asks for: SQLite, or with
+    /// `TERN_QUEUE_TEST_BACKEND=postgres` (the README's test command runs
+    /// the suite both ways) a fresh database on the test PostgreSQL.
+    fn new() -> World {
+        if std::env::var("TERN_QUEUE_TEST_BACKEND").is_ok_and(|b| b == "postgres") {
+            let n = WORLDS.fetch_add(1, Ordering::SeqCst);
+            let pg = common::PgDb::create(&format!("q{n}"))
+                .expect("TERN_QUEUE_TEST_BACKEND=postgres needs TERN_TEST_PG_URL");
+            World {
+                url: pg.url.clone(),
+                _pg: Some(pg),
+                ..World::sqlite()
+            }
+        } else {
+            World::sqlite()
+        }
+    }
+
     fn sqlite() -> World {
         let dir = tempfile::tempdir().unwrap();
         World {
@@ -37,6 +58,7 @@ impl World {
             dns: Arc::new(FakeDns::default()),
             url: format!("sqlite://{}/tern.db?mode=rwc", dir.path().display()),
             _dir: dir,
+            _pg: None,
         }
     }
 
@@ -134,7 +156,7 @@ async fn inbox(core: &Core, account: i32) -> Vec<String> {
 
 #[tokio::test]
 async fn delivers_over_starttls_and_logs_the_attempt() {
-    let w = World::sqlite();
+    let w = World::new();
     let core = w.core().await;
     directory(&core).await;
     let mx = FakeMx::start(Behaviour {
@@ -188,7 +210,7 @@ async fn delivers_over_starttls_and_logs_the_attempt() {
 
 #[tokio::test]
 async fn mx_order_implicit_mx_null_mx_and_missing_domains() {
-    let w = World::sqlite();
+    let w = World::new();
     let core = w.core().await;
     let alice = directory(&core).await;
     let mx = FakeMx::start(Behaviour::default()).await;
@@ -264,7 +286,7 @@ async fn mx_order_implicit_mx_null_mx_and_missing_domains() {
 
 #[tokio::test]
 async fn replies_count_per_recipient_and_bounces_follow_rfc_3464() {
-    let w = World::sqlite();
+    let w = World::new();
     let core = w.core().await;
     let alice = directory(&core).await;
     let mx = FakeMx::start(Behaviour::default()).await;
@@ -351,7 +373,7 @@ async fn replies_count_per_recipient_and_bounces_follow_rfc_3464() {
 
 #[tokio::test]
 async fn a_bounce_never_bounces() {
-    let w = World::sqlite();
+    let w = World::new();
     let core = w.core().await;
     let alice = directory(&core).await;
     let mx = FakeMx::start(Behaviour::default()).await;
@@ -388,7 +410,7 @@ async fn a_bounce_never_bounces() {
 
 #[tokio::test]
 async fn the_schedule_warns_at_four_hours_and_gives_up_after_five_days() {
-    let w = World::sqlite();
+    let w = World::new();
     let core = w.core().await;
     let alice = directory(&core).await;
     let mx = FakeMx::start(Behaviour::default()).await;
@@ -467,7 +489,7 @@ async fn the_schedule_warns_at_four_hours_and_gives_up_after_five_days() {
 
 #[tokio::test]
 async fn a_connection_lost_in_data_is_retried_and_delivered_once() {
-    let w = World::sqlite();
+    let w = World::new();
     let core = w.core().await;
     let alice = directory(&core).await;
     let mx = FakeMx::start(Behaviour::default()).await;
@@ -509,7 +531,7 @@ async fn a_connection_lost_in_data_is_retried_and_delivered_once() {
 
 #[tokio::test]
 async fn dot_stuffing_is_exact_and_bare_line_ends_cannot_smuggle() {
-    let w = World::sqlite();
+    let w = World::new();
     let core = w.core().await;
     directory(&core).await;
     let mx = FakeMx::start(Behaviour::default()).await;
@@ -544,7 +566,7 @@ async fn dot_stuffing_is_exact_and_bare_line_ends_cannot_smuggle() {
 
 #[tokio::test]
 async fn concurrency_settles_under_421_and_nothing_bounces() {
-    let w = World::sqlite();
+    let w = World::new();
     let core = w.core().await;
     let alice = directory(&core).await;
     let mx = FakeMx::start(Behaviour {
@@ -624,7 +646,7 @@ async fn concurrency_settles_under_421_and_nothing_bounces() {
 
 #[tokio::test]
 async fn fresh_mail_goes_first_past_a_backlog_of_ten_thousand() {
-    let w = World::sqlite();
+    let w = World::new();
     let core = w.core().await;
     directory(&core).await;
     let live = FakeMx::start(Behaviour::default()).await;
@@ -650,6 +672,13 @@ async fn fresh_mail_goes_first_past_a_backlog_of_ten_thousand() {
     // ...so one attempt defers all 10,000 to the retry lane.
     wait_for("the backlog to be deferred", 60, async || {
         let st = core.queue_stats().await.unwrap();
+        if std::env::var("QDEBUG").is_ok() {
+            eprintln!(
+                "{:?} {:?}",
+                st.by_lane,
+                core.queue_destination("dead.test").await.unwrap()
+            );
+        }
         st.by_lane[1].1 == 10_000
     })
     .await;
@@ -785,7 +814,7 @@ async fn two_runners_on_postgres_deliver_each_entry_once() {
 
 #[tokio::test]
 async fn a_killed_worker_is_replaced_after_its_lease() {
-    let w = World::sqlite();
+    let w = World::new();
     let core = w.core().await;
     directory(&core).await;
     let mx = FakeMx::start(Behaviour::default()).await;
@@ -835,7 +864,7 @@ async fn a_killed_worker_is_replaced_after_its_lease() {
 
 #[tokio::test]
 async fn required_tls_is_never_skipped() {
-    let w = World::sqlite();
+    let w = World::new();
     let core = w.core().await;
     directory(&core).await;
     let plain = FakeMx::start(Behaviour::default()).await;
@@ -1066,7 +1095,7 @@ async fn a_smarthost_takes_mail_with_auth_over_starttls_or_implicit_tls() {
         (hub.sub, "starttls", "via 587"),
         (hub.smtps, "tls", "via 465"),
     ] {
-        let w = World::sqlite();
+        let w = World::new();
         let core = w.core().await;
         let relay = LettreRelay::new(
             &RelayConfig {
@@ -1110,7 +1139,7 @@ async fn a_smarthost_takes_mail_with_auth_over_starttls_or_implicit_tls() {
 
     // A wrong password defers (our configuration is at fault, not the
     // recipient), and never bounces.
-    let w = World::sqlite();
+    let w = World::new();
     let core = w.core().await;
     let relay = LettreRelay::new(
         &RelayConfig {

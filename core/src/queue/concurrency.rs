@@ -105,11 +105,13 @@ impl DestinationLimits {
     }
 
     /// A sign of pushback while `in_flight` connections (this one included)
-    /// were open.
-    pub fn pushback(&mut self, domain: &str, in_flight: i32, now: i64) {
+    /// were open. `too_many` is a `421` ("too many connections"): only that
+    /// tells how many connections the destination allows, and sets a
+    /// ceiling. A refused connection or a failed TLS handshake only halves.
+    pub fn pushback(&mut self, domain: &str, in_flight: i32, too_many: bool, now: i64) {
         let s = self.state(domain);
         s.successes = 0;
-        if in_flight <= 1 {
+        if in_flight <= 1 || !too_many {
             // A lone connection that failed says nothing about how many the
             // destination allows: halve, but set no ceiling.
             s.limit = (s.limit / 2).max(1);
@@ -152,24 +154,27 @@ mod tests {
     fn starts_at_five_and_halves_on_pushback() {
         let mut l = DestinationLimits::new(ConcurrencyConfig::default());
         assert_eq!(l.state("a.test").limit, 5);
-        l.pushback("a.test", 3, 0);
+        l.pushback("a.test", 3, true, 0);
         assert_eq!(l.state("a.test").limit, 2);
-        l.pushback("a.test", 2, 0);
+        l.pushback("a.test", 2, true, 0);
         assert_eq!(l.state("a.test").limit, 1);
-        l.pushback("a.test", 1, 0);
+        l.pushback("a.test", 1, true, 0);
         assert_eq!(l.state("a.test").limit, 1, "never below one");
         let mut l = DestinationLimits::new(ConcurrencyConfig::default());
-        l.pushback("b.test", 1, 0);
+        l.pushback("b.test", 1, true, 0);
         assert_eq!(l.state("b.test").limit, 2, "a lone failure halves...");
         assert_eq!(l.state("b.test").ceiling, None, "...but sets no ceiling");
+        l.pushback("b.test", 3, false, 0);
+        assert_eq!(l.state("b.test").limit, 1, "refused connections halve...");
+        assert_eq!(l.state("b.test").ceiling, None, "...but set no ceiling");
     }
 
     #[test]
     fn grows_additively_up_to_the_ceiling_until_quiet() {
         let mut l = DestinationLimits::new(ConcurrencyConfig::default());
         // Pushback with 3 open: the destination allows 2.
-        l.pushback("a.test", 3, 0);
-        l.pushback("a.test", 3, 0);
+        l.pushback("a.test", 3, true, 0);
+        l.pushback("a.test", 3, true, 0);
         assert_eq!(l.state("a.test").limit, 1);
         for _ in 0..100 {
             l.success("a.test", 10);

@@ -629,6 +629,43 @@ impl Core {
         Ok(())
     }
 
+    /// Moves fresh entries of destinations that are known unreachable to
+    /// the retry lane. Mail queued while another node was finding out (on
+    /// PostgreSQL a delivery can commit just after the destination was
+    /// deferred) would otherwise wait in the fresh lane, blocked, looking
+    /// as if it had never been tried.
+    pub async fn queue_sweep_unreachable(&self) -> CoreResult<u64> {
+        let now = self.now();
+        let dead: Vec<(String, i64, Option<String>)> = queue_destination::Entity::find()
+            .select_only()
+            .column(queue_destination::Column::Domain)
+            .column(queue_destination::Column::NextAttemptAt)
+            .column(queue_destination::Column::LastReply)
+            .filter(queue_destination::Column::NextAttemptAt.gt(now))
+            .into_tuple()
+            .all(self.db())
+            .await?;
+        let mut moved = 0;
+        for (domain, next_at, why) in dead {
+            let waiting: Option<i32> = queue_entry::Entity::find()
+                .select_only()
+                .column(queue_entry::Column::Id)
+                .filter(claimable(now))
+                .filter(queue_entry::Column::Lane.eq(Lane::Fresh.as_str()))
+                .filter(queue_entry::Column::Domain.eq(domain.as_str()))
+                .limit(1)
+                .into_tuple()
+                .one(self.db())
+                .await?;
+            if waiting.is_some() {
+                moved += self
+                    .queue_defer_destination(&domain, next_at, why.as_deref().unwrap_or(""))
+                    .await?;
+            }
+        }
+        Ok(moved)
+    }
+
     /// A destination turned out unreachable: its waiting fresh entries move
     /// to the retry lane now, with the reason, instead of each taking a
     /// fresh worker to find out the same thing. Retry entries need no

@@ -277,6 +277,12 @@ async fn dispatch(sh: Arc<Shared>, lane: Lane, mut stop: tokio::sync::watch::Rec
     let poll = Duration::from_millis(sh.cfg.poll_interval_ms.max(10));
     while !*stop.borrow() {
         let mut db_down = false;
+        if lane == Lane::Fresh
+            && let Err(e) = sh.core.queue_sweep_unreachable().await
+        {
+            tracing::warn!(error = %e, "queue sweep failed");
+            db_down = true;
+        }
         loop {
             let (busy, exclude) = match sh.state.lock() {
                 Ok(s) => (
@@ -413,7 +419,8 @@ async fn attempt(sh: &Shared, group: Vec<QueueEntry>) {
     let (limit, ceiling) = match sh.state.lock() {
         Ok(mut s) => {
             if report.pushback {
-                s.limits.pushback(&first.domain, in_flight, now);
+                let too_many = report.replies.iter().any(|r| r.code == 421);
+                s.limits.pushback(&first.domain, in_flight, too_many, now);
             } else if report.replies.iter().any(Reply::is_success) {
                 s.limits.success(&first.domain, now);
             }
