@@ -56,6 +56,9 @@ cargo test -p tern --test smtp
 say "POP3 over real sockets: 110 with STLS, 995 (raw, Python poplib, curl)"
 cargo test -p tern --test pop3
 
+say "IMAP over real sockets: 143 with STARTTLS, 993 (transcripts, Python imaplib)"
+cargo test -p tern --test imap
+
 say "outbound queue: runner + lettre relay against fake MX servers (SQLite and PostgreSQL)"
 cargo test -p tern --test queue
 TERN_QUEUE_TEST_BACKEND=postgres cargo test -p tern --test queue

@@ -22,9 +22,41 @@ pub struct Config {
     pub listeners: Listeners,
     pub smtp: SmtpConfig,
     pub pop3: Pop3Config,
+    pub imap: ImapConfig,
     pub relay: RelayConfig,
     /// The outbound queue: workers per lane, retry schedule, concurrency.
     pub queue: mailcore::queue::QueueConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImapConfig {
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub max_connections_per_account: usize,
+    /// RFC 9051 §5.4: at least 30 minutes once logged in (smaller values
+    /// are raised to 30 minutes).
+    pub autologout_secs: u64,
+    /// Before login a silent connection is dropped sooner.
+    pub autologout_pre_auth_secs: u64,
+    pub max_line: usize,
+    /// Largest literal accepted before login; after login the limit is
+    /// `smtp.max_message_size`.
+    pub max_literal_pre_auth: u64,
+}
+
+impl Default for ImapConfig {
+    fn default() -> Self {
+        ImapConfig {
+            max_connections: 1000,
+            max_connections_per_ip: 50,
+            max_connections_per_account: 20,
+            autologout_secs: 1800,
+            autologout_pre_auth_secs: 60,
+            max_line: 64 * 1024,
+            max_literal_pre_auth: 4096,
+        }
+    }
 }
 
 /// Outbound delivery. With no smarthost and no route, mail goes to each
@@ -172,6 +204,7 @@ impl Default for Config {
             listeners: Listeners::default(),
             smtp: SmtpConfig::default(),
             pop3: Pop3Config::default(),
+            imap: ImapConfig::default(),
             relay: RelayConfig::default(),
             queue: mailcore::queue::QueueConfig::default(),
         }
@@ -245,6 +278,13 @@ impl Config {
             "pop3.max_connections_per_ip",
             "pop3.max_connections_per_account",
             "pop3.autologout_secs",
+            "imap.max_connections",
+            "imap.max_connections_per_ip",
+            "imap.max_connections_per_account",
+            "imap.autologout_secs",
+            "imap.autologout_pre_auth_secs",
+            "imap.max_line",
+            "imap.max_literal_pre_auth",
             "relay.enabled",
             "relay.smarthost",
             "relay.smarthost_tls",

@@ -12,10 +12,10 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     );
 
     // Mail listeners start here, each with the core and the shared TLS
-    // config, on the addresses in `cfg.listeners`. IMAP/IMAPS (issue 5) joins
-    // SMTP and POP3 here.
+    // config, on the addresses in `cfg.listeners`.
     let mut mail_tasks = crate::smtp::start(&core, &cfg, tls.clone()).await?;
     mail_tasks.extend(crate::pop3::start(&core, &cfg, tls.clone()).await?);
+    mail_tasks.extend(crate::imap::start(&core, &cfg, tls.clone()).await?);
 
     let runner = start_queue(&core, &cfg)?;
 

@@ -32,6 +32,8 @@ pub struct Tern {
     pub smtps: u16,
     pub pop3: u16,
     pub pop3s: u16,
+    pub imap: u16,
+    pub imaps: u16,
 }
 
 impl Drop for Tern {
@@ -114,6 +116,7 @@ pub fn start(extra_env: &[(&str, &str)]) -> Tern {
     for _attempt in 0..5 {
         let (mx, sub, smtps) = (free_port(), free_port(), free_port());
         let (pop3, pop3s, web) = (free_port(), free_port(), free_port());
+        let (imap, imaps) = (free_port(), free_port());
         let mut cmd = Command::new(BIN);
         cmd.arg("serve")
             .env("TERN_DATA_DIR", p)
@@ -125,6 +128,8 @@ pub fn start(extra_env: &[(&str, &str)]) -> Tern {
             .env("TERN_LISTENERS__SMTPS", format!("127.0.0.1:{smtps}"))
             .env("TERN_LISTENERS__POP3", format!("127.0.0.1:{pop3}"))
             .env("TERN_LISTENERS__POP3S", format!("127.0.0.1:{pop3s}"))
+            .env("TERN_LISTENERS__IMAP", format!("127.0.0.1:{imap}"))
+            .env("TERN_LISTENERS__IMAPS", format!("127.0.0.1:{imaps}"))
             // Tests reach nothing but 127.0.0.1: outbound delivery (which
             // would look up real MX records) is off unless a test turns it
             // on with routes to its own fake MX servers.
@@ -161,6 +166,8 @@ pub fn start(extra_env: &[(&str, &str)]) -> Tern {
             smtps,
             pop3,
             pop3s,
+            imap,
+            imaps,
         };
     }
     panic!("tern could not bind its ports in 5 attempts");

@@ -1,0 +1,1459 @@
+//! IMAP command syntax (RFC 9051 §9, with the RFC 3501 forms rev1 clients
+//! send): bytes in, a typed command out. No I/O here.
+//!
+//! The session hands over one complete command as it came off the wire:
+//! the line, and after each `{n}`/`{n+}` the CRLF and the n literal bytes
+//! (the session has already checked n against its limits). So the parser
+//! sees exactly the RFC grammar and can be fuzzed on raw bytes.
+
+use std::fmt;
+
+/// Deepest nesting of parentheses the parser follows (SEARCH, lists).
+pub const MAX_DEPTH: usize = 16;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tagged {
+    pub tag: String,
+    pub cmd: Command,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParseError {
+    /// Not even a tag: answer with an untagged BAD.
+    NoTag,
+    /// A tag, but the rest is wrong: answer `tag BAD <msg>`.
+    Bad { tag: String, msg: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SeqBound {
+    Num(u32),
+    /// `*`: the largest number in use.
+    Star,
+}
+
+/// A sequence set (RFC 9051 §9 `sequence-set`): ranges, in any order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeqSet(pub Vec<(SeqBound, SeqBound)>);
+
+impl SeqSet {
+    /// Does `n` fall in the set, given the largest number in use (`*`)?
+    pub fn contains(&self, n: u32, max: u32) -> bool {
+        let v = |b: SeqBound| match b {
+            SeqBound::Num(x) => x,
+            SeqBound::Star => max,
+        };
+        self.0.iter().any(|&(a, b)| {
+            let (a, b) = (v(a), v(b));
+            let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+            lo <= n && n <= hi
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StatusItem {
+    Messages,
+    UidNext,
+    UidValidity,
+    Unseen,
+    Deleted,
+    Size,
+    Recent,
+    HighestModSeq,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SectionText {
+    /// `BODY[]` or `BODY[1.2]`: the whole message or part.
+    Full,
+    Header,
+    HeaderFields(Vec<String>),
+    HeaderFieldsNot(Vec<String>),
+    Text,
+    Mime,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Section {
+    pub part: Vec<u32>,
+    pub text: SectionText,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FetchItem {
+    Flags,
+    Uid,
+    InternalDate,
+    Rfc822Size,
+    Envelope,
+    BodyStructure,
+    /// `BODY` without a section: the non-extensible BODYSTRUCTURE.
+    Body,
+    BodySection {
+        peek: bool,
+        section: Section,
+        partial: Option<(u32, u32)>,
+    },
+    Rfc822,
+    Rfc822Header,
+    Rfc822Text,
+    ModSeq,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreOp {
+    Add,
+    Remove,
+    Replace,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SearchKey {
+    All,
+    Flag(&'static str, bool),
+    New,
+    Old,
+    Recent,
+    Keyword(String, bool),
+    Header(String, String),
+    Body(String),
+    Text(String),
+    Larger(u64),
+    Smaller(u64),
+    /// Internal date, as days since 1970-01-01.
+    Before(i64),
+    On(i64),
+    Since(i64),
+    SentBefore(i64),
+    SentOn(i64),
+    SentSince(i64),
+    Uid(SeqSet),
+    Seq(SeqSet),
+    ModSeq(u64),
+    Not(Box<SearchKey>),
+    Or(Box<SearchKey>, Box<SearchKey>),
+    And(Vec<SearchKey>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    Capability,
+    Noop,
+    Logout,
+    StartTls,
+    Check,
+    Login {
+        user: String,
+        pass: String,
+    },
+    Authenticate {
+        mechanism: String,
+        initial: Option<String>,
+    },
+    Enable(Vec<String>),
+    Id,
+    Select {
+        mailbox: String,
+        read_only: bool,
+        condstore: bool,
+    },
+    Create(String),
+    Delete(String),
+    Rename(String, String),
+    Subscribe(String),
+    Unsubscribe(String),
+    List {
+        reference: String,
+        patterns: Vec<String>,
+        subscribed_only: bool,
+        lsub: bool,
+        return_subscribed: bool,
+        return_special_use: bool,
+        return_status: Option<Vec<StatusItem>>,
+    },
+    Namespace,
+    Status {
+        mailbox: String,
+        items: Vec<StatusItem>,
+    },
+    Append {
+        mailbox: String,
+        flags: Vec<String>,
+        date: Option<i64>,
+        message: Vec<u8>,
+    },
+    Idle,
+    Close,
+    Unselect,
+    Expunge {
+        uids: Option<SeqSet>,
+    },
+    Search {
+        uid: bool,
+        /// `RETURN (...)` of ESEARCH (RFC 4731); `Some(empty)` means ALL.
+        ret: Option<Vec<String>>,
+        key: SearchKey,
+    },
+    Fetch {
+        uid: bool,
+        set: SeqSet,
+        items: Vec<FetchItem>,
+        changed_since: Option<u64>,
+    },
+    Store {
+        uid: bool,
+        set: SeqSet,
+        op: StoreOp,
+        silent: bool,
+        flags: Vec<String>,
+        unchanged_since: Option<u64>,
+    },
+    Copy {
+        uid: bool,
+        set: SeqSet,
+        mailbox: String,
+    },
+    Move {
+        uid: bool,
+        set: SeqSet,
+        mailbox: String,
+    },
+}
+
+impl Command {
+    /// The command's name, for the per-state table and log lines.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Capability => "CAPABILITY",
+            Command::Noop => "NOOP",
+            Command::Logout => "LOGOUT",
+            Command::StartTls => "STARTTLS",
+            Command::Check => "CHECK",
+            Command::Login { .. } => "LOGIN",
+            Command::Authenticate { .. } => "AUTHENTICATE",
+            Command::Enable(_) => "ENABLE",
+            Command::Id => "ID",
+            Command::Select {
+                read_only: false, ..
+            } => "SELECT",
+            Command::Select { .. } => "EXAMINE",
+            Command::Create(_) => "CREATE",
+            Command::Delete(_) => "DELETE",
+            Command::Rename(..) => "RENAME",
+            Command::Subscribe(_) => "SUBSCRIBE",
+            Command::Unsubscribe(_) => "UNSUBSCRIBE",
+            Command::List { lsub: true, .. } => "LSUB",
+            Command::List { .. } => "LIST",
+            Command::Namespace => "NAMESPACE",
+            Command::Status { .. } => "STATUS",
+            Command::Append { .. } => "APPEND",
+            Command::Idle => "IDLE",
+            Command::Close => "CLOSE",
+            Command::Unselect => "UNSELECT",
+            Command::Expunge { .. } => "EXPUNGE",
+            Command::Search { .. } => "SEARCH",
+            Command::Fetch { .. } => "FETCH",
+            Command::Store { .. } => "STORE",
+            Command::Copy { .. } => "COPY",
+            Command::Move { .. } => "MOVE",
+        }
+    }
+}
+
+/// If a line (with its CRLF) ends in a literal announcement `{n}` or
+/// `{n+}`, returns n and whether it is non-synchronizing (LITERAL+,
+/// RFC 7888). An unparseable or absurd count is `Some((u64::MAX, _))`, so
+/// the caller refuses it before allocating anything.
+pub fn literal_suffix(line: &[u8]) -> Option<(u64, bool)> {
+    let l = line
+        .strip_suffix(b"\r\n")
+        .or_else(|| line.strip_suffix(b"\n"))?;
+    let l = l.strip_suffix(b"}")?;
+    let open = l.iter().rposition(|&b| b == b'{')?;
+    let mut digits = &l[open + 1..];
+    let nonsync = digits.last() == Some(&b'+');
+    if nonsync {
+        digits = &digits[..digits.len() - 1];
+    }
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = std::str::from_utf8(digits)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(u64::MAX);
+    Some((n, nonsync))
+}
+
+struct P<'a> {
+    b: &'a [u8],
+    i: usize,
+    depth: usize,
+}
+
+type R<T> = Result<T, String>;
+
+fn is_atom_char(c: u8) -> bool {
+    c > 0x20 && c < 0x7f && !b"(){ %*\"\\]".contains(&c)
+}
+
+impl<'a> P<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn eat(&mut self, c: u8) -> bool {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect(&mut self, c: u8) -> R<()> {
+        if self.eat(c) {
+            Ok(())
+        } else {
+            Err(format!("expected '{}'", c as char))
+        }
+    }
+
+    fn sp(&mut self) -> R<()> {
+        self.expect(b' ')
+    }
+
+    fn at_end(&self) -> bool {
+        matches!(&self.b[self.i..], b"\r\n" | b"\n" | b"")
+    }
+
+    fn end(&mut self) -> R<()> {
+        if self.at_end() {
+            Ok(())
+        } else {
+            Err("unexpected characters at the end of the command".into())
+        }
+    }
+
+    /// `atom`, with `]` allowed when `astring` asks for it.
+    fn atom_with(&mut self, extra: &[u8]) -> R<&'a str> {
+        let start = self.i;
+        while let Some(c) = self.peek() {
+            if is_atom_char(c) || extra.contains(&c) {
+                self.i += 1;
+            } else {
+                break;
+            }
+        }
+        if self.i == start {
+            return Err("expected an atom".into());
+        }
+        std::str::from_utf8(&self.b[start..self.i]).map_err(|_| "bad atom".into())
+    }
+
+    fn atom(&mut self) -> R<&'a str> {
+        self.atom_with(b"")
+    }
+
+    fn quoted(&mut self) -> R<Vec<u8>> {
+        self.expect(b'"')?;
+        let mut out = Vec::new();
+        loop {
+            match self.peek() {
+                None | Some(b'\r') | Some(b'\n') => return Err("unterminated quoted string".into()),
+                Some(b'"') => {
+                    self.i += 1;
+                    return Ok(out);
+                }
+                Some(b'\\') => {
+                    self.i += 1;
+                    match self.peek() {
+                        Some(c @ (b'"' | b'\\')) => {
+                            out.push(c);
+                            self.i += 1;
+                        }
+                        _ => return Err("bad escape in quoted string".into()),
+                    }
+                }
+                Some(c) => {
+                    out.push(c);
+                    self.i += 1;
+                }
+            }
+        }
+    }
+
+    fn literal(&mut self) -> R<Vec<u8>> {
+        self.expect(b'{')?;
+        let start = self.i;
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.i += 1;
+        }
+        let n: usize = std::str::from_utf8(&self.b[start..self.i])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or("bad literal length")?;
+        self.eat(b'+');
+        self.expect(b'}')?;
+        self.eat(b'\r');
+        self.expect(b'\n')?;
+        if self.b.len() - self.i < n {
+            return Err("literal shorter than announced".into());
+        }
+        let v = self.b[self.i..self.i + n].to_vec();
+        self.i += n;
+        Ok(v)
+    }
+
+    fn string(&mut self) -> R<Vec<u8>> {
+        match self.peek() {
+            Some(b'"') => self.quoted(),
+            Some(b'{') => self.literal(),
+            _ => Err("expected a string".into()),
+        }
+    }
+
+    fn astring_bytes(&mut self) -> R<Vec<u8>> {
+        match self.peek() {
+            Some(b'"') | Some(b'{') => self.string(),
+            _ => Ok(self.atom_with(b"]")?.as_bytes().to_vec()),
+        }
+    }
+
+    fn astring(&mut self) -> R<String> {
+        String::from_utf8(self.astring_bytes()?).map_err(|_| "string is not UTF-8".into())
+    }
+
+    /// A mailbox name; `INBOX` in any case is INBOX (RFC 9051 §5.1).
+    fn mailbox(&mut self) -> R<String> {
+        let s = self.astring()?;
+        Ok(if s.eq_ignore_ascii_case("INBOX") {
+            "INBOX".into()
+        } else {
+            s
+        })
+    }
+
+    /// `list-mailbox`: like astring, but `%` and `*` are allowed in atoms.
+    fn list_mailbox(&mut self) -> R<String> {
+        match self.peek() {
+            Some(b'"') | Some(b'{') => {
+                String::from_utf8(self.string()?).map_err(|_| "string is not UTF-8".into())
+            }
+            _ => Ok(self.atom_with(b"%*]")?.to_owned()),
+        }
+    }
+
+    fn number(&mut self) -> R<u64> {
+        let start = self.i;
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.i += 1;
+        }
+        std::str::from_utf8(&self.b[start..self.i])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| "expected a number".into())
+    }
+
+    fn nz_number(&mut self) -> R<u32> {
+        let n = self.number()?;
+        if n == 0 || n > u32::MAX as u64 {
+            return Err("number out of range".into());
+        }
+        Ok(n as u32)
+    }
+
+    fn seq_bound(&mut self) -> R<SeqBound> {
+        if self.eat(b'*') {
+            Ok(SeqBound::Star)
+        } else {
+            Ok(SeqBound::Num(self.nz_number()?))
+        }
+    }
+
+    fn seq_set(&mut self) -> R<SeqSet> {
+        let mut v = Vec::new();
+        loop {
+            let a = self.seq_bound()?;
+            let b = if self.eat(b':') { self.seq_bound()? } else { a };
+            v.push((a, b));
+            if v.len() > 10_000 {
+                return Err("sequence set too long".into());
+            }
+            if !self.eat(b',') {
+                break;
+            }
+        }
+        Ok(SeqSet(v))
+    }
+
+    fn open(&mut self) -> R<()> {
+        self.expect(b'(')?;
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err("too deeply nested".into());
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> R<()> {
+        self.expect(b')')?;
+        self.depth -= 1;
+        Ok(())
+    }
+
+    /// `(flag flag ...)`.
+    fn flag_list(&mut self) -> R<Vec<String>> {
+        self.open()?;
+        let mut v = Vec::new();
+        while !self.eat(b')') {
+            if !v.is_empty() {
+                self.sp()?;
+            }
+            v.push(self.flag()?);
+        }
+        self.depth -= 1;
+        Ok(v)
+    }
+
+    fn flag(&mut self) -> R<String> {
+        let bs = self.eat(b'\\');
+        let a = self.atom()?;
+        Ok(if bs { format!("\\{a}") } else { a.to_owned() })
+    }
+
+    /// `date` (`1-Feb-1994`, optionally quoted) as days since the epoch.
+    fn date(&mut self) -> R<i64> {
+        let q = self.eat(b'"');
+        let a = self.atom()?;
+        if q {
+            self.expect(b'"')?;
+        }
+        parse_date(a).ok_or_else(|| "bad date".into())
+    }
+
+    fn fetch_att(&mut self) -> R<Vec<FetchItem>> {
+        // The item name ends at "[" (BODY[...]) as well as at the usual
+        // atom ends.
+        let start = self.i;
+        while self.peek().is_some_and(|c| is_atom_char(c) && c != b'[') {
+            self.i += 1;
+        }
+        if self.i == start {
+            return Err("expected a fetch item".into());
+        }
+        let base = String::from_utf8_lossy(&self.b[start..self.i]).to_ascii_uppercase();
+        Ok(match base.as_str() {
+            "ALL" => vec![
+                FetchItem::Flags,
+                FetchItem::InternalDate,
+                FetchItem::Rfc822Size,
+                FetchItem::Envelope,
+            ],
+            "FAST" => vec![
+                FetchItem::Flags,
+                FetchItem::InternalDate,
+                FetchItem::Rfc822Size,
+            ],
+            "FULL" => vec![
+                FetchItem::Flags,
+                FetchItem::InternalDate,
+                FetchItem::Rfc822Size,
+                FetchItem::Envelope,
+                FetchItem::Body,
+            ],
+            "BODY" | "BODY.PEEK" if self.peek() == Some(b'[') => {
+                let peek = base == "BODY.PEEK";
+                self.i += 1;
+                let s0 = self.i;
+                while self
+                    .peek()
+                    .is_some_and(|c| c != b']' && c != b' ' && c > 0x20 && c < 0x7f)
+                {
+                    self.i += 1;
+                }
+                let spec = String::from_utf8_lossy(&self.b[s0..self.i]).to_ascii_uppercase();
+                let fields = if self.eat(b' ') {
+                    Some(self.header_list()?)
+                } else {
+                    None
+                };
+                self.expect(b']')?;
+                let section = parse_section(&spec, fields)?;
+                let partial = if self.eat(b'<') {
+                    let o = self.number()?;
+                    self.expect(b'.')?;
+                    let n = self.number()?;
+                    self.expect(b'>')?;
+                    if o > u32::MAX as u64 || n > u32::MAX as u64 || n == 0 {
+                        return Err("bad partial range".into());
+                    }
+                    Some((o as u32, n as u32))
+                } else {
+                    None
+                };
+                vec![FetchItem::BodySection {
+                    peek,
+                    section,
+                    partial,
+                }]
+            }
+            "BODY" => vec![FetchItem::Body],
+            "FLAGS" => vec![FetchItem::Flags],
+            "UID" => vec![FetchItem::Uid],
+            "INTERNALDATE" => vec![FetchItem::InternalDate],
+            "RFC822.SIZE" => vec![FetchItem::Rfc822Size],
+            "ENVELOPE" => vec![FetchItem::Envelope],
+            "BODYSTRUCTURE" => vec![FetchItem::BodyStructure],
+            "RFC822" => vec![FetchItem::Rfc822],
+            "RFC822.HEADER" => vec![FetchItem::Rfc822Header],
+            "RFC822.TEXT" => vec![FetchItem::Rfc822Text],
+            "MODSEQ" => vec![FetchItem::ModSeq],
+            _ => return Err(format!("unknown fetch item {base}")),
+        })
+    }
+
+    fn header_list(&mut self) -> R<Vec<String>> {
+        self.open()?;
+        let mut v = Vec::new();
+        while !self.eat(b')') {
+            if !v.is_empty() {
+                self.sp()?;
+            }
+            v.push(self.astring()?);
+        }
+        self.depth -= 1;
+        if v.is_empty() {
+            return Err("empty header list".into());
+        }
+        Ok(v)
+    }
+
+    fn search_key(&mut self) -> R<SearchKey> {
+        if self.peek() == Some(b'(') {
+            self.open()?;
+            let mut keys = vec![self.search_key()?];
+            while !self.eat(b')') {
+                self.sp()?;
+                keys.push(self.search_key()?);
+            }
+            self.depth -= 1;
+            return Ok(SearchKey::And(keys));
+        }
+        if self.peek().is_some_and(|c| c.is_ascii_digit() || c == b'*') {
+            return Ok(SearchKey::Seq(self.seq_set()?));
+        }
+        let name = self.atom()?.to_ascii_uppercase();
+        let mut s = || -> R<String> {
+            self.sp()?;
+            self.astring()
+        };
+        Ok(match name.as_str() {
+            "ALL" => SearchKey::All,
+            "ANSWERED" => SearchKey::Flag("\\Answered", true),
+            "DELETED" => SearchKey::Flag("\\Deleted", true),
+            "DRAFT" => SearchKey::Flag("\\Draft", true),
+            "FLAGGED" => SearchKey::Flag("\\Flagged", true),
+            "SEEN" => SearchKey::Flag("\\Seen", true),
+            "UNANSWERED" => SearchKey::Flag("\\Answered", false),
+            "UNDELETED" => SearchKey::Flag("\\Deleted", false),
+            "UNDRAFT" => SearchKey::Flag("\\Draft", false),
+            "UNFLAGGED" => SearchKey::Flag("\\Flagged", false),
+            "UNSEEN" => SearchKey::Flag("\\Seen", false),
+            "NEW" => SearchKey::New,
+            "OLD" => SearchKey::Old,
+            "RECENT" => SearchKey::Recent,
+            "KEYWORD" => SearchKey::Keyword(s()?, true),
+            "UNKEYWORD" => SearchKey::Keyword(s()?, false),
+            "FROM" | "TO" | "CC" | "BCC" | "SUBJECT" => {
+                let v = s()?;
+                let field = name[..1].to_string() + &name[1..].to_ascii_lowercase();
+                SearchKey::Header(field, v)
+            }
+            "HEADER" => {
+                let f = s()?;
+                let v = s()?;
+                SearchKey::Header(f, v)
+            }
+            "BODY" => SearchKey::Body(s()?),
+            "TEXT" => SearchKey::Text(s()?),
+            "LARGER" => {
+                self.sp()?;
+                SearchKey::Larger(self.number()?)
+            }
+            "SMALLER" => {
+                self.sp()?;
+                SearchKey::Smaller(self.number()?)
+            }
+            "BEFORE" | "ON" | "SINCE" | "SENTBEFORE" | "SENTON" | "SENTSINCE" => {
+                self.sp()?;
+                let d = self.date()?;
+                match name.as_str() {
+                    "BEFORE" => SearchKey::Before(d),
+                    "ON" => SearchKey::On(d),
+                    "SINCE" => SearchKey::Since(d),
+                    "SENTBEFORE" => SearchKey::SentBefore(d),
+                    "SENTON" => SearchKey::SentOn(d),
+                    _ => SearchKey::SentSince(d),
+                }
+            }
+            "UID" => {
+                self.sp()?;
+                SearchKey::Uid(self.seq_set()?)
+            }
+            "MODSEQ" => {
+                self.sp()?;
+                SearchKey::ModSeq(self.number()?)
+            }
+            "NOT" => {
+                self.sp()?;
+                self.depth += 1;
+                if self.depth > MAX_DEPTH {
+                    return Err("too deeply nested".into());
+                }
+                let k = self.search_key()?;
+                self.depth -= 1;
+                SearchKey::Not(Box::new(k))
+            }
+            "OR" => {
+                self.depth += 1;
+                if self.depth > MAX_DEPTH {
+                    return Err("too deeply nested".into());
+                }
+                self.sp()?;
+                let a = self.search_key()?;
+                self.sp()?;
+                let b = self.search_key()?;
+                self.depth -= 1;
+                SearchKey::Or(Box::new(a), Box::new(b))
+            }
+            _ => return Err(format!("unknown search key {name}")),
+        })
+    }
+
+    fn status_items(&mut self) -> R<Vec<StatusItem>> {
+        self.open()?;
+        let mut v = Vec::new();
+        while !self.eat(b')') {
+            if !v.is_empty() {
+                self.sp()?;
+            }
+            v.push(match self.atom()?.to_ascii_uppercase().as_str() {
+                "MESSAGES" => StatusItem::Messages,
+                "UIDNEXT" => StatusItem::UidNext,
+                "UIDVALIDITY" => StatusItem::UidValidity,
+                "UNSEEN" => StatusItem::Unseen,
+                "DELETED" => StatusItem::Deleted,
+                "SIZE" => StatusItem::Size,
+                "RECENT" => StatusItem::Recent,
+                "HIGHESTMODSEQ" => StatusItem::HighestModSeq,
+                o => return Err(format!("unknown status item {o}")),
+            });
+        }
+        self.depth -= 1;
+        Ok(v)
+    }
+}
+
+fn parse_section(spec: &str, fields: Option<Vec<String>>) -> R<Section> {
+    let mut part = Vec::new();
+    let mut rest = spec;
+    while let Some(c) = rest.chars().next() {
+        if !c.is_ascii_digit() {
+            break;
+        }
+        let end = rest.find('.').unwrap_or(rest.len());
+        let n: u32 = rest[..end].parse().map_err(|_| "bad section part")?;
+        if n == 0 {
+            return Err("section parts start at 1".into());
+        }
+        part.push(n);
+        if part.len() > MAX_DEPTH {
+            return Err("section too deep".into());
+        }
+        rest = rest.get(end + 1..).unwrap_or("");
+        if end == spec.len() {
+            break;
+        }
+    }
+    let text = match (rest, fields) {
+        ("", None) => SectionText::Full,
+        ("HEADER", None) => SectionText::Header,
+        ("TEXT", None) => SectionText::Text,
+        ("MIME", None) if !part.is_empty() => SectionText::Mime,
+        ("HEADER.FIELDS", Some(f)) => SectionText::HeaderFields(f),
+        ("HEADER.FIELDS.NOT", Some(f)) => SectionText::HeaderFieldsNot(f),
+        (o, _) => return Err(format!("bad section {o}")),
+    };
+    Ok(Section { part, text })
+}
+
+const MONTHS: [&str; 12] = [
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
+
+/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+/// `1-Feb-1994` -> days since the epoch.
+pub fn parse_date(s: &str) -> Option<i64> {
+    let mut it = s.split('-');
+    let d: i64 = it.next()?.trim().parse().ok()?;
+    let mon = it.next()?.trim();
+    let m = MONTHS
+        .iter()
+        .position(|m| m.eq_ignore_ascii_case(mon))
+        .map(|i| i as i64 + 1)
+        .unwrap_or(0);
+    let y: i64 = it.next()?.trim().parse().ok()?;
+    if it.next().is_some() || m == 0 || !(1..=31).contains(&d) || !(1..=9999).contains(&y) {
+        return None;
+    }
+    Some(days_from_civil(y, m, d))
+}
+
+/// `"17-Jul-1996 02:44:25 -0700"` (APPEND's date-time) -> Unix seconds.
+pub fn parse_date_time(s: &str) -> Option<i64> {
+    let mut parts = s.split_whitespace();
+    let day = parse_date(parts.next()?)?;
+    let hms: Vec<i64> = parts
+        .next()?
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let zone = parts.next()?;
+    if hms.len() != 3 || zone.len() != 5 || parts.next().is_some() {
+        return None;
+    }
+    let sign = match &zone[..1] {
+        "+" => 1,
+        "-" => -1,
+        _ => return None,
+    };
+    let zh: i64 = zone[1..3].parse().ok()?;
+    let zm: i64 = zone[3..5].parse().ok()?;
+    Some(day * 86400 + hms[0] * 3600 + hms[1] * 60 + hms[2] - sign * (zh * 3600 + zm * 60))
+}
+
+/// `17-Jul-1996 02:44:25 +0000` for INTERNALDATE (RFC 9051 §9 date-time).
+pub fn format_date_time(unix: i64) -> String {
+    let days = unix.div_euclid(86400);
+    let secs = unix.rem_euclid(86400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{:2}-{}-{:04} {:02}:{:02}:{:02} +0000",
+        d,
+        capitalize(MONTHS[(m - 1) as usize]),
+        y,
+        secs / 3600,
+        (secs % 3600) / 60,
+        secs % 60
+    )
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_ascii_uppercase().to_string() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Parses one complete command (see the module comment).
+pub fn parse_command(b: &[u8]) -> Result<Tagged, ParseError> {
+    let mut p = P { b, i: 0, depth: 0 };
+    let tag = match p.atom() {
+        Ok(t) if !t.contains('+') => t.to_owned(),
+        _ => return Err(ParseError::NoTag),
+    };
+    let bad = |msg: String| ParseError::Bad {
+        tag: tag.clone(),
+        msg,
+    };
+    p.sp().map_err(bad)?;
+    let cmd = parse_body(&mut p).map_err(bad)?;
+    Ok(Tagged { tag, cmd })
+}
+
+fn parse_body(p: &mut P<'_>) -> R<Command> {
+    let name = p.atom()?.to_ascii_uppercase();
+    let mut uid = false;
+    let name = if name == "UID" {
+        uid = true;
+        p.sp()?;
+        p.atom()?.to_ascii_uppercase()
+    } else {
+        name
+    };
+    let cmd = match name.as_str() {
+        "CAPABILITY" if !uid => Command::Capability,
+        "NOOP" if !uid => Command::Noop,
+        "LOGOUT" if !uid => Command::Logout,
+        "STARTTLS" if !uid => Command::StartTls,
+        "CHECK" if !uid => Command::Check,
+        "IDLE" if !uid => Command::Idle,
+        "CLOSE" if !uid => Command::Close,
+        "UNSELECT" if !uid => Command::Unselect,
+        "NAMESPACE" if !uid => Command::Namespace,
+        "ID" if !uid => {
+            // RFC 2971: the client's parameters are informational only;
+            // accept NIL or a list and ignore it.
+            p.sp()?;
+            if p.peek() == Some(b'(') {
+                p.open()?;
+                while !p.eat(b')') {
+                    if p.peek() == Some(b' ') {
+                        p.sp()?;
+                    }
+                    if p.atom().map(|a| a.eq_ignore_ascii_case("NIL")).is_err() {
+                        p.string()?;
+                    }
+                }
+                p.depth -= 1;
+            } else if !p.atom()?.eq_ignore_ascii_case("NIL") {
+                return Err("ID takes NIL or a list".into());
+            }
+            Command::Id
+        }
+        "LOGIN" if !uid => {
+            p.sp()?;
+            let user = p.astring()?;
+            p.sp()?;
+            let pass = p.astring()?;
+            Command::Login { user, pass }
+        }
+        "AUTHENTICATE" if !uid => {
+            p.sp()?;
+            let mechanism = p.atom()?.to_ascii_uppercase();
+            let initial = if p.eat(b' ') {
+                Some(if p.eat(b'=') {
+                    String::new()
+                } else {
+                    p.atom()?.to_owned()
+                })
+            } else {
+                None
+            };
+            Command::Authenticate { mechanism, initial }
+        }
+        "ENABLE" if !uid => {
+            let mut v = Vec::new();
+            while p.eat(b' ') {
+                v.push(p.atom()?.to_ascii_uppercase());
+            }
+            if v.is_empty() {
+                return Err("ENABLE needs a capability".into());
+            }
+            Command::Enable(v)
+        }
+        "SELECT" | "EXAMINE" if !uid => {
+            p.sp()?;
+            let mailbox = p.mailbox()?;
+            let mut condstore = false;
+            if p.eat(b' ') {
+                p.open()?;
+                while !p.eat(b')') {
+                    if p.peek() == Some(b' ') {
+                        p.sp()?;
+                    }
+                    match p.atom()?.to_ascii_uppercase().as_str() {
+                        "CONDSTORE" => condstore = true,
+                        o => return Err(format!("unsupported select parameter {o}")),
+                    }
+                }
+                p.depth -= 1;
+            }
+            Command::Select {
+                mailbox,
+                read_only: name == "EXAMINE",
+                condstore,
+            }
+        }
+        "CREATE" | "DELETE" | "SUBSCRIBE" | "UNSUBSCRIBE" if !uid => {
+            p.sp()?;
+            let m = p.mailbox()?;
+            match name.as_str() {
+                "CREATE" => {
+                    // RFC 6154 §5.2 USE, RFC 4466 create params: ignored.
+                    if p.eat(b' ') {
+                        p.open()?;
+                        let mut lvl = 1;
+                        while lvl > 0 {
+                            match p.peek() {
+                                Some(b'(') => lvl += 1,
+                                Some(b')') => lvl -= 1,
+                                None => return Err("unterminated parameters".into()),
+                                _ => {}
+                            }
+                            p.i += 1;
+                        }
+                        p.depth -= 1;
+                    }
+                    Command::Create(m)
+                }
+                "DELETE" => Command::Delete(m),
+                "SUBSCRIBE" => Command::Subscribe(m),
+                _ => Command::Unsubscribe(m),
+            }
+        }
+        "RENAME" if !uid => {
+            p.sp()?;
+            let a = p.mailbox()?;
+            p.sp()?;
+            let b = p.mailbox()?;
+            Command::Rename(a, b)
+        }
+        "LIST" | "LSUB" if !uid => {
+            p.sp()?;
+            let lsub = name == "LSUB";
+            let mut subscribed_only = lsub;
+            // RFC 5258 LIST-EXTENDED selection options.
+            if !lsub && p.peek() == Some(b'(') {
+                p.open()?;
+                while !p.eat(b')') {
+                    if p.peek() == Some(b' ') {
+                        p.sp()?;
+                    }
+                    match p.atom()?.to_ascii_uppercase().as_str() {
+                        "SUBSCRIBED" => subscribed_only = true,
+                        "RECURSIVEMATCH" | "REMOTE" | "SPECIAL-USE" => {}
+                        o => return Err(format!("unsupported LIST option {o}")),
+                    }
+                }
+                p.depth -= 1;
+                p.sp()?;
+            }
+            let reference = p.mailbox()?;
+            p.sp()?;
+            let mut patterns = Vec::new();
+            if !lsub && p.peek() == Some(b'(') {
+                p.open()?;
+                while !p.eat(b')') {
+                    if !patterns.is_empty() {
+                        p.sp()?;
+                    }
+                    patterns.push(p.list_mailbox()?);
+                }
+                p.depth -= 1;
+            } else {
+                patterns.push(p.list_mailbox()?);
+            }
+            let (mut rs, mut ru, mut rst) = (subscribed_only && !lsub, false, None);
+            if !lsub && p.eat(b' ') {
+                if !p.atom()?.eq_ignore_ascii_case("RETURN") {
+                    return Err("expected RETURN".into());
+                }
+                p.sp()?;
+                p.open()?;
+                while !p.eat(b')') {
+                    if p.peek() == Some(b' ') {
+                        p.sp()?;
+                    }
+                    match p.atom()?.to_ascii_uppercase().as_str() {
+                        "SUBSCRIBED" => rs = true,
+                        "SPECIAL-USE" => ru = true,
+                        "CHILDREN" => {}
+                        "STATUS" => {
+                            p.sp()?;
+                            rst = Some(p.status_items()?);
+                        }
+                        o => return Err(format!("unsupported LIST return option {o}")),
+                    }
+                }
+                p.depth -= 1;
+            }
+            Command::List {
+                reference,
+                patterns,
+                subscribed_only,
+                lsub,
+                return_subscribed: rs,
+                return_special_use: ru,
+                return_status: rst,
+            }
+        }
+        "STATUS" if !uid => {
+            p.sp()?;
+            let mailbox = p.mailbox()?;
+            p.sp()?;
+            let items = p.status_items()?;
+            Command::Status { mailbox, items }
+        }
+        "APPEND" if !uid => {
+            p.sp()?;
+            let mailbox = p.mailbox()?;
+            p.sp()?;
+            let mut flags = Vec::new();
+            if p.peek() == Some(b'(') {
+                flags = p.flag_list()?;
+                p.sp()?;
+            }
+            let mut date = None;
+            if p.peek() == Some(b'"') {
+                let s = String::from_utf8(p.quoted()?).map_err(|_| "bad date-time")?;
+                date = Some(parse_date_time(&s).ok_or("bad date-time")?);
+                p.sp()?;
+            }
+            let message = p.literal()?;
+            Command::Append {
+                mailbox,
+                flags,
+                date,
+                message,
+            }
+        }
+        "EXPUNGE" => {
+            let uids = if uid {
+                p.sp()?;
+                Some(p.seq_set()?)
+            } else {
+                None
+            };
+            Command::Expunge { uids }
+        }
+        "SEARCH" => {
+            p.sp()?;
+            let mut ret = None;
+            let save = p.i;
+            if p.atom().is_ok_and(|a| a.eq_ignore_ascii_case("RETURN")) {
+                p.sp()?;
+                p.open()?;
+                let mut v = Vec::new();
+                while !p.eat(b')') {
+                    if p.peek() == Some(b' ') {
+                        p.sp()?;
+                    }
+                    v.push(p.atom()?.to_ascii_uppercase());
+                }
+                p.depth -= 1;
+                ret = Some(v);
+                p.sp()?;
+            } else {
+                p.i = save;
+            }
+            let save = p.i;
+            if p.atom().is_ok_and(|a| a.eq_ignore_ascii_case("CHARSET")) {
+                p.sp()?;
+                let cs = p.astring()?;
+                if !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
+                    return Err(format!("[BADCHARSET (UTF-8 US-ASCII)] charset {cs}"));
+                }
+                p.sp()?;
+            } else {
+                p.i = save;
+            }
+            let mut keys = vec![p.search_key()?];
+            while p.eat(b' ') {
+                keys.push(p.search_key()?);
+            }
+            let key = if keys.len() == 1 {
+                keys.pop().unwrap_or(SearchKey::All)
+            } else {
+                SearchKey::And(keys)
+            };
+            Command::Search { uid, ret, key }
+        }
+        "FETCH" => {
+            p.sp()?;
+            let set = p.seq_set()?;
+            p.sp()?;
+            let mut items = Vec::new();
+            if p.peek() == Some(b'(') {
+                p.open()?;
+                while !p.eat(b')') {
+                    if !items.is_empty() {
+                        p.sp()?;
+                    }
+                    items.extend(p.fetch_att()?);
+                }
+                p.depth -= 1;
+            } else {
+                items = p.fetch_att()?;
+            }
+            let mut changed_since = None;
+            if p.eat(b' ') {
+                // RFC 7162 §3.1.4.1 FETCH modifiers.
+                p.open()?;
+                if !p.atom()?.eq_ignore_ascii_case("CHANGEDSINCE") {
+                    return Err("unsupported FETCH modifier".into());
+                }
+                p.sp()?;
+                changed_since = Some(p.number()?);
+                p.close()?;
+            }
+            Command::Fetch {
+                uid,
+                set,
+                items,
+                changed_since,
+            }
+        }
+        "STORE" => {
+            p.sp()?;
+            let set = p.seq_set()?;
+            p.sp()?;
+            let mut unchanged_since = None;
+            if p.peek() == Some(b'(') {
+                p.open()?;
+                if !p.atom()?.eq_ignore_ascii_case("UNCHANGEDSINCE") {
+                    return Err("unsupported STORE modifier".into());
+                }
+                p.sp()?;
+                unchanged_since = Some(p.number()?);
+                p.close()?;
+                p.sp()?;
+            }
+            let item = p.atom()?.to_ascii_uppercase();
+            let (op, rest) = match item.as_bytes().first() {
+                Some(b'+') => (StoreOp::Add, &item[1..]),
+                Some(b'-') => (StoreOp::Remove, &item[1..]),
+                _ => (StoreOp::Replace, &item[..]),
+            };
+            let silent = match rest {
+                "FLAGS" => false,
+                "FLAGS.SILENT" => true,
+                _ => return Err("expected FLAGS".into()),
+            };
+            p.sp()?;
+            let flags = if p.peek() == Some(b'(') {
+                p.flag_list()?
+            } else {
+                let mut v = vec![p.flag()?];
+                while p.eat(b' ') {
+                    v.push(p.flag()?);
+                }
+                v
+            };
+            Command::Store {
+                uid,
+                set,
+                op,
+                silent,
+                flags,
+                unchanged_since,
+            }
+        }
+        "COPY" | "MOVE" => {
+            p.sp()?;
+            let set = p.seq_set()?;
+            p.sp()?;
+            let mailbox = p.mailbox()?;
+            if name == "COPY" {
+                Command::Copy { uid, set, mailbox }
+            } else {
+                Command::Move { uid, set, mailbox }
+            }
+        }
+        _ => return Err(format!("unknown command {name}")),
+    };
+    p.end()?;
+    Ok(cmd)
+}
+
+/// An IMAP string for a response: a quoted string when it is short and
+/// plain, else a literal, so no byte a client sent can break the syntax.
+pub struct IString<'a>(pub &'a [u8]);
+
+impl fmt::Display for IString<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plain = self.0.len() < 1000
+            && self
+                .0
+                .iter()
+                .all(|&c| c >= 0x20 && c != 0x7f && c != b'"' && c != b'\\' && c < 0x80);
+        if plain {
+            write!(f, "\"{}\"", String::from_utf8_lossy(self.0))
+        } else {
+            write!(f, "{{{}}}\r\n", self.0.len())?;
+            f.write_str(&String::from_utf8_lossy(self.0))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(s: &str) -> Command {
+        parse_command(s.as_bytes()).unwrap().cmd
+    }
+
+    #[test]
+    fn login_with_quoted_and_literal_strings() {
+        assert_eq!(
+            cmd("a1 LOGIN alice \"pa ss\\\"w\"\r\n"),
+            Command::Login {
+                user: "alice".into(),
+                pass: "pa ss\"w".into()
+            }
+        );
+        assert_eq!(
+            cmd("a1 LOGIN {5}\r\nalice {3+}\r\npw!\r\n"),
+            Command::Login {
+                user: "alice".into(),
+                pass: "pw!".into()
+            }
+        );
+    }
+
+    #[test]
+    fn literal_suffix_finds_announcements() {
+        assert_eq!(literal_suffix(b"a LOGIN {5}\r\n"), Some((5, false)));
+        assert_eq!(literal_suffix(b"a APPEND x {12+}\r\n"), Some((12, true)));
+        assert_eq!(
+            literal_suffix(b"a LOGIN {4294967295999999999999}\r\n"),
+            Some((u64::MAX, false))
+        );
+        assert_eq!(literal_suffix(b"a NOOP\r\n"), None);
+        assert_eq!(literal_suffix(b"a X {}\r\n"), None);
+    }
+
+    #[test]
+    fn fetch_items_sections_and_partials() {
+        match cmd(
+            "7 UID FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (From Subject)] BODY[1.2.MIME] BODY[]<0.100>)\r\n",
+        ) {
+            Command::Fetch {
+                uid, set, items, ..
+            } => {
+                assert!(uid);
+                assert_eq!(set, SeqSet(vec![(SeqBound::Num(1), SeqBound::Star)]));
+                assert_eq!(items[0], FetchItem::Flags);
+                assert_eq!(
+                    items[1],
+                    FetchItem::BodySection {
+                        peek: true,
+                        section: Section {
+                            part: vec![],
+                            text: SectionText::HeaderFields(vec!["From".into(), "Subject".into()])
+                        },
+                        partial: None
+                    }
+                );
+                assert_eq!(
+                    items[2],
+                    FetchItem::BodySection {
+                        peek: false,
+                        section: Section {
+                            part: vec![1, 2],
+                            text: SectionText::Mime
+                        },
+                        partial: None
+                    }
+                );
+                assert_eq!(
+                    items[3],
+                    FetchItem::BodySection {
+                        peek: false,
+                        section: Section {
+                            part: vec![],
+                            text: SectionText::Full
+                        },
+                        partial: Some((0, 100))
+                    }
+                );
+            }
+            o => panic!("{o:?}"),
+        }
+    }
+
+    #[test]
+    fn search_keys_nest_but_not_forever() {
+        match cmd("s SEARCH OR FROM alice (UNSEEN NOT DELETED) UID 3:5\r\n") {
+            Command::Search {
+                key: SearchKey::And(k),
+                ..
+            } => {
+                assert_eq!(k.len(), 2);
+                assert!(matches!(k[0], SearchKey::Or(..)));
+                assert!(matches!(k[1], SearchKey::Uid(_)));
+            }
+            o => panic!("{o:?}"),
+        }
+        let deep = format!("s SEARCH {}ALL{}\r\n", "(".repeat(50), ")".repeat(50));
+        assert!(matches!(
+            parse_command(deep.as_bytes()),
+            Err(ParseError::Bad { .. })
+        ));
+        let nots = format!("s SEARCH {}ALL\r\n", "NOT ".repeat(50));
+        assert!(matches!(
+            parse_command(nots.as_bytes()),
+            Err(ParseError::Bad { .. })
+        ));
+    }
+
+    #[test]
+    fn store_list_status_append_select() {
+        assert!(matches!(
+            cmd("a STORE 1,3:4 +FLAGS.SILENT (\\Seen $Junk)\r\n"),
+            Command::Store { op: StoreOp::Add, silent: true, ref flags, .. } if flags == &["\\Seen", "$Junk"]
+        ));
+        assert!(matches!(
+            cmd("a LIST (SUBSCRIBED) \"\" (\"*\" INBOX) RETURN (STATUS (MESSAGES UNSEEN) SPECIAL-USE)\r\n"),
+            Command::List { subscribed_only: true, return_special_use: true, return_status: Some(_), ref patterns, .. } if patterns.len() == 2
+        ));
+        assert!(matches!(
+            cmd("a APPEND Sent (\\Seen) \"17-Jul-1996 02:44:25 -0700\" {3}\r\nabc\r\n"),
+            Command::Append { date: Some(837596665), ref message, .. } if message == b"abc"
+        ));
+        assert!(matches!(
+            cmd("a select inbox (CONDSTORE)\r\n"),
+            Command::Select { ref mailbox, condstore: true, read_only: false } if mailbox == "INBOX"
+        ));
+    }
+
+    #[test]
+    fn errors_keep_the_tag() {
+        assert_eq!(parse_command(b"\r\n"), Err(ParseError::NoTag));
+        assert!(
+            matches!(parse_command(b"t1 FROB\r\n"), Err(ParseError::Bad { tag, .. }) if tag == "t1")
+        );
+        assert!(matches!(
+            parse_command(b"t1 LOGIN {10}\r\nabc\r\n"),
+            Err(ParseError::Bad { .. })
+        ));
+        assert!(matches!(
+            parse_command(b"t1 FETCH 0 FLAGS\r\n"),
+            Err(ParseError::Bad { .. })
+        ));
+    }
+
+    #[test]
+    fn dates_round_trip() {
+        assert_eq!(parse_date("1-Jan-1970"), Some(0));
+        assert_eq!(format_date_time(837596665), "17-Jul-1996 09:44:25 +0000");
+        assert_eq!(
+            parse_date_time("17-Jul-1996 09:44:25 +0000"),
+            Some(837596665)
+        );
+    }
+
+    #[test]
+    fn strings_that_are_not_plain_become_literals() {
+        assert_eq!(IString(b"hello").to_string(), "\"hello\"");
+        assert_eq!(IString(b"a\"b").to_string(), "{3}\r\na\"b");
+        assert_eq!(IString(b"x\r\ny").to_string(), "{4}\r\nx\r\ny");
+    }
+}

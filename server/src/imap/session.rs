@@ -1,0 +1,1424 @@
+//! One IMAP session (RFC 9051 §3): not authenticated -> authenticated ->
+//! selected -> logout, with [`allowed`] as the one table of which commands
+//! each state takes.
+//!
+//! Implementation notes (invariants):
+//! - The selected mailbox is seen through `Selected::msgs`, this session's
+//!   view: message sequence numbers change only when this session reports
+//!   EXPUNGE, which it does only where RFC 9051 §7.5.1 allows it (not
+//!   during FETCH, STORE or SEARCH; UID versions are allowed but we keep
+//!   it simple and never expunge-report inside them either).
+//! - Untagged updates come from comparing that view with the store
+//!   (`sync`), after NOOP, IDLE wake-ups, and before each tagged reply.
+//! - A literal is refused before a byte of it is read when it is larger
+//!   than the state's limit; the connection is then closed (RFC 9051
+//!   §7.1.4 lets the server do so).
+//! - Storage trouble answers `NO [UNAVAILABLE]` (DESIGN.md rule 2).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use mailcore::messages::FlagOp;
+use mailcore::{
+    AccountRef, AuthError, ChangeKind, Core, CoreError, Flags, MessageSummary, SortOrder,
+};
+use tokio::io::{AsyncReadExt, BufReader};
+use tokio::time::timeout;
+use tokio_rustls::TlsAcceptor;
+
+use super::fetch;
+use super::proto::{
+    Command, IString, ParseError, SearchKey, SeqBound, SeqSet, StatusItem, StoreOp, Tagged,
+    literal_suffix, parse_command,
+};
+use crate::limits::{AccountGuard, Limits};
+use crate::listen::Conn;
+use crate::netio::{BoxIo, Line, live, read_line, write_flush};
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub max_line: usize,
+    /// Largest literal before login (LOGIN's strings fit easily).
+    pub max_literal_pre_auth: u64,
+    /// Largest literal after login: the message size limit (APPEND).
+    pub max_literal: u64,
+    /// RFC 9051 §5.4: at least 30 minutes once authenticated...
+    pub autologout: Duration,
+    /// ...and shorter before.
+    pub autologout_pre_auth: Duration,
+    pub tls_handshake_timeout: Duration,
+}
+
+const CAPS_BASE: &str = "IMAP4rev2 IMAP4rev1 IDLE UIDPLUS MOVE SPECIAL-USE LITERAL+ ENABLE NAMESPACE ID UNSELECT SASL-IR CONDSTORE LIST-EXTENDED LIST-STATUS ESEARCH STATUS=SIZE";
+const UNAVAILABLE: &str = "NO [UNAVAILABLE] Mail store temporarily unavailable, try again later";
+
+struct Selected {
+    id: i32,
+    read_only: bool,
+    /// This session's view, in sequence order. `None` marks a message that
+    /// is gone from the store but whose EXPUNGE has not been reported yet.
+    msgs: Vec<Option<MessageSummary>>,
+    uids: Vec<i64>,
+    highest_modseq: i64,
+    /// Messages that arrived while this session had the mailbox selected:
+    /// `\Recent` for IMAP4rev1 clients.
+    recent: std::collections::HashSet<i64>,
+}
+
+enum State {
+    NotAuthenticated,
+    Authenticated,
+    Selected(Box<Selected>),
+    Logout,
+}
+
+/// RFC 9051 §3 and §6: which commands each state accepts.
+fn allowed(state: &State, cmd: &Command) -> bool {
+    use Command::*;
+    let (na, auth, sel) = match state {
+        State::NotAuthenticated => (true, false, false),
+        State::Authenticated => (false, true, false),
+        State::Selected(_) => (false, true, true),
+        State::Logout => (false, false, false),
+    };
+    match cmd {
+        Capability | Noop | Logout | Id => !matches!(state, State::Logout),
+        StartTls | Login { .. } | Authenticate { .. } => na,
+        Enable(_)
+        | Select { .. }
+        | Create(_)
+        | Delete(_)
+        | Rename(..)
+        | Subscribe(_)
+        | Unsubscribe(_)
+        | List { .. }
+        | Namespace
+        | Status { .. }
+        | Append { .. }
+        | Idle => auth,
+        Check
+        | Close
+        | Unselect
+        | Expunge { .. }
+        | Search { .. }
+        | Fetch { .. }
+        | Store { .. }
+        | Copy { .. }
+        | Move { .. } => sel,
+    }
+}
+
+enum Read {
+    Command(Vec<u8>),
+    /// The line was over the limit; what the client sent was thrown away.
+    TooLong,
+    /// A literal over the limit was announced; nothing of it was read.
+    LiteralTooBig(String),
+    Eof,
+}
+
+pub struct Session {
+    core: Core,
+    settings: Arc<Settings>,
+    limits: Arc<Limits>,
+    peer: SocketAddr,
+    io: Option<BufReader<BoxIo>>,
+    tls: Option<TlsAcceptor>,
+    secure: bool,
+    state: State,
+    account: Option<AccountRef>,
+    _slot: Option<AccountGuard>,
+    condstore: bool,
+    rev2: bool,
+}
+
+fn flags_list(f: Flags, recent: bool) -> String {
+    let mut names: Vec<&str> = f.names();
+    if recent {
+        names.push("\\Recent");
+    }
+    format!("({})", names.join(" "))
+}
+
+fn parse_flags(names: &[String]) -> Flags {
+    // Keywords are accepted and not stored (PERMANENTFLAGS says so).
+    names
+        .iter()
+        .filter_map(|n| Flags::from_name(n))
+        .fold(Flags::empty(), Flags::union)
+}
+
+impl Session {
+    pub fn new(core: Core, settings: Arc<Settings>, limits: Arc<Limits>, conn: Conn) -> Session {
+        let Conn {
+            io,
+            peer,
+            secure,
+            starttls: tls,
+        } = conn;
+        Session {
+            core,
+            settings,
+            limits,
+            peer,
+            io: Some(BufReader::new(io)),
+            tls,
+            secure,
+            state: State::NotAuthenticated,
+            account: None,
+            _slot: None,
+            condstore: false,
+            rev2: false,
+        }
+    }
+
+    fn capabilities(&self) -> String {
+        let mut c = CAPS_BASE.to_owned();
+        match (&self.state, self.secure) {
+            (State::NotAuthenticated, false) => c.push_str(" STARTTLS LOGINDISABLED"),
+            (State::NotAuthenticated, true) => c.push_str(" AUTH=PLAIN"),
+            _ => {}
+        }
+        c
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        write_flush(live(&mut self.io)?, bytes).await
+    }
+
+    async fn line(&mut self, text: &str) -> std::io::Result<()> {
+        self.write(format!("{text}\r\n").as_bytes()).await
+    }
+
+    pub async fn run(mut self) {
+        if let Err(e) = self.serve().await {
+            tracing::debug!(peer = %self.peer, error = %e, "imap connection ended");
+        }
+    }
+
+    fn autologout(&self) -> Duration {
+        match self.state {
+            State::NotAuthenticated => self.settings.autologout_pre_auth,
+            _ => self.settings.autologout,
+        }
+    }
+
+    async fn read_command(&mut self) -> std::io::Result<Read> {
+        let authed = !matches!(self.state, State::NotAuthenticated);
+        let limit = if authed {
+            self.settings.max_literal
+        } else {
+            self.settings.max_literal_pre_auth
+        };
+        let max_line = self.settings.max_line;
+        let mut buf = Vec::new();
+        let mut literals = 0;
+        loop {
+            let io = live(&mut self.io)?;
+            let line = match read_line(io, max_line).await? {
+                Line::Ok(l) => l,
+                Line::TooLong(_) => return Ok(Read::TooLong),
+                Line::Eof => return Ok(Read::Eof),
+            };
+            buf.extend_from_slice(&line);
+            let Some((n, nonsync)) = literal_suffix(&line) else {
+                return Ok(Read::Command(buf));
+            };
+            literals += 1;
+            if n > limit || buf.len() as u64 + n > limit + max_line as u64 || literals > 64 {
+                let tag = buf
+                    .split(|&b| b == b' ')
+                    .next()
+                    .map(|t| String::from_utf8_lossy(t).into_owned())
+                    .unwrap_or_else(|| "*".into());
+                return Ok(Read::LiteralTooBig(tag));
+            }
+            if !nonsync {
+                self.line("+ Ready for literal data").await?;
+            }
+            let io = live(&mut self.io)?;
+            let mut lit = vec![0u8; n as usize];
+            io.read_exact(&mut lit).await?;
+            buf.extend_from_slice(&lit);
+        }
+    }
+
+    async fn serve(&mut self) -> std::io::Result<()> {
+        let greeting = format!("* OK [CAPABILITY {}] Tern IMAP ready", self.capabilities());
+        self.line(&greeting).await?;
+        loop {
+            let read = match timeout(self.autologout(), self.read_command()).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    // RFC 9051 §5.4 autologout.
+                    self.line("* BYE Autologout; idle for too long").await?;
+                    return Ok(());
+                }
+            };
+            let raw = match read {
+                Read::Eof => return Ok(()),
+                Read::TooLong => {
+                    self.line("* BAD [TOOBIG] Command line too long").await?;
+                    continue;
+                }
+                Read::LiteralTooBig(tag) => {
+                    let tag: String = tag
+                        .chars()
+                        .filter(|c| c.is_ascii_graphic())
+                        .take(64)
+                        .collect();
+                    self.line(&format!("{tag} NO [TOOBIG] Literal too large"))
+                        .await?;
+                    self.line("* BYE Too much data announced").await?;
+                    return Ok(());
+                }
+                Read::Command(raw) => raw,
+            };
+            let Tagged { tag, cmd } = match parse_command(&raw) {
+                Ok(t) => t,
+                Err(ParseError::NoTag) => {
+                    self.line("* BAD Missing or invalid tag").await?;
+                    continue;
+                }
+                Err(ParseError::Bad { tag, msg }) => {
+                    self.line(&format!("{tag} BAD {msg}")).await?;
+                    continue;
+                }
+            };
+            if !allowed(&self.state, &cmd) {
+                let why = match self.state {
+                    State::NotAuthenticated => "log in first",
+                    State::Selected(_) | State::Authenticated
+                        if matches!(cmd, Command::Login { .. } | Command::Authenticate { .. }) =>
+                    {
+                        "already logged in"
+                    }
+                    _ => "select a mailbox first",
+                };
+                self.line(&format!("{tag} BAD {} not allowed now: {why}", cmd.name()))
+                    .await?;
+                continue;
+            }
+            match self.dispatch(&tag, cmd).await {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Close) => return Ok(()),
+                Err(Fail::Io(e)) => return Err(e),
+                Err(Fail::Core(e)) => {
+                    let reply = match e {
+                        CoreError::Unavailable(_) => UNAVAILABLE.to_owned(),
+                        CoreError::NotFound(what) => format!("NO [NONEXISTENT] {what} not found"),
+                        CoreError::Conflict(what) => {
+                            format!("NO [ALREADYEXISTS] {what} already exists")
+                        }
+                        CoreError::OverQuota => "NO [OVERQUOTA] Mailbox full".to_owned(),
+                        CoreError::Forbidden => "NO [NOPERM] Permission denied".to_owned(),
+                        CoreError::Invalid(m) => format!("NO {m}"),
+                    };
+                    self.line(&format!("{tag} {reply}")).await?;
+                }
+            }
+        }
+    }
+}
+
+enum Flow {
+    Continue,
+    Close,
+}
+
+enum Fail {
+    Io(std::io::Error),
+    Core(CoreError),
+}
+
+impl From<std::io::Error> for Fail {
+    fn from(e: std::io::Error) -> Self {
+        Fail::Io(e)
+    }
+}
+
+impl From<CoreError> for Fail {
+    fn from(e: CoreError) -> Self {
+        Fail::Core(e)
+    }
+}
+
+type Res = Result<Flow, Fail>;
+
+impl Session {
+    fn account_id(&self) -> i32 {
+        self.account.as_ref().map(|a| a.id).unwrap_or(0)
+    }
+
+    async fn dispatch(&mut self, tag: &str, cmd: Command) -> Res {
+        match cmd {
+            Command::Capability => {
+                let c = format!("* CAPABILITY {}", self.capabilities());
+                self.line(&c).await?;
+                self.ok(tag, "CAPABILITY completed").await
+            }
+            Command::Noop | Command::Check => {
+                self.sync(true).await?;
+                self.ok(tag, "NOOP completed").await
+            }
+            Command::Id => {
+                self.line("* ID (\"name\" \"Tern\")").await?;
+                self.ok(tag, "ID completed").await
+            }
+            Command::Logout => {
+                self.state = State::Logout;
+                self.line("* BYE Tern IMAP signing off").await?;
+                self.ok(tag, "LOGOUT completed").await?;
+                Ok(Flow::Close)
+            }
+            // RFC 9051 §6.2.1.
+            Command::StartTls => {
+                let Some(acceptor) = self.tls.take() else {
+                    self.line(&format!("{tag} BAD TLS is already active"))
+                        .await?;
+                    return Ok(Flow::Continue);
+                };
+                self.line(&format!("{tag} OK Begin TLS negotiation now"))
+                    .await?;
+                // Anything pipelined after STARTTLS is discarded with the
+                // plaintext buffer (the STARTTLS injection defence).
+                let Some(reader) = self.io.take() else {
+                    return Ok(Flow::Close);
+                };
+                let plain = reader.into_inner();
+                match timeout(self.settings.tls_handshake_timeout, acceptor.accept(plain)).await {
+                    Ok(Ok(tls)) => {
+                        self.io = Some(BufReader::new(Box::new(tls)));
+                        self.secure = true;
+                        Ok(Flow::Continue)
+                    }
+                    _ => Ok(Flow::Close),
+                }
+            }
+            Command::Login { user, pass } => {
+                if !self.secure {
+                    // RFC 9051 §6.2.3: LOGINDISABLED until TLS.
+                    self.line(&format!("{tag} NO [PRIVACYREQUIRED] Use STARTTLS first"))
+                        .await?;
+                    return Ok(Flow::Continue);
+                }
+                self.login(tag, &user, &pass).await
+            }
+            Command::Authenticate { mechanism, initial } => {
+                self.authenticate(tag, &mechanism, initial).await
+            }
+            Command::Enable(caps) => {
+                let mut on = Vec::new();
+                for c in caps {
+                    match c.as_str() {
+                        "CONDSTORE" => {
+                            self.condstore = true;
+                            on.push(c);
+                        }
+                        "IMAP4REV2" => {
+                            self.rev2 = true;
+                            on.push(c);
+                        }
+                        _ => {}
+                    }
+                }
+                self.line(&format!("* ENABLED {}", on.join(" "))).await?;
+                self.ok(tag, "ENABLE completed").await
+            }
+            Command::Select {
+                mailbox,
+                read_only,
+                condstore,
+            } => self.select(tag, &mailbox, read_only, condstore).await,
+            Command::Create(name) => {
+                self.core.create_mailbox(self.account_id(), &name).await?;
+                self.ok(tag, "CREATE completed").await
+            }
+            Command::Delete(name) => {
+                if name == "INBOX" {
+                    self.line(&format!("{tag} NO [CANNOT] INBOX cannot be deleted"))
+                        .await?;
+                    return Ok(Flow::Continue);
+                }
+                self.core.delete_mailbox(self.account_id(), &name).await?;
+                self.ok(tag, "DELETE completed").await
+            }
+            Command::Rename(from, to) => {
+                self.core
+                    .rename_mailbox(self.account_id(), &from, &to)
+                    .await?;
+                self.ok(tag, "RENAME completed").await
+            }
+            Command::Subscribe(name) => {
+                self.core
+                    .set_subscribed(self.account_id(), &name, true)
+                    .await?;
+                self.ok(tag, "SUBSCRIBE completed").await
+            }
+            Command::Unsubscribe(name) => {
+                self.core
+                    .set_subscribed(self.account_id(), &name, false)
+                    .await?;
+                self.ok(tag, "UNSUBSCRIBE completed").await
+            }
+            Command::Namespace => {
+                self.line("* NAMESPACE ((\"\" \"/\")) NIL NIL").await?;
+                self.ok(tag, "NAMESPACE completed").await
+            }
+            Command::List {
+                reference,
+                patterns,
+                subscribed_only,
+                lsub,
+                return_subscribed,
+                return_special_use,
+                return_status,
+            } => {
+                self.list(
+                    tag,
+                    &reference,
+                    &patterns,
+                    subscribed_only,
+                    lsub,
+                    return_subscribed,
+                    return_special_use,
+                    return_status,
+                )
+                .await
+            }
+            Command::Status { mailbox, items } => {
+                let mb = self
+                    .core
+                    .mailbox(self.account_id(), &mailbox)
+                    .await?
+                    .ok_or_else(|| CoreError::NotFound(format!("mailbox {mailbox}")))?;
+                let line = status_line(self.core.clone(), self.account_id(), &mb, &items).await?;
+                self.line(&line).await?;
+                self.ok(tag, "STATUS completed").await
+            }
+            Command::Append {
+                mailbox,
+                flags,
+                date,
+                message,
+            } => {
+                let Some(mb) = self.core.mailbox(self.account_id(), &mailbox).await? else {
+                    self.line(&format!("{tag} NO [TRYCREATE] No such mailbox"))
+                        .await?;
+                    return Ok(Flow::Continue);
+                };
+                let uid = self
+                    .core
+                    .append(
+                        self.account_id(),
+                        mb.id,
+                        &message,
+                        parse_flags(&flags),
+                        date,
+                    )
+                    .await?;
+                self.sync(true).await?;
+                self.ok(
+                    tag,
+                    &format!("[APPENDUID {} {uid}] APPEND completed", mb.uidvalidity),
+                )
+                .await
+            }
+            Command::Idle => self.idle(tag).await,
+            Command::Close => {
+                if let State::Selected(s) = &self.state
+                    && !s.read_only
+                {
+                    // RFC 9051 §6.4.1: CLOSE expunges silently.
+                    self.core.expunge(self.account_id(), s.id, None).await?;
+                }
+                self.state = State::Authenticated;
+                self.ok(tag, "CLOSE completed").await
+            }
+            Command::Unselect => {
+                self.state = State::Authenticated;
+                self.ok(tag, "UNSELECT completed").await
+            }
+            Command::Expunge { uids } => self.expunge(tag, uids).await,
+            Command::Search { uid, ret, key } => self.search(tag, uid, ret, key).await,
+            Command::Fetch {
+                uid,
+                set,
+                items,
+                changed_since,
+            } => self.fetch(tag, uid, &set, items, changed_since).await,
+            Command::Store {
+                uid,
+                set,
+                op,
+                silent,
+                flags,
+                unchanged_since,
+            } => {
+                self.store(tag, uid, &set, op, silent, &flags, unchanged_since)
+                    .await
+            }
+            Command::Copy { uid, set, mailbox } => self.copy(tag, uid, &set, &mailbox, false).await,
+            Command::Move { uid, set, mailbox } => self.copy(tag, uid, &set, &mailbox, true).await,
+        }
+    }
+
+    async fn ok(&mut self, tag: &str, text: &str) -> Res {
+        self.line(&format!("{tag} OK {text}")).await?;
+        Ok(Flow::Continue)
+    }
+
+    async fn login(&mut self, tag: &str, user: &str, pass: &str) -> Res {
+        match self.core.authenticate(user, pass, self.peer.ip()).await {
+            Ok(account) => {
+                let Some(slot) = self.limits.account(account.id) else {
+                    self.line(&format!(
+                        "{tag} NO [LIMIT] Too many connections for this account from here"
+                    ))
+                    .await?;
+                    return Ok(Flow::Continue);
+                };
+                self._slot = Some(slot);
+                self.account = Some(account);
+                self.state = State::Authenticated;
+                let c = format!("{tag} OK [CAPABILITY {}] Logged in", self.capabilities());
+                self.line(&c).await?;
+                Ok(Flow::Continue)
+            }
+            Err(AuthError::InvalidCredentials) => {
+                self.line(&format!(
+                    "{tag} NO [AUTHENTICATIONFAILED] Invalid credentials"
+                ))
+                .await?;
+                Ok(Flow::Continue)
+            }
+            Err(AuthError::Throttled { retry_after }) => {
+                self.line(&format!(
+                    "{tag} NO [UNAVAILABLE] Too many failed logins; try again in {retry_after} seconds"
+                ))
+                .await?;
+                Ok(Flow::Continue)
+            }
+            Err(AuthError::Core(e)) => Err(Fail::Core(e)),
+        }
+    }
+
+    /// AUTHENTICATE PLAIN (RFC 4616), with SASL-IR (RFC 4959).
+    async fn authenticate(&mut self, tag: &str, mech: &str, initial: Option<String>) -> Res {
+        if mech != "PLAIN" {
+            self.line(&format!("{tag} NO [CANNOT] Only PLAIN is supported"))
+                .await?;
+            return Ok(Flow::Continue);
+        }
+        if !self.secure {
+            self.line(&format!("{tag} NO [PRIVACYREQUIRED] Use STARTTLS first"))
+                .await?;
+            return Ok(Flow::Continue);
+        }
+        let resp = match initial {
+            Some(r) => r,
+            None => {
+                self.line("+ ").await?;
+                let io = live(&mut self.io)?;
+                match read_line(io, self.settings.max_line).await? {
+                    Line::Ok(l) => String::from_utf8_lossy(&l).trim_end().to_owned(),
+                    _ => return Ok(Flow::Close),
+                }
+            }
+        };
+        if resp == "*" {
+            self.line(&format!("{tag} BAD Authentication cancelled"))
+                .await?;
+            return Ok(Flow::Continue);
+        }
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(resp.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok());
+        let Some(d) = decoded else {
+            self.line(&format!("{tag} BAD Invalid base64")).await?;
+            return Ok(Flow::Continue);
+        };
+        let mut parts = d.split('\0');
+        let (authz, user, pass) = (parts.next(), parts.next(), parts.next());
+        match (authz, user, pass, parts.next()) {
+            (Some(z), Some(u), Some(p), None) if z.is_empty() || z == u => {
+                let (u, p) = (u.to_owned(), p.to_owned());
+                self.login(tag, &u, &p).await
+            }
+            _ => {
+                self.line(&format!(
+                    "{tag} NO [AUTHENTICATIONFAILED] Invalid credentials"
+                ))
+                .await?;
+                Ok(Flow::Continue)
+            }
+        }
+    }
+}
+
+/// A free function (not a method) so its future does not borrow the
+/// session, whose stream is not `Sync`.
+async fn status_line(
+    core: Core,
+    account: i32,
+    mb: &mailcore::Mailbox,
+    items: &[StatusItem],
+) -> Result<String, Fail> {
+    {
+        let mut parts = Vec::new();
+        let need_deleted = items.contains(&StatusItem::Deleted);
+        let deleted = if need_deleted {
+            let (list, _) = core
+                .list_messages(account, mb.id, 0, u64::MAX >> 1, SortOrder::UidAsc)
+                .await?;
+            list.iter()
+                .filter(|m| m.flags.contains(Flags::DELETED))
+                .count()
+        } else {
+            0
+        };
+        for it in items {
+            parts.push(match it {
+                StatusItem::Messages => format!("MESSAGES {}", mb.total),
+                StatusItem::UidNext => format!("UIDNEXT {}", mb.uidnext),
+                StatusItem::UidValidity => format!("UIDVALIDITY {}", mb.uidvalidity),
+                StatusItem::Unseen => format!("UNSEEN {}", mb.unseen),
+                StatusItem::Deleted => format!("DELETED {deleted}"),
+                StatusItem::Size => format!("SIZE {}", mb.size),
+                StatusItem::Recent => "RECENT 0".to_owned(),
+                StatusItem::HighestModSeq => format!("HIGHESTMODSEQ {}", mb.highest_modseq),
+            });
+        }
+        Ok(format!(
+            "* STATUS {} ({})",
+            IString(mb.name.as_bytes()),
+            parts.join(" ")
+        ))
+    }
+}
+
+impl Session {
+    #[allow(clippy::too_many_arguments)]
+    async fn list(
+        &mut self,
+        tag: &str,
+        reference: &str,
+        patterns: &[String],
+        subscribed_only: bool,
+        lsub: bool,
+        return_subscribed: bool,
+        _return_special_use: bool,
+        return_status: Option<Vec<StatusItem>>,
+    ) -> Res {
+        // RFC 9051 §6.3.9: an empty pattern asks for the hierarchy delimiter.
+        if patterns.len() == 1 && patterns[0].is_empty() {
+            let cmd = if lsub { "LSUB" } else { "LIST" };
+            self.line(&format!("* {cmd} (\\Noselect) \"/\" \"\""))
+                .await?;
+            return self.ok(tag, &format!("{cmd} completed")).await;
+        }
+        let boxes = self.core.list_mailboxes(self.account_id()).await?;
+        let names: Vec<&str> = boxes.iter().map(|b| b.name.as_str()).collect();
+        let mut out = Vec::new();
+        for mb in &boxes {
+            let full_matches = patterns
+                .iter()
+                .any(|p| wildcard_match(&format!("{reference}{p}"), &mb.name));
+            if !full_matches || (subscribed_only && !mb.subscribed) {
+                continue;
+            }
+            let mut attrs: Vec<&str> = Vec::new();
+            let prefix = format!("{}/", mb.name);
+            attrs.push(if names.iter().any(|n| n.starts_with(&prefix)) {
+                "\\HasChildren"
+            } else {
+                "\\HasNoChildren"
+            });
+            if (return_subscribed || subscribed_only) && mb.subscribed && !lsub {
+                attrs.push("\\Subscribed");
+            }
+            // RFC 6154: the special-use attributes are always shown.
+            if let Some(su) = &mb.special_use {
+                attrs.push(su.as_str());
+            }
+            let cmd = if lsub { "LSUB" } else { "LIST" };
+            out.push(format!(
+                "* {cmd} ({}) \"/\" {}",
+                attrs.join(" "),
+                IString(mb.name.as_bytes())
+            ));
+            if let Some(items) = &return_status {
+                out.push(status_line(self.core.clone(), self.account_id(), mb, items).await?);
+            }
+        }
+        for l in out {
+            self.line(&l).await?;
+        }
+        self.ok(
+            tag,
+            if lsub {
+                "LSUB completed"
+            } else {
+                "LIST completed"
+            },
+        )
+        .await
+    }
+
+    async fn select(&mut self, tag: &str, name: &str, read_only: bool, condstore: bool) -> Res {
+        // A failed SELECT leaves no mailbox selected (RFC 9051 §6.3.2).
+        if let State::Selected(_) = self.state {
+            self.state = State::Authenticated;
+            self.line("* OK [CLOSED] Previous mailbox closed").await?;
+        }
+        if condstore {
+            self.condstore = true;
+        }
+        let Some(mb) = self.core.mailbox(self.account_id(), name).await? else {
+            self.line(&format!("{tag} NO [NONEXISTENT] No such mailbox"))
+                .await?;
+            return Ok(Flow::Continue);
+        };
+        let (list, _) = self
+            .core
+            .list_messages(
+                self.account_id(),
+                mb.id,
+                0,
+                u64::MAX >> 1,
+                SortOrder::UidAsc,
+            )
+            .await?;
+        let uids: Vec<i64> = list.iter().map(|m| m.uid).collect();
+        let first_unseen = list
+            .iter()
+            .position(|m| !m.flags.contains(Flags::SEEN))
+            .map(|i| i + 1);
+        let exists = list.len();
+        let sel = Selected {
+            id: mb.id,
+            read_only,
+            msgs: list.into_iter().map(Some).collect(),
+            uids,
+            highest_modseq: mb.highest_modseq,
+            recent: Default::default(),
+        };
+        let mut out = vec![
+            format!("* {exists} EXISTS"),
+            "* 0 RECENT".to_owned(),
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)".to_owned(),
+            if read_only {
+                "* OK [PERMANENTFLAGS ()] Read-only mailbox".to_owned()
+            } else {
+                "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)] Limited"
+                    .to_owned()
+            },
+            format!("* OK [UIDVALIDITY {}] UIDs valid", mb.uidvalidity),
+            format!("* OK [UIDNEXT {}] Predicted next UID", mb.uidnext),
+            format!("* OK [HIGHESTMODSEQ {}] Highest", mb.highest_modseq),
+            format!("* LIST () \"/\" {}", IString(mb.name.as_bytes())),
+        ];
+        if let Some(n) = first_unseen {
+            // RFC 3501 §7.1: rev1 clients look for UNSEEN here.
+            out.insert(2, format!("* OK [UNSEEN {n}] First unseen"));
+        }
+        for l in out {
+            self.line(&l).await?;
+        }
+        self.state = State::Selected(Box::new(sel));
+        let code = if read_only { "READ-ONLY" } else { "READ-WRITE" };
+        self.ok(
+            tag,
+            &format!(
+                "[{code}] {} completed",
+                if read_only { "EXAMINE" } else { "SELECT" }
+            ),
+        )
+        .await
+    }
+
+    /// Brings this session's view up to date and reports the differences
+    /// (RFC 9051 §7: EXISTS, EXPUNGE, FETCH FLAGS). With `expunges` false,
+    /// vanished messages stay in the view, as `None`, until a command that
+    /// may renumber.
+    async fn sync(&mut self, expunges: bool) -> Result<(), Fail> {
+        let account = self.account_id();
+        let State::Selected(sel) = &mut self.state else {
+            return Ok(());
+        };
+        let (list, _) = self
+            .core
+            .list_messages(account, sel.id, 0, u64::MAX >> 1, SortOrder::UidAsc)
+            .await?;
+        let current: HashMap<i64, MessageSummary> = list.into_iter().map(|m| (m.uid, m)).collect();
+        let mut out = Vec::new();
+        // Flag changes and vanished messages, in sequence order.
+        for (i, slot) in sel.msgs.iter_mut().enumerate() {
+            let Some(old) = slot else { continue };
+            match current.get(&old.uid) {
+                None => *slot = None,
+                Some(new) if new.flags != old.flags || new.modseq != old.modseq => {
+                    if new.flags != old.flags {
+                        let mut l = format!(
+                            "* {} FETCH (UID {} FLAGS {}",
+                            i + 1,
+                            new.uid,
+                            flags_list(new.flags, sel.recent.contains(&new.uid))
+                        );
+                        if self.condstore {
+                            l.push_str(&format!(" MODSEQ ({})", new.modseq));
+                        }
+                        l.push(')');
+                        out.push(l);
+                    }
+                    *slot = Some(new.clone());
+                }
+                _ => {}
+            }
+        }
+        if expunges {
+            // Report from the highest sequence number down, so each number
+            // is right at the moment the client reads it.
+            for i in (0..sel.msgs.len()).rev() {
+                if sel.msgs[i].is_none() {
+                    out.push(format!("* {} EXPUNGE", i + 1));
+                    sel.msgs.remove(i);
+                    sel.uids.remove(i);
+                }
+            }
+        }
+        let max_known = sel.uids.last().copied().unwrap_or(0);
+        let mut new: Vec<&MessageSummary> =
+            current.values().filter(|m| m.uid > max_known).collect();
+        if !new.is_empty() {
+            new.sort_by_key(|m| m.uid);
+            for m in new {
+                sel.uids.push(m.uid);
+                sel.recent.insert(m.uid);
+                sel.msgs.push(Some(m.clone()));
+            }
+            out.push(format!("* {} EXISTS", sel.msgs.len()));
+        }
+        sel.highest_modseq = current
+            .values()
+            .map(|m| m.modseq)
+            .max()
+            .unwrap_or(sel.highest_modseq)
+            .max(sel.highest_modseq);
+        for l in out {
+            self.line(&l).await?;
+        }
+        Ok(())
+    }
+
+    /// The (sequence number, uid) pairs a set names. Sequence numbers past
+    /// the end are an error (RFC 9051 §9 seq-number); UIDs that do not
+    /// exist are simply not there.
+    fn resolve(&self, uid: bool, set: &SeqSet) -> Result<Vec<(usize, i64)>, String> {
+        let State::Selected(sel) = &self.state else {
+            return Ok(Vec::new());
+        };
+        let n = sel.uids.len();
+        if uid {
+            let max = sel.uids.last().copied().unwrap_or(0).min(u32::MAX as i64) as u32;
+            return Ok(sel
+                .uids
+                .iter()
+                .enumerate()
+                .filter(|(_, u)| set.contains(**u as u32, max))
+                .map(|(i, u)| (i + 1, *u))
+                .collect());
+        }
+        for &(a, b) in &set.0 {
+            for x in [a, b] {
+                if let SeqBound::Num(x) = x
+                    && x as usize > n
+                {
+                    return Err(format!("Invalid message sequence number {x}"));
+                }
+            }
+        }
+        Ok((1..=n)
+            .filter(|i| set.contains(*i as u32, n as u32))
+            .map(|i| (i, sel.uids[i - 1]))
+            .collect())
+    }
+
+    async fn fetch(
+        &mut self,
+        tag: &str,
+        uid: bool,
+        set: &SeqSet,
+        mut items: Vec<super::proto::FetchItem>,
+        changed_since: Option<u64>,
+    ) -> Res {
+        use super::proto::FetchItem;
+        self.sync(false).await?;
+        let targets = match self.resolve(uid, set) {
+            Ok(t) => t,
+            Err(e) => {
+                self.line(&format!("{tag} BAD {e}")).await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        if uid && !items.contains(&FetchItem::Uid) {
+            items.insert(0, FetchItem::Uid);
+        }
+        if changed_since.is_some() && !items.contains(&FetchItem::ModSeq) {
+            items.push(FetchItem::ModSeq);
+        }
+        let account = self.account_id();
+        let (mailbox_id, read_only) = match &self.state {
+            State::Selected(s) => (s.id, s.read_only),
+            _ => return Ok(Flow::Continue),
+        };
+        let needs_raw = items.iter().any(fetch::needs_raw);
+        let sets_seen = !read_only
+            && items.iter().any(|i| {
+                matches!(
+                    i,
+                    FetchItem::BodySection { peek: false, .. }
+                        | FetchItem::Rfc822
+                        | FetchItem::Rfc822Text
+                )
+            });
+        for (seq, u) in targets {
+            let msg = match &self.state {
+                State::Selected(s) => s.msgs[seq - 1].clone(),
+                _ => None,
+            };
+            // Expunged by another session, not yet reported: RFC 9051
+            // §7.5.1 lets us omit it.
+            let Some(mut msg) = msg else { continue };
+            if changed_since.is_some_and(|c| msg.modseq as u64 <= c) {
+                continue;
+            }
+            let mut flags_changed = false;
+            if sets_seen && !msg.flags.contains(Flags::SEEN) {
+                let r = self
+                    .core
+                    .set_flags(account, mailbox_id, &[u], FlagOp::Add, Flags::SEEN)
+                    .await?;
+                if let Some((_, f, m)) = r.first() {
+                    msg.flags = *f;
+                    msg.modseq = *m;
+                    flags_changed = true;
+                }
+                if let State::Selected(s) = &mut self.state {
+                    s.msgs[seq - 1] = Some(msg.clone());
+                }
+            }
+            let raw = if needs_raw {
+                match self.core.message_raw(account, mailbox_id, u).await {
+                    Ok(r) => Some(r),
+                    Err(CoreError::NotFound(_)) => continue,
+                    Err(e) => return Err(Fail::Core(e)),
+                }
+            } else {
+                None
+            };
+            let recent = matches!(&self.state, State::Selected(s) if s.recent.contains(&u));
+            let mut parts: Vec<Vec<u8>> = Vec::new();
+            let mut has_flags = false;
+            for it in &items {
+                if *it == FetchItem::Flags {
+                    has_flags = true;
+                }
+                parts.push(fetch::render(it, &msg, raw.as_deref(), recent));
+            }
+            if flags_changed && !has_flags {
+                parts.push(format!("FLAGS {}", flags_list(msg.flags, recent)).into_bytes());
+            }
+            let mut line = format!("* {seq} FETCH (").into_bytes();
+            line.extend_from_slice(&parts.join(&b' '));
+            line.extend_from_slice(b")\r\n");
+            self.write(&line).await?;
+        }
+        self.ok(
+            tag,
+            &format!("{}FETCH completed", if uid { "UID " } else { "" }),
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn store(
+        &mut self,
+        tag: &str,
+        uid: bool,
+        set: &SeqSet,
+        op: StoreOp,
+        silent: bool,
+        names: &[String],
+        unchanged_since: Option<u64>,
+    ) -> Res {
+        self.sync(false).await?;
+        let (mailbox_id, read_only) = match &self.state {
+            State::Selected(s) => (s.id, s.read_only),
+            _ => return Ok(Flow::Continue),
+        };
+        if read_only {
+            self.line(&format!("{tag} NO [READ-ONLY] Mailbox is read-only"))
+                .await?;
+            return Ok(Flow::Continue);
+        }
+        let targets = match self.resolve(uid, set) {
+            Ok(t) => t,
+            Err(e) => {
+                self.line(&format!("{tag} BAD {e}")).await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        // RFC 7162 §3.1.3: messages changed since UNCHANGEDSINCE fail.
+        let mut failed = Vec::new();
+        let mut uids = Vec::new();
+        for (seq, u) in &targets {
+            let m = match &self.state {
+                State::Selected(s) => s.msgs[seq - 1].clone(),
+                _ => None,
+            };
+            match (m, unchanged_since) {
+                (None, _) => {}
+                (Some(m), Some(us)) if m.modseq as u64 > us => {
+                    failed.push(if uid { *u } else { *seq as i64 })
+                }
+                _ => uids.push(*u),
+            }
+        }
+        let op = match op {
+            StoreOp::Add => FlagOp::Add,
+            StoreOp::Remove => FlagOp::Remove,
+            StoreOp::Replace => FlagOp::Replace,
+        };
+        self.core
+            .set_flags(self.account_id(), mailbox_id, &uids, op, parse_flags(names))
+            .await?;
+        // Report the new state of every message named (RFC 9051 §6.4.6),
+        // unless .SILENT; the view is refreshed either way.
+        let account = self.account_id();
+        let (list, _) = self
+            .core
+            .list_messages(account, mailbox_id, 0, u64::MAX >> 1, SortOrder::UidAsc)
+            .await?;
+        let by_uid: HashMap<i64, MessageSummary> = list.into_iter().map(|m| (m.uid, m)).collect();
+        let mut out = Vec::new();
+        if let State::Selected(s) = &mut self.state {
+            for (seq, u) in &targets {
+                if let (Some(new), Some(slot)) = (by_uid.get(u), s.msgs.get_mut(seq - 1))
+                    && slot.is_some()
+                {
+                    let changed = slot.as_ref().is_some_and(|o| o.flags != new.flags);
+                    *slot = Some(new.clone());
+                    if !silent || (self.condstore && changed) {
+                        let mut l = format!("* {seq} FETCH (");
+                        if uid {
+                            l.push_str(&format!("UID {u} "));
+                        }
+                        l.push_str(&format!(
+                            "FLAGS {}",
+                            flags_list(new.flags, s.recent.contains(u))
+                        ));
+                        if self.condstore {
+                            l.push_str(&format!(" MODSEQ ({})", new.modseq));
+                        }
+                        l.push(')');
+                        out.push(l);
+                    }
+                }
+            }
+        }
+        for l in out {
+            self.line(&l).await?;
+        }
+        if failed.is_empty() {
+            self.ok(tag, "STORE completed").await
+        } else {
+            let list: Vec<String> = failed.iter().map(|n| n.to_string()).collect();
+            self.ok(
+                tag,
+                &format!(
+                    "[MODIFIED {}] Conditional STORE failed for some",
+                    list.join(",")
+                ),
+            )
+            .await
+        }
+    }
+
+    async fn expunge(&mut self, tag: &str, only: Option<SeqSet>) -> Res {
+        let (mailbox_id, read_only) = match &self.state {
+            State::Selected(s) => (s.id, s.read_only),
+            _ => return Ok(Flow::Continue),
+        };
+        if read_only {
+            self.line(&format!("{tag} NO [READ-ONLY] Mailbox is read-only"))
+                .await?;
+            return Ok(Flow::Continue);
+        }
+        let uids = only.as_ref().map(|set| {
+            self.resolve(true, set)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(_, u)| u)
+                .collect::<Vec<_>>()
+        });
+        self.core
+            .expunge(self.account_id(), mailbox_id, uids.as_deref())
+            .await?;
+        self.sync(true).await?;
+        self.ok(tag, "EXPUNGE completed").await
+    }
+
+    async fn search(
+        &mut self,
+        tag: &str,
+        uid: bool,
+        ret: Option<Vec<String>>,
+        key: SearchKey,
+    ) -> Res {
+        self.sync(false).await?;
+        let account = self.account_id();
+        let (mailbox_id, msgs, uids, recent) = match &self.state {
+            State::Selected(s) => (s.id, s.msgs.clone(), s.uids.clone(), s.recent.clone()),
+            _ => return Ok(Flow::Continue),
+        };
+        let needs_raw = fetch::search_needs_raw(&key);
+        let max_uid = uids.last().copied().unwrap_or(0) as u32;
+        let n = msgs.len() as u32;
+        let mut hits: Vec<(usize, i64)> = Vec::new();
+        for (i, m) in msgs.iter().enumerate() {
+            let Some(m) = m else { continue };
+            let raw = if needs_raw {
+                match self.core.message_raw(account, mailbox_id, m.uid).await {
+                    Ok(r) => Some(r),
+                    Err(CoreError::NotFound(_)) => continue,
+                    Err(e) => return Err(Fail::Core(e)),
+                }
+            } else {
+                None
+            };
+            let ctx = fetch::SearchCtx {
+                seq: i as u32 + 1,
+                max_seq: n,
+                max_uid,
+                recent: recent.contains(&m.uid),
+            };
+            if fetch::matches(&key, m, raw.as_deref(), &ctx) {
+                hits.push((i + 1, m.uid));
+            }
+        }
+        let nums: Vec<u64> = hits
+            .iter()
+            .map(|(s, u)| if uid { *u as u64 } else { *s as u64 })
+            .collect();
+        match ret {
+            // RFC 4731 ESEARCH.
+            Some(opts) => {
+                let opts = if opts.is_empty() {
+                    vec!["ALL".to_owned()]
+                } else {
+                    opts
+                };
+                let mut l = format!("* ESEARCH (TAG {})", IString(tag.as_bytes()));
+                if uid {
+                    l.push_str(" UID");
+                }
+                for o in &opts {
+                    match o.as_str() {
+                        "MIN" if !nums.is_empty() => l.push_str(&format!(" MIN {}", nums[0])),
+                        "MAX" if !nums.is_empty() => {
+                            l.push_str(&format!(" MAX {}", nums[nums.len() - 1]))
+                        }
+                        "COUNT" => l.push_str(&format!(" COUNT {}", nums.len())),
+                        "ALL" if !nums.is_empty() => {
+                            l.push_str(&format!(" ALL {}", fetch::compress(&nums)))
+                        }
+                        _ => {}
+                    }
+                }
+                self.line(&l).await?;
+            }
+            None => {
+                let list: Vec<String> = nums.iter().map(|n| n.to_string()).collect();
+                let sp = if list.is_empty() { "" } else { " " };
+                self.line(&format!("* SEARCH{sp}{}", list.join(" ")))
+                    .await?;
+            }
+        }
+        self.ok(
+            tag,
+            &format!("{}SEARCH completed", if uid { "UID " } else { "" }),
+        )
+        .await
+    }
+
+    async fn copy(&mut self, tag: &str, uid: bool, set: &SeqSet, dest: &str, mv: bool) -> Res {
+        self.sync(false).await?;
+        let (mailbox_id, read_only) = match &self.state {
+            State::Selected(s) => (s.id, s.read_only),
+            _ => return Ok(Flow::Continue),
+        };
+        if mv && read_only {
+            self.line(&format!("{tag} NO [READ-ONLY] Mailbox is read-only"))
+                .await?;
+            return Ok(Flow::Continue);
+        }
+        let targets = match self.resolve(uid, set) {
+            Ok(t) => t,
+            Err(e) => {
+                self.line(&format!("{tag} BAD {e}")).await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        let Some(to) = self.core.mailbox(self.account_id(), dest).await? else {
+            self.line(&format!("{tag} NO [TRYCREATE] No such mailbox"))
+                .await?;
+            return Ok(Flow::Continue);
+        };
+        let uids: Vec<i64> = targets.iter().map(|(_, u)| *u).collect();
+        let pairs = if mv {
+            self.core
+                .move_messages(self.account_id(), mailbox_id, &uids, to.id)
+                .await?
+        } else {
+            self.core
+                .copy_messages(self.account_id(), mailbox_id, &uids, to.id)
+                .await?
+        };
+        let code = if pairs.is_empty() {
+            String::new()
+        } else {
+            let src: Vec<u64> = pairs.iter().map(|p| p.0 as u64).collect();
+            let dst: Vec<u64> = pairs.iter().map(|p| p.1 as u64).collect();
+            format!(
+                "[COPYUID {} {} {}] ",
+                to.uidvalidity,
+                fetch::compress(&src),
+                fetch::compress(&dst)
+            )
+        };
+        if mv {
+            // RFC 6851 §4.3: COPYUID in an untagged OK, then the EXPUNGEs.
+            if !code.is_empty() {
+                self.line(&format!("* OK {}Moved", code)).await?;
+            }
+            self.sync(true).await?;
+            self.ok(tag, "MOVE completed").await
+        } else {
+            self.ok(tag, &format!("{code}COPY completed")).await
+        }
+    }
+
+    /// RFC 2177 IDLE: report changes as they happen until DONE.
+    async fn idle(&mut self, tag: &str) -> Res {
+        let mut feed = self.core.subscribe();
+        self.line("+ idling").await?;
+        let account = self.account_id();
+        let selected = match &self.state {
+            State::Selected(s) => Some(s.id),
+            _ => None,
+        };
+        // Changes between SELECT and IDLE.
+        self.sync(true).await?;
+        let deadline = tokio::time::Instant::now() + self.settings.autologout;
+        loop {
+            let io = live(&mut self.io)?;
+            tokio::select! {
+                line = read_line(io, self.settings.max_line) => {
+                    match line? {
+                        Line::Ok(l) if l.trim_ascii().eq_ignore_ascii_case(b"DONE") => {
+                            return self.ok(tag, "IDLE terminated").await;
+                        }
+                        Line::Ok(_) | Line::TooLong(_) => {
+                            self.line(&format!("{tag} BAD Expected DONE")).await?;
+                            return Ok(Flow::Continue);
+                        }
+                        Line::Eof => return Ok(Flow::Close),
+                    }
+                }
+                ev = feed.recv() => {
+                    match ev {
+                        Ok(ev) if ev.account_id == account
+                            && (ev.mailbox_id.is_none() || ev.mailbox_id == selected) =>
+                        {
+                            if !matches!(ev.kind, ChangeKind::MailboxesChanged) {
+                                self.sync(true).await?;
+                            }
+                        }
+                        Ok(_) => {}
+                        // Fell behind the feed: look at the store instead.
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.sync(true).await?,
+                        Err(_) => return Ok(Flow::Close),
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.line("* BYE Autologout; idle for too long").await?;
+                    return Ok(Flow::Close);
+                }
+            }
+        }
+    }
+}
+
+/// LIST pattern matching (RFC 9051 §6.3.9): `*` matches anything, `%`
+/// anything but the hierarchy delimiter.
+pub fn wildcard_match(pattern: &str, name: &str) -> bool {
+    fn go(p: &[u8], n: &[u8]) -> bool {
+        match p.first() {
+            None => n.is_empty(),
+            Some(b'*') => (0..=n.len()).any(|i| go(&p[1..], &n[i..])),
+            Some(b'%') => {
+                let stop = n.iter().position(|&c| c == b'/').unwrap_or(n.len());
+                (0..=stop).any(|i| go(&p[1..], &n[i..]))
+            }
+            Some(c) => n.first().is_some_and(|d| d == c) && go(&p[1..], &n[1..]),
+        }
+    }
+    // INBOX matches case-insensitively.
+    if name == "INBOX" && pattern.eq_ignore_ascii_case("inbox") {
+        return true;
+    }
+    // Bound the backtracking a hostile pattern can cause.
+    if pattern.matches(['*', '%']).count() > 8 {
+        return false;
+    }
+    go(pattern.as_bytes(), name.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_wildcards() {
+        assert!(wildcard_match("*", "Archive/2026"));
+        assert!(wildcard_match("%", "Archive"));
+        assert!(!wildcard_match("%", "Archive/2026"));
+        assert!(wildcard_match("Archive/%", "Archive/2026"));
+        assert!(wildcard_match("inbox", "INBOX"));
+        assert!(!wildcard_match("Sent", "Sent Items"));
+    }
+
+    #[test]
+    fn state_table() {
+        let na = State::NotAuthenticated;
+        assert!(allowed(
+            &na,
+            &Command::Login {
+                user: String::new(),
+                pass: String::new()
+            }
+        ));
+        assert!(!allowed(&na, &Command::Create("x".into())));
+        assert!(!allowed(
+            &State::Authenticated,
+            &Command::Expunge { uids: None }
+        ));
+        assert!(!allowed(&State::Authenticated, &Command::StartTls));
+        assert!(allowed(&State::Authenticated, &Command::Idle));
+    }
+}

@@ -1,0 +1,438 @@
+//! IMAP over real sockets against `tern serve`: transcripts (C:/S:) on 143
+//! with STARTTLS and on 993, limits, IDLE woken by SMTP delivery, and
+//! Python's imaplib as an independent client.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{PW, Stream, Tern, run_python, start, wrap_tls};
+
+/// A line-oriented IMAP client for transcripts.
+struct Imap {
+    r: BufReader<Box<dyn Stream>>,
+    plain: Option<TcpStream>,
+    n: u32,
+}
+
+impl Imap {
+    fn plain(port: u16) -> (Imap, String) {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let plain = s.try_clone().ok();
+        let mut c = Imap {
+            r: BufReader::new(Box::new(s)),
+            plain,
+            n: 0,
+        };
+        let g = c.line();
+        (c, g)
+    }
+
+    fn tls(t: &Tern) -> Imap {
+        let s = TcpStream::connect(("127.0.0.1", t.imaps)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut c = Imap {
+            r: BufReader::new(wrap_tls(s, &t.cert())),
+            plain: None,
+            n: 0,
+        };
+        let g = c.line();
+        assert!(
+            g.starts_with("* OK [CAPABILITY IMAP4rev2 IMAP4rev1 "),
+            "{g}"
+        );
+        c
+    }
+
+    fn starttls(mut self, t: &Tern) -> Imap {
+        let r = self.run("STARTTLS");
+        assert!(r.last().unwrap().contains("OK Begin TLS"), "{r:?}");
+        let sock = self.plain.take().unwrap();
+        Imap {
+            r: BufReader::new(wrap_tls(sock, &t.cert())),
+            plain: None,
+            n: self.n,
+        }
+    }
+
+    fn line(&mut self) -> String {
+        let mut l = String::new();
+        self.r.read_line(&mut l).unwrap();
+        l
+    }
+
+    fn send(&mut self, raw: &[u8]) {
+        let w = self.r.get_mut();
+        w.write_all(raw).unwrap();
+        w.flush().unwrap();
+    }
+
+    /// Sends `tag command` and returns every line up to the tagged one,
+    /// with literals inlined.
+    fn run(&mut self, cmd: &str) -> Vec<String> {
+        self.n += 1;
+        let tag = format!("t{}", self.n);
+        self.send(format!("{tag} {cmd}\r\n").as_bytes());
+        self.until(&tag)
+    }
+
+    fn until(&mut self, tag: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        loop {
+            let mut l = self.line();
+            assert!(!l.is_empty(), "connection closed; got {out:?}");
+            // Inline a literal that ends the line.
+            while let Some(n) = l
+                .trim_end()
+                .strip_suffix('}')
+                .and_then(|x| x.rsplit_once('{'))
+                .and_then(|(_, n)| n.parse::<usize>().ok())
+            {
+                let mut buf = vec![0; n];
+                self.r.read_exact(&mut buf).unwrap();
+                l.push_str(&String::from_utf8_lossy(&buf));
+                l.push_str(&self.line());
+            }
+            let done = l.starts_with(&format!("{tag} "));
+            out.push(l);
+            if done {
+                return out;
+            }
+        }
+    }
+
+    fn ok(&mut self, cmd: &str) -> Vec<String> {
+        let r = self.run(cmd);
+        assert!(
+            r.last().unwrap().starts_with(&format!("t{} OK", self.n)),
+            "C: {cmd}\nS: {r:#?}"
+        );
+        r
+    }
+
+    fn login(t: &Tern, user: &str) -> Imap {
+        let mut c = Imap::tls(t);
+        c.ok(&format!("LOGIN {user} \"{PW}\""));
+        c
+    }
+}
+
+fn has(lines: &[String], needle: &str) -> bool {
+    lines.iter().any(|l| l.contains(needle))
+}
+
+fn msg(subject: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: Carol <carol@remote.test>\r\nTo: alice@example.test\r\nSubject: {subject}\r\n\
+         Message-ID: <{subject}@remote.test>\r\nDate: Sun, 29 Nov 2026 10:00:00 +0000\r\n\r\n{body}"
+    )
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn starttls_is_required_before_login_on_143() {
+    let t = start(&[]);
+    // S: * OK [CAPABILITY ... STARTTLS LOGINDISABLED] ...
+    let (mut c, greet) = Imap::plain(t.imap);
+    assert!(greet.contains("STARTTLS LOGINDISABLED"), "{greet}");
+    assert!(!greet.contains("AUTH=PLAIN"));
+    // C: t1 LOGIN alice pw  S: t1 NO [PRIVACYREQUIRED]  (RFC 9051 §6.2.3)
+    let r = c.run(&format!("LOGIN alice@example.test \"{PW}\""));
+    assert!(r[0].starts_with("t1 NO [PRIVACYREQUIRED]"), "{r:?}");
+    let r = c.run("AUTHENTICATE PLAIN AGFsaWNlAHB3");
+    assert!(r[0].starts_with("t2 NO [PRIVACYREQUIRED]"), "{r:?}");
+    // Commands pipelined after STARTTLS are thrown away with the plain
+    // buffer: the injected NOOP must never be answered.
+    c.n += 1;
+    c.send(b"t3 STARTTLS\r\nt99 NOOP\r\n");
+    let r = c.until("t3");
+    assert!(r[0].starts_with("t3 OK"), "{r:?}");
+    let sock = c.plain.take().unwrap();
+    let mut c = Imap {
+        r: BufReader::new(wrap_tls(sock, &t.cert())),
+        plain: None,
+        n: 3,
+    };
+    let caps = c.ok("CAPABILITY");
+    assert!(
+        caps[0].contains("AUTH=PLAIN") && !caps[0].contains("LOGINDISABLED"),
+        "{caps:?}"
+    );
+    let r = c.ok(&format!("LOGIN alice@example.test \"{PW}\""));
+    assert!(
+        !has(&r, "t99"),
+        "a pipelined plaintext command was run: {r:?}"
+    );
+    let r = c.run("STARTTLS");
+    assert!(r[0].starts_with("t6 BAD"), "{r:?}");
+    // SASL-IR: AUTHENTICATE PLAIN with the initial response on the line.
+    let (c2, _) = Imap::plain(t.imap);
+    let mut c2 = c2.starttls(&t);
+    use base64::Engine;
+    let ir = base64::engine::general_purpose::STANDARD.encode(format!("\0bob@example.test\0{PW}"));
+    let r = c2.ok(&format!("AUTHENTICATE PLAIN {ir}"));
+    assert!(r[0].contains("[CAPABILITY"), "{r:?}");
+    let r = c2.ok("LOGOUT");
+    assert!(r[0].starts_with("* BYE"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_transcript_on_993() {
+    let t = start(&[]);
+    t.deliver("alice@example.test", &msg("first", "one\r\n"))
+        .await;
+    t.deliver("alice@example.test", &msg("second", "two two\r\n"))
+        .await;
+    t.deliver("alice@example.test", &msg("third", "three\r\n"))
+        .await;
+    let mut c = Imap::login(&t, "alice@example.test");
+
+    // State table: FETCH needs a selected mailbox.
+    let r = c.run("FETCH 1 FLAGS");
+    assert!(r[0].contains("BAD FETCH not allowed now"), "{r:?}");
+
+    let r = c.ok("LIST \"\" \"*\"");
+    assert!(
+        has(&r, "* LIST (\\HasNoChildren) \"/\" \"INBOX\""),
+        "{r:#?}"
+    );
+    assert!(has(&r, "\\Sent) \"/\" \"Sent\""), "{r:#?}");
+    assert!(has(&r, "\\Trash) \"/\" \"Trash\""));
+    let r = c.ok("LIST \"\" \"\"");
+    assert!(has(&r, "* LIST (\\Noselect) \"/\" \"\""));
+    let r = c.ok("STATUS INBOX (MESSAGES UNSEEN UIDNEXT SIZE)");
+    assert!(
+        has(
+            &r,
+            "* STATUS \"INBOX\" (MESSAGES 3 UNSEEN 3 UIDNEXT 4 SIZE "
+        ),
+        "{r:?}"
+    );
+    let r = c.ok("NAMESPACE");
+    assert!(has(&r, "* NAMESPACE ((\"\" \"/\")) NIL NIL"));
+
+    let r = c.ok("SELECT INBOX");
+    assert!(has(&r, "* 3 EXISTS"));
+    assert!(has(&r, "* OK [UIDVALIDITY "));
+    assert!(has(&r, "* OK [UIDNEXT 4]"));
+    assert!(has(&r, "* OK [UNSEEN 1]"));
+    assert!(r.last().unwrap().contains("[READ-WRITE]"));
+
+    let r = c.ok("FETCH 1:* (UID FLAGS RFC822.SIZE)");
+    assert_eq!(r.len(), 4);
+    assert!(
+        r[0].starts_with("* 1 FETCH (UID 1 FLAGS () RFC822.SIZE "),
+        "{r:?}"
+    );
+    // BODY.PEEK leaves \Seen alone; BODY[] sets it and says so.
+    let r = c.ok("FETCH 2 (BODY.PEEK[HEADER.FIELDS (Subject)])");
+    assert!(
+        r[0].contains("BODY[HEADER.FIELDS (Subject)] {19}\r\nSubject: second\r\n\r\n"),
+        "{r:?}"
+    );
+    let r = c.ok("FETCH 2 BODY[TEXT]");
+    assert!(r[0].contains("BODY[TEXT] {9}\r\ntwo two\r\n"), "{r:?}");
+    assert!(has(&r, "FLAGS (\\Seen)"), "{r:?}");
+    let r = c.ok("FETCH 2 (BODY[]<0.6>)");
+    assert!(r[0].contains("BODY[]<0> {6}\r\nFrom: "), "{r:?}");
+    let r = c.ok("FETCH 3 (ENVELOPE INTERNALDATE)");
+    assert!(r[0].contains("ENVELOPE (\"Sun, 29 Nov 2026 10:00:00 +0000\" \"third\" ((\"Carol\" NIL \"carol\" \"remote.test\"))"), "{r:?}");
+    let r = c.ok("FETCH 3 BODYSTRUCTURE");
+    assert!(r[0].contains("BODYSTRUCTURE (\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 7 1 NIL NIL NIL NIL)"), "{r:?}");
+
+    let r = c.ok("SEARCH UNSEEN");
+    assert_eq!(r[0], "* SEARCH 1 3\r\n");
+    let r = c.ok("UID SEARCH SUBJECT second");
+    assert_eq!(r[0], "* SEARCH 2\r\n");
+    let r = c.ok("SEARCH RETURN (MIN MAX COUNT) ALL");
+    assert!(r[0].starts_with("* ESEARCH (TAG \"t"), "{r:?}");
+    assert!(r[0].contains("MIN 1 MAX 3 COUNT 3"), "{r:?}");
+    let r = c.ok("SEARCH BODY three");
+    assert_eq!(r[0], "* SEARCH 3\r\n");
+
+    let r = c.ok("STORE 1 +FLAGS (\\Deleted \\Flagged)");
+    assert!(
+        r[0].starts_with("* 1 FETCH (FLAGS (\\Flagged \\Deleted))"),
+        "{r:?}"
+    );
+    let r = c.ok("UID STORE 3 +FLAGS.SILENT (\\Answered)");
+    assert_eq!(r.len(), 1, "silent: {r:?}");
+    let r = c.run("FETCH 9 FLAGS");
+    assert!(
+        r[0].contains("BAD Invalid message sequence number 9"),
+        "{r:?}"
+    );
+
+    let r = c.ok("COPY 2:3 Archive");
+    assert!(r.last().unwrap().contains("[COPYUID "), "{r:?}");
+    assert!(r.last().unwrap().contains(" 2:3 1:2]"), "{r:?}");
+    let r = c.ok("EXPUNGE");
+    assert_eq!(r[0], "* 1 EXPUNGE\r\n");
+    let r = c.ok("UID MOVE 3 Trash");
+    assert!(has(&r, "* OK [COPYUID "), "{r:?}");
+    assert!(has(&r, "* 2 EXPUNGE"), "{r:?}");
+    let r = c.ok("FETCH 1:* UID");
+    assert_eq!(r[0], "* 1 FETCH (UID 2)\r\n");
+
+    // APPEND with a synchronizing literal, then with LITERAL+.
+    c.n += 1;
+    c.send(b"t90 APPEND Drafts (\\Draft) {14}\r\n");
+    assert!(c.line().starts_with("+ "));
+    c.send(b"Subject: d\r\n\r\n\r\n");
+    let r = c.until("t90");
+    assert!(r[0].contains("OK [APPENDUID "), "{r:?}");
+    c.send(b"t91 APPEND INBOX {14+}\r\nSubject: e\r\n\r\n\r\n");
+    let r = c.until("t91");
+    assert!(
+        has(&r, "* 2 EXISTS"),
+        "the new message shows at once: {r:?}"
+    );
+    let r = c.run("APPEND Nowhere {1+}\r\nx");
+    assert!(r[0].contains("NO [TRYCREATE]"), "{r:?}");
+
+    c.ok("CREATE Projects/2026");
+    let r = c.ok("LIST \"\" \"Projects/%\"");
+    assert!(has(&r, "\"Projects/2026\""), "{r:?}");
+    c.ok("RENAME Projects/2026 Projects/2027");
+    c.ok("DELETE Projects/2027");
+    let r = c.run("DELETE INBOX");
+    assert!(r[0].contains("NO"), "{r:?}");
+    c.ok("UNSELECT");
+    let r = c.ok("EXAMINE INBOX");
+    assert!(r.last().unwrap().contains("[READ-ONLY]"));
+    let r = c.run("STORE 1 +FLAGS (\\Seen)");
+    assert!(r[0].contains("NO [READ-ONLY]"), "{r:?}");
+    c.ok("LOGOUT");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn limits_refuse_before_allocating() {
+    let t = start(&[]);
+    // An announced 4 GiB literal: refused at once, then disconnected.
+    let (mut c, _) = Imap::plain(t.imap);
+    c.send(b"a LOGIN {4294967295}\r\n");
+    assert_eq!(c.line(), "a NO [TOOBIG] Literal too large\r\n");
+    assert!(c.line().starts_with("* BYE"));
+    assert_eq!(c.line(), "", "the server hung up");
+    // A line over the limit.
+    let (mut c, _) = Imap::plain(t.imap);
+    let long = format!("a NOOP {}\r\n", "x".repeat(70_000));
+    c.send(long.as_bytes());
+    assert!(c.line().starts_with("* BAD [TOOBIG]"));
+    let r = c.run("NOOP");
+    assert!(r[0].starts_with("t1 OK"), "still usable: {r:?}");
+    // Garbage and unknown commands get BAD, not a crash.
+    let r = c.run("FROB");
+    assert!(r[0].starts_with("t2 BAD"));
+    c.send(b"\r\n");
+    assert!(c.line().starts_with("* BAD"));
+    let deep = format!("SEARCH {}ALL{}", "(".repeat(40), ")".repeat(40));
+    let r = c.run(&deep);
+    assert!(r[0].contains("BAD"), "{r:?}");
+    // Wrong password: NO [AUTHENTICATIONFAILED].
+    let mut c = Imap::tls(&t);
+    let r = c.run("LOGIN alice@example.test wrong");
+    assert!(r[0].starts_with("t1 NO [AUTHENTICATIONFAILED]"), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_wakes_when_smtp_delivers() {
+    let t = start(&[]);
+    let mut c = Imap::login(&t, "bob@example.test");
+    c.ok("SELECT INBOX");
+    c.n += 1;
+    c.send(b"t9 IDLE\r\n");
+    assert!(c.line().starts_with("+ "));
+    // Deliver through the MX listener, as another server would.
+    let (mut smtp, _) = common::Client::connect(t.mx);
+    smtp.cmd("EHLO other.test");
+    smtp.cmd("MAIL FROM:<carol@remote.test>");
+    smtp.cmd("RCPT TO:<bob@example.test>");
+    smtp.cmd("DATA");
+    let sent = Instant::now();
+    let r = smtp.cmd("Subject: wake up\r\n\r\nhello\r\n.");
+    assert!(r.starts_with("250"), "{r}");
+    let l = c.line();
+    assert_eq!(l, "* 1 EXISTS\r\n");
+    assert!(
+        sent.elapsed() < Duration::from_secs(1),
+        "IDLE took {:?}",
+        sent.elapsed()
+    );
+    c.send(b"DONE\r\n");
+    let r = c.until("t9");
+    assert!(r.last().unwrap().starts_with("t9 OK"));
+
+    // Flags changed by another session show up in IDLE too.
+    let mut other = Imap::login(&t, "bob@example.test");
+    other.ok("SELECT INBOX");
+    c.n += 1;
+    c.send(b"t10 IDLE\r\n");
+    assert!(c.line().starts_with("+ "));
+    other.ok("STORE 1 +FLAGS (\\Flagged)");
+    let l = c.line();
+    assert!(l.starts_with("* 1 FETCH (UID 1 FLAGS (\\Flagged"), "{l}");
+    // And an expunge elsewhere.
+    other.ok("STORE 1 +FLAGS (\\Deleted)");
+    other.ok("EXPUNGE");
+    let mut saw_expunge = false;
+    for _ in 0..3 {
+        let l = c.line();
+        if l == "* 1 EXPUNGE\r\n" {
+            saw_expunge = true;
+            break;
+        }
+    }
+    assert!(saw_expunge);
+    c.send(b"DONE\r\n");
+    c.until("t10");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_imaplib_reads_moves_and_appends() {
+    let t = start(&[]);
+    t.deliver("alice@example.test", &msg("py1", "from python\r\n"))
+        .await;
+    let cert = t.cert();
+    run_python(&format!(
+        r#"
+import imaplib, ssl
+ctx = ssl.create_default_context(cafile={cert:?})
+ctx.check_hostname = False
+for M in (imaplib.IMAP4_SSL("127.0.0.1", {imaps}, ssl_context=ctx),):
+    M.login("alice@example.test", {pw:?})
+    typ, data = M.select("INBOX")
+    assert typ == "OK" and data == [b"1"], data
+    typ, data = M.search(None, "ALL")
+    assert data == [b"1"], data
+    typ, data = M.fetch("1", "(RFC822)")
+    assert b"from python" in data[0][1], data
+    typ, data = M.uid("FETCH", "1", "(FLAGS)")
+    assert b"\\Seen" in data[0], data
+    typ, data = M.append("Archive", "(\\Flagged)", None, b"Subject: appended\r\n\r\nbody\r\n")
+    assert typ == "OK" and b"APPENDUID" in data[0], data
+    typ, data = M.uid("MOVE", "1", "Archive")
+    assert typ == "OK", data
+    typ, data = M.status("Archive", "(MESSAGES)")
+    assert b"MESSAGES 2" in data[0], data
+    M.logout()
+
+M = imaplib.IMAP4("127.0.0.1", {imap})
+M.starttls(ssl_context=ctx)
+M.login("alice@example.test", {pw:?})
+typ, data = M.select("INBOX")
+assert data == [b"0"], data
+typ, data = M.list()
+names = [l.decode() for l in data]
+assert any('"Archive"' in n for n in names), names
+M.logout()
+"#,
+        cert = cert.display().to_string(),
+        imaps = t.imaps,
+        imap = t.imap,
+        pw = PW,
+    ));
+}
