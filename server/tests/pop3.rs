@@ -90,7 +90,10 @@ async fn full_session_over_stls() {
 
     let total = M1.len() + M2.len() + M3.len();
     assert_eq!(c.pop("STAT"), format!("+OK 3 {total}\r\n"));
-    assert_eq!(c.pop("LIST"), "+OK\r\n");
+    assert_eq!(
+        c.pop("LIST"),
+        format!("+OK 3 messages ({total} octets)\r\n")
+    );
     assert_eq!(
         c.until_dot(),
         format!(
@@ -166,30 +169,32 @@ async fn other_clients_change_the_mailbox_during_a_session() {
     let (mut c, _) = Client::connect_tls(t.pop3s, &t.cert());
     c.pop("USER alice@example.test");
     c.pop("PASS correct horse battery");
-    // IMAP or the webmail expunges message 2 and flags message 3 meanwhile.
-    let core = t.core().await;
-    let a = core.account("alice@example.test").await.unwrap().unwrap();
-    let ib = core.mailbox(a.id, "INBOX").await.unwrap().unwrap();
-    core.set_flags(
-        a.id,
-        ib.id,
-        &[2],
-        mailcore::messages::FlagOp::Add,
-        Flags::DELETED,
-    )
-    .await
-    .unwrap();
-    core.expunge(a.id, ib.id, None).await.unwrap();
-    core.set_flags(
-        a.id,
-        ib.id,
-        &[3],
-        mailcore::messages::FlagOp::Add,
-        Flags::FLAGGED,
-    )
-    .await
-    .unwrap();
-    // The POP3 view keeps its numbering; the vanished message says so.
+    assert!(c.pop("LIST").starts_with("+OK 3 messages"));
+    let listing = c.until_dot();
+    // A real IMAP client (Python's imaplib) expunges message 2 and flags
+    // message 3 while the POP3 session is open.
+    let cert = t.cert().display().to_string();
+    common::run_python(&format!(
+        r#"
+import imaplib, ssl
+ctx = ssl.create_default_context(cafile={cert:?})
+ctx.check_hostname = False
+M = imaplib.IMAP4_SSL("127.0.0.1", {port}, ssl_context=ctx)
+M.login("alice@example.test", "correct horse battery")
+typ, data = M.select("INBOX")
+assert data == [b"3"], data
+assert M.uid("STORE", "2", "+FLAGS", "(\\Deleted)")[0] == "OK"
+typ, data = M.expunge()
+assert data == [b"2"], data
+assert M.uid("STORE", "3", "+FLAGS", "(\\Flagged)")[0] == "OK"
+M.logout()
+"#,
+        port = t.imaps
+    ));
+    // The POP3 view keeps its numbering and listing; the vanished message
+    // says so, the flagged one is still there.
+    assert!(c.pop("LIST").starts_with("+OK 3 messages"));
+    assert_eq!(c.until_dot(), listing);
     assert_eq!(
         c.pop("RETR 2"),
         "-ERR Message was removed by another client\r\n"
@@ -199,6 +204,22 @@ async fn other_clients_change_the_mailbox_during_a_session() {
     c.pop("DELE 2");
     c.pop("DELE 3");
     assert!(c.pop("QUIT").starts_with("+OK Bye"));
+    // IMAP sees POP3's deletions after QUIT: only UID 1 is left.
+    common::run_python(&format!(
+        r#"
+import imaplib, ssl
+ctx = ssl.create_default_context(cafile={cert:?})
+ctx.check_hostname = False
+M = imaplib.IMAP4_SSL("127.0.0.1", {port}, ssl_context=ctx)
+M.login("alice@example.test", "correct horse battery")
+typ, data = M.select("INBOX")
+assert data == [b"1"], data
+typ, data = M.uid("SEARCH", None, "ALL")
+assert data == [b"1"], data
+M.logout()
+"#,
+        port = t.imaps
+    ));
     assert_eq!(
         inbox_uids(&t).await.iter().map(|x| x.0).collect::<Vec<_>>(),
         [1]
@@ -266,10 +287,19 @@ assert ids(q.uidl()[1]) == ids(uidl1[1:]), (q.uidl(), uidl1)
 for i in range(1, q.stat()[0] + 1):
     q.retr(i); q.dele(i)
 q.quit()
+# The acceptance check: IMAP sees an empty INBOX.
+import imaplib
+ctx.check_hostname = False
+M = imaplib.IMAP4_SSL("127.0.0.1", {imaps}, ssl_context=ctx)
+M.login("alice@example.test", "correct horse battery")
+typ, data = M.select("INBOX")
+assert data == [b"0"], data
+M.logout()
 print("ok")
 "#,
         pop3s = t.pop3s,
         pop3 = t.pop3,
+        imaps = t.imaps,
     );
     run_python(&script);
     assert!(inbox_uids(&t).await.is_empty(), "poplib deleted everything");

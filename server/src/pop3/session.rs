@@ -386,7 +386,14 @@ impl Session {
                         }
                     })
                     .collect();
-                let mut out = b"+OK\r\n".to_vec();
+                // RFC 1939 §5 LIST: "+OK 2 messages (320 octets)".
+                let status = if uidl {
+                    "+OK\r\n".to_owned()
+                } else {
+                    let (n, size) = live().fold((0, 0), |(n, s), (_, e)| (n + 1, s + e.size));
+                    format!("+OK {n} messages ({size} octets)\r\n")
+                };
+                let mut out = status.into_bytes();
                 out.extend_from_slice(&multiline(body.join("\r\n").as_bytes()));
                 self.write(&out).await?;
             }
