@@ -436,3 +436,98 @@ M.logout()
         pw = PW,
     ));
 }
+
+/// async-imap, the client Tern uses for outside mailboxes, against Tern:
+/// login over TLS, select/fetch/search, append then move, and IDLE woken
+/// by a message arriving over SMTP.
+#[tokio::test(flavor = "multi_thread")]
+async fn async_imap_as_a_real_client() {
+    use async_imap::extensions::idle::IdleResponse;
+    use futures_util::TryStreamExt;
+
+    let t = start(&[]);
+    let first = msg("alpha", "first body\r\n");
+    t.deliver("alice@example.test", &first).await;
+    t.deliver("alice@example.test", &msg("beta", "second body\r\n"))
+        .await;
+
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", t.imaps))
+        .await
+        .unwrap();
+    let connector = tokio_rustls::TlsConnector::from(common::tls_config(&t.cert()));
+    let tls = connector
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let mut client = async_imap::Client::new(tls);
+    client.read_response().await.unwrap().expect("a greeting");
+    let mut s = client
+        .login("alice@example.test", PW)
+        .await
+        .map_err(|e| e.0)
+        .unwrap();
+
+    let inbox = s.select("INBOX").await.unwrap();
+    assert_eq!(inbox.exists, 2);
+    assert!(inbox.uid_validity.is_some());
+    let fetched: Vec<_> = s
+        .fetch("1:*", "(UID FLAGS BODY.PEEK[])")
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(fetched.len(), 2);
+    assert_eq!(fetched[0].uid, Some(1));
+    assert_eq!(
+        fetched[0].body(),
+        Some(&first[..]),
+        "the bytes that arrived"
+    );
+    let hits = s.search("SUBJECT beta").await.unwrap();
+    assert_eq!(hits.into_iter().collect::<Vec<_>>(), vec![2]);
+
+    s.append(
+        "INBOX",
+        Some("(\\Seen)"),
+        None,
+        b"Subject: appended\r\n\r\nhi\r\n",
+    )
+    .await
+    .unwrap();
+    let uids = s.uid_search("SUBJECT appended").await.unwrap();
+    assert_eq!(uids.iter().copied().collect::<Vec<_>>(), vec![3]);
+    s.uid_mv("3", "Archive").await.unwrap();
+    let archive = s.examine("Archive").await.unwrap();
+    assert_eq!(archive.exists, 1);
+
+    s.select("INBOX").await.unwrap();
+    let mut idle = s.idle();
+    idle.init().await.unwrap();
+    let mx = t.mx;
+    let sent = tokio::task::spawn_blocking(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        let (mut smtp, _) = common::Client::connect(mx);
+        smtp.cmd("EHLO other.test");
+        smtp.cmd("MAIL FROM:<carol@remote.test>");
+        smtp.cmd("RCPT TO:<alice@example.test>");
+        smtp.cmd("DATA");
+        let r = smtp.cmd("Subject: ping\r\n\r\nping\r\n.");
+        assert!(r.starts_with("250"), "{r}");
+        Instant::now()
+    });
+    let (wait, _stop) = idle.wait_with_timeout(Duration::from_secs(10));
+    let got = wait.await.unwrap();
+    let woke = Instant::now();
+    let sent = sent.await.unwrap();
+    match got {
+        IdleResponse::NewData(d) => {
+            let text = format!("{:?}", d.parsed());
+            assert!(text.contains("Exists(3)"), "{text}");
+        }
+        other => panic!("IDLE did not wake: {other:?}"),
+    }
+    assert!(woke.duration_since(sent) < Duration::from_secs(1));
+    let mut s = idle.done().await.unwrap();
+    s.logout().await.unwrap();
+}
