@@ -147,32 +147,58 @@ fn locate(msg: &Message<'_>, path: &[u32]) -> Option<(usize, usize, usize)> {
     ))
 }
 
+/// A display name for ENVELOPE: ASCII as is, anything else as an RFC 2047
+/// encoded-word, which IMAP4rev1 clients decode as they would the raw
+/// header.
+fn display_name(name: Option<&str>) -> Vec<u8> {
+    use base64::Engine;
+    match name {
+        Some(n) if !n.is_ascii() => {
+            let b = base64::engine::general_purpose::STANDARD.encode(n.as_bytes());
+            nstr_s(Some(&format!("=?utf-8?b?{b}?=")))
+        }
+        other => nstr_s(other),
+    }
+}
+
+fn address(out: &mut Vec<u8>, name: Option<&str>, addr: Option<&str>) {
+    let addr = addr.unwrap_or("");
+    let (local, host) = addr.rsplit_once('@').unwrap_or((addr, ""));
+    out.push(b'(');
+    out.extend(display_name(name));
+    out.extend_from_slice(b" NIL ");
+    out.extend(nstr_s(Some(local)));
+    out.push(b' ');
+    out.extend(nstr_s(if host.is_empty() { None } else { Some(host) }));
+    out.push(b')');
+}
+
+/// An ENVELOPE address list. A named group is framed as RFC 9051 §7.5.2
+/// says: `(NIL NIL "group" NIL)` before its members, `(NIL NIL NIL NIL)`
+/// after.
 fn addresses(a: Option<&Address<'_>>) -> Vec<u8> {
     let Some(a) = a else {
         return b"NIL".to_vec();
     };
     let mut out = b"(".to_vec();
-    let mut one = |name: Option<&str>, addr: Option<&str>| {
-        let addr = addr.unwrap_or("");
-        let (local, host) = addr.rsplit_once('@').unwrap_or((addr, ""));
-        out.push(b'(');
-        out.extend(nstr_s(name));
-        out.extend_from_slice(b" NIL ");
-        out.extend(nstr_s(Some(local)));
-        out.push(b' ');
-        out.extend(nstr_s(if host.is_empty() { None } else { Some(host) }));
-        out.push(b')');
-    };
     match a {
         Address::List(list) => {
             for x in list {
-                one(x.name.as_deref(), x.address.as_deref());
+                address(&mut out, x.name.as_deref(), x.address.as_deref());
             }
         }
         Address::Group(groups) => {
             for g in groups {
+                if let Some(name) = &g.name {
+                    out.extend_from_slice(b"(NIL NIL ");
+                    out.extend(nstr_s(Some(name)));
+                    out.extend_from_slice(b" NIL)");
+                }
                 for x in &g.addresses {
-                    one(x.name.as_deref(), x.address.as_deref());
+                    address(&mut out, x.name.as_deref(), x.address.as_deref());
+                }
+                if g.name.is_some() {
+                    out.extend_from_slice(b"(NIL NIL NIL NIL)");
                 }
             }
         }
@@ -306,7 +332,8 @@ pub fn structure(msg: &Message<'_>, raw: &[u8], id: usize, ext: bool, depth: usi
         out.push(b' ');
         out.extend(envelope(inner));
         out.push(b' ');
-        out.extend(structure(inner, inner.raw_message(), 0, ext, depth + 1));
+        // mail-parser reports a nested message's offsets in the outer bytes.
+        out.extend(structure(inner, raw, 0, ext, depth + 1));
         out.extend(format!(" {lines}").into_bytes());
     } else if ctype.eq_ignore_ascii_case("text") {
         out.extend(format!(" {lines}").into_bytes());
