@@ -638,3 +638,205 @@ async fn envelope_and_bodystructure_over_a_corpus() {
     assert!(e.starts_with(r#"(NIL "no closing boundary" "#), "{e}");
     c.ok("LOGOUT");
 }
+
+/// The acceptance path as a user would walk it: mail delivered over SMTP,
+/// read with imaplib over STARTTLS (flag, move, expunge) and with curl
+/// over imaps.
+#[tokio::test(flavor = "multi_thread")]
+async fn acceptance_imaplib_over_starttls_and_curl_over_imaps() {
+    let t = start(&[]);
+    for subject in ["over smtp", "second"] {
+        let (mut smtp, _) = common::Client::connect(t.mx);
+        smtp.cmd("EHLO other.test");
+        smtp.cmd("MAIL FROM:<carol@remote.test>");
+        smtp.cmd("RCPT TO:<alice@example.test>");
+        smtp.cmd("DATA");
+        let r = smtp.cmd(&format!("Subject: {subject}\r\n\r\nbody of {subject}\r\n."));
+        assert!(r.starts_with("250"), "{r}");
+    }
+    let cert = t.cert().display().to_string();
+    // curl first, read-only.
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "--cacert",
+            &cert,
+            "--resolve",
+            &format!("localhost:{}:127.0.0.1", t.imaps),
+            "-u",
+            &format!("alice@example.test:{PW}"),
+            &format!("imaps://localhost:{}/INBOX;UID=1", t.imaps),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        body.contains("Subject: over smtp") && body.contains("body of over smtp"),
+        "{body}"
+    );
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "--insecure",
+            "-u",
+            &format!("alice@example.test:{PW}"),
+            "--url",
+            &format!("imaps://127.0.0.1:{}/INBOX", t.imaps),
+            "-X",
+            "SEARCH ALL",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("* SEARCH 1 2"),
+        "{out:?}"
+    );
+
+    run_python(&format!(
+        r#"
+import imaplib, ssl
+ctx = ssl.create_default_context(cafile={cert:?})
+ctx.check_hostname = False
+M = imaplib.IMAP4("127.0.0.1", {imap})
+M.starttls(ssl_context=ctx)
+M.login("alice@example.test", {pw:?})
+typ, boxes = M.list()
+assert typ == "OK" and any(b'"INBOX"' in b for b in boxes), boxes
+typ, data = M.select("INBOX")
+assert data == [b"2"], data
+typ, data = M.fetch("1", "(BODY[])")
+assert b"body of over smtp" in data[0][1], data
+typ, data = M.store("1", "+FLAGS", "(\\Flagged)")
+assert b"\\Flagged" in data[0], data
+typ, data = M.uid("MOVE", "2", "Archive")
+assert typ == "OK", data
+typ, data = M.store("1", "+FLAGS", "(\\Deleted)")
+typ, data = M.expunge()
+# imaplib also hands back the EXPUNGE that MOVE reported (RFC 6851).
+assert data == [b"2", b"1"], data
+typ, data = M.select("INBOX")
+assert data == [b"0"], data
+typ, data = M.select("Archive")
+assert data == [b"1"], data
+M.logout()
+"#,
+        imap = t.imap,
+        pw = PW,
+    ));
+}
+
+/// DESIGN.md rule 2: with the database gone, commands answer
+/// `NO [UNAVAILABLE]` and the session carries on once it is back.
+#[tokio::test(flavor = "multi_thread")]
+async fn database_loss_is_no_unavailable() {
+    let Some(pg) = common::PgDb::create("imap") else {
+        return;
+    };
+    let url = pg.url.clone();
+    let t = start(&[("TERN_DATABASE__URL", &url)]);
+    let mut c = Imap::login(&t, "alice@example.test");
+    c.ok("SELECT INBOX");
+    let mut fresh = Imap::tls(&t);
+    pg.cut_off();
+    for cmd in [
+        "NOOP",
+        "FETCH 1:* FLAGS",
+        "LIST \"\" \"*\"",
+        "STATUS INBOX (MESSAGES)",
+    ] {
+        let r = c.run(cmd);
+        assert!(
+            r.last().unwrap().contains("NO [UNAVAILABLE]"),
+            "{cmd}: {r:?}"
+        );
+    }
+    let r = fresh.run(&format!("LOGIN alice@example.test \"{PW}\""));
+    assert!(r.last().unwrap().contains("NO [UNAVAILABLE]"), "{r:?}");
+    pg.restore();
+    let mut ok = false;
+    for _ in 0..50 {
+        let r = c.run("NOOP");
+        if r.last().unwrap().contains(" OK ") {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(ok, "the session recovers without reconnecting");
+    c.ok("STATUS INBOX (MESSAGES)");
+    // RFC 9051 §6.4.5: "*" in an empty mailbox is a bad sequence number.
+    let r = c.run("FETCH 1:* FLAGS");
+    assert!(
+        r[0].contains("BAD Invalid message sequence number"),
+        "{r:?}"
+    );
+    fresh.ok(&format!("LOGIN alice@example.test \"{PW}\""));
+}
+
+/// Hostile input leaves memory bounded: a megabyte line, a literal bomb
+/// after login, deep nesting and many literals, while we watch the
+/// server's resident memory.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_input_keeps_memory_bounded() {
+    let t = start(&[]);
+    let rss = || -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", t.child.id())).unwrap();
+        s.lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap()
+    };
+    let mut c = Imap::login(&t, "alice@example.test");
+    c.ok("SELECT INBOX");
+    let before = rss();
+    for _ in 0..20 {
+        // A megabyte line: read and thrown away in bounded chunks.
+        let (mut h, _) = Imap::plain(t.imap);
+        let mut big = vec![b'x'; 1 << 20];
+        big.extend_from_slice(b"\r\n");
+        h.send(b"a NOOP ");
+        h.send(&big);
+        assert!(h.line().starts_with("* BAD [TOOBIG]"));
+        // Deep nesting and a literal bomb before login.
+        let r = h.run(&format!("SEARCH {}", "(".repeat(10_000)));
+        assert!(r[0].contains("BAD"), "{r:?}");
+        h.send(b"b LOGIN {99999999}\r\n");
+        assert!(h.line().starts_with("b NO [TOOBIG]"));
+    }
+    // After login the limit is the message size limit (25 MiB by default).
+    c.n += 1;
+    c.send(b"t50 APPEND INBOX {999999999999}\r\n");
+    assert!(c.line().starts_with("t50 NO [TOOBIG]"));
+    let after = rss();
+    assert!(
+        after < before + 64 * 1024,
+        "resident memory grew from {before} KiB to {after} KiB"
+    );
+}
+
+/// Connections are limited per account and in total, with a reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn connection_limits() {
+    let t = start(&[
+        ("TERN_IMAP__MAX_CONNECTIONS_PER_ACCOUNT", "2"),
+        ("TERN_IMAP__MAX_CONNECTIONS_PER_IP", "4"),
+    ]);
+    let _a = Imap::login(&t, "alice@example.test");
+    let _b = Imap::login(&t, "alice@example.test");
+    let mut c = Imap::tls(&t);
+    let r = c.run(&format!("LOGIN alice@example.test \"{PW}\""));
+    assert!(r[0].contains("NO [LIMIT]"), "{r:?}");
+    let _d = Imap::tls(&t);
+    // The fifth connection from this address is turned away at once.
+    let s = TcpStream::connect(("127.0.0.1", t.imap)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut l = String::new();
+    BufReader::new(s).read_line(&mut l).unwrap();
+    assert!(l.starts_with("* BYE [UNAVAILABLE]"), "{l}");
+}

@@ -933,12 +933,18 @@ impl Session {
                 .map(|(i, u)| (i + 1, *u))
                 .collect());
         }
+        // RFC 9051 §6.4.5 (and §9 seq-number): numbers past the end are
+        // bad, and so is "*" when the mailbox is empty.
         for &(a, b) in &set.0 {
             for x in [a, b] {
-                if let SeqBound::Num(x) = x
-                    && x as usize > n
-                {
-                    return Err(format!("Invalid message sequence number {x}"));
+                match x {
+                    SeqBound::Num(x) if x as usize > n => {
+                        return Err(format!("Invalid message sequence number {x}"));
+                    }
+                    SeqBound::Star if n == 0 => {
+                        return Err("Invalid message sequence number * (mailbox is empty)".into());
+                    }
+                    _ => {}
                 }
             }
         }
