@@ -14,6 +14,7 @@ apt_install postgresql chromium
 # Independent clients the protocol tests drive: Python's smtplib/poplib and curl.
 command -v python3 >/dev/null || apt_install python3
 command -v curl >/dev/null || apt_install curl
+command -v mbsync >/dev/null || apt_install isync
 command -v npm >/dev/null || apt_install nodejs npm
 
 start_test_postgres

@@ -840,3 +840,103 @@ async fn connection_limits() {
     BufReader::new(s).read_line(&mut l).unwrap();
     assert!(l.starts_with("* BYE [UNAVAILABLE]"), "{l}");
 }
+
+/// mbsync (isync) syncs an account both ways: down to a Maildir, then a
+/// local flag and a local new message back up.
+#[tokio::test(flavor = "multi_thread")]
+async fn mbsync_syncs_both_ways() {
+    assert!(
+        std::process::Command::new("mbsync")
+            .arg("--version")
+            .output()
+            .is_ok(),
+        "mbsync is not installed: ./scripts/test.sh installs it (Debian package isync)"
+    );
+    let t = start(&[]);
+    t.deliver("alice@example.test", &msg("down1", "first\r\n"))
+        .await;
+    t.deliver("alice@example.test", &msg("down2", "second\r\n"))
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mail = dir.path().join("mail");
+    std::fs::create_dir_all(&mail).unwrap();
+    let cfg = dir.path().join("mbsyncrc");
+    std::fs::write(
+        &cfg,
+        format!(
+            "IMAPAccount tern\nHost localhost\nPort {port}\nUser alice@example.test\nPass \"{PW}\"\n\
+             SSLType IMAPS\nCertificateFile {cert}\n\n\
+             IMAPStore remote\nAccount tern\n\n\
+             MaildirStore local\nPath {mail}/\nInbox {mail}/INBOX\nSubFolders Verbatim\n\n\
+             Channel all\nFar :remote:\nNear :local:\nPatterns *\nCreate Both\nExpunge Both\nSyncState *\n",
+            port = t.imaps,
+            cert = t.cert().display(),
+            mail = mail.display(),
+        ),
+    )
+    .unwrap();
+    let sync = || {
+        let out = std::process::Command::new("mbsync")
+            .args(["-c", cfg.to_str().unwrap(), "-a"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mbsync: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    sync();
+    let files = |sub: &str| -> Vec<std::path::PathBuf> {
+        let mut v = Vec::new();
+        for d in ["new", "cur"] {
+            if let Ok(rd) = std::fs::read_dir(mail.join(sub).join(d)) {
+                v.extend(rd.map(|e| e.unwrap().path()));
+            }
+        }
+        v
+    };
+    let inbox = files("INBOX");
+    assert_eq!(inbox.len(), 2, "{inbox:?}");
+    let texts: Vec<String> = inbox
+        .iter()
+        .map(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned())
+        .collect();
+    assert!(texts.iter().any(|t| t.contains("Subject: down1")));
+    assert!(
+        mail.join("Archive").is_dir() && mail.join("Sent").is_dir(),
+        "folders came down"
+    );
+
+    // Up: flag one message locally (Maildir info ":2,F") and add one.
+    let one = inbox
+        .iter()
+        .find(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap()).contains("Subject: down1"));
+    let one = one.unwrap();
+    let cur = mail.join("INBOX/cur");
+    std::fs::create_dir_all(&cur).unwrap();
+    let base = one
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .split(":2,")
+        .next()
+        .unwrap()
+        .to_owned();
+    std::fs::rename(one, cur.join(format!("{base}:2,FS"))).unwrap();
+    std::fs::write(
+        mail.join("INBOX/new/1700000000.local1.host"),
+        b"From: alice@example.test\r\nSubject: written offline\r\n\r\nup\r\n",
+    )
+    .unwrap();
+    sync();
+
+    let mut c = Imap::login(&t, "alice@example.test");
+    let r = c.ok("SELECT INBOX");
+    assert!(has(&r, "* 3 EXISTS"), "{r:?}");
+    let r = c.ok("SEARCH FLAGGED");
+    assert_eq!(r[0], "* SEARCH 1\r\n", "the local flag went up");
+    let r = c.ok("SEARCH SUBJECT offline");
+    assert_eq!(r[0], "* SEARCH 3\r\n", "the local message went up");
+}
