@@ -3,7 +3,7 @@
 # it first installs what the tests need (idempotent): the wasm32 target,
 # cargo-leptos, wasm-bindgen-cli, PostgreSQL (a throwaway cluster is started
 # for the run), Chromium and playwright-core, and the test clients
-# (python3, curl) if missing.
+# (python3, curl, mbsync) if missing.
 #
 #   ./scripts/test.sh
 source "$(dirname "$0")/lib.sh"
@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 
 ensure_rust_tools
 apt_install postgresql chromium
-# Independent clients the protocol tests drive: Python's smtplib/poplib and curl.
+# Independent clients the protocol tests drive: Python's smtplib/poplib/imaplib,
+# curl and mbsync.
 command -v python3 >/dev/null || apt_install python3
 command -v curl >/dev/null || apt_install curl
 command -v mbsync >/dev/null || apt_install isync

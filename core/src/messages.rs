@@ -400,6 +400,16 @@ impl Core {
             .ok_or_else(|| CoreError::NotFound(format!("message uid {uid}")))
     }
 
+    /// The mailbox's change counter (its HIGHESTMODSEQ): every delivery,
+    /// flag change, copy or expunge raises it, so a session that remembers
+    /// it can tell "nothing changed" with one row read.
+    pub async fn mailbox_modseq(&self, account_id: i32, mailbox_id: i32) -> CoreResult<i64> {
+        Ok(self
+            .mailbox_row(account_id, mailbox_id)
+            .await?
+            .highest_modseq)
+    }
+
     /// The message exactly as received (RFC 5322 bytes).
     pub async fn message_raw(
         &self,

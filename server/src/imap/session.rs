@@ -63,6 +63,9 @@ struct Selected {
     msgs: Vec<Option<MessageSummary>>,
     uids: Vec<i64>,
     highest_modseq: i64,
+    /// The mailbox's change counter when this view was last brought up to
+    /// date; while it is unchanged, `sync` has nothing to do.
+    store_modseq: i64,
     /// Messages that arrived while this session had the mailbox selected:
     /// `\Recent` for IMAP4rev1 clients.
     recent: std::collections::HashSet<i64>,
@@ -805,6 +808,7 @@ impl Session {
             msgs: list.into_iter().map(Some).collect(),
             uids,
             highest_modseq: mb.highest_modseq,
+            store_modseq: mb.highest_modseq,
             recent: Default::default(),
         };
         let mut out = vec![
@@ -850,10 +854,17 @@ impl Session {
         let State::Selected(sel) = &mut self.state else {
             return Ok(());
         };
+        // One row read answers "did anything change?"; only then is the
+        // whole view compared with the store.
+        let modseq = self.core.mailbox_modseq(account, sel.id).await?;
+        if modseq == sel.store_modseq && !sel.msgs.iter().any(Option::is_none) {
+            return Ok(());
+        }
         let (list, _) = self
             .core
             .list_messages(account, sel.id, 0, u64::MAX >> 1, SortOrder::UidAsc)
             .await?;
+        sel.store_modseq = modseq;
         let current: HashMap<i64, MessageSummary> = list.into_iter().map(|m| (m.uid, m)).collect();
         let mut out = Vec::new();
         // Flag changes and vanished messages, in sequence order.
@@ -1016,6 +1027,9 @@ impl Session {
                 }
                 if let State::Selected(s) = &mut self.state {
                     s.msgs[seq - 1] = Some(msg.clone());
+                    if s.store_modseq + 1 == msg.modseq {
+                        s.store_modseq = msg.modseq;
+                    }
                 }
             }
             let raw = if needs_raw {
@@ -1100,40 +1114,47 @@ impl Session {
             StoreOp::Remove => FlagOp::Remove,
             StoreOp::Replace => FlagOp::Replace,
         };
-        self.core
+        let changed = self
+            .core
             .set_flags(self.account_id(), mailbox_id, &uids, op, parse_flags(names))
             .await?;
+        let changed: HashMap<i64, (Flags, i64)> =
+            changed.into_iter().map(|(u, f, m)| (u, (f, m))).collect();
         // Report the new state of every message named (RFC 9051 §6.4.6),
-        // unless .SILENT; the view is refreshed either way.
-        let account = self.account_id();
-        let (list, _) = self
-            .core
-            .list_messages(account, mailbox_id, 0, u64::MAX >> 1, SortOrder::UidAsc)
-            .await?;
-        let by_uid: HashMap<i64, MessageSummary> = list.into_iter().map(|m| (m.uid, m)).collect();
+        // unless .SILENT. Unchanged messages keep the flags this view has.
         let mut out = Vec::new();
         if let State::Selected(s) = &mut self.state {
+            if let Some((_, m)) = changed.values().next()
+                && s.store_modseq + 1 == *m
+            {
+                // Ours was the only change since the last look.
+                s.store_modseq = *m;
+            }
             for (seq, u) in &targets {
-                if let (Some(new), Some(slot)) = (by_uid.get(u), s.msgs.get_mut(seq - 1))
-                    && slot.is_some()
-                {
-                    let changed = slot.as_ref().is_some_and(|o| o.flags != new.flags);
-                    *slot = Some(new.clone());
-                    if !silent || (self.condstore && changed) {
-                        let mut l = format!("* {seq} FETCH (");
-                        if uid {
-                            l.push_str(&format!("UID {u} "));
-                        }
-                        l.push_str(&format!(
-                            "FLAGS {}",
-                            flags_list(new.flags, s.recent.contains(u))
-                        ));
-                        if self.condstore {
-                            l.push_str(&format!(" MODSEQ ({})", new.modseq));
-                        }
-                        l.push(')');
-                        out.push(l);
+                let Some(Some(msg)) = s.msgs.get_mut(seq - 1) else {
+                    continue;
+                };
+                let was_changed = if let Some((f, m)) = changed.get(u) {
+                    msg.flags = *f;
+                    msg.modseq = *m;
+                    true
+                } else {
+                    false
+                };
+                if !silent || (self.condstore && was_changed) {
+                    let mut l = format!("* {seq} FETCH (");
+                    if uid {
+                        l.push_str(&format!("UID {u} "));
                     }
+                    l.push_str(&format!(
+                        "FLAGS {}",
+                        flags_list(msg.flags, s.recent.contains(u))
+                    ));
+                    if self.condstore {
+                        l.push_str(&format!(" MODSEQ ({})", msg.modseq));
+                    }
+                    l.push(')');
+                    out.push(l);
                 }
             }
         }

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# IMAP benchmark (not a test): 10 clients over TLS run a mix of SELECT,
+# FETCH (flags, bodies), STORE and SEARCH against a 1,000-message INBOX, on
+# Tern and, side by side with the same script, on Dovecot. Reports
+# operations per second and the ratio. Loopback only.
+# Usage: bench/imap-bench.sh [seconds] [clients]
+source "$(dirname "$0")/../scripts/lib.sh"
+cd "$(dirname "$0")/.."
+SECS=${1:-20}
+CLIENTS=${2:-10}
+MSGS=${BENCH_MESSAGES:-1000}
+OUT=bench/results/imap-$(date -u +%Y%m%dT%H%M%SZ).txt
+mkdir -p bench/results
+pick_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 300); do (echo >/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+
+say "building tern (release)"
+cargo build --release -p tern >/dev/null
+TERN=$PWD/target/release/tern
+DIR=$(mktemp -d /tmp/tern-ibench.XXXXXX)
+chmod 755 "$DIR"
+export TERN_DATA_DIR=$DIR/tern
+unset TERN_DATABASE__URL
+$TERN domain add bench.test >/dev/null
+printf 'benchmark-password\n' | $TERN user add reader@bench.test >/dev/null
+IMAPS=$(pick_port); WEB=$(pick_port)
+TERN_LISTENERS__SMTP= TERN_LISTENERS__SUBMISSION= TERN_LISTENERS__SMTPS= TERN_LISTENERS__IMAP= \
+  TERN_LISTENERS__IMAPS=127.0.0.1:$IMAPS TERN_LISTENERS__POP3= TERN_LISTENERS__POP3S= \
+  TERN_WEB__LISTEN=127.0.0.1:$WEB TERN_LOG=warn TERN_RELAY__ENABLED=false $TERN serve &
+TERN_PID=$!
+DOVECOT_PID=
+cleanup() {
+  kill $TERN_PID 2>/dev/null
+  [ -n "$DOVECOT_PID" ] && as_root doveadm -c "$DIR/dovecot/dovecot.conf" stop >/dev/null 2>&1
+  rm -rf "$DIR"
+}
+trap cleanup EXIT
+wait_port "$WEB"
+
+say "tern: $MSGS messages, $CLIENTS clients for ${SECS}s"
+python3 bench/imap_load.py fill --port "$IMAPS" --user reader@bench.test --password benchmark-password --messages "$MSGS"
+TERN_RES=$(python3 bench/imap_load.py measure --port "$IMAPS" --user reader@bench.test --password benchmark-password --clients "$CLIENTS" --seconds "$SECS")
+echo "$TERN_RES"
+kill $TERN_PID 2>/dev/null; wait $TERN_PID 2>/dev/null || true
+
+PEER_RES="not run"
+if [ "${SKIP_DOVECOT:-0}" != 1 ]; then
+  say "dovecot (peer): same load"
+  apt_install dovecot-imapd
+  D=$DIR/dovecot
+  mkdir -p "$D/run" "$D/mail" "$D/home"
+  id benchimap >/dev/null 2>&1 || as_root useradd -M -s /usr/sbin/nologin benchimap
+  as_root chown -R benchimap "$D/mail" "$D/home"
+  DPORT=$(pick_port)
+  printf 'reader@bench.test:{PLAIN}benchmark-password\n' > "$D/passwd"
+  cat > "$D/dovecot.conf" <<CONF
+protocols = imap
+listen = 127.0.0.1
+base_dir = $D/run
+log_path = $D/dovecot.log
+ssl = required
+ssl_cert = <$DIR/tern/tls/cert.pem
+ssl_key = <$DIR/tern/tls/key.pem
+disable_plaintext_auth = yes
+auth_mechanisms = plain
+mail_location = maildir:$D/mail/%u
+mail_fsync = always
+passdb {
+  driver = passwd-file
+  args = $D/passwd
+}
+userdb {
+  driver = static
+  args = uid=benchimap gid=benchimap home=$D/home/%u
+}
+service imap-login {
+  inet_listener imap {
+    port = 0
+  }
+  inet_listener imaps {
+    port = $DPORT
+    ssl = yes
+  }
+}
+CONF
+  # Its own output must not hold this script's pipe open.
+  as_root dovecot -c "$D/dovecot.conf" </dev/null >/dev/null 2>&1
+  wait_port "$DPORT"
+  DOVECOT_PID=$(cat "$D/run/master.pid" 2>/dev/null || true)
+  python3 bench/imap_load.py fill --port "$DPORT" --user reader@bench.test --password benchmark-password --messages "$MSGS"
+  PEER_RES=$(python3 bench/imap_load.py measure --port "$DPORT" --user reader@bench.test --password benchmark-password --clients "$CLIENTS" --seconds "$SECS")
+  echo "$PEER_RES"
+fi
+
+field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" <<<"$2"; }
+RATIO=$(python3 -c "import sys; a,b=sys.argv[1:]; print(f'{float(a)/float(b):.2f}')" "$(field ops_per_sec "$TERN_RES")" "$(field ops_per_sec "$PEER_RES")" 2>/dev/null || echo n/a)
+{
+  echo "# IMAP operations per second, $(date -u +%FT%TZ)"
+  echo "machine: $(uname -srm), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB"
+  echo "load: $CLIENTS clients over TLS (Python imaplib), ${SECS}s, INBOX of $MSGS messages of 3 KiB; mix: 10% SELECT, 40% FETCH flags of 21 messages, 20% FETCH one body, 15% STORE, 15% SEARCH SUBJECT"
+  echo "tern (release, SQLite): $TERN_RES"
+  echo "dovecot $(dovecot --version 2>/dev/null | cut -d' ' -f1) (maildir, mail_fsync=always): $PEER_RES"
+  echo "ratio tern/dovecot (ops/s): $RATIO"
+} | tee "$OUT"
+say "wrote $OUT"
