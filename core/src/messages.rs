@@ -410,6 +410,40 @@ impl Core {
             .highest_modseq)
     }
 
+    /// Messages whose MODSEQ is above `since`: new ones and ones whose
+    /// flags changed (RFC 7162's CHANGEDSINCE view), in UID order, through
+    /// the (mailbox, modseq) index.
+    pub async fn messages_changed_since(
+        &self,
+        account_id: i32,
+        mailbox_id: i32,
+        since: i64,
+    ) -> CoreResult<Vec<MessageSummary>> {
+        self.mailbox_row(account_id, mailbox_id).await?;
+        Ok(message::Entity::find()
+            .filter(message::Column::MailboxId.eq(mailbox_id))
+            .filter(message::Column::Modseq.gt(since))
+            .order_by_asc(message::Column::Uid)
+            .all(self.db())
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    /// The UIDs of a mailbox, ascending: one column, for noticing expunges.
+    pub async fn mailbox_uids(&self, account_id: i32, mailbox_id: i32) -> CoreResult<Vec<i64>> {
+        self.mailbox_row(account_id, mailbox_id).await?;
+        Ok(message::Entity::find()
+            .select_only()
+            .column(message::Column::Uid)
+            .filter(message::Column::MailboxId.eq(mailbox_id))
+            .order_by_asc(message::Column::Uid)
+            .into_tuple()
+            .all(self.db())
+            .await?)
+    }
+
     /// The message exactly as received (RFC 5322 bytes).
     pub async fn message_raw(
         &self,

@@ -860,35 +860,44 @@ impl Session {
         if modseq == sel.store_modseq && !sel.msgs.iter().any(Option::is_none) {
             return Ok(());
         }
-        let (list, _) = self
+        // What changed since the last look: new and re-flagged messages by
+        // MODSEQ, vanished ones by comparing UIDs.
+        let changed = self
             .core
-            .list_messages(account, sel.id, 0, u64::MAX >> 1, SortOrder::UidAsc)
+            .messages_changed_since(account, sel.id, sel.store_modseq)
             .await?;
+        let present: std::collections::HashSet<i64> = self
+            .core
+            .mailbox_uids(account, sel.id)
+            .await?
+            .into_iter()
+            .collect();
         sel.store_modseq = modseq;
-        let current: HashMap<i64, MessageSummary> = list.into_iter().map(|m| (m.uid, m)).collect();
+        let current: HashMap<i64, MessageSummary> =
+            changed.into_iter().map(|m| (m.uid, m)).collect();
         let mut out = Vec::new();
         // Flag changes and vanished messages, in sequence order.
         for (i, slot) in sel.msgs.iter_mut().enumerate() {
             let Some(old) = slot else { continue };
-            match current.get(&old.uid) {
-                None => *slot = None,
-                Some(new) if new.flags != old.flags || new.modseq != old.modseq => {
-                    if new.flags != old.flags {
-                        let mut l = format!(
-                            "* {} FETCH (UID {} FLAGS {}",
-                            i + 1,
-                            new.uid,
-                            flags_list(new.flags, sel.recent.contains(&new.uid))
-                        );
-                        if self.condstore {
-                            l.push_str(&format!(" MODSEQ ({})", new.modseq));
-                        }
-                        l.push(')');
-                        out.push(l);
+            if !present.contains(&old.uid) {
+                *slot = None;
+                continue;
+            }
+            if let Some(new) = current.get(&old.uid) {
+                if new.flags != old.flags {
+                    let mut l = format!(
+                        "* {} FETCH (UID {} FLAGS {}",
+                        i + 1,
+                        new.uid,
+                        flags_list(new.flags, sel.recent.contains(&new.uid))
+                    );
+                    if self.condstore {
+                        l.push_str(&format!(" MODSEQ ({})", new.modseq));
                     }
-                    *slot = Some(new.clone());
+                    l.push(')');
+                    out.push(l);
                 }
-                _ => {}
+                *slot = Some(new.clone());
             }
         }
         if expunges {
