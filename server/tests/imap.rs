@@ -940,3 +940,110 @@ async fn mbsync_syncs_both_ways() {
     let r = c.ok("SEARCH SUBJECT offline");
     assert_eq!(r[0], "* SEARCH 3\r\n", "the local message went up");
 }
+
+/// The commands the other transcripts leave out: ENABLE, ID, CHECK,
+/// SUBSCRIBE/UNSUBSCRIBE/LSUB, LIST-STATUS, CONDSTORE, UID EXPUNGE, CLOSE;
+/// modified UTF-7 names for IMAP4rev1 and UTF-8 after ENABLE IMAP4rev2.
+#[tokio::test(flavor = "multi_thread")]
+async fn remaining_commands_transcript() {
+    let t = start(&[]);
+    for s in ["a", "b", "c"] {
+        t.deliver("bob@example.test", &msg(s, "x\r\n")).await;
+    }
+    let mut c = Imap::login(&t, "bob@example.test");
+    let r = c.ok("ID (\"name\" \"transcript\" \"version\" NIL)");
+    assert!(r[0].starts_with("* ID (\"name\" \"Tern\")"), "{r:?}");
+    let r = c.ok("ENABLE CONDSTORE");
+    assert_eq!(r[0], "* ENABLED CONDSTORE\r\n");
+
+    // rev1 names: modified UTF-7 in, UTF-8 stored, modified UTF-7 out.
+    c.ok("CREATE \"Entw&APw-rfe\"");
+    let r = c.ok("LIST \"\" \"Entw*\"");
+    assert!(has(&r, "\"Entw&APw-rfe\""), "{r:?}");
+    c.ok("SUBSCRIBE \"Entw&APw-rfe\"");
+    let r = c.ok("LSUB \"\" \"*\"");
+    assert!(has(&r, "* LSUB () \"/\" \"Entw&APw-rfe\""), "{r:?}");
+    let r = c.ok("LIST (SUBSCRIBED) \"\" \"*\" RETURN (STATUS (MESSAGES UIDNEXT))");
+    assert!(
+        has(
+            &r,
+            "* LIST (\\HasNoChildren \\Subscribed) \"/\" \"Entw&APw-rfe\""
+        ),
+        "{r:?}"
+    );
+    assert!(
+        has(&r, "* STATUS \"Entw&APw-rfe\" (MESSAGES 0 UIDNEXT 1)"),
+        "{r:?}"
+    );
+    c.ok("UNSUBSCRIBE \"Entw&APw-rfe\"");
+    let r = c.ok("LSUB \"\" \"Entw*\"");
+    assert_eq!(r.len(), 1, "{r:?}");
+
+    let r = c.ok("SELECT INBOX (CONDSTORE)");
+    let hms: i64 = r
+        .iter()
+        .find_map(|l| l.strip_prefix("* OK [HIGHESTMODSEQ "))
+        .and_then(|l| l.split(']').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    c.ok("CHECK");
+    let r = c.ok("STORE 1 +FLAGS (\\Seen)");
+    assert!(r[0].contains("MODSEQ ("), "{r:?}");
+    let r = c.ok(&format!("FETCH 1:* (FLAGS) (CHANGEDSINCE {hms})"));
+    assert_eq!(r.len(), 2, "only the changed message: {r:?}");
+    assert!(
+        r[0].starts_with("* 1 FETCH (FLAGS (\\Seen) MODSEQ ("),
+        "{r:?}"
+    );
+    let r = c.ok(&format!(
+        "STORE 1,2 (UNCHANGEDSINCE {hms}) +FLAGS (\\Flagged)"
+    ));
+    assert!(r.last().unwrap().contains("[MODIFIED 1]"), "{r:?}");
+
+    // UID EXPUNGE removes only the named deleted messages.
+    c.ok("STORE 1:3 +FLAGS.SILENT (\\Deleted)");
+    let r = c.ok("UID EXPUNGE 2");
+    assert_eq!(r[0], "* 2 EXPUNGE\r\n");
+    assert_eq!(r.len(), 2, "{r:?}");
+    // CLOSE expunges the rest silently and leaves the selected state.
+    let r = c.ok("CLOSE");
+    assert_eq!(r.len(), 1, "CLOSE sends no EXPUNGE: {r:?}");
+    let r = c.run("FETCH 1 FLAGS");
+    assert!(r[0].contains("BAD"), "{r:?}");
+    let r = c.ok("STATUS INBOX (MESSAGES)");
+    assert!(has(&r, "(MESSAGES 0)"), "{r:?}");
+
+    // After ENABLE IMAP4rev2 names are plain UTF-8.
+    let mut d = Imap::login(&t, "bob@example.test");
+    d.ok("ENABLE IMAP4rev2");
+    let r = d.ok("LIST \"\" \"Entw*\"");
+    // Sent as a literal, which IMAP4rev1 and rev2 clients both read.
+    assert!(has(&r, "{9}\r\nEntwürfe"), "{r:?}");
+}
+
+/// Failed logins go through the core's shared throttle, and a silent
+/// connection is dropped before login sooner than after.
+#[tokio::test(flavor = "multi_thread")]
+async fn login_throttle_and_autologout() {
+    let t = start(&[("TERN_IMAP__AUTOLOGOUT_PRE_AUTH_SECS", "1")]);
+    let mut c = Imap::tls(&t);
+    let mut throttled = false;
+    for _ in 0..20 {
+        let r = c.run("LOGIN alice@example.test wrong");
+        if r[0].contains("NO [UNAVAILABLE] Too many failed logins") {
+            throttled = true;
+            break;
+        }
+        assert!(r[0].contains("NO [AUTHENTICATIONFAILED]"), "{r:?}");
+    }
+    assert!(throttled, "the throttle never engaged");
+    // Even the right password is refused while throttled.
+    let r = c.run(&format!("LOGIN alice@example.test \"{PW}\""));
+    assert!(r[0].contains("NO [UNAVAILABLE]"), "{r:?}");
+
+    let (mut idle, _) = Imap::plain(t.imap);
+    let started = Instant::now();
+    let l = idle.line();
+    assert!(l.starts_with("* BYE Autologout"), "{l}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

@@ -305,6 +305,7 @@ impl Session {
                     .await?;
                 continue;
             }
+            let cmd = self.names_in(cmd);
             match self.dispatch(&tag, cmd).await {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Close) => return Ok(()),
@@ -352,6 +353,87 @@ impl From<CoreError> for Fail {
 type Res = Result<Flow, Fail>;
 
 impl Session {
+    /// Mailbox names arrive in modified UTF-7 from IMAP4rev1 clients and in
+    /// UTF-8 once IMAP4rev2 is enabled (RFC 9051 §5.1); the store keeps
+    /// UTF-8. A name that is not valid modified UTF-7 is taken as sent.
+    fn name_in(&self, name: String) -> String {
+        if self.rev2 {
+            return name;
+        }
+        super::proto::mutf7_decode(&name).unwrap_or(name)
+    }
+
+    fn name_out(&self, name: &str) -> String {
+        if self.rev2 {
+            name.to_owned()
+        } else {
+            super::proto::mutf7_encode(name)
+        }
+    }
+
+    fn names_in(&self, cmd: Command) -> Command {
+        use Command::*;
+        match cmd {
+            Select {
+                mailbox,
+                read_only,
+                condstore,
+            } => Select {
+                mailbox: self.name_in(mailbox),
+                read_only,
+                condstore,
+            },
+            Create(m) => Create(self.name_in(m)),
+            Delete(m) => Delete(self.name_in(m)),
+            Rename(a, b) => Rename(self.name_in(a), self.name_in(b)),
+            Subscribe(m) => Subscribe(self.name_in(m)),
+            Unsubscribe(m) => Unsubscribe(self.name_in(m)),
+            Status { mailbox, items } => Status {
+                mailbox: self.name_in(mailbox),
+                items,
+            },
+            Append {
+                mailbox,
+                flags,
+                date,
+                message,
+            } => Append {
+                mailbox: self.name_in(mailbox),
+                flags,
+                date,
+                message,
+            },
+            Copy { uid, set, mailbox } => Copy {
+                uid,
+                set,
+                mailbox: self.name_in(mailbox),
+            },
+            Move { uid, set, mailbox } => Move {
+                uid,
+                set,
+                mailbox: self.name_in(mailbox),
+            },
+            List {
+                reference,
+                patterns,
+                subscribed_only,
+                lsub,
+                return_subscribed,
+                return_special_use,
+                return_status,
+            } => List {
+                reference: self.name_in(reference),
+                patterns: patterns.into_iter().map(|p| self.name_in(p)).collect(),
+                subscribed_only,
+                lsub,
+                return_subscribed,
+                return_special_use,
+                return_status,
+            },
+            other => other,
+        }
+    }
+
     fn account_id(&self) -> i32 {
         self.account.as_ref().map(|a| a.id).unwrap_or(0)
     }
@@ -498,7 +580,9 @@ impl Session {
                     .mailbox(self.account_id(), &mailbox)
                     .await?
                     .ok_or_else(|| CoreError::NotFound(format!("mailbox {mailbox}")))?;
-                let line = status_line(self.core.clone(), self.account_id(), &mb, &items).await?;
+                let wire = self.name_out(&mb.name);
+                let line =
+                    status_line(self.core.clone(), self.account_id(), &mb, &wire, &items).await?;
                 self.line(&line).await?;
                 self.ok(tag, "STATUS completed").await
             }
@@ -669,6 +753,7 @@ async fn status_line(
     core: Core,
     account: i32,
     mb: &mailcore::Mailbox,
+    wire_name: &str,
     items: &[StatusItem],
 ) -> Result<String, Fail> {
     {
@@ -698,7 +783,7 @@ async fn status_line(
         }
         Ok(format!(
             "* STATUS {} ({})",
-            IString(mb.name.as_bytes()),
+            IString(wire_name.as_bytes()),
             parts.join(" ")
         ))
     }
@@ -736,6 +821,13 @@ impl Session {
             }
             let mut attrs: Vec<&str> = Vec::new();
             let prefix = format!("{}/", mb.name);
+            let wire = self.name_out(&mb.name);
+            if lsub {
+                // RFC 3501 §7.2.3: LSUB carries LIST's syntax but clients
+                // expect only \Noselect there; none of ours is.
+                out.push(format!("* LSUB () \"/\" {}", IString(wire.as_bytes())));
+                continue;
+            }
             attrs.push(if names.iter().any(|n| n.starts_with(&prefix)) {
                 "\\HasChildren"
             } else {
@@ -752,10 +844,12 @@ impl Session {
             out.push(format!(
                 "* {cmd} ({}) \"/\" {}",
                 attrs.join(" "),
-                IString(mb.name.as_bytes())
+                IString(wire.as_bytes())
             ));
             if let Some(items) = &return_status {
-                out.push(status_line(self.core.clone(), self.account_id(), mb, items).await?);
+                out.push(
+                    status_line(self.core.clone(), self.account_id(), mb, &wire, items).await?,
+                );
             }
         }
         for l in out {
@@ -824,7 +918,10 @@ impl Session {
             format!("* OK [UIDVALIDITY {}] UIDs valid", mb.uidvalidity),
             format!("* OK [UIDNEXT {}] Predicted next UID", mb.uidnext),
             format!("* OK [HIGHESTMODSEQ {}] Highest", mb.highest_modseq),
-            format!("* LIST () \"/\" {}", IString(mb.name.as_bytes())),
+            format!(
+                "* LIST () \"/\" {}",
+                IString(self.name_out(&mb.name).as_bytes())
+            ),
         ];
         if let Some(n) = first_unseen {
             // RFC 3501 §7.1: rev1 clients look for UNSEEN here.
