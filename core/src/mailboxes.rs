@@ -162,6 +162,42 @@ impl Core {
             .ok_or_else(|| CoreError::NotFound(format!("mailbox {mailbox_id}")))
     }
 
+    /// RFC 3501 §2.3.2 `\Recent`: the first read-write session to see a
+    /// message claims it. Moves the mailbox's mark up to `upto` (a UID,
+    /// exclusive) and returns where it was, so the caller's recent messages
+    /// are those with `old <= uid < upto`. Two sessions racing for the same
+    /// messages cannot both win: the update is conditional on the old mark.
+    pub async fn claim_recent(
+        &self,
+        account_id: i32,
+        mailbox_id: i32,
+        upto: i64,
+    ) -> CoreResult<i64> {
+        for _ in 0..8 {
+            let old = self.mailbox_row(account_id, mailbox_id).await?.recent_uid;
+            if old >= upto {
+                return Ok(upto);
+            }
+            let n = mailbox::Entity::update_many()
+                .col_expr(mailbox::Column::RecentUid, Expr::value(upto))
+                .filter(mailbox::Column::Id.eq(mailbox_id))
+                .filter(mailbox::Column::RecentUid.eq(old))
+                .exec(self.db())
+                .await?
+                .rows_affected;
+            if n == 1 {
+                return Ok(old);
+            }
+        }
+        // Lost every race: others claimed them.
+        Ok(upto)
+    }
+
+    /// The `\Recent` mark without claiming (EXAMINE, STATUS).
+    pub async fn recent_mark(&self, account_id: i32, mailbox_id: i32) -> CoreResult<i64> {
+        Ok(self.mailbox_row(account_id, mailbox_id).await?.recent_uid)
+    }
+
     pub async fn create_mailbox(&self, account_id: i32, name: &str) -> CoreResult<Mailbox> {
         let name = normalize_name(name)?;
         let exists = mailbox::Entity::find()

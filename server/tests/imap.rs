@@ -224,7 +224,8 @@ async fn a_session_transcript_on_993() {
     let r = c.ok("FETCH 1:* (UID FLAGS RFC822.SIZE)");
     assert_eq!(r.len(), 4);
     assert!(
-        r[0].starts_with("* 1 FETCH (UID 1 FLAGS () RFC822.SIZE "),
+        // The first session to select the mailbox has its mail as \Recent.
+        r[0].starts_with("* 1 FETCH (UID 1 FLAGS (\\Recent) RFC822.SIZE "),
         "{r:?}"
     );
     // BODY.PEEK leaves \Seen alone; BODY[] sets it and says so.
@@ -235,7 +236,7 @@ async fn a_session_transcript_on_993() {
     );
     let r = c.ok("FETCH 2 BODY[TEXT]");
     assert!(r[0].contains("BODY[TEXT] {9}\r\ntwo two\r\n"), "{r:?}");
-    assert!(has(&r, "FLAGS (\\Seen)"), "{r:?}");
+    assert!(has(&r, "FLAGS (\\Seen \\Recent)"), "{r:?}");
     let r = c.ok("FETCH 2 (BODY[]<0.6>)");
     assert!(r[0].contains("BODY[]<0> {6}\r\nFrom: "), "{r:?}");
     let r = c.ok("FETCH 3 (ENVELOPE INTERNALDATE)");
@@ -255,7 +256,7 @@ async fn a_session_transcript_on_993() {
 
     let r = c.ok("STORE 1 +FLAGS (\\Deleted \\Flagged)");
     assert!(
-        r[0].starts_with("* 1 FETCH (FLAGS (\\Flagged \\Deleted))"),
+        r[0].starts_with("* 1 FETCH (FLAGS (\\Flagged \\Deleted \\Recent))"),
         "{r:?}"
     );
     let r = c.ok("UID STORE 3 +FLAGS.SILENT (\\Answered)");
@@ -992,7 +993,7 @@ async fn remaining_commands_transcript() {
     let r = c.ok(&format!("FETCH 1:* (FLAGS) (CHANGEDSINCE {hms})"));
     assert_eq!(r.len(), 2, "only the changed message: {r:?}");
     assert!(
-        r[0].starts_with("* 1 FETCH (FLAGS (\\Seen) MODSEQ ("),
+        r[0].starts_with("* 1 FETCH (FLAGS (\\Seen \\Recent) MODSEQ ("),
         "{r:?}"
     );
     let r = c.ok(&format!(
@@ -1046,4 +1047,35 @@ async fn login_throttle_and_autologout() {
     let l = idle.line();
     assert!(l.starts_with("* BYE Autologout"), "{l}");
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// RFC 3501 §2.3.2 `\Recent`: the first read-write session to see a
+/// message has it; EXAMINE looks without taking it; later sessions do not.
+#[tokio::test(flavor = "multi_thread")]
+async fn recent_belongs_to_the_first_session() {
+    let t = start(&[]);
+    t.deliver("bob@example.test", &msg("r1", "x\r\n")).await;
+    let mut peek = Imap::login(&t, "bob@example.test");
+    let r = peek.ok("EXAMINE INBOX");
+    assert!(has(&r, "* 1 RECENT"), "{r:?}");
+    let r = peek.ok("STATUS Archive (RECENT)");
+    assert!(has(&r, "(RECENT 0)"), "{r:?}");
+    let mut first = Imap::login(&t, "bob@example.test");
+    let r = first.ok("SELECT INBOX");
+    assert!(has(&r, "* 1 RECENT"), "{r:?}");
+    let r = first.ok("FETCH 1 FLAGS");
+    assert!(r[0].contains("\\Recent"), "{r:?}");
+    // New mail while selected: recent here, and nowhere else.
+    t.deliver("bob@example.test", &msg("r2", "y\r\n")).await;
+    let r = first.ok("NOOP");
+    assert!(has(&r, "* 2 EXISTS") && has(&r, "* 2 RECENT"), "{r:?}");
+    let r = first.ok("SEARCH RECENT");
+    assert_eq!(r[0], "* SEARCH 1 2\r\n");
+    let mut second = Imap::login(&t, "bob@example.test");
+    let r = second.ok("SELECT INBOX");
+    assert!(has(&r, "* 0 RECENT"), "{r:?}");
+    let r = second.ok("SEARCH RECENT");
+    assert_eq!(r[0], "* SEARCH\r\n");
+    let r = second.ok("STATUS INBOX (RECENT)");
+    assert!(has(&r, "(RECENT 0)"), "{r:?}");
 }

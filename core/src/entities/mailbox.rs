@@ -12,6 +12,7 @@ pub struct Model {
     pub uidnext: i64,
     pub highest_modseq: i64,
     pub subscribed: bool,
+    pub recent_uid: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -759,6 +759,16 @@ async fn status_line(
     {
         let mut parts = Vec::new();
         let need_deleted = items.contains(&StatusItem::Deleted);
+        let recent = if items.contains(&StatusItem::Recent) {
+            let floor = core.recent_mark(account, mb.id).await?;
+            core.mailbox_uids(account, mb.id)
+                .await?
+                .into_iter()
+                .filter(|u| *u >= floor)
+                .count()
+        } else {
+            0
+        };
         let deleted = if need_deleted {
             let (list, _) = core
                 .list_messages(account, mb.id, 0, u64::MAX >> 1, SortOrder::UidAsc)
@@ -777,7 +787,7 @@ async fn status_line(
                 StatusItem::Unseen => format!("UNSEEN {}", mb.unseen),
                 StatusItem::Deleted => format!("DELETED {deleted}"),
                 StatusItem::Size => format!("SIZE {}", mb.size),
-                StatusItem::Recent => "RECENT 0".to_owned(),
+                StatusItem::Recent => format!("RECENT {recent}"),
                 StatusItem::HighestModSeq => format!("HIGHESTMODSEQ {}", mb.highest_modseq),
             });
         }
@@ -891,6 +901,18 @@ impl Session {
             )
             .await?;
         let uids: Vec<i64> = list.iter().map(|m| m.uid).collect();
+        // RFC 3501 §2.3.2: a read-write SELECT claims the mailbox's recent
+        // messages for this session; EXAMINE only looks.
+        let floor = if read_only {
+            self.core.recent_mark(self.account_id(), mb.id).await?
+        } else {
+            self.core
+                .claim_recent(self.account_id(), mb.id, mb.uidnext)
+                .await?
+        };
+        let recent: std::collections::HashSet<i64> =
+            uids.iter().copied().filter(|u| *u >= floor).collect();
+        let recent_count = recent.len();
         let first_unseen = list
             .iter()
             .position(|m| !m.flags.contains(Flags::SEEN))
@@ -903,11 +925,11 @@ impl Session {
             uids,
             highest_modseq: mb.highest_modseq,
             store_modseq: mb.highest_modseq,
-            recent: Default::default(),
+            recent,
         };
         let mut out = vec![
             format!("* {exists} EXISTS"),
-            "* 0 RECENT".to_owned(),
+            format!("* {recent_count} RECENT"),
             "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)".to_owned(),
             if read_only {
                 "* OK [PERMANENTFLAGS ()] Read-only mailbox".to_owned()
@@ -1013,12 +1035,22 @@ impl Session {
             current.values().filter(|m| m.uid > max_known).collect();
         if !new.is_empty() {
             new.sort_by_key(|m| m.uid);
+            let upto = new.last().map(|m| m.uid + 1).unwrap_or(0);
+            // New mail is \Recent for the first read-write session to see it.
+            let floor = if sel.read_only {
+                self.core.recent_mark(account, sel.id).await?
+            } else {
+                self.core.claim_recent(account, sel.id, upto).await?
+            };
             for m in new {
                 sel.uids.push(m.uid);
-                sel.recent.insert(m.uid);
+                if m.uid >= floor {
+                    sel.recent.insert(m.uid);
+                }
                 sel.msgs.push(Some(m.clone()));
             }
             out.push(format!("* {} EXISTS", sel.msgs.len()));
+            out.push(format!("* {} RECENT", sel.recent.len()));
         }
         sel.highest_modseq = current
             .values()
