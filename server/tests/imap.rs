@@ -1079,3 +1079,43 @@ async fn recent_belongs_to_the_first_session() {
     let r = second.ok("STATUS INBOX (RECENT)");
     assert!(has(&r, "(RECENT 0)"), "{r:?}");
 }
+
+/// Two nodes on one PostgreSQL: mail accepted over SMTP on one wakes an
+/// IDLE client on the other, and what one session stores the other sees.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_across_two_nodes() {
+    let Some(pg) = common::PgDb::create("imap_nodes") else {
+        return;
+    };
+    let env = [("TERN_DATABASE__URL", pg.url.as_str())];
+    let a = start(&env);
+    let b = common::start_node(&env);
+    let mut c = Imap::login(&b, "bob@example.test");
+    c.ok("SELECT INBOX");
+    c.n += 1;
+    c.send(b"t9 IDLE\r\n");
+    assert!(c.line().starts_with("+ "));
+    let (mut smtp, _) = common::Client::connect(a.mx);
+    smtp.cmd("EHLO other.test");
+    smtp.cmd("MAIL FROM:<carol@remote.test>");
+    smtp.cmd("RCPT TO:<bob@example.test>");
+    smtp.cmd("DATA");
+    let sent = Instant::now();
+    assert!(
+        smtp.cmd("Subject: across\r\n\r\nhi\r\n.")
+            .starts_with("250")
+    );
+    assert_eq!(c.line(), "* 1 EXISTS\r\n");
+    assert!(
+        sent.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        sent.elapsed()
+    );
+    c.send(b"DONE\r\n");
+    c.until("t9");
+    let mut other = Imap::login(&a, "bob@example.test");
+    other.ok("SELECT INBOX");
+    other.ok("STORE 1 +FLAGS (\\Flagged)");
+    let r = c.ok("FETCH 1 FLAGS");
+    assert!(r[0].contains("\\Flagged"), "{r:?}");
+}

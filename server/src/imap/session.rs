@@ -1490,6 +1490,12 @@ impl Session {
         // Changes between SELECT and IDLE.
         self.sync(true).await?;
         let deadline = tokio::time::Instant::now() + self.settings.autologout;
+        // The change feed is in-process. With several nodes on one
+        // PostgreSQL, mail accepted on another node is noticed by a cheap
+        // look at the mailbox's change counter every second.
+        let cross_node = self.core.backend() == mailcore::Backend::Postgres;
+        let mut poll = tokio::time::interval(Duration::from_secs(1));
+        poll.tick().await;
         loop {
             let io = live(&mut self.io)?;
             tokio::select! {
@@ -1520,6 +1526,7 @@ impl Session {
                         Err(_) => return Ok(Flow::Close),
                     }
                 }
+                _ = poll.tick(), if cross_node => self.sync(true).await?,
                 _ = tokio::time::sleep_until(deadline) => {
                     self.line("* BYE Autologout; idle for too long").await?;
                     return Ok(Flow::Close);

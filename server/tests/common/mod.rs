@@ -79,12 +79,29 @@ pub fn cli_db(dir: &Path, db: Option<&str>, args: &[&str], stdin: &str) {
 
 /// A server with example.test: alice, bob, an alias team -> alice+bob.
 pub fn start(extra_env: &[(&str, &str)]) -> Tern {
+    start_with(extra_env, true)
+}
+
+/// Another node on a database `start` already set up (same
+/// `TERN_DATABASE__URL` in `extra_env`): no directory set-up.
+pub fn start_node(extra_env: &[(&str, &str)]) -> Tern {
+    start_with(extra_env, false)
+}
+
+fn start_with(extra_env: &[(&str, &str)], setup: bool) -> Tern {
     let db = extra_env
         .iter()
         .find(|(k, _)| *k == "TERN_DATABASE__URL")
         .map(|(_, v)| *v);
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
+    if setup {
+        directory_setup(p, db);
+    }
+    launch(dir, extra_env)
+}
+
+fn directory_setup(p: &Path, db: Option<&str>) {
     cli_db(p, db, &["domain", "add", "example.test"], "");
     cli_db(
         p,
@@ -110,6 +127,10 @@ pub fn start(extra_env: &[(&str, &str)]) -> Tern {
         ],
         "",
     );
+}
+
+fn launch(dir: tempfile::TempDir, extra_env: &[(&str, &str)]) -> Tern {
+    let p = dir.path();
     // Ports come from binding :0 and letting go, so another test's server
     // can take one in between; a server that fails to bind exits, and we
     // try again on fresh ports.
