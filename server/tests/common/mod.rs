@@ -45,6 +45,25 @@ impl Drop for Tern {
 
 /// Runs a `tern` command against a data dir and returns its stdout; fails
 /// the test if the command fails.
+/// Like [`cli_out`] but returns None (and prints why) instead of failing:
+/// for polling loops, where one failed run is worth a retry and a log line.
+pub fn cli_try(dir: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("TERN_DATA_DIR", dir)
+        .env_remove("TERN_DATABASE__URL")
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        eprintln!(
+            "!!! tern {args:?} failed (will retry): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    String::from_utf8(out.stdout).ok()
+}
+
 pub fn cli_out(dir: &Path, args: &[&str]) -> String {
     let out = Command::new(BIN)
         .args(args)
