@@ -259,6 +259,9 @@ impl Core {
             return Err(CoreError::Conflict(format!("mailbox {to}")));
         }
         let prefix = format!("{from}{DELIMITER}");
+        // One writer at a time on SQLite: this transaction reads before it
+        // writes, and an upgrade racing another writer fails (SQLITE_BUSY_SNAPSHOT).
+        let _w = self.sqlite_write_guard().await;
         let txn = self.db().begin().await?;
         for m in all
             .into_iter()
@@ -288,6 +291,9 @@ impl Core {
             .mailbox(account_id, &name)
             .await?
             .ok_or_else(|| CoreError::NotFound(format!("mailbox {name}")))?;
+        // One writer at a time on SQLite: this transaction reads before it
+        // writes, and an upgrade racing another writer fails (SQLITE_BUSY_SNAPSHOT).
+        let _w = self.sqlite_write_guard().await;
         let txn = self.db().begin().await?;
         let msgs = message::Entity::find()
             .filter(message::Column::MailboxId.eq(m.id))

@@ -476,6 +476,9 @@ impl Core {
         flags: Flags,
     ) -> CoreResult<Vec<(i64, Flags, i64)>> {
         self.mailbox_row(account_id, mailbox_id).await?;
+        // One writer at a time on SQLite: this transaction reads before it
+        // writes, and an upgrade racing another writer fails (SQLITE_BUSY_SNAPSHOT).
+        let _w = self.sqlite_write_guard().await;
         let txn = self.db().begin().await?;
         let rows = message::Entity::find()
             .filter(message::Column::MailboxId.eq(mailbox_id))
@@ -559,6 +562,9 @@ impl Core {
                 "source and destination are the same mailbox",
             ));
         }
+        // One writer at a time on SQLite: this transaction reads before it
+        // writes, and an upgrade racing another writer fails (SQLITE_BUSY_SNAPSHOT).
+        let _w = self.sqlite_write_guard().await;
         let txn = self.db().begin().await?;
         let rows = message::Entity::find()
             .filter(message::Column::MailboxId.eq(from))
@@ -626,6 +632,9 @@ impl Core {
         only: Option<&[i64]>,
     ) -> CoreResult<Vec<i64>> {
         self.mailbox_row(account_id, mailbox_id).await?;
+        // One writer at a time on SQLite: this transaction reads before it
+        // writes, and an upgrade racing another writer fails (SQLITE_BUSY_SNAPSHOT).
+        let _w = self.sqlite_write_guard().await;
         let txn = self.db().begin().await?;
         let mut q = message::Entity::find()
             .filter(message::Column::MailboxId.eq(mailbox_id))
@@ -671,6 +680,9 @@ impl Core {
         self.mailbox_row(account_id, mailbox_id).await?;
         let meta = MessageMeta::extract(raw);
         let size = raw.len() as i64;
+        // One writer at a time on SQLite: this transaction reads before it
+        // writes, and an upgrade racing another writer fails (SQLITE_BUSY_SNAPSHOT).
+        let _w = self.sqlite_write_guard().await;
         let txn = self.db().begin().await?;
         let blob_id = put_blob(&txn, raw, 1).await?;
         check_quota(&txn, account_id, size).await?;

@@ -783,6 +783,7 @@ impl Core {
     /// unreachable, so the runner tries it at once.
     pub async fn queue_retry(&self, t: &Target) -> CoreResult<u64> {
         let now = self.now();
+        let _w = self.sqlite_write_turn(Priority::Urgent).await;
         let txn = self.db().begin().await?;
         let n = queue_entry::Entity::update_many()
             .col_expr(queue_entry::Column::NextAttemptAt, Expr::value(now))
@@ -832,10 +833,19 @@ impl Core {
     /// Deletes entries without a DSN (an operator's decision), logging each.
     pub async fn queue_delete(&self, t: &Target) -> CoreResult<u64> {
         let now = self.now();
+        let _w = self.sqlite_write_turn(Priority::Urgent).await;
         let txn = self.db().begin().await?;
-        let rows = queue_entry::Entity::find()
+        // The first statement writes (a no-op update that returns the rows),
+        // so SQLite takes the write lock at once. Reading first and writing
+        // later fails with SQLITE_BUSY_SNAPSHOT when another process (tern
+        // serve, for a CLI delete) commits in between.
+        let rows = queue_entry::Entity::update_many()
+            .col_expr(
+                queue_entry::Column::Attempts,
+                Expr::col(queue_entry::Column::Attempts).into(),
+            )
             .filter(target_cond(t))
-            .all(&txn)
+            .exec_with_returning(&txn)
             .await?;
         if rows.is_empty() {
             return Ok(0);
