@@ -14,8 +14,6 @@ RCPTS=${BACKLOG_RCPTS:-100}
 TOTAL=$((MSGS * RCPTS))
 OUT=bench/results/queue-$(date -u +%Y%m%dT%H%M%SZ).txt
 mkdir -p bench/results
-pick_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 300); do (echo >/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
 say "building tern (release)"
 cargo build --release -p tern >/dev/null

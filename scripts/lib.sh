@@ -73,3 +73,7 @@ stop_test_postgres() {
     rm -rf "$PG_DIR"
   fi
 }
+
+# A free TCP port on 127.0.0.1, and waiting for one to listen (benchmarks).
+pick_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 300); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }

@@ -275,13 +275,17 @@ async fn dispatch(sh: Arc<Shared>, lane: Lane, mut stop: tokio::sync::watch::Rec
     let mut cursor = String::new();
     let mut wake = sh.core.queue_wakeups();
     let poll = Duration::from_millis(sh.cfg.poll_interval_ms.max(10));
+    let mut last_sweep = Instant::now() - poll;
     while !*stop.borrow() {
         let mut db_down = false;
-        if lane == Lane::Fresh
-            && let Err(e) = sh.core.queue_sweep_unreachable().await
-        {
-            tracing::warn!(error = %e, "queue sweep failed");
-            db_down = true;
+        // The sweep is background tidying: once per poll interval, not on
+        // every wake-up (each accepted message wakes the fresh lane).
+        if lane == Lane::Fresh && last_sweep.elapsed() >= poll {
+            last_sweep = Instant::now();
+            if let Err(e) = sh.core.queue_sweep_unreachable().await {
+                tracing::warn!(error = %e, "queue sweep failed");
+                db_down = true;
+            }
         }
         loop {
             let (busy, exclude) = match sh.state.lock() {

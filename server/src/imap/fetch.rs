@@ -367,10 +367,30 @@ fn literal(name: &str, bytes: &[u8]) -> Vec<u8> {
     o
 }
 
-/// One data item of a FETCH response.
-pub fn render(item: &FetchItem, m: &MessageSummary, raw: Option<&[u8]>, recent: bool) -> Vec<u8> {
+/// Items that need the MIME structure: the caller parses each message once
+/// for all of them ([`parse`]) and hands the result to [`render`].
+pub fn needs_mime(item: &FetchItem) -> bool {
+    match item {
+        FetchItem::Envelope | FetchItem::BodyStructure | FetchItem::Body => true,
+        FetchItem::BodySection { section, .. } => !section.part.is_empty(),
+        _ => false,
+    }
+}
+
+pub fn parse(raw: &[u8]) -> Option<Message<'_>> {
+    MessageParser::default().parse(raw)
+}
+
+/// One data item of a FETCH response. `mime` is the parsed message when
+/// some item [`needs_mime`].
+pub fn render(
+    item: &FetchItem,
+    m: &MessageSummary,
+    raw: Option<&[u8]>,
+    mime: Option<&Message<'_>>,
+    recent: bool,
+) -> Vec<u8> {
     let raw = raw.unwrap_or(&[]);
-    let parse = || MessageParser::default().parse(raw);
     match item {
         FetchItem::Flags => format!("FLAGS {}", flags(m.flags, recent)).into_bytes(),
         FetchItem::Uid => format!("UID {}", m.uid).into_bytes(),
@@ -381,8 +401,8 @@ pub fn render(item: &FetchItem, m: &MessageSummary, raw: Option<&[u8]>, recent: 
         FetchItem::ModSeq => format!("MODSEQ ({})", m.modseq).into_bytes(),
         FetchItem::Envelope => {
             let mut o = b"ENVELOPE ".to_vec();
-            match parse() {
-                Some(msg) => o.extend(envelope(&msg)),
+            match mime {
+                Some(msg) => o.extend(envelope(msg)),
                 None => o.extend_from_slice(b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)"),
             }
             o
@@ -394,8 +414,8 @@ pub fn render(item: &FetchItem, m: &MessageSummary, raw: Option<&[u8]>, recent: 
             } else {
                 b"BODY ".to_vec()
             };
-            match parse() {
-                Some(msg) => o.extend(structure(&msg, raw, 0, ext, 0)),
+            match mime {
+                Some(msg) => o.extend(structure(msg, raw, 0, ext, 0)),
                 None => o.extend_from_slice(b"(\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 0 0)"),
             }
             o
@@ -406,12 +426,7 @@ pub fn render(item: &FetchItem, m: &MessageSummary, raw: Option<&[u8]>, recent: 
         FetchItem::BodySection {
             section, partial, ..
         } => {
-            let parsed = if section.part.is_empty() {
-                None
-            } else {
-                parse()
-            };
-            let mut bytes = section_bytes(raw, parsed.as_ref(), section);
+            let mut bytes = section_bytes(raw, mime, section);
             let mut name = format!("BODY[{}]", section_name(section));
             if let Some((o, n)) = partial {
                 let start = (*o as usize).min(bytes.len());

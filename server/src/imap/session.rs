@@ -1103,6 +1103,36 @@ impl Session {
             .collect())
     }
 
+    /// The selected mailbox's id and whether it is read-only.
+    fn selected(&self) -> Option<(i32, bool)> {
+        match &self.state {
+            State::Selected(s) => Some((s.id, s.read_only)),
+            _ => None,
+        }
+    }
+
+    /// [`Self::resolve`], answering `BAD` for a bad set (then `None`).
+    async fn targets(
+        &mut self,
+        tag: &str,
+        uid: bool,
+        set: &SeqSet,
+    ) -> Result<Option<Vec<(usize, i64)>>, Fail> {
+        match self.resolve(uid, set) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) => {
+                self.line(&format!("{tag} BAD {e}")).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn refuse_read_only(&mut self, tag: &str) -> Res {
+        self.line(&format!("{tag} NO [READ-ONLY] Mailbox is read-only"))
+            .await?;
+        Ok(Flow::Continue)
+    }
+
     async fn fetch(
         &mut self,
         tag: &str,
@@ -1113,12 +1143,8 @@ impl Session {
     ) -> Res {
         use super::proto::FetchItem;
         self.sync(false).await?;
-        let targets = match self.resolve(uid, set) {
-            Ok(t) => t,
-            Err(e) => {
-                self.line(&format!("{tag} BAD {e}")).await?;
-                return Ok(Flow::Continue);
-            }
+        let Some(targets) = self.targets(tag, uid, set).await? else {
+            return Ok(Flow::Continue);
         };
         if uid && !items.contains(&FetchItem::Uid) {
             items.insert(0, FetchItem::Uid);
@@ -1127,11 +1153,11 @@ impl Session {
             items.push(FetchItem::ModSeq);
         }
         let account = self.account_id();
-        let (mailbox_id, read_only) = match &self.state {
-            State::Selected(s) => (s.id, s.read_only),
-            _ => return Ok(Flow::Continue),
+        let Some((mailbox_id, read_only)) = self.selected() else {
+            return Ok(Flow::Continue);
         };
         let needs_raw = items.iter().any(fetch::needs_raw);
+        let needs_mime = items.iter().any(fetch::needs_mime);
         let sets_seen = !read_only
             && items.iter().any(|i| {
                 matches!(
@@ -1179,6 +1205,8 @@ impl Session {
             } else {
                 None
             };
+            // Parsed once for all the items that need the MIME structure.
+            let mime = raw.as_deref().filter(|_| needs_mime).and_then(fetch::parse);
             let recent = matches!(&self.state, State::Selected(s) if s.recent.contains(&u));
             let mut parts: Vec<Vec<u8>> = Vec::new();
             let mut has_flags = false;
@@ -1186,7 +1214,13 @@ impl Session {
                 if *it == FetchItem::Flags {
                     has_flags = true;
                 }
-                parts.push(fetch::render(it, &msg, raw.as_deref(), recent));
+                parts.push(fetch::render(
+                    it,
+                    &msg,
+                    raw.as_deref(),
+                    mime.as_ref(),
+                    recent,
+                ));
             }
             if flags_changed && !has_flags {
                 parts.push(format!("FLAGS {}", flags_list(msg.flags, recent)).into_bytes());
@@ -1215,21 +1249,14 @@ impl Session {
         unchanged_since: Option<u64>,
     ) -> Res {
         self.sync(false).await?;
-        let (mailbox_id, read_only) = match &self.state {
-            State::Selected(s) => (s.id, s.read_only),
-            _ => return Ok(Flow::Continue),
+        let Some((mailbox_id, read_only)) = self.selected() else {
+            return Ok(Flow::Continue);
         };
         if read_only {
-            self.line(&format!("{tag} NO [READ-ONLY] Mailbox is read-only"))
-                .await?;
-            return Ok(Flow::Continue);
+            return self.refuse_read_only(tag).await;
         }
-        let targets = match self.resolve(uid, set) {
-            Ok(t) => t,
-            Err(e) => {
-                self.line(&format!("{tag} BAD {e}")).await?;
-                return Ok(Flow::Continue);
-            }
+        let Some(targets) = self.targets(tag, uid, set).await? else {
+            return Ok(Flow::Continue);
         };
         // RFC 7162 §3.1.3: messages changed since UNCHANGEDSINCE fail.
         let mut failed = Vec::new();
@@ -1315,14 +1342,11 @@ impl Session {
     }
 
     async fn expunge(&mut self, tag: &str, only: Option<SeqSet>) -> Res {
-        let (mailbox_id, read_only) = match &self.state {
-            State::Selected(s) => (s.id, s.read_only),
-            _ => return Ok(Flow::Continue),
+        let Some((mailbox_id, read_only)) = self.selected() else {
+            return Ok(Flow::Continue);
         };
         if read_only {
-            self.line(&format!("{tag} NO [READ-ONLY] Mailbox is read-only"))
-                .await?;
-            return Ok(Flow::Continue);
+            return self.refuse_read_only(tag).await;
         }
         let uids = only.as_ref().map(|set| {
             self.resolve(true, set)
@@ -1423,21 +1447,14 @@ impl Session {
 
     async fn copy(&mut self, tag: &str, uid: bool, set: &SeqSet, dest: &str, mv: bool) -> Res {
         self.sync(false).await?;
-        let (mailbox_id, read_only) = match &self.state {
-            State::Selected(s) => (s.id, s.read_only),
-            _ => return Ok(Flow::Continue),
+        let Some((mailbox_id, read_only)) = self.selected() else {
+            return Ok(Flow::Continue);
         };
         if mv && read_only {
-            self.line(&format!("{tag} NO [READ-ONLY] Mailbox is read-only"))
-                .await?;
-            return Ok(Flow::Continue);
+            return self.refuse_read_only(tag).await;
         }
-        let targets = match self.resolve(uid, set) {
-            Ok(t) => t,
-            Err(e) => {
-                self.line(&format!("{tag} BAD {e}")).await?;
-                return Ok(Flow::Continue);
-            }
+        let Some(targets) = self.targets(tag, uid, set).await? else {
+            return Ok(Flow::Continue);
         };
         let Some(to) = self.core.mailbox(self.account_id(), dest).await? else {
             self.line(&format!("{tag} NO [TRYCREATE] No such mailbox"))

@@ -138,19 +138,20 @@ impl LettreRelay {
         })
     }
 
-    /// The hosts to try, in order, or the replies every recipient gets when
-    /// there is no host at all.
-    async fn targets(&self, domain: &str) -> Result<Vec<(String, Option<u16>)>, HostFailure> {
+    /// The hosts to try, in order, each with whether its name goes through
+    /// the injected DNS (MX hosts) or is a configured `host:port`; or the
+    /// reply every recipient gets when there is no host at all.
+    async fn targets(&self, domain: &str) -> Result<Vec<(String, bool)>, HostFailure> {
         if let Some(s) = &self.smarthost {
-            return Ok(vec![(s.addr.clone(), None)]);
+            return Ok(vec![(s.addr.clone(), false)]);
         }
         if let Some(r) = self.routes.get(domain) {
-            return Ok(vec![(r.clone(), None)]);
+            return Ok(vec![(r.clone(), false)]);
         }
         match self.dns.mx(domain).await {
-            Ok(MxAnswer::Hosts(h)) => Ok(h.into_iter().map(|(_, n)| (n, Some(0))).collect()),
+            Ok(MxAnswer::Hosts(h)) => Ok(h.into_iter().map(|(_, n)| (n, true)).collect()),
             // RFC 5321 §5.1: no MX, so the domain is its own mail host.
-            Ok(MxAnswer::NoMx) => Ok(vec![(domain.to_owned(), Some(0))]),
+            Ok(MxAnswer::NoMx) => Ok(vec![(domain.to_owned(), true)]),
             // RFC 7505 §4.2.
             Ok(MxAnswer::NullMx) => Err(HostFailure {
                 reply: Reply::new(
@@ -463,7 +464,7 @@ impl Relay for LettreRelay {
         );
         let mut pushback = false;
         for (name, via_dns) in names {
-            let targets = match self.resolve(&name, via_dns.is_some()).await {
+            let targets = match self.resolve(&name, via_dns).await {
                 Ok(t) if !t.is_empty() => t,
                 Ok(_) => {
                     last = Reply::new(451, format!("4.4.3 {name} has no address"));

@@ -43,34 +43,21 @@ impl Drop for Tern {
     }
 }
 
-/// Runs a `tern` command against a data dir and returns its stdout; fails
-/// the test if the command fails.
-/// Like [`cli_out`] but returns None (and prints why) instead of failing:
-/// for polling loops, where one failed run is worth a retry and a log line.
-pub fn cli_try(dir: &Path, args: &[&str]) -> Option<String> {
-    let out = Command::new(BIN)
-        .args(args)
-        .env("TERN_DATA_DIR", dir)
-        .env_remove("TERN_DATABASE__URL")
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        eprintln!(
-            "!!! tern {args:?} failed (will retry): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return None;
-    }
-    String::from_utf8(out.stdout).ok()
+/// `tern ARGS` against a data dir and, when given, a database URL.
+fn tern(dir: &Path, db: Option<&str>, args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    match db {
+        Some(u) => cmd.env("TERN_DATABASE__URL", u),
+        None => cmd.env_remove("TERN_DATABASE__URL"),
+    };
+    cmd.args(args).env("TERN_DATA_DIR", dir);
+    cmd
 }
 
+/// Runs a `tern` command against a data dir and returns its stdout; fails
+/// the test, with the command's stderr, if the command fails.
 pub fn cli_out(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .args(args)
-        .env("TERN_DATA_DIR", dir)
-        .env_remove("TERN_DATABASE__URL")
-        .output()
-        .unwrap();
+    let out = tern(dir, None, args).output().unwrap();
     assert!(
         out.status.success(),
         "tern {args:?}: {}",
@@ -80,14 +67,7 @@ pub fn cli_out(dir: &Path, args: &[&str]) -> String {
 }
 
 pub fn cli_db(dir: &Path, db: Option<&str>, args: &[&str], stdin: &str) {
-    let mut cmd = Command::new(BIN);
-    match db {
-        Some(u) => cmd.env("TERN_DATABASE__URL", u),
-        None => cmd.env_remove("TERN_DATABASE__URL"),
-    };
-    let mut c = cmd
-        .args(args)
-        .env("TERN_DATA_DIR", dir)
+    let mut c = tern(dir, db, args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
