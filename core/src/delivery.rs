@@ -92,7 +92,8 @@ impl Core {
         // The blob upsert is the first statement on purpose: on SQLite it
         // takes the write lock at once, so this transaction never has to
         // upgrade a read lock (which can fail with SQLITE_BUSY).
-        let blob_id = messages::put_blob(txn, raw, (local.len() + remote.len()) as i64).await?;
+        let blob_id =
+            messages::put_blob(txn, raw, (local.len() + remote.len()) as i64, &meta).await?;
         let mut delivered = Vec::with_capacity(local.len());
         for account_id in &local {
             messages::check_quota(txn, *account_id, size).await?;

@@ -27,6 +27,7 @@ pub mod messages;
 pub mod meta;
 pub mod queue;
 pub mod routing;
+pub mod search;
 pub mod sessions;
 pub mod submission;
 

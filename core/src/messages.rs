@@ -141,8 +141,14 @@ pub(crate) fn sha256_hex(raw: &[u8]) -> String {
     hex::encode(Sha256::digest(raw))
 }
 
-/// Stores the bytes once (or finds them) and adds `refs` references.
-pub(crate) async fn put_blob<C: ConnectionTrait>(db: &C, raw: &[u8], refs: i64) -> CoreResult<i32> {
+/// Stores the bytes once (or finds them) and adds `refs` references. A new
+/// blob also gets its search index row, in the same transaction.
+pub(crate) async fn put_blob<C: ConnectionTrait>(
+    db: &C,
+    raw: &[u8],
+    refs: i64,
+    meta: &MessageMeta,
+) -> CoreResult<i32> {
     let sha = sha256_hex(raw);
     blob::Entity::insert(blob::ActiveModel {
         sha256: Set(sha.clone()),
@@ -161,15 +167,20 @@ pub(crate) async fn put_blob<C: ConnectionTrait>(db: &C, raw: &[u8], refs: i64) 
     )
     .exec_without_returning(db)
     .await?;
-    let row = blob::Entity::find()
+    let (id, refcount) = blob::Entity::find()
         .select_only()
         .column(blob::Column::Id)
+        .column(blob::Column::Refcount)
         .filter(blob::Column::Sha256.eq(sha))
-        .into_tuple::<i32>()
+        .into_tuple::<(i32, i64)>()
         .one(db)
         .await?
         .ok_or_else(|| CoreError::Unavailable("blob vanished after insert".into()))?;
-    Ok(row)
+    // Only our own references: the row was just inserted, so index it.
+    if refcount == refs {
+        crate::search::index_blob(db, id, meta).await?;
+    }
+    Ok(id)
 }
 
 /// Adds `sign` (+1 or -1) references per entry in `blob_ids` (duplicates
@@ -206,6 +217,8 @@ pub(crate) async fn release_blobs<C: ConnectionTrait>(db: &C, blob_ids: &[i32]) 
             .filter(blob::Column::Refcount.lte(0))
             .exec(db)
             .await?;
+        let ids: Vec<i32> = counts.keys().copied().collect();
+        crate::search::unindex_gone(db, &ids).await?;
     }
     Ok(())
 }
@@ -684,7 +697,7 @@ impl Core {
         // writes, and an upgrade racing another writer fails (SQLITE_BUSY_SNAPSHOT).
         let _w = self.sqlite_write_guard().await;
         let txn = self.db().begin().await?;
-        let blob_id = put_blob(&txn, raw, 1).await?;
+        let blob_id = put_blob(&txn, raw, 1, &meta).await?;
         check_quota(&txn, account_id, size).await?;
         let (uid, modseq) = allocate_uids(&txn, mailbox_id, 1).await?;
         let thread_id = find_thread(&txn, account_id, &meta).await?;

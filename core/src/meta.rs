@@ -17,9 +17,15 @@ pub struct MessageMeta {
     pub references: Vec<String>,
     pub snippet: String,
     pub has_attachments: bool,
+    /// The text of the body parts (HTML as text), for the search index
+    /// only; not stored in the message row.
+    pub search_text: String,
 }
 
 const SNIPPET_CHARS: usize = 200;
+/// Bodies are indexed up to this much text; the rest of a long message
+/// is rarely what anyone searches for.
+const SEARCH_TEXT_BYTES: usize = 64 * 1024;
 /// Columns are plain strings; cap them so a hostile header cannot bloat
 /// every listing.
 const FIELD_CHARS: usize = 998;
@@ -74,6 +80,20 @@ impl MessageMeta {
                 text.split_whitespace().collect::<Vec<_>>().join(" ")
             })
             .unwrap_or_default();
+        let mut search_text = String::new();
+        for i in 0.. {
+            let Some(t) = msg.body_text(i) else { break };
+            for c in t.chars() {
+                if search_text.len() >= SEARCH_TEXT_BYTES {
+                    break;
+                }
+                search_text.push(c);
+            }
+            search_text.push('\n');
+            if search_text.len() >= SEARCH_TEXT_BYTES {
+                break;
+            }
+        }
         let mut references = id_list(msg.references());
         references.truncate(50);
         MessageMeta {
@@ -90,6 +110,7 @@ impl MessageMeta {
             references,
             snippet: cap(&snippet, SNIPPET_CHARS),
             has_attachments: msg.attachment_count() > 0,
+            search_text,
         }
     }
 }

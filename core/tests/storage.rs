@@ -624,3 +624,104 @@ async fn unreachable_database_is_a_temporary_failure() {
     .expect("must fail");
     assert!(err.is_temporary(), "{err:?}");
 }
+
+#[tokio::test]
+async fn search_uses_the_index_and_follows_moves_and_expunges() {
+    for_each_backend("search", |core| async move {
+        let ids = setup(&core, &["a", "b"]).await;
+        let (a, b) = (ids[0], ids[1]);
+        let ib = inbox(&core, a).await;
+        let raw = |subject: &str, from: &str, body: &str| {
+            format!(
+                "From: {from}\r\nTo: a@example.test\r\nSubject: {subject}\r\n\
+Content-Type: text/html; charset=utf-8\r\n\r\n<p>{body}</p>\r\n"
+            )
+            .into_bytes()
+        };
+        core.append(
+            a,
+            ib.id,
+            &raw(
+                "Invoice 42",
+                "Billing <bill@shop.example>",
+                "Total due: 12 EUR",
+            ),
+            Flags::empty(),
+            Some(10),
+        )
+        .await
+        .unwrap();
+        core.append(
+            a,
+            ib.id,
+            &raw(
+                "Café plans",
+                "Zoë <zoe@friends.example>",
+                "See you at the <b>harbour</b>",
+            ),
+            Flags::empty(),
+            Some(20),
+        )
+        .await
+        .unwrap();
+        // The same words in another account's mailbox must never show.
+        let bib = inbox(&core, b).await;
+        core.append(
+            b,
+            bib.id,
+            &raw("Invoice 43", "Billing <bill@shop.example>", "harbour"),
+            Flags::empty(),
+            Some(30),
+        )
+        .await
+        .unwrap();
+
+        let subjects =
+            |v: Vec<mailcore::MessageSummary>| v.into_iter().map(|m| m.subject).collect::<Vec<_>>();
+        // Subject word, a prefix, a sender's domain, an HTML body word, a
+        // phrase across fields (every word must match).
+        let (hits, n) = core.search(a, Some(ib.id), "invoice", 0, 50).await.unwrap();
+        assert_eq!((subjects(hits), n), (vec!["Invoice 42".to_owned()], 1));
+        let (hits, _) = core.search(a, None, "harb", 0, 50).await.unwrap();
+        assert_eq!(subjects(hits), ["Café plans"]);
+        let (hits, _) = core.search(a, None, "shop.example", 0, 50).await.unwrap();
+        assert_eq!(subjects(hits), ["Invoice 42"]);
+        let (hits, _) = core.search(a, None, "zoë harbour", 0, 50).await.unwrap();
+        assert_eq!(subjects(hits), ["Café plans"]);
+        let (hits, _) = core.search(a, None, "zoë invoice", 0, 50).await.unwrap();
+        assert!(hits.is_empty());
+        // Query-language syntax is just separators.
+        let (hits, _) = core.search(a, None, "\"total\"* :", 0, 50).await.unwrap();
+        assert_eq!(subjects(hits), ["Invoice 42"]);
+
+        // A moved message is found in its new folder, not the old one.
+        let archive = core.mailbox(a, "Archive").await.unwrap().unwrap();
+        core.move_messages(a, ib.id, &[1], archive.id)
+            .await
+            .unwrap();
+        assert_eq!(
+            core.search(a, Some(ib.id), "invoice", 0, 50)
+                .await
+                .unwrap()
+                .1,
+            0
+        );
+        assert_eq!(
+            core.search(a, Some(archive.id), "invoice", 0, 50)
+                .await
+                .unwrap()
+                .1,
+            1
+        );
+        // Expunged and gone: no hit, and b's copy of similar words is still b's.
+        core.set_flags(a, archive.id, &[1], FlagOp::Add, Flags::DELETED)
+            .await
+            .unwrap();
+        core.expunge(a, archive.id, None).await.unwrap();
+        assert_eq!(core.search(a, None, "invoice", 0, 50).await.unwrap().1, 0);
+        assert_eq!(core.search(b, None, "invoice", 0, 50).await.unwrap().1, 1);
+        // Another account's mailbox id is refused, not searched.
+        assert!(core.search(b, Some(ib.id), "harbour", 0, 50).await.is_err());
+    })
+    .await;
+}

@@ -1,12 +1,14 @@
 //! Schema migrations for Tern, one file per change. They run at start on
 //! SQLite and PostgreSQL alike, so every statement goes through sea-query's
-//! portable builders rather than raw SQL.
+//! portable builders rather than raw SQL, except the search index, which
+//! is backend-specific by nature (FTS5 and tsvector).
 
 pub use sea_orm_migration::prelude::*;
 
 mod m20261129_000001_initial;
 mod m20261129_000002_queue;
 mod m20261129_000003_recent;
+mod m20261129_000004_search;
 
 pub struct Migrator;
 
@@ -17,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000001_initial::Migration),
             Box::new(m20261129_000002_queue::Migration),
             Box::new(m20261129_000003_recent::Migration),
+            Box::new(m20261129_000004_search::Migration),
         ]
     }
 }
