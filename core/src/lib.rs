@@ -30,6 +30,7 @@ pub mod routing;
 pub mod search;
 pub mod sessions;
 pub mod submission;
+pub mod view;
 
 use std::sync::Arc;
 

@@ -9,7 +9,7 @@ use rand::RngCore;
 
 use crate::Core;
 use crate::directory::AccountRef;
-use crate::error::CoreError;
+use crate::error::{CoreError, CoreResult};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubmissionError {
@@ -70,4 +70,204 @@ impl Core {
 /// The Date header value for now, in RFC 5322 form.
 pub fn rfc5322_date(unix: i64) -> String {
     mail_parser::DateTime::from_timestamp(unix).to_rfc822()
+}
+
+/// Why a webmail send was refused, per recipient where it applies, so the
+/// page can say which address is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("no recipients")]
+    NoRecipients,
+    #[error("too many recipients (limit {0})")]
+    TooManyRecipients(usize),
+    #[error("{0}: {1}")]
+    Recipient(String, String),
+    #[error("the message is too big (limit {0} bytes)")]
+    TooBig(usize),
+    #[error("mailbox full: quota exceeded")]
+    OverQuota,
+    #[error(transparent)]
+    Submission(#[from] SubmissionError),
+}
+
+/// The limits a submission obeys: the same numbers as port 587.
+#[derive(Clone, Copy, Debug)]
+pub struct SendLimits {
+    pub max_recipients: usize,
+    pub max_message_size: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sent {
+    pub local: usize,
+    pub queued: usize,
+    /// The UID of the copy in Sent.
+    pub sent_uid: i64,
+}
+
+impl Core {
+    /// Sends a message the way authenticated SMTP submission does: each
+    /// recipient is routed (local, alias, catchall, or remote, which an
+    /// authenticated sender may use), the From: rules of
+    /// [`Core::complete_submission`] apply, the whole is delivered in one
+    /// transaction, and a copy goes to the sender's Sent folder.
+    ///
+    /// `received` is the trace header the caller adds (RFC 5321 §4.4).
+    pub async fn send(
+        &self,
+        account: &AccountRef,
+        recipients: &[String],
+        raw: &[u8],
+        hostname: &str,
+        received: &str,
+        limits: SendLimits,
+    ) -> Result<Sent, SendError> {
+        use crate::delivery::Envelope;
+        use crate::routing::Route;
+        if recipients.is_empty() {
+            return Err(SendError::NoRecipients);
+        }
+        if recipients.len() > limits.max_recipients {
+            return Err(SendError::TooManyRecipients(limits.max_recipients));
+        }
+        let body = self.complete_submission(account, raw, hostname).await?;
+        if body.len() + received.len() > limits.max_message_size {
+            return Err(SendError::TooBig(limits.max_message_size));
+        }
+        let mut env = Envelope {
+            mail_from: account.address.clone(),
+            ..Default::default()
+        };
+        for rcpt in recipients {
+            match self.route(rcpt).await.map_err(SubmissionError::Core)? {
+                Route::Remote(a) => env.remote.push(a),
+                Route::Rejected(why) => {
+                    return Err(SendError::Recipient(rcpt.clone(), why.reason()));
+                }
+                route => {
+                    env.local.extend(route.local_accounts().iter().map(|a| a.id));
+                    if let Route::Alias { forwards, .. } = &route {
+                        env.remote.extend(forwards.iter().cloned());
+                    }
+                }
+            }
+        }
+        let mut wire = Vec::with_capacity(received.len() + body.len());
+        wire.extend_from_slice(received.as_bytes());
+        wire.extend_from_slice(&body);
+        let receipt = match self.deliver(&env, &wire).await {
+            Ok(r) => r,
+            Err(CoreError::OverQuota) => return Err(SendError::OverQuota),
+            Err(e) => return Err(SubmissionError::Core(e).into()),
+        };
+        // The Sent copy is what the user wrote, without the trace header,
+        // as desktop clients store it.
+        let sent = self
+            .mailbox(account.id, "Sent")
+            .await
+            .map_err(SubmissionError::Core)?
+            .ok_or_else(|| SubmissionError::Core(CoreError::NotFound("Sent".into())))?;
+        let sent_uid = self
+            .append(account.id, sent.id, &body, crate::Flags::SEEN, None)
+            .await
+            .map_err(SubmissionError::Core)?;
+        Ok(Sent {
+            local: receipt.delivered.len(),
+            queued: receipt.queued.len(),
+            sent_uid,
+        })
+    }
+
+    /// Addresses this account has written to or heard from, most recent
+    /// first, for the compose form's autocomplete.
+    pub async fn correspondents(&self, account_id: i32, limit: usize) -> CoreResult<Vec<String>> {
+        use crate::entities::{mailbox, message};
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+        let boxes: Vec<(i32, String)> = mailbox::Entity::find()
+            .select_only()
+            .column(mailbox::Column::Id)
+            .column(mailbox::Column::Name)
+            .filter(mailbox::Column::AccountId.eq(account_id))
+            .into_tuple()
+            .all(self.db())
+            .await?;
+        let rows: Vec<(i32, String, String)> = message::Entity::find()
+            .select_only()
+            .column(message::Column::MailboxId)
+            .column(message::Column::FromAddr)
+            .column(message::Column::ToAddr)
+            .filter(message::Column::MailboxId.is_in(boxes.iter().map(|b| b.0)))
+            .order_by_desc(message::Column::InternalDate)
+            .limit(2000)
+            .into_tuple()
+            .all(self.db())
+            .await?;
+        let sent: Vec<i32> = boxes
+            .iter()
+            .filter(|b| b.1 == "Sent")
+            .map(|b| b.0)
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        seen.insert(self.account_address(account_id).await?.to_ascii_lowercase());
+        let mut out = Vec::new();
+        for (mbox, from, to) in rows {
+            let cands: Vec<String> = if sent.contains(&mbox) {
+                to.split(',').map(|s| s.trim().to_owned()).collect()
+            } else {
+                vec![from]
+            };
+            for c in cands {
+                let bare = match (c.rfind('<'), c.rfind('>')) {
+                    (Some(a), Some(b)) if a < b => c[a + 1..b].to_owned(),
+                    _ => c.clone(),
+                };
+                let key = bare.to_ascii_lowercase();
+                if bare.contains('@') && seen.insert(key)
+                {
+                    out.push(c);
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn account_address(&self, account_id: i32) -> CoreResult<String> {
+        Ok(self
+            .account_by_id(account_id)
+            .await?
+            .map(|a| a.address)
+            .unwrap_or_default())
+    }
+
+    /// The messages of one conversation, oldest first, across the
+    /// account's folders.
+    pub async fn thread_messages(
+        &self,
+        account_id: i32,
+        thread_id: i64,
+    ) -> CoreResult<Vec<crate::MessageSummary>> {
+        use crate::entities::{mailbox, message};
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+        let boxes: Vec<i32> = mailbox::Entity::find()
+            .select_only()
+            .column(mailbox::Column::Id)
+            .filter(mailbox::Column::AccountId.eq(account_id))
+            .into_tuple()
+            .all(self.db())
+            .await?;
+        Ok(message::Entity::find()
+            .filter(message::Column::MailboxId.is_in(boxes))
+            .filter(message::Column::ThreadId.eq(thread_id))
+            .order_by_asc(message::Column::InternalDate)
+            .order_by_asc(message::Column::Id)
+            .limit(500)
+            .all(self.db())
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
 }

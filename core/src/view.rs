@@ -1,0 +1,249 @@
+//! The MIME view of one message, for the webmail: headers as text, the
+//! plain-text body, the raw HTML body (the web layer sanitises it; the core
+//! knows no HTML) and the attachments with their sizes.
+
+use mail_parser::{Address as MpAddress, MessageParser, MimeHeaders, PartType};
+
+use crate::Core;
+use crate::error::{CoreError, CoreResult};
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AttachmentInfo {
+    /// Position among the message's attachments, as used for download.
+    pub index: u32,
+    pub filename: String,
+    pub content_type: String,
+    pub size: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MessageView {
+    pub from: String,
+    /// Bare addresses, for reply-all.
+    pub from_addrs: Vec<String>,
+    pub to: String,
+    pub to_addrs: Vec<String>,
+    pub cc: String,
+    pub cc_addrs: Vec<String>,
+    pub reply_to_addrs: Vec<String>,
+    pub subject: String,
+    pub date: Option<i64>,
+    pub message_id: String,
+    pub references: Vec<String>,
+    /// The text/plain part, or the HTML part turned into text when there is
+    /// no plain part (for quoting in replies).
+    pub text: String,
+    /// True when `text` came from a real text/plain part.
+    pub has_text_part: bool,
+    /// The first text/html part, unsanitised.
+    pub html: Option<String>,
+    pub attachments: Vec<AttachmentInfo>,
+}
+
+fn display(a: Option<&MpAddress>) -> String {
+    let Some(a) = a else { return String::new() };
+    a.iter()
+        .map(|x| match (x.name(), x.address()) {
+            (Some(n), Some(addr)) if !n.is_empty() => format!("{n} <{addr}>"),
+            (_, Some(addr)) => addr.to_owned(),
+            (Some(n), None) => n.to_owned(),
+            _ => String::new(),
+        })
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn addrs(a: Option<&MpAddress>) -> Vec<String> {
+    a.map(|a| {
+        a.iter()
+            .filter_map(|x| x.address())
+            .map(str::to_owned)
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn ids(v: &mail_parser::HeaderValue) -> Vec<String> {
+    match v {
+        mail_parser::HeaderValue::Text(t) => vec![t.to_string()],
+        mail_parser::HeaderValue::TextList(l) => l.iter().map(|t| t.to_string()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn content_type(p: &mail_parser::MessagePart) -> String {
+    p.content_type()
+        .map(|c| match c.subtype() {
+            Some(s) => format!("{}/{}", c.ctype(), s),
+            None => c.ctype().to_owned(),
+        })
+        .unwrap_or_else(|| "application/octet-stream".into())
+        .to_ascii_lowercase()
+}
+
+/// One attachment's bytes and how to label them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttachmentData {
+    pub filename: String,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+impl MessageView {
+    /// Never fails: an unparsable message shows as its raw text.
+    pub fn parse(raw: &[u8]) -> MessageView {
+        let Some(msg) = MessageParser::default().parse(raw) else {
+            return MessageView {
+                text: String::from_utf8_lossy(raw).into_owned(),
+                has_text_part: true,
+                ..Default::default()
+            };
+        };
+        let plain = msg
+            .text_part(0)
+            .and_then(|p| match &p.body {
+                PartType::Text(t) => Some(t.to_string()),
+                _ => None,
+            });
+        let html = msg.html_part(0).and_then(|p| match &p.body {
+            PartType::Html(h) => Some(h.to_string()),
+            _ => None,
+        });
+        let has_text_part = plain.is_some();
+        let text = plain
+            .or_else(|| msg.body_text(0).map(|t| t.into_owned()))
+            .unwrap_or_default();
+        let attachments = msg
+            .attachments()
+            .enumerate()
+            .map(|(i, p)| AttachmentInfo {
+                index: i as u32,
+                filename: p
+                    .attachment_name()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("attachment-{}", i + 1)),
+                content_type: content_type(p),
+                size: p.contents().len() as u64,
+            })
+            .collect();
+        MessageView {
+            from: display(msg.from()),
+            from_addrs: addrs(msg.from()),
+            to: display(msg.to()),
+            to_addrs: addrs(msg.to()),
+            cc: display(msg.cc()),
+            cc_addrs: addrs(msg.cc()),
+            reply_to_addrs: addrs(msg.reply_to()),
+            subject: msg.subject().unwrap_or_default().to_owned(),
+            date: msg.date().map(|d| d.to_timestamp()),
+            message_id: msg.message_id().unwrap_or_default().to_owned(),
+            references: ids(msg.references()),
+            text,
+            has_text_part,
+            html,
+            attachments,
+        }
+    }
+
+    /// The bytes of attachment `index` (decoded from its transfer encoding).
+    pub fn attachment(raw: &[u8], index: u32) -> Option<AttachmentData> {
+        let msg = MessageParser::default().parse(raw)?;
+        let p = msg.attachment(index)?;
+        let bytes = match &p.body {
+            // A forwarded message as an attachment: its original bytes.
+            PartType::Message(m) => m.raw_message().to_vec(),
+            _ => p.contents().to_vec(),
+        };
+        Some(AttachmentData {
+            filename: p
+                .attachment_name()
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("attachment-{}", index + 1)),
+            content_type: content_type(p),
+            bytes,
+        })
+    }
+}
+
+impl Core {
+    pub async fn message_view(
+        &self,
+        account_id: i32,
+        mailbox_id: i32,
+        uid: i64,
+    ) -> CoreResult<MessageView> {
+        let raw = self.message_raw(account_id, mailbox_id, uid).await?;
+        Ok(MessageView::parse(&raw))
+    }
+
+    pub async fn message_attachment(
+        &self,
+        account_id: i32,
+        mailbox_id: i32,
+        uid: i64,
+        index: u32,
+    ) -> CoreResult<AttachmentData> {
+        let raw = self.message_raw(account_id, mailbox_id, uid).await?;
+        MessageView::attachment(&raw, index)
+            .ok_or_else(|| CoreError::NotFound(format!("attachment {index}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIXED: &[u8] = b"From: Alice <alice@example.org>\r\n\
+To: bob@example.test, Carol <carol@example.test>\r\n\
+Cc: dave@example.test\r\n\
+Subject: Report\r\n\
+Message-ID: <r1@example.org>\r\n\
+References: <r0@example.org>\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=b1\r\n\
+\r\n\
+--b1\r\n\
+Content-Type: multipart/alternative; boundary=b2\r\n\
+\r\n\
+--b2\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+\r\n\
+Plain body\r\n\
+--b2\r\n\
+Content-Type: text/html; charset=utf-8\r\n\
+\r\n\
+<p>HTML body</p>\r\n\
+--b2--\r\n\
+--b1\r\n\
+Content-Type: application/pdf; name=\"q3.pdf\"\r\n\
+Content-Disposition: attachment; filename=\"q3.pdf\"\r\n\
+Content-Transfer-Encoding: base64\r\n\
+\r\n\
+JVBERi0xLjQK\r\n\
+--b1--\r\n";
+
+    #[test]
+    fn view_of_a_mixed_message() {
+        let v = MessageView::parse(MIXED);
+        assert_eq!(v.from, "Alice <alice@example.org>");
+        assert_eq!(v.to_addrs, ["bob@example.test", "carol@example.test"]);
+        assert_eq!(v.cc_addrs, ["dave@example.test"]);
+        assert_eq!(v.text.trim_end(), "Plain body");
+        assert!(v.has_text_part);
+        assert_eq!(v.html.as_deref().map(str::trim_end), Some("<p>HTML body</p>"));
+        assert_eq!(v.references, ["r0@example.org"]);
+        assert_eq!(
+            v.attachments,
+            [AttachmentInfo {
+                index: 0,
+                filename: "q3.pdf".into(),
+                content_type: "application/pdf".into(),
+                size: 9
+            }]
+        );
+        let a = MessageView::attachment(MIXED, 0).unwrap();
+        assert_eq!(a.bytes, b"%PDF-1.4\n");
+        assert!(MessageView::attachment(MIXED, 1).is_none());
+    }
+}
