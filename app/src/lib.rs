@@ -8,6 +8,8 @@
 //! mail core.
 
 pub mod auth;
+#[cfg(feature = "ssr")]
+pub mod mailhtml;
 pub mod pages;
 
 use leptos::prelude::*;
@@ -16,6 +18,15 @@ use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{SsrMode, StaticSegment};
 
 use crate::pages::{HomePage, LoginPage, NotFound};
+
+/// What the pages and the compose handler need from the server config.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WebSettings {
+    pub hostname: String,
+    /// `smtp.max_message_size`: the webmail sends through the same rules.
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+}
 
 /// The HTML document around the app, rendered once per request.
 pub fn shell(options: LeptosOptions) -> impl IntoView {

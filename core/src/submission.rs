@@ -145,7 +145,8 @@ impl Core {
                     return Err(SendError::Recipient(rcpt.clone(), why.reason()));
                 }
                 route => {
-                    env.local.extend(route.local_accounts().iter().map(|a| a.id));
+                    env.local
+                        .extend(route.local_accounts().iter().map(|a| a.id));
                     if let Route::Alias { forwards, .. } = &route {
                         env.remote.extend(forwards.iter().cloned());
                     }
@@ -222,8 +223,7 @@ impl Core {
                     _ => c.clone(),
                 };
                 let key = bare.to_ascii_lowercase();
-                if bare.contains('@') && seen.insert(key)
-                {
+                if bare.contains('@') && seen.insert(key) {
                     out.push(c);
                     if out.len() >= limit {
                         return Ok(out);

@@ -100,12 +100,10 @@ impl MessageView {
                 ..Default::default()
             };
         };
-        let plain = msg
-            .text_part(0)
-            .and_then(|p| match &p.body {
-                PartType::Text(t) => Some(t.to_string()),
-                _ => None,
-            });
+        let plain = msg.text_part(0).and_then(|p| match &p.body {
+            PartType::Text(t) => Some(t.to_string()),
+            _ => None,
+        });
         let html = msg.html_part(0).and_then(|p| match &p.body {
             PartType::Html(h) => Some(h.to_string()),
             _ => None,
@@ -231,7 +229,10 @@ JVBERi0xLjQK\r\n\
         assert_eq!(v.cc_addrs, ["dave@example.test"]);
         assert_eq!(v.text.trim_end(), "Plain body");
         assert!(v.has_text_part);
-        assert_eq!(v.html.as_deref().map(str::trim_end), Some("<p>HTML body</p>"));
+        assert_eq!(
+            v.html.as_deref().map(str::trim_end),
+            Some("<p>HTML body</p>")
+        );
         assert_eq!(v.references, ["r0@example.org"]);
         assert_eq!(
             v.attachments,
@@ -245,5 +246,55 @@ JVBERi0xLjQK\r\n\
         let a = MessageView::attachment(MIXED, 0).unwrap();
         assert_eq!(a.bytes, b"%PDF-1.4\n");
         assert!(MessageView::attachment(MIXED, 1).is_none());
+    }
+}
+
+/// A file name that is safe to put in a header or hand to a browser: no
+/// path (`../`, `/`, `\`), no NUL, CR, LF or other control characters, no
+/// bidirectional overrides (RTLO turns `exe.pdf` into `fdp.exe`), no
+/// leading dots, at most 200 characters. Never empty.
+pub fn safe_filename(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or_default();
+    let cleaned: String = base
+        .chars()
+        .filter(|c| {
+            !c.is_control()
+                && !matches!(
+                    c,
+                    '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+                )
+        })
+        .map(|c| {
+            if matches!(c, '"' | ':' | '*' | '?' | '<' | '>' | '|') {
+                '_'
+            } else {
+                c
+            }
+        })
+        .take(200)
+        .collect();
+    let trimmed = cleaned.trim().trim_start_matches('.').trim();
+    if trimmed.is_empty() {
+        "attachment".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod filename_tests {
+    use super::safe_filename;
+
+    #[test]
+    fn hostile_names_are_defused() {
+        assert_eq!(safe_filename("../../etc/passwd"), "passwd");
+        assert_eq!(safe_filename("..\\..\\boot.ini"), "boot.ini");
+        assert_eq!(
+            safe_filename("a\r\nContent-Type: text\0.txt"),
+            "aContent-Type_ text.txt"
+        );
+        assert_eq!(safe_filename("invoice\u{202e}fdp.exe"), "invoicefdp.exe");
+        assert_eq!(safe_filename("..."), "attachment");
+        assert_eq!(safe_filename("résumé \"final\".pdf"), "résumé _final_.pdf");
     }
 }

@@ -6,6 +6,8 @@
 //! are POSTs to server functions, so refusing cross-site POSTs here covers
 //! every one of them, login included.
 
+pub mod mail;
+
 use std::net::SocketAddr;
 
 use actix_files::Files;
@@ -107,10 +109,16 @@ pub fn server(cfg: &Config, core: Core) -> Result<Server, String> {
         .site_pkg_dir("pkg")
         .site_addr(addr)
         .build();
+    let settings = app::WebSettings {
+        hostname: cfg.hostname.clone(),
+        max_message_size: cfg.smtp.max_message_size,
+        max_recipients: cfg.smtp.max_recipients,
+    };
     let server = HttpServer::new(move || {
         let routes = generate_route_list(app::App);
         let opts = leptos_options.clone();
         let ctx_core = core.clone();
+        let ctx_settings = settings.clone();
         App::new()
             .wrap(from_fn(origin_check))
             .wrap(
@@ -121,12 +129,23 @@ pub fn server(cfg: &Config, core: Core) -> Result<Server, String> {
                     .add(("X-Frame-Options", "DENY")),
             )
             .app_data(web::Data::new(core.clone()))
+            .app_data(web::Data::new(settings.clone()))
             .route("/healthz", web::get().to(healthz))
+            .route("/msg/body", web::get().to(mail::body))
+            .route("/msg/att", web::get().to(mail::attachment))
+            .route("/compose", web::post().to(mail::compose))
             .service(Files::new("/pkg", format!("{}/pkg", opts.site_root)))
-            .leptos_routes_with_context(routes, move || provide_context(ctx_core.clone()), {
-                let opts = opts.clone();
-                move || app::shell(opts.clone())
-            })
+            .leptos_routes_with_context(
+                routes,
+                move || {
+                    provide_context(ctx_core.clone());
+                    provide_context(ctx_settings.clone());
+                },
+                {
+                    let opts = opts.clone();
+                    move || app::shell(opts.clone())
+                },
+            )
             .app_data(web::Data::new(opts))
     })
     .disable_signals()

@@ -1,0 +1,572 @@
+//! The parts of the webmail that are not Leptos pages: the sanitised HTML
+//! body a message page frames, attachment downloads, and the compose form
+//! (multipart, for file uploads), which sends or saves a draft.
+//!
+//! Each checks the session cookie itself; the compose POST also checks the
+//! session's CSRF token, on top of the cross-site check every POST gets.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+use mailcore::sessions::WebSession;
+use mailcore::submission::{SendError, SendLimits, SubmissionError};
+use mailcore::view::{MessageView, safe_filename};
+use mailcore::{Core, CoreError, Flags};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::Deserialize;
+
+use app::WebSettings;
+
+fn plain(status: actix_web::http::StatusCode, body: &str) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/plain; charset=utf-8")
+        .body(format!("{body}\n"))
+}
+
+fn core_failure(e: CoreError) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    match e {
+        CoreError::NotFound(_) => plain(StatusCode::NOT_FOUND, "Not found"),
+        e if e.is_temporary() => plain(StatusCode::SERVICE_UNAVAILABLE, app::auth::UNAVAILABLE),
+        e => plain(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
+}
+
+pub(crate) async fn session(core: &Core, req: &HttpRequest) -> Result<WebSession, HttpResponse> {
+    let token = req
+        .cookie(app::auth::ssr::SECURE_COOKIE)
+        .or_else(|| req.cookie(app::auth::ssr::COOKIE))
+        .map(|c| c.value().to_owned());
+    let Some(token) = token else {
+        return Err(HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, "/login"))
+            .finish());
+    };
+    match core.session(&token).await {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err(HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, "/login"))
+            .finish()),
+        Err(e) => Err(core_failure(e)),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct MsgQuery {
+    f: String,
+    uid: i64,
+    #[serde(default)]
+    images: u8,
+    #[serde(default)]
+    n: u32,
+}
+
+async fn mailbox_id(core: &Core, account: i32, name: &str) -> Result<i32, HttpResponse> {
+    match core.mailbox(account, name).await {
+        Ok(Some(m)) => Ok(m.id),
+        Ok(None) => Err(core_failure(CoreError::NotFound(name.into()))),
+        Err(e) => Err(core_failure(e)),
+    }
+}
+
+/// `GET /msg/body?f=&uid=&images=`: the HTML part, sanitised, as its own
+/// document for the sandboxed iframe on the message page.
+pub async fn body(
+    core: web::Data<Core>,
+    req: HttpRequest,
+    q: web::Query<MsgQuery>,
+) -> HttpResponse {
+    let s = match session(&core, &req).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let mbox = match mailbox_id(&core, s.account.id, &q.f).await {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let view = match core.message_view(s.account.id, mbox, q.uid).await {
+        Ok(v) => v,
+        Err(e) => return core_failure(e),
+    };
+    let allow = q.images == 1;
+    let html = view.html.unwrap_or_default();
+    let cleaned = app::mailhtml::sanitize(&html, allow);
+    let doc = format!(
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\">\
+         <style>body{{font-family:system-ui,sans-serif;margin:0;padding:8px;word-wrap:break-word}}\
+         img{{max-width:100%;height:auto}}</style></head><body>{}</body></html>",
+        cleaned.html
+    );
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("Content-Security-Policy", app::mailhtml::frame_csp(allow)))
+        .insert_header(("X-Frame-Options", "SAMEORIGIN"))
+        .insert_header(("Referrer-Policy", "no-referrer"))
+        .insert_header(("Cache-Control", "private, no-store"))
+        .body(doc)
+}
+
+/// RFC 5987 attr-char: what may stay unescaped in `filename*`.
+const ATTR: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
+/// RFC 6266 §4.3: an ASCII `filename` for old clients and a UTF-8
+/// `filename*` for the rest, both from a name with no path, control or
+/// bidi characters left in it.
+pub fn content_disposition(name: &str) -> String {
+    let safe = safe_filename(name);
+    let ascii: String = safe
+        .chars()
+        .map(|c| if c.is_ascii() && c != '\\' { c } else { '_' })
+        .collect();
+    format!(
+        "attachment; filename=\"{ascii}\"; filename*=UTF-8''{}",
+        utf8_percent_encode(&safe, ATTR)
+    )
+}
+
+/// `GET /msg/att?f=&uid=&n=`: one attachment, always as a download.
+pub async fn attachment(
+    core: web::Data<Core>,
+    req: HttpRequest,
+    q: web::Query<MsgQuery>,
+) -> HttpResponse {
+    let s = match session(&core, &req).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let mbox = match mailbox_id(&core, s.account.id, &q.f).await {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    match core
+        .message_attachment(s.account.id, mbox, q.uid, q.n)
+        .await
+    {
+        Ok(a) => {
+            let cd = content_disposition(&a.filename);
+            let mut resp = HttpResponse::Ok();
+            // Never let the browser render it: octet-stream plus nosniff.
+            resp.content_type("application/octet-stream")
+                .insert_header(("Cache-Control", "private, no-store"))
+                .insert_header(("Content-Security-Policy", "default-src 'none'; sandbox"));
+            if let Ok(v) = HeaderValue::from_str(&cd) {
+                resp.insert_header((header::CONTENT_DISPOSITION, v));
+            }
+            resp.body(a.bytes)
+        }
+        Err(e) => core_failure(e),
+    }
+}
+
+/// The compose form, as posted.
+#[derive(Default, Debug)]
+struct Draft {
+    csrf: String,
+    action: String,
+    to: String,
+    cc: String,
+    bcc: String,
+    subject: String,
+    body: String,
+    /// The message replied to or forwarded: folder and uid.
+    ref_f: String,
+    ref_uid: Option<i64>,
+    mode: String,
+    /// The draft this form was opened from, replaced on save, removed on send.
+    draft_uid: Option<i64>,
+    files: Vec<(String, String, Vec<u8>)>,
+}
+
+/// No CR or LF may reach a header from a form field (header injection):
+/// they become spaces.
+fn one_line(s: &str) -> String {
+    s.replace("\r\n", " ")
+        .chars()
+        .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
+fn split_addrs(s: &str) -> Vec<String> {
+    one_line(s)
+        .split([',', ';'])
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+enum FormError {
+    Bad(String),
+    TooBig(usize),
+}
+
+async fn read_form(
+    req: &HttpRequest,
+    payload: web::Payload,
+    max: usize,
+) -> Result<Draft, FormError> {
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let boundary = multer::parse_boundary(ct)
+        .map_err(|_| FormError::Bad("expected a multipart form".into()))?;
+    // actix's payload is not Send and multer wants a Send stream, so the
+    // body is read first, up to the limit (plus room for the form fields).
+    let cap = max + 64 * 1024;
+    let mut payload = payload;
+    let mut buf = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| FormError::Bad(e.to_string()))?;
+        if buf.len() + chunk.len() > cap {
+            return Err(FormError::TooBig(max));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    let body = buf.freeze();
+    let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) });
+    let mut mp = multer::Multipart::new(stream, boundary);
+    let mut d = Draft::default();
+    let mut total = 0usize;
+    loop {
+        let field = match mp.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => return Err(FormError::Bad(e.to_string())),
+        };
+        let name = field.name().unwrap_or_default().to_owned();
+        let filename = field.file_name().map(str::to_owned);
+        let ctype = field
+            .content_type()
+            .map(|m| m.essence_str().to_owned())
+            .unwrap_or_else(|| "application/octet-stream".into());
+        let bytes = field
+            .bytes()
+            .await
+            .map_err(|e| FormError::Bad(e.to_string()))?;
+        total += bytes.len();
+        if total > max {
+            return Err(FormError::TooBig(max));
+        }
+        let text = || String::from_utf8_lossy(&bytes).into_owned();
+        match name.as_str() {
+            "csrf" => d.csrf = text(),
+            "action" => d.action = text(),
+            "to" => d.to = text(),
+            "cc" => d.cc = text(),
+            "bcc" => d.bcc = text(),
+            "subject" => d.subject = text(),
+            "body" => d.body = text(),
+            "ref_f" => d.ref_f = text(),
+            "ref_uid" => d.ref_uid = text().trim().parse().ok(),
+            "mode" => d.mode = text(),
+            "draft_uid" => d.draft_uid = text().trim().parse().ok(),
+            "attachment" => {
+                if let Some(f) = filename.filter(|f| !f.is_empty()) {
+                    d.files.push((f, ctype, bytes.to_vec()));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(d)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Builds the MIME message (lettre does the header encoding; every value
+/// that reaches a header is single-line first).
+fn build(
+    from: &str,
+    d: &Draft,
+    reference: Option<&MessageView>,
+    forwarded: Vec<(String, String, Vec<u8>)>,
+    keep_bcc: bool,
+) -> Result<lettre::Message, String> {
+    let parse = |a: &str| {
+        a.parse::<Mailbox>()
+            .map_err(|_| format!("{a}: not a valid address"))
+    };
+    let mut b = lettre::Message::builder()
+        .from(parse(from)?)
+        .subject(one_line(&d.subject));
+    for a in split_addrs(&d.to) {
+        b = b.to(parse(&a)?);
+    }
+    for a in split_addrs(&d.cc) {
+        b = b.cc(parse(&a)?);
+    }
+    for a in split_addrs(&d.bcc) {
+        b = b.bcc(parse(&a)?);
+    }
+    if keep_bcc {
+        b = b.keep_bcc();
+    }
+    if let Some(r) = reference
+        && d.mode != "forward"
+        && !r.message_id.is_empty()
+    {
+        let id = format!("<{}>", one_line(&r.message_id));
+        b = b.in_reply_to(id.clone());
+        let mut refs: Vec<String> = r
+            .references
+            .iter()
+            .map(|x| format!("<{}>", one_line(x)))
+            .collect();
+        refs.push(id);
+        b = b.references(refs.join(" "));
+    }
+    let text = SinglePart::plain(d.body.replace("\r\n", "\n"));
+    let mut files: Vec<(String, String, Vec<u8>)> = forwarded;
+    files.extend(d.files.iter().cloned());
+    let msg = if files.is_empty() {
+        b.singlepart(text)
+    } else {
+        let mut mp = MultiPart::mixed().singlepart(text);
+        for (name, ct, bytes) in files {
+            let ct = ContentType::parse(&ct)
+                .unwrap_or_else(|_| ContentType::parse("application/octet-stream").expect("valid"));
+            mp = mp.singlepart(Attachment::new(safe_filename(&name)).body(bytes, ct));
+        }
+        b.multipart(mp)
+    };
+    msg.map_err(|e| e.to_string())
+}
+
+fn back_to_compose(error: &str) -> HttpResponse {
+    let loc = format!(
+        "/compose?error={}",
+        utf8_percent_encode(error, NON_ALPHANUMERIC)
+    );
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, loc))
+        .finish()
+}
+
+/// `POST /compose`: send (`action=send`) or save to Drafts (`action=draft`).
+pub async fn compose(
+    core: web::Data<Core>,
+    settings: web::Data<WebSettings>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    let s = match session(&core, &req).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let d = match read_form(&req, payload, settings.max_message_size).await {
+        Ok(d) => d,
+        Err(FormError::TooBig(max)) => {
+            return plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!(
+                    "The message is too big: the limit is {} MB.",
+                    max / (1024 * 1024)
+                ),
+            );
+        }
+        Err(FormError::Bad(m)) => return plain(StatusCode::BAD_REQUEST, &m),
+    };
+    if !constant_time_eq(d.csrf.as_bytes(), s.csrf_token.as_bytes()) {
+        return plain(
+            StatusCode::FORBIDDEN,
+            "403 Forbidden: bad or missing CSRF token",
+        );
+    }
+    let account = s.account.clone();
+    // The message replied to or forwarded, and its attachments for a forward.
+    let mut reference = None;
+    let mut forwarded = Vec::new();
+    let mut ref_box = None;
+    if let Some(uid) = d.ref_uid
+        && !d.ref_f.is_empty()
+    {
+        let mbox = match mailbox_id(&core, account.id, &d.ref_f).await {
+            Ok(m) => m,
+            Err(r) => return r,
+        };
+        let raw = match core.message_raw(account.id, mbox, uid).await {
+            Ok(r) => r,
+            Err(e) => return core_failure(e),
+        };
+        let view = MessageView::parse(&raw);
+        if d.mode == "forward" {
+            for a in &view.attachments {
+                if let Some(data) = MessageView::attachment(&raw, a.index) {
+                    forwarded.push((data.filename, data.content_type, data.bytes));
+                }
+            }
+        }
+        reference = Some(view);
+        ref_box = Some((mbox, uid));
+    }
+    let drafts = match mailbox_id(&core, account.id, "Drafts").await {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let drop_old_draft = |core: web::Data<Core>, uid: Option<i64>| async move {
+        if let Some(uid) = uid {
+            let _ = core
+                .set_flags(
+                    account.id,
+                    drafts,
+                    &[uid],
+                    mailcore::messages::FlagOp::Add,
+                    Flags::DELETED,
+                )
+                .await;
+            let _ = core.expunge(account.id, drafts, Some(&[uid])).await;
+        }
+    };
+    if d.action == "draft" {
+        let msg = match build(&account.address, &d, reference.as_ref(), forwarded, true) {
+            Ok(m) => m,
+            Err(e) => return back_to_compose(&e),
+        };
+        let raw = msg.formatted();
+        match core
+            .append(
+                account.id,
+                drafts,
+                &raw,
+                Flags::DRAFT.union(Flags::SEEN),
+                None,
+            )
+            .await
+        {
+            Ok(uid) => {
+                drop_old_draft(core.clone(), d.draft_uid).await;
+                return HttpResponse::SeeOther()
+                    .insert_header((header::LOCATION, format!("/compose?draft={uid}&saved=1")))
+                    .finish();
+            }
+            Err(e) => return core_failure(e),
+        }
+    }
+    let mut rcpts = split_addrs(&d.to);
+    rcpts.extend(split_addrs(&d.cc));
+    rcpts.extend(split_addrs(&d.bcc));
+    let msg = match build(&account.address, &d, reference.as_ref(), forwarded, false) {
+        Ok(m) => m,
+        Err(e) => return back_to_compose(&e),
+    };
+    let raw = msg.formatted();
+    let ip = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    let received = format!(
+        "Received: from webmail ([{ip}])\r\n\tby {} (Tern) with HTTPS id web;\r\n\t{}\r\n",
+        settings.hostname,
+        mailcore::submission::rfc5322_date(core.clock().now()),
+    );
+    let limits = SendLimits {
+        max_recipients: settings.max_recipients,
+        max_message_size: settings.max_message_size,
+    };
+    match core
+        .send(
+            &account,
+            &rcpts,
+            &raw,
+            &settings.hostname,
+            &received,
+            limits,
+        )
+        .await
+    {
+        Ok(sent) => {
+            tracing::info!(user = %account.address, rcpts = ?rcpts, local = sent.local, queued = sent.queued, "web send");
+            if let Some((mbox, uid)) = ref_box
+                && d.mode != "forward"
+            {
+                let _ = core
+                    .set_flags(
+                        account.id,
+                        mbox,
+                        &[uid],
+                        mailcore::messages::FlagOp::Add,
+                        Flags::ANSWERED,
+                    )
+                    .await;
+            }
+            drop_old_draft(core.clone(), d.draft_uid).await;
+            HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, "/mail?f=INBOX&sent=1"))
+                .finish()
+        }
+        Err(SendError::Submission(SubmissionError::Core(e))) => core_failure(e),
+        Err(e) => back_to_compose(&e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disposition_is_safe_and_rfc6266() {
+        assert_eq!(
+            content_disposition("../../r\u{e9}sum\u{e9}\r\n.pdf"),
+            "attachment; filename=\"r_sum_.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf"
+        );
+        assert_eq!(
+            content_disposition("a\u{202e}gpj.exe"),
+            "attachment; filename=\"agpj.exe\"; filename*=UTF-8''agpj.exe"
+        );
+    }
+
+    #[test]
+    fn header_injection_is_impossible() {
+        let d = Draft {
+            to: "bob@example.test\r\nBcc: victim@example.org".into(),
+            subject: "hi\r\nBcc: evil@example.org".into(),
+            body: "text".into(),
+            files: vec![(
+                "x\r\nContent-Type: text/html.txt".into(),
+                "text/plain".into(),
+                b"data".to_vec(),
+            )],
+            ..Default::default()
+        };
+        // The address field with CRLF is one (invalid) address, not two headers.
+        assert!(build("alice@example.test", &d, None, vec![], false).is_err());
+        let d = Draft {
+            to: "bob@example.test".into(),
+            ..d
+        };
+        let raw = String::from_utf8(
+            build("alice@example.test", &d, None, vec![], false)
+                .unwrap()
+                .formatted(),
+        )
+        .unwrap();
+        let headers = raw.split("\r\n\r\n").next().unwrap();
+        assert!(!headers.contains("\r\nBcc:"), "{headers}");
+        assert!(
+            headers.contains("Subject: hi Bcc: evil@example.org"),
+            "{headers}"
+        );
+        assert!(!raw.contains("\r\nContent-Type: text/html"), "{raw}");
+    }
+}
