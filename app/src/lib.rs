@@ -8,16 +8,19 @@
 //! mail core.
 
 pub mod auth;
+pub mod mail;
 #[cfg(feature = "ssr")]
 pub mod mailhtml;
 pub mod pages;
+#[cfg(feature = "hydrate")]
+mod shortcuts;
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{SsrMode, StaticSegment};
 
-use crate::pages::{HomePage, LoginPage, NotFound};
+use crate::pages::{ComposePage, FoldersPage, LoginPage, MailPage, NotFound, ReadPage, ThreadPage};
 
 /// What the pages and the compose handler need from the server config.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -51,6 +54,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    #[cfg(feature = "hydrate")]
+    shortcuts::install();
     view! {
         <Stylesheet id="tern" href="/pkg/tern.css"/>
         <Title text="Tern"/>
@@ -59,7 +64,12 @@ pub fn App() -> impl IntoView {
                 // Async: the whole page, data included, is in the first response,
                 // so it reads without JavaScript (out-of-order streaming would
                 // need a script to swap the data in).
-                <Route path=StaticSegment("") view=HomePage ssr=SsrMode::Async/>
+                <Route path=StaticSegment("") view=MailPage ssr=SsrMode::Async/>
+                <Route path=StaticSegment("mail") view=MailPage ssr=SsrMode::Async/>
+                <Route path=StaticSegment("read") view=ReadPage ssr=SsrMode::Async/>
+                <Route path=StaticSegment("thread") view=ThreadPage ssr=SsrMode::Async/>
+                <Route path=StaticSegment("compose") view=ComposePage ssr=SsrMode::Async/>
+                <Route path=StaticSegment("folders") view=FoldersPage ssr=SsrMode::Async/>
                 <Route path=StaticSegment("login") view=LoginPage/>
             </Routes>
         </Router>

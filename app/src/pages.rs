@@ -1,10 +1,16 @@
-//! Pages. Each renders complete HTML on the server.
+//! Pages. Each renders complete HTML on the server (so everything works
+//! with JavaScript off) and hydrates in the browser, where actions run
+//! without a page reload.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
-use crate::auth::{Login, Logout, UNAVAILABLE, folders, whoami};
+use crate::auth::{FolderInfo, Login, Logout, UNAVAILABLE};
+use crate::mail::{
+    ComposeForm, FolderAction, Frame, ListData, MessageAction, MsgRow, ReadData, ThreadData,
+    compose_data, encode, mail_list, read_message, thread,
+};
 
 #[component]
 pub fn LoginPage() -> impl IntoView {
@@ -53,71 +59,617 @@ pub fn LoginPage() -> impl IntoView {
     }
 }
 
+/// What a page shows instead of its content: not signed in, or an error
+/// (a storage outage reads as "mail is safe, try again", with a 503).
+fn problem(e: Option<ServerFnError>) -> AnyView {
+    match e {
+        None => view! {
+            <main class="login">
+                <p>"You are not signed in."</p>
+                <a href="/login">"Sign in"</a>
+            </main>
+        }
+        .into_any(),
+        Some(e) => {
+            let text = e.to_string();
+            let down = text.contains(UNAVAILABLE);
+            view! {
+                <Title text=if down { "Service unavailable · Tern" } else { "Error · Tern" }/>
+                <main class="login">
+                    {if down {
+                        view! {
+                            <h1>"Mail is temporarily unavailable"</h1>
+                            <p class="error" role="alert">{UNAVAILABLE}</p>
+                            <p>
+                                "Your mail is safe: nothing is lost, and mail sent to you is being kept until service resumes. "
+                                "This page will work again without you doing anything."
+                            </p>
+                        }
+                            .into_any()
+                    } else {
+                        view! {
+                            <p class="error" role="alert">
+                                {text.trim_start_matches("error running server function: ").to_owned()}
+                            </p>
+                            <a href="/">"Back to mail"</a>
+                        }
+                            .into_any()
+                    }}
+                </main>
+            }
+            .into_any()
+        }
+    }
+}
+
+fn folder_label(name: &str) -> String {
+    if name == "INBOX" {
+        "Inbox".into()
+    } else {
+        name.to_owned()
+    }
+}
+
+/// The frame of every signed-in page: top bar with search, folder list.
 #[component]
-pub fn HomePage() -> impl IntoView {
-    let who = Resource::new(|| (), |_| whoami());
-    let boxes = Resource::new(|| (), |_| folders());
+fn Shell(
+    frame: Frame,
+    #[prop(optional)] folder: String,
+    #[prop(optional)] query: String,
+    children: Children,
+) -> impl IntoView {
     let logout = ServerAction::<Logout>::new();
+    let search_folder = if folder.is_empty() {
+        "INBOX".to_owned()
+    } else {
+        folder.clone()
+    };
+    view! {
+        <a class="skip" href="#content">"Skip to messages"</a>
+        <header class="topbar">
+            <a class="brand" href="/">"Tern"</a>
+            <form class="search" method="get" action="/mail" role="search">
+                <input type="hidden" name="f" value=search_folder/>
+                <input
+                    type="search"
+                    name="q"
+                    value=query
+                    placeholder="Search mail"
+                    aria-label="Search mail"
+                    data-key="/"
+                />
+            </form>
+            <a class="button primary" href="/compose" data-key="c">"Compose"</a>
+            <span class="who" data-testid="signed-in-as">{format!("Signed in as {}", frame.me)}</span>
+            <ActionForm action=logout>
+                <button type="submit">"Sign out"</button>
+            </ActionForm>
+        </header>
+        <div class="layout">
+            <nav class="folders" aria-label="Folders">
+                <ul>
+                    {frame
+                        .folders
+                        .iter()
+                        .map(|f: &FolderInfo| {
+                            let current = f.name == folder;
+                            view! {
+                                <li class:current=current>
+                                    <a
+                                        href=format!("/mail?f={}", encode(&f.name))
+                                        aria-current=if current { Some("page") } else { None }
+                                    >
+                                        <span class="name">{folder_label(&f.name)}</span>
+                                        {(f.unseen > 0)
+                                            .then(|| {
+                                                view! {
+                                                    <span class="unseen" aria-label=format!("{} unread", f.unseen)>
+                                                        {f.unseen}
+                                                    </span>
+                                                }
+                                            })}
+                                    </a>
+                                </li>
+                            }
+                        })
+                        .collect_view()}
+                </ul>
+                <a class="manage" href="/folders">"Manage folders"</a>
+            </nav>
+            <main id="content" class="content">
+                {children()}
+            </main>
+        </div>
+    }
+}
+
+fn q(name: &'static str) -> impl Fn() -> String + Copy {
+    let query = use_query_map();
+    move || query.with(|q| q.get(name).unwrap_or_default())
+}
+
+#[component]
+pub fn MailPage() -> impl IntoView {
+    let f = q("f");
+    let page = q("page");
+    let search = q("q");
+    let act = ServerAction::<MessageAction>::new();
+    let data = Resource::new(
+        move || {
+            (
+                f(),
+                page().parse::<u64>().unwrap_or(1),
+                search(),
+                act.version().get(),
+            )
+        },
+        |(f, page, q, _)| mail_list(f, page, q),
+    );
     view! {
         <Title text="Mail · Tern"/>
-        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+        <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
-                match who.await {
-                    Ok(Some(me)) => {
-                        let list = boxes.await.unwrap_or_default();
-                        view! {
-                            <header class="topbar">
-                                <span class="brand">"Tern"</span>
-                                <span class="who" data-testid="signed-in-as">
-                                    {format!("Signed in as {}", me.address)}
-                                </span>
-                                <ActionForm action=logout>
-                                    <button type="submit">"Sign out"</button>
-                                </ActionForm>
-                            </header>
-                            <nav class="folders" aria-label="Folders">
-                                <ul>
-                                    {list
-                                        .into_iter()
-                                        .map(|f| {
-                                            view! {
-                                                <li>
-                                                    <span class="name">{f.name}</span>
-                                                    {(f.unseen > 0)
-                                                        .then(|| {
-                                                            view! { <span class="unseen">{f.unseen}</span> }
-                                                        })}
-                                                </li>
-                                            }
-                                        })
-                                        .collect_view()}
-                                </ul>
-                            </nav>
-                        }
-                            .into_any()
-                    }
-                    Ok(None) => {
-                        view! {
-                            <main class="login">
-                                <p>"You are not signed in."</p>
-                                <a href="/login">"Sign in"</a>
-                            </main>
-                        }
-                            .into_any()
-                    }
-                    Err(e) => {
-                        let text = e.to_string();
-                        let text = if text.contains(UNAVAILABLE) { UNAVAILABLE.to_owned() } else { format!("Error: {text}") };
-                        view! {
-                            <main class="login">
-                                <p class="error" role="alert">{text}</p>
-                            </main>
-                        }
-                            .into_any()
-                    }
+                match data.await {
+                    Ok(Some(d)) => view! { <MailList d=d act=act/> }.into_any(),
+                    Ok(None) => problem(None),
+                    Err(e) => problem(Some(e)),
                 }
             })}
         </Suspense>
+    }
+}
+
+fn list_href(d: &ListData, page: u64) -> String {
+    let mut h = format!("/mail?f={}&page={page}", encode(&d.folder));
+    if !d.query.is_empty() {
+        h.push_str(&format!("&q={}", encode(&d.query)));
+    }
+    h
+}
+
+#[component]
+fn MailList(d: ListData, act: ServerAction<MessageAction>) -> impl IntoView {
+    let back = list_href(&d, d.page);
+    let heading = if d.query.is_empty() {
+        folder_label(&d.folder)
+    } else {
+        format!("Search: {}", d.query)
+    };
+    let searching = !d.query.is_empty();
+    let move_targets: Vec<String> = d
+        .frame
+        .folders
+        .iter()
+        .map(|f| f.name.clone())
+        .filter(|n| *n != d.folder)
+        .collect();
+    let count = if searching {
+        format!(
+            "{} found{}",
+            d.total,
+            d.search_ms
+                .map(|ms| format!(" in {ms} ms"))
+                .unwrap_or_default()
+        )
+    } else {
+        format!("{} messages", d.total)
+    };
+    let prev = (d.page > 1).then(|| list_href(&d, d.page - 1));
+    let next = (d.page < d.pages).then(|| list_href(&d, d.page + 1));
+    let pageinfo = format!("Page {} of {}", d.page, d.pages);
+    let folder = d.folder.clone();
+    let csrf = d.frame.csrf.clone();
+    let rows = d.rows.clone();
+    let empty = rows.is_empty();
+    view! {
+        <Shell frame=d.frame.clone() folder=d.folder.clone() query=d.query.clone()>
+            <div class="listhead">
+                <h1>{heading}</h1>
+                <span class="count" data-testid="count">{count}</span>
+            </div>
+            <ActionForm action=act attr:class="msglist">
+                <input type="hidden" name="csrf" value=csrf/>
+                <input type="hidden" name="f" value=folder.clone()/>
+                <input type="hidden" name="back" value=back/>
+                <div class="toolbar" role="toolbar" aria-label="Actions on selected messages">
+                    <button type="submit" name="op" value="read">"Mark read"</button>
+                    <button type="submit" name="op" value="unread">"Mark unread"</button>
+                    <button type="submit" name="op" value="flag">"Flag"</button>
+                    <button type="submit" name="op" value="unflag">"Unflag"</button>
+                    <button type="submit" name="op" value="archive">"Archive"</button>
+                    <button type="submit" name="op" value="delete" data-key="#">"Delete"</button>
+                    <label class="moveto">
+                        "Move to "
+                        <select name="target" aria-label="Move to folder">
+                            {move_targets
+                                .into_iter()
+                                .map(|n| view! { <option value=n.clone()>{folder_label(&n)}</option> })
+                                .collect_view()}
+                        </select>
+                    </label>
+                    <button type="submit" name="op" value="move">"Move"</button>
+                </div>
+                {if empty {
+                    view! { <p class="empty">{if searching { "No messages match." } else { "No messages here." }}</p> }.into_any()
+                } else {
+                    view! {
+                        <ul class="messages">
+                            {rows.into_iter().map(|r| view! { <Row r=r searching=searching/> }).collect_view()}
+                        </ul>
+                    }
+                        .into_any()
+                }}
+            </ActionForm>
+            <nav class="pager" aria-label="Pages">
+                {prev.map(|h| view! { <a href=h rel="prev">"Newer"</a> })}
+                <span>{pageinfo}</span>
+                {next.map(|h| view! { <a href=h rel="next">"Older"</a> })}
+            </nav>
+        </Shell>
+    }
+}
+
+#[component]
+fn Row(r: MsgRow, searching: bool) -> impl IntoView {
+    let href = format!("/read?f={}&uid={}", encode(&r.folder), r.uid);
+    let label = format!("Select message from {}: {}", r.from, r.subject);
+    let subject = if r.subject.is_empty() {
+        "(no subject)".to_owned()
+    } else {
+        r.subject.clone()
+    };
+    view! {
+        <li class="msg" class:unread=!r.seen data-uid=r.uid>
+            <input type="checkbox" name="uids[]" value=r.uid aria-label=label/>
+            <span class="marks">
+                {(!r.seen).then(|| view! { <span class="dot" title="Unread" aria-label="Unread">"●"</span> })}
+                {r.flagged.then(|| view! { <span class="flag" title="Flagged" aria-label="Flagged">"★"</span> })}
+                {r.answered.then(|| view! { <span title="Answered" aria-label="Answered">"↩"</span> })}
+                {r.attachment.then(|| view! { <span class="att" title="Has attachments" aria-label="Has attachments">"📎"</span> })}
+            </span>
+            <a class="open" href=href>
+                <span class="from">{r.from.clone()}</span>
+                <span class="subject">{subject}</span>
+                <span class="snippet">{r.snippet.clone()}</span>
+            </a>
+            {searching.then(|| view! { <span class="where">{folder_label(&r.folder)}</span> })}
+            <time class="date">{r.date.clone()}</time>
+        </li>
+    }
+}
+
+#[component]
+pub fn ReadPage() -> impl IntoView {
+    let f = q("f");
+    let uid = q("uid");
+    let images = q("images");
+    let act = ServerAction::<MessageAction>::new();
+    let data = Resource::new(
+        move || (f(), uid().parse::<i64>().unwrap_or(0), act.version().get()),
+        |(f, uid, _)| read_message(f, uid),
+    );
+    view! {
+        <Title text="Message · Tern"/>
+        <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Ok(Some(d)) => view! { <Message d=d act=act images=images() == "1"/> }.into_any(),
+                    Ok(None) => problem(None),
+                    Err(e) => problem(Some(e)),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn Message(d: ReadData, act: ServerAction<MessageAction>, images: bool) -> impl IntoView {
+    let fq = encode(&d.folder);
+    let here = format!("/read?f={fq}&uid={}", d.uid);
+    let reply = format!("/compose?mode=reply&f={fq}&uid={}", d.uid);
+    let reply_all = format!("/compose?mode=all&f={fq}&uid={}", d.uid);
+    let forward = format!("/compose?mode=forward&f={fq}&uid={}", d.uid);
+    let frame_src = format!("/msg/body?f={fq}&uid={}&images={}", d.uid, u8::from(images));
+    let show_images = format!("{here}&images=1");
+    let prev = d.prev_uid.map(|u| format!("/read?f={fq}&uid={u}"));
+    let next = d.next_uid.map(|u| format!("/read?f={fq}&uid={u}"));
+    let thread_href = format!("/thread?id={}", d.thread_id);
+    let subject = if d.subject.is_empty() {
+        "(no subject)".to_owned()
+    } else {
+        d.subject.clone()
+    };
+    let title = format!("{subject} · Tern");
+    let show_text =
+        !d.has_html || !d.text.trim().is_empty() && d.attachments.is_empty() && !d.has_html;
+    view! {
+        <Title text=title/>
+        <Shell frame=d.frame.clone() folder=d.folder.clone()>
+            <article class="message" aria-labelledby="subject">
+                <nav class="msgnav" aria-label="Message">
+                    <a href=format!("/mail?f={fq}")>"← Back to " {folder_label(&d.folder)}</a>
+                    {next.map(|h| view! { <a href=h data-key="k">"Newer"</a> })}
+                    {prev.map(|h| view! { <a href=h data-key="j">"Older"</a> })}
+                </nav>
+                <h1 id="subject">{subject}</h1>
+                <dl class="headers">
+                    <dt>"From"</dt><dd data-testid="from">{d.from.clone()}</dd>
+                    <dt>"To"</dt><dd>{d.to.clone()}</dd>
+                    {(!d.cc.is_empty()).then(|| view! { <dt>"Cc"</dt><dd>{d.cc.clone()}</dd> })}
+                    <dt>"Date"</dt><dd>{d.date.clone()} " UTC"</dd>
+                </dl>
+                <div class="actions">
+                    <a class="button" href=reply data-key="r">"Reply"</a>
+                    <a class="button" href=reply_all data-key="a">"Reply all"</a>
+                    <a class="button" href=forward data-key="f">"Forward"</a>
+                    {(d.thread_len > 1).then(|| view! { <a class="button" href=thread_href.clone()>{format!("Conversation ({})", d.thread_len)}</a> })}
+                    <ActionForm action=act attr:class="inline">
+                        <input type="hidden" name="csrf" value=d.frame.csrf.clone()/>
+                        <input type="hidden" name="f" value=d.folder.clone()/>
+                        <input type="hidden" name="uids[]" value=d.uid/>
+                        <input type="hidden" name="back" value=here.clone()/>
+                        {if d.flagged {
+                            view! { <button type="submit" name="op" value="unflag">"Unflag"</button> }.into_any()
+                        } else {
+                            view! { <button type="submit" name="op" value="flag">"Flag"</button> }.into_any()
+                        }}
+                        <button type="submit" name="op" value="unread">"Mark unread"</button>
+                        <button type="submit" name="op" value="archive">"Archive"</button>
+                        <button type="submit" name="op" value="delete" data-key="#">"Delete"</button>
+                    </ActionForm>
+                </div>
+                {(d.has_html && d.blocked_images > 0 && !images).then(|| view! {
+                    <p class="notice" role="status">
+                        {format!("{} remote image(s) hidden to protect your privacy. ", d.blocked_images)}
+                        <a href=show_images.clone()>"Show images in this message"</a>
+                    </p>
+                })}
+                {if d.has_html {
+                    view! {
+                        <iframe
+                            class="htmlbody"
+                            title="Message body"
+                            src=frame_src
+                            sandbox="allow-popups allow-popups-to-escape-sandbox"
+                            referrerpolicy="no-referrer"
+                        ></iframe>
+                    }.into_any()
+                } else {
+                    view! { <pre class="textbody" data-testid="body">{d.text.clone()}</pre> }.into_any()
+                }}
+                {(show_text && d.has_html).then(|| ())}
+                {(!d.attachments.is_empty()).then(|| {
+                    let fq = fq.clone();
+                    let uid = d.uid;
+                    view! {
+                        <section class="attachments" aria-label="Attachments">
+                            <h2>"Attachments"</h2>
+                            <ul>
+                                {d.attachments.iter().map(|a| view! {
+                                    <li>
+                                        <a href=format!("/msg/att?f={fq}&uid={uid}&n={}", a.index) download>{a.filename.clone()}</a>
+                                        " "
+                                        <span class="size">{a.size.clone()}</span>
+                                        " "
+                                        <span class="ctype">{a.content_type.clone()}</span>
+                                    </li>
+                                }).collect_view()}
+                            </ul>
+                        </section>
+                    }
+                })}
+            </article>
+        </Shell>
+    }
+}
+
+#[component]
+pub fn ThreadPage() -> impl IntoView {
+    let id = q("id");
+    let data = Resource::new(move || id().parse::<i64>().unwrap_or(0), thread);
+    view! {
+        <Title text="Conversation · Tern"/>
+        <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Ok(Some(d)) => view! { <Thread d=d/> }.into_any(),
+                    Ok(None) => problem(None),
+                    Err(e) => problem(Some(e)),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn Thread(d: ThreadData) -> impl IntoView {
+    view! {
+        <Shell frame=d.frame.clone()>
+            <h1>"Conversation: " {d.subject.clone()}</h1>
+            <ol class="thread">
+                {d.rows.iter().map(|r| view! {
+                    <li class="msg" class:unread=!r.seen>
+                        <a class="open" href=format!("/read?f={}&uid={}", encode(&r.folder), r.uid)>
+                            <span class="from">{r.from.clone()}</span>
+                            <span class="subject">{r.subject.clone()}</span>
+                            <span class="snippet">{r.snippet.clone()}</span>
+                        </a>
+                        <span class="where">{folder_label(&r.folder)}</span>
+                        <time class="date">{r.date.clone()}</time>
+                    </li>
+                }).collect_view()}
+            </ol>
+        </Shell>
+    }
+}
+
+#[component]
+pub fn ComposePage() -> impl IntoView {
+    let mode = q("mode");
+    let f = q("f");
+    let uid = q("uid");
+    let draft = q("draft");
+    let to = q("to");
+    let error = q("error");
+    let saved = q("saved");
+    let data = Resource::new(
+        move || {
+            (
+                mode(),
+                f(),
+                uid().parse::<i64>().ok(),
+                draft().parse::<i64>().ok(),
+                to(),
+            )
+        },
+        |(m, f, u, d, to)| compose_data(m, f, u, d, to),
+    );
+    view! {
+        <Title text="Compose · Tern"/>
+        <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Ok(Some(d)) => view! { <Compose d=d error=error() saved=saved() == "1"/> }.into_any(),
+                    Ok(None) => problem(None),
+                    Err(e) => problem(Some(e)),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn Compose(d: ComposeForm, error: String, saved: bool) -> impl IntoView {
+    let limit = format!("Attachments up to {} MB in total.", d.max_size_mb);
+    view! {
+        <a class="skip" href="#to">"Skip to the form"</a>
+        <header class="topbar">
+            <a class="brand" href="/">"Tern"</a>
+            <span class="who" data-testid="signed-in-as">{format!("Signed in as {}", d.me)}</span>
+        </header>
+        <main class="compose">
+            <h1>{match d.mode.as_str() { "forward" => "Forward", "reply" | "all" => "Reply", _ => "New message" }}</h1>
+            {(!error.is_empty()).then(|| view! { <p class="error" role="alert">{error.clone()}</p> })}
+            {saved.then(|| view! { <p class="notice" role="status">"Draft saved."</p> })}
+            <form method="post" action="/compose" enctype="multipart/form-data" class="composeform">
+                <input type="hidden" name="csrf" value=d.csrf.clone()/>
+                <input type="hidden" name="mode" value=d.mode.clone()/>
+                <input type="hidden" name="ref_f" value=d.ref_f.clone()/>
+                <input type="hidden" name="ref_uid" value=d.ref_uid.map(|u| u.to_string()).unwrap_or_default()/>
+                <input type="hidden" name="draft_uid" value=d.draft_uid.map(|u| u.to_string()).unwrap_or_default()/>
+                <label for="to">"To"</label>
+                <input id="to" name="to" type="text" list="people" value=d.to.clone() autocomplete="off" multiple/>
+                <label for="cc">"Cc"</label>
+                <input id="cc" name="cc" type="text" list="people" value=d.cc.clone() autocomplete="off"/>
+                <label for="bcc">"Bcc"</label>
+                <input id="bcc" name="bcc" type="text" list="people" value=d.bcc.clone() autocomplete="off"/>
+                <datalist id="people">
+                    {d.correspondents.iter().map(|c| view! { <option value=c.clone()></option> }).collect_view()}
+                </datalist>
+                <label for="subject">"Subject"</label>
+                <input id="subject" name="subject" type="text" value=d.subject.clone()/>
+                <label for="body">"Message"</label>
+                <textarea id="body" name="body" rows="16">{d.body.clone()}</textarea>
+                {(!d.forwarded.is_empty()).then(|| view! {
+                    <p class="notice">"Attachments included: " {d.forwarded.join(", ")}</p>
+                })}
+                <label for="attachment">"Attach files"</label>
+                <input id="attachment" name="attachment" type="file" multiple/>
+                <p class="hint">{limit}" Separate addresses with commas."</p>
+                <div class="actions">
+                    <button type="submit" name="action" value="send" class="primary">"Send"</button>
+                    <button type="submit" name="action" value="draft">"Save draft"</button>
+                    <a href="/">"Cancel"</a>
+                </div>
+            </form>
+        </main>
+    }
+}
+
+#[component]
+pub fn FoldersPage() -> impl IntoView {
+    let act = ServerAction::<FolderAction>::new();
+    let error = q("error");
+    let data = Resource::new(
+        move || act.version().get(),
+        |_| mail_list(String::new(), 1, String::new()),
+    );
+    view! {
+        <Title text="Folders · Tern"/>
+        <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Ok(Some(d)) => {
+                        let csrf = d.frame.csrf.clone();
+                        let special = ["INBOX", "Sent", "Drafts", "Trash", "Junk", "Archive"];
+                        let err = error();
+                        let csrf_new = csrf.clone();
+                        view! {
+                            <Shell frame=d.frame.clone()>
+                                <h1>"Folders"</h1>
+                                {(!err.is_empty()).then(|| view! { <p class="error" role="alert">{err.clone()}</p> })}
+                                <ActionForm action=act attr:class="inline">
+                                    <input type="hidden" name="csrf" value=csrf_new/>
+                                    <input type="hidden" name="op" value="create"/>
+                                    <label for="newfolder">"New folder "</label>
+                                    <input id="newfolder" name="name" type="text" required/>
+                                    <button type="submit">"Create"</button>
+                                </ActionForm>
+                                <ul class="folderlist">
+                                    {d.frame.folders.iter().map(|f| view! {
+                                        <FolderRow
+                                            f=f.clone()
+                                            csrf=csrf.clone()
+                                            act=act
+                                            fixed=special.contains(&f.name.as_str())
+                                        />
+                                    }).collect_view()}
+                                </ul>
+                            </Shell>
+                        }.into_any()
+                    }
+                    Ok(None) => problem(None),
+                    Err(e) => problem(Some(e)),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn FolderRow(
+    f: FolderInfo,
+    csrf: String,
+    act: ServerAction<FolderAction>,
+    fixed: bool,
+) -> impl IntoView {
+    let name = f.name.clone();
+    let label = format!("New name for {name}");
+    let controls = (!fixed).then(move || {
+        let (csrf2, name2) = (csrf.clone(), name.clone());
+        view! {
+            <ActionForm action=act attr:class="inline">
+                <input type="hidden" name="csrf" value=csrf2/>
+                <input type="hidden" name="op" value="rename"/>
+                <input type="hidden" name="name" value=name2/>
+                <input name="new_name" type="text" aria-label=label required/>
+                <button type="submit">"Rename"</button>
+            </ActionForm>
+            <ActionForm action=act attr:class="inline">
+                <input type="hidden" name="csrf" value=csrf/>
+                <input type="hidden" name="op" value="delete"/>
+                <input type="hidden" name="name" value=name/>
+                <button type="submit">"Delete"</button>
+            </ActionForm>
+        }
+    });
+    view! {
+        <li>
+            <span class="name">{folder_label(&f.name)}</span>
+            " "
+            <span class="count">{format!("{} messages, {} unread", f.total, f.unseen)}</span>
+            {controls}
+        </li>
     }
 }
 

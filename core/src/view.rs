@@ -298,3 +298,12 @@ mod filename_tests {
         assert_eq!(safe_filename("résumé \"final\".pdf"), "résumé _final_.pdf");
     }
 }
+
+/// `YYYY-MM-DD HH:MM` in UTC, for message lists and headers.
+pub fn short_date(unix: i64) -> String {
+    let d = mail_parser::DateTime::from_timestamp(unix);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}",
+        d.year, d.month, d.day, d.hour, d.minute
+    )
+}

@@ -301,22 +301,31 @@ fn build(
     reference: Option<&MessageView>,
     forwarded: Vec<(String, String, Vec<u8>)>,
     keep_bcc: bool,
-) -> Result<lettre::Message, String> {
+) -> Result<(lettre::Message, Vec<String>), String> {
     let parse = |a: &str| {
         a.parse::<Mailbox>()
             .map_err(|_| format!("{a}: not a valid address"))
     };
+    // A draft (keep_bcc) keeps what it can: invalid addresses are left out
+    // and reported, so saving never fails on a half-typed address.
+    let mut invalid = Vec::new();
     let mut b = lettre::Message::builder()
         .from(parse(from)?)
         .subject(one_line(&d.subject));
-    for a in split_addrs(&d.to) {
-        b = b.to(parse(&a)?);
-    }
-    for a in split_addrs(&d.cc) {
-        b = b.cc(parse(&a)?);
-    }
-    for a in split_addrs(&d.bcc) {
-        b = b.bcc(parse(&a)?);
+    for (field, text) in [("to", &d.to), ("cc", &d.cc), ("bcc", &d.bcc)] {
+        for a in split_addrs(text) {
+            match parse(&a) {
+                Ok(m) => {
+                    b = match field {
+                        "to" => b.to(m),
+                        "cc" => b.cc(m),
+                        _ => b.bcc(m),
+                    }
+                }
+                Err(_) if keep_bcc => invalid.push(a),
+                Err(e) => return Err(e),
+            }
+        }
     }
     if keep_bcc {
         b = b.keep_bcc();
@@ -349,7 +358,7 @@ fn build(
         }
         b.multipart(mp)
     };
-    msg.map_err(|e| e.to_string())
+    msg.map(|m| (m, invalid)).map_err(|e| e.to_string())
 }
 
 fn back_to_compose(error: &str) -> HttpResponse {
@@ -395,8 +404,8 @@ pub async fn compose(
     }
     let account = s.account.clone();
     // The message replied to or forwarded, and its attachments for a forward.
-    let mut reference = None;
-    let mut forwarded = Vec::new();
+    let mut reference: Option<MessageView> = None;
+    let mut forwarded: Vec<(String, String, Vec<u8>)> = Vec::new();
     let mut ref_box = None;
     if let Some(uid) = d.ref_uid
         && !d.ref_f.is_empty()
@@ -424,51 +433,101 @@ pub async fn compose(
         Ok(m) => m,
         Err(r) => return r,
     };
-    let drop_old_draft = |core: web::Data<Core>, uid: Option<i64>| async move {
-        if let Some(uid) = uid {
-            let _ = core
-                .set_flags(
+    // A form opened from a draft carries the draft's attachments (which
+    // already include any forwarded ones).
+    if let Some(uid) = d.draft_uid {
+        match core.message_raw(account.id, drafts, uid).await {
+            Ok(raw) => {
+                forwarded.clear();
+                for a in MessageView::parse(&raw).attachments {
+                    if let Some(data) = MessageView::attachment(&raw, a.index) {
+                        forwarded.push((data.filename, data.content_type, data.bytes));
+                    }
+                }
+            }
+            Err(CoreError::NotFound(_)) => {}
+            Err(e) => return core_failure(e),
+        }
+    }
+    let drop_old_draft = |uid: Option<i64>| {
+        let core = core.clone();
+        async move {
+            if let Some(uid) = uid {
+                let _ = core
+                    .set_flags(
+                        account.id,
+                        drafts,
+                        &[uid],
+                        mailcore::messages::FlagOp::Add,
+                        Flags::DELETED,
+                    )
+                    .await;
+                let _ = core.expunge(account.id, drafts, Some(&[uid])).await;
+            }
+        }
+    };
+    // Saves the form as a draft and shows it again; with `error`, that is
+    // how a refused send keeps everything the user wrote, attachments too.
+    let save_draft = |error: Option<String>| {
+        let core = core.clone();
+        let d = &d;
+        let reference = reference.as_ref();
+        let forwarded = forwarded.clone();
+        let from = account.address.clone();
+        let drop_old_draft = &drop_old_draft;
+        async move {
+            let (msg, invalid) = match build(&from, d, reference, forwarded, true) {
+                Ok(m) => m,
+                Err(e) => return back_to_compose(&e),
+            };
+            let uid = match core
+                .append(
                     account.id,
                     drafts,
-                    &[uid],
-                    mailcore::messages::FlagOp::Add,
-                    Flags::DELETED,
+                    &msg.formatted(),
+                    Flags::DRAFT.union(Flags::SEEN),
+                    None,
                 )
-                .await;
-            let _ = core.expunge(account.id, drafts, Some(&[uid])).await;
+                .await
+            {
+                Ok(uid) => uid,
+                Err(e) => return core_failure(e),
+            };
+            drop_old_draft(d.draft_uid).await;
+            let note = match (error, invalid.is_empty()) {
+                (Some(e), _) => format!("&error={}", utf8_percent_encode(&e, NON_ALPHANUMERIC)),
+                (None, false) => format!(
+                    "&error={}",
+                    utf8_percent_encode(
+                        &format!(
+                            "Not valid addresses, left out of the draft: {}",
+                            invalid.join(", ")
+                        ),
+                        NON_ALPHANUMERIC
+                    )
+                ),
+                (None, true) => "&saved=1".to_owned(),
+            };
+            HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, format!("/compose?draft={uid}{note}")))
+                .finish()
         }
     };
     if d.action == "draft" {
-        let msg = match build(&account.address, &d, reference.as_ref(), forwarded, true) {
-            Ok(m) => m,
-            Err(e) => return back_to_compose(&e),
-        };
-        let raw = msg.formatted();
-        match core
-            .append(
-                account.id,
-                drafts,
-                &raw,
-                Flags::DRAFT.union(Flags::SEEN),
-                None,
-            )
-            .await
-        {
-            Ok(uid) => {
-                drop_old_draft(core.clone(), d.draft_uid).await;
-                return HttpResponse::SeeOther()
-                    .insert_header((header::LOCATION, format!("/compose?draft={uid}&saved=1")))
-                    .finish();
-            }
-            Err(e) => return core_failure(e),
-        }
+        return save_draft(None).await;
     }
     let mut rcpts = split_addrs(&d.to);
     rcpts.extend(split_addrs(&d.cc));
     rcpts.extend(split_addrs(&d.bcc));
-    let msg = match build(&account.address, &d, reference.as_ref(), forwarded, false) {
-        Ok(m) => m,
-        Err(e) => return back_to_compose(&e),
+    let msg = match build(
+        &account.address,
+        &d,
+        reference.as_ref(),
+        forwarded.clone(),
+        false,
+    ) {
+        Ok((m, _)) => m,
+        Err(e) => return save_draft(Some(e)).await,
     };
     let raw = msg.formatted();
     let ip = req
@@ -510,13 +569,13 @@ pub async fn compose(
                     )
                     .await;
             }
-            drop_old_draft(core.clone(), d.draft_uid).await;
+            drop_old_draft(d.draft_uid).await;
             HttpResponse::SeeOther()
                 .insert_header((header::LOCATION, "/mail?f=INBOX&sent=1"))
                 .finish()
         }
         Err(SendError::Submission(SubmissionError::Core(e))) => core_failure(e),
-        Err(e) => back_to_compose(&e.to_string()),
+        Err(e) => save_draft(Some(format!("Not sent: {e}"))).await,
     }
 }
 

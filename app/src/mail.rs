@@ -1,0 +1,638 @@
+//! The webmail's data: one server function per page (so a page is one
+//! round trip, and renders complete without JavaScript) and one per kind
+//! of action. Every action takes the session's CSRF token and checks it
+//! (Leptos adds none, leptos#3786), then redirects back, so the same form
+//! works as a plain HTML post and as a hydrated action.
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::FolderInfo;
+
+pub const PAGE_SIZE: u64 = 50;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MsgRow {
+    pub uid: i64,
+    pub from: String,
+    pub to: String,
+    pub subject: String,
+    pub snippet: String,
+    pub date: String,
+    pub seen: bool,
+    pub flagged: bool,
+    pub answered: bool,
+    pub attachment: bool,
+    /// For search across folders: where the message lives.
+    pub folder: String,
+    pub thread_id: i64,
+}
+
+/// What every signed-in page shows around its content.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Frame {
+    pub me: String,
+    pub role: String,
+    pub csrf: String,
+    pub folders: Vec<FolderInfo>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListData {
+    pub frame: Frame,
+    pub folder: String,
+    pub query: String,
+    pub rows: Vec<MsgRow>,
+    pub total: u64,
+    pub page: u64,
+    pub pages: u64,
+    pub search_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentRow {
+    pub index: u32,
+    pub filename: String,
+    pub content_type: String,
+    pub size: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadData {
+    pub frame: Frame,
+    pub folder: String,
+    pub uid: i64,
+    pub from: String,
+    pub to: String,
+    pub cc: String,
+    pub subject: String,
+    pub date: String,
+    pub text: String,
+    pub has_html: bool,
+    pub blocked_images: usize,
+    pub attachments: Vec<AttachmentRow>,
+    pub flagged: bool,
+    pub thread_id: i64,
+    pub thread_len: usize,
+    pub prev_uid: Option<i64>,
+    pub next_uid: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadData {
+    pub frame: Frame,
+    pub subject: String,
+    pub rows: Vec<MsgRow>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComposeForm {
+    pub csrf: String,
+    pub me: String,
+    pub to: String,
+    pub cc: String,
+    pub bcc: String,
+    pub subject: String,
+    pub body: String,
+    pub mode: String,
+    pub ref_f: String,
+    pub ref_uid: Option<i64>,
+    pub draft_uid: Option<i64>,
+    /// Attachments the message will carry without a new upload: those of
+    /// the forwarded original, or those already in the draft.
+    pub forwarded: Vec<String>,
+    pub correspondents: Vec<String>,
+    pub max_size_mb: u64,
+}
+
+pub fn human_size(n: u64) -> String {
+    match n {
+        n if n >= 1024 * 1024 => format!("{:.1} MB", n as f64 / (1024.0 * 1024.0)),
+        n if n >= 1024 => format!("{} KB", n.div_ceil(1024)),
+        n => format!("{n} B"),
+    }
+}
+
+/// Only local paths, so a crafted `back` cannot send the user elsewhere.
+pub fn local_path(p: &str) -> String {
+    if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') {
+        p.to_owned()
+    } else {
+        "/".to_owned()
+    }
+}
+
+#[cfg(feature = "ssr")]
+pub mod ssr {
+    use leptos::prelude::*;
+    use mailcore::sessions::WebSession;
+    use mailcore::{Flags, MessageSummary};
+
+    use super::*;
+    use crate::auth::ssr::{core, core_error, current_session};
+
+    pub fn forbid(msg: &str) -> ServerFnError {
+        if let Some(resp) = use_context::<leptos_actix::ResponseOptions>() {
+            resp.set_status(actix_web::http::StatusCode::FORBIDDEN);
+        }
+        ServerFnError::new(msg.to_owned())
+    }
+
+    /// The session of a state-changing request, with its CSRF token
+    /// checked in constant time. A missing session sends the user to sign
+    /// in; a wrong token is a 403.
+    pub async fn require(csrf: &str) -> Result<WebSession, ServerFnError> {
+        let Some(s) = current_session().await? else {
+            leptos_actix::redirect("/login");
+            return Err(ServerFnError::new("not signed in"));
+        };
+        let ok = csrf.len() == s.csrf_token.len()
+            && csrf
+                .bytes()
+                .zip(s.csrf_token.bytes())
+                .fold(0u8, |a, (x, y)| a | (x ^ y))
+                == 0;
+        if !ok {
+            return Err(forbid("403 Forbidden: bad or missing CSRF token"));
+        }
+        Ok(s)
+    }
+
+    pub async fn frame(s: &WebSession) -> Result<Frame, ServerFnError> {
+        let boxes = core()?
+            .list_mailboxes(s.account.id)
+            .await
+            .map_err(core_error)?;
+        Ok(Frame {
+            me: s.account.address.clone(),
+            role: s.account.role.as_str().to_owned(),
+            csrf: s.csrf_token.clone(),
+            folders: boxes
+                .into_iter()
+                .map(|m| FolderInfo {
+                    name: m.name,
+                    unseen: m.unseen,
+                    total: m.total,
+                })
+                .collect(),
+        })
+    }
+
+    pub fn row(m: &MessageSummary, folder: &str) -> MsgRow {
+        MsgRow {
+            uid: m.uid,
+            from: m.from.clone(),
+            to: m.to.clone(),
+            subject: m.subject.clone(),
+            snippet: m.snippet.clone(),
+            date: mailcore::view::short_date(m.sent_date.unwrap_or(m.internal_date)),
+            seen: m.flags.contains(Flags::SEEN),
+            flagged: m.flags.contains(Flags::FLAGGED),
+            answered: m.flags.contains(Flags::ANSWERED),
+            attachment: m.has_attachments,
+            folder: folder.to_owned(),
+            thread_id: m.thread_id,
+        }
+    }
+
+    pub async fn mailbox_id(account: i32, name: &str) -> Result<i32, ServerFnError> {
+        match core()?.mailbox(account, name).await.map_err(core_error)? {
+            Some(m) => Ok(m.id),
+            None => Err(ServerFnError::new(format!("No folder named {name}"))),
+        }
+    }
+}
+
+#[server(prefix = "/api", endpoint = "mail_list")]
+pub async fn mail_list(f: String, page: u64, q: String) -> Result<Option<ListData>, ServerFnError> {
+    use self::ssr::*;
+    use crate::auth::ssr::{core, core_error, current_session};
+    let Some(s) = current_session().await? else {
+        return Ok(None);
+    };
+    let core = core()?;
+    let frame = frame(&s).await?;
+    let folder = if f.is_empty() { "INBOX".to_owned() } else { f };
+    let page = page.max(1);
+    let offset = (page - 1) * PAGE_SIZE;
+    let names: std::collections::HashMap<i32, String> = core
+        .list_mailboxes(s.account.id)
+        .await
+        .map_err(core_error)?
+        .into_iter()
+        .map(|m| (m.id, m.name))
+        .collect();
+    let (rows, total, search_ms) = if q.trim().is_empty() {
+        let id = mailbox_id(s.account.id, &folder).await?;
+        let (rows, total) = core
+            .list_messages(
+                s.account.id,
+                id,
+                offset,
+                PAGE_SIZE,
+                mailcore::SortOrder::DateDesc,
+            )
+            .await
+            .map_err(core_error)?;
+        (rows, total, None)
+    } else {
+        // Search covers every folder: what users of Gmail and Roundcube's
+        // "all folders" scope expect from the one search box.
+        let t = std::time::Instant::now();
+        let (rows, total) = core
+            .search(s.account.id, None, &q, offset, PAGE_SIZE)
+            .await
+            .map_err(core_error)?;
+        (rows, total, Some(t.elapsed().as_millis() as u64))
+    };
+    let rows = rows
+        .iter()
+        .map(|m| {
+            row(
+                m,
+                names.get(&m.mailbox_id).map(String::as_str).unwrap_or(""),
+            )
+        })
+        .collect();
+    Ok(Some(ListData {
+        frame,
+        folder,
+        query: q,
+        rows,
+        total,
+        page,
+        pages: total.div_ceil(PAGE_SIZE).max(1),
+        search_ms,
+    }))
+}
+
+#[server(prefix = "/api", endpoint = "read_message")]
+pub async fn read_message(f: String, uid: i64) -> Result<Option<ReadData>, ServerFnError> {
+    use self::ssr::*;
+    use crate::auth::ssr::{core, core_error, current_session};
+    use mailcore::Flags;
+    use mailcore::messages::FlagOp;
+    let Some(s) = current_session().await? else {
+        return Ok(None);
+    };
+    let core = core()?;
+    let id = mailbox_id(s.account.id, &f).await?;
+    let summary = core
+        .message(s.account.id, id, uid)
+        .await
+        .map_err(core_error)?;
+    let view = core
+        .message_view(s.account.id, id, uid)
+        .await
+        .map_err(core_error)?;
+    // Opening a message reads it, as in every mail client.
+    if !summary.flags.contains(Flags::SEEN) {
+        core.set_flags(s.account.id, id, &[uid], FlagOp::Add, Flags::SEEN)
+            .await
+            .map_err(core_error)?;
+    }
+    let blocked = view
+        .html
+        .as_deref()
+        .map(|h| crate::mailhtml::sanitize(h, false).blocked)
+        .unwrap_or(0);
+    let thread_len = core
+        .thread_messages(s.account.id, summary.thread_id)
+        .await
+        .map_err(core_error)?
+        .len();
+    // Neighbours in the list order (newest first) for j/k and the arrows.
+    let uids = core
+        .mailbox_uids(s.account.id, id)
+        .await
+        .map_err(core_error)?;
+    let pos = uids.iter().position(|u| *u == uid);
+    let next_uid = pos.and_then(|p| p.checked_sub(1)).map(|p| uids[p]);
+    let prev_uid = pos.and_then(|p| uids.get(p + 1)).copied();
+    let frame = frame(&s).await?;
+    Ok(Some(ReadData {
+        frame,
+        folder: f,
+        uid,
+        from: view.from,
+        to: view.to,
+        cc: view.cc,
+        subject: view.subject,
+        date: mailcore::view::short_date(view.date.unwrap_or(summary.internal_date)),
+        text: view.text,
+        has_html: view.html.is_some(),
+        blocked_images: blocked,
+        attachments: view
+            .attachments
+            .into_iter()
+            .map(|a| AttachmentRow {
+                index: a.index,
+                filename: mailcore::view::safe_filename(&a.filename),
+                content_type: a.content_type,
+                size: human_size(a.size),
+            })
+            .collect(),
+        flagged: summary.flags.contains(Flags::FLAGGED),
+        thread_id: summary.thread_id,
+        thread_len,
+        prev_uid,
+        next_uid,
+    }))
+}
+
+#[server(prefix = "/api", endpoint = "thread")]
+pub async fn thread(id: i64) -> Result<Option<ThreadData>, ServerFnError> {
+    use self::ssr::*;
+    use crate::auth::ssr::{core, core_error, current_session};
+    let Some(s) = current_session().await? else {
+        return Ok(None);
+    };
+    let core = core()?;
+    let names: std::collections::HashMap<i32, String> = core
+        .list_mailboxes(s.account.id)
+        .await
+        .map_err(core_error)?
+        .into_iter()
+        .map(|m| (m.id, m.name))
+        .collect();
+    let msgs = core
+        .thread_messages(s.account.id, id)
+        .await
+        .map_err(core_error)?;
+    Ok(Some(ThreadData {
+        frame: frame(&s).await?,
+        subject: msgs.first().map(|m| m.subject.clone()).unwrap_or_default(),
+        rows: msgs
+            .iter()
+            .map(|m| {
+                row(
+                    m,
+                    names.get(&m.mailbox_id).map(String::as_str).unwrap_or(""),
+                )
+            })
+            .collect(),
+    }))
+}
+
+#[cfg(feature = "ssr")]
+fn quote(text: &str) -> String {
+    text.lines()
+        .map(|l| {
+            if l.is_empty() {
+                ">".to_owned()
+            } else {
+                format!("> {l}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(feature = "ssr")]
+fn prefixed(prefix: &str, subject: &str) -> String {
+    let lower = subject.to_ascii_lowercase();
+    if lower.starts_with(&prefix.to_ascii_lowercase()) {
+        subject.to_owned()
+    } else {
+        format!("{prefix} {subject}")
+    }
+}
+
+#[server(prefix = "/api", endpoint = "compose_data")]
+pub async fn compose_data(
+    mode: String,
+    f: String,
+    uid: Option<i64>,
+    draft: Option<i64>,
+    to: String,
+) -> Result<Option<ComposeForm>, ServerFnError> {
+    use self::ssr::*;
+    use crate::auth::ssr::{core, core_error, current_session};
+    let Some(s) = current_session().await? else {
+        return Ok(None);
+    };
+    let core = core()?;
+    let settings = use_context::<crate::WebSettings>().unwrap_or_default();
+    let me = s.account.address.clone();
+    let mut d = ComposeForm {
+        csrf: s.csrf_token.clone(),
+        me: me.clone(),
+        to,
+        max_size_mb: (settings.max_message_size / (1024 * 1024)) as u64,
+        correspondents: core
+            .correspondents(s.account.id, 200)
+            .await
+            .map_err(core_error)?,
+        ..Default::default()
+    };
+    if let Some(uid) = draft {
+        let id = mailbox_id(s.account.id, "Drafts").await?;
+        let v = core
+            .message_view(s.account.id, id, uid)
+            .await
+            .map_err(core_error)?;
+        d.to = v.to_addrs.join(", ");
+        d.cc = v.cc_addrs.join(", ");
+        let raw = core
+            .message_raw(s.account.id, id, uid)
+            .await
+            .map_err(core_error)?;
+        d.bcc = bcc_of(&raw);
+        d.subject = v.subject;
+        d.body = v.text;
+        d.forwarded = v
+            .attachments
+            .iter()
+            .map(|a| mailcore::view::safe_filename(&a.filename))
+            .collect();
+        d.draft_uid = Some(uid);
+        return Ok(Some(d));
+    }
+    if let Some(uid) = uid {
+        let id = mailbox_id(s.account.id, &f).await?;
+        let v = core
+            .message_view(s.account.id, id, uid)
+            .await
+            .map_err(core_error)?;
+        let not_me = |a: &String| !a.eq_ignore_ascii_case(&me);
+        let reply_to = if v.reply_to_addrs.is_empty() {
+            v.from_addrs.clone()
+        } else {
+            v.reply_to_addrs.clone()
+        };
+        let header = format!(
+            "On {}, {} wrote:",
+            v.date.map(mailcore::view::short_date).unwrap_or_default(),
+            v.from
+        );
+        match mode.as_str() {
+            "forward" => {
+                d.subject = prefixed("Fwd:", &v.subject);
+                d.body = format!(
+                    "\n\n---------- Forwarded message ----------\nFrom: {}\nDate: {}\nSubject: {}\nTo: {}\n\n{}",
+                    v.from,
+                    v.date.map(mailcore::view::short_date).unwrap_or_default(),
+                    v.subject,
+                    v.to,
+                    v.text
+                );
+                d.forwarded = v
+                    .attachments
+                    .iter()
+                    .map(|a| mailcore::view::safe_filename(&a.filename))
+                    .collect();
+            }
+            m => {
+                d.to = reply_to.join(", ");
+                if m == "all" {
+                    let mut seen: Vec<String> =
+                        reply_to.iter().map(|a| a.to_ascii_lowercase()).collect();
+                    let mut cc = Vec::new();
+                    for a in v
+                        .to_addrs
+                        .iter()
+                        .chain(v.cc_addrs.iter())
+                        .filter(|a| not_me(a))
+                    {
+                        if !seen.contains(&a.to_ascii_lowercase()) {
+                            seen.push(a.to_ascii_lowercase());
+                            cc.push(a.clone());
+                        }
+                    }
+                    d.cc = cc.join(", ");
+                }
+                d.subject = prefixed("Re:", &v.subject);
+                d.body = format!("\n\n{header}\n{}", quote(v.text.trim_end()));
+            }
+        }
+        d.mode = if mode.is_empty() {
+            "reply".into()
+        } else {
+            mode
+        };
+        d.ref_f = f;
+        d.ref_uid = Some(uid);
+    }
+    Ok(Some(d))
+}
+
+#[cfg(feature = "ssr")]
+fn bcc_of(raw: &[u8]) -> String {
+    // A draft keeps its Bcc header (a sent message never does).
+    let text = String::from_utf8_lossy(raw);
+    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    head.split("\r\n")
+        .find_map(|l| l.strip_prefix("Bcc: "))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Flags, moves and deletes on the selected messages of one folder.
+#[server(prefix = "/api", endpoint = "message_action")]
+pub async fn message_action(
+    csrf: String,
+    f: String,
+    #[server(default)] uids: Vec<i64>,
+    op: String,
+    #[server(default)] target: String,
+    back: String,
+) -> Result<(), ServerFnError> {
+    use self::ssr::*;
+    use crate::auth::ssr::{core, core_error};
+    use mailcore::Flags;
+    use mailcore::messages::FlagOp;
+    let s = require(&csrf).await?;
+    let core = core()?;
+    let me = s.account.id;
+    let id = mailbox_id(me, &f).await?;
+    let back = local_path(&back);
+    if uids.is_empty() {
+        leptos_actix::redirect(&back);
+        return Ok(());
+    }
+    let flag = |op, flags| {
+        let core = core.clone();
+        let uids = uids.clone();
+        async move { core.set_flags(me, id, &uids, op, flags).await.map(|_| ()) }
+    };
+    let to_folder = |name: String| {
+        let core = core.clone();
+        let uids = uids.clone();
+        async move {
+            let Some(dest) = core.mailbox(me, &name).await? else {
+                return Err(mailcore::CoreError::NotFound(name));
+            };
+            if dest.id != id {
+                core.move_messages(me, id, &uids, dest.id).await?;
+            }
+            Ok(())
+        }
+    };
+    let result = match op.as_str() {
+        "read" => flag(FlagOp::Add, Flags::SEEN).await,
+        "unread" => flag(FlagOp::Remove, Flags::SEEN).await,
+        "flag" => flag(FlagOp::Add, Flags::FLAGGED).await,
+        "unflag" => flag(FlagOp::Remove, Flags::FLAGGED).await,
+        "archive" => to_folder("Archive".into()).await,
+        "move" => to_folder(target).await,
+        "delete" if f == "Trash" => {
+            // Deleting from Trash removes for good, as IMAP clients do.
+            match flag(FlagOp::Add, Flags::DELETED).await {
+                Ok(()) => core.expunge(me, id, Some(&uids)).await.map(|_| ()),
+                Err(e) => Err(e),
+            }
+        }
+        "delete" => to_folder("Trash".into()).await,
+        other => return Err(ServerFnError::new(format!("unknown action {other}"))),
+    };
+    result.map_err(core_error)?;
+    // After moving the open message away, go back to its folder.
+    let back = if matches!(op.as_str(), "archive" | "move" | "delete") && back.starts_with("/read")
+    {
+        format!("/mail?f={}", encode(&f))
+    } else {
+        back
+    };
+    leptos_actix::redirect(&back);
+    Ok(())
+}
+
+/// Create, rename or delete a folder.
+#[server(prefix = "/api", endpoint = "folder_action")]
+pub async fn folder_action(
+    csrf: String,
+    op: String,
+    name: String,
+    #[server(default)] new_name: String,
+) -> Result<(), ServerFnError> {
+    use self::ssr::*;
+    use crate::auth::ssr::core;
+    let s = require(&csrf).await?;
+    let core = core()?;
+    let me = s.account.id;
+    let r = match op.as_str() {
+        "create" => core.create_mailbox(me, name.trim()).await.map(|_| ()),
+        "rename" => core.rename_mailbox(me, &name, new_name.trim()).await,
+        "delete" => core.delete_mailbox(me, &name).await,
+        other => return Err(ServerFnError::new(format!("unknown action {other}"))),
+    };
+    match r {
+        Ok(()) => leptos_actix::redirect("/folders?ok=1"),
+        Err(e) if e.is_temporary() => return Err(crate::auth::ssr::core_error(e)),
+        Err(e) => leptos_actix::redirect(&format!("/folders?error={}", encode(&e.to_string()))),
+    }
+    Ok(())
+}
+
+/// Percent-encodes a query value (folder names may hold spaces, `&`, `/`).
+pub fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
