@@ -20,7 +20,7 @@ function freePort() {
   });
 }
 
-export async function startTern() {
+export async function startTern(extraEnv = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'tern-e2e-'));
   const env = { ...process.env, TERN_DATA_DIR: dir, TERN_LOG: 'warn' };
   delete env.TERN_DATABASE__URL;
@@ -30,11 +30,17 @@ export async function startTern() {
     return r.stdout;
   };
   const port = await freePort();
+  const smtpPort = await freePort();
+  const imapsPort = await freePort();
   const child = spawn(TERN, ['serve'], {
     env: {
       ...env, TERN_WEB__LISTEN: `127.0.0.1:${port}`, TERN_WEB__SITE_ROOT: SITE,
-      TERN_LISTENERS__SMTP: '', TERN_LISTENERS__SUBMISSION: '', TERN_LISTENERS__SMTPS: '',
-      TERN_LISTENERS__POP3: '', TERN_LISTENERS__POP3S: '',
+      TERN_LISTENERS__SMTP: `127.0.0.1:${smtpPort}`, TERN_LISTENERS__SUBMISSION: '',
+      TERN_LISTENERS__SMTPS: '', TERN_LISTENERS__POP3: '', TERN_LISTENERS__POP3S: '',
+      TERN_LISTENERS__IMAP: '', TERN_LISTENERS__IMAPS: `127.0.0.1:${imapsPort}`,
+      // Nothing leaves 127.0.0.1: outbound delivery is off.
+      TERN_RELAY__ENABLED: 'false',
+      ...extraEnv,
     },
     cwd: dir,
     stdio: ['ignore', 'inherit', 'inherit'],
@@ -51,6 +57,9 @@ export async function startTern() {
   return {
     base,
     cli,
+    smtpPort,
+    imapsPort,
+    dir,
     async stop() {
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));
@@ -67,4 +76,65 @@ export async function launchChromium() {
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
     ],
   });
+}
+
+// Delivers a message over real SMTP (port 25 style, no auth), the way
+// another mail server would. Returns the server's final reply line.
+export async function smtpSend(port, from, rcpts, message) {
+  const { connect } = await import('node:net');
+  const sock = connect(port, '127.0.0.1');
+  let buf = '';
+  const replies = [];
+  let waiting = null;
+  sock.on('data', (d) => {
+    buf += d.toString('latin1');
+    let m;
+    while ((m = buf.match(/^(\d{3})([ -])(.*)\r\n/))) {
+      buf = buf.slice(m[0].length);
+      if (m[2] === ' ') {
+        replies.push(m[0].trim());
+        if (waiting) { const w = waiting; waiting = null; w(); }
+      }
+    }
+  });
+  const reply = async () => {
+    while (!replies.length) await new Promise((r) => (waiting = r));
+    return replies.shift();
+  };
+  const cmd = async (line, expect) => {
+    if (line !== null) sock.write(line + '\r\n');
+    const r = await reply();
+    if (!r.startsWith(expect)) throw new Error(`SMTP ${line}: ${r}`);
+    return r;
+  };
+  await cmd(null, '220');
+  await cmd('EHLO e2e.example', '250');
+  await cmd(`MAIL FROM:<${from}>`, '250');
+  for (const r of rcpts) await cmd(`RCPT TO:<${r}>`, '250');
+  await cmd('DATA', '354');
+  const body = message.replace(/\r?\n/g, '\r\n').replace(/^\./gm, '..');
+  sock.write(body.endsWith('\r\n') ? body : body + '\r\n');
+  const last = await cmd('.', '250');
+  await cmd('QUIT', '221');
+  sock.end();
+  return last;
+}
+
+// Runs end2end/imap.py (Python's imaplib over implicit TLS) and returns
+// its JSON answer: an independent client's view of a mailbox.
+export function imap(port, user, password, ...args) {
+  const r = spawnSync('python3', [join(root, 'end2end', 'imap.py'), String(port), user, password, ...args], {
+    encoding: 'utf8',
+  });
+  if (r.status !== 0) throw new Error(`imap.py ${args.join(' ')}: ${r.stderr}`);
+  return JSON.parse(r.stdout);
+}
+
+export async function signIn(page, base, address, password) {
+  await page.goto(`${base}/login`);
+  await page.fill('input[name=address]', address);
+  await page.fill('input[name=password]', password);
+  await page.click('button[type=submit]');
+  // Attached, not visible: phones hide it to save room.
+  await page.getByTestId('signed-in-as').waitFor({ state: 'attached' });
 }

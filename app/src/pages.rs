@@ -325,7 +325,12 @@ fn Row(r: MsgRow, searching: bool) -> impl IntoView {
                 {(!r.seen).then(|| view! { <span class="dot" title="Unread" aria-label="Unread">"●"</span> })}
                 {r.flagged.then(|| view! { <span class="flag" title="Flagged" aria-label="Flagged">"★"</span> })}
                 {r.answered.then(|| view! { <span title="Answered" aria-label="Answered">"↩"</span> })}
-                {r.attachment.then(|| view! { <span class="att" title="Has attachments" aria-label="Has attachments">"📎"</span> })}
+                {r.attachment.then(|| view! {
+                    <svg class="att" role="img" aria-label="Has attachments" viewBox="0 0 16 16" width="14" height="14">
+                        <title>"Has attachments"</title>
+                        <path d="M11 4v7a3 3 0 0 1-6 0V3.5a2 2 0 0 1 4 0V10a1 1 0 0 1-2 0V4" fill="none" stroke="currentColor" stroke-width="1.4" stroke-linecap="round"/>
+                    </svg>
+                })}
             </span>
             <a class="open" href=href>
                 <span class="from">{r.from.clone()}</span>
@@ -344,9 +349,18 @@ pub fn ReadPage() -> impl IntoView {
     let uid = q("uid");
     let images = q("images");
     let act = ServerAction::<MessageAction>::new();
+    // `images` is part of the key so that "Show images" re-renders the
+    // frame after a client-side navigation too.
     let data = Resource::new(
-        move || (f(), uid().parse::<i64>().unwrap_or(0), act.version().get()),
-        |(f, uid, _)| read_message(f, uid),
+        move || {
+            (
+                f(),
+                uid().parse::<i64>().unwrap_or(0),
+                act.version().get(),
+                images(),
+            )
+        },
+        |(f, uid, _, _)| read_message(f, uid),
     );
     view! {
         <Title text="Message · Tern"/>

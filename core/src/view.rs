@@ -109,9 +109,11 @@ impl MessageView {
             _ => None,
         });
         let has_text_part = plain.is_some();
+        // Lines end in LF for display and quoting; CRLF is a wire detail.
         let text = plain
             .or_else(|| msg.body_text(0).map(|t| t.into_owned()))
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .replace("\r\n", "\n");
         let attachments = msg
             .attachments()
             .enumerate()

@@ -394,12 +394,21 @@ fn healthz_follows_the_database() {
     assert!(body.ends_with("database unavailable\n"));
     // A page that needs the store says so with a 503, not a broken 200.
     let bogus = format!("tern_session={}", "0".repeat(64));
-    let (status, page) = get(port, "/", Some(&bogus));
-    assert_eq!(status, 503, "{page}");
-    assert!(
-        page.contains("The mail store is unavailable right now."),
-        "{page}"
-    );
+    for path in [
+        "/",
+        "/mail?f=INBOX",
+        "/read?f=INBOX&uid=1",
+        "/compose",
+        "/folders",
+    ] {
+        let (status, page) = get(port, path, Some(&bogus));
+        assert_eq!(status, 503, "{path}: {page}");
+        assert!(
+            page.contains("The mail store is unavailable right now.")
+                && page.contains("Your mail is safe"),
+            "{path}: {page}"
+        );
+    }
 
     pg.restore();
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -1,0 +1,39 @@
+"""An independent IMAP client for the browser tests: Python's imaplib over
+implicit TLS (the test server's certificate is self-signed, so it is not
+verified here; the Rust suites check TLS itself).
+
+usage: imap.py PORT USER PASSWORD FOLDER
+prints JSON: {"subjects": [...], "flags": [...]} in UID order.
+"""
+import email
+import email.header
+import imaplib
+import json
+import ssl
+import sys
+
+port, user, password, folder = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+m = imaplib.IMAP4_SSL("127.0.0.1", int(port), ssl_context=ctx)
+m.login(user, password)
+typ, _ = m.select('"%s"' % folder, readonly=True)
+assert typ == "OK", folder
+typ, data = m.uid("SEARCH", None, "ALL")
+uids = data[0].split()
+subjects, flags, attachments = [], [], []
+for uid in uids:
+    typ, parts = m.uid("FETCH", uid, "(FLAGS BODY.PEEK[])")
+    raw = parts[0][1]
+    msg = email.message_from_bytes(raw)
+    subj = str(email.header.make_header(email.header.decode_header(msg.get("Subject", ""))))
+    subjects.append(subj)
+    flags.append(imaplib.ParseFlags(parts[0][0]) and [f.decode() for f in imaplib.ParseFlags(parts[0][0])])
+    atts = []
+    for part in msg.walk():
+        if part.get_filename():
+            atts.append({"name": part.get_filename(), "bytes": len(part.get_payload(decode=True) or b"")})
+    attachments.append(atts)
+m.logout()
+print(json.dumps({"subjects": subjects, "flags": flags, "attachments": attachments}))
