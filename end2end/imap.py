@@ -22,7 +22,7 @@ typ, _ = m.select('"%s"' % folder, readonly=True)
 assert typ == "OK", folder
 typ, data = m.uid("SEARCH", None, "ALL")
 uids = data[0].split()
-subjects, flags, attachments = [], [], []
+subjects, flags, attachments, texts = [], [], [], []
 for uid in uids:
     typ, parts = m.uid("FETCH", uid, "(FLAGS BODY.PEEK[])")
     raw = parts[0][1]
@@ -31,9 +31,13 @@ for uid in uids:
     subjects.append(subj)
     flags.append(imaplib.ParseFlags(parts[0][0]) and [f.decode() for f in imaplib.ParseFlags(parts[0][0])])
     atts = []
+    text = ""
     for part in msg.walk():
+        if part.get_content_type() == "text/plain" and not part.get_filename() and not text:
+            text = part.get_payload(decode=True).decode(part.get_content_charset() or "utf-8", "replace")
         if part.get_filename():
             atts.append({"name": part.get_filename(), "bytes": len(part.get_payload(decode=True) or b"")})
     attachments.append(atts)
+    texts.append(text)
 m.logout()
-print(json.dumps({"subjects": subjects, "flags": flags, "attachments": attachments}))
+print(json.dumps({"subjects": subjects, "flags": flags, "attachments": attachments, "texts": texts}))

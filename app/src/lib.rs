@@ -8,6 +8,8 @@
 //! mail core.
 
 pub mod auth;
+#[cfg(feature = "hydrate")]
+mod autosave;
 pub mod mail;
 #[cfg(feature = "ssr")]
 pub mod mailhtml;
@@ -29,6 +31,7 @@ pub struct WebSettings {
     /// `smtp.max_message_size`: the webmail sends through the same rules.
     pub max_message_size: usize,
     pub max_recipients: usize,
+    pub autosave_secs: u64,
 }
 
 /// The HTML document around the app, rendered once per request.

@@ -103,6 +103,7 @@ pub struct ComposeForm {
     pub forwarded: Vec<String>,
     pub correspondents: Vec<String>,
     pub max_size_mb: u64,
+    pub autosave_secs: u64,
 }
 
 pub fn human_size(n: u64) -> String {
@@ -419,6 +420,7 @@ pub async fn compose_data(
         me: me.clone(),
         to,
         max_size_mb: (settings.max_message_size / (1024 * 1024)) as u64,
+        autosave_secs: settings.autosave_secs,
         correspondents: core
             .correspondents(s.account.id, 200)
             .await

@@ -394,8 +394,6 @@ fn Message(d: ReadData, act: ServerAction<MessageAction>, images: bool) -> impl 
         d.subject.clone()
     };
     let title = format!("{subject} · Tern");
-    let show_text =
-        !d.has_html || !d.text.trim().is_empty() && d.attachments.is_empty() && !d.has_html;
     view! {
         <Title text=title/>
         <Shell frame=d.frame.clone() folder=d.folder.clone()>
@@ -451,7 +449,6 @@ fn Message(d: ReadData, act: ServerAction<MessageAction>, images: bool) -> impl 
                 } else {
                     view! { <pre class="textbody" data-testid="body">{d.text.clone()}</pre> }.into_any()
                 }}
-                {(show_text && d.has_html).then(|| ())}
                 {(!d.attachments.is_empty()).then(|| {
                     let fq = fq.clone();
                     let uid = d.uid;
@@ -555,6 +552,10 @@ pub fn ComposePage() -> impl IntoView {
 #[component]
 fn Compose(d: ComposeForm, error: String, saved: bool) -> impl IntoView {
     let limit = format!("Attachments up to {} MB in total.", d.max_size_mb);
+    let dirty = StoredValue::new(false);
+    let status = RwSignal::new(String::new());
+    #[cfg(feature = "hydrate")]
+    crate::autosave::start(d.autosave_secs, dirty, status);
     view! {
         <a class="skip" href="#to">"Skip to the form"</a>
         <header class="topbar">
@@ -565,7 +566,14 @@ fn Compose(d: ComposeForm, error: String, saved: bool) -> impl IntoView {
             <h1>{match d.mode.as_str() { "forward" => "Forward", "reply" | "all" => "Reply", _ => "New message" }}</h1>
             {(!error.is_empty()).then(|| view! { <p class="error" role="alert">{error.clone()}</p> })}
             {saved.then(|| view! { <p class="notice" role="status">"Draft saved."</p> })}
-            <form method="post" action="/compose" enctype="multipart/form-data" class="composeform">
+            <form
+                method="post"
+                action="/compose"
+                enctype="multipart/form-data"
+                class="composeform"
+                id="composeform"
+                on:input=move |_| dirty.set_value(true)
+            >
                 <input type="hidden" name="csrf" value=d.csrf.clone()/>
                 <input type="hidden" name="mode" value=d.mode.clone()/>
                 <input type="hidden" name="ref_f" value=d.ref_f.clone()/>
@@ -590,6 +598,7 @@ fn Compose(d: ComposeForm, error: String, saved: bool) -> impl IntoView {
                 <label for="attachment">"Attach files"</label>
                 <input id="attachment" name="attachment" type="file" multiple/>
                 <p class="hint">{limit}" Separate addresses with commas."</p>
+                <p class="hint" role="status" data-testid="autosave">{move || status.get()}</p>
                 <div class="actions">
                     <button type="submit" name="action" value="send" class="primary">"Send"</button>
                     <button type="submit" name="action" value="draft">"Save draft"</button>

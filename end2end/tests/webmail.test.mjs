@@ -14,7 +14,7 @@ const SHOTS = join(import.meta.dirname, '..', 'screenshots');
 let tern, browser;
 
 before(async () => {
-  tern = await startTern();
+  tern = await startTern({ TERN_WEB__AUTOSAVE_SECS: '1' });
   tern.cli(['domain', 'add', 'example.test']);
   tern.cli(['user', 'add', ALICE], `${PW}\n`);
   tern.cli(['user', 'add', BOB], `${PW}\n`);
@@ -81,7 +81,7 @@ test('send to another local user: it arrives in their inbox and over IMAP', asyn
   await page.locator('#to').fill(BOB);
   await page.locator('#subject').fill('Project kickoff');
   await page.locator('#body').fill('Bob,\n\nKickoff is on Monday at ten.\n\nAlice');
-  assert.match(await page.locator('.hint').innerText(), /Attachments up to 25 MB in total\./);
+  assert.match(await page.locator('.hint').first().innerText(), /Attachments up to 25 MB in total\./);
   await page.screenshot({ path: join(SHOTS, 'compose-light.png') });
   await page.getByRole('button', { name: 'Send' }).click();
   await page.waitForURL(/\/mail\?f=INBOX&sent=1$/);
@@ -276,6 +276,35 @@ test('a cross-site form post is refused, and so is a wrong CSRF token', async ()
   });
   assert.equal(status, 403);
   assert.ok(imap(tern.imapsPort, ALICE, PW, 'INBOX').subjects.includes('Lunch on Friday?'), 'nothing was deleted');
+  await ctx.close();
+});
+
+test('drafts autosave while typing, one draft per message, gone once sent', async () => {
+  const { ctx, page, errors } = await session(ALICE);
+  await page.goto(`${tern.base}/compose`);
+  await page.waitForTimeout(500); // hydration
+  await page.locator('#to').fill(BOB);
+  await page.locator('#subject').fill('Autosaved plan');
+  await page.locator('#body').fill('First thoughts.');
+  await page.getByTestId('autosave').getByText('Draft saved automatically.').waitFor();
+  const waitDraft = async (want) => {
+    for (let i = 0; i < 50; i++) {
+      const d = imap(tern.imapsPort, ALICE, PW, 'Drafts');
+      if (d.texts.length === 1 && d.texts[0].includes(want)) return d;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    throw new Error(`no single draft containing ${want}: ${JSON.stringify(imap(tern.imapsPort, ALICE, PW, 'Drafts'))}`);
+  };
+  let d = await waitDraft('First thoughts.');
+  assert.deepEqual(d.subjects, ['Autosaved plan']);
+  await page.locator('#body').fill('First thoughts. Second thoughts.');
+  d = await waitDraft('Second thoughts.');
+  assert.equal(d.subjects.length, 1, 'the new save replaced the old draft');
+  await page.getByRole('button', { name: 'Send' }).click();
+  await page.waitForURL(/sent=1$/);
+  assert.deepEqual(imap(tern.imapsPort, ALICE, PW, 'Drafts').subjects, [], 'sending removed the draft');
+  assert.ok(imap(tern.imapsPort, BOB, PW, 'INBOX').subjects.includes('Autosaved plan'));
+  assert.deepEqual(errors, []);
   await ctx.close();
 });
 

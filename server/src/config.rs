@@ -167,6 +167,9 @@ pub struct WebConfig {
     pub listen: String,
     /// Where cargo-leptos put the compiled site (`pkg/` with wasm and CSS).
     pub site_root: PathBuf,
+    /// How often the compose page saves a draft while the user types
+    /// (with JavaScript on).
+    pub autosave_secs: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -216,6 +219,7 @@ impl Default for WebConfig {
         WebConfig {
             listen: "127.0.0.1:8080".into(),
             site_root: PathBuf::from("target/site"),
+            autosave_secs: 30,
         }
     }
 }
@@ -256,6 +260,7 @@ impl Config {
             "database.url",
             "web.listen",
             "web.site_root",
+            "web.autosave_secs",
             "tls.cert",
             "tls.key",
             "listeners.smtp",

@@ -468,7 +468,7 @@ pub async fn compose(
     };
     // Saves the form as a draft and shows it again; with `error`, that is
     // how a refused send keeps everything the user wrote, attachments too.
-    let save_draft = |error: Option<String>| {
+    let store_draft = || {
         let core = core.clone();
         let d = &d;
         let reference = reference.as_ref();
@@ -478,7 +478,7 @@ pub async fn compose(
         async move {
             let (msg, invalid) = match build(&from, d, reference, forwarded, true) {
                 Ok(m) => m,
-                Err(e) => return back_to_compose(&e),
+                Err(e) => return Err(back_to_compose(&e)),
             };
             let uid = match core
                 .append(
@@ -491,9 +491,19 @@ pub async fn compose(
                 .await
             {
                 Ok(uid) => uid,
-                Err(e) => return core_failure(e),
+                Err(e) => return Err(core_failure(e)),
             };
             drop_old_draft(d.draft_uid).await;
+            Ok((uid, invalid))
+        }
+    };
+    let save_draft = |error: Option<String>| {
+        let store_draft = &store_draft;
+        async move {
+            let (uid, invalid) = match store_draft().await {
+                Ok(x) => x,
+                Err(r) => return r,
+            };
             let note = match (error, invalid.is_empty()) {
                 (Some(e), _) => format!("&error={}", utf8_percent_encode(&e, NON_ALPHANUMERIC)),
                 (None, false) => format!(
@@ -515,6 +525,16 @@ pub async fn compose(
     };
     if d.action == "draft" {
         return save_draft(None).await;
+    }
+    // The compose page's timer (JavaScript on): the new draft's UID as
+    // text, which the page puts in the form so the next save replaces it.
+    if d.action == "autosave" {
+        return match store_draft().await {
+            Ok((uid, _)) => HttpResponse::Ok()
+                .content_type("text/plain; charset=utf-8")
+                .body(uid.to_string()),
+            Err(r) => r,
+        };
     }
     let mut rcpts = split_addrs(&d.to);
     rcpts.extend(split_addrs(&d.cc));
@@ -617,6 +637,7 @@ mod tests {
         let raw = String::from_utf8(
             build("alice@example.test", &d, None, vec![], false)
                 .unwrap()
+                .0
                 .formatted(),
         )
         .unwrap();

@@ -113,6 +113,7 @@ pub fn server(cfg: &Config, core: Core) -> Result<Server, String> {
         hostname: cfg.hostname.clone(),
         max_message_size: cfg.smtp.max_message_size,
         max_recipients: cfg.smtp.max_recipients,
+        autosave_secs: cfg.web.autosave_secs.max(1),
     };
     let server = HttpServer::new(move || {
         let routes = generate_route_list(app::App);
