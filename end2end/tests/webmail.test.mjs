@@ -37,7 +37,8 @@ async function session(address, opts = {}) {
 }
 
 function rowFor(page, subject) {
-  return page.locator('li.msg', { has: page.locator('.subject', { hasText: subject }) });
+  const exact = new RegExp(`^${subject.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`);
+  return page.locator('li.msg', { has: page.locator('.subject', { hasText: exact }) });
 }
 
 test('a message delivered over SMTP shows in the inbox and reads', async () => {
@@ -131,6 +132,29 @@ test('reply with an attachment: the recipient downloads the same bytes', async (
   const box = imap(tern.imapsPort, BOB, PW, 'INBOX');
   // Bob's original got \Answered.
   assert.ok(box.flags[0].includes('\\Answered'), JSON.stringify(box.flags));
+
+  // The conversation view: Alice's sent message and Bob's reply, in order.
+  await page.getByRole('link', { name: 'Conversation (2)' }).click();
+  await page.getByRole('heading', { name: /^Conversation: / }).waitFor();
+  assert.deepEqual(await page.locator('ol.thread .subject').allInnerTexts(), ['Project kickoff', 'Re: Project kickoff']);
+  assert.deepEqual(await page.locator('ol.thread .where').allInnerTexts(), ['Sent', 'Inbox']);
+
+  // Forward carries the original attachment, byte for byte; the address
+  // box offers previous correspondents.
+  await page.goBack();
+  await page.getByRole('link', { name: 'Forward' }).click();
+  await page.waitForURL(/mode=forward/);
+  assert.equal(await page.locator('#subject').inputValue(), 'Fwd: Re: Project kickoff');
+  assert.match(await page.locator('.notice').innerText(), /Attachments included: agendafdp\.bin/);
+  const offered = await page.locator('datalist#people option').evaluateAll((os) => os.map((o) => o.value));
+  assert.ok(offered.includes('bob@example.test') && offered.includes('Carol <carol@remote.example>'), JSON.stringify(offered));
+  await page.locator('#to').fill(BOB);
+  await page.getByRole('button', { name: 'Send' }).click();
+  await page.waitForURL(/sent=1$/);
+  const fwd = imap(tern.imapsPort, BOB, PW, 'INBOX');
+  const i = fwd.subjects.indexOf('Fwd: Re: Project kickoff');
+  assert.ok(i >= 0, JSON.stringify(fwd.subjects));
+  assert.deepEqual(fwd.attachments[i], [{ name: 'agendafdp.bin', bytes: 3000 }]);
   await ctx.close();
 });
 
@@ -223,6 +247,9 @@ test('hostile HTML runs no script and loads nothing remote until asked', async (
   await page.getByText('1 remote image(s) hidden').waitFor();
   await page.getByRole('link', { name: 'Show images in this message' }).click();
   await page.waitForURL(/images=1/);
+  await page.locator('iframe.htmlbody[src$="images=1"]').waitFor({ state: 'attached', timeout: 10000 }).catch(async (e) => {
+    throw new Error(`frame src is ${await frameEl.getAttribute('src')}: ${e}`);
+  });
   await page.frameLocator('iframe.htmlbody').locator('img[alt=tracker]').waitFor({ state: 'attached' });
   await page.waitForTimeout(500);
   assert.ok(remote.length >= 1, 'after asking, the image is requested');
@@ -245,6 +272,15 @@ test('with JavaScript off: sign in, read, reply and send', async () => {
   await rowFor(page, 'Project kickoff').locator('input[type=checkbox]').check();
   await page.getByRole('button', { name: 'Flag', exact: true }).click();
   await rowFor(page, 'Project kickoff').locator('.flag').waitFor();
+  // Delete goes to Trash; deleting from Trash removes it for good.
+  await rowFor(page, 'Fwd: Re: Project kickoff').locator('input[type=checkbox]').check();
+  await page.getByRole('button', { name: 'Delete', exact: true }).click();
+  assert.deepEqual(imap(tern.imapsPort, BOB, PW, 'Trash').subjects, ['Fwd: Re: Project kickoff']);
+  await page.goto(`${tern.base}/mail?f=Trash`);
+  await rowFor(page, 'Fwd: Re: Project kickoff').locator('input[type=checkbox]').check();
+  await page.getByRole('button', { name: 'Delete', exact: true }).click();
+  await page.getByText('No messages here.').waitFor();
+  assert.deepEqual(imap(tern.imapsPort, BOB, PW, 'Trash').subjects, []);
   await ctx.close();
   const subjects = imap(tern.imapsPort, ALICE, PW, 'INBOX').subjects;
   assert.equal(subjects.filter((s) => s === 'Re: Project kickoff').length, 2, JSON.stringify(subjects));
