@@ -7,6 +7,7 @@
 //! Server-only code lives in `ssr` modules; the wasm build never links the
 //! mail core.
 
+pub mod admin;
 pub mod auth;
 #[cfg(feature = "hydrate")]
 mod autosave;
@@ -21,6 +22,8 @@ use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{SsrMode, StaticSegment};
+
+use crate::admin::{AdminAuditPage, AdminDomainPage, AdminLogPage, AdminPage, AdminQueuePage};
 
 use crate::pages::{ComposePage, FoldersPage, LoginPage, MailPage, NotFound, ReadPage, ThreadPage};
 
@@ -74,6 +77,11 @@ pub fn App() -> impl IntoView {
                 <Route path=StaticSegment("compose") view=ComposePage ssr=SsrMode::Async/>
                 <Route path=StaticSegment("folders") view=FoldersPage ssr=SsrMode::Async/>
                 <Route path=StaticSegment("login") view=LoginPage/>
+                <Route path=StaticSegment("admin") view=AdminPage ssr=SsrMode::Async/>
+                <Route path=(StaticSegment("admin"), StaticSegment("domain")) view=AdminDomainPage ssr=SsrMode::Async/>
+                <Route path=(StaticSegment("admin"), StaticSegment("queue")) view=AdminQueuePage ssr=SsrMode::Async/>
+                <Route path=(StaticSegment("admin"), StaticSegment("log")) view=AdminLogPage ssr=SsrMode::Async/>
+                <Route path=(StaticSegment("admin"), StaticSegment("audit")) view=AdminAuditPage ssr=SsrMode::Async/>
             </Routes>
         </Router>
     }

@@ -53,6 +53,8 @@ pub struct Domain {
     pub name: String,
     /// Local part of the account that receives mail for unknown addresses.
     pub catchall: Option<String>,
+    /// With no catchall account: the text of the 550 for unknown addresses.
+    pub catchall_reject: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,6 +108,7 @@ impl From<domain::Model> for Domain {
             id: m.id,
             name: m.name,
             catchall: m.catchall_local_part,
+            catchall_reject: m.catchall_reject,
         }
     }
 }

@@ -14,6 +14,7 @@
 //!   mailbox belongs to it; no caller can reach another account's mail by id.
 
 pub mod address;
+pub mod admin;
 pub mod auth;
 pub mod clock;
 pub mod db;

@@ -44,6 +44,8 @@ pub enum Rejection {
     RelaySyntax,
     NoSuchUser,
     Disabled,
+    /// The domain's catchall is set to reject, with this reply text.
+    Policy(String),
 }
 
 impl Rejection {
@@ -54,6 +56,7 @@ impl Rejection {
             Rejection::RelaySyntax => "relay syntax is not accepted".into(),
             Rejection::NoSuchUser => "no such user here".into(),
             Rejection::Disabled => "mailbox disabled".into(),
+            Rejection::Policy(text) => text.clone(),
         }
     }
 }
@@ -105,6 +108,9 @@ impl Core {
                     },
                 });
             }
+        }
+        if let Some(text) = domain.catchall_reject {
+            return Ok(Route::Rejected(Rejection::Policy(text)));
         }
         Ok(Route::Rejected(Rejection::NoSuchUser))
     }

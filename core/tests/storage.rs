@@ -725,3 +725,146 @@ Content-Type: text/html; charset=utf-8\r\n\r\n<p>{body}</p>\r\n"
     })
     .await;
 }
+
+#[tokio::test]
+async fn admin_roles_are_enforced_by_the_core_and_audited() {
+    use mailcore::admin::{Actor, Catchall};
+    for_each_backend("admin_roles", |core| async move {
+        let op = Actor::operator("root");
+        core.admin_add_domain(&op, "a.test").await.unwrap();
+        core.admin_add_domain(&op, "b.test").await.unwrap();
+        let da = core
+            .admin_add_account(&op, "boss@a.test", PW, Role::DomainAdmin)
+            .await
+            .unwrap();
+        core.admin_add_account(&op, "info@a.test", PW, Role::User)
+            .await
+            .unwrap();
+        core.admin_add_account(&op, "info@b.test", PW, Role::User)
+            .await
+            .unwrap();
+        let web = Actor::web(
+            &mailcore::AccountRef {
+                id: da.id,
+                address: da.address.clone(),
+                role: Role::DomainAdmin,
+            },
+            "192.0.2.7",
+        );
+        // Sees and changes its own domain only.
+        let names: Vec<String> = core
+            .admin_domains(&web)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.domain.name)
+            .collect();
+        assert_eq!(names, ["a.test"]);
+        for r in [
+            core.admin_set_catchall(&web, "b.test", Catchall::Account("info".into()))
+                .await,
+            core.admin_add_account(&web, "x@b.test", PW, Role::User)
+                .await
+                .map(|_| ()),
+            core.admin_set_password(&web, "info@b.test", "another password")
+                .await,
+            core.admin_add_alias(&web, "sales@b.test", &["info@b.test".into()])
+                .await
+                .map(|_| ()),
+            core.admin_add_domain(&web, "c.test").await.map(|_| ()),
+            core.admin_remove_domain(&web, "a.test", true).await,
+            core.admin_add_account(&web, "root@a.test", PW, Role::Admin)
+                .await
+                .map(|_| ()),
+        ] {
+            assert!(matches!(r, Err(CoreError::Forbidden)), "{r:?}");
+        }
+        assert!(matches!(
+            core.admin_accounts(&web, "b.test").await,
+            Err(CoreError::Forbidden)
+        ));
+
+        // Catchall: an account, then reject with the admin's words.
+        core.admin_set_catchall(&web, "a.test", Catchall::Account("info".into()))
+            .await
+            .unwrap();
+        assert!(matches!(
+            core.route("nobody@a.test").await.unwrap(),
+            Route::Catchall { .. }
+        ));
+        core.admin_set_catchall(
+            &web,
+            "a.test",
+            Catchall::Reject("Gone.\r\nWrite to info@a.test".into()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            core.route("nobody@a.test").await.unwrap(),
+            Route::Rejected(Rejection::Policy("Gone.Write to info@a.test".into()))
+        );
+        assert!(
+            core.admin_set_catchall(&web, "a.test", Catchall::Reject("naïve".into()))
+                .await
+                .is_err()
+        );
+        // Known addresses are unaffected.
+        assert!(matches!(
+            core.route("info@a.test").await.unwrap(),
+            Route::Account(_)
+        ));
+        core.admin_set_catchall(&web, "a.test", Catchall::None)
+            .await
+            .unwrap();
+        assert_eq!(
+            core.route("nobody@a.test").await.unwrap(),
+            Route::Rejected(Rejection::NoSuchUser)
+        );
+
+        // Removing a domain with mail asks for confirmation first.
+        let ib = core
+            .mailbox(
+                core.account("info@b.test").await.unwrap().unwrap().id,
+                "INBOX",
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        core.append(
+            core.account("info@b.test").await.unwrap().unwrap().id,
+            ib.id,
+            &msg("keep", "me"),
+            Flags::empty(),
+            None,
+        )
+        .await
+        .unwrap();
+        let err = core
+            .admin_remove_domain(&op, "b.test", false)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("still has 1 accounts holding 1 messages"),
+            "{err}"
+        );
+        core.admin_remove_domain(&op, "b.test", true).await.unwrap();
+
+        // The audit log: everything for the operator, a.test's for the boss.
+        let all = core.audit_log(&op, 100).await.unwrap();
+        let actions: Vec<&str> = all.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(actions.first(), Some(&"domain.remove"));
+        assert!(actions.contains(&"catchall.set") && actions.contains(&"account.add"));
+        let mine = core.audit_log(&web, 100).await.unwrap();
+        assert!(mine.iter().all(|e| e.domain == "a.test"), "{mine:?}");
+        let cs: Vec<_> = mine.iter().filter(|e| e.action == "catchall.set").collect();
+        assert_eq!(cs.len(), 3);
+        assert_eq!(cs[0].detail, "none");
+        assert_eq!(cs[1].detail, "reject: Gone.Write to info@a.test");
+        assert_eq!(
+            (cs[2].actor.as_str(), cs[2].ip.as_str()),
+            ("boss@a.test", "192.0.2.7")
+        );
+    })
+    .await;
+}

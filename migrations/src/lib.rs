@@ -9,6 +9,7 @@ mod m20261129_000001_initial;
 mod m20261129_000002_queue;
 mod m20261129_000003_recent;
 mod m20261129_000004_search;
+mod m20261129_000005_admin;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000002_queue::Migration),
             Box::new(m20261129_000003_recent::Migration),
             Box::new(m20261129_000004_search::Migration),
+            Box::new(m20261129_000005_admin::Migration),
         ]
     }
 }

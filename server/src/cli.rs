@@ -8,6 +8,7 @@ use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use mailcore::admin::{Actor, Catchall, QueueOp};
 use mailcore::queue::{Lane, LogQuery, QueueFilter, Target};
 use mailcore::{Core, CoreOptions, Role};
 
@@ -57,6 +58,11 @@ pub enum Command {
     /// Inspect and steer the outbound queue.
     #[command(subcommand)]
     Queue(QueueCmd),
+    /// Show the audit log: who did what, when, from where.
+    Audit {
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+    },
 }
 
 /// One queue entry by id, or every entry for a destination domain.
@@ -122,14 +128,27 @@ pub enum DomainCmd {
         domain: String,
     },
     List,
-    /// Remove a domain with its accounts, their mail and its aliases.
+    /// Remove a domain with its accounts, their mail and its aliases. A
+    /// domain that still holds mail needs --yes.
     Remove {
         domain: String,
+        #[arg(long)]
+        yes: bool,
     },
-    /// Send mail for unknown addresses to an account, or `none` to refuse it.
+    /// Send mail for unknown addresses to an account, or `none` to refuse it
+    /// (`550 5.1.1 No such user here`), or --reject TEXT to refuse it with
+    /// your own reply text.
     SetCatchall {
         domain: String,
-        local_part: String,
+        #[arg(required_unless_present = "reject")]
+        local_part: Option<String>,
+        #[arg(long, conflicts_with = "local_part")]
+        reject: Option<String>,
+    },
+    /// Let a domain admin manage this domain too.
+    Grant {
+        domain: String,
+        address: String,
     },
 }
 
@@ -154,6 +173,18 @@ pub enum UserCmd {
     SetRole {
         address: String,
         role: String,
+    },
+    /// Refuse logins and mail for the account (mail is kept).
+    Disable {
+        address: String,
+    },
+    Enable {
+        address: String,
+    },
+    /// Set the quota in MB (0 for none).
+    Quota {
+        address: String,
+        mb: i64,
     },
 }
 
@@ -183,6 +214,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         Command::User(c) => user(&open(&cfg).await?, c).await,
         Command::Alias(c) => alias(&open(&cfg).await?, c).await,
         Command::Queue(c) => queue(&open(&cfg).await?, c).await,
+        Command::Audit { limit } => audit(&open(&cfg).await?, limit).await,
     }
 }
 
@@ -198,32 +230,83 @@ fn e(err: mailcore::CoreError) -> String {
     err.to_string()
 }
 
+/// The CLI acts as the operator (full rights), named after the Unix user,
+/// and is audited like the web admin.
+fn operator() -> Actor {
+    Actor::operator(&std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
+}
+
 async fn domain(core: &Core, cmd: DomainCmd) -> Result<(), String> {
+    let op = operator();
     match cmd {
         DomainCmd::Add { domain } => {
-            let d = core.add_domain(&domain).await.map_err(e)?;
+            let d = core.admin_add_domain(&op, &domain).await.map_err(e)?;
             out!("added domain {}", d.name);
         }
         DomainCmd::List => {
             for d in core.list_domains().await.map_err(e)? {
-                match d.catchall {
-                    Some(c) => out!("{}\tcatchall={c}@{}", d.name, d.name),
-                    None => out!("{}", d.name),
+                match Catchall::of(&d) {
+                    Catchall::Account(c) => out!("{}\tcatchall={c}@{}", d.name, d.name),
+                    Catchall::Reject(t) => out!("{}\tcatchall=reject: {t}", d.name),
+                    Catchall::None => out!("{}", d.name),
                 }
             }
         }
-        DomainCmd::Remove { domain } => {
-            core.remove_domain(&domain).await.map_err(e)?;
+        DomainCmd::Remove { domain, yes } => {
+            core.admin_remove_domain(&op, &domain, yes)
+                .await
+                .map_err(|err| match err {
+                    mailcore::CoreError::Invalid(m) => {
+                        m.replace("Confirm to go ahead.", "Add --yes to go ahead.")
+                    }
+                    other => e(other),
+                })?;
             out!("removed domain {domain}");
         }
-        DomainCmd::SetCatchall { domain, local_part } => {
-            let lp = (!local_part.eq_ignore_ascii_case("none")).then_some(local_part.as_str());
-            core.set_catchall(&domain, lp).await.map_err(e)?;
-            match lp {
-                Some(lp) => out!("catchall for {domain} is now {lp}@{domain}"),
-                None => out!("catchall for {domain} removed"),
+        DomainCmd::SetCatchall {
+            domain,
+            local_part,
+            reject,
+        } => {
+            let mode = match (local_part, reject) {
+                (_, Some(text)) => Catchall::Reject(text),
+                (Some(lp), None) if lp.eq_ignore_ascii_case("none") => Catchall::None,
+                (Some(lp), None) => Catchall::Account(lp),
+                (None, None) => Catchall::None,
+            };
+            core.admin_set_catchall(&op, &domain, mode.clone())
+                .await
+                .map_err(e)?;
+            match mode {
+                Catchall::Account(lp) => out!("catchall for {domain} is now {lp}@{domain}"),
+                Catchall::None => out!("catchall for {domain} removed"),
+                Catchall::Reject(_) => {
+                    out!("unknown addresses of {domain} are now refused with your text")
+                }
             }
         }
+        DomainCmd::Grant { domain, address } => {
+            core.admin_grant_domain(&op, &domain, &address)
+                .await
+                .map_err(e)?;
+            out!("{address} now manages {domain}");
+        }
+    }
+    Ok(())
+}
+
+async fn audit(core: &Core, limit: u64) -> Result<(), String> {
+    for a in core.audit_log(&operator(), limit).await.map_err(e)? {
+        out!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            mailcore::view::short_date(a.at),
+            a.actor,
+            a.ip,
+            a.action,
+            a.domain,
+            a.target,
+            a.detail
+        );
     }
     Ok(())
 }
@@ -233,7 +316,10 @@ async fn user(core: &Core, cmd: UserCmd) -> Result<(), String> {
         UserCmd::Add { address, role } => {
             let role = Role::parse(&role).map_err(e)?;
             let pw = read_password(&address)?;
-            let a = core.add_account(&address, &pw, role).await.map_err(e)?;
+            let a = core
+                .admin_add_account(&operator(), &address, &pw, role)
+                .await
+                .map_err(e)?;
             out!("added {} ({})", a.address, a.role.as_str());
         }
         UserCmd::Passwd { address } => {
@@ -241,7 +327,9 @@ async fn user(core: &Core, cmd: UserCmd) -> Result<(), String> {
                 return Err(format!("account {address} not found"));
             }
             let pw = read_password(&address)?;
-            core.set_password(&address, &pw).await.map_err(e)?;
+            core.admin_set_password(&operator(), &address, &pw)
+                .await
+                .map_err(e)?;
             out!("password changed for {address}");
         }
         UserCmd::List { domain } => {
@@ -256,13 +344,35 @@ async fn user(core: &Core, cmd: UserCmd) -> Result<(), String> {
             }
         }
         UserCmd::Remove { address } => {
-            core.remove_account(&address).await.map_err(e)?;
+            core.admin_remove_account(&operator(), &address)
+                .await
+                .map_err(e)?;
             out!("removed {address}");
         }
         UserCmd::SetRole { address, role } => {
             let role = Role::parse(&role).map_err(e)?;
-            core.set_role(&address, role).await.map_err(e)?;
+            core.admin_set_role(&operator(), &address, role)
+                .await
+                .map_err(e)?;
             out!("{address} is now {}", role.as_str());
+        }
+        UserCmd::Disable { address } => {
+            core.admin_set_disabled(&operator(), &address, true)
+                .await
+                .map_err(e)?;
+            out!("{address} disabled");
+        }
+        UserCmd::Enable { address } => {
+            core.admin_set_disabled(&operator(), &address, false)
+                .await
+                .map_err(e)?;
+            out!("{address} enabled");
+        }
+        UserCmd::Quota { address, mb } => {
+            core.admin_set_quota(&operator(), &address, mb.saturating_mul(1024 * 1024))
+                .await
+                .map_err(e)?;
+            out!("quota of {address} is now {mb} MB");
         }
     }
     Ok(())
@@ -271,7 +381,10 @@ async fn user(core: &Core, cmd: UserCmd) -> Result<(), String> {
 async fn alias(core: &Core, cmd: AliasCmd) -> Result<(), String> {
     match cmd {
         AliasCmd::Add { address, targets } => {
-            let a = core.add_alias(&address, &targets).await.map_err(e)?;
+            let a = core
+                .admin_add_alias(&operator(), &address, &targets)
+                .await
+                .map_err(e)?;
             out!("{} -> {}", a.address, a.targets.join(", "));
         }
         AliasCmd::List { domain } => {
@@ -280,7 +393,7 @@ async fn alias(core: &Core, cmd: AliasCmd) -> Result<(), String> {
             }
         }
         AliasCmd::Remove { address, target } => {
-            core.remove_alias(&address, target.as_deref())
+            core.admin_remove_alias(&operator(), &address, target.as_deref())
                 .await
                 .map_err(e)?;
             out!("removed alias {address}");
@@ -418,19 +531,31 @@ async fn queue(core: &Core, cmd: QueueCmd) -> Result<(), String> {
             }
         }
         QueueCmd::Retry(t) => {
-            let n = core.queue_retry(&t.target()).await.map_err(e)?;
+            let n = core
+                .admin_queue_op(&operator(), QueueOp::Retry, &t.target())
+                .await
+                .map_err(e)?;
             out!("{n} entries due now");
         }
         QueueCmd::Hold(t) => {
-            let n = core.queue_hold(&t.target()).await.map_err(e)?;
+            let n = core
+                .admin_queue_op(&operator(), QueueOp::Hold, &t.target())
+                .await
+                .map_err(e)?;
             out!("{n} entries held");
         }
         QueueCmd::Release(t) => {
-            let n = core.queue_release(&t.target()).await.map_err(e)?;
+            let n = core
+                .admin_queue_op(&operator(), QueueOp::Release, &t.target())
+                .await
+                .map_err(e)?;
             out!("{n} entries released");
         }
         QueueCmd::Delete(t) => {
-            let n = core.queue_delete(&t.target()).await.map_err(e)?;
+            let n = core
+                .admin_queue_op(&operator(), QueueOp::Delete, &t.target())
+                .await
+                .map_err(e)?;
             out!("{n} entries deleted");
         }
         QueueCmd::Stats => {

@@ -178,6 +178,86 @@ fn admin_commands() {
         None,
     );
     assert_eq!(ok(dir, &["domain", "list"], None), "example.test\n");
+    ok(
+        dir,
+        &[
+            "domain",
+            "set-catchall",
+            "example.test",
+            "--reject",
+            "Nobody here; write to info@example.test",
+        ],
+        None,
+    );
+    assert_eq!(
+        ok(dir, &["domain", "list"], None),
+        "example.test\tcatchall=reject: Nobody here; write to info@example.test\n"
+    );
+    ok(
+        dir,
+        &["domain", "set-catchall", "example.test", "none"],
+        None,
+    );
+
+    // Disable, enable and quota, as on the admin pages.
+    ok(dir, &["user", "disable", "bob@example.test"], None);
+    assert!(
+        ok(dir, &["user", "list"], None)
+            .contains("bob@example.test\tdomain_admin\t0/unlimited\tdisabled\n")
+    );
+    ok(dir, &["user", "enable", "bob@example.test"], None);
+    ok(dir, &["user", "quota", "bob@example.test", "5"], None);
+    assert!(
+        ok(dir, &["user", "list"], None).contains("bob@example.test\tdomain_admin\t0/5242880\n")
+    );
+    // A domain admin gets its own domain; grant adds another.
+    ok(dir, &["domain", "add", "other.test"], None);
+    ok(
+        dir,
+        &["user", "set-role", "bob@example.test", "domain_admin"],
+        None,
+    );
+    ok(
+        dir,
+        &["domain", "grant", "other.test", "bob@example.test"],
+        None,
+    );
+    assert!(
+        fails(
+            dir,
+            &["domain", "grant", "other.test", "alice@example.test"],
+            None
+        )
+        .contains("not domain_admin")
+    );
+    ok(dir, &["domain", "remove", "other.test"], None);
+
+    // Every one of those is in the audit log, newest first, by the CLI user.
+    let audit = ok(dir, &["audit", "--limit", "100"], None);
+    let actions: Vec<&str> = audit
+        .lines()
+        .map(|l| l.split('\t').nth(3).unwrap())
+        .collect();
+    for want in [
+        "domain.remove",
+        "domain.grant",
+        "account.role",
+        "account.quota",
+        "account.disable",
+        "catchall.set",
+        "alias.add",
+        "account.add",
+        "domain.add",
+    ] {
+        assert!(actions.contains(&want), "{want} missing from:\n{audit}");
+    }
+    assert_eq!(actions[0], "domain.remove");
+    assert!(
+        audit
+            .lines()
+            .all(|l| l.split('\t').nth(1).unwrap().starts_with("cli:")),
+        "{audit}"
+    );
 
     ok(dir, &["user", "remove", "bob@example.test"], None);
     ok(dir, &["domain", "remove", "example.test"], None);

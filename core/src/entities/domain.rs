@@ -8,6 +8,7 @@ pub struct Model {
     #[sea_orm(unique)]
     pub name: String,
     pub catchall_local_part: Option<String>,
+    pub catchall_reject: Option<String>,
     pub created_at: i64,
 }
 

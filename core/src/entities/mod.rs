@@ -3,9 +3,11 @@
 
 pub mod account;
 pub mod alias;
+pub mod audit_log;
 pub mod blob;
 pub mod delivery_log;
 pub mod domain;
+pub mod domain_admin;
 pub mod mailbox;
 pub mod message;
 pub mod queue_destination;

@@ -533,6 +533,12 @@ impl Session {
                 return r(501, "5.1.3", format!("Bad recipient address: {m}"));
             }
             Route::Rejected(Rejection::Disabled) => return r(550, "5.2.1", "Mailbox disabled"),
+            // The domain admin's own words (RFC 5321 §4.2: text is free-form;
+            // the core keeps it to one line of printable ASCII).
+            Route::Rejected(Rejection::Policy(text)) => {
+                tracing::info!(peer = %self.peer, from = %txn.from, rcpt = %to, result = "550 5.1.1", "smtp recipient refused by catchall policy");
+                return r(550, "5.1.1", text.clone());
+            }
             Route::Rejected(Rejection::NoSuchUser) => {
                 tracing::info!(peer = %self.peer, from = %txn.from, rcpt = %to, result = "550 5.1.1", "smtp recipient refused");
                 return r(550, "5.1.1", "No such user here");
