@@ -138,3 +138,31 @@ export async function signIn(page, base, address, password) {
   // Attached, not visible: phones hide it to save room.
   await page.getByTestId('signed-in-as').waitFor({ state: 'attached' });
 }
+
+// Opens an SMTP transaction up to RCPT and returns the RCPT reply line,
+// for checking refusals (a catchall set to reject, say).
+export async function smtpRcpt(port, from, rcpt) {
+  const { connect } = await import('node:net');
+  const sock = connect(port, '127.0.0.1');
+  let buf = '';
+  const lines = [];
+  let wake = null;
+  sock.on('data', (d) => {
+    buf += d.toString('latin1');
+    let i;
+    while ((i = buf.indexOf('\r\n')) >= 0) {
+      const l = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      if (/^\d{3} /.test(l)) { lines.push(l); if (wake) { const w = wake; wake = null; w(); } }
+    }
+  });
+  const next = async () => { while (!lines.length) await new Promise((r) => (wake = r)); return lines.shift(); };
+  await next();
+  sock.write('EHLO e2e.example\r\n'); await next();
+  sock.write(`MAIL FROM:<${from}>\r\n`); await next();
+  sock.write(`RCPT TO:<${rcpt}>\r\n`);
+  const r = await next();
+  sock.write('QUIT\r\n'); await next();
+  sock.end();
+  return r;
+}

@@ -244,7 +244,11 @@ pub async fn mail_list(f: String, page: u64, q: String) -> Result<Option<ListDat
             .search(s.account.id, None, &q, offset, PAGE_SIZE)
             .await
             .map_err(core_error)?;
-        (rows, total, Some(t.elapsed().as_millis() as u64))
+        (
+            rows,
+            total.min(mailcore::search::COUNT_CAP + 1),
+            Some(t.elapsed().as_millis() as u64),
+        )
     };
     let rows = rows
         .iter()

@@ -244,9 +244,13 @@ fn MailList(d: ListData, act: ServerAction<MessageAction>) -> impl IntoView {
         .filter(|n| *n != d.folder)
         .collect();
     let count = if searching {
+        let n = if d.total > mailcore_cap() {
+            format!("{}+", mailcore_cap())
+        } else {
+            d.total.to_string()
+        };
         format!(
-            "{} found{}",
-            d.total,
+            "{n} found{}",
             d.search_ms
                 .map(|ms| format!(" in {ms} ms"))
                 .unwrap_or_default()
@@ -307,6 +311,12 @@ fn MailList(d: ListData, act: ServerAction<MessageAction>) -> impl IntoView {
             </nav>
         </Shell>
     }
+}
+
+/// The search count cap (mailcore::search::COUNT_CAP; the browser build
+/// does not link the core).
+const fn mailcore_cap() -> u64 {
+    1000
 }
 
 #[component]
@@ -712,3 +722,6 @@ pub fn NotFound() -> impl IntoView {
         </main>
     }
 }
+
+#[cfg(feature = "ssr")]
+const _: () = assert!(mailcore_cap() == mailcore::search::COUNT_CAP);

@@ -23,6 +23,9 @@ use crate::meta::MessageMeta;
 const MAX_WORD: usize = 48;
 /// At most this many query words; more narrows nothing in practice.
 const MAX_QUERY_WORDS: usize = 8;
+/// Hits are counted up to this many and shown as "N+" beyond: counting a
+/// word that is in every message would cost as much as the search itself.
+pub const COUNT_CAP: u64 = 1000;
 
 /// Lower-cased alphanumeric runs of `text`.
 pub fn words(text: &str) -> impl Iterator<Item = String> + '_ {
@@ -118,7 +121,8 @@ fn match_expr(backend: DbBackend, query: &str) -> Option<String> {
 
 impl Core {
     /// Messages of the account (in one mailbox, or all of them) that match
-    /// `query`, newest first, with the total number of hits.
+    /// `query`, newest first, with the number of hits up to [`COUNT_CAP`]
+    /// (a count above the cap means "more than the cap").
     pub async fn search(
         &self,
         account_id: i32,
@@ -160,7 +164,7 @@ impl Core {
             )),
         };
 
-        let total = q.clone().count(self.db()).await?;
+        let total = q.clone().limit(COUNT_CAP + 1).count(self.db()).await?;
         let rows = q
             .order_by_desc(message::Column::InternalDate)
             .order_by_desc(message::Column::Uid)
