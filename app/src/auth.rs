@@ -135,7 +135,10 @@ pub async fn login(address: String, password: String) -> Result<(), ServerFnErro
         Err(AuthError::Core(e)) if e.is_temporary() => {
             leptos_actix::redirect("/login?error=unavailable");
         }
-        Err(_) => leptos_actix::redirect("/login?error=invalid"),
+        Err(_) => {
+            metrics::counter!("tern_auth_failures_total", "protocol" => "web").increment(1);
+            leptos_actix::redirect("/login?error=invalid")
+        }
     }
     Ok(())
 }

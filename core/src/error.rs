@@ -43,7 +43,10 @@ impl From<DbErr> for CoreError {
             // Everything else (connection refused, pool timeout, disk full,
             // read-only database) is a storage outage from the client's point
             // of view: retry later, never "message lost".
-            _ => CoreError::Unavailable(e.to_string()),
+            _ => {
+                metrics::counter!("tern_database_errors_total").increment(1);
+                CoreError::Unavailable(e.to_string())
+            }
         }
     }
 }

@@ -9,8 +9,7 @@
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    Statement,
+    ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
 };
 
 use crate::Core;
@@ -164,7 +163,17 @@ impl Core {
             )),
         };
 
-        let total = q.clone().limit(COUNT_CAP + 1).count(self.db()).await?;
+        // sea-orm's count() drops a LIMIT, so the capped count fetches at
+        // most COUNT_CAP + 1 ids instead.
+        let total = q
+            .clone()
+            .select_only()
+            .column(message::Column::Id)
+            .limit(COUNT_CAP + 1)
+            .into_tuple::<i32>()
+            .all(self.db())
+            .await?
+            .len() as u64;
         let rows = q
             .order_by_desc(message::Column::InternalDate)
             .order_by_desc(message::Column::Uid)

@@ -720,6 +720,16 @@ Content-Type: text/html; charset=utf-8\r\n\r\n<p>{body}</p>\r\n"
         core.expunge(a, archive.id, None).await.unwrap();
         assert_eq!(core.search(a, None, "invoice", 0, 50).await.unwrap().1, 0);
         assert_eq!(core.search(b, None, "invoice", 0, 50).await.unwrap().1, 1);
+        // Counts stop at the cap (a word in every message costs no more).
+        let lots = core.mailbox(a, "Junk").await.unwrap().unwrap();
+        for i in 0..(mailcore::search::COUNT_CAP + 5) {
+            let raw = format!("From: x@y.example\r\nSubject: spam {i}\r\n\r\nbuy now\r\n");
+            core.append(a, lots.id, raw.as_bytes(), Flags::empty(), None)
+                .await
+                .unwrap();
+        }
+        let (page, n) = core.search(a, Some(lots.id), "buy", 0, 50).await.unwrap();
+        assert_eq!((page.len(), n), (50, mailcore::search::COUNT_CAP + 1));
         // Another account's mailbox id is refused, not searched.
         assert!(core.search(b, Some(ib.id), "harbour", 0, 50).await.is_err());
     })

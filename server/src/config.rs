@@ -170,6 +170,8 @@ pub struct WebConfig {
     /// How often the compose page saves a draft while the user types
     /// (with JavaScript on).
     pub autosave_secs: u64,
+    /// Bearer token for `/metrics`; empty turns `/metrics` off.
+    pub metrics_token: String,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -220,6 +222,7 @@ impl Default for WebConfig {
             listen: "127.0.0.1:8080".into(),
             site_root: PathBuf::from("target/site"),
             autosave_secs: 30,
+            metrics_token: String::new(),
         }
     }
 }
@@ -261,6 +264,7 @@ impl Config {
             "web.listen",
             "web.site_root",
             "web.autosave_secs",
+            "web.metrics_token",
             "tls.cert",
             "tls.key",
             "listeners.smtp",

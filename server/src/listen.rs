@@ -63,6 +63,7 @@ where
                 continue;
             }
         };
+        metrics::counter!("tern_connections_total", "protocol" => l.name).increment(1);
         let (session, acceptor) = (session.clone(), l.acceptor.clone());
         let (implicit, deadline, name) = (l.implicit_tls, l.handshake_timeout, l.name);
         tokio::spawn(async move {

@@ -1242,3 +1242,101 @@ async fn the_runner_rides_out_a_database_outage() {
     assert_eq!(mx.accepted()[1].rcpts, ["two@remote.test"]);
     runner.stop(Duration::from_secs(5)).await;
 }
+
+fn curl(args: &[&str]) -> String {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-S", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The value of one sample line of a Prometheus text page, 0 if absent.
+fn sample(page: &str, series: &str) -> f64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_move_after_one_delivery_and_one_failed_login() {
+    use lettre::AsyncTransport;
+    let mx = FakeMx::start(Behaviour::default()).await;
+    let route = format!("remote.test=127.0.0.1:{}", mx.addr.port());
+    let t = common::start(&[
+        ("TERN_RELAY__ENABLED", "true"),
+        ("TERN_RELAY__ROUTES", &route),
+        ("TERN_WEB__METRICS_TOKEN", "s3cret-scrape-token"),
+    ]);
+    let url = format!("http://127.0.0.1:{}/metrics", t.web);
+    let scrape = || curl(&["-H", "Authorization: Bearer s3cret-scrape-token", &url]);
+    // Without the token, or with a wrong one: 401.
+    let code = |extra: &[&str]| {
+        let mut a = vec!["-o", "/dev/null", "-w", "%{http_code}"];
+        a.extend_from_slice(extra);
+        a.push(&url);
+        curl(&a)
+    };
+    assert_eq!(code(&[]), "401");
+    assert_eq!(
+        code(&["-H", "Authorization: Bearer wrong-token-of-same-len"]),
+        "401"
+    );
+
+    let before = scrape();
+    assert!(before.contains("# TYPE tern_queue_depth gauge"), "{before}");
+    lettre_client(&t, t.sub, false)
+        .send(lettre_mail(&["far@remote.test"], "metered"))
+        .await
+        .unwrap();
+    wait_for("the remote copy", 30, async || !mx.accepted().is_empty()).await;
+    wait_for("the queue to empty", 10, async || t.queue_len().await == 0).await;
+    // One failed web login.
+    let login = format!("http://127.0.0.1:{}/api/login", t.web);
+    curl(&[
+        "-o",
+        "/dev/null",
+        "-d",
+        "address=alice@example.test&password=wrong-password",
+        &login,
+    ]);
+
+    let after = scrape();
+    let moved = |series: &str| sample(&after, series) - sample(&before, series);
+    assert_eq!(
+        moved("tern_messages_total{event=\"accepted\"}"),
+        1.0,
+        "{after}"
+    );
+    assert_eq!(
+        moved("tern_messages_total{event=\"delivered\"}"),
+        1.0,
+        "{after}"
+    );
+    assert_eq!(
+        moved("tern_auth_failures_total{protocol=\"web\"}"),
+        1.0,
+        "{after}"
+    );
+    assert!(
+        moved("tern_connections_total{protocol=\"smtp\"}") >= 1.0,
+        "{after}"
+    );
+    assert_eq!(moved("tern_delivery_latency_seconds_count"), 1.0, "{after}");
+    assert_eq!(
+        sample(&after, "tern_delivery_latency_seconds_bucket{le=\"+Inf\"}"),
+        1.0,
+        "{after}"
+    );
+    assert_eq!(
+        sample(&after, "tern_queue_depth{lane=\"fresh\"}"),
+        0.0,
+        "{after}"
+    );
+    assert!(
+        after.contains("tern_queue_depth{lane=\"retry\"} 0"),
+        "{after}"
+    );
+}

@@ -625,6 +625,18 @@ impl Core {
                 ms = f.attempt.duration_ms,
                 "delivery attempt"
             );
+            // Metrics (a facade: a no-op unless the server installs a
+            // recorder). "failed" and "expired" both end in a bounce.
+            let outcome = match r.outcome {
+                Outcome::Delivered => "delivered",
+                Outcome::Deferred { .. } => "deferred",
+                Outcome::Failed | Outcome::Expired => "bounced",
+            };
+            metrics::counter!("tern_messages_total", "event" => outcome).increment(1);
+            if matches!(r.outcome, Outcome::Delivered) {
+                metrics::histogram!("tern_delivery_latency_seconds")
+                    .record((now - r.entry.created_at).max(0) as f64);
+            }
         }
         Ok(())
     }

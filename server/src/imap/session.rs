@@ -676,6 +676,7 @@ impl Session {
                 Ok(Flow::Continue)
             }
             Err(AuthError::InvalidCredentials) => {
+                metrics::counter!("tern_auth_failures_total", "protocol" => "imap").increment(1);
                 self.line(&format!(
                     "{tag} NO [AUTHENTICATIONFAILED] Invalid credentials"
                 ))

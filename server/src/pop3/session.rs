@@ -300,6 +300,7 @@ impl Session {
             }
             Err(AuthError::Core(_)) => return self.line(TEMP).await,
             Err(AuthError::InvalidCredentials) => {
+                metrics::counter!("tern_auth_failures_total", "protocol" => "pop3").increment(1);
                 return self.line("-ERR [AUTH] Invalid credentials").await;
             }
         };

@@ -439,6 +439,7 @@ impl Session {
             )),
             Err(AuthError::Core(_)) => Ok(r(454, "4.7.0", "Temporary authentication failure")),
             Err(AuthError::InvalidCredentials) => {
+                metrics::counter!("tern_auth_failures_total", "protocol" => "smtp").increment(1);
                 Ok(r(535, "5.7.8", "Authentication credentials invalid"))
             }
         }
@@ -737,6 +738,7 @@ impl Session {
             .unwrap_or_default();
         match self.core.deliver(&env, &raw).await {
             Ok(receipt) => {
+                metrics::counter!("tern_messages_total", "event" => "accepted").increment(1);
                 tracing::info!(
                     peer = %self.peer, user, from = %txn.from, rcpt = ?txn.recipients, size,
                     delivered = ?receipt.delivered.iter().map(|d| (d.mailbox_id, d.uid)).collect::<Vec<_>>(),

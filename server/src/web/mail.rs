@@ -575,6 +575,7 @@ pub async fn compose(
         .await
     {
         Ok(sent) => {
+            metrics::counter!("tern_messages_total", "event" => "accepted").increment(1);
             tracing::info!(user = %account.address, rcpts = ?rcpts, local = sent.local, queued = sent.queued, "web send");
             if let Some((mbox, uid)) = ref_box
                 && d.mode != "forward"

@@ -7,6 +7,7 @@
 //! every one of them, login included.
 
 pub mod mail;
+pub mod metrics;
 
 use std::net::SocketAddr;
 
@@ -115,6 +116,10 @@ pub fn server(cfg: &Config, core: Core) -> Result<Server, String> {
         max_recipients: cfg.smtp.max_recipients,
         autosave_secs: cfg.web.autosave_secs.max(1),
     };
+    let metrics_state = web::Data::new(metrics::MetricsState {
+        handle: metrics::install(),
+        token: cfg.web.metrics_token.clone(),
+    });
     let server = HttpServer::new(move || {
         let routes = generate_route_list(app::App);
         let opts = leptos_options.clone();
@@ -131,6 +136,8 @@ pub fn server(cfg: &Config, core: Core) -> Result<Server, String> {
             )
             .app_data(web::Data::new(core.clone()))
             .app_data(web::Data::new(settings.clone()))
+            .app_data(metrics_state.clone())
+            .route("/metrics", web::get().to(metrics::metrics))
             .route("/healthz", web::get().to(healthz))
             .route("/msg/body", web::get().to(mail::body))
             .route("/msg/att", web::get().to(mail::attachment))

@@ -34,6 +34,7 @@ pub struct Tern {
     pub pop3s: u16,
     pub imap: u16,
     pub imaps: u16,
+    pub web: u16,
 }
 
 impl Drop for Tern {
@@ -188,6 +189,7 @@ fn launch(dir: tempfile::TempDir, extra_env: &[(&str, &str)]) -> Tern {
             pop3s,
             imap,
             imaps,
+            web,
         };
     }
     panic!("tern could not bind its ports in 5 attempts");

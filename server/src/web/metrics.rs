@@ -1,0 +1,119 @@
+//! `/metrics` in the Prometheus text format (metrics +
+//! metrics-exporter-prometheus), behind a bearer token
+//! (`web.metrics_token`; with none set, `/metrics` answers 404 and says so).
+//!
+//! Counters come from where things happen (listeners, SMTP, the queue,
+//! logins, the storage layer). Queue depth is read from the database at
+//! scrape time, so it is the cluster's queue, not this node's idea of it.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use mailcore::Core;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Buckets for acceptance-to-delivery latency, in seconds: from "at once"
+/// to "after a day of retries".
+const LATENCY_BUCKETS: &[f64] = &[
+    0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14_400.0, 86_400.0,
+];
+
+/// Installs the process-wide recorder once; later calls (tests that start
+/// several servers in one process) get the first handle.
+pub fn install() -> Option<PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<Option<PrometheusHandle>> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let b = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("tern_delivery_latency_seconds".into()),
+                    LATENCY_BUCKETS,
+                )
+                .ok()?;
+            match b.install_recorder() {
+                Ok(h) => {
+                    describe();
+                    Some(h)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics recorder not installed");
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "tern_connections_total",
+        "Connections accepted, by protocol"
+    );
+    describe_counter!(
+        "tern_messages_total",
+        "Messages accepted (SMTP 250 or webmail send), and queue outcomes: delivered, deferred, bounced"
+    );
+    describe_gauge!("tern_queue_depth", "Queue entries waiting, by lane");
+    describe_histogram!(
+        "tern_delivery_latency_seconds",
+        "Time from acceptance to remote delivery"
+    );
+    describe_counter!("tern_auth_failures_total", "Failed logins, by protocol");
+    describe_counter!(
+        "tern_database_errors_total",
+        "Storage errors that became temporary failures"
+    );
+}
+
+pub struct MetricsState {
+    pub handle: Option<PrometheusHandle>,
+    pub token: String,
+}
+
+fn authorized(req: &HttpRequest, token: &str) -> bool {
+    let Some(got) = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    got.len() == token.len()
+        && got
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |a, (x, y)| a | (x ^ y))
+            == 0
+}
+
+pub async fn metrics(
+    core: web::Data<Core>,
+    state: web::Data<MetricsState>,
+    req: HttpRequest,
+) -> HttpResponse {
+    if state.token.is_empty() {
+        return HttpResponse::NotFound()
+            .content_type("text/plain; charset=utf-8")
+            .body("metrics are off: set web.metrics_token to serve them\n");
+    }
+    if !authorized(&req, &state.token) {
+        return HttpResponse::Unauthorized()
+            .insert_header(("WWW-Authenticate", "Bearer realm=\"tern metrics\""))
+            .content_type("text/plain; charset=utf-8")
+            .body("401 Unauthorized: a bearer token is required\n");
+    }
+    let Some(handle) = &state.handle else {
+        return HttpResponse::ServiceUnavailable().body("metrics recorder unavailable\n");
+    };
+    match core.queue_stats().await {
+        Ok(st) => {
+            for (lane, n) in st.by_lane {
+                metrics::gauge!("tern_queue_depth", "lane" => lane).set(n as f64);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "queue depth not read for /metrics"),
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(handle.render())
+}
