@@ -443,7 +443,9 @@ fn Message(d: ReadData, act: ServerAction<MessageAction>, images: bool) -> impl 
                 {(d.has_html && d.blocked_images > 0 && !images).then(|| view! {
                     <p class="notice" role="status">
                         {format!("{} remote image(s) hidden to protect your privacy. ", d.blocked_images)}
-                        <a href=show_images.clone()>"Show images in this message"</a>
+                        // A full page load (rel=external): the frame is rebuilt from
+                        // scratch with the new policy rather than patched in place.
+                        <a href=show_images.clone() rel="external">"Show images in this message"</a>
                     </p>
                 })}
                 {if d.has_html {

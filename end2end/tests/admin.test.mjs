@@ -119,6 +119,16 @@ test('the audit log records who did what, when, from which IP', async () => {
   // A domain admin sees their domains' entries only; the refused attempts
   // on b.test changed nothing and are not there.
   assert.ok(rows.every((r) => r[4] === 'a.test'), JSON.stringify(rows));
+  // The DNS helper's records, and the autoconfig they point mail clients to.
+  await page.goto(`${tern.base}/admin/domain?d=a.test`);
+  const dns = await page.getByTestId('dns').innerText();
+  assert.match(dns, /^a\.test\. IN MX 10 localhost\.$/m);
+  assert.match(dns, /^a\.test\. IN TXT "v=spf1 mx -all"$/m);
+  assert.match(dns, /^_dmarc\.a\.test\. IN TXT "v=DMARC1; p=quarantine; rua=mailto:postmaster@a\.test"$/m);
+  assert.match(dns, /^_submission\._tcp\.a\.test\. IN SRV 0 1 587 localhost\.$/m);
+  const xml = await (await fetch(`${tern.base}/.well-known/autoconfig/mail/config-v1.1.xml?emailaddress=boss@a.test`)).text();
+  assert.match(xml, /<domain>a\.test<\/domain>/);
+  assert.match(xml, new RegExp(`<port>${tern.imapsPort}</port>\\s*<socketType>SSL</socketType>`));
   await ctx.close();
 });
 

@@ -198,6 +198,15 @@ async fn delivers_over_starttls_and_logs_the_attempt() {
         assert!(l.tls);
         assert!(l.reply.starts_with("250 2.0.0"), "{}", l.reply);
     }
+    // The runner writes the destination's row just after recording the
+    // attempt, so it may trail the empty queue by a moment.
+    wait_for("the destination row", 10, async || {
+        core.queue_destination("remote.test")
+            .await
+            .unwrap()
+            .is_some_and(|d| d.last_reply.is_some())
+    })
+    .await;
     let d = core
         .queue_destination("remote.test")
         .await

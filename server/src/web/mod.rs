@@ -6,6 +6,7 @@
 //! are POSTs to server functions, so refusing cross-site POSTs here covers
 //! every one of them, login included.
 
+pub mod autoconfig;
 pub mod mail;
 pub mod metrics;
 
@@ -116,6 +117,7 @@ pub fn server(cfg: &Config, core: Core) -> Result<Server, String> {
         max_recipients: cfg.smtp.max_recipients,
         autosave_secs: cfg.web.autosave_secs.max(1),
     };
+    let cfg_for_web = cfg.clone();
     let metrics_state = web::Data::new(metrics::MetricsState {
         handle: metrics::install(),
         token: cfg.web.metrics_token.clone(),
@@ -138,6 +140,15 @@ pub fn server(cfg: &Config, core: Core) -> Result<Server, String> {
             .app_data(web::Data::new(settings.clone()))
             .app_data(metrics_state.clone())
             .route("/metrics", web::get().to(metrics::metrics))
+            .app_data(web::Data::new(cfg_for_web.clone()))
+            .route(
+                "/mail/config-v1.1.xml",
+                web::get().to(autoconfig::config_xml),
+            )
+            .route(
+                "/.well-known/autoconfig/mail/config-v1.1.xml",
+                web::get().to(autoconfig::config_xml),
+            )
             .route("/healthz", web::get().to(healthz))
             .route("/msg/body", web::get().to(mail::body))
             .route("/msg/att", web::get().to(mail::attachment))
