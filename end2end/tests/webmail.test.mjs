@@ -200,6 +200,30 @@ test('search, move to a folder without a reload, and IMAP sees the move', async 
   await ctx.close();
 });
 
+test('keyboard alone: j/k move through the list, Enter opens, r replies', async () => {
+  const { ctx, page, errors } = await session(ALICE);
+  await page.goto(`${tern.base}/mail?f=INBOX`);
+  await page.waitForTimeout(500); // hydration
+  const links = await page.locator('li.msg a.open').evaluateAll((as) => as.map((a) => a.getAttribute('href')));
+  assert.ok(links.length >= 2, JSON.stringify(links));
+  const focused = () => page.evaluate(() => document.activeElement?.getAttribute('href'));
+  await page.keyboard.press('j');
+  assert.equal(await focused(), links[0]);
+  await page.keyboard.press('j');
+  assert.equal(await focused(), links[1]);
+  await page.keyboard.press('k');
+  assert.equal(await focused(), links[0]);
+  await page.keyboard.press('Enter');
+  await page.waitForURL((u) => u.href.endsWith(links[0]));
+  await page.locator('h1#subject').waitFor();
+  await page.waitForTimeout(300);
+  await page.keyboard.press('r');
+  await page.waitForURL(/\/compose\?mode=reply/);
+  assert.match(await page.locator('#subject').inputValue(), /^Re: /);
+  assert.deepEqual(errors, []);
+  await ctx.close();
+});
+
 test('hostile HTML runs no script and loads nothing remote until asked', async () => {
   const html = [
     '<p id="hello">Hello from the corpus</p>',
