@@ -106,6 +106,34 @@ test('a domain admin cannot see or change another domain: page, server function,
   await ctx.close();
 });
 
+test('accounts on the domain page: add, quota, disable; a plain user gets no admin area', async () => {
+  const { ctx, page } = await session('boss@a.test');
+  await page.goto(`${tern.base}/admin/domain?d=a.test`);
+  const add = page.locator('form', { has: page.locator('input[name=op][value=add_account]') });
+  assert.deepEqual(await add.locator('select[name=role] option').allInnerTexts(), ['user', 'domain_admin'], 'a domain admin cannot hand out admin');
+  await add.locator('input[name=address]').fill('new@a.test');
+  await add.locator('input[name=password]').fill('a fine password');
+  await add.getByRole('button', { name: 'Add account' }).click();
+  await page.getByTestId('ok').getByText('Account new@a.test added.').waitFor();
+  const row = () => page.getByTestId('accounts').locator('tbody tr', { hasText: 'new@a.test' });
+  await row().locator('form', { has: page.locator('input[name=quota_mb]') }).locator('input[name=quota_mb]').fill('5');
+  await row().locator('form', { has: page.locator('input[name=quota_mb]') }).getByRole('button', { name: 'Set' }).click();
+  await page.getByTestId('ok').getByText('Quota of new@a.test set.').waitFor();
+  assert.equal(await row().locator('input[name=quota_mb]').inputValue(), '5');
+  await row().getByRole('button', { name: 'Disable' }).click();
+  await page.getByTestId('ok').getByText('new@a.test disabled.').waitFor();
+  assert.match(await row().innerText(), /Disabled/);
+  assert.match(tern.cli(['user', 'list', 'a.test']), /^new@a\.test\tuser\t0\/5242880\tdisabled$/m);
+  assert.throws(() => imap(tern.imapsPort, 'new@a.test', 'a fine password', 'INBOX'), 'a disabled account cannot log in');
+  await ctx.close();
+
+  const user = await session('info@a.test');
+  const resp = await user.page.goto(`${tern.base}/admin`);
+  assert.equal(resp.status(), 403);
+  assert.match(await user.page.getByRole('alert').innerText(), /admin area is for admins and domain admins/);
+  await user.ctx.close();
+});
+
 test('the audit log records who did what, when, from which IP', async () => {
   const { ctx, page } = await session('boss@a.test');
   await page.goto(`${tern.base}/admin/audit`);
