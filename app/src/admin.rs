@@ -663,7 +663,9 @@ fn AdminShell(me: String, is_admin: bool, children: Children) -> impl IntoView {
                 <a href="/admin/audit">"Audit log"</a>
                 <a href="/">"Mail"</a>
             </nav>
-            <span class="who" data-testid="signed-in-as">{format!("Signed in as {me}")}</span>
+            {(!me.is_empty()).then(|| view! {
+                <span class="who" data-testid="signed-in-as">{format!("Signed in as {me}")}</span>
+            })}
         </header>
         <main class="admin" id="content">{children()}</main>
     }

@@ -233,7 +233,10 @@ fn e(err: mailcore::CoreError) -> String {
 /// The CLI acts as the operator (full rights), named after the Unix user,
 /// and is audited like the web admin.
 fn operator() -> Actor {
-    Actor::operator(&std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
+    let who = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    Actor::operator(&who)
 }
 
 async fn domain(core: &Core, cmd: DomainCmd) -> Result<(), String> {

@@ -14,8 +14,16 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = cli::Cli::parse();
+    // The server logs at info; a one-shot admin command only warns, so its
+    // output is what it prints (the audit log keeps the record).
+    let serving = matches!(args.command, None | Some(cli::Command::Serve));
+    let default = if serving {
+        "info,sqlx=warn,sea_orm=warn"
+    } else {
+        "warn"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("TERN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
