@@ -147,13 +147,7 @@ pub mod ssr {
             leptos_actix::redirect("/login");
             return Err(ServerFnError::new("not signed in"));
         };
-        let ok = csrf.len() == s.csrf_token.len()
-            && csrf
-                .bytes()
-                .zip(s.csrf_token.bytes())
-                .fold(0u8, |a, (x, y)| a | (x ^ y))
-                == 0;
-        if !ok {
+        if !mailcore::auth::constant_time_eq(csrf.as_bytes(), s.csrf_token.as_bytes()) {
             return Err(forbid("403 Forbidden: bad or missing CSRF token"));
         }
         Ok(s)
@@ -196,6 +190,19 @@ pub mod ssr {
         }
     }
 
+    /// Folder names by mailbox id, for rows that come from several folders.
+    pub async fn folder_names(
+        account: i32,
+    ) -> Result<std::collections::HashMap<i32, String>, ServerFnError> {
+        Ok(core()?
+            .list_mailboxes(account)
+            .await
+            .map_err(core_error)?
+            .into_iter()
+            .map(|m| (m.id, m.name))
+            .collect())
+    }
+
     pub async fn mailbox_id(account: i32, name: &str) -> Result<i32, ServerFnError> {
         match core()?.mailbox(account, name).await.map_err(core_error)? {
             Some(m) => Ok(m.id),
@@ -216,13 +223,7 @@ pub async fn mail_list(f: String, page: u64, q: String) -> Result<Option<ListDat
     let folder = if f.is_empty() { "INBOX".to_owned() } else { f };
     let page = page.max(1);
     let offset = (page - 1) * PAGE_SIZE;
-    let names: std::collections::HashMap<i32, String> = core
-        .list_mailboxes(s.account.id)
-        .await
-        .map_err(core_error)?
-        .into_iter()
-        .map(|m| (m.id, m.name))
-        .collect();
+    let names = folder_names(s.account.id).await?;
     let (rows, total, search_ms) = if q.trim().is_empty() {
         let id = mailbox_id(s.account.id, &folder).await?;
         let (rows, total) = core
@@ -353,13 +354,7 @@ pub async fn thread(id: i64) -> Result<Option<ThreadData>, ServerFnError> {
         return Ok(None);
     };
     let core = core()?;
-    let names: std::collections::HashMap<i32, String> = core
-        .list_mailboxes(s.account.id)
-        .await
-        .map_err(core_error)?
-        .into_iter()
-        .map(|m| (m.id, m.name))
-        .collect();
+    let names = folder_names(s.account.id).await?;
     let msgs = core
         .thread_messages(s.account.id, id)
         .await

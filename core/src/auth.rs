@@ -248,8 +248,21 @@ fn prune<K: std::hash::Hash + Eq>(m: &mut HashMap<K, Strikes>, now: i64, window:
     }
 }
 
+/// Compares secrets (CSRF tokens, bearer tokens) in time that does not
+/// depend on where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn constant_time_eq_compares_whole_values() {
+        assert!(super::constant_time_eq(b"abc", b"abc"));
+        assert!(!super::constant_time_eq(b"abc", b"abd"));
+        assert!(!super::constant_time_eq(b"abc", b"abcd"));
+    }
+
     use super::*;
     use crate::clock::ManualClock;
 

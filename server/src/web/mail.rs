@@ -71,6 +71,17 @@ async fn mailbox_id(core: &Core, account: i32, name: &str) -> Result<i32, HttpRe
     }
 }
 
+/// The signed-in account and the mailbox id a message request names.
+async fn account_and_mailbox(
+    core: &Core,
+    req: &HttpRequest,
+    folder: &str,
+) -> Result<(WebSession, i32), HttpResponse> {
+    let s = session(core, req).await?;
+    let mbox = mailbox_id(core, s.account.id, folder).await?;
+    Ok((s, mbox))
+}
+
 /// `GET /msg/body?f=&uid=&images=`: the HTML part, sanitised, as its own
 /// document for the sandboxed iframe on the message page.
 pub async fn body(
@@ -78,12 +89,8 @@ pub async fn body(
     req: HttpRequest,
     q: web::Query<MsgQuery>,
 ) -> HttpResponse {
-    let s = match session(&core, &req).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let mbox = match mailbox_id(&core, s.account.id, &q.f).await {
-        Ok(m) => m,
+    let (s, mbox) = match account_and_mailbox(&core, &req, &q.f).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let view = match core.message_view(s.account.id, mbox, q.uid).await {
@@ -144,12 +151,8 @@ pub async fn attachment(
     req: HttpRequest,
     q: web::Query<MsgQuery>,
 ) -> HttpResponse {
-    let s = match session(&core, &req).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let mbox = match mailbox_id(&core, s.account.id, &q.f).await {
-        Ok(m) => m,
+    let (s, mbox) = match account_and_mailbox(&core, &req, &q.f).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     match core
@@ -289,10 +292,6 @@ async fn read_form(
     Ok(d)
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Builds the MIME message (lettre does the header encoding; every value
 /// that reaches a header is single-line first).
 fn build(
@@ -396,7 +395,7 @@ pub async fn compose(
         }
         Err(FormError::Bad(m)) => return plain(StatusCode::BAD_REQUEST, &m),
     };
-    if !constant_time_eq(d.csrf.as_bytes(), s.csrf_token.as_bytes()) {
+    if !mailcore::auth::constant_time_eq(d.csrf.as_bytes(), s.csrf_token.as_bytes()) {
         return plain(
             StatusCode::FORBIDDEN,
             "403 Forbidden: bad or missing CSRF token",

@@ -78,12 +78,7 @@ fn authorized(req: &HttpRequest, token: &str) -> bool {
     else {
         return false;
     };
-    got.len() == token.len()
-        && got
-            .bytes()
-            .zip(token.bytes())
-            .fold(0u8, |a, (x, y)| a | (x ^ y))
-            == 0
+    mailcore::auth::constant_time_eq(got.as_bytes(), token.as_bytes())
 }
 
 pub async fn metrics(
