@@ -29,7 +29,7 @@ TERN_PID=$!
 DOVECOT_PID=
 cleanup() {
   kill $TERN_PID 2>/dev/null
-  [ -n "$DOVECOT_PID" ] && as_root doveadm -c "$DIR/dovecot/dovecot.conf" stop >/dev/null 2>&1
+  [ -n "$DOVECOT_PID" ] && stop_dovecot "$DIR/dovecot"
   rm -rf "$DIR"
 }
 trap cleanup EXIT
@@ -44,46 +44,9 @@ kill $TERN_PID 2>/dev/null; wait $TERN_PID 2>/dev/null || true
 PEER_RES="not run"
 if [ "${SKIP_DOVECOT:-0}" != 1 ]; then
   say "dovecot (peer): same load"
-  apt_install dovecot-imapd
   D=$DIR/dovecot
-  mkdir -p "$D/run" "$D/mail" "$D/home"
-  id benchimap >/dev/null 2>&1 || as_root useradd -M -s /usr/sbin/nologin benchimap
-  as_root chown -R benchimap "$D/mail" "$D/home"
   DPORT=$(pick_port)
-  printf 'reader@bench.test:{PLAIN}benchmark-password\n' > "$D/passwd"
-  cat > "$D/dovecot.conf" <<CONF
-protocols = imap
-listen = 127.0.0.1
-base_dir = $D/run
-log_path = $D/dovecot.log
-ssl = required
-ssl_cert = <$DIR/tern/tls/cert.pem
-ssl_key = <$DIR/tern/tls/key.pem
-disable_plaintext_auth = yes
-auth_mechanisms = plain
-mail_location = maildir:$D/mail/%u
-mail_fsync = always
-passdb {
-  driver = passwd-file
-  args = $D/passwd
-}
-userdb {
-  driver = static
-  args = uid=benchimap gid=benchimap home=$D/home/%u
-}
-service imap-login {
-  inet_listener imap {
-    port = 0
-  }
-  inet_listener imaps {
-    port = $DPORT
-    ssl = yes
-  }
-}
-CONF
-  # Its own output must not hold this script's pipe open.
-  as_root dovecot -c "$D/dovecot.conf" </dev/null >/dev/null 2>&1
-  wait_port "$DPORT"
+  start_dovecot "$D" "$DIR/tern/tls/cert.pem" "$DIR/tern/tls/key.pem" "$DPORT"
   DOVECOT_PID=$(cat "$D/run/master.pid" 2>/dev/null || true)
   python3 bench/imap_load.py fill --port "$DPORT" --user reader@bench.test --password benchmark-password --messages "$MSGS"
   PEER_RES=$(python3 bench/imap_load.py measure --port "$DPORT" --user reader@bench.test --password benchmark-password --clients "$CLIENTS" --seconds "$SECS")

@@ -77,3 +77,50 @@ stop_test_postgres() {
 # A free TCP port on 127.0.0.1, and waiting for one to listen (benchmarks).
 pick_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 300); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+
+# A throwaway Dovecot, the IMAP peer of the benchmarks: one user
+# reader@bench.test (password benchmark-password), Maildir under $1/mail,
+# implicit TLS on 127.0.0.1:$4 with the PEM cert $2 and key $3.
+start_dovecot() {
+  local D=$1 cert=$2 key=$3 port=$4
+  apt_install dovecot-imapd
+  mkdir -p "$D/run" "$D/mail" "$D/home"
+  id benchimap >/dev/null 2>&1 || as_root useradd -M -s /usr/sbin/nologin benchimap
+  as_root chown -R benchimap "$D/mail" "$D/home"
+  printf 'reader@bench.test:{PLAIN}benchmark-password\n' > "$D/passwd"
+  cat > "$D/dovecot.conf" <<CONF
+protocols = imap
+listen = 127.0.0.1
+base_dir = $D/run
+log_path = $D/dovecot.log
+ssl = required
+ssl_cert = <$cert
+ssl_key = <$key
+disable_plaintext_auth = yes
+auth_mechanisms = plain
+mail_location = maildir:$D/mail/%u
+mail_fsync = always
+passdb {
+  driver = passwd-file
+  args = $D/passwd
+}
+userdb {
+  driver = static
+  args = uid=benchimap gid=benchimap home=$D/home/%u
+}
+service imap-login {
+  inet_listener imap {
+    port = 0
+  }
+  inet_listener imaps {
+    port = $port
+    ssl = yes
+  }
+}
+CONF
+  # Its own output must not hold the caller's pipe open.
+  as_root dovecot -c "$D/dovecot.conf" </dev/null >/dev/null 2>&1
+  wait_port "$port"
+}
+
+stop_dovecot() { as_root doveadm -c "$1/dovecot.conf" stop >/dev/null 2>&1 || true; }

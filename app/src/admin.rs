@@ -158,6 +158,13 @@ pub mod ssr {
         core_error(e)
     }
 
+    /// The actor of a state-changing request, its CSRF token checked.
+    pub async fn acting(csrf: &str) -> Result<Actor, ServerFnError> {
+        let s = crate::mail::ssr::require(csrf).await?;
+        let req = request().await?;
+        Ok(Actor::web(&s.account, &client_ip(&req).to_string()))
+    }
+
     pub fn check(actor: &Actor) -> Result<(), ServerFnError> {
         if mailcore::Core::may_administer(actor) {
             Ok(())
@@ -328,10 +335,7 @@ pub async fn admin_action(
     use crate::auth::ssr::core;
     use mailcore::Role;
     use mailcore::admin::Catchall;
-    let s = crate::mail::ssr::require(&csrf).await?;
-    let req = crate::auth::ssr::request().await?;
-    let actor =
-        mailcore::admin::Actor::web(&s.account, &crate::auth::ssr::client_ip(&req).to_string());
+    let actor = acting(&csrf).await?;
     check(&actor)?;
     let core = core()?;
     let role_of = |r: &str| Role::parse(if r.is_empty() { "user" } else { r });
@@ -526,10 +530,7 @@ pub async fn queue_action(
     use crate::auth::ssr::core;
     use mailcore::admin::QueueOp;
     use mailcore::queue::Target;
-    let s = crate::mail::ssr::require(&csrf).await?;
-    let req = crate::auth::ssr::request().await?;
-    let actor =
-        mailcore::admin::Actor::web(&s.account, &crate::auth::ssr::client_ip(&req).to_string());
+    let actor = acting(&csrf).await?;
     let op = match op.as_str() {
         "retry" => QueueOp::Retry,
         "hold" => QueueOp::Hold,

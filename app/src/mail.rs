@@ -73,9 +73,11 @@ pub struct ReadData {
     pub attachments: Vec<AttachmentRow>,
     pub flagged: bool,
     pub thread_id: i64,
-    pub thread_len: usize,
-    pub prev_uid: Option<i64>,
-    pub next_uid: Option<i64>,
+    pub thread_len: u64,
+    /// Neighbours in the mailbox (by UID): `j` goes to the older, `k` to
+    /// the newer, as in the list, which is newest first.
+    pub older_uid: Option<i64>,
+    pub newer_uid: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -303,18 +305,13 @@ pub async fn read_message(f: String, uid: i64) -> Result<Option<ReadData>, Serve
         .map(|h| crate::mailhtml::sanitize(h, false).blocked)
         .unwrap_or(0);
     let thread_len = core
-        .thread_messages(s.account.id, summary.thread_id)
-        .await
-        .map_err(core_error)?
-        .len();
-    // Neighbours in the list order (newest first) for j/k and the arrows.
-    let uids = core
-        .mailbox_uids(s.account.id, id)
+        .thread_len(s.account.id, summary.thread_id)
         .await
         .map_err(core_error)?;
-    let pos = uids.iter().position(|u| *u == uid);
-    let next_uid = pos.and_then(|p| p.checked_sub(1)).map(|p| uids[p]);
-    let prev_uid = pos.and_then(|p| uids.get(p + 1)).copied();
+    let (older_uid, newer_uid) = core
+        .neighbour_uids(s.account.id, id, uid)
+        .await
+        .map_err(core_error)?;
     let frame = frame(&s).await?;
     Ok(Some(ReadData {
         frame,
@@ -341,8 +338,8 @@ pub async fn read_message(f: String, uid: i64) -> Result<Option<ReadData>, Serve
         flagged: summary.flags.contains(Flags::FLAGGED),
         thread_id: summary.thread_id,
         thread_len,
-        prev_uid,
-        next_uid,
+        older_uid,
+        newer_uid,
     }))
 }
 
@@ -434,11 +431,7 @@ pub async fn compose_data(
             .map_err(core_error)?;
         d.to = v.to_addrs.join(", ");
         d.cc = v.cc_addrs.join(", ");
-        let raw = core
-            .message_raw(s.account.id, id, uid)
-            .await
-            .map_err(core_error)?;
-        d.bcc = bcc_of(&raw);
+        d.bcc = v.bcc_addrs.join(", ");
         d.subject = v.subject;
         d.body = v.text;
         d.forwarded = v
@@ -517,17 +510,6 @@ pub async fn compose_data(
     Ok(Some(d))
 }
 
-#[cfg(feature = "ssr")]
-fn bcc_of(raw: &[u8]) -> String {
-    // A draft keeps its Bcc header (a sent message never does).
-    let text = String::from_utf8_lossy(raw);
-    let head = text.split("\r\n\r\n").next().unwrap_or_default();
-    head.split("\r\n")
-        .find_map(|l| l.strip_prefix("Bcc: "))
-        .unwrap_or_default()
-        .to_owned()
-}
-
 /// Flags, moves and deletes on the selected messages of one folder.
 #[server(prefix = "/api", endpoint = "message_action")]
 pub async fn message_action(
@@ -576,13 +558,8 @@ pub async fn message_action(
         "unflag" => flag(FlagOp::Remove, Flags::FLAGGED).await,
         "archive" => to_folder("Archive".into()).await,
         "move" => to_folder(target).await,
-        "delete" if f == "Trash" => {
-            // Deleting from Trash removes for good, as IMAP clients do.
-            match flag(FlagOp::Add, Flags::DELETED).await {
-                Ok(()) => core.expunge(me, id, Some(&uids)).await.map(|_| ()),
-                Err(e) => Err(e),
-            }
-        }
+        // Deleting from Trash removes for good, as IMAP clients do.
+        "delete" if f == "Trash" => core.destroy(me, id, &uids).await.map(|_| ()),
         "delete" => to_folder("Trash".into()).await,
         other => return Err(ServerFnError::new(format!("unknown action {other}"))),
     };
@@ -625,15 +602,14 @@ pub async fn folder_action(
     Ok(())
 }
 
+/// RFC 3986 unreserved characters stay; everything else is escaped.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 /// Percent-encodes a query value (folder names may hold spaces, `&`, `/`).
 pub fn encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(s, QUERY_VALUE).to_string()
 }

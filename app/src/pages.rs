@@ -395,8 +395,8 @@ fn Message(d: ReadData, act: ServerAction<MessageAction>, images: bool) -> impl 
     let forward = format!("/compose?mode=forward&f={fq}&uid={}", d.uid);
     let frame_src = format!("/msg/body?f={fq}&uid={}&images={}", d.uid, u8::from(images));
     let show_images = format!("{here}&images=1");
-    let prev = d.prev_uid.map(|u| format!("/read?f={fq}&uid={u}"));
-    let next = d.next_uid.map(|u| format!("/read?f={fq}&uid={u}"));
+    let older = d.older_uid.map(|u| format!("/read?f={fq}&uid={u}"));
+    let newer = d.newer_uid.map(|u| format!("/read?f={fq}&uid={u}"));
     let thread_href = format!("/thread?id={}", d.thread_id);
     let subject = if d.subject.is_empty() {
         "(no subject)".to_owned()
@@ -410,8 +410,8 @@ fn Message(d: ReadData, act: ServerAction<MessageAction>, images: bool) -> impl 
             <article class="message" aria-labelledby="subject">
                 <nav class="msgnav" aria-label="Message">
                     <a href=format!("/mail?f={fq}")>"← Back to " {folder_label(&d.folder)}</a>
-                    {next.map(|h| view! { <a href=h data-key="k">"Newer"</a> })}
-                    {prev.map(|h| view! { <a href=h data-key="j">"Older"</a> })}
+                    {newer.map(|h| view! { <a href=h data-key="k">"Newer"</a> })}
+                    {older.map(|h| view! { <a href=h data-key="j">"Older"</a> })}
                 </nav>
                 <h1 id="subject">{subject}</h1>
                 <dl class="headers">

@@ -234,20 +234,17 @@ impl Core {
     }
 
     async fn domain_summary(&self, d: Domain) -> CoreResult<DomainSummary> {
-        let ids: Vec<i32> = account::Entity::find()
+        let (ids, used): (Vec<i32>, Vec<i64>) = account::Entity::find()
             .select_only()
             .column(account::Column::Id)
+            .column(account::Column::UsedBytes)
             .filter(account::Column::DomainId.eq(d.id))
-            .into_tuple()
-            .all(self.db())
-            .await?;
-        let bytes: i64 = account::Entity::find()
-            .filter(account::Column::DomainId.eq(d.id))
+            .into_tuple::<(i32, i64)>()
             .all(self.db())
             .await?
-            .iter()
-            .map(|a| a.used_bytes)
-            .sum();
+            .into_iter()
+            .unzip();
+        let bytes: i64 = used.iter().sum();
         let boxes: Vec<i32> = mailbox::Entity::find()
             .select_only()
             .column(mailbox::Column::Id)

@@ -636,6 +636,50 @@ impl Core {
         Ok(pairs)
     }
 
+    /// Removes these messages for good (the webmail's delete in Trash, a
+    /// replaced draft): flags them `\Deleted` and expunges just them.
+    pub async fn destroy(
+        &self,
+        account_id: i32,
+        mailbox_id: i32,
+        uids: &[i64],
+    ) -> CoreResult<Vec<i64>> {
+        self.set_flags(account_id, mailbox_id, uids, FlagOp::Add, Flags::DELETED)
+            .await?;
+        self.expunge(account_id, mailbox_id, Some(uids)).await
+    }
+
+    /// The UIDs just below and just above `uid` in a mailbox (older and
+    /// newer neighbours, for next/previous), two indexed lookups instead of
+    /// reading every UID.
+    pub async fn neighbour_uids(
+        &self,
+        account_id: i32,
+        mailbox_id: i32,
+        uid: i64,
+    ) -> CoreResult<(Option<i64>, Option<i64>)> {
+        self.mailbox_row(account_id, mailbox_id).await?;
+        let base = || {
+            message::Entity::find()
+                .select_only()
+                .column(message::Column::Uid)
+                .filter(message::Column::MailboxId.eq(mailbox_id))
+        };
+        let older = base()
+            .filter(message::Column::Uid.lt(uid))
+            .order_by_desc(message::Column::Uid)
+            .into_tuple::<i64>()
+            .one(self.db())
+            .await?;
+        let newer = base()
+            .filter(message::Column::Uid.gt(uid))
+            .order_by_asc(message::Column::Uid)
+            .into_tuple::<i64>()
+            .one(self.db())
+            .await?;
+        Ok((older, newer))
+    }
+
     /// Removes messages flagged `\Deleted`; with `only` set, just those UIDs
     /// among them (UID EXPUNGE, RFC 4315 §2.1). Returns the removed UIDs.
     pub async fn expunge(

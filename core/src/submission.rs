@@ -242,6 +242,24 @@ impl Core {
             .unwrap_or_default())
     }
 
+    /// How many messages of the account are in a conversation.
+    pub async fn thread_len(&self, account_id: i32, thread_id: i64) -> CoreResult<u64> {
+        use crate::entities::{mailbox, message};
+        use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect};
+        let boxes: Vec<i32> = mailbox::Entity::find()
+            .select_only()
+            .column(mailbox::Column::Id)
+            .filter(mailbox::Column::AccountId.eq(account_id))
+            .into_tuple()
+            .all(self.db())
+            .await?;
+        Ok(message::Entity::find()
+            .filter(message::Column::MailboxId.is_in(boxes))
+            .filter(message::Column::ThreadId.eq(thread_id))
+            .count(self.db())
+            .await?)
+    }
+
     /// The messages of one conversation, oldest first, across the
     /// account's folders.
     pub async fn thread_messages(

@@ -26,6 +26,8 @@ pub struct MessageView {
     pub cc: String,
     pub cc_addrs: Vec<String>,
     pub reply_to_addrs: Vec<String>,
+    /// Only drafts keep a Bcc header; sent mail never has one.
+    pub bcc_addrs: Vec<String>,
     pub subject: String,
     pub date: Option<i64>,
     pub message_id: String,
@@ -135,6 +137,7 @@ impl MessageView {
             cc: display(msg.cc()),
             cc_addrs: addrs(msg.cc()),
             reply_to_addrs: addrs(msg.reply_to()),
+            bcc_addrs: addrs(msg.bcc()),
             subject: msg.subject().unwrap_or_default().to_owned(),
             date: msg.date().map(|d| d.to_timestamp()),
             message_id: msg.message_id().unwrap_or_default().to_owned(),
@@ -146,24 +149,38 @@ impl MessageView {
         }
     }
 
+    /// Every attachment of a message with its bytes, in order (what a
+    /// forward or a reopened draft carries along), from one parse.
+    pub fn all_attachments(raw: &[u8]) -> Vec<AttachmentData> {
+        let Some(msg) = MessageParser::default().parse(raw) else {
+            return Vec::new();
+        };
+        (0..msg.attachment_count() as u32)
+            .filter_map(|i| attachment_of(&msg, i))
+            .collect()
+    }
+
     /// The bytes of attachment `index` (decoded from its transfer encoding).
     pub fn attachment(raw: &[u8], index: u32) -> Option<AttachmentData> {
-        let msg = MessageParser::default().parse(raw)?;
-        let p = msg.attachment(index)?;
-        let bytes = match &p.body {
-            // A forwarded message as an attachment: its original bytes.
-            PartType::Message(m) => m.raw_message().to_vec(),
-            _ => p.contents().to_vec(),
-        };
-        Some(AttachmentData {
-            filename: p
-                .attachment_name()
-                .map(str::to_owned)
-                .unwrap_or_else(|| format!("attachment-{}", index + 1)),
-            content_type: content_type(p),
-            bytes,
-        })
+        attachment_of(&MessageParser::default().parse(raw)?, index)
     }
+}
+
+fn attachment_of(msg: &mail_parser::Message, index: u32) -> Option<AttachmentData> {
+    let p = msg.attachment(index)?;
+    let bytes = match &p.body {
+        // A forwarded message as an attachment: its original bytes.
+        PartType::Message(m) => m.raw_message().to_vec(),
+        _ => p.contents().to_vec(),
+    };
+    Some(AttachmentData {
+        filename: p
+            .attachment_name()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("attachment-{}", index + 1)),
+        content_type: content_type(p),
+        bytes,
+    })
 }
 
 impl Core {

@@ -423,6 +423,18 @@ async fn messages_list_flags_copy_move_expunge() {
                 .map(|n| msg(&format!("m{n}"), "body").len() as i64)
                 .sum::<i64>();
         assert_eq!(used, expect);
+
+        // Neighbours by UID skip expunged ones; destroy removes for good.
+        assert_eq!(
+            core.neighbour_uids(a, ib.id, 3).await.unwrap(),
+            (Some(1), None)
+        );
+        assert_eq!(
+            core.neighbour_uids(a, ib.id, 1).await.unwrap(),
+            (None, Some(3))
+        );
+        assert_eq!(core.destroy(a, ib.id, &[3]).await.unwrap(), vec![3]);
+        assert_eq!(inbox(&core, a).await.total, 1);
     })
     .await;
 }

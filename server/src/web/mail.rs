@@ -12,7 +12,7 @@ use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use mailcore::sessions::WebSession;
 use mailcore::submission::{SendError, SendLimits, SubmissionError};
-use mailcore::view::{MessageView, safe_filename};
+use mailcore::view::{AttachmentData, MessageView, safe_filename};
 use mailcore::{Core, CoreError, Flags};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
@@ -191,7 +191,7 @@ struct Draft {
     mode: String,
     /// The draft this form was opened from, replaced on save, removed on send.
     draft_uid: Option<i64>,
-    files: Vec<(String, String, Vec<u8>)>,
+    files: Vec<AttachmentData>,
 }
 
 /// No CR or LF may reach a header from a form field (header injection):
@@ -283,7 +283,11 @@ async fn read_form(
             "draft_uid" => d.draft_uid = text().trim().parse().ok(),
             "attachment" => {
                 if let Some(f) = filename.filter(|f| !f.is_empty()) {
-                    d.files.push((f, ctype, bytes.to_vec()));
+                    d.files.push(AttachmentData {
+                        filename: f,
+                        content_type: ctype,
+                        bytes: bytes.to_vec(),
+                    });
                 }
             }
             _ => {}
@@ -298,7 +302,7 @@ fn build(
     from: &str,
     d: &Draft,
     reference: Option<&MessageView>,
-    forwarded: Vec<(String, String, Vec<u8>)>,
+    forwarded: Vec<AttachmentData>,
     keep_bcc: bool,
 ) -> Result<(lettre::Message, Vec<String>), String> {
     let parse = |a: &str| {
@@ -344,16 +348,16 @@ fn build(
         b = b.references(refs.join(" "));
     }
     let text = SinglePart::plain(d.body.replace("\r\n", "\n"));
-    let mut files: Vec<(String, String, Vec<u8>)> = forwarded;
+    let mut files = forwarded;
     files.extend(d.files.iter().cloned());
     let msg = if files.is_empty() {
         b.singlepart(text)
     } else {
         let mut mp = MultiPart::mixed().singlepart(text);
-        for (name, ct, bytes) in files {
-            let ct = ContentType::parse(&ct)
+        for f in files {
+            let ct = ContentType::parse(&f.content_type)
                 .unwrap_or_else(|_| ContentType::parse("application/octet-stream").expect("valid"));
-            mp = mp.singlepart(Attachment::new(safe_filename(&name)).body(bytes, ct));
+            mp = mp.singlepart(Attachment::new(safe_filename(&f.filename)).body(f.bytes, ct));
         }
         b.multipart(mp)
     };
@@ -404,7 +408,7 @@ pub async fn compose(
     let account = s.account.clone();
     // The message replied to or forwarded, and its attachments for a forward.
     let mut reference: Option<MessageView> = None;
-    let mut forwarded: Vec<(String, String, Vec<u8>)> = Vec::new();
+    let mut forwarded: Vec<AttachmentData> = Vec::new();
     let mut ref_box = None;
     if let Some(uid) = d.ref_uid
         && !d.ref_f.is_empty()
@@ -419,11 +423,7 @@ pub async fn compose(
         };
         let view = MessageView::parse(&raw);
         if d.mode == "forward" {
-            for a in &view.attachments {
-                if let Some(data) = MessageView::attachment(&raw, a.index) {
-                    forwarded.push((data.filename, data.content_type, data.bytes));
-                }
-            }
+            forwarded = MessageView::all_attachments(&raw);
         }
         reference = Some(view);
         ref_box = Some((mbox, uid));
@@ -437,12 +437,7 @@ pub async fn compose(
     if let Some(uid) = d.draft_uid {
         match core.message_raw(account.id, drafts, uid).await {
             Ok(raw) => {
-                forwarded.clear();
-                for a in MessageView::parse(&raw).attachments {
-                    if let Some(data) = MessageView::attachment(&raw, a.index) {
-                        forwarded.push((data.filename, data.content_type, data.bytes));
-                    }
-                }
+                forwarded = MessageView::all_attachments(&raw);
             }
             Err(CoreError::NotFound(_)) => {}
             Err(e) => return core_failure(e),
@@ -452,16 +447,7 @@ pub async fn compose(
         let core = core.clone();
         async move {
             if let Some(uid) = uid {
-                let _ = core
-                    .set_flags(
-                        account.id,
-                        drafts,
-                        &[uid],
-                        mailcore::messages::FlagOp::Add,
-                        Flags::DELETED,
-                    )
-                    .await;
-                let _ = core.expunge(account.id, drafts, Some(&[uid])).await;
+                let _ = core.destroy(account.id, drafts, &[uid]).await;
             }
         }
     };
@@ -621,11 +607,11 @@ mod tests {
             to: "bob@example.test\r\nBcc: victim@example.org".into(),
             subject: "hi\r\nBcc: evil@example.org".into(),
             body: "text".into(),
-            files: vec![(
-                "x\r\nContent-Type: text/html.txt".into(),
-                "text/plain".into(),
-                b"data".to_vec(),
-            )],
+            files: vec![AttachmentData {
+                filename: "x\r\nContent-Type: text/html.txt".into(),
+                content_type: "text/plain".into(),
+                bytes: b"data".to_vec(),
+            }],
             ..Default::default()
         };
         // The address field with CRLF is one (invalid) address, not two headers.
