@@ -6,8 +6,8 @@
 //! `mailcore::admin`). A domain admin who forges a form for another domain
 //! gets the same refusal as one who clicks.
 
+use crate::head::PageTitle;
 use leptos::prelude::*;
-use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 use serde::{Deserialize, Serialize};
 
@@ -676,7 +676,7 @@ fn AdminShell(me: String, is_admin: bool, children: Children) -> impl IntoView {
 pub fn AdminPage() -> impl IntoView {
     let data = Resource::new(|| (), |_| admin_home());
     view! {
-        <Title text="Admin · Tern"/>
+        <PageTitle text="Admin · Tern"/>
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
@@ -738,7 +738,7 @@ pub fn AdminDomainPage() -> impl IntoView {
     let d = move || q.with(|q| q.get("d").unwrap_or_default());
     let data = Resource::new(d, admin_domain);
     view! {
-        <Title text="Domain · Tern admin"/>
+        <PageTitle text="Domain · Tern admin"/>
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
@@ -948,7 +948,7 @@ fn DomainView(x: DomainData) -> impl IntoView {
 pub fn AdminQueuePage() -> impl IntoView {
     let data = Resource::new(|| (), |_| admin_queue());
     view! {
-        <Title text="Queue · Tern admin"/>
+        <PageTitle text="Queue · Tern admin"/>
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
@@ -1060,7 +1060,7 @@ pub fn AdminLogPage() -> impl IntoView {
     let text = move || q.with(|q| q.get("q").unwrap_or_default());
     let data = Resource::new(text, admin_log);
     view! {
-        <Title text="Delivery log · Tern admin"/>
+        <PageTitle text="Delivery log · Tern admin"/>
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
@@ -1096,7 +1096,7 @@ pub fn AdminLogPage() -> impl IntoView {
 pub fn AdminAuditPage() -> impl IntoView {
     let data = Resource::new(|| (), |_| admin_audit());
     view! {
-        <Title text="Audit log · Tern admin"/>
+        <PageTitle text="Audit log · Tern admin"/>
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {

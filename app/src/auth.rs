@@ -155,6 +155,24 @@ pub async fn logout() -> Result<(), ServerFnError> {
     Ok(())
 }
 
+/// Ends every session of the signed-in account: all its web sessions
+/// (this one too) and its IMAP and POP3 sessions. Takes the CSRF token, as
+/// every state-changing action does.
+#[server(prefix = "/api", endpoint = "logout_everywhere")]
+pub async fn logout_everywhere(csrf: String) -> Result<(), ServerFnError> {
+    use self::ssr::*;
+    let s = crate::mail::ssr::require(&csrf).await?;
+    let req = request().await?;
+    core()?
+        .end_all_sessions(&s.account)
+        .await
+        .map_err(core_error)?;
+    tracing::info!(account = %s.account.address, ip = %client_ip(&req), "signed out everywhere");
+    set_session_cookie(&req, "", 0);
+    leptos_actix::redirect("/login?signed_out=everywhere");
+    Ok(())
+}
+
 #[server(prefix = "/api", endpoint = "whoami")]
 pub async fn whoami() -> Result<Option<Me>, ServerFnError> {
     Ok(ssr::current_session().await?.map(|s| Me {

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod auth;
 #[cfg(feature = "hydrate")]
 mod autosave;
+pub mod head;
 pub mod mail;
 #[cfg(feature = "ssr")]
 pub mod mailhtml;
@@ -19,7 +20,9 @@ pub mod pages;
 mod shortcuts;
 
 use leptos::prelude::*;
-use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_meta::{MetaTags, Stylesheet, provide_meta_context};
+
+use crate::head::{PageTitle, provide_page_csp};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{SsrMode, StaticSegment};
 
@@ -60,11 +63,12 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    provide_page_csp();
     #[cfg(feature = "hydrate")]
     shortcuts::install();
     view! {
         <Stylesheet id="tern" href="/pkg/tern.css"/>
-        <Title text="Tern"/>
+        <PageTitle text="Tern"/>
         <Router>
             <Routes fallback=NotFound>
                 // Async: the whole page, data included, is in the first response,

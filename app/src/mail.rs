@@ -71,6 +71,8 @@ pub struct ReadData {
     pub has_html: bool,
     pub blocked_images: usize,
     pub attachments: Vec<AttachmentRow>,
+    /// All the message has; `attachments` holds at most the first 200.
+    pub attachment_count: usize,
     pub flagged: bool,
     pub thread_id: i64,
     pub thread_len: u64,
@@ -325,6 +327,7 @@ pub async fn read_message(f: String, uid: i64) -> Result<Option<ReadData>, Serve
         text: view.text,
         has_html: view.html.is_some(),
         blocked_images: blocked,
+        attachment_count: view.attachment_count,
         attachments: view
             .attachments
             .into_iter()

@@ -2,11 +2,11 @@
 //! with JavaScript off) and hydrates in the browser, where actions run
 //! without a page reload.
 
+use crate::head::PageTitle;
 use leptos::prelude::*;
-use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
-use crate::auth::{FolderInfo, Login, Logout, UNAVAILABLE};
+use crate::auth::{FolderInfo, Login, Logout, LogoutEverywhere, UNAVAILABLE};
 use crate::mail::{
     ComposeForm, FolderAction, Frame, ListData, MessageAction, MsgRow, ReadData, ThreadData,
     compose_data, encode, mail_list, read_message, thread,
@@ -27,12 +27,21 @@ pub fn LoginPage() -> impl IntoView {
             _ => None,
         })
     };
+    let notice = move || {
+        query.with(|q| match q.get("signed_out").as_deref() {
+            Some("everywhere") => {
+                Some("You are signed out everywhere: in every browser and mail app.")
+            }
+            _ => None,
+        })
+    };
     view! {
-        <Title text="Sign in · Tern"/>
+        <PageTitle text="Sign in · Tern"/>
         <main class="login">
             <h1>"Tern"</h1>
             <p class="tagline">"Sign in to your mail"</p>
             {move || error().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+            {move || notice().map(|n| view! { <p class="notice" role="status" data-testid="notice">{n}</p> })}
             <ActionForm action=login>
                 <label for="address">"Email address"</label>
                 <input
@@ -74,7 +83,7 @@ fn problem(e: Option<ServerFnError>) -> AnyView {
             let text = e.to_string();
             let down = text.contains(UNAVAILABLE);
             view! {
-                <Title text=if down { "Service unavailable · Tern" } else { "Error · Tern" }/>
+                <PageTitle text=if down { "Service unavailable · Tern" } else { "Error · Tern" }/>
                 <main class="login">
                     {if down {
                         view! {
@@ -119,6 +128,7 @@ fn Shell(
     children: Children,
 ) -> impl IntoView {
     let logout = ServerAction::<Logout>::new();
+    let logout_everywhere = ServerAction::<LogoutEverywhere>::new();
     let search_folder = if folder.is_empty() {
         "INBOX".to_owned()
     } else {
@@ -143,6 +153,12 @@ fn Shell(
             <span class="who" data-testid="signed-in-as">{format!("Signed in as {}", frame.me)}</span>
             <ActionForm action=logout>
                 <button type="submit">"Sign out"</button>
+            </ActionForm>
+            <ActionForm action=logout_everywhere attr:class="everywhere">
+                <input type="hidden" name="csrf" value=frame.csrf.clone()/>
+                <button type="submit" data-testid="sign-out-everywhere" title="Also ends sessions in other browsers and in mail apps (IMAP, POP3)">
+                    "Sign out everywhere"
+                </button>
             </ActionForm>
         </header>
         <div class="layout">
@@ -206,7 +222,7 @@ pub fn MailPage() -> impl IntoView {
         |(f, page, q, _)| mail_list(f, page, q),
     );
     view! {
-        <Title text="Mail · Tern"/>
+        <PageTitle text="Mail · Tern"/>
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
@@ -373,7 +389,7 @@ pub fn ReadPage() -> impl IntoView {
         |(f, uid, _, _)| read_message(f, uid),
     );
     view! {
-        <Title text="Message · Tern"/>
+        <PageTitle text="Message · Tern"/>
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
@@ -405,7 +421,7 @@ fn Message(d: ReadData, act: ServerAction<MessageAction>, images: bool) -> impl 
     };
     let title = format!("{subject} · Tern");
     view! {
-        <Title text=title/>
+        <PageTitle text=title/>
         <Shell frame=d.frame.clone() folder=d.folder.clone()>
             <article class="message" aria-labelledby="subject">
                 <nav class="msgnav" aria-label="Message">
@@ -464,9 +480,21 @@ fn Message(d: ReadData, act: ServerAction<MessageAction>, images: bool) -> impl 
                 {(!d.attachments.is_empty()).then(|| {
                     let fq = fq.clone();
                     let uid = d.uid;
+                    let more = (d.attachment_count > d.attachments.len()).then(|| {
+                        view! {
+                            <p class="more" data-testid="attachments-more">
+                                {format!(
+                                    "Showing the first {} of {} attachments.",
+                                    d.attachments.len(),
+                                    d.attachment_count
+                                )}
+                            </p>
+                        }
+                    });
                     view! {
                         <section class="attachments" aria-label="Attachments">
                             <h2>"Attachments"</h2>
+                            {more}
                             <ul>
                                 {d.attachments.iter().map(|a| view! {
                                     <li>
@@ -491,7 +519,7 @@ pub fn ThreadPage() -> impl IntoView {
     let id = q("id");
     let data = Resource::new(move || id().parse::<i64>().unwrap_or(0), thread);
     view! {
-        <Title text="Conversation · Tern"/>
+        <PageTitle text="Conversation · Tern"/>
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
@@ -548,7 +576,7 @@ pub fn ComposePage() -> impl IntoView {
         |(m, f, u, d, to)| compose_data(m, f, u, d, to),
     );
     view! {
-        <Title text="Compose · Tern"/>
+        <PageTitle text="Compose · Tern"/>
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
@@ -630,7 +658,7 @@ pub fn FoldersPage() -> impl IntoView {
         |_| mail_list(String::new(), 1, String::new()),
     );
     view! {
-        <Title text="Folders · Tern"/>
+        <PageTitle text="Folders · Tern"/>
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
@@ -717,7 +745,7 @@ pub fn NotFound() -> impl IntoView {
         }
     }
     view! {
-        <Title text="Not found · Tern"/>
+        <PageTitle text="Not found · Tern"/>
         <main class="login">
             <h1>"Not found"</h1>
             <a href="/">"Back to mail"</a>

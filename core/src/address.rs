@@ -1,8 +1,11 @@
 //! Mail addresses as Tern stores and routes them.
 //!
-//! Parsing is pure. Tern accepts the dot-atom form of RFC 5321 §4.1.2
-//! (`Local-part = Dot-string`) and refuses quoted local parts and the
-//! legacy relay syntaxes (`%`, `!`, source routes). Those only ever served to
+//! Parsing is pure. Tern accepts both forms of RFC 5321 §4.1.2
+//! (`Local-part = Dot-string / Quoted-string`). A quoted local part that
+//! could have been written as a dot-string (`"alice"@x`) is the same
+//! address as the unquoted one and is stored that way; one that needs its
+//! quotes (`"john smith"@x`) keeps them when written back. The legacy relay
+//! syntaxes (`%`, `!`, a quoted `@`, source routes) only ever served to
 //! smuggle relaying through a local domain, so they are reported as
 //! [`AddressError::RelaySyntax`] for the router to turn into a refusal.
 //! Local parts and domains are compared case-insensitively and stored in
@@ -51,14 +54,23 @@ impl Address {
             return Err(AddressError::Empty);
         }
         // `<@relay:user@elsewhere>`: RFC 5321 §4.1.2 source route.
-        if s.starts_with('@') || s.starts_with('"') {
+        if s.starts_with('@') {
             return Err(AddressError::RelaySyntax);
         }
         let (local, domain) = s.rsplit_once('@').ok_or(AddressError::NoDomain)?;
+        let (local, quoted) = match local.strip_prefix('"') {
+            Some(q) => (unquote(q)?, true),
+            None => (local.to_owned(), false),
+        };
         if local.contains('%') || local.contains('!') || local.contains('@') {
             return Err(AddressError::RelaySyntax);
         }
-        let local = parse_local(local)?;
+        // Only what was written in quotes may need them.
+        let local = if quoted && !is_dot_string(&local) {
+            parse_quoted_content(&local)?
+        } else {
+            parse_local(&local)?
+        };
         let domain = parse_domain(domain)?;
         Ok(Address { local, domain })
     }
@@ -75,6 +87,11 @@ impl Address {
         &self.domain
     }
 
+    /// True for a local part that only a Quoted-string can carry.
+    pub fn needs_quotes(&self) -> bool {
+        !is_dot_string(&self.local)
+    }
+
     /// The part before `+`, for subaddressing (`user+tag@example.org`).
     pub fn base_local(&self) -> Option<&str> {
         self.local
@@ -86,8 +103,63 @@ impl Address {
 
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.local, self.domain)
+        if is_dot_string(&self.local) {
+            return write!(f, "{}@{}", self.local, self.domain);
+        }
+        // RFC 5321 §4.1.2 Quoted-string: `"` and `\` are quoted-pairs.
+        f.write_str("\"")?;
+        for c in self.local.chars() {
+            if c == '"' || c == '\\' {
+                f.write_str("\\")?;
+            }
+            write!(f, "{c}")?;
+        }
+        write!(f, "\"@{}", self.domain)
     }
+}
+
+/// RFC 5321 §4.1.2 `Dot-string`: atoms joined by single dots.
+fn is_dot_string(local: &str) -> bool {
+    !local.is_empty()
+        && local.chars().all(|c| c == '.' || is_local_char(c))
+        && !local.split('.').any(str::is_empty)
+}
+
+/// The content of a `Quoted-string` whose opening quote is already gone:
+/// quoted-pairs undone, the closing quote required at the very end.
+fn unquote(q: &str) -> Result<String, AddressError> {
+    let mut out = String::new();
+    let mut chars = q.chars();
+    loop {
+        match chars.next() {
+            None => return Err(AddressError::LocalChar('"')),
+            Some('"') => {
+                return match chars.next() {
+                    None => Ok(out),
+                    Some(c) => Err(AddressError::LocalChar(c)),
+                };
+            }
+            // quoted-pairSMTP = %d92 %d32-126
+            Some('\\') => match chars.next() {
+                Some(c @ ' '..='~') => out.push(c),
+                Some(c) => return Err(AddressError::LocalChar(c)),
+                None => return Err(AddressError::LocalChar('\\')),
+            },
+            Some(c) => out.push(c),
+        }
+    }
+}
+
+/// A local part that needs its quotes: printable ASCII and spaces
+/// (RFC 5321 qtextSMTP plus quoted-pairs), lower-cased like the rest.
+fn parse_quoted_content(local: &str) -> Result<String, AddressError> {
+    if local.is_empty() || local.len() > 64 {
+        return Err(AddressError::LocalLength);
+    }
+    if let Some(c) = local.chars().find(|c| !(' '..='~').contains(c)) {
+        return Err(AddressError::LocalChar(c));
+    }
+    Ok(local.to_ascii_lowercase())
 }
 
 pub fn parse_local(local: &str) -> Result<String, AddressError> {
@@ -145,6 +217,27 @@ mod tests {
         ] {
             assert_eq!(Address::parse(s), Err(AddressError::RelaySyntax), "{s}");
         }
+    }
+
+    #[test]
+    fn quoted_local_parts() {
+        // RFC 5321 §4.1.2: "alice" could be a dot-string, so it is alice.
+        let a = Address::parse("\"Alice\"@Example.test").unwrap();
+        assert_eq!(a.to_string(), "alice@example.test");
+        assert_eq!(a, Address::parse("alice@example.test").unwrap());
+        let b = Address::parse("<\"john smith\"@example.test>").unwrap();
+        assert_eq!(b.local(), "john smith");
+        assert_eq!(b.to_string(), "\"john smith\"@example.test");
+        let c = Address::parse(r#""a\"b\\c"@example.test"#).unwrap();
+        assert_eq!(c.local(), "a\"b\\c");
+        assert_eq!(Address::parse(&c.to_string()).unwrap(), c);
+        assert!(Address::parse("\"open@example.test").is_err());
+        assert!(Address::parse("\"a\"b@example.test").is_err());
+        assert!(Address::parse("\"tab\there\"@example.test").is_err());
+        assert_eq!(
+            Address::parse("\"a%b\"@example.test"),
+            Err(AddressError::RelaySyntax)
+        );
     }
 
     #[test]

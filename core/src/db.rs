@@ -4,15 +4,28 @@
 //! when it returns (DESIGN.md rule 1), with foreign keys on and a busy
 //! timeout so concurrent writers wait instead of failing. PostgreSQL runs
 //! with `synchronous_commit=on` whatever the server default is.
+//!
+//! A pooled connection must never carry a transaction from one user to the
+//! next. sqlx counts transaction depth itself: when a COMMIT fails (disk
+//! full, a file made read-only) and the ROLLBACK after it fails too, the
+//! count stays at 1 while SQLite may still hold the dead transaction open.
+//! The next `begin()` on that connection then issues a SAVEPOINT inside it,
+//! every later "commit" is a savepoint release that never reaches the disk,
+//! and the connection holds the write lock until a restart. So the pool
+//! checks each connection when it is returned and again when it is taken:
+//! sqlx must see depth 0, and SQLite must be in autocommit mode. A
+//! connection that fails either check is closed, never reused.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use migrations::{Migrator, MigratorTrait};
+use sea_orm::sqlx::pool::PoolConnectionMetadata;
 use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sea_orm::sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
+use sea_orm::sqlx::{Connection, PgConnection};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, SqlxPostgresConnector, SqlxSqliteConnector, Statement,
 };
@@ -47,6 +60,8 @@ pub async fn connect(url: &str) -> CoreResult<(DatabaseConnection, Backend)> {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
+            .after_release(|c, m| Box::pin(sqlite_conn_clean(c, m, "released")))
+            .before_acquire(|c, m| Box::pin(sqlite_conn_clean(c, m, "acquired")))
             .connect_with(opts)
             .await
             .map_err(|e| CoreError::Unavailable(e.to_string()))?;
@@ -63,6 +78,7 @@ pub async fn connect(url: &str) -> CoreResult<(DatabaseConnection, Backend)> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(5))
+            .before_acquire(|c, _| Box::pin(pg_conn_clean(c)))
             .connect_with(opts)
             .await
             .map_err(|e| CoreError::Unavailable(e.to_string()))?;
@@ -77,17 +93,63 @@ pub async fn connect(url: &str) -> CoreResult<(DatabaseConnection, Backend)> {
     }
 }
 
+/// True when a pooled SQLite connection is fit to hand out: no transaction
+/// open as far as sqlx knows, and none open as far as SQLite knows.
+async fn sqlite_conn_clean(
+    conn: &mut SqliteConnection,
+    _meta: PoolConnectionMetadata,
+    when: &'static str,
+) -> Result<bool, sea_orm::sqlx::Error> {
+    let sqlx_depth_zero = !conn.is_in_transaction();
+    let mut handle = conn.lock_handle().await?;
+    // SAFETY: the handle is locked out of sqlx's worker thread for the
+    // length of this call, and sqlite3_get_autocommit only reads a flag.
+    let autocommit =
+        unsafe { libsqlite3_sys::sqlite3_get_autocommit(handle.as_raw_handle().as_ptr()) } != 0;
+    if sqlx_depth_zero && autocommit {
+        return Ok(true);
+    }
+    metrics::counter!("tern_database_errors_total").increment(1);
+    tracing::error!(
+        when,
+        sqlx_depth_zero,
+        autocommit,
+        "closing a SQLite connection left inside a transaction (a failed COMMIT or ROLLBACK)"
+    );
+    Ok(false)
+}
+
+/// PostgreSQL ends a transaction whose COMMIT failed on its side; what
+/// must not survive is sqlx's own count of an open transaction.
+async fn pg_conn_clean(conn: &mut PgConnection) -> Result<bool, sea_orm::sqlx::Error> {
+    if conn.is_in_transaction() {
+        metrics::counter!("tern_database_errors_total").increment(1);
+        tracing::error!("closing a PostgreSQL connection left inside a transaction");
+        return Ok(false);
+    }
+    Ok(true)
+}
+
 pub async fn migrate(db: &DatabaseConnection) -> CoreResult<()> {
     Migrator::up(db, None)
         .await
         .map_err(|e| CoreError::Unavailable(format!("migration failed: {e}")))
 }
 
-pub async fn ping(db: &DatabaseConnection) -> CoreResult<()> {
+/// Rewrites the health row: proof that the store commits a write now.
+pub async fn probe_write(db: &DatabaseConnection, now: i64) -> CoreResult<()> {
     let backend = db.get_database_backend();
-    let stmt = Statement::from_string(backend, "SELECT 1".to_owned());
-    // On SQLite this proves the file opens; a read-only or full disk shows
-    // up on the next write as `Unavailable` instead.
-    db.query_one(stmt).await?;
+    let stmt = Statement::from_sql_and_values(
+        backend,
+        match backend {
+            sea_orm::DbBackend::Postgres => "UPDATE health_probe SET probed_at = $1 WHERE id = 1",
+            _ => "UPDATE health_probe SET probed_at = ? WHERE id = 1",
+        },
+        [now.into()],
+    );
+    let res = db.execute(stmt).await?;
+    if res.rows_affected() != 1 {
+        return Err(CoreError::Unavailable("the health row is missing".into()));
+    }
     Ok(())
 }

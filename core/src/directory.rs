@@ -69,6 +69,17 @@ pub struct Account {
     pub disabled: bool,
 }
 
+impl Account {
+    /// The account as a session refers to it.
+    pub fn as_ref(&self) -> AccountRef {
+        AccountRef {
+            id: self.id,
+            address: self.address.clone(),
+            role: self.role,
+        }
+    }
+}
+
 /// Who is acting: what a session keeps after login.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccountRef {
@@ -100,6 +111,18 @@ fn check_password(pw: &str) -> CoreResult<()> {
 
 fn parse_address(s: &str) -> CoreResult<Address> {
     Address::parse(s).map_err(|e| CoreError::invalid(format!("{s:?}: {e}")))
+}
+
+/// A new local account or alias: a plain dot-string, so every client can
+/// write it without quotes.
+fn parse_new_local_address(s: &str) -> CoreResult<Address> {
+    let a = parse_address(s)?;
+    if a.needs_quotes() {
+        return Err(CoreError::invalid(format!(
+            "{s:?}: a local address must be letters, digits and . _ - + (no quoted local part)"
+        )));
+    }
+    Ok(a)
 }
 
 impl From<domain::Model> for Domain {
@@ -222,7 +245,7 @@ impl Core {
         password: &str,
         role: Role,
     ) -> CoreResult<Account> {
-        let addr = parse_address(address)?;
+        let addr = parse_new_local_address(address)?;
         check_password(password)?;
         let d = self.domain_required(addr.domain()).await?;
         if self.account(&addr.to_string()).await?.is_some() {
@@ -244,6 +267,7 @@ impl Core {
             used_bytes: Set(0),
             disabled: Set(false),
             created_at: Set(now),
+            login_epoch: Set(0),
             ..Default::default()
         }
         .insert(&txn)
@@ -328,7 +352,21 @@ impl Core {
         let a = self.account_required(address).await?;
         let hash = self.hasher().hash(password).await?;
         self.update_account(a.id, account::Column::PasswordHash, hash.into())
-            .await
+            .await?;
+        // Whoever knew the old password is signed out everywhere.
+        self.end_all_sessions(&a.as_ref()).await
+    }
+
+    /// The password check of a protocol login, with the account's login
+    /// epoch from the same row: a session compares it later with
+    /// [`Core::login_epoch`] and ends when they differ.
+    pub async fn authenticate_session(
+        &self,
+        address: &str,
+        password: &str,
+        client_ip: IpAddr,
+    ) -> Result<(AccountRef, i64), AuthError> {
+        self.authenticate_row(address, password, client_ip).await
     }
 
     pub async fn set_role(&self, address: &str, role: Role) -> CoreResult<()> {
@@ -349,7 +387,11 @@ impl Core {
     pub async fn set_disabled(&self, address: &str, disabled: bool) -> CoreResult<()> {
         let a = self.account_required(address).await?;
         self.update_account(a.id, account::Column::Disabled, disabled.into())
-            .await
+            .await?;
+        if disabled {
+            self.end_all_sessions(&a.as_ref()).await?;
+        }
+        Ok(())
     }
 
     async fn update_account(
@@ -396,6 +438,17 @@ impl Core {
         password: &str,
         client_ip: IpAddr,
     ) -> Result<AccountRef, AuthError> {
+        self.authenticate_row(address, password, client_ip)
+            .await
+            .map(|(a, _)| a)
+    }
+
+    async fn authenticate_row(
+        &self,
+        address: &str,
+        password: &str,
+        client_ip: IpAddr,
+    ) -> Result<(AccountRef, i64), AuthError> {
         let key = address.trim().to_ascii_lowercase();
         if let Err(retry_after) = self.throttle().check(&key, client_ip) {
             return Err(AuthError::Throttled { retry_after });
@@ -420,11 +473,14 @@ impl Core {
                             .await;
                     }
                 }
-                Ok(AccountRef {
-                    id: r.id,
-                    address: r.address,
-                    role: Role::parse(&r.role).unwrap_or(Role::User),
-                })
+                Ok((
+                    AccountRef {
+                        id: r.id,
+                        address: r.address,
+                        role: Role::parse(&r.role).unwrap_or(Role::User),
+                    },
+                    r.login_epoch,
+                ))
             }
             _ => {
                 self.throttle().record_failure(&key, client_ip);
@@ -439,7 +495,7 @@ impl Core {
     /// Adds targets to an alias on a local domain. Targets may be local
     /// addresses or outside ones (forwarding).
     pub async fn add_alias(&self, address: &str, targets: &[String]) -> CoreResult<Alias> {
-        let addr = parse_address(address)?;
+        let addr = parse_new_local_address(address)?;
         let d = self.domain_required(addr.domain()).await?;
         if targets.is_empty() {
             return Err(CoreError::invalid("an alias needs at least one target"));

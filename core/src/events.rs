@@ -6,10 +6,19 @@ use tokio::sync::broadcast;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChangeKind {
-    NewMessages { uids: Vec<i64> },
-    FlagsChanged { uids: Vec<i64> },
-    Expunged { uids: Vec<i64> },
+    NewMessages {
+        uids: Vec<i64>,
+    },
+    FlagsChanged {
+        uids: Vec<i64>,
+    },
+    Expunged {
+        uids: Vec<i64>,
+    },
     MailboxesChanged,
+    /// Every session of the account must end (new password, disabled
+    /// account, "sign out everywhere").
+    SessionsEnded,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

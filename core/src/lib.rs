@@ -35,7 +35,7 @@ pub mod view;
 
 use std::sync::Arc;
 
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, EntityTrait};
 
 pub use crate::address::Address;
 pub use crate::auth::{AuthConfig, AuthError, LoginThrottle, PasswordHasher, ThrottleConfig};
@@ -47,6 +47,12 @@ pub use crate::events::{ChangeEvent, ChangeKind};
 pub use crate::mailboxes::{Mailbox, SPECIAL_MAILBOXES};
 pub use crate::messages::{Flags, MessageSummary, SortOrder};
 pub use crate::routing::{Rejection, Route};
+
+/// How long a login epoch read from the database is trusted.
+pub const LOGIN_EPOCH_CACHE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long `/healthz` stays 503 after a failed storage operation.
+pub const HEALTH_ERROR_WINDOW_SECS: i64 = 10;
 
 /// Options the core needs at start. The server maps its config file onto it.
 #[derive(Clone, Debug)]
@@ -97,6 +103,8 @@ struct Inner {
     write_lock: tokio::sync::Mutex<()>,
     bulk_gate: tokio::sync::Mutex<()>,
     clock: Arc<dyn Clock>,
+    /// Recently read login epochs: account id -> (epoch, read at).
+    login_epochs: std::sync::Mutex<std::collections::HashMap<i32, (i64, std::time::Instant)>>,
 }
 
 impl Core {
@@ -119,6 +127,7 @@ impl Core {
                 write_lock: tokio::sync::Mutex::new(()),
                 bulk_gate: tokio::sync::Mutex::new(()),
                 clock,
+                login_epochs: Default::default(),
             }),
         })
     }
@@ -150,6 +159,48 @@ impl Core {
     /// Subscribes to the change feed (new mail, flag changes, expunges).
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<ChangeEvent> {
         self.inner.events.subscribe()
+    }
+
+    /// The account's login epoch as the database has it, read at most
+    /// once per [`LOGIN_EPOCH_CACHE`] per account however many sessions
+    /// ask (a change made here is seen at once; one made by the CLI or
+    /// another node within that time). `None` while the store is down:
+    /// an outage is no reason to end anyone's session.
+    pub async fn login_epoch(&self, account_id: i32) -> Option<i64> {
+        {
+            let m = self
+                .inner
+                .login_epochs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some((epoch, at)) = m.get(&account_id)
+                && at.elapsed() < LOGIN_EPOCH_CACHE
+            {
+                return Some(*epoch);
+            }
+        }
+        let row = entities::account::Entity::find_by_id(account_id)
+            .one(self.db())
+            .await
+            .ok()?;
+        // A removed account has no sessions left to keep.
+        let epoch = row.map_or(i64::MAX, |r| r.login_epoch);
+        let mut m = self
+            .inner
+            .login_epochs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        m.insert(account_id, (epoch, std::time::Instant::now()));
+        Some(epoch)
+    }
+
+    pub(crate) fn forget_login_epoch(&self, account_id: i32) {
+        let mut m = self
+            .inner
+            .login_epochs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        m.remove(&account_id);
     }
 
     pub(crate) fn publish(&self, ev: ChangeEvent) {
@@ -200,10 +251,20 @@ impl Core {
         self.sqlite_write_turn(Priority::Urgent).await
     }
 
-    /// Answers whether the database takes a query right now; `/healthz` and
-    /// the protocols' temporary-failure logic use it.
+    /// Answers whether the store takes a write right now (`/healthz`): the
+    /// probe row is rewritten and committed, and no other write of this
+    /// process has failed in the last [`HEALTH_ERROR_WINDOW_SECS`].
     pub async fn health(&self) -> CoreResult<()> {
-        db::ping(&self.inner.db).await
+        {
+            let _turn = self.sqlite_write_guard().await;
+            db::probe_write(&self.inner.db, self.now()).await?;
+        }
+        match error::seconds_since_storage_error() {
+            Some(age) if age < HEALTH_ERROR_WINDOW_SECS => Err(CoreError::Unavailable(format!(
+                "a storage write failed {age} s ago"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Closes the pool so SQLite checkpoints its WAL on a clean shutdown.

@@ -3,14 +3,23 @@
 //! The cookie carries a random 256-bit token; the table keeps only its
 //! SHA-256, so a leaked backup does not hand out live sessions. Each session
 //! also has its own CSRF token for the web layer to check.
+//!
+//! Ending every session of an account (a new password, a disabled account,
+//! "sign out everywhere") deletes its web sessions and moves the account's
+//! login epoch on, in one transaction. An IMAP or POP3 session remembers the
+//! epoch its password check read and closes at its next command (at once
+//! while idling in this process) when the epoch has moved; a change made
+//! by the CLI or another node is seen within `LOGIN_EPOCH_CACHE`.
 
 use rand::RngCore;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
 
 use crate::Core;
 use crate::directory::{AccountRef, Role};
 use crate::entities::{account, web_session};
 use crate::error::CoreResult;
+use crate::events::{ChangeEvent, ChangeKind};
 use crate::messages::sha256_hex;
 
 pub const SESSION_TTL_SECS: i64 = 7 * 24 * 3600;
@@ -81,6 +90,33 @@ impl Core {
             },
             csrf_token: s.csrf_token,
         }))
+    }
+
+    /// Ends every session of the account: its web sessions now, and its
+    /// IMAP and POP3 sessions at their next command (see the module notes).
+    pub async fn end_all_sessions(&self, account: &AccountRef) -> CoreResult<()> {
+        let account_id = account.id;
+        let txn = self.db().begin().await?;
+        account::Entity::update_many()
+            .col_expr(
+                account::Column::LoginEpoch,
+                Expr::col(account::Column::LoginEpoch).add(1),
+            )
+            .filter(account::Column::Id.eq(account_id))
+            .exec(&txn)
+            .await?;
+        web_session::Entity::delete_many()
+            .filter(web_session::Column::AccountId.eq(account_id))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        self.forget_login_epoch(account_id);
+        self.publish(ChangeEvent {
+            account_id,
+            mailbox_id: None,
+            kind: ChangeKind::SessionsEnded,
+        });
+        Ok(())
     }
 
     pub async fn end_session(&self, token: &str) -> CoreResult<()> {

@@ -4,7 +4,7 @@
 //! lets a submission server enforce this), and a message without
 //! `Message-ID` or `Date` gets them (RFC 6409 §8.2, §8.3).
 
-use mail_parser::MessageParser;
+use mail_parser::{HeaderName, MessageParser};
 use rand::RngCore;
 
 use crate::Core;
@@ -17,6 +17,8 @@ pub enum SubmissionError {
     NotYourAddress(String),
     #[error("the message has no From: header")]
     NoFrom,
+    #[error("the message has more than one {0}: header")]
+    DuplicateHeader(&'static str),
     #[error(transparent)]
     Core(#[from] CoreError),
 }
@@ -34,19 +36,38 @@ impl Core {
         let Some(msg) = parsed else {
             return Err(SubmissionError::NoFrom);
         };
-        let froms: Vec<String> = msg
+        // RFC 5322 §3.6: at most one From: and one Sender:. Readers differ
+        // on which of two they show, so a second one is how a sender would
+        // hide behind someone else's address: refuse it outright.
+        let mut from_headers = 0;
+        let mut sender_headers = 0;
+        // Every address a reader may show as the author: From:, Sender:,
+        // and the Resent- forms (RFC 5322 §3.6.6), which may repeat.
+        let mut claimed: Vec<String> = Vec::new();
+        for h in msg.headers() {
+            match h.name {
+                HeaderName::From => from_headers += 1,
+                HeaderName::Sender => sender_headers += 1,
+                HeaderName::ResentFrom | HeaderName::ResentSender => {}
+                _ => continue,
+            }
+            if let Some(list) = h.value.as_address() {
+                claimed.extend(list.iter().filter_map(|a| a.address()).map(str::to_owned));
+            }
+        }
+        if from_headers > 1 {
+            return Err(SubmissionError::DuplicateHeader("From"));
+        }
+        if sender_headers > 1 {
+            return Err(SubmissionError::DuplicateHeader("Sender"));
+        }
+        let has_from = msg
             .from()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.address())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
-        if froms.is_empty() {
+            .is_some_and(|a| a.iter().any(|x| x.address().is_some()));
+        if !has_from {
             return Err(SubmissionError::NoFrom);
         }
-        for f in &froms {
+        for f in &claimed {
             if !self.may_send_as(account, f).await? {
                 return Err(SubmissionError::NotYourAddress(f.clone()));
             }

@@ -39,8 +39,15 @@ pub struct MessageView {
     pub has_text_part: bool,
     /// The first text/html part, unsanitised.
     pub html: Option<String>,
+    /// The first [`MAX_LISTED_ATTACHMENTS`] attachments; a hostile message
+    /// with 100,000 parts must not make a 26 MB page.
     pub attachments: Vec<AttachmentInfo>,
+    /// How many attachments the message has in all.
+    pub attachment_count: usize,
 }
+
+/// How many attachments a page lists; the rest are counted.
+pub const MAX_LISTED_ATTACHMENTS: usize = 200;
 
 fn display(a: Option<&MpAddress>) -> String {
     let Some(a) = a else { return String::new() };
@@ -116,8 +123,10 @@ impl MessageView {
             .or_else(|| msg.body_text(0).map(|t| t.into_owned()))
             .unwrap_or_default()
             .replace("\r\n", "\n");
+        let attachment_count = msg.attachment_count();
         let attachments = msg
             .attachments()
+            .take(MAX_LISTED_ATTACHMENTS)
             .enumerate()
             .map(|(i, p)| AttachmentInfo {
                 index: i as u32,
@@ -146,6 +155,7 @@ impl MessageView {
             has_text_part,
             html,
             attachments,
+            attachment_count,
         }
     }
 

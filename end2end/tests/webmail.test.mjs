@@ -281,6 +281,77 @@ test('hostile HTML runs no script and loads nothing remote until asked', async (
   await ctx.close();
 });
 
+test('markup in every header a page shows is text: title, subject, sender, attachment, folder', async () => {
+  const subject = `hi </title><script>top.xss='title'</script><img src=x onerror="top.xss='subject'">`;
+  await smtpSend(tern.smtpPort, 'evil@remote.example', [ALICE],
+    `From: "<img src=x onerror=top.xss='from'>" <evil@remote.example>\n` +
+    `To: ${ALICE}\nSubject: ${subject}\nMIME-Version: 1.0\n` +
+    'Content-Type: multipart/mixed; boundary="b1"\n\n' +
+    '--b1\nContent-Type: text/plain\n\nSee the attachment.\n' +
+    '--b1\nContent-Type: text/plain; name="x.txt"\n' +
+    `Content-Disposition: attachment; filename="<img src=x onerror=top.xss='att'>.txt"\n\nfile\n` +
+    '--b1--\n');
+  const { ctx, page, errors } = await session(ALICE);
+  const dialogs = [];
+  page.on('dialog', (d) => { dialogs.push(d.message()); d.dismiss(); });
+  await page.goto(`${tern.base}/mail?f=INBOX`);
+  const href = await page.locator('li.msg a.open', { hasText: 'hi </title>' }).getAttribute('href');
+
+  // A full load: the title is the subject as text, and the page carries a
+  // nonce CSP (script-src without 'unsafe-inline').
+  const resp = await page.goto(`${tern.base}${href}`);
+  const csp = resp.headers()['content-security-policy'];
+  assert.match(csp, /script-src 'nonce-[A-Za-z0-9_-]+' 'strict-dynamic' 'wasm-unsafe-eval'/);
+  assert.match(csp, /object-src 'none'/);
+  assert.match(csp, /base-uri 'none'/);
+  assert.ok(!/unsafe-inline/.test(csp.split(';').find((d) => d.includes('script-src'))), csp);
+  const html = await resp.text();
+  assert.ok(!html.includes("<script>top.xss"), 'the subject reached the HTML as markup');
+  await page.getByRole('heading', { name: /^hi / }).waitFor();
+  assert.equal(await page.title(), `${subject} · Tern`);
+  assert.equal(await page.locator('h1#subject').innerText(), subject);
+  assert.equal(await page.getByTestId('from').innerText(), `<img src=x onerror=top.xss='from'> <evil@remote.example>`);
+  await page.locator('section.attachments a', { hasText: '.txt' }).waitFor();
+  await page.waitForTimeout(800); // hydration, and any payload's chance to run
+  assert.equal(await page.evaluate(() => window.xss), undefined, 'full load');
+  assert.equal(await page.title(), `${subject} · Tern`, 'hydration keeps the title as text');
+
+  // Reload, and a new tab on the same URL.
+  await page.reload();
+  await page.locator('h1#subject').waitFor();
+  assert.equal(await page.evaluate(() => window.xss), undefined, 'reload');
+  const tab = await ctx.newPage();
+  await tab.goto(`${tern.base}${href}`);
+  await tab.locator('h1#subject').waitFor();
+  assert.equal(await tab.evaluate(() => window.xss), undefined, 'new tab');
+  assert.equal(await tab.title(), `${subject} · Tern`);
+  await tab.close();
+
+  // Client-side navigation from the list (the hydrated router).
+  await page.goto(`${tern.base}/mail?f=INBOX`);
+  await page.waitForTimeout(500);
+  await page.locator('li.msg .from', { hasText: "onerror=top.xss='from'" }).first().waitFor();
+  await page.locator('li.msg a.open', { hasText: 'hi </title>' }).click();
+  await page.waitForURL(/\/read\?/);
+  await page.locator('h1#subject').waitFor();
+  await page.waitForFunction((t) => document.title === t, `${subject} · Tern`);
+  assert.equal(await page.evaluate(() => window.xss), undefined, 'client-side navigation');
+
+  // A folder named with markup, on the folders page and in the sidebar.
+  const folder = `<img src=x onerror=top.xss='folder'>`;
+  await page.goto(`${tern.base}/folders`);
+  await page.locator('#newfolder').fill(folder);
+  await page.getByRole('button', { name: 'Create' }).click();
+  await page.locator('ul.folderlist .name', { hasText: folder }).waitFor();
+  await page.goto(`${tern.base}/mail?f=${encodeURIComponent(folder)}`);
+  await page.locator('nav.folders a', { hasText: folder }).waitFor();
+  await page.waitForTimeout(500);
+  assert.equal(await page.evaluate(() => window.xss), undefined, 'folder names');
+  assert.deepEqual(dialogs, []);
+  assert.deepEqual(errors, []);
+  await ctx.close();
+});
+
 test('with JavaScript off: sign in, read, reply and send', async () => {
   const ctx = await browser.newContext({ javaScriptEnabled: false });
   const page = await ctx.newPage();

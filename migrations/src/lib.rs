@@ -10,6 +10,7 @@ mod m20261129_000002_queue;
 mod m20261129_000003_recent;
 mod m20261129_000004_search;
 mod m20261129_000005_admin;
+mod m20261201_000006_health;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000003_recent::Migration),
             Box::new(m20261129_000004_search::Migration),
             Box::new(m20261129_000005_admin::Migration),
+            Box::new(m20261201_000006_health::Migration),
         ]
     }
 }

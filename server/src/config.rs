@@ -130,10 +130,21 @@ pub struct SmtpConfig {
     pub max_message_size: usize,
     pub max_recipients: usize,
     pub max_errors: u32,
+    /// Port 25's pool. Submission (587 and 465) has its own, so a flood of
+    /// MX connections never locks out users sending mail.
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// The submission pool (587 + 465), with its own per-IP limit.
+    pub max_submission_connections: usize,
+    pub max_submission_connections_per_ip: usize,
     pub max_connections_per_account: usize,
+    /// Waiting for a command mid-transaction (RFC 5321 §4.5.3.2.7: 5 min).
     pub command_timeout_secs: u64,
+    /// Waiting for a command with no transaction open (before MAIL, or
+    /// after one ended): an idle client only holds a slot.
+    pub idle_timeout_secs: u64,
+    /// The idle timeout once a pool is 80% full (as Postfix's stress mode).
+    pub idle_timeout_busy_secs: u64,
     pub data_timeout_secs: u64,
     pub tls_handshake_timeout_secs: u64,
 }
@@ -146,8 +157,12 @@ impl Default for SmtpConfig {
             max_errors: 10,
             max_connections: 1000,
             max_connections_per_ip: 20,
+            max_submission_connections: 500,
+            max_submission_connections_per_ip: 50,
             max_connections_per_account: 10,
             command_timeout_secs: 300,
+            idle_timeout_secs: 60,
+            idle_timeout_busy_secs: 10,
             data_timeout_secs: 600,
             tls_handshake_timeout_secs: 30,
         }
@@ -280,7 +295,11 @@ impl Config {
             "smtp.max_connections",
             "smtp.max_connections_per_ip",
             "smtp.max_connections_per_account",
+            "smtp.max_submission_connections",
+            "smtp.max_submission_connections_per_ip",
             "smtp.command_timeout_secs",
+            "smtp.idle_timeout_secs",
+            "smtp.idle_timeout_busy_secs",
             "smtp.data_timeout_secs",
             "smtp.tls_handshake_timeout_secs",
             "pop3.max_connections",

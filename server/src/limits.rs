@@ -10,14 +10,16 @@ use std::sync::{Arc, Mutex};
 struct Counts {
     total: usize,
     by_ip: HashMap<IpAddr, usize>,
-    by_account: HashMap<i32, usize>,
 }
 
+/// One pool of connections (a listener or a group of them), with the
+/// per-account counts shared between sibling pools.
 pub struct Limits {
     pub total: usize,
     pub per_ip: usize,
     pub per_account: usize,
     counts: Mutex<Counts>,
+    accounts: Arc<Mutex<HashMap<i32, usize>>>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -58,7 +60,26 @@ impl Limits {
             per_ip,
             per_account,
             counts: Mutex::new(Counts::default()),
+            accounts: Arc::default(),
         })
+    }
+
+    /// Another pool with its own totals that counts accounts together with
+    /// this one (SMTP's MX and submission pools).
+    pub fn sibling(self: &Arc<Self>, total: usize, per_ip: usize) -> Arc<Limits> {
+        Arc::new(Limits {
+            total,
+            per_ip,
+            per_account: self.per_account,
+            counts: Mutex::new(Counts::default()),
+            accounts: self.accounts.clone(),
+        })
+    }
+
+    /// True when the pool is at 80% or more of its total.
+    pub fn busy(&self) -> bool {
+        let c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        c.total.saturating_mul(5) >= self.total.saturating_mul(4)
     }
 
     pub fn connect(self: &Arc<Self>, ip: IpAddr) -> Result<ConnGuard, Refused> {
@@ -82,8 +103,8 @@ impl Limits {
     /// per account rather than per IP on submission keeps an office behind
     /// one NAT from locking itself out.
     pub fn account(self: &Arc<Self>, account: i32) -> Option<AccountGuard> {
-        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let n = c.by_account.entry(account).or_default();
+        let mut c = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = c.entry(account).or_default();
         if *n >= self.per_account {
             return None;
         }
@@ -110,11 +131,15 @@ impl Drop for ConnGuard {
 
 impl Drop for AccountGuard {
     fn drop(&mut self) {
-        let mut c = self.limits.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = c.by_account.get_mut(&self.account) {
+        let mut c = self
+            .limits
+            .accounts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = c.get_mut(&self.account) {
             *n -= 1;
             if *n == 0 {
-                c.by_account.remove(&self.account);
+                c.remove(&self.account);
             }
         }
     }
@@ -140,5 +165,24 @@ mod tests {
         assert!(l.account(7).is_none());
         drop(acc);
         assert!(l.account(7).is_some());
+    }
+
+    #[test]
+    fn sibling_pools_count_apart_but_share_accounts() {
+        let mx = Limits::new(2, 2, 1);
+        let sub = mx.sibling(5, 5);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let _m1 = mx.connect(a).unwrap();
+        assert!(!mx.busy());
+        let _m2 = mx.connect(a).unwrap();
+        assert!(mx.busy());
+        assert_eq!(mx.connect(a).err(), Some(Refused::Total(2)));
+        // The MX pool is full; submission still admits.
+        let _s = sub.connect(a).unwrap();
+        assert!(!sub.busy());
+        let acc = mx.account(9).unwrap();
+        assert!(sub.account(9).is_none(), "one person, one account limit");
+        drop(acc);
+        assert!(sub.account(9).is_some());
     }
 }

@@ -15,6 +15,11 @@ use tokio_rustls::TlsAcceptor;
 use crate::limits::{Limits, Refused};
 use crate::netio::BoxIo;
 
+/// Refusals on implicit-TLS ports finish a handshake first; at most this
+/// many at once per listener, each within this deadline.
+const MAX_REFUSAL_HANDSHAKES: usize = 32;
+const REFUSAL_HANDSHAKE_DEADLINE: Duration = Duration::from_secs(5);
+
 /// A new connection as a session receives it.
 pub struct Conn {
     pub io: BoxIo,
@@ -41,6 +46,7 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let session = Arc::new(session);
+    let refusals = Arc::new(tokio::sync::Semaphore::new(MAX_REFUSAL_HANDSHAKES));
     loop {
         let (mut sock, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -56,9 +62,32 @@ where
             Err(refused) => {
                 tracing::info!(listener = l.name, %peer, ?refused, "connection refused");
                 let line = (l.refusal)(&refused);
+                if !l.implicit_tls {
+                    tokio::spawn(async move {
+                        let _ = sock.write_all(line.as_bytes()).await;
+                        let _ = sock.shutdown().await;
+                    });
+                    continue;
+                }
+                // On 465/993/995 the client speaks TLS first: a refusal in
+                // clear text reads as WRONG_VERSION_NUMBER. Finish the
+                // handshake within a short deadline and refuse in the
+                // protocol's words, with close_notify. Under a flood the
+                // handshakes are capped; past the cap the socket is just
+                // closed.
+                let Ok(permit) = refusals.clone().try_acquire_owned() else {
+                    continue;
+                };
+                let acceptor = l.acceptor.clone();
+                let deadline = l.handshake_timeout.min(REFUSAL_HANDSHAKE_DEADLINE);
                 tokio::spawn(async move {
-                    let _ = sock.write_all(line.as_bytes()).await;
-                    let _ = sock.shutdown().await;
+                    let _permit = permit;
+                    let refuse = async {
+                        let mut tls = acceptor.accept(sock).await?;
+                        tls.write_all(line.as_bytes()).await?;
+                        tls.shutdown().await
+                    };
+                    let _ = tokio::time::timeout(deadline, refuse).await;
                 });
                 continue;
             }

@@ -28,6 +28,13 @@ async fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    // A panic in a session task would otherwise end that task with only
+    // the default hook's stderr text; put it in the log with its place.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!(panic = %info, "panic");
+        default_hook(info);
+    }));
     match cli::run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {

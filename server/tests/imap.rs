@@ -1031,7 +1031,9 @@ async fn login_throttle_and_autologout() {
     let mut throttled = false;
     for _ in 0..20 {
         let r = c.run("LOGIN alice@example.test wrong");
-        if r[0].contains("NO [UNAVAILABLE] Too many failed logins") {
+        // RFC 5530: a lockout is an authentication failure, not an
+        // outage; [UNAVAILABLE] would make clients report the server down.
+        if r[0].contains("NO [AUTHENTICATIONFAILED] Too many failed logins") {
             throttled = true;
             break;
         }
@@ -1040,7 +1042,11 @@ async fn login_throttle_and_autologout() {
     assert!(throttled, "the throttle never engaged");
     // Even the right password is refused while throttled.
     let r = c.run(&format!("LOGIN alice@example.test \"{PW}\""));
-    assert!(r[0].contains("NO [UNAVAILABLE]"), "{r:?}");
+    assert!(
+        r[0].contains("NO [AUTHENTICATIONFAILED] Too many failed logins"),
+        "{r:?}"
+    );
+    assert!(!r[0].contains("UNAVAILABLE"), "{r:?}");
 
     let (mut idle, _) = Imap::plain(t.imap);
     let started = Instant::now();
@@ -1118,4 +1124,112 @@ async fn idle_across_two_nodes() {
     other.ok("STORE 1 +FLAGS (\\Flagged)");
     let r = c.ok("FETCH 1 FLAGS");
     assert!(r[0].contains("\\Flagged"), "{r:?}");
+}
+
+/// A new password (from the CLI: another process) and "sign out
+/// everywhere" (from the web) end the account's IMAP, POP3 and web
+/// sessions; another account's sessions go on.
+#[tokio::test(flavor = "multi_thread")]
+async fn password_change_and_sign_out_everywhere_end_sessions() {
+    use common::{Client, cli_db, http_get, http_post_form, web_login};
+    let t = start(&[]);
+    let mut selected = Imap::login(&t, "alice@example.test");
+    selected.ok("SELECT INBOX");
+    let mut idling = Imap::login(&t, "alice@example.test");
+    idling.ok("SELECT INBOX");
+    idling.send(b"i1 IDLE\r\n");
+    assert!(idling.line().starts_with("+ "));
+    let mut bob = Imap::login(&t, "bob@example.test");
+    let (mut pop, _) = Client::connect_tls(t.pop3s, &t.cert());
+    assert!(pop.pop("USER alice@example.test").starts_with("+OK"));
+    assert!(pop.pop(&format!("PASS {PW}")).starts_with("+OK"));
+    let cookie = web_login(t.web, "alice@example.test", PW).expect("signed in");
+    let (_, home) = http_get(t.web, "/", Some(&cookie));
+    assert!(home.contains("Signed in as alice@example.test"));
+
+    // An operator resets the password from the shell.
+    let new_pw = "a brand new password";
+    cli_db(
+        t.dir.path(),
+        None,
+        &["user", "passwd", "alice@example.test"],
+        &format!("{new_pw}\n"),
+    );
+    // The idling client is told within a few seconds, unprompted.
+    let started = Instant::now();
+    let bye = idling.line();
+    assert!(bye.starts_with("* BYE [ALERT] Signed out"), "{bye}");
+    assert!(started.elapsed() < Duration::from_secs(8));
+    // The others at their next command.
+    selected.send(b"n1 NOOP\r\n");
+    let r = selected.line();
+    assert!(r.starts_with("* BYE [ALERT] Signed out"), "{r}");
+    let r = pop.pop("STAT");
+    assert!(r.starts_with("-ERR [AUTH] Signed out"), "{r}");
+    let (_, home) = http_get(t.web, "/", Some(&cookie));
+    assert!(home.contains("You are not signed in."), "{home}");
+    bob.ok("NOOP");
+    // The new password works; the old one does not.
+    let mut again = Imap::tls(&t);
+    let r = again.run(&format!("LOGIN alice@example.test \"{PW}\""));
+    assert!(r[0].contains("NO [AUTHENTICATIONFAILED]"), "{r:?}");
+    again.ok(&format!("LOGIN alice@example.test \"{new_pw}\""));
+
+    // "Sign out everywhere" in the webmail: the button posts the CSRF token.
+    let mut here = Imap::login(&t, "bob@example.test");
+    let phone = web_login(t.web, "bob@example.test", PW).expect("signed in");
+    let laptop = web_login(t.web, "bob@example.test", PW).expect("signed in");
+    let (_, page) = http_get(t.web, "/", Some(&laptop));
+    assert!(page.contains("Sign out everywhere"), "{page}");
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a CSRF token on the page")
+        .to_owned();
+    let (status, _) = http_post_form(
+        t.web,
+        "/api/logout_everywhere",
+        "csrf=wrong",
+        &format!("Cookie: {laptop}\r\n"),
+    );
+    assert_eq!(status, 403, "a wrong CSRF token is refused");
+    let (_, still) = http_get(t.web, "/", Some(&phone));
+    assert!(still.contains("Signed in as bob@example.test"));
+    let (status, resp) = http_post_form(
+        t.web,
+        "/api/logout_everywhere",
+        &format!("csrf={csrf}"),
+        &format!("Cookie: {laptop}\r\n"),
+    );
+    assert_eq!(status, 302, "{resp}");
+    assert!(resp.contains("/login?signed_out=everywhere"), "{resp}");
+    for c in [&phone, &laptop] {
+        let (_, p) = http_get(t.web, "/", Some(c));
+        assert!(p.contains("You are not signed in."), "{p}");
+    }
+    here.send(b"n1 NOOP\r\n");
+    let r = here.line();
+    assert!(r.starts_with("* BYE [ALERT] Signed out"), "{r}");
+    let (_, login) = http_get(t.web, "/login?signed_out=everywhere", None);
+    assert!(login.contains("You are signed out everywhere"));
+}
+
+/// Disabling an account ends its sessions too.
+#[tokio::test(flavor = "multi_thread")]
+async fn disabling_an_account_ends_its_sessions() {
+    use common::cli_db;
+    let t = start(&[]);
+    let mut c = Imap::login(&t, "alice@example.test");
+    c.ok("SELECT INBOX");
+    cli_db(
+        t.dir.path(),
+        None,
+        &["user", "disable", "alice@example.test"],
+        "",
+    );
+    std::thread::sleep(mailcore::LOGIN_EPOCH_CACHE + Duration::from_millis(500));
+    c.send(b"n1 NOOP\r\n");
+    let r = c.line();
+    assert!(r.starts_with("* BYE [ALERT] Signed out"), "{r}");
 }

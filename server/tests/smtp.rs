@@ -529,12 +529,197 @@ async fn bdat_chunks_arrive_byte_for_byte() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn total_connection_limit_is_explained() {
-    let t = start(&[("TERN_SMTP__MAX_CONNECTIONS", "2")]);
+    let t = start(&[
+        ("TERN_SMTP__MAX_CONNECTIONS", "2"),
+        ("TERN_SMTP__MAX_SUBMISSION_CONNECTIONS", "2"),
+    ]);
     let (_a, _) = Client::connect(t.mx);
-    let (_b, _) = Client::connect(t.sub);
+    let (_b, _) = Client::connect(t.mx);
     let (_, refused) = Client::connect(t.mx);
     assert_eq!(
         refused,
         "421 4.7.0 Server busy: too many connections in total (limit 2), try again later\r\n"
     );
+    // Submission has its own pool: a flood on 25 does not lock users out.
+    let (mut s, greet) = Client::connect(t.sub);
+    assert!(greet.starts_with("220 "), "{greet}");
+    s.cmd("EHLO laptop");
+    assert!(s.cmd("STARTTLS").starts_with("220"));
+    let mut s = s.starttls(&t.cert());
+    s.cmd("EHLO laptop");
+    assert_eq!(code(&s.login_plain("alice@example.test", PW)), "235 2.7.0");
+    s.cmd("MAIL FROM:<alice@example.test>");
+    s.cmd("RCPT TO:<bob@example.test>");
+    s.cmd("DATA");
+    s.send(b"From: alice@example.test\r\nSubject: during a flood\r\n\r\nhi\r\n");
+    assert_eq!(code(&s.cmd(".")), "250 2.0.0");
+    let (_s2, greet) = Client::connect_tls(t.smtps, &t.cert());
+    assert!(greet.starts_with("220 "), "{greet}");
+    let (_, refused) = Client::connect_tls(t.smtps, &t.cert());
+    assert_eq!(
+        refused,
+        "421 4.7.0 Server busy: too many connections in total (limit 2), try again later\r\n",
+        "465 refuses in SMTP words, inside TLS"
+    );
+}
+
+/// On the implicit-TLS ports a refusal is spoken after the handshake, so a
+/// client reads the protocol's reason instead of a TLS error.
+#[tokio::test(flavor = "multi_thread")]
+async fn implicit_tls_ports_refuse_inside_tls() {
+    let t = start(&[
+        ("TERN_SMTP__MAX_SUBMISSION_CONNECTIONS_PER_IP", "1"),
+        ("TERN_IMAP__MAX_CONNECTIONS_PER_IP", "1"),
+        ("TERN_POP3__MAX_CONNECTIONS_PER_IP", "1"),
+    ]);
+    for (port, greeting, refusal) in [
+        (
+            t.smtps,
+            "220 ",
+            "421 4.7.0 Too many connections from your address (limit 1)",
+        ),
+        (
+            t.imaps,
+            "* OK ",
+            "* BYE [UNAVAILABLE] Too many connections from your address (limit 1)",
+        ),
+        (
+            t.pop3s,
+            "+OK ",
+            "-ERR [SYS/TEMP] Too many connections from your address (limit 1)",
+        ),
+    ] {
+        let (_held, greet) = tls_first_line(port, &t.cert());
+        assert!(greet.starts_with(greeting), "{greet}");
+        let (mut c, refused) = tls_first_line(port, &t.cert());
+        assert!(refused.starts_with(refusal), "port {port}: {refused:?}");
+        // Then close_notify: a clean end of stream (rustls reports a
+        // missing close_notify as an error).
+        let mut rest = String::new();
+        assert_eq!(c.read_to_string(&mut rest).unwrap(), 0);
+    }
+}
+
+fn tls_first_line(
+    port: u16,
+    cert: &std::path::Path,
+) -> (std::io::BufReader<Box<dyn Stream>>, String) {
+    use std::io::BufRead;
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut r = std::io::BufReader::new(wrap_tls(s, cert));
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    (r, line)
+}
+
+/// RFC 5321 §4.5.3.2.7's five minutes are for a client inside a
+/// transaction; one that holds a slot with none open gets less.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_sessions_time_out_sooner_than_transactions() {
+    let t = start(&[("TERN_SMTP__IDLE_TIMEOUT_SECS", "1")]);
+    let (mut idle, _) = Client::connect(t.mx);
+    idle.cmd("EHLO x.example");
+    let (mut busy, _) = Client::connect(t.mx);
+    busy.cmd("EHLO x.example");
+    assert_eq!(code(&busy.cmd("MAIL FROM:<r@remote.example>")), "250 2.1.0");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        idle.reply(),
+        "421 4.4.2 Timeout waiting for a command, closing\r\n"
+    );
+    assert_eq!(code(&busy.cmd("RCPT TO:<alice@example.test>")), "250 2.1.5");
+}
+
+/// A BDAT size near 2^64 once overflowed `have + size`: a panic in debug
+/// builds, an unbounded buffer in release.
+#[tokio::test(flavor = "multi_thread")]
+async fn bdat_sizes_cannot_overflow() {
+    let t = start(&[]);
+    let (mut c, _) = Client::connect(t.mx);
+    c.cmd("EHLO x.example");
+    c.cmd("MAIL FROM:<r@remote.example>");
+    c.cmd("RCPT TO:<alice@example.test>");
+    c.send(b"BDAT 10\r\n0123456789");
+    assert_eq!(code(&c.reply()), "250 2.0.0");
+    c.send(b"BDAT 18446744073709551610\r\n");
+    assert_eq!(code(&c.reply()), "552 5.3.4");
+    let mut rest = Vec::new();
+    let _ = c.r.read_to_end(&mut rest);
+    assert!(
+        rest.is_empty(),
+        "the session closes after a chunk it cannot take"
+    );
+    // The server is alive and the next client is served.
+    let (mut d, greet) = Client::connect(t.mx);
+    assert!(greet.starts_with("220 "));
+    assert_eq!(code(&d.cmd("NOOP")), "250 2.0.0");
+    assert!(t.inbox("alice@example.test").await.is_empty());
+}
+
+/// RFC 5321 §4.1.2 allows a quoted local part; `"alice"` is alice.
+#[tokio::test(flavor = "multi_thread")]
+async fn quoted_local_part_is_delivered() {
+    let t = start(&[]);
+    let (mut c, _) = Client::connect(t.mx);
+    c.cmd("EHLO x.example");
+    c.cmd("MAIL FROM:<\"r\"@remote.example>");
+    assert_eq!(
+        code(&c.cmd("RCPT TO:<\"alice\"@example.test>")),
+        "250 2.1.5"
+    );
+    assert_eq!(
+        code(&c.cmd("RCPT TO:<\"bob@elsewhere.example\"@example.test>")),
+        "554 5.7.1",
+        "a quoted @ is still relay syntax"
+    );
+    assert_eq!(
+        code(&c.cmd("RCPT TO:<\"no such\"@example.test>")),
+        "550 5.1.1"
+    );
+    c.cmd("DATA");
+    c.send(MSG.as_bytes());
+    assert_eq!(code(&c.cmd(".")), "250 2.0.0");
+    assert_eq!(t.inbox("alice@example.test").await.len(), 1);
+}
+
+/// RFC 5322 §3.6: one From: and one Sender: at most; every author header
+/// a reader may show is checked for ownership.
+#[tokio::test(flavor = "multi_thread")]
+async fn submission_refuses_a_second_from_and_foreign_authors() {
+    let t = start(&[]);
+    let (mut c, _) = Client::connect_tls(t.smtps, &t.cert());
+    c.cmd("EHLO laptop");
+    assert_eq!(code(&c.login_plain("alice@example.test", PW)), "235 2.7.0");
+    let mut send = |headers: &str| {
+        c.cmd("MAIL FROM:<alice@example.test>");
+        c.cmd("RCPT TO:<bob@example.test>");
+        c.cmd("DATA");
+        c.send(format!("{headers}Subject: s\r\n\r\nbody\r\n").as_bytes());
+        c.cmd(".")
+    };
+    let r = send("From: Bob <bob@example.test>\r\nFrom: alice@example.test\r\n");
+    assert_eq!(
+        r,
+        "550 5.6.0 The message has more than one From: header\r\n"
+    );
+    let r = send("From: alice@example.test\r\nFrom: alice@example.test\r\n");
+    assert_eq!(code(&r), "550 5.6.0");
+    let r =
+        send("From: alice@example.test\r\nSender: a@example.test\r\nSender: b@example.test\r\n");
+    assert_eq!(
+        r,
+        "550 5.6.0 The message has more than one Sender: header\r\n"
+    );
+    let r = send("From: alice@example.test\r\nSender: bob@example.test\r\n");
+    assert_eq!(r, "553 5.7.1 From: <bob@example.test> is not yours\r\n");
+    let r = send("From: alice@example.test\r\nResent-From: bob@example.test\r\n");
+    assert_eq!(code(&r), "553 5.7.1");
+    assert!(
+        t.inbox("bob@example.test").await.is_empty(),
+        "nothing was delivered"
+    );
+    let r = send("From: Alice <alice@example.test>\r\nSender: team@example.test\r\n");
+    assert_eq!(code(&r), "250 2.0.0", "{r}");
+    assert_eq!(t.inbox("bob@example.test").await.len(), 1);
 }

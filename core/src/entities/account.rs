@@ -15,6 +15,8 @@ pub struct Model {
     pub used_bytes: i64,
     pub disabled: bool,
     pub created_at: i64,
+    /// Moved on when every session of the account must end.
+    pub login_epoch: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -134,6 +134,8 @@ pub struct Session {
     state: State,
     account: Option<AccountRef>,
     _slot: Option<AccountGuard>,
+    /// The account's login epoch at login ([`Core::end_all_sessions`]).
+    login_epoch: i64,
     condstore: bool,
     rev2: bool,
 }
@@ -173,6 +175,7 @@ impl Session {
             state: State::NotAuthenticated,
             account: None,
             _slot: None,
+            login_epoch: 0,
             condstore: false,
             rev2: false,
         }
@@ -305,6 +308,9 @@ impl Session {
                     .await?;
                 continue;
             }
+            if self.sessions_ended().await {
+                return self.bye_sessions_ended().await;
+            }
             let cmd = self.names_in(cmd);
             match self.dispatch(&tag, cmd).await {
                 Ok(Flow::Continue) => {}
@@ -432,6 +438,24 @@ impl Session {
             },
             other => other,
         }
+    }
+
+    /// True once the account's sessions were ended (new password,
+    /// disabled, "sign out everywhere") after this one logged in.
+    async fn sessions_ended(&mut self) -> bool {
+        // Copied out first: the future must not hold `&self` (its stream is
+        // not Sync) across the await.
+        let Some(id) = self.account.as_ref().map(|a| a.id) else {
+            return false;
+        };
+        let (core, mine) = (self.core.clone(), self.login_epoch);
+        core.login_epoch(id).await.is_some_and(|e| e != mine)
+    }
+
+    /// RFC 9051 §7.1.5: the server closes the connection with an untagged BYE.
+    async fn bye_sessions_ended(&mut self) -> std::io::Result<()> {
+        self.line("* BYE [ALERT] Signed out: this account's password changed, it was disabled, or it signed out everywhere")
+            .await
     }
 
     fn account_id(&self) -> i32 {
@@ -659,8 +683,12 @@ impl Session {
     }
 
     async fn login(&mut self, tag: &str, user: &str, pass: &str) -> Res {
-        match self.core.authenticate(user, pass, self.peer.ip()).await {
-            Ok(account) => {
+        match self
+            .core
+            .authenticate_session(user, pass, self.peer.ip())
+            .await
+        {
+            Ok((account, epoch)) => {
                 let Some(slot) = self.limits.account(account.id) else {
                     self.line(&format!(
                         "{tag} NO [LIMIT] Too many connections for this account from here"
@@ -670,6 +698,7 @@ impl Session {
                 };
                 self._slot = Some(slot);
                 self.account = Some(account);
+                self.login_epoch = epoch;
                 self.state = State::Authenticated;
                 let c = format!("{tag} OK [CAPABILITY {}] Logged in", self.capabilities());
                 self.line(&c).await?;
@@ -685,7 +714,7 @@ impl Session {
             }
             Err(AuthError::Throttled { retry_after }) => {
                 self.line(&format!(
-                    "{tag} NO [UNAVAILABLE] Too many failed logins; try again in {retry_after} seconds"
+                    "{tag} NO [AUTHENTICATIONFAILED] Too many failed logins; try again in {retry_after} seconds"
                 ))
                 .await?;
                 Ok(Flow::Continue)
@@ -1531,6 +1560,12 @@ impl Session {
                 }
                 ev = feed.recv() => {
                     match ev {
+                        Ok(ev) if ev.account_id == account && ev.kind == ChangeKind::SessionsEnded => {
+                            if self.sessions_ended().await {
+                                self.bye_sessions_ended().await?;
+                                return Ok(Flow::Close);
+                            }
+                        }
                         Ok(ev) if ev.account_id == account
                             && (ev.mailbox_id.is_none() || ev.mailbox_id == selected) =>
                         {
@@ -1544,7 +1579,17 @@ impl Session {
                         Err(_) => return Ok(Flow::Close),
                     }
                 }
-                _ = poll.tick(), if cross_node => self.sync(true).await?,
+                _ = poll.tick() => {
+                    if cross_node {
+                        self.sync(true).await?;
+                    }
+                    // Sessions ended by the CLI or another node reach an
+                    // idling client within a couple of seconds.
+                    if self.sessions_ended().await {
+                        self.bye_sessions_ended().await?;
+                        return Ok(Flow::Close);
+                    }
+                }
                 _ = tokio::time::sleep_until(deadline) => {
                     self.line("* BYE Autologout; idle for too long").await?;
                     return Ok(Flow::Close);

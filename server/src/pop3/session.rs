@@ -72,6 +72,7 @@ struct Maildrop {
     uidvalidity: i64,
     entries: Vec<Entry>,
     deleted: BTreeSet<usize>,
+    login_epoch: i64,
     _lock: MaildropLock,
     _slot: AccountGuard,
 }
@@ -165,6 +166,21 @@ impl Session {
                     continue;
                 }
             };
+            let ended = match &self.drop {
+                Some(d) => self
+                    .core
+                    .login_epoch(d.account.id)
+                    .await
+                    .is_some_and(|e| e != d.login_epoch),
+                None => false,
+            };
+            if ended {
+                // RFC 1939 §6: a session that ends without QUIT does not
+                // enter UPDATE, so nothing marked is removed.
+                self.line("-ERR [AUTH] Signed out: this account's password changed, it was disabled, or it signed out everywhere")
+                    .await?;
+                return Ok(());
+            }
             if self.drop.is_some() {
                 if !self.transaction(cmd).await? {
                     return Ok(());
@@ -289,7 +305,11 @@ impl Session {
     }
 
     async fn login(&mut self, user: &str, pass: &str) -> std::io::Result<()> {
-        let account = match self.core.authenticate(user, pass, self.peer.ip()).await {
+        let (account, login_epoch) = match self
+            .core
+            .authenticate_session(user, pass, self.peer.ip())
+            .await
+        {
             Ok(a) => a,
             Err(AuthError::Throttled { retry_after }) => {
                 return self
@@ -343,6 +363,7 @@ impl Session {
             uidvalidity: inbox.uidvalidity,
             entries,
             deleted: BTreeSet::new(),
+            login_epoch,
             _lock: lock,
             _slot: slot,
         });

@@ -5,6 +5,7 @@
 //! machine, `limits` counts connections. Listeners hand each accepted
 //! socket to a session only after the connection limits admit it.
 
+pub mod harness;
 pub mod proto;
 pub mod session;
 
@@ -33,14 +34,26 @@ pub async fn start(
         max_recipients: s.max_recipients,
         max_errors: s.max_errors,
         command_timeout: Duration::from_secs(s.command_timeout_secs),
+        idle_timeout: Duration::from_secs(s.idle_timeout_secs.min(s.command_timeout_secs)),
+        idle_timeout_busy: Duration::from_secs(
+            s.idle_timeout_busy_secs
+                .min(s.idle_timeout_secs)
+                .min(s.command_timeout_secs),
+        ),
         data_timeout: Duration::from_secs(s.data_timeout_secs),
         tls_handshake_timeout: Duration::from_secs(s.tls_handshake_timeout_secs),
         ..Settings::default()
     });
-    let limits = Limits::new(
+    // Two pools: other servers on 25, users on 587 and 465. The account
+    // limit is shared, since it counts one person's sessions.
+    let mx_limits = Limits::new(
         s.max_connections,
         s.max_connections_per_ip,
         s.max_connections_per_account,
+    );
+    let submission_limits = mx_limits.sibling(
+        s.max_submission_connections,
+        s.max_submission_connections_per_ip,
     );
     let acceptor = TlsAcceptor::from(tls);
     let mut tasks = Vec::new();
@@ -56,6 +69,10 @@ pub async fn start(
             .await
             .map_err(|e| format!("smtp listener {addr}: {e}"))?;
         tracing::info!(%addr, ?mode, "smtp listening");
+        let limits = match mode {
+            Mode::Mx => mx_limits.clone(),
+            Mode::Submission | Mode::Smtps => submission_limits.clone(),
+        };
         let listener_cfg = Listener {
             name: "smtp",
             limits: limits.clone(),

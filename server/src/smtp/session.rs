@@ -45,6 +45,9 @@ pub struct Settings {
     pub max_line: usize,
     pub max_errors: u32,
     pub command_timeout: Duration,
+    /// Between transactions; see `SmtpConfig::idle_timeout_secs`.
+    pub idle_timeout: Duration,
+    pub idle_timeout_busy: Duration,
     pub data_timeout: Duration,
     pub tls_handshake_timeout: Duration,
 }
@@ -62,6 +65,8 @@ impl Default for Settings {
             max_errors: 10,
             // RFC 5321 §4.5.3.2.7: at least 5 minutes.
             command_timeout: Duration::from_secs(300),
+            idle_timeout: Duration::from_secs(60),
+            idle_timeout_busy: Duration::from_secs(10),
             data_timeout: Duration::from_secs(600),
             tls_handshake_timeout: Duration::from_secs(30),
         }
@@ -172,7 +177,7 @@ impl Session {
         self.send(&greeting).await?;
         loop {
             let line = match timeout(
-                self.settings.command_timeout,
+                self.wait_for_command(),
                 self.read_line(self.settings.max_line),
             )
             .await
@@ -226,6 +231,20 @@ impl Session {
                     return Ok(());
                 }
             }
+        }
+    }
+
+    /// How long the next command may take to arrive. RFC 5321 §4.5.3.2.7's
+    /// five minutes hold inside a transaction; a client with none open is
+    /// only holding a slot, so it gets less, and much less when the pool is
+    /// nearly full.
+    fn wait_for_command(&self) -> Duration {
+        if self.txn.is_some() {
+            self.settings.command_timeout
+        } else if self.limits.busy() {
+            self.settings.idle_timeout_busy
+        } else {
+            self.settings.idle_timeout
         }
     }
 
@@ -553,6 +572,13 @@ impl Session {
     async fn bdat(&mut self, size: u64, last: bool) -> std::io::Result<(Option<Reply>, Flow)> {
         use tokio::io::AsyncReadExt;
         let max = self.settings.max_message_size;
+        // A chunk that alone passes the limit can never be accepted, and
+        // reading (up to 2^64) octets to discard them would hold the
+        // session for the whole data timeout: refuse and close.
+        if size > max as u64 {
+            self.txn = None;
+            return Ok((Some(too_big_reply(max)), Flow::Close));
+        }
         let deadline = Instant::now() + self.settings.data_timeout;
         // The chunk must be consumed even when refused, or its bytes would
         // be read as commands.
@@ -562,7 +588,10 @@ impl Session {
         {
             let txn = self.txn.as_ref();
             let have = txn.and_then(|t| t.chunks.as_ref()).map_or(0, Vec::len) as u64;
-            if txn.is_none_or(|t| t.too_big || have + size > max as u64) {
+            // `size` is the client's number: a sum that overflows is as
+            // much too big as one past the limit.
+            let total = have.checked_add(size);
+            if txn.is_none_or(|t| t.too_big || total.is_none_or(|n| n > max as u64)) {
                 keep = false;
             }
         }
@@ -704,6 +733,14 @@ impl Session {
                 }
                 Err(SubmissionError::NoFrom) => {
                     return r(550, "5.6.0", "The message has no From: header");
+                }
+                // RFC 5322 §3.6: one From: and one Sender: at most.
+                Err(SubmissionError::DuplicateHeader(h)) => {
+                    return r(
+                        550,
+                        "5.6.0",
+                        format!("The message has more than one {h}: header"),
+                    );
                 }
                 Err(SubmissionError::Core(_)) => return unavailable(),
             }

@@ -205,12 +205,47 @@ fn one_line(s: &str) -> String {
         .to_owned()
 }
 
+/// An address field as a person types it (RFC 5322 §3.4 address-list):
+/// `bob@x, "Bob, B." <bob@y>; Carol <carol@z>`. Commas and semicolons
+/// inside quotes or angle brackets do not split; each piece keeps its text
+/// for the error message.
 fn split_addrs(s: &str) -> Vec<String> {
-    one_line(s)
-        .split([',', ';'])
-        .map(str::trim)
+    let s = one_line(s);
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let (mut quoted, mut escaped, mut angle) = (false, false, false);
+    for c in s.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '<' if !quoted => angle = true,
+            '>' if !quoted => angle = false,
+            ',' | ';' if !quoted && !angle => {
+                out.push(std::mem::take(&mut cur));
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    out.push(cur);
+    out.into_iter()
+        .map(|a| a.trim().to_owned())
         .filter(|a| !a.is_empty())
-        .map(str::to_owned)
+        .collect()
+}
+
+fn parse_mailbox(a: &str) -> Result<Mailbox, String> {
+    a.parse::<Mailbox>()
+        .map_err(|_| format!("{a}: not a valid address"))
+}
+
+/// The envelope recipients of a field: the bare addresses, names dropped.
+fn field_recipients(s: &str) -> Result<Vec<String>, String> {
+    split_addrs(s)
+        .iter()
+        .map(|a| parse_mailbox(a).map(|m| m.email.to_string()))
         .collect()
 }
 
@@ -305,10 +340,7 @@ fn build(
     forwarded: Vec<AttachmentData>,
     keep_bcc: bool,
 ) -> Result<(lettre::Message, Vec<String>), String> {
-    let parse = |a: &str| {
-        a.parse::<Mailbox>()
-            .map_err(|_| format!("{a}: not a valid address"))
-    };
+    let parse = parse_mailbox;
     // A draft (keep_bcc) keeps what it can: invalid addresses are left out
     // and reported, so saving never fails on a half-typed address.
     let mut invalid = Vec::new();
@@ -521,9 +553,13 @@ pub async fn compose(
             Err(r) => r,
         };
     }
-    let mut rcpts = split_addrs(&d.to);
-    rcpts.extend(split_addrs(&d.cc));
-    rcpts.extend(split_addrs(&d.bcc));
+    let mut rcpts = Vec::new();
+    for field in [&d.to, &d.cc, &d.bcc] {
+        match field_recipients(field) {
+            Ok(r) => rcpts.extend(r),
+            Err(e) => return save_draft(Some(e)).await,
+        }
+    }
     let msg = match build(
         &account.address,
         &d,
@@ -588,6 +624,32 @@ pub async fn compose(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn address_fields_take_display_names() {
+        // The forms the compose autocomplete offers, and RFC 5322 lists.
+        let field = r#"Bob <bob@example.test>, "Bob B" <bob2@example.test>; "Smith, Carol" <carol@example.test>,dave@example.test"#;
+        assert_eq!(
+            split_addrs(field),
+            vec![
+                "Bob <bob@example.test>",
+                "\"Bob B\" <bob2@example.test>",
+                "\"Smith, Carol\" <carol@example.test>",
+                "dave@example.test",
+            ]
+        );
+        assert_eq!(
+            field_recipients(field).unwrap(),
+            vec![
+                "bob@example.test",
+                "bob2@example.test",
+                "carol@example.test",
+                "dave@example.test"
+            ]
+        );
+        assert!(field_recipients("Bob <not an address>").is_err());
+        assert_eq!(field_recipients(" , ;").unwrap(), Vec::<String>::new());
+    }
 
     #[test]
     fn disposition_is_safe_and_rfc6266() {

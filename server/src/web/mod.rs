@@ -76,10 +76,16 @@ async fn origin_check(
         .map(ServiceResponse::map_into_left_body)
 }
 
-/// `/healthz`: 200 when the database answers, 503 when it does not, so a
-/// load balancer takes a node out while its storage is down.
+/// `/healthz`: 200 when the store commits a write, 503 when it does not
+/// (or a write failed moments ago), so a load balancer takes a node out
+/// while its storage is down. A write stuck behind a held lock is down too.
 async fn healthz(core: web::Data<Core>) -> HttpResponse {
-    match core.health().await {
+    let probe = tokio::time::timeout(std::time::Duration::from_secs(5), core.health()).await;
+    match probe.unwrap_or_else(|_| {
+        Err(mailcore::CoreError::Unavailable(
+            "the health write did not finish in 5 s".into(),
+        ))
+    }) {
         Ok(()) => HttpResponse::Ok()
             .content_type("text/plain; charset=utf-8")
             .body("ok\n"),
@@ -133,7 +139,12 @@ pub fn server(cfg: &Config, core: Core) -> Result<Server, String> {
                 DefaultHeaders::new()
                     .add(("X-Content-Type-Options", "nosniff"))
                     .add(("Referrer-Policy", "same-origin"))
-                    .add(("Content-Security-Policy", "frame-ancestors 'none'"))
+                    .add((
+                        // Leptos pages set their own nonce policy
+                        // (app::head); everything else runs no script.
+                        "Content-Security-Policy",
+                        "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+                    ))
                     .add(("X-Frame-Options", "DENY")),
             )
             .app_data(web::Data::new(core.clone()))

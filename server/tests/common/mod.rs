@@ -129,6 +129,12 @@ fn directory_setup(p: &Path, db: Option<&str>) {
     );
 }
 
+/// `start` in a directory the test prepared (a small tmpfs, say).
+pub fn start_in(dir: tempfile::TempDir, extra_env: &[(&str, &str)]) -> Tern {
+    directory_setup(dir.path(), None);
+    launch(dir, extra_env)
+}
+
 fn launch(dir: tempfile::TempDir, extra_env: &[(&str, &str)]) -> Tern {
     let p = dir.path();
     // Ports come from binding :0 and letting go, so another test's server
@@ -155,8 +161,11 @@ fn launch(dir: tempfile::TempDir, extra_env: &[(&str, &str)]) -> Tern {
             // would look up real MX records) is off unless a test turns it
             // on with routes to its own fake MX servers.
             .env("TERN_RELAY__ENABLED", "false")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stdout(Stdio::null());
+        // TERN_TEST_STDERR=1 shows the servers' logs when a test is debugged.
+        if std::env::var_os("TERN_TEST_STDERR").is_none() {
+            cmd.stderr(Stdio::null());
+        }
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
@@ -436,4 +445,65 @@ pub fn run_python(script: &str) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// One HTTP/1.1 request over a fresh connection: (status, whole response).
+pub fn http(port: u16, request: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+pub fn http_get(port: u16, path: &str, cookie: Option<&str>) -> (u16, String) {
+    let cookie = cookie
+        .map(|c| format!("Cookie: {c}\r\n"))
+        .unwrap_or_default();
+    http(
+        port,
+        &format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{cookie}Connection: close\r\n\r\n"
+        ),
+    )
+}
+
+pub fn http_post_form(port: u16, path: &str, body: &str, extra: &str) -> (u16, String) {
+    http(
+        port,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+Accept: text/html\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+/// The `name=value` of the session cookie a response sets, if any.
+pub fn session_cookie(resp: &str) -> Option<String> {
+    resp.lines()
+        .filter_map(|l| {
+            l.strip_prefix("set-cookie: ")
+                .or_else(|| l.strip_prefix("Set-Cookie: "))
+        })
+        .map(|v| v.split(';').next().unwrap_or_default().trim().to_owned())
+        .find(|c| c.starts_with("tern_session=") && c.len() > "tern_session=".len())
+}
+
+/// Signs in over HTTP as a form post; the session cookie, or None.
+pub fn web_login(port: u16, user: &str, pw: &str) -> Option<String> {
+    let body = format!(
+        "address={}&password={}",
+        user.replace('@', "%40"),
+        pw.replace(' ', "+")
+    );
+    let (_, resp) = http_post_form(port, "/api/login", &body, "");
+    session_cookie(&resp)
 }
