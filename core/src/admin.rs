@@ -11,10 +11,10 @@
 //!
 //! The CLI acts as the operator, with full rights, and is audited too.
 
+use crate::db::InsertCommitted;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 
 use crate::Core;
@@ -164,7 +164,7 @@ impl Core {
             detail: Set(detail.to_owned()),
             ..Default::default()
         }
-        .insert(self.db())
+        .insert_committed(self.db())
         .await?;
         tracing::info!(actor = %actor.name, ip = %actor.ip, action, domain, target, detail, "admin action");
         Ok(())
@@ -382,7 +382,7 @@ impl Core {
                 account_id: Set(account_id),
                 domain_id: Set(domain_id),
             }
-            .insert(self.db())
+            .insert_committed(self.db())
             .await?;
         }
         Ok(())

@@ -104,8 +104,20 @@ async fn sqlite_conn_clean(
     let mut handle = conn.lock_handle().await?;
     // SAFETY: the handle is locked out of sqlx's worker thread for the
     // length of this call, and sqlite3_get_autocommit only reads a flag.
-    let autocommit =
-        unsafe { libsqlite3_sys::sqlite3_get_autocommit(handle.as_raw_handle().as_ptr()) } != 0;
+    let raw = handle.as_raw_handle().as_ptr();
+    let autocommit = unsafe { libsqlite3_sys::sqlite3_get_autocommit(raw) } != 0;
+    // SQLite opens a file it may not write (made immutable, or read-only
+    // for a moment) read-only, silently, and such a connection never
+    // writes again even once the file is writable: replace it.
+    // SAFETY: as above; the name is a NUL-terminated literal.
+    let read_only = unsafe { libsqlite3_sys::sqlite3_db_readonly(raw, c"main".as_ptr()) } == 1;
+    if read_only {
+        tracing::warn!(
+            when,
+            "closing a SQLite connection that opened the database read-only"
+        );
+        return Ok(false);
+    }
     if sqlx_depth_zero && autocommit {
         return Ok(true);
     }
@@ -128,6 +140,39 @@ async fn pg_conn_clean(conn: &mut PgConnection) -> Result<bool, sea_orm::sqlx::E
         return Ok(false);
     }
     Ok(true)
+}
+
+/// `insert` in its own explicit transaction, for rows written outside one.
+/// On SQLite an INSERT ... RETURNING in autocommit mode commits when the
+/// statement is reset, after sqlx has read the row it wanted, and a commit
+/// that fails there (a full disk) is never reported: the caller would get
+/// the new row and an `Ok` for a write that is not on disk (the storage
+/// fault test caught a web session handed out that way). An explicit
+/// COMMIT reports it.
+#[async_trait::async_trait]
+pub(crate) trait InsertCommitted: sea_orm::ActiveModelTrait {
+    async fn insert_committed(
+        self,
+        db: &DatabaseConnection,
+    ) -> CoreResult<<Self::Entity as sea_orm::EntityTrait>::Model>;
+}
+
+#[async_trait::async_trait]
+impl<A> InsertCommitted for A
+where
+    A: sea_orm::ActiveModelTrait + sea_orm::ActiveModelBehavior + Send,
+    <A::Entity as sea_orm::EntityTrait>::Model: sea_orm::IntoActiveModel<A>,
+{
+    async fn insert_committed(
+        self,
+        db: &DatabaseConnection,
+    ) -> CoreResult<<A::Entity as sea_orm::EntityTrait>::Model> {
+        use sea_orm::TransactionTrait;
+        let txn = db.begin().await?;
+        let m = self.insert(&txn).await?;
+        txn.commit().await?;
+        Ok(m)
+    }
 }
 
 pub async fn migrate(db: &DatabaseConnection) -> CoreResult<()> {

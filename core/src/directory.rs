@@ -4,6 +4,7 @@
 //! halfway leaves nothing behind (an account is created together with its
 //! six standard mailboxes, or not at all).
 
+use crate::db::InsertCommitted;
 use std::net::IpAddr;
 
 use sea_orm::sea_query::Expr;
@@ -162,7 +163,7 @@ impl Core {
             created_at: Set(self.now()),
             ..Default::default()
         }
-        .insert(self.db())
+        .insert_committed(self.db())
         .await?;
         Ok(m.into())
     }

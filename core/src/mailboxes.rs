@@ -4,6 +4,7 @@
 //! (RFC 9051 §5.1) and always exists. Every account has the RFC 6154
 //! special-use mailboxes listed in [`SPECIAL_MAILBOXES`].
 
+use crate::db::InsertCommitted;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
@@ -226,7 +227,7 @@ impl Core {
             subscribed: Set(true),
             ..Default::default()
         }
-        .insert(self.db())
+        .insert_committed(self.db())
         .await?;
         self.publish(ChangeEvent {
             account_id,

@@ -11,9 +11,10 @@
 //! while idling in this process) when the epoch has moved; a change made
 //! by the CLI or another node is seen within `LOGIN_EPOCH_CACHE`.
 
+use crate::db::InsertCommitted;
 use rand::RngCore;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
 
 use crate::Core;
 use crate::directory::{AccountRef, Role};
@@ -50,7 +51,7 @@ impl Core {
             created_at: Set(now),
             expires_at: Set(now + SESSION_TTL_SECS),
         }
-        .insert(self.db())
+        .insert_committed(self.db())
         .await?;
         Ok(token)
     }

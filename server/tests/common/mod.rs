@@ -27,6 +27,7 @@ pub fn free_port() -> u16 {
 pub struct Tern {
     pub child: Child,
     pub dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
     pub mx: u16,
     pub sub: u16,
     pub smtps: u16,
@@ -135,6 +136,62 @@ pub fn start_in(dir: tempfile::TempDir, extra_env: &[(&str, &str)]) -> Tern {
     launch(dir, extra_env)
 }
 
+struct Ports {
+    mx: u16,
+    sub: u16,
+    smtps: u16,
+    pop3: u16,
+    pop3s: u16,
+    imap: u16,
+    imaps: u16,
+    web: u16,
+}
+
+fn serve_command<K: AsRef<str>, V: AsRef<str>>(
+    p: &Path,
+    ports: &Ports,
+    extra_env: &[(K, V)],
+) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
+        .env("TERN_DATA_DIR", p)
+        .env_remove("TERN_DATABASE__URL")
+        .env("TERN_HOSTNAME", "mx.example.test")
+        .env("TERN_WEB__LISTEN", format!("127.0.0.1:{}", ports.web))
+        .env("TERN_LISTENERS__SMTP", format!("127.0.0.1:{}", ports.mx))
+        .env(
+            "TERN_LISTENERS__SUBMISSION",
+            format!("127.0.0.1:{}", ports.sub),
+        )
+        .env(
+            "TERN_LISTENERS__SMTPS",
+            format!("127.0.0.1:{}", ports.smtps),
+        )
+        .env("TERN_LISTENERS__POP3", format!("127.0.0.1:{}", ports.pop3))
+        .env(
+            "TERN_LISTENERS__POP3S",
+            format!("127.0.0.1:{}", ports.pop3s),
+        )
+        .env("TERN_LISTENERS__IMAP", format!("127.0.0.1:{}", ports.imap))
+        .env(
+            "TERN_LISTENERS__IMAPS",
+            format!("127.0.0.1:{}", ports.imaps),
+        )
+        // Tests reach nothing but 127.0.0.1: outbound delivery (which
+        // would look up real MX records) is off unless a test turns it
+        // on with routes to its own fake MX servers.
+        .env("TERN_RELAY__ENABLED", "false")
+        .stdout(Stdio::null());
+    // TERN_TEST_STDERR=1 shows the servers' logs when a test is debugged.
+    if std::env::var_os("TERN_TEST_STDERR").is_none() {
+        cmd.stderr(Stdio::null());
+    }
+    for (k, v) in extra_env {
+        cmd.env(k.as_ref(), v.as_ref());
+    }
+    cmd
+}
+
 fn launch(dir: tempfile::TempDir, extra_env: &[(&str, &str)]) -> Tern {
     let p = dir.path();
     // Ports come from binding :0 and letting go, so another test's server
@@ -144,31 +201,17 @@ fn launch(dir: tempfile::TempDir, extra_env: &[(&str, &str)]) -> Tern {
         let (mx, sub, smtps) = (free_port(), free_port(), free_port());
         let (pop3, pop3s, web) = (free_port(), free_port(), free_port());
         let (imap, imaps) = (free_port(), free_port());
-        let mut cmd = Command::new(BIN);
-        cmd.arg("serve")
-            .env("TERN_DATA_DIR", p)
-            .env_remove("TERN_DATABASE__URL")
-            .env("TERN_HOSTNAME", "mx.example.test")
-            .env("TERN_WEB__LISTEN", format!("127.0.0.1:{web}"))
-            .env("TERN_LISTENERS__SMTP", format!("127.0.0.1:{mx}"))
-            .env("TERN_LISTENERS__SUBMISSION", format!("127.0.0.1:{sub}"))
-            .env("TERN_LISTENERS__SMTPS", format!("127.0.0.1:{smtps}"))
-            .env("TERN_LISTENERS__POP3", format!("127.0.0.1:{pop3}"))
-            .env("TERN_LISTENERS__POP3S", format!("127.0.0.1:{pop3s}"))
-            .env("TERN_LISTENERS__IMAP", format!("127.0.0.1:{imap}"))
-            .env("TERN_LISTENERS__IMAPS", format!("127.0.0.1:{imaps}"))
-            // Tests reach nothing but 127.0.0.1: outbound delivery (which
-            // would look up real MX records) is off unless a test turns it
-            // on with routes to its own fake MX servers.
-            .env("TERN_RELAY__ENABLED", "false")
-            .stdout(Stdio::null());
-        // TERN_TEST_STDERR=1 shows the servers' logs when a test is debugged.
-        if std::env::var_os("TERN_TEST_STDERR").is_none() {
-            cmd.stderr(Stdio::null());
-        }
-        for (k, v) in extra_env {
-            cmd.env(k, v);
-        }
+        let ports = Ports {
+            mx,
+            sub,
+            smtps,
+            pop3,
+            pop3s,
+            imap,
+            imaps,
+            web,
+        };
+        let mut cmd = serve_command(p, &ports, extra_env);
         let mut child = cmd.spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         // The web listener binds last; once it answers, all mail ports are up.
@@ -191,6 +234,10 @@ fn launch(dir: tempfile::TempDir, extra_env: &[(&str, &str)]) -> Tern {
         return Tern {
             child,
             dir,
+            env: extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             mx,
             sub,
             smtps,
@@ -205,6 +252,39 @@ fn launch(dir: tempfile::TempDir, extra_env: &[(&str, &str)]) -> Tern {
 }
 
 impl Tern {
+    /// Kills the server (SIGKILL, as a crash) and starts it again on the
+    /// same directory and ports.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let ports = Ports {
+            mx: self.mx,
+            sub: self.sub,
+            smtps: self.smtps,
+            pop3: self.pop3,
+            pop3s: self.pop3s,
+            imap: self.imap,
+            imaps: self.imaps,
+            web: self.web,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", self.web)).is_ok() {
+            assert!(Instant::now() < deadline, "the old server still listens");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child = serve_command(self.dir.path(), &ports, &self.env)
+            .spawn()
+            .unwrap();
+        while TcpStream::connect(("127.0.0.1", self.web)).is_err() {
+            assert!(
+                self.child.try_wait().unwrap().is_none(),
+                "tern exited on restart"
+            );
+            assert!(Instant::now() < deadline, "tern did not restart");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub async fn core(&self) -> Core {
         let url = format!("sqlite://{}/tern.db", self.dir.path().display());
         Core::open(CoreOptions::new(url)).await.unwrap()
@@ -305,6 +385,18 @@ impl Client {
             plain: None,
         };
         let greet = c.reply();
+        (c, greet)
+    }
+
+    /// Over implicit TLS, with the greeting read as one line (IMAP, POP3).
+    pub fn connect_tls_line(port: u16, cert: &Path) -> (Client, String) {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut c = Client {
+            r: BufReader::new(wrap_tls(s, cert)),
+            plain: None,
+        };
+        let greet = c.line();
         (c, greet)
     }
 
