@@ -5,6 +5,7 @@
 set -euo pipefail
 
 CARGO_LEPTOS_VERSION=0.3.10
+CARGO_DENY_VERSION=0.20.2
 # Must equal the wasm-bindgen version locked in Cargo.lock.
 WASM_BINDGEN_VERSION=0.2.130
 
@@ -40,6 +41,17 @@ ensure_rust_tools() {
     say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION"
     # Not --locked: its lockfile names a crate version this registry lacks.
     cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
+  fi
+}
+
+# cargo-deny for the dependency policy (deny.toml). Built without its
+# advisory-fetching TLS stack and with a light profile: it is a checker,
+# not something that needs to be fast.
+ensure_cargo_deny() {
+  if ! cargo deny --version 2>/dev/null | grep -q "$CARGO_DENY_VERSION"; then
+    say "installing cargo-deny $CARGO_DENY_VERSION (a few minutes, once)"
+    CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
+      cargo install cargo-deny --version "$CARGO_DENY_VERSION" --locked --no-default-features
   fi
 }
 

@@ -26,6 +26,12 @@ export TERN_REQUIRE_PG=1
 say "format check"
 cargo fmt --all --check
 
+say "dependency policy: duplicates, licences, sources (cargo deny, offline)"
+ensure_cargo_deny
+# Every platform's crates must be on disk for an offline check.
+cargo fetch --locked >/dev/null
+cargo deny --offline check bans licenses sources
+
 say "build: server and browser wasm (cargo leptos build)"
 cargo leptos build
 
@@ -60,6 +66,9 @@ cargo test -p tern --test pop3
 
 say "IMAP over real sockets: 143 with STARTTLS, 993 (transcripts, Python imaplib)"
 cargo test -p tern --test imap
+
+say "storage faults: a full tmpfs data disk and immutable database files (needs root)"
+cargo test -p tern --test faults
 
 say "outbound queue: runner + lettre relay against fake MX servers (SQLite and PostgreSQL)"
 cargo test -p tern --test queue

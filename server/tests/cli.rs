@@ -332,6 +332,10 @@ fn start_server(dir: &Path, port: u16, db_url: Option<&str>) -> Server {
         .env("TERN_LISTENERS__SMTPS", "")
         .env("TERN_LISTENERS__POP3", "")
         .env("TERN_LISTENERS__POP3S", "")
+        // Off too: two of these servers run at once in this file, and
+        // the dev default ports would collide.
+        .env("TERN_LISTENERS__IMAP", "")
+        .env("TERN_LISTENERS__IMAPS", "")
         .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -388,6 +392,21 @@ fn serve_health_login_and_clean_stop() {
     assert_eq!(status, 200);
     assert!(page.contains("Sign in"), "{page}");
     assert!(page.contains("name=\"password\""));
+    // A script CSP whose nonce is the one on Leptos's own hydration script,
+    // so markup that slipped through an escape could not run.
+    let csp = header(&page, "content-security-policy");
+    assert_eq!(csp.len(), 1, "{page}");
+    let nonce = csp[0]
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|r| r.split('\'').next())
+        .expect("a nonce in the CSP");
+    assert!(nonce.len() >= 16);
+    assert!(page.contains(&format!("<script type=\"module\" nonce=\"{nonce}\"")), "{page}");
+    for d in ["object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'"] {
+        assert!(csp[0].contains(d), "{}", csp[0]);
+    }
+    assert!(!csp[0].contains("unsafe-inline"), "{}", csp[0]);
 
     // Wrong password: back to the form with an error, and no session.
     let (status, resp) = post_form(
