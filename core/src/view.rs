@@ -311,6 +311,35 @@ pub fn safe_filename(name: &str) -> String {
 }
 
 #[cfg(test)]
+mod many_parts_tests {
+    use super::*;
+
+    /// A hostile message with thousands of parts lists the first 200
+    /// attachments and counts the rest, so its page stays small.
+    #[test]
+    fn attachments_are_capped_and_counted() {
+        let mut raw = String::from(
+            "From: a@example.org\r\nSubject: parts\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
+             Content-Type: text/plain\r\n\r\nhello\r\n",
+        );
+        for i in 0..2500 {
+            raw.push_str(&format!(
+                "--b\r\nContent-Type: application/octet-stream\r\n\
+                 Content-Disposition: attachment; filename=\"f{i}.bin\"\r\n\r\nx\r\n"
+            ));
+        }
+        raw.push_str("--b--\r\n");
+        let v = MessageView::parse(raw.as_bytes());
+        assert_eq!(v.attachment_count, 2500);
+        assert_eq!(v.attachments.len(), MAX_LISTED_ATTACHMENTS);
+        assert_eq!(v.attachments[0].filename, "f0.bin");
+        assert_eq!(v.attachments[199].filename, "f199.bin");
+        assert_eq!(v.text.trim_end(), "hello");
+    }
+}
+
+#[cfg(test)]
 mod filename_tests {
     use super::safe_filename;
 

@@ -209,3 +209,23 @@ test('an operator answers from /admin alone: how many wait, where, since when, w
   assert.match(audit, /queue\.delete/);
   await op.ctx.close();
 });
+
+test('markup in alias targets and the audit log is text in /admin, and the page has a script CSP', async () => {
+  // A quoted local part (RFC 5321 §4.1.2) can carry any printable text, so
+  // an outside forwarding target is where markup can reach the admin pages.
+  const target = `"<img src=x onerror=top.xss='alias'>"@remote.example`;
+  tern.cli(['alias', 'add', 'fwd@a.test', target]);
+  const { ctx, page } = await session('root@a.test');
+  const dialogs = [];
+  page.on('dialog', (d) => { dialogs.push(d.message()); d.dismiss(); });
+  const resp = await page.goto(`${tern.base}/admin/domain?d=a.test`);
+  assert.match(resp.headers()['content-security-policy'], /script-src 'nonce-[A-Za-z0-9_-]+'/);
+  const item = page.locator('ul.aliases li', { hasText: 'fwd@a.test' });
+  await item.waitFor();
+  assert.match(await item.innerText(), /fwd@a\.test → "<img src=x onerror=top\.xss='alias'>"@remote\.example/);
+  await page.goto(`${tern.base}/admin/audit`);
+  await page.waitForTimeout(800);
+  assert.equal(await page.evaluate(() => window.xss), undefined);
+  assert.deepEqual(dialogs, []);
+  await ctx.close();
+});

@@ -402,8 +402,15 @@ fn serve_health_login_and_clean_stop() {
         .and_then(|r| r.split('\'').next())
         .expect("a nonce in the CSP");
     assert!(nonce.len() >= 16);
-    assert!(page.contains(&format!("<script type=\"module\" nonce=\"{nonce}\"")), "{page}");
-    for d in ["object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'"] {
+    assert!(
+        page.contains(&format!("<script type=\"module\" nonce=\"{nonce}\"")),
+        "{page}"
+    );
+    for d in [
+        "object-src 'none'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+    ] {
         assert!(csp[0].contains(d), "{}", csp[0]);
     }
     assert!(!csp[0].contains("unsafe-inline"), "{}", csp[0]);
