@@ -15,7 +15,7 @@ use crate::messages::{self, Flags, NewMessage};
 use crate::meta::MessageMeta;
 use crate::queue::{Lane, STATUS_QUEUED};
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Envelope {
     /// Reverse path; empty for bounces (`MAIL FROM:<>`).
     pub mail_from: String,
@@ -39,7 +39,73 @@ pub struct DeliveryReceipt {
     pub queued: Vec<i32>,
 }
 
+/// How an accepted message was made durable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Accepted {
+    /// In the node's spool; the ingest worker stores it.
+    Spooled(crate::spool::SpoolId),
+    /// Straight into the store (no spool attached).
+    Delivered(DeliveryReceipt),
+}
+
+impl std::fmt::Display for Accepted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Accepted::Spooled(id) => write!(f, "{id}"),
+            Accepted::Delivered(r) => write!(f, "blob {}", r.blob_id),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    /// `452 4.3.1`: the spool is full.
+    #[error("{0}")]
+    SpoolFull(String),
+    /// `552 5.2.2`.
+    #[error("mailbox full: quota exceeded")]
+    OverQuota,
+    /// `451 4.3.0`: nothing was accepted.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
 impl Core {
+    /// Accepts one message for its recipients: into the spool when one is
+    /// attached (durable when this returns `Ok`, whatever the store's
+    /// state), otherwise by [`Core::deliver`]. A recipient known to be over
+    /// quota is refused at once when the store can tell; one that goes
+    /// over between now and ingest gets a DSN.
+    pub async fn accept(&self, env: &Envelope, raw: &[u8]) -> Result<Accepted, AcceptError> {
+        let Some(spool) = self.spool() else {
+            return match self.deliver(env, raw).await {
+                Ok(r) => Ok(Accepted::Delivered(r)),
+                Err(CoreError::OverQuota) => Err(AcceptError::OverQuota),
+                Err(e) => Err(AcceptError::Unavailable(e.to_string())),
+            };
+        };
+        if env.local.is_empty() && env.remote.is_empty() {
+            return Err(AcceptError::Unavailable(
+                "a message needs at least one recipient".into(),
+            ));
+        }
+        for id in &env.local {
+            match messages::check_quota(self.db(), *id, raw.len() as i64).await {
+                Err(CoreError::OverQuota) => return Err(AcceptError::OverQuota),
+                // The store's answer is advice here: down or not, the
+                // message goes to the spool.
+                _ => {}
+            }
+        }
+        match spool.append(env, raw, self.now()).await {
+            Ok(id) => Ok(Accepted::Spooled(id)),
+            Err(e @ crate::spool::SpoolError::Full { .. }) => {
+                Err(AcceptError::SpoolFull(e.to_string()))
+            }
+            Err(e) => Err(AcceptError::Unavailable(e.to_string())),
+        }
+    }
+
     /// Delivers one accepted message in one transaction and announces the
     /// new mail after the commit.
     pub async fn deliver(&self, env: &Envelope, raw: &[u8]) -> CoreResult<DeliveryReceipt> {
@@ -75,6 +141,19 @@ impl Core {
         env: &Envelope,
         raw: &[u8],
     ) -> CoreResult<DeliveryReceipt> {
+        self.deliver_in_at(txn, env, raw, self.now()).await
+    }
+
+    /// [`Core::deliver_in`] with the time the message was accepted, which
+    /// becomes its internal date (a spooled message keeps the time of its
+    /// `250`, not the time it reached the store).
+    pub(crate) async fn deliver_in_at(
+        &self,
+        txn: &DatabaseTransaction,
+        env: &Envelope,
+        raw: &[u8],
+        received_at: i64,
+    ) -> CoreResult<DeliveryReceipt> {
         let mut local = env.local.clone();
         local.sort_unstable();
         local.dedup();
@@ -87,7 +166,7 @@ impl Core {
         }
         let meta = MessageMeta::extract(raw);
         let size = raw.len() as i64;
-        let now = self.now();
+        let now = received_at;
 
         // The blob upsert is the first statement on purpose: on SQLite it
         // takes the write lock at once, so this transaction never has to

@@ -30,6 +30,7 @@ pub mod queue;
 pub mod routing;
 pub mod search;
 pub mod sessions;
+pub mod spool;
 pub mod submission;
 pub mod view;
 
@@ -105,6 +106,9 @@ struct Inner {
     clock: Arc<dyn Clock>,
     /// Recently read login epochs: account id -> (epoch, read at).
     login_epochs: std::sync::Mutex<std::collections::HashMap<i32, (i64, std::time::Instant)>>,
+    /// The node's spool, once `start_ingest` attached it; without one,
+    /// `accept` delivers straight into the store.
+    spool: std::sync::OnceLock<spool::Spool>,
 }
 
 impl Core {
@@ -128,6 +132,7 @@ impl Core {
                 bulk_gate: tokio::sync::Mutex::new(()),
                 clock,
                 login_epochs: Default::default(),
+                spool: std::sync::OnceLock::new(),
             }),
         })
     }

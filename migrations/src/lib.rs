@@ -11,6 +11,7 @@ mod m20261129_000003_recent;
 mod m20261129_000004_search;
 mod m20261129_000005_admin;
 mod m20261201_000006_health;
+mod m20261202_000007_spool;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000004_search::Migration),
             Box::new(m20261129_000005_admin::Migration),
             Box::new(m20261201_000006_health::Migration),
+            Box::new(m20261202_000007_spool::Migration),
         ]
     }
 }

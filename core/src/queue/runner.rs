@@ -657,7 +657,7 @@ async fn prepare_finish(
 
 /// Where a DSN to `sender` goes: local accounts directly, anyone else
 /// through the queue's bounce lane.
-async fn dsn_envelope(core: &Core, sender: &str) -> CoreResult<Option<Envelope>> {
+pub(crate) async fn dsn_envelope(core: &Core, sender: &str) -> CoreResult<Option<Envelope>> {
     let mut env = Envelope {
         mail_from: String::new(),
         ..Default::default()

@@ -1,0 +1,383 @@
+//! The ingest worker: moves spooled messages into the mail store, many per
+//! transaction, each record in its own savepoint.
+//!
+//! - Idempotent: the first statement for a record inserts its id into
+//!   `spool_ingested` (`ON CONFLICT DO NOTHING`); a record already there
+//!   was stored before a crash and is skipped. The row commits with the
+//!   delivery, so a record is stored exactly once.
+//! - Fair: batches alternate the newest and the oldest records
+//!   ([`Shared::take_batch`]), so new mail is seen within one batch even
+//!   while a backlog of hundreds of thousands drains.
+//! - While the store is unavailable the batch goes back to the spool and
+//!   the worker retries with a growing pause (at most
+//!   [`MAX_BACKOFF`]); when the store returns, the spool drains by itself.
+//! - A record that cannot be stored for good (a recipient over quota, an
+//!   account removed since RCPT) is delivered to the others and a DSN
+//!   (RFC 3464) goes back to the sender: the `250` was a promise to deliver
+//!   or to report.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, DatabaseTransaction, EntityTrait, Statement, TransactionTrait};
+use tokio::sync::watch;
+
+use super::{Pending, Shared, Spool, SpoolRecord};
+use crate::Core;
+use crate::Priority;
+use crate::delivery::{DeliveryReceipt, Envelope};
+use crate::error::{CoreError, CoreResult};
+use crate::queue::dsn::{self, DsnInput, DsnKind, DsnRecipient};
+
+/// Records per ingest transaction: large enough that one commit covers
+/// many messages, small enough that the write turn is never held long.
+pub const INGEST_BATCH: usize = 64;
+const INGEST_BATCH_BYTES: u64 = 16 * 1024 * 1024;
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How often spool_ingested rows of deleted segments are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Debug)]
+pub struct IngestConfig {
+    /// Names this host in DSNs.
+    pub hostname: String,
+}
+
+pub struct IngestHandle {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl IngestHandle {
+    /// Lets the batch in progress finish, then stops.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Inserts the record's id; false when it was already there (stored).
+async fn mark(
+    c: &DatabaseTransaction,
+    node: &str,
+    p: &Pending,
+    now: i64,
+) -> CoreResult<bool> {
+    let backend = c.get_database_backend();
+    let sql = match backend {
+        sea_orm::DbBackend::Postgres => {
+            "INSERT INTO spool_ingested (node, segment, record_offset, ingested_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
+        }
+        _ => {
+            "INSERT INTO spool_ingested (node, segment, record_offset, ingested_at) \
+             VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
+        }
+    };
+    let res = c
+        .execute(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [
+                node.into(),
+                (p.id.segment as i64).into(),
+                (p.id.offset as i64).into(),
+                now.into(),
+            ],
+        ))
+        .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// The DSN status and diagnostic for an error that will not go away.
+fn permanent_reason(e: &CoreError) -> (&'static str, String) {
+    match e {
+        CoreError::OverQuota => ("5.2.2", "552 5.2.2 Mailbox full: quota exceeded".into()),
+        CoreError::NotFound(_) => ("5.1.1", "550 5.1.1 No such user here".into()),
+        other => ("5.3.0", format!("554 5.3.0 {other}")),
+    }
+}
+
+impl Core {
+    /// Makes this core accept mail through `spool` and starts the ingest
+    /// worker that drains it into the store.
+    pub fn start_ingest(&self, spool: Spool, cfg: IngestConfig) -> IngestHandle {
+        self.attach_spool(spool.clone());
+        let (stop, mut stopped) = watch::channel(false);
+        let core = self.clone();
+        let task = tokio::spawn(async move {
+            let shared = spool.shared().clone();
+            let mut backoff = Duration::from_millis(100);
+            let mut outage_logged = false;
+            let mut last_prune = tokio::time::Instant::now();
+            loop {
+                if *stopped.borrow() {
+                    break;
+                }
+                let batch = shared.take_batch(INGEST_BATCH, INGEST_BATCH_BYTES);
+                if batch.is_empty() {
+                    tokio::select! {
+                        _ = shared.ingest_wake.notified() => {}
+                        _ = stopped.changed() => {}
+                        // A wake-up is never lost (Notify keeps one permit);
+                        // the tick is for pruning on a quiet node.
+                        _ = tokio::time::sleep(PRUNE_EVERY) => {}
+                    }
+                    if last_prune.elapsed() >= PRUNE_EVERY {
+                        last_prune = tokio::time::Instant::now();
+                        if let Err(e) = core.prune_ingested(&shared).await {
+                            tracing::debug!(error = %e, "spool: prune deferred");
+                        }
+                    }
+                    continue;
+                }
+                match core.ingest_batch(&shared, &batch, &cfg).await {
+                    Ok(stored) => {
+                        metrics::counter!("tern_spool_ingested_total").increment(stored as u64);
+                        if outage_logged {
+                            tracing::info!("spool: the mail store is back; ingest resumed");
+                            outage_logged = false;
+                        }
+                        backoff = Duration::from_millis(100);
+                    }
+                    Err(e) => {
+                        shared.untake(&batch);
+                        if !outage_logged {
+                            tracing::warn!(error = %e, "spool: the mail store refused a batch; mail stays spooled and is retried");
+                            outage_logged = true;
+                        }
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = stopped.changed() => {}
+                        }
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
+                }
+            }
+        });
+        IngestHandle { stop, task }
+    }
+
+    /// Makes `accept` write to `spool` (the first spool attached stays).
+    pub fn attach_spool(&self, spool: Spool) {
+        let _ = self.inner.spool.set(spool);
+    }
+
+    /// The spool this core accepts into, when one is attached.
+    pub fn spool(&self) -> Option<&Spool> {
+        self.inner.spool.get()
+    }
+
+    /// Stores one batch; on `Err` nothing of it counts as stored and the
+    /// caller gives it back. Returns how many records were stored now.
+    async fn ingest_batch(
+        &self,
+        shared: &Arc<Shared>,
+        batch: &[Pending],
+        cfg: &IngestConfig,
+    ) -> CoreResult<usize> {
+        let mut recs: Vec<(Pending, SpoolRecord)> = Vec::with_capacity(batch.len());
+        let mut damaged = Vec::new();
+        for p in batch {
+            match shared.read(p) {
+                Ok(r) => recs.push((*p, r)),
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    // Checked when written or scanned, so damage here is
+                    // the disk's doing: keep the bytes aside for an
+                    // operator rather than retry forever.
+                    shared.quarantine(p);
+                    tracing::error!(record = %p.id, error = %e, "spool: damaged record set aside");
+                    damaged.push(*p);
+                }
+                Err(e) => return Err(CoreError::Unavailable(format!("spool read: {e}"))),
+            }
+        }
+        let node = shared.node.clone();
+        let now = self.now();
+        let mut receipts: Vec<DeliveryReceipt> = Vec::new();
+        let mut refused: Vec<(Pending, SpoolRecord, CoreError)> = Vec::new();
+        {
+            let _turn = self.sqlite_write_turn(Priority::Urgent).await;
+            let txn = self.db().begin().await?;
+            for (p, r) in recs {
+                let sp = txn.begin().await?;
+                if !mark(&sp, &node, &p, now).await? {
+                    sp.rollback().await?;
+                    continue;
+                }
+                match self
+                    .deliver_in_at(&sp, &r.envelope, &r.raw, r.received_at)
+                    .await
+                {
+                    Ok(rc) => {
+                        sp.commit().await?;
+                        receipts.push(rc);
+                    }
+                    Err(e) if e.is_temporary() => return Err(e),
+                    Err(e) => {
+                        sp.rollback().await?;
+                        refused.push((p, r, e));
+                    }
+                }
+            }
+            txn.commit().await?;
+        }
+        let stored = receipts.len();
+        for rc in &receipts {
+            self.announce(rc);
+        }
+        // Records refused as a whole are stored recipient by recipient,
+        // each in its own transaction; one that meets an outage goes back.
+        let mut back = Vec::new();
+        for (p, r, e) in refused {
+            if let Err(err) = self.ingest_split(&node, &p, &r, &e, cfg).await {
+                tracing::warn!(record = %p.id, error = %err, "spool: per-recipient delivery deferred");
+                back.push(p);
+            }
+        }
+        let done: Vec<Pending> = batch
+            .iter()
+            .filter(|p| !back.iter().any(|b| b.id == p.id))
+            .copied()
+            .collect();
+        shared.done(&done);
+        if !back.is_empty() {
+            shared.untake(&back);
+        }
+        Ok(stored)
+    }
+
+    /// Delivers a record one recipient at a time; those that fail for good
+    /// are reported to the sender in one DSN, in the same transaction.
+    async fn ingest_split(
+        &self,
+        node: &str,
+        p: &Pending,
+        r: &SpoolRecord,
+        why: &CoreError,
+        cfg: &IngestConfig,
+    ) -> CoreResult<()> {
+        let env = &r.envelope;
+        let dsn_to = if env.mail_from.is_empty() {
+            None
+        } else {
+            crate::queue::runner::dsn_envelope(self, &env.mail_from).await?
+        };
+        let mut parts: Vec<(String, Envelope)> = Vec::new();
+        let mut local = env.local.clone();
+        local.sort_unstable();
+        local.dedup();
+        for id in local {
+            let name = crate::entities::account::Entity::find_by_id(id)
+                .one(self.db())
+                .await?
+                .map_or_else(|| format!("account {id}"), |a| a.address);
+            parts.push((
+                name,
+                Envelope {
+                    mail_from: env.mail_from.clone(),
+                    local: vec![id],
+                    remote: Vec::new(),
+                },
+            ));
+        }
+        if !env.remote.is_empty() {
+            let names = env
+                .remote
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            parts.push((
+                names,
+                Envelope {
+                    mail_from: env.mail_from.clone(),
+                    local: Vec::new(),
+                    remote: env.remote.clone(),
+                },
+            ));
+        }
+        let now = self.now();
+        let mut receipts = Vec::new();
+        let mut failed = Vec::new();
+        {
+            let _turn = self.sqlite_write_turn(Priority::Urgent).await;
+            let txn = self.db().begin().await?;
+            if !mark(&txn, node, p, now).await? {
+                txn.rollback().await?;
+                return Ok(());
+            }
+            for (name, part) in &parts {
+                let sp = txn.begin().await?;
+                match self.deliver_in_at(&sp, part, &r.raw, r.received_at).await {
+                    Ok(rc) => {
+                        sp.commit().await?;
+                        receipts.push(rc);
+                    }
+                    Err(e) if e.is_temporary() => return Err(e),
+                    Err(e) => {
+                        sp.rollback().await?;
+                        let (status, diagnostic) = permanent_reason(&e);
+                        tracing::warn!(record = %p.id, rcpt = %name, error = %e, "spool: recipient refused at ingest");
+                        failed.push(DsnRecipient {
+                            rcpt: name.clone(),
+                            diagnostic,
+                            remote_mta: None,
+                            status: status.to_owned(),
+                        });
+                    }
+                }
+            }
+            if !failed.is_empty() {
+                match &dsn_to {
+                    Some(to) => {
+                        let raw = dsn::build(&DsnInput {
+                            kind: DsnKind::Failed,
+                            reporting_mta: &cfg.hostname,
+                            sender: &env.mail_from,
+                            arrival_date: r.received_at,
+                            now,
+                            retry_until: None,
+                            recipients: &failed,
+                            original: &r.raw,
+                        });
+                        receipts.push(self.deliver_in(&txn, to, &raw).await?);
+                    }
+                    None => tracing::warn!(
+                        record = %p.id, first_error = %why,
+                        "spool: recipients refused and no one to tell (null or unknown sender)"
+                    ),
+                }
+            }
+            txn.commit().await?;
+        }
+        for rc in &receipts {
+            self.announce(rc);
+        }
+        Ok(())
+    }
+
+    /// Deletes this node's idempotence rows for segments it has deleted:
+    /// numbers only grow, so every segment below the oldest live one is
+    /// gone for good (its deletion was synced to the directory).
+    async fn prune_ingested(&self, shared: &Shared) -> CoreResult<()> {
+        let below = shared.oldest_live_segment() as i64;
+        let backend = self.db().get_database_backend();
+        let sql = match backend {
+            sea_orm::DbBackend::Postgres => {
+                "DELETE FROM spool_ingested WHERE node = $1 AND segment < $2"
+            }
+            _ => "DELETE FROM spool_ingested WHERE node = ? AND segment < ?",
+        };
+        let _turn = self.sqlite_write_turn(Priority::Bulk).await;
+        let txn = self.db().begin().await?;
+        txn.execute(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [shared.node.clone().into(), below.into()],
+        ))
+        .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+}
