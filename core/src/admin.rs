@@ -337,6 +337,7 @@ impl Core {
             .filter(domain::Column::Id.eq(d.id))
             .exec(self.db())
             .await?;
+        crate::directory_cache::bump(self.db()).await;
         self.audit(actor, "catchall.set", &d.name, &d.name, &detail)
             .await
     }

@@ -165,6 +165,7 @@ impl Core {
         }
         .insert_committed(self.db())
         .await?;
+        crate::directory_cache::bump(self.db()).await;
         Ok(m.into())
     }
 
@@ -205,6 +206,7 @@ impl Core {
             delete_account_mail(&txn, a.id).await?;
         }
         domain::Entity::delete_by_id(d.id).exec(&txn).await?;
+        crate::directory_cache::bump(&txn).await;
         txn.commit().await?;
         Ok(())
     }
@@ -234,6 +236,7 @@ impl Core {
             .filter(domain::Column::Id.eq(d.id))
             .exec(self.db())
             .await?;
+        crate::directory_cache::bump(self.db()).await;
         Ok(())
     }
 
@@ -287,6 +290,7 @@ impl Core {
             .insert(&txn)
             .await?;
         }
+        crate::directory_cache::bump(&txn).await;
         txn.commit().await?;
         Ok(account_from(m, &d.name))
     }
@@ -406,6 +410,9 @@ impl Core {
             .filter(account::Column::Id.eq(id))
             .exec(self.db())
             .await?;
+        if matches!(col, account::Column::Disabled) {
+            crate::directory_cache::bump(self.db()).await;
+        }
         Ok(())
     }
 
@@ -426,6 +433,7 @@ impl Core {
             .filter(domain::Column::CatchallLocalPart.eq(addr.local()))
             .exec(&txn)
             .await?;
+        crate::directory_cache::bump(&txn).await;
         txn.commit().await?;
         Ok(())
     }
@@ -528,6 +536,7 @@ impl Core {
             .insert(&txn)
             .await?;
         }
+        crate::directory_cache::bump(&txn).await;
         txn.commit().await?;
         Ok(Alias {
             targets: self.alias_targets(&addr.to_string()).await?,
@@ -578,6 +587,7 @@ impl Core {
         if res.rows_affected == 0 {
             return Err(CoreError::NotFound(format!("alias {address}")));
         }
+        crate::directory_cache::bump(self.db()).await;
         Ok(())
     }
 }

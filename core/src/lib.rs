@@ -20,6 +20,7 @@ pub mod clock;
 pub mod db;
 pub mod delivery;
 pub mod directory;
+pub mod directory_cache;
 mod entities;
 pub mod error;
 pub mod events;
@@ -109,6 +110,8 @@ struct Inner {
     /// The node's spool, once `start_ingest` attached it; without one,
     /// `accept` delivers straight into the store.
     spool: std::sync::OnceLock<spool::Spool>,
+    /// The routing copy used while the database is down.
+    directory: std::sync::RwLock<Option<Arc<directory_cache::DirectorySnapshot>>>,
 }
 
 impl Core {
@@ -133,6 +136,7 @@ impl Core {
                 clock,
                 login_epochs: Default::default(),
                 spool: std::sync::OnceLock::new(),
+                directory: Default::default(),
             }),
         })
     }

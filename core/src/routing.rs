@@ -18,7 +18,8 @@ use std::collections::BTreeSet;
 
 use crate::Core;
 use crate::address::{Address, AddressError};
-use crate::directory::AccountRef;
+use crate::directory::{AccountRef, Domain};
+use crate::directory_cache::DirectorySnapshot;
 use crate::error::CoreResult;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,111 +76,176 @@ impl Route {
 /// Aliases may point at aliases; this bounds the chain and breaks loops.
 const MAX_ALIAS_DEPTH: usize = 8;
 
-impl Core {
-    pub async fn route(&self, rcpt: &str) -> CoreResult<Route> {
-        let addr = match Address::parse(rcpt) {
-            Ok(a) => a,
-            Err(AddressError::RelaySyntax) => return Ok(Route::Rejected(Rejection::RelaySyntax)),
-            Err(e) => return Ok(Route::Rejected(Rejection::Malformed(e.to_string()))),
-        };
-        let Some(domain) = self.domain(addr.domain()).await? else {
-            return Ok(Route::Remote(addr));
-        };
-        if let Some(r) = self.route_exact(&addr).await? {
-            return Ok(r);
-        }
-        if let Some(base) = addr.base_local()
-            && let Ok(base) = Address::from_parts(base, addr.domain())
-            && let Some(r) = self.route_exact(&base).await?
-        {
-            return Ok(r);
-        }
-        if let Some(lp) = domain.catchall {
-            let target = format!("{lp}@{}", domain.name);
-            if let Some(a) = self.account(&target).await?
-                && !a.disabled
-            {
-                return Ok(Route::Catchall {
-                    address: addr.to_string(),
-                    account: AccountRef {
-                        id: a.id,
-                        address: a.address,
-                        role: a.role,
-                    },
-                });
-            }
-        }
-        if let Some(text) = domain.catchall_reject {
-            return Ok(Route::Rejected(Rejection::Policy(text)));
-        }
-        Ok(Route::Rejected(Rejection::NoSuchUser))
-    }
+/// What routing asks of the directory: the database normally, the node's
+/// copy of it while the database is down (see `directory_cache`).
+#[async_trait::async_trait]
+pub(crate) trait Lookup: Sync {
+    async fn domain(&self, name: &str) -> CoreResult<Option<Domain>>;
+    async fn account(&self, address: &str) -> CoreResult<Option<(AccountRef, bool)>>;
+    async fn alias_targets(&self, address: &str) -> CoreResult<Vec<String>>;
+}
 
-    async fn route_exact(&self, addr: &Address) -> CoreResult<Option<Route>> {
-        let s = addr.to_string();
-        if let Some(a) = self.account(&s).await? {
-            if a.disabled {
-                return Ok(Some(Route::Rejected(Rejection::Disabled)));
-            }
-            return Ok(Some(Route::Account(AccountRef {
-                id: a.id,
-                address: a.address,
-                role: a.role,
-            })));
-        }
-        if self.alias_targets(&s).await?.is_empty() {
-            return Ok(None);
-        }
-        let mut accounts = Vec::new();
-        let mut forwards = Vec::new();
-        let mut seen = BTreeSet::new();
-        self.expand_alias(&s, 0, &mut seen, &mut accounts, &mut forwards)
-            .await?;
-        if accounts.is_empty() && forwards.is_empty() {
-            return Ok(Some(Route::Rejected(Rejection::NoSuchUser)));
-        }
-        Ok(Some(Route::Alias {
-            address: s,
-            accounts,
-            forwards,
+#[async_trait::async_trait]
+impl Lookup for Core {
+    async fn domain(&self, name: &str) -> CoreResult<Option<Domain>> {
+        Core::domain(self, name).await
+    }
+    async fn account(&self, address: &str) -> CoreResult<Option<(AccountRef, bool)>> {
+        Ok(Core::account(self, address).await?.map(|a| {
+            (
+                AccountRef {
+                    id: a.id,
+                    address: a.address,
+                    role: a.role,
+                },
+                a.disabled,
+            )
         }))
     }
-
-    async fn expand_alias(
-        &self,
-        address: &str,
-        depth: usize,
-        seen: &mut BTreeSet<String>,
-        accounts: &mut Vec<AccountRef>,
-        forwards: &mut Vec<Address>,
-    ) -> CoreResult<()> {
-        if depth >= MAX_ALIAS_DEPTH || !seen.insert(address.to_owned()) {
-            return Ok(());
-        }
-        for t in self.alias_targets(address).await? {
-            let Ok(target) = Address::parse(&t) else {
-                continue;
-            };
-            if self.domain(target.domain()).await?.is_none() {
-                if !forwards.contains(&target) {
-                    forwards.push(target);
-                }
-                continue;
-            }
-            if let Some(a) = self.account(&t).await? {
-                if !a.disabled && !accounts.iter().any(|x| x.id == a.id) {
-                    accounts.push(AccountRef {
-                        id: a.id,
-                        address: a.address,
-                        role: a.role,
-                    });
-                }
-                continue;
-            }
-            Box::pin(self.expand_alias(&t, depth + 1, seen, accounts, forwards)).await?;
-        }
-        Ok(())
+    async fn alias_targets(&self, address: &str) -> CoreResult<Vec<String>> {
+        Core::alias_targets(self, address).await
     }
+}
+
+#[async_trait::async_trait]
+impl Lookup for DirectorySnapshot {
+    async fn domain(&self, name: &str) -> CoreResult<Option<Domain>> {
+        Ok(DirectorySnapshot::domain(self, name))
+    }
+    async fn account(&self, address: &str) -> CoreResult<Option<(AccountRef, bool)>> {
+        Ok(
+            DirectorySnapshot::account(self, address).map(|(id, role, disabled)| {
+                (
+                    AccountRef {
+                        id,
+                        address: address.to_owned(),
+                        role,
+                    },
+                    disabled,
+                )
+            }),
+        )
+    }
+    async fn alias_targets(&self, address: &str) -> CoreResult<Vec<String>> {
+        Ok(DirectorySnapshot::alias_targets(self, address))
+    }
+}
+
+impl Core {
+    /// Routes a recipient through the database; while the database is
+    /// down, through the node's routing copy, which may only say yes: an
+    /// address it does not route to a mailbox is a temporary failure (the
+    /// copy may be stale), never a `550`.
+    pub async fn route(&self, rcpt: &str) -> CoreResult<Route> {
+        match route_via(self, rcpt).await {
+            Err(e) if e.is_temporary() => {
+                let Some(copy) = self.directory_copy() else {
+                    return Err(e);
+                };
+                match route_via(&*copy, rcpt).await? {
+                    r @ (Route::Account(_) | Route::Alias { .. } | Route::Catchall { .. }) => {
+                        metrics::counter!("tern_routing_from_copy_total").increment(1);
+                        tracing::info!(rcpt, "routed from the node's directory copy (store down)");
+                        Ok(r)
+                    }
+                    // Syntax does not go stale.
+                    r @ Route::Rejected(Rejection::Malformed(_) | Rejection::RelaySyntax) => Ok(r),
+                    _ => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+async fn route_via<L: Lookup>(dir: &L, rcpt: &str) -> CoreResult<Route> {
+    let addr = match Address::parse(rcpt) {
+        Ok(a) => a,
+        Err(AddressError::RelaySyntax) => return Ok(Route::Rejected(Rejection::RelaySyntax)),
+        Err(e) => return Ok(Route::Rejected(Rejection::Malformed(e.to_string()))),
+    };
+    let Some(domain) = dir.domain(addr.domain()).await? else {
+        return Ok(Route::Remote(addr));
+    };
+    if let Some(r) = route_exact(dir, &addr).await? {
+        return Ok(r);
+    }
+    if let Some(base) = addr.base_local()
+        && let Ok(base) = Address::from_parts(base, addr.domain())
+        && let Some(r) = route_exact(dir, &base).await?
+    {
+        return Ok(r);
+    }
+    if let Some(lp) = domain.catchall {
+        let target = format!("{lp}@{}", domain.name);
+        if let Some((a, false)) = dir.account(&target).await? {
+            return Ok(Route::Catchall {
+                address: addr.to_string(),
+                account: a,
+            });
+        }
+    }
+    if let Some(text) = domain.catchall_reject {
+        return Ok(Route::Rejected(Rejection::Policy(text)));
+    }
+    Ok(Route::Rejected(Rejection::NoSuchUser))
+}
+
+async fn route_exact<L: Lookup>(dir: &L, addr: &Address) -> CoreResult<Option<Route>> {
+    let s = addr.to_string();
+    if let Some((a, disabled)) = dir.account(&s).await? {
+        if disabled {
+            return Ok(Some(Route::Rejected(Rejection::Disabled)));
+        }
+        return Ok(Some(Route::Account(a)));
+    }
+    if dir.alias_targets(&s).await?.is_empty() {
+        return Ok(None);
+    }
+    let mut accounts = Vec::new();
+    let mut forwards = Vec::new();
+    let mut seen = BTreeSet::new();
+    expand_alias(dir, &s, 0, &mut seen, &mut accounts, &mut forwards).await?;
+    if accounts.is_empty() && forwards.is_empty() {
+        return Ok(Some(Route::Rejected(Rejection::NoSuchUser)));
+    }
+    Ok(Some(Route::Alias {
+        address: s,
+        accounts,
+        forwards,
+    }))
+}
+
+async fn expand_alias<L: Lookup>(
+    dir: &L,
+    address: &str,
+    depth: usize,
+    seen: &mut BTreeSet<String>,
+    accounts: &mut Vec<AccountRef>,
+    forwards: &mut Vec<Address>,
+) -> CoreResult<()> {
+    if depth >= MAX_ALIAS_DEPTH || !seen.insert(address.to_owned()) {
+        return Ok(());
+    }
+    for t in dir.alias_targets(address).await? {
+        let Ok(target) = Address::parse(&t) else {
+            continue;
+        };
+        if dir.domain(target.domain()).await?.is_none() {
+            if !forwards.contains(&target) {
+                forwards.push(target);
+            }
+            continue;
+        }
+        if let Some((a, disabled)) = dir.account(&t).await? {
+            if !disabled && !accounts.iter().any(|x| x.id == a.id) {
+                accounts.push(a);
+            }
+            continue;
+        }
+        Box::pin(expand_alias(dir, &t, depth + 1, seen, accounts, forwards)).await?;
+    }
+    Ok(())
 }
 
 impl Core {

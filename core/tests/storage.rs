@@ -925,7 +925,11 @@ async fn spooled_mail_is_stored_once_across_a_restart() {
         let mut tasks = Vec::new();
         for i in 0..40 {
             let core = core.clone();
-            let local = if i % 4 == 0 { ids.clone() } else { vec![ids[0]] };
+            let local = if i % 4 == 0 {
+                ids.clone()
+            } else {
+                vec![ids[0]]
+            };
             tasks.push(tokio::spawn(async move {
                 let env = Envelope {
                     mail_from: "sender@remote.example".into(),
@@ -1018,7 +1022,10 @@ async fn over_quota_at_ingest_delivers_the_rest_and_bounces() {
                     .unwrap();
                 let mut raws = Vec::new();
                 for s in m {
-                    raws.push(String::from_utf8(core.message_raw(id, ib.id, s.uid).await.unwrap()).unwrap());
+                    raws.push(
+                        String::from_utf8(core.message_raw(id, ib.id, s.uid).await.unwrap())
+                            .unwrap(),
+                    );
                 }
                 raws
             }
@@ -1028,7 +1035,11 @@ async fn over_quota_at_ingest_delivers_the_rest_and_bounces() {
         let dsn = list(ids[2]).await;
         assert_eq!(dsn.len(), 1, "the sender gets a DSN");
         assert!(dsn[0].contains("report-type=delivery-status"), "{}", dsn[0]);
-        assert!(dsn[0].contains("Final-Recipient: rfc822; a@example.test"), "{}", dsn[0]);
+        assert!(
+            dsn[0].contains("Final-Recipient: rfc822; a@example.test"),
+            "{}",
+            dsn[0]
+        );
         assert!(dsn[0].contains("Status: 5.2.2"), "{}", dsn[0]);
     })
     .await;

@@ -58,6 +58,9 @@ pub enum Command {
     /// Inspect and steer the outbound queue.
     #[command(subcommand)]
     Queue(QueueCmd),
+    /// The node's inbound spool: mail accepted and not yet in the store.
+    #[command(subcommand)]
+    Spool(SpoolCmd),
     /// Show the audit log: who did what, when, from where.
     Audit {
         #[arg(long, default_value_t = 50)]
@@ -189,6 +192,12 @@ pub enum UserCmd {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum SpoolCmd {
+    /// Records, bytes, oldest age and the ingest rate of this node's spool.
+    Stats,
+}
+
+#[derive(Subcommand, Debug)]
 pub enum AliasCmd {
     /// Add an alias: mail to ADDRESS goes to every TARGET.
     Add {
@@ -215,6 +224,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         Command::Alias(c) => alias(&open(&cfg).await?, c).await,
         Command::Queue(c) => queue(&open(&cfg).await?, c).await,
         Command::Audit { limit } => audit(&open(&cfg).await?, limit).await,
+        Command::Spool(SpoolCmd::Stats) => spool_stats(&cfg).await,
     }
 }
 
@@ -294,6 +304,42 @@ async fn domain(core: &Core, cmd: DomainCmd) -> Result<(), String> {
                 .map_err(e)?;
             out!("{address} now manages {domain}");
         }
+    }
+    Ok(())
+}
+
+/// Works with the store down too: then every record on disk is counted
+/// as waiting, and the output says so.
+async fn spool_stats(cfg: &Config) -> Result<(), String> {
+    let dir = cfg.spool_dir();
+    let report = match open(cfg).await {
+        Ok(core) => core.spool_report(&dir).await,
+        Err(why) => {
+            out!("store: unreachable ({why}); counting every record on disk");
+            mailcore::spool::ingest::SpoolReport::from_disk(&dir)
+        }
+    }
+    .map_err(|e| format!("spool {}: {e}", dir.display()))?;
+    let now = mailcore::Clock::now(&mailcore::SystemClock);
+    out!("dir: {}", dir.display());
+    out!("node: {}", report.node.as_deref().unwrap_or("-"));
+    out!("records: {}", report.records);
+    out!("bytes: {}", report.bytes);
+    out!("segments: {}", report.segments);
+    match report.oldest {
+        Some(t) => out!("oldest: {} s", now.saturating_sub(t).max(0)),
+        None => out!("oldest: -"),
+    }
+    match report.ingested_last_window {
+        Some(n) => out!(
+            "ingest rate: {:.1}/s over the last {} s",
+            n as f64 / mailcore::spool::ingest::RATE_WINDOW_SECS as f64,
+            mailcore::spool::ingest::RATE_WINDOW_SECS
+        ),
+        None => out!("ingest rate: -"),
+    }
+    for t in &report.torn {
+        out!("torn: {t}");
     }
     Ok(())
 }

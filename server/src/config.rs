@@ -26,6 +26,29 @@ pub struct Config {
     pub relay: RelayConfig,
     /// The outbound queue: workers per lane, retry schedule, concurrency.
     pub queue: mailcore::queue::QueueConfig,
+    pub spool: SpoolSettings,
+}
+
+/// The node's inbound spool (DESIGN.md rule 1): every message SMTP
+/// accepts is on this disk before its `250`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SpoolSettings {
+    /// Defaults to `data_dir/spool`. It may be on another disk than an
+    /// SQLite database: that is what lets mail arrive while the
+    /// database's disk is full.
+    pub dir: Option<PathBuf>,
+    /// Pending bytes past which SMTP answers `452 4.3.1`.
+    pub max_bytes: u64,
+}
+
+impl Default for SpoolSettings {
+    fn default() -> Self {
+        SpoolSettings {
+            dir: None,
+            max_bytes: 1 << 30,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -227,6 +250,7 @@ impl Default for Config {
             imap: ImapConfig::default(),
             relay: RelayConfig::default(),
             queue: mailcore::queue::QueueConfig::default(),
+            spool: SpoolSettings::default(),
         }
     }
 }
@@ -339,8 +363,17 @@ impl Config {
             "queue.concurrency.initial",
             "queue.concurrency.max",
             "queue.concurrency.quiet_secs",
+            "spool.dir",
+            "spool.max_bytes",
         ]));
         fig.extract().map_err(|e| format!("configuration: {e}"))
+    }
+
+    pub fn spool_dir(&self) -> PathBuf {
+        self.spool
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("spool"))
     }
 
     pub fn database_url(&self) -> String {

@@ -11,6 +11,29 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
         "mail core ready"
     );
 
+    // The spool opens before any listener: a message is accepted only
+    // into it. Records left by a crash are found and stored again (once).
+    let mut spool_cfg = mailcore::spool::SpoolConfig::new(cfg.spool_dir());
+    spool_cfg.max_bytes = cfg.spool.max_bytes;
+    let spool = mailcore::spool::Spool::open(&spool_cfg)
+        .map_err(|e| format!("spool {}: {e}", cfg.spool_dir().display()))?;
+    let backlog = spool.stats();
+    tracing::info!(
+        dir = %cfg.spool_dir().display(),
+        node = spool.node(),
+        records = backlog.records,
+        bytes = backlog.bytes,
+        "spool open"
+    );
+    // What RCPT needs while the database is down, kept beside the spool.
+    let dir_cache = core.start_directory_cache(cfg.spool_dir().join("directory.json"));
+    let ingest = core.start_ingest(
+        spool,
+        mailcore::spool::ingest::IngestConfig {
+            hostname: cfg.hostname.clone(),
+        },
+    );
+
     // Mail listeners start here, each with the core and the shared TLS
     // config, on the addresses in `cfg.listeners`.
     let mut mail_tasks = crate::smtp::start(&core, &cfg, tls.clone()).await?;
@@ -35,6 +58,8 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     }
     handle.stop(true).await;
     let _ = web_task.await;
+    ingest.stop().await;
+    dir_cache.stop();
     core.close().await;
     tracing::info!("stopped");
     Ok(())

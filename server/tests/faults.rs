@@ -236,8 +236,9 @@ impl Ledger {
     /// Kills tern as a crash would and reads the files with a fresh
     /// process: every acceptance is there, nothing refused is.
     async fn check(self, mut t: Tern, queued_before: u64) {
-        let _ = t.child.kill();
-        let _ = t.child.wait();
+        // SIGKILL, then a new process: what it finds on disk (store and
+        // spool, which it drains) is what was promised.
+        t.restart();
         let inbox = t.inbox("alice@example.test").await;
         let subjects: Vec<String> = inbox
             .iter()
@@ -367,13 +368,20 @@ async fn immutable_database_refuses_then_recovers() {
     chattr("+i", &files);
     t.restart();
     let mut refused = 0;
+    let mut spooled = 0;
     for i in 0..3 {
-        refused += u32::from(!ledger.mx(&t, &format!("read-only {i}"), 20_000));
+        // The spool is writable: mail from outside is accepted into it
+        // and waits there for the store (DESIGN.md rule 2).
+        spooled += u32::from(ledger.mx(&t, &format!("read-only {i}"), 20_000));
         refused += u32::from(!ledger.append(&t, &format!("append read-only {i}"), 20_000));
-        refused += u32::from(!ledger.submit(&t, &format!("queue read-only {i}"), 20_000));
+        ledger.submit(&t, &format!("queue read-only {i}"), 20_000);
         ledger.login(&t);
     }
-    assert_eq!(refused, 9, "a read-only database took a write");
+    assert_eq!(refused, 3, "a read-only database took a write");
+    assert_eq!(
+        spooled, 3,
+        "the spool did not take mail while the store refused"
+    );
     assert_eq!(healthz(&t), 503);
     assert!(t.child.try_wait().unwrap().is_none(), "tern died");
     chattr("-i", &files);
@@ -385,5 +393,66 @@ async fn immutable_database_refuses_then_recovers() {
     assert!(ledger.append(&t, "append after", 20_000));
     assert!(ledger.submit(&t, "queue after", 20_000));
     wait_until("/healthz 200", 30, || healthz(&t) == 200);
+    ledger.check(t, 0).await;
+}
+
+/// The database's disk fills while the spool is on another disk: mail from
+/// outside still gets `250` (into the spool) while IMAP refuses writes; a
+/// spool past `spool.max_bytes` answers `452 4.3.1`; once the disk frees,
+/// every spooled message reaches the INBOX with no restart, and an IMAP
+/// client in IDLE is told.
+#[tokio::test(flavor = "multi_thread")]
+async fn database_disk_full_spools_then_drains() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(_mount) = Tmpfs::over(dir.path(), "48m") else {
+        return;
+    };
+    let spool = tempfile::tempdir().unwrap();
+    let spool_dir = spool.path().display().to_string();
+    let data = dir.path().to_owned();
+    let t = start_in(
+        dir,
+        &[
+            ("TERN_SPOOL__DIR", spool_dir.as_str()),
+            ("TERN_SPOOL__MAX_BYTES", "4000000"),
+        ],
+    );
+    let mut ledger = Ledger::default();
+    assert!(ledger.mx(&t, "before the fault", 2_000));
+    t.settle();
+    let (mut idle, _) = Client::connect_tls_line(t.imaps, &t.cert());
+    assert!(
+        idle.cmd_imap("a LOGIN alice@example.test \"correct horse battery\"")
+            .starts_with("a OK")
+    );
+    idle.send(b"s SELECT INBOX\r\n");
+    assert!(idle.tagged("s").starts_with("s OK"));
+    idle.send(b"i IDLE\r\n");
+    assert!(idle.line().starts_with("+"));
+
+    let filler = fill(&data);
+    for i in 0..3 {
+        assert!(
+            ledger.mx(&t, &format!("spooled {i}"), 1_000_000),
+            "the spool must take mail while the database's disk is full"
+        );
+    }
+    let r = mx_send(&t, "past the spool limit", 1_500_000);
+    assert!(r.starts_with("452 4.3.1"), "a full spool: {r}");
+    ledger.inbox.push(("past the spool limit".into(), false));
+    assert!(
+        !ledger.append(&t, "append during", 3_000_000),
+        "IMAP cannot store on a full disk"
+    );
+    std::fs::remove_file(&filler).unwrap();
+    // Drains by itself; IDLE hears of the new mail.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let l = idle.line();
+        if l.contains("* 4 EXISTS") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "IDLE never saw the spooled mail");
+    }
     ledger.check(t, 0).await;
 }

@@ -300,16 +300,29 @@ print("ok")
     assert!(t.inbox("bob@example.test").await[0].ends_with(b"Subject: py sub\r\n\r\nvia 587\r\n"));
 }
 
-/// DESIGN.md rule 2: with the database gone, a message gets `451 4.3.0`,
-/// never `250`; the session stays usable, and when the database returns
-/// the same session delivers without a restart.
+/// DESIGN.md rule 2: with the database gone, mail keeps arriving. RCPT is
+/// answered from the node's routing copy (a known address: `250`; one the
+/// copy does not know: `451 4.3.0`, never a `550` from a copy that may be
+/// stale), the message goes into the spool with a `250`, and once the
+/// database is back it reaches the INBOX with no restart. IMAP meanwhile
+/// answers `NO [UNAVAILABLE]`.
 #[tokio::test(flavor = "multi_thread")]
-async fn database_loss_gives_451_and_recovers() {
+async fn database_loss_spools_and_drains() {
     let Some(pg) = PgDb::create("smtp") else {
         return;
     };
     let url = pg.url.clone();
-    let t = start(&[("TERN_DATABASE__URL", &url)]);
+    let t = start(&[
+        ("TERN_DATABASE__URL", &url),
+        ("TERN_SPOOL__MAX_BYTES", "3000"),
+    ]);
+    // The routing copy is written once the node has read the directory.
+    let copy = t.dir.path().join("spool/directory.json");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !copy.exists() {
+        assert!(std::time::Instant::now() < deadline, "no routing copy");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let (mut c, _) = Client::connect(t.mx);
     c.cmd("EHLO x.example");
     assert_eq!(code(&c.cmd("MAIL FROM:<r@remote.example>")), "250 2.1.0");
@@ -318,12 +331,44 @@ async fn database_loss_gives_451_and_recovers() {
     c.send(b"Subject: during outage\r\n\r\nx\r\n");
 
     pg.cut_off();
-    assert_eq!(code(&c.cmd(".")), "451 4.3.0");
+    assert_eq!(
+        code(&c.cmd(".")),
+        "250 2.0.0",
+        "spooled while the store is down"
+    );
     c.cmd("MAIL FROM:<r@remote.example>");
-    assert_eq!(code(&c.cmd("RCPT TO:<alice@example.test>")), "451 4.3.0");
+    assert_eq!(
+        code(&c.cmd("RCPT TO:<nobody@example.test>")),
+        "451 4.3.0",
+        "unknown to the copy: try later, not 550"
+    );
+    assert_eq!(
+        code(&c.cmd("RCPT TO:<team@example.test>")),
+        "250 2.1.5",
+        "an alias the copy knows"
+    );
+    c.cmd("DATA");
+    c.send(b"Subject: to the team during outage\r\n\r\nx\r\n");
+    assert_eq!(code(&c.cmd(".")), "250 2.0.0");
+    // Past spool.max_bytes: 452 4.3.1, and nothing of it is kept.
+    c.cmd("MAIL FROM:<r@remote.example>");
+    assert_eq!(code(&c.cmd("RCPT TO:<alice@example.test>")), "250 2.1.5");
+    c.cmd("DATA");
+    c.send(format!("Subject: too much\r\n\r\n{}\r\n", "y".repeat(3000)).as_bytes());
+    assert_eq!(code(&c.cmd(".")), "452 4.3.1");
     assert_eq!(code(&c.cmd("NOOP")), "250 2.0.0", "the session stays sane");
+    let out = std::process::Command::new(common::BIN)
+        .args(["spool", "stats"])
+        .env("TERN_DATA_DIR", t.dir.path())
+        .env("TERN_DATABASE__URL", &url)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("records: 2"), "{out}");
+    assert!(out.contains("store: unreachable"), "{out}");
 
     pg.restore();
+    t.settle();
     c.cmd("RSET");
     c.cmd("MAIL FROM:<r@remote.example>");
     assert_eq!(code(&c.cmd("RCPT TO:<alice@example.test>")), "250 2.1.5");
@@ -331,19 +376,28 @@ async fn database_loss_gives_451_and_recovers() {
     c.send(b"Subject: after outage\r\n\r\ny\r\n");
     assert_eq!(code(&c.cmd(".")), "250 2.0.0");
     drop(c);
+    t.settle();
     drop(t);
     let core = Core::open(CoreOptions::new(url)).await.unwrap();
-    let a = core.account("alice@example.test").await.unwrap().unwrap();
-    let ib = core.mailbox(a.id, "INBOX").await.unwrap().unwrap();
-    let (msgs, _) = core
-        .list_messages(a.id, ib.id, 0, 10, mailcore::SortOrder::UidAsc)
-        .await
-        .unwrap();
-    let subjects: Vec<&str> = msgs.iter().map(|m| m.subject.as_str()).collect();
+    let subjects = |who: &'static str| {
+        let core = core.clone();
+        async move {
+            let a = core.account(who).await.unwrap().unwrap();
+            let ib = core.mailbox(a.id, "INBOX").await.unwrap().unwrap();
+            let (msgs, _) = core
+                .list_messages(a.id, ib.id, 0, 10, mailcore::SortOrder::UidAsc)
+                .await
+                .unwrap();
+            msgs.into_iter().map(|m| m.subject).collect::<Vec<_>>()
+        }
+    };
     assert_eq!(
-        subjects,
-        ["after outage"],
-        "the 451'd message was not stored"
+        subjects("alice@example.test").await,
+        ["during outage", "to the team during outage", "after outage"]
+    );
+    assert_eq!(
+        subjects("bob@example.test").await,
+        ["to the team during outage"]
     );
 }
 

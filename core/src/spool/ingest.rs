@@ -34,6 +34,8 @@ use crate::queue::dsn::{self, DsnInput, DsnKind, DsnRecipient};
 pub const INGEST_BATCH: usize = 64;
 const INGEST_BATCH_BYTES: u64 = 16 * 1024 * 1024;
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// `tern spool stats` reports the ingest rate over this window.
+pub const RATE_WINDOW_SECS: i64 = 60;
 /// How often spool_ingested rows of deleted segments are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
@@ -57,12 +59,7 @@ impl IngestHandle {
 }
 
 /// Inserts the record's id; false when it was already there (stored).
-async fn mark(
-    c: &DatabaseTransaction,
-    node: &str,
-    p: &Pending,
-    now: i64,
-) -> CoreResult<bool> {
+async fn mark(c: &DatabaseTransaction, node: &str, p: &Pending, now: i64) -> CoreResult<bool> {
     let backend = c.get_database_backend();
     let sql = match backend {
         sea_orm::DbBackend::Postgres => {
@@ -365,19 +362,114 @@ impl Core {
         let backend = self.db().get_database_backend();
         let sql = match backend {
             sea_orm::DbBackend::Postgres => {
-                "DELETE FROM spool_ingested WHERE node = $1 AND segment < $2"
+                "DELETE FROM spool_ingested WHERE node = $1 AND segment < $2 AND ingested_at < $3"
             }
-            _ => "DELETE FROM spool_ingested WHERE node = ? AND segment < ?",
+            _ => "DELETE FROM spool_ingested WHERE node = ? AND segment < ? AND ingested_at < ?",
         };
         let _turn = self.sqlite_write_turn(Priority::Bulk).await;
         let txn = self.db().begin().await?;
         txn.execute(Statement::from_sql_and_values(
             backend,
             sql,
-            [shared.node.clone().into(), below.into()],
+            // Rows of the last minutes stay a while longer: they are how
+            // `tern spool stats` tells the ingest rate.
+            [
+                shared.node.clone().into(),
+                below.into(),
+                (self.now() - 2 * RATE_WINDOW_SECS).into(),
+            ],
         ))
         .await?;
         txn.commit().await?;
         Ok(())
+    }
+}
+
+/// What `tern spool stats` prints, read from the spool directory and the
+/// store (no server needs to run).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SpoolReport {
+    pub node: Option<String>,
+    /// Records on disk not yet stored (all of them on disk when the store
+    /// cannot be asked).
+    pub records: u64,
+    pub bytes: u64,
+    pub oldest: Option<i64>,
+    pub segments: u64,
+    /// Records this node stored in the last [`RATE_WINDOW_SECS`].
+    pub ingested_last_window: Option<u64>,
+    pub store_reachable: bool,
+    /// Torn tails found (a running server cuts them when it starts).
+    pub torn: Vec<String>,
+}
+
+impl SpoolReport {
+    /// The records on disk, without asking the store.
+    pub fn from_disk(dir: &std::path::Path) -> std::io::Result<SpoolReport> {
+        Self::tally(dir, &Default::default())
+    }
+
+    fn tally(
+        dir: &std::path::Path,
+        stored: &std::collections::HashSet<(u64, u64)>,
+    ) -> std::io::Result<SpoolReport> {
+        let (on_disk, torn) = super::scan_dir(dir)?;
+        let mut report = SpoolReport {
+            node: super::read_node_id(dir),
+            torn,
+            ..Default::default()
+        };
+        let mut segs = std::collections::BTreeSet::new();
+        for (id, received_at, len) in on_disk {
+            segs.insert(id.segment);
+            if stored.contains(&(id.segment, id.offset)) {
+                continue;
+            }
+            report.records += 1;
+            report.bytes += len;
+            report.oldest = Some(report.oldest.map_or(received_at, |o| o.min(received_at)));
+        }
+        report.segments = segs.len() as u64;
+        Ok(report)
+    }
+}
+
+impl Core {
+    /// The spool in `dir` as the store sees it: records on disk whose ids
+    /// are not in `spool_ingested` yet.
+    pub async fn spool_report(&self, dir: &std::path::Path) -> std::io::Result<SpoolReport> {
+        let Some(node) = super::read_node_id(dir) else {
+            return SpoolReport::from_disk(dir);
+        };
+        let backend = self.db().get_database_backend();
+        let q = match backend {
+            sea_orm::DbBackend::Postgres => {
+                "SELECT segment, record_offset, ingested_at FROM spool_ingested WHERE node = $1"
+            }
+            _ => "SELECT segment, record_offset, ingested_at FROM spool_ingested WHERE node = ?",
+        };
+        let rows = self
+            .db()
+            .query_all(Statement::from_sql_and_values(backend, q, [node.into()]))
+            .await;
+        let Ok(rows) = rows else {
+            return SpoolReport::from_disk(dir);
+        };
+        let since = self.now() - RATE_WINDOW_SECS;
+        let mut recent = 0u64;
+        let mut stored = std::collections::HashSet::new();
+        for r in rows {
+            let seg: i64 = r.try_get_by_index(0).unwrap_or(-1);
+            let off: i64 = r.try_get_by_index(1).unwrap_or(-1);
+            let at: i64 = r.try_get_by_index(2).unwrap_or(0);
+            if at >= since {
+                recent += 1;
+            }
+            stored.insert((seg as u64, off as u64));
+        }
+        let mut report = SpoolReport::tally(dir, &stored)?;
+        report.store_reachable = true;
+        report.ingested_last_window = Some(recent);
+        Ok(report)
     }
 }

@@ -94,6 +94,8 @@ pub struct SpoolStats {
     /// fsyncs of the journal, and the largest batch one covered.
     pub syncs_total: u64,
     pub largest_batch: u64,
+    /// Records stored in the last minute (the ingest rate).
+    pub ingested_last_minute: u64,
 }
 
 /// One pending record as the ingest worker needs it.
@@ -136,9 +138,34 @@ pub(crate) struct Shared {
     ingested: AtomicU64,
     syncs: AtomicU64,
     largest_batch: AtomicU64,
+    /// (when, how many) per stored batch of the last minute.
+    recent: Mutex<std::collections::VecDeque<(std::time::Instant, u64)>>,
 }
 
+const RATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Shared {
+    fn note_ingested(&self, n: u64) {
+        let now = std::time::Instant::now();
+        let mut r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        r.push_back((now, n));
+        while r
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW)
+        {
+            r.pop_front();
+        }
+    }
+
+    fn ingested_last_minute(&self) -> u64 {
+        let now = std::time::Instant::now();
+        let r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        r.iter()
+            .filter(|(t, _)| now.duration_since(*t) <= RATE_WINDOW)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -291,6 +318,7 @@ impl Spool {
             ingested: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
             largest_batch: AtomicU64::new(0),
+            recent: Default::default(),
         });
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
         tokio::spawn(writer(shared.clone(), rx, cfg.segment_bytes));
@@ -370,12 +398,13 @@ impl Spool {
             appended_total: self.shared.appended.load(Ordering::Relaxed),
             syncs_total: self.shared.syncs.load(Ordering::Relaxed),
             largest_batch: self.shared.largest_batch.load(Ordering::Relaxed),
+            ingested_last_minute: self.shared.ingested_last_minute(),
         }
     }
 }
 
 impl Shared {
-    /// Takes up to `max` records for ingest, alternating between the
+    /// Takes up to `max` records for ingest, picked alternately from the
     /// newest and the oldest, so fresh mail never waits behind a backlog
     /// (DESIGN.md rule 3) and the backlog still drains.
     pub(crate) fn take_batch(&self, max: usize, max_bytes: u64) -> Vec<Pending> {
@@ -395,6 +424,8 @@ impl Shared {
             st.in_flight.insert(id, p);
             out.push(p);
         }
+        // Stored in the order they arrived, so UIDs follow arrival.
+        out.sort_by_key(|p| p.id);
         out
     }
 
@@ -422,6 +453,7 @@ impl Shared {
         }
         self.ingested
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.note_ingested(batch.len() as u64);
         self.sweep();
     }
 
@@ -600,10 +632,7 @@ async fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<WriteReq>, segment_b
         }
         let start = s.len;
         let res = tokio::task::spawn_blocking(move || {
-            let r = s
-                .file
-                .write_all(&buf)
-                .and_then(|()| s.file.sync_data());
+            let r = s.file.write_all(&buf).and_then(|()| s.file.sync_data());
             (s, r)
         })
         .await;

@@ -2,7 +2,8 @@
 //! for command order, RFC 3207 for STARTTLS, RFC 4954 for AUTH).
 //!
 //! Invariants:
-//! - `250` after DATA is sent only after `Core::deliver` has committed.
+//! - `250` after DATA is sent only once the message is on disk: in the
+//!   node's spool (group-committed), or committed to the store.
 //! - After STARTTLS every byte the client sent before the handshake is
 //!   thrown away (CVE-2011-0411) and the session returns to its initial
 //!   state (RFC 3207 §4.2).
@@ -15,9 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use mailcore::delivery::Envelope;
+use mailcore::delivery::{AcceptError, Envelope};
 use mailcore::submission::{SubmissionError, rfc5322_date};
-use mailcore::{AccountRef, Address, AuthError, Core, CoreError, Rejection, Route};
+use mailcore::{AccountRef, Address, AuthError, Core, Rejection, Route};
 use tokio::io::BufReader;
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_rustls::TlsAcceptor;
@@ -773,22 +774,24 @@ impl Session {
             .as_ref()
             .map(|(a, _)| a.address.clone())
             .unwrap_or_default();
-        match self.core.deliver(&env, &raw).await {
-            Ok(receipt) => {
+        // RFC 5321 §4.1.1.4: the 250 is the promise; `accept` returns only
+        // once the message is on disk (the spool's group commit).
+        match self.core.accept(&env, &raw).await {
+            Ok(accepted) => {
                 metrics::counter!("tern_messages_total", "event" => "accepted").increment(1);
                 tracing::info!(
                     peer = %self.peer, user, from = %txn.from, rcpt = ?txn.recipients, size,
-                    delivered = ?receipt.delivered.iter().map(|d| (d.mailbox_id, d.uid)).collect::<Vec<_>>(),
-                    queued = ?receipt.queued, result = "250", "smtp transaction"
+                    id = %accepted, result = "250", "smtp transaction"
                 );
-                r(
-                    250,
-                    "2.0.0",
-                    format!("OK: message accepted (blob {})", receipt.blob_id),
-                )
+                r(250, "2.0.0", format!("OK: queued as {accepted}"))
             }
-            Err(CoreError::OverQuota) => r(552, "5.2.2", "Mailbox full: quota exceeded"),
-            Err(e) => {
+            Err(AcceptError::OverQuota) => r(552, "5.2.2", "Mailbox full: quota exceeded"),
+            // RFC 3463 §3.5: X.3.1, mail system full.
+            Err(AcceptError::SpoolFull(why)) => {
+                tracing::warn!(peer = %self.peer, error = %why, result = "452", "smtp transaction");
+                r(452, "4.3.1", "Insufficient system storage, try again later")
+            }
+            Err(AcceptError::Unavailable(e)) => {
                 tracing::warn!(peer = %self.peer, error = %e, result = "451", "smtp transaction");
                 unavailable()
             }

@@ -53,6 +53,28 @@ fn describe() {
         "Messages accepted (SMTP 250 or webmail send), and queue outcomes: delivered, deferred, bounced"
     );
     describe_gauge!("tern_queue_depth", "Queue entries waiting, by lane");
+    describe_gauge!(
+        "tern_spool_records",
+        "Messages accepted into this node's spool and not yet in the store"
+    );
+    describe_gauge!("tern_spool_bytes", "Bytes of those messages");
+    describe_gauge!(
+        "tern_spool_oldest_age_seconds",
+        "Age of the oldest message waiting in the spool"
+    );
+    describe_counter!(
+        "tern_spool_ingested_total",
+        "Spooled messages stored in the mail store (rate() is the ingest rate)"
+    );
+    describe_counter!("tern_spool_appended_total", "Messages written to the spool");
+    describe_counter!(
+        "tern_spool_syncs_total",
+        "fdatasync calls of the spool journal"
+    );
+    describe_histogram!(
+        "tern_spool_batch_records",
+        "Records covered by one spool fdatasync (group commit)"
+    );
     describe_histogram!(
         "tern_delivery_latency_seconds",
         "Time from acceptance to remote delivery"
@@ -100,6 +122,17 @@ pub async fn metrics(
     let Some(handle) = &state.handle else {
         return HttpResponse::ServiceUnavailable().body("metrics recorder unavailable\n");
     };
+    if let Some(spool) = core.spool() {
+        let st = spool.stats();
+        metrics::gauge!("tern_spool_records").set(st.records as f64);
+        metrics::gauge!("tern_spool_bytes").set(st.bytes as f64);
+        let age = st
+            .oldest
+            .map_or(0, |t| core.clock().now().saturating_sub(t).max(0));
+        metrics::gauge!("tern_spool_oldest_age_seconds").set(age as f64);
+        metrics::counter!("tern_spool_appended_total").absolute(st.appended_total);
+        metrics::counter!("tern_spool_syncs_total").absolute(st.syncs_total);
+    }
     match core.queue_stats().await {
         Ok(st) => {
             for (lane, n) in st.by_lane {

@@ -255,8 +255,15 @@ impl Tern {
     /// Kills the server (SIGKILL, as a crash) and starts it again on the
     /// same directory and ports.
     pub fn restart(&mut self) {
+        self.while_stopped(|_| {});
+    }
+
+    /// Kills the server (SIGKILL), runs `f` on its data dir while nothing
+    /// runs, and starts it again on the same directory and ports.
+    pub fn while_stopped(&mut self, f: impl FnOnce(&Path)) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        f(self.dir.path());
         let ports = Ports {
             mx: self.mx,
             sub: self.sub,
@@ -306,7 +313,31 @@ impl Tern {
         self.dir.path().join("tls/cert.pem")
     }
 
+    /// Waits until every message this server answered `250` for is in
+    /// the store: SMTP answers once a message is in the node's spool, and
+    /// the ingest worker stores it a moment later.
+    pub fn settle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut cmd = Command::new(BIN);
+            cmd.args(["spool", "stats"])
+                .env("TERN_DATA_DIR", self.dir.path())
+                .env_remove("TERN_DATABASE__URL");
+            for (k, v) in &self.env {
+                cmd.env(k, v);
+            }
+            let out = cmd.output().unwrap();
+            let s = String::from_utf8_lossy(&out.stdout).into_owned();
+            if out.status.success() && s.lines().any(|l| l == "records: 0") {
+                return;
+            }
+            assert!(Instant::now() < deadline, "spool not drained: {s}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub async fn inbox(&self, user: &str) -> Vec<Vec<u8>> {
+        self.settle();
         let url = format!("sqlite://{}/tern.db", self.dir.path().display());
         let core = Core::open(CoreOptions::new(url)).await.unwrap();
         let a = core.account(user).await.unwrap().unwrap();
@@ -323,6 +354,7 @@ impl Tern {
     }
 
     pub async fn queue_len(&self) -> u64 {
+        self.settle();
         let url = format!("sqlite://{}/tern.db", self.dir.path().display());
         Core::open(CoreOptions::new(url))
             .await

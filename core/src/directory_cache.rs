@@ -1,0 +1,223 @@
+//! The node's own copy of what routing needs (domains, accounts, aliases,
+//! catchall), so RCPT is answered while the database is down and mail
+//! goes on into the spool (DESIGN.md rule 2).
+//!
+//! - Kept in memory and on disk (`directory.json` in the spool directory,
+//!   written to a temporary file, synced, renamed), so a node restarted
+//!   during an outage still has it.
+//! - Refreshed from the database when the directory changes: every change
+//!   moves `directory_version` on, and the node polls that one row every
+//!   [`POLL`] (a few seconds stale at most, on any node of a cluster), and
+//!   reloads in full every [`FULL_RELOAD`] whatever it says.
+//! - Used only when the database cannot answer. Then an address the copy
+//!   routes to a mailbox is accepted; everything else (unknown here, a
+//!   catchall's refusal, a domain the copy does not know) is a temporary
+//!   failure, never a `550` from a copy that may be stale.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, EntityTrait, Statement};
+use serde::{Deserialize, Serialize};
+
+use crate::Core;
+use crate::directory::{Domain, Role};
+use crate::entities::{account, alias, domain};
+use crate::error::CoreResult;
+
+pub const POLL: Duration = Duration::from_secs(2);
+pub const FULL_RELOAD: Duration = Duration::from_secs(300);
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DirectorySnapshot {
+    pub version: i64,
+    /// name -> (catchall local part, catchall refusal text)
+    pub domains: HashMap<String, (Option<String>, Option<String>)>,
+    /// address -> (id, role, disabled)
+    pub accounts: HashMap<String, (i32, String, bool)>,
+    /// address -> targets
+    pub aliases: HashMap<String, Vec<String>>,
+}
+
+impl DirectorySnapshot {
+    pub(crate) fn domain(&self, name: &str) -> Option<Domain> {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        self.domains.get(&name).map(|(c, r)| Domain {
+            id: 0,
+            name: name.clone(),
+            catchall: c.clone(),
+            catchall_reject: r.clone(),
+        })
+    }
+
+    pub(crate) fn account(&self, address: &str) -> Option<(i32, Role, bool)> {
+        self.accounts
+            .get(&address.to_ascii_lowercase())
+            .or_else(|| self.accounts.get(address))
+            .map(|(id, role, disabled)| (*id, Role::parse(role).unwrap_or(Role::User), *disabled))
+    }
+
+    pub(crate) fn alias_targets(&self, address: &str) -> Vec<String> {
+        self.aliases
+            .get(&address.to_ascii_lowercase())
+            .or_else(|| self.aliases.get(address))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn load(path: &Path) -> Option<DirectorySnapshot> {
+        let bytes = std::fs::read(path).ok()?;
+        match serde_json::from_slice(&bytes) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "directory copy unreadable; ignored");
+                None
+            }
+        }
+    }
+
+    fn save(&self, path: &Path) -> std::io::Result<()> {
+        use std::io::Write;
+        let tmp = path.with_extension("json.tmp");
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&serde_json::to_vec(self).map_err(std::io::Error::other)?)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+/// Moves the directory version on: routing copies on every node reload.
+pub(crate) async fn bump<C: ConnectionTrait>(c: &C) {
+    let r = c
+        .execute(Statement::from_string(
+            c.get_database_backend(),
+            "UPDATE directory_version SET version = version + 1 WHERE id = 1",
+        ))
+        .await;
+    if let Err(e) = r {
+        // The change itself is committed; the copies catch up at their
+        // next full reload.
+        tracing::warn!(error = %e, "directory version not moved on");
+    }
+}
+
+async fn read_version<C: ConnectionTrait>(c: &C) -> CoreResult<i64> {
+    let row = c
+        .query_one(Statement::from_string(
+            c.get_database_backend(),
+            "SELECT version FROM directory_version WHERE id = 1",
+        ))
+        .await?;
+    Ok(row
+        .and_then(|r| r.try_get_by_index::<i64>(0).ok())
+        .unwrap_or(0))
+}
+
+pub struct DirectoryCacheHandle {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DirectoryCacheHandle {
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+impl Core {
+    /// The routing copy, when this node keeps one.
+    pub(crate) fn directory_copy(&self) -> Option<Arc<DirectorySnapshot>> {
+        self.inner
+            .directory
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Reads the whole directory from the database.
+    async fn load_directory(&self) -> CoreResult<DirectorySnapshot> {
+        let version = read_version(self.db()).await?;
+        let domains = domain::Entity::find().all(self.db()).await?;
+        let by_id: HashMap<i32, String> = domains.iter().map(|d| (d.id, d.name.clone())).collect();
+        let mut snap = DirectorySnapshot {
+            version,
+            ..Default::default()
+        };
+        for d in domains {
+            snap.domains
+                .insert(d.name.clone(), (d.catchall_local_part, d.catchall_reject));
+        }
+        for a in account::Entity::find().all(self.db()).await? {
+            if by_id.contains_key(&a.domain_id) {
+                snap.accounts
+                    .insert(a.address.clone(), (a.id, a.role.clone(), a.disabled));
+            }
+        }
+        for al in alias::Entity::find().all(self.db()).await? {
+            snap.aliases
+                .entry(al.address.clone())
+                .or_default()
+                .push(al.target.clone());
+        }
+        Ok(snap)
+    }
+
+    /// Loads the copy kept in `path` (if any), then keeps it fresh from
+    /// the database and on disk for as long as the node runs.
+    pub fn start_directory_cache(&self, path: PathBuf) -> DirectoryCacheHandle {
+        if let Some(s) = DirectorySnapshot::load(&path) {
+            tracing::info!(
+                accounts = s.accounts.len(),
+                version = s.version,
+                "routing copy loaded from disk"
+            );
+            *self
+                .inner
+                .directory
+                .write()
+                .unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(s));
+        }
+        let core = self.clone();
+        let task = tokio::spawn(async move {
+            let mut last_full = tokio::time::Instant::now();
+            let mut first = true;
+            loop {
+                let have = core.directory_copy().map(|s| s.version);
+                let due = first || last_full.elapsed() >= FULL_RELOAD;
+                let changed = match read_version(core.db()).await {
+                    Ok(v) => have != Some(v),
+                    Err(_) => false,
+                };
+                if due || changed {
+                    match core.load_directory().await {
+                        Ok(snap) => {
+                            first = false;
+                            last_full = tokio::time::Instant::now();
+                            let same = core.directory_copy().is_some_and(|s| *s == snap);
+                            if !same {
+                                if let Err(e) = snap.save(&path) {
+                                    tracing::warn!(error = %e, path = %path.display(), "routing copy not saved");
+                                }
+                                *core
+                                    .inner
+                                    .directory
+                                    .write()
+                                    .unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(snap));
+                            }
+                        }
+                        Err(e) => tracing::debug!(error = %e, "routing copy not refreshed"),
+                    }
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        });
+        DirectoryCacheHandle { task }
+    }
+}
