@@ -90,11 +90,12 @@ impl Core {
             ));
         }
         for id in &env.local {
-            match messages::check_quota(self.db(), *id, raw.len() as i64).await {
-                Err(CoreError::OverQuota) => return Err(AcceptError::OverQuota),
-                // The store's answer is advice here: down or not, the
-                // message goes to the spool.
-                _ => {}
+            // The store's answer is advice here: down or not, the
+            // message goes to the spool; only a known "over quota" stops it.
+            if let Err(CoreError::OverQuota) =
+                messages::check_quota(self.db(), *id, raw.len() as i64).await
+            {
+                return Err(AcceptError::OverQuota);
             }
         }
         match spool.append(env, raw, self.now()).await {

@@ -705,9 +705,12 @@ fn fail(shared: &Shared, batch: Vec<WriteReq>, seg: Option<u64>, why: &str) {
     }
 }
 
+/// One whole record found on disk: (id, received_at, length).
+pub type DiskRecord = (SpoolId, i64, u64);
+
 /// What `tern spool stats` reads with no server running: the records on
-/// disk (torn tails are reported, not cut).
-pub fn scan_dir(dir: &Path) -> std::io::Result<(Vec<(SpoolId, i64, u64)>, Vec<String>)> {
+/// disk, and the torn tails (reported, not cut).
+pub fn scan_dir(dir: &Path) -> std::io::Result<(Vec<DiskRecord>, Vec<String>)> {
     let mut out = Vec::new();
     let mut torn = Vec::new();
     if !dir.exists() {
