@@ -164,7 +164,7 @@ impl Core {
             detail: Set(detail.to_owned()),
             ..Default::default()
         }
-        .insert_committed(self.db())
+        .insert_committed(self.wdb())
         .await?;
         tracing::info!(actor = %actor.name, ip = %actor.ip, action, domain, target, detail, "admin action");
         Ok(())
@@ -335,9 +335,9 @@ impl Core {
             .col_expr(domain::Column::CatchallLocalPart, Expr::value(lp))
             .col_expr(domain::Column::CatchallReject, Expr::value(reject))
             .filter(domain::Column::Id.eq(d.id))
-            .exec(self.db())
+            .exec(self.wdb())
             .await?;
-        crate::directory_cache::bump(self.db()).await;
+        crate::directory_cache::bump(self.wdb()).await;
         self.audit(actor, "catchall.set", &d.name, &d.name, &detail)
             .await
     }
@@ -383,7 +383,7 @@ impl Core {
                 account_id: Set(account_id),
                 domain_id: Set(domain_id),
             }
-            .insert_committed(self.db())
+            .insert_committed(self.wdb())
             .await?;
         }
         Ok(())

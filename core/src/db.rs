@@ -47,7 +47,20 @@ impl Backend {
     }
 }
 
-pub async fn connect(url: &str) -> CoreResult<(DatabaseConnection, Backend)> {
+/// The store's connections: `read` for queries, `write` for every write
+/// transaction. On SQLite `write` is one connection, so the process has
+/// one writer and two of its writers never meet inside SQLite: no
+/// `SQLITE_BUSY`, no `BUSY_SNAPSHOT` when a transaction that read first
+/// goes on to write (DESIGN.md: "Two writers meeting is never reported as
+/// an outage"). Readers in WAL mode never wait for it. On PostgreSQL both
+/// are the same pool and transactions run concurrently.
+pub struct Pools {
+    pub read: DatabaseConnection,
+    pub write: DatabaseConnection,
+    pub backend: Backend,
+}
+
+pub async fn connect(url: &str) -> CoreResult<Pools> {
     let bad_url = |e: sea_orm::sqlx::Error| CoreError::invalid(format!("database.url: {e}"));
     if url.starts_with("sqlite:") {
         let opts = SqliteConnectOptions::from_str(url)
@@ -56,8 +69,20 @@ pub async fn connect(url: &str) -> CoreResult<(DatabaseConnection, Backend)> {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            // Other processes (the CLI) may still write: wait for them.
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
+        // The writer first: it creates the file and sets WAL mode.
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            // Waiting for the writer is waiting in line, not an outage: a
+            // dead disk fails the writer's statements at once instead.
+            .acquire_timeout(Duration::from_secs(60))
+            .after_release(|c, m| Box::pin(sqlite_conn_clean(c, m, "released")))
+            .before_acquire(|c, m| Box::pin(sqlite_conn_clean(c, m, "acquired")))
+            .connect_with(opts.clone())
+            .await
+            .map_err(|e| CoreError::Unavailable(e.to_string()))?;
+        let read = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
             .after_release(|c, m| Box::pin(sqlite_conn_clean(c, m, "released")))
@@ -65,10 +90,11 @@ pub async fn connect(url: &str) -> CoreResult<(DatabaseConnection, Backend)> {
             .connect_with(opts)
             .await
             .map_err(|e| CoreError::Unavailable(e.to_string()))?;
-        Ok((
-            SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
-            Backend::Sqlite,
-        ))
+        Ok(Pools {
+            read: SqlxSqliteConnector::from_sqlx_sqlite_pool(read),
+            write: SqlxSqliteConnector::from_sqlx_sqlite_pool(write),
+            backend: Backend::Sqlite,
+        })
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         let opts = PgConnectOptions::from_str(url)
             .map_err(bad_url)?
@@ -82,10 +108,12 @@ pub async fn connect(url: &str) -> CoreResult<(DatabaseConnection, Backend)> {
             .connect_with(opts)
             .await
             .map_err(|e| CoreError::Unavailable(e.to_string()))?;
-        Ok((
-            SqlxPostgresConnector::from_sqlx_postgres_pool(pool),
-            Backend::Postgres,
-        ))
+        let db = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
+        Ok(Pools {
+            read: db.clone(),
+            write: db,
+            backend: Backend::Postgres,
+        })
     } else {
         Err(CoreError::invalid(format!(
             "database.url must start with sqlite: or postgres:, got {url:?}"
@@ -100,17 +128,22 @@ async fn sqlite_conn_clean(
     _meta: PoolConnectionMetadata,
     when: &'static str,
 ) -> Result<bool, sea_orm::sqlx::Error> {
+    // Locking the handle goes through sqlx's worker queue, so a rollback
+    // that a dropped transaction left queued has run before we look.
+    let (autocommit, read_only) = {
+        let mut handle = conn.lock_handle().await?;
+        // SAFETY: the handle is locked out of sqlx's worker thread for the
+        // length of this block, and these calls only read flags.
+        let raw = handle.as_raw_handle().as_ptr();
+        let autocommit = unsafe { libsqlite3_sys::sqlite3_get_autocommit(raw) } != 0;
+        // SQLite opens a file it may not write (made immutable, or
+        // read-only for a moment) read-only, silently, and such a
+        // connection never writes again even once the file is writable:
+        // replace it. The name is a NUL-terminated literal.
+        let read_only = unsafe { libsqlite3_sys::sqlite3_db_readonly(raw, c"main".as_ptr()) } == 1;
+        (autocommit, read_only)
+    };
     let sqlx_depth_zero = !conn.is_in_transaction();
-    let mut handle = conn.lock_handle().await?;
-    // SAFETY: the handle is locked out of sqlx's worker thread for the
-    // length of this call, and sqlite3_get_autocommit only reads a flag.
-    let raw = handle.as_raw_handle().as_ptr();
-    let autocommit = unsafe { libsqlite3_sys::sqlite3_get_autocommit(raw) } != 0;
-    // SQLite opens a file it may not write (made immutable, or read-only
-    // for a moment) read-only, silently, and such a connection never
-    // writes again even once the file is writable: replace it.
-    // SAFETY: as above; the name is a NUL-terminated literal.
-    let read_only = unsafe { libsqlite3_sys::sqlite3_db_readonly(raw, c"main".as_ptr()) } == 1;
     if read_only {
         tracing::warn!(
             when,

@@ -111,7 +111,7 @@ impl Core {
     /// new mail after the commit.
     pub async fn deliver(&self, env: &Envelope, raw: &[u8]) -> CoreResult<DeliveryReceipt> {
         let _w = self.sqlite_write_guard().await;
-        let txn = self.db().begin().await?;
+        let txn = self.wdb().begin().await?;
         let receipt = self.deliver_in(&txn, env, raw).await?;
         txn.commit().await?;
         self.announce(&receipt);

@@ -163,9 +163,9 @@ impl Core {
             created_at: Set(self.now()),
             ..Default::default()
         }
-        .insert_committed(self.db())
+        .insert_committed(self.wdb())
         .await?;
-        crate::directory_cache::bump(self.db()).await;
+        crate::directory_cache::bump(self.wdb()).await;
         Ok(m.into())
     }
 
@@ -197,7 +197,7 @@ impl Core {
     /// Removes a domain with its accounts, their mail and its aliases.
     pub async fn remove_domain(&self, name: &str) -> CoreResult<()> {
         let d = self.domain_required(name).await?;
-        let txn = self.db().begin().await?;
+        let txn = self.wdb().begin().await?;
         let accounts = account::Entity::find()
             .filter(account::Column::DomainId.eq(d.id))
             .all(&txn)
@@ -234,9 +234,9 @@ impl Core {
         domain::Entity::update_many()
             .col_expr(domain::Column::CatchallLocalPart, Expr::value(value))
             .filter(domain::Column::Id.eq(d.id))
-            .exec(self.db())
+            .exec(self.wdb())
             .await?;
-        crate::directory_cache::bump(self.db()).await;
+        crate::directory_cache::bump(self.wdb()).await;
         Ok(())
     }
 
@@ -260,7 +260,7 @@ impl Core {
         }
         let hash = self.hasher().hash(password).await?;
         let now = self.now();
-        let txn = self.db().begin().await?;
+        let txn = self.wdb().begin().await?;
         let m = account::ActiveModel {
             domain_id: Set(d.id),
             local_part: Set(addr.local().to_owned()),
@@ -408,10 +408,10 @@ impl Core {
         account::Entity::update_many()
             .col_expr(col, Expr::value(value))
             .filter(account::Column::Id.eq(id))
-            .exec(self.db())
+            .exec(self.wdb())
             .await?;
         if matches!(col, account::Column::Disabled) {
-            crate::directory_cache::bump(self.db()).await;
+            crate::directory_cache::bump(self.wdb()).await;
         }
         Ok(())
     }
@@ -421,7 +421,7 @@ impl Core {
     pub async fn remove_account(&self, address: &str) -> CoreResult<()> {
         let a = self.account_required(address).await?;
         let addr = parse_address(&a.address)?;
-        let txn = self.db().begin().await?;
+        let txn = self.wdb().begin().await?;
         delete_account_mail(&txn, a.id).await?;
         account::Entity::delete_by_id(a.id).exec(&txn).await?;
         domain::Entity::update_many()
@@ -520,7 +520,7 @@ impl Core {
             return Err(CoreError::invalid("an alias cannot point at itself"));
         }
         let existing = self.alias_targets(&addr.to_string()).await?;
-        let txn = self.db().begin().await?;
+        let txn = self.wdb().begin().await?;
         for t in &targets {
             if existing.contains(&t.to_string()) {
                 continue;
@@ -583,11 +583,11 @@ impl Core {
         if let Some(t) = target {
             q = q.filter(alias::Column::Target.eq(t.trim().to_ascii_lowercase()));
         }
-        let res = q.exec(self.db()).await?;
+        let res = q.exec(self.wdb()).await?;
         if res.rows_affected == 0 {
             return Err(CoreError::NotFound(format!("alias {address}")));
         }
-        crate::directory_cache::bump(self.db()).await;
+        crate::directory_cache::bump(self.wdb()).await;
         Ok(())
     }
 }

@@ -96,7 +96,10 @@ pub struct Core {
 }
 
 struct Inner {
+    /// Queries.
     db: DatabaseConnection,
+    /// Every write transaction (one connection on SQLite; see `db::Pools`).
+    wdb: DatabaseConnection,
     backend: Backend,
     hasher: PasswordHasher,
     throttle: LoginThrottle,
@@ -121,11 +124,16 @@ impl Core {
     }
 
     pub async fn open_with_clock(opts: CoreOptions, clock: Arc<dyn Clock>) -> CoreResult<Core> {
-        let (db, backend) = db::connect(&opts.database_url).await?;
-        db::migrate(&db).await?;
+        let db::Pools {
+            read: db,
+            write: wdb,
+            backend,
+        } = db::connect(&opts.database_url).await?;
+        db::migrate(&wdb).await?;
         Ok(Core {
             inner: Arc::new(Inner {
                 db,
+                wdb,
                 backend,
                 hasher: PasswordHasher::new(opts.auth),
                 throttle: LoginThrottle::new(opts.throttle, clock.clone()),
@@ -147,6 +155,12 @@ impl Core {
 
     pub(crate) fn db(&self) -> &DatabaseConnection {
         &self.inner.db
+    }
+
+    /// Where writes go. Never take it while holding a transaction of it:
+    /// on SQLite it is one connection.
+    pub(crate) fn wdb(&self) -> &DatabaseConnection {
+        &self.inner.wdb
     }
 
     pub(crate) fn now(&self) -> i64 {
@@ -266,7 +280,7 @@ impl Core {
     pub async fn health(&self) -> CoreResult<()> {
         {
             let _turn = self.sqlite_write_guard().await;
-            db::probe_write(&self.inner.db, self.now()).await?;
+            db::probe_write(&self.inner.wdb, self.now()).await?;
         }
         match error::seconds_since_storage_error() {
             Some(age) if age < HEALTH_ERROR_WINDOW_SECS => Err(CoreError::Unavailable(format!(
@@ -280,6 +294,7 @@ impl Core {
     pub async fn close(self) {
         if let Ok(inner) = Arc::try_unwrap(self.inner) {
             let _ = inner.db.close().await;
+            let _ = inner.wdb.close().await;
         }
     }
 }

@@ -183,7 +183,7 @@ impl Core {
                 .col_expr(mailbox::Column::RecentUid, Expr::value(upto))
                 .filter(mailbox::Column::Id.eq(mailbox_id))
                 .filter(mailbox::Column::RecentUid.eq(old))
-                .exec(self.db())
+                .exec(self.wdb())
                 .await?
                 .rows_affected;
             if n == 1 {
@@ -227,7 +227,7 @@ impl Core {
             subscribed: Set(true),
             ..Default::default()
         }
-        .insert_committed(self.db())
+        .insert_committed(self.wdb())
         .await?;
         self.publish(ChangeEvent {
             account_id,
@@ -263,7 +263,7 @@ impl Core {
         // One writer at a time on SQLite: this transaction reads before it
         // writes, and an upgrade racing another writer fails (SQLITE_BUSY_SNAPSHOT).
         let _w = self.sqlite_write_guard().await;
-        let txn = self.db().begin().await?;
+        let txn = self.wdb().begin().await?;
         for m in all
             .into_iter()
             .filter(|m| m.name == from || m.name.starts_with(&prefix))
@@ -295,7 +295,7 @@ impl Core {
         // One writer at a time on SQLite: this transaction reads before it
         // writes, and an upgrade racing another writer fails (SQLITE_BUSY_SNAPSHOT).
         let _w = self.sqlite_write_guard().await;
-        let txn = self.db().begin().await?;
+        let txn = self.wdb().begin().await?;
         let msgs = message::Entity::find()
             .filter(message::Column::MailboxId.eq(m.id))
             .all(&txn)
@@ -324,7 +324,7 @@ impl Core {
             .col_expr(mailbox::Column::Subscribed, Expr::value(on))
             .filter(mailbox::Column::AccountId.eq(account_id))
             .filter(mailbox::Column::Name.eq(name.clone()))
-            .exec(self.db())
+            .exec(self.wdb())
             .await?;
         if res.rows_affected == 0 {
             return Err(CoreError::NotFound(format!("mailbox {name}")));

@@ -492,7 +492,7 @@ impl Core {
         // One writer at a time on SQLite: this transaction reads before it
         // writes, and an upgrade racing another writer fails (SQLITE_BUSY_SNAPSHOT).
         let _w = self.sqlite_write_guard().await;
-        let txn = self.db().begin().await?;
+        let txn = self.wdb().begin().await?;
         let rows = message::Entity::find()
             .filter(message::Column::MailboxId.eq(mailbox_id))
             .filter(message::Column::Uid.is_in(uids.iter().copied()))
@@ -578,7 +578,7 @@ impl Core {
         // One writer at a time on SQLite: this transaction reads before it
         // writes, and an upgrade racing another writer fails (SQLITE_BUSY_SNAPSHOT).
         let _w = self.sqlite_write_guard().await;
-        let txn = self.db().begin().await?;
+        let txn = self.wdb().begin().await?;
         let rows = message::Entity::find()
             .filter(message::Column::MailboxId.eq(from))
             .filter(message::Column::Uid.is_in(uids.iter().copied()))
@@ -692,7 +692,7 @@ impl Core {
         // One writer at a time on SQLite: this transaction reads before it
         // writes, and an upgrade racing another writer fails (SQLITE_BUSY_SNAPSHOT).
         let _w = self.sqlite_write_guard().await;
-        let txn = self.db().begin().await?;
+        let txn = self.wdb().begin().await?;
         let mut q = message::Entity::find()
             .filter(message::Column::MailboxId.eq(mailbox_id))
             .filter(Expr::cust(format!(
@@ -740,7 +740,7 @@ impl Core {
         // One writer at a time on SQLite: this transaction reads before it
         // writes, and an upgrade racing another writer fails (SQLITE_BUSY_SNAPSHOT).
         let _w = self.sqlite_write_guard().await;
-        let txn = self.db().begin().await?;
+        let txn = self.wdb().begin().await?;
         let blob_id = put_blob(&txn, raw, 1, &meta).await?;
         check_quota(&txn, account_id, size).await?;
         let (uid, modseq) = allocate_uids(&txn, mailbox_id, 1).await?;

@@ -51,7 +51,7 @@ impl Core {
             created_at: Set(now),
             expires_at: Set(now + SESSION_TTL_SECS),
         }
-        .insert_committed(self.db())
+        .insert_committed(self.wdb())
         .await?;
         Ok(token)
     }
@@ -70,7 +70,7 @@ impl Core {
         };
         if s.expires_at <= self.now() {
             web_session::Entity::delete_by_id(s.id)
-                .exec(self.db())
+                .exec(self.wdb())
                 .await?;
             return Ok(None);
         }
@@ -97,7 +97,7 @@ impl Core {
     /// IMAP and POP3 sessions at their next command (see the module notes).
     pub async fn end_all_sessions(&self, account: &AccountRef) -> CoreResult<()> {
         let account_id = account.id;
-        let txn = self.db().begin().await?;
+        let txn = self.wdb().begin().await?;
         account::Entity::update_many()
             .col_expr(
                 account::Column::LoginEpoch,
@@ -123,7 +123,7 @@ impl Core {
     pub async fn end_session(&self, token: &str) -> CoreResult<()> {
         web_session::Entity::delete_many()
             .filter(web_session::Column::Id.eq(sha256_hex(token.as_bytes())))
-            .exec(self.db())
+            .exec(self.wdb())
             .await?;
         Ok(())
     }

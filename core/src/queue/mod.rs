@@ -419,7 +419,7 @@ impl Core {
                 Expr::value(now + spec.lease_secs),
             )
             .filter(queue_entry::Column::Id.in_subquery(select.into_query()))
-            .exec_with_returning(self.db())
+            .exec_with_returning(self.wdb())
             .await?;
         Ok(rows.into_iter().map(QueueEntry::from).collect())
     }
@@ -518,7 +518,7 @@ impl Core {
             .and_then(|r| Lane::parse(&r.entry.lane))
             .unwrap_or(Lane::Fresh);
         let _w = self.sqlite_write_turn(priority(lane)).await;
-        let txn = self.db().begin().await?;
+        let txn = self.wdb().begin().await?;
         // Which entries are still ours? Written as an UPDATE .. RETURNING so
         // that the transaction's first statement is a write (no SQLite lock
         // upgrade later). An entry whose lease ran out and that another
@@ -700,7 +700,7 @@ impl Core {
             .filter(claimable(now))
             .filter(queue_entry::Column::Lane.eq(Lane::Fresh.as_str()))
             .filter(queue_entry::Column::Domain.eq(domain))
-            .exec(self.db())
+            .exec(self.wdb())
             .await?
             .rows_affected)
     }
@@ -712,7 +712,7 @@ impl Core {
             .col_expr(queue_entry::Column::LeaseUntil, Expr::value(None::<i64>))
             .filter(queue_entry::Column::Id.is_in(ids.iter().copied()))
             .filter(queue_entry::Column::LockOwner.eq(owner))
-            .exec(self.db())
+            .exec(self.wdb())
             .await?;
         Ok(())
     }
@@ -796,7 +796,7 @@ impl Core {
     pub async fn queue_retry(&self, t: &Target) -> CoreResult<u64> {
         let now = self.now();
         let _w = self.sqlite_write_turn(Priority::Urgent).await;
-        let txn = self.db().begin().await?;
+        let txn = self.wdb().begin().await?;
         let n = queue_entry::Entity::update_many()
             .col_expr(queue_entry::Column::NextAttemptAt, Expr::value(now))
             .filter(target_cond(t))
@@ -846,7 +846,7 @@ impl Core {
     pub async fn queue_delete(&self, t: &Target) -> CoreResult<u64> {
         let now = self.now();
         let _w = self.sqlite_write_turn(Priority::Urgent).await;
-        let txn = self.db().begin().await?;
+        let txn = self.wdb().begin().await?;
         // The first statement writes (a no-op update that returns the rows),
         // so SQLite takes the write lock at once. Reading first and writing
         // later fails with SQLITE_BUSY_SNAPSHOT when another process (tern
@@ -890,7 +890,7 @@ impl Core {
         Ok(queue_entry::Entity::update_many()
             .col_expr(queue_entry::Column::Status, Expr::value(status))
             .filter(target_cond(t))
-            .exec(self.db())
+            .exec(self.wdb())
             .await?
             .rows_affected)
     }

@@ -195,7 +195,7 @@ impl Core {
         let mut refused: Vec<(Pending, SpoolRecord, CoreError)> = Vec::new();
         {
             let _turn = self.sqlite_write_turn(Priority::Urgent).await;
-            let txn = self.db().begin().await?;
+            let txn = self.wdb().begin().await?;
             for (p, r) in recs {
                 let sp = txn.begin().await?;
                 if !mark(&sp, &node, &p, now).await? {
@@ -299,7 +299,7 @@ impl Core {
         let mut failed = Vec::new();
         {
             let _turn = self.sqlite_write_turn(Priority::Urgent).await;
-            let txn = self.db().begin().await?;
+            let txn = self.wdb().begin().await?;
             if !mark(&txn, node, p, now).await? {
                 txn.rollback().await?;
                 return Ok(());
@@ -367,7 +367,7 @@ impl Core {
             _ => "DELETE FROM spool_ingested WHERE node = ? AND segment < ? AND ingested_at < ?",
         };
         let _turn = self.sqlite_write_turn(Priority::Bulk).await;
-        let txn = self.db().begin().await?;
+        let txn = self.wdb().begin().await?;
         txn.execute(Statement::from_sql_and_values(
             backend,
             sql,
