@@ -70,6 +70,12 @@ cargo test -p tern --test imap
 say "storage faults: a full tmpfs data disk and immutable database files (needs root)"
 cargo test -p tern --test faults
 
+say "spool: kill -9 under SMTP load (bounded; bench/spool-crash.sh runs 1,000), torn tails"
+cargo test -p tern --test crash
+
+say "50 IMAP clients and SMTP on SQLite: no false 'unavailable', final state as written"
+cargo test -p tern --test imap_load
+
 say "outbound queue: runner + lettre relay against fake MX servers (SQLite and PostgreSQL)"
 cargo test -p tern --test queue
 TERN_QUEUE_TEST_BACKEND=postgres cargo test -p tern --test queue

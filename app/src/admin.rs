@@ -5,13 +5,20 @@
 //! `admin_*` functions, which take the signed-in actor (see
 //! `mailcore::admin`). A domain admin who forges a form for another domain
 //! gets the same refusal as one who clicks.
+// `admin_action` takes every field of the domain pages' forms, and the
+// #[server] macro copies its arguments into the browser's stub, where an
+// item attribute does not reach.
+#![allow(clippy::too_many_arguments)]
 
 use crate::head::PageTitle;
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 use serde::{Deserialize, Serialize};
 
-use crate::mail::{encode, human_size};
+use crate::mail::encode;
+// Sizes are formatted in the server functions only.
+#[cfg(feature = "ssr")]
+use crate::mail::human_size;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DomainRow {
@@ -326,7 +333,6 @@ pub async fn admin_domain(d: String) -> Result<Option<DomainData>, ServerFnError
 /// fields are what that change needs. The core decides whether this actor
 /// may do it.
 #[server(prefix = "/api", endpoint = "admin_action")]
-#[allow(clippy::too_many_arguments)]
 pub async fn admin_action(
     csrf: String,
     op: String,

@@ -121,6 +121,52 @@ pub async fn connect(url: &str) -> CoreResult<Pools> {
     }
 }
 
+/// The same pools, connecting only when first used: for a node that
+/// starts while the database is down.
+pub fn connect_lazy(url: &str) -> CoreResult<Pools> {
+    let bad_url = |e: sea_orm::sqlx::Error| CoreError::invalid(format!("database.url: {e}"));
+    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        let opts = PgConnectOptions::from_str(url)
+            .map_err(bad_url)?
+            .options([("synchronous_commit", "on")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(5))
+            .before_acquire(|c, _| Box::pin(pg_conn_clean(c)))
+            .connect_lazy_with(opts);
+        let db = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
+        return Ok(Pools {
+            read: db.clone(),
+            write: db,
+            backend: Backend::Postgres,
+        });
+    }
+    let opts = SqliteConnectOptions::from_str(url)
+        .map_err(bad_url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(10));
+    let write = SqlitePoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(60))
+        .after_release(|c, m| Box::pin(sqlite_conn_clean(c, m, "released")))
+        .before_acquire(|c, m| Box::pin(sqlite_conn_clean(c, m, "acquired")))
+        .connect_lazy_with(opts.clone());
+    let read = SqlitePoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(10))
+        .after_release(|c, m| Box::pin(sqlite_conn_clean(c, m, "released")))
+        .before_acquire(|c, m| Box::pin(sqlite_conn_clean(c, m, "acquired")))
+        .connect_lazy_with(opts);
+    Ok(Pools {
+        read: SqlxSqliteConnector::from_sqlx_sqlite_pool(read),
+        write: SqlxSqliteConnector::from_sqlx_sqlite_pool(write),
+        backend: Backend::Sqlite,
+    })
+}
+
 /// True when a pooled SQLite connection is fit to hand out: no transaction
 /// open as far as sqlx knows, and none open as far as SQLite knows.
 async fn sqlite_conn_clean(

@@ -89,7 +89,7 @@ impl Core {
                 "a message needs at least one recipient".into(),
             ));
         }
-        for id in &env.local {
+        for id in env.local.iter().filter(|_| !self.store_recently_down()) {
             // The store's answer is advice here: down or not, the
             // message goes to the spool; only a known "over quota" stops it.
             if let Err(CoreError::OverQuota) =

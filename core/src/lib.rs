@@ -56,12 +56,25 @@ pub const LOGIN_EPOCH_CACHE: std::time::Duration = std::time::Duration::from_sec
 /// How long `/healthz` stays 503 after a failed storage operation.
 pub const HEALTH_ERROR_WINDOW_SECS: i64 = 10;
 
+/// How long routing trusts its copy alone after the store failed.
+const STORE_DOWN_HOLD_MS: i64 = 2_000;
+
+fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Options the core needs at start. The server maps its config file onto it.
 #[derive(Clone, Debug)]
 pub struct CoreOptions {
     pub database_url: String,
     pub auth: AuthConfig,
     pub throttle: ThrottleConfig,
+    /// Start even when the database cannot be reached (a node restarted
+    /// during an outage still takes mail into its spool); migrations run
+    /// once it answers. The CLI leaves this off and fails at once.
+    pub start_without_store: bool,
 }
 
 impl CoreOptions {
@@ -70,6 +83,7 @@ impl CoreOptions {
             database_url: database_url.into(),
             auth: AuthConfig::default(),
             throttle: ThrottleConfig::default(),
+            start_without_store: false,
         }
     }
 }
@@ -115,6 +129,10 @@ struct Inner {
     spool: std::sync::OnceLock<spool::Spool>,
     /// The routing copy used while the database is down.
     directory: std::sync::RwLock<Option<Arc<directory_cache::DirectorySnapshot>>>,
+    /// Until when (unix ms) routing skips the database, after it failed:
+    /// during an outage each RCPT would otherwise wait out a connect
+    /// timeout before the copy answers.
+    store_down_until: std::sync::atomic::AtomicI64,
 }
 
 impl Core {
@@ -124,12 +142,40 @@ impl Core {
     }
 
     pub async fn open_with_clock(opts: CoreOptions, clock: Arc<dyn Clock>) -> CoreResult<Core> {
+        let connected = match db::connect(&opts.database_url).await {
+            Ok(p) => match db::migrate(&p.write).await {
+                Ok(()) => Ok(p),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
         let db::Pools {
             read: db,
             write: wdb,
             backend,
-        } = db::connect(&opts.database_url).await?;
-        db::migrate(&wdb).await?;
+        } = match connected {
+            Ok(p) => p,
+            Err(CoreError::Unavailable(why)) if opts.start_without_store => {
+                tracing::error!(
+                    error = %why,
+                    "the database cannot be reached: starting without it; mail is spooled \
+                     and everything else answers 'temporarily unavailable' until it returns"
+                );
+                let p = db::connect_lazy(&opts.database_url)?;
+                let w = p.write.clone();
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                        if db::migrate(&w).await.is_ok() {
+                            tracing::info!("the database answers again; schema checked");
+                            break;
+                        }
+                    }
+                });
+                p
+            }
+            Err(e) => return Err(e),
+        };
         Ok(Core {
             inner: Arc::new(Inner {
                 db,
@@ -145,8 +191,24 @@ impl Core {
                 login_epochs: Default::default(),
                 spool: std::sync::OnceLock::new(),
                 directory: Default::default(),
+                store_down_until: Default::default(),
             }),
         })
+    }
+
+    /// Routing saw the store fail in the last moments: go to the copy.
+    pub(crate) fn store_recently_down(&self) -> bool {
+        self.inner
+            .store_down_until
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > unix_millis()
+    }
+
+    pub(crate) fn note_store_down(&self) {
+        self.inner.store_down_until.store(
+            unix_millis() + STORE_DOWN_HOLD_MS,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     pub fn backend(&self) -> Backend {

@@ -137,8 +137,16 @@ impl Core {
     /// address it does not route to a mailbox is a temporary failure (the
     /// copy may be stale), never a `550`.
     pub async fn route(&self, rcpt: &str) -> CoreResult<Route> {
-        match route_via(self, rcpt).await {
+        let first = if self.store_recently_down() && self.directory_copy().is_some() {
+            Err(crate::CoreError::Unavailable(
+                "the store failed moments ago".into(),
+            ))
+        } else {
+            route_via(self, rcpt).await
+        };
+        match first {
             Err(e) if e.is_temporary() => {
+                self.note_store_down();
                 let Some(copy) = self.directory_copy() else {
                     return Err(e);
                 };

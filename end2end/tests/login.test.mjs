@@ -50,7 +50,7 @@ test('hydrated page: wrong password refused, right one signs in', async () => {
   assert.equal(session.sameSite, 'Lax');
   assert.deepEqual(errors, [], 'no script errors while hydrating');
 
-  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('button', { name: 'Sign out', exact: true }).click();
   await page.waitForURL(`${tern.base}/login`);
   await page.goto(`${tern.base}/`);
   await page.getByText('You are not signed in.').waitFor();

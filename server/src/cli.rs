@@ -229,11 +229,17 @@ pub async fn run(cli: Cli) -> Result<(), String> {
 }
 
 pub async fn open(cfg: &Config) -> Result<Core, String> {
+    open_with(cfg, false).await
+}
+
+/// `start_without_store`: for `tern serve`, which starts during a
+/// database outage (mail goes to the spool); CLI commands fail at once.
+pub async fn open_with(cfg: &Config, start_without_store: bool) -> Result<Core, String> {
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| format!("data dir {}: {e}", cfg.data_dir.display()))?;
-    Core::open(CoreOptions::new(cfg.database_url()))
-        .await
-        .map_err(|e| e.to_string())
+    let mut opts = CoreOptions::new(cfg.database_url());
+    opts.start_without_store = start_without_store;
+    Core::open(opts).await.map_err(|e| e.to_string())
 }
 
 fn e(err: mailcore::CoreError) -> String {

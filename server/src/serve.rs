@@ -3,7 +3,7 @@
 use crate::config::Config;
 
 pub async fn serve(cfg: Config) -> Result<(), String> {
-    let core = crate::cli::open(&cfg).await?;
+    let core = crate::cli::open_with(&cfg, true).await?;
     let tls = crate::tls::server_config(&cfg)?;
     tracing::info!(
         backend = core.backend().name(),

@@ -247,15 +247,67 @@ async fn limits_answer_with_their_codes() {
         "421 4.7.0 Too many connections from your address (limit 3), try again later\r\n"
     );
 
-    // Errors: three so far (500, 552, 552); after the fifth the server
-    // says goodbye.
-    assert_eq!(code(&c.cmd("BOGUS")), "500 5.5.1");
+    // Errors: one so far (the 500; a 552 or 452 is an answer, not a
+    // protocol error); after the fifth the server says goodbye.
+    for _ in 0..3 {
+        assert_eq!(code(&c.cmd("BOGUS")), "500 5.5.1");
+    }
     let last = c.cmd("BOGUS");
     assert_eq!(last, "500 5.5.1 Command not recognized\r\n");
     assert_eq!(
         c.reply(),
         "421 4.7.0 Too many errors (limit 5), closing\r\n"
     );
+}
+
+/// The error limit counts protocol errors only, and a delivered message
+/// resets it: one good recipient among many stale ones still gets the
+/// mail. RCPT parameters nobody offered get 555 (RFC 5321 §4.1.1.11).
+#[tokio::test(flavor = "multi_thread")]
+async fn recipient_refusals_do_not_count_as_errors() {
+    let t = start(&[("TERN_SMTP__MAX_ERRORS", "3")]);
+    let (mut c, _) = Client::connect(t.mx);
+    c.cmd("EHLO x.example");
+    assert_eq!(code(&c.cmd("MAIL FROM:<a@b.example>")), "250 2.1.0");
+    for i in 0..20 {
+        assert_eq!(
+            code(&c.cmd(&format!("RCPT TO:<gone{i}@example.test>"))),
+            "550 5.1.1"
+        );
+    }
+    assert_eq!(
+        code(&c.cmd("RCPT TO:<bob@example.test> NOTIFY=NEVER")),
+        "555 5.5.4",
+        "no DSN extension is offered"
+    );
+    assert_eq!(code(&c.cmd("RCPT TO:<alice@example.test>")), "250 2.1.5");
+    c.cmd("DATA");
+    c.send(b"Subject: one good recipient\r\n\r\nx\r\n");
+    assert_eq!(code(&c.cmd(".")), "250 2.0.0");
+    // Two protocol errors, then the delivered message above reset the
+    // count: two more are still allowed before the limit of three.
+    assert_eq!(code(&c.cmd("BOGUS")), "500 5.5.1");
+    assert_eq!(code(&c.cmd("BOGUS")), "500 5.5.1");
+    assert_eq!(code(&c.cmd("MAIL FROM:<a@b.example>")), "250 2.1.0");
+    assert_eq!(code(&c.cmd("RCPT TO:<alice@example.test>")), "250 2.1.5");
+    c.cmd("DATA");
+    c.send(b"Subject: second\r\n\r\nx\r\n");
+    assert_eq!(code(&c.cmd(".")), "250 2.0.0");
+    assert_eq!(code(&c.cmd("BOGUS")), "500 5.5.1");
+    assert_eq!(code(&c.cmd("BOGUS")), "500 5.5.1");
+    assert_eq!(
+        code(&c.cmd("NOOP")),
+        "250 2.0.0",
+        "still open after the reset"
+    );
+    let _ = c.cmd("BOGUS");
+    assert_eq!(
+        c.reply(),
+        "421 4.7.0 Too many errors (limit 3), closing\r\n"
+    );
+    let inbox = t.inbox("alice@example.test").await;
+    assert_eq!(inbox.len(), 2);
+    assert!(t.inbox("bob@example.test").await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -312,7 +364,7 @@ async fn database_loss_spools_and_drains() {
         return;
     };
     let url = pg.url.clone();
-    let t = start(&[
+    let mut t = start(&[
         ("TERN_DATABASE__URL", &url),
         ("TERN_SPOOL__MAX_BYTES", "3000"),
     ]);
@@ -367,6 +419,18 @@ async fn database_loss_spools_and_drains() {
     assert!(out.contains("records: 2"), "{out}");
     assert!(out.contains("store: unreachable"), "{out}");
 
+    // A node restarted during the outage comes up (its routing copy is on
+    // disk) and still takes mail.
+    drop(c);
+    t.restart();
+    let (mut c, _) = Client::connect(t.mx);
+    c.cmd("EHLO x.example");
+    assert_eq!(code(&c.cmd("MAIL FROM:<r@remote.example>")), "250 2.1.0");
+    assert_eq!(code(&c.cmd("RCPT TO:<alice@example.test>")), "250 2.1.5");
+    c.cmd("DATA");
+    c.send(b"Subject: restarted during outage\r\n\r\nx\r\n");
+    assert_eq!(code(&c.cmd(".")), "250 2.0.0");
+
     pg.restore();
     t.settle();
     c.cmd("RSET");
@@ -393,7 +457,12 @@ async fn database_loss_spools_and_drains() {
     };
     assert_eq!(
         subjects("alice@example.test").await,
-        ["during outage", "to the team during outage", "after outage"]
+        [
+            "during outage",
+            "to the team during outage",
+            "restarted during outage",
+            "after outage"
+        ]
     );
     assert_eq!(
         subjects("bob@example.test").await,

@@ -91,6 +91,56 @@ enum Flow {
     Close,
 }
 
+/// Where a session is in RFC 5321 §4.1.4's command order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Before EHLO/HELO.
+    Connected,
+    /// Greeted, no transaction open.
+    Ready,
+    /// After MAIL, before a recipient was accepted.
+    Mail,
+    /// At least one recipient accepted.
+    Rcpt,
+    /// BDAT chunks being received (RFC 3030 §2).
+    Chunking,
+}
+
+/// The commands that act on the transaction (the rest are allowed in
+/// every phase: EHLO, HELO, RSET, NOOP, QUIT, VRFY, EXPN, HELP, and
+/// STARTTLS/AUTH, which check their own preconditions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verb {
+    Mail,
+    Rcpt,
+    Data,
+}
+
+/// The one table of what each phase accepts; `Err` is the reply.
+fn accepts(phase: Phase, verb: Verb) -> Result<(), Reply> {
+    use Phase::*;
+    match (phase, verb) {
+        (Connected, Verb::Mail) => Err(r(503, "5.5.1", "Send EHLO or HELO first")),
+        (Ready, Verb::Mail) => Ok(()),
+        (Mail | Rcpt | Chunking, Verb::Mail) => Err(r(503, "5.5.1", "Nested MAIL command")),
+        (Connected | Ready, Verb::Rcpt | Verb::Data) => Err(r(503, "5.5.1", "Send MAIL first")),
+        (Mail | Rcpt, Verb::Rcpt) => Ok(()),
+        (Chunking, Verb::Rcpt) => Err(r(503, "5.5.1", "RCPT after BDAT is not allowed")),
+        (Mail, Verb::Data) => Err(r(554, "5.5.1", "No valid recipients")),
+        (Rcpt, Verb::Data) => Ok(()),
+        // RFC 3030 §2: BDAT and DATA may not be mixed in one transaction.
+        (Chunking, Verb::Data) => Err(r(503, "5.5.1", "DATA after BDAT is not allowed")),
+    }
+}
+
+/// Replies that count towards `max_errors`: the client broke the protocol.
+/// A refused recipient (550) or message (552, 554) is an answer, not a
+/// client error: a message with one good and 200 stale recipients must
+/// still reach the good one.
+fn is_protocol_error(code: u16) -> bool {
+    matches!(code, 500..=504 | 555)
+}
+
 pub struct Session {
     core: Core,
     settings: Arc<Settings>,
@@ -215,7 +265,7 @@ impl Session {
                 },
             };
             if let Some(reply) = reply {
-                if reply.code >= 500 {
+                if is_protocol_error(reply.code) {
                     self.errors += 1;
                 }
                 self.send(&reply).await?;
@@ -246,6 +296,16 @@ impl Session {
             self.settings.idle_timeout_busy
         } else {
             self.settings.idle_timeout
+        }
+    }
+
+    fn phase(&self) -> Phase {
+        match (&self.helo, &self.txn) {
+            (None, _) => Phase::Connected,
+            (Some(_), None) => Phase::Ready,
+            (Some(_), Some(t)) if t.chunks.is_some() => Phase::Chunking,
+            (Some(_), Some(t)) if t.recipients.is_empty() => Phase::Mail,
+            (Some(_), Some(_)) => Phase::Rcpt,
         }
     }
 
@@ -281,9 +341,25 @@ impl Session {
             Command::Help => r(214, "2.0.0", "See RFC 5321"),
             Command::StartTls => return self.starttls().await,
             Command::Auth { mechanism, initial } => self.auth(&mechanism, initial).await?,
-            Command::Mail { from, params } => self.mail(from, params).await,
-            Command::Rcpt { to, .. } => self.rcpt(&to).await,
-            Command::Data => return self.data().await,
+            Command::Mail { from, params } => match accepts(self.phase(), Verb::Mail) {
+                Ok(()) => self.mail(from, params).await,
+                Err(reply) => reply,
+            },
+            Command::Rcpt { to, params } => match accepts(self.phase(), Verb::Rcpt) {
+                // RFC 5321 §4.1.1.11: an unknown parameter is 555, as for
+                // MAIL. No RCPT extension (DSN's NOTIFY/ORCPT) is offered.
+                Ok(()) if !params.is_empty() => r(
+                    555,
+                    "5.5.4",
+                    format!("Unsupported parameter {}", params[0].0),
+                ),
+                Ok(()) => self.rcpt(&to).await,
+                Err(reply) => reply,
+            },
+            Command::Data => match accepts(self.phase(), Verb::Data) {
+                Ok(()) => return self.data().await,
+                Err(reply) => reply,
+            },
             Command::Bdat { size, last } => return self.bdat(size, last).await,
         };
         Ok((Some(reply), Flow::Continue))
@@ -465,13 +541,8 @@ impl Session {
         }
     }
 
+    /// RFC 5321 §4.1.1.2; the phase table has let it through.
     async fn mail(&mut self, from: String, params: super::proto::Params) -> Reply {
-        if self.helo.is_none() {
-            return r(503, "5.5.1", "Send EHLO or HELO first");
-        }
-        if self.txn.is_some() {
-            return r(503, "5.5.1", "Nested MAIL command");
-        }
         if self.auth_required() && self.auth.is_none() {
             return r(530, "5.7.0", "Authentication required");
         }
@@ -519,6 +590,7 @@ impl Session {
     async fn rcpt(&mut self, to: &str) -> Reply {
         let authenticated = self.auth.is_some();
         let max = self.settings.max_recipients;
+        // RFC 5321 §4.1.1.3; the phase table has let it through.
         let Some(txn) = self.txn.as_mut() else {
             return r(503, "5.5.1", "Send MAIL first");
         };
@@ -648,21 +720,8 @@ impl Session {
         Ok((Some(self.accept(txn, body).await), Flow::Continue))
     }
 
+    /// RFC 5321 §4.1.1.4; the phase table has let it through.
     async fn data(&mut self) -> std::io::Result<(Option<Reply>, Flow)> {
-        match &self.txn {
-            None => return Ok((Some(r(503, "5.5.1", "Send MAIL first")), Flow::Continue)),
-            // RFC 3030 §2: BDAT and DATA may not be mixed in one transaction.
-            Some(t) if t.chunks.is_some() => {
-                return Ok((
-                    Some(r(503, "5.5.1", "DATA after BDAT is not allowed")),
-                    Flow::Continue,
-                ));
-            }
-            Some(t) if t.recipients.is_empty() => {
-                return Ok((Some(r(554, "5.5.1", "No valid recipients")), Flow::Continue));
-            }
-            _ => {}
-        }
         self.send(&r(354, "", "End data with <CR><LF>.<CR><LF>"))
             .await?;
         let max = self.settings.max_message_size;
@@ -778,6 +837,9 @@ impl Session {
         // once the message is on disk (the spool's group commit).
         match self.core.accept(&env, &raw).await {
             Ok(accepted) => {
+                // A delivered message wipes the slate (the error limit is
+                // per stretch of trouble, not per connection).
+                self.errors = 0;
                 metrics::counter!("tern_messages_total", "event" => "accepted").increment(1);
                 tracing::info!(
                     peer = %self.peer, user, from = %txn.from, rcpt = ?txn.recipients, size,
