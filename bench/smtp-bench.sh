@@ -30,6 +30,14 @@ blast() {
   python3 -c "import sys; print(f'{$TOTAL/($t1-$t0):.0f}')"
 }
 
+# Waits until every accepted message is in the store (spool drained).
+drain() {
+  for _ in $(seq 3000); do
+    $TERN spool stats 2>/dev/null | grep -qx 'records: 0' && return 0; sleep 0.2
+  done
+  echo "spool did not drain" >&2; return 1
+}
+
 # Starts tern on DB_URL (empty: SQLite), runs both sizes, prints "r4 r50 batch".
 run_tern() {
   local url=$1 dir port web pid r4 r50 m
@@ -45,34 +53,33 @@ run_tern() {
     TERN_SMTP__MAX_CONNECTIONS_PER_IP=100 TERN_LOG=warn $TERN serve &
   pid=$!
   wait_port "$port"; wait_port "$web"
-  r4=$(blast 4096 "$port" sink@bench.test)
-  r50=$(blast 51200 "$port" sink@bench.test)
+  local s0 s1 e4 e50
+  s0=$(date +%s.%N); r4=$(blast 4096 "$port" sink@bench.test); drain; s1=$(date +%s.%N)
+  e4=$(python3 -c "print(f'{$TOTAL/($s1-$s0):.0f}')")
+  s0=$(date +%s.%N); r50=$(blast 51200 "$port" sink@bench.test); drain; s1=$(date +%s.%N)
+  e50=$(python3 -c "print(f'{$TOTAL/($s1-$s0):.0f}')")
   m=$(curl -s -H 'Authorization: Bearer bench' "http://127.0.0.1:$web/metrics")
   local appended syncs largest
   appended=$(awk '/^tern_spool_appended_total/{print $2}' <<<"$m")
   syncs=$(awk '/^tern_spool_syncs_total/{print $2}' <<<"$m")
   largest=$(awk '/^tern_spool_batch_records\{quantile="1"\}/{print $2}' <<<"$m")
-  # Let the spool drain before the next run shares the machine.
-  for _ in $(seq 600); do
-    $TERN spool stats 2>/dev/null | grep -qx 'records: 0' && break; sleep 0.5
-  done
   kill "$pid"; wait "$pid" 2>/dev/null || true
   rm -rf "$dir"
-  echo "$r4 $r50 $(python3 -c "print(f'{$appended/max($syncs,1):.1f}')" 2>/dev/null || echo ?) ${largest:-?}"
+  echo "$r4 $r50 $e4 $e50 $(python3 -c "print(f'{$appended/max($syncs,1):.1f}')" 2>/dev/null || echo ?) ${largest:-?}"
 }
 
 say "tern on SQLite: $SESSIONS sessions, $TOTAL messages of 4 KiB, then of 50 KiB"
-read -r T4 T50 TB TL <<<"$(run_tern "")"
-echo "tern sqlite: 4k=$T4/s 50k=$T50/s batch avg=$TB max=$TL"
+read -r T4 T50 TE4 TE50 TB TL <<<"$(run_tern "")"
+echo "tern sqlite: 4k=$T4/s 50k=$T50/s stored 4k=$TE4/s 50k=$TE50/s batch avg=$TB max=$TL"
 
-PG4=n/a PG50=n/a PGB=n/a PGL=n/a
+PG4=n/a PG50=n/a PGE4=n/a PGE50=n/a PGB=n/a PGL=n/a
 if [ "${SKIP_PG:-0}" != 1 ]; then
   start_test_postgres
   trap stop_test_postgres EXIT
   psql "$TERN_TEST_PG_URL" -qc "DROP DATABASE IF EXISTS tern_bench" -c "CREATE DATABASE tern_bench" >/dev/null
   say "tern on PostgreSQL: same load"
-  read -r PG4 PG50 PGB PGL <<<"$(run_tern "${TERN_TEST_PG_URL%/*}/tern_bench")"
-  echo "tern postgres: 4k=$PG4/s 50k=$PG50/s batch avg=$PGB max=$PGL"
+  read -r PG4 PG50 PGE4 PGE50 PGB PGL <<<"$(run_tern "${TERN_TEST_PG_URL%/*}/tern_bench")"
+  echo "tern postgres: 4k=$PG4/s 50k=$PG50/s stored 4k=$PGE4/s 50k=$PGE50/s batch avg=$PGB max=$PGL"
 fi
 
 say "postfix (peer): same load"
@@ -96,7 +103,9 @@ ratio() { python3 -c "import sys; print(f'{float(sys.argv[1])/float(sys.argv[2])
   echo "machine: $(uname -srm), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB"
   echo "load: smtp-source -c -s $SESSIONS -m $TOTAL, one recipient, loopback; each 250 is durable"
   echo "tern sqlite   (spool group commit): 4 KiB $T4 msg/s, 50 KiB $T50 msg/s; records per fdatasync avg $TB, max $TL"
+  echo "  ... until the last one is in its mailbox (spool drained): 4 KiB $TE4 msg/s, 50 KiB $TE50 msg/s"
   echo "tern postgres (spool group commit): 4 KiB $PG4 msg/s, 50 KiB $PG50 msg/s; records per fdatasync avg $PGB, max $PGL"
+  echo "  ... until the last one is in its mailbox (spool drained): 4 KiB $PGE4 msg/s, 50 KiB $PGE50 msg/s"
   echo "postfix $(postconf -h mail_version 2>/dev/null): 4 KiB $P4 msg/s, 50 KiB $P50 msg/s"
   echo "ratio tern sqlite / postfix: 4 KiB $(ratio "$T4" "$P4"), 50 KiB $(ratio "$T50" "$P50")"
   echo "ratio tern postgres / postfix: 4 KiB $(ratio "$PG4" "$P4"), 50 KiB $(ratio "$PG50" "$P50")"

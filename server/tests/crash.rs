@@ -121,7 +121,9 @@ async fn kill_9_under_load_loses_nothing_and_duplicates_nothing() {
     }
     // A last restart with no load: whatever the last kill left is found.
     t.restart();
-    t.settle();
+    // Under this load the spool takes mail faster than a debug build
+    // stores it, so a backlog may wait here (that is what a spool is for).
+    t.settle_within(Duration::from_secs(600));
     let core = t.core().await;
     let a = core.account("alice@example.test").await.unwrap().unwrap();
     let ib = core.mailbox(a.id, "INBOX").await.unwrap().unwrap();

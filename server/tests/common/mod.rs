@@ -317,7 +317,12 @@ impl Tern {
     /// the store: SMTP answers once a message is in the node's spool, and
     /// the ingest worker stores it a moment later.
     pub fn settle(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        self.settle_within(Duration::from_secs(30));
+    }
+
+    /// [`Tern::settle`] with a longer wait, for a backlog built on purpose.
+    pub fn settle_within(&self, wait: Duration) {
+        let deadline = Instant::now() + wait;
         loop {
             let mut cmd = Command::new(BIN);
             cmd.args(["spool", "stats"])
