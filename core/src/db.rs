@@ -60,60 +60,85 @@ pub struct Pools {
     pub backend: Backend,
 }
 
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres:") || url.starts_with("postgresql:")
+}
+
+fn bad_url(e: sea_orm::sqlx::Error) -> CoreError {
+    CoreError::invalid(format!("database.url: {e}"))
+}
+
+fn sqlite_options(url: &str) -> CoreResult<SqliteConnectOptions> {
+    Ok(SqliteConnectOptions::from_str(url)
+        .map_err(bad_url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        // Other processes (the CLI) may still write: wait for them.
+        .busy_timeout(Duration::from_secs(10)))
+}
+
+/// The writer (one connection; waiting for it is waiting in line, not an
+/// outage: a dead disk fails its statements at once instead) or the readers.
+fn sqlite_pool(writer: bool) -> SqlitePoolOptions {
+    let (max, wait) = if writer { (1, 60) } else { (8, 10) };
+    SqlitePoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(wait))
+        .after_release(|c, m| Box::pin(sqlite_conn_clean(c, m, "released")))
+        .before_acquire(|c, m| Box::pin(sqlite_conn_clean(c, m, "acquired")))
+}
+
+fn pg_options(url: &str) -> CoreResult<PgConnectOptions> {
+    Ok(PgConnectOptions::from_str(url)
+        .map_err(bad_url)?
+        .options([("synchronous_commit", "on")]))
+}
+
+/// A short acquire timeout turns a dead database into a prompt temporary
+/// failure instead of a hung client.
+fn pg_pool() -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(Duration::from_secs(5))
+        .before_acquire(|c, _| Box::pin(pg_conn_clean(c)))
+}
+
+fn sqlite_pools(read: sea_orm::sqlx::SqlitePool, write: sea_orm::sqlx::SqlitePool) -> Pools {
+    Pools {
+        read: SqlxSqliteConnector::from_sqlx_sqlite_pool(read),
+        write: SqlxSqliteConnector::from_sqlx_sqlite_pool(write),
+        backend: Backend::Sqlite,
+    }
+}
+
+fn pg_pools(pool: sea_orm::sqlx::PgPool) -> Pools {
+    let db = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
+    Pools {
+        read: db.clone(),
+        write: db,
+        backend: Backend::Postgres,
+    }
+}
+
 pub async fn connect(url: &str) -> CoreResult<Pools> {
-    let bad_url = |e: sea_orm::sqlx::Error| CoreError::invalid(format!("database.url: {e}"));
+    let down = |e: sea_orm::sqlx::Error| CoreError::Unavailable(e.to_string());
     if url.starts_with("sqlite:") {
-        let opts = SqliteConnectOptions::from_str(url)
-            .map_err(bad_url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            // Other processes (the CLI) may still write: wait for them.
-            .busy_timeout(Duration::from_secs(10));
+        let opts = sqlite_options(url)?;
         // The writer first: it creates the file and sets WAL mode.
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            // Waiting for the writer is waiting in line, not an outage: a
-            // dead disk fails the writer's statements at once instead.
-            .acquire_timeout(Duration::from_secs(60))
-            .after_release(|c, m| Box::pin(sqlite_conn_clean(c, m, "released")))
-            .before_acquire(|c, m| Box::pin(sqlite_conn_clean(c, m, "acquired")))
+        let write = sqlite_pool(true)
             .connect_with(opts.clone())
             .await
-            .map_err(|e| CoreError::Unavailable(e.to_string()))?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(10))
-            .after_release(|c, m| Box::pin(sqlite_conn_clean(c, m, "released")))
-            .before_acquire(|c, m| Box::pin(sqlite_conn_clean(c, m, "acquired")))
-            .connect_with(opts)
+            .map_err(down)?;
+        let read = sqlite_pool(false).connect_with(opts).await.map_err(down)?;
+        Ok(sqlite_pools(read, write))
+    } else if is_postgres(url) {
+        let pool = pg_pool()
+            .connect_with(pg_options(url)?)
             .await
-            .map_err(|e| CoreError::Unavailable(e.to_string()))?;
-        Ok(Pools {
-            read: SqlxSqliteConnector::from_sqlx_sqlite_pool(read),
-            write: SqlxSqliteConnector::from_sqlx_sqlite_pool(write),
-            backend: Backend::Sqlite,
-        })
-    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        let opts = PgConnectOptions::from_str(url)
-            .map_err(bad_url)?
-            .options([("synchronous_commit", "on")]);
-        // A short acquire timeout turns a dead database into a prompt
-        // temporary failure instead of a hung client.
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(5))
-            .before_acquire(|c, _| Box::pin(pg_conn_clean(c)))
-            .connect_with(opts)
-            .await
-            .map_err(|e| CoreError::Unavailable(e.to_string()))?;
-        let db = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
-        Ok(Pools {
-            read: db.clone(),
-            write: db,
-            backend: Backend::Postgres,
-        })
+            .map_err(down)?;
+        Ok(pg_pools(pool))
     } else {
         Err(CoreError::invalid(format!(
             "database.url must start with sqlite: or postgres:, got {url:?}"
@@ -124,47 +149,14 @@ pub async fn connect(url: &str) -> CoreResult<Pools> {
 /// The same pools, connecting only when first used: for a node that
 /// starts while the database is down.
 pub fn connect_lazy(url: &str) -> CoreResult<Pools> {
-    let bad_url = |e: sea_orm::sqlx::Error| CoreError::invalid(format!("database.url: {e}"));
-    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        let opts = PgConnectOptions::from_str(url)
-            .map_err(bad_url)?
-            .options([("synchronous_commit", "on")]);
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(5))
-            .before_acquire(|c, _| Box::pin(pg_conn_clean(c)))
-            .connect_lazy_with(opts);
-        let db = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
-        return Ok(Pools {
-            read: db.clone(),
-            write: db,
-            backend: Backend::Postgres,
-        });
+    if is_postgres(url) {
+        return Ok(pg_pools(pg_pool().connect_lazy_with(pg_options(url)?)));
     }
-    let opts = SqliteConnectOptions::from_str(url)
-        .map_err(bad_url)?
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
-        .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(10));
-    let write = SqlitePoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(60))
-        .after_release(|c, m| Box::pin(sqlite_conn_clean(c, m, "released")))
-        .before_acquire(|c, m| Box::pin(sqlite_conn_clean(c, m, "acquired")))
-        .connect_lazy_with(opts.clone());
-    let read = SqlitePoolOptions::new()
-        .max_connections(8)
-        .acquire_timeout(Duration::from_secs(10))
-        .after_release(|c, m| Box::pin(sqlite_conn_clean(c, m, "released")))
-        .before_acquire(|c, m| Box::pin(sqlite_conn_clean(c, m, "acquired")))
-        .connect_lazy_with(opts);
-    Ok(Pools {
-        read: SqlxSqliteConnector::from_sqlx_sqlite_pool(read),
-        write: SqlxSqliteConnector::from_sqlx_sqlite_pool(write),
-        backend: Backend::Sqlite,
-    })
+    let opts = sqlite_options(url)?;
+    Ok(sqlite_pools(
+        sqlite_pool(false).connect_lazy_with(opts.clone()),
+        sqlite_pool(true).connect_lazy_with(opts),
+    ))
 }
 
 /// True when a pooled SQLite connection is fit to hand out: no transaction

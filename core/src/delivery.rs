@@ -89,13 +89,16 @@ impl Core {
                 "a message needs at least one recipient".into(),
             ));
         }
-        for id in env.local.iter().filter(|_| !self.store_recently_down()) {
-            // The store's answer is advice here: down or not, the
-            // message goes to the spool; only a known "over quota" stops it.
-            if let Err(CoreError::OverQuota) =
-                messages::check_quota(self.db(), *id, raw.len() as i64).await
-            {
-                return Err(AcceptError::OverQuota);
+        // The store's answer is advice here: down or not, the message goes
+        // to the spool; only a known "over quota" stops it. Right after a
+        // failure the store is not asked at all.
+        if !self.store_recently_down() {
+            for id in &env.local {
+                if let Err(CoreError::OverQuota) =
+                    messages::check_quota(self.db(), *id, raw.len() as i64).await
+                {
+                    return Err(AcceptError::OverQuota);
+                }
             }
         }
         match spool.append(env, raw, self.now()).await {

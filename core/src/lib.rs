@@ -142,13 +142,12 @@ impl Core {
     }
 
     pub async fn open_with_clock(opts: CoreOptions, clock: Arc<dyn Clock>) -> CoreResult<Core> {
-        let connected = match db::connect(&opts.database_url).await {
-            Ok(p) => match db::migrate(&p.write).await {
-                Ok(()) => Ok(p),
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        };
+        let connected = async {
+            let p = db::connect(&opts.database_url).await?;
+            db::migrate(&p.write).await?;
+            Ok::<_, CoreError>(p)
+        }
+        .await;
         let db::Pools {
             read: db,
             write: wdb,

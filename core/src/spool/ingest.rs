@@ -203,18 +203,11 @@ impl Core {
                     continue;
                 }
                 match self
-                    .deliver_in_at(&sp, &r.envelope, &r.raw, r.received_at)
-                    .await
+                    .deliver_in_savepoint(sp, &r.envelope, &r.raw, r.received_at)
+                    .await?
                 {
-                    Ok(rc) => {
-                        sp.commit().await?;
-                        receipts.push(rc);
-                    }
-                    Err(e) if e.is_temporary() => return Err(e),
-                    Err(e) => {
-                        sp.rollback().await?;
-                        refused.push((p, r, e));
-                    }
+                    Ok(rc) => receipts.push(rc),
+                    Err(e) => refused.push((p, r, e)),
                 }
             }
             txn.commit().await?;
@@ -242,6 +235,29 @@ impl Core {
             shared.untake(&back);
         }
         Ok(stored)
+    }
+
+    /// Delivers inside savepoint `sp` and releases it; a refusal for good
+    /// rolls the savepoint back and comes back as `Ok(Err(_))`, an outage
+    /// as `Err` (the caller abandons the whole transaction).
+    async fn deliver_in_savepoint(
+        &self,
+        sp: DatabaseTransaction,
+        env: &Envelope,
+        raw: &[u8],
+        received_at: i64,
+    ) -> CoreResult<Result<DeliveryReceipt, CoreError>> {
+        match self.deliver_in_at(&sp, env, raw, received_at).await {
+            Ok(rc) => {
+                sp.commit().await?;
+                Ok(Ok(rc))
+            }
+            Err(e) if e.is_temporary() => Err(e),
+            Err(e) => {
+                sp.rollback().await?;
+                Ok(Err(e))
+            }
+        }
     }
 
     /// Delivers a record one recipient at a time; those that fail for good
@@ -306,14 +322,12 @@ impl Core {
             }
             for (name, part) in &parts {
                 let sp = txn.begin().await?;
-                match self.deliver_in_at(&sp, part, &r.raw, r.received_at).await {
-                    Ok(rc) => {
-                        sp.commit().await?;
-                        receipts.push(rc);
-                    }
-                    Err(e) if e.is_temporary() => return Err(e),
+                match self
+                    .deliver_in_savepoint(sp, part, &r.raw, r.received_at)
+                    .await?
+                {
+                    Ok(rc) => receipts.push(rc),
                     Err(e) => {
-                        sp.rollback().await?;
                         let (status, diagnostic) = permanent_reason(&e);
                         tracing::warn!(record = %p.id, rcpt = %name, error = %e, "spool: recipient refused at ingest");
                         failed.push(DsnRecipient {

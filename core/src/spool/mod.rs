@@ -252,7 +252,7 @@ fn scan_segment(dir: &Path, n: u64, repair: bool) -> std::io::Result<Scanned> {
             record::Frame::End => break,
             record::Frame::Whole { len } => {
                 let whole = &buf[off..off + len];
-                let received_at = record::decode(whole).map_or(0, |r| r.received_at);
+                let received_at = record::received_at(whole).unwrap_or(0);
                 records.push(Pending {
                     id: SpoolId {
                         segment: n,
@@ -383,10 +383,14 @@ impl Spool {
 
     pub fn stats(&self) -> SpoolStats {
         let st = self.shared.lock();
+        // Ids grow with time, so the oldest record is first in either map
+        // (no walk over a backlog of 100,000s on every scrape).
         let oldest = st
             .pending
             .values()
-            .chain(st.in_flight.values())
+            .next()
+            .into_iter()
+            .chain(st.in_flight.values().next())
             .map(|p| p.received_at)
             .min();
         SpoolStats {
@@ -617,8 +621,8 @@ async fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<WriteReq>, segment_b
                     fail(&shared, batch, None, &e.to_string());
                     continue;
                 }
-                Err(e) => {
-                    fail(&shared, batch, None, &e.to_string());
+                Err(join) => {
+                    fail(&shared, batch, None, &join.to_string());
                     continue;
                 }
             }
