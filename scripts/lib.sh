@@ -4,7 +4,6 @@
 
 set -euo pipefail
 
-CARGO_LEPTOS_VERSION=0.3.10
 CARGO_DENY_VERSION=0.20.2
 # Must equal the wasm-bindgen version locked in Cargo.lock.
 WASM_BINDGEN_VERSION=0.2.130
@@ -33,15 +32,38 @@ ensure_rust_tools() {
     say "adding the wasm32-unknown-unknown target"
     rustup target add wasm32-unknown-unknown
   fi
-  if ! cargo leptos --version 2>/dev/null | grep -q "$CARGO_LEPTOS_VERSION"; then
-    say "installing cargo-leptos $CARGO_LEPTOS_VERSION (about 15 minutes on 2 cores, once)"
-    cargo install cargo-leptos --version "$CARGO_LEPTOS_VERSION" --locked
-  fi
   if ! wasm-bindgen --version 2>/dev/null | grep -q "$WASM_BINDGEN_VERSION"; then
     say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION"
     # Not --locked: its lockfile names a crate version this registry lacks.
     cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
   fi
+}
+
+# Builds what `cargo leptos build` (debug) builds, with the plain tools it
+# would run, so neither script spends 15 minutes compiling cargo-leptos:
+# the server binary, the app crate for the browser (hydrate), wasm-bindgen's
+# JS glue, and the stylesheet. The names are the ones the server's pages ask
+# for: Leptos reads LEPTOS_OUTPUT_NAME ("tern", .cargo/config.toml) at
+# compile time and loads /pkg/tern.js and /pkg/tern.wasm; the app links
+# /pkg/tern.css. The new pkg/ is built beside the old one and swapped in, so
+# a server that is running never serves half a build.
+build_site() {
+  local site=target/site
+  say "build: server (cargo build -p tern)"
+  cargo build -p tern --bin tern
+  say "build: browser wasm (cargo build -p app --target wasm32-unknown-unknown --features hydrate)"
+  cargo build -p app --lib --target wasm32-unknown-unknown --no-default-features --features hydrate
+  local next="$site/pkg.next"
+  rm -rf "$next"
+  mkdir -p "$next"
+  wasm-bindgen --target web --no-typescript --out-dir "$next" --out-name tern \
+    target/wasm32-unknown-unknown/debug/app.wasm
+  mv "$next/tern_bg.wasm" "$next/tern.wasm"
+  cp style/main.css "$next/tern.css"
+  rm -rf "$site/pkg.old"
+  if [ -d "$site/pkg" ]; then mv "$site/pkg" "$site/pkg.old"; fi
+  mv "$next" "$site/pkg"
+  rm -rf "$site/pkg.old"
 }
 
 # cargo-deny for the dependency policy (deny.toml). Built without its

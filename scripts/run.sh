@@ -8,8 +8,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 
 ensure_rust_tools
-say "building (cargo leptos build)"
-cargo leptos build
+build_site
 TERN=target/debug/tern
 
 if [ -z "$("$TERN" user list 2>/dev/null)" ]; then

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test Tern has. On a fresh Debian machine with rustup and cargo
 # it first installs what the tests need (idempotent): the wasm32 target,
-# cargo-leptos, wasm-bindgen-cli, PostgreSQL (a throwaway cluster is started
+# wasm-bindgen-cli, PostgreSQL (a throwaway cluster is started
 # for the run), Chromium and playwright-core, and the test clients
 # (python3, curl, mbsync) if missing.
 #
@@ -32,8 +32,7 @@ ensure_cargo_deny
 cargo fetch --locked >/dev/null
 cargo deny --offline check bans licenses sources
 
-say "build: server and browser wasm (cargo leptos build)"
-cargo leptos build
+build_site
 
 say "the browser wasm links no database or socket crates"
 if cargo tree -p app --target wasm32-unknown-unknown --no-default-features --features hydrate -e normal \

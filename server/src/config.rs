@@ -203,7 +203,8 @@ pub struct DatabaseConfig {
 #[serde(default)]
 pub struct WebConfig {
     pub listen: String,
-    /// Where cargo-leptos put the compiled site (`pkg/` with wasm and CSS).
+    /// Where `build_site` (scripts/lib.sh) or cargo-leptos put the compiled
+    /// site (`pkg/` with wasm and CSS).
     pub site_root: PathBuf,
     /// How often the compose page saves a draft while the user types
     /// (with JavaScript on).

@@ -108,7 +108,7 @@ pub fn server(cfg: &Config, core: Core) -> Result<Server, String> {
     if !cfg.web.site_root.join("pkg").exists() {
         tracing::warn!(
             site_root,
-            "no pkg/ under the site root: pages render but will not hydrate (build with `cargo leptos build`)"
+            "no pkg/ under the site root: pages render but will not hydrate (build with ./scripts/run.sh, or build_site in scripts/lib.sh)"
         );
     }
     let leptos_options = LeptosOptions::builder()
