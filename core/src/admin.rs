@@ -331,13 +331,14 @@ impl Core {
                 (None, Some(t.clone()), format!("reject: {t}"))
             }
         };
+        crate::directory_cache::note_local_change(self);
         domain::Entity::update_many()
             .col_expr(domain::Column::CatchallLocalPart, Expr::value(lp))
             .col_expr(domain::Column::CatchallReject, Expr::value(reject))
             .filter(domain::Column::Id.eq(d.id))
             .exec(self.wdb())
             .await?;
-        crate::directory_cache::bump(self.wdb()).await;
+        crate::directory_cache::bump(self, self.wdb()).await;
         self.audit(actor, "catchall.set", &d.name, &d.name, &detail)
             .await
     }

@@ -19,10 +19,74 @@ use crate::queue::{Lane, STATUS_QUEUED};
 pub struct Envelope {
     /// Reverse path; empty for bounces (`MAIL FROM:<>`).
     pub mail_from: String,
-    /// Local accounts by id; repeats are delivered once.
-    pub local: Vec<i32>,
+    /// Local copies; a second copy for the same account is dropped (the
+    /// first recipient that reached it names it).
+    pub local: Vec<LocalCopy>,
     /// Outside recipients, queued for relay.
     pub remote: Vec<Address>,
+}
+
+/// One local copy: the account that gets it and the recipient address it
+/// was delivered for, which the copy names in a `Delivered-To:` header
+/// (the way Postfix's and Dovecot's local delivery do). For an alias or a
+/// catchall that is the address the sender used, not the account's own:
+/// it is how the owner of a catchall tells which address a message came
+/// to, and how filters and loop checks see the final recipient.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalCopy {
+    pub account_id: i32,
+    /// Empty only for records a version without this field spooled: such
+    /// a copy gets no header.
+    pub delivered_to: String,
+}
+
+impl LocalCopy {
+    pub fn new(account_id: i32, delivered_to: impl Into<String>) -> LocalCopy {
+        LocalCopy {
+            account_id,
+            delivered_to: delivered_to.into(),
+        }
+    }
+}
+
+impl Envelope {
+    /// Adds the copies a local route (account, alias, catchall) delivers
+    /// for `rcpt`, with an alias's outside targets; false, adding nothing,
+    /// for a remote or rejected route, whose handling is the caller's
+    /// policy (relay rules, reply codes).
+    pub fn add_local_route(&mut self, rcpt: &str, route: &crate::routing::Route) -> bool {
+        use crate::routing::Route;
+        if !matches!(
+            route,
+            Route::Account(_) | Route::Alias { .. } | Route::Catchall { .. }
+        ) {
+            return false;
+        }
+        // The canonical form, lower-cased as the directory matches it; the
+        // RCPT text itself when it does not parse, which routing would
+        // have refused already.
+        let delivered_to = Address::parse(rcpt)
+            .map_or_else(|_| rcpt.to_owned(), |a| a.to_string())
+            .to_lowercase();
+        for a in route.local_accounts() {
+            self.local.push(LocalCopy::new(a.id, delivered_to.clone()));
+        }
+        if let Route::Alias { forwards, .. } = route {
+            self.remote.extend(forwards.iter().cloned());
+        }
+        true
+    }
+
+    /// The local copies to make: one per account, the first recipient
+    /// that reached the account naming it.
+    pub(crate) fn local_copies(&self) -> Vec<LocalCopy> {
+        let mut seen = std::collections::HashSet::new();
+        self.local
+            .iter()
+            .filter(|c| seen.insert(c.account_id))
+            .cloned()
+            .collect()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,10 +156,19 @@ impl Core {
         // The store's answer is advice here: down or not, the message goes
         // to the spool; only a known "over quota" stops it. Right after a
         // failure the store is not asked at all.
+        // A current routing copy knows which accounts have a quota at all;
+        // the others need no query.
+        let copy = self.current_directory_copy();
         if !self.store_recently_down() {
-            for id in &env.local {
+            for c in env.local_copies() {
+                if copy
+                    .as_ref()
+                    .is_some_and(|d| !d.quotas.contains_key(&c.account_id))
+                {
+                    continue;
+                }
                 if let Err(CoreError::OverQuota) =
-                    messages::check_quota(self.db(), *id, raw.len() as i64).await
+                    messages::check_quota(self.db(), c.account_id, raw.len() as i64).await
                 {
                     return Err(AcceptError::OverQuota);
                 }
@@ -158,9 +231,7 @@ impl Core {
         raw: &[u8],
         received_at: i64,
     ) -> CoreResult<DeliveryReceipt> {
-        let mut local = env.local.clone();
-        local.sort_unstable();
-        local.dedup();
+        let local = env.local_copies();
         let mut remote = env.remote.clone();
         remote.dedup();
         if local.is_empty() && remote.is_empty() {
@@ -172,13 +243,19 @@ impl Core {
         let size = raw.len() as i64;
         let now = received_at;
 
+        // The bytes are stored once for every copy (DESIGN.md, "Store");
+        // each local copy's Delivered-To lives in its row and is put in
+        // front when the message is read.
         // The blob upsert is the first statement on purpose: on SQLite it
         // takes the write lock at once, so this transaction never has to
         // upgrade a read lock (which can fail with SQLITE_BUSY).
         let blob_id =
             messages::put_blob(txn, raw, (local.len() + remote.len()) as i64, &meta).await?;
         let mut delivered = Vec::with_capacity(local.len());
-        for account_id in &local {
+        for copy in &local {
+            let account_id = &copy.account_id;
+            let delivered_to = messages::trace_header_value(&copy.delivered_to);
+            let size = size + messages::trace_header_len(&delivered_to);
             messages::check_quota(txn, *account_id, size).await?;
             let inbox = mailbox::Entity::find()
                 .filter(mailbox::Column::AccountId.eq(*account_id))
@@ -201,6 +278,7 @@ impl Core {
                     size,
                     meta: &meta,
                     thread_id,
+                    delivered_to: &delivered_to,
                 },
             )
             .await?;

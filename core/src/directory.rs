@@ -165,7 +165,7 @@ impl Core {
         }
         .insert_committed(self.wdb())
         .await?;
-        crate::directory_cache::bump(self.wdb()).await;
+        crate::directory_cache::bump(self, self.wdb()).await;
         Ok(m.into())
     }
 
@@ -206,7 +206,7 @@ impl Core {
             delete_account_mail(&txn, a.id).await?;
         }
         domain::Entity::delete_by_id(d.id).exec(&txn).await?;
-        crate::directory_cache::bump(&txn).await;
+        crate::directory_cache::bump(self, &txn).await;
         txn.commit().await?;
         Ok(())
     }
@@ -231,12 +231,13 @@ impl Core {
                 Some(lp)
             }
         };
+        crate::directory_cache::note_local_change(self);
         domain::Entity::update_many()
             .col_expr(domain::Column::CatchallLocalPart, Expr::value(value))
             .filter(domain::Column::Id.eq(d.id))
             .exec(self.wdb())
             .await?;
-        crate::directory_cache::bump(self.wdb()).await;
+        crate::directory_cache::bump(self, self.wdb()).await;
         Ok(())
     }
 
@@ -290,7 +291,7 @@ impl Core {
             .insert(&txn)
             .await?;
         }
-        crate::directory_cache::bump(&txn).await;
+        crate::directory_cache::bump(self, &txn).await;
         txn.commit().await?;
         Ok(account_from(m, &d.name))
     }
@@ -405,13 +406,21 @@ impl Core {
         col: account::Column,
         value: sea_orm::Value,
     ) -> CoreResult<()> {
+        // Routing and the early quota check read these two from the copy.
+        let routing = matches!(col, account::Column::Disabled | account::Column::QuotaBytes);
+        if routing {
+            // Before the change, so the copy stops answering on its own
+            // before the change can be seen; the version moves after the
+            // commit, so the other nodes reload what was committed.
+            crate::directory_cache::note_local_change(self);
+        }
         account::Entity::update_many()
             .col_expr(col, Expr::value(value))
             .filter(account::Column::Id.eq(id))
             .exec(self.wdb())
             .await?;
-        if matches!(col, account::Column::Disabled) {
-            crate::directory_cache::bump(self.wdb()).await;
+        if routing {
+            crate::directory_cache::bump(self, self.wdb()).await;
         }
         Ok(())
     }
@@ -433,7 +442,7 @@ impl Core {
             .filter(domain::Column::CatchallLocalPart.eq(addr.local()))
             .exec(&txn)
             .await?;
-        crate::directory_cache::bump(&txn).await;
+        crate::directory_cache::bump(self, &txn).await;
         txn.commit().await?;
         Ok(())
     }
@@ -536,7 +545,7 @@ impl Core {
             .insert(&txn)
             .await?;
         }
-        crate::directory_cache::bump(&txn).await;
+        crate::directory_cache::bump(self, &txn).await;
         txn.commit().await?;
         Ok(Alias {
             targets: self.alias_targets(&addr.to_string()).await?,
@@ -583,11 +592,12 @@ impl Core {
         if let Some(t) = target {
             q = q.filter(alias::Column::Target.eq(t.trim().to_ascii_lowercase()));
         }
+        crate::directory_cache::note_local_change(self);
         let res = q.exec(self.wdb()).await?;
         if res.rows_affected == 0 {
             return Err(CoreError::NotFound(format!("alias {address}")));
         }
-        crate::directory_cache::bump(self.wdb()).await;
+        crate::directory_cache::bump(self, self.wdb()).await;
         Ok(())
     }
 }

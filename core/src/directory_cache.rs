@@ -9,10 +9,18 @@
 //!   moves `directory_version` on, and the node polls that one row every
 //!   [`POLL`] (a few seconds stale at most, on any node of a cluster), and
 //!   reloads in full every [`FULL_RELOAD`] whatever it says.
-//! - Used only when the database cannot answer. Then an address the copy
-//!   routes to a mailbox is accepted; everything else (unknown here, a
-//!   catchall's refusal, a domain the copy does not know) is a temporary
-//!   failure, never a `550` from a copy that may be stale.
+//! - While the database answers, the copy may only say yes, and only when
+//!   it is current (checked within [`FRESH`], loaded after this process's
+//!   own last directory change): an address it routes to a mailbox is
+//!   routed without a query, anything else is asked of the database. That
+//!   takes the RCPT queries off the acceptance path; the cost is that an
+//!   account removed by another process (the CLI, another node) can still
+//!   receive for up to [`POLL`], and such mail meets the removal at ingest
+//!   and goes back to its sender as a DSN.
+//! - While the database cannot answer, an address the copy routes to a
+//!   mailbox is accepted; everything else (unknown here, a catchall's
+//!   refusal, a domain the copy does not know) is a temporary failure,
+//!   never a `550` from a copy that may be stale.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +37,9 @@ use crate::error::CoreResult;
 
 pub const POLL: Duration = Duration::from_secs(2);
 pub const FULL_RELOAD: Duration = Duration::from_secs(300);
+/// The copy answers on its own only if a poll found it current this
+/// recently (two polls' worth, so one slow poll does not turn it off).
+pub const FRESH: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DirectorySnapshot {
@@ -39,6 +50,16 @@ pub struct DirectorySnapshot {
     pub accounts: HashMap<String, (i32, String, bool)>,
     /// address -> targets
     pub aliases: HashMap<String, Vec<String>>,
+    /// account id -> quota in bytes, for accounts that have one; an
+    /// account not here has none (so `accept` need not ask the store).
+    /// Absent from copies an older version saved: read as "no quotas",
+    /// which only skips the early check (ingest enforces quotas anyway).
+    #[serde(default)]
+    pub quotas: HashMap<i32, i64>,
+    /// `Inner::directory_local_changes` as it was before this copy was
+    /// read from the database; not saved.
+    #[serde(skip)]
+    pub local_changes: u64,
 }
 
 impl DirectorySnapshot {
@@ -94,8 +115,19 @@ impl DirectorySnapshot {
     }
 }
 
+/// Stops this process's copy answering on its own until it is reloaded.
+pub(crate) fn note_local_change(core: &Core) {
+    core.inner
+        .directory_local_changes
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// Moves the directory version on: routing copies on every node reload.
-pub(crate) async fn bump<C: ConnectionTrait>(c: &C) {
+/// Called inside the change's transaction, before it commits: from here
+/// on this process's copy no longer answers on its own (it may have been
+/// read before the change) until it is reloaded.
+pub(crate) async fn bump<C: ConnectionTrait>(core: &Core, c: &C) {
+    note_local_change(core);
     let r = c
         .execute(Statement::from_string(
             c.get_database_backend(),
@@ -141,13 +173,51 @@ impl Core {
             .clone()
     }
 
+    /// The copy, if it may answer RCPT without the database: checked
+    /// within [`FRESH`] and loaded after this process's last change.
+    pub(crate) fn current_directory_copy(&self) -> Option<Arc<DirectorySnapshot>> {
+        let checked = *self
+            .inner
+            .directory_checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if checked.is_none_or(|t| t.elapsed() > FRESH) {
+            return None;
+        }
+        let copy = self.directory_copy()?;
+        let changes = self
+            .inner
+            .directory_local_changes
+            .load(std::sync::atomic::Ordering::SeqCst);
+        (copy.local_changes == changes).then_some(copy)
+    }
+
+    /// Whether RCPT is answered from the copy without a query right now
+    /// (for `/admin` and tests).
+    pub fn routing_copy_is_current(&self) -> bool {
+        self.current_directory_copy().is_some()
+    }
+
+    fn mark_directory_checked(&self) {
+        *self
+            .inner
+            .directory_checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+    }
+
     /// Reads the whole directory from the database.
     async fn load_directory(&self) -> CoreResult<DirectorySnapshot> {
+        let local_changes = self
+            .inner
+            .directory_local_changes
+            .load(std::sync::atomic::Ordering::SeqCst);
         let version = read_version(self.db()).await?;
         let domains = domain::Entity::find().all(self.db()).await?;
         let by_id: HashMap<i32, String> = domains.iter().map(|d| (d.id, d.name.clone())).collect();
         let mut snap = DirectorySnapshot {
             version,
+            local_changes,
             ..Default::default()
         };
         for d in domains {
@@ -158,6 +228,9 @@ impl Core {
             if by_id.contains_key(&a.domain_id) {
                 snap.accounts
                     .insert(a.address.clone(), (a.id, a.role.clone(), a.disabled));
+                if a.quota_bytes > 0 {
+                    snap.quotas.insert(a.id, a.quota_bytes);
+                }
             }
         }
         for al in alias::Entity::find().all(self.db()).await? {
@@ -189,10 +262,20 @@ impl Core {
             let mut last_full = tokio::time::Instant::now();
             let mut first = true;
             loop {
-                let have = core.directory_copy().map(|s| s.version);
+                let have = core.directory_copy().map(|s| (s.version, s.local_changes));
                 let due = first || last_full.elapsed() >= FULL_RELOAD;
+                let local_changes = core
+                    .inner
+                    .directory_local_changes
+                    .load(std::sync::atomic::Ordering::SeqCst);
                 let changed = match read_version(core.db()).await {
-                    Ok(v) => have != Some(v),
+                    Ok(v) => {
+                        let current = have == Some((v, local_changes));
+                        if current {
+                            core.mark_directory_checked();
+                        }
+                        !current
+                    }
                     Err(_) => false,
                 };
                 if due || changed {
@@ -201,6 +284,16 @@ impl Core {
                             first = false;
                             last_full = tokio::time::Instant::now();
                             let same = core.directory_copy().is_some_and(|s| *s == snap);
+                            // Checked now only if nothing changed here
+                            // since it was read; else the next poll reloads.
+                            if snap.local_changes
+                                == core
+                                    .inner
+                                    .directory_local_changes
+                                    .load(std::sync::atomic::Ordering::SeqCst)
+                            {
+                                core.mark_directory_checked();
+                            }
                             if !same {
                                 if let Err(e) = snap.save(&path) {
                                     tracing::warn!(error = %e, path = %path.display(), "routing copy not saved");

@@ -133,6 +133,12 @@ struct Inner {
     /// during an outage each RCPT would otherwise wait out a connect
     /// timeout before the copy answers.
     store_down_until: std::sync::atomic::AtomicI64,
+    /// Directory changes this process made (moved on before their commit):
+    /// the copy answers RCPT on its own only while it was loaded after the
+    /// last of them (see `Core::route`).
+    directory_local_changes: std::sync::atomic::AtomicU64,
+    /// When the routing copy was last found current against the database.
+    directory_checked: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Core {
@@ -191,6 +197,8 @@ impl Core {
                 spool: std::sync::OnceLock::new(),
                 directory: Default::default(),
                 store_down_until: Default::default(),
+                directory_local_changes: Default::default(),
+                directory_checked: Default::default(),
             }),
         })
     }

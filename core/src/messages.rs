@@ -289,6 +289,39 @@ pub(crate) async fn check_quota<C: ConnectionTrait>(
     Ok(())
 }
 
+/// The `Delivered-To:` value a row keeps: the address without control
+/// characters, so a recipient can never break the header block it is put
+/// in front of.
+pub(crate) fn trace_header_value(delivered_to: &str) -> String {
+    delivered_to.chars().filter(|c| !c.is_control()).collect()
+}
+
+/// How many bytes the `Delivered-To:` line for `value` adds to a message.
+pub(crate) fn trace_header_len(value: &str) -> i64 {
+    if value.is_empty() {
+        0
+    } else {
+        (TRACE_NAME.len() + value.len() + 2) as i64
+    }
+}
+
+const TRACE_NAME: &str = "Delivered-To: ";
+
+/// The message as a reader sees it: the row's `Delivered-To:` line (RFC
+/// 9228 §3: a trace field, at the top like `Received:`) in front of the
+/// stored bytes, which every copy of a delivery shares.
+fn with_trace_header(delivered_to: &str, blob: Vec<u8>) -> Vec<u8> {
+    if delivered_to.is_empty() {
+        return blob;
+    }
+    let mut out = Vec::with_capacity(blob.len() + trace_header_len(delivered_to) as usize);
+    out.extend_from_slice(TRACE_NAME.as_bytes());
+    out.extend_from_slice(delivered_to.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&blob);
+    out
+}
+
 pub(crate) struct NewMessage<'a> {
     pub mailbox_id: i32,
     pub uid: i64,
@@ -300,6 +333,9 @@ pub(crate) struct NewMessage<'a> {
     pub size: i64,
     pub meta: &'a MessageMeta,
     pub thread_id: i64,
+    /// Empty but for delivered mail (see [`with_trace_header`]); `size`
+    /// counts its line.
+    pub delivered_to: &'a str,
 }
 
 pub(crate) async fn insert_message<C: ConnectionTrait>(
@@ -324,6 +360,7 @@ pub(crate) async fn insert_message<C: ConnectionTrait>(
         thread_id: Set(n.thread_id),
         snippet: Set(n.meta.snippet.clone()),
         has_attachments: Set(n.meta.has_attachments),
+        delivered_to: Set(n.delivered_to.to_owned()),
         ..Default::default()
     }
     .insert(db)
@@ -475,7 +512,7 @@ impl Core {
             .one(self.db())
             .await?
             .ok_or_else(|| CoreError::Unavailable(format!("blob {} missing", row.blob_id)))?;
-        Ok(b.bytes)
+        Ok(with_trace_header(&row.delivered_to, b.bytes))
     }
 
     /// Adds, removes or replaces system flags on the given UIDs and returns
@@ -758,6 +795,7 @@ impl Core {
                 size,
                 meta: &meta,
                 thread_id,
+                delivered_to: "",
             },
         )
         .await?;

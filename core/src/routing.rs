@@ -137,6 +137,20 @@ impl Core {
     /// address it does not route to a mailbox is a temporary failure (the
     /// copy may be stale), never a `550`.
     pub async fn route(&self, rcpt: &str) -> CoreResult<Route> {
+        // A current copy answers yes by itself: no query on the acceptance
+        // path for the common case (see directory_cache for the terms).
+        if !self.store_recently_down()
+            && let Some(copy) = self.current_directory_copy()
+        {
+            let r = route_via(&*copy, rcpt).await?;
+            if matches!(
+                r,
+                Route::Account(_) | Route::Alias { .. } | Route::Catchall { .. }
+            ) {
+                metrics::counter!("tern_routing_from_copy_total", "store" => "up").increment(1);
+                return Ok(r);
+            }
+        }
         let first = if self.store_recently_down() && self.directory_copy().is_some() {
             Err(crate::CoreError::Unavailable(
                 "the store failed moments ago".into(),
@@ -152,7 +166,8 @@ impl Core {
                 };
                 match route_via(&*copy, rcpt).await? {
                     r @ (Route::Account(_) | Route::Alias { .. } | Route::Catchall { .. }) => {
-                        metrics::counter!("tern_routing_from_copy_total").increment(1);
+                        metrics::counter!("tern_routing_from_copy_total", "store" => "down")
+                            .increment(1);
                         tracing::info!(rcpt, "routed from the node's directory copy (store down)");
                         Ok(r)
                     }

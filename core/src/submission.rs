@@ -120,6 +120,8 @@ pub struct SendLimits {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sent {
+    /// Local copies and remote recipients accepted (stored, or spooled
+    /// for the ingest worker to store).
     pub local: usize,
     pub queued: usize,
     /// The UID of the copy in Sent.
@@ -130,8 +132,9 @@ impl Core {
     /// Sends a message the way authenticated SMTP submission does: each
     /// recipient is routed (local, alias, catchall, or remote, which an
     /// authenticated sender may use), the From: rules of
-    /// [`Core::complete_submission`] apply, the whole is delivered in one
-    /// transaction, and a copy goes to the sender's Sent folder.
+    /// [`Core::complete_submission`] apply, the whole is accepted at once
+    /// (into the spool when one is attached), and a copy goes to the
+    /// sender's Sent folder.
     ///
     /// `received` is the trace header the caller adds (RFC 5321 §4.4).
     pub async fn send(
@@ -143,7 +146,7 @@ impl Core {
         received: &str,
         limits: SendLimits,
     ) -> Result<Sent, SendError> {
-        use crate::delivery::Envelope;
+        use crate::delivery::{AcceptError, Accepted, Envelope};
         use crate::routing::Route;
         if recipients.is_empty() {
             return Err(SendError::NoRecipients);
@@ -166,21 +169,30 @@ impl Core {
                     return Err(SendError::Recipient(rcpt.clone(), why.reason()));
                 }
                 route => {
-                    env.local
-                        .extend(route.local_accounts().iter().map(|a| a.id));
-                    if let Route::Alias { forwards, .. } = &route {
-                        env.remote.extend(forwards.iter().cloned());
-                    }
+                    env.add_local_route(rcpt, &route);
                 }
             }
         }
         let mut wire = Vec::with_capacity(received.len() + body.len());
         wire.extend_from_slice(received.as_bytes());
         wire.extend_from_slice(&body);
-        let receipt = match self.deliver(&env, &wire).await {
-            Ok(r) => r,
-            Err(CoreError::OverQuota) => return Err(SendError::OverQuota),
-            Err(e) => return Err(SubmissionError::Core(e).into()),
+        // Through the node's spool like SMTP submission (issue 14): once
+        // this returns the message is on disk, and the ingest worker
+        // stores the local copies and queues the remote ones.
+        let accepted = match self.accept(&env, &wire).await {
+            Ok(a) => a,
+            Err(AcceptError::OverQuota) => return Err(SendError::OverQuota),
+            Err(e) => {
+                return Err(SubmissionError::Core(CoreError::Unavailable(e.to_string())).into());
+            }
+        };
+        let (local, queued) = match &accepted {
+            Accepted::Delivered(r) => (r.delivered.len(), r.queued.len()),
+            Accepted::Spooled(_) => {
+                let mut remote = env.remote.clone();
+                remote.dedup();
+                (env.local_copies().len(), remote.len())
+            }
         };
         // The Sent copy is what the user wrote, without the trace header,
         // as desktop clients store it.
@@ -194,8 +206,8 @@ impl Core {
             .await
             .map_err(SubmissionError::Core)?;
         Ok(Sent {
-            local: receipt.delivered.len(),
-            queued: receipt.queued.len(),
+            local,
+            queued,
             sent_uid,
         })
     }

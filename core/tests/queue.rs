@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use common::for_each_url;
-use mailcore::delivery::Envelope;
+use mailcore::delivery::{Envelope, LocalCopy};
 use mailcore::queue::{
     AttemptInfo, ClaimSpec, Destination, EntryResult, Finish, Lane, LogQuery, Outcome, QueueEntry,
     QueueFilter, Target,
@@ -249,7 +249,7 @@ async fn outcomes_retire_reschedule_log_and_bounce_in_one_commit() {
         f.dsns.push((
             Envelope {
                 mail_from: String::new(),
-                local: vec![alice.id],
+                local: vec![LocalCopy::new(alice.id, "alice@local.test")],
                 remote: vec![],
             },
             b"From: MAILER-DAEMON@local.test\r\nSubject: Undelivered\r\n\r\nbounce\r\n".to_vec(),

@@ -3,11 +3,14 @@
 mod common;
 
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
-use common::for_each_backend;
-use mailcore::delivery::Envelope;
+use common::{for_each_backend, for_each_url};
+use mailcore::delivery::{Envelope, LocalCopy};
 use mailcore::messages::FlagOp;
-use mailcore::{Address, AuthError, Core, CoreError, Flags, Rejection, Role, Route, SortOrder};
+use mailcore::{
+    Address, AuthError, Core, CoreError, CoreOptions, Flags, Rejection, Role, Route, SortOrder,
+};
 
 const PW: &str = "correct horse battery";
 
@@ -42,25 +45,120 @@ async fn one_message_to_three_recipients_stores_one_blob() {
     for_each_backend("one_blob_three_rows", |core| async move {
         let ids = setup(&core, &["a", "b", "c"]).await;
         let raw = msg("hello", "one body, three readers");
+        // c gets it as a catchall would: for an address that is not its own.
+        let names = ["a@example.test", "b@example.test", "anything@example.test"];
         let env = Envelope {
             mail_from: "sender@remote.example".into(),
-            local: ids.clone(),
+            local: ids
+                .iter()
+                .zip(names)
+                .map(|(id, n)| LocalCopy::new(*id, n))
+                .collect(),
             remote: vec![],
         };
         let receipt = core.deliver(&env, &raw).await.unwrap();
         assert_eq!(receipt.delivered.len(), 3);
+        // Each copy names its own recipient, and the bytes are still stored once.
         assert_eq!(core.storage_counts().await.unwrap(), (1, 3));
-        for id in &ids {
+        for (id, name) in ids.iter().zip(names) {
             let ib = inbox(&core, *id).await;
             assert_eq!(ib.total, 1);
             assert_eq!(ib.unseen, 1);
-            assert_eq!(core.message_raw(*id, ib.id, 1).await.unwrap(), raw);
+            let mut want = format!("Delivered-To: {name}\r\n").into_bytes();
+            want.extend_from_slice(&raw);
+            assert_eq!(core.message_raw(*id, ib.id, 1).await.unwrap(), want);
             let acct = core.account_by_id(*id).await.unwrap().unwrap();
-            assert_eq!(acct.used_bytes, raw.len() as i64, "quota accounting");
+            assert_eq!(acct.used_bytes, want.len() as i64, "quota accounting");
+            let (rows, _) = core
+                .list_messages(*id, ib.id, 0, 10, SortOrder::UidAsc)
+                .await
+                .unwrap();
+            assert_eq!(
+                rows[0].size,
+                want.len() as i64,
+                "RFC822.SIZE counts the line"
+            );
         }
         // The same bytes again reuse the blob.
         core.deliver(&env, &raw).await.unwrap();
         assert_eq!(core.storage_counts().await.unwrap(), (1, 6));
+    })
+    .await;
+}
+
+/// A current routing copy answers RCPT without the database (issue 14:
+/// the acceptance path's queries), and says only yes: a change made in
+/// this process stops it at once, one made elsewhere (another node, the
+/// CLI) reaches it within the poll.
+#[tokio::test]
+async fn routing_copy_answers_yes_and_this_process_never_sees_it_stale() {
+    for_each_url("routing_copy", |url| async move {
+        let core = Core::open(CoreOptions::new(url.clone())).await.unwrap();
+        let other = Core::open(CoreOptions::new(url)).await.unwrap();
+        let ids = setup(&core, &["a", "b", "c"]).await;
+        let dir = tempfile::tempdir().unwrap();
+        let cache = core.start_directory_cache(dir.path().join("directory.json"));
+        let until_current = async || {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !core.routing_copy_is_current() {
+                assert!(Instant::now() < deadline, "copy never current");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        until_current().await;
+        let is_account = |r: &Route, id: i32| matches!(r, Route::Account(a) if a.id == id);
+        assert!(is_account(
+            &core.route("a@example.test").await.unwrap(),
+            ids[0]
+        ));
+
+        // Removed by another node: this node's copy still says yes (no
+        // query was made) until its next poll, then the database's no.
+        other.remove_account("a@example.test").await.unwrap();
+        assert!(
+            is_account(&core.route("a@example.test").await.unwrap(), ids[0]),
+            "answered from the copy, not the database"
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = core.route("a@example.test").await.unwrap();
+            if r == Route::Rejected(Rejection::NoSuchUser) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the removal never arrived: {r:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        // Changed here: seen at once, with no poll in between.
+        until_current().await;
+        core.set_disabled("b@example.test", true).await.unwrap();
+        assert_eq!(
+            core.route("b@example.test").await.unwrap(),
+            Route::Rejected(Rejection::Disabled)
+        );
+        until_current().await;
+        core.remove_account("c@example.test").await.unwrap();
+        assert_eq!(
+            core.route("c@example.test").await.unwrap(),
+            Route::Rejected(Rejection::NoSuchUser)
+        );
+        // A new account is never refused for being new: a "no" from the
+        // copy is always asked of the database.
+        until_current().await;
+        let d = other
+            .add_account("d@example.test", PW, Role::User)
+            .await
+            .unwrap();
+        assert!(is_account(
+            &core.route("d@example.test").await.unwrap(),
+            d.id
+        ));
+        cache.stop();
+        other.close().await;
+        core.close().await;
     })
     .await;
 }
@@ -76,7 +174,7 @@ async fn uids_strictly_increase_under_concurrency() {
             tasks.push(tokio::spawn(async move {
                 let env = Envelope {
                     mail_from: String::new(),
-                    local: vec![id],
+                    local: vec![LocalCopy::new(id, "")],
                     remote: vec![],
                 };
                 core.deliver(&env, &msg(&format!("m{n}"), "x"))
@@ -99,7 +197,7 @@ async fn uids_strictly_increase_under_concurrency() {
         assert_eq!(core.expunge(ids[0], ib.id, None).await.unwrap(), vec![12]);
         let env = Envelope {
             mail_from: String::new(),
-            local: vec![ids[0]],
+            local: vec![LocalCopy::new(ids[0], "")],
             remote: vec![],
         };
         let r = core.deliver(&env, &msg("after", "x")).await.unwrap();
@@ -226,7 +324,11 @@ async fn alias_fans_out() {
 
         let env = Envelope {
             mail_from: "s@remote.example".into(),
-            local: route.local_accounts().iter().map(|a| a.id).collect(),
+            local: route
+                .local_accounts()
+                .iter()
+                .map(|a| LocalCopy::new(a.id, ""))
+                .collect(),
             remote: forwards.clone(),
         };
         let r = core.deliver(&env, &msg("team", "hi all")).await.unwrap();
@@ -445,7 +547,7 @@ async fn threads_follow_references() {
         let ids = setup(&core, &["a"]).await;
         let env = Envelope {
             mail_from: String::new(),
-            local: vec![ids[0]],
+            local: vec![LocalCopy::new(ids[0], "")],
             remote: vec![],
         };
         core.deliver(
@@ -484,7 +586,7 @@ async fn quota_refuses_and_stores_nothing() {
         core.set_quota("a@example.test", 100).await.unwrap();
         let env = Envelope {
             mail_from: String::new(),
-            local: ids.clone(),
+            local: ids.iter().map(|id| LocalCopy::new(*id, "")).collect(),
             remote: vec![],
         };
         let big = msg("big", &"x".repeat(200));
@@ -615,7 +717,7 @@ async fn directory_errors_and_sessions() {
         // Removing a domain removes its accounts and their mail.
         let env = Envelope {
             mail_from: String::new(),
-            local: vec![acct.id],
+            local: vec![LocalCopy::new(acct.id, "")],
             remote: vec![],
         };
         core.deliver(&env, &msg("x", "y")).await.unwrap();
@@ -926,9 +1028,9 @@ async fn spooled_mail_is_stored_once_across_a_restart() {
         for i in 0..40 {
             let core = core.clone();
             let local = if i % 4 == 0 {
-                ids.clone()
+                ids.iter().map(|id| LocalCopy::new(*id, "")).collect()
             } else {
-                vec![ids[0]]
+                vec![LocalCopy::new(ids[0], "")]
             };
             tasks.push(tokio::spawn(async move {
                 let env = Envelope {
@@ -999,7 +1101,7 @@ async fn over_quota_at_ingest_delivers_the_rest_and_bounces() {
         // Accepted while a has room ...
         let env = Envelope {
             mail_from: "sender@example.test".into(),
-            local: vec![ids[0], ids[1]],
+            local: vec![LocalCopy::new(ids[0], ""), LocalCopy::new(ids[1], "")],
             remote: vec![],
         };
         let big = msg("big", &"x".repeat(400));

@@ -12,6 +12,7 @@ mod m20261129_000004_search;
 mod m20261129_000005_admin;
 mod m20261201_000006_health;
 mod m20261202_000007_spool;
+mod m20261202_000008_delivered_to;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000005_admin::Migration),
             Box::new(m20261201_000006_health::Migration),
             Box::new(m20261202_000007_spool::Migration),
+            Box::new(m20261202_000008_delivered_to::Migration),
         ]
     }
 }

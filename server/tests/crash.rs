@@ -191,7 +191,10 @@ async fn a_torn_spool_tail_is_cut_and_earlier_records_are_delivered() {
                     for i in 0..3 {
                         let env = mailcore::delivery::Envelope {
                             mail_from: "x@remote.example".into(),
-                            local: vec![alice],
+                            local: vec![mailcore::delivery::LocalCopy::new(
+                                alice,
+                                "alice@example.test",
+                            )],
                             remote: vec![],
                         };
                         let raw = format!(

@@ -70,12 +70,65 @@ async fn mx_delivers_locally_and_refuses_relay() {
     let inbox = t.inbox("alice@example.test").await;
     assert_eq!(inbox.len(), 2);
     let first = String::from_utf8(inbox[0].clone()).unwrap();
-    assert!(first.starts_with("Received: from client.remote.example (127.0.0.1)\r\n\tby mx.example.test (Tern) with ESMTP;"), "{first}");
+    assert!(first.starts_with("Delivered-To: alice@example.test\r\nReceived: from client.remote.example (127.0.0.1)\r\n\tby mx.example.test (Tern) with ESMTP;"), "{first}");
     assert!(
         first.ends_with(MSG.replace("..dot", ".dot").as_str()),
         "unstuffed, byte for byte: {first:?}"
     );
     assert_eq!(t.inbox("bob@example.test").await.len(), 1);
+}
+
+/// Each local copy names the address it was delivered for (issue 14):
+/// a catchall's owner sees which address the sender used, an alias
+/// member sees the alias, a subaddress keeps its tag; an account reached
+/// twice in one transaction gets one copy, named by the first recipient.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_local_copy_names_its_recipient() {
+    let t = start(&[]);
+    t.core()
+        .await
+        .set_catchall("example.test", Some("bob"))
+        .await
+        .unwrap();
+    let (mut c, _) = Client::connect(t.mx);
+    c.cmd("EHLO client.remote.example");
+    c.cmd("MAIL FROM:<r@remote.example>");
+    assert_eq!(code(&c.cmd("RCPT TO:<Whoever@Example.test>")), "250 2.1.5");
+    c.cmd("DATA");
+    c.send(b"Subject: one\r\n\r\nfor a made-up address\r\n");
+    assert_eq!(code(&c.cmd(".")), "250 2.0.0");
+    c.cmd("MAIL FROM:<r@remote.example>");
+    assert_eq!(
+        code(&c.cmd("RCPT TO:<alice+news@example.test>")),
+        "250 2.1.5"
+    );
+    assert_eq!(code(&c.cmd("RCPT TO:<team@example.test>")), "250 2.1.5");
+    c.cmd("DATA");
+    c.send(b"Subject: two\r\n\r\nfor a tag and an alias\r\n");
+    assert_eq!(code(&c.cmd(".")), "250 2.0.0");
+    c.cmd("QUIT");
+
+    let first_line = |m: &[u8]| {
+        let s = String::from_utf8_lossy(m).into_owned();
+        s.split("\r\n").next().unwrap_or_default().to_owned()
+    };
+    let bob = t.inbox("bob@example.test").await;
+    assert_eq!(bob.len(), 2);
+    assert_eq!(first_line(&bob[0]), "Delivered-To: whoever@example.test");
+    assert_eq!(first_line(&bob[1]), "Delivered-To: team@example.test");
+    let alice = t.inbox("alice@example.test").await;
+    assert_eq!(alice.len(), 1, "one copy for an account reached twice");
+    assert_eq!(
+        first_line(&alice[0]),
+        "Delivered-To: alice+news@example.test"
+    );
+    // Exactly one such line, and the rest of the message as received.
+    let text = String::from_utf8_lossy(&alice[0]).into_owned();
+    assert_eq!(text.matches("Delivered-To:").count(), 1, "{text}");
+    assert!(
+        text.ends_with("Subject: two\r\n\r\nfor a tag and an alias\r\n"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -22,6 +22,10 @@ pub struct Model {
     pub thread_id: i64,
     pub snippet: String,
     pub has_attachments: bool,
+    /// The address this copy was delivered for, shown to readers as a
+    /// `Delivered-To:` line in front of the shared blob; empty for mail
+    /// that was not delivered (APPEND, drafts, Sent).
+    pub delivered_to: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -663,16 +663,12 @@ pub(crate) async fn dsn_envelope(core: &Core, sender: &str) -> CoreResult<Option
         ..Default::default()
     };
     match core.route(sender).await? {
-        Route::Account(a) | Route::Catchall { account: a, .. } => env.local.push(a.id),
-        Route::Alias {
-            accounts, forwards, ..
-        } => {
-            env.local.extend(accounts.iter().map(|a| a.id));
-            env.remote.extend(forwards);
-        }
         Route::Remote(addr) => env.remote.push(addr),
         // A local domain's unknown or disabled sender: nobody to tell.
         Route::Rejected(_) => return Ok(None),
+        route => {
+            env.add_local_route(sender, &route);
+        }
     }
     if env.local.is_empty() && env.remote.is_empty() {
         return Ok(None);

@@ -277,19 +277,21 @@ impl Core {
             crate::queue::runner::dsn_envelope(self, &env.mail_from).await?
         };
         let mut parts: Vec<(String, Envelope)> = Vec::new();
-        let mut local = env.local.clone();
-        local.sort_unstable();
-        local.dedup();
-        for id in local {
-            let name = crate::entities::account::Entity::find_by_id(id)
-                .one(self.db())
-                .await?
-                .map_or_else(|| format!("account {id}"), |a| a.address);
+        for copy in env.local_copies() {
+            let name = if copy.delivered_to.is_empty() {
+                let id = copy.account_id;
+                crate::entities::account::Entity::find_by_id(id)
+                    .one(self.db())
+                    .await?
+                    .map_or_else(|| format!("account {id}"), |a| a.address)
+            } else {
+                copy.delivered_to.clone()
+            };
             parts.push((
                 name,
                 Envelope {
                     mail_from: env.mail_from.clone(),
-                    local: vec![id],
+                    local: vec![copy],
                     remote: Vec::new(),
                 },
             ));

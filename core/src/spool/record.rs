@@ -1,13 +1,16 @@
 //! The spool's on-disk record: pure encoding and decoding, no I/O.
 //!
 //! ```text
-//! magic  b"TSR1"            4 bytes
+//! magic  b"TSR2"            4 bytes (b"TSR1": the version before
+//!                           Delivered-To, still read)
 //! length u32 LE             bytes of payload
 //! crc    u32 LE             CRC-32 (IEEE) of the payload
 //! payload:
 //!   received_at  i64 LE     unix seconds the 250 was given
 //!   mail_from    u32 LE length + bytes (empty for a bounce)
-//!   local        u32 LE count + i32 LE account ids
+//!   local        u32 LE count + (i32 LE account id, u32 LE length +
+//!                bytes of the address it was delivered for) each;
+//!                TSR1: i32 LE account ids only
 //!   remote       u32 LE count + (u32 LE length + bytes) each
 //!   raw          the rest: the message as stored
 //! ```
@@ -17,9 +20,11 @@
 //! runs past the end of the file or whose checksum does not match.
 
 use crate::address::Address;
-use crate::delivery::Envelope;
+use crate::delivery::{Envelope, LocalCopy};
 
-pub(crate) const MAGIC: &[u8; 4] = b"TSR1";
+pub(crate) const MAGIC: &[u8; 4] = b"TSR2";
+/// Records of the version before: local copies carry no address.
+const MAGIC_V1: &[u8; 4] = b"TSR1";
 pub(crate) const HEADER_LEN: usize = 12;
 /// No record is larger than this: the SMTP size limit is far below it, and
 /// a length field past it is taken for damage, not for a record.
@@ -44,8 +49,9 @@ pub(crate) fn encode(env: &Envelope, raw: &[u8], received_at: i64) -> Vec<u8> {
     p.extend_from_slice(&received_at.to_le_bytes());
     put_bytes(&mut p, env.mail_from.as_bytes());
     p.extend_from_slice(&(env.local.len() as u32).to_le_bytes());
-    for id in &env.local {
-        p.extend_from_slice(&id.to_le_bytes());
+    for c in &env.local {
+        p.extend_from_slice(&c.account_id.to_le_bytes());
+        put_bytes(&mut p, c.delivered_to.as_bytes());
     }
     p.extend_from_slice(&(env.remote.len() as u32).to_le_bytes());
     for a in &env.remote {
@@ -80,7 +86,7 @@ pub(crate) fn frame(buf: &[u8]) -> Frame {
     if buf.len() < HEADER_LEN {
         return Frame::Torn("short header");
     }
-    if &buf[..4] != MAGIC {
+    if &buf[..4] != MAGIC && &buf[..4] != MAGIC_V1 {
         return Frame::Torn("bad magic");
     }
     let len = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]) as usize;
@@ -134,6 +140,7 @@ impl<'a> Reader<'a> {
 /// payload, though its checksum matched, does not parse: written by a
 /// different version, which this one must not guess at.
 pub(crate) fn decode(record: &[u8]) -> Option<SpoolRecord> {
+    let v1 = record.get(..4)? == MAGIC_V1;
     let mut r = Reader {
         b: record.get(HEADER_LEN..)?,
     };
@@ -144,7 +151,16 @@ pub(crate) fn decode(record: &[u8]) -> Option<SpoolRecord> {
     let mut local = Vec::with_capacity(n_local.min(1024));
     for _ in 0..n_local {
         let b = r.take(4)?;
-        local.push(i32::from_le_bytes(b.try_into().ok()?));
+        let account_id = i32::from_le_bytes(b.try_into().ok()?);
+        let delivered_to = if v1 {
+            String::new()
+        } else {
+            String::from_utf8(r.bytes()?.to_vec()).ok()?
+        };
+        local.push(LocalCopy {
+            account_id,
+            delivered_to,
+        });
     }
     let n_remote = r.u32()? as usize;
     let mut remote = Vec::with_capacity(n_remote.min(1024));
@@ -171,7 +187,10 @@ mod tests {
         (
             Envelope {
                 mail_from: "a@b.test".into(),
-                local: vec![3, 9],
+                local: vec![
+                    LocalCopy::new(3, "a@here.test"),
+                    LocalCopy::new(9, "b@here.test"),
+                ],
                 remote: vec![Address::parse("x@far.test").unwrap()],
             },
             b"Subject: hi\r\n\r\nbody\r\n".to_vec(),
@@ -188,6 +207,34 @@ mod tests {
         assert_eq!(back.raw, raw);
         assert_eq!(back.received_at, 1_700_000_000);
         assert_eq!(received_at(&rec), Some(1_700_000_000));
+    }
+
+    /// A spool written by the version before (TSR1) still drains after an
+    /// upgrade: its copies are delivered, without a Delivered-To.
+    #[test]
+    fn reads_the_version_before() {
+        let raw = b"Subject: old\r\n\r\nx\r\n";
+        let mut p = Vec::new();
+        p.extend_from_slice(&7i64.to_le_bytes());
+        put_bytes(&mut p, b"a@b.test");
+        p.extend_from_slice(&2u32.to_le_bytes());
+        p.extend_from_slice(&3i32.to_le_bytes());
+        p.extend_from_slice(&9i32.to_le_bytes());
+        p.extend_from_slice(&0u32.to_le_bytes());
+        p.extend_from_slice(raw);
+        let mut rec = Vec::new();
+        rec.extend_from_slice(MAGIC_V1);
+        rec.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        rec.extend_from_slice(&crc32fast::hash(&p).to_le_bytes());
+        rec.extend_from_slice(&p);
+        assert_eq!(frame(&rec), Frame::Whole { len: rec.len() });
+        let back = decode(&rec).unwrap();
+        assert_eq!(
+            back.envelope.local,
+            vec![LocalCopy::new(3, ""), LocalCopy::new(9, "")]
+        );
+        assert_eq!(back.envelope.mail_from, "a@b.test");
+        assert_eq!(back.raw, raw);
     }
 
     #[test]

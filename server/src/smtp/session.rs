@@ -75,9 +75,9 @@ impl Default for Settings {
 }
 
 struct Transaction {
-    from: String,
-    local: Vec<i32>,
-    remote: Vec<Address>,
+    /// Sender and the recipients routed so far, each local one with the
+    /// address it was sent to: delivery uses these routes as they are.
+    env: Envelope,
     recipients: Vec<String>,
     /// Chunks received so far with BDAT (RFC 3030); None until the first.
     chunks: Option<Vec<u8>>,
@@ -577,9 +577,10 @@ impl Session {
             }
         }
         self.txn = Some(Transaction {
-            from,
-            local: Vec::new(),
-            remote: Vec::new(),
+            env: Envelope {
+                mail_from: from,
+                ..Default::default()
+            },
             recipients: Vec::new(),
             chunks: None,
             too_big: false,
@@ -603,16 +604,11 @@ impl Session {
         };
         match &route {
             Route::Account(_) | Route::Alias { .. } | Route::Catchall { .. } => {
-                for a in route.local_accounts() {
-                    txn.local.push(a.id);
-                }
-                if let Route::Alias { forwards, .. } = &route {
-                    txn.remote.extend(forwards.iter().cloned());
-                }
+                txn.env.add_local_route(to, &route);
             }
-            Route::Remote(addr) if authenticated => txn.remote.push(addr.clone()),
+            Route::Remote(addr) if authenticated => txn.env.remote.push(addr.clone()),
             Route::Remote(_) => {
-                tracing::info!(peer = %self.peer, from = %txn.from, rcpt = %to, result = "554 5.7.1", "smtp relay refused");
+                tracing::info!(peer = %self.peer, from = %txn.env.mail_from, rcpt = %to, result = "554 5.7.1", "smtp relay refused");
                 return r(554, "5.7.1", "Relay access denied");
             }
             Route::Rejected(Rejection::RelaySyntax) => {
@@ -629,11 +625,11 @@ impl Session {
             // The domain admin's own words (RFC 5321 §4.2: text is free-form;
             // the core keeps it to one line of printable ASCII).
             Route::Rejected(Rejection::Policy(text)) => {
-                tracing::info!(peer = %self.peer, from = %txn.from, rcpt = %to, result = "550 5.1.1", "smtp recipient refused by catchall policy");
+                tracing::info!(peer = %self.peer, from = %txn.env.mail_from, rcpt = %to, result = "550 5.1.1", "smtp recipient refused by catchall policy");
                 return r(550, "5.1.1", text.clone());
             }
             Route::Rejected(Rejection::NoSuchUser) => {
-                tracing::info!(peer = %self.peer, from = %txn.from, rcpt = %to, result = "550 5.1.1", "smtp recipient refused");
+                tracing::info!(peer = %self.peer, from = %txn.env.mail_from, rcpt = %to, result = "550 5.1.1", "smtp recipient refused");
                 return r(550, "5.1.1", "No such user here");
             }
         }
@@ -823,11 +819,7 @@ impl Session {
         raw.extend_from_slice(received.as_bytes());
         raw.extend_from_slice(&body);
         let size = raw.len();
-        let env = Envelope {
-            mail_from: txn.from.clone(),
-            local: txn.local,
-            remote: txn.remote,
-        };
+        let env = &txn.env;
         let user = self
             .auth
             .as_ref()
@@ -835,14 +827,14 @@ impl Session {
             .unwrap_or_default();
         // RFC 5321 §4.1.1.4: the 250 is the promise; `accept` returns only
         // once the message is on disk (the spool's group commit).
-        match self.core.accept(&env, &raw).await {
+        match self.core.accept(env, &raw).await {
             Ok(accepted) => {
                 // A delivered message wipes the slate (the error limit is
                 // per stretch of trouble, not per connection).
                 self.errors = 0;
                 metrics::counter!("tern_messages_total", "event" => "accepted").increment(1);
                 tracing::info!(
-                    peer = %self.peer, user, from = %txn.from, rcpt = ?txn.recipients, size,
+                    peer = %self.peer, user, from = %txn.env.mail_from, rcpt = ?txn.recipients, size,
                     id = %accepted, result = "250", "smtp transaction"
                 );
                 r(250, "2.0.0", format!("OK: queued as {accepted}"))

@@ -297,13 +297,15 @@ impl Tern {
         Core::open(CoreOptions::new(url)).await.unwrap()
     }
 
-    /// Delivers `raw` to a local user through the core, as SMTP would.
+    /// Delivers `raw` to a local user through the core, as SMTP would but
+    /// for the `Delivered-To:` line (tests/smtp.rs checks that), so tests
+    /// can compare what a client reads with `raw` byte for byte.
     pub async fn deliver(&self, user: &str, raw: &[u8]) {
         let core = self.core().await;
         let a = core.account(user).await.unwrap().unwrap();
         let env = mailcore::delivery::Envelope {
             mail_from: String::new(),
-            local: vec![a.id],
+            local: vec![mailcore::delivery::LocalCopy::new(a.id, "")],
             remote: vec![],
         };
         core.deliver(&env, raw).await.unwrap();
