@@ -5,7 +5,7 @@
 # (the peer). Every 250 is a message the server claims is durable. Reports
 # messages/s, the ratio to Postfix and the spool's group-commit batch sizes;
 # writes bench/results/smtp-*.txt. Not a test. Loopback only.
-# Usage: bench/smtp-bench.sh [messages]   (default 4000 per size)
+# Usage: [TERN_BIN=path] [SKIP_PG=1] bench/smtp-bench.sh [messages]   (default 4000 per size)
 source "$(dirname "$0")/../scripts/lib.sh"
 cd "$(dirname "$0")/.."
 TOTAL=${1:-4000}
@@ -17,9 +17,15 @@ echo "postfix postfix/main_mailer_type select Local only" | as_root debconf-set-
 apt_install postfix
 command -v smtp-source >/dev/null || { echo "smtp-source not found (postfix package)" >&2; exit 1; }
 
-say "building tern (release)"
-cargo build --release -p tern >/dev/null
-TERN=$PWD/target/release/tern
+# TERN_BIN=path measures another build (say, the commit before a change)
+# against the same peer in the same run.
+if [ -n "${TERN_BIN:-}" ]; then
+  TERN=$TERN_BIN
+else
+  say "building tern (release)"
+  cargo build --release -p tern >/dev/null
+  TERN=$PWD/target/release/tern
+fi
 
 # msgs/s for one smtp-source run: SIZE PORT RCPT
 blast() {
@@ -101,6 +107,7 @@ ratio() { python3 -c "import sys; print(f'{float(sys.argv[1])/float(sys.argv[2])
 {
   echo "# SMTP durable acceptance, $(date -u +%FT%TZ)"
   echo "machine: $(uname -srm), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB"
+  echo "tern binary: $TERN ($(git -C "$(dirname "$0")" rev-parse --short HEAD 2>/dev/null) checkout)"
   echo "load: smtp-source -c -s $SESSIONS -m $TOTAL, one recipient, loopback; each 250 is durable"
   echo "tern sqlite   (spool group commit): 4 KiB $T4 msg/s, 50 KiB $T50 msg/s; records per fdatasync avg $TB, max $TL"
   echo "  ... until the last one is in its mailbox (spool drained): 4 KiB $TE4 msg/s, 50 KiB $TE50 msg/s"

@@ -289,55 +289,8 @@ impl Core {
                 uid,
             });
         }
-        // Bounces travel in their own lane so a flood of them can neither
-        // delay nor be delayed by ordinary mail (issue: queue lanes).
-        let lane = if env.mail_from.is_empty() {
-            Lane::Bounce
-        } else {
-            Lane::Fresh
-        };
-        let mut queued = Vec::with_capacity(remote.len());
-        let mut dead: std::collections::HashMap<String, Option<(i64, Option<String>)>> =
-            Default::default();
-        for rcpt in &remote {
-            // Mail for a destination already known to be unreachable waits
-            // in the retry lane from the start, with the reason, rather than
-            // sitting in the fresh lane looking as if nobody had tried.
-            let domain = rcpt.domain().to_owned();
-            if !dead.contains_key(&domain) {
-                let d = queue_destination::Entity::find_by_id(domain.clone())
-                    .one(txn)
-                    .await?
-                    .filter(|d| d.next_attempt_at > now)
-                    .map(|d| (d.next_attempt_at, d.last_reply));
-                dead.insert(domain.clone(), d);
-            }
-            let (lane, next_attempt_at, last_error) = match (&dead[&domain], lane) {
-                (Some((next, why)), Lane::Fresh) => (Lane::Retry, *next, why.clone()),
-                _ => (lane, now, None),
-            };
-            let row = queue_entry::Entity::insert(queue_entry::ActiveModel {
-                blob_id: Set(blob_id),
-                mail_from: Set(env.mail_from.clone()),
-                rcpt_to: Set(rcpt.to_string()),
-                domain: Set(domain),
-                lane: Set(lane.as_str().to_owned()),
-                status: Set(STATUS_QUEUED.to_owned()),
-                attempts: Set(0),
-                next_attempt_at: Set(next_attempt_at),
-                lock_owner: Set(None),
-                lease_until: Set(None),
-                last_error: Set(last_error),
-                created_at: Set(now),
-                message_id: Set(meta.message_id.clone()),
-                delayed_dsn_sent: Set(false),
-                last_attempt_at: Set(None),
-                ..Default::default()
-            })
-            .exec(txn)
-            .await?;
-            queued.push(row.last_insert_id);
-        }
+        let mut dead = DeadDestinations::default();
+        let queued = queue_remote(txn, env, &remote, blob_id, &meta, now, &mut dead).await?;
         tracing::info!(
             message_id = %meta.message_id,
             size,
@@ -366,5 +319,272 @@ impl Core {
             blob::Entity::find().count(self.db()).await?,
             message::Entity::find().count(self.db()).await?,
         ))
+    }
+}
+
+/// Destinations known to be unreachable, looked up once per domain for a
+/// delivery or a batch: `Some((next attempt, last reply))` when waiting.
+type DeadDestinations = std::collections::HashMap<String, Option<(i64, Option<String>)>>;
+
+/// Queues one row per remote recipient.
+async fn queue_remote(
+    txn: &DatabaseTransaction,
+    env: &Envelope,
+    remote: &[Address],
+    blob_id: i32,
+    meta: &MessageMeta,
+    now: i64,
+    dead: &mut DeadDestinations,
+) -> CoreResult<Vec<i32>> {
+    // Bounces travel in their own lane so a flood of them can neither
+    // delay nor be delayed by ordinary mail (issue: queue lanes).
+    let lane = if env.mail_from.is_empty() {
+        Lane::Bounce
+    } else {
+        Lane::Fresh
+    };
+    let mut queued = Vec::with_capacity(remote.len());
+    for rcpt in remote {
+        // Mail for a destination already known to be unreachable waits
+        // in the retry lane from the start, with the reason, rather than
+        // sitting in the fresh lane looking as if nobody had tried.
+        let domain = rcpt.domain().to_owned();
+        if !dead.contains_key(&domain) {
+            let d = queue_destination::Entity::find_by_id(domain.clone())
+                .one(txn)
+                .await?
+                .filter(|d| d.next_attempt_at > now)
+                .map(|d| (d.next_attempt_at, d.last_reply));
+            dead.insert(domain.clone(), d);
+        }
+        let (lane, next_attempt_at, last_error) = match (&dead[&domain], lane) {
+            (Some((next, why)), Lane::Fresh) => (Lane::Retry, *next, why.clone()),
+            _ => (lane, now, None),
+        };
+        let row = queue_entry::Entity::insert(queue_entry::ActiveModel {
+            blob_id: Set(blob_id),
+            mail_from: Set(env.mail_from.clone()),
+            rcpt_to: Set(rcpt.to_string()),
+            domain: Set(domain),
+            lane: Set(lane.as_str().to_owned()),
+            status: Set(STATUS_QUEUED.to_owned()),
+            attempts: Set(0),
+            next_attempt_at: Set(next_attempt_at),
+            lock_owner: Set(None),
+            lease_until: Set(None),
+            last_error: Set(last_error),
+            created_at: Set(now),
+            message_id: Set(meta.message_id.clone()),
+            delayed_dsn_sent: Set(false),
+            last_attempt_at: Set(None),
+            ..Default::default()
+        })
+        .exec(txn)
+        .await?;
+        queued.push(row.last_insert_id);
+    }
+    Ok(queued)
+}
+
+/// One message of a batch delivery ([`Core::deliver_batch_in`]).
+pub(crate) struct BatchItem<'a> {
+    pub env: &'a Envelope,
+    pub raw: &'a [u8],
+    /// Becomes the internal date (the time of the `250`).
+    pub received_at: i64,
+}
+
+/// What a batch did with one item.
+#[derive(Debug)]
+pub(crate) enum BatchOutcome {
+    Stored(DeliveryReceipt),
+    /// Refused for good before any of it was written (a recipient over
+    /// quota, an account or INBOX gone): the caller decides per recipient.
+    Refused(CoreError),
+}
+
+impl Core {
+    /// Delivers many messages in the caller's transaction, with the
+    /// per-account and per-mailbox work done once for the batch: one read
+    /// of the accounts (quota, usage) and their INBOXes, one UID and modseq
+    /// allocation per INBOX, one usage update per account and one statement
+    /// rooting every new thread. What is left per message is the blob, its
+    /// index row and one row per copy (and a thread lookup for a reply).
+    /// On the ingest path each statement costs a hand-off to the database
+    /// driver and back, which was most of the time per message.
+    ///
+    /// Which items are refused is decided before anything is written, in
+    /// order, so no savepoints are needed. An `Err` means the transaction
+    /// must be abandoned; `Unavailable` ones are outages.
+    pub(crate) async fn deliver_batch_in(
+        &self,
+        txn: &DatabaseTransaction,
+        items: &[BatchItem<'_>],
+    ) -> CoreResult<Vec<BatchOutcome>> {
+        use crate::entities::account;
+        use sea_orm::QuerySelect;
+        use std::collections::{BTreeMap, HashMap};
+
+        let copies: Vec<Vec<LocalCopy>> = items.iter().map(|i| i.env.local_copies()).collect();
+        let ids: std::collections::BTreeSet<i32> =
+            copies.iter().flatten().map(|c| c.account_id).collect();
+        let (accounts, inboxes): (HashMap<i32, (i64, i64)>, HashMap<i32, i32>) = if ids.is_empty() {
+            Default::default()
+        } else {
+            let accounts = account::Entity::find()
+                .select_only()
+                .column(account::Column::Id)
+                .column(account::Column::QuotaBytes)
+                .column(account::Column::UsedBytes)
+                .filter(account::Column::Id.is_in(ids.iter().copied()))
+                .into_tuple::<(i32, i64, i64)>()
+                .all(txn)
+                .await?
+                .into_iter()
+                .map(|(id, quota, used)| (id, (quota, used)))
+                .collect();
+            let inboxes = mailbox::Entity::find()
+                .select_only()
+                .column(mailbox::Column::AccountId)
+                .column(mailbox::Column::Id)
+                .filter(mailbox::Column::AccountId.is_in(ids.iter().copied()))
+                .filter(mailbox::Column::Name.eq(INBOX))
+                .into_tuple::<(i32, i32)>()
+                .all(txn)
+                .await?
+                .into_iter()
+                .collect();
+            (accounts, inboxes)
+        };
+
+        // Decide, in arrival order, counting what earlier items add.
+        let mut used: HashMap<i32, i64> = accounts.iter().map(|(id, (_, u))| (*id, *u)).collect();
+        let mut refusals: Vec<Option<CoreError>> = Vec::with_capacity(items.len());
+        let mut per_box: BTreeMap<i32, i64> = BTreeMap::new();
+        for (item, cs) in items.iter().zip(&copies) {
+            let refusal = (|| {
+                if cs.is_empty() && item.env.remote.is_empty() {
+                    return Some(CoreError::invalid(
+                        "a delivery needs at least one recipient",
+                    ));
+                }
+                let mut after = Vec::with_capacity(cs.len());
+                for c in cs {
+                    let id = c.account_id;
+                    let Some((quota, _)) = accounts.get(&id) else {
+                        return Some(CoreError::NotFound(format!("account {id}")));
+                    };
+                    if !inboxes.contains_key(&id) {
+                        return Some(CoreError::NotFound(format!("INBOX of account {id}")));
+                    }
+                    let size = item.raw.len() as i64
+                        + messages::trace_header_len(&messages::trace_header_value(
+                            &c.delivered_to,
+                        ));
+                    let now_used = used[&id] + size;
+                    if *quota > 0 && now_used > *quota {
+                        return Some(CoreError::OverQuota);
+                    }
+                    after.push((id, now_used));
+                }
+                for (id, u) in after {
+                    used.insert(id, u);
+                    *per_box.entry(inboxes[&id]).or_default() += 1;
+                }
+                None
+            })();
+            refusals.push(refusal);
+        }
+
+        // UIDs and one modseq per INBOX, in mailbox order so two nodes'
+        // batches lock rows in the same order on PostgreSQL.
+        let mut next_uid: HashMap<i32, (i64, i64)> = HashMap::new();
+        for (mailbox_id, n) in &per_box {
+            next_uid.insert(
+                *mailbox_id,
+                messages::allocate_uids(txn, *mailbox_id, *n).await?,
+            );
+        }
+
+        let mut out = Vec::with_capacity(items.len());
+        let mut roots = Vec::new();
+        let mut usage: BTreeMap<i32, i64> = BTreeMap::new();
+        let mut dead = DeadDestinations::default();
+        for ((item, cs), refusal) in items.iter().zip(&copies).zip(refusals) {
+            if let Some(e) = refusal {
+                out.push(BatchOutcome::Refused(e));
+                continue;
+            }
+            let meta = MessageMeta::extract(item.raw);
+            let mut remote = item.env.remote.clone();
+            remote.dedup();
+            let blob_id =
+                messages::put_blob(txn, item.raw, (cs.len() + remote.len()) as i64, &meta).await?;
+            let mut delivered = Vec::with_capacity(cs.len());
+            for c in cs {
+                let inbox = inboxes[&c.account_id];
+                let slot = next_uid
+                    .get_mut(&inbox)
+                    .ok_or_else(|| CoreError::Unavailable("UID plan lost a mailbox".into()))?;
+                let (uid, modseq) = *slot;
+                slot.0 += 1;
+                let delivered_to = messages::trace_header_value(&c.delivered_to);
+                let size = item.raw.len() as i64 + messages::trace_header_len(&delivered_to);
+                let thread_id = messages::find_thread(txn, c.account_id, &meta).await?;
+                let id = messages::insert_message_row(
+                    txn,
+                    NewMessage {
+                        mailbox_id: inbox,
+                        uid,
+                        modseq,
+                        blob_id,
+                        flags: Flags::empty(),
+                        keywords: &[],
+                        internal_date: item.received_at,
+                        size,
+                        meta: &meta,
+                        thread_id,
+                        delivered_to: &delivered_to,
+                    },
+                )
+                .await?;
+                if thread_id == 0 {
+                    roots.push(id);
+                }
+                *usage.entry(c.account_id).or_default() += size;
+                delivered.push(Delivered {
+                    account_id: c.account_id,
+                    mailbox_id: inbox,
+                    uid,
+                });
+            }
+            let queued = queue_remote(
+                txn,
+                item.env,
+                &remote,
+                blob_id,
+                &meta,
+                item.received_at,
+                &mut dead,
+            )
+            .await?;
+            tracing::info!(
+                message_id = %meta.message_id,
+                size = item.raw.len(),
+                local = delivered.len(),
+                queued = queued.len(),
+                "delivered"
+            );
+            out.push(BatchOutcome::Stored(DeliveryReceipt {
+                blob_id,
+                delivered,
+                queued,
+            }));
+        }
+        messages::root_threads(txn, &roots).await?;
+        for (account_id, delta) in usage {
+            messages::add_usage(txn, account_id, delta).await?;
+        }
+        Ok(out)
     }
 }

@@ -6,7 +6,7 @@
 //! count reaches zero. Every change bumps the mailbox's HIGHESTMODSEQ and
 //! stamps the changed rows with it (RFC 7162 §3.1).
 
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect, Set, TransactionTrait,
@@ -150,32 +150,37 @@ pub(crate) async fn put_blob<C: ConnectionTrait>(
     meta: &MessageMeta,
 ) -> CoreResult<i32> {
     let sha = sha256_hex(raw);
-    blob::Entity::insert(blob::ActiveModel {
-        sha256: Set(sha.clone()),
-        size: Set(raw.len() as i64),
-        bytes: Set(raw.to_vec()),
-        refcount: Set(refs),
-        ..Default::default()
-    })
-    .on_conflict(
-        OnConflict::column(blob::Column::Sha256)
-            .value(
-                blob::Column::Refcount,
-                Expr::col((blob::Entity, blob::Column::Refcount)).add(refs),
-            )
-            .to_owned(),
-    )
-    .exec_without_returning(db)
-    .await?;
-    let (id, refcount) = blob::Entity::find()
-        .select_only()
-        .column(blob::Column::Id)
-        .column(blob::Column::Refcount)
-        .filter(blob::Column::Sha256.eq(sha))
-        .into_tuple::<(i32, i64)>()
-        .one(db)
+    // One statement for insert-or-add-references and reading the id back
+    // (SQLite >= 3.35 and PostgreSQL both return the row an upsert wrote):
+    // on the ingest path every statement is a round trip to the driver.
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        sea_orm::DbBackend::Postgres => {
+            "INSERT INTO blobs (sha256, size, bytes, refcount) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (sha256) DO UPDATE SET refcount = blobs.refcount + excluded.refcount \
+             RETURNING id, refcount"
+        }
+        _ => {
+            "INSERT INTO blobs (sha256, size, bytes, refcount) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (sha256) DO UPDATE SET refcount = blobs.refcount + excluded.refcount \
+             RETURNING id, refcount"
+        }
+    };
+    let row = db
+        .query_one(sea_orm::Statement::from_sql_and_values(
+            backend,
+            sql,
+            [
+                sha.into(),
+                (raw.len() as i64).into(),
+                raw.to_vec().into(),
+                refs.into(),
+            ],
+        ))
         .await?
-        .ok_or_else(|| CoreError::Unavailable("blob vanished after insert".into()))?;
+        .ok_or_else(|| CoreError::Unavailable("blob upsert returned no row".into()))?;
+    let id: i32 = row.try_get_by_index(0)?;
+    let refcount: i64 = row.try_get_by_index(1)?;
     // Only our own references: the row was just inserted, so index it.
     if refcount == refs {
         crate::search::index_blob(db, id, meta).await?;
@@ -342,6 +347,37 @@ pub(crate) async fn insert_message<C: ConnectionTrait>(
     db: &C,
     n: NewMessage<'_>,
 ) -> CoreResult<i32> {
+    let new_thread = n.thread_id == 0;
+    let id = insert_message_row(db, n).await?;
+    if new_thread {
+        root_threads(db, &[id]).await?;
+    }
+    Ok(id)
+}
+
+/// Makes each of `ids` (rows inserted with thread 0) the root of its own
+/// thread, in one statement however many there are.
+pub(crate) async fn root_threads<C: ConnectionTrait>(db: &C, ids: &[i32]) -> CoreResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    message::Entity::update_many()
+        .col_expr(
+            message::Column::ThreadId,
+            Expr::col(message::Column::Id).into(),
+        )
+        .filter(message::Column::Id.is_in(ids.iter().copied()))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Inserts the row as given; a thread id of 0 stays 0 until
+/// [`root_threads`] (a batch roots all its new threads at once).
+pub(crate) async fn insert_message_row<C: ConnectionTrait>(
+    db: &C,
+    n: NewMessage<'_>,
+) -> CoreResult<i32> {
     let m = message::ActiveModel {
         mailbox_id: Set(n.mailbox_id),
         uid: Set(n.uid),
@@ -365,14 +401,6 @@ pub(crate) async fn insert_message<C: ConnectionTrait>(
     }
     .insert(db)
     .await?;
-    if n.thread_id == 0 {
-        // A message that starts a conversation is its own thread root.
-        message::Entity::update_many()
-            .col_expr(message::Column::ThreadId, Expr::value(m.id as i64))
-            .filter(message::Column::Id.eq(m.id))
-            .exec(db)
-            .await?;
-    }
     Ok(m.id)
 }
 
@@ -397,15 +425,21 @@ pub(crate) async fn find_thread<C: ConnectionTrait>(
         .into_tuple::<i32>()
         .all(db)
         .await?;
+    // A row whose thread is still 0 was inserted earlier in this batch and
+    // is rooted at commit: it is its own root, so its id is the thread.
     Ok(message::Entity::find()
         .select_only()
+        .column(message::Column::Id)
         .column(message::Column::ThreadId)
         .filter(message::Column::MailboxId.is_in(boxes))
         .filter(message::Column::MessageIdHeader.is_in(ids))
-        .into_tuple::<i64>()
+        .into_tuple::<(i32, i64)>()
         .one(db)
         .await?
-        .unwrap_or(0))
+        .map_or(
+            0,
+            |(id, thread)| if thread == 0 { id as i64 } else { thread },
+        ))
 }
 
 impl Core {

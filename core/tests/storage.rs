@@ -1146,3 +1146,116 @@ async fn over_quota_at_ingest_delivers_the_rest_and_bounces() {
     })
     .await;
 }
+
+/// One ingest batch does the per-account work once (quota, UIDs, usage,
+/// new threads) for all its records: check that it still counts as if
+/// each record were stored alone, in arrival order.
+#[tokio::test]
+async fn one_ingest_batch_counts_quota_uids_usage_and_threads_in_order() {
+    for_each_backend("spool_batch_bookkeeping", |core| async move {
+        use mailcore::spool::{Spool, SpoolConfig};
+        let ids = setup(&core, &["a", "b", "sender"]).await;
+        let (a, b, sender) = (ids[0], ids[1], ids[2]);
+        let spool_dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(&SpoolConfig::new(spool_dir.path())).unwrap();
+        core.attach_spool(spool.clone());
+        let first = msg("first", &"1".repeat(200));
+        let mut reply = b"In-Reply-To: <first@remote.example>\r\n".to_vec();
+        reply.extend_from_slice(&msg("reply", &"2".repeat(200)));
+        let third = msg("third", &"3".repeat(200));
+        let fourth = msg("fourth", &"4".repeat(200));
+        let fifth = msg("fifth", &"5".repeat(200));
+        // a has room for the first three, not the fourth.
+        // Each copy also counts its Delivered-To line.
+        let trace = |raw: &[u8], id: i32| {
+            (raw.len() + format!("Delivered-To: to-{id}@example.test\r\n").len()) as i64
+        };
+        let quota = trace(&first, a) + trace(&reply, a) + trace(&third, a) + 10;
+        core.set_quota("a@example.test", quota).await.unwrap();
+        let to = |accounts: &[i32]| Envelope {
+            mail_from: "sender@example.test".into(),
+            local: accounts
+                .iter()
+                .map(|id| LocalCopy::new(*id, format!("to-{id}@example.test")))
+                .collect(),
+            remote: vec![],
+        };
+        // All five wait in the spool before the worker starts: one batch.
+        for (env, raw) in [
+            (to(&[a, b]), &first),
+            (to(&[a]), &reply),
+            (to(&[a]), &third),
+            (to(&[a]), &fourth),
+            (to(&[b]), &fifth),
+        ] {
+            core.accept(&env, raw).await.unwrap();
+        }
+        let h = core.start_ingest(spool.clone(), ingest_cfg());
+        drained(&spool).await;
+        h.stop().await;
+
+        let list = |id: i32| {
+            let core = core.clone();
+            async move {
+                let ib = inbox(&core, id).await;
+                core.list_messages(id, ib.id, 0, 10, SortOrder::UidAsc)
+                    .await
+                    .unwrap()
+                    .0
+            }
+        };
+        let in_a = list(a).await;
+        let subjects: Vec<&str> = in_a.iter().map(|m| m.subject.as_str()).collect();
+        assert_eq!(subjects, ["first", "reply", "third"], "arrival order");
+        let uids: Vec<i64> = in_a.iter().map(|m| m.uid).collect();
+        assert_eq!(uids, [1, 2, 3]);
+        assert_eq!(
+            in_a[0].thread_id, in_a[0].id as i64,
+            "a new conversation is its own thread root"
+        );
+        assert_eq!(
+            in_a[1].thread_id, in_a[0].thread_id,
+            "a reply stored in the same batch as the message it answers joins its thread"
+        );
+        assert_ne!(in_a[2].thread_id, in_a[0].thread_id);
+        let sizes: Vec<i64> = in_a.iter().map(|m| m.size).collect();
+        assert_eq!(
+            sizes,
+            [trace(&first, a), trace(&reply, a), trace(&third, a)]
+        );
+        let used = core
+            .account("a@example.test")
+            .await
+            .unwrap()
+            .unwrap()
+            .used_bytes;
+        assert_eq!(
+            used,
+            sizes.iter().sum::<i64>(),
+            "usage counts each stored copy"
+        );
+
+        let in_b: Vec<String> = list(b).await.into_iter().map(|m| m.subject).collect();
+        assert_eq!(
+            in_b,
+            ["first", "fifth"],
+            "a refusal does not hold the rest back"
+        );
+        let used_b = core
+            .account("b@example.test")
+            .await
+            .unwrap()
+            .unwrap()
+            .used_bytes;
+        assert_eq!(used_b, trace(&first, b) + trace(&fifth, b));
+
+        let dsn = list(sender).await;
+        assert_eq!(dsn.len(), 1, "the fourth message is reported to its sender");
+        let ib = inbox(&core, sender).await;
+        let raw =
+            String::from_utf8(core.message_raw(sender, ib.id, dsn[0].uid).await.unwrap()).unwrap();
+        assert!(raw.contains("Status: 5.2.2"), "{raw}");
+        assert!(raw.contains("Subject: fourth"), "{raw}");
+    })
+    .await;
+}

@@ -86,6 +86,74 @@ async fn mark(c: &DatabaseTransaction, node: &str, p: &Pending, now: i64) -> Cor
     Ok(res.rows_affected() == 1)
 }
 
+/// Inserts the ids of `batch` in one statement; returns those that were
+/// not there yet (the others were stored before a crash).
+async fn mark_many(
+    c: &DatabaseTransaction,
+    node: &str,
+    batch: &[&Pending],
+    now: i64,
+) -> CoreResult<std::collections::HashSet<super::SpoolId>> {
+    let backend = c.get_database_backend();
+    let mut sql = String::from(
+        "INSERT INTO spool_ingested (node, segment, record_offset, ingested_at) VALUES ",
+    );
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(batch.len() * 4);
+    for (i, p) in batch.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        match backend {
+            sea_orm::DbBackend::Postgres => {
+                let n = i * 4;
+                sql.push_str(&format!("(${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4));
+            }
+            _ => sql.push_str("(?, ?, ?, ?)"),
+        }
+        values.push(node.into());
+        values.push((p.id.segment as i64).into());
+        values.push((p.id.offset as i64).into());
+        values.push(now.into());
+    }
+    sql.push_str(" ON CONFLICT DO NOTHING RETURNING segment, record_offset");
+    let rows = c
+        .query_all(Statement::from_sql_and_values(backend, &sql, values))
+        .await?;
+    let mut fresh = std::collections::HashSet::with_capacity(rows.len());
+    for r in rows {
+        let segment: i64 = r.try_get_by_index(0)?;
+        let offset: i64 = r.try_get_by_index(1)?;
+        fresh.insert(super::SpoolId {
+            segment: segment as u64,
+            offset: offset as u64,
+        });
+    }
+    Ok(fresh)
+}
+
+/// Takes a record's id back out (it was refused and is stored recipient by
+/// recipient afterwards, which marks it again).
+async fn unmark(c: &DatabaseTransaction, node: &str, p: &Pending) -> CoreResult<()> {
+    let backend = c.get_database_backend();
+    let sql = match backend {
+        sea_orm::DbBackend::Postgres => {
+            "DELETE FROM spool_ingested WHERE node = $1 AND segment = $2 AND record_offset = $3"
+        }
+        _ => "DELETE FROM spool_ingested WHERE node = ? AND segment = ? AND record_offset = ?",
+    };
+    c.execute(Statement::from_sql_and_values(
+        backend,
+        sql,
+        [
+            node.into(),
+            (p.id.segment as i64).into(),
+            (p.id.offset as i64).into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
 /// The DSN status and diagnostic for an error that will not go away.
 fn permanent_reason(e: &CoreError) -> (&'static str, String) {
     match e {
@@ -191,27 +259,28 @@ impl Core {
         }
         let node = shared.node.clone();
         let now = self.now();
-        let mut receipts: Vec<DeliveryReceipt> = Vec::new();
-        let mut refused: Vec<(Pending, SpoolRecord, CoreError)> = Vec::new();
-        {
+        let (receipts, refused) = {
             let _turn = self.sqlite_write_turn(Priority::Urgent).await;
-            let txn = self.wdb().begin().await?;
-            for (p, r) in recs {
-                let sp = txn.begin().await?;
-                if !mark(&sp, &node, &p, now).await? {
-                    sp.rollback().await?;
-                    continue;
-                }
-                match self
-                    .deliver_in_savepoint(sp, &r.envelope, &r.raw, r.received_at)
-                    .await?
-                {
-                    Ok(rc) => receipts.push(rc),
-                    Err(e) => refused.push((p, r, e)),
+            match self.ingest_together(&node, &recs, now).await {
+                Ok(done) => done,
+                Err(e) if e.is_temporary() => return Err(e),
+                Err(e) => {
+                    // Something the up-front checks did not foresee: store
+                    // the batch again record by record, each in its own
+                    // savepoint, so one bad record cannot hold the others.
+                    tracing::warn!(error = %e, "spool: batch refused; storing its records one by one");
+                    self.ingest_one_by_one(&node, &recs, now).await?
                 }
             }
-            txn.commit().await?;
-        }
+        };
+        let refused: Vec<(Pending, SpoolRecord, CoreError)> = {
+            let mut by_index: std::collections::HashMap<usize, CoreError> =
+                refused.into_iter().collect();
+            recs.into_iter()
+                .enumerate()
+                .filter_map(|(i, (p, r))| by_index.remove(&i).map(|e| (p, r, e)))
+                .collect()
+        };
         let stored = receipts.len();
         for rc in &receipts {
             self.announce(rc);
@@ -235,6 +304,80 @@ impl Core {
             shared.untake(&back);
         }
         Ok(stored)
+    }
+
+    /// The usual way: one transaction, the ids marked in one statement and
+    /// the messages stored by [`Core::deliver_batch_in`]. Returns the
+    /// receipts and the indexes (into `recs`) of records refused for good,
+    /// whose marks are taken back in the same transaction.
+    async fn ingest_together(
+        &self,
+        node: &str,
+        recs: &[(Pending, SpoolRecord)],
+        now: i64,
+    ) -> CoreResult<(Vec<DeliveryReceipt>, Vec<(usize, CoreError)>)> {
+        use crate::delivery::{BatchItem, BatchOutcome};
+        let txn = self.wdb().begin().await?;
+        let ids: Vec<&Pending> = recs.iter().map(|(p, _)| p).collect();
+        let fresh = if ids.is_empty() {
+            Default::default()
+        } else {
+            mark_many(&txn, node, &ids, now).await?
+        };
+        let todo: Vec<usize> = (0..recs.len())
+            .filter(|i| fresh.contains(&recs[*i].0.id))
+            .collect();
+        let items: Vec<BatchItem<'_>> = todo
+            .iter()
+            .map(|i| BatchItem {
+                env: &recs[*i].1.envelope,
+                raw: &recs[*i].1.raw,
+                received_at: recs[*i].1.received_at,
+            })
+            .collect();
+        let outcomes = self.deliver_batch_in(&txn, &items).await?;
+        let mut receipts = Vec::with_capacity(outcomes.len());
+        let mut refused = Vec::new();
+        for (i, outcome) in todo.into_iter().zip(outcomes) {
+            match outcome {
+                BatchOutcome::Stored(rc) => receipts.push(rc),
+                BatchOutcome::Refused(e) => {
+                    unmark(&txn, node, &recs[i].0).await?;
+                    refused.push((i, e));
+                }
+            }
+        }
+        txn.commit().await?;
+        Ok((receipts, refused))
+    }
+
+    /// The careful way, for a batch [`Core::ingest_together`] could not
+    /// store: each record in its own savepoint.
+    async fn ingest_one_by_one(
+        &self,
+        node: &str,
+        recs: &[(Pending, SpoolRecord)],
+        now: i64,
+    ) -> CoreResult<(Vec<DeliveryReceipt>, Vec<(usize, CoreError)>)> {
+        let mut receipts = Vec::new();
+        let mut refused = Vec::new();
+        let txn = self.wdb().begin().await?;
+        for (i, (p, r)) in recs.iter().enumerate() {
+            let sp = txn.begin().await?;
+            if !mark(&sp, node, p, now).await? {
+                sp.rollback().await?;
+                continue;
+            }
+            match self
+                .deliver_in_savepoint(sp, &r.envelope, &r.raw, r.received_at)
+                .await?
+            {
+                Ok(rc) => receipts.push(rc),
+                Err(e) => refused.push((i, e)),
+            }
+        }
+        txn.commit().await?;
+        Ok((receipts, refused))
     }
 
     /// Delivers inside savepoint `sp` and releases it; a refusal for good
