@@ -2,7 +2,9 @@
 implicit TLS (the test server's certificate is self-signed, so it is not
 verified here; the Rust suites check TLS itself).
 
-usage: imap.py PORT USER PASSWORD FOLDER
+usage: imap.py PORT USER PASSWORD FOLDER [FLAGS]
+With FLAGS (say '$Label1 \\Flagged'), first adds them to the folder's newest
+message with UID STORE, as a desktop client tagging a message would.
 prints JSON: {"subjects": [...], "flags": [...]} in UID order.
 """
 import email
@@ -13,13 +15,19 @@ import ssl
 import sys
 
 port, user, password, folder = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+store = sys.argv[5] if len(sys.argv) > 5 else None
 ctx = ssl.create_default_context()
 ctx.check_hostname = False
 ctx.verify_mode = ssl.CERT_NONE
 m = imaplib.IMAP4_SSL("127.0.0.1", int(port), ssl_context=ctx)
 m.login(user, password)
-typ, _ = m.select('"%s"' % folder, readonly=True)
+typ, _ = m.select('"%s"' % folder, readonly=store is None)
 assert typ == "OK", folder
+if store:
+    typ, data = m.uid("SEARCH", None, "ALL")
+    newest = data[0].split()[-1]
+    typ, _ = m.uid("STORE", newest, "+FLAGS", "(%s)" % store)
+    assert typ == "OK", store
 typ, data = m.uid("SEARCH", None, "ALL")
 uids = data[0].split()
 subjects, flags, attachments, texts = [], [], [], []

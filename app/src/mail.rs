@@ -23,6 +23,8 @@ pub struct MsgRow {
     pub flagged: bool,
     pub answered: bool,
     pub attachment: bool,
+    /// The message's keywords as labels ([`keyword_labels`]).
+    pub labels: Vec<String>,
     /// For search across folders: where the message lives.
     pub folder: String,
     pub thread_id: i64,
@@ -74,6 +76,7 @@ pub struct ReadData {
     /// All the message has; `attachments` holds at most the first 200.
     pub attachment_count: usize,
     pub flagged: bool,
+    pub labels: Vec<String>,
     pub thread_id: i64,
     pub thread_len: u64,
     /// Neighbours in the mailbox (by UID): `j` goes to the older, `k` to
@@ -177,6 +180,30 @@ pub mod ssr {
         })
     }
 
+    /// The labels a message's keywords read as: Thunderbird's five tags by
+    /// their names, junk verdicts and `$Forwarded` in words, other
+    /// keywords as they are; bookkeeping keywords (`$MDNSent`, the
+    /// not-junk verdicts, `$Submitted`) show nothing.
+    pub fn keyword_labels<'a>(keywords: impl Iterator<Item = &'a str>) -> Vec<String> {
+        keywords
+            .filter_map(|k| {
+                let named = match k.to_ascii_lowercase().as_str() {
+                    "$label1" => "Important",
+                    "$label2" => "Work",
+                    "$label3" => "Personal",
+                    "$label4" => "To do",
+                    "$label5" => "Later",
+                    "$junk" | "junk" => "Junk",
+                    "$forwarded" => "Forwarded",
+                    "$phishing" => "Phishing",
+                    "$mdnsent" | "$notjunk" | "notjunk" | "nonjunk" | "$submitted" => return None,
+                    _ => return Some(k.to_owned()),
+                };
+                Some(named.to_owned())
+            })
+            .collect()
+    }
+
     pub fn row(m: &MessageSummary, folder: &str) -> MsgRow {
         MsgRow {
             uid: m.uid,
@@ -189,6 +216,7 @@ pub mod ssr {
             flagged: m.flags.contains(Flags::FLAGGED),
             answered: m.flags.contains(Flags::ANSWERED),
             attachment: m.has_attachments,
+            labels: keyword_labels(m.keywords.iter().map(|k| k.as_str())),
             folder: folder.to_owned(),
             thread_id: m.thread_id,
         }
@@ -339,6 +367,7 @@ pub async fn read_message(f: String, uid: i64) -> Result<Option<ReadData>, Serve
             })
             .collect(),
         flagged: summary.flags.contains(Flags::FLAGGED),
+        labels: ssr::keyword_labels(summary.keywords.iter().map(|k| k.as_str())),
         thread_id: summary.thread_id,
         thread_len,
         older_uid,
@@ -615,4 +644,25 @@ const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUM
 /// Percent-encodes a query value (folder names may hold spaces, `&`, `/`).
 pub fn encode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, QUERY_VALUE).to_string()
+}
+
+#[cfg(all(test, feature = "ssr"))]
+mod label_tests {
+    use super::ssr::keyword_labels;
+
+    #[test]
+    fn keywords_read_as_labels() {
+        let got = keyword_labels(
+            [
+                "$Label1",
+                "$junk",
+                "$MDNSent",
+                "$NotJunk",
+                "Project-X",
+                "$Forwarded",
+            ]
+            .into_iter(),
+        );
+        assert_eq!(got, ["Important", "Junk", "Project-X", "Forwarded"]);
+    }
 }

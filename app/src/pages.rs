@@ -360,6 +360,11 @@ fn Row(r: MsgRow, searching: bool) -> impl IntoView {
             </span>
             <a class="open" href=href>
                 <span class="from">{r.from.clone()}</span>
+                {(!r.labels.is_empty()).then(|| view! {
+                    <span class="labels">
+                        {r.labels.iter().map(|l| view! { <span class="label">{l.clone()}</span> }).collect_view()}
+                    </span>
+                })}
                 <span class="subject">{subject}</span>
                 <span class="snippet">{r.snippet.clone()}</span>
             </a>
@@ -430,6 +435,11 @@ fn Message(d: ReadData, act: ServerAction<MessageAction>, images: bool) -> impl 
                     {older.map(|h| view! { <a href=h data-key="j">"Older"</a> })}
                 </nav>
                 <h1 id="subject">{subject}</h1>
+                {(!d.labels.is_empty()).then(|| view! {
+                    <p class="labels" aria-label="Labels">
+                        {d.labels.iter().map(|l| view! { <span class="label">{l.clone()}</span> }).collect_view()}
+                    </p>
+                })}
                 <dl class="headers">
                     <dt>"From"</dt><dd data-testid="from">{d.from.clone()}</dd>
                     <dt>"To"</dt><dd>{d.to.clone()}</dd>

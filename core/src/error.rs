@@ -43,6 +43,9 @@ pub enum CoreError {
     Forbidden,
     #[error("mailbox full: quota exceeded")]
     OverQuota,
+    /// A per-object limit other than the quota (keywords per message).
+    #[error("{0}")]
+    Limit(String),
 }
 
 pub type CoreResult<T> = Result<T, CoreError>;

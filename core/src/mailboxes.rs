@@ -199,36 +199,55 @@ impl Core {
         Ok(self.mailbox_row(account_id, mailbox_id).await?.recent_uid)
     }
 
+    /// Creates a mailbox, and the superior names it needs that do not exist
+    /// yet (`a/b/c` also makes `a` and `a/b`, as RFC 9051 §6.3.4 says a
+    /// server SHOULD).
     pub async fn create_mailbox(&self, account_id: i32, name: &str) -> CoreResult<Mailbox> {
         let name = normalize_name(name)?;
-        let exists = mailbox::Entity::find()
+        let existing: Vec<(String, i64)> = mailbox::Entity::find()
+            .select_only()
+            .column(mailbox::Column::Name)
+            .column(mailbox::Column::Uidvalidity)
             .filter(mailbox::Column::AccountId.eq(account_id))
-            .filter(mailbox::Column::Name.eq(name.clone()))
-            .one(self.db())
+            .into_tuple()
+            .all(self.db())
             .await?;
-        if exists.is_some() {
+        if existing.iter().any(|(n, _)| *n == name) {
             return Err(CoreError::Conflict(format!("mailbox {name}")));
         }
         // A reused name must get a fresh UIDVALIDITY even within one second.
-        let newest = mailbox::Entity::find()
-            .filter(mailbox::Column::AccountId.eq(account_id))
-            .order_by_desc(mailbox::Column::Uidvalidity)
-            .one(self.db())
-            .await?
-            .map_or(0, |m| m.uidvalidity);
-        let uidvalidity = uidvalidity_at(self.now()).max(newest + 1);
-        mailbox::ActiveModel {
-            account_id: Set(account_id),
-            name: Set(name.clone()),
-            special_use: Set(None),
-            uidvalidity: Set(uidvalidity),
-            uidnext: Set(1),
-            highest_modseq: Set(1),
-            subscribed: Set(true),
-            ..Default::default()
+        let mut newest = existing.iter().map(|(_, v)| *v).max().unwrap_or(0);
+        let levels: Vec<usize> = name
+            .match_indices(DELIMITER)
+            .map(|(i, _)| i)
+            .chain([name.len()])
+            .collect();
+        for end in levels {
+            let path = &name[..end];
+            if existing.iter().any(|(n, _)| n == path) {
+                continue;
+            }
+            let uidvalidity = uidvalidity_at(self.now()).max(newest + 1);
+            newest = uidvalidity;
+            let inserted = mailbox::ActiveModel {
+                account_id: Set(account_id),
+                name: Set(path.to_owned()),
+                special_use: Set(None),
+                uidvalidity: Set(uidvalidity),
+                uidnext: Set(1),
+                highest_modseq: Set(1),
+                subscribed: Set(true),
+                ..Default::default()
+            }
+            .insert_committed(self.wdb())
+            .await;
+            match inserted {
+                Ok(_) => {}
+                // A superior another session made meanwhile is fine.
+                Err(CoreError::Conflict(_)) if end < name.len() => {}
+                Err(e) => return Err(e),
+            }
         }
-        .insert_committed(self.wdb())
-        .await?;
         self.publish(ChangeEvent {
             account_id,
             mailbox_id: None,

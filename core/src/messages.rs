@@ -78,6 +78,138 @@ impl Flags {
     }
 }
 
+/// A keyword (RFC 9051 §2.3.2 `flag-keyword`): a user-defined flag such
+/// as `$Junk`, `$Forwarded` or a Thunderbird tag. Keywords compare without
+/// regard to case and keep the spelling they were first stored with.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Keyword(String);
+
+impl Keyword {
+    /// Longest keyword stored; Dovecot and mox take about as much.
+    pub const MAX_LEN: usize = 100;
+
+    /// A keyword when `name` is an IMAP atom (RFC 9051 §9: no `( ) { % *
+    /// " \ ]`, space or control characters) of at most [`Self::MAX_LEN`]
+    /// octets; system flags (`\Seen`) are not keywords.
+    pub fn parse(name: &str) -> Option<Keyword> {
+        let ok = !name.is_empty()
+            && name.len() <= Self::MAX_LEN
+            && name
+                .bytes()
+                .all(|c| (0x21..0x7f).contains(&c) && !b"(){%*\"\\]".contains(&c));
+        ok.then(|| Keyword(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The same keyword, whatever the case.
+    pub fn same(&self, other: &str) -> bool {
+        self.0.eq_ignore_ascii_case(other)
+    }
+}
+
+impl std::fmt::Display for Keyword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How many keywords one message may carry; one more is refused (IMAP
+/// `NO [LIMIT]`), so a client cannot grow a row without bound.
+pub const MAX_KEYWORDS_PER_MESSAGE: usize = 64;
+
+/// Everything IMAP calls a message's flags: the system flags and the
+/// keywords, in the order they were added.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlagSet {
+    pub system: Flags,
+    pub keywords: Vec<Keyword>,
+}
+
+impl FlagSet {
+    pub fn system(system: Flags) -> FlagSet {
+        FlagSet {
+            system,
+            keywords: Vec::new(),
+        }
+    }
+
+    pub fn has_keyword(&self, name: &str) -> bool {
+        self.keywords.iter().any(|k| k.same(name))
+    }
+
+    /// Adds keywords not already here (by case-insensitive name).
+    pub fn add_keywords<'a>(&mut self, more: impl IntoIterator<Item = &'a Keyword>) {
+        for k in more {
+            if !self.has_keyword(k.as_str()) {
+                self.keywords.push(k.clone());
+            }
+        }
+    }
+
+    /// The set after STORE's `+FLAGS`, `-FLAGS` or `FLAGS` (RFC 9051 §6.4.6).
+    pub fn apply(&self, op: FlagOp, change: &FlagSet) -> FlagSet {
+        match op {
+            FlagOp::Add => {
+                let mut out = self.clone();
+                out.system = out.system.union(change.system);
+                out.add_keywords(&change.keywords);
+                out
+            }
+            FlagOp::Remove => FlagSet {
+                system: self.system.without(change.system),
+                keywords: self
+                    .keywords
+                    .iter()
+                    .filter(|k| !change.has_keyword(k.as_str()))
+                    .cloned()
+                    .collect(),
+            },
+            FlagOp::Replace => {
+                let mut out = FlagSet::system(change.system);
+                out.add_keywords(&change.keywords);
+                out
+            }
+        }
+    }
+
+    fn from_row(flags: i32, keywords: &str) -> FlagSet {
+        FlagSet {
+            system: Flags::from_bits(flags),
+            keywords: keywords
+                .split_whitespace()
+                .filter_map(Keyword::parse)
+                .collect(),
+        }
+    }
+
+    /// The `keywords` column: names separated by single spaces (an atom
+    /// never holds one).
+    fn keywords_column(&self) -> String {
+        let names: Vec<&str> = self.keywords.iter().map(Keyword::as_str).collect();
+        names.join(" ")
+    }
+
+    fn check_limit(&self) -> CoreResult<()> {
+        if self.keywords.len() > MAX_KEYWORDS_PER_MESSAGE {
+            return Err(CoreError::Limit(format!(
+                "at most {MAX_KEYWORDS_PER_MESSAGE} keywords per message"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One message's flags after a change, and the MODSEQ that change got.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlagChange {
+    pub uid: i64,
+    pub flags: FlagSet,
+    pub modseq: i64,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FlagOp {
     Add,
@@ -100,7 +232,7 @@ pub struct MessageSummary {
     pub mailbox_id: i32,
     pub uid: i64,
     pub flags: Flags,
-    pub keywords: Vec<String>,
+    pub keywords: Vec<Keyword>,
     pub modseq: i64,
     pub internal_date: i64,
     pub size: i64,
@@ -121,7 +253,7 @@ impl From<message::Model> for MessageSummary {
             mailbox_id: m.mailbox_id,
             uid: m.uid,
             flags: Flags::from_bits(m.flags),
-            keywords: m.keywords.split_whitespace().map(str::to_owned).collect(),
+            keywords: FlagSet::from_row(m.flags, &m.keywords).keywords,
             modseq: m.modseq,
             internal_date: m.internal_date,
             size: m.size,
@@ -333,7 +465,7 @@ pub(crate) struct NewMessage<'a> {
     pub modseq: i64,
     pub blob_id: i32,
     pub flags: Flags,
-    pub keywords: &'a [String],
+    pub keywords: &'a [Keyword],
     pub internal_date: i64,
     pub size: i64,
     pub meta: &'a MessageMeta,
@@ -383,7 +515,12 @@ pub(crate) async fn insert_message_row<C: ConnectionTrait>(
         uid: Set(n.uid),
         blob_id: Set(n.blob_id),
         flags: Set(n.flags.bits()),
-        keywords: Set(n.keywords.join(" ")),
+        keywords: Set(n
+            .keywords
+            .iter()
+            .map(Keyword::as_str)
+            .collect::<Vec<_>>()
+            .join(" ")),
         modseq: Set(n.modseq),
         internal_date: Set(n.internal_date),
         size: Set(n.size),
@@ -484,6 +621,12 @@ impl Core {
             .ok_or_else(|| CoreError::NotFound(format!("message uid {uid}")))
     }
 
+    /// The UID the next message will get (UIDNEXT): everything below it
+    /// that is not in the mailbox was expunged (QRESYNC's VANISHED).
+    pub async fn mailbox_uidnext(&self, account_id: i32, mailbox_id: i32) -> CoreResult<i64> {
+        Ok(self.mailbox_row(account_id, mailbox_id).await?.uidnext)
+    }
+
     /// The mailbox's change counter (its HIGHESTMODSEQ): every delivery,
     /// flag change, copy or expunge raises it, so a session that remembers
     /// it can tell "nothing changed" with one row read.
@@ -559,6 +702,27 @@ impl Core {
         op: FlagOp,
         flags: Flags,
     ) -> CoreResult<Vec<(i64, Flags, i64)>> {
+        let changes = self
+            .store_flags(account_id, mailbox_id, uids, op, &FlagSet::system(flags))
+            .await?;
+        Ok(changes
+            .into_iter()
+            .map(|c| (c.uid, c.flags.system, c.modseq))
+            .collect())
+    }
+
+    /// STORE (RFC 9051 §6.4.6): adds, removes or replaces system flags and
+    /// keywords on the given UIDs; returns the new state of each message
+    /// that changed. A change that would leave a message with more than
+    /// [`MAX_KEYWORDS_PER_MESSAGE`] keywords changes nothing.
+    pub async fn store_flags(
+        &self,
+        account_id: i32,
+        mailbox_id: i32,
+        uids: &[i64],
+        op: FlagOp,
+        change: &FlagSet,
+    ) -> CoreResult<Vec<FlagChange>> {
         self.mailbox_row(account_id, mailbox_id).await?;
         // One writer at a time on SQLite: this transaction reads before it
         // writes, and an upgrade racing another writer fails (SQLITE_BUSY_SNAPSHOT).
@@ -569,28 +733,30 @@ impl Core {
             .filter(message::Column::Uid.is_in(uids.iter().copied()))
             .all(&txn)
             .await?;
-        let changes: Vec<(message::Model, Flags)> = rows
-            .into_iter()
-            .filter_map(|r| {
-                let old = Flags::from_bits(r.flags);
-                let new = match op {
-                    FlagOp::Add => old.union(flags),
-                    FlagOp::Remove => old.without(flags),
-                    FlagOp::Replace => flags,
-                };
-                (new != old).then_some((r, new))
-            })
-            .collect();
+        let mut changes: Vec<(message::Model, FlagSet)> = Vec::new();
+        for r in rows {
+            let old = FlagSet::from_row(r.flags, &r.keywords);
+            let new = old.apply(op, change);
+            if new != old {
+                new.check_limit()?;
+                changes.push((r, new));
+            }
+        }
         let mut out = Vec::new();
         if !changes.is_empty() {
             let modseq = bump_modseq(&txn, mailbox_id).await?;
             for (r, new) in changes {
                 let uid = r.uid;
                 let mut am: message::ActiveModel = r.into();
-                am.flags = Set(new.bits());
+                am.flags = Set(new.system.bits());
+                am.keywords = Set(new.keywords_column());
                 am.modseq = Set(modseq);
                 am.update(&txn).await?;
-                out.push((uid, new, modseq));
+                out.push(FlagChange {
+                    uid,
+                    flags: new,
+                    modseq,
+                });
             }
         }
         txn.commit().await?;
@@ -599,7 +765,7 @@ impl Core {
                 account_id,
                 mailbox_id: Some(mailbox_id),
                 kind: ChangeKind::FlagsChanged {
-                    uids: out.iter().map(|c| c.0).collect(),
+                    uids: out.iter().map(|c| c.uid).collect(),
                 },
             });
         }
@@ -796,7 +962,7 @@ impl Core {
         Ok(uids)
     }
 
-    /// Adds a message to a mailbox (IMAP APPEND, a Sent copy, a draft).
+    /// Adds a message to a mailbox (a Sent copy, a draft).
     pub async fn append(
         &self,
         account_id: i32,
@@ -805,6 +971,27 @@ impl Core {
         flags: Flags,
         internal_date: Option<i64>,
     ) -> CoreResult<i64> {
+        self.append_flagged(
+            account_id,
+            mailbox_id,
+            raw,
+            &FlagSet::system(flags),
+            internal_date,
+        )
+        .await
+    }
+
+    /// IMAP APPEND (RFC 9051 §6.3.12): the message with its system flags
+    /// and keywords.
+    pub async fn append_flagged(
+        &self,
+        account_id: i32,
+        mailbox_id: i32,
+        raw: &[u8],
+        flags: &FlagSet,
+        internal_date: Option<i64>,
+    ) -> CoreResult<i64> {
+        flags.check_limit()?;
         self.mailbox_row(account_id, mailbox_id).await?;
         let meta = MessageMeta::extract(raw);
         let size = raw.len() as i64;
@@ -823,8 +1010,8 @@ impl Core {
                 uid,
                 modseq,
                 blob_id,
-                flags,
-                keywords: &[],
+                flags: flags.system,
+                keywords: &flags.keywords,
                 internal_date: internal_date.unwrap_or_else(|| self.now()),
                 size,
                 meta: &meta,
@@ -841,5 +1028,69 @@ impl Core {
             kind: ChangeKind::NewMessages { uids: vec![uid] },
         });
         Ok(uid)
+    }
+}
+
+#[cfg(test)]
+mod keyword_tests {
+    use super::*;
+
+    fn kw(names: &[&str]) -> Vec<Keyword> {
+        names.iter().map(|n| Keyword::parse(n).unwrap()).collect()
+    }
+
+    #[test]
+    fn keywords_are_atoms() {
+        for good in ["$Junk", "$label1", "NonJunk", "a.b-c_d", "~x"] {
+            assert!(Keyword::parse(good).is_some(), "{good}");
+        }
+        for bad in [
+            "", "\\Seen", "a b", "a]", "(x", "x*", "50%", "q\"", "{3}", "é",
+        ] {
+            assert!(Keyword::parse(bad).is_none(), "{bad:?}");
+        }
+        assert!(Keyword::parse(&"k".repeat(Keyword::MAX_LEN)).is_some());
+        assert!(Keyword::parse(&"k".repeat(Keyword::MAX_LEN + 1)).is_none());
+    }
+
+    #[test]
+    fn store_operations_on_keywords() {
+        let start = FlagSet {
+            system: Flags::SEEN,
+            keywords: kw(&["$Junk", "$label1"]),
+        };
+        let add = FlagSet {
+            system: Flags::FLAGGED,
+            keywords: kw(&["$JUNK", "$Forwarded"]),
+        };
+        let added = start.apply(FlagOp::Add, &add);
+        assert_eq!(added.system, Flags::SEEN.union(Flags::FLAGGED));
+        // The existing spelling stays; the new one is appended once.
+        assert_eq!(added.keywords, kw(&["$Junk", "$label1", "$Forwarded"]));
+        let removed = added.apply(
+            FlagOp::Remove,
+            &FlagSet {
+                system: Flags::SEEN,
+                keywords: kw(&["$LABEL1"]),
+            },
+        );
+        assert_eq!(removed.system, Flags::FLAGGED);
+        assert_eq!(removed.keywords, kw(&["$Junk", "$Forwarded"]));
+        let replaced = removed.apply(
+            FlagOp::Replace,
+            &FlagSet {
+                system: Flags::empty(),
+                keywords: kw(&["a", "A", "b"]),
+            },
+        );
+        assert_eq!(
+            replaced,
+            FlagSet {
+                system: Flags::empty(),
+                keywords: kw(&["a", "b"])
+            }
+        );
+        let row = FlagSet::from_row(replaced.system.bits(), &replaced.keywords_column());
+        assert_eq!(row, replaced);
     }
 }

@@ -9,7 +9,8 @@ use common::{for_each_backend, for_each_url};
 use mailcore::delivery::{Envelope, LocalCopy};
 use mailcore::messages::FlagOp;
 use mailcore::{
-    Address, AuthError, Core, CoreError, CoreOptions, Flags, Rejection, Role, Route, SortOrder,
+    Address, AuthError, Core, CoreError, CoreOptions, FlagSet, Flags, Keyword, Rejection, Role,
+    Route, SortOrder,
 };
 
 const PW: &str = "correct horse battery";
@@ -1256,6 +1257,119 @@ async fn one_ingest_batch_counts_quota_uids_usage_and_threads_in_order() {
             String::from_utf8(core.message_raw(sender, ib.id, dsn[0].uid).await.unwrap()).unwrap();
         assert!(raw.contains("Status: 5.2.2"), "{raw}");
         assert!(raw.contains("Subject: fourth"), "{raw}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn keywords_are_stored_copied_and_limited() {
+    for_each_backend("keywords", |core| async move {
+        let ids = setup(&core, &["k"]).await;
+        let ib = inbox(&core, ids[0]).await;
+        let kw =
+            |n: &[&str]| -> Vec<Keyword> { n.iter().map(|x| Keyword::parse(x).unwrap()).collect() };
+        let uid = core
+            .append_flagged(
+                ids[0],
+                ib.id,
+                &msg("kw", "x"),
+                &FlagSet {
+                    system: Flags::SEEN,
+                    keywords: kw(&["$Forwarded"]),
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        let before = core.mailbox_modseq(ids[0], ib.id).await.unwrap();
+        let ch = core
+            .store_flags(
+                ids[0],
+                ib.id,
+                &[uid],
+                FlagOp::Add,
+                &FlagSet {
+                    system: Flags::empty(),
+                    keywords: kw(&["$Junk"]),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(ch.len(), 1);
+        assert_eq!(ch[0].flags.keywords, kw(&["$Forwarded", "$Junk"]));
+        assert!(
+            ch[0].modseq > before,
+            "a keyword change is a change (RFC 7162)"
+        );
+        // The same keyword in another case changes nothing and bumps nothing.
+        let ch = core
+            .store_flags(
+                ids[0],
+                ib.id,
+                &[uid],
+                FlagOp::Add,
+                &FlagSet {
+                    system: Flags::empty(),
+                    keywords: kw(&["$JUNK"]),
+                },
+            )
+            .await
+            .unwrap();
+        assert!(ch.is_empty());
+        let m = core.message(ids[0], ib.id, uid).await.unwrap();
+        assert_eq!(m.keywords, kw(&["$Forwarded", "$Junk"]));
+        assert_eq!(m.flags, Flags::SEEN);
+        // Past the per-message limit: refused, and the row is as it was.
+        let many: Vec<String> = (0..mailcore::messages::MAX_KEYWORDS_PER_MESSAGE)
+            .map(|i| format!("k{i}"))
+            .collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let r = core
+            .store_flags(
+                ids[0],
+                ib.id,
+                &[uid],
+                FlagOp::Add,
+                &FlagSet {
+                    system: Flags::empty(),
+                    keywords: kw(&many),
+                },
+            )
+            .await;
+        assert!(matches!(r, Err(CoreError::Limit(_))), "{r:?}");
+        assert_eq!(
+            core.message(ids[0], ib.id, uid)
+                .await
+                .unwrap()
+                .keywords
+                .len(),
+            2
+        );
+        // COPY keeps keywords; -FLAGS removes them.
+        let dest = core.create_mailbox(ids[0], "Kept").await.unwrap();
+        let pairs = core
+            .copy_messages(ids[0], ib.id, &[uid], dest.id)
+            .await
+            .unwrap();
+        let copy = core.message(ids[0], dest.id, pairs[0].1).await.unwrap();
+        assert_eq!(copy.keywords, kw(&["$Forwarded", "$Junk"]));
+        core.store_flags(
+            ids[0],
+            dest.id,
+            &[pairs[0].1],
+            FlagOp::Remove,
+            &FlagSet {
+                system: Flags::SEEN,
+                keywords: kw(&["$forwarded"]),
+            },
+        )
+        .await
+        .unwrap();
+        let copy = core.message(ids[0], dest.id, pairs[0].1).await.unwrap();
+        assert_eq!(
+            (copy.flags, copy.keywords),
+            (Flags::empty(), kw(&["$Junk"]))
+        );
     })
     .await;
 }

@@ -439,6 +439,28 @@ test('drafts autosave while typing, one draft per message, gone once sent', asyn
   await ctx.close();
 });
 
+test('keywords a desktop client set show as labels in the list and on the message', async () => {
+  const DORA = 'dora@example.test';
+  tern.cli(['user', 'add', DORA], `${PW}\n`);
+  const reply = await smtpSend(tern.smtpPort, 'carol@remote.example', [DORA],
+    'From: Carol <carol@remote.example>\nTo: dora@example.test\nSubject: Tagged elsewhere\n' +
+    'Message-ID: <tagged1@remote.example>\n\nTagged by Thunderbird.\n');
+  assert.match(reply, /^250 /);
+  // Thunderbird's "Important" tag and a tag of the user's own, over IMAP.
+  const box = imap(tern.imapsPort, DORA, PW, 'INBOX', '$Label1 Project-X $MDNSent');
+  assert.deepEqual(box.flags[0].filter((f) => !f.startsWith('\\')).sort(), ['$Label1', '$MDNSent', 'Project-X']);
+
+  const { ctx, page, errors } = await session(DORA);
+  const row = rowFor(page, 'Tagged elsewhere');
+  await row.waitFor();
+  assert.deepEqual(await row.locator('.label').allInnerTexts(), ['Important', 'Project-X']);
+  await row.locator('a.open').click();
+  await page.getByRole('heading', { name: 'Tagged elsewhere' }).waitFor();
+  assert.deepEqual(await page.locator('p.labels .label').allInnerTexts(), ['Important', 'Project-X']);
+  assert.deepEqual(errors, []);
+  await ctx.close();
+});
+
 test('screenshots: dark mode and phone width', async () => {
   for (const [name, opts] of [
     ['dark', { colorScheme: 'dark', viewport: { width: 1200, height: 800 } }],

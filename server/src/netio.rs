@@ -62,3 +62,17 @@ pub async fn write_flush(io: &mut BufReader<BoxIo>, bytes: &[u8]) -> std::io::Re
     io.get_mut().write_all(bytes).await?;
     io.get_mut().flush().await
 }
+
+/// How long closing may wait for the peer to take our last bytes.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Ends the connection in order: on TLS a `close_notify` alert (RFC 8446
+/// §6.1), so the client can tell our close from a truncation attack, then
+/// TCP FIN. Bounded, since a peer that stopped reading must not hold the
+/// session open.
+pub async fn close(io: &mut Option<BufReader<BoxIo>>) {
+    use tokio::io::AsyncWriteExt;
+    if let Some(io) = io.as_mut() {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, io.get_mut().shutdown()).await;
+    }
+}

@@ -215,6 +215,10 @@ async fn a_session_transcript_on_993() {
     assert!(has(&r, "* NAMESPACE ((\"\" \"/\")) NIL NIL"));
 
     let r = c.ok("SELECT INBOX");
+    assert!(
+        !has(&r, "* LIST "),
+        "a rev1 client gets no LIST from SELECT (RFC 9051 §6.3.2 is rev2 only): {r:?}"
+    );
     assert!(has(&r, "* 3 EXISTS"));
     assert!(has(&r, "* OK [UIDVALIDITY "));
     assert!(has(&r, "* OK [UIDNEXT 4]"));
@@ -1020,6 +1024,11 @@ async fn remaining_commands_transcript() {
     let r = d.ok("LIST \"\" \"Entw*\"");
     // Sent as a literal, which IMAP4rev1 and rev2 clients both read.
     assert!(has(&r, "{9}\r\nEntwürfe"), "{r:?}");
+    let r = d.ok("SELECT INBOX");
+    assert!(
+        has(&r, "* LIST () \"/\" \"INBOX\""),
+        "rev2 SELECT names the mailbox: {r:?}"
+    );
 }
 
 /// Failed logins go through the core's shared throttle, and a silent
@@ -1232,4 +1241,393 @@ async fn disabling_an_account_ends_its_sessions() {
     c.send(b"n1 NOOP\r\n");
     let r = c.line();
     assert!(r.starts_with("* BYE [ALERT] Signed out"), "{r}");
+}
+
+/// Keywords (RFC 9051 §2.3.2): STORE and APPEND keep them, FETCH, SEARCH
+/// and a new SELECT show them, FLAGS and PERMANENTFLAGS list them with
+/// `\*`, and another session watching the mailbox is told of a new one.
+#[tokio::test(flavor = "multi_thread")]
+async fn keywords_are_stored_listed_and_searchable() {
+    let t = start(&[]);
+    for s in ["k1", "k2"] {
+        t.deliver("bob@example.test", &msg(s, "x\r\n")).await;
+    }
+    let mut c = Imap::login(&t, "bob@example.test");
+    let r = c.ok("SELECT INBOX");
+    assert!(
+        has(
+            &r,
+            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)]"
+        ),
+        "{r:?}"
+    );
+    let mut watcher = Imap::login(&t, "bob@example.test");
+    watcher.ok("SELECT INBOX");
+
+    let r = c.ok("STORE 1 +FLAGS ($Junk \\Seen $label1)");
+    assert_eq!(
+        r[0], "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Junk $label1)\r\n",
+        "{r:?}"
+    );
+    assert!(
+        has(
+            &r,
+            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Junk $label1 \\*)]"
+        ),
+        "{r:?}"
+    );
+    assert!(
+        has(&r, "* 1 FETCH (FLAGS (\\Seen \\Recent $Junk $label1))"),
+        "{r:?}"
+    );
+    // Case-insensitive: adding $JUNK again changes nothing.
+    let r = c.ok("STORE 1 +FLAGS ($JUNK)");
+    assert!(has(&r, "FLAGS (\\Seen \\Recent $Junk $label1))"), "{r:?}");
+    let r = c.ok("STORE 1 -FLAGS ($label1)");
+    assert!(
+        has(&r, "* 1 FETCH (FLAGS (\\Seen \\Recent $Junk))"),
+        "{r:?}"
+    );
+
+    // The other session hears of the new keywords before the FETCH.
+    let r = watcher.ok("NOOP");
+    let flags_at = r.iter().position(|l| l.starts_with("* FLAGS (")).unwrap();
+    let fetch_at = r.iter().position(|l| l.contains("FETCH")).unwrap();
+    assert!(flags_at < fetch_at, "{r:?}");
+    assert!(r[flags_at].contains("$Junk"), "{r:?}");
+    assert!(has(&r, "FLAGS (\\Seen $Junk))"), "{r:?}");
+
+    let r = c.ok("SEARCH KEYWORD $junk");
+    assert_eq!(r[0], "* SEARCH 1\r\n");
+    let r = c.ok("SEARCH UNKEYWORD $Junk");
+    assert_eq!(r[0], "* SEARCH 2\r\n");
+
+    // APPEND with keywords; COPY keeps them.
+    let m = msg("k3", "appended\r\n");
+    c.send(
+        format!(
+            "a1 APPEND INBOX ($Forwarded \\Flagged) {{{}+}}\r\n",
+            m.len()
+        )
+        .as_bytes(),
+    );
+    c.send(&m);
+    c.send(b"\r\n");
+    let r = c.until("a1");
+    assert!(r.last().unwrap().starts_with("a1 OK [APPENDUID"), "{r:?}");
+    c.ok("CREATE Kept");
+    c.ok("COPY 1:* Kept");
+
+    // Bad flags are BAD, not silently dropped.
+    let r = c.run("STORE 1 +FLAGS (\\Recent)");
+    assert!(r[0].contains("BAD"), "{r:?}");
+    let r = c.run("STORE 1 +FLAGS (\\Bogus)");
+    assert!(r[0].contains("BAD"), "{r:?}");
+    // Too many keywords on one message: NO [LIMIT], nothing changed.
+    let many: Vec<String> = (0..65).map(|i| format!("kw{i}")).collect();
+    let r = c.run(&format!("STORE 2 +FLAGS ({})", many.join(" ")));
+    assert!(r.last().unwrap().contains("NO [LIMIT]"), "{r:?}");
+    c.ok("LOGOUT");
+
+    // A new connection: stored, listed and shown after a restart of the view.
+    let mut d = Imap::login(&t, "bob@example.test");
+    let r = d.ok("SELECT INBOX");
+    assert!(
+        has(
+            &r,
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Junk $Forwarded)"
+        ),
+        "{r:?}"
+    );
+    let r = d.ok("FETCH 1:* (UID FLAGS)");
+    assert!(has(&r, "* 1 FETCH (UID 1 FLAGS (\\Seen $Junk))"), "{r:?}");
+    assert!(has(&r, "* 2 FETCH (UID 2 FLAGS ())"), "{r:?}");
+    assert!(
+        has(&r, "* 3 FETCH (UID 3 FLAGS (\\Flagged $Forwarded))"),
+        "{r:?}"
+    );
+    d.ok("SELECT Kept");
+    let r = d.ok("FETCH 1:* FLAGS");
+    assert!(
+        has(&r, "* 1 FETCH (FLAGS (\\Seen \\Recent $Junk))"),
+        "{r:?}"
+    );
+    assert!(has(&r, "$Forwarded"), "{r:?}");
+}
+
+/// Every implicit-TLS port, and IMAP after STARTTLS, ends with a TLS
+/// `close_notify` after LOGOUT/QUIT (RFC 8446 §6.1): rustls reports a
+/// close without one as an `UnexpectedEof` error rather than end of file.
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_sessions_end_with_close_notify() {
+    let t = start(&[]);
+    let read_rest = |mut s: Box<dyn common::Stream>, what: &str| {
+        let mut rest = Vec::new();
+        match s.read_to_end(&mut rest) {
+            Ok(_) => String::from_utf8_lossy(&rest).into_owned(),
+            Err(e) => panic!("{what}: no close_notify: {e}"),
+        }
+    };
+    // Connects and reads the greeting line, so no command is sent early.
+    let tls = |port: u16| {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut s = wrap_tls(s, &t.cert());
+        let mut b = [0u8; 1];
+        while s.read(&mut b).unwrap() == 1 && b[0] != b'\n' {}
+        s
+    };
+
+    let mut s = tls(t.imaps);
+    s.write_all(b"a LOGOUT\r\n").unwrap();
+    let rest = read_rest(s, "IMAPS 993");
+    assert!(rest.contains("* BYE") && rest.contains("a OK"), "{rest}");
+
+    let mut s = tls(t.pop3s);
+    s.write_all(b"QUIT\r\n").unwrap();
+    let rest = read_rest(s, "POP3S 995");
+    assert!(rest.contains("+OK"), "{rest}");
+
+    let mut s = tls(t.smtps);
+    s.write_all(b"QUIT\r\n").unwrap();
+    let rest = read_rest(s, "SMTPS 465");
+    assert!(rest.contains("221 "), "{rest}");
+
+    let (c, _) = Imap::plain(t.imap);
+    let mut c = c.starttls(&t);
+    c.send(b"b LOGOUT\r\n");
+    let rest = read_rest(c.r.into_inner(), "IMAP STARTTLS 143");
+    assert!(rest.contains("b OK"), "{rest}");
+}
+
+/// CREATE with a trailing separator and with missing superiors, LIST and
+/// LSUB patterns at several levels, superiors that are not mailboxes,
+/// and the LIST-EXTENDED selection options (RFC 3501 §6.3.3, §6.3.8-9,
+/// RFC 9051 §6.3.4, RFC 5258, RFC 6154).
+#[tokio::test(flavor = "multi_thread")]
+async fn create_and_list_across_levels() {
+    let t = start(&[]);
+    let mut c = Imap::login(&t, "bob@example.test");
+    let names = |r: &[String]| -> Vec<String> {
+        r.iter()
+            .filter(|l| l.starts_with("* LIST") || l.starts_with("* LSUB"))
+            .map(|l| l.trim_end().to_owned())
+            .collect()
+    };
+    // The trailing separator is a declaration, not part of the name.
+    c.ok("CREATE Projects/");
+    let r = c.ok("LIST \"\" Projects");
+    assert_eq!(names(&r), ["* LIST (\\HasNoChildren) \"/\" \"Projects\""]);
+    let r = c.run("CREATE Projects");
+    assert!(r[0].contains("NO [ALREADYEXISTS]"), "{r:?}");
+    // Superiors are created too.
+    c.ok("CREATE Projects/2026/Q4");
+    let r = c.ok("LIST \"\" Projects/%");
+    assert_eq!(names(&r), ["* LIST (\\HasChildren) \"/\" \"Projects/2026\""]);
+    let r = c.ok("LIST Projects/ %/%");
+    assert_eq!(
+        names(&r),
+        ["* LIST (\\HasNoChildren) \"/\" \"Projects/2026/Q4\""]
+    );
+    let r = c.ok("LIST \"\" Projects*");
+    assert_eq!(names(&r).len(), 3, "{r:?}");
+    let r = c.ok("LIST \"\" inbox");
+    assert_eq!(names(&r), ["* LIST (\\HasNoChildren) \"/\" \"INBOX\""]);
+
+    // A deleted parent stays in the hierarchy as \Noselect.
+    c.ok("DELETE Projects/2026");
+    let r = c.ok("LIST \"\" Projects/%");
+    assert_eq!(
+        names(&r),
+        ["* LIST (\\Noselect \\HasChildren) \"/\" \"Projects/2026\""]
+    );
+    let r = c.run("SELECT Projects/2026");
+    assert!(r[0].contains("NO"), "{r:?}");
+
+    // SUBSCRIBE takes the declared form too; LSUB % shows an unsubscribed
+    // parent of a subscribed child as \Noselect.
+    c.ok("UNSUBSCRIBE Projects");
+    c.ok("SUBSCRIBE Projects/2026/Q4/");
+    let r = c.ok("LSUB \"\" Projects/%");
+    assert_eq!(names(&r), ["* LSUB (\\Noselect) \"/\" \"Projects/2026\""]);
+    let r = c.ok("LSUB \"\" Projects/*");
+    assert_eq!(names(&r), ["* LSUB () \"/\" \"Projects/2026/Q4\""]);
+
+    // LIST-EXTENDED: RECURSIVEMATCH reports the parents of subscribed
+    // mailboxes with CHILDINFO; alone it is an error.
+    let r = c.ok("LIST (SUBSCRIBED RECURSIVEMATCH) \"\" %");
+    assert!(
+        names(&r).contains(
+            &"* LIST (\\HasChildren) \"/\" \"Projects\" (\"CHILDINFO\" (\"SUBSCRIBED\"))".to_owned()
+        ),
+        "{r:?}"
+    );
+    let r = c.run("LIST (RECURSIVEMATCH) \"\" *");
+    assert!(r[0].contains("BAD"), "{r:?}");
+    // SPECIAL-USE selects only special-use mailboxes.
+    let r = c.ok("LIST (SPECIAL-USE) \"\" *");
+    let got = names(&r);
+    assert!(
+        !got.is_empty()
+            && got.iter().all(|l| l.contains("\\Sent")
+                || l.contains("\\Drafts")
+                || l.contains("\\Trash")
+                || l.contains("\\Junk")
+                || l.contains("\\Archive")),
+        "{got:?}"
+    );
+    assert!(
+        !got.iter()
+            .any(|l| l.contains("INBOX") || l.contains("Projects")),
+        "{got:?}"
+    );
+
+    // UIDVALIDITY after RENAME and re-CREATE of the old name is new.
+    let uv = |r: &[String]| -> u64 {
+        r.iter()
+            .find_map(|l| l.split("[UIDVALIDITY ").nth(1))
+            .and_then(|x| x.split(']').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap()
+    };
+    c.ok("CREATE Old");
+    let first = uv(&c.ok("SELECT Old"));
+    c.ok("UNSELECT");
+    c.ok("RENAME Old New");
+    c.ok("CREATE Old");
+    let again = uv(&c.ok("SELECT Old"));
+    let renamed = uv(&c.ok("SELECT New"));
+    assert_eq!(renamed, first, "a renamed mailbox keeps its UIDVALIDITY");
+    assert!(again > first, "{again} {first}");
+}
+
+/// SEARCH as RFC 9051 §6.4.4 and RFC 7162 §3.1.5 define it: SENT* by the
+/// Date: header's own day, address keys on display names, local parts,
+/// domains, groups and encoded words, HEADER with an empty value, and
+/// ESEARCH with a MODSEQ criterion.
+#[tokio::test(flavor = "multi_thread")]
+async fn search_dates_addresses_headers_and_modseq() {
+    let t = start(&[]);
+    let m1 = "From: =?utf-8?q?Zo=C3=AB_Quinn?= <zoe@north.example>\r\n\
+              To: Team: ann@team.example, bo@team.example;\r\n\
+              Cc: \"Carl Cc\" <carl@cc.example>\r\n\
+              Subject: late evening\r\nX-Empty:\r\n\
+              Date: Mon, 30 Nov 2026 23:30:00 -0500\r\n\r\nbody one\r\n";
+    let m2 = "From: plain@south.example\r\nTo: bob@example.test\r\n\
+              Bcc: hidden@bcc.example\r\nSubject: early morning\r\n\
+              Date: Tue, 1 Dec 2026 00:30:00 +0100\r\n\r\nbody two\r\n";
+    t.deliver("bob@example.test", m1.as_bytes()).await;
+    t.deliver("bob@example.test", m2.as_bytes()).await;
+    let mut c = Imap::login(&t, "bob@example.test");
+    c.ok("SELECT INBOX");
+    let search = |c: &mut Imap, q: &str| -> String {
+        let r = c.ok(&format!("SEARCH {q}"));
+        r[0].trim_end().to_owned()
+    };
+    // 23:30 -0500 on the 30th is Dec 1 in UTC, but SENTON means the 30th;
+    // 00:30 +0100 on Dec 1 is Nov 30 in UTC, but it was sent on the 1st.
+    assert_eq!(search(&mut c, "SENTON 30-Nov-2026"), "* SEARCH 1");
+    assert_eq!(search(&mut c, "SENTON 1-Dec-2026"), "* SEARCH 2");
+    assert_eq!(search(&mut c, "SENTBEFORE 1-Dec-2026"), "* SEARCH 1");
+    assert_eq!(search(&mut c, "SENTSINCE 1-Dec-2026"), "* SEARCH 2");
+    // Display name (encoded word decoded), local part, domain.
+    assert_eq!(search(&mut c, "FROM \"Zoë\""), "* SEARCH 1");
+    assert_eq!(search(&mut c, "FROM zoe"), "* SEARCH 1");
+    assert_eq!(search(&mut c, "FROM south.example"), "* SEARCH 2");
+    // Group members and the group's name.
+    assert_eq!(search(&mut c, "TO bo@team"), "* SEARCH 1");
+    assert_eq!(search(&mut c, "TO Team"), "* SEARCH 1");
+    assert_eq!(search(&mut c, "CC \"Carl Cc\""), "* SEARCH 1");
+    assert_eq!(search(&mut c, "BCC hidden"), "* SEARCH 2");
+    // HEADER with an empty string: every message that has the field.
+    assert_eq!(search(&mut c, "HEADER X-Empty \"\""), "* SEARCH 1");
+    assert_eq!(search(&mut c, "HEADER Bcc \"\""), "* SEARCH 2");
+    assert_eq!(search(&mut c, "OR FROM zoe FROM plain"), "* SEARCH 1 2");
+
+    // CONDSTORE ESEARCH with an entry name and type (RFC 7162 §3.1.5).
+    c.ok("ENABLE CONDSTORE");
+    let r = c.ok("STORE 2 +FLAGS.SILENT (\\Seen)");
+    let m2_modseq: u64 = r[0]
+        .split("MODSEQ (")
+        .nth(1)
+        .and_then(|x| x.split(')').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{r:?}"));
+    let r = c.ok(&format!(
+        "SEARCH RETURN (MIN MAX ALL COUNT) MODSEQ \"/flags/\\\\seen\" all {m2_modseq}"
+    ));
+    assert_eq!(
+        r[0].trim_end(),
+        format!(
+            "* ESEARCH (TAG \"t{}\") MIN 2 MAX 2 ALL 2 COUNT 1 MODSEQ {m2_modseq}",
+            c.n
+        )
+    );
+    let r = c.ok("UID SEARCH MODSEQ 1");
+    assert!(r[0].starts_with("* SEARCH 1 2 (MODSEQ "), "{r:?}");
+    let r = c.run("SEARCH MODSEQ \"/flags/\\\\seen\" sometimes 1");
+    assert!(r[0].contains("BAD"), "{r:?}");
+}
+
+/// QRESYNC (RFC 7162 §3.2): after ENABLE, a SELECT with the client's
+/// UIDVALIDITY and MODSEQ reports what vanished and what changed, expunges
+/// are VANISHED by UID, and UID FETCH takes the VANISHED modifier.
+#[tokio::test(flavor = "multi_thread")]
+async fn qresync_resynchronises_a_mailbox() {
+    let t = start(&[]);
+    for s in ["q1", "q2", "q3", "q4", "q5"] {
+        t.deliver("bob@example.test", &msg(s, "x\r\n")).await;
+    }
+    let mut c = Imap::login(&t, "bob@example.test");
+    let r = c.run("SELECT INBOX (QRESYNC (1 1))");
+    assert!(r[0].contains("BAD"), "needs ENABLE first: {r:?}");
+    let r = c.ok("ENABLE QRESYNC");
+    assert_eq!(r[0], "* ENABLED QRESYNC\r\n");
+    let r = c.ok("SELECT INBOX");
+    let field = |r: &[String], key: &str| -> u64 {
+        r.iter()
+            .find_map(|l| l.split(&format!("[{key} ")).nth(1))
+            .and_then(|x| x.split(']').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap()
+    };
+    let (uv, hms) = (field(&r, "UIDVALIDITY"), field(&r, "HIGHESTMODSEQ"));
+    c.ok("LOGOUT");
+
+    // Another client changes things while this one is away.
+    let mut o = Imap::login(&t, "bob@example.test");
+    o.ok("SELECT INBOX");
+    o.ok("STORE 2 +FLAGS (\\Flagged)");
+    o.ok("STORE 3,4 +FLAGS.SILENT (\\Deleted)");
+    o.ok("EXPUNGE");
+
+    let mut c = Imap::login(&t, "bob@example.test");
+    c.ok("ENABLE QRESYNC");
+    let r = c.ok(&format!("SELECT INBOX (QRESYNC ({uv} {hms} 1:5))"));
+    assert!(has(&r, "* VANISHED (EARLIER) 3:4\r\n"), "{r:?}");
+    assert!(
+        r.iter()
+            .any(|l| l.starts_with("* 2 FETCH (UID 2 FLAGS (\\Flagged) MODSEQ (")),
+        "{r:?}"
+    );
+    assert!(
+        !has(&r, "UID 1 FLAGS"),
+        "unchanged messages are not sent: {r:?}"
+    );
+    // A stale UIDVALIDITY gets a plain SELECT.
+    let r = c.ok("SELECT INBOX (QRESYNC (1 1))");
+    assert!(!has(&r, "VANISHED"), "{r:?}");
+
+    // Expunges in this session are VANISHED, not EXPUNGE.
+    c.ok("STORE 1 +FLAGS.SILENT (\\Deleted)");
+    let r = c.ok("EXPUNGE");
+    assert_eq!(r[0], "* VANISHED 1\r\n", "{r:?}");
+    assert!(!has(&r, " EXPUNGE\r\n"), "{r:?}");
+    let r = c.ok(&format!(
+        "UID FETCH 1:5 (FLAGS) (CHANGEDSINCE {hms} VANISHED)"
+    ));
+    assert_eq!(r[0], "* VANISHED (EARLIER) 1,3:4\r\n", "{r:?}");
+    assert!(has(&r, "UID 2 FLAGS (\\Flagged)"), "{r:?}");
+    let r = c.run("FETCH 1 (FLAGS) (CHANGEDSINCE 1 VANISHED)");
+    assert!(r[0].contains("BAD"), "{r:?}");
 }

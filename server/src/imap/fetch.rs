@@ -4,8 +4,8 @@
 //! bytes at the offsets it reports, so BODY[1.2] returns exactly the bytes
 //! that arrived.
 
-use mail_parser::{Address, Message, MessageParser, MimeHeaders, PartType};
-use mailcore::{Flags, MessageSummary};
+use mail_parser::{Addr, Address, Message, MessageParser, MimeHeaders, PartType};
+use mailcore::{Flags, Keyword, MessageSummary};
 
 use super::proto::{FetchItem, SearchKey, Section, SectionText, format_date_time};
 
@@ -22,11 +22,14 @@ pub fn needs_raw(item: &FetchItem) -> bool {
     )
 }
 
-fn flags(f: Flags, recent: bool) -> String {
-    let mut n = f.names();
+/// A message's flag list as FETCH FLAGS shows it (RFC 9051 §7.5.2):
+/// system flags, `\Recent` for a rev1 session that has it, then keywords.
+pub fn flags(m: &MessageSummary, recent: bool) -> String {
+    let mut n = m.flags.names();
     if recent {
         n.push("\\Recent");
     }
+    n.extend(m.keywords.iter().map(Keyword::as_str));
     format!("({})", n.join(" "))
 }
 
@@ -93,58 +96,101 @@ fn header_fields(header: &[u8], names: &[String], not: bool) -> Vec<u8> {
 /// The bytes a section names, or None if the part does not exist (then
 /// the response carries NIL... we send an empty string, as most servers do).
 fn section_bytes(raw: &[u8], parsed: Option<&Message<'_>>, s: &Section) -> Vec<u8> {
-    let (hdr, body): (&[u8], &[u8]) = if s.part.is_empty() {
+    if s.part.is_empty() {
         let b = body_start(raw);
-        (&raw[..b], &raw[b..])
-    } else {
-        let Some(msg) = parsed else {
-            return Vec::new();
+        let (hdr, body) = (&raw[..b], &raw[b..]);
+        return match &s.text {
+            SectionText::Full => raw.to_vec(),
+            SectionText::Header | SectionText::Mime => hdr.to_vec(),
+            SectionText::Text => body.to_vec(),
+            SectionText::HeaderFields(n) => header_fields(hdr, n, false),
+            SectionText::HeaderFieldsNot(n) => header_fields(hdr, n, true),
         };
-        match locate(msg, &s.part) {
-            Some((h, b, e)) => (raw.get(h..b).unwrap_or(&[]), raw.get(b..e).unwrap_or(&[])),
-            None => return Vec::new(),
-        }
+    }
+    let Some(spot) = parsed.and_then(|msg| locate(raw, msg, &s.part)) else {
+        return Vec::new();
     };
+    let cut = |buf: &[u8], a: usize, b: usize| buf.get(a..b).unwrap_or(&[]).to_vec();
+    // For a part, HEADER and TEXT look inside an encapsulated message
+    // (RFC 9051 §6.4.5); a part that is not one has neither.
+    let inner = spot.inner;
     match &s.text {
-        SectionText::Full if s.part.is_empty() => raw.to_vec(),
-        SectionText::Full => body.to_vec(),
-        SectionText::Mime => hdr.to_vec(),
-        // For a part, HEADER and TEXT look inside an encapsulated message.
-        SectionText::Header if s.part.is_empty() => hdr.to_vec(),
-        SectionText::Text if s.part.is_empty() => body.to_vec(),
-        SectionText::Header => body[..body_start(body)].to_vec(),
-        SectionText::Text => body[body_start(body)..].to_vec(),
+        SectionText::Full => cut(spot.buf, spot.body, spot.end),
+        SectionText::Mime => cut(spot.buf, spot.header, spot.body),
+        SectionText::Header => inner.map_or_else(Vec::new, |(b, h, d, _)| cut(b, h, d)),
+        SectionText::Text => inner.map_or_else(Vec::new, |(b, _, d, e)| cut(b, d, e)),
         SectionText::HeaderFields(n) | SectionText::HeaderFieldsNot(n) => {
             let not = matches!(s.text, SectionText::HeaderFieldsNot(_));
-            let h = if s.part.is_empty() {
-                hdr
-            } else {
-                &body[..body_start(body)]
-            };
-            header_fields(h, n, not)
+            inner.map_or_else(Vec::new, |(b, h, d, _)| {
+                header_fields(b.get(h..d).unwrap_or(&[]), n, not)
+            })
         }
     }
 }
 
-/// (header start, body start, end) of a part path in the top message.
-fn locate(msg: &Message<'_>, path: &[u32]) -> Option<(usize, usize, usize)> {
+/// Where a part of a FETCH section lives: the bytes it is cut from (the
+/// message's own, or the decoded bytes of an encapsulated message that
+/// had a transfer encoding) and the offsets of its header, body and end
+/// in them. `inner` is the same for the message a message/rfc822 part
+/// carries: its header and text.
+struct Spot<'a> {
+    buf: &'a [u8],
+    header: usize,
+    body: usize,
+    end: usize,
+    inner: Option<(&'a [u8], usize, usize, usize)>,
+}
+
+fn offsets(p: &mail_parser::MessagePart<'_>) -> (usize, usize, usize) {
+    (
+        p.raw_header_offset() as usize,
+        p.raw_body_offset() as usize,
+        p.raw_end_offset() as usize,
+    )
+}
+
+/// Follows a part path (RFC 9051 §6.4.5): numbers go through multipart
+/// children and into message/rfc822 parts (`2.1.3`: part 3 of the
+/// message that part 2.1 carries); a part that is neither has one
+/// part, 1: itself.
+fn locate<'a>(raw: &'a [u8], top: &'a Message<'a>, path: &[u32]) -> Option<Spot<'a>> {
+    let mut buf: &'a [u8] = raw;
+    let mut msg: &'a Message<'a> = top;
     let mut part = msg.parts.first()?;
     for (depth, &n) in path.iter().enumerate() {
+        let index = (n as usize).checked_sub(1)?;
+        if depth > 0
+            && let PartType::Message(inner) = &part.body
+        {
+            // Into the encapsulated message: number n is a part of its body.
+            buf = inner.raw_message.as_ref();
+            msg = inner;
+            part = msg.parts.first()?;
+        } else if depth > 0 && part.sub_parts().is_none() {
+            return None;
+        }
         match part.sub_parts() {
-            Some(children) => {
-                let id = *children.get(n as usize - 1)?;
-                part = msg.parts.get(id as usize)?;
-            }
-            // RFC 9051 §6.4.5: a non-multipart message has one part, 1.
-            None if depth == 0 && n == 1 && path.len() == 1 => {}
+            Some(children) => part = msg.parts.get(*children.get(index)? as usize)?,
+            // A single-part body: only 1 names it.
+            None if index == 0 => {}
             None => return None,
         }
     }
-    Some((
-        part.raw_header_offset() as usize,
-        part.raw_body_offset() as usize,
-        part.raw_end_offset() as usize,
-    ))
+    let (header, body, end) = offsets(part);
+    let inner = match &part.body {
+        PartType::Message(m) => m.parts.first().map(|root| {
+            let (h, b, e) = offsets(root);
+            (m.raw_message.as_ref(), h, b, e)
+        }),
+        _ => None,
+    };
+    Some(Spot {
+        buf,
+        header,
+        body,
+        end,
+        inner,
+    })
 }
 
 /// A display name for ENVELOPE: ASCII as is, anything else as an RFC 2047
@@ -169,7 +215,9 @@ fn address(out: &mut Vec<u8>, name: Option<&str>, addr: Option<&str>) {
     out.extend_from_slice(b" NIL ");
     out.extend(nstr_s(Some(local)));
     out.push(b' ');
-    out.extend(nstr_s(if host.is_empty() { None } else { Some(host) }));
+    // RFC 9051 §7.5.2: a NIL host marks a group, so an address that has
+    // no domain gets an empty one.
+    out.extend(nstr_s(Some(host)));
     out.push(b')');
 }
 
@@ -392,7 +440,7 @@ pub fn render(
 ) -> Vec<u8> {
     let raw = raw.unwrap_or(&[]);
     match item {
-        FetchItem::Flags => format!("FLAGS {}", flags(m.flags, recent)).into_bytes(),
+        FetchItem::Flags => format!("FLAGS {}", flags(m, recent)).into_bytes(),
         FetchItem::Uid => format!("UID {}", m.uid).into_bytes(),
         FetchItem::InternalDate => {
             format!("INTERNALDATE \"{}\"", format_date_time(m.internal_date)).into_bytes()
@@ -462,13 +510,27 @@ pub struct SearchCtx {
 
 pub fn search_needs_raw(k: &SearchKey) -> bool {
     match k {
-        SearchKey::Body(_) | SearchKey::Text(_) => true,
-        SearchKey::Header(f, _) => {
-            !matches!(f.to_ascii_lowercase().as_str(), "from" | "subject" | "to")
-        }
+        SearchKey::Body(_)
+        | SearchKey::Text(_)
+        | SearchKey::SentBefore(_)
+        | SearchKey::SentOn(_)
+        | SearchKey::SentSince(_) => true,
+        // SUBJECT is decoded in the row; everything else is in the header.
+        SearchKey::Header(f, _) => !f.eq_ignore_ascii_case("subject"),
         SearchKey::Not(k) => search_needs_raw(k),
         SearchKey::Or(a, b) => search_needs_raw(a) || search_needs_raw(b),
         SearchKey::And(v) => v.iter().any(search_needs_raw),
+        _ => false,
+    }
+}
+
+/// True when a MODSEQ criterion appears anywhere in the key.
+pub fn uses_modseq(k: &SearchKey) -> bool {
+    match k {
+        SearchKey::ModSeq(_) => true,
+        SearchKey::Not(k) => uses_modseq(k),
+        SearchKey::Or(a, b) => uses_modseq(a) || uses_modseq(b),
+        SearchKey::And(v) => v.iter().any(uses_modseq),
         _ => false,
     }
 }
@@ -487,18 +549,21 @@ pub fn matches(k: &SearchKey, m: &MessageSummary, raw: Option<&[u8]>, c: &Search
         SearchKey::New => c.recent && !m.flags.contains(Flags::SEEN),
         SearchKey::Old => !c.recent,
         SearchKey::Recent => c.recent,
-        SearchKey::Keyword(kw, want) => {
-            m.keywords.iter().any(|k| k.eq_ignore_ascii_case(kw)) == *want
-        }
+        SearchKey::Keyword(kw, want) => m.keywords.iter().any(|k| k.same(kw)) == *want,
         SearchKey::Header(f, v) => match f.to_ascii_lowercase().as_str() {
-            "from" if raw.is_none() => contains_ci(&m.from, v),
             "subject" if raw.is_none() => contains_ci(&m.subject, v),
-            "to" if raw.is_none() => contains_ci(&m.to, v),
-            _ => raw.is_some_and(|r| {
+            field => raw.is_some_and(|r| {
                 let h = header_fields(&r[..body_start(r)], std::slice::from_ref(f), false);
+                if h.is_empty() || h == b"\r\n" {
+                    // No such field: even an empty string does not match
+                    // (RFC 9051 §6.4.4 HEADER).
+                    return false;
+                }
                 let text = String::from_utf8_lossy(&h);
                 let value = text.split_once(':').map(|x| x.1).unwrap_or("");
-                !h.is_empty() && h != b"\r\n" && contains_ci(value, v)
+                contains_ci(value, v)
+                    || address_text(r, field).is_some_and(|t| contains_ci(&t, v))
+                    || (field == "subject" && contains_ci(&m.subject, v))
             }),
         },
         SearchKey::Body(s) => raw.is_some_and(|r| body_text(r).is_some_and(|t| contains_ci(&t, s))),
@@ -511,9 +576,9 @@ pub fn matches(k: &SearchKey, m: &MessageSummary, raw: Option<&[u8]>, c: &Search
         SearchKey::Before(d) => day(m.internal_date) < *d,
         SearchKey::On(d) => day(m.internal_date) == *d,
         SearchKey::Since(d) => day(m.internal_date) >= *d,
-        SearchKey::SentBefore(d) => day(m.sent_date.unwrap_or(m.internal_date)) < *d,
-        SearchKey::SentOn(d) => day(m.sent_date.unwrap_or(m.internal_date)) == *d,
-        SearchKey::SentSince(d) => day(m.sent_date.unwrap_or(m.internal_date)) >= *d,
+        SearchKey::SentBefore(d) => sent_day(m, raw) < *d,
+        SearchKey::SentOn(d) => sent_day(m, raw) == *d,
+        SearchKey::SentSince(d) => sent_day(m, raw) >= *d,
         SearchKey::Uid(set) => set.contains(m.uid as u32, c.max_uid),
         SearchKey::Seq(set) => set.contains(c.seq, c.max_seq),
         SearchKey::ModSeq(n) => m.modseq as u64 >= *n,
@@ -521,6 +586,61 @@ pub fn matches(k: &SearchKey, m: &MessageSummary, raw: Option<&[u8]>, c: &Search
         SearchKey::Or(a, b) => matches(a, m, raw, c) || matches(b, m, raw, c),
         SearchKey::And(v) => v.iter().all(|k| matches(k, m, raw, c)),
     }
+}
+
+/// The calendar day the Date: header names, in its own time zone (RFC
+/// 9051 §6.4.4: SENT* keys disregard time and time zone, so 23:30 -0500
+/// on the 30th is the 30th, not the 1st in UTC); the internal date's UTC
+/// day for a message without a usable Date:.
+fn sent_day(m: &MessageSummary, raw: Option<&[u8]>) -> i64 {
+    raw.and_then(|r| MessageParser::default().parse_headers(r))
+        .and_then(|msg| msg.date().map(|d| d.to_timestamp_local()))
+        .unwrap_or(m.sent_date.unwrap_or(m.internal_date))
+        .div_euclid(86400)
+}
+
+/// An address field as SEARCH FROM/TO/CC/BCC sees it (RFC 9051 §6.4.4:
+/// the envelope's field): every address as `Name <local@domain>`, with
+/// encoded words decoded and group names kept, so a display name, a
+/// local part or a domain all match.
+fn address_text(raw: &[u8], field: &str) -> Option<String> {
+    let msg = MessageParser::default().parse_headers(raw)?;
+    let a = match field {
+        "from" => msg.from(),
+        "to" => msg.to(),
+        "cc" => msg.cc(),
+        "bcc" => msg.bcc(),
+        "reply-to" => msg.reply_to(),
+        "sender" => msg.sender(),
+        _ => None,
+    }?;
+    let mut out = String::new();
+    let push = |x: &Addr<'_>, out: &mut String| {
+        if let Some(n) = &x.name {
+            out.push_str(n);
+            out.push(' ');
+        }
+        if let Some(a) = &x.address {
+            out.push('<');
+            out.push_str(a);
+            out.push('>');
+        }
+        out.push_str(", ");
+    };
+    match a {
+        Address::List(list) => list.iter().for_each(|x| push(x, &mut out)),
+        Address::Group(groups) => {
+            for g in groups {
+                if let Some(n) = &g.name {
+                    out.push_str(n);
+                    out.push_str(": ");
+                }
+                g.addresses.iter().for_each(|x| push(x, &mut out));
+                out.push_str("; ");
+            }
+        }
+    }
+    Some(out)
 }
 
 /// The decoded text of the message's text parts, for BODY/TEXT search.
@@ -593,6 +713,66 @@ mod tests {
             b"Subject: =?utf-8?q?caf=C3=A9?=\r\n\r\n"
         );
         assert!(s(vec![3], SectionText::Full).is_empty());
+    }
+
+    /// A message inside a message inside a message, and one sent base64.
+    const NESTED: &[u8] = b"From: a@x.example\r\nSubject: outer\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"o\"\r\n\r\n--o\r\nContent-Type: text/plain\r\n\r\nouter text\r\n--o\r\nContent-Type: message/rfc822\r\n\r\nFrom: b@y.example\r\nSubject: middle\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"m\"\r\n\r\n--m\r\nContent-Type: text/plain\r\n\r\nmiddle text\r\n--m\r\nContent-Type: message/rfc822\r\n\r\nFrom: c@z.example\r\nSubject: inner\r\n\r\ninner text\r\n--m--\r\n--o\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\nU3ViamVjdDogZW5jDQoNCmVuY29kZWQgYm9keQ0K\r\n--o--\r\n";
+
+    #[test]
+    fn sections_inside_encapsulated_messages() {
+        let msg = MessageParser::default().parse(NESTED).unwrap();
+        let s = |part: Vec<u32>, text| {
+            String::from_utf8(section_bytes(NESTED, Some(&msg), &Section { part, text })).unwrap()
+        };
+        assert_eq!(s(vec![1], SectionText::Full), "outer text");
+        assert!(s(vec![2], SectionText::Full).starts_with("From: b@y.example\r\nSubject: middle"));
+        assert_eq!(
+            s(vec![2], SectionText::Mime),
+            "Content-Type: message/rfc822\r\n\r\n"
+        );
+        let h = s(vec![2], SectionText::Header);
+        assert!(
+            h.starts_with("From: b@y.example\r\n") && h.ends_with("boundary=\"m\"\r\n\r\n"),
+            "{h:?}"
+        );
+        assert!(s(vec![2], SectionText::Text).starts_with("--m\r\n"));
+        assert_eq!(s(vec![2, 1], SectionText::Full), "middle text");
+        assert_eq!(
+            s(vec![2, 2], SectionText::Header),
+            "From: c@z.example\r\nSubject: inner\r\n\r\n"
+        );
+        assert_eq!(s(vec![2, 2], SectionText::Text), "inner text");
+        assert_eq!(s(vec![2, 2, 1], SectionText::Full), "inner text");
+        assert_eq!(
+            s(
+                vec![2, 2],
+                SectionText::HeaderFields(vec!["SUBJECT".into()])
+            ),
+            "Subject: inner\r\n\r\n"
+        );
+        // Base64 on the outside: HEADER and TEXT come from the decoded bytes.
+        assert_eq!(s(vec![3], SectionText::Header), "Subject: enc\r\n\r\n");
+        assert_eq!(s(vec![3], SectionText::Text), "encoded body\r\n");
+        assert_eq!(s(vec![3, 1], SectionText::Full), "encoded body\r\n");
+        // Parts that are not there, and HEADER of a part that is no message.
+        assert_eq!(s(vec![2, 3], SectionText::Full), "");
+        assert_eq!(s(vec![1, 1, 1], SectionText::Full), "");
+        assert_eq!(s(vec![1], SectionText::Header), "");
+        assert_eq!(s(vec![0], SectionText::Full), "");
+    }
+
+    #[test]
+    fn envelope_of_groups_and_addresses_without_a_domain() {
+        let raw = b"From: localonly\r\nTo: Team: ann@t.example, bo@t.example;, solo@s.example\r\nCc: undisclosed-recipients:;\r\nSubject: g\r\n\r\nx\r\n";
+        let msg = MessageParser::default().parse(&raw[..]).unwrap();
+        let e = String::from_utf8(envelope(&msg)).unwrap();
+        // A missing domain is "", never NIL: NIL there marks a group.
+        assert!(!e.contains("\"localonly\" NIL)"), "not a group: {e}");
+        assert!(e.contains("((NIL NIL \"Team\" NIL)(NIL NIL \"ann\" \"t.example\")(NIL NIL \"bo\" \"t.example\")(NIL NIL NIL NIL)(NIL NIL \"solo\" \"s.example\"))"), "{e}");
+        assert!(
+            e.contains("((NIL NIL \"undisclosed-recipients\" NIL)(NIL NIL NIL NIL))"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -37,6 +37,31 @@ pub enum SeqBound {
 pub struct SeqSet(pub Vec<(SeqBound, SeqBound)>);
 
 impl SeqSet {
+    /// The set as sorted, merged, inclusive ranges, given `*`.
+    pub fn ranges(&self, max: u32) -> Vec<(u32, u32)> {
+        let v = |b: SeqBound| match b {
+            SeqBound::Num(x) => x,
+            SeqBound::Star => max,
+        };
+        let mut r: Vec<(u32, u32)> = self
+            .0
+            .iter()
+            .map(|&(a, b)| {
+                let (a, b) = (v(a), v(b));
+                if a <= b { (a, b) } else { (b, a) }
+            })
+            .collect();
+        r.sort_unstable();
+        let mut out: Vec<(u32, u32)> = Vec::with_capacity(r.len());
+        for (a, b) in r {
+            match out.last_mut() {
+                Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+                _ => out.push((a, b)),
+            }
+        }
+        out
+    }
+
     /// Does `n` fall in the set, given the largest number in use (`*`)?
     pub fn contains(&self, n: u32, max: u32) -> bool {
         let v = |b: SeqBound| match b {
@@ -136,6 +161,31 @@ pub enum SearchKey {
     And(Vec<SearchKey>),
 }
 
+/// SELECT's QRESYNC parameter (RFC 7162 §3.2.5): what the client last
+/// knew of the mailbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Qresync {
+    pub uidvalidity: u64,
+    pub modseq: u64,
+    pub known_uids: Option<SeqSet>,
+}
+
+/// LIST and LSUB (RFC 9051 §6.3.9, RFC 5258 LIST-EXTENDED).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListArgs {
+    pub reference: String,
+    pub patterns: Vec<String>,
+    pub subscribed_only: bool,
+    /// RFC 6154 §3 selection option: only special-use mailboxes.
+    pub special_use_only: bool,
+    /// RFC 5258 §3.5: also parents whose children match the selection.
+    pub recursive_match: bool,
+    pub lsub: bool,
+    pub return_subscribed: bool,
+    pub return_special_use: bool,
+    pub return_status: Option<Vec<StatusItem>>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     Capability,
@@ -157,21 +207,14 @@ pub enum Command {
         mailbox: String,
         read_only: bool,
         condstore: bool,
+        qresync: Option<Qresync>,
     },
     Create(String),
     Delete(String),
     Rename(String, String),
     Subscribe(String),
     Unsubscribe(String),
-    List {
-        reference: String,
-        patterns: Vec<String>,
-        subscribed_only: bool,
-        lsub: bool,
-        return_subscribed: bool,
-        return_special_use: bool,
-        return_status: Option<Vec<StatusItem>>,
-    },
+    List(ListArgs),
     Namespace,
     Status {
         mailbox: String,
@@ -200,6 +243,8 @@ pub enum Command {
         set: SeqSet,
         items: Vec<FetchItem>,
         changed_since: Option<u64>,
+        /// RFC 7162 §3.2.6: also report what vanished since CHANGEDSINCE.
+        vanished: bool,
     },
     Store {
         uid: bool,
@@ -243,8 +288,8 @@ impl Command {
             Command::Rename(..) => "RENAME",
             Command::Subscribe(_) => "SUBSCRIBE",
             Command::Unsubscribe(_) => "UNSUBSCRIBE",
-            Command::List { lsub: true, .. } => "LSUB",
-            Command::List { .. } => "LIST",
+            Command::List(ListArgs { lsub: true, .. }) => "LSUB",
+            Command::List(_) => "LIST",
             Command::Namespace => "NAMESPACE",
             Command::Status { .. } => "STATUS",
             Command::Append { .. } => "APPEND",
@@ -702,8 +747,24 @@ impl<'a> P<'a> {
                 self.sp()?;
                 SearchKey::Uid(self.seq_set()?)
             }
+            // RFC 7162 §3.1.5: `MODSEQ [SP entry-name SP entry-type-req]
+            // SP mod-sequence-valzer`. Changes are not kept per flag here,
+            // so an entry (`"/flags/\\seen" all`) narrows nothing: the
+            // message's own MODSEQ is compared, as RFC 7162 permits.
             "MODSEQ" => {
                 self.sp()?;
+                if self.peek() == Some(b'"') {
+                    self.quoted()?;
+                    self.sp()?;
+                    let kind = self.atom()?;
+                    if !["priv", "shared", "all"]
+                        .iter()
+                        .any(|k| k.eq_ignore_ascii_case(kind))
+                    {
+                        return Err(format!("bad MODSEQ entry type {kind}"));
+                    }
+                    self.sp()?;
+                }
                 SearchKey::ModSeq(self.number()?)
             }
             "NOT" => {
@@ -972,6 +1033,7 @@ fn parse_body(p: &mut P<'_>) -> R<Command> {
             p.sp()?;
             let mailbox = p.mailbox()?;
             let mut condstore = false;
+            let mut qresync = None;
             if p.eat(b' ') {
                 p.open()?;
                 while !p.eat(b')') {
@@ -980,6 +1042,36 @@ fn parse_body(p: &mut P<'_>) -> R<Command> {
                     }
                     match p.atom()?.to_ascii_uppercase().as_str() {
                         "CONDSTORE" => condstore = true,
+                        // RFC 7162 §3.2.5: QRESYNC (uidvalidity modseq
+                        // [known-uids [seq-match-data]]).
+                        "QRESYNC" => {
+                            p.sp()?;
+                            p.open()?;
+                            let uidvalidity = p.number()?;
+                            p.sp()?;
+                            let modseq = p.number()?;
+                            let mut known_uids = None;
+                            if p.eat(b' ') && p.peek() != Some(b'(') {
+                                known_uids = Some(p.seq_set()?);
+                                p.eat(b' ');
+                            }
+                            // The sequence-to-UID hints only save a server
+                            // work it does not need to do here; parsed and
+                            // set aside.
+                            if p.peek() == Some(b'(') {
+                                p.open()?;
+                                p.seq_set()?;
+                                p.sp()?;
+                                p.seq_set()?;
+                                p.close()?;
+                            }
+                            p.close()?;
+                            qresync = Some(Qresync {
+                                uidvalidity,
+                                modseq,
+                                known_uids,
+                            });
+                        }
                         o => return Err(format!("unsupported select parameter {o}")),
                     }
                 }
@@ -989,6 +1081,7 @@ fn parse_body(p: &mut P<'_>) -> R<Command> {
                 mailbox,
                 read_only: name == "EXAMINE",
                 condstore,
+                qresync,
             }
         }
         "CREATE" | "DELETE" | "SUBSCRIBE" | "UNSUBSCRIBE" if !uid => {
@@ -1029,6 +1122,7 @@ fn parse_body(p: &mut P<'_>) -> R<Command> {
             p.sp()?;
             let lsub = name == "LSUB";
             let mut subscribed_only = lsub;
+            let (mut special_use_only, mut recursive_match) = (false, false);
             // RFC 5258 LIST-EXTENDED selection options.
             if !lsub && p.peek() == Some(b'(') {
                 p.open()?;
@@ -1038,12 +1132,20 @@ fn parse_body(p: &mut P<'_>) -> R<Command> {
                     }
                     match p.atom()?.to_ascii_uppercase().as_str() {
                         "SUBSCRIBED" => subscribed_only = true,
-                        "RECURSIVEMATCH" | "REMOTE" | "SPECIAL-USE" => {}
+                        "SPECIAL-USE" => special_use_only = true,
+                        "RECURSIVEMATCH" => recursive_match = true,
+                        // No remote mailboxes here: REMOTE changes nothing.
+                        "REMOTE" => {}
                         o => return Err(format!("unsupported LIST option {o}")),
                     }
                 }
                 p.depth -= 1;
                 p.sp()?;
+                // RFC 5258 §3.1: RECURSIVEMATCH needs a selection option
+                // it can modify.
+                if recursive_match && !subscribed_only && !special_use_only {
+                    return Err("RECURSIVEMATCH needs another selection option".into());
+                }
             }
             let reference = p.mailbox()?;
             p.sp()?;
@@ -1084,15 +1186,17 @@ fn parse_body(p: &mut P<'_>) -> R<Command> {
                 }
                 p.depth -= 1;
             }
-            Command::List {
+            Command::List(ListArgs {
                 reference,
                 patterns,
                 subscribed_only,
+                special_use_only,
+                recursive_match,
                 lsub,
                 return_subscribed: rs,
                 return_special_use: ru,
                 return_status: rst,
-            }
+            })
         }
         "STATUS" if !uid => {
             p.sp()?;
@@ -1193,21 +1297,35 @@ fn parse_body(p: &mut P<'_>) -> R<Command> {
                 items = p.fetch_att()?;
             }
             let mut changed_since = None;
+            let mut vanished = false;
             if p.eat(b' ') {
-                // RFC 7162 §3.1.4.1 FETCH modifiers.
+                // RFC 7162 §3.1.4.1 and §3.2.6 FETCH modifiers.
                 p.open()?;
-                if !p.atom()?.eq_ignore_ascii_case("CHANGEDSINCE") {
-                    return Err("unsupported FETCH modifier".into());
+                while !p.eat(b')') {
+                    if p.peek() == Some(b' ') {
+                        p.sp()?;
+                    }
+                    match p.atom()?.to_ascii_uppercase().as_str() {
+                        "CHANGEDSINCE" => {
+                            p.sp()?;
+                            changed_since = Some(p.number()?);
+                        }
+                        "VANISHED" => vanished = true,
+                        _ => return Err("unsupported FETCH modifier".into()),
+                    }
                 }
-                p.sp()?;
-                changed_since = Some(p.number()?);
-                p.close()?;
+                p.depth -= 1;
+                // §3.2.6: VANISHED only with UID FETCH and CHANGEDSINCE.
+                if vanished && (!uid || changed_since.is_none()) {
+                    return Err("VANISHED needs UID FETCH and CHANGEDSINCE".into());
+                }
             }
             Command::Fetch {
                 uid,
                 set,
                 items,
                 changed_since,
+                vanished,
             }
         }
         "STORE" => {
@@ -1484,7 +1602,7 @@ mod tests {
         ));
         assert!(matches!(
             cmd("a LIST (SUBSCRIBED) \"\" (\"*\" INBOX) RETURN (STATUS (MESSAGES UNSEEN) SPECIAL-USE)\r\n"),
-            Command::List { subscribed_only: true, return_special_use: true, return_status: Some(_), ref patterns, .. } if patterns.len() == 2
+            Command::List(ListArgs { subscribed_only: true, return_special_use: true, return_status: Some(_), ref patterns, .. }) if patterns.len() == 2
         ));
         assert!(matches!(
             cmd("a APPEND Sent (\\Seen) \"17-Jul-1996 02:44:25 -0700\" {3}\r\nabc\r\n"),
@@ -1492,7 +1610,46 @@ mod tests {
         ));
         assert!(matches!(
             cmd("a select inbox (CONDSTORE)\r\n"),
-            Command::Select { ref mailbox, condstore: true, read_only: false } if mailbox == "INBOX"
+            Command::Select { ref mailbox, condstore: true, read_only: false, qresync: None } if mailbox == "INBOX"
+        ));
+        // RFC 7162 §3.2.5 and §3.2.6.
+        match cmd(
+            "a SELECT INBOX (QRESYNC (67890007 20050715194045000 41,43:211,214:541 (1:3 4:6)))\r\n",
+        ) {
+            Command::Select {
+                qresync: Some(q), ..
+            } => {
+                assert_eq!((q.uidvalidity, q.modseq), (67890007, 20050715194045000));
+                let k = q.known_uids.unwrap();
+                assert!(k.contains(43, 0) && !k.contains(42, 0));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            cmd("a SELECT INBOX (QRESYNC (1 2))\r\n"),
+            Command::Select {
+                qresync: Some(Qresync {
+                    known_uids: None,
+                    ..
+                }),
+                ..
+            }
+        ));
+        assert!(matches!(
+            cmd("a UID FETCH 1:* FLAGS (CHANGEDSINCE 12 VANISHED)\r\n"),
+            Command::Fetch {
+                vanished: true,
+                changed_since: Some(12),
+                ..
+            }
+        ));
+        assert!(parse_command(b"a FETCH 1:* FLAGS (CHANGEDSINCE 12 VANISHED)\r\n").is_err());
+        assert!(matches!(
+            cmd("a SEARCH MODSEQ \"/flags/\\\\draft\" all 620162338\r\n"),
+            Command::Search {
+                key: SearchKey::ModSeq(620162338),
+                ..
+            }
         ));
     }
 

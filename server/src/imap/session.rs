@@ -23,7 +23,8 @@ use std::time::Duration;
 use base64::Engine;
 use mailcore::messages::FlagOp;
 use mailcore::{
-    AccountRef, AuthError, ChangeKind, Core, CoreError, Flags, MessageSummary, SortOrder,
+    AccountRef, AuthError, ChangeKind, Core, CoreError, FlagSet, Flags, Keyword, MessageSummary,
+    SortOrder,
 };
 use tokio::io::{AsyncReadExt, BufReader};
 use tokio::time::timeout;
@@ -31,8 +32,8 @@ use tokio_rustls::TlsAcceptor;
 
 use super::fetch;
 use super::proto::{
-    Command, IString, ParseError, SearchKey, SeqBound, SeqSet, StatusItem, StoreOp, Tagged,
-    literal_suffix, parse_command,
+    Command, IString, ListArgs, ParseError, Qresync, SearchKey, SeqBound, SeqSet, StatusItem,
+    StoreOp, Tagged, literal_suffix, parse_command,
 };
 use crate::limits::{AccountGuard, Limits};
 use crate::listen::Conn;
@@ -52,7 +53,7 @@ pub struct Settings {
     pub tls_handshake_timeout: Duration,
 }
 
-const CAPS_BASE: &str = "IMAP4rev2 IMAP4rev1 IDLE UIDPLUS MOVE SPECIAL-USE LITERAL+ ENABLE NAMESPACE ID UNSELECT SASL-IR CONDSTORE LIST-EXTENDED LIST-STATUS ESEARCH STATUS=SIZE";
+const CAPS_BASE: &str = "IMAP4rev2 IMAP4rev1 IDLE UIDPLUS MOVE SPECIAL-USE LITERAL+ ENABLE NAMESPACE ID UNSELECT SASL-IR CONDSTORE LIST-EXTENDED LIST-STATUS ESEARCH STATUS=SIZE QRESYNC";
 const UNAVAILABLE: &str = "NO [UNAVAILABLE] Mail store temporarily unavailable, try again later";
 
 struct Selected {
@@ -69,6 +70,41 @@ struct Selected {
     /// Messages that arrived while this session had the mailbox selected:
     /// `\Recent` for IMAP4rev1 clients.
     recent: std::collections::HashSet<i64>,
+    /// The keywords this session has announced in FLAGS; one it has not
+    /// seen yet gets a new FLAGS response (RFC 9051 §7.3.5).
+    keywords: Vec<Keyword>,
+}
+
+impl Selected {
+    /// The untagged FLAGS and PERMANENTFLAGS responses for this mailbox
+    /// (RFC 9051 §7.3.5, §7.1): the system flags and every keyword in use;
+    /// `\*` says clients may create keywords.
+    fn flag_responses(&self) -> [String; 2] {
+        let mut names: Vec<&str> =
+            vec!["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"];
+        names.extend(self.keywords.iter().map(Keyword::as_str));
+        let list = names.join(" ");
+        [
+            format!("* FLAGS ({list})"),
+            if self.read_only {
+                "* OK [PERMANENTFLAGS ()] Read-only mailbox".to_owned()
+            } else {
+                format!("* OK [PERMANENTFLAGS ({list} \\*)] Flags permitted")
+            },
+        ]
+    }
+
+    /// Remembers the keywords of `m`; true when one was new to this view.
+    fn learn_keywords(&mut self, keywords: &[Keyword]) -> bool {
+        let mut grew = false;
+        for k in keywords {
+            if !self.keywords.iter().any(|x| x.same(k.as_str())) {
+                self.keywords.push(k.clone());
+                grew = true;
+            }
+        }
+        grew
+    }
 }
 
 enum State {
@@ -97,7 +133,7 @@ fn allowed(state: &State, cmd: &Command) -> bool {
         | Rename(..)
         | Subscribe(_)
         | Unsubscribe(_)
-        | List { .. }
+        | List(_)
         | Namespace
         | Status { .. }
         | Append { .. }
@@ -137,23 +173,26 @@ pub struct Session {
     /// The account's login epoch at login ([`Core::end_all_sessions`]).
     login_epoch: i64,
     condstore: bool,
+    /// RFC 7162 §3.2.3: ENABLE QRESYNC; expunges are then VANISHED.
+    qresync: bool,
     rev2: bool,
 }
 
-fn flags_list(f: Flags, recent: bool) -> String {
-    let mut names: Vec<&str> = f.names();
-    if recent {
-        names.push("\\Recent");
+/// A flag list from STORE or APPEND (RFC 9051 §9 `flag`): system flags
+/// and keywords. `\Recent` and unknown system flags cannot be set
+/// (Dovecot answers BAD too).
+fn parse_flags(names: &[String]) -> Result<FlagSet, String> {
+    let mut set = FlagSet::default();
+    for n in names {
+        if n.starts_with('\\') {
+            let f = Flags::from_name(n).ok_or_else(|| format!("Invalid system flag {n}"))?;
+            set.system = set.system.union(f);
+        } else {
+            let k = Keyword::parse(n).ok_or_else(|| format!("Invalid keyword {n}"))?;
+            set.add_keywords([&k]);
+        }
     }
-    format!("({})", names.join(" "))
-}
-
-fn parse_flags(names: &[String]) -> Flags {
-    // Keywords are accepted and not stored (PERMANENTFLAGS says so).
-    names
-        .iter()
-        .filter_map(|n| Flags::from_name(n))
-        .fold(Flags::empty(), Flags::union)
+    Ok(set)
 }
 
 impl Session {
@@ -177,6 +216,7 @@ impl Session {
             _slot: None,
             login_epoch: 0,
             condstore: false,
+            qresync: false,
             rev2: false,
         }
     }
@@ -203,6 +243,7 @@ impl Session {
         if let Err(e) = self.serve().await {
             tracing::debug!(peer = %self.peer, error = %e, "imap connection ended");
         }
+        crate::netio::close(&mut self.io).await;
     }
 
     fn autologout(&self) -> Duration {
@@ -324,6 +365,7 @@ impl Session {
                             format!("NO [ALREADYEXISTS] {what} already exists")
                         }
                         CoreError::OverQuota => "NO [OVERQUOTA] Mailbox full".to_owned(),
+                        CoreError::Limit(m) => format!("NO [LIMIT] {m}"),
                         CoreError::Forbidden => "NO [NOPERM] Permission denied".to_owned(),
                         CoreError::Invalid(m) => format!("NO {m}"),
                     };
@@ -384,10 +426,12 @@ impl Session {
                 mailbox,
                 read_only,
                 condstore,
+                qresync,
             } => Select {
                 mailbox: self.name_in(mailbox),
                 read_only,
                 condstore,
+                qresync,
             },
             Create(m) => Create(self.name_in(m)),
             Delete(m) => Delete(self.name_in(m)),
@@ -419,23 +463,11 @@ impl Session {
                 set,
                 mailbox: self.name_in(mailbox),
             },
-            List {
-                reference,
-                patterns,
-                subscribed_only,
-                lsub,
-                return_subscribed,
-                return_special_use,
-                return_status,
-            } => List {
-                reference: self.name_in(reference),
-                patterns: patterns.into_iter().map(|p| self.name_in(p)).collect(),
-                subscribed_only,
-                lsub,
-                return_subscribed,
-                return_special_use,
-                return_status,
-            },
+            List(a) => List(ListArgs {
+                reference: self.name_in(a.reference),
+                patterns: a.patterns.into_iter().map(|p| self.name_in(p)).collect(),
+                ..a
+            }),
             other => other,
         }
     }
@@ -531,6 +563,12 @@ impl Session {
                             self.rev2 = true;
                             on.push(c);
                         }
+                        // RFC 7162 §3.2.3: QRESYNC implies CONDSTORE.
+                        "QRESYNC" => {
+                            self.qresync = true;
+                            self.condstore = true;
+                            on.push(c);
+                        }
                         _ => {}
                     }
                 }
@@ -541,8 +579,25 @@ impl Session {
                 mailbox,
                 read_only,
                 condstore,
-            } => self.select(tag, &mailbox, read_only, condstore).await,
+                qresync,
+            } => {
+                // RFC 7162 §3.2.5: QRESYNC parameters need ENABLE QRESYNC.
+                if qresync.is_some() && !self.qresync {
+                    self.line(&format!("{tag} BAD ENABLE QRESYNC first"))
+                        .await?;
+                    return Ok(Flow::Continue);
+                }
+                self.select(tag, &mailbox, read_only, condstore, qresync)
+                    .await
+            }
             Command::Create(name) => {
+                // RFC 3501 §6.3.3, RFC 9051 §6.3.4: a trailing separator
+                // only declares that names will be made under this one; a
+                // server that needs no such declaration ignores it.
+                let name = match name.strip_suffix('/') {
+                    Some(n) if !n.is_empty() => n.to_owned(),
+                    _ => name,
+                };
                 self.core.create_mailbox(self.account_id(), &name).await?;
                 self.ok(tag, "CREATE completed").await
             }
@@ -562,6 +617,11 @@ impl Session {
                 self.ok(tag, "RENAME completed").await
             }
             Command::Subscribe(name) => {
+                // As CREATE: a trailing separator only declares intent.
+                let name = match name.strip_suffix('/') {
+                    Some(n) if !n.is_empty() => n.to_owned(),
+                    _ => name,
+                };
                 self.core
                     .set_subscribed(self.account_id(), &name, true)
                     .await?;
@@ -577,27 +637,7 @@ impl Session {
                 self.line("* NAMESPACE ((\"\" \"/\")) NIL NIL").await?;
                 self.ok(tag, "NAMESPACE completed").await
             }
-            Command::List {
-                reference,
-                patterns,
-                subscribed_only,
-                lsub,
-                return_subscribed,
-                return_special_use,
-                return_status,
-            } => {
-                self.list(
-                    tag,
-                    &reference,
-                    &patterns,
-                    subscribed_only,
-                    lsub,
-                    return_subscribed,
-                    return_special_use,
-                    return_status,
-                )
-                .await
-            }
+            Command::List(args) => self.list(tag, args).await,
             Command::Status { mailbox, items } => {
                 let mb = self
                     .core
@@ -616,6 +656,13 @@ impl Session {
                 date,
                 message,
             } => {
+                let flags = match parse_flags(&flags) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        self.line(&format!("{tag} BAD {e}")).await?;
+                        return Ok(Flow::Continue);
+                    }
+                };
                 let Some(mb) = self.core.mailbox(self.account_id(), &mailbox).await? else {
                     self.line(&format!("{tag} NO [TRYCREATE] No such mailbox"))
                         .await?;
@@ -623,13 +670,7 @@ impl Session {
                 };
                 let uid = self
                     .core
-                    .append(
-                        self.account_id(),
-                        mb.id,
-                        &message,
-                        parse_flags(&flags),
-                        date,
-                    )
+                    .append_flagged(self.account_id(), mb.id, &message, &flags, date)
                     .await?;
                 self.sync(true).await?;
                 self.ok(
@@ -660,7 +701,18 @@ impl Session {
                 set,
                 items,
                 changed_since,
-            } => self.fetch(tag, uid, &set, items, changed_since).await,
+                vanished,
+            } => {
+                if vanished && !self.qresync {
+                    self.line(&format!("{tag} BAD ENABLE QRESYNC first"))
+                        .await?;
+                    return Ok(Flow::Continue);
+                }
+                if vanished && let Some(since) = changed_since {
+                    self.report_vanished(&set, since).await?;
+                }
+                self.fetch(tag, uid, &set, items, changed_since).await
+            }
             Command::Store {
                 uid,
                 set,
@@ -831,62 +883,104 @@ async fn status_line(
 
 impl Session {
     #[allow(clippy::too_many_arguments)]
-    async fn list(
-        &mut self,
-        tag: &str,
-        reference: &str,
-        patterns: &[String],
-        subscribed_only: bool,
-        lsub: bool,
-        return_subscribed: bool,
-        _return_special_use: bool,
-        return_status: Option<Vec<StatusItem>>,
-    ) -> Res {
+    /// LIST and LSUB (RFC 9051 §6.3.9, RFC 3501 §6.3.9, RFC 5258
+    /// LIST-EXTENDED, RFC 6154 SPECIAL-USE). Superior names that are not
+    /// mailboxes themselves (left when a parent is deleted) are listed as
+    /// `\Noselect`, as RFC 3501 §6.3.8 asks.
+    async fn list(&mut self, tag: &str, a: ListArgs) -> Res {
+        let cmd = if a.lsub { "LSUB" } else { "LIST" };
         // RFC 9051 §6.3.9: an empty pattern asks for the hierarchy delimiter.
-        if patterns.len() == 1 && patterns[0].is_empty() {
-            let cmd = if lsub { "LSUB" } else { "LIST" };
+        if a.patterns.len() == 1 && a.patterns[0].is_empty() {
             self.line(&format!("* {cmd} (\\Noselect) \"/\" \"\""))
                 .await?;
             return self.ok(tag, &format!("{cmd} completed")).await;
         }
         let boxes = self.core.list_mailboxes(self.account_id()).await?;
-        let names: Vec<&str> = boxes.iter().map(|b| b.name.as_str()).collect();
+        let by_name: HashMap<&str, &mailcore::Mailbox> =
+            boxes.iter().map(|b| (b.name.as_str(), b)).collect();
+        // Every mailbox, each preceded by those of its superiors that are
+        // not mailboxes, once.
+        let mut names: Vec<&str> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for b in &boxes {
+            for (i, _) in b.name.match_indices('/') {
+                let up = &b.name[..i];
+                if !by_name.contains_key(up) && seen.insert(up) {
+                    names.push(up);
+                }
+            }
+            if seen.insert(b.name.as_str()) {
+                names.push(b.name.as_str());
+            }
+        }
+        let selected = |mb: &mailcore::Mailbox| {
+            (!a.subscribed_only || mb.subscribed)
+                && (!a.special_use_only || mb.special_use.is_some())
+        };
+        let any_selection = a.subscribed_only || a.special_use_only;
+        let trailing_percent = a.patterns.iter().any(|p| p.ends_with('%'));
         let mut out = Vec::new();
-        for mb in &boxes {
-            let full_matches = patterns
+        for name in names {
+            if !a
+                .patterns
                 .iter()
-                .any(|p| wildcard_match(&format!("{reference}{p}"), &mb.name));
-            if !full_matches || (subscribed_only && !mb.subscribed) {
+                .any(|p| wildcard_match(&format!("{}{p}", a.reference), name))
+            {
                 continue;
             }
+            let prefix = format!("{name}/");
+            let below = || boxes.iter().filter(|b| b.name.starts_with(&prefix));
+            let has_children = below().next().is_some();
+            let mb = by_name.get(name).copied();
+            let wire = self.name_out(name);
+            let chosen = mb.is_some_and(selected);
+            // RFC 5258 §3.5 (RECURSIVEMATCH), RFC 3501 §6.3.9 (LSUB with
+            // a trailing %): a parent that is not chosen itself but has a
+            // chosen child.
+            let child_chosen = any_selection && !chosen && below().any(|b| selected(b));
             let mut attrs: Vec<&str> = Vec::new();
-            let prefix = format!("{}/", mb.name);
-            let wire = self.name_out(&mb.name);
-            if lsub {
-                // RFC 3501 §7.2.3: LSUB carries LIST's syntax but clients
-                // expect only \Noselect there; none of ours is.
-                out.push(format!("* LSUB () \"/\" {}", IString(wire.as_bytes())));
+            let mut extended = "";
+            if chosen {
+                if !a.lsub {
+                    attrs.push(if has_children {
+                        "\\HasChildren"
+                    } else {
+                        "\\HasNoChildren"
+                    });
+                }
+            } else if a.lsub && child_chosen && trailing_percent {
+                attrs.push("\\Noselect");
+            } else if a.recursive_match && child_chosen {
+                match mb {
+                    Some(_) => attrs.push("\\HasChildren"),
+                    None => attrs.push("\\NonExistent"),
+                }
+                extended = if a.subscribed_only {
+                    " (\"CHILDINFO\" (\"SUBSCRIBED\"))"
+                } else {
+                    ""
+                };
+            } else if mb.is_none() && !any_selection && !a.lsub {
+                attrs.extend(["\\Noselect", "\\HasChildren"]);
+            } else {
                 continue;
             }
-            attrs.push(if names.iter().any(|n| n.starts_with(&prefix)) {
-                "\\HasChildren"
-            } else {
-                "\\HasNoChildren"
-            });
-            if (return_subscribed || subscribed_only) && mb.subscribed && !lsub {
-                attrs.push("\\Subscribed");
+            if let Some(mb) = mb {
+                if !a.lsub && (a.return_subscribed || a.subscribed_only) && mb.subscribed {
+                    attrs.push("\\Subscribed");
+                }
+                // RFC 6154: the special-use attributes are always shown
+                // in LIST (LSUB keeps RFC 3501's attributes only).
+                if let Some(su) = mb.special_use.as_ref().filter(|_| !a.lsub) {
+                    attrs.push(su.as_str());
+                }
             }
-            // RFC 6154: the special-use attributes are always shown.
-            if let Some(su) = &mb.special_use {
-                attrs.push(su.as_str());
-            }
-            let cmd = if lsub { "LSUB" } else { "LIST" };
             out.push(format!(
-                "* {cmd} ({}) \"/\" {}",
+                "* {cmd} ({}) \"/\" {}{extended}",
                 attrs.join(" "),
                 IString(wire.as_bytes())
             ));
-            if let Some(items) = &return_status {
+            if let (Some(items), Some(mb), true) = (&a.return_status, mb, chosen) {
                 out.push(
                     status_line(self.core.clone(), self.account_id(), mb, &wire, items).await?,
                 );
@@ -895,18 +989,17 @@ impl Session {
         for l in out {
             self.line(&l).await?;
         }
-        self.ok(
-            tag,
-            if lsub {
-                "LSUB completed"
-            } else {
-                "LIST completed"
-            },
-        )
-        .await
+        self.ok(tag, &format!("{cmd} completed")).await
     }
 
-    async fn select(&mut self, tag: &str, name: &str, read_only: bool, condstore: bool) -> Res {
+    async fn select(
+        &mut self,
+        tag: &str,
+        name: &str,
+        read_only: bool,
+        condstore: bool,
+        qresync: Option<Qresync>,
+    ) -> Res {
         // A failed SELECT leaves no mailbox selected (RFC 9051 §6.3.2).
         if let State::Selected(_) = self.state {
             self.state = State::Authenticated;
@@ -948,36 +1041,65 @@ impl Session {
             .position(|m| !m.flags.contains(Flags::SEEN))
             .map(|i| i + 1);
         let exists = list.len();
-        let sel = Selected {
+        let mut sel = Selected {
             id: mb.id,
             read_only,
-            msgs: list.into_iter().map(Some).collect(),
+            msgs: Vec::with_capacity(list.len()),
             uids,
             highest_modseq: mb.highest_modseq,
             store_modseq: mb.highest_modseq,
             recent,
+            keywords: Vec::new(),
         };
+        for m in list {
+            sel.learn_keywords(&m.keywords);
+            sel.msgs.push(Some(m));
+        }
+        let [flags, permanent] = sel.flag_responses();
         let mut out = vec![
             format!("* {exists} EXISTS"),
             format!("* {recent_count} RECENT"),
-            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)".to_owned(),
-            if read_only {
-                "* OK [PERMANENTFLAGS ()] Read-only mailbox".to_owned()
-            } else {
-                "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)] Limited"
-                    .to_owned()
-            },
+            flags,
+            permanent,
             format!("* OK [UIDVALIDITY {}] UIDs valid", mb.uidvalidity),
             format!("* OK [UIDNEXT {}] Predicted next UID", mb.uidnext),
             format!("* OK [HIGHESTMODSEQ {}] Highest", mb.highest_modseq),
-            format!(
+        ];
+        if self.rev2 {
+            // RFC 9051 §6.3.2: the mailbox's canonical name, for rev2
+            // clients only; a rev1 client (RFC 3501 §6.3.1 has no such
+            // response) would take it as a second INBOX.
+            out.push(format!(
                 "* LIST () \"/\" {}",
                 IString(self.name_out(&mb.name).as_bytes())
-            ),
-        ];
+            ));
+        }
         if let Some(n) = first_unseen {
             // RFC 3501 §7.1: rev1 clients look for UNSEEN here.
             out.insert(2, format!("* OK [UNSEEN {n}] First unseen"));
+        }
+        // RFC 7162 §3.2.5.2: with the client's UIDVALIDITY, what vanished
+        // and what changed since its MODSEQ, before the tagged OK.
+        if let Some(q) = qresync.filter(|q| q.uidvalidity == mb.uidvalidity as u64) {
+            if let Some(v) = vanished_line(&sel.uids, mb.uidnext, q.known_uids.as_ref()) {
+                out.push(v);
+            }
+            for (i, m) in sel.msgs.iter().enumerate() {
+                let Some(m) = m else { continue };
+                let known = q
+                    .known_uids
+                    .as_ref()
+                    .is_none_or(|k| k.contains(m.uid as u32, u32::MAX));
+                if known && m.modseq as u64 > q.modseq {
+                    out.push(format!(
+                        "* {} FETCH (UID {} FLAGS {} MODSEQ ({}))",
+                        i + 1,
+                        m.uid,
+                        fetch::flags(m, sel.recent.contains(&m.uid)),
+                        m.modseq
+                    ));
+                }
+            }
         }
         for l in out {
             self.line(&l).await?;
@@ -1000,6 +1122,7 @@ impl Session {
     /// may renumber.
     async fn sync(&mut self, expunges: bool) -> Result<(), Fail> {
         let account = self.account_id();
+        let qresync = self.qresync;
         let State::Selected(sel) = &mut self.state else {
             return Ok(());
         };
@@ -1025,6 +1148,15 @@ impl Session {
         let current: HashMap<i64, MessageSummary> =
             changed.into_iter().map(|m| (m.uid, m)).collect();
         let mut out = Vec::new();
+        // New keywords first, so the FETCH responses below name only
+        // flags the client has been told of.
+        let mut grew = false;
+        for m in current.values() {
+            grew |= sel.learn_keywords(&m.keywords);
+        }
+        if grew {
+            out.extend(sel.flag_responses());
+        }
         // Flag changes and vanished messages, in sequence order.
         for (i, slot) in sel.msgs.iter_mut().enumerate() {
             let Some(old) = slot else { continue };
@@ -1033,12 +1165,12 @@ impl Session {
                 continue;
             }
             if let Some(new) = current.get(&old.uid) {
-                if new.flags != old.flags {
+                if new.flags != old.flags || new.keywords != old.keywords {
                     let mut l = format!(
                         "* {} FETCH (UID {} FLAGS {}",
                         i + 1,
                         new.uid,
-                        flags_list(new.flags, sel.recent.contains(&new.uid))
+                        fetch::flags(new, sel.recent.contains(&new.uid))
                     );
                     if self.condstore {
                         l.push_str(&format!(" MODSEQ ({})", new.modseq));
@@ -1051,13 +1183,22 @@ impl Session {
         }
         if expunges {
             // Report from the highest sequence number down, so each number
-            // is right at the moment the client reads it.
+            // is right at the moment the client reads it; after ENABLE
+            // QRESYNC, as one VANISHED by UID (RFC 7162 §3.2.10).
+            let mut gone = Vec::new();
             for i in (0..sel.msgs.len()).rev() {
                 if sel.msgs[i].is_none() {
-                    out.push(format!("* {} EXPUNGE", i + 1));
+                    if !qresync {
+                        out.push(format!("* {} EXPUNGE", i + 1));
+                    }
+                    gone.push(sel.uids[i] as u64);
                     sel.msgs.remove(i);
                     sel.uids.remove(i);
                 }
+            }
+            if qresync && !gone.is_empty() {
+                gone.reverse();
+                out.push(format!("* VANISHED {}", fetch::compress(&gone)));
             }
         }
         let max_known = sel.uids.last().copied().unwrap_or(0);
@@ -1163,6 +1304,23 @@ impl Session {
         Ok(Flow::Continue)
     }
 
+    /// UID FETCH's VANISHED modifier (RFC 7162 §3.2.6): the UIDs of the
+    /// set that are gone. No per-message history of expunges is kept, so
+    /// every UID below UIDNEXT that is not in the mailbox is named (RFC
+    /// 7162 lets a server name UIDs the client never saw; it ignores them).
+    async fn report_vanished(&mut self, set: &SeqSet, _since: u64) -> Result<(), Fail> {
+        let account = self.account_id();
+        let State::Selected(sel) = &self.state else {
+            return Ok(());
+        };
+        let uidnext = self.core.mailbox_uidnext(account, sel.id).await?;
+        let line = vanished_line(&sel.uids, uidnext, Some(set));
+        if let Some(l) = line {
+            self.line(&l).await?;
+        }
+        Ok(())
+    }
+
     async fn fetch(
         &mut self,
         tag: &str,
@@ -1253,7 +1411,7 @@ impl Session {
                 ));
             }
             if flags_changed && !has_flags {
-                parts.push(format!("FLAGS {}", flags_list(msg.flags, recent)).into_bytes());
+                parts.push(format!("FLAGS {}", fetch::flags(&msg, recent)).into_bytes());
             }
             let mut line = format!("* {seq} FETCH (").into_bytes();
             line.extend_from_slice(&parts.join(&b' '));
@@ -1309,12 +1467,21 @@ impl Session {
             StoreOp::Remove => FlagOp::Remove,
             StoreOp::Replace => FlagOp::Replace,
         };
+        let change = match parse_flags(names) {
+            Ok(f) => f,
+            Err(e) => {
+                self.line(&format!("{tag} BAD {e}")).await?;
+                return Ok(Flow::Continue);
+            }
+        };
         let changed = self
             .core
-            .set_flags(self.account_id(), mailbox_id, &uids, op, parse_flags(names))
+            .store_flags(self.account_id(), mailbox_id, &uids, op, &change)
             .await?;
-        let changed: HashMap<i64, (Flags, i64)> =
-            changed.into_iter().map(|(u, f, m)| (u, (f, m))).collect();
+        let changed: HashMap<i64, (FlagSet, i64)> = changed
+            .into_iter()
+            .map(|c| (c.uid, (c.flags, c.modseq)))
+            .collect();
         // Report the new state of every message named (RFC 9051 §6.4.6),
         // unless .SILENT. Unchanged messages keep the flags this view has.
         let mut out = Vec::new();
@@ -1325,12 +1492,22 @@ impl Session {
                 // Ours was the only change since the last look.
                 s.store_modseq = *m;
             }
+            // Only keywords a message now has are new to the mailbox (a
+            // -FLAGS of an unknown keyword creates nothing).
+            let mut grew = false;
+            for (f, _) in changed.values() {
+                grew |= s.learn_keywords(&f.keywords);
+            }
+            if grew {
+                out.extend(s.flag_responses());
+            }
             for (seq, u) in &targets {
                 let Some(Some(msg)) = s.msgs.get_mut(seq - 1) else {
                     continue;
                 };
                 let was_changed = if let Some((f, m)) = changed.get(u) {
-                    msg.flags = *f;
+                    msg.flags = f.system;
+                    msg.keywords = f.keywords.clone();
                     msg.modseq = *m;
                     true
                 } else {
@@ -1343,7 +1520,7 @@ impl Session {
                     }
                     l.push_str(&format!(
                         "FLAGS {}",
-                        flags_list(msg.flags, s.recent.contains(u))
+                        fetch::flags(msg, s.recent.contains(u))
                     ));
                     if self.condstore {
                         l.push_str(&format!(" MODSEQ ({})", msg.modseq));
@@ -1409,6 +1586,7 @@ impl Session {
         let max_uid = uids.last().copied().unwrap_or(0) as u32;
         let n = msgs.len() as u32;
         let mut hits: Vec<(usize, i64)> = Vec::new();
+        let mut highest = 0i64;
         for (i, m) in msgs.iter().enumerate() {
             let Some(m) = m else { continue };
             let raw = if needs_raw {
@@ -1428,8 +1606,12 @@ impl Session {
             };
             if fetch::matches(&key, m, raw.as_deref(), &ctx) {
                 hits.push((i + 1, m.uid));
+                highest = highest.max(m.modseq);
             }
         }
+        // RFC 7162 §3.1.5: a search by MODSEQ reports the highest MODSEQ
+        // of what it found.
+        let modseq = (fetch::uses_modseq(&key) && !hits.is_empty()).then_some(highest);
         let nums: Vec<u64> = hits
             .iter()
             .map(|(s, u)| if uid { *u as u64 } else { *s as u64 })
@@ -1459,12 +1641,16 @@ impl Session {
                         _ => {}
                     }
                 }
+                if let Some(m) = modseq {
+                    l.push_str(&format!(" MODSEQ {m}"));
+                }
                 self.line(&l).await?;
             }
             None => {
                 let list: Vec<String> = nums.iter().map(|n| n.to_string()).collect();
                 let sp = if list.is_empty() { "" } else { " " };
-                self.line(&format!("* SEARCH{sp}{}", list.join(" ")))
+                let tail = modseq.map(|m| format!(" (MODSEQ {m})")).unwrap_or_default();
+                self.line(&format!("* SEARCH{sp}{}{tail}", list.join(" ")))
                     .await?;
             }
         }
@@ -1601,27 +1787,87 @@ impl Session {
 
 /// LIST pattern matching (RFC 9051 §6.3.9): `*` matches anything, `%`
 /// anything but the hierarchy delimiter.
-pub fn wildcard_match(pattern: &str, name: &str) -> bool {
-    fn go(p: &[u8], n: &[u8]) -> bool {
-        match p.first() {
-            None => n.is_empty(),
-            Some(b'*') => (0..=n.len()).any(|i| go(&p[1..], &n[i..])),
-            Some(b'%') => {
-                let stop = n.iter().position(|&c| c == b'/').unwrap_or(n.len());
-                (0..=stop).any(|i| go(&p[1..], &n[i..]))
+/// `* VANISHED (EARLIER) uids`: the UIDs below `uidnext` (and in `within`,
+/// when given) that `present` (ascending) lacks, as ranges; None if none.
+fn vanished_line(present: &[i64], uidnext: i64, within: Option<&SeqSet>) -> Option<String> {
+    let top = u32::try_from(uidnext.saturating_sub(1)).unwrap_or(u32::MAX);
+    let mut gaps: Vec<(u32, u32)> = Vec::new();
+    let mut next = 1u32;
+    for &u in present {
+        let u = u32::try_from(u).unwrap_or(u32::MAX);
+        if u > next {
+            gaps.push((next, u - 1));
+        }
+        next = u.saturating_add(1);
+    }
+    if next <= top {
+        gaps.push((next, top));
+    }
+    let want = within.map_or_else(|| vec![(1, top)], |w| w.ranges(top));
+    let mut parts = Vec::new();
+    for (a, b) in gaps {
+        for &(c, d) in &want {
+            let (lo, hi) = (a.max(c), b.min(d));
+            if lo <= hi {
+                parts.push(if lo == hi {
+                    lo.to_string()
+                } else {
+                    format!("{lo}:{hi}")
+                });
             }
-            Some(c) => n.first().is_some_and(|d| d == c) && go(&p[1..], &n[1..]),
         }
     }
-    // INBOX matches case-insensitively.
-    if name == "INBOX" && pattern.eq_ignore_ascii_case("inbox") {
-        return true;
+    (!parts.is_empty()).then(|| format!("* VANISHED (EARLIER) {}", parts.join(",")))
+}
+
+pub fn wildcard_match(pattern: &str, name: &str) -> bool {
+    // RFC 9051 §5.1: INBOX is case-insensitive, also as the first level
+    // of a pattern (`inbox/%`).
+    let pattern = match pattern.get(..5) {
+        Some(head)
+            if head.eq_ignore_ascii_case("INBOX")
+                && matches!(pattern.as_bytes().get(5), None | Some(b'/')) =>
+        {
+            format!("INBOX{}", &pattern[5..])
+        }
+        _ => pattern.to_owned(),
+    };
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    // Dynamic programming over (pattern position, name position): time
+    // O(|p|·|n|) whatever wildcards a hostile client sends. `row[j]`: the
+    // pattern so far matches name[..j].
+    let mut row = vec![false; n.len() + 1];
+    row[0] = true;
+    for &c in p {
+        let mut next = vec![false; n.len() + 1];
+        match c {
+            b'*' => {
+                let mut any = false;
+                for j in 0..=n.len() {
+                    any |= row[j];
+                    next[j] = any;
+                }
+            }
+            b'%' => {
+                // Like *, but no match across a hierarchy delimiter.
+                let mut any = false;
+                for j in 0..=n.len() {
+                    if j > 0 && n[j - 1] == b'/' {
+                        any = false;
+                    }
+                    any |= row[j];
+                    next[j] = any;
+                }
+            }
+            c => {
+                for j in 1..=n.len() {
+                    next[j] = row[j - 1] && n[j - 1] == c;
+                }
+            }
+        }
+        row = next;
     }
-    // Bound the backtracking a hostile pattern can cause.
-    if pattern.matches(['*', '%']).count() > 8 {
-        return false;
-    }
-    go(pattern.as_bytes(), name.as_bytes())
+    row[n.len()]
 }
 
 #[cfg(test)]
@@ -1636,6 +1882,18 @@ mod tests {
         assert!(wildcard_match("Archive/%", "Archive/2026"));
         assert!(wildcard_match("inbox", "INBOX"));
         assert!(!wildcard_match("Sent", "Sent Items"));
+        assert!(wildcard_match("inbox/%", "INBOX/Lists"));
+        assert!(!wildcard_match("inboxes", "INBOXES"));
+        assert!(wildcard_match("%/%", "a/b"));
+        assert!(!wildcard_match("%/%", "a/b/c"));
+        assert!(!wildcard_match("%/%", "a"));
+        assert!(wildcard_match("a%/*", "abc/d/e"));
+        assert!(wildcard_match("%b%", "abc"));
+        assert!(!wildcard_match("%c", "a/bc"));
+        // A hostile pattern is |p|·|n| work; backtracking would not end.
+        let name = "a".repeat(255);
+        assert!(!wildcard_match(&format!("{}b", "*a%".repeat(100)), &name));
+        assert!(wildcard_match(&"*a".repeat(100), &name));
     }
 
     #[test]

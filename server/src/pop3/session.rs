@@ -132,6 +132,7 @@ impl Session {
         if let Err(e) = self.serve().await {
             tracing::debug!(peer = %self.peer, error = %e, "pop3 connection ended");
         }
+        crate::netio::close(&mut self.io).await;
     }
 
     async fn serve(&mut self) -> std::io::Result<()> {

@@ -221,6 +221,7 @@ impl Session {
         if let Err(e) = self.serve().await {
             tracing::debug!(%peer, error = %e, "smtp connection ended");
         }
+        crate::netio::close(&mut self.io).await;
     }
 
     async fn serve(&mut self) -> std::io::Result<()> {
