@@ -1423,7 +1423,10 @@ async fn create_and_list_across_levels() {
     // Superiors are created too.
     c.ok("CREATE Projects/2026/Q4");
     let r = c.ok("LIST \"\" Projects/%");
-    assert_eq!(names(&r), ["* LIST (\\HasChildren) \"/\" \"Projects/2026\""]);
+    assert_eq!(
+        names(&r),
+        ["* LIST (\\HasChildren) \"/\" \"Projects/2026\""]
+    );
     let r = c.ok("LIST Projects/ %/%");
     assert_eq!(
         names(&r),
@@ -1458,7 +1461,8 @@ async fn create_and_list_across_levels() {
     let r = c.ok("LIST (SUBSCRIBED RECURSIVEMATCH) \"\" %");
     assert!(
         names(&r).contains(
-            &"* LIST (\\HasChildren) \"/\" \"Projects\" (\"CHILDINFO\" (\"SUBSCRIBED\"))".to_owned()
+            &"* LIST (\\HasChildren) \"/\" \"Projects\" (\"CHILDINFO\" (\"SUBSCRIBED\"))"
+                .to_owned()
         ),
         "{r:?}"
     );

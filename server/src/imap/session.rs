@@ -937,7 +937,7 @@ impl Session {
             // RFC 5258 §3.5 (RECURSIVEMATCH), RFC 3501 §6.3.9 (LSUB with
             // a trailing %): a parent that is not chosen itself but has a
             // chosen child.
-            let child_chosen = any_selection && !chosen && below().any(|b| selected(b));
+            let child_chosen = any_selection && !chosen && below().any(&selected);
             let mut attrs: Vec<&str> = Vec::new();
             let mut extended = "";
             if chosen {
