@@ -185,11 +185,8 @@ impl FlagSet {
         }
     }
 
-    /// The `keywords` column: names separated by single spaces (an atom
-    /// never holds one).
     fn keywords_column(&self) -> String {
-        let names: Vec<&str> = self.keywords.iter().map(Keyword::as_str).collect();
-        names.join(" ")
+        keywords_column(&self.keywords)
     }
 
     fn check_limit(&self) -> CoreResult<()> {
@@ -200,6 +197,13 @@ impl FlagSet {
         }
         Ok(())
     }
+}
+
+/// The `keywords` column: names separated by single spaces (an atom never
+/// holds one).
+fn keywords_column(keywords: &[Keyword]) -> String {
+    let names: Vec<&str> = keywords.iter().map(Keyword::as_str).collect();
+    names.join(" ")
 }
 
 /// One message's flags after a change, and the MODSEQ that change got.
@@ -515,12 +519,7 @@ pub(crate) async fn insert_message_row<C: ConnectionTrait>(
         uid: Set(n.uid),
         blob_id: Set(n.blob_id),
         flags: Set(n.flags.bits()),
-        keywords: Set(n
-            .keywords
-            .iter()
-            .map(Keyword::as_str)
-            .collect::<Vec<_>>()
-            .join(" ")),
+        keywords: Set(keywords_column(n.keywords)),
         modseq: Set(n.modseq),
         internal_date: Set(n.internal_date),
         size: Set(n.size),

@@ -1268,6 +1268,11 @@ async fn keywords_are_stored_copied_and_limited() {
         let ib = inbox(&core, ids[0]).await;
         let kw =
             |n: &[&str]| -> Vec<Keyword> { n.iter().map(|x| Keyword::parse(x).unwrap()).collect() };
+        // A change of keywords only.
+        let only = |n: &[&str]| FlagSet {
+            system: Flags::empty(),
+            keywords: kw(n),
+        };
         let uid = core
             .append_flagged(
                 ids[0],
@@ -1283,16 +1288,7 @@ async fn keywords_are_stored_copied_and_limited() {
             .unwrap();
         let before = core.mailbox_modseq(ids[0], ib.id).await.unwrap();
         let ch = core
-            .store_flags(
-                ids[0],
-                ib.id,
-                &[uid],
-                FlagOp::Add,
-                &FlagSet {
-                    system: Flags::empty(),
-                    keywords: kw(&["$Junk"]),
-                },
-            )
+            .store_flags(ids[0], ib.id, &[uid], FlagOp::Add, &only(&["$Junk"]))
             .await
             .unwrap();
         assert_eq!(ch.len(), 1);
@@ -1303,16 +1299,7 @@ async fn keywords_are_stored_copied_and_limited() {
         );
         // The same keyword in another case changes nothing and bumps nothing.
         let ch = core
-            .store_flags(
-                ids[0],
-                ib.id,
-                &[uid],
-                FlagOp::Add,
-                &FlagSet {
-                    system: Flags::empty(),
-                    keywords: kw(&["$JUNK"]),
-                },
-            )
+            .store_flags(ids[0], ib.id, &[uid], FlagOp::Add, &only(&["$JUNK"]))
             .await
             .unwrap();
         assert!(ch.is_empty());
@@ -1325,16 +1312,7 @@ async fn keywords_are_stored_copied_and_limited() {
             .collect();
         let many: Vec<&str> = many.iter().map(String::as_str).collect();
         let r = core
-            .store_flags(
-                ids[0],
-                ib.id,
-                &[uid],
-                FlagOp::Add,
-                &FlagSet {
-                    system: Flags::empty(),
-                    keywords: kw(&many),
-                },
-            )
+            .store_flags(ids[0], ib.id, &[uid], FlagOp::Add, &only(&many))
             .await;
         assert!(matches!(r, Err(CoreError::Limit(_))), "{r:?}");
         assert_eq!(

@@ -94,7 +94,7 @@ impl Selected {
         ]
     }
 
-    /// Remembers the keywords of `m`; true when one was new to this view.
+    /// Remembers these keywords; true when one was new to this view.
     fn learn_keywords(&mut self, keywords: &[Keyword]) -> bool {
         let mut grew = false;
         for k in keywords {
@@ -591,13 +591,7 @@ impl Session {
                     .await
             }
             Command::Create(name) => {
-                // RFC 3501 §6.3.3, RFC 9051 §6.3.4: a trailing separator
-                // only declares that names will be made under this one; a
-                // server that needs no such declaration ignores it.
-                let name = match name.strip_suffix('/') {
-                    Some(n) if !n.is_empty() => n.to_owned(),
-                    _ => name,
-                };
+                let name = declared_name(name);
                 self.core.create_mailbox(self.account_id(), &name).await?;
                 self.ok(tag, "CREATE completed").await
             }
@@ -617,11 +611,7 @@ impl Session {
                 self.ok(tag, "RENAME completed").await
             }
             Command::Subscribe(name) => {
-                // As CREATE: a trailing separator only declares intent.
-                let name = match name.strip_suffix('/') {
-                    Some(n) if !n.is_empty() => n.to_owned(),
-                    _ => name,
-                };
+                let name = declared_name(name);
                 self.core
                     .set_subscribed(self.account_id(), &name, true)
                     .await?;
@@ -708,8 +698,8 @@ impl Session {
                         .await?;
                     return Ok(Flow::Continue);
                 }
-                if vanished && let Some(since) = changed_since {
-                    self.report_vanished(&set, since).await?;
+                if vanished {
+                    self.report_vanished(&set).await?;
                 }
                 self.fetch(tag, uid, &set, items, changed_since).await
             }
@@ -1308,7 +1298,7 @@ impl Session {
     /// set that are gone. No per-message history of expunges is kept, so
     /// every UID below UIDNEXT that is not in the mailbox is named (RFC
     /// 7162 lets a server name UIDs the client never saw; it ignores them).
-    async fn report_vanished(&mut self, set: &SeqSet, _since: u64) -> Result<(), Fail> {
+    async fn report_vanished(&mut self, set: &SeqSet) -> Result<(), Fail> {
         let account = self.account_id();
         let State::Selected(sel) = &self.state else {
             return Ok(());
@@ -1787,6 +1777,16 @@ impl Session {
 
 /// LIST pattern matching (RFC 9051 §6.3.9): `*` matches anything, `%`
 /// anything but the hierarchy delimiter.
+/// RFC 3501 §6.3.3, RFC 9051 §6.3.4: a trailing separator on CREATE (and
+/// SUBSCRIBE) only declares that names will be made under this one; a
+/// server that needs no such declaration ignores it.
+fn declared_name(name: String) -> String {
+    match name.strip_suffix('/') {
+        Some(n) if !n.is_empty() => n.to_owned(),
+        _ => name,
+    }
+}
+
 /// `* VANISHED (EARLIER) uids`: the UIDs below `uidnext` (and in `within`,
 /// when given) that `present` (ascending) lacks, as ranges; None if none.
 fn vanished_line(present: &[i64], uidnext: i64, within: Option<&SeqSet>) -> Option<String> {
