@@ -79,6 +79,9 @@ cargo test -p tern --test crash
 say "50 IMAP clients and SMTP on SQLite: no false 'unavailable', final state as written"
 cargo test -p tern --test imap_load
 
+say "outside accounts: a second tern as the provider, a fake DNS server, hostile servers"
+cargo test -p tern --test outside
+
 say "outbound queue: runner + lettre relay against fake MX servers on PostgreSQL"
 TERN_QUEUE_TEST_BACKEND=postgres cargo test -p tern --test queue
 

@@ -148,7 +148,12 @@ pub async fn logout() -> Result<(), ServerFnError> {
     use self::ssr::*;
     let req = request().await?;
     if let Some(token) = session_token(&req) {
-        core()?.end_session(&token).await.map_err(core_error)?;
+        let core = core()?;
+        // Passwords kept for this session only go with it.
+        if let Ok(Some(s)) = core.session(&token).await {
+            core.forget_outside_passwords(&s.csrf_token);
+        }
+        core.end_session(&token).await.map_err(core_error)?;
     }
     set_session_cookie(&req, "", 0);
     leptos_actix::redirect("/login");

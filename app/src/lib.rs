@@ -15,6 +15,7 @@ pub mod head;
 pub mod mail;
 #[cfg(feature = "ssr")]
 pub mod mailhtml;
+pub mod outside;
 pub mod pages;
 #[cfg(feature = "hydrate")]
 mod shortcuts;
@@ -28,6 +29,7 @@ use leptos_router::{SsrMode, StaticSegment};
 
 use crate::admin::{AdminAuditPage, AdminDomainPage, AdminLogPage, AdminPage, AdminQueuePage};
 
+use crate::outside::{OutsideAddPage, OutsideBoxPage, OutsidePage, OutsideReadPage};
 use crate::pages::{ComposePage, FoldersPage, LoginPage, MailPage, NotFound, ReadPage, ThreadPage};
 
 /// What the pages and the compose handler need from the server config.
@@ -80,6 +82,10 @@ pub fn App() -> impl IntoView {
                 <Route path=StaticSegment("thread") view=ThreadPage ssr=SsrMode::Async/>
                 <Route path=StaticSegment("compose") view=ComposePage ssr=SsrMode::Async/>
                 <Route path=StaticSegment("folders") view=FoldersPage ssr=SsrMode::Async/>
+                <Route path=StaticSegment("outside") view=OutsidePage ssr=SsrMode::Async/>
+                <Route path=(StaticSegment("outside"), StaticSegment("add")) view=OutsideAddPage ssr=SsrMode::Async/>
+                <Route path=(StaticSegment("outside"), StaticSegment("box")) view=OutsideBoxPage ssr=SsrMode::Async/>
+                <Route path=(StaticSegment("outside"), StaticSegment("read")) view=OutsideReadPage ssr=SsrMode::Async/>
                 <Route path=StaticSegment("login") view=LoginPage/>
                 <Route path=StaticSegment("admin") view=AdminPage ssr=SsrMode::Async/>
                 <Route path=(StaticSegment("admin"), StaticSegment("domain")) view=AdminDomainPage ssr=SsrMode::Async/>

@@ -70,7 +70,7 @@ pub fn LoginPage() -> impl IntoView {
 
 /// What a page shows instead of its content: not signed in, or an error
 /// (a storage outage reads as "mail is safe, try again", with a 503).
-fn problem(e: Option<ServerFnError>) -> AnyView {
+pub(crate) fn problem(e: Option<ServerFnError>) -> AnyView {
     match e {
         None => view! {
             <main class="login">
@@ -121,7 +121,7 @@ fn folder_label(name: &str) -> String {
 
 /// The frame of every signed-in page: top bar with search, folder list.
 #[component]
-fn Shell(
+pub(crate) fn Shell(
     frame: Frame,
     #[prop(optional)] folder: String,
     #[prop(optional)] query: String,
@@ -191,6 +191,7 @@ fn Shell(
                         .collect_view()}
                 </ul>
                 <a class="manage" href="/folders">"Manage folders"</a>
+                <a class="manage" href="/outside" data-testid="other-accounts">"Other accounts"</a>
             </nav>
             <main id="content" class="content">
                 {children()}

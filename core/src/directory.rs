@@ -604,6 +604,11 @@ impl Core {
 
 /// Deletes an account's messages and mailboxes, releasing blob references.
 async fn delete_account_mail<C: ConnectionTrait>(txn: &C, account_id: i32) -> CoreResult<()> {
+    // Its outside accounts go too, sealed passwords with them.
+    crate::entities::outside_account::Entity::delete_many()
+        .filter(crate::entities::outside_account::Column::AccountId.eq(account_id))
+        .exec(txn)
+        .await?;
     let boxes: Vec<i32> = mailbox::Entity::find()
         .filter(mailbox::Column::AccountId.eq(account_id))
         .all(txn)

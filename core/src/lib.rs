@@ -27,6 +27,7 @@ pub mod events;
 pub mod mailboxes;
 pub mod messages;
 pub mod meta;
+pub mod outside;
 pub mod queue;
 pub mod routing;
 pub mod search;
@@ -139,6 +140,8 @@ struct Inner {
     directory_local_changes: std::sync::atomic::AtomicU64,
     /// When the routing copy was last found current against the database.
     directory_checked: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Outside accounts' sealing key and session-only passwords.
+    outside: outside::OutsideState,
 }
 
 impl Core {
@@ -199,6 +202,7 @@ impl Core {
                 store_down_until: Default::default(),
                 directory_local_changes: Default::default(),
                 directory_checked: Default::default(),
+                outside: Default::default(),
             }),
         })
     }

@@ -13,6 +13,7 @@ mod m20261129_000005_admin;
 mod m20261201_000006_health;
 mod m20261202_000007_spool;
 mod m20261202_000008_delivered_to;
+mod m20261204_000009_outside;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000006_health::Migration),
             Box::new(m20261202_000007_spool::Migration),
             Box::new(m20261202_000008_delivered_to::Migration),
+            Box::new(m20261204_000009_outside::Migration),
         ]
     }
 }

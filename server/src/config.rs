@@ -27,6 +27,48 @@ pub struct Config {
     /// The outbound queue: workers per lane, retry schedule, concurrency.
     pub queue: mailcore::queue::QueueConfig,
     pub spool: SpoolSettings,
+    /// Outside accounts read in the webmail (the mail2web feature).
+    pub outside: OutsideConfig,
+}
+
+/// Outside accounts: how Tern talks to other providers' servers on a
+/// user's behalf. Everything an outside server sends is bounded in time
+/// and size, so a hostile one cannot hang a worker or fill memory.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OutsideConfig {
+    /// Connect to loopback, private, link-local and metadata addresses.
+    /// Off: a user could otherwise make the server probe its own network.
+    pub allow_private: bool,
+    /// `ip:port` of the DNS server for discovery and connections; empty
+    /// for the system's (/etc/resolv.conf).
+    pub nameserver: String,
+    pub connect_timeout_secs: u64,
+    /// For each command's whole answer.
+    pub command_timeout_secs: u64,
+    /// Largest message read from an outside server.
+    pub max_message_bytes: u64,
+    /// Largest folder list or page of headers.
+    pub max_listing_bytes: u64,
+    /// Ports the autoconfig lookup uses for https:// and http:// URLs
+    /// (443 and 80; tests point them at a local web server).
+    pub autoconfig_https_port: u16,
+    pub autoconfig_http_port: u16,
+}
+
+impl Default for OutsideConfig {
+    fn default() -> Self {
+        OutsideConfig {
+            allow_private: false,
+            nameserver: String::new(),
+            connect_timeout_secs: 10,
+            command_timeout_secs: 30,
+            max_message_bytes: 50 * 1024 * 1024,
+            max_listing_bytes: 8 * 1024 * 1024,
+            autoconfig_https_port: 443,
+            autoconfig_http_port: 80,
+        }
+    }
 }
 
 /// The node's inbound spool (DESIGN.md rule 1): every message SMTP
@@ -252,6 +294,7 @@ impl Default for Config {
             relay: RelayConfig::default(),
             queue: mailcore::queue::QueueConfig::default(),
             spool: SpoolSettings::default(),
+            outside: OutsideConfig::default(),
         }
     }
 }
@@ -366,6 +409,14 @@ impl Config {
             "queue.concurrency.quiet_secs",
             "spool.dir",
             "spool.max_bytes",
+            "outside.allow_private",
+            "outside.nameserver",
+            "outside.connect_timeout_secs",
+            "outside.command_timeout_secs",
+            "outside.max_message_bytes",
+            "outside.max_listing_bytes",
+            "outside.autoconfig_https_port",
+            "outside.autoconfig_http_port",
         ]));
         fig.extract().map_err(|e| format!("configuration: {e}"))
     }

@@ -8,6 +8,7 @@ pub mod imap;
 pub mod limits;
 pub mod listen;
 pub mod netio;
+pub mod outside;
 pub mod pop3;
 pub mod relay;
 pub mod serve;

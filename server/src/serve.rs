@@ -42,7 +42,10 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
 
     let runner = start_queue(&core, &cfg)?;
 
-    let web = crate::web::server(&cfg, core.clone())?;
+    // Outside accounts: sealed passwords under a key beside the data.
+    core.set_outside_key_file(cfg.data_dir.join("outside.key"));
+    let outside = std::sync::Arc::new(crate::outside::Outside::from_config(&cfg.outside)?);
+    let web = crate::web::server(&cfg, core.clone(), outside)?;
     let handle = web.handle();
     let web_task = tokio::spawn(web);
 

@@ -98,7 +98,11 @@ async fn healthz(core: web::Data<Core>) -> HttpResponse {
     }
 }
 
-pub fn server(cfg: &Config, core: Core) -> Result<Server, String> {
+pub fn server(
+    cfg: &Config,
+    core: Core,
+    outside: std::sync::Arc<dyn mailcore::outside::OutsideMail>,
+) -> Result<Server, String> {
     let addr: SocketAddr = cfg
         .web
         .listen
@@ -133,6 +137,7 @@ pub fn server(cfg: &Config, core: Core) -> Result<Server, String> {
         let opts = leptos_options.clone();
         let ctx_core = core.clone();
         let ctx_settings = settings.clone();
+        let ctx_outside = app::outside::ssr::OutsideClient(outside.clone());
         App::new()
             .wrap(from_fn(origin_check))
             .wrap(
@@ -170,6 +175,7 @@ pub fn server(cfg: &Config, core: Core) -> Result<Server, String> {
                 move || {
                     provide_context(ctx_core.clone());
                     provide_context(ctx_settings.clone());
+                    provide_context(ctx_outside.clone());
                 },
                 {
                     let opts = opts.clone();

@@ -1,0 +1,318 @@
+//! Reading an outside IMAP mailbox through async-imap (RFC 9051 / 3501
+//! client side): one connection per web request, each step under a
+//! timeout and a byte budget.
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_imap::types::{Flag, NameAttribute};
+use futures_util::TryStreamExt;
+use mailcore::outside::{
+    OutsideError, OutsideFolder, OutsideLogin, OutsidePage, OutsideSummary, Security,
+};
+
+use super::Outside;
+use super::net::{self, Bounded, Budget, Conn};
+
+type Session = async_imap::Session<Bounded>;
+type Client = async_imap::Client<Bounded>;
+
+/// What a greeting, CAPABILITY, STARTTLS or LOGIN may take.
+const SMALL: u64 = 64 * 1024;
+/// Room for the protocol around a message's bytes.
+const FRAMING: u64 = 64 * 1024;
+
+/// The folder or page requested exceeds what the server holds.
+fn not_found(what: &str) -> OutsideError {
+    OutsideError::NotFound(what.to_owned())
+}
+
+fn imap_error(e: async_imap::error::Error, budget: &Budget, what: &str) -> OutsideError {
+    use async_imap::error::Error as E;
+    if budget.exhausted() {
+        return OutsideError::TooLarge(what.to_owned());
+    }
+    match e {
+        E::No(m) => OutsideError::Protocol(format!("{what}: NO {m}")),
+        E::Bad(m) => OutsideError::Protocol(format!("{what}: BAD {m}")),
+        E::ConnectionLost => OutsideError::Unreachable(format!("connection lost during {what}")),
+        E::Io(io) => OutsideError::Unreachable(format!("{what}: {io}")),
+        other => OutsideError::Protocol(format!("{what}: {other}")),
+    }
+}
+
+impl Outside {
+    fn command_timeout(&self) -> Duration {
+        Duration::from_secs(self.cfg.command_timeout_secs.max(1))
+    }
+
+    /// One step against the server, under the command timeout.
+    async fn step<T>(
+        &self,
+        what: &str,
+        budget: &Budget,
+        limit: u64,
+        f: impl Future<Output = Result<T, async_imap::error::Error>>,
+    ) -> Result<T, OutsideError> {
+        budget.set(limit);
+        match tokio::time::timeout(self.command_timeout(), f).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(imap_error(e, budget, what)),
+            Err(_) => Err(OutsideError::Timeout(what.to_owned())),
+        }
+    }
+
+    async fn greeting(&self, c: &mut Client, budget: &Budget) -> Result<(), OutsideError> {
+        let r = self
+            .step("the greeting", budget, SMALL, async {
+                c.read_response()
+                    .await
+                    .map_err(async_imap::error::Error::Io)
+            })
+            .await?;
+        match r {
+            Some(resp) => {
+                if let async_imap::imap_proto::Response::Data {
+                    status: async_imap::imap_proto::Status::Bye,
+                    ..
+                } = resp.parsed()
+                {
+                    return Err(OutsideError::Unreachable(
+                        "the server said BYE at once".into(),
+                    ));
+                }
+                Ok(())
+            }
+            None => Err(OutsideError::Unreachable(
+                "the server closed the connection".into(),
+            )),
+        }
+    }
+
+    /// Connects (TLS or STARTTLS) and logs in.
+    pub(super) async fn imap_session(
+        &self,
+        login: &OutsideLogin,
+    ) -> Result<(Session, Budget), OutsideError> {
+        let ep = &login.settings.incoming;
+        let timeout = Duration::from_secs(self.cfg.connect_timeout_secs.max(1));
+        let tcp = net::connect(
+            &*self.dns,
+            &ep.host,
+            ep.port,
+            self.cfg.allow_private,
+            timeout,
+        )
+        .await?;
+        let budget = Budget::new(SMALL);
+        let pinned = login.pinned_cert.as_deref();
+        let client = match ep.security {
+            Security::Tls => {
+                let tls = net::tls(tcp, &ep.host, pinned, timeout).await?;
+                let mut c = Client::new(Bounded {
+                    conn: Conn::Tls(Box::new(tls)),
+                    budget: budget.clone(),
+                });
+                self.greeting(&mut c, &budget).await?;
+                c
+            }
+            Security::StartTls => {
+                let mut c = Client::new(Bounded {
+                    conn: Conn::Plain(tcp),
+                    budget: budget.clone(),
+                });
+                self.greeting(&mut c, &budget).await?;
+                self.step(
+                    "STARTTLS",
+                    &budget,
+                    SMALL,
+                    c.run_command_and_check_ok("STARTTLS", None),
+                )
+                .await
+                .map_err(|e| match e {
+                    OutsideError::Protocol(m) => {
+                        OutsideError::Protocol(format!("the server offers no STARTTLS ({m})"))
+                    }
+                    other => other,
+                })?;
+                // Whatever the server sent after its OK is dropped with the
+                // plain-text client: nothing read before TLS is trusted.
+                let Conn::Plain(tcp) = c.into_inner().conn else {
+                    return Err(OutsideError::Protocol("STARTTLS state".into()));
+                };
+                let tls = net::tls(tcp, &ep.host, pinned, timeout).await?;
+                Client::new(Bounded {
+                    conn: Conn::Tls(Box::new(tls)),
+                    budget: budget.clone(),
+                })
+            }
+        };
+        budget.set(SMALL);
+        let user = login.settings.username.clone();
+        let pw = login.password.clone();
+        let session = match tokio::time::timeout(self.command_timeout(), async move {
+            client.login(user, pw).await
+        })
+        .await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err((async_imap::error::Error::No(m), _))) => {
+                return Err(OutsideError::Login(m.trim().to_owned()));
+            }
+            Ok(Err((e, _))) => return Err(imap_error(e, &budget, "LOGIN")),
+            Err(_) => return Err(OutsideError::Timeout("LOGIN".into())),
+        };
+        Ok((session, budget))
+    }
+
+    async fn imap_logout(&self, mut s: Session, budget: &Budget) {
+        let _ = self.step("LOGOUT", budget, SMALL, s.logout()).await;
+    }
+
+    pub(super) async fn imap_check(&self, login: &OutsideLogin) -> Result<(), OutsideError> {
+        let (s, budget) = self.imap_session(login).await?;
+        self.imap_logout(s, &budget).await;
+        Ok(())
+    }
+
+    pub(super) async fn imap_folders(
+        &self,
+        login: &OutsideLogin,
+    ) -> Result<Vec<OutsideFolder>, OutsideError> {
+        let (mut s, budget) = self.imap_session(login).await?;
+        let limit = self.cfg.max_listing_bytes;
+        let names = self
+            .step("LIST", &budget, limit, async {
+                let names: Vec<_> = s.list(Some(""), Some("*")).await?.try_collect().await?;
+                Ok(names)
+            })
+            .await?;
+        let mut out: Vec<OutsideFolder> = names
+            .iter()
+            .map(|n| OutsideFolder {
+                name: n.name().to_owned(),
+                noselect: n
+                    .attributes()
+                    .iter()
+                    .any(|a| matches!(a, NameAttribute::NoSelect)),
+            })
+            .collect();
+        // INBOX first, the rest by name, as the local folder list is.
+        out.sort_by(|a, b| {
+            let ia = a.name.eq_ignore_ascii_case("INBOX");
+            let ib = b.name.eq_ignore_ascii_case("INBOX");
+            ib.cmp(&ia).then_with(|| a.name.cmp(&b.name))
+        });
+        self.imap_logout(s, &budget).await;
+        Ok(out)
+    }
+
+    pub(super) async fn imap_messages(
+        &self,
+        login: &OutsideLogin,
+        folder: &str,
+        page: u32,
+        page_size: u32,
+    ) -> Result<OutsidePage, OutsideError> {
+        let (mut s, budget) = self.imap_session(login).await?;
+        let mbox = self
+            .step("EXAMINE", &budget, SMALL, s.examine(folder))
+            .await
+            .map_err(|e| match e {
+                OutsideError::Protocol(_) => not_found(&format!("folder {folder}")),
+                other => other,
+            })?;
+        let total = mbox.exists;
+        let page = page.max(1);
+        let page_size = page_size.clamp(1, 200);
+        // Newest first: page 1 is the highest sequence numbers.
+        let skip = (page - 1).saturating_mul(page_size);
+        let mut rows = Vec::new();
+        if skip < total {
+            let hi = total - skip;
+            let lo = hi.saturating_sub(page_size - 1).max(1);
+            let fetched = self
+                .step("FETCH", &budget, self.cfg.max_listing_bytes, async {
+                    let v: Vec<_> = s
+                        .fetch(
+                            format!("{lo}:{hi}"),
+                            "(UID FLAGS RFC822.SIZE BODY.PEEK[HEADER])",
+                        )
+                        .await?
+                        .try_collect()
+                        .await?;
+                    Ok(v)
+                })
+                .await?;
+            for f in &fetched {
+                let Some(uid) = f.uid else { continue };
+                let header = f.header().unwrap_or_default();
+                let parsed = mail_parser::MessageParser::default().parse_headers(header);
+                let (from, subject, date) = match &parsed {
+                    Some(m) => (
+                        m.from()
+                            .and_then(|a| a.first())
+                            .map(|a| a.name().or(a.address()).unwrap_or_default().to_owned())
+                            .unwrap_or_default(),
+                        m.subject().unwrap_or_default().to_owned(),
+                        m.date().map(|d| d.to_rfc3339()).unwrap_or_default(),
+                    ),
+                    None => Default::default(),
+                };
+                let flags: Vec<Flag> = f.flags().collect();
+                rows.push((
+                    f.message,
+                    OutsideSummary {
+                        uid,
+                        from,
+                        subject,
+                        date,
+                        size: f.size.unwrap_or(0),
+                        seen: flags.iter().any(|f| matches!(f, Flag::Seen)),
+                        flagged: flags.iter().any(|f| matches!(f, Flag::Flagged)),
+                    },
+                ));
+            }
+        }
+        rows.sort_by_key(|r| std::cmp::Reverse(r.0));
+        self.imap_logout(s, &budget).await;
+        Ok(OutsidePage {
+            total,
+            rows: rows.into_iter().map(|(_, r)| r).collect(),
+        })
+    }
+
+    pub(super) async fn imap_message(
+        &self,
+        login: &OutsideLogin,
+        folder: &str,
+        uid: u32,
+    ) -> Result<Vec<u8>, OutsideError> {
+        let (mut s, budget) = self.imap_session(login).await?;
+        self.step("EXAMINE", &budget, SMALL, s.examine(folder))
+            .await
+            .map_err(|e| match e {
+                OutsideError::Protocol(_) => not_found(&format!("folder {folder}")),
+                other => other,
+            })?;
+        let limit = self.cfg.max_message_bytes.saturating_add(FRAMING);
+        let fetched = self
+            .step("FETCH", &budget, limit, async {
+                let v: Vec<_> = s
+                    .uid_fetch(uid.to_string(), "(UID BODY.PEEK[])")
+                    .await?
+                    .try_collect()
+                    .await?;
+                Ok(v)
+            })
+            .await?;
+        let body = fetched
+            .iter()
+            .find(|f| f.uid == Some(uid))
+            .and_then(|f| f.body())
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| not_found(&format!("message {uid}")))?;
+        self.imap_logout(s, &budget).await;
+        Ok(body)
+    }
+}

@@ -1,0 +1,443 @@
+//! Outside accounts (the mail2web feature), end to end: a second,
+//! independent `tern serve` plays the outside provider, a DNS server on
+//! 127.0.0.1 answers for its made-up domains (A, SRV, MX), and the home
+//! Tern is driven over HTTP as a browser without JavaScript would: find
+//! the settings from the address, sign in, trust the self-signed
+//! certificate, read the folder and the message. Also: a wrong password,
+//! a private address with the default config, and hostile servers.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, UdpSocket};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use hickory_resolver::proto::op::{Message, MessageType, ResponseCode};
+use hickory_resolver::proto::rr::rdata::{A, MX, SRV};
+use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
+use hickory_resolver::proto::serialize::binary::{BinDecodable, BinEncodable};
+
+/// A DNS server on 127.0.0.1 (UDP) answering from a table; names not in it
+/// are NXDOMAIN. Real DNS on the wire, so hickory in the server is the
+/// resolver under test.
+struct FakeDns {
+    port: u16,
+    records: Zone,
+}
+
+/// (lower-case name, type) -> answers.
+type Zone = Arc<Mutex<HashMap<(String, RecordType), Vec<RData>>>>;
+
+impl FakeDns {
+    fn start() -> FakeDns {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = sock.local_addr().unwrap().port();
+        let records: Zone = Default::default();
+        let table = records.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                    return;
+                };
+                let Ok(q) = Message::from_bytes(&buf[..n]) else {
+                    continue;
+                };
+                let mut r = Message::new();
+                r.set_id(q.id())
+                    .set_message_type(MessageType::Response)
+                    .set_op_code(q.op_code())
+                    .set_authoritative(true)
+                    .set_recursion_desired(q.recursion_desired())
+                    .set_recursion_available(true);
+                let t = table.lock().unwrap();
+                let mut known_name = false;
+                for query in q.queries() {
+                    r.add_query(query.clone());
+                    let name = query
+                        .name()
+                        .to_ascii()
+                        .trim_end_matches('.')
+                        .to_ascii_lowercase();
+                    known_name |= t.keys().any(|(n, _)| *n == name);
+                    if let Some(v) = t.get(&(name, query.query_type())) {
+                        for rd in v {
+                            r.add_answer(Record::from_rdata(query.name().clone(), 60, rd.clone()));
+                        }
+                    }
+                }
+                if !known_name {
+                    r.set_response_code(ResponseCode::NXDomain);
+                }
+                drop(t);
+                let _ = sock.send_to(&r.to_bytes().unwrap(), from);
+            }
+        });
+        FakeDns { port, records }
+    }
+
+    fn add(&self, name: &str, rd: RData) {
+        let t = rd.record_type();
+        self.records
+            .lock()
+            .unwrap()
+            .entry((name.to_ascii_lowercase(), t))
+            .or_default()
+            .push(rd);
+    }
+
+    fn a(&self, name: &str) {
+        self.add(name, RData::A(A(Ipv4Addr::LOCALHOST)));
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+fn name(s: &str) -> Name {
+    Name::from_ascii(format!("{s}.")).unwrap()
+}
+
+/// The outside provider: its own Tern with `jo@far.test` and one message.
+async fn outside_provider() -> Tern {
+    let t = start(&[("TERN_HOSTNAME", "mail.far.test")]);
+    cli_db(t.dir.path(), None, &["domain", "add", "far.test"], "");
+    cli_db(
+        t.dir.path(),
+        None,
+        &["user", "add", "jo@far.test"],
+        "far away pass\n",
+    );
+    t.deliver(
+        "jo@far.test",
+        b"From: Ann Example <ann@elsewhere.test>\r\nTo: jo@far.test\r\nSubject: =?UTF-8?Q?Caf=C3=A9_<b>news</b>?=\r\nDate: Thu, 03 Dec 2026 10:00:00 +0000\r\n\r\nHello from far away.\r\n",
+    )
+    .await;
+    t
+}
+
+fn csrf_of(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+    page[at..at + page[at..].find('"').unwrap()].to_owned()
+}
+
+fn location(resp: &str) -> String {
+    resp.lines()
+        .find_map(|l| {
+            l.strip_prefix("location: ")
+                .or_else(|| l.strip_prefix("Location: "))
+        })
+        .unwrap_or_else(|| panic!("no redirect in {resp}"))
+        .trim()
+        .to_owned()
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn form(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{k}={}", enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Signs in at home as alice and returns (cookie, csrf).
+fn home_session(home: &Tern) -> (String, String) {
+    let cookie = web_login(home.web, "alice@example.test", PW).expect("signed in");
+    let (st, page) = http_get(home.web, "/outside", Some(&cookie));
+    assert_eq!(st, 200, "{page}");
+    (cookie.clone(), csrf_of(&page))
+}
+
+fn home_for(dns: &FakeDns, outside_web: u16, allow_private: bool) -> Tern {
+    let web = outside_web.to_string();
+    start(&[
+        (
+            "TERN_OUTSIDE__ALLOW_PRIVATE",
+            if allow_private { "true" } else { "false" },
+        ),
+        ("TERN_OUTSIDE__NAMESERVER", &dns.addr()),
+        ("TERN_OUTSIDE__AUTOCONFIG_HTTP_PORT", &web),
+        // Nothing listens there: the https:// tries fail fast.
+        ("TERN_OUTSIDE__AUTOCONFIG_HTTPS_PORT", "1"),
+        ("TERN_OUTSIDE__COMMAND_TIMEOUT_SECS", "3"),
+        ("TERN_OUTSIDE__CONNECT_TIMEOUT_SECS", "3"),
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn add_by_address_trust_the_certificate_and_read() {
+    let far = outside_provider().await;
+    let dns = FakeDns::start();
+    dns.a("autoconfig.far.test");
+    dns.a("mail.far.test");
+    let home = home_for(&dns, far.web, true);
+    let (cookie, csrf) = home_session(&home);
+
+    // Step 1: the address alone; discovery reads the provider's
+    // autoconfig file (served by the outside Tern) and shows it.
+    let (st, page) = http_get(
+        home.web,
+        "/outside/add?address=jo%40far.test&discover=1",
+        Some(&cookie),
+    );
+    assert_eq!(st, 200, "{page}");
+    assert!(
+        page.contains("Found with the provider&#x27;s autoconfig file (http://autoconfig.far.test/mail/config-v1.1.xml")
+            || page.contains("Found with the provider's autoconfig file (http://autoconfig.far.test/mail/config-v1.1.xml"),
+        "{page}"
+    );
+    assert!(page.contains("value=\"mail.far.test\""), "{page}");
+    assert!(page.contains(&format!("value=\"{}\"", far.imaps)), "{page}");
+
+    let fields = |pw: &str, trust: &str| {
+        form(&[
+            ("csrf", &csrf),
+            ("address", "jo@far.test"),
+            ("password", pw),
+            ("username", "jo@far.test"),
+            ("protocol", "imap"),
+            ("in_host", "mail.far.test"),
+            ("in_port", &far.imaps.to_string()),
+            ("in_security", "tls"),
+            ("out_host", "mail.far.test"),
+            ("out_port", &far.smtps.to_string()),
+            ("out_security", "tls"),
+            ("remember", "1"),
+            ("trust", trust),
+        ])
+    };
+    let cookie_h = format!("Cookie: {cookie}\r\n");
+
+    // Step 2: the self-signed certificate is refused and shown.
+    let (st, resp) = http_post_form(
+        home.web,
+        "/api/outside_add",
+        &fields("far away pass", ""),
+        &cookie_h,
+    );
+    assert!((300..400).contains(&st), "{resp}");
+    let back = location(&resp);
+    assert!(back.contains("cert="), "{back}");
+    let (_, page) = http_get(home.web, &back, Some(&cookie));
+    assert!(page.contains("data-testid=\"cert-problem\""), "{page}");
+    assert!(
+        page.contains("self-signed or from an unknown issuer"),
+        "{page}"
+    );
+    let fp_at = back.find("cert=").unwrap() + 5;
+    let fp: String = back[fp_at..]
+        .chars()
+        .take_while(|c| c.is_ascii_hexdigit())
+        .collect();
+    assert_eq!(fp.len(), 64, "{back}");
+    assert!(page.contains(&fp), "the page shows the fingerprint");
+    let (_, listing) = http_get(home.web, "/outside", Some(&cookie));
+    assert!(
+        !listing.contains("jo@far.test</a>"),
+        "nothing is saved before the login worked"
+    );
+
+    // A wrong password, with the certificate trusted: a clear refusal.
+    let (_, resp) = http_post_form(
+        home.web,
+        "/api/outside_add",
+        &fields("wrong", &fp),
+        &cookie_h,
+    );
+    let back = location(&resp);
+    let (_, page) = http_get(home.web, &back, Some(&cookie));
+    assert!(page.contains("the server refused the login"), "{page}");
+
+    // Step 3: trusted and the right password: saved, and the folder shows.
+    let (_, resp) = http_post_form(
+        home.web,
+        "/api/outside_add",
+        &fields("far away pass", &fp),
+        &cookie_h,
+    );
+    let boxurl = location(&resp);
+    assert!(boxurl.starts_with("/outside/box?a="), "{resp}");
+    let (st, page) = http_get(home.web, &boxurl, Some(&cookie));
+    assert_eq!(st, 200, "{page}");
+    assert!(!page.contains("outside-error"), "{page}");
+    assert!(page.contains(">1 message<"), "{page}");
+    // The subject is decoded and its markup escaped.
+    assert!(page.contains("Café &lt;b&gt;news&lt;/b&gt;"), "{page}");
+    assert!(page.contains("Ann Example"), "{page}");
+    assert!(page.contains("f=INBOX&amp;page=1\">INBOX<"), "{page}");
+
+    let at = page.find("/outside/read?").unwrap();
+    let read = page[at..at + page[at..].find('"').unwrap()].replace("&amp;", "&");
+    let (st, msg) = http_get(home.web, &read, Some(&cookie));
+    assert_eq!(st, 200, "{msg}");
+    assert!(msg.contains("Hello from far away."), "{msg}");
+    assert!(
+        msg.contains("<title>Café &lt;b&gt;news&lt;/b&gt; · Tern</title>"),
+        "{msg}"
+    );
+
+    // The password is sealed at rest: not in the database file.
+    let db = std::fs::read(home.dir.path().join("tern.db")).unwrap_or_default();
+    assert!(
+        !db.windows(13).any(|w| w == b"far away pass"),
+        "the outside password is stored in clear"
+    );
+    assert!(home.dir.path().join("outside.key").exists());
+
+    // The outside server stopped: the page says so, the rest works.
+    drop(far);
+    let (st, page) = http_get(home.web, &boxurl, Some(&cookie));
+    assert_eq!(st, 200, "{page}");
+    assert!(page.contains("data-testid=\"outside-error\""), "{page}");
+    assert!(page.contains("cannot reach"), "{page}");
+    let (st, inbox) = http_get(home.web, "/mail", Some(&cookie));
+    assert_eq!(st, 200, "{inbox}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn srv_records_and_private_addresses() {
+    let far = outside_provider().await;
+    let dns = FakeDns::start();
+    // No autoconfig host: discovery goes on to RFC 6186 SRV records.
+    dns.a("imap.far.test");
+    dns.add(
+        "_imaps._tcp.far.test",
+        RData::SRV(SRV::new(0, 1, far.imaps, name("imap.far.test"))),
+    );
+    dns.add(
+        "_submissions._tcp.far.test",
+        RData::SRV(SRV::new(0, 1, far.smtps, name("imap.far.test"))),
+    );
+    dns.add("far.test", RData::MX(MX::new(10, name("mx.far.test"))));
+    // The default config: no private addresses.
+    let home = home_for(&dns, far.web, false);
+    let (cookie, csrf) = home_session(&home);
+    let (_, page) = http_get(
+        home.web,
+        "/outside/add?address=jo%40far.test&discover=1",
+        Some(&cookie),
+    );
+    assert!(page.contains("SRV records (RFC 6186)"), "{page}");
+    assert!(page.contains("value=\"imap.far.test\""), "{page}");
+    assert!(page.contains(&format!("value=\"{}\"", far.imaps)), "{page}");
+
+    let body = form(&[
+        ("csrf", &csrf),
+        ("address", "jo@far.test"),
+        ("password", "far away pass"),
+        ("protocol", "imap"),
+        ("in_host", "imap.far.test"),
+        ("in_port", &far.imaps.to_string()),
+        ("in_security", "tls"),
+        ("remember", "1"),
+    ]);
+    let (_, resp) = http_post_form(
+        home.web,
+        "/api/outside_add",
+        &body,
+        &format!("Cookie: {cookie}\r\n"),
+    );
+    let back = location(&resp);
+    let (_, page) = http_get(home.web, &back, Some(&cookie));
+    assert!(
+        page.contains("Tern does not connect to private or local addresses"),
+        "{page}"
+    );
+    // An address literal is checked the same way.
+    let body = body.replace("imap.far.test", "127.0.0.1");
+    let (_, resp) = http_post_form(
+        home.web,
+        "/api/outside_add",
+        &body,
+        &format!("Cookie: {cookie}\r\n"),
+    );
+    let (_, page) = http_get(home.web, &location(&resp), Some(&cookie));
+    assert!(
+        page.contains("127.0.0.1: Tern does not connect to private or local addresses"),
+        "{page}"
+    );
+}
+
+/// A server that says nothing, or sends one endless line: the attempt
+/// ends with a clear message in bounded time and memory.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_servers_time_out_and_stay_bounded() {
+    let dns = FakeDns::start();
+    let home = home_for(&dns, 1, true);
+    let (cookie, csrf) = home_session(&home);
+
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in silent.incoming().flatten() {
+            held.push(s); // accept and never answer
+        }
+    });
+    let endless = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endless_port = endless.local_addr().unwrap().port();
+    let sent = Arc::new(Mutex::new(0usize));
+    let sent2 = sent.clone();
+    std::thread::spawn(move || {
+        for mut s in endless.incoming().flatten() {
+            let sent = sent2.clone();
+            std::thread::spawn(move || {
+                let chunk = [b'A'; 8192];
+                let _ = s.write_all(b"* OK ");
+                while s.write_all(&chunk).is_ok() {
+                    *sent.lock().unwrap() += chunk.len();
+                    if *sent.lock().unwrap() > 64 * 1024 * 1024 {
+                        break;
+                    }
+                }
+                let mut sink = [0u8; 64];
+                let _ = s.read(&mut sink);
+            });
+        }
+    });
+
+    for (port, expect) in [
+        (silent_port, "the server did not answer in time"),
+        (endless_port, "the server sent more than Tern accepts"),
+    ] {
+        let body = form(&[
+            ("csrf", &csrf),
+            ("address", "jo@far.test"),
+            ("password", "x"),
+            ("protocol", "imap"),
+            ("in_host", "127.0.0.1"),
+            ("in_port", &port.to_string()),
+            ("in_security", "starttls"),
+        ]);
+        let t0 = Instant::now();
+        let (_, resp) = http_post_form(
+            home.web,
+            "/api/outside_add",
+            &body,
+            &format!("Cookie: {cookie}\r\n"),
+        );
+        assert!(t0.elapsed() < Duration::from_secs(15), "{:?}", t0.elapsed());
+        let (_, page) = http_get(home.web, &location(&resp), Some(&cookie));
+        assert!(page.contains(expect), "{expect}: {page}");
+    }
+    // Tern stopped reading after its budget: the server could not push
+    // anywhere near its 64 MiB (socket buffers hold a few MiB at most).
+    std::thread::sleep(Duration::from_millis(300));
+    let pushed = *sent.lock().unwrap();
+    assert!(pushed < 16 * 1024 * 1024, "server pushed {pushed} bytes");
+}
