@@ -104,6 +104,15 @@ pub struct ComposeForm {
     pub mode: String,
     pub ref_f: String,
     pub ref_uid: Option<i64>,
+    /// A message of an outside account replied to or forwarded: the
+    /// account and the message's id there (`ref_f` is its folder).
+    pub ref_a: Option<i32>,
+    pub ref_id: String,
+    /// Who the message is from: "" for the account's own address, or
+    /// `o:<id>` for an outside account, sent through its provider.
+    pub from: String,
+    /// (value, label) of every address the user may send as.
+    pub from_choices: Vec<(String, String)>,
     pub draft_uid: Option<i64>,
     /// Attachments the message will carry without a new upload: those of
     /// the forwarded original, or those already in the draft.
@@ -434,6 +443,8 @@ pub async fn compose_data(
     uid: Option<i64>,
     draft: Option<i64>,
     to: String,
+    #[server(default)] a: Option<i32>,
+    #[server(default)] id: String,
 ) -> Result<Option<ComposeForm>, ServerFnError> {
     use self::ssr::*;
     use crate::auth::ssr::{core, core_error, current_session};
@@ -455,6 +466,37 @@ pub async fn compose_data(
             .map_err(core_error)?,
         ..Default::default()
     };
+    // The outside accounts that can send (they have an outgoing server).
+    let outside = core
+        .outside_accounts(s.account.id)
+        .await
+        .map_err(core_error)?;
+    let senders: Vec<_> = outside
+        .iter()
+        .filter(|o| o.settings.outgoing.is_some())
+        .collect();
+    if !senders.is_empty() {
+        d.from_choices.push((String::new(), me.clone()));
+        for o in &senders {
+            d.from_choices.push((
+                format!("o:{}", o.id),
+                format!(
+                    "{} (through {})",
+                    o.settings.address,
+                    o.settings
+                        .outgoing
+                        .as_ref()
+                        .map(|e| e.host.as_str())
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    if let Some(a) = a
+        && senders.iter().any(|o| o.id.0 == a)
+    {
+        d.from = format!("o:{a}");
+    }
     if let Some(uid) = draft {
         let id = mailbox_id(s.account.id, "Drafts").await?;
         let v = core
@@ -474,12 +516,32 @@ pub async fn compose_data(
         d.draft_uid = Some(uid);
         return Ok(Some(d));
     }
-    if let Some(uid) = uid {
-        let id = mailbox_id(s.account.id, &f).await?;
-        let v = core
-            .message_view(s.account.id, id, uid)
-            .await
-            .map_err(core_error)?;
+    // The message replied to or forwarded: local, or in an outside account.
+    let reference = match (uid, a) {
+        (Some(uid), _) => {
+            let mbox = mailbox_id(s.account.id, &f).await?;
+            Some(
+                core.message_view(s.account.id, mbox, uid)
+                    .await
+                    .map_err(core_error)?,
+            )
+        }
+        (None, Some(a)) if !id.is_empty() => {
+            let login = crate::outside::ssr::login_for(s.account.id, a, &s.csrf_token)
+                .await?
+                .ok_or_else(|| ServerFnError::new("enter the outside account's password first"))?;
+            let raw = crate::outside::ssr::client()?
+                .message(&login, &f, &mailcore::outside::MessageRef(id.clone()))
+                .await
+                .map_err(|e| ServerFnError::new(e.to_string()))?;
+            d.ref_a = Some(a);
+            d.ref_id = id.clone();
+            d.ref_f = f.clone();
+            Some(mailcore::view::MessageView::parse(&raw))
+        }
+        _ => None,
+    };
+    if let Some(v) = reference {
         let not_me = |a: &String| !a.eq_ignore_ascii_case(&me);
         let reply_to = if v.reply_to_addrs.is_empty() {
             v.from_addrs.clone()
@@ -537,7 +599,7 @@ pub async fn compose_data(
             mode
         };
         d.ref_f = f;
-        d.ref_uid = Some(uid);
+        d.ref_uid = uid;
     }
     Ok(Some(d))
 }

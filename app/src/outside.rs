@@ -67,7 +67,8 @@ pub struct AddData {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutsideMsg {
-    pub uid: u32,
+    /// The message's id on its server (IMAP UID or POP3 UIDL).
+    pub id: String,
     pub from: String,
     pub subject: String,
     pub date: String,
@@ -82,6 +83,10 @@ pub struct BoxData {
     pub account: OutsideRow,
     pub folders: Vec<(String, bool)>,
     pub folder: String,
+    /// A search, when the page shows one.
+    pub query: String,
+    /// The account is POP3: no folders, flags or search.
+    pub pop3: bool,
     pub rows: Vec<OutsideMsg>,
     pub total: u32,
     pub page: u32,
@@ -97,7 +102,10 @@ pub struct OutsideReadData {
     pub frame: Frame,
     pub account: OutsideRow,
     pub folder: String,
-    pub uid: u32,
+    pub id: String,
+    pub folders: Vec<String>,
+    pub pop3: bool,
+    pub can_send: bool,
     pub from: String,
     pub to: String,
     pub cc: String,
@@ -410,10 +418,71 @@ pub async fn outside_action(
     Ok(())
 }
 
+/// Flag, unflag, mark unread, move or delete one outside message, on its
+/// server; then back to the message, or to its folder when it left it.
+#[server(prefix = "/api", endpoint = "outside_msg_action")]
+pub async fn outside_msg_action(
+    csrf: String,
+    a: i32,
+    f: String,
+    id: String,
+    op: String,
+    #[server(default)] target: String,
+) -> Result<(), ServerFnError> {
+    use mailcore::outside::{MessageRef, OutsideFlag};
+    let s = crate::mail::ssr::require(&csrf).await?;
+    let Some(login) = ssr::login_for(s.account.id, a, &s.csrf_token).await? else {
+        leptos_actix::redirect(&format!("/outside/box?a={a}"));
+        return Ok(());
+    };
+    let client = ssr::client()?;
+    let m = MessageRef(id.clone());
+    let r = match op.as_str() {
+        "flag" => {
+            client
+                .set_flag(&login, &f, &m, OutsideFlag::Flagged, true)
+                .await
+        }
+        "unflag" => {
+            client
+                .set_flag(&login, &f, &m, OutsideFlag::Flagged, false)
+                .await
+        }
+        "unread" => {
+            client
+                .set_flag(&login, &f, &m, OutsideFlag::Seen, false)
+                .await
+        }
+        "move" => client.move_to(&login, &f, &m, &target).await,
+        "delete" => client.delete(&login, &f, &m).await,
+        other => return Err(ServerFnError::new(format!("unknown action {other}"))),
+    };
+    let folder_page = format!("/outside/box?a={a}&f={}", encode(&f));
+    match r {
+        Ok(()) if matches!(op.as_str(), "move" | "delete" | "unread") => {
+            leptos_actix::redirect(&format!("{folder_page}&ok={op}"))
+        }
+        Ok(()) => leptos_actix::redirect(&format!(
+            "/outside/read?a={a}&f={}&id={}&ok={op}",
+            encode(&f),
+            encode(&id)
+        )),
+        Err(e) => {
+            leptos_actix::redirect(&format!("{folder_page}&error={}", encode(&e.to_string())))
+        }
+    }
+    Ok(())
+}
+
 /// One folder of an outside account, newest first. A server that is down
 /// or refuses the login is a message on the page, not a failed page.
 #[server(prefix = "/api", endpoint = "outside_box")]
-pub async fn outside_box(a: i32, f: String, page: u32) -> Result<Option<BoxData>, ServerFnError> {
+pub async fn outside_box(
+    a: i32,
+    f: String,
+    page: u32,
+    #[server(default)] q: String,
+) -> Result<Option<BoxData>, ServerFnError> {
     use crate::auth::ssr::{core, core_error, current_session};
     use mailcore::outside::OutsideAccountId;
     let Some(s) = current_session().await? else {
@@ -432,6 +501,8 @@ pub async fn outside_box(a: i32, f: String, page: u32) -> Result<Option<BoxData>
         account: ssr::row(&acct),
         folders: Vec::new(),
         folder: folder.clone(),
+        query: q.clone(),
+        pop3: acct.settings.protocol == mailcore::outside::Protocol::Pop3,
         rows: Vec::new(),
         total: 0,
         page,
@@ -446,9 +517,15 @@ pub async fn outside_box(a: i32, f: String, page: u32) -> Result<Option<BoxData>
     let client = ssr::client()?;
     let result = async {
         let folders = client.folders(&login).await?;
-        let listing = client
-            .messages(&login, &folder, page, OUTSIDE_PAGE_SIZE)
-            .await?;
+        let listing = if q.trim().is_empty() {
+            client
+                .messages(&login, &folder, page, OUTSIDE_PAGE_SIZE)
+                .await?
+        } else {
+            client
+                .search(&login, &folder, &q, OUTSIDE_PAGE_SIZE)
+                .await?
+        };
         Ok::<_, mailcore::outside::OutsideError>((folders, listing))
     }
     .await;
@@ -461,7 +538,7 @@ pub async fn outside_box(a: i32, f: String, page: u32) -> Result<Option<BoxData>
                 .rows
                 .into_iter()
                 .map(|r| OutsideMsg {
-                    uid: r.uid,
+                    id: r.id.0,
                     from: r.from,
                     subject: r.subject,
                     date: short_rfc3339(&r.date),
@@ -496,7 +573,7 @@ fn short_rfc3339(s: &str) -> String {
 pub async fn outside_read(
     a: i32,
     f: String,
-    uid: u32,
+    id: String,
 ) -> Result<Option<OutsideReadData>, ServerFnError> {
     use crate::auth::ssr::{core, core_error, current_session};
     use mailcore::outside::OutsideAccountId;
@@ -511,7 +588,10 @@ pub async fn outside_read(
         frame: crate::mail::ssr::frame(&s).await?,
         account: ssr::row(&acct),
         folder: f.clone(),
-        uid,
+        id: id.clone(),
+        folders: Vec::new(),
+        pop3: acct.settings.protocol == mailcore::outside::Protocol::Pop3,
+        can_send: acct.settings.outgoing.is_some(),
         from: String::new(),
         to: String::new(),
         cc: String::new(),
@@ -526,8 +606,21 @@ pub async fn outside_read(
         d.error = Some("Enter this account's password again to read it.".into());
         return Ok(Some(d));
     };
-    match ssr::client()?.message(&login, &f, uid).await {
+    let client = ssr::client()?;
+    match client
+        .message(&login, &f, &mailcore::outside::MessageRef(id.clone()))
+        .await
+    {
         Ok(raw) => {
+            if !d.pop3
+                && let Ok(folders) = client.folders(&login).await
+            {
+                d.folders = folders
+                    .into_iter()
+                    .filter(|f| !f.noselect)
+                    .map(|f| f.name)
+                    .collect();
+            }
             let v = mailcore::view::MessageView::parse(&raw);
             d.from = v.from;
             d.to = v.to;
@@ -731,23 +824,31 @@ pub fn OutsideBoxPage() -> impl IntoView {
     let a = qp("a");
     let f = qp("f");
     let page = qp("page");
+    let query = qp("q");
     let data = Resource::new(
         move || {
             (
                 a().parse::<i32>().unwrap_or(0),
                 f(),
                 page().parse::<u32>().unwrap_or(1),
+                query(),
                 unlock.version().get(),
             )
         },
-        |(a, f, page, _)| outside_box(a, f, page),
+        |(a, f, page, q, _)| outside_box(a, f, page, q),
     );
+    let action_error = qp("error");
+    let sent = qp("sent");
     view! {
         <PageTitle text="Other account · Tern"/>
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
-                    Ok(Some(d)) => view! { <OutsideBox d=d unlock=unlock/> }.into_any(),
+                    Ok(Some(d)) => view! {
+                        {(!action_error().is_empty()).then(|| view! { <p class="error" role="alert" data-testid="action-error">{action_error()}</p> })}
+                        {(sent() == "1").then(|| view! { <p class="notice" role="status" data-testid="sent-notice">{format!("Sent through {}.", d.account.address)}</p> })}
+                        <OutsideBox d=d unlock=unlock/>
+                    }.into_any(),
                     Ok(None) => problem(None),
                     Err(e) => problem(Some(e)),
                 }
@@ -793,13 +894,22 @@ fn OutsideBox(d: BoxData, unlock: ServerAction<OutsideAction>) -> impl IntoView 
                     }).collect_view()}
                 </ul>
             </nav>
+            {(!d.pop3).then(|| view! {
+                <form method="get" action="/outside/box" role="search" class="inline">
+                    <input type="hidden" name="a" value=id.to_string()/>
+                    <input type="hidden" name="f" value=d.folder.clone()/>
+                    <input type="search" name="q" value=d.query.clone() aria-label="Search this folder" placeholder="Search this folder"/>
+                    <button type="submit">"Search"</button>
+                </form>
+            })}
             <p class="count" data-testid="outside-total">{format!("{} message{}", d.total, if d.total == 1 { "" } else { "s" })}</p>
             <table class="messages" data-testid="outside-messages">
                 <tbody>
                     {d.rows.iter().map(|r| {
-                        let link = format!("/outside/read?a={id}&f={}&uid={}", encode(&d.folder), r.uid);
+                        let link = format!("/outside/read?a={id}&f={}&id={}", encode(&d.folder), encode(&r.id));
                         view! {
                             <tr class:unread=!r.seen>
+                                <td class="flag">{if r.flagged { "★" } else { "" }}</td>
                                 <td class="from">{r.from.clone()}</td>
                                 <td class="subject"><a href=link>{if r.subject.is_empty() { "(no subject)".to_owned() } else { r.subject.clone() }}</a></td>
                                 <td class="date">{r.date.clone()}</td>
@@ -822,16 +932,18 @@ fn OutsideBox(d: BoxData, unlock: ServerAction<OutsideAction>) -> impl IntoView 
 pub fn OutsideReadPage() -> impl IntoView {
     let a = qp("a");
     let f = qp("f");
-    let uid = qp("uid");
+    let mid = qp("id");
+    let act = ServerAction::<OutsideMsgAction>::new();
     let data = Resource::new(
         move || {
             (
                 a().parse::<i32>().unwrap_or(0),
                 f(),
-                uid().parse::<u32>().unwrap_or(0),
+                mid(),
+                act.version().get(),
             )
         },
-        |(a, f, uid)| outside_read(a, f, uid),
+        |(a, f, id, _)| outside_read(a, f, id),
     );
     view! {
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
@@ -845,6 +957,7 @@ pub fn OutsideReadPage() -> impl IntoView {
                             <Shell frame=d.frame.clone()>
                                 <p><a href=back>{format!("Back to {} · {}", d.account.address, d.folder)}</a></p>
                                 {d.error.clone().map(|e| view! { <p class="error" role="alert" data-testid="outside-error">{e}</p> })}
+                                {d.error.is_none().then(|| view! { <OutsideActions d=d.clone() act=act/> })}
                                 <article class="message">
                                     <h1 data-testid="outside-subject">{title}</h1>
                                     <dl class="headers">
@@ -871,5 +984,76 @@ pub fn OutsideReadPage() -> impl IntoView {
                 }
             })}
         </Suspense>
+    }
+}
+
+/// What a user can do with an outside message: reply (through the
+/// account's provider), flag, mark unread, move, delete.
+#[component]
+fn OutsideActions(d: OutsideReadData, act: ServerAction<OutsideMsgAction>) -> impl IntoView {
+    let a = d.account.id;
+    let q = format!("a={a}&f={}&id={}", encode(&d.folder), encode(&d.id));
+    let (c, f, i) = (d.frame.csrf.clone(), d.folder.clone(), d.id.clone());
+    let button = move |op: &'static str, label: &'static str| {
+        action_button(act, c.clone(), a, f.clone(), i.clone(), op, label)
+    };
+    let imap = !d.pop3;
+    let folders: Vec<String> = d
+        .folders
+        .iter()
+        .filter(|f| **f != d.folder)
+        .cloned()
+        .collect();
+    let mover = (imap && !folders.is_empty()).then(|| view! {
+        <ActionForm action=act attr:class="inline">
+            <input type="hidden" name="csrf" value=d.frame.csrf.clone()/>
+            <input type="hidden" name="a" value=a.to_string()/>
+            <input type="hidden" name="f" value=d.folder.clone()/>
+            <input type="hidden" name="id" value=d.id.clone()/>
+            <input type="hidden" name="op" value="move"/>
+            <select name="target" aria-label="Move to folder">
+                {folders.iter().map(|f| view! { <option value=f.clone()>{f.clone()}</option> }).collect_view()}
+            </select>
+            <button type="submit" data-testid="outside-move">"Move"</button>
+        </ActionForm>
+    });
+    let flags = imap.then(|| {
+        (
+            button("flag", "Flag"),
+            button("unflag", "Unflag"),
+            button("unread", "Mark unread"),
+        )
+    });
+    view! {
+        <div class="actions" role="toolbar" aria-label="Message actions">
+            {d.can_send.then(|| view! {
+                <a class="button" href=format!("/compose?mode=reply&{q}") data-testid="outside-reply">"Reply"</a>
+                <a class="button" href=format!("/compose?mode=forward&{q}")>"Forward"</a>
+            })}
+            {flags}
+            {mover}
+            {button("delete", "Delete")}
+        </div>
+    }
+}
+
+fn action_button(
+    act: ServerAction<OutsideMsgAction>,
+    csrf: String,
+    a: i32,
+    folder: String,
+    id: String,
+    op: &'static str,
+    label: &'static str,
+) -> impl IntoView {
+    view! {
+        <ActionForm action=act attr:class="inline">
+            <input type="hidden" name="csrf" value=csrf/>
+            <input type="hidden" name="a" value=a.to_string()/>
+            <input type="hidden" name="f" value=folder/>
+            <input type="hidden" name="id" value=id/>
+            <input type="hidden" name="op" value=op/>
+            <button type="submit" data-testid=format!("outside-{op}")>{label}</button>
+        </ActionForm>
     }
 }

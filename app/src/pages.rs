@@ -574,6 +574,8 @@ pub fn ComposePage() -> impl IntoView {
     let to = q("to");
     let error = q("error");
     let saved = q("saved");
+    let outside = q("a");
+    let outside_id = q("id");
     let data = Resource::new(
         move || {
             (
@@ -582,9 +584,11 @@ pub fn ComposePage() -> impl IntoView {
                 uid().parse::<i64>().ok(),
                 draft().parse::<i64>().ok(),
                 to(),
+                outside().parse::<i32>().ok(),
+                outside_id(),
             )
         },
-        |(m, f, u, d, to)| compose_data(m, f, u, d, to),
+        |(m, f, u, d, to, a, id)| compose_data(m, f, u, d, to, a, id),
     );
     view! {
         <PageTitle text="Compose · Tern"/>
@@ -630,6 +634,16 @@ fn Compose(d: ComposeForm, error: String, saved: bool) -> impl IntoView {
                 <input type="hidden" name="ref_f" value=d.ref_f.clone()/>
                 <input type="hidden" name="ref_uid" value=d.ref_uid.map(|u| u.to_string()).unwrap_or_default()/>
                 <input type="hidden" name="draft_uid" value=d.draft_uid.map(|u| u.to_string()).unwrap_or_default()/>
+                <input type="hidden" name="ref_a" value=d.ref_a.map(|u| u.to_string()).unwrap_or_default()/>
+                <input type="hidden" name="ref_id" value=d.ref_id.clone()/>
+                {(!d.from_choices.is_empty()).then(|| view! {
+                    <label for="from">"From"</label>
+                    <select id="from" name="from">
+                        {d.from_choices.iter().map(|(v, label)| view! {
+                            <option value=v.clone() selected=*v == d.from>{label.clone()}</option>
+                        }).collect_view()}
+                    </select>
+                })}
                 <label for="to">"To"</label>
                 <input id="to" name="to" type="text" list="people" value=d.to.clone() autocomplete="off" multiple/>
                 <label for="cc">"Cc"</label>

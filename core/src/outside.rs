@@ -245,11 +245,37 @@ pub struct OutsideFolder {
     pub noselect: bool,
 }
 
+/// Names one message on an outside server across connections: the IMAP
+/// UID (within its folder), or the POP3 UIDL (RFC 1939 §7), never a POP3
+/// message number, which another client's deletion can shift.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MessageRef(pub String);
+
+impl MessageRef {
+    pub fn imap(uid: u32) -> Self {
+        MessageRef(uid.to_string())
+    }
+    pub fn imap_uid(&self) -> Option<u32> {
+        self.0.parse().ok().filter(|u| *u > 0)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A flag the webmail sets on an outside message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutsideFlag {
+    Seen,
+    Flagged,
+    /// Replied to, set when the webmail sends a reply.
+    Answered,
+}
+
 /// One message in a listing, from its headers only.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutsideSummary {
-    /// IMAP UID, or the POP3 message number.
-    pub uid: u32,
+    pub id: MessageRef,
     pub from: String,
     pub subject: String,
     /// RFC 3339, from the Date: header, empty when it has none.
@@ -313,13 +339,65 @@ pub trait OutsideMail: Send + Sync + 'static {
         page: u32,
         page_size: u32,
     ) -> Result<OutsidePage, OutsideError>;
-    /// The raw RFC 5322 bytes of one message.
+    /// The raw RFC 5322 bytes of one message. Reading marks it seen on
+    /// IMAP, as any mail client does.
     async fn message(
         &self,
         login: &OutsideLogin,
         folder: &str,
-        uid: u32,
+        id: &MessageRef,
     ) -> Result<Vec<u8>, OutsideError>;
+    /// Messages matching `query` in their headers or text (IMAP SEARCH on
+    /// the server; POP3 has no search), newest first, at most `limit`.
+    async fn search(
+        &self,
+        login: &OutsideLogin,
+        folder: &str,
+        query: &str,
+        limit: u32,
+    ) -> Result<OutsidePage, OutsideError>;
+    async fn set_flag(
+        &self,
+        login: &OutsideLogin,
+        folder: &str,
+        id: &MessageRef,
+        flag: OutsideFlag,
+        on: bool,
+    ) -> Result<(), OutsideError>;
+    /// IMAP only: into another folder of the same account.
+    async fn move_to(
+        &self,
+        login: &OutsideLogin,
+        folder: &str,
+        id: &MessageRef,
+        target: &str,
+    ) -> Result<(), OutsideError>;
+    /// To the account's Trash on IMAP when it has one (deleted for good
+    /// when the message is in Trash already); deleted on the server on
+    /// POP3.
+    async fn delete(
+        &self,
+        login: &OutsideLogin,
+        folder: &str,
+        id: &MessageRef,
+    ) -> Result<(), OutsideError>;
+    /// Sends `raw` through the account's submission server as its
+    /// address, then files a copy in its Sent folder when it has one (IMAP).
+    async fn send(
+        &self,
+        login: &OutsideLogin,
+        to: &[String],
+        raw: &[u8],
+    ) -> Result<SendReport, OutsideError>;
+}
+
+/// What sending through an outside provider did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendReport {
+    /// The provider's reply to the message.
+    pub reply: String,
+    /// The Sent folder the copy went to, if any.
+    pub filed_in: Option<String>,
 }
 
 /// The key that seals outside passwords.

@@ -114,7 +114,7 @@ async fn outside_provider() -> Tern {
     );
     t.deliver(
         "jo@far.test",
-        b"From: Ann Example <ann@elsewhere.test>\r\nTo: jo@far.test\r\nSubject: =?UTF-8?Q?Caf=C3=A9_<b>news</b>?=\r\nDate: Thu, 03 Dec 2026 10:00:00 +0000\r\n\r\nHello from far away.\r\n",
+        b"From: Ann Example <ann@elsewhere.test>\r\nTo: jo@far.test\r\nSubject: =?UTF-8?Q?Caf=C3=A9_<b>news</b>?=\r\nDate: Thu, 03 Dec 2026 10:00:00 +0000\r\nMessage-ID: <news-1@elsewhere.test>\r\n\r\nHello from far away.\r\n",
     )
     .await;
     t
@@ -299,6 +299,126 @@ async fn add_by_address_trust_the_certificate_and_read() {
     );
     assert!(home.dir.path().join("outside.key").exists());
 
+    // Actions act on the outside server: flag, then search finds it.
+    let a_id = boxurl.trim_start_matches("/outside/box?a=").to_owned();
+    let id_at = read.find("id=").unwrap() + 3;
+    let msg_id = read[id_at..].to_owned();
+    let act = |op: &str, target: &str, folder: &str| {
+        let body = form(&[
+            ("csrf", &csrf),
+            ("a", &a_id),
+            ("f", folder),
+            ("id", &msg_id),
+            ("op", op),
+            ("target", target),
+        ]);
+        let (st, resp) = http_post_form(home.web, "/api/outside_msg_action", &body, &cookie_h);
+        assert!((300..400).contains(&st), "{op}: {resp}");
+        location(&resp)
+    };
+    act("flag", "", "INBOX");
+    let (_, page) = http_get(home.web, &boxurl, Some(&cookie));
+    assert!(page.contains("<td class=\"flag\">★"), "{page}");
+    let (_, found) = http_get(
+        home.web,
+        &format!("{boxurl}&f=INBOX&q=far+away"),
+        Some(&cookie),
+    );
+    assert!(found.contains(">1 message<"), "{found}");
+    let (_, none) = http_get(
+        home.web,
+        &format!("{boxurl}&f=INBOX&q=nowhere-to-be-found"),
+        Some(&cookie),
+    );
+    assert!(none.contains(">0 messages<"), "{none}");
+    {
+        // What the provider itself holds: \Flagged and \Seen (read above).
+        let jo = far.core().await;
+        let acct = jo.account("jo@far.test").await.unwrap().unwrap();
+        let ib = jo.mailbox(acct.id, "INBOX").await.unwrap().unwrap();
+        let m = jo.message(acct.id, ib.id, 1).await.unwrap();
+        assert!(m.flags.contains(mailcore::Flags::FLAGGED), "{:?}", m.flags);
+        assert!(m.flags.contains(mailcore::Flags::SEEN), "{:?}", m.flags);
+    }
+
+    // Reply through the provider's submission server, from jo's address,
+    // to jo: the provider delivers it and files a copy in jo's Sent.
+    let (st, compose) = http_get(
+        home.web,
+        &format!("/compose?mode=reply&a={a_id}&f=INBOX&id={msg_id}"),
+        Some(&cookie),
+    );
+    assert_eq!(st, 200, "{compose}");
+    assert!(compose.contains("Re: Café"), "{compose}");
+    assert!(
+        compose.contains(&format!("<option value=\"o:{a_id}\" selected")),
+        "{compose}"
+    );
+    let boundary = "ternboundary42";
+    let mut mp = String::new();
+    for (k, v) in [
+        ("csrf", csrf.as_str()),
+        ("action", "send"),
+        ("from", &format!("o:{a_id}")),
+        ("to", "jo@far.test"),
+        ("subject", "Re: news"),
+        ("body", "A reply sent through far.test."),
+        ("mode", "reply"),
+        ("ref_f", "INBOX"),
+        ("ref_a", &a_id),
+        ("ref_id", &msg_id),
+    ] {
+        mp.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
+        ));
+    }
+    mp.push_str(&format!("--{boundary}--\r\n"));
+    let (st, resp) = http(
+        home.web,
+        &format!(
+            "POST /compose HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nCookie: {cookie}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{mp}",
+            home.web,
+            mp.len()
+        ),
+    );
+    assert!((300..400).contains(&st), "{resp}");
+    assert_eq!(
+        location(&resp),
+        format!("/outside/box?a={a_id}&sent=1"),
+        "{resp}"
+    );
+    let delivered = far.inbox("jo@far.test").await;
+    assert_eq!(
+        delivered.len(),
+        2,
+        "the reply reached jo's INBOX at the provider"
+    );
+    let reply = String::from_utf8_lossy(&delivered[1]).into_owned();
+    assert!(reply.contains("From: jo@far.test"), "{reply}");
+    assert!(reply.contains("A reply sent through far.test."), "{reply}");
+    assert!(reply.contains("In-Reply-To:"), "{reply}");
+    {
+        let jo = far.core().await;
+        let acct = jo.account("jo@far.test").await.unwrap().unwrap();
+        let sent = jo.mailbox(acct.id, "Sent").await.unwrap().unwrap();
+        assert_eq!(sent.total, 1, "a copy in the provider's Sent");
+        let ib = jo.mailbox(acct.id, "INBOX").await.unwrap().unwrap();
+        let m = jo.message(acct.id, ib.id, 1).await.unwrap();
+        assert!(m.flags.contains(mailcore::Flags::ANSWERED), "{:?}", m.flags);
+    }
+
+    // Move to Archive, then delete there (to Trash).
+    let back = act("move", "Archive", "INBOX");
+    assert!(back.contains("ok=move"), "{back}");
+    let (_, archive) = http_get(home.web, &format!("{boxurl}&f=Archive"), Some(&cookie));
+    assert!(archive.contains(">1 message<"), "{archive}");
+    let back = act("delete", "", "Archive");
+    assert!(back.contains("ok=delete"), "{back}");
+    let (_, archive) = http_get(home.web, &format!("{boxurl}&f=Archive"), Some(&cookie));
+    assert!(archive.contains(">0 messages<"), "{archive}");
+    let (_, trash) = http_get(home.web, &format!("{boxurl}&f=Trash"), Some(&cookie));
+    assert!(trash.contains(">1 message<"), "{trash}");
+
     // The outside server stopped: the page says so, the rest works.
     drop(far);
     let (st, page) = http_get(home.web, &boxurl, Some(&cookie));
@@ -440,4 +560,67 @@ async fn hostile_servers_time_out_and_stay_bounded() {
     std::thread::sleep(Duration::from_millis(300));
     let pushed = *sent.lock().unwrap();
     assert!(pushed < 16 * 1024 * 1024, "server pushed {pushed} bytes");
+}
+
+/// A POP3 maildrop: list, read, delete, with the message named by UIDL.
+#[tokio::test(flavor = "multi_thread")]
+async fn pop3_account_lists_reads_and_deletes() {
+    let far = outside_provider().await;
+    let dns = FakeDns::start();
+    dns.a("mail.far.test");
+    let home = home_for(&dns, far.web, true);
+    let (cookie, csrf) = home_session(&home);
+    let cookie_h = format!("Cookie: {cookie}\r\n");
+    let add = |trust: &str| {
+        form(&[
+            ("csrf", &csrf),
+            ("address", "jo@far.test"),
+            ("password", "far away pass"),
+            ("protocol", "pop3"),
+            ("in_host", "mail.far.test"),
+            ("in_port", &far.pop3.to_string()),
+            ("in_security", "starttls"),
+            ("trust", trust),
+        ])
+    };
+    let (_, resp) = http_post_form(home.web, "/api/outside_add", &add(""), &cookie_h);
+    let back = location(&resp);
+    let fp_at = back.find("cert=").expect("the certificate is shown first") + 5;
+    let fp: String = back[fp_at..]
+        .chars()
+        .take_while(|c| c.is_ascii_hexdigit())
+        .collect();
+    let (_, resp) = http_post_form(home.web, "/api/outside_add", &add(&fp), &cookie_h);
+    let boxurl = location(&resp);
+    assert!(boxurl.starts_with("/outside/box?a="), "{resp}");
+    let (_, page) = http_get(home.web, &boxurl, Some(&cookie));
+    assert!(page.contains(">1 message<"), "{page}");
+    assert!(page.contains("Café &lt;b&gt;news&lt;/b&gt;"), "{page}");
+    assert!(
+        !page.contains("Search this folder"),
+        "POP3 has no search: {page}"
+    );
+    let at = page.find("/outside/read?").unwrap();
+    let read = page[at..at + page[at..].find('"').unwrap()].replace("&amp;", "&");
+    let (_, msg) = http_get(home.web, &read, Some(&cookie));
+    assert!(msg.contains("Hello from far away."), "{msg}");
+    assert!(!msg.contains("outside-flag"), "POP3 has no flags: {msg}");
+
+    let a_id = boxurl.trim_start_matches("/outside/box?a=").to_owned();
+    let msg_id = read[read.find("id=").unwrap() + 3..].to_owned();
+    let body = form(&[
+        ("csrf", &csrf),
+        ("a", &a_id),
+        ("f", "INBOX"),
+        ("id", &msg_id),
+        ("op", "delete"),
+    ]);
+    let (_, resp) = http_post_form(home.web, "/api/outside_msg_action", &body, &cookie_h);
+    assert!(location(&resp).contains("ok=delete"), "{resp}");
+    assert!(
+        far.inbox("jo@far.test").await.is_empty(),
+        "deleted on the provider"
+    );
+    let (_, page) = http_get(home.web, &boxurl, Some(&cookie));
+    assert!(page.contains(">0 messages<"), "{page}");
 }

@@ -8,7 +8,8 @@ use std::time::Duration;
 use async_imap::types::{Flag, NameAttribute};
 use futures_util::TryStreamExt;
 use mailcore::outside::{
-    OutsideError, OutsideFolder, OutsideLogin, OutsidePage, OutsideSummary, Security,
+    MessageRef, OutsideError, OutsideFlag, OutsideFolder, OutsideLogin, OutsidePage,
+    OutsideSummary, Security,
 };
 
 use super::Outside;
@@ -207,6 +208,79 @@ impl Outside {
         Ok(out)
     }
 
+    /// EXAMINE (read-only) or SELECT; a NO reads as "no such folder".
+    async fn open_folder(
+        &self,
+        s: &mut Session,
+        budget: &Budget,
+        folder: &str,
+        write: bool,
+    ) -> Result<async_imap::types::Mailbox, OutsideError> {
+        let r = if write {
+            self.step("SELECT", budget, SMALL, s.select(folder)).await
+        } else {
+            self.step("EXAMINE", budget, SMALL, s.examine(folder)).await
+        };
+        r.map_err(|e| match e {
+            OutsideError::Protocol(_) => not_found(&format!("folder {folder}")),
+            other => other,
+        })
+    }
+
+    /// Headers, flags and sizes of `set` (sequence numbers, or UIDs with
+    /// `by_uid`), newest (highest sequence number) first.
+    async fn summaries(
+        &self,
+        s: &mut Session,
+        budget: &Budget,
+        set: String,
+        by_uid: bool,
+    ) -> Result<Vec<OutsideSummary>, OutsideError> {
+        const ITEMS: &str = "(UID FLAGS RFC822.SIZE BODY.PEEK[HEADER])";
+        let fetched = self
+            .step("FETCH", budget, self.cfg.max_listing_bytes, async {
+                let v: Vec<_> = if by_uid {
+                    s.uid_fetch(set, ITEMS).await?.try_collect().await?
+                } else {
+                    s.fetch(set, ITEMS).await?.try_collect().await?
+                };
+                Ok(v)
+            })
+            .await?;
+        let mut rows = Vec::new();
+        for f in &fetched {
+            let Some(uid) = f.uid else { continue };
+            let header = f.header().unwrap_or_default();
+            let parsed = mail_parser::MessageParser::default().parse_headers(header);
+            let (from, subject, date) = match &parsed {
+                Some(m) => (
+                    m.from()
+                        .and_then(|a| a.first())
+                        .map(|a| a.name().or(a.address()).unwrap_or_default().to_owned())
+                        .unwrap_or_default(),
+                    m.subject().unwrap_or_default().to_owned(),
+                    m.date().map(|d| d.to_rfc3339()).unwrap_or_default(),
+                ),
+                None => Default::default(),
+            };
+            let flags: Vec<Flag> = f.flags().collect();
+            rows.push((
+                f.message,
+                OutsideSummary {
+                    id: MessageRef::imap(uid),
+                    from,
+                    subject,
+                    date,
+                    size: f.size.unwrap_or(0),
+                    seen: flags.iter().any(|f| matches!(f, Flag::Seen)),
+                    flagged: flags.iter().any(|f| matches!(f, Flag::Flagged)),
+                },
+            ));
+        }
+        rows.sort_by_key(|r| std::cmp::Reverse(r.0));
+        Ok(rows.into_iter().map(|(_, r)| r).collect())
+    }
+
     pub(super) async fn imap_messages(
         &self,
         login: &OutsideLogin,
@@ -215,13 +289,7 @@ impl Outside {
         page_size: u32,
     ) -> Result<OutsidePage, OutsideError> {
         let (mut s, budget) = self.imap_session(login).await?;
-        let mbox = self
-            .step("EXAMINE", &budget, SMALL, s.examine(folder))
-            .await
-            .map_err(|e| match e {
-                OutsideError::Protocol(_) => not_found(&format!("folder {folder}")),
-                other => other,
-            })?;
+        let mbox = self.open_folder(&mut s, &budget, folder, false).await?;
         let total = mbox.exists;
         let page = page.max(1);
         let page_size = page_size.clamp(1, 200);
@@ -231,75 +299,81 @@ impl Outside {
         if skip < total {
             let hi = total - skip;
             let lo = hi.saturating_sub(page_size - 1).max(1);
-            let fetched = self
-                .step("FETCH", &budget, self.cfg.max_listing_bytes, async {
-                    let v: Vec<_> = s
-                        .fetch(
-                            format!("{lo}:{hi}"),
-                            "(UID FLAGS RFC822.SIZE BODY.PEEK[HEADER])",
-                        )
-                        .await?
-                        .try_collect()
-                        .await?;
-                    Ok(v)
-                })
+            rows = self
+                .summaries(&mut s, &budget, format!("{lo}:{hi}"), false)
                 .await?;
-            for f in &fetched {
-                let Some(uid) = f.uid else { continue };
-                let header = f.header().unwrap_or_default();
-                let parsed = mail_parser::MessageParser::default().parse_headers(header);
-                let (from, subject, date) = match &parsed {
-                    Some(m) => (
-                        m.from()
-                            .and_then(|a| a.first())
-                            .map(|a| a.name().or(a.address()).unwrap_or_default().to_owned())
-                            .unwrap_or_default(),
-                        m.subject().unwrap_or_default().to_owned(),
-                        m.date().map(|d| d.to_rfc3339()).unwrap_or_default(),
-                    ),
-                    None => Default::default(),
-                };
-                let flags: Vec<Flag> = f.flags().collect();
-                rows.push((
-                    f.message,
-                    OutsideSummary {
-                        uid,
-                        from,
-                        subject,
-                        date,
-                        size: f.size.unwrap_or(0),
-                        seen: flags.iter().any(|f| matches!(f, Flag::Seen)),
-                        flagged: flags.iter().any(|f| matches!(f, Flag::Flagged)),
-                    },
-                ));
-            }
         }
-        rows.sort_by_key(|r| std::cmp::Reverse(r.0));
         self.imap_logout(s, &budget).await;
-        Ok(OutsidePage {
-            total,
-            rows: rows.into_iter().map(|(_, r)| r).collect(),
-        })
+        Ok(OutsidePage { total, rows })
+    }
+
+    pub(super) async fn imap_search(
+        &self,
+        login: &OutsideLogin,
+        folder: &str,
+        query: &str,
+        limit: u32,
+    ) -> Result<OutsidePage, OutsideError> {
+        let key = search_key(query)?;
+        let (mut s, budget) = self.imap_session(login).await?;
+        self.open_folder(&mut s, &budget, folder, false).await?;
+        let found = self
+            .step(
+                "SEARCH",
+                &budget,
+                self.cfg.max_listing_bytes,
+                s.uid_search(&key),
+            )
+            .await?;
+        let total = u32::try_from(found.len()).unwrap_or(u32::MAX);
+        let mut uids: Vec<u32> = found.into_iter().collect();
+        uids.sort_unstable_by(|a, b| b.cmp(a));
+        uids.truncate(limit.clamp(1, 200) as usize);
+        let mut rows = Vec::new();
+        if !uids.is_empty() {
+            let set = uids
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            rows = self.summaries(&mut s, &budget, set, true).await?;
+            // By UID, newest first (a search result has no page order).
+            rows.sort_by_key(|r| std::cmp::Reverse(r.id.imap_uid().unwrap_or(0)));
+        }
+        self.imap_logout(s, &budget).await;
+        Ok(OutsidePage { total, rows })
     }
 
     pub(super) async fn imap_message(
         &self,
         login: &OutsideLogin,
         folder: &str,
-        uid: u32,
+        id: &MessageRef,
     ) -> Result<Vec<u8>, OutsideError> {
+        let uid = id
+            .imap_uid()
+            .ok_or_else(|| not_found(&format!("message {}", id.as_str())))?;
         let (mut s, budget) = self.imap_session(login).await?;
-        self.step("EXAMINE", &budget, SMALL, s.examine(folder))
+        // SELECT, and BODY[] rather than BODY.PEEK[]: reading marks the
+        // message \Seen on the server, as any mail client does (RFC 9051
+        // §6.4.5). A folder the account may only read falls back to EXAMINE.
+        let writable = self
+            .open_folder(&mut s, &budget, folder, true)
             .await
-            .map_err(|e| match e {
-                OutsideError::Protocol(_) => not_found(&format!("folder {folder}")),
-                other => other,
-            })?;
+            .is_ok();
+        if !writable {
+            self.open_folder(&mut s, &budget, folder, false).await?;
+        }
         let limit = self.cfg.max_message_bytes.saturating_add(FRAMING);
+        let items = if writable {
+            "(UID BODY[])"
+        } else {
+            "(UID BODY.PEEK[])"
+        };
         let fetched = self
             .step("FETCH", &budget, limit, async {
                 let v: Vec<_> = s
-                    .uid_fetch(uid.to_string(), "(UID BODY.PEEK[])")
+                    .uid_fetch(uid.to_string(), items)
                     .await?
                     .try_collect()
                     .await?;
@@ -314,5 +388,230 @@ impl Outside {
             .ok_or_else(|| not_found(&format!("message {uid}")))?;
         self.imap_logout(s, &budget).await;
         Ok(body)
+    }
+
+    pub(super) async fn imap_set_flag(
+        &self,
+        login: &OutsideLogin,
+        folder: &str,
+        id: &MessageRef,
+        flag: OutsideFlag,
+        on: bool,
+    ) -> Result<(), OutsideError> {
+        let uid = id
+            .imap_uid()
+            .ok_or_else(|| not_found(&format!("message {}", id.as_str())))?;
+        let (mut s, budget) = self.imap_session(login).await?;
+        self.open_folder(&mut s, &budget, folder, true).await?;
+        let name = match flag {
+            OutsideFlag::Seen => "\\Seen",
+            OutsideFlag::Flagged => "\\Flagged",
+            OutsideFlag::Answered => "\\Answered",
+        };
+        let op = if on { "+FLAGS.SILENT" } else { "-FLAGS.SILENT" };
+        self.step("STORE", &budget, SMALL, async {
+            let _: Vec<_> = s
+                .uid_store(uid.to_string(), format!("{op} ({name})"))
+                .await?
+                .try_collect()
+                .await?;
+            Ok(())
+        })
+        .await?;
+        self.imap_logout(s, &budget).await;
+        Ok(())
+    }
+
+    pub(super) async fn imap_move(
+        &self,
+        login: &OutsideLogin,
+        folder: &str,
+        id: &MessageRef,
+        target: &str,
+    ) -> Result<(), OutsideError> {
+        let uid = id
+            .imap_uid()
+            .ok_or_else(|| not_found(&format!("message {}", id.as_str())))?;
+        let (mut s, budget) = self.imap_session(login).await?;
+        self.open_folder(&mut s, &budget, folder, true).await?;
+        self.move_uid(&mut s, &budget, uid, target).await?;
+        self.imap_logout(s, &budget).await;
+        Ok(())
+    }
+
+    /// UID MOVE (RFC 6851) when the server has it; otherwise the RFC's
+    /// fallback: UID COPY, then \Deleted and UID EXPUNGE (RFC 4315) of
+    /// just that message, so other messages marked deleted stay.
+    async fn move_uid(
+        &self,
+        s: &mut Session,
+        budget: &Budget,
+        uid: u32,
+        target: &str,
+    ) -> Result<(), OutsideError> {
+        let caps = self
+            .step("CAPABILITY", budget, SMALL, s.capabilities())
+            .await?;
+        if caps.has_str("MOVE") {
+            return self
+                .step("MOVE", budget, SMALL, s.uid_mv(uid.to_string(), target))
+                .await;
+        }
+        self.step("COPY", budget, SMALL, s.uid_copy(uid.to_string(), target))
+            .await?;
+        self.expunge_uid(s, budget, uid, caps.has_str("UIDPLUS"))
+            .await
+    }
+
+    async fn expunge_uid(
+        &self,
+        s: &mut Session,
+        budget: &Budget,
+        uid: u32,
+        uidplus: bool,
+    ) -> Result<(), OutsideError> {
+        self.step("STORE", budget, SMALL, async {
+            let _: Vec<_> = s
+                .uid_store(uid.to_string(), "+FLAGS.SILENT (\\Deleted)")
+                .await?
+                .try_collect()
+                .await?;
+            Ok(())
+        })
+        .await?;
+        self.step("EXPUNGE", budget, SMALL, async {
+            if uidplus {
+                let _: Vec<_> = s.uid_expunge(uid.to_string()).await?.try_collect().await?;
+            } else {
+                let _: Vec<_> = s.expunge().await?.try_collect().await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// The folder with this special use (RFC 6154), else the usual names.
+    async fn special_folder(
+        &self,
+        s: &mut Session,
+        budget: &Budget,
+        want: NameAttribute<'static>,
+        names: &[&str],
+    ) -> Result<Option<String>, OutsideError> {
+        let list = self
+            .step("LIST", budget, self.cfg.max_listing_bytes, async {
+                let v: Vec<_> = s.list(Some(""), Some("*")).await?.try_collect().await?;
+                Ok(v)
+            })
+            .await?;
+        if let Some(n) = list.iter().find(|n| n.attributes().contains(&want)) {
+            return Ok(Some(n.name().to_owned()));
+        }
+        for want in names {
+            if let Some(n) = list.iter().find(|n| {
+                n.name().eq_ignore_ascii_case(want)
+                    && !n.attributes().contains(&NameAttribute::NoSelect)
+            }) {
+                return Ok(Some(n.name().to_owned()));
+            }
+        }
+        Ok(None)
+    }
+
+    pub(super) async fn imap_delete(
+        &self,
+        login: &OutsideLogin,
+        folder: &str,
+        id: &MessageRef,
+    ) -> Result<(), OutsideError> {
+        let uid = id
+            .imap_uid()
+            .ok_or_else(|| not_found(&format!("message {}", id.as_str())))?;
+        let (mut s, budget) = self.imap_session(login).await?;
+        let trash = self
+            .special_folder(
+                &mut s,
+                &budget,
+                NameAttribute::Trash,
+                &["Trash", "Deleted Items", "Deleted Messages", "INBOX.Trash"],
+            )
+            .await?;
+        self.open_folder(&mut s, &budget, folder, true).await?;
+        match trash {
+            Some(t) if !t.eq_ignore_ascii_case(folder) => {
+                self.move_uid(&mut s, &budget, uid, &t).await?;
+            }
+            _ => {
+                let caps = self
+                    .step("CAPABILITY", &budget, SMALL, s.capabilities())
+                    .await?;
+                self.expunge_uid(&mut s, &budget, uid, caps.has_str("UIDPLUS"))
+                    .await?;
+            }
+        }
+        self.imap_logout(s, &budget).await;
+        Ok(())
+    }
+
+    /// Files a sent message in the account's Sent folder, if it has one.
+    pub(super) async fn imap_file_sent(
+        &self,
+        login: &OutsideLogin,
+        raw: &[u8],
+    ) -> Result<Option<String>, OutsideError> {
+        let (mut s, budget) = self.imap_session(login).await?;
+        let sent = self
+            .special_folder(
+                &mut s,
+                &budget,
+                NameAttribute::Sent,
+                &["Sent", "Sent Items", "Sent Messages", "INBOX.Sent"],
+            )
+            .await?;
+        if let Some(folder) = &sent {
+            self.step(
+                "APPEND",
+                &budget,
+                SMALL,
+                s.append(folder, Some("(\\Seen)"), None, raw),
+            )
+            .await?;
+        }
+        self.imap_logout(s, &budget).await;
+        Ok(sent)
+    }
+}
+
+/// The SEARCH key for what a user typed: TEXT (headers and body, RFC 9051
+/// §6.4.4) as a quoted string, with CHARSET UTF-8 when it is not ASCII.
+fn search_key(query: &str) -> Result<String, OutsideError> {
+    let q = query.trim();
+    if q.is_empty() || q.len() > 200 || q.chars().any(char::is_control) {
+        return Err(OutsideError::Unsupported(
+            "search for 1 to 200 characters of text".into(),
+        ));
+    }
+    let quoted = format!("\"{}\"", q.replace('\\', "\\\\").replace('"', "\\\""));
+    Ok(if q.is_ascii() {
+        format!("TEXT {quoted}")
+    } else {
+        format!("CHARSET UTF-8 TEXT {quoted}")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_keys_are_quoted() {
+        assert_eq!(search_key("hello").unwrap(), "TEXT \"hello\"");
+        assert_eq!(
+            search_key("a \"b\" \\c").unwrap(),
+            "TEXT \"a \\\"b\\\" \\\\c\""
+        );
+        assert_eq!(search_key("café").unwrap(), "CHARSET UTF-8 TEXT \"café\"");
+        assert!(search_key("a\r\nb").is_err());
+        assert!(search_key("  ").is_err());
     }
 }

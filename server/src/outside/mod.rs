@@ -9,11 +9,14 @@ pub mod discover;
 pub mod dns;
 mod imap;
 pub mod net;
+pub mod pop3;
+mod smtp;
 
 use std::sync::Arc;
 
 use mailcore::outside::{
-    Discovered, OutsideError, OutsideFolder, OutsideLogin, OutsideMail, OutsidePage, Protocol,
+    Discovered, MessageRef, OutsideError, OutsideFlag, OutsideFolder, OutsideLogin, OutsideMail,
+    OutsidePage, Protocol, SendReport,
 };
 
 use crate::config::OutsideConfig;
@@ -46,8 +49,10 @@ impl Outside {
     }
 }
 
-fn pop3_not_yet() -> OutsideError {
-    OutsideError::Unsupported("reading POP3 outside accounts is not available yet".into())
+fn imap_only(what: &str) -> OutsideError {
+    OutsideError::Unsupported(format!(
+        "{what} needs IMAP; POP3 has no folders, flags or search"
+    ))
 }
 
 #[async_trait::async_trait]
@@ -59,14 +64,18 @@ impl OutsideMail for Outside {
     async fn check(&self, login: &OutsideLogin) -> Result<(), OutsideError> {
         match login.settings.protocol {
             Protocol::Imap => self.imap_check(login).await,
-            Protocol::Pop3 => Err(pop3_not_yet()),
+            Protocol::Pop3 => self.pop_check(login).await,
         }
     }
 
     async fn folders(&self, login: &OutsideLogin) -> Result<Vec<OutsideFolder>, OutsideError> {
         match login.settings.protocol {
             Protocol::Imap => self.imap_folders(login).await,
-            Protocol::Pop3 => Err(pop3_not_yet()),
+            // A maildrop is one folder (RFC 1939 §1).
+            Protocol::Pop3 => Ok(vec![OutsideFolder {
+                name: "INBOX".into(),
+                noselect: false,
+            }]),
         }
     }
 
@@ -79,7 +88,7 @@ impl OutsideMail for Outside {
     ) -> Result<OutsidePage, OutsideError> {
         match login.settings.protocol {
             Protocol::Imap => self.imap_messages(login, folder, page, page_size).await,
-            Protocol::Pop3 => Err(pop3_not_yet()),
+            Protocol::Pop3 => self.pop_messages(login, page, page_size).await,
         }
     }
 
@@ -87,11 +96,84 @@ impl OutsideMail for Outside {
         &self,
         login: &OutsideLogin,
         folder: &str,
-        uid: u32,
+        id: &MessageRef,
     ) -> Result<Vec<u8>, OutsideError> {
         match login.settings.protocol {
-            Protocol::Imap => self.imap_message(login, folder, uid).await,
-            Protocol::Pop3 => Err(pop3_not_yet()),
+            Protocol::Imap => self.imap_message(login, folder, id).await,
+            Protocol::Pop3 => self.pop_message(login, id).await,
         }
+    }
+
+    async fn search(
+        &self,
+        login: &OutsideLogin,
+        folder: &str,
+        query: &str,
+        limit: u32,
+    ) -> Result<OutsidePage, OutsideError> {
+        match login.settings.protocol {
+            Protocol::Imap => self.imap_search(login, folder, query, limit).await,
+            Protocol::Pop3 => Err(imap_only("searching")),
+        }
+    }
+
+    async fn set_flag(
+        &self,
+        login: &OutsideLogin,
+        folder: &str,
+        id: &MessageRef,
+        flag: OutsideFlag,
+        on: bool,
+    ) -> Result<(), OutsideError> {
+        match login.settings.protocol {
+            Protocol::Imap => self.imap_set_flag(login, folder, id, flag, on).await,
+            Protocol::Pop3 => Err(imap_only("flagging")),
+        }
+    }
+
+    async fn move_to(
+        &self,
+        login: &OutsideLogin,
+        folder: &str,
+        id: &MessageRef,
+        target: &str,
+    ) -> Result<(), OutsideError> {
+        match login.settings.protocol {
+            Protocol::Imap => self.imap_move(login, folder, id, target).await,
+            Protocol::Pop3 => Err(imap_only("moving")),
+        }
+    }
+
+    async fn delete(
+        &self,
+        login: &OutsideLogin,
+        folder: &str,
+        id: &MessageRef,
+    ) -> Result<(), OutsideError> {
+        match login.settings.protocol {
+            Protocol::Imap => self.imap_delete(login, folder, id).await,
+            Protocol::Pop3 => self.pop_delete(login, id).await,
+        }
+    }
+
+    async fn send(
+        &self,
+        login: &OutsideLogin,
+        to: &[String],
+        raw: &[u8],
+    ) -> Result<SendReport, OutsideError> {
+        let reply = self.smtp_send(login, to, raw).await?;
+        // The message is sent: a Sent copy that fails is not a failed send.
+        let filed_in = match login.settings.protocol {
+            Protocol::Imap => match self.imap_file_sent(login, raw).await {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!(address = %login.settings.address, error = %e, "sent, but no copy in the outside Sent folder");
+                    None
+                }
+            },
+            Protocol::Pop3 => None,
+        };
+        Ok(SendReport { reply, filed_in })
     }
 }

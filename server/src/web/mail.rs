@@ -175,6 +175,31 @@ pub async fn attachment(
     }
 }
 
+/// An outside account's login for this session, or the page that says
+/// what is missing.
+async fn outside_login(
+    core: &Core,
+    s: &mailcore::sessions::WebSession,
+    a: i32,
+) -> Result<mailcore::outside::OutsideLogin, HttpResponse> {
+    use actix_web::http::StatusCode;
+    match core
+        .outside_login(
+            s.account.id,
+            mailcore::outside::OutsideAccountId(a),
+            &s.csrf_token,
+        )
+        .await
+    {
+        Ok(Some(l)) => Ok(l),
+        Ok(None) => Err(plain(
+            StatusCode::FORBIDDEN,
+            "Enter the outside account's password (open the account) before sending from it.",
+        )),
+        Err(e) => Err(core_failure(e)),
+    }
+}
+
 /// The compose form, as posted.
 #[derive(Default, Debug)]
 struct Draft {
@@ -188,6 +213,11 @@ struct Draft {
     /// The message replied to or forwarded: folder and uid.
     ref_f: String,
     ref_uid: Option<i64>,
+    /// Or a message of an outside account: its id there, in `ref_f`.
+    ref_a: Option<i32>,
+    ref_id: String,
+    /// "" for the account's address, `o:<id>` for an outside account.
+    from: String,
     mode: String,
     /// The draft this form was opened from, replaced on save, removed on send.
     draft_uid: Option<i64>,
@@ -314,6 +344,9 @@ async fn read_form(
             "body" => d.body = text(),
             "ref_f" => d.ref_f = text(),
             "ref_uid" => d.ref_uid = text().trim().parse().ok(),
+            "ref_a" => d.ref_a = text().trim().parse().ok(),
+            "ref_id" => d.ref_id = one_line(&text()),
+            "from" => d.from = text().trim().to_owned(),
             "mode" => d.mode = text(),
             "draft_uid" => d.draft_uid = text().trim().parse().ok(),
             "attachment" => {
@@ -410,6 +443,7 @@ fn back_to_compose(error: &str) -> HttpResponse {
 pub async fn compose(
     core: web::Data<Core>,
     settings: web::Data<WebSettings>,
+    outside: web::Data<app::outside::ssr::OutsideClient>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
@@ -460,6 +494,39 @@ pub async fn compose(
         reference = Some(view);
         ref_box = Some((mbox, uid));
     }
+    // A message of an outside account, read from its server again.
+    let outside_ref = match d.ref_a {
+        Some(a) if !d.ref_id.is_empty() => match outside_login(&core, &s, a).await {
+            Ok(login) => {
+                let id = mailcore::outside::MessageRef(d.ref_id.clone());
+                match outside.0.message(&login, &d.ref_f, &id).await {
+                    Ok(raw) => {
+                        if d.mode == "forward" {
+                            forwarded = MessageView::all_attachments(&raw);
+                        }
+                        reference = Some(MessageView::parse(&raw));
+                        Some((login, id))
+                    }
+                    Err(e) => return plain(StatusCode::BAD_GATEWAY, &e.to_string()),
+                }
+            }
+            Err(r) => return r,
+        },
+        _ => None,
+    };
+    // Sending as an outside address goes through that provider.
+    let sender = match d.from.strip_prefix("o:").map(str::parse::<i32>) {
+        None => None,
+        Some(Ok(a)) => match outside_login(&core, &s, a).await {
+            Ok(login) => Some((a, login)),
+            Err(r) => return r,
+        },
+        Some(Err(_)) => return plain(StatusCode::BAD_REQUEST, "unknown sender"),
+    };
+    let from_address = sender
+        .as_ref()
+        .map(|(_, l)| l.settings.address.clone())
+        .unwrap_or_else(|| account.address.clone());
     let drafts = match mailbox_id(&core, account.id, "Drafts").await {
         Ok(m) => m,
         Err(r) => return r,
@@ -490,7 +557,7 @@ pub async fn compose(
         let d = &d;
         let reference = reference.as_ref();
         let forwarded = forwarded.clone();
-        let from = account.address.clone();
+        let from = from_address.clone();
         let drop_old_draft = &drop_old_draft;
         async move {
             let (msg, invalid) = match build(&from, d, reference, forwarded, true) {
@@ -561,7 +628,7 @@ pub async fn compose(
         }
     }
     let msg = match build(
-        &account.address,
+        &from_address,
         &d,
         reference.as_ref(),
         forwarded.clone(),
@@ -571,6 +638,35 @@ pub async fn compose(
         Err(e) => return save_draft(Some(e)).await,
     };
     let raw = msg.formatted();
+    if let Some((a, login)) = &sender {
+        if rcpts.is_empty() {
+            return save_draft(Some("Not sent: no recipients".into())).await;
+        }
+        return match outside.0.send(login, &rcpts, &raw).await {
+            Ok(report) => {
+                tracing::info!(user = %account.address, from = %login.settings.address, rcpts = ?rcpts, reply = %report.reply, sent_copy = ?report.filed_in, "web send through an outside provider");
+                if let Some((rlogin, id)) = &outside_ref
+                    && d.mode != "forward"
+                {
+                    let _ = outside
+                        .0
+                        .set_flag(
+                            rlogin,
+                            &d.ref_f,
+                            id,
+                            mailcore::outside::OutsideFlag::Answered,
+                            true,
+                        )
+                        .await;
+                }
+                drop_old_draft(d.draft_uid).await;
+                HttpResponse::SeeOther()
+                    .insert_header((header::LOCATION, format!("/outside/box?a={a}&sent=1")))
+                    .finish()
+            }
+            Err(e) => save_draft(Some(format!("Not sent: {e}"))).await,
+        };
+    }
     let ip = req
         .peer_addr()
         .map(|a| a.ip().to_string())

@@ -153,6 +153,7 @@ pub fn server(
                     .add(("X-Frame-Options", "DENY")),
             )
             .app_data(web::Data::new(core.clone()))
+            .app_data(web::Data::new(app::outside::ssr::OutsideClient(outside.clone())))
             .app_data(web::Data::new(settings.clone()))
             .app_data(metrics_state.clone())
             .route("/metrics", web::get().to(metrics::metrics))
