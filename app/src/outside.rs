@@ -34,6 +34,11 @@ pub struct OutsideRow {
     pub protocol: String,
     pub remembered: bool,
     pub last_error: Option<String>,
+    /// "", "keep" or "delete".
+    pub fetch_mode: String,
+    /// How fetching went: counts, or the last failure.
+    pub fetch_status: String,
+    pub pop3: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +152,17 @@ pub mod ssr {
             protocol: a.settings.protocol.as_str().to_uppercase(),
             remembered: a.remembered,
             last_error: a.last_error.clone(),
+            fetch_mode: a.fetch.mode.as_str().to_owned(),
+            fetch_status: match (&a.fetch.status, a.fetch.mode) {
+                (Some(e), _) => format!("Fetching failed: {e}"),
+                (None, mailcore::outside_fetch::FetchMode::Off) => String::new(),
+                (None, _) => format!(
+                    "{} message{} fetched so far.",
+                    a.fetch.fetched_total,
+                    if a.fetch.fetched_total == 1 { "" } else { "s" }
+                ),
+            },
+            pop3: a.settings.protocol == Protocol::Pop3,
         }
     }
 
@@ -386,6 +402,24 @@ pub async fn outside_add(
         Ok(id) => leptos_actix::redirect(&format!("/outside/box?a={id}")),
         Err(e) if e.is_temporary() => return Err(crate::auth::ssr::core_error(e)),
         Err(e) => leptos_actix::redirect(&back(format!("error={}", encode(&e.to_string())))),
+    }
+    Ok(())
+}
+
+/// Turns fetching into the local INBOX on or off for an account.
+#[server(prefix = "/api", endpoint = "outside_fetch")]
+pub async fn outside_fetch(csrf: String, a: i32, mode: String) -> Result<(), ServerFnError> {
+    use mailcore::outside::OutsideAccountId;
+    use mailcore::outside_fetch::FetchMode;
+    let s = crate::mail::ssr::require(&csrf).await?;
+    let mode = FetchMode::parse(&mode).ok_or_else(|| ServerFnError::new("unknown fetch mode"))?;
+    match crate::auth::ssr::core()?
+        .set_outside_fetch(s.account.id, OutsideAccountId(a), mode)
+        .await
+    {
+        Ok(()) => leptos_actix::redirect("/outside?ok=fetch"),
+        Err(e) if e.is_temporary() => return Err(crate::auth::ssr::core_error(e)),
+        Err(e) => leptos_actix::redirect(&format!("/outside?error={}", encode(&e.to_string()))),
     }
     Ok(())
 }
@@ -653,7 +687,11 @@ fn qp(name: &'static str) -> impl Fn() -> String + Copy {
 #[component]
 pub fn OutsidePage() -> impl IntoView {
     let act = ServerAction::<OutsideAction>::new();
-    let data = Resource::new(move || act.version().get(), |_| outside_list());
+    let fetch_act = ServerAction::<OutsideFetch>::new();
+    let data = Resource::new(
+        move || (act.version().get(), fetch_act.version().get()),
+        |_| outside_list(),
+    );
     let error = qp("error");
     view! {
         <PageTitle text="Other accounts · Tern"/>
@@ -666,6 +704,7 @@ pub fn OutsidePage() -> impl IntoView {
                         let accounts = d.accounts.clone();
                         let list = accounts.into_iter().map(move |a| {
                                         let csrf = csrf.clone();
+                                        let csrf2 = csrf.clone();
                                         view! {
                                             <li>
                                                 <a href=format!("/outside/box?a={}", a.id)>{a.address.clone()}</a>
@@ -673,6 +712,19 @@ pub fn OutsidePage() -> impl IntoView {
                                                 <span class="count">{format!("{} · {}", a.protocol, a.server)}</span>
                                                 {(!a.remembered).then(|| view! { <span class="label">"password for this session only"</span> })}
                                                 {a.last_error.clone().map(|e| view! { <p class="error">{e}</p> })}
+                                                <ActionForm action=fetch_act attr:class="inline fetchform">
+                                                    <input type="hidden" name="csrf" value=csrf2/>
+                                                    <input type="hidden" name="a" value=a.id.to_string()/>
+                                                    <select name="mode" aria-label=format!("Fetching for {}", a.address) data-testid="fetch-mode">
+                                                        <option value="" selected=a.fetch_mode.is_empty()>"Read here only"</option>
+                                                        <option value="keep" selected=a.fetch_mode == "keep">"Fetch new mail into my Inbox, keep it on the server"</option>
+                                                        {a.pop3.then(|| view! {
+                                                            <option value="delete" selected=a.fetch_mode == "delete">"Fetch new mail into my Inbox, then delete it on the server"</option>
+                                                        })}
+                                                    </select>
+                                                    <button type="submit">"Save"</button>
+                                                </ActionForm>
+                                                {(!a.fetch_status.is_empty()).then(|| view! { <p class="count" data-testid="fetch-status">{a.fetch_status.clone()}</p> })}
                                                 <ActionForm action=act attr:class="inline">
                                                     <input type="hidden" name="csrf" value=csrf/>
                                                     <input type="hidden" name="op" value="remove"/>

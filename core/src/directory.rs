@@ -605,6 +605,17 @@ impl Core {
 /// Deletes an account's messages and mailboxes, releasing blob references.
 async fn delete_account_mail<C: ConnectionTrait>(txn: &C, account_id: i32) -> CoreResult<()> {
     // Its outside accounts go too, sealed passwords with them.
+    let outside: Vec<i32> = crate::entities::outside_account::Entity::find()
+        .filter(crate::entities::outside_account::Column::AccountId.eq(account_id))
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|o| o.id)
+        .collect();
+    crate::entities::outside_fetched::Entity::delete_many()
+        .filter(crate::entities::outside_fetched::Column::OutsideId.is_in(outside))
+        .exec(txn)
+        .await?;
     crate::entities::outside_account::Entity::delete_many()
         .filter(crate::entities::outside_account::Column::AccountId.eq(account_id))
         .exec(txn)

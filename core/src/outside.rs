@@ -190,6 +190,8 @@ pub struct OutsideAccount {
     /// What went wrong the last time Tern talked to the server.
     pub last_error: Option<String>,
     pub created_at: i64,
+    /// Fetching its mail into the owner's INBOX.
+    pub fetch: crate::outside_fetch::FetchState,
 }
 
 /// What a connection to an outside server needs.
@@ -516,6 +518,7 @@ pub(crate) struct OutsideState {
 }
 
 fn to_account(m: outside_account::Model) -> OutsideAccount {
+    let fetch = crate::outside_fetch::FetchState::of(&m);
     let security = |s: &str| Security::parse(s).unwrap_or(Security::Tls);
     let outgoing = (!m.out_host.is_empty()).then(|| Endpoint {
         host: m.out_host.clone(),
@@ -540,6 +543,7 @@ fn to_account(m: outside_account::Model) -> OutsideAccount {
         pinned_cert: m.pinned_cert,
         last_error: m.last_error,
         created_at: m.created_at,
+        fetch,
     }
 }
 
@@ -735,6 +739,10 @@ impl Core {
         if res.rows_affected == 0 {
             return Err(CoreError::NotFound(format!("outside account {id}")));
         }
+        crate::entities::outside_fetched::Entity::delete_many()
+            .filter(crate::entities::outside_fetched::Column::OutsideId.eq(id.0))
+            .exec(self.wdb())
+            .await?;
         if let Ok(mut m) = self.inner.outside.session.lock() {
             m.retain(|(_, a), _| *a != id);
         }

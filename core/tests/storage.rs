@@ -1351,3 +1351,116 @@ async fn keywords_are_stored_copied_and_limited() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn outside_accounts_seal_fetch_once_and_go_with_their_owner() {
+    use mailcore::outside::{Endpoint, OutsideSettings, Protocol, Security};
+    use mailcore::outside_fetch::FetchMode;
+    for_each_backend("outside", |core| async move {
+        let ids = setup(&core, &["o", "p"]).await;
+        let dir = tempfile::tempdir().unwrap();
+        core.set_outside_key_file(dir.path().join("outside.key"));
+        let settings = OutsideSettings {
+            address: "jo@far.test".into(),
+            username: "jo".into(),
+            protocol: Protocol::Pop3,
+            incoming: Endpoint::new("pop.far.test", 995, Security::Tls),
+            outgoing: None,
+        };
+        let id = core
+            .add_outside_account(ids[0], &settings, "s3cret", true, "sess", None)
+            .await
+            .unwrap();
+        // Another owner cannot see or use it.
+        assert!(core.outside_account(ids[1], id).await.is_err());
+        assert!(core.outside_login(ids[1], id, "sess").await.is_err());
+        let login = core.outside_login(ids[0], id, "").await.unwrap().unwrap();
+        assert_eq!(login.password, "s3cret");
+        // Session-only: held in memory for that session, gone at sign-out.
+        let mut other = settings.clone();
+        other.address = "kim@far.test".into();
+        let held = core
+            .add_outside_account(ids[0], &other, "pw2", false, "sess", None)
+            .await
+            .unwrap();
+        assert_eq!(
+            core.outside_login(ids[0], held, "sess")
+                .await
+                .unwrap()
+                .unwrap()
+                .password,
+            "pw2"
+        );
+        assert!(
+            core.outside_login(ids[0], held, "other")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        core.forget_outside_passwords("sess");
+        assert!(
+            core.outside_login(ids[0], held, "sess")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            core.set_outside_fetch(ids[0], held, FetchMode::Keep)
+                .await
+                .is_err()
+        );
+
+        core.set_outside_fetch(ids[0], id, FetchMode::Delete)
+            .await
+            .unwrap();
+        let jobs = core.outside_fetch_due(core.clock().now()).await.unwrap();
+        assert_eq!(jobs.len(), 1);
+        let job = &jobs[0];
+        assert!(
+            core.store_fetched(job, "pop3:a1", &msg("f1", "x"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !core
+                .store_fetched(job, "pop3:a1", &msg("f1", "x"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            core.store_fetched(job, "pop3:a2", &msg("f2", "y"))
+                .await
+                .unwrap()
+        );
+        assert_eq!(inbox(&core, ids[0]).await.total, 2);
+        let done = core
+            .outside_fetched_keys(id, &["pop3:a1".into(), "pop3:zz".into()])
+            .await
+            .unwrap();
+        assert!(done.contains("pop3:a1") && !done.contains("pop3:zz"));
+        let acct = core.outside_account(ids[0], id).await.unwrap();
+        assert_eq!(acct.fetch.fetched_total, 2);
+        // A failed run backs off and says why.
+        let now = core.clock().now();
+        core.finish_outside_fetch(id, Err("cannot reach pop.far.test".into()), now, 60)
+            .await
+            .unwrap();
+        let acct = core.outside_account(ids[0], id).await.unwrap();
+        assert_eq!(
+            acct.fetch.status.as_deref(),
+            Some("cannot reach pop.far.test")
+        );
+        assert_eq!(acct.fetch.next_at, now + 120);
+        assert!(core.outside_fetch_due(now).await.unwrap().is_empty());
+
+        core.remove_account("o@example.test").await.unwrap();
+        assert!(core.outside_account(ids[0], id).await.is_err());
+        assert!(
+            core.outside_fetched_keys(id, &["pop3:a1".into()])
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    })
+    .await;
+}

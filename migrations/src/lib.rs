@@ -14,6 +14,7 @@ mod m20261201_000006_health;
 mod m20261202_000007_spool;
 mod m20261202_000008_delivered_to;
 mod m20261204_000009_outside;
+mod m20261204_000010_outside_fetch;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000007_spool::Migration),
             Box::new(m20261202_000008_delivered_to::Migration),
             Box::new(m20261204_000009_outside::Migration),
+            Box::new(m20261204_000010_outside_fetch::Migration),
         ]
     }
 }

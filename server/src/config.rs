@@ -54,6 +54,8 @@ pub struct OutsideConfig {
     /// (443 and 80; tests point them at a local web server).
     pub autoconfig_https_port: u16,
     pub autoconfig_http_port: u16,
+    /// How often accounts with fetching on are checked for new mail.
+    pub fetch_interval_secs: u64,
 }
 
 impl Default for OutsideConfig {
@@ -67,6 +69,7 @@ impl Default for OutsideConfig {
             max_listing_bytes: 8 * 1024 * 1024,
             autoconfig_https_port: 443,
             autoconfig_http_port: 80,
+            fetch_interval_secs: 300,
         }
     }
 }
@@ -417,6 +420,7 @@ impl Config {
             "outside.max_listing_bytes",
             "outside.autoconfig_https_port",
             "outside.autoconfig_http_port",
+            "outside.fetch_interval_secs",
         ]));
         fig.extract().map_err(|e| format!("configuration: {e}"))
     }

@@ -45,6 +45,12 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     // Outside accounts: sealed passwords under a key beside the data.
     core.set_outside_key_file(cfg.data_dir.join("outside.key"));
     let outside = std::sync::Arc::new(crate::outside::Outside::from_config(&cfg.outside)?);
+    let fetcher = crate::outside::fetch::start(
+        core.clone(),
+        outside.clone(),
+        cfg.hostname.clone(),
+        std::time::Duration::from_secs(cfg.outside.fetch_interval_secs.max(1)),
+    );
     let web = crate::web::server(&cfg, core.clone(), outside)?;
     let handle = web.handle();
     let web_task = tokio::spawn(web);
@@ -54,6 +60,7 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     for t in &mail_tasks {
         t.abort();
     }
+    fetcher.abort();
     if let Some(r) = runner {
         // Attempts in flight get a moment to record their result; any
         // still running after that are retried when their lease expires.

@@ -164,19 +164,25 @@ fn home_session(home: &Tern) -> (String, String) {
 }
 
 fn home_for(dns: &FakeDns, outside_web: u16, allow_private: bool) -> Tern {
+    home_with(dns, outside_web, allow_private, &[])
+}
+
+fn home_with(dns: &FakeDns, outside_web: u16, allow_private: bool, extra: &[(&str, &str)]) -> Tern {
     let web = outside_web.to_string();
-    start(&[
+    let ns = dns.addr();
+    let mut env: Vec<(&str, &str)> = vec![
         (
             "TERN_OUTSIDE__ALLOW_PRIVATE",
             if allow_private { "true" } else { "false" },
         ),
-        ("TERN_OUTSIDE__NAMESERVER", &dns.addr()),
+        ("TERN_OUTSIDE__NAMESERVER", &ns),
         ("TERN_OUTSIDE__AUTOCONFIG_HTTP_PORT", &web),
-        // Nothing listens there: the https:// tries fail fast.
         ("TERN_OUTSIDE__AUTOCONFIG_HTTPS_PORT", "1"),
         ("TERN_OUTSIDE__COMMAND_TIMEOUT_SECS", "3"),
         ("TERN_OUTSIDE__CONNECT_TIMEOUT_SECS", "3"),
-    ])
+    ];
+    env.extend_from_slice(extra);
+    start(&env)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -623,4 +629,205 @@ async fn pop3_account_lists_reads_and_deletes() {
     );
     let (_, page) = http_get(home.web, &boxurl, Some(&cookie));
     assert!(page.contains(">0 messages<"), "{page}");
+}
+
+async fn inbox_total(t: &Tern, user: &str) -> i64 {
+    let core = t.core().await;
+    let a = core.account(user).await.unwrap().unwrap();
+    core.mailbox(a.id, "INBOX").await.unwrap().unwrap().total
+}
+
+async fn deliver_many(t: &Tern, user: &str, n: usize, tag: &str) {
+    let core = t.core().await;
+    let a = core.account(user).await.unwrap().unwrap();
+    for i in 0..n {
+        let env = mailcore::delivery::Envelope {
+            mail_from: String::new(),
+            local: vec![mailcore::delivery::LocalCopy::new(a.id, "")],
+            remote: vec![],
+        };
+        let raw = format!(
+            "From: sender@elsewhere.test\r\nTo: {user}\r\nSubject: {tag} {i}\r\nMessage-ID: <{tag}-{i}@elsewhere.test>\r\n\r\nbody {i}\r\n"
+        );
+        core.deliver(&env, raw.as_bytes()).await.unwrap();
+    }
+}
+
+/// Adds an outside account over HTTP, trusting the provider's
+/// self-signed certificate; returns its id.
+fn add_trusted(home: &Tern, cookie: &str, csrf: &str, fields: &[(&str, &str)]) -> String {
+    let cookie_h = format!("Cookie: {cookie}\r\n");
+    let mut f: Vec<(&str, &str)> = vec![("csrf", csrf), ("remember", "1")];
+    f.extend_from_slice(fields);
+    let (_, resp) = http_post_form(home.web, "/api/outside_add", &form(&f), &cookie_h);
+    let back = location(&resp);
+    let at = back.find("cert=").expect("the certificate is shown first") + 5;
+    let fp: String = back[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_hexdigit())
+        .collect();
+    f.push(("trust", &fp));
+    let (_, resp) = http_post_form(home.web, "/api/outside_add", &form(&f), &cookie_h);
+    let boxurl = location(&resp);
+    assert!(boxurl.starts_with("/outside/box?a="), "{resp}");
+    boxurl.trim_start_matches("/outside/box?a=").to_owned()
+}
+
+/// Fetching in: POP3 with delete-after-fetch under a kill -9 of the home
+/// server mid-run (every message arrives once, and leaves the provider),
+/// and IMAP by UID leaving the mail on the provider, new mail following.
+#[tokio::test(flavor = "multi_thread")]
+async fn fetching_in_survives_kill_9_without_duplicates() {
+    let far = outside_provider().await;
+    deliver_many(&far, "jo@far.test", 299, "bulk").await;
+    cli_db(
+        far.dir.path(),
+        None,
+        &["user", "add", "kim@far.test"],
+        "kim pass\n",
+    );
+    deliver_many(&far, "kim@far.test", 3, "kim").await;
+    let dns = FakeDns::start();
+    dns.a("mail.far.test");
+    let mut home = home_with(
+        &dns,
+        far.web,
+        true,
+        &[("TERN_OUTSIDE__FETCH_INTERVAL_SECS", "1")],
+    );
+    let (cookie, csrf) = home_session(&home);
+    let cookie_h = format!("Cookie: {cookie}\r\n");
+    let pop_port = far.pop3s.to_string();
+    let jo = add_trusted(
+        &home,
+        &cookie,
+        &csrf,
+        &[
+            ("address", "jo@far.test"),
+            ("password", "far away pass"),
+            ("protocol", "pop3"),
+            ("in_host", "mail.far.test"),
+            ("in_port", &pop_port),
+            ("in_security", "tls"),
+        ],
+    );
+    let before = inbox_total(&home, "alice@example.test").await;
+    let (_, resp) = http_post_form(
+        home.web,
+        "/api/outside_fetch",
+        &form(&[("csrf", &csrf), ("a", &jo), ("mode", "delete")]),
+        &cookie_h,
+    );
+    assert!(location(&resp).contains("ok=fetch"), "{resp}");
+
+    // Kill the home server as soon as the first messages are in.
+    let t0 = Instant::now();
+    loop {
+        if inbox_total(&home, "alice@example.test").await > before {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "nothing was fetched"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let at_kill = inbox_total(&home, "alice@example.test").await - before;
+    home.restart();
+
+    let t0 = Instant::now();
+    loop {
+        let here = inbox_total(&home, "alice@example.test").await - before;
+        let there = inbox_total(&far, "jo@far.test").await;
+        if here >= 300 && there == 0 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "fetched {here} of 300, {there} left on the provider"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let core = home.core().await;
+    let alice = core.account("alice@example.test").await.unwrap().unwrap();
+    let ib = core.mailbox(alice.id, "INBOX").await.unwrap().unwrap();
+    let (msgs, _) = core
+        .list_messages(alice.id, ib.id, 0, 1000, mailcore::SortOrder::UidAsc)
+        .await
+        .unwrap();
+    let mut ids = std::collections::HashSet::new();
+    for m in &msgs {
+        let raw = core.message_raw(alice.id, ib.id, m.uid).await.unwrap();
+        let text = String::from_utf8_lossy(&raw);
+        if text.contains("X-Tern-Fetched-From: jo@far.test") {
+            let mid = text
+                .lines()
+                .find_map(|l| l.strip_prefix("Message-ID: "))
+                .unwrap_or_default()
+                .to_owned();
+            assert!(ids.insert(mid.clone()), "fetched twice: {mid}");
+        }
+    }
+    assert_eq!(ids.len(), 300, "killed after {at_kill}: every message once");
+    let (_, page) = http_get(
+        home.web,
+        "/outside",
+        Some(&web_login(home.web, "alice@example.test", PW).unwrap()),
+    );
+    assert!(page.contains("300 messages fetched so far."), "{page}");
+
+    // IMAP, keeping the mail on the provider; new mail follows by UID.
+    let (cookie, csrf) = home_session(&home);
+    let cookie_h = format!("Cookie: {cookie}\r\n");
+    let imaps = far.imaps.to_string();
+    let kim = add_trusted(
+        &home,
+        &cookie,
+        &csrf,
+        &[
+            ("address", "kim@far.test"),
+            ("password", "kim pass"),
+            ("protocol", "imap"),
+            ("in_host", "mail.far.test"),
+            ("in_port", &imaps),
+            ("in_security", "tls"),
+        ],
+    );
+    let base = inbox_total(&home, "alice@example.test").await;
+    let (_, resp) = http_post_form(
+        home.web,
+        "/api/outside_fetch",
+        &form(&[("csrf", &csrf), ("a", &kim), ("mode", "keep")]),
+        &cookie_h,
+    );
+    assert!(location(&resp).contains("ok=fetch"), "{resp}");
+    let wait_for = |want: i64| {
+        let home = &home;
+        async move {
+            let t0 = Instant::now();
+            while inbox_total(home, "alice@example.test").await < want {
+                assert!(t0.elapsed() < Duration::from_secs(30), "waiting for {want}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    wait_for(base + 3).await;
+    assert_eq!(
+        inbox_total(&far, "kim@far.test").await,
+        3,
+        "kept on the provider"
+    );
+    deliver_many(&far, "kim@far.test", 1, "later").await;
+    wait_for(base + 4).await;
+    // Several more runs bring nothing twice.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(inbox_total(&home, "alice@example.test").await, base + 4);
+    // Delete-after-fetch is refused for IMAP.
+    let (_, resp) = http_post_form(
+        home.web,
+        "/api/outside_fetch",
+        &form(&[("csrf", &csrf), ("a", &kim), ("mode", "delete")]),
+        &cookie_h,
+    );
+    assert!(location(&resp).contains("error="), "{resp}");
 }

@@ -11,6 +11,7 @@ pub mod domain_admin;
 pub mod mailbox;
 pub mod message;
 pub mod outside_account;
+pub mod outside_fetched;
 pub mod queue_destination;
 pub mod queue_entry;
 pub mod web_session;

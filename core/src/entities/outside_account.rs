@@ -19,6 +19,12 @@ pub struct Model {
     pub pinned_cert: Option<String>,
     pub last_error: Option<String>,
     pub created_at: i64,
+    pub fetch_mode: String,
+    pub fetch_next_at: i64,
+    pub fetch_failures: i32,
+    pub fetch_status: Option<String>,
+    pub fetch_cursor: String,
+    pub fetched_total: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -15,7 +15,7 @@ use mailcore::outside::{
 use super::Outside;
 use super::net::{self, Bounded, Budget, Conn};
 
-type Session = async_imap::Session<Bounded>;
+pub(super) type Session = async_imap::Session<Bounded>;
 type Client = async_imap::Client<Bounded>;
 
 /// What a greeting, CAPABILITY, STARTTLS or LOGIN may take.
@@ -551,6 +551,61 @@ impl Outside {
         }
         self.imap_logout(s, &budget).await;
         Ok(())
+    }
+
+    /// EXAMINE INBOX, for the fetcher (which only reads).
+    pub(super) async fn open_inbox(
+        &self,
+        s: &mut Session,
+        budget: &Budget,
+    ) -> Result<async_imap::types::Mailbox, OutsideError> {
+        self.open_folder(s, budget, "INBOX", false).await
+    }
+
+    /// UIDs above `last` (`UID SEARCH UID last+1:*`; the answer may hold
+    /// the highest UID even when it is not above `last`, RFC 9051 §6.4.4,
+    /// so the caller filters).
+    pub(super) async fn imap_uids_after(
+        &self,
+        s: &mut Session,
+        budget: &Budget,
+        last: u32,
+    ) -> Result<Vec<u32>, OutsideError> {
+        let from = last.saturating_add(1);
+        let set = self
+            .step(
+                "SEARCH",
+                budget,
+                self.cfg.max_listing_bytes,
+                s.uid_search(format!("UID {from}:*")),
+            )
+            .await?;
+        Ok(set.into_iter().collect())
+    }
+
+    /// A message's bytes without setting \Seen; None when it is gone.
+    pub(super) async fn imap_peek(
+        &self,
+        s: &mut Session,
+        budget: &Budget,
+        uid: u32,
+    ) -> Result<Option<Vec<u8>>, OutsideError> {
+        let limit = self.cfg.max_message_bytes.saturating_add(FRAMING);
+        let fetched = self
+            .step("FETCH", budget, limit, async {
+                let v: Vec<_> = s
+                    .uid_fetch(uid.to_string(), "(UID BODY.PEEK[])")
+                    .await?
+                    .try_collect()
+                    .await?;
+                Ok(v)
+            })
+            .await?;
+        Ok(fetched
+            .iter()
+            .find(|f| f.uid == Some(uid))
+            .and_then(|f| f.body())
+            .map(<[u8]>::to_vec))
     }
 
     /// Files a sent message in the account's Sent folder, if it has one.

@@ -7,6 +7,7 @@
 
 pub mod discover;
 pub mod dns;
+pub mod fetch;
 mod imap;
 pub mod net;
 pub mod pop3;

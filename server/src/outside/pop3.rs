@@ -61,7 +61,7 @@ pub fn parse_list(lines: &[String]) -> Vec<(u32, u32)> {
         .collect()
 }
 
-struct Pop {
+pub(super) struct Pop {
     io: BufReader<Bounded>,
     budget: Budget,
     timeout: Duration,
@@ -160,7 +160,7 @@ impl Pop {
 }
 
 impl Outside {
-    async fn pop_session(&self, login: &OutsideLogin) -> Result<Pop, OutsideError> {
+    pub(super) async fn pop_session(&self, login: &OutsideLogin) -> Result<Pop, OutsideError> {
         let ep = &login.settings.incoming;
         let timeout = Duration::from_secs(self.cfg.connect_timeout_secs.max(1));
         let tcp = net::connect(
@@ -249,7 +249,7 @@ impl Outside {
         Ok(pop)
     }
 
-    async fn pop_quit(&self, mut pop: Pop) -> Result<(), OutsideError> {
+    pub(super) async fn pop_quit(&self, mut pop: Pop) -> Result<(), OutsideError> {
         pop.command("QUIT", "QUIT").await.map(|_| ())
     }
 
@@ -258,7 +258,10 @@ impl Outside {
         self.pop_quit(pop).await
     }
 
-    async fn pop_uidls(&self, pop: &mut Pop) -> Result<Vec<(u32, String)>, OutsideError> {
+    pub(super) async fn pop_uidls(
+        &self,
+        pop: &mut Pop,
+    ) -> Result<Vec<(u32, String)>, OutsideError> {
         pop.command("UIDL", "UIDL").await?;
         let lines = pop.multi("UIDL", self.cfg.max_listing_bytes).await?;
         Ok(parse_uidl(&lines))
@@ -318,6 +321,16 @@ impl Outside {
         }
         self.pop_quit(pop).await?;
         Ok(OutsidePage { total, rows })
+    }
+
+    pub(super) async fn pop_retr(&self, pop: &mut Pop, n: u32) -> Result<Vec<u8>, OutsideError> {
+        pop.command(&format!("RETR {n}"), "RETR").await?;
+        pop.multi_bytes("RETR", self.cfg.max_message_bytes.saturating_add(SMALL))
+            .await
+    }
+
+    pub(super) async fn pop_dele(&self, pop: &mut Pop, n: u32) -> Result<(), OutsideError> {
+        pop.command(&format!("DELE {n}"), "DELE").await.map(|_| ())
     }
 
     async fn pop_number(&self, pop: &mut Pop, id: &MessageRef) -> Result<u32, OutsideError> {
