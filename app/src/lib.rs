@@ -29,7 +29,7 @@ use leptos_router::{SsrMode, StaticSegment};
 
 use crate::admin::{AdminAuditPage, AdminDomainPage, AdminLogPage, AdminPage, AdminQueuePage};
 
-use crate::outside::{OutsideAddPage, OutsideBoxPage, OutsidePage, OutsideReadPage};
+use crate::outside::{OutsideAddPage, OutsideBoxPage, OutsidePage, OutsideReadPage, UnifiedPage};
 use crate::pages::{ComposePage, FoldersPage, LoginPage, MailPage, NotFound, ReadPage, ThreadPage};
 
 /// What the pages and the compose handler need from the server config.
@@ -83,6 +83,7 @@ pub fn App() -> impl IntoView {
                 <Route path=StaticSegment("compose") view=ComposePage ssr=SsrMode::Async/>
                 <Route path=StaticSegment("folders") view=FoldersPage ssr=SsrMode::Async/>
                 <Route path=StaticSegment("outside") view=OutsidePage ssr=SsrMode::Async/>
+                <Route path=StaticSegment("unified") view=UnifiedPage ssr=SsrMode::Async/>
                 <Route path=(StaticSegment("outside"), StaticSegment("add")) view=OutsideAddPage ssr=SsrMode::Async/>
                 <Route path=(StaticSegment("outside"), StaticSegment("box")) view=OutsideBoxPage ssr=SsrMode::Async/>
                 <Route path=(StaticSegment("outside"), StaticSegment("read")) view=OutsideReadPage ssr=SsrMode::Async/>

@@ -1109,3 +1109,144 @@ fn action_button(
         </ActionForm>
     }
 }
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnifiedMsg {
+    /// "" for the local INBOX, else the outside address.
+    pub account: String,
+    pub href: String,
+    pub from: String,
+    pub subject: String,
+    pub date: String,
+    pub seen: bool,
+    pub flagged: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnifiedData {
+    pub frame: Frame,
+    pub rows: Vec<UnifiedMsg>,
+    pub total: u64,
+    pub page: u64,
+    pub pages: u64,
+    pub query: String,
+    /// Server time to list the page (the store's part), for the footer.
+    pub list_ms: u64,
+}
+
+/// The unified inbox: the local INBOX and every outside account's INBOX
+/// (from the header cache), newest first, with search over all of them.
+#[server(prefix = "/api", endpoint = "unified")]
+pub async fn unified(page: u64, q: String) -> Result<Option<UnifiedData>, ServerFnError> {
+    use crate::auth::ssr::{core, core_error, current_session};
+    use mailcore::outside_cache::UnifiedSource;
+    let Some(s) = current_session().await? else {
+        return Ok(None);
+    };
+    let t0 = std::time::Instant::now();
+    let page = page.max(1);
+    let size = crate::mail::PAGE_SIZE;
+    let (rows, total) = core()?
+        .unified_inbox(s.account.id, page, size, &q)
+        .await
+        .map_err(core_error)?;
+    let list_ms = t0.elapsed().as_millis() as u64;
+    let rows = rows
+        .into_iter()
+        .map(|r| {
+            let (account, href) = match &r.source {
+                UnifiedSource::Local { uid } => (String::new(), format!("/read?f=INBOX&uid={uid}")),
+                UnifiedSource::Outside {
+                    account,
+                    address,
+                    key,
+                } => (
+                    address.clone(),
+                    format!("/outside/read?a={account}&f=INBOX&id={}", encode(key)),
+                ),
+            };
+            UnifiedMsg {
+                account,
+                href,
+                from: r.from,
+                subject: r.subject,
+                date: if r.date > 0 {
+                    mailcore::view::short_date(r.date)
+                } else {
+                    String::new()
+                },
+                seen: r.seen,
+                flagged: r.flagged,
+            }
+        })
+        .collect();
+    Ok(Some(UnifiedData {
+        frame: crate::mail::ssr::frame(&s).await?,
+        rows,
+        total,
+        page,
+        pages: total.div_ceil(size).max(1),
+        query: q,
+        list_ms,
+    }))
+}
+
+#[component]
+pub fn UnifiedPage() -> impl IntoView {
+    let page = qp("page");
+    let query = qp("q");
+    let data = Resource::new(
+        move || (page().parse::<u64>().unwrap_or(1), query()),
+        |(p, q)| unified(p, q),
+    );
+    view! {
+        <PageTitle text="All inboxes · Tern"/>
+        <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Ok(Some(d)) => {
+                        let href = |p: u64, q: &str| format!("/unified?page={p}&q={}", encode(q));
+                        let prev = (d.page > 1).then(|| href(d.page - 1, &d.query));
+                        let next = (d.page < d.pages).then(|| href(d.page + 1, &d.query));
+                        let rows = d.rows.clone();
+                        let me = d.frame.me.clone();
+                        view! {
+                            <Shell frame=d.frame.clone()>
+                                <h1>"All inboxes"</h1>
+                                <form method="get" action="/unified" role="search" class="inline">
+                                    <input type="search" name="q" value=d.query.clone() aria-label="Search all inboxes" placeholder="Search all inboxes"/>
+                                    <button type="submit">"Search"</button>
+                                </form>
+                                <p class="count" data-testid="unified-total">{format!("{} message{}", d.total, if d.total == 1 { "" } else { "s" })}</p>
+                                <table class="messages" data-testid="unified-messages">
+                                    <tbody>
+                                        {rows.into_iter().map(|r| {
+                                            let tag = if r.account.is_empty() { me.clone() } else { r.account.clone() };
+                                            view! {
+                                                <tr class:unread=!r.seen>
+                                                    <td class="flag">{if r.flagged { "★" } else { "" }}</td>
+                                                    <td class="account"><span class="label">{tag}</span></td>
+                                                    <td class="from">{r.from.clone()}</td>
+                                                    <td class="subject"><a href=r.href.clone()>{if r.subject.is_empty() { "(no subject)".to_owned() } else { r.subject.clone() }}</a></td>
+                                                    <td class="date">{r.date.clone()}</td>
+                                                </tr>
+                                            }
+                                        }).collect_view()}
+                                    </tbody>
+                                </table>
+                                <p class="pager">
+                                    {prev.map(|h| view! { <a href=h rel="prev">"Newer"</a> })}
+                                    {format!(" Page {} of {} ", d.page, d.pages)}
+                                    {next.map(|h| view! { <a href=h rel="next">"Older"</a> })}
+                                </p>
+                                <p class="hint" data-testid="unified-time">{format!("Listed in {} ms.", d.list_ms)}</p>
+                            </Shell>
+                        }.into_any()
+                    }
+                    Ok(None) => problem(None),
+                    Err(e) => problem(Some(e)),
+                }
+            })}
+        </Suspense>
+    }
+}

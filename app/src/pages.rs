@@ -191,6 +191,7 @@ pub(crate) fn Shell(
                         .collect_view()}
                 </ul>
                 <a class="manage" href="/folders">"Manage folders"</a>
+                <a class="manage" href="/unified" data-testid="all-inboxes">"All inboxes"</a>
                 <a class="manage" href="/outside" data-testid="other-accounts">"Other accounts"</a>
             </nav>
             <main id="content" class="content">

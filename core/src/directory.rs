@@ -613,7 +613,11 @@ async fn delete_account_mail<C: ConnectionTrait>(txn: &C, account_id: i32) -> Co
         .map(|o| o.id)
         .collect();
     crate::entities::outside_fetched::Entity::delete_many()
-        .filter(crate::entities::outside_fetched::Column::OutsideId.is_in(outside))
+        .filter(crate::entities::outside_fetched::Column::OutsideId.is_in(outside.clone()))
+        .exec(txn)
+        .await?;
+    crate::entities::outside_header::Entity::delete_many()
+        .filter(crate::entities::outside_header::Column::OutsideId.is_in(outside))
         .exec(txn)
         .await?;
     crate::entities::outside_account::Entity::delete_many()

@@ -28,6 +28,7 @@ pub mod mailboxes;
 pub mod messages;
 pub mod meta;
 pub mod outside;
+pub mod outside_cache;
 pub mod outside_fetch;
 pub mod queue;
 pub mod routing;

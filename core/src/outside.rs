@@ -282,6 +282,8 @@ pub struct OutsideSummary {
     pub subject: String,
     /// RFC 3339, from the Date: header, empty when it has none.
     pub date: String,
+    /// The same as unix seconds (0 when there is none).
+    pub unix: i64,
     pub size: u32,
     pub seen: bool,
     pub flagged: bool,
@@ -741,6 +743,10 @@ impl Core {
         }
         crate::entities::outside_fetched::Entity::delete_many()
             .filter(crate::entities::outside_fetched::Column::OutsideId.eq(id.0))
+            .exec(self.wdb())
+            .await?;
+        crate::entities::outside_header::Entity::delete_many()
+            .filter(crate::entities::outside_header::Column::OutsideId.eq(id.0))
             .exec(self.wdb())
             .await?;
         if let Ok(mut m) = self.inner.outside.session.lock() {

@@ -1453,6 +1453,45 @@ async fn outside_accounts_seal_fetch_once_and_go_with_their_owner() {
         assert_eq!(acct.fetch.next_at, now + 120);
         assert!(core.outside_fetch_due(now).await.unwrap().is_empty());
 
+        // The unified inbox: local INBOX (two fetched messages) and the
+        // header cache, newest first; search is case-insensitive.
+        use mailcore::outside_cache::{CachedHeader, UnifiedSource};
+        let h = |key: &str, date: i64, subject: &str| CachedHeader {
+            key: key.into(),
+            date,
+            from: "Kay".into(),
+            subject: subject.into(),
+            size: 10,
+            seen: false,
+            flagged: false,
+        };
+        core.update_outside_cache(
+            id,
+            0,
+            &[
+                h("u1", 4_000_000_000, "Future Plans"),
+                h("u2", 1, "Ancient"),
+            ],
+            &[],
+        )
+        .await
+        .unwrap();
+        let (rows, total) = core.unified_inbox(ids[0], 1, 50, "").await.unwrap();
+        assert_eq!(total, 4);
+        assert_eq!(rows.first().unwrap().subject, "Future Plans");
+        assert_eq!(rows.last().unwrap().subject, "Ancient");
+        assert!(matches!(rows[1].source, UnifiedSource::Local { .. }));
+        let (rows, total) = core.unified_inbox(ids[0], 1, 50, "future").await.unwrap();
+        assert_eq!((rows.len(), total), (1, 1), "{rows:?}");
+        let (rows, _) = core.unified_inbox(ids[0], 2, 3, "").await.unwrap();
+        assert_eq!(rows.len(), 1, "the second page holds the rest");
+        core.update_outside_cache(id, 0, &[], &["u1".into()])
+            .await
+            .unwrap();
+        assert_eq!(core.unified_inbox(ids[0], 1, 50, "").await.unwrap().1, 3);
+        // Nobody else sees the cache.
+        assert_eq!(core.unified_inbox(ids[1], 1, 50, "").await.unwrap().1, 0);
+
         core.remove_account("o@example.test").await.unwrap();
         assert!(core.outside_account(ids[0], id).await.is_err());
         assert!(

@@ -15,6 +15,7 @@ mod m20261202_000007_spool;
 mod m20261202_000008_delivered_to;
 mod m20261204_000009_outside;
 mod m20261204_000010_outside_fetch;
+mod m20261204_000011_outside_cache;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000008_delivered_to::Migration),
             Box::new(m20261204_000009_outside::Migration),
             Box::new(m20261204_000010_outside_fetch::Migration),
+            Box::new(m20261204_000011_outside_cache::Migration),
         ]
     }
 }

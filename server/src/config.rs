@@ -56,6 +56,8 @@ pub struct OutsideConfig {
     pub autoconfig_http_port: u16,
     /// How often accounts with fetching on are checked for new mail.
     pub fetch_interval_secs: u64,
+    /// How often the unified inbox's copy of outside headers is refreshed.
+    pub cache_interval_secs: u64,
 }
 
 impl Default for OutsideConfig {
@@ -70,6 +72,7 @@ impl Default for OutsideConfig {
             autoconfig_https_port: 443,
             autoconfig_http_port: 80,
             fetch_interval_secs: 300,
+            cache_interval_secs: 120,
         }
     }
 }
@@ -421,6 +424,7 @@ impl Config {
             "outside.autoconfig_https_port",
             "outside.autoconfig_http_port",
             "outside.fetch_interval_secs",
+            "outside.cache_interval_secs",
         ]));
         fig.extract().map_err(|e| format!("configuration: {e}"))
     }

@@ -51,6 +51,11 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
         cfg.hostname.clone(),
         std::time::Duration::from_secs(cfg.outside.fetch_interval_secs.max(1)),
     );
+    let header_cache = crate::outside::cache::start(
+        core.clone(),
+        outside.clone(),
+        std::time::Duration::from_secs(cfg.outside.cache_interval_secs.max(1)),
+    );
     let web = crate::web::server(&cfg, core.clone(), outside)?;
     let handle = web.handle();
     let web_task = tokio::spawn(web);
@@ -61,6 +66,7 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
         t.abort();
     }
     fetcher.abort();
+    header_cache.abort();
     if let Some(r) = runner {
         // Attempts in flight get a moment to record their result; any
         // still running after that are retried when their lease expires.

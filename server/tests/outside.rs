@@ -831,3 +831,134 @@ async fn fetching_in_survives_kill_9_without_duplicates() {
     );
     assert!(location(&resp).contains("error="), "{resp}");
 }
+
+/// The unified inbox: the local INBOX and two outside accounts (IMAP and
+/// POP3) in one list, newest first, each row tagged, searchable, and
+/// opening the right message; outside flags follow after a refresh.
+#[tokio::test(flavor = "multi_thread")]
+async fn unified_inbox_merges_local_and_outside() {
+    let far = outside_provider().await; // jo: "Café <b>news</b>", 3 Dec 10:00
+    cli_db(
+        far.dir.path(),
+        None,
+        &["user", "add", "kim@far.test"],
+        "kim pass\n",
+    );
+    far.deliver(
+        "kim@far.test",
+        b"From: Kay <kay@elsewhere.test>\r\nSubject: oldest of all\r\nDate: Mon, 30 Nov 2026 08:00:00 +0000\r\nMessage-ID: <old@x.test>\r\n\r\nold\r\n",
+    )
+    .await;
+    let dns = FakeDns::start();
+    dns.a("mail.far.test");
+    let home = home_with(
+        &dns,
+        far.web,
+        true,
+        &[("TERN_OUTSIDE__CACHE_INTERVAL_SECS", "1")],
+    );
+    home.deliver(
+        "alice@example.test",
+        b"From: Local Friend <friend@example.test>\r\nSubject: newest local\r\nDate: Fri, 04 Dec 2026 09:00:00 +0000\r\nMessage-ID: <loc@x.test>\r\n\r\nhi\r\n",
+    )
+    .await;
+    let (cookie, csrf) = home_session(&home);
+    let imaps = far.imaps.to_string();
+    let pop3s = far.pop3s.to_string();
+    add_trusted(
+        &home,
+        &cookie,
+        &csrf,
+        &[
+            ("address", "jo@far.test"),
+            ("password", "far away pass"),
+            ("protocol", "imap"),
+            ("in_host", "mail.far.test"),
+            ("in_port", &imaps),
+            ("in_security", "tls"),
+        ],
+    );
+    add_trusted(
+        &home,
+        &cookie,
+        &csrf,
+        &[
+            ("address", "kim@far.test"),
+            ("password", "kim pass"),
+            ("protocol", "pop3"),
+            ("in_host", "mail.far.test"),
+            ("in_port", &pop3s),
+            ("in_security", "tls"),
+        ],
+    );
+    let t0 = Instant::now();
+    let page = loop {
+        let (st, page) = http_get(home.web, "/unified", Some(&cookie));
+        assert_eq!(st, 200, "{page}");
+        if page.contains(">3 messages<") {
+            break page;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "{page}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Newest first across the three sources, each tagged with its account.
+    let local = page.find("newest local").expect("local row");
+    let jo = page.find("Café &lt;b&gt;news&lt;/b&gt;").expect("IMAP row");
+    let kim = page.find("oldest of all").expect("POP3 row");
+    assert!(local < jo && jo < kim, "{page}");
+    assert!(
+        page.contains("<span class=\"label\">jo@far.test<"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<span class=\"label\">kim@far.test<"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<span class=\"label\">alice@example.test<"),
+        "{page}"
+    );
+
+    // Search covers all of them.
+    let (_, found) = http_get(home.web, "/unified?q=news", Some(&cookie));
+    assert!(found.contains(">1 message<"), "{found}");
+    assert!(found.contains("Café"), "{found}");
+    let (_, found) = http_get(home.web, "/unified?q=oldest", Some(&cookie));
+    assert!(
+        found.contains(">1 message<") && found.contains("oldest of all"),
+        "{found}"
+    );
+
+    // A row opens its message on its account.
+    let at = page[..kim].rfind("/outside/read?").unwrap();
+    let read = page[at..at + page[at..].find('"').unwrap()].replace("&amp;", "&");
+    let (_, msg) = http_get(home.web, &read, Some(&cookie));
+    assert!(msg.contains("old") && msg.contains("kim@far.test"), "{msg}");
+
+    // Flagged at the provider: the cache follows on its next refresh.
+    {
+        let fc = far.core().await;
+        let a = fc.account("jo@far.test").await.unwrap().unwrap();
+        let ib = fc.mailbox(a.id, "INBOX").await.unwrap().unwrap();
+        fc.set_flags(
+            a.id,
+            ib.id,
+            &[1],
+            mailcore::messages::FlagOp::Add,
+            mailcore::Flags::FLAGGED,
+        )
+        .await
+        .unwrap();
+    }
+    let t0 = Instant::now();
+    loop {
+        let (_, page) = http_get(home.web, "/unified", Some(&cookie));
+        let jo = page.find("Café &lt;b&gt;news").unwrap();
+        let row_start = page[..jo].rfind("<tr").unwrap();
+        if page[row_start..jo].contains("★") {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "{page}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -12,6 +12,7 @@ pub mod mailbox;
 pub mod message;
 pub mod outside_account;
 pub mod outside_fetched;
+pub mod outside_header;
 pub mod queue_destination;
 pub mod queue_entry;
 pub mod web_session;

@@ -229,7 +229,7 @@ impl Outside {
 
     /// Headers, flags and sizes of `set` (sequence numbers, or UIDs with
     /// `by_uid`), newest (highest sequence number) first.
-    async fn summaries(
+    pub(super) async fn summaries(
         &self,
         s: &mut Session,
         budget: &Budget,
@@ -250,31 +250,16 @@ impl Outside {
         let mut rows = Vec::new();
         for f in &fetched {
             let Some(uid) = f.uid else { continue };
-            let header = f.header().unwrap_or_default();
-            let parsed = mail_parser::MessageParser::default().parse_headers(header);
-            let (from, subject, date) = match &parsed {
-                Some(m) => (
-                    m.from()
-                        .and_then(|a| a.first())
-                        .map(|a| a.name().or(a.address()).unwrap_or_default().to_owned())
-                        .unwrap_or_default(),
-                    m.subject().unwrap_or_default().to_owned(),
-                    m.date().map(|d| d.to_rfc3339()).unwrap_or_default(),
-                ),
-                None => Default::default(),
-            };
             let flags: Vec<Flag> = f.flags().collect();
             rows.push((
                 f.message,
-                OutsideSummary {
-                    id: MessageRef::imap(uid),
-                    from,
-                    subject,
-                    date,
-                    size: f.size.unwrap_or(0),
-                    seen: flags.iter().any(|f| matches!(f, Flag::Seen)),
-                    flagged: flags.iter().any(|f| matches!(f, Flag::Flagged)),
-                },
+                super::summary_of(
+                    f.header().unwrap_or_default(),
+                    MessageRef::imap(uid),
+                    f.size.unwrap_or(0),
+                    flags.iter().any(|f| matches!(f, Flag::Seen)),
+                    flags.iter().any(|f| matches!(f, Flag::Flagged)),
+                ),
             ));
         }
         rows.sort_by_key(|r| std::cmp::Reverse(r.0));

@@ -5,6 +5,7 @@
 //! certificates (or matches one the user trusted), and bounds what the
 //! outside server may send.
 
+pub mod cache;
 pub mod discover;
 pub mod dns;
 pub mod fetch;
@@ -47,6 +48,34 @@ impl Outside {
             cfg.clone(),
             Arc::new(dns::HickoryResolve::new(ns)),
         ))
+    }
+}
+
+/// A listing row from a message's header block (IMAP BODY[HEADER] or
+/// POP3 TOP n 0), decoded by mail-parser.
+pub(crate) fn summary_of(
+    header: &[u8],
+    id: MessageRef,
+    size: u32,
+    seen: bool,
+    flagged: bool,
+) -> mailcore::outside::OutsideSummary {
+    let parsed = mail_parser::MessageParser::default().parse_headers(header);
+    let m = parsed.as_ref();
+    let date = m.and_then(|m| m.date());
+    mailcore::outside::OutsideSummary {
+        id,
+        from: m
+            .and_then(|m| m.from())
+            .and_then(|a| a.first())
+            .map(|a| a.name().or(a.address()).unwrap_or_default().to_owned())
+            .unwrap_or_default(),
+        subject: m.and_then(|m| m.subject()).unwrap_or_default().to_owned(),
+        date: date.map(|d| d.to_rfc3339()).unwrap_or_default(),
+        unix: date.map(|d| d.to_timestamp()).unwrap_or(0),
+        size,
+        seen,
+        flagged,
     }
 }
 

@@ -275,11 +275,7 @@ impl Outside {
     ) -> Result<OutsidePage, OutsideError> {
         let mut pop = self.pop_session(login).await?;
         let uidls = self.pop_uidls(&mut pop).await?;
-        pop.command("LIST", "LIST").await?;
-        let sizes: std::collections::HashMap<u32, u32> =
-            parse_list(&pop.multi("LIST", self.cfg.max_listing_bytes).await?)
-                .into_iter()
-                .collect();
+        let sizes = self.pop_sizes(&mut pop).await?;
         let total = u32::try_from(uidls.len()).unwrap_or(u32::MAX);
         let page_size = page_size.clamp(1, 200) as usize;
         let skip = (page.max(1) as usize - 1).saturating_mul(page_size);
@@ -293,34 +289,43 @@ impl Outside {
             .collect();
         let mut rows = Vec::new();
         for (n, uidl) in chosen {
-            // TOP n 0: the headers only (RFC 1939 §7).
-            pop.command(&format!("TOP {n} 0"), "TOP").await?;
-            let header = pop.multi_bytes("TOP", SMALL * 4).await?;
-            let parsed = mail_parser::MessageParser::default().parse_headers(&header);
-            let (from, subject, date) = match &parsed {
-                Some(m) => (
-                    m.from()
-                        .and_then(|a| a.first())
-                        .map(|a| a.name().or(a.address()).unwrap_or_default().to_owned())
-                        .unwrap_or_default(),
-                    m.subject().unwrap_or_default().to_owned(),
-                    m.date().map(|d| d.to_rfc3339()).unwrap_or_default(),
-                ),
-                None => Default::default(),
-            };
-            rows.push(OutsideSummary {
-                id: MessageRef(uidl),
-                from,
-                subject,
-                date,
-                size: sizes.get(&n).copied().unwrap_or(0),
-                // POP3 keeps no flags.
-                seen: true,
-                flagged: false,
-            });
+            rows.push(self.pop_top(&mut pop, n, uidl, &sizes).await?);
         }
         self.pop_quit(pop).await?;
         Ok(OutsidePage { total, rows })
+    }
+
+    /// TOP n 0: the headers only (RFC 1939 §7), as a listing row. POP3
+    /// keeps no flags: every row reads as seen.
+    pub(super) async fn pop_top(
+        &self,
+        pop: &mut Pop,
+        n: u32,
+        uidl: String,
+        sizes: &std::collections::HashMap<u32, u32>,
+    ) -> Result<OutsideSummary, OutsideError> {
+        pop.command(&format!("TOP {n} 0"), "TOP").await?;
+        let header = pop.multi_bytes("TOP", SMALL * 4).await?;
+        Ok(super::summary_of(
+            &header,
+            MessageRef(uidl),
+            sizes.get(&n).copied().unwrap_or(0),
+            true,
+            false,
+        ))
+    }
+
+    /// Message sizes by number (LIST).
+    pub(super) async fn pop_sizes(
+        &self,
+        pop: &mut Pop,
+    ) -> Result<std::collections::HashMap<u32, u32>, OutsideError> {
+        pop.command("LIST", "LIST").await?;
+        Ok(
+            parse_list(&pop.multi("LIST", self.cfg.max_listing_bytes).await?)
+                .into_iter()
+                .collect(),
+        )
     }
 
     pub(super) async fn pop_retr(&self, pop: &mut Pop, n: u32) -> Result<Vec<u8>, OutsideError> {
