@@ -11,7 +11,7 @@ const root = resolve(import.meta.dirname, '..');
 export const TERN = process.env.TERN_BIN ?? join(root, 'target', 'debug', 'tern');
 const SITE = process.env.TERN_SITE_ROOT ?? join(root, 'target', 'site');
 
-function freePort() {
+export function freePort() {
   return new Promise((ok) => {
     const s = createServer().listen(0, '127.0.0.1', () => {
       const { port } = s.address();

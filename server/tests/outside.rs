@@ -962,3 +962,102 @@ async fn unified_inbox_merges_local_and_outside() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// For bench/unified-inbox.sh (not in the suite): the unified inbox with
+/// two outside accounts of 10,000 messages each; prints server time p50
+/// and p99 for the first page, a deep page and a search.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore]
+async fn unified_inbox_render_time() {
+    let n: usize = std::env::var("TERN_UNIFIED_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let far = outside_provider().await;
+    cli_db(
+        far.dir.path(),
+        None,
+        &["user", "add", "kim@far.test"],
+        "kim pass\n",
+    );
+    let t0 = Instant::now();
+    deliver_many(&far, "jo@far.test", n - 1, "jo").await;
+    deliver_many(&far, "kim@far.test", n, "kim").await;
+    println!(
+        "filled two outside INBOXes with {n} messages each in {:?}",
+        t0.elapsed()
+    );
+    let dns = FakeDns::start();
+    dns.a("mail.far.test");
+    let home = home_with(
+        &dns,
+        far.web,
+        true,
+        &[("TERN_OUTSIDE__CACHE_INTERVAL_SECS", "1")],
+    );
+    let (cookie, csrf) = home_session(&home);
+    let imaps = far.imaps.to_string();
+    for (addr, pw) in [
+        ("jo@far.test", "far away pass"),
+        ("kim@far.test", "kim pass"),
+    ] {
+        add_trusted(
+            &home,
+            &cookie,
+            &csrf,
+            &[
+                ("address", addr),
+                ("password", pw),
+                ("protocol", "imap"),
+                ("in_host", "mail.far.test"),
+                ("in_port", &imaps),
+                ("in_security", "tls"),
+            ],
+        );
+    }
+    let t0 = Instant::now();
+    let want = format!(">{} messages<", 2 * n);
+    loop {
+        let (_, page) = http_get(home.web, "/unified", Some(&cookie));
+        if page.contains(&want) {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(600), "cache not filled");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!("header cache filled ({} rows) in {:?}", 2 * n, t0.elapsed());
+    let deep = (2 * n as u64 / 50 / 2).max(1);
+    for (label, path, runs) in [
+        ("page 1", "/unified".to_owned(), 200),
+        ("deep page", format!("/unified?page={deep}"), 50),
+        ("search", "/unified?q=kim+42".to_owned(), 50),
+    ] {
+        let mut total = Vec::new();
+        let mut listed = Vec::new();
+        for _ in 0..runs {
+            let t = Instant::now();
+            let (st, page) = http_get(home.web, &path, Some(&cookie));
+            total.push(t.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(st, 200);
+            let at = page.find("Listed in ").expect("timing line") + 10;
+            let ms: f64 = page[at..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            listed.push(ms);
+        }
+        let pct = |v: &mut Vec<f64>, p: f64| {
+            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            v[((v.len() as f64 - 1.0) * p).round() as usize]
+        };
+        println!(
+            "{label:>10} ({path}): whole request p50 {:.1} ms, p99 {:.1} ms; store listing p50 {:.1} ms, p99 {:.1} ms",
+            pct(&mut total, 0.5),
+            pct(&mut total, 0.99),
+            pct(&mut listed, 0.5),
+            pct(&mut listed, 0.99)
+        );
+    }
+}
