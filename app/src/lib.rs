@@ -12,6 +12,8 @@ pub mod auth;
 #[cfg(feature = "hydrate")]
 mod autosave;
 pub mod head;
+#[cfg(feature = "hydrate")]
+mod live;
 pub mod mail;
 #[cfg(feature = "ssr")]
 pub mod mailhtml;

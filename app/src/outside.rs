@@ -914,12 +914,34 @@ fn OutsideBox(d: BoxData, unlock: ServerAction<OutsideAction>) -> impl IntoView 
     let id = d.account.id;
     let folder = d.folder.clone();
     let href = move |f: &str, p: u32| format!("/outside/box?a={id}&f={}&page={p}", encode(f));
+    // JavaScript on: new mail in this folder shows while the page is open
+    // (IMAP IDLE at the provider, through /outside/events).
+    let fresh = RwSignal::new(None::<u32>);
+    #[cfg(feature = "hydrate")]
+    if !d.pop3 && d.error.is_none() && !d.needs_password && d.query.is_empty() {
+        crate::live::watch(
+            format!("/outside/events?a={id}&f={}", encode(&folder)),
+            fresh,
+        );
+    }
+    let total = d.total;
+    let reload = href(&folder, 1);
+    let banner = move || {
+        fresh.get().filter(|n| *n != total).map(|_| {
+            view! {
+                <p class="notice" role="status" data-testid="new-mail">
+                    "New mail has arrived. " <a href=reload.clone() rel="external">"Show it"</a>
+                </p>
+            }
+        })
+    };
     let prev = (d.page > 1).then(|| href(&folder, d.page - 1));
     let next = (d.page < d.pages).then(|| href(&folder, d.page + 1));
     view! {
         <Shell frame=d.frame.clone()>
             <h1 data-testid="outside-title">{format!("{} · {}", d.account.address, d.folder)}</h1>
             {d.error.clone().map(|e| view! { <p class="error" role="alert" data-testid="outside-error">{e}</p> })}
+            {banner}
             {d.needs_password.then(|| view! {
                 <ActionForm action=unlock attr:class="inline">
                     <input type="hidden" name="csrf" value=d.frame.csrf.clone()/>

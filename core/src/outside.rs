@@ -385,6 +385,15 @@ pub trait OutsideMail: Send + Sync + 'static {
         folder: &str,
         id: &MessageRef,
     ) -> Result<(), OutsideError>;
+    /// Waits up to `max` for `folder` to change, with IMAP IDLE (RFC
+    /// 2177): the new message count, or None when nothing happened in
+    /// time. POP3 and servers without IDLE answer `Unsupported`.
+    async fn wait_for_change(
+        &self,
+        login: &OutsideLogin,
+        folder: &str,
+        max: std::time::Duration,
+    ) -> Result<Option<u32>, OutsideError>;
     /// Sends `raw` through the account's submission server as its
     /// address, then files a copy in its Sent folder when it has one (IMAP).
     async fn send(

@@ -1,8 +1,9 @@
 // Outside accounts in Chromium (issue 16): a second, independent tern is
 // the outside provider. Through the pages, with JavaScript on and off:
 // add the account by hand (the provider has no DNS here), trust its
-// self-signed certificate after seeing it, read its mail in the unified
-// inbox, and reply from it through the provider's submission server.
+// self-signed certificate after seeing it, see new mail arrive live (with
+// JavaScript), read its mail in the unified inbox, and reply from it
+// through the provider's submission server.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
@@ -98,6 +99,16 @@ for (const [js, user] of [[true, 'jo'], [false, 'kim']]) {
     await page.getByRole('button', { name: 'Sign in and add' }).click();
     await page.getByTestId('outside-title').getByText(`${address} · INBOX`).waitFor();
     await page.getByRole('link', { name: subject }).waitFor();
+    if (js) {
+      // Live: new mail at the provider shows while the folder is open
+      // (IMAP IDLE there, Server-Sent Events here).
+      await page.waitForTimeout(1500);
+      await smtpSend(far.smtpPort, 'ann@elsewhere.test', [address],
+        `From: Ann <ann@elsewhere.test>\nTo: ${address}\nSubject: Second card\n\nAnd another.\n`);
+      await page.getByTestId('new-mail').waitFor({ timeout: 20000 });
+      await page.getByTestId('new-mail').getByRole('link', { name: 'Show it' }).click();
+      await page.getByRole('link', { name: 'Second card' }).waitFor();
+    }
 
     // The unified inbox has it, tagged with the account (the header cache
     // refreshes every second here).

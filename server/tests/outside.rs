@@ -499,8 +499,9 @@ async fn srv_records_and_private_addresses() {
     );
 }
 
-/// A server that says nothing, or sends one endless line: the attempt
-/// ends with a clear message in bounded time and memory.
+/// A server that says nothing, sends one endless line, or announces a huge
+/// literal: the attempt ends with a clear message in bounded time and
+/// memory.
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_servers_time_out_and_stay_bounded() {
     let dns = FakeDns::start();
@@ -537,9 +538,34 @@ async fn hostile_servers_time_out_and_stay_bounded() {
         }
     });
 
+    // A literal of 400 MB announced in the answer to STARTTLS, then bytes
+    // (async-imap alone would size a buffer for all of it).
+    let literal = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let literal_port = literal.local_addr().unwrap().port();
+    let sent3 = sent.clone();
+    std::thread::spawn(move || {
+        for mut s in literal.incoming().flatten() {
+            let sent = sent3.clone();
+            std::thread::spawn(move || {
+                let _ = s.write_all(b"* OK ready\r\n");
+                let mut cmd = [0u8; 256];
+                let _ = s.read(&mut cmd);
+                let _ = s.write_all(b"* 1 FETCH (BODY[] {400000000}\r\n");
+                let chunk = [b'B'; 8192];
+                while s.write_all(&chunk).is_ok() {
+                    *sent.lock().unwrap() += chunk.len();
+                    if *sent.lock().unwrap() > 128 * 1024 * 1024 {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+
     for (port, expect) in [
         (silent_port, "the server did not answer in time"),
         (endless_port, "the server sent more than Tern accepts"),
+        (literal_port, "the server sent more than Tern accepts"),
     ] {
         let body = form(&[
             ("csrf", &csrf),
@@ -565,7 +591,15 @@ async fn hostile_servers_time_out_and_stay_bounded() {
     // anywhere near its 64 MiB (socket buffers hold a few MiB at most).
     std::thread::sleep(Duration::from_millis(300));
     let pushed = *sent.lock().unwrap();
-    assert!(pushed < 16 * 1024 * 1024, "server pushed {pushed} bytes");
+    assert!(pushed < 32 * 1024 * 1024, "servers pushed {pushed} bytes");
+    // And the home server's memory never grew by anything like it.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", home.child.id())).unwrap();
+    let peak_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(peak_kb < 300 * 1024, "peak resident memory {peak_kb} kB");
 }
 
 /// A POP3 maildrop: list, read, delete, with the message named by UIDL.
@@ -1060,4 +1094,70 @@ async fn unified_inbox_render_time() {
             pct(&mut listed, 0.99)
         );
     }
+}
+
+/// Live new mail (JavaScript on uses this stream): IMAP IDLE at the
+/// provider becomes an `exists` event on /outside/events.
+#[tokio::test(flavor = "multi_thread")]
+async fn live_new_mail_over_server_sent_events() {
+    use std::io::{BufRead, BufReader};
+    let far = outside_provider().await;
+    let dns = FakeDns::start();
+    dns.a("mail.far.test");
+    let home = home_for(&dns, far.web, true);
+    let (cookie, csrf) = home_session(&home);
+    let imaps = far.imaps.to_string();
+    let a = add_trusted(
+        &home,
+        &cookie,
+        &csrf,
+        &[
+            ("address", "jo@far.test"),
+            ("password", "far away pass"),
+            ("protocol", "imap"),
+            ("in_host", "mail.far.test"),
+            ("in_port", &imaps),
+            ("in_security", "tls"),
+        ],
+    );
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", home.web)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET /outside/events?a={a}&f=INBOX HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let mut r = BufReader::new(s);
+    let mut seen = String::new();
+    let mut until = |want: &str, seen: &mut String| {
+        let t0 = Instant::now();
+        while !seen.contains(want) {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                panic!("stream ended before {want:?}: {seen}");
+            }
+            seen.push_str(&line);
+            assert!(t0.elapsed() < Duration::from_secs(30), "{seen}");
+        }
+    };
+    until("event: ready", &mut seen);
+    assert!(seen.contains("text/event-stream"), "{seen}");
+    // Give the server a moment to be in IDLE, then new mail arrives.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Over SMTP, so the provider's own process sees it (its IDLE sessions
+    // hear of new mail from its in-process change feed).
+    let (mut c, _) = Client::connect(far.mx);
+    for (line, want) in [
+        ("EHLO tester.example", "250"),
+        ("MAIL FROM:<x@elsewhere.test>", "250"),
+        ("RCPT TO:<jo@far.test>", "250"),
+        ("DATA", "354"),
+    ] {
+        let r = c.cmd(line);
+        assert!(r.starts_with(want), "{line}: {r}");
+    }
+    let r = c.cmd("Subject: live one\r\n\r\nnow\r\n.");
+    assert!(r.starts_with("250"), "{r}");
+    until("event: exists", &mut seen);
+    until("data: 2", &mut seen);
 }

@@ -94,10 +94,7 @@ impl Outside {
         } else {
             Conn::Plain(tcp)
         };
-        let mut s = Bounded {
-            conn,
-            budget: Budget::new(MAX_AUTOCONFIG),
-        };
+        let mut s = Bounded::new(conn, Budget::new(MAX_AUTOCONFIG));
         let req = format!(
             "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: Tern\r\nAccept: application/xml, text/xml\r\nConnection: close\r\n\r\n"
         );

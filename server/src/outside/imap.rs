@@ -110,18 +110,12 @@ impl Outside {
         let client = match ep.security {
             Security::Tls => {
                 let tls = net::tls(tcp, &ep.host, pinned, timeout).await?;
-                let mut c = Client::new(Bounded {
-                    conn: Conn::Tls(Box::new(tls)),
-                    budget: budget.clone(),
-                });
+                let mut c = Client::new(Bounded::imap(Conn::Tls(Box::new(tls)), budget.clone()));
                 self.greeting(&mut c, &budget).await?;
                 c
             }
             Security::StartTls => {
-                let mut c = Client::new(Bounded {
-                    conn: Conn::Plain(tcp),
-                    budget: budget.clone(),
-                });
+                let mut c = Client::new(Bounded::imap(Conn::Plain(tcp), budget.clone()));
                 self.greeting(&mut c, &budget).await?;
                 self.step(
                     "STARTTLS",
@@ -142,10 +136,7 @@ impl Outside {
                     return Err(OutsideError::Protocol("STARTTLS state".into()));
                 };
                 let tls = net::tls(tcp, &ep.host, pinned, timeout).await?;
-                Client::new(Bounded {
-                    conn: Conn::Tls(Box::new(tls)),
-                    budget: budget.clone(),
-                })
+                Client::new(Bounded::imap(Conn::Tls(Box::new(tls)), budget.clone()))
             }
         };
         budget.set(SMALL);
@@ -536,6 +527,55 @@ impl Outside {
         }
         self.imap_logout(s, &budget).await;
         Ok(())
+    }
+
+    /// IDLE on `folder` (RFC 2177) for at most `max`: the message count
+    /// after an EXISTS, the old count after another change (an expunge,
+    /// a flag), None when nothing happened.
+    pub(super) async fn imap_wait(
+        &self,
+        login: &OutsideLogin,
+        folder: &str,
+        max: Duration,
+    ) -> Result<Option<u32>, OutsideError> {
+        use async_imap::extensions::idle::IdleResponse;
+        use async_imap::imap_proto::{MailboxDatum, Response};
+        let (mut s, budget) = self.imap_session(login).await?;
+        let caps = self
+            .step("CAPABILITY", &budget, SMALL, s.capabilities())
+            .await?;
+        if !caps.has_str("IDLE") {
+            return Err(OutsideError::Unsupported(
+                "the server does not offer IDLE".into(),
+            ));
+        }
+        let before = self
+            .open_folder(&mut s, &budget, folder, false)
+            .await?
+            .exists;
+        let mut idle = s.idle();
+        budget.set(SMALL);
+        tokio::time::timeout(self.command_timeout(), idle.init())
+            .await
+            .map_err(|_| OutsideError::Timeout("IDLE".into()))?
+            .map_err(|e| imap_error(e, &budget, "IDLE"))?;
+        let outcome = {
+            let (wait, _stop) = idle.wait_with_timeout(max);
+            wait.await
+        };
+        let changed = match outcome {
+            Ok(IdleResponse::NewData(resp)) => match resp.parsed() {
+                Response::MailboxData(MailboxDatum::Exists(n)) => Some(*n),
+                _ => Some(before),
+            },
+            Ok(_) => None,
+            Err(e) => return Err(imap_error(e, &budget, "IDLE")),
+        };
+        // DONE, then LOGOUT; a server that is slow to end IDLE is left.
+        if let Ok(Ok(mut s)) = tokio::time::timeout(self.command_timeout(), idle.done()).await {
+            let _ = tokio::time::timeout(self.command_timeout(), s.logout()).await;
+        }
+        Ok(changed)
     }
 
     /// EXAMINE INBOX, for the fetcher (which only reads).

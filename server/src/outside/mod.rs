@@ -186,6 +186,18 @@ impl OutsideMail for Outside {
         }
     }
 
+    async fn wait_for_change(
+        &self,
+        login: &OutsideLogin,
+        folder: &str,
+        max: std::time::Duration,
+    ) -> Result<Option<u32>, OutsideError> {
+        match login.settings.protocol {
+            Protocol::Imap => self.imap_wait(login, folder, max).await,
+            Protocol::Pop3 => Err(imap_only("live new mail")),
+        }
+    }
+
     async fn send(
         &self,
         login: &OutsideLogin,

@@ -147,6 +147,83 @@ pub enum Conn {
 pub struct Bounded {
     pub conn: Conn,
     pub budget: Budget,
+    /// IMAP only: the literals announced in what was read.
+    literals: Option<LiteralScan>,
+}
+
+impl Bounded {
+    pub fn new(conn: Conn, budget: Budget) -> Self {
+        Bounded {
+            conn,
+            budget,
+            literals: None,
+        }
+    }
+
+    /// For IMAP: a literal announced as larger than the budget left
+    /// (`{4000000000}`) fails the read at once. async-imap sizes its
+    /// buffer from the announcement before a byte of it arrives, so the
+    /// byte budget alone would come too late.
+    pub fn imap(conn: Conn, budget: Budget) -> Self {
+        Bounded {
+            conn,
+            budget,
+            literals: Some(LiteralScan::default()),
+        }
+    }
+}
+
+/// Finds IMAP literal announcements (`{N}` or `{N+}` right before CRLF,
+/// RFC 9051 §4.3) in a byte stream, skipping the literals' own bytes.
+#[derive(Default)]
+pub struct LiteralScan {
+    /// Bytes of a literal still to pass unscanned.
+    skip: u64,
+    /// The end of the current line, up to 32 bytes: enough for `{N}\r`.
+    tail: Vec<u8>,
+}
+
+impl LiteralScan {
+    /// Feeds bytes; the size of each literal announced in them.
+    pub fn feed(&mut self, mut data: &[u8], mut found: impl FnMut(u64)) {
+        while !data.is_empty() {
+            if self.skip > 0 {
+                let n = usize::try_from(self.skip)
+                    .unwrap_or(usize::MAX)
+                    .min(data.len());
+                self.skip -= n as u64;
+                data = &data[n..];
+                continue;
+            }
+            let b = data[0];
+            data = &data[1..];
+            if b == b'\n' {
+                if let Some(n) = literal_size(&self.tail) {
+                    found(n);
+                    self.skip = n;
+                }
+                self.tail.clear();
+            } else {
+                if self.tail.len() == 32 {
+                    self.tail.remove(0);
+                }
+                self.tail.push(b);
+            }
+        }
+    }
+}
+
+/// `…{123}\r` or `…{123+}\r` at the end of a line: 123.
+fn literal_size(line: &[u8]) -> Option<u64> {
+    let line = line.strip_suffix(b"\r")?;
+    let line = line.strip_suffix(b"}")?;
+    let line = line.strip_suffix(b"+").unwrap_or(line);
+    let open = line.iter().rposition(|b| *b == b'{')?;
+    let digits = &line[open + 1..];
+    if digits.is_empty() || digits.len() > 20 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 impl std::fmt::Debug for Bounded {
@@ -181,6 +258,22 @@ impl AsyncRead for Bounded {
             rb.filled().len()
         };
         this.budget.0.fetch_sub(n as u64, Ordering::Relaxed);
+        if let Some(scan) = &mut this.literals {
+            let left = this.budget.0.load(Ordering::Relaxed);
+            let mut too_big = None;
+            let filled = buf.filled();
+            scan.feed(&filled[filled.len() - n..], |size| {
+                if size > left {
+                    too_big = Some(size);
+                }
+            });
+            if let Some(size) = too_big {
+                this.budget.set(0);
+                return Poll::Ready(Err(std::io::Error::other(format!(
+                    "a literal of {size} bytes, more than allowed"
+                ))));
+            }
+        }
         Poll::Ready(Ok(()))
     }
 }
@@ -362,6 +455,20 @@ pub async fn tls(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn literal_announcements_are_found_and_their_bytes_skipped() {
+        let mut sizes = Vec::new();
+        let mut scan = LiteralScan::default();
+        // Split across reads, a literal whose content looks like another
+        // announcement, and a non-synchronising literal.
+        scan.feed(b"* 1 FETCH (BODY[] {1", |n| sizes.push(n));
+        scan.feed(b"2}\r\n{99999}\r\n!) x {7+}\r\nabcdefg)\r\n", |n| {
+            sizes.push(n)
+        });
+        scan.feed(b"* OK {not} a literal\r\n* OK {}\r\n", |n| sizes.push(n));
+        assert_eq!(sizes, vec![12, 7]);
+    }
 
     #[test]
     fn private_and_public_addresses() {

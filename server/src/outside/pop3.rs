@@ -178,20 +178,14 @@ impl Outside {
             Security::Tls => {
                 let tls = net::tls(tcp, &ep.host, pinned, timeout).await?;
                 Pop {
-                    io: BufReader::new(Bounded {
-                        conn: Conn::Tls(Box::new(tls)),
-                        budget: budget.clone(),
-                    }),
+                    io: BufReader::new(Bounded::new(Conn::Tls(Box::new(tls)), budget.clone())),
                     budget: budget.clone(),
                     timeout: cmd_timeout,
                 }
             }
             Security::StartTls => {
                 let mut plain = Pop {
-                    io: BufReader::new(Bounded {
-                        conn: Conn::Plain(tcp),
-                        budget: budget.clone(),
-                    }),
+                    io: BufReader::new(Bounded::new(Conn::Plain(tcp), budget.clone())),
                     budget: budget.clone(),
                     timeout: cmd_timeout,
                 };
@@ -212,10 +206,10 @@ impl Outside {
                 return self
                     .pop_login(
                         Pop {
-                            io: BufReader::new(Bounded {
-                                conn: Conn::Tls(Box::new(tls)),
-                                budget: budget.clone(),
-                            }),
+                            io: BufReader::new(Bounded::new(
+                                Conn::Tls(Box::new(tls)),
+                                budget.clone(),
+                            )),
                             budget,
                             timeout: cmd_timeout,
                         },

@@ -19,13 +19,13 @@ use serde::Deserialize;
 
 use app::WebSettings;
 
-fn plain(status: actix_web::http::StatusCode, body: &str) -> HttpResponse {
+pub(crate) fn plain(status: actix_web::http::StatusCode, body: &str) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("text/plain; charset=utf-8")
         .body(format!("{body}\n"))
 }
 
-fn core_failure(e: CoreError) -> HttpResponse {
+pub(crate) fn core_failure(e: CoreError) -> HttpResponse {
     use actix_web::http::StatusCode;
     match e {
         CoreError::NotFound(_) => plain(StatusCode::NOT_FOUND, "Not found"),

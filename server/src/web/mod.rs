@@ -9,6 +9,7 @@
 pub mod autoconfig;
 pub mod mail;
 pub mod metrics;
+pub mod outside_events;
 
 use std::net::SocketAddr;
 
@@ -170,6 +171,7 @@ pub fn server(
             .route("/msg/body", web::get().to(mail::body))
             .route("/msg/att", web::get().to(mail::attachment))
             .route("/compose", web::post().to(mail::compose))
+            .route("/outside/events", web::get().to(outside_events::events))
             .service(Files::new("/pkg", format!("{}/pkg", opts.site_root)))
             .leptos_routes_with_context(
                 routes,
