@@ -118,6 +118,8 @@ pub struct OutsideReadData {
     pub date: String,
     pub text: String,
     pub has_html: bool,
+    /// Remote images the cleaned HTML would load (hidden until asked).
+    pub blocked_images: usize,
     pub attachments: Vec<AttachmentRow>,
     pub error: Option<String>,
 }
@@ -633,6 +635,7 @@ pub async fn outside_read(
         date: String::new(),
         text: String::new(),
         has_html: false,
+        blocked_images: 0,
         attachments: Vec::new(),
         error: None,
     };
@@ -663,6 +666,11 @@ pub async fn outside_read(
             d.date = v.date.map(mailcore::view::short_date).unwrap_or_default();
             d.text = v.text;
             d.has_html = v.html.is_some();
+            d.blocked_images = v
+                .html
+                .as_deref()
+                .map(|h| crate::mailhtml::sanitize(h, false).blocked)
+                .unwrap_or(0);
             d.attachments = v
                 .attachments
                 .into_iter()
@@ -1007,6 +1015,7 @@ pub fn OutsideReadPage() -> impl IntoView {
     let a = qp("a");
     let f = qp("f");
     let mid = qp("id");
+    let images = qp("images");
     let act = ServerAction::<OutsideMsgAction>::new();
     let data = Resource::new(
         move || {
@@ -1025,6 +1034,9 @@ pub fn OutsideReadPage() -> impl IntoView {
                 match data.await {
                     Ok(Some(d)) => {
                         let back = format!("/outside/box?a={}&f={}", d.account.id, encode(&d.folder));
+                        let mq = format!("a={}&f={}&id={}", d.account.id, encode(&d.folder), encode(&d.id));
+                        let here = format!("/outside/read?{mq}");
+                        let images_on = images() == "1";
                         let title = if d.subject.is_empty() { "(no subject)".to_owned() } else { d.subject.clone() };
                         view! {
                             <PageTitle text=format!("{title} · Tern")/>
@@ -1040,12 +1052,33 @@ pub fn OutsideReadPage() -> impl IntoView {
                                         {(!d.cc.is_empty()).then(|| view! { <dt>"Cc"</dt><dd>{d.cc.clone()}</dd> })}
                                         <dt>"Date"</dt><dd>{d.date.clone()}</dd>
                                     </dl>
-                                    {d.has_html.then(|| view! { <p class="notice">"This message also has an HTML version; it is shown as text here."</p> })}
-                                    <pre class="body" data-testid="outside-body">{d.text.clone()}</pre>
+                                    {(d.has_html && d.blocked_images > 0 && !images_on).then(|| view! {
+                                        <p class="notice" role="status">
+                                            {format!("{} remote image(s) hidden to protect your privacy. ", d.blocked_images)}
+                                            <a href=format!("{here}&images=1") rel="external">"Show images in this message"</a>
+                                        </p>
+                                    })}
+                                    {if d.has_html {
+                                        view! {
+                                            <iframe
+                                                class="htmlbody"
+                                                title="Message body"
+                                                src=format!("/outside/msg/body?{mq}&images={}", u8::from(images_on))
+                                                sandbox="allow-popups allow-popups-to-escape-sandbox"
+                                                referrerpolicy="no-referrer"
+                                                data-testid="outside-html"
+                                            ></iframe>
+                                        }.into_any()
+                                    } else {
+                                        view! { <pre class="body" data-testid="outside-body">{d.text.clone()}</pre> }.into_any()
+                                    }}
                                     {(!d.attachments.is_empty()).then(|| view! {
-                                        <ul class="attachments">
+                                        <ul class="attachments" data-testid="outside-attachments">
                                             {d.attachments.iter().map(|a| view! {
-                                                <li>{format!("{} ({}, {})", a.filename, a.content_type, a.size)}</li>
+                                                <li>
+                                                    <a href=format!("/outside/msg/att?{mq}&n={}", a.index) download=a.filename.clone()>{a.filename.clone()}</a>
+                                                    {format!(" ({}, {})", a.content_type, a.size)}
+                                                </li>
                                             }).collect_view()}
                                         </ul>
                                     })}

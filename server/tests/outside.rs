@@ -1161,3 +1161,99 @@ async fn live_new_mail_over_server_sent_events() {
     until("event: exists", &mut seen);
     until("data: 2", &mut seen);
 }
+
+/// An outside message's HTML is cleaned into the same sandboxed frame as
+/// local mail (no script, remote images held back), and its attachments
+/// download with the bytes the sender attached.
+#[tokio::test(flavor = "multi_thread")]
+async fn outside_html_is_sandboxed_and_attachments_download() {
+    let far = outside_provider().await;
+    far.deliver(
+        "jo@far.test",
+        b"From: Ann <ann@elsewhere.test>\r\nSubject: with html\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=XX\r\n\r\n--XX\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+<p onclick=\"alert(1)\">Hi <b>there</b></p><script>alert(2)</script><img src=\"https://tracker.example/p.gif\">\r\n\
+--XX\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"notes.bin\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\nAAECAwQF\r\n--XX--\r\n",
+    )
+    .await;
+    let dns = FakeDns::start();
+    dns.a("mail.far.test");
+    let home = home_for(&dns, far.web, true);
+    let (cookie, csrf) = home_session(&home);
+    let imaps = far.imaps.to_string();
+    let a = add_trusted(
+        &home,
+        &cookie,
+        &csrf,
+        &[
+            ("address", "jo@far.test"),
+            ("password", "far away pass"),
+            ("protocol", "imap"),
+            ("in_host", "mail.far.test"),
+            ("in_port", &imaps),
+            ("in_security", "tls"),
+        ],
+    );
+    let (_, page) = http_get(
+        home.web,
+        &format!("/outside/read?a={a}&f=INBOX&id=2"),
+        Some(&cookie),
+    );
+    assert!(page.contains("data-testid=\"outside-html\""), "{page}");
+    assert!(
+        page.contains("sandbox=\"allow-popups allow-popups-to-escape-sandbox\""),
+        "{page}"
+    );
+    assert!(page.contains("1 remote image(s) hidden"), "{page}");
+    assert!(page.contains("notes.bin"), "{page}");
+
+    let (st, frame) = http_get(
+        home.web,
+        &format!("/outside/msg/body?a={a}&f=INBOX&id=2"),
+        Some(&cookie),
+    );
+    assert_eq!(st, 200, "{frame}");
+    assert!(frame.contains("Hi <b>there</b>"), "{frame}");
+    assert!(
+        !frame.contains("<script") && !frame.contains("onclick"),
+        "{frame}"
+    );
+    assert!(!frame.contains("tracker.example/p.gif\""), "{frame}");
+    let csp = frame
+        .lines()
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("content-security-policy:")
+        })
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'none'") || csp.contains("default-src 'none'"),
+        "{csp}"
+    );
+
+    let (st, att) = http_get(
+        home.web,
+        &format!("/outside/msg/att?a={a}&f=INBOX&id=2&n=0"),
+        Some(&cookie),
+    );
+    assert_eq!(st, 200, "{att}");
+    assert!(
+        att.to_ascii_lowercase()
+            .contains("content-disposition: attachment; filename=\"notes.bin\""),
+        "{att}"
+    );
+    assert!(
+        att.ends_with("\u{0}\u{1}\u{2}\u{3}\u{4}\u{5}"),
+        "the attached bytes: {att:?}"
+    );
+    // Another user's session gets nothing of it.
+    let bob = web_login(home.web, "bob@example.test", PW).unwrap();
+    let (st, _) = http_get(
+        home.web,
+        &format!("/outside/msg/att?a={a}&f=INBOX&id=2&n=0"),
+        Some(&bob),
+    );
+    assert_eq!(st, 404);
+}

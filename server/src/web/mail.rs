@@ -97,9 +97,13 @@ pub async fn body(
         Ok(v) => v,
         Err(e) => return core_failure(e),
     };
-    let allow = q.images == 1;
-    let html = view.html.unwrap_or_default();
-    let cleaned = app::mailhtml::sanitize(&html, allow);
+    html_frame(&view.html.unwrap_or_default(), q.images == 1)
+}
+
+/// A message's HTML, cleaned, as the document of the sandboxed frame the
+/// read page shows it in (no script; remote images only when `allow`).
+pub(crate) fn html_frame(html: &str, allow: bool) -> HttpResponse {
+    let cleaned = app::mailhtml::sanitize(html, allow);
     let doc = format!(
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\">\
          <style>body{{font-family:system-ui,sans-serif;margin:0;padding:8px;word-wrap:break-word}}\
@@ -159,20 +163,23 @@ pub async fn attachment(
         .message_attachment(s.account.id, mbox, q.uid, q.n)
         .await
     {
-        Ok(a) => {
-            let cd = content_disposition(&a.filename);
-            let mut resp = HttpResponse::Ok();
-            // Never let the browser render it: octet-stream plus nosniff.
-            resp.content_type("application/octet-stream")
-                .insert_header(("Cache-Control", "private, no-store"))
-                .insert_header(("Content-Security-Policy", "default-src 'none'; sandbox"));
-            if let Ok(v) = HeaderValue::from_str(&cd) {
-                resp.insert_header((header::CONTENT_DISPOSITION, v));
-            }
-            resp.body(a.bytes)
-        }
+        Ok(a) => attachment_download(a),
         Err(e) => core_failure(e),
     }
+}
+
+/// An attachment, always as a download: never rendered by the browser.
+pub(crate) fn attachment_download(a: AttachmentData) -> HttpResponse {
+    let cd = content_disposition(&a.filename);
+    let mut resp = HttpResponse::Ok();
+    // Octet-stream plus nosniff, and a sandbox should it be opened anyway.
+    resp.content_type("application/octet-stream")
+        .insert_header(("Cache-Control", "private, no-store"))
+        .insert_header(("Content-Security-Policy", "default-src 'none'; sandbox"));
+    if let Ok(v) = HeaderValue::from_str(&cd) {
+        resp.insert_header((header::CONTENT_DISPOSITION, v));
+    }
+    resp.body(a.bytes)
 }
 
 /// An outside account's login for this session, or the page that says

@@ -9,7 +9,7 @@
 pub mod autoconfig;
 pub mod mail;
 pub mod metrics;
-pub mod outside_events;
+pub mod outside;
 
 use std::net::SocketAddr;
 
@@ -171,7 +171,9 @@ pub fn server(
             .route("/msg/body", web::get().to(mail::body))
             .route("/msg/att", web::get().to(mail::attachment))
             .route("/compose", web::post().to(mail::compose))
-            .route("/outside/events", web::get().to(outside_events::events))
+            .route("/outside/events", web::get().to(outside::events))
+            .route("/outside/msg/body", web::get().to(outside::body))
+            .route("/outside/msg/att", web::get().to(outside::attachment))
             .service(Files::new("/pkg", format!("{}/pkg", opts.site_root)))
             .leptos_routes_with_context(
                 routes,
