@@ -709,7 +709,8 @@ fn add_trusted(home: &Tern, cookie: &str, csrf: &str, fields: &[(&str, &str)]) -
 
 /// Fetching in: POP3 with delete-after-fetch under a kill -9 of the home
 /// server mid-run (every message arrives once, and leaves the provider),
-/// and IMAP by UID leaving the mail on the provider, new mail following.
+/// IMAP by UID leaving the mail on the provider, new mail following, and
+/// POP3 leaving a copy.
 #[tokio::test(flavor = "multi_thread")]
 async fn fetching_in_survives_kill_9_without_duplicates() {
     let far = outside_provider().await;
@@ -864,6 +865,44 @@ async fn fetching_in_survives_kill_9_without_duplicates() {
         &cookie_h,
     );
     assert!(location(&resp).contains("error="), "{resp}");
+
+    // POP3, leaving a copy on the server: fetched once, still there.
+    cli_db(
+        far.dir.path(),
+        None,
+        &["user", "add", "lee@far.test"],
+        "lee pass\n",
+    );
+    deliver_many(&far, "lee@far.test", 2, "lee").await;
+    let lee = add_trusted(
+        &home,
+        &cookie,
+        &csrf,
+        &[
+            ("address", "lee@far.test"),
+            ("password", "lee pass"),
+            ("protocol", "pop3"),
+            ("in_host", "mail.far.test"),
+            ("in_port", &pop_port),
+            ("in_security", "tls"),
+        ],
+    );
+    let base = inbox_total(&home, "alice@example.test").await;
+    let (_, resp) = http_post_form(
+        home.web,
+        "/api/outside_fetch",
+        &form(&[("csrf", &csrf), ("a", &lee), ("mode", "keep")]),
+        &cookie_h,
+    );
+    assert!(location(&resp).contains("ok=fetch"), "{resp}");
+    wait_for(base + 2).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(inbox_total(&home, "alice@example.test").await, base + 2);
+    assert_eq!(
+        inbox_total(&far, "lee@far.test").await,
+        2,
+        "left on the provider"
+    );
 }
 
 /// The unified inbox: the local INBOX and two outside accounts (IMAP and

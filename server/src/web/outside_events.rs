@@ -1,0 +1,118 @@
+//! Live new mail for an open outside folder (JavaScript on): a
+//! Server-Sent Events stream fed by IMAP IDLE on the outside server. The
+//! page shows "new mail" when an `exists` event comes. Each IDLE lasts a
+//! minute, then the next one starts, so a closed page is noticed within a
+//! minute (the write fails) and its IMAP connection goes.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use actix_web::web::Bytes;
+use actix_web::{HttpRequest, HttpResponse, web};
+use mailcore::Core;
+use mailcore::outside::{OutsideAccountId, OutsideError};
+use serde::Deserialize;
+
+use super::mail::{core_failure, plain, session};
+
+/// Open streams per local account: each holds an IMAP connection at the
+/// provider, and providers limit those (Gmail allows 15).
+const MAX_STREAMS_PER_ACCOUNT: usize = 4;
+const WINDOW: Duration = Duration::from_secs(60);
+
+static OPEN: Mutex<Option<HashMap<i32, usize>>> = Mutex::new(None);
+
+/// Counts one open stream until dropped.
+struct Slot(i32);
+
+impl Slot {
+    fn take(account: i32) -> Option<Slot> {
+        let mut g = OPEN.lock().ok()?;
+        let n = g.get_or_insert_with(HashMap::new).entry(account).or_insert(0);
+        if *n >= MAX_STREAMS_PER_ACCOUNT {
+            return None;
+        }
+        *n += 1;
+        Some(Slot(account))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut g) = OPEN.lock()
+            && let Some(n) = g.get_or_insert_with(HashMap::new).get_mut(&self.0)
+        {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Q {
+    a: i32,
+    #[serde(default)]
+    f: String,
+}
+
+pub async fn events(
+    core: web::Data<Core>,
+    outside: web::Data<app::outside::ssr::OutsideClient>,
+    req: HttpRequest,
+    q: web::Query<Q>,
+) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    let s = match session(&core, &req).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let login = match core
+        .outside_login(s.account.id, OutsideAccountId(q.a), &s.csrf_token)
+        .await
+    {
+        Ok(Some(l)) => l,
+        Ok(None) => return plain(StatusCode::FORBIDDEN, "enter the account's password first"),
+        Err(e) => return core_failure(e),
+    };
+    let Some(slot) = Slot::take(s.account.id) else {
+        return plain(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many live outside folders open at once",
+        );
+    };
+    let folder = if q.f.is_empty() { "INBOX".to_owned() } else { q.f.clone() };
+    let client = outside.0.clone();
+    // First an event that says the stream is up (pages and tests wait for
+    // it), then one event per change, a comment per quiet minute.
+    let stream = futures_util::stream::unfold(
+        (Some(slot), true),
+        move |(slot, first)| {
+            let client = client.clone();
+            let login = login.clone();
+            let folder = folder.clone();
+            async move {
+                let slot = slot?;
+                if first {
+                    return Some((Ok::<_, actix_web::Error>(Bytes::from_static(b"event: ready\ndata: 1\n\n")), (Some(slot), false)));
+                }
+                match client.wait_for_change(&login, &folder, WINDOW).await {
+                    Ok(Some(n)) => Some((Ok(Bytes::from(format!("event: exists\ndata: {n}\n\n"))), (Some(slot), false))),
+                    Ok(None) => Some((Ok(Bytes::from_static(b": still here\n\n")), (Some(slot), false))),
+                    Err(e) => {
+                        let msg = match e {
+                            OutsideError::Unsupported(m) => m,
+                            other => other.to_string(),
+                        };
+                        let line = msg.replace(['\r', '\n'], " ");
+                        // The error is the last event; the stream ends.
+                        Some((Ok(Bytes::from(format!("event: error\ndata: {line}\n\n"))), (None, false)))
+                    }
+                }
+            }
+        },
+    );
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .streaming(stream)
+}
