@@ -1296,3 +1296,73 @@ Content-Transfer-Encoding: base64\r\n\r\nAAECAwQF\r\n--XX--\r\n",
     );
     assert_eq!(st, 404);
 }
+
+/// IMAP connections to the provider: the webmail keeps logged-in sessions
+/// between requests, so clicking around costs a NOOP, not a new TLS
+/// connection and LOGIN each time.
+#[tokio::test(flavor = "multi_thread")]
+async fn outside_imap_sessions_are_reused_between_requests() {
+    let far = start(&[
+        ("TERN_HOSTNAME", "mail.far.test"),
+        ("TERN_WEB__METRICS_TOKEN", "metrics-secret"),
+    ]);
+    cli_db(far.dir.path(), None, &["domain", "add", "far.test"], "");
+    cli_db(
+        far.dir.path(),
+        None,
+        &["user", "add", "jo@far.test"],
+        "far away pass\n",
+    );
+    far.deliver(
+        "jo@far.test",
+        b"From: a@b.test\r\nSubject: one\r\n\r\nx\r\n",
+    )
+    .await;
+    let imap_connections = || {
+        let (_, m) = http(
+            far.web,
+            "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer metrics-secret\r\nConnection: close\r\n\r\n",
+        );
+        m.lines()
+            .find(|l| l.starts_with("tern_connections_total{protocol=\"imap\"}"))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let dns = FakeDns::start();
+    dns.a("mail.far.test");
+    let home = home_for(&dns, far.web, true);
+    let (cookie, csrf) = home_session(&home);
+    let imaps = far.imaps.to_string();
+    let a = add_trusted(
+        &home,
+        &cookie,
+        &csrf,
+        &[
+            ("address", "jo@far.test"),
+            ("password", "far away pass"),
+            ("protocol", "imap"),
+            ("in_host", "mail.far.test"),
+            ("in_port", &imaps),
+            ("in_security", "tls"),
+        ],
+    );
+    let before = imap_connections();
+    for _ in 0..5 {
+        let (st, page) = http_get(home.web, &format!("/outside/box?a={a}"), Some(&cookie));
+        assert_eq!(st, 200);
+        assert!(page.contains(">1 message<"), "{page}");
+    }
+    for _ in 0..2 {
+        let (_, msg) = http_get(
+            home.web,
+            &format!("/outside/read?a={a}&f=INBOX&id=1"),
+            Some(&cookie),
+        );
+        assert!(msg.contains("one"), "{msg}");
+    }
+    let used = imap_connections() - before;
+    // One request at a time: the session the account check logged in is
+    // reused by every page after it (without the pool: 12 connections).
+    assert!(used <= 1, "{used} new IMAP connections for 7 pages");
+}

@@ -161,9 +161,31 @@ impl Outside {
         let _ = self.step("LOGOUT", budget, SMALL, s.logout()).await;
     }
 
+    /// A logged-in session for `login`: one kept from an earlier request
+    /// if it still answers NOOP, else a new one. Each click in the webmail
+    /// then costs a NOOP rather than a TCP, TLS and LOGIN round trip.
+    async fn checkout(&self, login: &OutsideLogin) -> Result<(Session, Budget), OutsideError> {
+        let key = Pool::key(login);
+        while let Some((mut s, budget)) = self.pool.take(&key) {
+            if self.step("NOOP", &budget, SMALL, s.noop()).await.is_ok() {
+                return Ok((s, budget));
+            }
+        }
+        self.imap_session(login).await
+    }
+
+    /// Back to the pool after a request that went well (a session that
+    /// failed is dropped instead, so nothing half-done is reused).
+    async fn checkin(&self, login: &OutsideLogin, s: Session, budget: Budget) {
+        if let Some((s, budget)) = self.pool.put(Pool::key(login), s, budget) {
+            self.imap_logout(s, &budget).await;
+        }
+    }
+
     pub(super) async fn imap_check(&self, login: &OutsideLogin) -> Result<(), OutsideError> {
+        // Always a fresh login: this is the check that the password works.
         let (s, budget) = self.imap_session(login).await?;
-        self.imap_logout(s, &budget).await;
+        self.checkin(login, s, budget).await;
         Ok(())
     }
 
@@ -171,7 +193,7 @@ impl Outside {
         &self,
         login: &OutsideLogin,
     ) -> Result<Vec<OutsideFolder>, OutsideError> {
-        let (mut s, budget) = self.imap_session(login).await?;
+        let (mut s, budget) = self.checkout(login).await?;
         let limit = self.cfg.max_listing_bytes;
         let names = self
             .step("LIST", &budget, limit, async {
@@ -195,7 +217,7 @@ impl Outside {
             let ib = b.name.eq_ignore_ascii_case("INBOX");
             ib.cmp(&ia).then_with(|| a.name.cmp(&b.name))
         });
-        self.imap_logout(s, &budget).await;
+        self.checkin(login, s, budget).await;
         Ok(out)
     }
 
@@ -264,7 +286,7 @@ impl Outside {
         page: u32,
         page_size: u32,
     ) -> Result<OutsidePage, OutsideError> {
-        let (mut s, budget) = self.imap_session(login).await?;
+        let (mut s, budget) = self.checkout(login).await?;
         let mbox = self.open_folder(&mut s, &budget, folder, false).await?;
         let total = mbox.exists;
         let page = page.max(1);
@@ -279,7 +301,7 @@ impl Outside {
                 .summaries(&mut s, &budget, format!("{lo}:{hi}"), false)
                 .await?;
         }
-        self.imap_logout(s, &budget).await;
+        self.checkin(login, s, budget).await;
         Ok(OutsidePage { total, rows })
     }
 
@@ -291,7 +313,7 @@ impl Outside {
         limit: u32,
     ) -> Result<OutsidePage, OutsideError> {
         let key = search_key(query)?;
-        let (mut s, budget) = self.imap_session(login).await?;
+        let (mut s, budget) = self.checkout(login).await?;
         self.open_folder(&mut s, &budget, folder, false).await?;
         let found = self
             .step(
@@ -316,7 +338,7 @@ impl Outside {
             // By UID, newest first (a search result has no page order).
             rows.sort_by_key(|r| std::cmp::Reverse(r.id.imap_uid().unwrap_or(0)));
         }
-        self.imap_logout(s, &budget).await;
+        self.checkin(login, s, budget).await;
         Ok(OutsidePage { total, rows })
     }
 
@@ -329,7 +351,7 @@ impl Outside {
         let uid = id
             .imap_uid()
             .ok_or_else(|| not_found(&format!("message {}", id.as_str())))?;
-        let (mut s, budget) = self.imap_session(login).await?;
+        let (mut s, budget) = self.checkout(login).await?;
         // SELECT, and BODY[] rather than BODY.PEEK[]: reading marks the
         // message \Seen on the server, as any mail client does (RFC 9051
         // §6.4.5). A folder the account may only read falls back to EXAMINE.
@@ -362,7 +384,7 @@ impl Outside {
             .and_then(|f| f.body())
             .map(<[u8]>::to_vec)
             .ok_or_else(|| not_found(&format!("message {uid}")))?;
-        self.imap_logout(s, &budget).await;
+        self.checkin(login, s, budget).await;
         Ok(body)
     }
 
@@ -377,7 +399,7 @@ impl Outside {
         let uid = id
             .imap_uid()
             .ok_or_else(|| not_found(&format!("message {}", id.as_str())))?;
-        let (mut s, budget) = self.imap_session(login).await?;
+        let (mut s, budget) = self.checkout(login).await?;
         self.open_folder(&mut s, &budget, folder, true).await?;
         let name = match flag {
             OutsideFlag::Seen => "\\Seen",
@@ -394,7 +416,7 @@ impl Outside {
             Ok(())
         })
         .await?;
-        self.imap_logout(s, &budget).await;
+        self.checkin(login, s, budget).await;
         Ok(())
     }
 
@@ -408,10 +430,10 @@ impl Outside {
         let uid = id
             .imap_uid()
             .ok_or_else(|| not_found(&format!("message {}", id.as_str())))?;
-        let (mut s, budget) = self.imap_session(login).await?;
+        let (mut s, budget) = self.checkout(login).await?;
         self.open_folder(&mut s, &budget, folder, true).await?;
         self.move_uid(&mut s, &budget, uid, target).await?;
-        self.imap_logout(s, &budget).await;
+        self.checkin(login, s, budget).await;
         Ok(())
     }
 
@@ -503,7 +525,7 @@ impl Outside {
         let uid = id
             .imap_uid()
             .ok_or_else(|| not_found(&format!("message {}", id.as_str())))?;
-        let (mut s, budget) = self.imap_session(login).await?;
+        let (mut s, budget) = self.checkout(login).await?;
         let trash = self
             .special_folder(
                 &mut s,
@@ -525,7 +547,7 @@ impl Outside {
                     .await?;
             }
         }
-        self.imap_logout(s, &budget).await;
+        self.checkin(login, s, budget).await;
         Ok(())
     }
 
@@ -639,7 +661,7 @@ impl Outside {
         login: &OutsideLogin,
         raw: &[u8],
     ) -> Result<Option<String>, OutsideError> {
-        let (mut s, budget) = self.imap_session(login).await?;
+        let (mut s, budget) = self.checkout(login).await?;
         let sent = self
             .special_folder(
                 &mut s,
@@ -657,7 +679,7 @@ impl Outside {
             )
             .await?;
         }
-        self.imap_logout(s, &budget).await;
+        self.checkin(login, s, budget).await;
         Ok(sent)
     }
 }
@@ -693,5 +715,70 @@ mod tests {
         assert_eq!(search_key("café").unwrap(), "CHARSET UTF-8 TEXT \"café\"");
         assert!(search_key("a\r\nb").is_err());
         assert!(search_key("  ").is_err());
+    }
+}
+
+/// Idle logged-in sessions by login (host, port, user, password, pinned
+/// certificate, hashed: a changed password never gets an old session).
+#[derive(Default)]
+pub(super) struct Pool {
+    idle: std::sync::Mutex<std::collections::HashMap<String, Vec<Kept>>>,
+}
+
+/// A kept session, its budget, and since when it has been idle.
+type Kept = (Session, Budget, std::time::Instant);
+
+/// A kept session older than this is closed: providers log idle
+/// clients out (RFC 9051 §5.4 allows after 30 minutes), and some sooner.
+const POOL_IDLE: Duration = Duration::from_secs(240);
+const POOL_PER_LOGIN: usize = 2;
+const POOL_TOTAL: usize = 64;
+
+impl Pool {
+    fn key(login: &OutsideLogin) -> String {
+        use sha2::Digest;
+        let s = &login.settings;
+        let mut h = sha2::Sha256::new();
+        for part in [
+            s.incoming.host.as_str(),
+            &s.incoming.port.to_string(),
+            s.incoming.security.as_str(),
+            s.username.as_str(),
+            login.password.as_str(),
+            login.pinned_cert.as_deref().unwrap_or(""),
+        ] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn take(&self, key: &str) -> Option<(Session, Budget)> {
+        let mut idle = self.idle.lock().ok()?;
+        let list = idle.get_mut(key)?;
+        while let Some((s, b, since)) = list.pop() {
+            if since.elapsed() < POOL_IDLE {
+                return Some((s, b));
+            }
+        }
+        None
+    }
+
+    /// Keeps the session; gives it back when the pool is full.
+    fn put(&self, key: String, s: Session, b: Budget) -> Option<(Session, Budget)> {
+        let Ok(mut idle) = self.idle.lock() else {
+            return Some((s, b));
+        };
+        idle.retain(|_, v| {
+            v.retain(|(_, _, since)| since.elapsed() < POOL_IDLE);
+            !v.is_empty()
+        });
+        let total: usize = idle.values().map(Vec::len).sum();
+        let list = idle.entry(key).or_default();
+        if total >= POOL_TOTAL || list.len() >= POOL_PER_LOGIN {
+            return Some((s, b));
+        }
+        list.push((s, b, std::time::Instant::now()));
+        None
     }
 }

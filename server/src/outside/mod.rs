@@ -27,11 +27,17 @@ use dns::Resolve;
 pub struct Outside {
     cfg: OutsideConfig,
     dns: Arc<dyn Resolve>,
+    /// Logged-in IMAP sessions kept between web requests.
+    pool: imap::Pool,
 }
 
 impl Outside {
     pub fn new(cfg: OutsideConfig, dns: Arc<dyn Resolve>) -> Self {
-        Outside { cfg, dns }
+        Outside {
+            cfg,
+            dns,
+            pool: imap::Pool::default(),
+        }
     }
 
     /// With hickory, on `outside.nameserver` or the system's resolver.
