@@ -86,7 +86,10 @@ pub struct OutsideMsg {
 pub struct BoxData {
     pub frame: Frame,
     pub account: OutsideRow,
-    pub folders: Vec<(String, bool)>,
+    /// (name as the server has it, name to show, not selectable).
+    pub folders: Vec<(String, String, bool)>,
+    /// The open folder's name to show.
+    pub folder_label: String,
     pub folder: String,
     /// A search, when the page shows one.
     pub query: String,
@@ -107,8 +110,10 @@ pub struct OutsideReadData {
     pub frame: Frame,
     pub account: OutsideRow,
     pub folder: String,
+    pub folder_label: String,
     pub id: String,
-    pub folders: Vec<String>,
+    /// (name, name to show) of the folders a message can move to.
+    pub folders: Vec<(String, String)>,
     pub pop3: bool,
     pub can_send: bool,
     pub from: String,
@@ -537,6 +542,7 @@ pub async fn outside_box(
         account: ssr::row(&acct),
         folders: Vec::new(),
         folder: folder.clone(),
+        folder_label: mailcore::outside::folder_label(&folder),
         query: q.clone(),
         pop3: acct.settings.protocol == mailcore::outside::Protocol::Pop3,
         rows: Vec::new(),
@@ -567,7 +573,13 @@ pub async fn outside_box(
     .await;
     match result {
         Ok((folders, listing)) => {
-            d.folders = folders.into_iter().map(|f| (f.name, f.noselect)).collect();
+            d.folders = folders
+                .into_iter()
+                .map(|f| {
+                    let label = mailcore::outside::folder_label(&f.name);
+                    (f.name, label, f.noselect)
+                })
+                .collect();
             d.total = listing.total;
             d.pages = listing.total.div_ceil(OUTSIDE_PAGE_SIZE).max(1);
             d.rows = listing
@@ -624,6 +636,7 @@ pub async fn outside_read(
         frame: crate::mail::ssr::frame(&s).await?,
         account: ssr::row(&acct),
         folder: f.clone(),
+        folder_label: mailcore::outside::folder_label(&f),
         id: id.clone(),
         folders: Vec::new(),
         pop3: acct.settings.protocol == mailcore::outside::Protocol::Pop3,
@@ -655,7 +668,10 @@ pub async fn outside_read(
                 d.folders = folders
                     .into_iter()
                     .filter(|f| !f.noselect)
-                    .map(|f| f.name)
+                    .map(|f| {
+                        let label = mailcore::outside::folder_label(&f.name);
+                        (f.name, label)
+                    })
                     .collect();
             }
             let v = mailcore::view::MessageView::parse(&raw);
@@ -947,7 +963,7 @@ fn OutsideBox(d: BoxData, unlock: ServerAction<OutsideAction>) -> impl IntoView 
     let next = (d.page < d.pages).then(|| href(&folder, d.page + 1));
     view! {
         <Shell frame=d.frame.clone()>
-            <h1 data-testid="outside-title">{format!("{} · {}", d.account.address, d.folder)}</h1>
+            <h1 data-testid="outside-title">{format!("{} · {}", d.account.address, d.folder_label)}</h1>
             {d.error.clone().map(|e| view! { <p class="error" role="alert" data-testid="outside-error">{e}</p> })}
             {banner}
             {d.needs_password.then(|| view! {
@@ -962,14 +978,14 @@ fn OutsideBox(d: BoxData, unlock: ServerAction<OutsideAction>) -> impl IntoView 
             })}
             <nav class="outsidefolders" aria-label="Folders of this account">
                 <ul>
-                    {d.folders.iter().map(|(name, noselect)| {
+                    {d.folders.iter().map(|(name, label, noselect)| {
                         let current = *name == d.folder;
                         if *noselect {
-                            view! { <li>{name.clone()}</li> }.into_any()
+                            view! { <li>{label.clone()}</li> }.into_any()
                         } else {
                             view! {
                                 <li class:current=current>
-                                    <a href=href(name, 1)>{name.clone()}</a>
+                                    <a href=href(name, 1)>{label.clone()}</a>
                                 </li>
                             }.into_any()
                         }
@@ -1041,7 +1057,7 @@ pub fn OutsideReadPage() -> impl IntoView {
                         view! {
                             <PageTitle text=format!("{title} · Tern")/>
                             <Shell frame=d.frame.clone()>
-                                <p><a href=back>{format!("Back to {} · {}", d.account.address, d.folder)}</a></p>
+                                <p><a href=back>{format!("Back to {} · {}", d.account.address, d.folder_label)}</a></p>
                                 {d.error.clone().map(|e| view! { <p class="error" role="alert" data-testid="outside-error">{e}</p> })}
                                 {d.error.is_none().then(|| view! { <OutsideActions d=d.clone() act=act/> })}
                                 <article class="message">
@@ -1105,10 +1121,10 @@ fn OutsideActions(d: OutsideReadData, act: ServerAction<OutsideMsgAction>) -> im
         action_button(act, c.clone(), a, f.clone(), i.clone(), op, label)
     };
     let imap = !d.pop3;
-    let folders: Vec<String> = d
+    let folders: Vec<(String, String)> = d
         .folders
         .iter()
-        .filter(|f| **f != d.folder)
+        .filter(|(f, _)| *f != d.folder)
         .cloned()
         .collect();
     let mover = (imap && !folders.is_empty()).then(|| view! {
@@ -1119,7 +1135,7 @@ fn OutsideActions(d: OutsideReadData, act: ServerAction<OutsideMsgAction>) -> im
             <input type="hidden" name="id" value=d.id.clone()/>
             <input type="hidden" name="op" value="move"/>
             <select name="target" aria-label="Move to folder">
-                {folders.iter().map(|f| view! { <option value=f.clone()>{f.clone()}</option> }).collect_view()}
+                {folders.iter().map(|(f, label)| view! { <option value=f.clone()>{label.clone()}</option> }).collect_view()}
             </select>
             <button type="submit" data-testid="outside-move">"Move"</button>
         </ActionForm>

@@ -27,6 +27,7 @@ pub mod events;
 pub mod mailboxes;
 pub mod messages;
 pub mod meta;
+pub mod mutf7;
 pub mod outside;
 pub mod outside_cache;
 pub mod outside_fetch;

@@ -247,6 +247,13 @@ pub struct OutsideFolder {
     pub noselect: bool,
 }
 
+/// A folder name as IMAP sends it to clients that did not enable UTF-8:
+/// modified UTF-7 (RFC 3501 §5.1.3, `Entw&APw-rfe` for "Entwürfe"), as
+/// text to show. A name that is not valid modified UTF-7 is shown as sent.
+pub fn folder_label(raw: &str) -> String {
+    crate::mutf7::decode(raw).unwrap_or_else(|| raw.to_owned())
+}
+
 /// Names one message on an outside server across connections: the IMAP
 /// UID (within its folder), or the POP3 UIDL (RFC 1939 §7), never a POP3
 /// message number, which another client's deletion can shift.
@@ -817,6 +824,21 @@ mod tests {
         }
         std::fs::write(&p, b"short").unwrap();
         assert!(SecretKey::load_or_create(&p).is_err());
+    }
+
+    #[test]
+    fn folder_names_in_modified_utf7_read_as_text() {
+        assert_eq!(folder_label("Entw&APw-rfe"), "Entwürfe");
+        assert_eq!(folder_label("INBOX"), "INBOX");
+        assert_eq!(folder_label("Tom &- Jerry"), "Tom & Jerry");
+        assert_eq!(folder_label("&ZeVnLIqe-"), "日本語");
+        assert_eq!(
+            folder_label("[Gmail]/&BB4EQgQ,BEAEMAQyBDsENQQ9BD0ESwQ1-"),
+            "[Gmail]/Отправленные"
+        );
+        // Not valid: shown as sent.
+        assert_eq!(folder_label("odd&name"), "odd&name");
+        assert_eq!(folder_label("&!!-"), "&!!-");
     }
 
     #[test]

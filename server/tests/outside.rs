@@ -1347,11 +1347,22 @@ async fn outside_imap_sessions_are_reused_between_requests() {
             ("in_security", "tls"),
         ],
     );
+    {
+        let fc = far.core().await;
+        let jo = fc.account("jo@far.test").await.unwrap().unwrap();
+        fc.create_mailbox(jo.id, "Entwürfe").await.unwrap();
+    }
     let before = imap_connections();
     for _ in 0..5 {
         let (st, page) = http_get(home.web, &format!("/outside/box?a={a}"), Some(&cookie));
         assert_eq!(st, 200);
         assert!(page.contains(">1 message<"), "{page}");
+        // The provider sends the name in modified UTF-7; it reads as text
+        // and the link keeps the server's form.
+        assert!(
+            page.contains("f=Entw%26APw-rfe&amp;page=1\">Entwürfe<"),
+            "{page}"
+        );
     }
     for _ in 0..2 {
         let (_, msg) = http_get(
