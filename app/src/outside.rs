@@ -59,6 +59,8 @@ pub struct OutsideForm {
     pub out_host: String,
     pub out_port: String,
     pub out_security: String,
+    /// The outgoing server's user name, when it is not the incoming one.
+    pub smtp_username: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,6 +194,7 @@ pub mod ssr {
             out_host,
             out_port,
             out_security,
+            smtp_username: String::new(),
         }
     }
 
@@ -247,6 +250,7 @@ pub mod ssr {
             ("out_host", &f.out_host),
             ("out_port", &f.out_port),
             ("out_security", &f.out_security),
+            ("smtp_username", &f.smtp_username),
         ]
         .iter()
         .map(|(k, v)| format!("{k}={}", encode(v)))
@@ -349,6 +353,8 @@ pub async fn outside_add(
     #[server(default)] out_security: String,
     #[server(default)] remember: Option<String>,
     #[server(default)] trust: String,
+    #[server(default)] smtp_username: String,
+    #[server(default)] smtp_password: String,
 ) -> Result<(), ServerFnError> {
     use mailcore::outside::{OutsideError, OutsideLogin};
     let s = crate::mail::ssr::require(&csrf).await?;
@@ -362,7 +368,10 @@ pub async fn outside_add(
         out_host,
         out_port,
         out_security,
+        smtp_username: smtp_username.trim().to_owned(),
     };
+    let smtp = (!form.smtp_username.is_empty() || !smtp_password.is_empty())
+        .then(|| (form.smtp_username.clone(), smtp_password.clone()));
     let back = |extra: String| format!("/outside/add?{}&{extra}", ssr::form_query(&form));
     let settings = match ssr::settings_of(&form) {
         Ok(v) => v,
@@ -377,6 +386,7 @@ pub async fn outside_add(
         settings: settings.clone(),
         password: password.clone(),
         pinned_cert: pinned.clone(),
+        smtp: smtp.clone(),
     };
     match ssr::client()?.check(&login).await {
         Ok(()) => {}
@@ -398,11 +408,14 @@ pub async fn outside_add(
     match core
         .add_outside_account(
             s.account.id,
-            &settings,
-            &password,
-            remember.is_some(),
-            &s.csrf_token,
-            pinned.as_deref(),
+            &mailcore::outside::NewOutside {
+                settings: &settings,
+                password: &password,
+                remember: remember.is_some(),
+                session: &s.csrf_token,
+                pinned_cert: pinned.as_deref(),
+                smtp: smtp.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
+            },
         )
         .await
     {
@@ -802,6 +815,7 @@ pub fn OutsideAddPage() -> impl IntoView {
                         out_host: g("out_host"),
                         out_port: g("out_port"),
                         out_security: g("out_security"),
+                        smtp_username: g("smtp_username"),
                     },
                     g("discover") == "1",
                 )
@@ -880,6 +894,10 @@ pub fn OutsideAddPage() -> impl IntoView {
                                             <option value="tls" selected=sel(&f.out_security, "tls")>"TLS"</option>
                                             <option value="starttls" selected=sel(&f.out_security, "starttls")>"STARTTLS"</option>
                                         </select>
+                                        <label for="osmtpuser">"Outgoing user name, if it is not the one above"</label>
+                                        <input id="osmtpuser" name="smtp_username" type="text" value=f.smtp_username.clone() autocomplete="off"/>
+                                        <label for="osmtppw">"Outgoing password, if it is not the one above"</label>
+                                        <input id="osmtppw" name="smtp_password" type="password" autocomplete="off"/>
                                     </details>
                                     <button type="submit" class="primary">"Sign in and add"</button>
                                 </ActionForm>

@@ -177,6 +177,21 @@ pub fn valid_host(h: &str) -> bool {
         })
 }
 
+/// What adding an outside account takes.
+#[derive(Clone, Copy, Debug)]
+pub struct NewOutside<'a> {
+    pub settings: &'a OutsideSettings,
+    pub password: &'a str,
+    /// Store the password (sealed); false: keep it for `session` only.
+    pub remember: bool,
+    /// The key of the browser session (its CSRF token).
+    pub session: &'a str,
+    /// SHA-256 of a certificate the user chose to trust.
+    pub pinned_cert: Option<&'a str>,
+    /// The outgoing server's own (user name, password), if different.
+    pub smtp: Option<(&'a str, &'a str)>,
+}
+
 /// An outside account as its owner sees it (no password).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutsideAccount {
@@ -200,6 +215,19 @@ pub struct OutsideLogin {
     pub settings: OutsideSettings,
     pub password: String,
     pub pinned_cert: Option<String>,
+    /// The outgoing server's own login (user name, password), when it
+    /// differs from the incoming one.
+    pub smtp: Option<(String, String)>,
+}
+
+impl OutsideLogin {
+    /// The (user name, password) for the outgoing server.
+    pub fn smtp_login(&self) -> (&str, &str) {
+        match &self.smtp {
+            Some((u, p)) => (u, p),
+            None => (&self.settings.username, &self.password),
+        }
+    }
 }
 
 /// A certificate that did not verify, as the user is shown it.
@@ -525,6 +553,15 @@ fn seal_context(owner: i32, address: &str) -> String {
     )
 }
 
+fn smtp_seal_context(owner: i32, address: &str) -> String {
+    format!("{} smtp", seal_context(owner, address))
+}
+
+/// Where a session-only outgoing password is held.
+fn smtp_session_key(session: &str) -> String {
+    format!("{session}\u{0}smtp")
+}
+
 /// Where the core finds its sealing key, and the passwords held for a
 /// browser session only.
 #[derive(Default)]
@@ -589,18 +626,32 @@ impl Core {
             .ok_or_else(|| CoreError::Unavailable("outside key".into()))
     }
 
-    /// Saves an outside account. `session` is the key of the browser
-    /// session, used when the password is not to be stored.
+    /// Saves an outside account for `owner`.
     pub async fn add_outside_account(
         &self,
         owner: i32,
-        settings: &OutsideSettings,
-        password: &str,
-        remember: bool,
-        session: &str,
-        pinned_cert: Option<&str>,
+        new: &NewOutside<'_>,
     ) -> CoreResult<OutsideAccountId> {
+        let NewOutside {
+            settings,
+            password,
+            remember,
+            session,
+            pinned_cert,
+            smtp,
+        } = *new;
         settings.validate()?;
+        if let Some((u, p)) = smtp
+            && (u.is_empty()
+                || u.len() > 320
+                || u.chars().any(char::is_control)
+                || p.is_empty()
+                || p.len() > 1024)
+        {
+            return Err(CoreError::invalid(
+                "the outgoing user name and password must both be given (at most 320 and 1024 characters)",
+            ));
+        }
         if password.is_empty() || password.len() > 1024 {
             return Err(CoreError::invalid(
                 "the password must be 1 to 1024 characters",
@@ -629,6 +680,15 @@ impl Core {
         } else {
             None
         };
+        // The outgoing password is sealed under its own context, so the
+        // two cannot be swapped in the database.
+        let out_secret = match (smtp, remember) {
+            (Some((_, p)), true) => Some(
+                self.outside_key()?
+                    .seal(&smtp_seal_context(owner, &settings.address), p)?,
+            ),
+            _ => None,
+        };
         let (out_host, out_port, out_sec) = match &settings.outgoing {
             Some(e) => (e.host.clone(), i32::from(e.port), e.security.as_str()),
             None => (String::new(), 0, "tls"),
@@ -648,6 +708,8 @@ impl Core {
             pinned_cert: Set(pinned_cert.map(str::to_owned)),
             last_error: Set(None),
             created_at: Set(self.now()),
+            out_username: Set(smtp.map(|(u, _)| u.to_owned()).unwrap_or_default()),
+            out_secret: Set(out_secret),
             ..Default::default()
         }
         .insert_committed(self.wdb())
@@ -655,6 +717,9 @@ impl Core {
         let id = OutsideAccountId(row.id);
         if !remember {
             self.hold_outside_password(session, id, password);
+            if let Some((_, p)) = smtp {
+                self.hold_outside_password(&smtp_session_key(session), id, p);
+            }
         }
         Ok(id)
     }
@@ -715,11 +780,21 @@ impl Core {
             ),
             None => self.held_outside_password(session, id),
         };
+        let smtp_password = match &row.out_secret {
+            Some(sealed) => self
+                .outside_key()?
+                .open(&smtp_seal_context(owner, &row.address), sealed),
+            None => self.held_outside_password(&smtp_session_key(session), id),
+        };
+        let smtp = (!row.out_username.is_empty())
+            .then(|| smtp_password.map(|p| (row.out_username.clone(), p)))
+            .flatten();
         let account = to_account(row);
         Ok(password.map(|password| OutsideLogin {
             settings: account.settings,
             password,
             pinned_cert: account.pinned_cert,
+            smtp,
         }))
     }
 
@@ -742,8 +817,9 @@ impl Core {
 
     /// Forgets every password held for a session (at sign-out).
     pub fn forget_outside_passwords(&self, session: &str) {
+        let smtp = smtp_session_key(session);
         if let Ok(mut m) = self.inner.outside.session.lock() {
-            m.retain(|(s, _), _| s != session);
+            m.retain(|(s, _), _| s != session && *s != smtp);
         }
     }
 

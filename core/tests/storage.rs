@@ -1354,7 +1354,7 @@ async fn keywords_are_stored_copied_and_limited() {
 
 #[tokio::test]
 async fn outside_accounts_seal_fetch_once_and_go_with_their_owner() {
-    use mailcore::outside::{Endpoint, OutsideSettings, Protocol, Security};
+    use mailcore::outside::{Endpoint, NewOutside, OutsideSettings, Protocol, Security};
     use mailcore::outside_fetch::FetchMode;
     for_each_backend("outside", |core| async move {
         let ids = setup(&core, &["o", "p"]).await;
@@ -1368,7 +1368,17 @@ async fn outside_accounts_seal_fetch_once_and_go_with_their_owner() {
             outgoing: None,
         };
         let id = core
-            .add_outside_account(ids[0], &settings, "s3cret", true, "sess", None)
+            .add_outside_account(
+                ids[0],
+                &NewOutside {
+                    settings: &settings,
+                    password: "s3cret",
+                    remember: true,
+                    session: "sess",
+                    pinned_cert: None,
+                    smtp: Some(("jo-smtp", "app-pw")),
+                },
+            )
             .await
             .unwrap();
         // Another owner cannot see or use it.
@@ -1376,11 +1386,22 @@ async fn outside_accounts_seal_fetch_once_and_go_with_their_owner() {
         assert!(core.outside_login(ids[1], id, "sess").await.is_err());
         let login = core.outside_login(ids[0], id, "").await.unwrap().unwrap();
         assert_eq!(login.password, "s3cret");
+        assert_eq!(login.smtp_login(), ("jo-smtp", "app-pw"));
         // Session-only: held in memory for that session, gone at sign-out.
         let mut other = settings.clone();
         other.address = "kim@far.test".into();
         let held = core
-            .add_outside_account(ids[0], &other, "pw2", false, "sess", None)
+            .add_outside_account(
+                ids[0],
+                &NewOutside {
+                    settings: &other,
+                    password: "pw2",
+                    remember: false,
+                    session: "sess",
+                    pinned_cert: None,
+                    smtp: None,
+                },
+            )
             .await
             .unwrap();
         assert_eq!(

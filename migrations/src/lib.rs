@@ -16,6 +16,7 @@ mod m20261202_000008_delivered_to;
 mod m20261204_000009_outside;
 mod m20261204_000010_outside_fetch;
 mod m20261204_000011_outside_cache;
+mod m20261204_000012_outside_smtp_login;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000009_outside::Migration),
             Box::new(m20261204_000010_outside_fetch::Migration),
             Box::new(m20261204_000011_outside_cache::Migration),
+            Box::new(m20261204_000012_outside_smtp_login::Migration),
         ]
     }
 }

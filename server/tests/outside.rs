@@ -1377,3 +1377,82 @@ async fn outside_imap_sessions_are_reused_between_requests() {
     // reused by every page after it (without the pool: 12 connections).
     assert!(used <= 1, "{used} new IMAP connections for 7 pages");
 }
+
+/// Posts the compose form as a browser without JavaScript would, sending
+/// from outside account `a`; the response.
+fn compose_from_outside(
+    home: &Tern,
+    cookie: &str,
+    csrf: &str,
+    a: &str,
+    to: &str,
+    body: &str,
+) -> (u16, String) {
+    let boundary = "ternboundary43";
+    let mut mp = String::new();
+    for (k, v) in [
+        ("csrf", csrf),
+        ("action", "send"),
+        ("from", &format!("o:{a}")),
+        ("to", to),
+        ("subject", "from the outside address"),
+        ("body", body),
+    ] {
+        mp.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
+        ));
+    }
+    mp.push_str(&format!("--{boundary}--\r\n"));
+    http(
+        home.web,
+        &format!(
+            "POST /compose HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nCookie: {cookie}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{mp}",
+            home.web,
+            mp.len()
+        ),
+    )
+}
+
+/// A separate login for the outgoing server is the one sending uses.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_separate_outgoing_login_is_used_for_sending() {
+    let far = outside_provider().await;
+    let dns = FakeDns::start();
+    dns.a("mail.far.test");
+    let home = home_for(&dns, far.web, true);
+    let (cookie, csrf) = home_session(&home);
+    let imaps = far.imaps.to_string();
+    let smtps = far.smtps.to_string();
+    let a = add_trusted(
+        &home,
+        &cookie,
+        &csrf,
+        &[
+            ("address", "jo@far.test"),
+            ("password", "far away pass"),
+            ("protocol", "imap"),
+            ("in_host", "mail.far.test"),
+            ("in_port", &imaps),
+            ("in_security", "tls"),
+            ("out_host", "mail.far.test"),
+            ("out_port", &smtps),
+            ("out_security", "tls"),
+            ("smtp_username", "jo@far.test"),
+            ("smtp_password", "not the password"),
+        ],
+    );
+    // Reading uses the incoming login and works; sending uses the
+    // outgoing one, which the provider refuses.
+    let (_, page) = http_get(home.web, &format!("/outside/box?a={a}"), Some(&cookie));
+    assert!(page.contains(">1 message<"), "{page}");
+    let (st, resp) = compose_from_outside(&home, &cookie, &csrf, &a, "jo@far.test", "hello");
+    assert!((300..400).contains(&st), "{resp}");
+    let back = location(&resp);
+    assert!(back.starts_with("/compose?draft="), "{back}");
+    let (_, page) = http_get(home.web, &back, Some(&cookie));
+    assert!(
+        page.contains("Not sent") && page.contains("refused the login"),
+        "{page}"
+    );
+    assert_eq!(far.inbox("jo@far.test").await.len(), 1, "nothing was sent");
+}

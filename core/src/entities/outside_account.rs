@@ -25,6 +25,8 @@ pub struct Model {
     pub fetch_status: Option<String>,
     pub fetch_cursor: String,
     pub fetched_total: i64,
+    pub out_username: String,
+    pub out_secret: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -104,7 +104,8 @@ impl Outside {
                     .map_err(|e| smtp_error(e, "STARTTLS"))?;
             }
             self.check_pin(&conn, &ep.host, pinned)?;
-            let creds = Credentials::new(login.settings.username.clone(), login.password.clone());
+            let (user, password) = login.smtp_login();
+            let creds = Credentials::new(user.to_owned(), password.to_owned());
             match tokio::time::timeout(
                 cmd_timeout,
                 conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds),
