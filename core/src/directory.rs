@@ -604,6 +604,10 @@ impl Core {
 
 /// Deletes an account's messages and mailboxes, releasing blob references.
 async fn delete_account_mail<C: ConnectionTrait>(txn: &C, account_id: i32) -> CoreResult<()> {
+    crate::entities::lone_subscription::Entity::delete_many()
+        .filter(crate::entities::lone_subscription::Column::AccountId.eq(account_id))
+        .exec(txn)
+        .await?;
     // Its outside accounts go too, sealed passwords with them.
     let outside: Vec<i32> = crate::entities::outside_account::Entity::find()
         .filter(crate::entities::outside_account::Column::AccountId.eq(account_id))

@@ -11,7 +11,7 @@ use sea_orm::{
     QuerySelect, Set, TransactionTrait,
 };
 
-use crate::entities::{mailbox, message};
+use crate::entities::{lone_subscription, mailbox, message};
 use crate::error::{CoreError, CoreResult};
 use crate::events::{ChangeEvent, ChangeKind};
 use crate::{Core, messages};
@@ -328,6 +328,23 @@ impl Core {
         messages::release_blobs(&txn, &blob_ids).await?;
         messages::add_usage(&txn, account_id, -freed).await?;
         mailbox::Entity::delete_by_id(m.id).exec(&txn).await?;
+        // RFC 9051 §6.3.7: the subscription outlives the mailbox.
+        if m.subscribed {
+            lone_subscription::Entity::insert(lone_subscription::ActiveModel {
+                account_id: Set(account_id),
+                name: Set(name.clone()),
+            })
+            .on_conflict(
+                sea_orm::sea_query::OnConflict::columns([
+                    lone_subscription::Column::AccountId,
+                    lone_subscription::Column::Name,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+        }
         txn.commit().await?;
         self.publish(ChangeEvent {
             account_id,
@@ -337,6 +354,10 @@ impl Core {
         Ok(())
     }
 
+    /// SUBSCRIBE and UNSUBSCRIBE (RFC 9051 §6.3.7, §6.3.8). A name with
+    /// no mailbox may be subscribed too (Dovecot allows it; a client may
+    /// subscribe before it creates), and unsubscribing a name that was
+    /// never subscribed is `NotFound`.
     pub async fn set_subscribed(&self, account_id: i32, name: &str, on: bool) -> CoreResult<()> {
         let name = normalize_name(name)?;
         let res = mailbox::Entity::update_many()
@@ -345,10 +366,59 @@ impl Core {
             .filter(mailbox::Column::Name.eq(name.clone()))
             .exec(self.wdb())
             .await?;
-        if res.rows_affected == 0 {
-            return Err(CoreError::NotFound(format!("mailbox {name}")));
+        let lone = lone_subscription::Entity::find()
+            .filter(lone_subscription::Column::AccountId.eq(account_id))
+            .filter(lone_subscription::Column::Name.eq(name.clone()));
+        match (on, res.rows_affected) {
+            (true, 0) => {
+                lone_subscription::Entity::insert(lone_subscription::ActiveModel {
+                    account_id: Set(account_id),
+                    name: Set(name.clone()),
+                })
+                .on_conflict(
+                    sea_orm::sea_query::OnConflict::columns([
+                        lone_subscription::Column::AccountId,
+                        lone_subscription::Column::Name,
+                    ])
+                    .do_nothing()
+                    .to_owned(),
+                )
+                .exec_without_returning(self.wdb())
+                .await?;
+            }
+            (true, _) => {}
+            (false, n) => {
+                let had_lone = lone.clone().one(self.db()).await?.is_some();
+                if had_lone {
+                    lone_subscription::Entity::delete_many()
+                        .filter(lone_subscription::Column::AccountId.eq(account_id))
+                        .filter(lone_subscription::Column::Name.eq(name.clone()))
+                        .exec(self.wdb())
+                        .await?;
+                }
+                if n == 0 && !had_lone {
+                    return Err(CoreError::NotFound(format!("subscription {name}")));
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Subscribed names that have no mailbox (deleted since, or not made
+    /// yet), for LSUB and LIST (SUBSCRIBED).
+    pub async fn lone_subscriptions(&self, account_id: i32) -> CoreResult<Vec<String>> {
+        let mut names: Vec<String> = lone_subscription::Entity::find()
+            .filter(lone_subscription::Column::AccountId.eq(account_id))
+            .all(self.db())
+            .await?
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        let boxes = self.list_mailboxes(account_id).await?;
+        // A mailbox made since under that name holds the subscription now.
+        names.retain(|n| !boxes.iter().any(|b| b.name == *n));
+        names.sort();
+        Ok(names)
     }
 }
 

@@ -1524,3 +1524,29 @@ async fn outside_accounts_seal_fetch_once_and_go_with_their_owner() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn subscriptions_outlive_their_mailbox() {
+    for_each_backend("lone_subscriptions", |core| async move {
+        let ids = setup(&core, &["s"]).await;
+        core.create_mailbox(ids[0], "Lists").await.unwrap();
+        core.set_subscribed(ids[0], "Lists", true).await.unwrap();
+        core.delete_mailbox(ids[0], "Lists").await.unwrap();
+        assert_eq!(core.lone_subscriptions(ids[0]).await.unwrap(), ["Lists"]);
+        // Twice is fine; a name with no mailbox may be subscribed.
+        core.set_subscribed(ids[0], "Lists", true).await.unwrap();
+        core.set_subscribed(ids[0], "Later", true).await.unwrap();
+        assert_eq!(
+            core.lone_subscriptions(ids[0]).await.unwrap(),
+            ["Later", "Lists"]
+        );
+        // A mailbox made under the name holds the subscription.
+        let m = core.create_mailbox(ids[0], "Later").await.unwrap();
+        assert!(m.subscribed);
+        assert_eq!(core.lone_subscriptions(ids[0]).await.unwrap(), ["Lists"]);
+        core.set_subscribed(ids[0], "Lists", false).await.unwrap();
+        assert!(core.lone_subscriptions(ids[0]).await.unwrap().is_empty());
+        assert!(core.set_subscribed(ids[0], "Lists", false).await.is_err());
+    })
+    .await;
+}

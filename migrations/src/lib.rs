@@ -17,6 +17,7 @@ mod m20261204_000009_outside;
 mod m20261204_000010_outside_fetch;
 mod m20261204_000011_outside_cache;
 mod m20261204_000012_outside_smtp_login;
+mod m20261204_000013_lone_subscriptions;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000010_outside_fetch::Migration),
             Box::new(m20261204_000011_outside_cache::Migration),
             Box::new(m20261204_000012_outside_smtp_login::Migration),
+            Box::new(m20261204_000013_lone_subscriptions::Migration),
         ]
     }
 }

@@ -1450,6 +1450,9 @@ async fn create_and_list_across_levels() {
     // SUBSCRIBE takes the declared form too; LSUB % shows an unsubscribed
     // parent of a subscribed child as \Noselect.
     c.ok("UNSUBSCRIBE Projects");
+    // The deleted Projects/2026 is still subscribed (RFC 9051 §6.3.7,
+    // see subscriptions_outlive_deleted_mailboxes): let it go first.
+    c.ok("UNSUBSCRIBE Projects/2026");
     c.ok("SUBSCRIBE Projects/2026/Q4/");
     let r = c.ok("LSUB \"\" Projects/%");
     assert_eq!(names(&r), ["* LSUB (\\Noselect) \"/\" \"Projects/2026\""]);
@@ -1634,4 +1637,50 @@ async fn qresync_resynchronises_a_mailbox() {
     assert!(has(&r, "UID 2 FLAGS (\\Flagged)"), "{r:?}");
     let r = c.run("FETCH 1 (FLAGS) (CHANGEDSINCE 1 VANISHED)");
     assert!(r[0].contains("BAD"), "{r:?}");
+}
+
+/// RFC 9051 §6.3.7: a subscription outlives its mailbox, a name may be
+/// subscribed before it exists, and LSUB / LIST (SUBSCRIBED) show both.
+#[tokio::test(flavor = "multi_thread")]
+async fn subscriptions_outlive_deleted_mailboxes() {
+    let t = start(&[]);
+    let mut c = Imap::login(&t, "bob@example.test");
+    let names = |r: &[String]| -> Vec<String> {
+        r.iter()
+            .filter(|l| l.starts_with("* LIST") || l.starts_with("* LSUB"))
+            .map(|l| l.trim_end().to_owned())
+            .collect()
+    };
+    c.ok("CREATE Lists");
+    c.ok("SUBSCRIBE Lists");
+    c.ok("DELETE Lists");
+    let r = c.ok("LSUB \"\" Lists");
+    assert_eq!(names(&r), ["* LSUB () \"/\" \"Lists\""]);
+    let r = c.ok("LIST (SUBSCRIBED) \"\" Lists");
+    assert_eq!(
+        names(&r),
+        ["* LIST (\\NonExistent \\Subscribed) \"/\" \"Lists\""]
+    );
+    // A plain LIST does not show what does not exist.
+    let r = c.ok("LIST \"\" Lists");
+    assert!(names(&r).is_empty(), "{r:?}");
+    // Subscribing before creating.
+    c.ok("SUBSCRIBE Later");
+    let r = c.ok("LSUB \"\" *");
+    assert!(
+        names(&r).contains(&"* LSUB () \"/\" \"Later\"".to_owned()),
+        "{r:?}"
+    );
+    c.ok("CREATE Later");
+    let r = c.ok("LIST (SUBSCRIBED) \"\" Later");
+    assert_eq!(
+        names(&r),
+        ["* LIST (\\HasNoChildren \\Subscribed) \"/\" \"Later\""]
+    );
+    // Unsubscribing the lone name removes it; a second time is NO.
+    c.ok("UNSUBSCRIBE Lists");
+    let r = c.ok("LSUB \"\" Lists");
+    assert!(names(&r).is_empty(), "{r:?}");
+    let r = c.run("UNSUBSCRIBE Lists");
+    assert!(r.last().unwrap().contains("NO"), "{r:?}");
 }

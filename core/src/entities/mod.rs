@@ -8,6 +8,7 @@ pub mod blob;
 pub mod delivery_log;
 pub mod domain;
 pub mod domain_admin;
+pub mod lone_subscription;
 pub mod mailbox;
 pub mod message;
 pub mod outside_account;

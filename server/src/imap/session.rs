@@ -886,6 +886,13 @@ impl Session {
             return self.ok(tag, &format!("{cmd} completed")).await;
         }
         let boxes = self.core.list_mailboxes(self.account_id()).await?;
+        // Subscribed names without a mailbox (RFC 9051 §6.3.7): listed by
+        // LSUB and by LIST (SUBSCRIBED) only.
+        let lone = if a.lsub || a.subscribed_only {
+            self.core.lone_subscriptions(self.account_id()).await?
+        } else {
+            Vec::new()
+        };
         let by_name: HashMap<&str, &mailcore::Mailbox> =
             boxes.iter().map(|b| (b.name.as_str(), b)).collect();
         // Every mailbox, each preceded by those of its superiors that are
@@ -901,6 +908,11 @@ impl Session {
             }
             if seen.insert(b.name.as_str()) {
                 names.push(b.name.as_str());
+            }
+        }
+        for n in &lone {
+            if seen.insert(n.as_str()) {
+                names.push(n.as_str());
             }
         }
         let selected = |mb: &mailcore::Mailbox| {
@@ -930,7 +942,13 @@ impl Session {
             let child_chosen = any_selection && !chosen && below().any(&selected);
             let mut attrs: Vec<&str> = Vec::new();
             let mut extended = "";
-            if chosen {
+            let lone_sub = mb.is_none() && lone.iter().any(|l| l == name);
+            if lone_sub {
+                // RFC 5258 §3.1: a subscribed name that does not exist.
+                if !a.lsub {
+                    attrs.extend(["\\NonExistent", "\\Subscribed"]);
+                }
+            } else if chosen {
                 if !a.lsub {
                     attrs.push(if has_children {
                         "\\HasChildren"
