@@ -330,20 +330,7 @@ impl Core {
         mailbox::Entity::delete_by_id(m.id).exec(&txn).await?;
         // RFC 9051 §6.3.7: the subscription outlives the mailbox.
         if m.subscribed {
-            lone_subscription::Entity::insert(lone_subscription::ActiveModel {
-                account_id: Set(account_id),
-                name: Set(name.clone()),
-            })
-            .on_conflict(
-                sea_orm::sea_query::OnConflict::columns([
-                    lone_subscription::Column::AccountId,
-                    lone_subscription::Column::Name,
-                ])
-                .do_nothing()
-                .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await?;
+            keep_lone_subscription(&txn, account_id, &name).await?;
         }
         txn.commit().await?;
         self.publish(ChangeEvent {
@@ -370,22 +357,7 @@ impl Core {
             .filter(lone_subscription::Column::AccountId.eq(account_id))
             .filter(lone_subscription::Column::Name.eq(name.clone()));
         match (on, res.rows_affected) {
-            (true, 0) => {
-                lone_subscription::Entity::insert(lone_subscription::ActiveModel {
-                    account_id: Set(account_id),
-                    name: Set(name.clone()),
-                })
-                .on_conflict(
-                    sea_orm::sea_query::OnConflict::columns([
-                        lone_subscription::Column::AccountId,
-                        lone_subscription::Column::Name,
-                    ])
-                    .do_nothing()
-                    .to_owned(),
-                )
-                .exec_without_returning(self.wdb())
-                .await?;
-            }
+            (true, 0) => keep_lone_subscription(self.wdb(), account_id, &name).await?,
             (true, _) => {}
             (false, n) => {
                 let had_lone = lone.clone().one(self.db()).await?.is_some();
@@ -420,6 +392,29 @@ impl Core {
         names.sort();
         Ok(names)
     }
+}
+
+/// Records a subscription to a name with no mailbox (once).
+async fn keep_lone_subscription<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    account_id: i32,
+    name: &str,
+) -> CoreResult<()> {
+    lone_subscription::Entity::insert(lone_subscription::ActiveModel {
+        account_id: Set(account_id),
+        name: Set(name.to_owned()),
+    })
+    .on_conflict(
+        sea_orm::sea_query::OnConflict::columns([
+            lone_subscription::Column::AccountId,
+            lone_subscription::Column::Name,
+        ])
+        .do_nothing()
+        .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -707,6 +707,24 @@ fn add_trusted(home: &Tern, cookie: &str, csrf: &str, fields: &[(&str, &str)]) -
     boxurl.trim_start_matches("/outside/box?a=").to_owned()
 }
 
+/// jo@far.test over IMAPS, its certificate trusted; the account's id.
+fn add_jo_imap(home: &Tern, far: &Tern, cookie: &str, csrf: &str) -> String {
+    let imaps = far.imaps.to_string();
+    add_trusted(
+        home,
+        cookie,
+        csrf,
+        &[
+            ("address", "jo@far.test"),
+            ("password", "far away pass"),
+            ("protocol", "imap"),
+            ("in_host", "mail.far.test"),
+            ("in_port", &imaps),
+            ("in_security", "tls"),
+        ],
+    )
+}
+
 /// Fetching in: POP3 with delete-after-fetch under a kill -9 of the home
 /// server mid-run (every message arrives once, and leaves the provider),
 /// IMAP by UID leaving the mail on the provider, new mail following, and
@@ -1145,20 +1163,7 @@ async fn live_new_mail_over_server_sent_events() {
     dns.a("mail.far.test");
     let home = home_for(&dns, far.web, true);
     let (cookie, csrf) = home_session(&home);
-    let imaps = far.imaps.to_string();
-    let a = add_trusted(
-        &home,
-        &cookie,
-        &csrf,
-        &[
-            ("address", "jo@far.test"),
-            ("password", "far away pass"),
-            ("protocol", "imap"),
-            ("in_host", "mail.far.test"),
-            ("in_port", &imaps),
-            ("in_security", "tls"),
-        ],
-    );
+    let a = add_jo_imap(&home, &far, &cookie, &csrf);
     let mut s = std::net::TcpStream::connect(("127.0.0.1", home.web)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(
@@ -1220,20 +1225,7 @@ Content-Transfer-Encoding: base64\r\n\r\nAAECAwQF\r\n--XX--\r\n",
     dns.a("mail.far.test");
     let home = home_for(&dns, far.web, true);
     let (cookie, csrf) = home_session(&home);
-    let imaps = far.imaps.to_string();
-    let a = add_trusted(
-        &home,
-        &cookie,
-        &csrf,
-        &[
-            ("address", "jo@far.test"),
-            ("password", "far away pass"),
-            ("protocol", "imap"),
-            ("in_host", "mail.far.test"),
-            ("in_port", &imaps),
-            ("in_security", "tls"),
-        ],
-    );
+    let a = add_jo_imap(&home, &far, &cookie, &csrf);
     let (_, page) = http_get(
         home.web,
         &format!("/outside/read?a={a}&f=INBOX&id=2"),
@@ -1333,20 +1325,7 @@ async fn outside_imap_sessions_are_reused_between_requests() {
     dns.a("mail.far.test");
     let home = home_for(&dns, far.web, true);
     let (cookie, csrf) = home_session(&home);
-    let imaps = far.imaps.to_string();
-    let a = add_trusted(
-        &home,
-        &cookie,
-        &csrf,
-        &[
-            ("address", "jo@far.test"),
-            ("password", "far away pass"),
-            ("protocol", "imap"),
-            ("in_host", "mail.far.test"),
-            ("in_port", &imaps),
-            ("in_security", "tls"),
-        ],
-    );
+    let a = add_jo_imap(&home, &far, &cookie, &csrf);
     {
         let fc = far.core().await;
         let jo = fc.account("jo@far.test").await.unwrap().unwrap();
