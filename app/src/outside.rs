@@ -419,7 +419,11 @@ pub async fn outside_add(
         )
         .await
     {
-        Ok(id) => leptos_actix::redirect(&format!("/outside/box?a={id}")),
+        Ok(id) => {
+            // Its INBOX joins the unified inbox now, not at the next refresh.
+            core.poke_outside_cache();
+            leptos_actix::redirect(&format!("/outside/box?a={id}"))
+        }
         Err(e) if e.is_temporary() => return Err(crate::auth::ssr::core_error(e)),
         Err(e) => leptos_actix::redirect(&back(format!("error={}", encode(&e.to_string())))),
     }
@@ -511,6 +515,25 @@ pub async fn outside_msg_action(
         "delete" => client.delete(&login, &f, &m).await,
         other => return Err(ServerFnError::new(format!("unknown action {other}"))),
     };
+    // The unified inbox's copy of this INBOX follows at once.
+    if r.is_ok() && f.eq_ignore_ascii_case("INBOX") {
+        let (gone, seen, flagged) = match op.as_str() {
+            "move" | "delete" => (true, None, None),
+            "unread" => (false, Some(false), None),
+            "flag" => (false, None, Some(true)),
+            "unflag" => (false, None, Some(false)),
+            _ => (false, None, None),
+        };
+        let _ = crate::auth::ssr::core()?
+            .touch_outside_cached(
+                mailcore::outside::OutsideAccountId(a),
+                &id,
+                gone,
+                seen,
+                flagged,
+            )
+            .await;
+    }
     let folder_page = format!("/outside/box?a={a}&f={}", encode(&f));
     match r {
         Ok(()) if matches!(op.as_str(), "move" | "delete" | "unread") => {
@@ -675,6 +698,18 @@ pub async fn outside_read(
         .await
     {
         Ok(raw) => {
+            // Reading set \Seen at the provider (IMAP); the cache follows.
+            if !d.pop3 && f.eq_ignore_ascii_case("INBOX") {
+                let _ = crate::auth::ssr::core()?
+                    .touch_outside_cached(
+                        mailcore::outside::OutsideAccountId(a),
+                        &id,
+                        false,
+                        Some(true),
+                        None,
+                    )
+                    .await;
+            }
             if !d.pop3
                 && let Ok(folders) = client.folders(&login).await
             {

@@ -566,6 +566,8 @@ fn smtp_session_key(session: &str) -> String {
 /// browser session only.
 #[derive(Default)]
 pub(crate) struct OutsideState {
+    /// Wakes the header-cache task at once (an account was just added).
+    pub(crate) cache_poke: tokio::sync::Notify,
     key_file: std::sync::OnceLock<PathBuf>,
     key: std::sync::OnceLock<SecretKey>,
     /// (session key, outside account) -> password.
@@ -813,6 +815,17 @@ impl Core {
             .ok()?
             .get(&(session.to_owned(), id))
             .cloned()
+    }
+
+    /// Asks the background task that fills the unified inbox's header
+    /// cache to run now rather than at its next interval.
+    pub fn poke_outside_cache(&self) {
+        self.inner.outside.cache_poke.notify_one();
+    }
+
+    /// Resolves when [`Core::poke_outside_cache`] was called.
+    pub async fn outside_cache_poked(&self) {
+        self.inner.outside.cache_poke.notified().await
     }
 
     /// Forgets every password held for a session (at sign-out).

@@ -220,6 +220,42 @@ impl Core {
         Ok((rows, local_total.saturating_add(outside_total)))
     }
 
+    /// After the webmail moved, deleted or flagged an outside INBOX
+    /// message: the cache follows at once instead of at the next refresh.
+    /// `gone`: the row goes; otherwise the flags given are set.
+    pub async fn touch_outside_cached(
+        &self,
+        id: OutsideAccountId,
+        key: &str,
+        gone: bool,
+        seen: Option<bool>,
+        flagged: Option<bool>,
+    ) -> CoreResult<()> {
+        let q = outside_header::Entity::find()
+            .filter(outside_header::Column::OutsideId.eq(id.0))
+            .filter(outside_header::Column::MsgKey.eq(key));
+        if gone {
+            outside_header::Entity::delete_many()
+                .filter(outside_header::Column::OutsideId.eq(id.0))
+                .filter(outside_header::Column::MsgKey.eq(key))
+                .exec(self.wdb())
+                .await?;
+            return Ok(());
+        }
+        let Some(row) = q.one(self.db()).await? else {
+            return Ok(());
+        };
+        let mut am: outside_header::ActiveModel = row.into();
+        if let Some(s) = seen {
+            am.seen = Set(s);
+        }
+        if let Some(f) = flagged {
+            am.flagged = Set(f);
+        }
+        sea_orm::ActiveModelTrait::update(am, self.wdb()).await?;
+        Ok(())
+    }
+
     /// The outside accounts whose cache a background task keeps fresh:
     /// those with a stored password.
     pub async fn outside_cache_jobs(&self) -> CoreResult<Vec<(i32, OutsideAccountId)>> {

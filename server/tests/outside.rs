@@ -1435,3 +1435,71 @@ async fn a_separate_outgoing_login_is_used_for_sending() {
     );
     assert_eq!(far.inbox("jo@far.test").await.len(), 1, "nothing was sent");
 }
+
+/// The unified inbox follows the webmail's own actions at once, and a new
+/// account's INBOX joins it right after it is added, whatever the refresh
+/// interval (an hour here).
+#[tokio::test(flavor = "multi_thread")]
+async fn unified_inbox_follows_actions_at_once() {
+    let far = outside_provider().await;
+    let dns = FakeDns::start();
+    dns.a("mail.far.test");
+    let home = home_with(
+        &dns,
+        far.web,
+        true,
+        &[("TERN_OUTSIDE__CACHE_INTERVAL_SECS", "3600")],
+    );
+    let (cookie, csrf) = home_session(&home);
+    let a = add_jo_imap(&home, &far, &cookie, &csrf);
+    let row = |page: &str| -> Option<String> {
+        let at = page.find("Café &lt;b&gt;news")?;
+        let start = page[..at].rfind("<tr")?;
+        let end = at + page[at..].find("</tr>")?;
+        Some(page[start..end].to_owned())
+    };
+    let t0 = Instant::now();
+    let first = loop {
+        let (_, page) = http_get(home.web, "/unified", Some(&cookie));
+        if let Some(r) = row(&page) {
+            break r;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "never cached: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(first.contains("class=\"unread\""), "{first}");
+    // Reading marks it seen in the list at once.
+    let (_, _) = http_get(
+        home.web,
+        &format!("/outside/read?a={a}&f=INBOX&id=1"),
+        Some(&cookie),
+    );
+    let (_, page) = http_get(home.web, "/unified", Some(&cookie));
+    assert!(!row(&page).unwrap().contains("class=\"unread\""), "{page}");
+    let act = |op: &str| {
+        let body = form(&[
+            ("csrf", &csrf),
+            ("a", &a),
+            ("f", "INBOX"),
+            ("id", "1"),
+            ("op", op),
+        ]);
+        let (st, resp) = http_post_form(
+            home.web,
+            "/api/outside_msg_action",
+            &body,
+            &format!("Cookie: {cookie}\r\n"),
+        );
+        assert!((300..400).contains(&st), "{resp}");
+    };
+    act("flag");
+    let (_, page) = http_get(home.web, "/unified", Some(&cookie));
+    assert!(row(&page).unwrap().contains("★"), "{page}");
+    act("delete");
+    let (_, page) = http_get(home.web, "/unified", Some(&cookie));
+    assert!(row(&page).is_none(), "{page}");
+    assert!(page.contains(">0 messages<"), "{page}");
+}

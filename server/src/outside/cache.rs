@@ -126,7 +126,10 @@ impl Outside {
 pub fn start(core: Core, outside: Arc<Outside>, interval: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            tokio::time::sleep(interval).await;
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = core.outside_cache_poked() => {}
+            }
             let jobs = match core.outside_cache_jobs().await {
                 Ok(j) => j,
                 Err(_) => continue,
