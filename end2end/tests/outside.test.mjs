@@ -38,7 +38,7 @@ before(async () => {
   farSmtps = await freePort();
   far = await startTern({ TERN_LISTENERS__SMTPS: `127.0.0.1:${farSmtps}` });
   far.cli(['domain', 'add', 'far.test']);
-  for (const u of ['jo', 'kim']) far.cli(['user', 'add', `${u}@far.test`], `${FAR_PW}\n`);
+  for (const u of ['jo', 'kim', 'lee']) far.cli(['user', 'add', `${u}@far.test`], `${FAR_PW}\n`);
   home = await startTern({
     TERN_OUTSIDE__ALLOW_PRIVATE: 'true',
     TERN_OUTSIDE__NAMESERVER: `127.0.0.1:${dns.address().port}`,
@@ -139,3 +139,41 @@ for (const [js, user] of [[true, 'jo'], [false, 'kim']]) {
     await ctx.close();
   });
 }
+
+test('a password kept for the session only is asked for again after signing out', async () => {
+  const address = 'lee@far.test';
+  await smtpSend(far.smtpPort, 'ann@elsewhere.test', [address],
+    `From: Ann <ann@elsewhere.test>\nTo: ${address}\nSubject: Just for now\n\nSession only.\n`);
+  const ctx = await browser.newContext();
+  const page = await ctx.newPage();
+  await signIn(page, home.base, 'alice@example.test', PW);
+  await page.goto(`${home.base}/outside/add?address=${encodeURIComponent(address)}&protocol=imap&in_host=127.0.0.1&in_port=${far.imapsPort}&in_security=tls`);
+  const add = async () => {
+    await page.fill('#opw', FAR_PW);
+    await page.locator('input[name=remember]').uncheck();
+  };
+  await add();
+  await page.getByRole('button', { name: 'Sign in and add' }).click();
+  await page.getByTestId('cert-problem').waitFor();
+  await add();
+  await page.getByTestId('trust-cert').check();
+  await page.getByRole('button', { name: 'Sign in and add' }).click();
+  await page.getByRole('link', { name: 'Just for now' }).waitFor();
+  const boxUrl = page.url();
+
+  // Signed out and in again: the password is gone with the session.
+  await page.getByRole('button', { name: 'Sign out', exact: true }).click();
+  await page.locator('input[name=address]').waitFor();
+  await signIn(page, home.base, 'alice@example.test', PW);
+  await page.goto(boxUrl);
+  await page.locator('#upw').waitFor();
+  assert.equal(await page.getByRole('link', { name: 'Just for now' }).count(), 0);
+  await page.fill('#upw', FAR_PW);
+  await page.getByRole('button', { name: 'Open' }).click();
+  await page.getByRole('link', { name: 'Just for now' }).waitFor();
+  // The list says the password is kept for the session only.
+  await page.goto(`${home.base}/outside`);
+  const item = page.getByTestId('outside-accounts').locator('li', { hasText: address });
+  await item.getByText('password for this session only').waitFor();
+  await ctx.close();
+});
