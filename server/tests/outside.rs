@@ -93,6 +93,10 @@ impl FakeDns {
         self.add(name, RData::A(A(Ipv4Addr::LOCALHOST)));
     }
 
+    fn a_at(&self, name: &str, ip: Ipv4Addr) {
+        self.add(name, RData::A(A(ip)));
+    }
+
     fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
@@ -1502,4 +1506,63 @@ async fn unified_inbox_follows_actions_at_once() {
     let (_, page) = http_get(home.web, "/unified", Some(&cookie));
     assert!(row(&page).is_none(), "{page}");
     assert!(page.contains(">0 messages<"), "{page}");
+}
+
+/// Discovery's last two steps probe the standard ports (993, 465...): the
+/// provider listens on them on 127.0.0.2, which needs root (CI has it;
+/// TERN_SKIP_ROOT_TESTS=1 skips, as for the storage fault tests).
+#[tokio::test(flavor = "multi_thread")]
+async fn discovery_by_mx_host_and_common_names() {
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    if !root {
+        if std::env::var("TERN_SKIP_ROOT_TESTS").is_ok_and(|v| v == "1") {
+            eprintln!("!!! discovery on standard ports: SKIPPED (not root) !!!");
+            return;
+        }
+        panic!("binding 993 and 465 needs root; TERN_SKIP_ROOT_TESTS=1 skips this");
+    }
+    let far = start(&[
+        ("TERN_HOSTNAME", "mx.far.test"),
+        ("TERN_LISTENERS__IMAPS", "127.0.0.2:993"),
+        ("TERN_LISTENERS__SMTPS", "127.0.0.2:465"),
+    ]);
+    let dns = FakeDns::start();
+    let provider = Ipv4Addr::new(127, 0, 0, 2);
+    // far.test: no autoconfig, no SRV, an MX.
+    dns.add("far.test", RData::MX(MX::new(10, name("mx.far.test"))));
+    dns.a_at("mx.far.test", provider);
+    // near.test: nothing but an imap. host.
+    dns.a_at("imap.near.test", provider);
+    dns.a_at("smtp.near.test", provider);
+    let home = home_for(&dns, far.web, true);
+    let (cookie, _) = home_session(&home);
+    let (_, page) = http_get(
+        home.web,
+        "/outside/add?address=jo%40far.test&discover=1",
+        Some(&cookie),
+    );
+    assert!(
+        page.contains("the domain&#x27;s mail exchanger mx.far.test")
+            || page.contains("the domain's mail exchanger mx.far.test"),
+        "{page}"
+    );
+    assert!(page.contains("value=\"mx.far.test\""), "{page}");
+    assert!(
+        page.contains("value=\"993\"") && page.contains("value=\"465\""),
+        "{page}"
+    );
+    let (_, page) = http_get(
+        home.web,
+        "/outside/add?address=sam%40near.test&discover=1",
+        Some(&cookie),
+    );
+    assert!(
+        page.contains("the common host name imap.near.test"),
+        "{page}"
+    );
+    assert!(page.contains("value=\"smtp.near.test\""), "{page}");
+    drop(far);
 }
