@@ -672,7 +672,9 @@ async fn pop3_account_lists_reads_and_deletes() {
 async fn inbox_total(t: &Tern, user: &str) -> i64 {
     let core = t.core().await;
     let a = core.account(user).await.unwrap().unwrap();
-    core.mailbox(a.id, "INBOX").await.unwrap().unwrap().total
+    let n = core.mailbox(a.id, "INBOX").await.unwrap().unwrap().total;
+    core.close().await;
+    n
 }
 
 async fn deliver_many(t: &Tern, user: &str, n: usize, tag: &str) {
@@ -689,6 +691,7 @@ async fn deliver_many(t: &Tern, user: &str, n: usize, tag: &str) {
         );
         core.deliver(&env, raw.as_bytes()).await.unwrap();
     }
+    core.close().await;
 }
 
 /// Adds an outside account over HTTP, trusting the provider's

@@ -309,6 +309,10 @@ impl Tern {
             remote: vec![],
         };
         core.deliver(&env, raw).await.unwrap();
+        // Closed before the test's runtime ends: an sqlx pool left open
+        // can spin in its maintenance task while the runtime shuts down
+        // (seen once as a test that never finished).
+        core.close().await;
     }
 
     pub fn cert(&self) -> PathBuf {
@@ -357,18 +361,17 @@ impl Tern {
         for m in msgs {
             out.push(core.message_raw(a.id, ib.id, m.uid).await.unwrap());
         }
+        core.close().await;
         out
     }
 
     pub async fn queue_len(&self) -> u64 {
         self.settle();
         let url = format!("sqlite://{}/tern.db", self.dir.path().display());
-        Core::open(CoreOptions::new(url))
-            .await
-            .unwrap()
-            .queue_len()
-            .await
-            .unwrap()
+        let core = Core::open(CoreOptions::new(url)).await.unwrap();
+        let n = core.queue_len().await.unwrap();
+        core.close().await;
+        n
     }
 }
 
