@@ -60,7 +60,16 @@ async fn concurrent_appends_share_fsyncs_and_survive_a_reopen() {
     // A second open (a restart) finds all 200 pending.
     let again = Spool::open(&cfg).unwrap();
     assert_eq!(again.stats().records, 200);
-    assert_eq!(again.stats().oldest, Some(1000));
+    // `oldest` is the time of the first record in the journal (ids grow
+    // with time in real use). Here 200 tasks append with times given by
+    // hand, and which task appends first is up to the scheduler: the
+    // time must be one of them, not necessarily 1000 (it failed once as
+    // 1014).
+    assert!(
+        matches!(again.stats().oldest, Some(t) if (1000..1200).contains(&t)),
+        "{:?}",
+        again.stats().oldest
+    );
 }
 
 #[tokio::test]
