@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::head::PageTitle;
 use crate::mail::{AttachmentRow, Frame, encode};
-use crate::pages::{Shell, problem};
+use crate::pages::{Shell, problem, q};
 
 pub const OUTSIDE_PAGE_SIZE: u32 = 50;
 
@@ -751,11 +751,6 @@ pub async fn outside_read(
     Ok(Some(d))
 }
 
-fn qp(name: &'static str) -> impl Fn() -> String + Copy {
-    let query = use_query_map();
-    move || query.with(|q| q.get(name).unwrap_or_default())
-}
-
 #[component]
 pub fn OutsidePage() -> impl IntoView {
     let act = ServerAction::<OutsideAction>::new();
@@ -764,7 +759,7 @@ pub fn OutsidePage() -> impl IntoView {
         move || (act.version().get(), fetch_act.version().get()),
         |_| outside_list(),
     );
-    let error = qp("error");
+    let error = q("error");
     view! {
         <PageTitle text="Other accounts · Tern"/>
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
@@ -858,10 +853,10 @@ pub fn OutsideAddPage() -> impl IntoView {
         },
         |(form, discover)| outside_add_data(form, discover),
     );
-    let error = qp("error");
-    let cert = qp("cert");
-    let cert_host = qp("cert_host");
-    let cert_reason = qp("cert_reason");
+    let error = q("error");
+    let cert = q("cert");
+    let cert_host = q("cert_host");
+    let cert_reason = q("cert_reason");
     view! {
         <PageTitle text="Add an account · Tern"/>
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
@@ -950,10 +945,10 @@ pub fn OutsideAddPage() -> impl IntoView {
 #[component]
 pub fn OutsideBoxPage() -> impl IntoView {
     let unlock = ServerAction::<OutsideAction>::new();
-    let a = qp("a");
-    let f = qp("f");
-    let page = qp("page");
-    let query = qp("q");
+    let a = q("a");
+    let f = q("f");
+    let page = q("page");
+    let query = q("q");
     let data = Resource::new(
         move || {
             (
@@ -966,8 +961,8 @@ pub fn OutsideBoxPage() -> impl IntoView {
         },
         |(a, f, page, q, _)| outside_box(a, f, page, q),
     );
-    let action_error = qp("error");
-    let sent = qp("sent");
+    let action_error = q("error");
+    let sent = q("sent");
     view! {
         <PageTitle text="Other account · Tern"/>
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
@@ -1081,10 +1076,10 @@ fn OutsideBox(d: BoxData, unlock: ServerAction<OutsideAction>) -> impl IntoView 
 
 #[component]
 pub fn OutsideReadPage() -> impl IntoView {
-    let a = qp("a");
-    let f = qp("f");
-    let mid = qp("id");
-    let images = qp("images");
+    let a = q("a");
+    let f = q("f");
+    let mid = q("id");
+    let images = q("images");
     let act = ServerAction::<OutsideMsgAction>::new();
     let data = Resource::new(
         move || {
@@ -1317,8 +1312,8 @@ pub async fn unified(page: u64, q: String) -> Result<Option<UnifiedData>, Server
 
 #[component]
 pub fn UnifiedPage() -> impl IntoView {
-    let page = qp("page");
-    let query = qp("q");
+    let page = q("page");
+    let query = q("q");
     let data = Resource::new(
         move || (page().parse::<u64>().unwrap_or(1), query()),
         |(p, q)| unified(p, q),

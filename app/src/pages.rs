@@ -201,7 +201,7 @@ pub(crate) fn Shell(
     }
 }
 
-fn q(name: &'static str) -> impl Fn() -> String + Copy {
+pub(crate) fn q(name: &'static str) -> impl Fn() -> String + Copy {
     let query = use_query_map();
     move || query.with(|q| q.get(name).unwrap_or_default())
 }

@@ -28,6 +28,12 @@ fn not_found(what: &str) -> OutsideError {
     OutsideError::NotFound(what.to_owned())
 }
 
+/// The IMAP UID a message reference names.
+fn uid_of(id: &MessageRef) -> Result<u32, OutsideError> {
+    id.imap_uid()
+        .ok_or_else(|| not_found(&format!("message {}", id.as_str())))
+}
+
 fn imap_error(e: async_imap::error::Error, budget: &Budget, what: &str) -> OutsideError {
     use async_imap::error::Error as E;
     if budget.exhausted() {
@@ -348,9 +354,7 @@ impl Outside {
         folder: &str,
         id: &MessageRef,
     ) -> Result<Vec<u8>, OutsideError> {
-        let uid = id
-            .imap_uid()
-            .ok_or_else(|| not_found(&format!("message {}", id.as_str())))?;
+        let uid = uid_of(id)?;
         let (mut s, budget) = self.checkout(login).await?;
         // SELECT, and BODY[] rather than BODY.PEEK[]: reading marks the
         // message \Seen on the server, as any mail client does (RFC 9051
@@ -396,9 +400,7 @@ impl Outside {
         flag: OutsideFlag,
         on: bool,
     ) -> Result<(), OutsideError> {
-        let uid = id
-            .imap_uid()
-            .ok_or_else(|| not_found(&format!("message {}", id.as_str())))?;
+        let uid = uid_of(id)?;
         let (mut s, budget) = self.checkout(login).await?;
         self.open_folder(&mut s, &budget, folder, true).await?;
         let name = match flag {
@@ -427,9 +429,7 @@ impl Outside {
         id: &MessageRef,
         target: &str,
     ) -> Result<(), OutsideError> {
-        let uid = id
-            .imap_uid()
-            .ok_or_else(|| not_found(&format!("message {}", id.as_str())))?;
+        let uid = uid_of(id)?;
         let (mut s, budget) = self.checkout(login).await?;
         self.open_folder(&mut s, &budget, folder, true).await?;
         self.move_uid(&mut s, &budget, uid, target).await?;
@@ -522,9 +522,7 @@ impl Outside {
         folder: &str,
         id: &MessageRef,
     ) -> Result<(), OutsideError> {
-        let uid = id
-            .imap_uid()
-            .ok_or_else(|| not_found(&format!("message {}", id.as_str())))?;
+        let uid = uid_of(id)?;
         let (mut s, budget) = self.checkout(login).await?;
         let trash = self
             .special_folder(
