@@ -720,8 +720,25 @@ pub fn scan_dir(dir: &Path) -> std::io::Result<(Vec<DiskRecord>, Vec<String>)> {
     if !dir.exists() {
         return Ok((out, torn));
     }
-    for n in list_segments(dir)? {
-        let s = scan_segment(dir, n, false)?;
+    scan_listed(dir, &list_segments(dir)?, &mut out, &mut torn)?;
+    Ok((out, torn))
+}
+
+/// Reads the segments `listed` (a listing of `dir` taken a moment ago).
+fn scan_listed(
+    dir: &Path,
+    listed: &[u64],
+    out: &mut Vec<DiskRecord>,
+    torn: &mut Vec<String>,
+) -> std::io::Result<()> {
+    for &n in listed {
+        // Ingest removes a segment once every record in it is stored; one
+        // listed a moment ago may be gone now, and then it holds nothing.
+        let s = match scan_segment(dir, n, false) {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
         for r in s.records {
             out.push((r.id, r.received_at, r.len));
         }
@@ -729,7 +746,7 @@ pub fn scan_dir(dir: &Path) -> std::io::Result<(Vec<DiskRecord>, Vec<String>)> {
             torn.push(format!("segment {n:016x}: {bytes} bytes torn ({why})"));
         }
     }
-    Ok((out, torn))
+    Ok(())
 }
 
 /// The node id of a spool directory, if it has one.
