@@ -4,7 +4,9 @@
 fill:    APPEND n messages to INBOX.
 measure: C client processes, each logged in over TLS, run a mix of
          SELECT, FETCH (flags and a body), STORE and SEARCH for a fixed
-         time; prints operations per second. The same script drives Tern
+         time (--mix write: a fifth of the operations are APPEND, and
+         STORE \\Deleted + UID EXPUNGE of the worker's own appended
+         messages); prints operations per second and error answers. The same script drives Tern
          and Dovecot. Loopback only.
 """
 
@@ -12,6 +14,7 @@ import argparse
 import imaplib
 import multiprocessing
 import random
+import re
 import ssl
 import time
 
@@ -27,41 +30,79 @@ def connect(a):
 
 def fill(a):
     m = connect(a)
-    body = ("x" * 70 + "\r\n") * 40
     for i in range(a.messages):
-        msg = (
-            f"From: sender{i % 17}@example.org\r\nTo: {a.user}\r\n"
-            f"Subject: message {i} about topic{i % 13}\r\n"
-            f"Message-ID: <m{i}@bench.test>\r\n\r\n{body}"
-        ).encode()
-        m.append("INBOX", None, None, msg)
+        m.append("INBOX", None, None, message(i, a.user))
     m.logout()
     print(f"filled {a.messages}")
+
+
+def message(i, user):
+    body = ("x" * 70 + "\r\n") * 40
+    return (
+        f"From: sender{i % 17}@example.org\r\nTo: {user}\r\n"
+        f"Subject: message {i} about topic{i % 13}\r\n"
+        f"Message-ID: <m{i}@bench.test>\r\n\r\n{body}"
+    ).encode()
+
+
+def appenduid(data):
+    # [APPENDUID <uidvalidity> <uid>] (RFC 4315), which both servers send.
+    m = re.search(rb"APPENDUID \d+ (\d+)", data[0] if data and data[0] else b"")
+    return int(m.group(1)) if m else None
 
 
 def worker(a, seconds, q):
     m = connect(a)
     rnd = random.Random()
     ops = 0
+    errors = 0
     end = time.monotonic() + seconds
     typ, data = m.select("INBOX")
     n = int(data[0])
+    mine = []  # UIDs this worker appended and may expunge again
+    serial = 0
     while time.monotonic() < end:
         r = rnd.random()
         i = rnd.randint(1, n)
-        if r < 0.1:
-            m.select("INBOX")
-        elif r < 0.5:
-            m.fetch(f"{i}:{min(n, i + 20)}", "(UID FLAGS RFC822.SIZE)")
-        elif r < 0.7:
-            m.fetch(str(i), "(BODY.PEEK[])")
-        elif r < 0.85:
-            m.store(str(i), "+FLAGS" if rnd.random() < 0.5 else "-FLAGS", "(\\Flagged)")
-        else:
-            m.search(None, f"SUBJECT topic{rnd.randint(0, 12)}")
+        try:
+            if a.mix == "write" and r < 0.2:
+                # The write mix: APPEND and EXPUNGE of this worker's own
+                # messages, so the first n sequence numbers stay put.
+                if r < 0.1 or not mine:
+                    serial += 1
+                    typ, data = m.append("INBOX", None, None, message(serial, a.user))
+                    u = appenduid(data)
+                    if typ != "OK":
+                        errors += 1
+                    elif u:
+                        mine.append(u)
+                else:
+                    u = mine.pop(rnd.randrange(len(mine)))
+                    typ1, _ = m.uid("STORE", str(u), "+FLAGS.SILENT", "(\\Deleted)")
+                    typ2, _ = m.uid("EXPUNGE", str(u))
+                    if typ1 != "OK" or typ2 != "OK":
+                        errors += 1
+                ops += 1
+                continue
+            if r < 0.1:
+                typ, _ = m.select("INBOX")
+            elif r < 0.5:
+                typ, _ = m.fetch(f"{i}:{min(n, i + 20)}", "(UID FLAGS RFC822.SIZE)")
+            elif r < 0.7:
+                typ, _ = m.fetch(str(i), "(BODY.PEEK[])")
+            elif r < 0.85:
+                typ, _ = m.store(str(i), "+FLAGS" if rnd.random() < 0.5 else "-FLAGS", "(\\Flagged)")
+            else:
+                typ, _ = m.search(None, f"SUBJECT topic{rnd.randint(0, 12)}")
+            if typ != "OK":
+                errors += 1
+        except imaplib.IMAP4.error:
+            # A NO or BAD answer (imaplib raises on some): counted, and
+            # the session goes on.
+            errors += 1
         ops += 1
     m.logout()
-    q.put(ops)
+    q.put((ops, errors))
 
 
 def measure(a):
@@ -70,11 +111,16 @@ def measure(a):
     t0 = time.monotonic()
     for p in ps:
         p.start()
-    total = sum(q.get() for _ in ps)
+    results = [q.get() for _ in ps]
     for p in ps:
         p.join()
     secs = time.monotonic() - t0
-    print(f"clients={a.clients} ops={total} secs={secs:.1f} ops_per_sec={total / a.seconds:.0f}")
+    total = sum(r[0] for r in results)
+    errors = sum(r[1] for r in results)
+    print(
+        f"clients={a.clients} mix={a.mix} ops={total} errors={errors} secs={secs:.1f} "
+        f"ops_per_sec={total / a.seconds:.0f}"
+    )
 
 
 def main():
@@ -86,6 +132,7 @@ def main():
     p.add_argument("--messages", type=int, default=1000)
     p.add_argument("--clients", type=int, default=10)
     p.add_argument("--seconds", type=float, default=20)
+    p.add_argument("--mix", choices=["read", "write"], default="read")
     a = p.parse_args()
     fill(a) if a.mode == "fill" else measure(a)
 

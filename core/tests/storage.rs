@@ -542,6 +542,59 @@ async fn messages_list_flags_copy_move_expunge() {
     .await;
 }
 
+/// A run of raw messages in one read (IMAP FETCH of bodies, SEARCH TEXT):
+/// in the order asked, each with its own Delivered-To over a shared blob,
+/// missing UIDs left out, and nothing from another account's mailbox.
+#[tokio::test]
+async fn many_raw_messages_in_one_read() {
+    for_each_backend("messages_raw", |core| async move {
+        let ids = setup(&core, &["a", "b"]).await;
+        let a = ids[0];
+        let ib = inbox(&core, a).await;
+        // UIDs 1 and 2: one body delivered twice, for two names.
+        let same = msg("same", "one blob, two rows");
+        for name in ["a@example.test", "alias@example.test"] {
+            let env = Envelope {
+                mail_from: "sender@remote.example".into(),
+                local: vec![LocalCopy::new(a, name)],
+                remote: vec![],
+            };
+            core.deliver(&env, &same).await.unwrap();
+        }
+        // UIDs 3..=5 appended (no Delivered-To).
+        for n in 3..=5 {
+            core.append(a, ib.id, &msg(&format!("m{n}"), "b"), Flags::empty(), None)
+                .await
+                .unwrap();
+        }
+        let got = core
+            .messages_raw(a, ib.id, &[5, 2, 99, 1, 3])
+            .await
+            .unwrap();
+        let uids: Vec<i64> = got.iter().map(|(u, _)| *u).collect();
+        assert_eq!(uids, [5, 2, 1, 3], "asked order, the missing UID left out");
+        for (uid, raw) in &got {
+            assert_eq!(
+                raw,
+                &core.message_raw(a, ib.id, *uid).await.unwrap(),
+                "uid {uid} as one message_raw reads it"
+            );
+        }
+        assert!(
+            got[1]
+                .1
+                .starts_with(b"Delivered-To: alias@example.test\r\n")
+        );
+        assert!(got[2].1.starts_with(b"Delivered-To: a@example.test\r\n"));
+        assert!(core.messages_raw(a, ib.id, &[]).await.unwrap().is_empty());
+        assert!(matches!(
+            core.messages_raw(ids[1], ib.id, &[1]).await,
+            Err(CoreError::NotFound(_))
+        ));
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn threads_follow_references() {
     for_each_backend("threads", |core| async move {

@@ -15,7 +15,7 @@
 //!   §7.1.4 lets the server do so).
 //! - Storage trouble answers `NO [UNAVAILABLE]` (DESIGN.md rule 2).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -176,7 +176,15 @@ pub struct Session {
     /// RFC 7162 §3.2.3: ENABLE QRESYNC; expunges are then VANISHED.
     qresync: bool,
     rev2: bool,
+    /// Replies not yet sent. A FETCH of many messages is many lines; each
+    /// used to be its own TLS record and flush. They are sent together,
+    /// before the session next waits on the client ([`Session::flush_out`]).
+    out: Vec<u8>,
 }
+
+/// Once this much is waiting, it is sent without waiting for the end of
+/// the reply, so a large FETCH does not sit whole in memory.
+const OUT_HIGH_WATER: usize = 128 * 1024;
 
 /// A flag list from STORE or APPEND (RFC 9051 §9 `flag`): system flags
 /// and keywords. `\Recent` and unknown system flags cannot be set
@@ -218,6 +226,7 @@ impl Session {
             condstore: false,
             qresync: false,
             rev2: false,
+            out: Vec::new(),
         }
     }
 
@@ -232,7 +241,28 @@ impl Session {
     }
 
     async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        write_flush(live(&mut self.io)?, bytes).await
+        self.out.extend_from_slice(bytes);
+        if self.out.len() >= OUT_HIGH_WATER {
+            self.flush_out().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends what is waiting. Called before every read from the client
+    /// (a client that waits for our reply before sending must get it), and
+    /// before the connection closes or changes to TLS.
+    async fn flush_out(&mut self) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.out);
+        let r = write_flush(live(&mut self.io)?, &out).await;
+        // Keep the allocation for the next reply, but not a huge one.
+        if out.capacity() <= OUT_HIGH_WATER * 2 {
+            self.out = out;
+            self.out.clear();
+        }
+        r
     }
 
     async fn line(&mut self, text: &str) -> std::io::Result<()> {
@@ -240,7 +270,11 @@ impl Session {
     }
 
     pub async fn run(mut self) {
-        if let Err(e) = self.serve().await {
+        let served = match self.serve().await {
+            Ok(()) => self.flush_out().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = served {
             tracing::debug!(peer = %self.peer, error = %e, "imap connection ended");
         }
         crate::netio::close(&mut self.io).await;
@@ -264,6 +298,7 @@ impl Session {
         let mut buf = Vec::new();
         let mut literals = 0;
         loop {
+            self.flush_out().await?;
             let io = live(&mut self.io)?;
             let line = match read_line(io, max_line).await? {
                 Line::Ok(l) => l,
@@ -285,6 +320,7 @@ impl Session {
             }
             if !nonsync {
                 self.line("+ Ready for literal data").await?;
+                self.flush_out().await?;
             }
             let io = live(&mut self.io)?;
             let mut lit = vec![0u8; n as usize];
@@ -524,6 +560,7 @@ impl Session {
                 };
                 self.line(&format!("{tag} OK Begin TLS negotiation now"))
                     .await?;
+                self.flush_out().await?;
                 // Anything pipelined after STARTTLS is discarded with the
                 // plaintext buffer (the STARTTLS injection defence).
                 let Some(reader) = self.io.take() else {
@@ -781,6 +818,7 @@ impl Session {
             Some(r) => r,
             None => {
                 self.line("+ ").await?;
+                self.flush_out().await?;
                 let io = live(&mut self.io)?;
                 match read_line(io, self.settings.max_line).await? {
                     Line::Ok(l) => String::from_utf8_lossy(&l).trim_end().to_owned(),
@@ -1363,68 +1401,110 @@ impl Session {
                         | FetchItem::Rfc822Text
                 )
             });
-        for (seq, u) in targets {
-            let msg = match &self.state {
-                State::Selected(s) => s.msgs[seq - 1].clone(),
+        // In runs: the raw bytes of a run are read in one go, and a run's
+        // \Seen flags are set in one write.
+        let mut rest = &targets[..];
+        while !rest.is_empty() {
+            let run = fetch_run(rest, |seq| match &self.state {
+                State::Selected(s) => s.msgs[seq - 1].as_ref().map(|m| m.size),
                 _ => None,
-            };
-            // Expunged by another session, not yet reported: RFC 9051
-            // §7.5.1 lets us omit it.
-            let Some(mut msg) = msg else { continue };
-            if changed_since.is_some_and(|c| msg.modseq as u64 <= c) {
-                continue;
-            }
-            let mut flags_changed = false;
-            if sets_seen && !msg.flags.contains(Flags::SEEN) {
-                let r = self
-                    .core
-                    .set_flags(account, mailbox_id, &[u], FlagOp::Add, Flags::SEEN)
-                    .await?;
-                if let Some((_, f, m)) = r.first() {
-                    msg.flags = *f;
-                    msg.modseq = *m;
-                    flags_changed = true;
-                }
-                if let State::Selected(s) = &mut self.state {
-                    s.msgs[seq - 1] = Some(msg.clone());
-                    if s.store_modseq + 1 == msg.modseq {
-                        s.store_modseq = msg.modseq;
+            });
+            let (chunk, tail) = rest.split_at(run);
+            rest = tail;
+            let mut seen_now: HashSet<i64> = HashSet::new();
+            if sets_seen {
+                // A message CHANGEDSINCE leaves out is not read, so not
+                // marked either.
+                let unseen: HashMap<i64, usize> = chunk
+                    .iter()
+                    .filter(|(seq, _)| {
+                        matches!(&self.state, State::Selected(s)
+                        if s.msgs[seq - 1].as_ref().is_some_and(|m| {
+                            !m.flags.contains(Flags::SEEN)
+                                && changed_since.is_none_or(|c| m.modseq as u64 > c)
+                        }))
+                    })
+                    .map(|&(seq, u)| (u, seq))
+                    .collect();
+                if !unseen.is_empty() {
+                    let mut uids: Vec<i64> = unseen.keys().copied().collect();
+                    uids.sort_unstable();
+                    let changed = self
+                        .core
+                        .set_flags(account, mailbox_id, &uids, FlagOp::Add, Flags::SEEN)
+                        .await?;
+                    if let State::Selected(s) = &mut self.state {
+                        for (u, f, m) in changed {
+                            seen_now.insert(u);
+                            let Some(&seq) = unseen.get(&u) else {
+                                continue;
+                            };
+                            if let Some(msg) = s.msgs[seq - 1].as_mut() {
+                                msg.flags = f;
+                                msg.modseq = m;
+                            }
+                            if s.store_modseq + 1 == m {
+                                s.store_modseq = m;
+                            }
+                        }
                     }
                 }
             }
-            let raw = if needs_raw {
-                match self.core.message_raw(account, mailbox_id, u).await {
-                    Ok(r) => Some(r),
-                    Err(CoreError::NotFound(_)) => continue,
+            let mut raws: HashMap<i64, Vec<u8>> = if needs_raw {
+                let uids: Vec<i64> = chunk.iter().map(|&(_, u)| u).collect();
+                match self.core.messages_raw(account, mailbox_id, &uids).await {
+                    Ok(r) => r.into_iter().collect(),
+                    Err(CoreError::NotFound(_)) => HashMap::new(),
                     Err(e) => return Err(Fail::Core(e)),
                 }
             } else {
-                None
+                HashMap::new()
             };
-            // Parsed once for all the items that need the MIME structure.
-            let mime = raw.as_deref().filter(|_| needs_mime).and_then(fetch::parse);
-            let recent = matches!(&self.state, State::Selected(s) if s.recent.contains(&u));
-            let mut parts: Vec<Vec<u8>> = Vec::new();
-            let mut has_flags = false;
-            for it in &items {
-                if *it == FetchItem::Flags {
-                    has_flags = true;
+            for &(seq, u) in chunk {
+                let msg = match &self.state {
+                    State::Selected(s) => s.msgs[seq - 1].clone(),
+                    _ => None,
+                };
+                // Expunged by another session, not yet reported: RFC 9051
+                // §7.5.1 lets us omit it.
+                let Some(msg) = msg else { continue };
+                if changed_since.is_some_and(|c| msg.modseq as u64 <= c) {
+                    continue;
                 }
-                parts.push(fetch::render(
-                    it,
-                    &msg,
-                    raw.as_deref(),
-                    mime.as_ref(),
-                    recent,
-                ));
+                let flags_changed = seen_now.contains(&u);
+                let raw = if needs_raw {
+                    match raws.remove(&u) {
+                        Some(r) => Some(r),
+                        None => continue,
+                    }
+                } else {
+                    None
+                };
+                // Parsed once for all the items that need the MIME structure.
+                let mime = raw.as_deref().filter(|_| needs_mime).and_then(fetch::parse);
+                let recent = matches!(&self.state, State::Selected(s) if s.recent.contains(&u));
+                let mut parts: Vec<Vec<u8>> = Vec::new();
+                let mut has_flags = false;
+                for it in &items {
+                    if *it == FetchItem::Flags {
+                        has_flags = true;
+                    }
+                    parts.push(fetch::render(
+                        it,
+                        &msg,
+                        raw.as_deref(),
+                        mime.as_ref(),
+                        recent,
+                    ));
+                }
+                if flags_changed && !has_flags {
+                    parts.push(format!("FLAGS {}", fetch::flags(&msg, recent)).into_bytes());
+                }
+                let mut line = format!("* {seq} FETCH (").into_bytes();
+                line.extend_from_slice(&parts.join(&b' '));
+                line.extend_from_slice(b")\r\n");
+                self.write(&line).await?;
             }
-            if flags_changed && !has_flags {
-                parts.push(format!("FLAGS {}", fetch::flags(&msg, recent)).into_bytes());
-            }
-            let mut line = format!("* {seq} FETCH (").into_bytes();
-            line.extend_from_slice(&parts.join(&b' '));
-            line.extend_from_slice(b")\r\n");
-            self.write(&line).await?;
         }
         self.ok(
             tag,
@@ -1595,13 +1675,33 @@ impl Session {
         let n = msgs.len() as u32;
         let mut hits: Vec<(usize, i64)> = Vec::new();
         let mut highest = 0i64;
-        for (i, m) in msgs.iter().enumerate() {
-            let Some(m) = m else { continue };
-            let raw = if needs_raw {
-                match self.core.message_raw(account, mailbox_id, m.uid).await {
-                    Ok(r) => Some(r),
-                    Err(CoreError::NotFound(_)) => continue,
+        let present: Vec<(usize, i64)> = msgs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| m.as_ref().map(|m| (i + 1, m.uid)))
+            .collect();
+        let mut raws: HashMap<i64, Vec<u8>> = HashMap::new();
+        let mut next_run = 0;
+        for (k, &(seq, _)) in present.iter().enumerate() {
+            let i = seq - 1;
+            let Some(m) = &msgs[i] else { continue };
+            // Read in runs, as FETCH does (one query per message was most
+            // of a text search's cost).
+            if needs_raw && k == next_run {
+                let left = &present[k..];
+                let run = fetch_run(left, |seq| msgs[seq - 1].as_ref().map(|m| m.size));
+                next_run = k + run;
+                let uids: Vec<i64> = left[..run].iter().map(|&(_, u)| u).collect();
+                raws = match self.core.messages_raw(account, mailbox_id, &uids).await {
+                    Ok(r) => r.into_iter().collect(),
+                    Err(CoreError::NotFound(_)) => HashMap::new(),
                     Err(e) => return Err(Fail::Core(e)),
+                };
+            }
+            let raw = if needs_raw {
+                match raws.remove(&m.uid) {
+                    Some(r) => Some(r),
+                    None => continue,
                 }
             } else {
                 None
@@ -1738,6 +1838,7 @@ impl Session {
         let mut poll = tokio::time::interval(Duration::from_secs(1));
         poll.tick().await;
         loop {
+            self.flush_out().await?;
             let io = live(&mut self.io)?;
             tokio::select! {
                 line = read_line(io, self.settings.max_line) => {
@@ -1798,6 +1899,26 @@ impl Session {
 /// RFC 3501 §6.3.3, RFC 9051 §6.3.4: a trailing separator on CREATE (and
 /// SUBSCRIBE) only declares that names will be made under this one; a
 /// server that needs no such declaration ignores it.
+/// At most this many messages' bytes are read from the store at once.
+const RUN_MESSAGES: usize = 64;
+/// And at most this many bytes (a run always has at least one message).
+const RUN_BYTES: i64 = 8 * 1024 * 1024;
+
+/// How many of `targets` (sequence number, UID) the next run of a FETCH
+/// takes. `size` gives a message's size by sequence number (None: gone).
+fn fetch_run(targets: &[(usize, i64)], size: impl Fn(usize) -> Option<i64>) -> usize {
+    let mut bytes = 0i64;
+    let mut n = 0;
+    for &(seq, _) in targets.iter().take(RUN_MESSAGES) {
+        bytes = bytes.saturating_add(size(seq).unwrap_or(0).max(0));
+        if n > 0 && bytes > RUN_BYTES {
+            break;
+        }
+        n += 1;
+    }
+    n
+}
+
 fn declared_name(name: String) -> String {
     match name.strip_suffix('/') {
         Some(n) if !n.is_empty() => n.to_owned(),
@@ -1891,6 +2012,19 @@ pub fn wildcard_match(pattern: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fetch_runs_are_bounded_by_count_and_bytes() {
+        let targets: Vec<(usize, i64)> = (1..=200).map(|i| (i, i as i64)).collect();
+        assert_eq!(fetch_run(&targets, |_| Some(3000)), RUN_MESSAGES);
+        assert_eq!(fetch_run(&targets[..5], |_| Some(3000)), 5);
+        // 3 MiB each: two fit under 8 MiB, the third would not.
+        assert_eq!(fetch_run(&targets, |_| Some(3 << 20)), 2);
+        // One message larger than the whole budget still makes a run.
+        assert_eq!(fetch_run(&targets, |_| Some(50 << 20)), 1);
+        assert_eq!(fetch_run(&targets, |_| None), RUN_MESSAGES);
+        assert_eq!(fetch_run(&[], |_| Some(1)), 0);
+    }
 
     #[test]
     fn list_wildcards() {
