@@ -24,6 +24,7 @@ pub mod directory_cache;
 mod entities;
 pub mod error;
 pub mod events;
+pub mod mailbox_index;
 pub mod mailboxes;
 pub mod messages;
 pub mod meta;
@@ -145,6 +146,8 @@ struct Inner {
     directory_checked: std::sync::Mutex<Option<std::time::Instant>>,
     /// Outside accounts' sealing key and session-only passwords.
     outside: outside::OutsideState,
+    /// Mailboxes' message rows kept between readers (`mailbox_index`).
+    index_cache: mailbox_index::IndexCache,
 }
 
 impl Core {
@@ -206,6 +209,7 @@ impl Core {
                 directory_local_changes: Default::default(),
                 directory_checked: Default::default(),
                 outside: Default::default(),
+                index_cache: Default::default(),
             }),
         })
     }

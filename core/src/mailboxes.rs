@@ -333,6 +333,7 @@ impl Core {
             keep_lone_subscription(&txn, account_id, &name).await?;
         }
         txn.commit().await?;
+        self.inner.index_cache.forget(m.id);
         self.publish(ChangeEvent {
             account_id,
             mailbox_id: None,

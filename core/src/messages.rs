@@ -637,6 +637,51 @@ impl Core {
             .highest_modseq)
     }
 
+    /// HIGHESTMODSEQ and the number of messages, read in one statement so
+    /// both describe the same moment. An IMAP session compares the count
+    /// with what it holds to learn, without reading every UID, that
+    /// nothing it holds was expunged.
+    pub async fn mailbox_modseq_and_count(
+        &self,
+        account_id: i32,
+        mailbox_id: i32,
+    ) -> CoreResult<(i64, u64)> {
+        let (modseq, count, _) = self.mailbox_moment(account_id, mailbox_id).await?;
+        Ok((modseq, count))
+    }
+
+    /// HIGHESTMODSEQ, message count and UIDVALIDITY in one statement.
+    pub(crate) async fn mailbox_moment(
+        &self,
+        account_id: i32,
+        mailbox_id: i32,
+    ) -> CoreResult<(i64, u64, i64)> {
+        let backend = self.db().get_database_backend();
+        let sql = match backend {
+            sea_orm::DbBackend::Postgres => {
+                "SELECT m.highest_modseq, (SELECT COUNT(*) FROM messages WHERE mailbox_id = m.id), \
+                 m.uidvalidity FROM mailboxes m WHERE m.id = $1 AND m.account_id = $2"
+            }
+            _ => {
+                "SELECT m.highest_modseq, (SELECT COUNT(*) FROM messages WHERE mailbox_id = m.id), \
+                 m.uidvalidity FROM mailboxes m WHERE m.id = ? AND m.account_id = ?"
+            }
+        };
+        let row = self
+            .db()
+            .query_one(sea_orm::Statement::from_sql_and_values(
+                backend,
+                sql,
+                [mailbox_id.into(), account_id.into()],
+            ))
+            .await?
+            .ok_or_else(|| CoreError::NotFound(format!("mailbox {mailbox_id}")))?;
+        let modseq: i64 = row.try_get_by_index(0)?;
+        let count: i64 = row.try_get_by_index(1)?;
+        let uidvalidity: i64 = row.try_get_by_index(2)?;
+        Ok((modseq, count.max(0) as u64, uidvalidity))
+    }
+
     /// Messages whose MODSEQ is above `since`: new ones and ones whose
     /// flags changed (RFC 7162's CHANGEDSINCE view), in UID order, through
     /// the (mailbox, modseq) index.

@@ -542,6 +542,96 @@ async fn messages_list_flags_copy_move_expunge() {
     .await;
 }
 
+/// The mailbox index kept between readers (IMAP SELECT) is never stale:
+/// after every kind of change, made here or by another node on the same
+/// database, it equals a fresh read of the rows.
+#[tokio::test]
+async fn the_kept_mailbox_index_follows_every_change() {
+    for_each_url("mailbox_index", |url| async move {
+        let core = Core::open(CoreOptions::new(url.clone())).await.unwrap();
+        let other = Core::open(CoreOptions::new(url)).await.unwrap();
+        let ids = setup(&core, &["a"]).await;
+        let a = ids[0];
+        let ib = inbox(&core, a).await;
+        let fresh = async |core: &Core, mb: i32| {
+            let (rows, _) = core
+                .list_messages(a, mb, 0, 1 << 40, SortOrder::UidAsc)
+                .await
+                .unwrap();
+            rows
+        };
+        let check = async |what: &str, mb: i32| {
+            let idx = core.mailbox_index(a, mb).await.unwrap();
+            let kept: Vec<_> = idx.messages.iter().map(|m| (**m).clone()).collect();
+            assert_eq!(kept, fresh(&core, mb).await, "after {what}");
+        };
+        for n in 0..6 {
+            core.append(a, ib.id, &msg(&format!("k{n}"), "b"), Flags::empty(), None)
+                .await
+                .unwrap();
+        }
+        check("append", ib.id).await;
+        assert_eq!(core.mailbox_index_cache_size().0, 1);
+        // Changes by the other node.
+        other
+            .set_flags(a, ib.id, &[2, 3], FlagOp::Add, Flags::SEEN)
+            .await
+            .unwrap();
+        check("flags set elsewhere", ib.id).await;
+        other
+            .append(a, ib.id, &msg("k6", "b"), Flags::empty(), None)
+            .await
+            .unwrap();
+        check("append elsewhere", ib.id).await;
+        other
+            .set_flags(a, ib.id, &[4], FlagOp::Add, Flags::DELETED)
+            .await
+            .unwrap();
+        other.expunge(a, ib.id, None).await.unwrap();
+        check("expunge elsewhere", ib.id).await;
+        // One gone and one new: the count alone is unchanged.
+        other
+            .set_flags(a, ib.id, &[5], FlagOp::Add, Flags::DELETED)
+            .await
+            .unwrap();
+        other.expunge(a, ib.id, None).await.unwrap();
+        other
+            .append(a, ib.id, &msg("k7", "b"), Flags::empty(), None)
+            .await
+            .unwrap();
+        check("expunge and append", ib.id).await;
+        let uids: Vec<i64> = core
+            .mailbox_index(a, ib.id)
+            .await
+            .unwrap()
+            .messages
+            .iter()
+            .map(|m| m.uid)
+            .collect();
+        assert_eq!(uids, [1, 2, 3, 6, 7, 8]);
+        // A mailbox deleted and made again is read afresh.
+        let f = core.create_mailbox(a, "Folder").await.unwrap();
+        core.append(a, f.id, &msg("f1", "b"), Flags::empty(), None)
+            .await
+            .unwrap();
+        check("a new folder", f.id).await;
+        other.delete_mailbox(a, "Folder").await.unwrap();
+        let f2 = other.create_mailbox(a, "Folder").await.unwrap();
+        other
+            .append(a, f2.id, &msg("f2", "other"), Flags::empty(), None)
+            .await
+            .unwrap();
+        check("delete and create again", f2.id).await;
+        assert!(matches!(
+            core.mailbox_index(a + 1000, ib.id).await,
+            Err(CoreError::NotFound(_))
+        ));
+        other.close().await;
+        core.close().await;
+    })
+    .await;
+}
+
 /// A run of raw messages in one read (IMAP FETCH of bodies, SEARCH TEXT):
 /// in the order asked, each with its own Delivered-To over a shared blob,
 /// missing UIDs left out, and nothing from another account's mailbox.

@@ -61,7 +61,9 @@ struct Selected {
     read_only: bool,
     /// This session's view, in sequence order. `None` marks a message that
     /// is gone from the store but whose EXPUNGE has not been reported yet.
-    msgs: Vec<Option<MessageSummary>>,
+    /// The rows are shared with the core's mailbox index and with other
+    /// sessions (`Arc`); a change here replaces this session's pointer.
+    msgs: Vec<Option<Arc<MessageSummary>>>,
     uids: Vec<i64>,
     highest_modseq: i64,
     /// The mailbox's change counter when this view was last brought up to
@@ -1059,16 +1061,13 @@ impl Session {
                 .await?;
             return Ok(Flow::Continue);
         };
-        let (list, _) = self
+        // The rows come from the core's index of the mailbox: only what
+        // changed since another session looked is read again.
+        let list = self
             .core
-            .list_messages(
-                self.account_id(),
-                mb.id,
-                0,
-                u64::MAX >> 1,
-                SortOrder::UidAsc,
-            )
-            .await?;
+            .mailbox_index(self.account_id(), mb.id)
+            .await?
+            .messages;
         let uids: Vec<i64> = list.iter().map(|m| m.uid).collect();
         // RFC 3501 §2.3.2: a read-write SELECT claims the mailbox's recent
         // messages for this session; EXAMINE only looks.
@@ -1174,7 +1173,7 @@ impl Session {
         };
         // One row read answers "did anything change?"; only then is the
         // whole view compared with the store.
-        let modseq = self.core.mailbox_modseq(account, sel.id).await?;
+        let (modseq, count) = self.core.mailbox_modseq_and_count(account, sel.id).await?;
         if modseq == sel.store_modseq && !sel.msgs.iter().any(Option::is_none) {
             return Ok(());
         }
@@ -1184,12 +1183,30 @@ impl Session {
             .core
             .messages_changed_since(account, sel.id, sel.store_modseq)
             .await?;
-        let present: std::collections::HashSet<i64> = self
-            .core
-            .mailbox_uids(account, sel.id)
-            .await?
-            .into_iter()
-            .collect();
+        let max_known = sel.uids.last().copied().unwrap_or(0);
+        let held = sel.msgs.iter().filter(|m| m.is_some()).count() as u64;
+        // `count` and `modseq` are one moment (T0); `changed` was read
+        // after it. New messages present at T0 are at least those in
+        // `changed` above `max_known` with a MODSEQ up to T0's, so when the
+        // count is that many more than what we hold, none of ours is gone
+        // and reading every UID (a whole mailbox of rows, most of a busy
+        // session's cost) is skipped. Anything later has a higher MODSEQ
+        // and is seen next time.
+        let new_at_t0 = changed
+            .iter()
+            .filter(|m| m.uid > max_known && m.modseq <= modseq)
+            .count() as u64;
+        let present: Option<HashSet<i64>> = if held.checked_add(new_at_t0) == Some(count) {
+            None
+        } else {
+            Some(
+                self.core
+                    .mailbox_uids(account, sel.id)
+                    .await?
+                    .into_iter()
+                    .collect(),
+            )
+        };
         sel.store_modseq = modseq;
         let current: HashMap<i64, MessageSummary> =
             changed.into_iter().map(|m| (m.uid, m)).collect();
@@ -1206,7 +1223,7 @@ impl Session {
         // Flag changes and vanished messages, in sequence order.
         for (i, slot) in sel.msgs.iter_mut().enumerate() {
             let Some(old) = slot else { continue };
-            if !present.contains(&old.uid) {
+            if present.as_ref().is_some_and(|p| !p.contains(&old.uid)) {
                 *slot = None;
                 continue;
             }
@@ -1224,7 +1241,7 @@ impl Session {
                     l.push(')');
                     out.push(l);
                 }
-                *slot = Some(new.clone());
+                *slot = Some(Arc::new(new.clone()));
             }
         }
         if expunges {
@@ -1247,7 +1264,6 @@ impl Session {
                 out.push(format!("* VANISHED {}", fetch::compress(&gone)));
             }
         }
-        let max_known = sel.uids.last().copied().unwrap_or(0);
         let mut new: Vec<&MessageSummary> =
             current.values().filter(|m| m.uid > max_known).collect();
         if !new.is_empty() {
@@ -1264,7 +1280,7 @@ impl Session {
                 if m.uid >= floor {
                     sel.recent.insert(m.uid);
                 }
-                sel.msgs.push(Some(m.clone()));
+                sel.msgs.push(Some(Arc::new(m.clone())));
             }
             out.push(format!("* {} EXISTS", sel.msgs.len()));
             out.push(format!("* {} RECENT", sel.recent.len()));
@@ -1440,6 +1456,7 @@ impl Session {
                                 continue;
                             };
                             if let Some(msg) = s.msgs[seq - 1].as_mut() {
+                                let msg = Arc::make_mut(msg);
                                 msg.flags = f;
                                 msg.modseq = m;
                             }
@@ -1594,6 +1611,7 @@ impl Session {
                     continue;
                 };
                 let was_changed = if let Some((f, m)) = changed.get(u) {
+                    let msg = Arc::make_mut(msg);
                     msg.flags = f.system;
                     msg.keywords = f.keywords.clone();
                     msg.modseq = *m;

@@ -1,0 +1,282 @@
+//! The message index of a mailbox (every message's row, in UID order),
+//! kept in memory between readers, the way Dovecot keeps its index file.
+//!
+//! An IMAP SELECT needs every row of the mailbox. Read from the database
+//! each time, a 1,000-message SELECT was most of a busy IMAP server's CPU
+//! (each row and each of its values is allocated and crosses from the
+//! database thread). Here the rows are kept once per mailbox and shared
+//! (`Arc`) with every session that selects it; each use first asks the
+//! database for the mailbox's HIGHESTMODSEQ and message count (one row),
+//! then reads only the rows changed since the kept copy. So the copy is
+//! never stale, also with several nodes on one PostgreSQL: the database
+//! stays the truth, this only saves re-reading what did not change.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::Core;
+use crate::error::CoreResult;
+use crate::messages::MessageSummary;
+
+/// A mailbox's messages as of `highest_modseq`, ascending by UID.
+#[derive(Clone, Debug)]
+pub struct MailboxIndex {
+    pub highest_modseq: i64,
+    pub messages: Vec<Arc<MessageSummary>>,
+}
+
+/// At most this many rows are kept over all mailboxes (a row is a few
+/// hundred bytes); the least recently used mailbox goes first.
+const MAX_KEPT_ROWS: usize = 200_000;
+
+struct Kept {
+    /// A mailbox id can be used again after a delete; its UIDVALIDITY
+    /// cannot (RFC 9051 §2.3.1.1), so both name the kept rows.
+    uidvalidity: i64,
+    index: MailboxIndex,
+    last_used: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct IndexCache {
+    inner: Mutex<CacheInner>,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    by_mailbox: HashMap<i32, Kept>,
+    rows: usize,
+    tick: u64,
+}
+
+impl IndexCache {
+    fn get(&self, mailbox_id: i32, uidvalidity: i64) -> Option<MailboxIndex> {
+        let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        c.tick += 1;
+        let tick = c.tick;
+        let k = c.by_mailbox.get_mut(&mailbox_id)?;
+        if k.uidvalidity != uidvalidity {
+            return None;
+        }
+        k.last_used = tick;
+        Some(k.index.clone())
+    }
+
+    fn put(&self, mailbox_id: i32, uidvalidity: i64, index: MailboxIndex) {
+        let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = c.by_mailbox.remove(&mailbox_id) {
+            c.rows -= old.index.messages.len();
+        }
+        let n = index.messages.len();
+        if n > MAX_KEPT_ROWS {
+            return;
+        }
+        while c.rows + n > MAX_KEPT_ROWS {
+            let Some((&lru, _)) = c.by_mailbox.iter().min_by_key(|(_, k)| k.last_used) else {
+                break;
+            };
+            if let Some(gone) = c.by_mailbox.remove(&lru) {
+                c.rows -= gone.index.messages.len();
+            }
+        }
+        c.tick += 1;
+        let last_used = c.tick;
+        c.rows += n;
+        c.by_mailbox.insert(
+            mailbox_id,
+            Kept {
+                uidvalidity,
+                index,
+                last_used,
+            },
+        );
+    }
+
+    pub(crate) fn forget(&self, mailbox_id: i32) {
+        let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = c.by_mailbox.remove(&mailbox_id) {
+            c.rows -= old.index.messages.len();
+        }
+    }
+
+    /// How many mailboxes and rows are kept (for tests and metrics).
+    pub(crate) fn size(&self) -> (usize, usize) {
+        let c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        (c.by_mailbox.len(), c.rows)
+    }
+}
+
+/// `kept` brought forward with `changed` (rows with a MODSEQ above the
+/// kept one, read after `count` was), or None when a kept message may be
+/// gone and the UIDs must be read. `count` and `modseq` are one moment:
+/// the messages present then are at least the kept ones that remain plus
+/// the new ones in `changed` with a MODSEQ up to `modseq`, so a count equal
+/// to kept + those new ones means none of the kept is gone.
+fn bring_forward(
+    kept: &MailboxIndex,
+    changed: Vec<MessageSummary>,
+    modseq: i64,
+    count: u64,
+) -> Option<MailboxIndex> {
+    let max_kept = kept.messages.last().map(|m| m.uid).unwrap_or(0);
+    let new_then = changed
+        .iter()
+        .filter(|m| m.uid > max_kept && m.modseq <= modseq)
+        .count();
+    if (kept.messages.len() as u64).checked_add(new_then as u64) != Some(count) {
+        return None;
+    }
+    let mut messages = kept.messages.clone();
+    let mut new: Vec<Arc<MessageSummary>> = Vec::new();
+    for m in changed {
+        if m.uid > max_kept {
+            new.push(Arc::new(m));
+        } else if let Ok(i) = messages.binary_search_by_key(&m.uid, |x| x.uid) {
+            messages[i] = Arc::new(m);
+        }
+        // A changed row below max_kept that is not kept was appended
+        // and expunged between two looks; the count check said it is
+        // gone again.
+    }
+    new.sort_by_key(|m| m.uid);
+    messages.extend(new);
+    Some(MailboxIndex {
+        highest_modseq: modseq,
+        messages,
+    })
+}
+
+impl Core {
+    /// Every message of a mailbox, ascending by UID, as of now. The rows
+    /// are shared with other readers; see the module doc.
+    pub async fn mailbox_index(
+        &self,
+        account_id: i32,
+        mailbox_id: i32,
+    ) -> CoreResult<MailboxIndex> {
+        let (modseq, count, uidvalidity) = self.mailbox_moment(account_id, mailbox_id).await?;
+        let cache = &self.inner.index_cache;
+        if let Some(kept) = cache.get(mailbox_id, uidvalidity) {
+            if kept.highest_modseq == modseq && kept.messages.len() as u64 == count {
+                return Ok(kept);
+            }
+            if kept.highest_modseq < modseq {
+                let changed = self
+                    .messages_changed_since(account_id, mailbox_id, kept.highest_modseq)
+                    .await?;
+                if let Some(index) = bring_forward(&kept, changed, modseq, count) {
+                    cache.put(mailbox_id, uidvalidity, index.clone());
+                    return Ok(index);
+                }
+            }
+        }
+        let (rows, _) = self
+            .list_messages(
+                account_id,
+                mailbox_id,
+                0,
+                u64::MAX >> 1,
+                crate::SortOrder::UidAsc,
+            )
+            .await?;
+        // Read after (modseq, count): these rows are at least as new as
+        // `modseq`, so keeping them under it only means the next look
+        // reads a few of them again.
+        let index = MailboxIndex {
+            highest_modseq: modseq,
+            messages: rows.into_iter().map(Arc::new).collect(),
+        };
+        cache.put(mailbox_id, uidvalidity, index.clone());
+        Ok(index)
+    }
+
+    /// How many mailboxes and rows the index cache keeps.
+    pub fn mailbox_index_cache_size(&self) -> (usize, usize) {
+        self.inner.index_cache.size()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Flags;
+
+    fn m(uid: i64, modseq: i64) -> MessageSummary {
+        MessageSummary {
+            id: uid as i32,
+            mailbox_id: 1,
+            uid,
+            flags: Flags::empty(),
+            keywords: Vec::new(),
+            modseq,
+            internal_date: 0,
+            size: 10,
+            from: String::new(),
+            to: String::new(),
+            subject: format!("m{uid}"),
+            sent_date: None,
+            message_id: String::new(),
+            thread_id: 0,
+            snippet: String::new(),
+            has_attachments: false,
+        }
+    }
+
+    fn kept(uids: &[i64]) -> MailboxIndex {
+        MailboxIndex {
+            highest_modseq: 10,
+            messages: uids.iter().map(|&u| Arc::new(m(u, 5))).collect(),
+        }
+    }
+
+    #[test]
+    fn flag_changes_and_new_mail_are_brought_forward() {
+        let k = kept(&[1, 2, 3]);
+        let mut seen = m(2, 11);
+        seen.flags = Flags::SEEN;
+        let got = bring_forward(&k, vec![m(4, 12), seen], 12, 4).unwrap();
+        let uids: Vec<i64> = got.messages.iter().map(|m| m.uid).collect();
+        assert_eq!(uids, [1, 2, 3, 4]);
+        assert_eq!(got.messages[1].flags, Flags::SEEN);
+        assert_eq!(got.highest_modseq, 12);
+        // The untouched rows are the same allocations, not copies.
+        assert!(Arc::ptr_eq(&got.messages[0], &k.messages[0]));
+    }
+
+    #[test]
+    fn an_expunge_is_noticed_by_the_count() {
+        let k = kept(&[1, 2, 3]);
+        // 2 expunged: the count is one short.
+        assert!(bring_forward(&k, vec![], 11, 2).is_none());
+        // 2 expunged and 4 arrived: the new row is counted, the count is
+        // still one short of kept + new.
+        assert!(bring_forward(&k, vec![m(4, 12)], 12, 3).is_none());
+        // 4 arrived before the count and its flags changed after it: it
+        // is not counted as new then, so the UIDs are read (the safe way).
+        assert!(bring_forward(&k, vec![m(4, 14)], 12, 4).is_none());
+    }
+
+    #[test]
+    fn the_cache_keeps_a_bounded_number_of_rows() {
+        let c = IndexCache::default();
+        let big = MailboxIndex {
+            highest_modseq: 1,
+            messages: (1..=(MAX_KEPT_ROWS as i64 / 2))
+                .map(|u| Arc::new(m(u, 1)))
+                .collect(),
+        };
+        c.put(1, 7, big.clone());
+        c.put(2, 7, big.clone());
+        assert_eq!(c.size(), (2, MAX_KEPT_ROWS));
+        assert!(c.get(1, 7).is_some());
+        // Another UIDVALIDITY is another mailbox under a reused id.
+        assert!(c.get(1, 8).is_none());
+        // 3 pushes out the least recently used, which is 2.
+        c.put(3, 7, kept(&[1]));
+        assert!(c.get(2, 7).is_none());
+        assert!(c.get(1, 7).is_some() && c.get(3, 7).is_some());
+        assert_eq!(c.size(), (2, MAX_KEPT_ROWS / 2 + 1));
+        c.forget(1);
+        assert_eq!(c.size(), (1, 1));
+    }
+}
