@@ -3,7 +3,7 @@
 //! remote recipient. Only after the commit does the caller answer `250`
 //! (DESIGN.md rule 1), and only after the commit do subscribers hear of it.
 
-use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, Set, TransactionTrait};
+use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, Set};
 
 use crate::Core;
 use crate::address::Address;
@@ -186,8 +186,7 @@ impl Core {
     /// Delivers one accepted message in one transaction and announces the
     /// new mail after the commit.
     pub async fn deliver(&self, env: &Envelope, raw: &[u8]) -> CoreResult<DeliveryReceipt> {
-        let _w = self.sqlite_write_guard().await;
-        let txn = self.wdb().begin().await?;
+        let txn = self.write_txn().await?;
         let receipt = self.deliver_in(&txn, env, raw).await?;
         txn.commit().await?;
         self.announce(&receipt);

@@ -10,7 +10,6 @@ use std::net::IpAddr;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
-    TransactionTrait,
 };
 
 use crate::address::{Address, parse_domain, parse_local};
@@ -197,7 +196,7 @@ impl Core {
     /// Removes a domain with its accounts, their mail and its aliases.
     pub async fn remove_domain(&self, name: &str) -> CoreResult<()> {
         let d = self.domain_required(name).await?;
-        let txn = self.wdb().begin().await?;
+        let txn = self.write_txn().await?;
         let accounts = account::Entity::find()
             .filter(account::Column::DomainId.eq(d.id))
             .all(&txn)
@@ -261,7 +260,7 @@ impl Core {
         }
         let hash = self.hasher().hash(password).await?;
         let now = self.now();
-        let txn = self.wdb().begin().await?;
+        let txn = self.write_txn().await?;
         let m = account::ActiveModel {
             domain_id: Set(d.id),
             local_part: Set(addr.local().to_owned()),
@@ -430,7 +429,7 @@ impl Core {
     pub async fn remove_account(&self, address: &str) -> CoreResult<()> {
         let a = self.account_required(address).await?;
         let addr = parse_address(&a.address)?;
-        let txn = self.wdb().begin().await?;
+        let txn = self.write_txn().await?;
         delete_account_mail(&txn, a.id).await?;
         account::Entity::delete_by_id(a.id).exec(&txn).await?;
         domain::Entity::update_many()
@@ -529,7 +528,7 @@ impl Core {
             return Err(CoreError::invalid("an alias cannot point at itself"));
         }
         let existing = self.alias_targets(&addr.to_string()).await?;
-        let txn = self.wdb().begin().await?;
+        let txn = self.write_txn().await?;
         for t in &targets {
             if existing.contains(&t.to_string()) {
                 continue;

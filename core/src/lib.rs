@@ -39,6 +39,7 @@ pub mod sessions;
 pub mod spool;
 pub mod submission;
 pub mod view;
+pub mod write;
 
 use std::sync::Arc;
 
@@ -100,14 +101,6 @@ pub(crate) enum Priority {
     Bulk,
 }
 
-/// Held for the length of a write transaction. Field order matters: the
-/// write lock is released before the gate, so the next bulk writer can
-/// only queue after urgent writers already waiting.
-pub(crate) struct WriteTurn<'a> {
-    _write: tokio::sync::MutexGuard<'a, ()>,
-    _gate: Option<tokio::sync::MutexGuard<'a, ()>>,
-}
-
 /// The handle every protocol and page holds. Cheap to clone.
 #[derive(Clone)]
 pub struct Core {
@@ -124,8 +117,8 @@ struct Inner {
     throttle: LoginThrottle,
     events: events::ChangeFeed,
     queue_wakeup: tokio::sync::watch::Sender<u64>,
-    write_lock: tokio::sync::Mutex<()>,
-    bulk_gate: tokio::sync::Mutex<()>,
+    /// The SQLite writer's turn and its group commit (`write`).
+    writer: Arc<write::Writer>,
     clock: Arc<dyn Clock>,
     /// Recently read login epochs: account id -> (epoch, read at).
     login_epochs: std::sync::Mutex<std::collections::HashMap<i32, (i64, std::time::Instant)>>,
@@ -199,8 +192,7 @@ impl Core {
                 throttle: LoginThrottle::new(opts.throttle, clock.clone()),
                 events: events::ChangeFeed::new(),
                 queue_wakeup: tokio::sync::watch::channel(0).0,
-                write_lock: tokio::sync::Mutex::new(()),
-                bulk_gate: tokio::sync::Mutex::new(()),
+                writer: write::Writer::new(backend),
                 clock,
                 login_epochs: Default::default(),
                 spool: std::sync::OnceLock::new(),
@@ -333,25 +325,42 @@ impl Core {
     /// first pass a gate that lets one of them at a time into the queue for
     /// the write lock, so accepting and sending new mail waits behind at
     /// most one backlog transaction. PostgreSQL needs none of this.
-    pub(crate) async fn sqlite_write_turn(&self, p: Priority) -> Option<WriteTurn<'_>> {
+    pub(crate) async fn sqlite_write_turn(&self, p: Priority) -> Option<write::Turn<'_>> {
         match self.inner.backend {
             Backend::Postgres => None,
             Backend::Sqlite => {
-                let gate = match p {
-                    Priority::Bulk => Some(self.inner.bulk_gate.lock().await),
-                    Priority::Urgent => None,
-                };
-                let write = self.inner.write_lock.lock().await;
-                Some(WriteTurn {
-                    _write: write,
-                    _gate: gate,
-                })
+                let mut turn = self.inner.writer.turn(p == Priority::Bulk).await;
+                // This writer uses the connection on its own: end the
+                // group that may hold it.
+                turn.flush().await;
+                Some(turn)
             }
         }
     }
 
-    pub(crate) async fn sqlite_write_guard(&self) -> Option<WriteTurn<'_>> {
+    pub(crate) async fn sqlite_write_guard(&self) -> Option<write::Turn<'_>> {
         self.sqlite_write_turn(Priority::Urgent).await
+    }
+
+    /// A write transaction: on SQLite a savepoint in the writer's group
+    /// commit (see `write`), on PostgreSQL a transaction of its own.
+    pub(crate) async fn write_txn(&self) -> CoreResult<write::WriteTxn<'_>> {
+        self.write_txn_at(Priority::Urgent).await
+    }
+
+    pub(crate) async fn write_txn_at(&self, p: Priority) -> CoreResult<write::WriteTxn<'_>> {
+        match self.inner.backend {
+            Backend::Postgres => write::WriteTxn::alone(self.wdb()).await,
+            Backend::Sqlite => {
+                let turn = self.inner.writer.turn(p == Priority::Bulk).await;
+                write::WriteTxn::in_group(self.wdb(), turn).await
+            }
+        }
+    }
+
+    /// How many commits covered how many grouped write transactions.
+    pub fn write_group_stats(&self) -> write::GroupStats {
+        self.inner.writer.stats()
     }
 
     /// Answers whether the store takes a write right now (`/healthz`): the
@@ -372,6 +381,8 @@ impl Core {
 
     /// Closes the pool so SQLite checkpoints its WAL on a clean shutdown.
     pub async fn close(self) {
+        // A group left open would be rolled back with its connection.
+        self.inner.writer.turn(false).await.flush().await;
         if let Ok(inner) = Arc::try_unwrap(self.inner) {
             let _ = inner.db.close().await;
             let _ = inner.wdb.close().await;

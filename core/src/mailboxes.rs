@@ -8,7 +8,7 @@ use crate::db::InsertCommitted;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    QuerySelect, Set,
 };
 
 use crate::entities::{lone_subscription, mailbox, message};
@@ -279,10 +279,7 @@ impl Core {
             return Err(CoreError::Conflict(format!("mailbox {to}")));
         }
         let prefix = format!("{from}{DELIMITER}");
-        // One writer at a time on SQLite: this transaction reads before it
-        // writes, and an upgrade racing another writer fails (SQLITE_BUSY_SNAPSHOT).
-        let _w = self.sqlite_write_guard().await;
-        let txn = self.wdb().begin().await?;
+        let txn = self.write_txn().await?;
         for m in all
             .into_iter()
             .filter(|m| m.name == from || m.name.starts_with(&prefix))
@@ -311,10 +308,7 @@ impl Core {
             .mailbox(account_id, &name)
             .await?
             .ok_or_else(|| CoreError::NotFound(format!("mailbox {name}")))?;
-        // One writer at a time on SQLite: this transaction reads before it
-        // writes, and an upgrade racing another writer fails (SQLITE_BUSY_SNAPSHOT).
-        let _w = self.sqlite_write_guard().await;
-        let txn = self.wdb().begin().await?;
+        let txn = self.write_txn().await?;
         let msgs = message::Entity::find()
             .filter(message::Column::MailboxId.eq(m.id))
             .all(&txn)

@@ -9,7 +9,7 @@
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, TransactionTrait,
+    QueryOrder, QuerySelect, Set,
 };
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -833,10 +833,7 @@ impl Core {
         change: &FlagSet,
     ) -> CoreResult<Vec<FlagChange>> {
         self.mailbox_row(account_id, mailbox_id).await?;
-        // One writer at a time on SQLite: this transaction reads before it
-        // writes, and an upgrade racing another writer fails (SQLITE_BUSY_SNAPSHOT).
-        let _w = self.sqlite_write_guard().await;
-        let txn = self.wdb().begin().await?;
+        let txn = self.write_txn().await?;
         let rows = message::Entity::find()
             .filter(message::Column::MailboxId.eq(mailbox_id))
             .filter(message::Column::Uid.is_in(uids.iter().copied()))
@@ -921,10 +918,7 @@ impl Core {
                 "source and destination are the same mailbox",
             ));
         }
-        // One writer at a time on SQLite: this transaction reads before it
-        // writes, and an upgrade racing another writer fails (SQLITE_BUSY_SNAPSHOT).
-        let _w = self.sqlite_write_guard().await;
-        let txn = self.wdb().begin().await?;
+        let txn = self.write_txn().await?;
         let rows = message::Entity::find()
             .filter(message::Column::MailboxId.eq(from))
             .filter(message::Column::Uid.is_in(uids.iter().copied()))
@@ -1035,10 +1029,7 @@ impl Core {
         only: Option<&[i64]>,
     ) -> CoreResult<Vec<i64>> {
         self.mailbox_row(account_id, mailbox_id).await?;
-        // One writer at a time on SQLite: this transaction reads before it
-        // writes, and an upgrade racing another writer fails (SQLITE_BUSY_SNAPSHOT).
-        let _w = self.sqlite_write_guard().await;
-        let txn = self.wdb().begin().await?;
+        let txn = self.write_txn().await?;
         let mut q = message::Entity::find()
             .filter(message::Column::MailboxId.eq(mailbox_id))
             .filter(Expr::cust(format!(
@@ -1104,10 +1095,7 @@ impl Core {
         self.mailbox_row(account_id, mailbox_id).await?;
         let meta = MessageMeta::extract(raw);
         let size = raw.len() as i64;
-        // One writer at a time on SQLite: this transaction reads before it
-        // writes, and an upgrade racing another writer fails (SQLITE_BUSY_SNAPSHOT).
-        let _w = self.sqlite_write_guard().await;
-        let txn = self.wdb().begin().await?;
+        let txn = self.write_txn().await?;
         let blob_id = put_blob(&txn, raw, 1, &meta).await?;
         check_quota(&txn, account_id, size).await?;
         let (uid, modseq) = allocate_uids(&txn, mailbox_id, 1).await?;

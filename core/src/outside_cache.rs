@@ -6,7 +6,6 @@
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    TransactionTrait,
 };
 
 use crate::Core;
@@ -84,8 +83,7 @@ impl Core {
         add: &[CachedHeader],
         remove: &[String],
     ) -> CoreResult<()> {
-        let _w = self.sqlite_write_guard().await;
-        let txn = self.wdb().begin().await?;
+        let txn = self.write_txn().await?;
         outside_header::Entity::delete_many()
             .filter(outside_header::Column::OutsideId.eq(id.0))
             .filter(outside_header::Column::Validity.ne(validity))

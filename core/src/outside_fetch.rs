@@ -12,7 +12,7 @@
 //! fetcher simply tries again later.
 
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 
 use crate::Core;
 use crate::delivery::{Envelope, LocalCopy};
@@ -183,8 +183,7 @@ impl Core {
     /// Stores one fetched message in the owner's INBOX, once: `Ok(false)`
     /// when `key` was fetched before (nothing is stored again).
     pub async fn store_fetched(&self, job: &FetchJob, key: &str, raw: &[u8]) -> CoreResult<bool> {
-        let _w = self.sqlite_write_guard().await;
-        let txn = self.wdb().begin().await?;
+        let txn = self.write_txn().await?;
         let inserted = outside_fetched::Entity::insert(outside_fetched::ActiveModel {
             outside_id: Set(job.id.0),
             msg_key: Set(key.to_owned()),

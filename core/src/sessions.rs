@@ -14,7 +14,7 @@
 use crate::db::InsertCommitted;
 use rand::RngCore;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set};
 
 use crate::Core;
 use crate::directory::{AccountRef, Role};
@@ -97,7 +97,7 @@ impl Core {
     /// IMAP and POP3 sessions at their next command (see the module notes).
     pub async fn end_all_sessions(&self, account: &AccountRef) -> CoreResult<()> {
         let account_id = account.id;
-        let txn = self.wdb().begin().await?;
+        let txn = self.write_txn().await?;
         account::Entity::update_many()
             .col_expr(
                 account::Column::LoginEpoch,

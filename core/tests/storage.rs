@@ -207,6 +207,100 @@ async fn uids_strictly_increase_under_concurrency() {
     .await;
 }
 
+/// Issue 14: on SQLite, write transactions that queue for the one writer
+/// connection share one COMMIT (each in its own savepoint), and one that
+/// fails inside its transaction takes nothing of the others with it. On
+/// PostgreSQL they are transactions of their own; the same holds.
+#[tokio::test]
+async fn concurrent_writers_share_commits_and_failures_stay_their_own() {
+    for_each_backend("group_commit", |core| async move {
+        let ids = setup(&core, &["a"]).await;
+        let ib = inbox(&core, ids[0]).await;
+        let first = core
+            .append(ids[0], ib.id, &msg("first", "x"), Flags::empty(), None)
+            .await
+            .unwrap();
+        let before = core.write_group_stats();
+        // 64 keywords on `first` already: one more is refused inside the
+        // STORE's transaction, after it has read the row.
+        let full: Vec<Keyword> = (0..64)
+            .map(|i| Keyword::parse(&format!("k{i}")).unwrap())
+            .collect();
+        core.store_flags(
+            ids[0],
+            ib.id,
+            &[first],
+            FlagOp::Add,
+            &FlagSet {
+                system: Flags::empty(),
+                keywords: full,
+            },
+        )
+        .await
+        .unwrap();
+        let mut tasks = Vec::new();
+        for n in 0..40 {
+            let core = core.clone();
+            let (account, mailbox) = (ids[0], ib.id);
+            tasks.push(tokio::spawn(async move {
+                if n % 4 == 3 {
+                    let one_more = FlagSet {
+                        system: Flags::FLAGGED,
+                        keywords: vec![Keyword::parse(&format!("extra{n}")).unwrap()],
+                    };
+                    let r = core
+                        .store_flags(account, mailbox, &[first], FlagOp::Add, &one_more)
+                        .await;
+                    assert!(matches!(r, Err(CoreError::Limit(_))), "{r:?}");
+                    None
+                } else {
+                    let raw = msg(&format!("m{n}"), "concurrent");
+                    Some(
+                        core.append(account, mailbox, &raw, Flags::SEEN, None)
+                            .await
+                            .unwrap(),
+                    )
+                }
+            }));
+        }
+        let mut uids = Vec::new();
+        for t in tasks {
+            uids.extend(t.await.unwrap());
+        }
+        assert_eq!(uids.len(), 30);
+        uids.sort_unstable();
+        uids.dedup();
+        assert_eq!(uids.len(), 30, "each append got its own UID");
+        // Every append that was told "done" is there, read through another
+        // connection; the refused STOREs changed nothing.
+        let (rows, total) = core
+            .list_messages(ids[0], ib.id, 0, 100, SortOrder::UidAsc)
+            .await
+            .unwrap();
+        assert_eq!(total, 31);
+        for uid in &uids {
+            let row = rows.iter().find(|r| r.uid == *uid).expect("appended row");
+            assert!(row.flags.contains(Flags::SEEN));
+        }
+        let first_row = rows.iter().find(|r| r.uid == first).unwrap();
+        assert!(!first_row.flags.contains(Flags::FLAGGED));
+        assert_eq!(first_row.keywords.len(), 64);
+        let after = core.write_group_stats();
+        if core.backend() == mailcore::db::Backend::Sqlite {
+            let txns = after.transactions - before.transactions;
+            let commits = after.commits - before.commits;
+            // 30 appends and the first STORE committed; the refused
+            // STOREs rolled back to their savepoints.
+            assert_eq!(txns, 31, "grouped transactions that committed");
+            assert!(
+                commits < txns,
+                "{txns} write transactions took {commits} commits: none shared"
+            );
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn catchall_and_rejection() {
     for_each_backend("catchall", |core| async move {

@@ -30,7 +30,7 @@ pub mod schedule;
 use sea_orm::sea_query::{Expr, LockBehavior, LockType, Query};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait, Set, TransactionTrait,
+    QuerySelect, QueryTrait, Set,
 };
 
 use crate::db::Backend;
@@ -517,8 +517,7 @@ impl Core {
             .first()
             .and_then(|r| Lane::parse(&r.entry.lane))
             .unwrap_or(Lane::Fresh);
-        let _w = self.sqlite_write_turn(priority(lane)).await;
-        let txn = self.wdb().begin().await?;
+        let txn = self.write_txn_at(priority(lane)).await?;
         // Which entries are still ours? Written as an UPDATE .. RETURNING so
         // that the transaction's first statement is a write (no SQLite lock
         // upgrade later). An entry whose lease ran out and that another
@@ -795,8 +794,7 @@ impl Core {
     /// unreachable, so the runner tries it at once.
     pub async fn queue_retry(&self, t: &Target) -> CoreResult<u64> {
         let now = self.now();
-        let _w = self.sqlite_write_turn(Priority::Urgent).await;
-        let txn = self.wdb().begin().await?;
+        let txn = self.write_txn_at(Priority::Urgent).await?;
         let n = queue_entry::Entity::update_many()
             .col_expr(queue_entry::Column::NextAttemptAt, Expr::value(now))
             .filter(target_cond(t))
@@ -845,8 +843,7 @@ impl Core {
     /// Deletes entries without a DSN (an operator's decision), logging each.
     pub async fn queue_delete(&self, t: &Target) -> CoreResult<u64> {
         let now = self.now();
-        let _w = self.sqlite_write_turn(Priority::Urgent).await;
-        let txn = self.wdb().begin().await?;
+        let txn = self.write_txn_at(Priority::Urgent).await?;
         // The first statement writes (a no-op update that returns the rows),
         // so SQLite takes the write lock at once. Reading first and writing
         // later fails with SQLITE_BUSY_SNAPSHOT when another process (tern
