@@ -116,7 +116,7 @@ if errors:
 
 #[test]
 fn fifty_imap_clients_and_smtp_meet_no_false_outage() {
-    let secs = std::env::var("TERN_IMAP_LOAD_SECS").unwrap_or_else(|_| "12".into());
+    let secs = std::env::var("TERN_IMAP_LOAD_SECS").unwrap_or_else(|_| "20".into());
     let t = start(&[
         ("TERN_IMAP__MAX_CONNECTIONS_PER_ACCOUNT", "100"),
         ("TERN_IMAP__MAX_CONNECTIONS_PER_IP", "200"),
