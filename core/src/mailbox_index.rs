@@ -11,7 +11,7 @@
 //! never stale, also with several nodes on one PostgreSQL: the database
 //! stays the truth, this only saves re-reading what did not change.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use crate::Core;
@@ -28,6 +28,11 @@ pub struct MailboxIndex {
 /// At most this many rows are kept over all mailboxes (a row is a few
 /// hundred bytes); the least recently used mailbox goes first.
 const MAX_KEPT_ROWS: usize = 200_000;
+
+/// At most this many expunged UIDs are remembered per mailbox (16 bytes
+/// each), and at most this many mailboxes have them.
+const MAX_LOGGED_EXPUNGES: usize = 4096;
+const MAX_LOGGED_MAILBOXES: usize = 4096;
 
 struct Kept {
     /// A mailbox id can be used again after a delete; its UIDVALIDITY
@@ -47,6 +52,13 @@ struct CacheInner {
     by_mailbox: HashMap<i32, Kept>,
     rows: usize,
     tick: u64,
+    /// The expunges this process committed, per mailbox: (the mailbox's
+    /// MODSEQ after the expunge, UID), oldest first. A reader that sees
+    /// the message count drop learns from here which messages went,
+    /// instead of reading every UID of the mailbox. It is a hint: the
+    /// count must agree (another node or the CLI may have expunged too,
+    /// and old entries are dropped), or the UIDs are read as before.
+    expunged: HashMap<i32, VecDeque<(i64, i64)>>,
 }
 
 impl IndexCache {
@@ -97,6 +109,33 @@ impl IndexCache {
         if let Some(old) = c.by_mailbox.remove(&mailbox_id) {
             c.rows -= old.index.messages.len();
         }
+        c.expunged.remove(&mailbox_id);
+    }
+
+    pub(crate) fn note_expunged(&self, mailbox_id: i32, modseq: i64, uids: &[i64]) {
+        let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if !c.expunged.contains_key(&mailbox_id) && c.expunged.len() >= MAX_LOGGED_MAILBOXES {
+            // Rare (thousands of mailboxes expunging): start over; readers
+            // fall back to reading UIDs.
+            c.expunged.clear();
+        }
+        let log = c.expunged.entry(mailbox_id).or_default();
+        log.extend(uids.iter().map(|&u| (modseq, u)));
+        while log.len() > MAX_LOGGED_EXPUNGES {
+            log.pop_front();
+        }
+    }
+
+    /// UIDs this process expunged from the mailbox at a MODSEQ in
+    /// `(after, upto]`.
+    pub(crate) fn expunged_between(&self, mailbox_id: i32, after: i64, upto: i64) -> Vec<i64> {
+        let c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        c.expunged.get(&mailbox_id).map_or_else(Vec::new, |log| {
+            log.iter()
+                .filter(|(m, _)| *m > after && *m <= upto)
+                .map(|(_, u)| *u)
+                .collect()
+        })
     }
 
     /// How many mailboxes and rows are kept (for tests and metrics).
@@ -107,14 +146,16 @@ impl IndexCache {
 }
 
 /// `kept` brought forward with `changed` (rows with a MODSEQ above the
-/// kept one, read after `count` was), or None when a kept message may be
-/// gone and the UIDs must be read. `count` and `modseq` are one moment:
-/// the messages present then are at least the kept ones that remain plus
-/// the new ones in `changed` with a MODSEQ up to `modseq`, so a count equal
-/// to kept + those new ones means none of the kept is gone.
+/// kept one, read after `count` was) and `expunged` (UIDs known to be
+/// gone since), or None when another kept message may be gone and the
+/// UIDs must be read. `count` and `modseq` are one moment: the messages
+/// present then are at least the kept ones that remain plus the new ones
+/// in `changed` with a MODSEQ up to `modseq`, so a count equal to (kept
+/// less the known-gone) + those new ones means no other kept one is gone.
 fn bring_forward(
     kept: &MailboxIndex,
     changed: Vec<MessageSummary>,
+    expunged: &[i64],
     modseq: i64,
     count: u64,
 ) -> Option<MailboxIndex> {
@@ -123,10 +164,14 @@ fn bring_forward(
         .iter()
         .filter(|m| m.uid > max_kept && m.modseq <= modseq)
         .count();
-    if (kept.messages.len() as u64).checked_add(new_then as u64) != Some(count) {
+    let mut messages = kept.messages.clone();
+    if !expunged.is_empty() {
+        let gone: std::collections::HashSet<i64> = expunged.iter().copied().collect();
+        messages.retain(|m| !gone.contains(&m.uid));
+    }
+    if (messages.len() as u64).checked_add(new_then as u64) != Some(count) {
         return None;
     }
-    let mut messages = kept.messages.clone();
     let mut new: Vec<Arc<MessageSummary>> = Vec::new();
     for m in changed {
         if m.uid > max_kept {
@@ -164,7 +209,8 @@ impl Core {
                 let changed = self
                     .messages_changed_since(account_id, mailbox_id, kept.highest_modseq)
                     .await?;
-                if let Some(index) = bring_forward(&kept, changed, modseq, count) {
+                let gone = cache.expunged_between(mailbox_id, kept.highest_modseq, modseq);
+                if let Some(index) = bring_forward(&kept, changed, &gone, modseq, count) {
                     cache.put(mailbox_id, uidvalidity, index.clone());
                     return Ok(index);
                 }
@@ -188,6 +234,21 @@ impl Core {
         };
         cache.put(mailbox_id, uidvalidity, index.clone());
         Ok(index)
+    }
+
+    /// UIDs this process expunged from the mailbox at a MODSEQ in
+    /// `(after, upto]`: a hint for a reader whose count of messages
+    /// dropped (see `CacheInner::expunged`); it must check the count.
+    pub fn expunged_between(&self, mailbox_id: i32, after: i64, upto: i64) -> Vec<i64> {
+        self.inner
+            .index_cache
+            .expunged_between(mailbox_id, after, upto)
+    }
+
+    pub(crate) fn note_expunged(&self, mailbox_id: i32, modseq: i64, uids: &[i64]) {
+        self.inner
+            .index_cache
+            .note_expunged(mailbox_id, modseq, uids);
     }
 
     /// How many mailboxes and rows the index cache keeps.
@@ -234,7 +295,7 @@ mod tests {
         let k = kept(&[1, 2, 3]);
         let mut seen = m(2, 11);
         seen.flags = Flags::SEEN;
-        let got = bring_forward(&k, vec![m(4, 12), seen], 12, 4).unwrap();
+        let got = bring_forward(&k, vec![m(4, 12), seen], &[], 12, 4).unwrap();
         let uids: Vec<i64> = got.messages.iter().map(|m| m.uid).collect();
         assert_eq!(uids, [1, 2, 3, 4]);
         assert_eq!(got.messages[1].flags, Flags::SEEN);
@@ -247,13 +308,45 @@ mod tests {
     fn an_expunge_is_noticed_by_the_count() {
         let k = kept(&[1, 2, 3]);
         // 2 expunged: the count is one short.
-        assert!(bring_forward(&k, vec![], 11, 2).is_none());
+        assert!(bring_forward(&k, vec![], &[], 11, 2).is_none());
         // 2 expunged and 4 arrived: the new row is counted, the count is
         // still one short of kept + new.
-        assert!(bring_forward(&k, vec![m(4, 12)], 12, 3).is_none());
+        assert!(bring_forward(&k, vec![m(4, 12)], &[], 12, 3).is_none());
         // 4 arrived before the count and its flags changed after it: it
         // is not counted as new then, so the UIDs are read (the safe way).
-        assert!(bring_forward(&k, vec![m(4, 14)], 12, 4).is_none());
+        assert!(bring_forward(&k, vec![m(4, 14)], &[], 12, 4).is_none());
+    }
+
+    #[test]
+    fn a_logged_expunge_is_taken_when_the_count_agrees() {
+        let k = kept(&[1, 2, 3]);
+        // 2 expunged here (logged) and 4 arrived: no UIDs need reading.
+        let got = bring_forward(&k, vec![m(4, 12)], &[2], 12, 3).unwrap();
+        let uids: Vec<i64> = got.messages.iter().map(|m| m.uid).collect();
+        assert_eq!(uids, [1, 3, 4]);
+        // 2 logged, but 3 went too (another node): the count disagrees.
+        assert!(bring_forward(&k, vec![], &[2], 12, 1).is_none());
+        // A logged UID the index never had changes nothing.
+        assert!(bring_forward(&k, vec![], &[9], 12, 3).is_some());
+        assert!(bring_forward(&k, vec![], &[9], 12, 2).is_none());
+    }
+
+    #[test]
+    fn the_expunge_log_is_bounded_and_ranged() {
+        let c = IndexCache::default();
+        c.note_expunged(1, 5, &[10, 11]);
+        c.note_expunged(1, 7, &[12]);
+        assert_eq!(c.expunged_between(1, 4, 7), [10, 11, 12]);
+        assert_eq!(c.expunged_between(1, 5, 7), [12]);
+        assert_eq!(c.expunged_between(1, 4, 6), [10, 11]);
+        assert!(c.expunged_between(2, 0, 100).is_empty());
+        let many: Vec<i64> = (100..100 + MAX_LOGGED_EXPUNGES as i64 + 10).collect();
+        c.note_expunged(1, 9, &many);
+        let all = c.expunged_between(1, 0, 100);
+        assert_eq!(all.len(), MAX_LOGGED_EXPUNGES);
+        assert_eq!(all.last(), many.last());
+        c.forget(1);
+        assert!(c.expunged_between(1, 0, 100).is_empty());
     }
 
     #[test]

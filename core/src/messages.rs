@@ -945,12 +945,13 @@ impl Core {
             am.insert(&txn).await?;
             pairs.push((r.uid, new_uid));
         }
+        let mut source_modseq = None;
         if remove_source {
             message::Entity::delete_many()
                 .filter(message::Column::Id.is_in(rows.iter().map(|r| r.id)))
                 .exec(&txn)
                 .await?;
-            bump_modseq(&txn, from).await?;
+            source_modseq = Some(bump_modseq(&txn, from).await?);
         } else {
             let ids: Vec<i32> = rows.iter().map(|r| r.blob_id).collect();
             adjust_refcounts(&txn, &ids, 1).await?;
@@ -964,6 +965,10 @@ impl Core {
                 uids: pairs.iter().map(|p| p.1).collect(),
             },
         });
+        if let Some(m) = source_modseq {
+            let gone: Vec<i64> = pairs.iter().map(|p| p.0).collect();
+            self.note_expunged(from, m, &gone);
+        }
         if remove_source {
             self.publish(ChangeEvent {
                 account_id,
@@ -1051,9 +1056,10 @@ impl Core {
         let blob_ids: Vec<i32> = rows.iter().map(|r| r.blob_id).collect();
         release_blobs(&txn, &blob_ids).await?;
         add_usage(&txn, account_id, -rows.iter().map(|r| r.size).sum::<i64>()).await?;
-        bump_modseq(&txn, mailbox_id).await?;
+        let modseq = bump_modseq(&txn, mailbox_id).await?;
         txn.commit().await?;
         let uids: Vec<i64> = rows.iter().map(|r| r.uid).collect();
+        self.note_expunged(mailbox_id, modseq, &uids);
         self.publish(ChangeEvent {
             account_id,
             mailbox_id: Some(mailbox_id),

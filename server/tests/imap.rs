@@ -1684,3 +1684,72 @@ async fn subscriptions_outlive_deleted_mailboxes() {
     let r = c.run("UNSUBSCRIBE Lists");
     assert!(r.last().unwrap().contains("NO"), "{r:?}");
 }
+
+/// RFC 9051 §7.5.1: expunges made by other sessions are reported at the
+/// next command that may report them. This node's expunges are known to
+/// it by UID (the core's expunge log) and need no read of every UID; one
+/// made elsewhere (another node, here a second core on the same
+/// database) is noticed by the message count, and both at once are too.
+#[tokio::test(flavor = "multi_thread")]
+async fn expunges_made_here_and_elsewhere_are_reported() {
+    let t = start(&[]);
+    for n in 1..=5 {
+        t.deliver("bob@example.test", &msg(&format!("m{n}"), "x"))
+            .await;
+    }
+    let mut a = Imap::login(&t, "bob@example.test");
+    let r = a.ok("SELECT INBOX");
+    assert!(has(&r, "* 5 EXISTS"), "{r:?}");
+    let mut b = Imap::login(&t, "bob@example.test");
+    b.ok("SELECT INBOX");
+
+    // Here: UIDs 2 and 4 expunged, and one new message.
+    b.ok("UID STORE 2,4 +FLAGS.SILENT (\\Deleted)");
+    b.ok("EXPUNGE");
+    b.ok("APPEND INBOX {14+}\r\nSubject: f\r\n\r\n");
+    let r = a.ok("NOOP");
+    assert_eq!(
+        r[..r.len() - 1]
+            .iter()
+            .filter(|l| l.contains("EXPUNGE") || l.contains("EXISTS"))
+            .cloned()
+            .collect::<Vec<_>>(),
+        ["* 4 EXPUNGE\r\n", "* 2 EXPUNGE\r\n", "* 4 EXISTS\r\n"],
+        "{r:?}"
+    );
+    let r = a.ok("FETCH 1:* UID");
+    assert_eq!(
+        r[..r.len() - 1],
+        [
+            "* 1 FETCH (UID 1)\r\n",
+            "* 2 FETCH (UID 3)\r\n",
+            "* 3 FETCH (UID 5)\r\n",
+            "* 4 FETCH (UID 6)\r\n"
+        ]
+    );
+
+    // Elsewhere: UID 3 goes through another core.
+    let other = t.core().await;
+    let bob = other.account("bob@example.test").await.unwrap().unwrap();
+    let ib = other.mailbox(bob.id, "INBOX").await.unwrap().unwrap();
+    other.destroy(bob.id, ib.id, &[3]).await.unwrap();
+    let r = a.ok("NOOP");
+    assert!(has(&r, "* 2 EXPUNGE"), "{r:?}");
+    let r = a.ok("FETCH 1:* UID");
+    assert_eq!(r.len(), 4, "{r:?}");
+
+    // Both at once: UID 5 here, UID 1 elsewhere. The log explains one of
+    // the two, the count says two went: the UIDs are read.
+    b.ok("UID STORE 5 +FLAGS.SILENT (\\Deleted)");
+    b.ok("UID EXPUNGE 5");
+    other.destroy(bob.id, ib.id, &[1]).await.unwrap();
+    let r = a.ok("NOOP");
+    assert!(has(&r, "* 2 EXPUNGE") && has(&r, "* 1 EXPUNGE"), "{r:?}");
+    let r = a.ok("FETCH 1:* UID");
+    assert_eq!(r[..r.len() - 1], ["* 1 FETCH (UID 6)\r\n"], "{r:?}");
+    // A session that selects now reads the kept index forward.
+    let mut c = Imap::login(&t, "bob@example.test");
+    let r = c.ok("SELECT INBOX");
+    assert!(has(&r, "* 1 EXISTS"), "{r:?}");
+    other.close().await;
+}

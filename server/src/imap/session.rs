@@ -1196,16 +1196,34 @@ impl Session {
             .iter()
             .filter(|m| m.uid > max_known && m.modseq <= modseq)
             .count() as u64;
-        let present: Option<HashSet<i64>> = if held.checked_add(new_at_t0) == Some(count) {
-            None
+        // Expunges made through this node are known by UID (the core's
+        // log); when the count agrees with them, they are all that went.
+        let held_uid = |u: &i64| {
+            sel.uids
+                .binary_search(u)
+                .is_ok_and(|i| sel.msgs.get(i).is_some_and(Option::is_some))
+        };
+        let logged: HashSet<i64> = self
+            .core
+            .expunged_between(sel.id, sel.store_modseq, modseq)
+            .into_iter()
+            .filter(held_uid)
+            .collect();
+        let explained = (held - logged.len() as u64).checked_add(new_at_t0) == Some(count);
+        let gone: HashSet<i64> = if explained {
+            logged
         } else {
-            Some(
-                self.core
-                    .mailbox_uids(account, sel.id)
-                    .await?
-                    .into_iter()
-                    .collect(),
-            )
+            let present: HashSet<i64> = self
+                .core
+                .mailbox_uids(account, sel.id)
+                .await?
+                .into_iter()
+                .collect();
+            sel.uids
+                .iter()
+                .copied()
+                .filter(|u| !present.contains(u))
+                .collect()
         };
         sel.store_modseq = modseq;
         let current: HashMap<i64, MessageSummary> =
@@ -1223,7 +1241,7 @@ impl Session {
         // Flag changes and vanished messages, in sequence order.
         for (i, slot) in sel.msgs.iter_mut().enumerate() {
             let Some(old) = slot else { continue };
-            if present.as_ref().is_some_and(|p| !p.contains(&old.uid)) {
+            if gone.contains(&old.uid) {
                 *slot = None;
                 continue;
             }
