@@ -4,6 +4,7 @@
 
 pub mod fetch;
 pub mod proto;
+pub mod response;
 pub mod session;
 
 use std::sync::Arc;

@@ -35,6 +35,7 @@ use super::proto::{
     Command, IString, ListArgs, ParseError, Qresync, SearchKey, SeqBound, SeqSet, StatusItem,
     StoreOp, Tagged, literal_suffix, parse_command,
 };
+use super::response::{Code, Response, Status};
 use crate::limits::{AccountGuard, Limits};
 use crate::listen::Conn;
 use crate::netio::{BoxIo, Line, live, read_line, write_flush};
@@ -54,7 +55,6 @@ pub struct Settings {
 }
 
 const CAPS_BASE: &str = "IMAP4rev2 IMAP4rev1 IDLE UIDPLUS MOVE SPECIAL-USE LITERAL+ ENABLE NAMESPACE ID UNSELECT SASL-IR CONDSTORE LIST-EXTENDED LIST-STATUS ESEARCH STATUS=SIZE QRESYNC";
-const UNAVAILABLE: &str = "NO [UNAVAILABLE] Mail store temporarily unavailable, try again later";
 
 struct Selected {
     id: i32,
@@ -81,17 +81,25 @@ impl Selected {
     /// The untagged FLAGS and PERMANENTFLAGS responses for this mailbox
     /// (RFC 9051 §7.3.5, §7.1): the system flags and every keyword in use;
     /// `\*` says clients may create keywords.
-    fn flag_responses(&self) -> [String; 2] {
+    fn flag_responses(&self) -> [Response<'static>; 2] {
         let mut names: Vec<&str> =
             vec!["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"];
         names.extend(self.keywords.iter().map(Keyword::as_str));
         let list = names.join(" ");
         [
-            format!("* FLAGS ({list})"),
+            Response::data(format!("FLAGS ({list})")),
             if self.read_only {
-                "* OK [PERMANENTFLAGS ()] Read-only mailbox".to_owned()
+                Response::untagged(
+                    Status::Ok,
+                    Some(Code::PermanentFlags("()".into())),
+                    "Read-only mailbox",
+                )
             } else {
-                format!("* OK [PERMANENTFLAGS ({list} \\*)] Flags permitted")
+                Response::untagged(
+                    Status::Ok,
+                    Some(Code::PermanentFlags(format!("({list} \\*)"))),
+                    "Flags permitted",
+                )
             },
         ]
     }
@@ -242,14 +250,6 @@ impl Session {
         c
     }
 
-    async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.out.extend_from_slice(bytes);
-        if self.out.len() >= OUT_HIGH_WATER {
-            self.flush_out().await?;
-        }
-        Ok(())
-    }
-
     /// Sends what is waiting. Called before every read from the client
     /// (a client that waits for our reply before sending must get it), and
     /// before the connection closes or changes to TLS.
@@ -267,8 +267,13 @@ impl Session {
         r
     }
 
-    async fn line(&mut self, text: &str) -> std::io::Result<()> {
-        self.write(format!("{text}\r\n").as_bytes()).await
+    /// The one way a reply reaches the client (see `response`).
+    async fn reply(&mut self, r: Response<'_>) -> std::io::Result<()> {
+        r.render(&mut self.out);
+        if self.out.len() >= OUT_HIGH_WATER {
+            self.flush_out().await?;
+        }
+        Ok(())
     }
 
     pub async fn run(mut self) {
@@ -321,7 +326,8 @@ impl Session {
                 return Ok(Read::LiteralTooBig(tag));
             }
             if !nonsync {
-                self.line("+ Ready for literal data").await?;
+                self.reply(Response::Continue("Ready for literal data".into()))
+                    .await?;
                 self.flush_out().await?;
             }
             let io = live(&mut self.io)?;
@@ -332,21 +338,36 @@ impl Session {
     }
 
     async fn serve(&mut self) -> std::io::Result<()> {
-        let greeting = format!("* OK [CAPABILITY {}] Tern IMAP ready", self.capabilities());
-        self.line(&greeting).await?;
+        let caps = Code::Capability(self.capabilities());
+        self.reply(Response::untagged(
+            Status::Ok,
+            Some(caps),
+            "Tern IMAP ready",
+        ))
+        .await?;
         loop {
             let read = match timeout(self.autologout(), self.read_command()).await {
                 Ok(r) => r?,
                 Err(_) => {
                     // RFC 9051 §5.4 autologout.
-                    self.line("* BYE Autologout; idle for too long").await?;
+                    self.reply(Response::untagged(
+                        Status::Bye,
+                        None,
+                        "Autologout; idle for too long",
+                    ))
+                    .await?;
                     return Ok(());
                 }
             };
             let raw = match read {
                 Read::Eof => return Ok(()),
                 Read::TooLong => {
-                    self.line("* BAD [TOOBIG] Command line too long").await?;
+                    self.reply(Response::untagged(
+                        Status::Bad,
+                        Some(Code::TooBig),
+                        "Command line too long",
+                    ))
+                    .await?;
                     continue;
                 }
                 Read::LiteralTooBig(tag) => {
@@ -355,9 +376,19 @@ impl Session {
                         .filter(|c| c.is_ascii_graphic())
                         .take(64)
                         .collect();
-                    self.line(&format!("{tag} NO [TOOBIG] Literal too large"))
-                        .await?;
-                    self.line("* BYE Too much data announced").await?;
+                    self.reply(Response::tagged(
+                        &tag,
+                        Status::No,
+                        Some(Code::TooBig),
+                        "Literal too large",
+                    ))
+                    .await?;
+                    self.reply(Response::untagged(
+                        Status::Bye,
+                        None,
+                        "Too much data announced",
+                    ))
+                    .await?;
                     return Ok(());
                 }
                 Read::Command(raw) => raw,
@@ -365,11 +396,16 @@ impl Session {
             let Tagged { tag, cmd } = match parse_command(&raw) {
                 Ok(t) => t,
                 Err(ParseError::NoTag) => {
-                    self.line("* BAD Missing or invalid tag").await?;
+                    self.reply(Response::untagged(
+                        Status::Bad,
+                        None,
+                        "Missing or invalid tag",
+                    ))
+                    .await?;
                     continue;
                 }
                 Err(ParseError::Bad { tag, msg }) => {
-                    self.line(&format!("{tag} BAD {msg}")).await?;
+                    self.reply(Response::bad(&tag, msg)).await?;
                     continue;
                 }
             };
@@ -383,8 +419,11 @@ impl Session {
                     }
                     _ => "select a mailbox first",
                 };
-                self.line(&format!("{tag} BAD {} not allowed now: {why}", cmd.name()))
-                    .await?;
+                self.reply(Response::bad(
+                    &tag,
+                    format!("{} not allowed now: {why}", cmd.name()),
+                ))
+                .await?;
                 continue;
             }
             if self.sessions_ended().await {
@@ -396,18 +435,7 @@ impl Session {
                 Ok(Flow::Close) => return Ok(()),
                 Err(Fail::Io(e)) => return Err(e),
                 Err(Fail::Core(e)) => {
-                    let reply = match e {
-                        CoreError::Unavailable(_) => UNAVAILABLE.to_owned(),
-                        CoreError::NotFound(what) => format!("NO [NONEXISTENT] {what} not found"),
-                        CoreError::Conflict(what) => {
-                            format!("NO [ALREADYEXISTS] {what} already exists")
-                        }
-                        CoreError::OverQuota => "NO [OVERQUOTA] Mailbox full".to_owned(),
-                        CoreError::Limit(m) => format!("NO [LIMIT] {m}"),
-                        CoreError::Forbidden => "NO [NOPERM] Permission denied".to_owned(),
-                        CoreError::Invalid(m) => format!("NO {m}"),
-                    };
-                    self.line(&format!("{tag} {reply}")).await?;
+                    self.reply(Response::from_core(&tag, &e)).await?;
                 }
             }
         }
@@ -524,7 +552,7 @@ impl Session {
 
     /// RFC 9051 §7.1.5: the server closes the connection with an untagged BYE.
     async fn bye_sessions_ended(&mut self) -> std::io::Result<()> {
-        self.line("* BYE [ALERT] Signed out: this account's password changed, it was disabled, or it signed out everywhere")
+        self.reply(Response::untagged(Status::Bye, Some(Code::Alert), "Signed out: this account's password changed, it was disabled, or it signed out everywhere"))
             .await
     }
 
@@ -535,8 +563,8 @@ impl Session {
     async fn dispatch(&mut self, tag: &str, cmd: Command) -> Res {
         match cmd {
             Command::Capability => {
-                let c = format!("* CAPABILITY {}", self.capabilities());
-                self.line(&c).await?;
+                let c = format!("CAPABILITY {}", self.capabilities());
+                self.reply(Response::data(c)).await?;
                 self.ok(tag, "CAPABILITY completed").await
             }
             Command::Noop | Command::Check => {
@@ -544,23 +572,28 @@ impl Session {
                 self.ok(tag, "NOOP completed").await
             }
             Command::Id => {
-                self.line("* ID (\"name\" \"Tern\")").await?;
+                self.reply(Response::data("ID (\"name\" \"Tern\")")).await?;
                 self.ok(tag, "ID completed").await
             }
             Command::Logout => {
                 self.state = State::Logout;
-                self.line("* BYE Tern IMAP signing off").await?;
+                self.reply(Response::untagged(
+                    Status::Bye,
+                    None,
+                    "Tern IMAP signing off",
+                ))
+                .await?;
                 self.ok(tag, "LOGOUT completed").await?;
                 Ok(Flow::Close)
             }
             // RFC 9051 §6.2.1.
             Command::StartTls => {
                 let Some(acceptor) = self.tls.take() else {
-                    self.line(&format!("{tag} BAD TLS is already active"))
+                    self.reply(Response::bad(tag, "TLS is already active"))
                         .await?;
                     return Ok(Flow::Continue);
                 };
-                self.line(&format!("{tag} OK Begin TLS negotiation now"))
+                self.reply(Response::ok(tag, "Begin TLS negotiation now"))
                     .await?;
                 self.flush_out().await?;
                 // Anything pipelined after STARTTLS is discarded with the
@@ -581,8 +614,13 @@ impl Session {
             Command::Login { user, pass } => {
                 if !self.secure {
                     // RFC 9051 §6.2.3: LOGINDISABLED until TLS.
-                    self.line(&format!("{tag} NO [PRIVACYREQUIRED] Use STARTTLS first"))
-                        .await?;
+                    self.reply(Response::tagged(
+                        tag,
+                        Status::No,
+                        Some(Code::PrivacyRequired),
+                        "Use STARTTLS first",
+                    ))
+                    .await?;
                     return Ok(Flow::Continue);
                 }
                 self.login(tag, &user, &pass).await
@@ -611,7 +649,8 @@ impl Session {
                         _ => {}
                     }
                 }
-                self.line(&format!("* ENABLED {}", on.join(" "))).await?;
+                self.reply(Response::data(format!("ENABLED {}", on.join(" "))))
+                    .await?;
                 self.ok(tag, "ENABLE completed").await
             }
             Command::Select {
@@ -622,7 +661,7 @@ impl Session {
             } => {
                 // RFC 7162 §3.2.5: QRESYNC parameters need ENABLE QRESYNC.
                 if qresync.is_some() && !self.qresync {
-                    self.line(&format!("{tag} BAD ENABLE QRESYNC first"))
+                    self.reply(Response::bad(tag, "ENABLE QRESYNC first"))
                         .await?;
                     return Ok(Flow::Continue);
                 }
@@ -636,8 +675,13 @@ impl Session {
             }
             Command::Delete(name) => {
                 if name == "INBOX" {
-                    self.line(&format!("{tag} NO [CANNOT] INBOX cannot be deleted"))
-                        .await?;
+                    self.reply(Response::tagged(
+                        tag,
+                        Status::No,
+                        Some(Code::Cannot),
+                        "INBOX cannot be deleted",
+                    ))
+                    .await?;
                     return Ok(Flow::Continue);
                 }
                 self.core.delete_mailbox(self.account_id(), &name).await?;
@@ -663,7 +707,8 @@ impl Session {
                 self.ok(tag, "UNSUBSCRIBE completed").await
             }
             Command::Namespace => {
-                self.line("* NAMESPACE ((\"\" \"/\")) NIL NIL").await?;
+                self.reply(Response::data("NAMESPACE ((\"\" \"/\")) NIL NIL"))
+                    .await?;
                 self.ok(tag, "NAMESPACE completed").await
             }
             Command::List(args) => self.list(tag, args).await,
@@ -676,7 +721,7 @@ impl Session {
                 let wire = self.name_out(&mb.name);
                 let line =
                     status_line(self.core.clone(), self.account_id(), &mb, &wire, &items).await?;
-                self.line(&line).await?;
+                self.reply(Response::data(line)).await?;
                 self.ok(tag, "STATUS completed").await
             }
             Command::Append {
@@ -688,13 +733,18 @@ impl Session {
                 let flags = match parse_flags(&flags) {
                     Ok(f) => f,
                     Err(e) => {
-                        self.line(&format!("{tag} BAD {e}")).await?;
+                        self.reply(Response::bad(tag, e)).await?;
                         return Ok(Flow::Continue);
                     }
                 };
                 let Some(mb) = self.core.mailbox(self.account_id(), &mailbox).await? else {
-                    self.line(&format!("{tag} NO [TRYCREATE] No such mailbox"))
-                        .await?;
+                    self.reply(Response::tagged(
+                        tag,
+                        Status::No,
+                        Some(Code::TryCreate),
+                        "No such mailbox",
+                    ))
+                    .await?;
                     return Ok(Flow::Continue);
                 };
                 let uid = self
@@ -702,11 +752,11 @@ impl Session {
                     .append_flagged(self.account_id(), mb.id, &message, &flags, date)
                     .await?;
                 self.sync(true).await?;
-                self.ok(
-                    tag,
-                    &format!("[APPENDUID {} {uid}] APPEND completed", mb.uidvalidity),
-                )
-                .await
+                let code = Code::AppendUid {
+                    uidvalidity: mb.uidvalidity,
+                    uid,
+                };
+                self.ok_with(tag, code, "APPEND completed").await
             }
             Command::Idle => self.idle(tag).await,
             Command::Close => {
@@ -733,7 +783,7 @@ impl Session {
                 vanished,
             } => {
                 if vanished && !self.qresync {
-                    self.line(&format!("{tag} BAD ENABLE QRESYNC first"))
+                    self.reply(Response::bad(tag, "ENABLE QRESYNC first"))
                         .await?;
                     return Ok(Flow::Continue);
                 }
@@ -759,7 +809,13 @@ impl Session {
     }
 
     async fn ok(&mut self, tag: &str, text: &str) -> Res {
-        self.line(&format!("{tag} OK {text}")).await?;
+        self.reply(Response::ok(tag, text)).await?;
+        Ok(Flow::Continue)
+    }
+
+    async fn ok_with(&mut self, tag: &str, code: Code, text: &str) -> Res {
+        self.reply(Response::tagged(tag, Status::Ok, Some(code), text))
+            .await?;
         Ok(Flow::Continue)
     }
 
@@ -771,8 +827,11 @@ impl Session {
         {
             Ok((account, epoch)) => {
                 let Some(slot) = self.limits.account(account.id) else {
-                    self.line(&format!(
-                        "{tag} NO [LIMIT] Too many connections for this account from here"
+                    self.reply(Response::tagged(
+                        tag,
+                        Status::No,
+                        Some(Code::Limit),
+                        "Too many connections for this account from here",
                     ))
                     .await?;
                     return Ok(Flow::Continue);
@@ -781,21 +840,28 @@ impl Session {
                 self.account = Some(account);
                 self.login_epoch = epoch;
                 self.state = State::Authenticated;
-                let c = format!("{tag} OK [CAPABILITY {}] Logged in", self.capabilities());
-                self.line(&c).await?;
+                let caps = Code::Capability(self.capabilities());
+                self.reply(Response::tagged(tag, Status::Ok, Some(caps), "Logged in"))
+                    .await?;
                 Ok(Flow::Continue)
             }
             Err(AuthError::InvalidCredentials) => {
                 metrics::counter!("tern_auth_failures_total", "protocol" => "imap").increment(1);
-                self.line(&format!(
-                    "{tag} NO [AUTHENTICATIONFAILED] Invalid credentials"
+                self.reply(Response::tagged(
+                    tag,
+                    Status::No,
+                    Some(Code::AuthenticationFailed),
+                    "Invalid credentials",
                 ))
                 .await?;
                 Ok(Flow::Continue)
             }
             Err(AuthError::Throttled { retry_after }) => {
-                self.line(&format!(
-                    "{tag} NO [AUTHENTICATIONFAILED] Too many failed logins; try again in {retry_after} seconds"
+                self.reply(Response::tagged(
+                    tag,
+                    Status::No,
+                    Some(Code::AuthenticationFailed),
+                    format!("Too many failed logins; try again in {retry_after} seconds"),
                 ))
                 .await?;
                 Ok(Flow::Continue)
@@ -807,19 +873,29 @@ impl Session {
     /// AUTHENTICATE PLAIN (RFC 4616), with SASL-IR (RFC 4959).
     async fn authenticate(&mut self, tag: &str, mech: &str, initial: Option<String>) -> Res {
         if mech != "PLAIN" {
-            self.line(&format!("{tag} NO [CANNOT] Only PLAIN is supported"))
-                .await?;
+            self.reply(Response::tagged(
+                tag,
+                Status::No,
+                Some(Code::Cannot),
+                "Only PLAIN is supported",
+            ))
+            .await?;
             return Ok(Flow::Continue);
         }
         if !self.secure {
-            self.line(&format!("{tag} NO [PRIVACYREQUIRED] Use STARTTLS first"))
-                .await?;
+            self.reply(Response::tagged(
+                tag,
+                Status::No,
+                Some(Code::PrivacyRequired),
+                "Use STARTTLS first",
+            ))
+            .await?;
             return Ok(Flow::Continue);
         }
         let resp = match initial {
             Some(r) => r,
             None => {
-                self.line("+ ").await?;
+                self.reply(Response::Continue("".into())).await?;
                 self.flush_out().await?;
                 let io = live(&mut self.io)?;
                 match read_line(io, self.settings.max_line).await? {
@@ -829,7 +905,7 @@ impl Session {
             }
         };
         if resp == "*" {
-            self.line(&format!("{tag} BAD Authentication cancelled"))
+            self.reply(Response::bad(tag, "Authentication cancelled"))
                 .await?;
             return Ok(Flow::Continue);
         }
@@ -838,7 +914,7 @@ impl Session {
             .ok()
             .and_then(|b| String::from_utf8(b).ok());
         let Some(d) = decoded else {
-            self.line(&format!("{tag} BAD Invalid base64")).await?;
+            self.reply(Response::bad(tag, "Invalid base64")).await?;
             return Ok(Flow::Continue);
         };
         let mut parts = d.split('\0');
@@ -849,8 +925,11 @@ impl Session {
                 self.login(tag, &u, &p).await
             }
             _ => {
-                self.line(&format!(
-                    "{tag} NO [AUTHENTICATIONFAILED] Invalid credentials"
+                self.reply(Response::tagged(
+                    tag,
+                    Status::No,
+                    Some(Code::AuthenticationFailed),
+                    "Invalid credentials",
                 ))
                 .await?;
                 Ok(Flow::Continue)
@@ -904,7 +983,7 @@ async fn status_line(
             });
         }
         Ok(format!(
-            "* STATUS {} ({})",
+            "STATUS {} ({})",
             IString(wire_name.as_bytes()),
             parts.join(" ")
         ))
@@ -921,7 +1000,7 @@ impl Session {
         let cmd = if a.lsub { "LSUB" } else { "LIST" };
         // RFC 9051 §6.3.9: an empty pattern asks for the hierarchy delimiter.
         if a.patterns.len() == 1 && a.patterns[0].is_empty() {
-            self.line(&format!("* {cmd} (\\Noselect) \"/\" \"\""))
+            self.reply(Response::data(format!("{cmd} (\\Noselect) \"/\" \"\"")))
                 .await?;
             return self.ok(tag, &format!("{cmd} completed")).await;
         }
@@ -1023,19 +1102,19 @@ impl Session {
                     attrs.push(su.as_str());
                 }
             }
-            out.push(format!(
-                "* {cmd} ({}) \"/\" {}{extended}",
+            out.push(Response::data(format!(
+                "{cmd} ({}) \"/\" {}{extended}",
                 attrs.join(" "),
                 IString(wire.as_bytes())
-            ));
+            )));
             if let (Some(items), Some(mb), true) = (&a.return_status, mb, chosen) {
-                out.push(
+                out.push(Response::data(
                     status_line(self.core.clone(), self.account_id(), mb, &wire, items).await?,
-                );
+                ));
             }
         }
-        for l in out {
-            self.line(&l).await?;
+        for r in out {
+            self.reply(r).await?;
         }
         self.ok(tag, &format!("{cmd} completed")).await
     }
@@ -1051,14 +1130,24 @@ impl Session {
         // A failed SELECT leaves no mailbox selected (RFC 9051 §6.3.2).
         if let State::Selected(_) = self.state {
             self.state = State::Authenticated;
-            self.line("* OK [CLOSED] Previous mailbox closed").await?;
+            self.reply(Response::untagged(
+                Status::Ok,
+                Some(Code::Closed),
+                "Previous mailbox closed",
+            ))
+            .await?;
         }
         if condstore {
             self.condstore = true;
         }
         let Some(mb) = self.core.mailbox(self.account_id(), name).await? else {
-            self.line(&format!("{tag} NO [NONEXISTENT] No such mailbox"))
-                .await?;
+            self.reply(Response::tagged(
+                tag,
+                Status::No,
+                Some(Code::NonExistent),
+                "No such mailbox",
+            ))
+            .await?;
             return Ok(Flow::Continue);
         };
         // The rows come from the core's index of the mailbox: only what
@@ -1101,33 +1190,34 @@ impl Session {
             sel.msgs.push(Some(m));
         }
         let [flags, permanent] = sel.flag_responses();
+        let ok = |code, text| Response::untagged(Status::Ok, Some(code), text);
         let mut out = vec![
-            format!("* {exists} EXISTS"),
-            format!("* {recent_count} RECENT"),
+            Response::data(format!("{exists} EXISTS")),
+            Response::data(format!("{recent_count} RECENT")),
             flags,
             permanent,
-            format!("* OK [UIDVALIDITY {}] UIDs valid", mb.uidvalidity),
-            format!("* OK [UIDNEXT {}] Predicted next UID", mb.uidnext),
-            format!("* OK [HIGHESTMODSEQ {}] Highest", mb.highest_modseq),
+            ok(Code::UidValidity(mb.uidvalidity), "UIDs valid"),
+            ok(Code::UidNext(mb.uidnext), "Predicted next UID"),
+            ok(Code::HighestModSeq(mb.highest_modseq), "Highest"),
         ];
         if self.rev2 {
             // RFC 9051 §6.3.2: the mailbox's canonical name, for rev2
             // clients only; a rev1 client (RFC 3501 §6.3.1 has no such
             // response) would take it as a second INBOX.
-            out.push(format!(
-                "* LIST () \"/\" {}",
+            out.push(Response::data(format!(
+                "LIST () \"/\" {}",
                 IString(self.name_out(&mb.name).as_bytes())
-            ));
+            )));
         }
         if let Some(n) = first_unseen {
             // RFC 3501 §7.1: rev1 clients look for UNSEEN here.
-            out.insert(2, format!("* OK [UNSEEN {n}] First unseen"));
+            out.insert(2, ok(Code::Unseen(n), "First unseen"));
         }
         // RFC 7162 §3.2.5.2: with the client's UIDVALIDITY, what vanished
         // and what changed since its MODSEQ, before the tagged OK.
         if let Some(q) = qresync.filter(|q| q.uidvalidity == mb.uidvalidity as u64) {
             if let Some(v) = vanished_line(&sel.uids, mb.uidnext, q.known_uids.as_ref()) {
-                out.push(v);
+                out.push(Response::data(v));
             }
             for (i, m) in sel.msgs.iter().enumerate() {
                 let Some(m) = m else { continue };
@@ -1136,29 +1226,28 @@ impl Session {
                     .as_ref()
                     .is_none_or(|k| k.contains(m.uid as u32, u32::MAX));
                 if known && m.modseq as u64 > q.modseq {
-                    out.push(format!(
-                        "* {} FETCH (UID {} FLAGS {} MODSEQ ({}))",
+                    out.push(Response::data(format!(
+                        "{} FETCH (UID {} FLAGS {} MODSEQ ({}))",
                         i + 1,
                         m.uid,
                         fetch::flags(m, sel.recent.contains(&m.uid)),
                         m.modseq
-                    ));
+                    )));
                 }
             }
         }
-        for l in out {
-            self.line(&l).await?;
+        for r in out {
+            self.reply(r).await?;
         }
         self.state = State::Selected(Box::new(sel));
-        let code = if read_only { "READ-ONLY" } else { "READ-WRITE" };
-        self.ok(
-            tag,
-            &format!(
-                "[{code}] {} completed",
-                if read_only { "EXAMINE" } else { "SELECT" }
-            ),
-        )
-        .await
+        let (code, text) = if read_only {
+            (Code::ReadOnly, "EXAMINE completed")
+        } else {
+            (Code::ReadWrite, "SELECT completed")
+        };
+        self.reply(Response::tagged(tag, Status::Ok, Some(code), text))
+            .await?;
+        Ok(Flow::Continue)
     }
 
     /// Brings this session's view up to date and reports the differences
@@ -1248,7 +1337,7 @@ impl Session {
             if let Some(new) = current.get(&old.uid) {
                 if new.flags != old.flags || new.keywords != old.keywords {
                     let mut l = format!(
-                        "* {} FETCH (UID {} FLAGS {}",
+                        "{} FETCH (UID {} FLAGS {}",
                         i + 1,
                         new.uid,
                         fetch::flags(new, sel.recent.contains(&new.uid))
@@ -1257,7 +1346,7 @@ impl Session {
                         l.push_str(&format!(" MODSEQ ({})", new.modseq));
                     }
                     l.push(')');
-                    out.push(l);
+                    out.push(Response::data(l));
                 }
                 *slot = Some(Arc::new(new.clone()));
             }
@@ -1270,7 +1359,7 @@ impl Session {
             for i in (0..sel.msgs.len()).rev() {
                 if sel.msgs[i].is_none() {
                     if !qresync {
-                        out.push(format!("* {} EXPUNGE", i + 1));
+                        out.push(Response::data(format!("{} EXPUNGE", i + 1)));
                     }
                     gone.push(sel.uids[i] as u64);
                     sel.msgs.remove(i);
@@ -1279,7 +1368,10 @@ impl Session {
             }
             if qresync && !gone.is_empty() {
                 gone.reverse();
-                out.push(format!("* VANISHED {}", fetch::compress(&gone)));
+                out.push(Response::data(format!(
+                    "VANISHED {}",
+                    fetch::compress(&gone)
+                )));
             }
         }
         let mut new: Vec<&MessageSummary> =
@@ -1300,8 +1392,8 @@ impl Session {
                 }
                 sel.msgs.push(Some(Arc::new(m.clone())));
             }
-            out.push(format!("* {} EXISTS", sel.msgs.len()));
-            out.push(format!("* {} RECENT", sel.recent.len()));
+            out.push(Response::data(format!("{} EXISTS", sel.msgs.len())));
+            out.push(Response::data(format!("{} RECENT", sel.recent.len())));
         }
         sel.highest_modseq = current
             .values()
@@ -1309,8 +1401,8 @@ impl Session {
             .max()
             .unwrap_or(sel.highest_modseq)
             .max(sel.highest_modseq);
-        for l in out {
-            self.line(&l).await?;
+        for r in out {
+            self.reply(r).await?;
         }
         Ok(())
     }
@@ -1372,15 +1464,20 @@ impl Session {
         match self.resolve(uid, set) {
             Ok(t) => Ok(Some(t)),
             Err(e) => {
-                self.line(&format!("{tag} BAD {e}")).await?;
+                self.reply(Response::bad(tag, e)).await?;
                 Ok(None)
             }
         }
     }
 
     async fn refuse_read_only(&mut self, tag: &str) -> Res {
-        self.line(&format!("{tag} NO [READ-ONLY] Mailbox is read-only"))
-            .await?;
+        self.reply(Response::tagged(
+            tag,
+            Status::No,
+            Some(Code::ReadOnly),
+            "Mailbox is read-only",
+        ))
+        .await?;
         Ok(Flow::Continue)
     }
 
@@ -1396,7 +1493,7 @@ impl Session {
         let uidnext = self.core.mailbox_uidnext(account, sel.id).await?;
         let line = vanished_line(&sel.uids, uidnext, Some(set));
         if let Some(l) = line {
-            self.line(&l).await?;
+            self.reply(Response::data(l)).await?;
         }
         Ok(())
     }
@@ -1535,10 +1632,7 @@ impl Session {
                 if flags_changed && !has_flags {
                     parts.push(format!("FLAGS {}", fetch::flags(&msg, recent)).into_bytes());
                 }
-                let mut line = format!("* {seq} FETCH (").into_bytes();
-                line.extend_from_slice(&parts.join(&b' '));
-                line.extend_from_slice(b")\r\n");
-                self.write(&line).await?;
+                self.reply(Response::Fetch { seq, items: parts }).await?;
             }
         }
         self.ok(
@@ -1593,7 +1687,7 @@ impl Session {
         let change = match parse_flags(names) {
             Ok(f) => f,
             Err(e) => {
-                self.line(&format!("{tag} BAD {e}")).await?;
+                self.reply(Response::bad(tag, e)).await?;
                 return Ok(Flow::Continue);
             }
         };
@@ -1638,7 +1732,7 @@ impl Session {
                     false
                 };
                 if !silent || (self.condstore && was_changed) {
-                    let mut l = format!("* {seq} FETCH (");
+                    let mut l = format!("{seq} FETCH (");
                     if uid {
                         l.push_str(&format!("UID {u} "));
                     }
@@ -1650,25 +1744,20 @@ impl Session {
                         l.push_str(&format!(" MODSEQ ({})", msg.modseq));
                     }
                     l.push(')');
-                    out.push(l);
+                    out.push(Response::data(l));
                 }
             }
         }
-        for l in out {
-            self.line(&l).await?;
+        for r in out {
+            self.reply(r).await?;
         }
         if failed.is_empty() {
             self.ok(tag, "STORE completed").await
         } else {
             let list: Vec<String> = failed.iter().map(|n| n.to_string()).collect();
-            self.ok(
-                tag,
-                &format!(
-                    "[MODIFIED {}] Conditional STORE failed for some",
-                    list.join(",")
-                ),
-            )
-            .await
+            let code = Code::Modified(list.join(","));
+            self.ok_with(tag, code, "Conditional STORE failed for some")
+                .await
         }
     }
 
@@ -1768,7 +1857,7 @@ impl Session {
                 } else {
                     opts
                 };
-                let mut l = format!("* ESEARCH (TAG {})", IString(tag.as_bytes()));
+                let mut l = format!("ESEARCH (TAG {})", IString(tag.as_bytes()));
                 if uid {
                     l.push_str(" UID");
                 }
@@ -1788,14 +1877,17 @@ impl Session {
                 if let Some(m) = modseq {
                     l.push_str(&format!(" MODSEQ {m}"));
                 }
-                self.line(&l).await?;
+                self.reply(Response::data(l)).await?;
             }
             None => {
                 let list: Vec<String> = nums.iter().map(|n| n.to_string()).collect();
                 let sp = if list.is_empty() { "" } else { " " };
                 let tail = modseq.map(|m| format!(" (MODSEQ {m})")).unwrap_or_default();
-                self.line(&format!("* SEARCH{sp}{}{tail}", list.join(" ")))
-                    .await?;
+                self.reply(Response::data(format!(
+                    "SEARCH{sp}{}{tail}",
+                    list.join(" ")
+                )))
+                .await?;
             }
         }
         self.ok(
@@ -1817,8 +1909,13 @@ impl Session {
             return Ok(Flow::Continue);
         };
         let Some(to) = self.core.mailbox(self.account_id(), dest).await? else {
-            self.line(&format!("{tag} NO [TRYCREATE] No such mailbox"))
-                .await?;
+            self.reply(Response::tagged(
+                tag,
+                Status::No,
+                Some(Code::TryCreate),
+                "No such mailbox",
+            ))
+            .await?;
             return Ok(Flow::Continue);
         };
         let uids: Vec<i64> = targets.iter().map(|(_, u)| *u).collect();
@@ -1831,34 +1928,35 @@ impl Session {
                 .copy_messages(self.account_id(), mailbox_id, &uids, to.id)
                 .await?
         };
-        let code = if pairs.is_empty() {
-            String::new()
-        } else {
+        // RFC 4315 §3: COPYUID names the new UIDs, when there are any.
+        let code = (!pairs.is_empty()).then(|| {
             let src: Vec<u64> = pairs.iter().map(|p| p.0 as u64).collect();
             let dst: Vec<u64> = pairs.iter().map(|p| p.1 as u64).collect();
-            format!(
-                "[COPYUID {} {} {}] ",
-                to.uidvalidity,
-                fetch::compress(&src),
-                fetch::compress(&dst)
-            )
-        };
+            Code::CopyUid {
+                uidvalidity: to.uidvalidity,
+                from: fetch::compress(&src),
+                to: fetch::compress(&dst),
+            }
+        });
         if mv {
             // RFC 6851 §4.3: COPYUID in an untagged OK, then the EXPUNGEs.
-            if !code.is_empty() {
-                self.line(&format!("* OK {}Moved", code)).await?;
+            if code.is_some() {
+                self.reply(Response::untagged(Status::Ok, code, "Moved"))
+                    .await?;
             }
             self.sync(true).await?;
             self.ok(tag, "MOVE completed").await
         } else {
-            self.ok(tag, &format!("{code}COPY completed")).await
+            self.reply(Response::tagged(tag, Status::Ok, code, "COPY completed"))
+                .await?;
+            Ok(Flow::Continue)
         }
     }
 
     /// RFC 2177 IDLE: report changes as they happen until DONE.
     async fn idle(&mut self, tag: &str) -> Res {
         let mut feed = self.core.subscribe();
-        self.line("+ idling").await?;
+        self.reply(Response::Continue("idling".into())).await?;
         let account = self.account_id();
         let selected = match &self.state {
             State::Selected(s) => Some(s.id),
@@ -1883,7 +1981,7 @@ impl Session {
                             return self.ok(tag, "IDLE terminated").await;
                         }
                         Line::Ok(_) | Line::TooLong(_) => {
-                            self.line(&format!("{tag} BAD Expected DONE")).await?;
+                            self.reply(Response::bad(tag, "Expected DONE")).await?;
                             return Ok(Flow::Continue);
                         }
                         Line::Eof => return Ok(Flow::Close),
@@ -1922,7 +2020,7 @@ impl Session {
                     }
                 }
                 _ = tokio::time::sleep_until(deadline) => {
-                    self.line("* BYE Autologout; idle for too long").await?;
+                    self.reply(Response::untagged(Status::Bye, None, "Autologout; idle for too long")).await?;
                     return Ok(Flow::Close);
                 }
             }
@@ -1992,7 +2090,7 @@ fn vanished_line(present: &[i64], uidnext: i64, within: Option<&SeqSet>) -> Opti
             }
         }
     }
-    (!parts.is_empty()).then(|| format!("* VANISHED (EARLIER) {}", parts.join(",")))
+    (!parts.is_empty()).then(|| format!("VANISHED (EARLIER) {}", parts.join(",")))
 }
 
 pub fn wildcard_match(pattern: &str, name: &str) -> bool {
