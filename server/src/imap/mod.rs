@@ -2,6 +2,7 @@
 //! RFC 8314). `proto` is the pure command syntax, `session` the state
 //! machine, `fetch` the FETCH items and SEARCH over stored messages.
 
+mod cmd;
 pub mod fetch;
 pub mod proto;
 pub mod response;

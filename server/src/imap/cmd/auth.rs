@@ -1,0 +1,161 @@
+//! Logging in: LOGIN (RFC 9051 §6.2.3) and AUTHENTICATE PLAIN (§6.2.2,
+//! RFC 4616, with SASL-IR, RFC 4959). Both need TLS first (§6.2.3
+//! LOGINDISABLED; STARTTLS itself is §6.2.1, in the session's dispatch).
+
+use tokio::io::BufReader;
+use tokio::time::timeout;
+
+use super::prelude::*;
+
+impl Session {
+    /// STARTTLS (RFC 9051 §6.2.1). Anything the client pipelined after it
+    /// is thrown away with the plaintext buffer (the STARTTLS injection
+    /// defence, RFC 9051 §11.1).
+    pub(in crate::imap) async fn starttls(&mut self, tag: &str) -> Res {
+        let Some(acceptor) = self.tls.take() else {
+            self.reply(Response::bad(tag, "TLS is already active"))
+                .await?;
+            return Ok(Flow::Continue);
+        };
+        self.reply(Response::ok(tag, "Begin TLS negotiation now"))
+            .await?;
+        self.flush_out().await?;
+        // Anything pipelined after STARTTLS is discarded with the
+        // plaintext buffer (the STARTTLS injection defence).
+        let Some(reader) = self.io.take() else {
+            return Ok(Flow::Close);
+        };
+        let plain = reader.into_inner();
+        match timeout(self.settings.tls_handshake_timeout, acceptor.accept(plain)).await {
+            Ok(Ok(tls)) => {
+                self.io = Some(BufReader::new(Box::new(tls)));
+                self.secure = true;
+                Ok(Flow::Continue)
+            }
+            _ => Ok(Flow::Close),
+        }
+    }
+
+    pub(in crate::imap) async fn login(&mut self, tag: &str, user: &str, pass: &str) -> Res {
+        match self
+            .core
+            .authenticate_session(user, pass, self.peer.ip())
+            .await
+        {
+            Ok((account, epoch)) => {
+                let Some(slot) = self.limits.account(account.id) else {
+                    self.reply(Response::tagged(
+                        tag,
+                        Status::No,
+                        Some(Code::Limit),
+                        "Too many connections for this account from here",
+                    ))
+                    .await?;
+                    return Ok(Flow::Continue);
+                };
+                self._slot = Some(slot);
+                self.account = Some(account);
+                self.login_epoch = epoch;
+                self.state = State::Authenticated;
+                let caps = Code::Capability(self.capabilities());
+                self.reply(Response::tagged(tag, Status::Ok, Some(caps), "Logged in"))
+                    .await?;
+                Ok(Flow::Continue)
+            }
+            Err(AuthError::InvalidCredentials) => {
+                metrics::counter!("tern_auth_failures_total", "protocol" => "imap").increment(1);
+                self.reply(Response::tagged(
+                    tag,
+                    Status::No,
+                    Some(Code::AuthenticationFailed),
+                    "Invalid credentials",
+                ))
+                .await?;
+                Ok(Flow::Continue)
+            }
+            Err(AuthError::Throttled { retry_after }) => {
+                self.reply(Response::tagged(
+                    tag,
+                    Status::No,
+                    Some(Code::AuthenticationFailed),
+                    format!("Too many failed logins; try again in {retry_after} seconds"),
+                ))
+                .await?;
+                Ok(Flow::Continue)
+            }
+            Err(AuthError::Core(e)) => Err(Fail::Core(e)),
+        }
+    }
+
+    /// AUTHENTICATE PLAIN (RFC 4616), with SASL-IR (RFC 4959).
+    pub(in crate::imap) async fn authenticate(
+        &mut self,
+        tag: &str,
+        mech: &str,
+        initial: Option<String>,
+    ) -> Res {
+        if mech != "PLAIN" {
+            self.reply(Response::tagged(
+                tag,
+                Status::No,
+                Some(Code::Cannot),
+                "Only PLAIN is supported",
+            ))
+            .await?;
+            return Ok(Flow::Continue);
+        }
+        if !self.secure {
+            self.reply(Response::tagged(
+                tag,
+                Status::No,
+                Some(Code::PrivacyRequired),
+                "Use STARTTLS first",
+            ))
+            .await?;
+            return Ok(Flow::Continue);
+        }
+        let resp = match initial {
+            Some(r) => r,
+            None => {
+                self.reply(Response::Continue("".into())).await?;
+                self.flush_out().await?;
+                let io = live(&mut self.io)?;
+                match read_line(io, self.settings.max_line).await? {
+                    Line::Ok(l) => String::from_utf8_lossy(&l).trim_end().to_owned(),
+                    _ => return Ok(Flow::Close),
+                }
+            }
+        };
+        if resp == "*" {
+            self.reply(Response::bad(tag, "Authentication cancelled"))
+                .await?;
+            return Ok(Flow::Continue);
+        }
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(resp.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok());
+        let Some(d) = decoded else {
+            self.reply(Response::bad(tag, "Invalid base64")).await?;
+            return Ok(Flow::Continue);
+        };
+        let mut parts = d.split('\0');
+        let (authz, user, pass) = (parts.next(), parts.next(), parts.next());
+        match (authz, user, pass, parts.next()) {
+            (Some(z), Some(u), Some(p), None) if z.is_empty() || z == u => {
+                let (u, p) = (u.to_owned(), p.to_owned());
+                self.login(tag, &u, &p).await
+            }
+            _ => {
+                self.reply(Response::tagged(
+                    tag,
+                    Status::No,
+                    Some(Code::AuthenticationFailed),
+                    "Invalid credentials",
+                ))
+                .await?;
+                Ok(Flow::Continue)
+            }
+        }
+    }
+}

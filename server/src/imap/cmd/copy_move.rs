@@ -1,0 +1,69 @@
+//! COPY (RFC 9051 §6.4.7) and MOVE (RFC 6851), answering COPYUID
+//! (RFC 4315 §3).
+
+use super::prelude::*;
+
+impl Session {
+    pub(in crate::imap) async fn copy(
+        &mut self,
+        tag: &str,
+        uid: bool,
+        set: &SeqSet,
+        dest: &str,
+        mv: bool,
+    ) -> Res {
+        self.sync(false).await?;
+        let Some((mailbox_id, read_only)) = self.selected() else {
+            return Ok(Flow::Continue);
+        };
+        if mv && read_only {
+            return self.refuse_read_only(tag).await;
+        }
+        let Some(targets) = self.targets(tag, uid, set).await? else {
+            return Ok(Flow::Continue);
+        };
+        let Some(to) = self.core.mailbox(self.account_id(), dest).await? else {
+            self.reply(Response::tagged(
+                tag,
+                Status::No,
+                Some(Code::TryCreate),
+                "No such mailbox",
+            ))
+            .await?;
+            return Ok(Flow::Continue);
+        };
+        let uids: Vec<i64> = targets.iter().map(|(_, u)| *u).collect();
+        let pairs = if mv {
+            self.core
+                .move_messages(self.account_id(), mailbox_id, &uids, to.id)
+                .await?
+        } else {
+            self.core
+                .copy_messages(self.account_id(), mailbox_id, &uids, to.id)
+                .await?
+        };
+        // RFC 4315 §3: COPYUID names the new UIDs, when there are any.
+        let code = (!pairs.is_empty()).then(|| {
+            let src: Vec<u64> = pairs.iter().map(|p| p.0 as u64).collect();
+            let dst: Vec<u64> = pairs.iter().map(|p| p.1 as u64).collect();
+            Code::CopyUid {
+                uidvalidity: to.uidvalidity,
+                from: fetch::compress(&src),
+                to: fetch::compress(&dst),
+            }
+        });
+        if mv {
+            // RFC 6851 §4.3: COPYUID in an untagged OK, then the EXPUNGEs.
+            if code.is_some() {
+                self.reply(Response::untagged(Status::Ok, code, "Moved"))
+                    .await?;
+            }
+            self.sync(true).await?;
+            self.ok(tag, "MOVE completed").await
+        } else {
+            self.reply(Response::tagged(tag, Status::Ok, code, "COPY completed"))
+                .await?;
+            Ok(Flow::Continue)
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! SELECT and EXAMINE (RFC 9051 §6.3.2, §6.3.3, CONDSTORE and QRESYNC of
+//! RFC 7162 §3.2.5), and keeping the selected view in step with the store:
+//! EXISTS, EXPUNGE or VANISHED and FETCH FLAGS where §7.5.1 allows them.
+
+use super::prelude::*;
+
+impl Session {
+    pub(in crate::imap) async fn select(
+        &mut self,
+        tag: &str,
+        name: &str,
+        read_only: bool,
+        condstore: bool,
+        qresync: Option<Qresync>,
+    ) -> Res {
+        // A failed SELECT leaves no mailbox selected (RFC 9051 §6.3.2).
+        if let State::Selected(_) = self.state {
+            self.state = State::Authenticated;
+            self.reply(Response::untagged(
+                Status::Ok,
+                Some(Code::Closed),
+                "Previous mailbox closed",
+            ))
+            .await?;
+        }
+        if condstore {
+            self.condstore = true;
+        }
+        let Some(mb) = self.core.mailbox(self.account_id(), name).await? else {
+            self.reply(Response::tagged(
+                tag,
+                Status::No,
+                Some(Code::NonExistent),
+                "No such mailbox",
+            ))
+            .await?;
+            return Ok(Flow::Continue);
+        };
+        // The rows come from the core's index of the mailbox: only what
+        // changed since another session looked is read again.
+        let list = self
+            .core
+            .mailbox_index(self.account_id(), mb.id)
+            .await?
+            .messages;
+        let uids: Vec<i64> = list.iter().map(|m| m.uid).collect();
+        // RFC 3501 §2.3.2: a read-write SELECT claims the mailbox's recent
+        // messages for this session; EXAMINE only looks.
+        let floor = if read_only {
+            self.core.recent_mark(self.account_id(), mb.id).await?
+        } else {
+            self.core
+                .claim_recent(self.account_id(), mb.id, mb.uidnext)
+                .await?
+        };
+        let recent: std::collections::HashSet<i64> =
+            uids.iter().copied().filter(|u| *u >= floor).collect();
+        let recent_count = recent.len();
+        let first_unseen = list
+            .iter()
+            .position(|m| !m.flags.contains(Flags::SEEN))
+            .map(|i| i + 1);
+        let exists = list.len();
+        let mut sel = Selected {
+            id: mb.id,
+            read_only,
+            msgs: Vec::with_capacity(list.len()),
+            uids,
+            highest_modseq: mb.highest_modseq,
+            store_modseq: mb.highest_modseq,
+            recent,
+            keywords: Vec::new(),
+        };
+        for m in list {
+            sel.learn_keywords(&m.keywords);
+            sel.msgs.push(Some(m));
+        }
+        let [flags, permanent] = sel.flag_responses();
+        let ok = |code, text| Response::untagged(Status::Ok, Some(code), text);
+        let mut out = vec![
+            Response::data(format!("{exists} EXISTS")),
+            Response::data(format!("{recent_count} RECENT")),
+            flags,
+            permanent,
+            ok(Code::UidValidity(mb.uidvalidity), "UIDs valid"),
+            ok(Code::UidNext(mb.uidnext), "Predicted next UID"),
+            ok(Code::HighestModSeq(mb.highest_modseq), "Highest"),
+        ];
+        if self.rev2 {
+            // RFC 9051 §6.3.2: the mailbox's canonical name, for rev2
+            // clients only; a rev1 client (RFC 3501 §6.3.1 has no such
+            // response) would take it as a second INBOX.
+            out.push(Response::data(format!(
+                "LIST () \"/\" {}",
+                IString(self.name_out(&mb.name).as_bytes())
+            )));
+        }
+        if let Some(n) = first_unseen {
+            // RFC 3501 §7.1: rev1 clients look for UNSEEN here.
+            out.insert(2, ok(Code::Unseen(n), "First unseen"));
+        }
+        // RFC 7162 §3.2.5.2: with the client's UIDVALIDITY, what vanished
+        // and what changed since its MODSEQ, before the tagged OK.
+        if let Some(q) = qresync.filter(|q| q.uidvalidity == mb.uidvalidity as u64) {
+            if let Some(v) = vanished_line(&sel.uids, mb.uidnext, q.known_uids.as_ref()) {
+                out.push(Response::data(v));
+            }
+            for (i, m) in sel.msgs.iter().enumerate() {
+                let Some(m) = m else { continue };
+                let known = q
+                    .known_uids
+                    .as_ref()
+                    .is_none_or(|k| k.contains(m.uid as u32, u32::MAX));
+                if known && m.modseq as u64 > q.modseq {
+                    out.push(Response::data(format!(
+                        "{} FETCH (UID {} FLAGS {} MODSEQ ({}))",
+                        i + 1,
+                        m.uid,
+                        fetch::flags(m, sel.recent.contains(&m.uid)),
+                        m.modseq
+                    )));
+                }
+            }
+        }
+        for r in out {
+            self.reply(r).await?;
+        }
+        self.state = State::Selected(Box::new(sel));
+        let (code, text) = if read_only {
+            (Code::ReadOnly, "EXAMINE completed")
+        } else {
+            (Code::ReadWrite, "SELECT completed")
+        };
+        self.reply(Response::tagged(tag, Status::Ok, Some(code), text))
+            .await?;
+        Ok(Flow::Continue)
+    }
+
+    /// Brings this session's view up to date and reports the differences
+    /// (RFC 9051 §7: EXISTS, EXPUNGE, FETCH FLAGS). With `expunges` false,
+    /// vanished messages stay in the view, as `None`, until a command that
+    /// may renumber.
+    pub(in crate::imap) async fn sync(&mut self, expunges: bool) -> Result<(), Fail> {
+        let account = self.account_id();
+        let qresync = self.qresync;
+        let State::Selected(sel) = &mut self.state else {
+            return Ok(());
+        };
+        // One row read answers "did anything change?"; only then is the
+        // whole view compared with the store.
+        let (modseq, count) = self.core.mailbox_modseq_and_count(account, sel.id).await?;
+        if modseq == sel.store_modseq && !sel.msgs.iter().any(Option::is_none) {
+            return Ok(());
+        }
+        // What changed since the last look: new and re-flagged messages by
+        // MODSEQ, vanished ones by comparing UIDs.
+        let changed = self
+            .core
+            .messages_changed_since(account, sel.id, sel.store_modseq)
+            .await?;
+        let max_known = sel.uids.last().copied().unwrap_or(0);
+        let held = sel.msgs.iter().filter(|m| m.is_some()).count() as u64;
+        // `count` and `modseq` are one moment (T0); `changed` was read
+        // after it. New messages present at T0 are at least those in
+        // `changed` above `max_known` with a MODSEQ up to T0's, so when the
+        // count is that many more than what we hold, none of ours is gone
+        // and reading every UID (a whole mailbox of rows, most of a busy
+        // session's cost) is skipped. Anything later has a higher MODSEQ
+        // and is seen next time.
+        let new_at_t0 = changed
+            .iter()
+            .filter(|m| m.uid > max_known && m.modseq <= modseq)
+            .count() as u64;
+        // Expunges made through this node are known by UID (the core's
+        // log); when the count agrees with them, they are all that went.
+        let held_uid = |u: &i64| {
+            sel.uids
+                .binary_search(u)
+                .is_ok_and(|i| sel.msgs.get(i).is_some_and(Option::is_some))
+        };
+        let logged: HashSet<i64> = self
+            .core
+            .expunged_between(sel.id, sel.store_modseq, modseq)
+            .into_iter()
+            .filter(held_uid)
+            .collect();
+        let explained = (held - logged.len() as u64).checked_add(new_at_t0) == Some(count);
+        let gone: HashSet<i64> = if explained {
+            logged
+        } else {
+            let present: HashSet<i64> = self
+                .core
+                .mailbox_uids(account, sel.id)
+                .await?
+                .into_iter()
+                .collect();
+            sel.uids
+                .iter()
+                .copied()
+                .filter(|u| !present.contains(u))
+                .collect()
+        };
+        sel.store_modseq = modseq;
+        let current: HashMap<i64, MessageSummary> =
+            changed.into_iter().map(|m| (m.uid, m)).collect();
+        let mut out = Vec::new();
+        // New keywords first, so the FETCH responses below name only
+        // flags the client has been told of.
+        let mut grew = false;
+        for m in current.values() {
+            grew |= sel.learn_keywords(&m.keywords);
+        }
+        if grew {
+            out.extend(sel.flag_responses());
+        }
+        // Flag changes and vanished messages, in sequence order.
+        for (i, slot) in sel.msgs.iter_mut().enumerate() {
+            let Some(old) = slot else { continue };
+            if gone.contains(&old.uid) {
+                *slot = None;
+                continue;
+            }
+            if let Some(new) = current.get(&old.uid) {
+                if new.flags != old.flags || new.keywords != old.keywords {
+                    let mut l = format!(
+                        "{} FETCH (UID {} FLAGS {}",
+                        i + 1,
+                        new.uid,
+                        fetch::flags(new, sel.recent.contains(&new.uid))
+                    );
+                    if self.condstore {
+                        l.push_str(&format!(" MODSEQ ({})", new.modseq));
+                    }
+                    l.push(')');
+                    out.push(Response::data(l));
+                }
+                *slot = Some(Arc::new(new.clone()));
+            }
+        }
+        if expunges {
+            // Report from the highest sequence number down, so each number
+            // is right at the moment the client reads it; after ENABLE
+            // QRESYNC, as one VANISHED by UID (RFC 7162 §3.2.10).
+            let mut gone = Vec::new();
+            for i in (0..sel.msgs.len()).rev() {
+                if sel.msgs[i].is_none() {
+                    if !qresync {
+                        out.push(Response::data(format!("{} EXPUNGE", i + 1)));
+                    }
+                    gone.push(sel.uids[i] as u64);
+                    sel.msgs.remove(i);
+                    sel.uids.remove(i);
+                }
+            }
+            if qresync && !gone.is_empty() {
+                gone.reverse();
+                out.push(Response::data(format!(
+                    "VANISHED {}",
+                    fetch::compress(&gone)
+                )));
+            }
+        }
+        let mut new: Vec<&MessageSummary> =
+            current.values().filter(|m| m.uid > max_known).collect();
+        if !new.is_empty() {
+            new.sort_by_key(|m| m.uid);
+            let upto = new.last().map(|m| m.uid + 1).unwrap_or(0);
+            // New mail is \Recent for the first read-write session to see it.
+            let floor = if sel.read_only {
+                self.core.recent_mark(account, sel.id).await?
+            } else {
+                self.core.claim_recent(account, sel.id, upto).await?
+            };
+            for m in new {
+                sel.uids.push(m.uid);
+                if m.uid >= floor {
+                    sel.recent.insert(m.uid);
+                }
+                sel.msgs.push(Some(Arc::new(m.clone())));
+            }
+            out.push(Response::data(format!("{} EXISTS", sel.msgs.len())));
+            out.push(Response::data(format!("{} RECENT", sel.recent.len())));
+        }
+        sel.highest_modseq = current
+            .values()
+            .map(|m| m.modseq)
+            .max()
+            .unwrap_or(sel.highest_modseq)
+            .max(sel.highest_modseq);
+        for r in out {
+            self.reply(r).await?;
+        }
+        Ok(())
+    }
+
+    /// UID FETCH's VANISHED modifier (RFC 7162 §3.2.6): the UIDs of the
+    /// set that are gone. No per-message history of expunges is kept, so
+    /// every UID below UIDNEXT that is not in the mailbox is named (RFC
+    /// 7162 lets a server name UIDs the client never saw; it ignores them).
+    pub(in crate::imap) async fn report_vanished(&mut self, set: &SeqSet) -> Result<(), Fail> {
+        let account = self.account_id();
+        let State::Selected(sel) = &self.state else {
+            return Ok(());
+        };
+        let uidnext = self.core.mailbox_uidnext(account, sel.id).await?;
+        let line = vanished_line(&sel.uids, uidnext, Some(set));
+        if let Some(l) = line {
+            self.reply(Response::data(l)).await?;
+        }
+        Ok(())
+    }
+}
+
+/// `* VANISHED (EARLIER) uids`: the UIDs below `uidnext` (and in `within`,
+/// when given) that `present` (ascending) lacks, as ranges; None if none.
+pub(in crate::imap) fn vanished_line(
+    present: &[i64],
+    uidnext: i64,
+    within: Option<&SeqSet>,
+) -> Option<String> {
+    let top = u32::try_from(uidnext.saturating_sub(1)).unwrap_or(u32::MAX);
+    let mut gaps: Vec<(u32, u32)> = Vec::new();
+    let mut next = 1u32;
+    for &u in present {
+        let u = u32::try_from(u).unwrap_or(u32::MAX);
+        if u > next {
+            gaps.push((next, u - 1));
+        }
+        next = u.saturating_add(1);
+    }
+    if next <= top {
+        gaps.push((next, top));
+    }
+    let want = within.map_or_else(|| vec![(1, top)], |w| w.ranges(top));
+    let mut parts = Vec::new();
+    for (a, b) in gaps {
+        for &(c, d) in &want {
+            let (lo, hi) = (a.max(c), b.min(d));
+            if lo <= hi {
+                parts.push(if lo == hi {
+                    lo.to_string()
+                } else {
+                    format!("{lo}:{hi}")
+                });
+            }
+        }
+    }
+    (!parts.is_empty()).then(|| format!("VANISHED (EARLIER) {}", parts.join(",")))
+}
