@@ -10,7 +10,7 @@ secs=${1:-600}
 shift || true
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(smtp_command smtp_session pop3_command imap_command)
+[ ${#targets[@]} -gt 0 ] || targets=(smtp_command smtp_session pop3_command imap_command imap_fetch)
 for t in "${targets[@]}"; do
   echo "==> $t for ${secs}s"
   RUSTC_BOOTSTRAP=1 cargo fuzz run "$t" -- -max_total_time="$secs" -rss_limit_mb=2048

@@ -7,7 +7,7 @@
 use mail_parser::{Addr, Address, Message, MessageParser, MimeHeaders, PartType};
 use mailcore::{Flags, Keyword, MessageSummary};
 
-use super::proto::{FetchItem, SearchKey, Section, SectionText, format_date_time};
+use super::proto::{Command, FetchItem, SearchKey, Section, SectionText, Tagged, format_date_time};
 
 pub fn needs_raw(item: &FetchItem) -> bool {
     matches!(
@@ -675,9 +675,100 @@ pub fn compress(nums: &[u64]) -> String {
     out.join(",")
 }
 
+/// Every kind of FETCH data item a client can ask for, rendered from
+/// `raw` as a message of its own: the entry point of the `imap_fetch`
+/// fuzz target and of the hostile-MIME corpus test. Returns the bytes
+/// written, so a caller can bound them.
+pub fn render_every_item(raw: &[u8]) -> usize {
+    const ITEMS: &[u8] =
+        b"f FETCH 1 (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY \
+BODY.PEEK[] BODY.PEEK[HEADER] BODY.PEEK[TEXT] BODY.PEEK[1] BODY.PEEK[1.MIME] BODY.PEEK[2] \
+BODY.PEEK[1.1] BODY.PEEK[1.2.HEADER] BODY.PEEK[2.1.TEXT] BODY.PEEK[3.2.1.MIME] \
+BODY.PEEK[1.HEADER.FIELDS (From Subject)] BODY.PEEK[HEADER.FIELDS.NOT (To)] \
+BODY.PEEK[1]<0.10> BODY.PEEK[]<5.1000000> RFC822.HEADER RFC822.TEXT)";
+    let Ok(Tagged {
+        cmd: Command::Fetch { items, .. },
+        ..
+    }) = crate::imap::proto::parse_command(ITEMS)
+    else {
+        unreachable!("the item list above parses");
+    };
+    let summary = MessageSummary {
+        id: 1,
+        mailbox_id: 1,
+        uid: 1,
+        flags: Flags::SEEN,
+        keywords: Vec::new(),
+        modseq: 1,
+        internal_date: 0,
+        size: raw.len() as i64,
+        from: String::new(),
+        to: String::new(),
+        subject: String::new(),
+        sent_date: None,
+        message_id: String::new(),
+        thread_id: 0,
+        snippet: String::new(),
+        has_attachments: false,
+    };
+    let mime = parse(raw);
+    items
+        .iter()
+        .map(|it| render(it, &summary, Some(raw), mime.as_ref(), false).len())
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Hostile MIME through every FETCH item (the bounded form of the
+    /// `imap_fetch` fuzz target): no panic, and the output stays within a
+    /// small multiple of the input (a response is never a blow-up of it).
+    #[test]
+    fn hostile_mime_renders_bounded() {
+        let mut corpus: Vec<Vec<u8>> = vec![
+            Vec::new(),
+            b"\r\n".to_vec(),
+            b"Subject: no body".to_vec(),
+            b"Content-Type: multipart/mixed\r\n\r\nno boundary".to_vec(),
+            b"Content-Type: multipart/mixed; boundary=\"\"\r\n\r\n--\r\n--\r\n".to_vec(),
+            b"Content-Type: message/rfc822\r\n\r\n".to_vec(),
+            b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!!".to_vec(),
+            b"From: =?utf-8?B?////?= <@>\r\nTo: group:;, \"\\\" <a@>\r\nSubject: =?x?Q?=ZZ?=\r\n\r\nx".to_vec(),
+            b"Content-Type: text/plain; charset=\"\r\n\r\n\xff\xfe\x00".to_vec(),
+        ];
+        // Deep nesting: multiparts and encapsulated messages a thousand
+        // levels down.
+        let mut deep = String::from("x\r\n");
+        for i in 0..1000 {
+            deep = format!(
+                "Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n{deep}\r\n--b{i}--\r\n"
+            );
+        }
+        corpus.push(deep.into_bytes());
+        let mut rfc822 = String::from("Subject: inner\r\n\r\nx");
+        for _ in 0..1000 {
+            rfc822 = format!("Content-Type: message/rfc822\r\n\r\n{rfc822}");
+        }
+        corpus.push(rfc822.into_bytes());
+        // Many parts, and a header line of a megabyte.
+        let mut wide = String::from("Content-Type: multipart/mixed; boundary=w\r\n\r\n");
+        for _ in 0..5000 {
+            wide.push_str("--w\r\nContent-Type: text/plain\r\n\r\ny\r\n");
+        }
+        wide.push_str("--w--\r\n");
+        corpus.push(wide.into_bytes());
+        corpus.push(format!("Subject: {}\r\n\r\nz", "a".repeat(1 << 20)).into_bytes());
+        for raw in &corpus {
+            let out = render_every_item(raw);
+            assert!(
+                out <= 64 * raw.len() + 64 * 1024,
+                "{} bytes of input gave {out} bytes of FETCH data",
+                raw.len()
+            );
+        }
+    }
 
     const MIXED: &[u8] = b"From: \"Al Ice\" <alice@example.test>\r\nTo: bob@example.test\r\nSubject: =?utf-8?q?caf=C3=A9?=\r\nDate: Sun, 29 Nov 2026 10:00:00 +0000\r\nMessage-ID: <m1@example.test>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhello there\r\n--b1\r\nContent-Type: application/pdf; name=\"a.pdf\"\r\nContent-Disposition: attachment; filename=\"a.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n--b1--\r\n";
 

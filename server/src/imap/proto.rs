@@ -854,28 +854,36 @@ const MONTHS: [&str; 12] = [
     "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
 ];
 
-/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
-pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
+/// Days since 1970-01-01 of a civil date, by mail-parser's calendar
+/// (the one that reads Date: headers), so IMAP dates and header dates
+/// agree on every day.
+fn days_from_civil(y: u16, m: u8, d: u8) -> i64 {
+    mail_parser::DateTime {
+        year: y,
+        month: m,
+        day: d,
+        hour: 0,
+        minute: 0,
+        second: 0,
+        tz_before_gmt: false,
+        tz_hour: 0,
+        tz_minute: 0,
+    }
+    .to_timestamp()
+    .div_euclid(86400)
 }
 
 /// `1-Feb-1994` -> days since the epoch.
 pub fn parse_date(s: &str) -> Option<i64> {
     let mut it = s.split('-');
-    let d: i64 = it.next()?.trim().parse().ok()?;
+    let d: u8 = it.next()?.trim().parse().ok()?;
     let mon = it.next()?.trim();
     let m = MONTHS
         .iter()
         .position(|m| m.eq_ignore_ascii_case(mon))
-        .map(|i| i as i64 + 1)
+        .map(|i| i as u8 + 1)
         .unwrap_or(0);
-    let y: i64 = it.next()?.trim().parse().ok()?;
+    let y: u16 = it.next()?.trim().parse().ok()?;
     if it.next().is_some() || m == 0 || !(1..=31).contains(&d) || !(1..=9999).contains(&y) {
         return None;
     }
@@ -907,17 +915,15 @@ pub fn parse_date_time(s: &str) -> Option<i64> {
 
 /// `17-Jul-1996 02:44:25 +0000` for INTERNALDATE (RFC 9051 §9 date-time).
 pub fn format_date_time(unix: i64) -> String {
-    let days = unix.div_euclid(86400);
-    let secs = unix.rem_euclid(86400);
-    let (y, m, d) = civil_from_days(days);
+    let t = mail_parser::DateTime::from_timestamp(unix);
     format!(
         "{:2}-{}-{:04} {:02}:{:02}:{:02} +0000",
-        d,
-        capitalize(MONTHS[(m - 1) as usize]),
-        y,
-        secs / 3600,
-        (secs % 3600) / 60,
-        secs % 60
+        t.day,
+        capitalize(MONTHS[usize::from(t.month.clamp(1, 12)) - 1]),
+        t.year,
+        t.hour,
+        t.minute,
+        t.second
     )
 }
 
@@ -927,19 +933,6 @@ fn capitalize(s: &str) -> String {
         Some(f) => f.to_ascii_uppercase().to_string() + c.as_str(),
         None => String::new(),
     }
-}
-
-pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// Parses one complete command (see the module comment).
@@ -1609,6 +1602,20 @@ mod tests {
             parse_date_time("17-Jul-1996 09:44:25 +0000"),
             Some(837596665)
         );
+        // Leap days: 2000 and 2024 have one, 1900 and 2100 do not.
+        let day = |s| parse_date(s).unwrap();
+        assert_eq!(day("1-Mar-2000") - day("28-Feb-2000"), 2);
+        assert_eq!(day("1-Mar-2024") - day("28-Feb-2024"), 2);
+        assert_eq!(day("1-Mar-1900") - day("28-Feb-1900"), 1);
+        assert_eq!(day("1-Mar-2100") - day("28-Feb-2100"), 1);
+        assert_eq!(day("31-Dec-1969"), -1);
+        // Every day of four centuries formats and reads back as itself.
+        for d in day("1-Jan-1900")..day("1-Jan-2300") {
+            let text = format_date_time(d * 86400 + 3661);
+            assert!(text.ends_with(" 01:01:01 +0000"), "{text}");
+            let date = text.split(' ').find(|p| !p.is_empty()).unwrap();
+            assert_eq!(parse_date(date), Some(d), "{text}");
+        }
     }
 
     #[test]
