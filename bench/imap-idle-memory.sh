@@ -10,7 +10,10 @@ cd "$(dirname "$0")/.."
 N=${1:-10000}
 OUT=bench/results/imap-idle-$(date -u +%Y%m%dT%H%M%SZ).txt
 mkdir -p bench/results
-ulimit -n 65536
+# Each side needs a descriptor per connection: take what the hard limit allows.
+ulimit -n "$(ulimit -Hn)"
+[ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -gt $((N + 200)) ] || {
+  echo "open files limit $(ulimit -n) is too low for $N connections" >&2; exit 1; }
 if [ -n "${TERN_BIN:-}" ]; then
   TERN=$TERN_BIN
 else

@@ -15,8 +15,12 @@ import sys
 async def one(a, ctx, i, ready):
     r, w = await asyncio.open_connection("127.0.0.1", a.port, ssl=ctx)
     await r.readline()
-    for tag, cmd in ((b"a", b"LOGIN %s \"%s\"" % (a.user.encode(), a.password.encode())),
-                     (b"b", b"SELECT INBOX")):
+    steps = ((b"a", b"LOGIN %s \"%s\"" % (a.user.encode(), a.password.encode())),
+             (b"b", b"SELECT INBOX"))
+    if a.stage == "greeting":
+        ready.append(w)
+        return
+    for tag, cmd in steps[: 1 if a.stage == "login" else 2]:
         w.write(tag + b" " + cmd + b"\r\n")
         await w.drain()
         while True:
@@ -27,6 +31,9 @@ async def one(a, ctx, i, ready):
                 if not line.startswith(tag + b" OK"):
                     raise RuntimeError(f"connection {i}: {line!r}")
                 break
+    if a.stage != "idle":
+        ready.append(w)
+        return
     w.write(b"c IDLE\r\n")
     await w.drain()
     line = await r.readline()
@@ -42,6 +49,8 @@ async def main():
     p.add_argument("--password", required=True)
     p.add_argument("--connections", type=int, default=10000)
     p.add_argument("--parallel", type=int, default=64)
+    # How far each connection goes: the TLS greeting, LOGIN, SELECT, IDLE.
+    p.add_argument("--stage", choices=["greeting", "login", "select", "idle"], default="idle")
     a = p.parse_args()
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
