@@ -2,7 +2,7 @@
 //! IMAP commands from a hostile client, literals included: the parser must
 //! never panic, and must refuse rather than follow unbounded nesting.
 
-#[path = "../../server/src/imap/proto.rs"]
+#[path = "../../server/src/imap/proto/mod.rs"]
 #[allow(dead_code)]
 mod proto;
 
