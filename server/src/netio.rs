@@ -76,3 +76,56 @@ pub async fn close(io: &mut Option<BufReader<BoxIo>>) {
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, io.get_mut().shutdown()).await;
     }
 }
+
+/// A stream that speaks raw DEFLATE (RFC 1951) both ways over another, for
+/// IMAP COMPRESS=DEFLATE (RFC 4978). Reads come through the old reader, so
+/// compressed bytes the client sent right after the command (already in its
+/// buffer) are not lost; each flush ends a deflate block with a sync flush
+/// (RFC 4978 §4), so a reply is never left waiting in the compressor;
+/// shutdown ends the deflate stream before the TLS close_notify.
+pub fn deflate(io: BufReader<BoxIo>) -> BufReader<BoxIo> {
+    let (r, w) = tokio::io::split(io);
+    BufReader::new(Box::new(Deflated {
+        r: async_compression::tokio::bufread::DeflateDecoder::new(BufReader::new(r)),
+        w: async_compression::tokio::write::DeflateEncoder::new(w),
+    }))
+}
+
+struct Deflated<R, W> {
+    r: R,
+    w: W,
+}
+
+impl<R: AsyncRead + Unpin, W: Unpin> AsyncRead for Deflated<R, W> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.r).poll_read(cx, buf)
+    }
+}
+
+impl<R: Unpin, W: AsyncWrite + Unpin> AsyncWrite for Deflated<R, W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.w).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.w).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.w).poll_shutdown(cx)
+    }
+}

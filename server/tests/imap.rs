@@ -1753,3 +1753,71 @@ async fn expunges_made_here_and_elsewhere_are_reported() {
     assert!(has(&r, "* 1 EXISTS"), "{r:?}");
     other.close().await;
 }
+
+/// COMPRESS=DEFLATE (RFC 4978): after the OK both directions are raw
+/// DEFLATE, with a sync flush after each reply (§4), here read and written
+/// by Python's zlib, an independent implementation. A literal body comes
+/// through whole, a second COMPRESS is COMPRESSIONACTIVE, and LOGOUT ends
+/// the deflate stream and then TLS with close_notify.
+#[tokio::test(flavor = "multi_thread")]
+async fn compress_deflate_both_ways() {
+    let t = start(&[]);
+    let body = "x".repeat(5000);
+    t.deliver("alice@example.test", &msg("squeezed", &body))
+        .await;
+    let cert = t.cert();
+    run_python(&format!(
+        r#"
+import socket, ssl, zlib
+ctx = ssl.create_default_context(cafile={cert:?})
+ctx.check_hostname = False
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", {imaps})), server_hostname="localhost")
+f = s.makefile("rb")
+assert b"COMPRESS=DEFLATE" in f.readline()
+s.sendall(b'a LOGIN alice@example.test "{pw}"\r\n')
+while not f.readline().startswith(b"a OK"): pass
+s.sendall(b"b COMPRESS DEFLATE\r\n")
+line = f.readline()
+assert line == b"b OK DEFLATE active\r\n", line
+comp = zlib.compressobj(wbits=-15)
+dec = zlib.decompressobj(wbits=-15)
+buf = b""
+def send(cmd):
+    s.sendall(comp.compress(cmd) + comp.flush(zlib.Z_SYNC_FLUSH))
+def until(tag):
+    global buf
+    while tag + b" " not in buf:
+        chunk = s.recv(65536)
+        assert chunk, buf
+        buf += dec.decompress(chunk)
+    i = buf.index(tag + b" ")
+    j = buf.index(b"\r\n", i) + 2
+    out, buf = buf[:j], buf[j:]
+    return out
+send(b"c SELECT INBOX\r\n")
+r = until(b"c")
+assert b"* 1 EXISTS" in r and b"c OK [READ-WRITE]" in r, r
+send(b"d FETCH 1 BODY.PEEK[TEXT]\r\n")
+r = until(b"d")
+assert b"{{5000}}\r\n" + b"x" * 5000 + b")\r\n" in r, r[:200]
+send(b"e COMPRESS DEFLATE\r\n")
+r = until(b"e")
+assert r.endswith(b"e NO [COMPRESSIONACTIVE] DEFLATE is already active\r\n"), r
+send(b"f LOGOUT\r\n")
+r = until(b"f")
+assert b"* BYE" in r and b"f OK" in r, r
+# The server ends the deflate stream, then TLS with close_notify: recv
+# returns b"" (an abrupt close would raise SSLEOFError here).
+rest = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    rest += chunk
+dec.decompress(rest)
+assert dec.eof, "the deflate stream was not ended"
+"#,
+        imaps = t.imaps,
+        pw = PW,
+    ));
+}

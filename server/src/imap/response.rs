@@ -55,6 +55,8 @@ pub enum Code {
     Cannot,
     Capability(String),
     Closed,
+    /// RFC 4978 §3.
+    CompressionActive,
     /// RFC 4315 §3: the source and destination UID sets, in wire form.
     CopyUid {
         uidvalidity: i64,
@@ -94,6 +96,7 @@ impl Code {
             Code::Cannot => out.write_str("CANNOT"),
             Code::Capability(c) => write!(out, "CAPABILITY {c}"),
             Code::Closed => out.write_str("CLOSED"),
+            Code::CompressionActive => out.write_str("COMPRESSIONACTIVE"),
             Code::CopyUid {
                 uidvalidity,
                 from,

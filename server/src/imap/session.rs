@@ -47,7 +47,7 @@ pub struct Settings {
     pub tls_handshake_timeout: Duration,
 }
 
-const CAPS_BASE: &str = "IMAP4rev2 IMAP4rev1 IDLE UIDPLUS MOVE SPECIAL-USE LITERAL+ ENABLE NAMESPACE ID UNSELECT SASL-IR CONDSTORE LIST-EXTENDED LIST-STATUS ESEARCH STATUS=SIZE QRESYNC";
+const CAPS_BASE: &str = "IMAP4rev2 IMAP4rev1 IDLE UIDPLUS MOVE SPECIAL-USE LITERAL+ ENABLE NAMESPACE ID UNSELECT SASL-IR CONDSTORE LIST-EXTENDED LIST-STATUS ESEARCH STATUS=SIZE QRESYNC COMPRESS=DEFLATE";
 
 pub(super) struct Selected {
     pub(super) id: i32,
@@ -138,6 +138,7 @@ fn allowed(state: &State, cmd: &Command) -> bool {
         | Unsubscribe(_)
         | List(_)
         | Namespace
+        | Compress(_)
         | Status { .. }
         | Append { .. }
         | Idle => auth,
@@ -179,6 +180,8 @@ pub struct Session {
     /// RFC 7162 §3.2.3: ENABLE QRESYNC; expunges are then VANISHED.
     pub(super) qresync: bool,
     pub(super) rev2: bool,
+    /// RFC 4978: COMPRESS DEFLATE is on (it cannot be turned off).
+    pub(super) compressed: bool,
     /// Replies not yet sent. A FETCH of many messages is many lines; each
     /// used to be its own TLS record and flush. They are sent together,
     /// before the session next waits on the client ([`Session::flush_out`]).
@@ -229,6 +232,7 @@ impl Session {
             condstore: false,
             qresync: false,
             rev2: false,
+            compressed: false,
             out: Vec::new(),
         }
     }
@@ -680,6 +684,7 @@ impl Session {
                     .await?;
                 self.ok(tag, "NAMESPACE completed").await
             }
+            Command::Compress(algorithm) => self.compress(tag, &algorithm).await,
             Command::List(args) => self.list(tag, args).await,
             Command::Status { mailbox, items } => self.status(tag, &mailbox, &items).await,
             Command::Append {

@@ -8,6 +8,31 @@ use tokio::time::timeout;
 use super::prelude::*;
 
 impl Session {
+    /// COMPRESS DEFLATE (RFC 4978 §3): after the tagged OK, both directions
+    /// are raw DEFLATE (RFC 1951) until the connection ends. Once only
+    /// (`COMPRESSIONACTIVE`); an unknown algorithm is BAD.
+    pub(in crate::imap) async fn compress(&mut self, tag: &str, algorithm: &str) -> Res {
+        if self.compressed {
+            let active = Some(Code::CompressionActive);
+            self.reply(Response::no(tag, active, "DEFLATE is already active"))
+                .await?;
+            return Ok(Flow::Continue);
+        }
+        if algorithm != "DEFLATE" {
+            self.reply(Response::bad(tag, "Only DEFLATE is supported"))
+                .await?;
+            return Ok(Flow::Continue);
+        }
+        self.reply(Response::ok(tag, "DEFLATE active")).await?;
+        self.flush_out().await?;
+        let Some(io) = self.io.take() else {
+            return Ok(Flow::Close);
+        };
+        self.io = Some(crate::netio::deflate(io));
+        self.compressed = true;
+        Ok(Flow::Continue)
+    }
+
     /// STARTTLS (RFC 9051 §6.2.1). Anything the client pipelined after it
     /// is thrown away with the plaintext buffer (the STARTTLS injection
     /// defence, RFC 9051 §11.1).

@@ -229,6 +229,8 @@ pub enum Command {
     Unsubscribe(String),
     List(ListArgs),
     Namespace,
+    /// RFC 4978: `compress = "COMPRESS" SP algorithm`.
+    Compress(String),
     Status {
         mailbox: String,
         items: Vec<StatusItem>,
@@ -304,6 +306,7 @@ impl Command {
             Command::List(ListArgs { lsub: true, .. }) => "LSUB",
             Command::List(_) => "LIST",
             Command::Namespace => "NAMESPACE",
+            Command::Compress(_) => "COMPRESS",
             Command::Status { .. } => "STATUS",
             Command::Append { .. } => "APPEND",
             Command::Idle => "IDLE",
@@ -408,6 +411,10 @@ fn parse_body(p: &mut P<'_>) -> R<Command> {
         "CLOSE" if !uid => Command::Close,
         "UNSELECT" if !uid => Command::Unselect,
         "NAMESPACE" if !uid => Command::Namespace,
+        "COMPRESS" if !uid => {
+            p.sp()?;
+            Command::Compress(p.atom()?.to_ascii_uppercase())
+        }
         "ID" if !uid => {
             // RFC 2971: the client's parameters are informational only;
             // accept NIL or a list and ignore it.
