@@ -24,7 +24,6 @@ use tokio::io::{AsyncReadExt, BufReader};
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 
-use super::cmd::mailbox::declared_name;
 use super::proto::{
     Command, ListArgs, ParseError, SeqBound, SeqSet, Tagged, literal_suffix, parse_command,
 };
@@ -557,134 +556,35 @@ impl Session {
         self.account.as_ref().map(|a| a.id).unwrap_or(0)
     }
 
+    /// Routes a command the state table allowed to its handler in `cmd/`.
     pub(super) async fn dispatch(&mut self, tag: &str, cmd: Command) -> Res {
         match cmd {
-            Command::Capability => {
-                let c = format!("CAPABILITY {}", self.capabilities());
-                self.reply(Response::data(c)).await?;
-                self.ok(tag, "CAPABILITY completed").await
-            }
-            Command::Noop | Command::Check => {
-                self.sync(true).await?;
-                self.ok(tag, "NOOP completed").await
-            }
-            Command::Id => {
-                self.reply(Response::data("ID (\"name\" \"Tern\")")).await?;
-                self.ok(tag, "ID completed").await
-            }
-            Command::Logout => {
-                self.state = State::Logout;
-                self.reply(Response::untagged(
-                    Status::Bye,
-                    None,
-                    "Tern IMAP signing off",
-                ))
-                .await?;
-                self.ok(tag, "LOGOUT completed").await?;
-                Ok(Flow::Close)
-            }
+            Command::Capability => self.capability(tag).await,
+            Command::Noop | Command::Check => self.noop(tag).await,
+            Command::Id => self.id(tag).await,
+            Command::Logout => self.logout(tag).await,
             Command::StartTls => self.starttls(tag).await,
-            Command::Login { user, pass } => {
-                if !self.secure {
-                    // RFC 9051 §6.2.3: LOGINDISABLED until TLS.
-                    self.reply(Response::tagged(
-                        tag,
-                        Status::No,
-                        Some(Code::PrivacyRequired),
-                        "Use STARTTLS first",
-                    ))
-                    .await?;
-                    return Ok(Flow::Continue);
-                }
-                self.login(tag, &user, &pass).await
-            }
+            Command::Login { user, pass } => self.login_command(tag, &user, &pass).await,
             Command::Authenticate { mechanism, initial } => {
                 self.authenticate(tag, &mechanism, initial).await
             }
-            Command::Enable(caps) => {
-                let mut on = Vec::new();
-                for c in caps {
-                    match c.as_str() {
-                        "CONDSTORE" => {
-                            self.condstore = true;
-                            on.push(c);
-                        }
-                        "IMAP4REV2" => {
-                            self.rev2 = true;
-                            on.push(c);
-                        }
-                        // RFC 7162 §3.2.3: QRESYNC implies CONDSTORE.
-                        "QRESYNC" => {
-                            self.qresync = true;
-                            self.condstore = true;
-                            on.push(c);
-                        }
-                        _ => {}
-                    }
-                }
-                self.reply(Response::data(format!("ENABLED {}", on.join(" "))))
-                    .await?;
-                self.ok(tag, "ENABLE completed").await
-            }
+            Command::Enable(caps) => self.enable(tag, caps).await,
+            Command::Namespace => self.namespace(tag).await,
+            Command::Compress(algorithm) => self.compress(tag, &algorithm).await,
             Command::Select {
                 mailbox,
                 read_only,
                 condstore,
                 qresync,
             } => {
-                // RFC 7162 §3.2.5: QRESYNC parameters need ENABLE QRESYNC.
-                if qresync.is_some() && !self.qresync {
-                    self.reply(Response::bad(tag, "ENABLE QRESYNC first"))
-                        .await?;
-                    return Ok(Flow::Continue);
-                }
                 self.select(tag, &mailbox, read_only, condstore, qresync)
                     .await
             }
-            Command::Create(name) => {
-                let name = declared_name(name);
-                self.core.create_mailbox(self.account_id(), &name).await?;
-                self.ok(tag, "CREATE completed").await
-            }
-            Command::Delete(name) => {
-                if name == "INBOX" {
-                    self.reply(Response::tagged(
-                        tag,
-                        Status::No,
-                        Some(Code::Cannot),
-                        "INBOX cannot be deleted",
-                    ))
-                    .await?;
-                    return Ok(Flow::Continue);
-                }
-                self.core.delete_mailbox(self.account_id(), &name).await?;
-                self.ok(tag, "DELETE completed").await
-            }
-            Command::Rename(from, to) => {
-                self.core
-                    .rename_mailbox(self.account_id(), &from, &to)
-                    .await?;
-                self.ok(tag, "RENAME completed").await
-            }
-            Command::Subscribe(name) => {
-                let name = declared_name(name);
-                self.core
-                    .set_subscribed(self.account_id(), &name, true)
-                    .await?;
-                self.ok(tag, "SUBSCRIBE completed").await
-            }
-            Command::Unsubscribe(name) => {
-                self.core
-                    .set_subscribed(self.account_id(), &name, false)
-                    .await?;
-                self.ok(tag, "UNSUBSCRIBE completed").await
-            }
-            Command::Namespace => {
-                self.reply(Response::data("NAMESPACE ((\"\" \"/\")) NIL NIL"))
-                    .await?;
-                self.ok(tag, "NAMESPACE completed").await
-            }
-            Command::Compress(algorithm) => self.compress(tag, &algorithm).await,
+            Command::Create(name) => self.create(tag, name).await,
+            Command::Delete(name) => self.delete(tag, &name).await,
+            Command::Rename(from, to) => self.rename(tag, &from, &to).await,
+            Command::Subscribe(name) => self.subscribe(tag, name, true).await,
+            Command::Unsubscribe(name) => self.subscribe(tag, name, false).await,
             Command::List(args) => self.list(tag, args).await,
             Command::Status { mailbox, items } => self.status(tag, &mailbox, &items).await,
             Command::Append {
@@ -694,20 +594,8 @@ impl Session {
                 message,
             } => self.append(tag, &mailbox, &flags, date, &message).await,
             Command::Idle => self.idle(tag).await,
-            Command::Close => {
-                if let State::Selected(s) = &self.state
-                    && !s.read_only
-                {
-                    // RFC 9051 §6.4.1: CLOSE expunges silently.
-                    self.core.expunge(self.account_id(), s.id, None).await?;
-                }
-                self.state = State::Authenticated;
-                self.ok(tag, "CLOSE completed").await
-            }
-            Command::Unselect => {
-                self.state = State::Authenticated;
-                self.ok(tag, "UNSELECT completed").await
-            }
+            Command::Close => self.close(tag).await,
+            Command::Unselect => self.unselect(tag).await,
             Command::Expunge { uids } => self.expunge(tag, uids).await,
             Command::Search { uid, ret, key } => self.search(tag, uid, ret, key).await,
             Command::Fetch {
@@ -717,15 +605,8 @@ impl Session {
                 changed_since,
                 vanished,
             } => {
-                if vanished && !self.qresync {
-                    self.reply(Response::bad(tag, "ENABLE QRESYNC first"))
-                        .await?;
-                    return Ok(Flow::Continue);
-                }
-                if vanished {
-                    self.report_vanished(&set).await?;
-                }
-                self.fetch(tag, uid, &set, items, changed_since).await
+                self.fetch_command(tag, uid, &set, items, changed_since, vanished)
+                    .await
             }
             Command::Store {
                 uid,

@@ -8,6 +8,22 @@ use tokio::time::timeout;
 use super::prelude::*;
 
 impl Session {
+    /// LOGIN (RFC 9051 §6.2.3): refused until TLS (LOGINDISABLED).
+    pub(in crate::imap) async fn login_command(
+        &mut self,
+        tag: &str,
+        user: &str,
+        pass: &str,
+    ) -> Res {
+        if !self.secure {
+            let code = Some(Code::PrivacyRequired);
+            self.reply(Response::no(tag, code, "Use STARTTLS first"))
+                .await?;
+            return Ok(Flow::Continue);
+        }
+        self.login(tag, user, pass).await
+    }
+
     /// COMPRESS DEFLATE (RFC 4978 §3): after the tagged OK, both directions
     /// are raw DEFLATE (RFC 1951) until the connection ends. Once only
     /// (`COMPRESSIONACTIVE`); an unknown algorithm is BAD.

@@ -5,6 +5,28 @@
 use super::prelude::*;
 
 impl Session {
+    /// FETCH with VANISHED needs ENABLE QRESYNC (RFC 7162 §3.2.6), and
+    /// reports the vanished UIDs before the FETCH responses.
+    pub(in crate::imap) async fn fetch_command(
+        &mut self,
+        tag: &str,
+        uid: bool,
+        set: &SeqSet,
+        items: Vec<crate::imap::proto::FetchItem>,
+        changed_since: Option<u64>,
+        vanished: bool,
+    ) -> Res {
+        if vanished && !self.qresync {
+            self.reply(Response::bad(tag, "ENABLE QRESYNC first"))
+                .await?;
+            return Ok(Flow::Continue);
+        }
+        if vanished {
+            self.report_vanished(set).await?;
+        }
+        self.fetch(tag, uid, set, items, changed_since).await
+    }
+
     pub(in crate::imap) async fn fetch(
         &mut self,
         tag: &str,

@@ -5,6 +5,49 @@
 use super::prelude::*;
 
 impl Session {
+    /// CREATE (RFC 9051 §6.3.4); missing superiors are created too, and a
+    /// trailing separator only declares the name (§6.3.4, RFC 3501 §6.3.3).
+    pub(in crate::imap) async fn create(&mut self, tag: &str, name: String) -> Res {
+        let name = declared_name(name);
+        self.core.create_mailbox(self.account_id(), &name).await?;
+        self.ok(tag, "CREATE completed").await
+    }
+
+    /// DELETE (RFC 9051 §6.3.5): never INBOX.
+    pub(in crate::imap) async fn delete(&mut self, tag: &str, name: &str) -> Res {
+        if name == "INBOX" {
+            let code = Some(Code::Cannot);
+            self.reply(Response::no(tag, code, "INBOX cannot be deleted"))
+                .await?;
+            return Ok(Flow::Continue);
+        }
+        self.core.delete_mailbox(self.account_id(), name).await?;
+        self.ok(tag, "DELETE completed").await
+    }
+
+    /// RENAME (RFC 9051 §6.3.6): the mailbox keeps its UIDVALIDITY.
+    pub(in crate::imap) async fn rename(&mut self, tag: &str, from: &str, to: &str) -> Res {
+        self.core
+            .rename_mailbox(self.account_id(), from, to)
+            .await?;
+        self.ok(tag, "RENAME completed").await
+    }
+
+    /// SUBSCRIBE and UNSUBSCRIBE (RFC 9051 §6.3.7, §6.3.8): a name may be
+    /// subscribed before it exists and stays subscribed after DELETE.
+    pub(in crate::imap) async fn subscribe(&mut self, tag: &str, name: String, on: bool) -> Res {
+        let name = if on { declared_name(name) } else { name };
+        self.core
+            .set_subscribed(self.account_id(), &name, on)
+            .await?;
+        let done = if on {
+            "SUBSCRIBE completed"
+        } else {
+            "UNSUBSCRIBE completed"
+        };
+        self.ok(tag, done).await
+    }
+
     /// STATUS (RFC 9051 §6.3.11).
     pub(in crate::imap) async fn status(
         &mut self,

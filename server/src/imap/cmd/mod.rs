@@ -4,6 +4,7 @@
 //! state and arguments -> core -> reply through `response`. The session
 //! (`session.rs`) owns the connection, the state table and the dispatch.
 
+pub(in crate::imap) mod any;
 pub(in crate::imap) mod auth;
 pub(in crate::imap) mod copy_move;
 pub(in crate::imap) mod fetch;

@@ -5,6 +5,26 @@
 use super::prelude::*;
 
 impl Session {
+    /// CLOSE (RFC 9051 §6.4.1): expunges silently unless read-only, then
+    /// leaves the selected state.
+    pub(in crate::imap) async fn close(&mut self, tag: &str) -> Res {
+        if let State::Selected(s) = &self.state
+            && !s.read_only
+        {
+            self.core.expunge(self.account_id(), s.id, None).await?;
+        }
+        self.state = State::Authenticated;
+        self.ok(tag, "CLOSE completed").await
+    }
+
+    /// UNSELECT (RFC 3691, RFC 9051 §6.4.2): leaves without expunging.
+    pub(in crate::imap) async fn unselect(&mut self, tag: &str) -> Res {
+        self.state = State::Authenticated;
+        self.ok(tag, "UNSELECT completed").await
+    }
+
+    /// SELECT and EXAMINE (RFC 9051 §6.3.2, §6.3.3), with CONDSTORE and
+    /// QRESYNC parameters (RFC 7162 §3.1.8, §3.2.5).
     pub(in crate::imap) async fn select(
         &mut self,
         tag: &str,
@@ -13,6 +33,13 @@ impl Session {
         condstore: bool,
         qresync: Option<Qresync>,
     ) -> Res {
+        // RFC 7162 §3.2.5: QRESYNC parameters need ENABLE QRESYNC; BAD
+        // leaves the current selection as it is.
+        if qresync.is_some() && !self.qresync {
+            self.reply(Response::bad(tag, "ENABLE QRESYNC first"))
+                .await?;
+            return Ok(Flow::Continue);
+        }
         // A failed SELECT leaves no mailbox selected (RFC 9051 §6.3.2).
         if let State::Selected(_) = self.state {
             self.state = State::Authenticated;
