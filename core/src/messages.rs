@@ -738,7 +738,8 @@ impl Core {
     }
 
     /// Several messages exactly as received, in the order of `uids`; a UID
-    /// not in the mailbox is left out. Three queries whatever the count:
+    /// not in the mailbox is left out. One query whatever the count (a
+    /// second only when nothing matched, to tell a foreign mailbox apart):
     /// an IMAP FETCH of bodies or a SEARCH of text reads a run of messages,
     /// and one query per message was most of its cost. The caller bounds
     /// the run (by the sizes it knows) so the bytes held stay small.
@@ -748,33 +749,53 @@ impl Core {
         mailbox_id: i32,
         uids: &[i64],
     ) -> CoreResult<Vec<(i64, Vec<u8>)>> {
-        self.mailbox_row(account_id, mailbox_id).await?;
         if uids.is_empty() {
+            self.mailbox_row(account_id, mailbox_id).await?;
             return Ok(Vec::new());
         }
-        let rows: Vec<(i64, i32, String)> = message::Entity::find()
-            .select_only()
-            .column(message::Column::Uid)
-            .column(message::Column::BlobId)
-            .column(message::Column::DeliveredTo)
-            .filter(message::Column::MailboxId.eq(mailbox_id))
-            .filter(message::Column::Uid.is_in(uids.iter().copied()))
-            .into_tuple()
-            .all(self.db())
-            .await?;
-        let mut blob_ids: Vec<i32> = rows.iter().map(|r| r.1).collect();
-        blob_ids.sort_unstable();
-        blob_ids.dedup();
-        let mut blobs: HashMap<i32, Vec<u8>> = blob::Entity::find()
-            .select_only()
-            .column(blob::Column::Id)
-            .column(blob::Column::Bytes)
-            .filter(blob::Column::Id.is_in(blob_ids))
-            .into_tuple::<(i32, Vec<u8>)>()
-            .all(self.db())
-            .await?
-            .into_iter()
-            .collect();
+        // One statement: the rows, their bytes and the ownership check
+        // (each statement is a round trip to the database's thread, the
+        // main cost of a FETCH of bodies).
+        use sea_orm::sea_query::Query;
+        let q = Query::select()
+            .column((message::Entity, message::Column::Uid))
+            .column((message::Entity, message::Column::BlobId))
+            .column((message::Entity, message::Column::DeliveredTo))
+            .column((blob::Entity, blob::Column::Bytes))
+            .from(message::Entity)
+            .inner_join(
+                blob::Entity,
+                Expr::col((blob::Entity, blob::Column::Id))
+                    .equals((message::Entity, message::Column::BlobId)),
+            )
+            .inner_join(
+                mailbox::Entity,
+                Expr::col((mailbox::Entity, mailbox::Column::Id))
+                    .equals((message::Entity, message::Column::MailboxId)),
+            )
+            .and_where(Expr::col((message::Entity, message::Column::MailboxId)).eq(mailbox_id))
+            .and_where(Expr::col((mailbox::Entity, mailbox::Column::AccountId)).eq(account_id))
+            .and_where(
+                Expr::col((message::Entity, message::Column::Uid)).is_in(uids.iter().copied()),
+            )
+            .to_owned();
+        let stmt = self.db().get_database_backend().build(&q);
+        let found = self.db().query_all(stmt).await?;
+        if found.is_empty() {
+            // None of these UIDs, or not this account's mailbox: say which.
+            self.mailbox_row(account_id, mailbox_id).await?;
+            return Ok(Vec::new());
+        }
+        let mut rows: Vec<(i64, i32, String)> = Vec::with_capacity(found.len());
+        let mut blobs: HashMap<i32, Vec<u8>> = HashMap::new();
+        for r in found {
+            let uid: i64 = r.try_get_by_index(0)?;
+            let blob_id: i32 = r.try_get_by_index(1)?;
+            let delivered_to: String = r.try_get_by_index(2)?;
+            let bytes: Vec<u8> = r.try_get_by_index(3)?;
+            rows.push((uid, blob_id, delivered_to));
+            blobs.entry(blob_id).or_insert(bytes);
+        }
         let by_uid: HashMap<i64, (i32, String)> =
             rows.into_iter().map(|(u, b, d)| (u, (b, d))).collect();
         // Two copies of one message in a mailbox share a blob: each use
