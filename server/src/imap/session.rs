@@ -629,6 +629,13 @@ impl Session {
         Ok(Flow::Continue)
     }
 
+    /// `tag NO [code] text`, and the session goes on.
+    pub(super) async fn no(&mut self, tag: &str, code: Code, text: impl Into<String>) -> Res {
+        let text: String = text.into();
+        self.reply(Response::no(tag, Some(code), text)).await?;
+        Ok(Flow::Continue)
+    }
+
     pub(super) async fn ok_with(&mut self, tag: &str, code: Code, text: &str) -> Res {
         self.reply(Response::tagged(tag, Status::Ok, Some(code), text))
             .await?;
@@ -701,14 +708,7 @@ impl Session {
     }
 
     pub(super) async fn refuse_read_only(&mut self, tag: &str) -> Res {
-        self.reply(Response::tagged(
-            tag,
-            Status::No,
-            Some(Code::ReadOnly),
-            "Mailbox is read-only",
-        ))
-        .await?;
-        Ok(Flow::Continue)
+        self.no(tag, Code::ReadOnly, "Mailbox is read-only").await
     }
 }
 

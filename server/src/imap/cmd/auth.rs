@@ -16,10 +16,9 @@ impl Session {
         pass: &str,
     ) -> Res {
         if !self.secure {
-            let code = Some(Code::PrivacyRequired);
-            self.reply(Response::no(tag, code, "Use STARTTLS first"))
-                .await?;
-            return Ok(Flow::Continue);
+            return self
+                .no(tag, Code::PrivacyRequired, "Use STARTTLS first")
+                .await;
         }
         self.login(tag, user, pass).await
     }
@@ -29,10 +28,9 @@ impl Session {
     /// (`COMPRESSIONACTIVE`); an unknown algorithm is BAD.
     pub(in crate::imap) async fn compress(&mut self, tag: &str, algorithm: &str) -> Res {
         if self.compressed {
-            let active = Some(Code::CompressionActive);
-            self.reply(Response::no(tag, active, "DEFLATE is already active"))
-                .await?;
-            return Ok(Flow::Continue);
+            return self
+                .no(tag, Code::CompressionActive, "DEFLATE is already active")
+                .await;
         }
         if algorithm != "DEFLATE" {
             self.reply(Response::bad(tag, "Only DEFLATE is supported"))
@@ -85,14 +83,13 @@ impl Session {
         {
             Ok((account, epoch)) => {
                 let Some(slot) = self.limits.account(account.id) else {
-                    self.reply(Response::tagged(
-                        tag,
-                        Status::No,
-                        Some(Code::Limit),
-                        "Too many connections for this account from here",
-                    ))
-                    .await?;
-                    return Ok(Flow::Continue);
+                    return self
+                        .no(
+                            tag,
+                            Code::Limit,
+                            "Too many connections for this account from here",
+                        )
+                        .await;
                 };
                 self._slot = Some(slot);
                 self.account = Some(account);
@@ -105,24 +102,12 @@ impl Session {
             }
             Err(AuthError::InvalidCredentials) => {
                 metrics::counter!("tern_auth_failures_total", "protocol" => "imap").increment(1);
-                self.reply(Response::tagged(
-                    tag,
-                    Status::No,
-                    Some(Code::AuthenticationFailed),
-                    "Invalid credentials",
-                ))
-                .await?;
-                Ok(Flow::Continue)
+                self.no(tag, Code::AuthenticationFailed, "Invalid credentials")
+                    .await
             }
             Err(AuthError::Throttled { retry_after }) => {
-                self.reply(Response::tagged(
-                    tag,
-                    Status::No,
-                    Some(Code::AuthenticationFailed),
-                    format!("Too many failed logins; try again in {retry_after} seconds"),
-                ))
-                .await?;
-                Ok(Flow::Continue)
+                let text = format!("Too many failed logins; try again in {retry_after} seconds");
+                self.no(tag, Code::AuthenticationFailed, text).await
             }
             Err(AuthError::Core(e)) => Err(Fail::Core(e)),
         }
@@ -136,24 +121,12 @@ impl Session {
         initial: Option<String>,
     ) -> Res {
         if mech != "PLAIN" {
-            self.reply(Response::tagged(
-                tag,
-                Status::No,
-                Some(Code::Cannot),
-                "Only PLAIN is supported",
-            ))
-            .await?;
-            return Ok(Flow::Continue);
+            return self.no(tag, Code::Cannot, "Only PLAIN is supported").await;
         }
         if !self.secure {
-            self.reply(Response::tagged(
-                tag,
-                Status::No,
-                Some(Code::PrivacyRequired),
-                "Use STARTTLS first",
-            ))
-            .await?;
-            return Ok(Flow::Continue);
+            return self
+                .no(tag, Code::PrivacyRequired, "Use STARTTLS first")
+                .await;
         }
         let resp = match initial {
             Some(r) => r,
@@ -188,14 +161,8 @@ impl Session {
                 self.login(tag, &u, &p).await
             }
             _ => {
-                self.reply(Response::tagged(
-                    tag,
-                    Status::No,
-                    Some(Code::AuthenticationFailed),
-                    "Invalid credentials",
-                ))
-                .await?;
-                Ok(Flow::Continue)
+                self.no(tag, Code::AuthenticationFailed, "Invalid credentials")
+                    .await
             }
         }
     }

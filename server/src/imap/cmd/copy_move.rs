@@ -23,14 +23,7 @@ impl Session {
             return Ok(Flow::Continue);
         };
         let Some(to) = self.core.mailbox(self.account_id(), dest).await? else {
-            self.reply(Response::tagged(
-                tag,
-                Status::No,
-                Some(Code::TryCreate),
-                "No such mailbox",
-            ))
-            .await?;
-            return Ok(Flow::Continue);
+            return self.no(tag, Code::TryCreate, "No such mailbox").await;
         };
         let uids: Vec<i64> = targets.iter().map(|(_, u)| *u).collect();
         let pairs = if mv {

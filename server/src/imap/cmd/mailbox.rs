@@ -16,10 +16,7 @@ impl Session {
     /// DELETE (RFC 9051 §6.3.5): never INBOX.
     pub(in crate::imap) async fn delete(&mut self, tag: &str, name: &str) -> Res {
         if name == "INBOX" {
-            let code = Some(Code::Cannot);
-            self.reply(Response::no(tag, code, "INBOX cannot be deleted"))
-                .await?;
-            return Ok(Flow::Continue);
+            return self.no(tag, Code::Cannot, "INBOX cannot be deleted").await;
         }
         self.core.delete_mailbox(self.account_id(), name).await?;
         self.ok(tag, "DELETE completed").await
@@ -84,14 +81,7 @@ impl Session {
             }
         };
         let Some(mb) = self.core.mailbox(self.account_id(), mailbox).await? else {
-            self.reply(Response::tagged(
-                tag,
-                Status::No,
-                Some(Code::TryCreate),
-                "No such mailbox",
-            ))
-            .await?;
-            return Ok(Flow::Continue);
+            return self.no(tag, Code::TryCreate, "No such mailbox").await;
         };
         let uid = self
             .core

@@ -54,14 +54,7 @@ impl Session {
             self.condstore = true;
         }
         let Some(mb) = self.core.mailbox(self.account_id(), name).await? else {
-            self.reply(Response::tagged(
-                tag,
-                Status::No,
-                Some(Code::NonExistent),
-                "No such mailbox",
-            ))
-            .await?;
-            return Ok(Flow::Continue);
+            return self.no(tag, Code::NonExistent, "No such mailbox").await;
         };
         // The rows come from the core's index of the mailbox: only what
         // changed since another session looked is read again.
