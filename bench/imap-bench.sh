@@ -35,10 +35,10 @@ TERN_LISTENERS__SMTP= TERN_LISTENERS__SUBMISSION= TERN_LISTENERS__SMTPS= TERN_LI
   TERN_IMAP__MAX_CONNECTIONS_PER_ACCOUNT=$((CLIENTS + 10)) TERN_IMAP__MAX_CONNECTIONS_PER_IP=$((CLIENTS + 10)) \
   $TERN serve &
 TERN_PID=$!
-DOVECOT_PID=
 cleanup() {
-  kill $TERN_PID 2>/dev/null
-  [ -n "$DOVECOT_PID" ] && stop_dovecot "$DIR/dovecot"
+  kill $TERN_PID 2>/dev/null || true
+  # Whether or not its pid file was found (it often is not, in base_dir).
+  [ -f "$DIR/dovecot/dovecot.conf" ] && stop_dovecot "$DIR/dovecot"
   rm -rf "$DIR"
 }
 trap cleanup EXIT
@@ -56,7 +56,6 @@ if [ "${SKIP_DOVECOT:-0}" != 1 ]; then
   D=$DIR/dovecot
   DPORT=$(pick_port)
   start_dovecot "$D" "$DIR/tern/tls/cert.pem" "$DIR/tern/tls/key.pem" "$DPORT"
-  DOVECOT_PID=$(cat "$D/run/master.pid" 2>/dev/null || true)
   python3 bench/imap_load.py fill --port "$DPORT" --user reader@bench.test --password benchmark-password --messages "$MSGS"
   PEER_RES=$(python3 bench/imap_load.py measure --port "$DPORT" --user reader@bench.test --password benchmark-password --clients "$CLIENTS" --seconds "$SECS" --mix "$MIX")
   echo "$PEER_RES"

@@ -33,7 +33,7 @@ TERN_LISTENERS__SMTP= TERN_LISTENERS__SUBMISSION= TERN_LISTENERS__SMTPS= TERN_LI
   TERN_IMAP__MAX_CONNECTIONS=$((N + 100)) TERN_IMAP__MAX_CONNECTIONS_PER_IP=$((N + 100)) \
   TERN_IMAP__MAX_CONNECTIONS_PER_ACCOUNT=$((N + 100)) $TERN serve &
 PID=$!
-cleanup() { kill $PID 2>/dev/null; exec 3>&- 2>/dev/null; rm -rf "$DIR"; }
+cleanup() { kill $PID 2>/dev/null || true; exec 3>&- 2>/dev/null || true; rm -rf "$DIR"; }
 trap cleanup EXIT
 wait_port "$WEB"
 rss() { awk '/^VmRSS/{print $2}' /proc/$PID/status; }

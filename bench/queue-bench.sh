@@ -33,7 +33,7 @@ TERN_LISTENERS__SMTP= TERN_LISTENERS__SUBMISSION=127.0.0.1:$SUB TERN_LISTENERS__
   TERN_SMTP__MAX_CONNECTIONS_PER_IP=100 TERN_SMTP__MAX_CONNECTIONS_PER_ACCOUNT=100 \
   $TERN serve 2>>"${BENCH_TERN_LOGFILE:-/dev/stderr}" &
 TERN_PID=$!
-trap 'kill $TERN_PID 2>/dev/null; rm -rf "$DIR"' EXIT
+trap 'kill $TERN_PID 2>/dev/null || true; rm -rf "$DIR"' EXIT
 wait_port "$WEB"
 
 say "tern: backlog of $TOTAL entries ($MSGS messages x $RCPTS recipients)"

@@ -43,7 +43,7 @@ SMTP=$(pick_port); IMAPS=$(pick_port); WEB=$(pick_port)
 PID=
 cleanup() {
   chattr -i "$DIR/tern.db" "$DIR/tern.db-wal" 2>/dev/null || true
-  [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
+  [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
   rm -rf "$DIR"
 }
 trap cleanup EXIT
