@@ -15,13 +15,7 @@ MSGS=${BENCH_MESSAGES:-1000}
 OUT=bench/results/imap-$(date -u +%Y%m%dT%H%M%SZ).txt
 mkdir -p bench/results
 
-if [ -n "${TERN_BIN:-}" ]; then
-  TERN=$TERN_BIN
-else
-  say "building tern (release)"
-  cargo build --release -p tern >/dev/null
-  TERN=$PWD/target/release/tern
-fi
+bench_tern
 DIR=$(mktemp -d /tmp/tern-ibench.XXXXXX)
 chmod 755 "$DIR"
 export TERN_DATA_DIR=$DIR/tern
@@ -29,12 +23,8 @@ unset TERN_DATABASE__URL
 $TERN domain add bench.test >/dev/null
 printf 'benchmark-password\n' | $TERN user add reader@bench.test >/dev/null
 IMAPS=$(pick_port); WEB=$(pick_port)
-TERN_LISTENERS__SMTP= TERN_LISTENERS__SUBMISSION= TERN_LISTENERS__SMTPS= TERN_LISTENERS__IMAP= \
-  TERN_LISTENERS__IMAPS=127.0.0.1:$IMAPS TERN_LISTENERS__POP3= TERN_LISTENERS__POP3S= \
-  TERN_WEB__LISTEN=127.0.0.1:$WEB TERN_LOG=warn TERN_RELAY__ENABLED=false \
-  TERN_IMAP__MAX_CONNECTIONS_PER_ACCOUNT=$((CLIENTS + 10)) TERN_IMAP__MAX_CONNECTIONS_PER_IP=$((CLIENTS + 10)) \
-  $TERN serve &
-TERN_PID=$!
+serve_imaps_only "$IMAPS" "$WEB" TERN_IMAP__MAX_CONNECTIONS_PER_ACCOUNT=$((CLIENTS + 10)) \
+  TERN_IMAP__MAX_CONNECTIONS_PER_IP=$((CLIENTS + 10))
 cleanup() {
   kill $TERN_PID 2>/dev/null || true
   # Whether or not its pid file was found (it often is not, in base_dir).

@@ -14,29 +14,19 @@ mkdir -p bench/results
 ulimit -n "$(ulimit -Hn)"
 [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -gt $((N + 200)) ] || {
   echo "open files limit $(ulimit -n) is too low for $N connections" >&2; exit 1; }
-if [ -n "${TERN_BIN:-}" ]; then
-  TERN=$TERN_BIN
-else
-  say "building tern (release)"
-  cargo build --release -p tern >/dev/null
-  TERN=$PWD/target/release/tern
-fi
+bench_tern
 DIR=$(mktemp -d /tmp/tern-idle.XXXXXX)
 export TERN_DATA_DIR=$DIR/tern
 unset TERN_DATABASE__URL
 $TERN domain add bench.test >/dev/null
 printf 'benchmark-password\n' | $TERN user add idler@bench.test >/dev/null
 IMAPS=$(pick_port); WEB=$(pick_port)
-TERN_LISTENERS__SMTP= TERN_LISTENERS__SUBMISSION= TERN_LISTENERS__SMTPS= TERN_LISTENERS__IMAP= \
-  TERN_LISTENERS__IMAPS=127.0.0.1:$IMAPS TERN_LISTENERS__POP3= TERN_LISTENERS__POP3S= \
-  TERN_WEB__LISTEN=127.0.0.1:$WEB TERN_LOG=warn TERN_RELAY__ENABLED=false \
-  TERN_IMAP__MAX_CONNECTIONS=$((N + 100)) TERN_IMAP__MAX_CONNECTIONS_PER_IP=$((N + 100)) \
-  TERN_IMAP__MAX_CONNECTIONS_PER_ACCOUNT=$((N + 100)) $TERN serve &
-PID=$!
-cleanup() { kill $PID 2>/dev/null || true; exec 3>&- 2>/dev/null || true; rm -rf "$DIR"; }
+serve_imaps_only "$IMAPS" "$WEB" TERN_IMAP__MAX_CONNECTIONS=$((N + 100)) \
+  TERN_IMAP__MAX_CONNECTIONS_PER_IP=$((N + 100)) TERN_IMAP__MAX_CONNECTIONS_PER_ACCOUNT=$((N + 100))
+cleanup() { kill $TERN_PID 2>/dev/null || true; exec 3>&- 2>/dev/null || true; rm -rf "$DIR"; }
 trap cleanup EXIT
 wait_port "$WEB"
-rss() { awk '/^VmRSS/{print $2}' /proc/$PID/status; }
+rss() { awk '/^VmRSS/{print $2}' /proc/$TERN_PID/status; }
 # One connection first, so what every session shares (TLS config, the
 # mailbox index, pools) is counted before the baseline.
 exec 3> >(python3 bench/imap_idle.py --port "$IMAPS" --user idler@bench.test \

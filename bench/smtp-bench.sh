@@ -20,13 +20,7 @@ command -v smtp-source >/dev/null || { echo "smtp-source not found (postfix pack
 
 # TERN_BIN=path measures another build (say, the commit before a change)
 # against the same peer in the same run.
-if [ -n "${TERN_BIN:-}" ]; then
-  TERN=$TERN_BIN
-else
-  say "building tern (release)"
-  cargo build --release -p tern >/dev/null
-  TERN=$PWD/target/release/tern
-fi
+bench_tern
 
 # msgs/s for one smtp-source run: SIZE PORT RCPT
 blast() {

@@ -24,13 +24,7 @@ apt_install postfix
 command -v smtp-source >/dev/null || { echo "smtp-source not found (postfix package)" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "needs root (chattr +i on the database files)" >&2; exit 1; }
 
-if [ -n "${TERN_BIN:-}" ]; then
-  TERN=$TERN_BIN
-else
-  say "building tern (release)"
-  cargo build --release -p tern >/dev/null
-  TERN=$PWD/target/release/tern
-fi
+bench_tern
 
 DIR=$(mktemp -d /tmp/tern-drain.XXXXXX)
 export TERN_DATA_DIR=$DIR

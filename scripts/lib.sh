@@ -108,6 +108,31 @@ stop_test_postgres() {
   fi
 }
 
+# The benchmarks' tern: TERN_BIN when given (another build, say the commit
+# before a change), else a release build of this tree. Sets TERN.
+bench_tern() {
+  if [ -n "${TERN_BIN:-}" ]; then
+    TERN=$TERN_BIN
+  else
+    say "building tern (release)"
+    cargo build --release -p tern >/dev/null
+    TERN=$PWD/target/release/tern
+  fi
+}
+
+# Starts "$TERN serve" in the background with IMAPS alone on 127.0.0.1:$1
+# and the web on 127.0.0.1:$2, plus any NAME=value given after them; sets
+# TERN_PID (the IMAP benchmarks).
+serve_imaps_only() {
+  local imaps=$1 web=$2
+  shift 2
+  env TERN_LISTENERS__SMTP= TERN_LISTENERS__SUBMISSION= TERN_LISTENERS__SMTPS= \
+    TERN_LISTENERS__IMAP= TERN_LISTENERS__IMAPS=127.0.0.1:$imaps TERN_LISTENERS__POP3= \
+    TERN_LISTENERS__POP3S= TERN_WEB__LISTEN=127.0.0.1:$web TERN_LOG=warn \
+    TERN_RELAY__ENABLED=false "$@" "$TERN" serve &
+  TERN_PID=$!
+}
+
 # A free TCP port on 127.0.0.1, and waiting for one to listen (benchmarks).
 pick_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 300); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
