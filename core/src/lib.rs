@@ -329,7 +329,7 @@ impl Core {
         match self.inner.backend {
             Backend::Postgres => None,
             Backend::Sqlite => {
-                let mut turn = self.inner.writer.turn(p == Priority::Bulk).await;
+                let mut turn = self.inner.writer.turn(p).await;
                 // This writer uses the connection on its own: end the
                 // group that may hold it.
                 turn.flush().await;
@@ -352,7 +352,7 @@ impl Core {
         match self.inner.backend {
             Backend::Postgres => write::WriteTxn::alone(self.wdb()).await,
             Backend::Sqlite => {
-                let turn = self.inner.writer.turn(p == Priority::Bulk).await;
+                let turn = self.inner.writer.turn(p).await;
                 write::WriteTxn::in_group(self.wdb(), turn).await
             }
         }
@@ -382,7 +382,7 @@ impl Core {
     /// Closes the pool so SQLite checkpoints its WAL on a clean shutdown.
     pub async fn close(self) {
         // A group left open would be rolled back with its connection.
-        self.inner.writer.turn(false).await.flush().await;
+        self.inner.writer.turn(Priority::Urgent).await.flush().await;
         if let Ok(inner) = Arc::try_unwrap(self.inner) {
             let _ = inner.db.close().await;
             let _ = inner.wdb.close().await;

@@ -164,14 +164,17 @@ fn bring_forward(
         .iter()
         .filter(|m| m.uid > max_kept && m.modseq <= modseq)
         .count();
-    let mut messages = kept.messages.clone();
-    if !expunged.is_empty() {
-        let gone: std::collections::HashSet<i64> = expunged.iter().copied().collect();
-        messages.retain(|m| !gone.contains(&m.uid));
-    }
-    if (messages.len() as u64).checked_add(new_then as u64) != Some(count) {
+    let gone: std::collections::HashSet<i64> = expunged.iter().copied().collect();
+    let left = kept
+        .messages
+        .iter()
+        .filter(|m| !gone.contains(&m.uid))
+        .count();
+    if (left as u64).checked_add(new_then as u64) != Some(count) {
         return None;
     }
+    let mut messages = kept.messages.clone();
+    messages.retain(|m| !gone.contains(&m.uid));
     let mut new: Vec<Arc<MessageSummary>> = Vec::new();
     for m in changed {
         if m.uid > max_kept {

@@ -45,6 +45,7 @@ use sea_orm::{
 };
 use tokio::sync::{Mutex, MutexGuard, mpsc, oneshot};
 
+use crate::Priority;
 use crate::error::{CoreError, CoreResult};
 
 /// The most write transactions one COMMIT covers: a bound on how long the
@@ -58,8 +59,8 @@ pub(crate) struct Group {
     members: Vec<oneshot::Sender<Result<(), String>>>,
 }
 
-/// How many commits covered how many write transactions (for tests and
-/// `/metrics`).
+/// How many commits covered how many write transactions (tests read it;
+/// `/metrics` has the `tern_write_group_transactions` histogram).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GroupStats {
     pub commits: u64,
@@ -116,13 +117,12 @@ impl Writer {
         }
     }
 
-    /// Queues for the turn, first come first served. `bulk` writers pass
+    /// Queues for the turn, first come first served. Bulk writers pass
     /// the gate first, so urgent writers wait behind at most one of them.
-    pub(crate) async fn turn(&self, bulk: bool) -> Turn<'_> {
-        let gate = if bulk {
-            Some(self.bulk_gate.lock().await)
-        } else {
-            None
+    pub(crate) async fn turn(&self, p: Priority) -> Turn<'_> {
+        let gate = match p {
+            Priority::Bulk => Some(self.bulk_gate.lock().await),
+            Priority::Urgent => None,
         };
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let queued = Queued(&self.waiting);
@@ -208,6 +208,9 @@ async fn flusher(writer: Weak<Writer>, mut wake: mpsc::Receiver<()>) {
 /// (holding the turn), on PostgreSQL a transaction of its own. It is a
 /// connection for queries; end it with [`WriteTxn::commit`] or
 /// [`WriteTxn::rollback`]. Dropped without either, it rolls back.
+///
+/// Field order matters: dropped, the savepoint queues its rollback on the
+/// connection before the turn passes on to the next writer.
 pub struct WriteTxn<'a> {
     txn: Option<DatabaseTransaction>,
     turn: Option<Turn<'a>>,
@@ -227,9 +230,7 @@ impl<'a> WriteTxn<'a> {
         db: &DatabaseConnection,
         mut turn: Turn<'a>,
     ) -> CoreResult<WriteTxn<'a>> {
-        if turn.group.members.len() >= MAX_GROUP {
-            turn.flush().await;
-        }
+        // (Never full here: the commit that fills a group flushes it.)
         if turn.group.outer.is_none() {
             turn.group.outer = Some(db.begin().await?);
         }
@@ -289,14 +290,6 @@ impl<'a> WriteTxn<'a> {
     pub async fn rollback(mut self) -> CoreResult<()> {
         let txn = self.txn.take().expect("not yet ended");
         Ok(txn.rollback().await?)
-    }
-}
-
-impl Drop for WriteTxn<'_> {
-    fn drop(&mut self) {
-        // The savepoint's rollback is queued on the connection before the
-        // turn passes on (sea-orm queues it when the transaction drops).
-        drop(self.txn.take());
     }
 }
 
