@@ -25,8 +25,6 @@ pub enum Status {
     Bad,
     /// §7.1.5: only untagged.
     Bye,
-    /// §7.1.4: only untagged, at the greeting.
-    PreAuth,
 }
 
 impl Status {
@@ -36,7 +34,6 @@ impl Status {
             Status::No => "NO",
             Status::Bad => "BAD",
             Status::Bye => "BYE",
-            Status::PreAuth => "PREAUTH",
         }
     }
 }
@@ -68,7 +65,6 @@ pub enum Code {
     Limit,
     /// RFC 7162 §3.1.3: the UIDs or numbers not stored, in wire form.
     Modified(String),
-    NoModSeq,
     NonExistent,
     NoPerm,
     OverQuota,
@@ -105,7 +101,6 @@ impl Code {
             Code::HighestModSeq(m) => write!(out, "HIGHESTMODSEQ {m}"),
             Code::Limit => out.write_str("LIMIT"),
             Code::Modified(set) => write!(out, "MODIFIED {set}"),
-            Code::NoModSeq => out.write_str("NOMODSEQ"),
             Code::NonExistent => out.write_str("NONEXISTENT"),
             Code::NoPerm => out.write_str("NOPERM"),
             Code::OverQuota => out.write_str("OVERQUOTA"),
