@@ -683,7 +683,10 @@ pub async fn folder_action(
     let core = core()?;
     let me = s.account.id;
     let r = match op.as_str() {
-        "create" => core.create_mailbox(me, name.trim()).await.map(|_| ()),
+        "create" => core
+            .create_mailbox(me, name.trim(), mailcore::NewMailbox::Subscribed)
+            .await
+            .map(|_| ()),
         "rename" => core.rename_mailbox(me, &name, new_name.trim()).await,
         "delete" => core.delete_mailbox(me, &name).await,
         other => return Err(ServerFnError::new(format!("unknown action {other}"))),

@@ -11,7 +11,7 @@ use sea_orm::{
     QuerySelect, Set,
 };
 
-use crate::entities::{lone_subscription, mailbox, message};
+use crate::entities::{account, lone_subscription, mailbox, message};
 use crate::error::{CoreError, CoreResult};
 use crate::events::{ChangeEvent, ChangeKind};
 use crate::{Core, messages};
@@ -29,6 +29,18 @@ pub const SPECIAL_MAILBOXES: [(&str, Option<&str>); 6] = [
 ];
 
 pub const DELIMITER: char = '/';
+
+/// Whether a new mailbox starts subscribed. An IMAP client subscribes
+/// what it wants after CREATE itself (RFC 9051 §6.3.4 does not subscribe,
+/// and neither does Dovecot); the webmail subscribes the folders it makes,
+/// so desktop clients that show only subscribed folders show them too.
+/// Either way, a name that was subscribed while it had no mailbox stays
+/// subscribed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NewMailbox {
+    Subscribed,
+    Unsubscribed,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mailbox {
@@ -202,7 +214,12 @@ impl Core {
     /// Creates a mailbox, and the superior names it needs that do not exist
     /// yet (`a/b/c` also makes `a` and `a/b`, as RFC 9051 §6.3.4 says a
     /// server SHOULD).
-    pub async fn create_mailbox(&self, account_id: i32, name: &str) -> CoreResult<Mailbox> {
+    pub async fn create_mailbox(
+        &self,
+        account_id: i32,
+        name: &str,
+        subscribe: NewMailbox,
+    ) -> CoreResult<Mailbox> {
         let name = normalize_name(name)?;
         let existing: Vec<(String, i64)> = mailbox::Entity::find()
             .select_only()
@@ -215,8 +232,22 @@ impl Core {
         if existing.iter().any(|(n, _)| *n == name) {
             return Err(CoreError::Conflict(format!("mailbox {name}")));
         }
-        // A reused name must get a fresh UIDVALIDITY even within one second.
-        let mut newest = existing.iter().map(|(_, v)| *v).max().unwrap_or(0);
+        // A reused name must get a fresh UIDVALIDITY even within one second,
+        // also when the mailbox that had it was deleted.
+        let floor: i64 = account::Entity::find_by_id(account_id)
+            .select_only()
+            .column(account::Column::UidvalidityFloor)
+            .into_tuple()
+            .one(self.db())
+            .await?
+            .unwrap_or(0);
+        let mut newest = existing
+            .iter()
+            .map(|(_, v)| *v)
+            .max()
+            .unwrap_or(0)
+            .max(floor);
+        let lone = self.lone_subscription_rows(account_id).await?;
         let levels: Vec<usize> = name
             .match_indices(DELIMITER)
             .map(|(i, _)| i)
@@ -236,12 +267,20 @@ impl Core {
                 uidvalidity: Set(uidvalidity),
                 uidnext: Set(1),
                 highest_modseq: Set(1),
-                subscribed: Set(true),
+                subscribed: Set(subscribe == NewMailbox::Subscribed || lone.contains(path)),
                 ..Default::default()
             }
             .insert_committed(self.wdb())
             .await;
             match inserted {
+                // The mailbox holds the subscription now.
+                Ok(_) if lone.contains(path) => {
+                    lone_subscription::Entity::delete_many()
+                        .filter(lone_subscription::Column::AccountId.eq(account_id))
+                        .filter(lone_subscription::Column::Name.eq(path))
+                        .exec(self.wdb())
+                        .await?;
+                }
                 Ok(_) => {}
                 // A superior another session made meanwhile is fine.
                 Err(CoreError::Conflict(_)) if end < name.len() => {}
@@ -322,6 +361,16 @@ impl Core {
         messages::release_blobs(&txn, &blob_ids).await?;
         messages::add_usage(&txn, account_id, -freed).await?;
         mailbox::Entity::delete_by_id(m.id).exec(&txn).await?;
+        // The next mailbox made under this name needs a greater UIDVALIDITY.
+        account::Entity::update_many()
+            .col_expr(
+                account::Column::UidvalidityFloor,
+                Expr::value(m.uidvalidity),
+            )
+            .filter(account::Column::Id.eq(account_id))
+            .filter(account::Column::UidvalidityFloor.lt(m.uidvalidity))
+            .exec(&txn)
+            .await?;
         // RFC 9051 §6.3.7: the subscription outlives the mailbox.
         if m.subscribed {
             keep_lone_subscription(&txn, account_id, &name).await?;
@@ -374,18 +423,31 @@ impl Core {
     /// Subscribed names that have no mailbox (deleted since, or not made
     /// yet), for LSUB and LIST (SUBSCRIBED).
     pub async fn lone_subscriptions(&self, account_id: i32) -> CoreResult<Vec<String>> {
-        let mut names: Vec<String> = lone_subscription::Entity::find()
-            .filter(lone_subscription::Column::AccountId.eq(account_id))
-            .all(self.db())
+        let mut names: Vec<String> = self
+            .lone_subscription_rows(account_id)
             .await?
             .into_iter()
-            .map(|r| r.name)
             .collect();
         let boxes = self.list_mailboxes(account_id).await?;
         // A mailbox made since under that name holds the subscription now.
         names.retain(|n| !boxes.iter().any(|b| b.name == *n));
         names.sort();
         Ok(names)
+    }
+}
+
+impl Core {
+    async fn lone_subscription_rows(
+        &self,
+        account_id: i32,
+    ) -> CoreResult<std::collections::BTreeSet<String>> {
+        Ok(lone_subscription::Entity::find()
+            .filter(lone_subscription::Column::AccountId.eq(account_id))
+            .all(self.db())
+            .await?
+            .into_iter()
+            .map(|r| r.name)
+            .collect())
     }
 }
 

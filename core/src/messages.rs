@@ -934,11 +934,8 @@ impl Core {
     ) -> CoreResult<Vec<(i64, i64)>> {
         self.mailbox_row(account_id, from).await?;
         self.mailbox_row(account_id, to).await?;
-        if from == to && remove_source {
-            return Err(CoreError::invalid(
-                "source and destination are the same mailbox",
-            ));
-        }
+        // A MOVE within one mailbox is allowed (Dovecot does it too): the
+        // messages get new UIDs at the end, and the old ones are expunged.
         let txn = self.write_txn().await?;
         let rows = message::Entity::find()
             .filter(message::Column::MailboxId.eq(from))

@@ -476,14 +476,21 @@ async fn mailboxes_lifecycle() {
         let sent = core.mailbox(a, "Sent").await.unwrap().unwrap();
         assert_eq!(sent.special_use.as_deref(), Some("\\Sent"));
 
-        let work = core.create_mailbox(a, "Work").await.unwrap();
-        core.create_mailbox(a, "Work/2026").await.unwrap();
+        let work = core
+            .create_mailbox(a, "Work", mailcore::NewMailbox::Subscribed)
+            .await
+            .unwrap();
+        core.create_mailbox(a, "Work/2026", mailcore::NewMailbox::Subscribed)
+            .await
+            .unwrap();
         assert!(matches!(
-            core.create_mailbox(a, "Work").await,
+            core.create_mailbox(a, "Work", mailcore::NewMailbox::Subscribed)
+                .await,
             Err(CoreError::Conflict(_))
         ));
         assert!(matches!(
-            core.create_mailbox(a, "bad//name").await,
+            core.create_mailbox(a, "bad//name", mailcore::NewMailbox::Subscribed)
+                .await,
             Err(CoreError::Invalid(_))
         ));
         core.rename_mailbox(a, "Work", "Jobs").await.unwrap();
@@ -510,7 +517,10 @@ async fn mailboxes_lifecycle() {
             "blob released"
         );
         // Reusing the name gives a new UIDVALIDITY.
-        let again = core.create_mailbox(a, "Jobs").await.unwrap();
+        let again = core
+            .create_mailbox(a, "Jobs", mailcore::NewMailbox::Subscribed)
+            .await
+            .unwrap();
         assert_ne!(again.uidvalidity, work.uidvalidity);
         core.set_subscribed(a, "Jobs", false).await.unwrap();
         assert!(!core.mailbox(a, "Jobs").await.unwrap().unwrap().subscribed);
@@ -704,13 +714,19 @@ async fn the_kept_mailbox_index_follows_every_change() {
             .collect();
         assert_eq!(uids, [1, 2, 3, 6, 7, 8]);
         // A mailbox deleted and made again is read afresh.
-        let f = core.create_mailbox(a, "Folder").await.unwrap();
+        let f = core
+            .create_mailbox(a, "Folder", mailcore::NewMailbox::Subscribed)
+            .await
+            .unwrap();
         core.append(a, f.id, &msg("f1", "b"), Flags::empty(), None)
             .await
             .unwrap();
         check("a new folder", f.id).await;
         other.delete_mailbox(a, "Folder").await.unwrap();
-        let f2 = other.create_mailbox(a, "Folder").await.unwrap();
+        let f2 = other
+            .create_mailbox(a, "Folder", mailcore::NewMailbox::Subscribed)
+            .await
+            .unwrap();
         other
             .append(a, f2.id, &msg("f2", "other"), Flags::empty(), None)
             .await
@@ -1561,7 +1577,10 @@ async fn keywords_are_stored_copied_and_limited() {
             2
         );
         // COPY keeps keywords; -FLAGS removes them.
-        let dest = core.create_mailbox(ids[0], "Kept").await.unwrap();
+        let dest = core
+            .create_mailbox(ids[0], "Kept", mailcore::NewMailbox::Subscribed)
+            .await
+            .unwrap();
         let pairs = core
             .copy_messages(ids[0], ib.id, &[uid], dest.id)
             .await
@@ -1766,7 +1785,9 @@ async fn outside_accounts_seal_fetch_once_and_go_with_their_owner() {
 async fn subscriptions_outlive_their_mailbox() {
     for_each_backend("lone_subscriptions", |core| async move {
         let ids = setup(&core, &["s"]).await;
-        core.create_mailbox(ids[0], "Lists").await.unwrap();
+        core.create_mailbox(ids[0], "Lists", mailcore::NewMailbox::Subscribed)
+            .await
+            .unwrap();
         core.set_subscribed(ids[0], "Lists", true).await.unwrap();
         core.delete_mailbox(ids[0], "Lists").await.unwrap();
         assert_eq!(core.lone_subscriptions(ids[0]).await.unwrap(), ["Lists"]);
@@ -1778,7 +1799,10 @@ async fn subscriptions_outlive_their_mailbox() {
             ["Later", "Lists"]
         );
         // A mailbox made under the name holds the subscription.
-        let m = core.create_mailbox(ids[0], "Later").await.unwrap();
+        let m = core
+            .create_mailbox(ids[0], "Later", mailcore::NewMailbox::Subscribed)
+            .await
+            .unwrap();
         assert!(m.subscribed);
         assert_eq!(core.lone_subscriptions(ids[0]).await.unwrap(), ["Lists"]);
         core.set_subscribed(ids[0], "Lists", false).await.unwrap();

@@ -18,6 +18,7 @@ mod m20261204_000010_outside_fetch;
 mod m20261204_000011_outside_cache;
 mod m20261204_000012_outside_smtp_login;
 mod m20261204_000013_lone_subscriptions;
+mod m20261206_000014_uidvalidity_floor;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000011_outside_cache::Migration),
             Box::new(m20261204_000012_outside_smtp_login::Migration),
             Box::new(m20261204_000013_lone_subscriptions::Migration),
+            Box::new(m20261206_000014_uidvalidity_floor::Migration),
         ]
     }
 }

@@ -1336,7 +1336,9 @@ async fn outside_imap_sessions_are_reused_between_requests() {
     {
         let fc = far.core().await;
         let jo = fc.account("jo@far.test").await.unwrap().unwrap();
-        fc.create_mailbox(jo.id, "Entwürfe").await.unwrap();
+        fc.create_mailbox(jo.id, "Entwürfe", mailcore::NewMailbox::Subscribed)
+            .await
+            .unwrap();
     }
     let before = imap_connections();
     for _ in 0..5 {

@@ -17,6 +17,9 @@ pub struct Model {
     pub created_at: i64,
     /// Moved on when every session of the account must end.
     pub login_epoch: i64,
+    /// The highest UIDVALIDITY of a mailbox deleted from this account; a
+    /// new mailbox gets a greater one.
+    pub uidvalidity_floor: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

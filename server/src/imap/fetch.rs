@@ -141,14 +141,6 @@ struct Spot<'a> {
     inner: Option<(&'a [u8], usize, usize, usize)>,
 }
 
-fn offsets(p: &mail_parser::MessagePart<'_>) -> (usize, usize, usize) {
-    (
-        p.raw_header_offset() as usize,
-        p.raw_body_offset() as usize,
-        p.raw_end_offset() as usize,
-    )
-}
-
 /// Follows a part path (RFC 9051 §6.4.5): numbers go through multipart
 /// children and into message/rfc822 parts (`2.1.3`: part 3 of the
 /// message that part 2.1 carries); a part that is neither has one
@@ -157,30 +149,68 @@ fn locate<'a>(raw: &'a [u8], top: &'a Message<'a>, path: &[u32]) -> Option<Spot<
     let mut buf: &'a [u8] = raw;
     let mut msg: &'a Message<'a> = top;
     let mut part = msg.parts.first()?;
+    // Where the current message's bytes end in `buf`. mail-parser gives a
+    // message's root part the end of the root's own content (a multipart
+    // root stops at its closing boundary, before the epilogue), so a root
+    // ends here instead. An encapsulated message shares the outer bytes
+    // and offsets unless its part had a transfer encoding; then it has
+    // its own decoded bytes.
+    let mut limit = raw.len();
+    let mut root = true;
+    let end_of = |p: &mail_parser::MessagePart<'_>, root: bool, limit: usize| {
+        if root {
+            limit
+        } else {
+            (p.raw_end_offset() as usize).min(limit)
+        }
+    };
+    let into = |m: &'a Message<'a>, buf: &'a [u8], carried_to: usize| {
+        let own: &'a [u8] = m.raw_message.as_ref();
+        if std::ptr::eq(own.as_ptr(), buf.as_ptr()) {
+            (own, carried_to.min(own.len()))
+        } else {
+            (own, own.len())
+        }
+    };
     for (depth, &n) in path.iter().enumerate() {
         let index = (n as usize).checked_sub(1)?;
         if depth > 0
             && let PartType::Message(inner) = &part.body
         {
             // Into the encapsulated message: number n is a part of its body.
-            buf = inner.raw_message.as_ref();
+            (buf, limit) = into(inner, buf, end_of(part, root, limit));
             msg = inner;
             part = msg.parts.first()?;
+            root = true;
         } else if depth > 0 && part.sub_parts().is_none() {
             return None;
         }
         match part.sub_parts() {
-            Some(children) => part = msg.parts.get(*children.get(index)? as usize)?,
+            Some(children) => {
+                part = msg.parts.get(*children.get(index)? as usize)?;
+                root = false;
+            }
             // A single-part body: only 1 names it.
             None if index == 0 => {}
             None => return None,
         }
     }
-    let (header, body, end) = offsets(part);
+    let (header, body) = (
+        part.raw_header_offset() as usize,
+        part.raw_body_offset() as usize,
+    );
+    let end = end_of(part, root, limit);
+    // HEADER and TEXT of an encapsulated message; its text runs to the end
+    // of the part that carries it, epilogue included.
     let inner = match &part.body {
-        PartType::Message(m) => m.parts.first().map(|root| {
-            let (h, b, e) = offsets(root);
-            (m.raw_message.as_ref(), h, b, e)
+        PartType::Message(m) => m.parts.first().map(|r| {
+            let (b, text_end) = into(m, buf, end);
+            (
+                b,
+                r.raw_header_offset() as usize,
+                r.raw_body_offset() as usize,
+                text_end,
+            )
         }),
         _ => None,
     };
@@ -209,10 +239,18 @@ fn display_name(name: Option<&str>) -> Vec<u8> {
 
 fn address(out: &mut Vec<u8>, name: Option<&str>, addr: Option<&str>) {
     let addr = addr.unwrap_or("");
+    // An obsolete source route (`<@relay:user@host>`, RFC 5322 §4.4) is
+    // the address's at-domain-list, its second field (RFC 9051 §7.5.2).
+    let (route, addr) = match addr.split_once(':') {
+        Some((route, rest)) if route.starts_with('@') => (Some(route), rest),
+        _ => (None, addr),
+    };
     let (local, host) = addr.rsplit_once('@').unwrap_or((addr, ""));
     out.push(b'(');
     out.extend(display_name(name));
-    out.extend_from_slice(b" NIL ");
+    out.push(b' ');
+    out.extend(nstr_s(route));
+    out.push(b' ');
     out.extend(nstr_s(Some(local)));
     out.push(b' ');
     // RFC 9051 §7.5.2: a NIL host marks a group, so an address that has
@@ -242,7 +280,9 @@ fn addresses(a: Option<&Address<'_>>) -> Vec<u8> {
                     out.extend(nstr_s(Some(name)));
                     out.extend_from_slice(b" NIL)");
                 }
-                for x in &g.addresses {
+                // `group: (comment) ;` has no member: the comment alone is
+                // not an address (Dovecot sends the group frame only).
+                for x in g.addresses.iter().filter(|x| x.address.is_some()) {
                     address(&mut out, x.name.as_deref(), x.address.as_deref());
                 }
                 if g.name.is_some() {
@@ -516,7 +556,9 @@ pub fn search_needs_raw(k: &SearchKey) -> bool {
         | SearchKey::SentOn(_)
         | SearchKey::SentSince(_) => true,
         // SUBJECT is decoded in the row; everything else is in the header.
-        SearchKey::Header(f, _) => !f.eq_ignore_ascii_case("subject"),
+        // The row's subject cannot tell an empty Subject: from none, and
+        // HEADER SUBJECT "" asks exactly that.
+        SearchKey::Header(f, v) => !f.eq_ignore_ascii_case("subject") || v.is_empty(),
         SearchKey::Not(k) => search_needs_raw(k),
         SearchKey::Or(a, b) => search_needs_raw(a) || search_needs_raw(b),
         SearchKey::And(v) => v.iter().any(search_needs_raw),
@@ -809,6 +851,26 @@ mod tests {
     /// A message inside a message inside a message, and one sent base64.
     const NESTED: &[u8] = b"From: a@x.example\r\nSubject: outer\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"o\"\r\n\r\n--o\r\nContent-Type: text/plain\r\n\r\nouter text\r\n--o\r\nContent-Type: message/rfc822\r\n\r\nFrom: b@y.example\r\nSubject: middle\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"m\"\r\n\r\n--m\r\nContent-Type: text/plain\r\n\r\nmiddle text\r\n--m\r\nContent-Type: message/rfc822\r\n\r\nFrom: c@z.example\r\nSubject: inner\r\n\r\ninner text\r\n--m--\r\n--o\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\nU3ViamVjdDogZW5jDQoNCmVuY29kZWQgYm9keQ0K\r\n--o--\r\n";
 
+    /// BODY[1.TEXT] of a forwarded multipart message runs to the end of
+    /// the message, epilogue included, not to its closing boundary.
+    #[test]
+    fn encapsulated_text_keeps_the_epilogue() {
+        const FWD: &[u8] = b"From: a@x.example\r\nContent-Type: message/rfc822\r\n\r\nFrom: b@y.example\r\nContent-Type: multipart/digest; boundary=\"d\"\r\n\r\npreamble\r\n--d\r\n\r\nSubject: one\r\n\r\n1\r\n--d--\r\n\r\nepilogue\r\n";
+        let msg = MessageParser::default().parse(FWD).unwrap();
+        let text = section_bytes(
+            FWD,
+            Some(&msg),
+            &Section {
+                part: vec![1],
+                text: SectionText::Text,
+            },
+        );
+        assert_eq!(
+            String::from_utf8(text).unwrap(),
+            "preamble\r\n--d\r\n\r\nSubject: one\r\n\r\n1\r\n--d--\r\n\r\nepilogue\r\n"
+        );
+    }
+
     #[test]
     fn sections_inside_encapsulated_messages() {
         let msg = MessageParser::default().parse(NESTED).unwrap();
@@ -854,7 +916,7 @@ mod tests {
 
     #[test]
     fn envelope_of_groups_and_addresses_without_a_domain() {
-        let raw = b"From: localonly\r\nTo: Team: ann@t.example, bo@t.example;, solo@s.example\r\nCc: undisclosed-recipients:;\r\nSubject: g\r\n\r\nx\r\n";
+        let raw = b"From: localonly\r\nTo: Team: ann@t.example, bo@t.example;, solo@s.example\r\nCc: undisclosed-recipients:;\r\nBcc: g2: (only a comment) ;\r\nSubject: g\r\n\r\nx\r\n";
         let msg = MessageParser::default().parse(&raw[..]).unwrap();
         let e = String::from_utf8(envelope(&msg)).unwrap();
         // A missing domain is "", never NIL: NIL there marks a group.
@@ -864,6 +926,16 @@ mod tests {
             e.contains("((NIL NIL \"undisclosed-recipients\" NIL)(NIL NIL NIL NIL))"),
             "{e}"
         );
+        let routed = MessageParser::default()
+            .parse(&b"From: <@relay.example:u@h.example>\r\n\r\nx"[..])
+            .unwrap();
+        let e2 = String::from_utf8(envelope(&routed)).unwrap();
+        assert!(
+            e2.contains("((NIL \"@relay.example\" \"u\" \"h.example\"))"),
+            "{e2}"
+        );
+        // A comment in an empty group is not a member.
+        assert!(e.contains("((NIL NIL \"g2\" NIL)(NIL NIL NIL NIL))"), "{e}");
     }
 
     #[test]

@@ -153,6 +153,25 @@ fn allowed(state: &State, cmd: &Command) -> bool {
     }
 }
 
+/// RFC 7162 §3.1: the commands that turn CONDSTORE on for the session
+/// without ENABLE (SELECT/EXAMINE (CONDSTORE) is handled by SELECT).
+fn enables_condstore(cmd: &Command) -> bool {
+    use super::proto::{FetchItem, StatusItem};
+    match cmd {
+        Command::Fetch {
+            items,
+            changed_since,
+            ..
+        } => changed_since.is_some() || items.contains(&FetchItem::ModSeq),
+        Command::Search { key, .. } => super::fetch::uses_modseq(key),
+        Command::Store {
+            unchanged_since, ..
+        } => unchanged_since.is_some(),
+        Command::Status { items, .. } => items.contains(&StatusItem::HighestModSeq),
+        _ => false,
+    }
+}
+
 enum Read {
     Command(Vec<u8>),
     /// The line was over the limit; what the client sent was thrown away.
@@ -558,6 +577,21 @@ impl Session {
 
     /// Routes a command the state table allowed to its handler in `cmd/`.
     pub(super) async fn dispatch(&mut self, tag: &str, cmd: Command) -> Res {
+        // RFC 7162 §3.1: the first CONDSTORE-enabling command with a
+        // mailbox selected is answered with the mailbox's HIGHESTMODSEQ
+        // first; from then on every FETCH response carries MODSEQ.
+        if !self.condstore && enables_condstore(&cmd) {
+            self.condstore = true;
+            if let State::Selected(s) = &self.state {
+                let highest = s.highest_modseq;
+                self.reply(Response::untagged(
+                    Status::Ok,
+                    Some(Code::HighestModSeq(highest)),
+                    "Highest",
+                ))
+                .await?;
+            }
+        }
         match cmd {
             Command::Capability => self.capability(tag).await,
             Command::Noop | Command::Check => self.noop(tag).await,

@@ -9,7 +9,9 @@ impl Session {
     /// trailing separator only declares the name (§6.3.4, RFC 3501 §6.3.3).
     pub(in crate::imap) async fn create(&mut self, tag: &str, name: String) -> Res {
         let name = declared_name(name);
-        self.core.create_mailbox(self.account_id(), &name).await?;
+        self.core
+            .create_mailbox(self.account_id(), &name, NewMailbox::Unsubscribed)
+            .await?;
         self.ok(tag, "CREATE completed").await
     }
 
@@ -144,13 +146,14 @@ impl Session {
         };
         let any_selection = a.subscribed_only || a.special_use_only;
         let trailing_percent = a.patterns.iter().any(|p| p.ends_with('%'));
-        let mut out = Vec::new();
-        for name in names {
-            if !a
-                .patterns
+        let matches = |name: &str| {
+            a.patterns
                 .iter()
                 .any(|p| wildcard_match(&format!("{}{p}", a.reference), name))
-            {
+        };
+        let mut out = Vec::new();
+        for name in names {
+            if !matches(name) {
                 continue;
             }
             let prefix = format!("{name}/");
@@ -181,7 +184,12 @@ impl Session {
                 }
             } else if a.lsub && child_chosen && trailing_percent {
                 attrs.push("\\Noselect");
-            } else if a.recursive_match && child_chosen {
+            } else if a.recursive_match
+                // RFC 5258 §3.5: CHILDINFO tells of chosen children the
+                // reply does not show; one that matches a pattern is
+                // listed itself (as Dovecot does).
+                && below().any(|b| selected(b) && !matches(&b.name))
+            {
                 match mb {
                     Some(_) => attrs.push("\\HasChildren"),
                     None => attrs.push("\\NonExistent"),

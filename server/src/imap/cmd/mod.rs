@@ -23,7 +23,8 @@ mod prelude {
     pub(super) use base64::Engine;
     pub(super) use mailcore::messages::FlagOp;
     pub(super) use mailcore::{
-        AuthError, ChangeKind, Core, CoreError, FlagSet, Flags, MessageSummary, SortOrder,
+        AuthError, ChangeKind, Core, CoreError, FlagSet, Flags, MessageSummary, NewMailbox,
+        SortOrder,
     };
 
     pub(super) use crate::imap::fetch;

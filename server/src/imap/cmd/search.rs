@@ -21,7 +21,7 @@ impl Session {
         let needs_raw = fetch::search_needs_raw(&key);
         let max_uid = uids.last().copied().unwrap_or(0) as u32;
         let n = msgs.len() as u32;
-        let mut hits: Vec<(usize, i64)> = Vec::new();
+        let mut hits: Vec<(usize, i64, i64)> = Vec::new();
         let mut highest = 0i64;
         let present: Vec<(usize, i64)> = msgs
             .iter()
@@ -61,7 +61,7 @@ impl Session {
                 recent: recent.contains(&m.uid),
             };
             if fetch::matches(&key, m, raw.as_deref(), &ctx) {
-                hits.push((i + 1, m.uid));
+                hits.push((i + 1, m.uid, m.modseq));
                 highest = highest.max(m.modseq);
             }
         }
@@ -70,7 +70,7 @@ impl Session {
         let modseq = (fetch::uses_modseq(&key) && !hits.is_empty()).then_some(highest);
         let nums: Vec<u64> = hits
             .iter()
-            .map(|(s, u)| if uid { *u as u64 } else { *s as u64 })
+            .map(|(s, u, _)| if uid { *u as u64 } else { *s as u64 })
             .collect();
         match ret {
             // RFC 4731 ESEARCH.
@@ -97,6 +97,18 @@ impl Session {
                         _ => {}
                     }
                 }
+                // RFC 7162 §3.1.5: with only MIN and/or MAX asked for,
+                // MODSEQ is the highest of the messages those name.
+                let only_ends = opts.iter().all(|o| o == "MIN" || o == "MAX");
+                let modseq = match (modseq, hits.first(), hits.last()) {
+                    (Some(_), Some(first), Some(last)) if only_ends => {
+                        let of = |o: &str, h: &(usize, i64, i64)| {
+                            if opts.iter().any(|x| x == o) { h.2 } else { 0 }
+                        };
+                        Some(of("MIN", first).max(of("MAX", last)))
+                    }
+                    (m, ..) => m,
+                };
                 if let Some(m) = modseq {
                     l.push_str(&format!(" MODSEQ {m}"));
                 }
