@@ -45,6 +45,7 @@ if [ "${SKIP_DOVECOT:-0}" != 1 ]; then
   say "dovecot (peer): same load"
   D=$DIR/dovecot
   DPORT=$(pick_port)
+  same_password_hash "$DIR/tern/tern.db"
   start_dovecot "$D" "$DIR/tern/tls/cert.pem" "$DIR/tern/tls/key.pem" "$DPORT"
   python3 bench/imap_load.py fill --port "$DPORT" --user reader@bench.test --password benchmark-password --messages "$MSGS"
   PEER_RES=$(python3 bench/imap_load.py measure --port "$DPORT" --user reader@bench.test --password benchmark-password --clients "$CLIENTS" --seconds "$SECS" --mix "$MIX")
@@ -63,7 +64,7 @@ RATIO=$(python3 -c "import sys; a,b=sys.argv[1:]; print(f'{float(a)/float(b):.2f
   echo "machine: $(uname -srm), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB"
   echo "load: $CLIENTS clients over TLS (Python imaplib), ${SECS}s, INBOX of $MSGS messages of 3 KiB; mix $MIX: $MIX_TEXT"
   echo "tern (release, SQLite): $TERN_RES"
-  echo "dovecot $(dovecot --version 2>/dev/null | cut -d' ' -f1) (maildir, mail_fsync=always): $PEER_RES"
+  echo "dovecot $(dovecot --version 2>/dev/null | cut -d' ' -f1) (maildir, mail_fsync=always, password ${DOVECOT_PASS%%\$*}): $PEER_RES"
   echo "ratio tern/dovecot (ops/s): $RATIO"
 } | tee "$OUT"
 say "wrote $OUT"

@@ -146,7 +146,7 @@ start_dovecot() {
   mkdir -p "$D/run" "$D/mail" "$D/home"
   id benchimap >/dev/null 2>&1 || as_root useradd -M -s /usr/sbin/nologin benchimap
   as_root chown -R benchimap "$D/mail" "$D/home"
-  printf 'reader@bench.test:{PLAIN}benchmark-password\n' > "$D/passwd"
+  printf 'reader@bench.test:%s\n' "${DOVECOT_PASS:-{PLAIN\}benchmark-password}" > "$D/passwd"
   cat > "$D/dovecot.conf" <<CONF
 protocols = imap
 listen = 127.0.0.1
@@ -182,6 +182,20 @@ CONF
   # Its own output must not hold the caller's pipe open.
   as_root dovecot -c "$D/dovecot.conf" </dev/null >/dev/null 2>&1
   wait_port "$port"
+}
+
+# Dovecot's password field for reader@bench.test: the very argon2id hash
+# Tern stored in the database $1, so that both servers pay the same
+# argon2id cost at each login (Dovecot verifies {ARGON2ID} with libsodium).
+# PEER_PASSWORD=plain keeps Dovecot's {PLAIN} instead, as the benchmarks
+# did before 2026-12-06.
+same_password_hash() {
+  if [ "${PEER_PASSWORD:-same}" = plain ]; then
+    DOVECOT_PASS='{PLAIN}benchmark-password'
+  else
+    DOVECOT_PASS="{ARGON2ID}$(python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("select password_hash from accounts where address = ?", ("reader@bench.test",)).fetchone()[0])' "$1")"
+  fi
+  export DOVECOT_PASS
 }
 
 stop_dovecot() {

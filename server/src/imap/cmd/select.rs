@@ -65,12 +65,18 @@ impl Session {
             .messages;
         let uids: Vec<i64> = list.iter().map(|m| m.uid).collect();
         // RFC 3501 §2.3.2: a read-write SELECT claims the mailbox's recent
-        // messages for this session; EXAMINE only looks.
+        // messages for this session; EXAMINE only looks. The claim ends at
+        // the last message this session lists, not at the UIDNEXT read
+        // before: a message that arrived between the two reads is in the
+        // list, and claiming only up to the older UIDNEXT would leave it to
+        // be claimed again by the next session (imaptest caught one
+        // message \Recent in two sessions).
+        let seen_upto = uids.iter().max().map_or(0, |u| u + 1);
         let floor = if read_only {
             self.core.recent_mark(self.account_id(), mb.id).await?
         } else {
             self.core
-                .claim_recent(self.account_id(), mb.id, mb.uidnext)
+                .claim_recent(self.account_id(), mb.id, seen_upto)
                 .await?
         };
         let recent: std::collections::HashSet<i64> =
