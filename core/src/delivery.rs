@@ -238,7 +238,7 @@ impl Core {
                 "a delivery needs at least one recipient",
             ));
         }
-        let meta = MessageMeta::extract(raw);
+        let meta = self.message_meta(raw);
         let size = raw.len() as i64;
         let now = received_at;
 
@@ -514,7 +514,7 @@ impl Core {
                 out.push(BatchOutcome::Refused(e));
                 continue;
             }
-            let meta = MessageMeta::extract(item.raw);
+            let meta = self.message_meta(item.raw);
             let mut remote = item.env.remote.clone();
             remote.dedup();
             let blob_id =

@@ -141,7 +141,15 @@ struct Inner {
     outside: outside::OutsideState,
     /// Mailboxes' message rows kept between readers (`mailbox_index`).
     index_cache: mailbox_index::IndexCache,
+    /// What the IMAP server keeps of each new message ([`FetchDigest`]).
+    fetch_digest: std::sync::OnceLock<FetchDigest>,
 }
+
+/// Made once per new message from its bytes and parsed MIME, and kept with
+/// the bytes (`blobs.fetch_cache`): the IMAP server renders ENVELOPE and
+/// BODYSTRUCTURE here, so that FETCH reads them instead of parsing the
+/// message again. The core stores the result and never looks inside.
+pub type FetchDigest = fn(&[u8], &mail_parser::Message<'_>) -> Vec<u8>;
 
 impl Core {
     /// Connects, runs pending migrations and returns a ready core.
@@ -202,6 +210,7 @@ impl Core {
                 directory_checked: Default::default(),
                 outside: Default::default(),
                 index_cache: Default::default(),
+                fetch_digest: Default::default(),
             }),
         })
     }
@@ -296,6 +305,18 @@ impl Core {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         m.remove(&account_id);
+    }
+
+    /// Sets what is kept of each new message for FETCH (once; later calls
+    /// are ignored).
+    pub fn set_fetch_digest(&self, f: FetchDigest) {
+        let _ = self.inner.fetch_digest.set(f);
+    }
+
+    /// A new message's list fields, search text and FETCH digest, from one
+    /// parse.
+    pub(crate) fn message_meta(&self, raw: &[u8]) -> meta::MessageMeta {
+        meta::MessageMeta::extract_with(raw, self.inner.fetch_digest.get().copied())
     }
 
     pub(crate) fn publish(&self, ev: ChangeEvent) {

@@ -274,6 +274,30 @@ impl From<message::Model> for MessageSummary {
     }
 }
 
+/// How much of each message [`Core::read_messages`] reads.
+#[derive(Clone, Copy)]
+enum Extent {
+    Whole,
+    /// Up to where the body starts, when that is known; else whole.
+    Header,
+}
+
+impl Extent {
+    fn column(self, backend: sea_orm::DbBackend) -> sea_orm::sea_query::SimpleExpr {
+        match (self, backend) {
+            (Extent::Whole, _) => Expr::col((blob::Entity, blob::Column::Bytes)).into(),
+            (Extent::Header, sea_orm::DbBackend::Postgres) => Expr::cust(
+                "CASE WHEN blobs.header_len IS NULL THEN blobs.bytes \
+                 ELSE substring(blobs.bytes from 1 for blobs.header_len::int) END",
+            ),
+            (Extent::Header, _) => Expr::cust(
+                "CASE WHEN blobs.header_len IS NULL THEN blobs.bytes \
+                 ELSE substr(blobs.bytes, 1, blobs.header_len) END",
+            ),
+        }
+    }
+}
+
 pub(crate) fn sha256_hex(raw: &[u8]) -> String {
     hex::encode(Sha256::digest(raw))
 }
@@ -293,12 +317,14 @@ pub(crate) async fn put_blob<C: ConnectionTrait>(
     let backend = db.get_database_backend();
     let sql = match backend {
         sea_orm::DbBackend::Postgres => {
-            "INSERT INTO blobs (sha256, size, bytes, refcount) VALUES ($1, $2, $3, $4) \
+            "INSERT INTO blobs (sha256, size, bytes, refcount, header_len, fetch_cache) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (sha256) DO UPDATE SET refcount = blobs.refcount + excluded.refcount \
              RETURNING id, refcount"
         }
         _ => {
-            "INSERT INTO blobs (sha256, size, bytes, refcount) VALUES (?, ?, ?, ?) \
+            "INSERT INTO blobs (sha256, size, bytes, refcount, header_len, fetch_cache) \
+             VALUES (?, ?, ?, ?, ?, ?) \
              ON CONFLICT (sha256) DO UPDATE SET refcount = blobs.refcount + excluded.refcount \
              RETURNING id, refcount"
         }
@@ -312,6 +338,8 @@ pub(crate) async fn put_blob<C: ConnectionTrait>(
                 (raw.len() as i64).into(),
                 raw.to_vec().into(),
                 refs.into(),
+                meta.header_len.into(),
+                meta.fetch_cache.clone().into(),
             ],
         ))
         .await?
@@ -749,6 +777,75 @@ impl Core {
         mailbox_id: i32,
         uids: &[i64],
     ) -> CoreResult<Vec<(i64, Vec<u8>)>> {
+        self.read_messages(account_id, mailbox_id, uids, Extent::Whole)
+            .await
+    }
+
+    /// Several messages' headers (up to and with the empty line), as
+    /// [`Core::messages_raw`] gives whole messages: only the header's bytes
+    /// leave the database. A message stored before header lengths were
+    /// kept comes whole; the reader finds its header itself.
+    pub async fn messages_headers(
+        &self,
+        account_id: i32,
+        mailbox_id: i32,
+        uids: &[i64],
+    ) -> CoreResult<Vec<(i64, Vec<u8>)>> {
+        self.read_messages(account_id, mailbox_id, uids, Extent::Header)
+            .await
+    }
+
+    /// The FETCH digests ([`crate::FetchDigest`]) of these messages, by UID,
+    /// in one query; a message without one is left out (stored before, or
+    /// by a process that made none).
+    pub async fn messages_fetch_cache(
+        &self,
+        account_id: i32,
+        mailbox_id: i32,
+        uids: &[i64],
+    ) -> CoreResult<HashMap<i64, Vec<u8>>> {
+        use sea_orm::sea_query::Query;
+        if uids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let q = Query::select()
+            .column((message::Entity, message::Column::Uid))
+            .column((blob::Entity, blob::Column::FetchCache))
+            .from(message::Entity)
+            .inner_join(
+                blob::Entity,
+                Expr::col((blob::Entity, blob::Column::Id))
+                    .equals((message::Entity, message::Column::BlobId)),
+            )
+            .inner_join(
+                mailbox::Entity,
+                Expr::col((mailbox::Entity, mailbox::Column::Id))
+                    .equals((message::Entity, message::Column::MailboxId)),
+            )
+            .and_where(Expr::col((message::Entity, message::Column::MailboxId)).eq(mailbox_id))
+            .and_where(Expr::col((mailbox::Entity, mailbox::Column::AccountId)).eq(account_id))
+            .and_where(
+                Expr::col((message::Entity, message::Column::Uid)).is_in(uids.iter().copied()),
+            )
+            .and_where(Expr::col((blob::Entity, blob::Column::FetchCache)).is_not_null())
+            .to_owned();
+        let stmt = self.db().get_database_backend().build(&q);
+        let mut out = HashMap::new();
+        for r in self.db().query_all(stmt).await? {
+            let uid: i64 = r.try_get_by_index(0)?;
+            let cache: Vec<u8> = r.try_get_by_index(1)?;
+            out.insert(uid, cache);
+        }
+        Ok(out)
+    }
+
+    async fn read_messages(
+        &self,
+        account_id: i32,
+        mailbox_id: i32,
+        uids: &[i64],
+        extent: Extent,
+    ) -> CoreResult<Vec<(i64, Vec<u8>)>> {
         if uids.is_empty() {
             self.mailbox_row(account_id, mailbox_id).await?;
             return Ok(Vec::new());
@@ -761,7 +858,7 @@ impl Core {
             .column((message::Entity, message::Column::Uid))
             .column((message::Entity, message::Column::BlobId))
             .column((message::Entity, message::Column::DeliveredTo))
-            .column((blob::Entity, blob::Column::Bytes))
+            .expr(extent.column(self.db().get_database_backend()))
             .from(message::Entity)
             .inner_join(
                 blob::Entity,
@@ -1117,7 +1214,7 @@ impl Core {
     ) -> CoreResult<i64> {
         flags.check_limit()?;
         self.mailbox_row(account_id, mailbox_id).await?;
-        let meta = MessageMeta::extract(raw);
+        let meta = self.message_meta(raw);
         let size = raw.len() as i64;
         let txn = self.write_txn().await?;
         let blob_id = put_blob(&txn, raw, 1, &meta).await?;

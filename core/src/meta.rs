@@ -20,6 +20,11 @@ pub struct MessageMeta {
     /// The text of the body parts (HTML as text), for the search index
     /// only; not stored in the message row.
     pub search_text: String,
+    /// Where the body starts in the bytes, when they parse.
+    pub header_len: Option<i64>,
+    /// What the IMAP server made of the parsed message
+    /// ([`crate::FetchDigest`]), kept with the blob.
+    pub fetch_cache: Option<Vec<u8>>,
 }
 
 const SNIPPET_CHARS: usize = 200;
@@ -66,9 +71,18 @@ impl MessageMeta {
     /// Never fails: a message that does not parse still gets stored, with
     /// empty fields, because refusing it would lose mail.
     pub fn extract(raw: &[u8]) -> MessageMeta {
+        Self::extract_with(raw, None)
+    }
+
+    /// [`MessageMeta::extract`], and the FETCH digest made from the same
+    /// parse (one MIME parse per delivered message, not two).
+    pub fn extract_with(raw: &[u8], digest: Option<crate::FetchDigest>) -> MessageMeta {
         let Some(msg) = MessageParser::default().parse(raw) else {
             return MessageMeta::default();
         };
+        let header_len =
+            Some(i64::from(msg.root_part().raw_body_offset())).filter(|&n| n as usize <= raw.len());
+        let fetch_cache = digest.map(|f| f(raw, &msg));
         let snippet = msg
             .body_text(0)
             .map(|t| {
@@ -111,6 +125,8 @@ impl MessageMeta {
             snippet: cap(&snippet, SNIPPET_CHARS),
             has_attachments: msg.attachment_count() > 0,
             search_text,
+            header_len,
+            fetch_cache,
         }
     }
 }

@@ -795,6 +795,75 @@ async fn many_raw_messages_in_one_read() {
     .await;
 }
 
+/// What FETCH keeps of a message at delivery: the header alone can be
+/// read (with the copy's own Delivered-To), and the digest the IMAP
+/// server made from the parse comes back as it was made, by delivery and
+/// by APPEND alike, in one read for many messages.
+#[tokio::test]
+async fn headers_and_fetch_digests_are_kept_with_the_bytes() {
+    for_each_backend("fetch_cache", |core| async move {
+        fn digest(raw: &[u8], msg: &mail_parser::Message<'_>) -> Vec<u8> {
+            format!("{}|{}", raw.len(), msg.subject().unwrap_or("-")).into_bytes()
+        }
+        let ids = setup(&core, &["a"]).await;
+        let a = ids[0];
+        let ib = inbox(&core, a).await;
+        // Stored before a digest maker was set: a header length, no digest.
+        core.append(a, ib.id, &msg("before", "b0"), Flags::empty(), None)
+            .await
+            .unwrap();
+        core.set_fetch_digest(digest);
+        let delivered = msg("delivered", "the body, which a header read leaves out");
+        let env = Envelope {
+            mail_from: "sender@remote.example".into(),
+            local: vec![LocalCopy::new(a, "a@example.test")],
+            remote: vec![],
+        };
+        core.deliver(&env, &delivered).await.unwrap();
+        let appended = msg("appended", "b2");
+        core.append(a, ib.id, &appended, Flags::empty(), None)
+            .await
+            .unwrap();
+
+        let headers: std::collections::HashMap<i64, Vec<u8>> = core
+            .messages_headers(a, ib.id, &[1, 2, 3])
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+        let end = |m: &[u8]| m.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let mut want = b"Delivered-To: a@example.test\r\n".to_vec();
+        want.extend_from_slice(&delivered[..end(&delivered)]);
+        assert_eq!(
+            String::from_utf8_lossy(&headers[&2]),
+            String::from_utf8_lossy(&want)
+        );
+        assert_eq!(headers[&3], appended[..end(&appended)]);
+        let before = msg("before", "b0");
+        assert_eq!(headers[&1], before[..end(&before)]);
+
+        let digests = core
+            .messages_fetch_cache(a, ib.id, &[1, 2, 3, 9])
+            .await
+            .unwrap();
+        assert_eq!(digests.len(), 2, "{digests:?}");
+        assert_eq!(
+            digests[&2],
+            format!("{}|delivered", delivered.len()).into_bytes()
+        );
+        assert_eq!(
+            digests[&3],
+            format!("{}|appended", appended.len()).into_bytes()
+        );
+        // Copies share the blob, so they share its digest.
+        let arch = core.mailbox(a, "Archive").await.unwrap().unwrap();
+        core.copy_messages(a, ib.id, &[2], arch.id).await.unwrap();
+        let copied = core.messages_fetch_cache(a, arch.id, &[1]).await.unwrap();
+        assert_eq!(copied[&1], digests[&2]);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn threads_follow_references() {
     for_each_backend("threads", |core| async move {

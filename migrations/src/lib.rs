@@ -19,6 +19,7 @@ mod m20261204_000011_outside_cache;
 mod m20261204_000012_outside_smtp_login;
 mod m20261204_000013_lone_subscriptions;
 mod m20261206_000014_uidvalidity_floor;
+mod m20261206_000015_fetch_cache;
 
 pub struct Migrator;
 
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000012_outside_smtp_login::Migration),
             Box::new(m20261204_000013_lone_subscriptions::Migration),
             Box::new(m20261206_000014_uidvalidity_floor::Migration),
+            Box::new(m20261206_000015_fetch_cache::Migration),
         ]
     }
 }

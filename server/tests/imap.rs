@@ -1942,3 +1942,38 @@ async fn corners_an_imaptest_run_found() {
     let r = c.ok("UID SEARCH ALL");
     assert_eq!(r[0], "* SEARCH 2 3 4\r\n");
 }
+
+/// ENVELOPE and BODYSTRUCTURE come from what Tern kept when the message
+/// arrived, not from parsing it again: with the stored bytes changed
+/// behind Tern's back, ENVELOPE still names the subject it arrived with,
+/// while BODY[] and the header read show the bytes as they are now.
+#[tokio::test(flavor = "multi_thread")]
+async fn envelopes_come_from_what_was_kept_at_arrival() {
+    let t = start(&[]);
+    let mut c = Imap::login(&t, "bob@example.test");
+    let m = msg("Original", "plain body\r\n");
+    c.send(format!("A1 APPEND INBOX {{{}+}}\r\n", m.len()).as_bytes());
+    c.send(&m);
+    c.send(b"\r\n");
+    let r = c.until("A1");
+    assert!(r.last().unwrap().starts_with("A1 OK"), "{r:?}");
+    let db = t.dir.path().join("tern.db");
+    run_python(&format!(
+        "import sqlite3\nc = sqlite3.connect({db:?})\n\
+         (i, b) = c.execute('select id, bytes from blobs').fetchone()\n\
+         assert b.count(b'Original') == 2, b\n\
+         c.execute('update blobs set bytes = ? where id = ?', (b.replace(b'Subject: Original', b'Subject: Modified'), i))\n\
+         c.commit()\n"
+    ));
+    c.ok("SELECT INBOX");
+    let r = c.ok("FETCH 1 (ENVELOPE BODYSTRUCTURE)");
+    assert!(r[0].contains(" \"Original\" "), "{r:?}");
+    assert!(
+        r[0].contains(
+            "BODYSTRUCTURE (\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 12 1 "
+        ),
+        "{r:?}"
+    );
+    let r = c.ok("FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)] BODY.PEEK[])");
+    assert!(has(&r, "Subject: Modified\r\n\r\n BODY[] "), "{r:?}");
+}

@@ -10,6 +10,11 @@ pub struct Model {
     pub size: i64,
     pub bytes: Vec<u8>,
     pub refcount: i64,
+    /// Where the body starts (NULL for messages stored before 2026-12-06).
+    pub header_len: Option<i64>,
+    /// What the IMAP server made of the parsed message at delivery
+    /// ([`crate::FetchDigest`]); NULL when it made nothing.
+    pub fetch_cache: Option<Vec<u8>>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

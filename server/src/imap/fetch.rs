@@ -469,6 +469,99 @@ pub fn parse(raw: &[u8]) -> Option<Message<'_>> {
     MessageParser::default().parse(raw)
 }
 
+/// The version of [`digest`]'s layout and rendering. Bump it whenever
+/// ENVELOPE or BODYSTRUCTURE rendering changes: digests of another version
+/// are not used (the message is parsed again), so a fix reaches messages
+/// stored before it.
+const DIGEST_VERSION: u8 = 1;
+
+/// What FETCH keeps of a new message ([`mailcore::FetchDigest`]): its
+/// ENVELOPE, BODYSTRUCTURE and BODY as they go on the wire, each with a
+/// 4-byte length, after a version byte.
+pub fn digest(raw: &[u8], msg: &Message<'_>) -> Vec<u8> {
+    let fields = [
+        envelope(msg),
+        structure(msg, raw, 0, true, 0),
+        structure(msg, raw, 0, false, 0),
+    ];
+    let mut out = Vec::with_capacity(1 + fields.iter().map(|f| f.len() + 4).sum::<usize>());
+    out.push(DIGEST_VERSION);
+    for f in &fields {
+        // A field over 4 GiB cannot come from a message under the size limit.
+        let n = u32::try_from(f.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&n.to_be_bytes());
+        out.extend_from_slice(&f[..n as usize]);
+    }
+    out
+}
+
+/// A [`digest`] read back: ENVELOPE, BODYSTRUCTURE and BODY.
+pub struct Digest<'a> {
+    pub envelope: &'a [u8],
+    pub body_structure: &'a [u8],
+    pub body: &'a [u8],
+}
+
+impl<'a> Digest<'a> {
+    /// None for another version or damaged bytes: the caller parses the
+    /// message instead.
+    pub fn read(b: &'a [u8]) -> Option<Digest<'a>> {
+        let (&v, mut rest) = b.split_first()?;
+        if v != DIGEST_VERSION {
+            return None;
+        }
+        let mut field = || -> Option<&'a [u8]> {
+            let (n, tail) = rest.split_first_chunk::<4>()?;
+            let n = u32::from_be_bytes(*n) as usize;
+            let (f, tail) = (tail.get(..n)?, tail.get(n..)?);
+            rest = tail;
+            Some(f)
+        };
+        Some(Digest {
+            envelope: field()?,
+            body_structure: field()?,
+            body: field()?,
+        })
+    }
+
+    /// The item as FETCH sends it, for the items a digest answers.
+    pub fn render(&self, item: &FetchItem) -> Option<Vec<u8>> {
+        let (name, v): (&[u8], &[u8]) = match item {
+            FetchItem::Envelope => (b"ENVELOPE ", self.envelope),
+            FetchItem::BodyStructure => (b"BODYSTRUCTURE ", self.body_structure),
+            FetchItem::Body => (b"BODY ", self.body),
+            _ => return None,
+        };
+        Some([name, v].concat())
+    }
+}
+
+/// True for the items a [`Digest`] answers.
+pub fn in_digest(item: &FetchItem) -> bool {
+    matches!(
+        item,
+        FetchItem::Envelope | FetchItem::BodyStructure | FetchItem::Body
+    )
+}
+
+/// True for the items the message's header alone answers: RFC822.HEADER
+/// and the top-level HEADER sections.
+pub fn in_header(item: &FetchItem) -> bool {
+    match item {
+        FetchItem::Rfc822Header => true,
+        FetchItem::BodySection { section, .. } => {
+            section.part.is_empty()
+                && matches!(
+                    section.text,
+                    SectionText::Header
+                        | SectionText::HeaderFields(_)
+                        | SectionText::HeaderFieldsNot(_)
+                )
+        }
+        _ => false,
+    }
+}
+
 /// One data item of a FETCH response. `mime` is the parsed message when
 /// some item [`needs_mime`].
 pub fn render(
@@ -936,6 +1029,35 @@ mod tests {
         );
         // A comment in an empty group is not a member.
         assert!(e.contains("((NIL NIL \"g2\" NIL)(NIL NIL NIL NIL))"), "{e}");
+    }
+
+    /// A digest reads back as the items it was made from; one of another
+    /// version, or cut short, is not used (the message is parsed instead).
+    #[test]
+    fn digests_read_back_or_not_at_all() {
+        let raw = b"From: a@x.example\r\nSubject: d\r\n\r\nbody\r\n";
+        let msg = MessageParser::default().parse(&raw[..]).unwrap();
+        let d = digest(raw, &msg);
+        let got = Digest::read(&d).unwrap();
+        assert_eq!(got.envelope, envelope(&msg).as_slice());
+        assert_eq!(
+            got.render(&FetchItem::BodyStructure).unwrap(),
+            [
+                b"BODYSTRUCTURE ".as_slice(),
+                &structure(&msg, raw, 0, true, 0)
+            ]
+            .concat()
+        );
+        assert_eq!(
+            got.render(&FetchItem::Body).unwrap(),
+            [b"BODY ".as_slice(), &structure(&msg, raw, 0, false, 0)].concat()
+        );
+        assert!(got.render(&FetchItem::Rfc822Size).is_none());
+        let mut old = d.clone();
+        old[0] = DIGEST_VERSION.wrapping_sub(1);
+        assert!(Digest::read(&old).is_none());
+        assert!(Digest::read(&d[..d.len() - 1]).is_none());
+        assert!(Digest::read(&[]).is_none());
     }
 
     #[test]

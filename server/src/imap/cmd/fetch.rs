@@ -50,8 +50,14 @@ impl Session {
         let Some((mailbox_id, read_only)) = self.selected() else {
             return Ok(Flow::Continue);
         };
-        let needs_raw = items.iter().any(fetch::needs_raw);
-        let needs_mime = items.iter().any(fetch::needs_mime);
+        // What the items need of each message, least first: the row alone,
+        // the digest kept at delivery (ENVELOPE, BODYSTRUCTURE, BODY), the
+        // header, or the whole message.
+        let wants_digest = items.iter().any(fetch::in_digest);
+        let wants_header = items.iter().any(fetch::in_header);
+        let wants_whole = items
+            .iter()
+            .any(|i| fetch::needs_raw(i) && !fetch::in_digest(i) && !fetch::in_header(i));
         let sets_seen = !read_only
             && items.iter().any(|i| {
                 matches!(
@@ -111,16 +117,41 @@ impl Session {
                     }
                 }
             }
-            let mut raws: HashMap<i64, Vec<u8>> = if needs_raw {
-                let uids: Vec<i64> = chunk.iter().map(|&(_, u)| u).collect();
-                match self.core.messages_raw(account, mailbox_id, &uids).await {
-                    Ok(r) => r.into_iter().collect(),
-                    Err(CoreError::NotFound(_)) => HashMap::new(),
-                    Err(e) => return Err(Fail::Core(e)),
-                }
+            let uids: Vec<i64> = chunk.iter().map(|&(_, u)| u).collect();
+            let digests = if wants_digest {
+                self.core
+                    .messages_fetch_cache(account, mailbox_id, &uids)
+                    .await?
             } else {
                 HashMap::new()
             };
+            let digest_ok = |u: &i64| {
+                digests
+                    .get(u)
+                    .is_some_and(|d| fetch::Digest::read(d).is_some())
+            };
+            // Whole messages for those that need them (a digest item with
+            // no usable digest parses the message), headers for the rest.
+            let (whole, header): (Vec<i64>, Vec<i64>) = uids
+                .iter()
+                .filter(|u| wants_whole || wants_header || (wants_digest && !digest_ok(u)))
+                .partition(|u| wants_whole || (wants_digest && !digest_ok(u)));
+            let mut raws: HashMap<i64, Vec<u8>> = HashMap::new();
+            for (list, headers_only) in [(whole, false), (header, true)] {
+                if list.is_empty() {
+                    continue;
+                }
+                let read = if headers_only {
+                    self.core.messages_headers(account, mailbox_id, &list).await
+                } else {
+                    self.core.messages_raw(account, mailbox_id, &list).await
+                };
+                match read {
+                    Ok(r) => raws.extend(r),
+                    Err(CoreError::NotFound(_)) => {}
+                    Err(e) => return Err(Fail::Core(e)),
+                }
+            }
             for &(seq, u) in chunk {
                 let msg = match &self.state {
                     State::Selected(s) => s.msgs[seq - 1].clone(),
@@ -133,15 +164,20 @@ impl Session {
                     continue;
                 }
                 let flags_changed = seen_now.contains(&u);
-                let raw = if needs_raw {
+                let digest = digests.get(&u).and_then(|d| fetch::Digest::read(d));
+                let answered = |i: &FetchItem| digest.is_some() && fetch::in_digest(i);
+                let raw = if items.iter().any(|i| fetch::needs_raw(i) && !answered(i)) {
                     match raws.remove(&u) {
                         Some(r) => Some(r),
+                        // Gone since the view was made.
                         None => continue,
                     }
                 } else {
                     None
                 };
-                // Parsed once for all the items that need the MIME structure.
+                // Parsed once for all the items that need the MIME structure
+                // and that no digest answers.
+                let needs_mime = items.iter().any(|i| fetch::needs_mime(i) && !answered(i));
                 let mime = raw.as_deref().filter(|_| needs_mime).and_then(fetch::parse);
                 let recent = matches!(&self.state, State::Selected(s) if s.recent.contains(&u));
                 let mut parts: Vec<Vec<u8>> = Vec::new();
@@ -150,13 +186,16 @@ impl Session {
                     if *it == FetchItem::Flags {
                         has_flags = true;
                     }
-                    parts.push(fetch::render(
-                        it,
-                        &msg,
-                        raw.as_deref(),
-                        mime.as_ref(),
-                        recent,
-                    ));
+                    match digest.as_ref().and_then(|d| d.render(it)) {
+                        Some(p) => parts.push(p),
+                        None => parts.push(fetch::render(
+                            it,
+                            &msg,
+                            raw.as_deref(),
+                            mime.as_ref(),
+                            recent,
+                        )),
+                    }
                 }
                 if flags_changed && !has_flags {
                     parts.push(format!("FLAGS {}", fetch::flags(&msg, recent)).into_bytes());
