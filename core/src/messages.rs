@@ -317,14 +317,14 @@ pub(crate) async fn put_blob<C: ConnectionTrait>(
     let backend = db.get_database_backend();
     let sql = match backend {
         sea_orm::DbBackend::Postgres => {
-            "INSERT INTO blobs (sha256, size, bytes, refcount, header_len, fetch_cache) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
+            "INSERT INTO blobs (sha256, size, bytes, refcount, header_len, fetch_cache, \
+             search_complete) VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (sha256) DO UPDATE SET refcount = blobs.refcount + excluded.refcount \
              RETURNING id, refcount"
         }
         _ => {
-            "INSERT INTO blobs (sha256, size, bytes, refcount, header_len, fetch_cache) \
-             VALUES (?, ?, ?, ?, ?, ?) \
+            "INSERT INTO blobs (sha256, size, bytes, refcount, header_len, fetch_cache, \
+             search_complete) VALUES (?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (sha256) DO UPDATE SET refcount = blobs.refcount + excluded.refcount \
              RETURNING id, refcount"
         }
@@ -340,6 +340,7 @@ pub(crate) async fn put_blob<C: ConnectionTrait>(
                 refs.into(),
                 meta.header_len.into(),
                 meta.fetch_cache.clone().into(),
+                meta.search_complete.into(),
             ],
         ))
         .await?

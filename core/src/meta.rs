@@ -20,6 +20,9 @@ pub struct MessageMeta {
     /// The text of the body parts (HTML as text), for the search index
     /// only; not stored in the message row.
     pub search_text: String,
+    /// `search_text` holds the whole body text, and every word of it is
+    /// short enough to be indexed ([`crate::search::words`]).
+    pub search_complete: bool,
     /// Where the body starts in the bytes, when they parse.
     pub header_len: Option<i64>,
     /// What the IMAP server made of the parsed message
@@ -95,19 +98,23 @@ impl MessageMeta {
             })
             .unwrap_or_default();
         let mut search_text = String::new();
+        let mut search_complete = true;
         for i in 0.. {
             let Some(t) = msg.body_text(i) else { break };
             for c in t.chars() {
                 if search_text.len() >= SEARCH_TEXT_BYTES {
+                    search_complete = false;
                     break;
                 }
                 search_text.push(c);
             }
             search_text.push('\n');
             if search_text.len() >= SEARCH_TEXT_BYTES {
+                search_complete = false;
                 break;
             }
         }
+        search_complete &= crate::search::all_indexable(&search_text);
         let mut references = id_list(msg.references());
         references.truncate(50);
         MessageMeta {
@@ -125,6 +132,7 @@ impl MessageMeta {
             snippet: cap(&snippet, SNIPPET_CHARS),
             has_attachments: msg.attachment_count() > 0,
             search_text,
+            search_complete,
             header_len,
             fetch_cache,
         }

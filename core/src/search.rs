@@ -33,6 +33,13 @@ pub fn words(text: &str) -> impl Iterator<Item = String> + '_ {
         .map(str::to_lowercase)
 }
 
+/// True when [`words`] keeps every word of `text` (none over the length
+/// limit).
+pub(crate) fn all_indexable(text: &str) -> bool {
+    text.split(|c: char| !c.is_alphanumeric())
+        .all(|w| w.chars().count() <= MAX_WORD)
+}
+
 /// The document indexed for one message.
 pub(crate) fn document(meta: &MessageMeta) -> String {
     let mut out = String::new();
@@ -119,6 +126,67 @@ fn match_expr(backend: DbBackend, query: &str) -> Option<String> {
 }
 
 impl Core {
+    /// For IMAP SEARCH BODY: the UIDs of the mailbox's messages that may
+    /// contain text with a word starting with each of `starts` (lower
+    /// case): those the index finds, and those whose text the index does
+    /// not hold whole. The caller confirms the substring on these; the
+    /// others cannot match and are not read. None when `starts` has no
+    /// word the index keeps.
+    pub async fn body_search_candidates(
+        &self,
+        account_id: i32,
+        mailbox_id: i32,
+        starts: &[String],
+    ) -> CoreResult<Option<std::collections::HashSet<i64>>> {
+        self.mailbox_row(account_id, mailbox_id).await?;
+        let backend = self.db().get_database_backend();
+        let ws: Vec<String> = starts
+            .iter()
+            .flat_map(|s| words(s).collect::<Vec<_>>())
+            .take(MAX_QUERY_WORDS)
+            .collect();
+        if ws.is_empty() {
+            // Nothing the index can look for: every message may match.
+            return Ok(None);
+        }
+        let expr = match backend {
+            DbBackend::Postgres => ws
+                .iter()
+                .map(|w| format!("{w}:*"))
+                .collect::<Vec<_>>()
+                .join(" & "),
+            _ => ws
+                .iter()
+                .map(|w| format!("\"{w}\"*"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        };
+        let sql = match backend {
+            DbBackend::Postgres => {
+                "SELECT m.uid FROM messages m JOIN blobs b ON b.id = m.blob_id \
+                 WHERE m.mailbox_id = $1 AND (b.search_complete IS NOT TRUE OR m.blob_id IN \
+                 (SELECT blob_id FROM blob_search WHERE doc @@ to_tsquery('simple', $2)))"
+            }
+            _ => {
+                "SELECT m.uid FROM messages m JOIN blobs b ON b.id = m.blob_id \
+                 WHERE m.mailbox_id = ? AND (b.search_complete IS NOT 1 OR m.blob_id IN \
+                 (SELECT rowid FROM blob_search WHERE blob_search MATCH ?))"
+            }
+        };
+        let rows = self
+            .db()
+            .query_all(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [mailbox_id.into(), expr.into()],
+            ))
+            .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get_by_index::<i64>(0)?))
+            .collect::<CoreResult<_>>()
+            .map(Some)
+    }
+
     /// Messages of the account (in one mailbox, or all of them) that match
     /// `query`, newest first, with the number of hits up to [`COUNT_CAP`]
     /// (a count above the cap means "more than the cap").

@@ -864,6 +864,43 @@ async fn headers_and_fetch_digests_are_kept_with_the_bytes() {
     .await;
 }
 
+/// IMAP SEARCH BODY's candidates from the full-text index: the messages
+/// with a word starting so, and those whose text the index does not hold
+/// whole (a word over its length limit), which must always be read.
+#[tokio::test]
+async fn body_search_candidates_come_from_the_index() {
+    for_each_backend("body_candidates", |core| async move {
+        let ids = setup(&core, &["a"]).await;
+        let a = ids[0];
+        let ib = inbox(&core, a).await;
+        let long = "y".repeat(60);
+        for body in [
+            "the quarterly invoice".to_owned(),
+            "nothing to see".to_owned(),
+            format!("too long: {long}"),
+        ] {
+            core.append(a, ib.id, &msg("s", &body), Flags::empty(), None)
+                .await
+                .unwrap();
+        }
+        let got = core
+            .body_search_candidates(a, ib.id, &["invo".into()])
+            .await
+            .unwrap()
+            .unwrap();
+        let mut got: Vec<i64> = got.into_iter().collect();
+        got.sort();
+        assert_eq!(got, [1, 3]);
+        assert!(
+            core.body_search_candidates(a, ib.id, &[])
+                .await
+                .unwrap()
+                .is_none()
+        );
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn threads_follow_references() {
     for_each_backend("threads", |core| async move {

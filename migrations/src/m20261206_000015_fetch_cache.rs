@@ -4,9 +4,12 @@
 //! - `blobs.header_len`: where the body starts, so a header is read alone;
 //! - `blobs.fetch_cache`: bytes the IMAP server made from the parsed
 //!   message at delivery (ENVELOPE, BODYSTRUCTURE, BODY), opaque to the
-//!   store and versioned by whoever reads them.
+//!   store and versioned by whoever reads them;
+//! - `blobs.search_complete`: the full-text index holds every word of the
+//!   body text (none cut off by the length limits), so a message the index
+//!   does not find cannot match IMAP SEARCH BODY and is not read.
 //!
-//! Both are NULL for messages stored before; readers fall back to the bytes.
+//! All are NULL for messages stored before; readers fall back to the bytes.
 
 use sea_orm_migration::prelude::*;
 
@@ -23,6 +26,7 @@ enum Blobs {
     Table,
     HeaderLen,
     FetchCache,
+    SearchComplete,
 }
 
 #[async_trait::async_trait]
@@ -42,11 +46,18 @@ impl MigrationTrait for Migration {
                 .add_column(ColumnDef::new(Blobs::FetchCache).binary().null())
                 .to_owned(),
         )
+        .await?;
+        m.alter_table(
+            Table::alter()
+                .table(Blobs::Table)
+                .add_column(ColumnDef::new(Blobs::SearchComplete).boolean().null())
+                .to_owned(),
+        )
         .await
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        for c in [Blobs::FetchCache, Blobs::HeaderLen] {
+        for c in [Blobs::SearchComplete, Blobs::FetchCache, Blobs::HeaderLen] {
             m.alter_table(Table::alter().table(Blobs::Table).drop_column(c).to_owned())
                 .await?;
         }

@@ -1977,3 +1977,54 @@ async fn envelopes_come_from_what_was_kept_at_arrival() {
     let r = c.ok("FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)] BODY.PEEK[])");
     assert!(has(&r, "Subject: Modified\r\n\r\n BODY[] "), "{r:?}");
 }
+
+/// SEARCH BODY asks the full-text index first: a message it does not find
+/// is not read (shown here by changing the stored bytes behind Tern's
+/// back), while RFC 9051's substring rule still holds for the rest: a
+/// string inside a word, and a word too long for the index, are found.
+#[tokio::test(flavor = "multi_thread")]
+async fn search_body_goes_through_the_index_and_keeps_substrings() {
+    let t = start(&[]);
+    let mut c = Imap::login(&t, "bob@example.test");
+    let long = "z".repeat(60);
+    for body in [
+        "the quarterly invoice is attached\r\n".to_owned(),
+        format!("a word too long to index: {long}q\r\n"),
+    ] {
+        let m = msg("indexed", &body);
+        c.send(format!("A1 APPEND INBOX {{{}+}}\r\n", m.len()).as_bytes());
+        c.send(&m);
+        c.send(b"\r\n");
+        let r = c.until("A1");
+        assert!(r.last().unwrap().starts_with("A1 OK"), "{r:?}");
+    }
+    let db = t.dir.path().join("tern.db");
+    run_python(&format!(
+        "import sqlite3\nc = sqlite3.connect({db:?})\n\
+         for (i, b) in c.execute('select id, bytes from blobs').fetchall():\n\
+         \x20   c.execute('update blobs set bytes = ? where id = ?', (b.replace(b'quarterly invoice', b'quarterly receipt'), i))\n\
+         c.commit()\n"
+    ));
+    c.ok("SELECT INBOX");
+    let search = |c: &mut Imap, q: &str| c.ok(&format!("SEARCH {q}"))[0].trim_end().to_owned();
+    // The index knows "invoice", not "receipt": the bytes say otherwise,
+    // and only the message the index found was read.
+    assert_eq!(search(&mut c, "BODY \"quarterly receipt\""), "* SEARCH");
+    assert_eq!(search(&mut c, "BODY \"quarterly invoice\""), "* SEARCH");
+    // Substrings inside words: no word start to look up, every message read.
+    assert_eq!(search(&mut c, "BODY uarterl"), "* SEARCH 1");
+    assert_eq!(search(&mut c, "BODY eceip"), "* SEARCH 1");
+    // A word over the index's length limit: that message is always read.
+    assert_eq!(
+        search(&mut c, &format!("BODY \"index: {}\"", &long[..20])),
+        "* SEARCH 2"
+    );
+    assert_eq!(
+        search(&mut c, "NOT BODY \"quarterly receipt\""),
+        "* SEARCH 1 2"
+    );
+    assert_eq!(
+        search(&mut c, "OR BODY \" zzzz\" SUBJECT indexed"),
+        "* SEARCH 1 2"
+    );
+}

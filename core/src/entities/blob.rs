@@ -15,6 +15,8 @@ pub struct Model {
     /// What the IMAP server made of the parsed message at delivery
     /// ([`crate::FetchDigest`]); NULL when it made nothing.
     pub fetch_cache: Option<Vec<u8>>,
+    /// The search index holds every word of the body text.
+    pub search_complete: Option<bool>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

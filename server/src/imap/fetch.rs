@@ -641,21 +641,104 @@ pub struct SearchCtx {
     pub recent: bool,
 }
 
-pub fn search_needs_raw(k: &SearchKey) -> bool {
+/// How much of a message a SEARCH key needs beyond its row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Need {
+    Row,
+    /// The header: address keys, HEADER, the SENT* dates.
+    Header,
+    /// The whole message: BODY and TEXT.
+    Whole,
+}
+
+pub fn search_need(k: &SearchKey) -> Need {
     match k {
-        SearchKey::Body(_)
-        | SearchKey::Text(_)
-        | SearchKey::SentBefore(_)
-        | SearchKey::SentOn(_)
-        | SearchKey::SentSince(_) => true,
+        SearchKey::Body(_) | SearchKey::Text(_) => Need::Whole,
+        SearchKey::SentBefore(_) | SearchKey::SentOn(_) | SearchKey::SentSince(_) => Need::Header,
         // SUBJECT is decoded in the row; everything else is in the header.
         // The row's subject cannot tell an empty Subject: from none, and
         // HEADER SUBJECT "" asks exactly that.
-        SearchKey::Header(f, v) => !f.eq_ignore_ascii_case("subject") || v.is_empty(),
-        SearchKey::Not(k) => search_needs_raw(k),
-        SearchKey::Or(a, b) => search_needs_raw(a) || search_needs_raw(b),
-        SearchKey::And(v) => v.iter().any(search_needs_raw),
-        _ => false,
+        SearchKey::Header(f, v) if !f.eq_ignore_ascii_case("subject") || v.is_empty() => {
+            Need::Header
+        }
+        SearchKey::Not(k) => search_need(k),
+        SearchKey::Or(a, b) => search_need(a).max(search_need(b)),
+        SearchKey::And(v) => v.iter().map(search_need).max().unwrap_or(Need::Row),
+        _ => Need::Row,
+    }
+}
+
+/// The BODY strings of a key, for the full-text index.
+pub fn body_strings(k: &SearchKey) -> Vec<&str> {
+    match k {
+        SearchKey::Body(s) => vec![s.as_str()],
+        SearchKey::Not(k) => body_strings(k),
+        SearchKey::Or(a, b) => [body_strings(a), body_strings(b)].concat(),
+        SearchKey::And(v) => v.iter().flat_map(body_strings).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The words a text containing `s` must have at the start of a word
+/// (lower case): those `s` itself has after a non-alphanumeric character.
+/// The first word of `s` may sit inside a word of the text (`eautiful`
+/// is in `beautiful`), so it is no help to an index of word starts, and
+/// RFC 9051 §6.4.4 asks for substrings.
+pub fn word_starts(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut after_separator = false;
+    let mut word = String::new();
+    for c in s.chars() {
+        if c.is_alphanumeric() {
+            word.push(c);
+            continue;
+        }
+        if after_separator && !word.is_empty() {
+            out.push(word.to_lowercase());
+        }
+        word.clear();
+        after_separator = true;
+    }
+    if after_separator && !word.is_empty() {
+        out.push(word.to_lowercase());
+    }
+    out
+}
+
+/// A SEARCH key decided from the row alone, where it can be: Some(answer),
+/// or None when the message's bytes must be read. `possible` maps a BODY
+/// string to the UIDs the full-text index says may contain it; any other
+/// message does not.
+pub fn decide(
+    k: &SearchKey,
+    m: &MessageSummary,
+    c: &SearchCtx,
+    possible: &std::collections::HashMap<String, std::collections::HashSet<i64>>,
+) -> Option<bool> {
+    match k {
+        SearchKey::Body(s) => match possible.get(s) {
+            Some(uids) if !uids.contains(&m.uid) => Some(false),
+            _ => None,
+        },
+        SearchKey::Not(k) => decide(k, m, c, possible).map(|b| !b),
+        SearchKey::Or(a, b) => match (decide(a, m, c, possible), decide(b, m, c, possible)) {
+            (Some(true), _) | (_, Some(true)) => Some(true),
+            (Some(false), Some(false)) => Some(false),
+            _ => None,
+        },
+        SearchKey::And(v) => {
+            let mut all = Some(true);
+            for k in v {
+                match decide(k, m, c, possible) {
+                    Some(false) => return Some(false),
+                    Some(true) => {}
+                    None => all = None,
+                }
+            }
+            all
+        }
+        k if search_need(k) == Need::Row => Some(matches(k, m, None, c)),
+        _ => None,
     }
 }
 
@@ -1058,6 +1141,15 @@ mod tests {
         assert!(Digest::read(&old).is_none());
         assert!(Digest::read(&d[..d.len() - 1]).is_none());
         assert!(Digest::read(&[]).is_none());
+    }
+
+    #[test]
+    fn word_starts_leave_out_the_first_word() {
+        assert_eq!(word_starts("Hello beautiful World"), ["beautiful", "world"]);
+        assert_eq!(word_starts("eautiful worl"), ["worl"]);
+        assert!(word_starts("invoice").is_empty());
+        assert_eq!(word_starts(" x"), ["x"]);
+        assert_eq!(word_starts("a-b.c "), ["b", "c"]);
     }
 
     #[test]

@@ -18,53 +18,73 @@ impl Session {
             State::Selected(s) => (s.id, s.msgs.clone(), s.uids.clone(), s.recent.clone()),
             _ => return Ok(Flow::Continue),
         };
-        let needs_raw = fetch::search_needs_raw(&key);
+        let need = fetch::search_need(&key);
         let max_uid = uids.last().copied().unwrap_or(0) as u32;
         let n = msgs.len() as u32;
-        let mut hits: Vec<(usize, i64, i64)> = Vec::new();
-        let mut highest = 0i64;
-        let present: Vec<(usize, i64)> = msgs
-            .iter()
-            .enumerate()
-            .filter_map(|(i, m)| m.as_ref().map(|m| (i + 1, m.uid)))
-            .collect();
-        let mut raws: HashMap<i64, Vec<u8>> = HashMap::new();
-        let mut next_run = 0;
-        for (k, &(seq, _)) in present.iter().enumerate() {
-            let i = seq - 1;
-            let Some(m) = &msgs[i] else { continue };
-            // Read in runs, as FETCH does (one query per message was most
-            // of a text search's cost).
-            if needs_raw && k == next_run {
-                let left = &present[k..];
-                let run = fetch_run(left, |seq| msgs[seq - 1].as_ref().map(|m| m.size));
-                next_run = k + run;
-                let uids: Vec<i64> = left[..run].iter().map(|&(_, u)| u).collect();
-                raws = match self.core.messages_raw(account, mailbox_id, &uids).await {
-                    Ok(r) => r.into_iter().collect(),
-                    Err(CoreError::NotFound(_)) => HashMap::new(),
-                    Err(e) => return Err(Fail::Core(e)),
-                };
+        // BODY through the full-text index: a message it does not find
+        // (and whose text it holds whole) cannot contain the string, and
+        // is not read. The rest are confirmed with RFC 9051's substring
+        // rule below.
+        let mut possible: HashMap<String, HashSet<i64>> = HashMap::new();
+        for s in fetch::body_strings(&key) {
+            let starts = fetch::word_starts(s);
+            if starts.is_empty() || possible.contains_key(s) {
+                continue;
             }
-            let raw = if needs_raw {
-                match raws.remove(&m.uid) {
-                    Some(r) => Some(r),
-                    None => continue,
-                }
-            } else {
-                None
-            };
-            let ctx = fetch::SearchCtx {
-                seq: i as u32 + 1,
-                max_seq: n,
-                max_uid,
-                recent: recent.contains(&m.uid),
-            };
-            if fetch::matches(&key, m, raw.as_deref(), &ctx) {
-                hits.push((i + 1, m.uid, m.modseq));
-                highest = highest.max(m.modseq);
+            if let Some(uids) = self
+                .core
+                .body_search_candidates(account, mailbox_id, &starts)
+                .await?
+            {
+                possible.insert(s.to_owned(), uids);
             }
         }
+        let ctx = |i: usize, m: &MessageSummary| fetch::SearchCtx {
+            seq: i as u32 + 1,
+            max_seq: n,
+            max_uid,
+            recent: recent.contains(&m.uid),
+        };
+        // What the row (and the index) decide; the rest need their bytes.
+        let mut hits: Vec<(usize, i64, i64)> = Vec::new();
+        let mut unsure: Vec<(usize, i64)> = Vec::new();
+        for (i, m) in msgs.iter().enumerate() {
+            let Some(m) = m else { continue };
+            match fetch::decide(&key, m, &ctx(i, m), &possible) {
+                Some(true) => hits.push((i + 1, m.uid, m.modseq)),
+                Some(false) => {}
+                None => unsure.push((i + 1, m.uid)),
+            }
+        }
+        // Read in runs, as FETCH does (one query per message was most of a
+        // text search's cost), and only as much as the key needs.
+        let mut rest = &unsure[..];
+        while !rest.is_empty() {
+            let run = fetch_run(rest, |seq| msgs[seq - 1].as_ref().map(|m| m.size));
+            let (chunk, tail) = rest.split_at(run);
+            rest = tail;
+            let ids: Vec<i64> = chunk.iter().map(|&(_, u)| u).collect();
+            let read = if need == fetch::Need::Whole {
+                self.core.messages_raw(account, mailbox_id, &ids).await
+            } else {
+                self.core.messages_headers(account, mailbox_id, &ids).await
+            };
+            let mut raws: HashMap<i64, Vec<u8>> = match read {
+                Ok(r) => r.into_iter().collect(),
+                Err(CoreError::NotFound(_)) => HashMap::new(),
+                Err(e) => return Err(Fail::Core(e)),
+            };
+            for &(seq, u) in chunk {
+                let Some(m) = &msgs[seq - 1] else { continue };
+                // Gone since the view was made.
+                let Some(raw) = raws.remove(&u) else { continue };
+                if fetch::matches(&key, m, Some(&raw), &ctx(seq - 1, m)) {
+                    hits.push((seq, m.uid, m.modseq));
+                }
+            }
+        }
+        hits.sort_unstable();
+        let highest = hits.iter().map(|h| h.2).max().unwrap_or(0);
         // RFC 7162 §3.1.5: a search by MODSEQ reports the highest MODSEQ
         // of what it found.
         let modseq = (fetch::uses_modseq(&key) && !hits.is_empty()).then_some(highest);
