@@ -38,7 +38,9 @@ struct Kept {
     /// A mailbox id can be used again after a delete; its UIDVALIDITY
     /// cannot (RFC 9051 §2.3.1.1), so both name the kept rows.
     uidvalidity: i64,
-    index: MailboxIndex,
+    /// Shared with the readers: a look at an unchanged mailbox copies a
+    /// pointer, not a thousand.
+    index: Arc<MailboxIndex>,
     last_used: u64,
 }
 
@@ -62,7 +64,7 @@ struct CacheInner {
 }
 
 impl IndexCache {
-    fn get(&self, mailbox_id: i32, uidvalidity: i64) -> Option<MailboxIndex> {
+    fn get(&self, mailbox_id: i32, uidvalidity: i64) -> Option<Arc<MailboxIndex>> {
         let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         c.tick += 1;
         let tick = c.tick;
@@ -74,7 +76,7 @@ impl IndexCache {
         Some(k.index.clone())
     }
 
-    fn put(&self, mailbox_id: i32, uidvalidity: i64, index: MailboxIndex) {
+    fn put(&self, mailbox_id: i32, uidvalidity: i64, index: Arc<MailboxIndex>) {
         let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(old) = c.by_mailbox.remove(&mailbox_id) {
             c.rows -= old.index.messages.len();
@@ -201,7 +203,7 @@ impl Core {
         &self,
         account_id: i32,
         mailbox_id: i32,
-    ) -> CoreResult<MailboxIndex> {
+    ) -> CoreResult<Arc<MailboxIndex>> {
         let (modseq, count, uidvalidity) = self.mailbox_moment(account_id, mailbox_id).await?;
         let cache = &self.inner.index_cache;
         if let Some(kept) = cache.get(mailbox_id, uidvalidity) {
@@ -214,6 +216,7 @@ impl Core {
                     .await?;
                 let gone = cache.expunged_between(mailbox_id, kept.highest_modseq, modseq);
                 if let Some(index) = bring_forward(&kept, changed, &gone, modseq, count) {
+                    let index = Arc::new(index);
                     cache.put(mailbox_id, uidvalidity, index.clone());
                     return Ok(index);
                 }
@@ -231,10 +234,10 @@ impl Core {
         // Read after (modseq, count): these rows are at least as new as
         // `modseq`, so keeping them under it only means the next look
         // reads a few of them again.
-        let index = MailboxIndex {
+        let index = Arc::new(MailboxIndex {
             highest_modseq: modseq,
             messages: rows.into_iter().map(Arc::new).collect(),
-        };
+        });
         cache.put(mailbox_id, uidvalidity, index.clone());
         Ok(index)
     }
@@ -361,14 +364,14 @@ mod tests {
                 .map(|u| Arc::new(m(u, 1)))
                 .collect(),
         };
-        c.put(1, 7, big.clone());
-        c.put(2, 7, big.clone());
+        c.put(1, 7, Arc::new(big.clone()));
+        c.put(2, 7, Arc::new(big.clone()));
         assert_eq!(c.size(), (2, MAX_KEPT_ROWS));
         assert!(c.get(1, 7).is_some());
         // Another UIDVALIDITY is another mailbox under a reused id.
         assert!(c.get(1, 8).is_none());
         // 3 pushes out the least recently used, which is 2.
-        c.put(3, 7, kept(&[1]));
+        c.put(3, 7, Arc::new(kept(&[1])));
         assert!(c.get(2, 7).is_none());
         assert!(c.get(1, 7).is_some() && c.get(3, 7).is_some());
         assert_eq!(c.size(), (2, MAX_KEPT_ROWS / 2 + 1));

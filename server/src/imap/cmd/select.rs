@@ -62,7 +62,8 @@ impl Session {
             .core
             .mailbox_index(self.account_id(), mb.id)
             .await?
-            .messages;
+            .messages
+            .clone();
         let uids: Vec<i64> = list.iter().map(|m| m.uid).collect();
         // RFC 3501 §2.3.2: a read-write SELECT claims the mailbox's recent
         // messages for this session; EXAMINE only looks. The claim ends at
@@ -172,96 +173,58 @@ impl Session {
         let State::Selected(sel) = &mut self.state else {
             return Ok(());
         };
-        // One row read answers "did anything change?"; only then is the
-        // whole view compared with the store.
-        let (modseq, count) = self.core.mailbox_modseq_and_count(account, sel.id).await?;
+        // The core's kept index of the mailbox (`Core::mailbox_index`): one
+        // row read says whether it is current, and the rows that changed
+        // are read once for every session that looks, not once each. Only
+        // when it moved on is this view compared with it, in memory.
+        let index = self.core.mailbox_index(account, sel.id).await?;
+        let modseq = index.highest_modseq;
         if modseq == sel.store_modseq && !sel.msgs.iter().any(Option::is_none) {
             return Ok(());
         }
-        // What changed since the last look: new and re-flagged messages by
-        // MODSEQ, vanished ones by comparing UIDs.
-        let changed = self
-            .core
-            .messages_changed_since(account, sel.id, sel.store_modseq)
-            .await?;
-        let max_known = sel.uids.last().copied().unwrap_or(0);
-        let held = sel.msgs.iter().filter(|m| m.is_some()).count() as u64;
-        // `count` and `modseq` are one moment (T0); `changed` was read
-        // after it. New messages present at T0 are at least those in
-        // `changed` above `max_known` with a MODSEQ up to T0's, so when the
-        // count is that many more than what we hold, none of ours is gone
-        // and reading every UID (a whole mailbox of rows, most of a busy
-        // session's cost) is skipped. Anything later has a higher MODSEQ
-        // and is seen next time.
-        let new_at_t0 = changed
-            .iter()
-            .filter(|m| m.uid > max_known && m.modseq <= modseq)
-            .count() as u64;
-        // Expunges made through this node are known by UID (the core's
-        // log); when the count agrees with them, they are all that went.
-        let held_uid = |u: &i64| {
-            sel.uids
-                .binary_search(u)
-                .is_ok_and(|i| sel.msgs.get(i).is_some_and(Option::is_some))
-        };
-        let logged: HashSet<i64> = self
-            .core
-            .expunged_between(sel.id, sel.store_modseq, modseq)
-            .into_iter()
-            .filter(held_uid)
-            .collect();
-        let explained = (held - logged.len() as u64).checked_add(new_at_t0) == Some(count);
-        let gone: HashSet<i64> = if explained {
-            logged
-        } else {
-            let present: HashSet<i64> = self
-                .core
-                .mailbox_uids(account, sel.id)
-                .await?
-                .into_iter()
-                .collect();
-            sel.uids
-                .iter()
-                .copied()
-                .filter(|u| !present.contains(u))
-                .collect()
-        };
+        let seen_modseq = sel.store_modseq;
         sel.store_modseq = modseq;
-        let current: HashMap<i64, MessageSummary> =
-            changed.into_iter().map(|m| (m.uid, m)).collect();
+        let rows = &index.messages;
+        let max_known = sel.uids.last().copied().unwrap_or(0);
         let mut out = Vec::new();
         // New keywords first, so the FETCH responses below name only
         // flags the client has been told of.
         let mut grew = false;
-        for m in current.values() {
+        for m in rows.iter().filter(|m| m.modseq > seen_modseq) {
             grew |= sel.learn_keywords(&m.keywords);
         }
         if grew {
             out.extend(sel.flag_responses());
         }
-        // Flag changes and vanished messages, in sequence order.
+        // Flag changes and vanished messages, in sequence order: both
+        // lists ascend by UID, so one walk compares them.
+        let mut j = 0;
         for (i, slot) in sel.msgs.iter_mut().enumerate() {
             let Some(old) = slot else { continue };
-            if gone.contains(&old.uid) {
+            while rows.get(j).is_some_and(|m| m.uid < old.uid) {
+                j += 1;
+            }
+            let Some(new) = rows.get(j).filter(|m| m.uid == old.uid) else {
                 *slot = None;
                 continue;
+            };
+            if Arc::ptr_eq(new, old) {
+                continue;
             }
-            if let Some(new) = current.get(&old.uid) {
-                if new.flags != old.flags || new.keywords != old.keywords {
-                    let mut l = format!(
-                        "{} FETCH (UID {} FLAGS {}",
-                        i + 1,
-                        new.uid,
-                        fetch::flags(new, sel.recent.contains(&new.uid))
-                    );
-                    if self.condstore {
-                        l.push_str(&format!(" MODSEQ ({})", new.modseq));
-                    }
-                    l.push(')');
-                    out.push(Response::data(l));
+            if new.flags != old.flags || new.keywords != old.keywords {
+                let mut l = format!(
+                    "{} FETCH (UID {} FLAGS {}",
+                    i + 1,
+                    new.uid,
+                    fetch::flags(new, sel.recent.contains(&new.uid))
+                );
+                if self.condstore {
+                    l.push_str(&format!(" MODSEQ ({})", new.modseq));
                 }
-                *slot = Some(Arc::new(new.clone()));
+                l.push(')');
+                out.push(Response::data(l));
             }
+            *slot = Some(new.clone());
         }
         if expunges {
             // Report from the highest sequence number down, so each number
@@ -286,10 +249,8 @@ impl Session {
                 )));
             }
         }
-        let mut new: Vec<&MessageSummary> =
-            current.values().filter(|m| m.uid > max_known).collect();
+        let new: Vec<&Arc<MessageSummary>> = rows.iter().filter(|m| m.uid > max_known).collect();
         if !new.is_empty() {
-            new.sort_by_key(|m| m.uid);
             let upto = new.last().map(|m| m.uid + 1).unwrap_or(0);
             // New mail is \Recent for the first read-write session to see it.
             let floor = if sel.read_only {
@@ -302,17 +263,12 @@ impl Session {
                 if m.uid >= floor {
                     sel.recent.insert(m.uid);
                 }
-                sel.msgs.push(Some(Arc::new(m.clone())));
+                sel.msgs.push(Some(Arc::clone(m)));
             }
             out.push(Response::data(format!("{} EXISTS", sel.msgs.len())));
             out.push(Response::data(format!("{} RECENT", sel.recent.len())));
         }
-        sel.highest_modseq = current
-            .values()
-            .map(|m| m.modseq)
-            .max()
-            .unwrap_or(sel.highest_modseq)
-            .max(sel.highest_modseq);
+        sel.highest_modseq = sel.highest_modseq.max(modseq);
         for r in out {
             self.reply(r).await?;
         }
