@@ -47,6 +47,11 @@ struct Kept {
 #[derive(Default)]
 pub(crate) struct IndexCache {
     inner: Mutex<CacheInner>,
+    /// One reader at a time brings a mailbox's kept index forward; the
+    /// others that noticed the same change wait for it and use its work
+    /// (with fifty sessions on one mailbox, the changed rows were read
+    /// several times per change).
+    forwarding: Mutex<HashMap<i32, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 #[derive(Default)]
@@ -106,7 +111,16 @@ impl IndexCache {
         );
     }
 
+    fn forward_turn(&self, mailbox_id: i32) -> Arc<tokio::sync::Mutex<()>> {
+        let mut f = self.forwarding.lock().unwrap_or_else(|e| e.into_inner());
+        f.entry(mailbox_id).or_default().clone()
+    }
+
     pub(crate) fn forget(&self, mailbox_id: i32) {
+        self.forwarding
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&mailbox_id);
         let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(old) = c.by_mailbox.remove(&mailbox_id) {
             c.rows -= old.index.messages.len();
@@ -206,14 +220,26 @@ impl Core {
     ) -> CoreResult<Arc<MailboxIndex>> {
         let (modseq, count, uidvalidity) = self.mailbox_moment(account_id, mailbox_id).await?;
         let cache = &self.inner.index_cache;
-        if let Some(kept) = cache.get(mailbox_id, uidvalidity) {
+        if let Some(mut kept) = cache.get(mailbox_id, uidvalidity) {
             if kept.highest_modseq == modseq && kept.messages.len() as u64 == count {
                 return Ok(kept);
             }
+            // Brought forward past this moment by another reader since.
+            if kept.highest_modseq > modseq {
+                return Ok(kept);
+            }
             if kept.highest_modseq < modseq {
-                let changed = self
-                    .messages_changed_since(account_id, mailbox_id, kept.highest_modseq)
-                    .await?;
+                let turn = cache.forward_turn(mailbox_id);
+                let _turn = turn.lock().await;
+                // Brought forward by another reader while this one waited:
+                // as new as this moment or newer, and checked at its own.
+                match cache.get(mailbox_id, uidvalidity) {
+                    Some(k) if k.highest_modseq >= modseq => return Ok(k),
+                    Some(k) => kept = k,
+                    None => {}
+                }
+                // The moment query checked the mailbox is the account's.
+                let changed = self.changed_rows(mailbox_id, kept.highest_modseq).await?;
                 let gone = cache.expunged_between(mailbox_id, kept.highest_modseq, modseq);
                 if let Some(index) = bring_forward(&kept, changed, &gone, modseq, count) {
                     let index = Arc::new(index);

@@ -721,6 +721,16 @@ impl Core {
         since: i64,
     ) -> CoreResult<Vec<MessageSummary>> {
         self.mailbox_row(account_id, mailbox_id).await?;
+        self.changed_rows(mailbox_id, since).await
+    }
+
+    /// [`Core::messages_changed_since`] for a caller that has checked the
+    /// mailbox is the account's already (the kept index's moment query).
+    pub(crate) async fn changed_rows(
+        &self,
+        mailbox_id: i32,
+        since: i64,
+    ) -> CoreResult<Vec<MessageSummary>> {
         Ok(message::Entity::find()
             .filter(message::Column::MailboxId.eq(mailbox_id))
             .filter(message::Column::Modseq.gt(since))
@@ -951,13 +961,28 @@ impl Core {
         op: FlagOp,
         change: &FlagSet,
     ) -> CoreResult<Vec<FlagChange>> {
-        self.mailbox_row(account_id, mailbox_id).await?;
         let txn = self.write_txn().await?;
+        // The account check is part of the read (one statement less on
+        // every STORE); finding nothing, the mailbox is looked up to tell
+        // "not yours" (NotFound) from "no such messages".
+        let owner = match txn.get_database_backend() {
+            sea_orm::DbBackend::Postgres => "$1",
+            _ => "?",
+        };
         let rows = message::Entity::find()
             .filter(message::Column::MailboxId.eq(mailbox_id))
+            .filter(Expr::cust_with_values(
+                format!("mailbox_id IN (SELECT id FROM mailboxes WHERE account_id = {owner})"),
+                [account_id],
+            ))
             .filter(message::Column::Uid.is_in(uids.iter().copied()))
             .all(&txn)
             .await?;
+        if rows.is_empty() {
+            txn.rollback().await?;
+            self.mailbox_row(account_id, mailbox_id).await?;
+            return Ok(Vec::new());
+        }
         let mut changes: Vec<(message::Model, FlagSet)> = Vec::new();
         for r in rows {
             let old = FlagSet::from_row(r.flags, &r.keywords);
