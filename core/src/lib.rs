@@ -143,6 +143,8 @@ struct Inner {
     index_cache: mailbox_index::IndexCache,
     /// What the IMAP server keeps of each new message ([`FetchDigest`]).
     fetch_digest: std::sync::OnceLock<FetchDigest>,
+    /// Turns for claiming `\Recent` (`Core::claim_recent`).
+    recent_claims: mailboxes::RecentClaims,
 }
 
 /// Made once per new message from its bytes and parsed MIME, and kept with
@@ -211,6 +213,7 @@ impl Core {
                 outside: Default::default(),
                 index_cache: Default::default(),
                 fetch_digest: Default::default(),
+                recent_claims: Default::default(),
             }),
         })
     }

@@ -186,9 +186,22 @@ impl Core {
         mailbox_id: i32,
         upto: i64,
     ) -> CoreResult<i64> {
+        // The sessions of this process take turns per mailbox, and each
+        // turn knows how far this process has claimed already: when new
+        // mail arrives, fifty sessions on one mailbox notice it at once,
+        // and all but the first would otherwise write to the database
+        // only to lose the race. The mark only grows, so a claim this
+        // process saw is a floor for the database's too (other nodes may
+        // have claimed further; the conditional update below decides).
+        let turn = self.inner.recent_claims.turn(mailbox_id);
+        let mut known = turn.lock().await;
+        if *known >= upto {
+            return Ok(upto);
+        }
         for _ in 0..8 {
             let old = self.mailbox_row(account_id, mailbox_id).await?.recent_uid;
             if old >= upto {
+                *known = old;
                 return Ok(upto);
             }
             let n = mailbox::Entity::update_many()
@@ -199,6 +212,7 @@ impl Core {
                 .await?
                 .rows_affected;
             if n == 1 {
+                *known = upto;
                 return Ok(old);
             }
         }
@@ -377,6 +391,7 @@ impl Core {
         }
         txn.commit().await?;
         self.inner.index_cache.forget(m.id);
+        self.inner.recent_claims.forget(m.id);
         self.publish(ChangeEvent {
             account_id,
             mailbox_id: None,
@@ -448,6 +463,29 @@ impl Core {
             .into_iter()
             .map(|r| r.name)
             .collect())
+    }
+}
+
+/// Per mailbox: a turn for claiming `\Recent`, holding how far this
+/// process has seen the mark ([`Core::claim_recent`]).
+#[derive(Default)]
+pub(crate) struct RecentClaims {
+    turns:
+        std::sync::Mutex<std::collections::HashMap<i32, std::sync::Arc<tokio::sync::Mutex<i64>>>>,
+}
+
+impl RecentClaims {
+    fn turn(&self, mailbox_id: i32) -> std::sync::Arc<tokio::sync::Mutex<i64>> {
+        let mut t = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+        t.entry(mailbox_id).or_default().clone()
+    }
+
+    /// A deleted mailbox's id may come back: forget what was seen of it.
+    pub(crate) fn forget(&self, mailbox_id: i32) {
+        self.turns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&mailbox_id);
     }
 }
 
