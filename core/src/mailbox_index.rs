@@ -218,48 +218,68 @@ impl Core {
         account_id: i32,
         mailbox_id: i32,
     ) -> CoreResult<Arc<MailboxIndex>> {
-        let (modseq, count, uidvalidity) = self.mailbox_moment(account_id, mailbox_id).await?;
+        let (mut modseq, mut count, uidvalidity) =
+            self.mailbox_moment(account_id, mailbox_id).await?;
         let cache = &self.inner.index_cache;
-        if let Some(mut kept) = cache.get(mailbox_id, uidvalidity) {
-            if kept.highest_modseq == modseq && kept.messages.len() as u64 == count {
-                return Ok(kept);
-            }
-            // Brought forward past this moment by another reader since.
-            if kept.highest_modseq > modseq {
-                return Ok(kept);
-            }
-            if kept.highest_modseq < modseq {
-                let turn = cache.forward_turn(mailbox_id);
-                let _turn = turn.lock().await;
-                // Brought forward by another reader while this one waited:
-                // as new as this moment or newer, and checked at its own.
-                match cache.get(mailbox_id, uidvalidity) {
-                    Some(k) if k.highest_modseq >= modseq => return Ok(k),
-                    Some(k) => kept = k,
-                    None => {}
+        // Current at this moment, or brought past it by another reader
+        // since (checked at its own moment).
+        let current = |k: &MailboxIndex, modseq: i64, count: u64| {
+            k.highest_modseq > modseq
+                || (k.highest_modseq == modseq && k.messages.len() as u64 == count)
+        };
+        if let Some(kept) = cache.get(mailbox_id, uidvalidity)
+            && current(&kept, modseq, count)
+        {
+            return Ok(kept);
+        }
+        // One reader at a time brings the index forward (or reads it
+        // whole); the others that noticed the same change wait and use
+        // its work.
+        let turn = cache.forward_turn(mailbox_id);
+        let _turn = match turn.try_lock() {
+            Ok(t) => t,
+            Err(_) => {
+                let t = turn.lock().await;
+                if let Some(kept) = cache.get(mailbox_id, uidvalidity)
+                    && kept.highest_modseq >= modseq
+                {
+                    return Ok(kept);
                 }
-                // The moment query checked the mailbox is the account's.
-                let changed = self.changed_rows(mailbox_id, kept.highest_modseq).await?;
-                let gone = cache.expunged_between(mailbox_id, kept.highest_modseq, modseq);
-                if let Some(index) = bring_forward(&kept, changed, &gone, modseq, count) {
-                    let index = Arc::new(index);
-                    cache.put(mailbox_id, uidvalidity, index.clone());
-                    return Ok(index);
+                // A fresh moment: the rows read next must be read right
+                // after it. Against a moment long past, more mail has come
+                // and gone than the count can account for, and the whole
+                // mailbox would be read again.
+                (modseq, count, _) = self.mailbox_moment(account_id, mailbox_id).await?;
+                if let Some(kept) = cache.get(mailbox_id, uidvalidity)
+                    && current(&kept, modseq, count)
+                {
+                    return Ok(kept);
                 }
+                t
+            }
+        };
+        let kept = cache.get(mailbox_id, uidvalidity);
+        if let Some(k) = &kept
+            && current(k, modseq, count)
+        {
+            return Ok(k.clone());
+        }
+        if let Some(kept) = kept
+            && kept.highest_modseq < modseq
+        {
+            // The moment query checked the mailbox is the account's.
+            let changed = self.changed_rows(mailbox_id, kept.highest_modseq).await?;
+            let gone = cache.expunged_between(mailbox_id, kept.highest_modseq, modseq);
+            if let Some(index) = bring_forward(&kept, changed, &gone, modseq, count) {
+                let index = Arc::new(index);
+                cache.put(mailbox_id, uidvalidity, index.clone());
+                return Ok(index);
             }
         }
-        let (rows, _) = self
-            .list_messages(
-                account_id,
-                mailbox_id,
-                0,
-                u64::MAX >> 1,
-                crate::SortOrder::UidAsc,
-            )
-            .await?;
         // Read after (modseq, count): these rows are at least as new as
         // `modseq`, so keeping them under it only means the next look
         // reads a few of them again.
+        let rows = self.changed_rows(mailbox_id, i64::MIN).await?;
         let index = Arc::new(MailboxIndex {
             highest_modseq: modseq,
             messages: rows.into_iter().map(Arc::new).collect(),
