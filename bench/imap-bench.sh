@@ -25,13 +25,7 @@ printf 'benchmark-password\n' | $TERN user add reader@bench.test >/dev/null
 IMAPS=$(pick_port); WEB=$(pick_port)
 serve_imaps_only "$IMAPS" "$WEB" TERN_IMAP__MAX_CONNECTIONS_PER_ACCOUNT=$((CLIENTS + 10)) \
   TERN_IMAP__MAX_CONNECTIONS_PER_IP=$((CLIENTS + 10))
-cleanup() {
-  kill $TERN_PID 2>/dev/null || true
-  # Whether or not its pid file was found (it often is not, in base_dir).
-  [ -f "$DIR/dovecot/dovecot.conf" ] && stop_dovecot "$DIR/dovecot"
-  rm -rf "$DIR"
-}
-trap cleanup EXIT
+trap cleanup_imap_bench EXIT
 wait_port "$WEB"
 
 say "tern: $MSGS messages, $CLIENTS clients for ${SECS}s"

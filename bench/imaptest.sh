@@ -67,12 +67,7 @@ done
 IMAPS=$(pick_port); WEB=$(pick_port)
 serve_imaps_only "$IMAPS" "$WEB" TERN_IMAP__MAX_CONNECTIONS_PER_ACCOUNT=$((CLIENTS + 10)) \
   TERN_IMAP__MAX_CONNECTIONS_PER_IP=$((CLIENTS + 20)) TERN_LOG=warn,rustls=error
-cleanup() {
-  kill $TERN_PID 2>/dev/null || true
-  [ -f "$DIR/dovecot/dovecot.conf" ] && stop_dovecot "$DIR/dovecot"
-  rm -rf "$DIR"
-}
-trap cleanup EXIT
+trap cleanup_imap_bench EXIT
 wait_port "$WEB"
 COMMON=(host=127.0.0.1 ssl=any-cert user=reader@bench.test pass=benchmark-password)
 

@@ -198,6 +198,15 @@ same_password_hash() {
   export DOVECOT_PASS
 }
 
+# The IMAP benchmarks' clean-up (trap ... EXIT): the Tern they started
+# (TERN_PID), a Dovecot under $DIR/dovecot whether or not its pid file was
+# found (it often is not, in base_dir), and $DIR.
+cleanup_imap_bench() {
+  kill "${TERN_PID:-}" 2>/dev/null || true
+  [ -f "$DIR/dovecot/dovecot.conf" ] && stop_dovecot "$DIR/dovecot"
+  rm -rf "$DIR"
+}
+
 stop_dovecot() {
   as_root doveadm -c "$1/dovecot.conf" stop >/dev/null 2>&1 || true
   as_root pkill -f "dovecot -c $1/dovecot.conf" 2>/dev/null || true

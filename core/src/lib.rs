@@ -143,8 +143,9 @@ struct Inner {
     index_cache: mailbox_index::IndexCache,
     /// What the IMAP server keeps of each new message ([`FetchDigest`]).
     fetch_digest: std::sync::OnceLock<FetchDigest>,
-    /// Turns for claiming `\Recent` (`Core::claim_recent`).
-    recent_claims: mailboxes::RecentClaims,
+    /// Turns for claiming `\Recent`, each holding how far this process
+    /// has seen the mark (`Core::claim_recent`).
+    recent_claims: mailbox_index::Turns<i64>,
 }
 
 /// Made once per new message from its bytes and parsed MIME, and kept with

@@ -44,6 +44,37 @@ struct Kept {
     last_used: u64,
 }
 
+/// Per mailbox, an async lock that one task holds at a time, with a value
+/// that the holders share: work that many sessions would otherwise do at
+/// once, for one change (bringing the kept index forward, claiming
+/// `\Recent`), done by one while the others wait and use its result.
+pub(crate) struct Turns<T> {
+    by_mailbox: Mutex<HashMap<i32, Arc<tokio::sync::Mutex<T>>>>,
+}
+
+impl<T> Default for Turns<T> {
+    fn default() -> Self {
+        Turns {
+            by_mailbox: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<T: Default> Turns<T> {
+    pub(crate) fn turn(&self, mailbox_id: i32) -> Arc<tokio::sync::Mutex<T>> {
+        let mut t = self.by_mailbox.lock().unwrap_or_else(|e| e.into_inner());
+        t.entry(mailbox_id).or_default().clone()
+    }
+
+    /// A deleted mailbox's id may come back: what was kept of it goes.
+    pub(crate) fn forget(&self, mailbox_id: i32) {
+        self.by_mailbox
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&mailbox_id);
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct IndexCache {
     inner: Mutex<CacheInner>,
@@ -51,7 +82,7 @@ pub(crate) struct IndexCache {
     /// others that noticed the same change wait for it and use its work
     /// (with fifty sessions on one mailbox, the changed rows were read
     /// several times per change).
-    forwarding: Mutex<HashMap<i32, Arc<tokio::sync::Mutex<()>>>>,
+    forwarding: Turns<()>,
 }
 
 #[derive(Default)]
@@ -111,16 +142,8 @@ impl IndexCache {
         );
     }
 
-    fn forward_turn(&self, mailbox_id: i32) -> Arc<tokio::sync::Mutex<()>> {
-        let mut f = self.forwarding.lock().unwrap_or_else(|e| e.into_inner());
-        f.entry(mailbox_id).or_default().clone()
-    }
-
     pub(crate) fn forget(&self, mailbox_id: i32) {
-        self.forwarding
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&mailbox_id);
+        self.forwarding.forget(mailbox_id);
         let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(old) = c.by_mailbox.remove(&mailbox_id) {
             c.rows -= old.index.messages.len();
@@ -235,7 +258,7 @@ impl Core {
         // One reader at a time brings the index forward (or reads it
         // whole); the others that noticed the same change wait and use
         // its work.
-        let turn = cache.forward_turn(mailbox_id);
+        let turn = cache.forwarding.turn(mailbox_id);
         let _turn = match turn.try_lock() {
             Ok(t) => t,
             Err(_) => {

@@ -466,29 +466,6 @@ impl Core {
     }
 }
 
-/// Per mailbox: a turn for claiming `\Recent`, holding how far this
-/// process has seen the mark ([`Core::claim_recent`]).
-#[derive(Default)]
-pub(crate) struct RecentClaims {
-    turns:
-        std::sync::Mutex<std::collections::HashMap<i32, std::sync::Arc<tokio::sync::Mutex<i64>>>>,
-}
-
-impl RecentClaims {
-    fn turn(&self, mailbox_id: i32) -> std::sync::Arc<tokio::sync::Mutex<i64>> {
-        let mut t = self.turns.lock().unwrap_or_else(|e| e.into_inner());
-        t.entry(mailbox_id).or_default().clone()
-    }
-
-    /// A deleted mailbox's id may come back: forget what was seen of it.
-    pub(crate) fn forget(&self, mailbox_id: i32) {
-        self.turns
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&mailbox_id);
-    }
-}
-
 /// Records a subscription to a name with no mailbox (once).
 async fn keep_lone_subscription<C: sea_orm::ConnectionTrait>(
     db: &C,

@@ -274,6 +274,32 @@ impl From<message::Model> for MessageSummary {
     }
 }
 
+/// These UIDs' rows of a mailbox, joined to their blobs, and only when
+/// the mailbox is the account's: one statement for a run of messages, the
+/// ownership check included. The caller picks the columns.
+fn owned_rows(
+    account_id: i32,
+    mailbox_id: i32,
+    uids: &[i64],
+) -> sea_orm::sea_query::SelectStatement {
+    sea_orm::sea_query::Query::select()
+        .from(message::Entity)
+        .inner_join(
+            blob::Entity,
+            Expr::col((blob::Entity, blob::Column::Id))
+                .equals((message::Entity, message::Column::BlobId)),
+        )
+        .inner_join(
+            mailbox::Entity,
+            Expr::col((mailbox::Entity, mailbox::Column::Id))
+                .equals((message::Entity, message::Column::MailboxId)),
+        )
+        .and_where(Expr::col((message::Entity, message::Column::MailboxId)).eq(mailbox_id))
+        .and_where(Expr::col((mailbox::Entity, mailbox::Column::AccountId)).eq(account_id))
+        .and_where(Expr::col((message::Entity, message::Column::Uid)).is_in(uids.iter().copied()))
+        .to_owned()
+}
+
 /// How much of each message [`Core::read_messages`] reads.
 #[derive(Clone, Copy)]
 enum Extent {
@@ -815,29 +841,12 @@ impl Core {
         mailbox_id: i32,
         uids: &[i64],
     ) -> CoreResult<HashMap<i64, Vec<u8>>> {
-        use sea_orm::sea_query::Query;
         if uids.is_empty() {
             return Ok(HashMap::new());
         }
-        let q = Query::select()
+        let q = owned_rows(account_id, mailbox_id, uids)
             .column((message::Entity, message::Column::Uid))
             .column((blob::Entity, blob::Column::FetchCache))
-            .from(message::Entity)
-            .inner_join(
-                blob::Entity,
-                Expr::col((blob::Entity, blob::Column::Id))
-                    .equals((message::Entity, message::Column::BlobId)),
-            )
-            .inner_join(
-                mailbox::Entity,
-                Expr::col((mailbox::Entity, mailbox::Column::Id))
-                    .equals((message::Entity, message::Column::MailboxId)),
-            )
-            .and_where(Expr::col((message::Entity, message::Column::MailboxId)).eq(mailbox_id))
-            .and_where(Expr::col((mailbox::Entity, mailbox::Column::AccountId)).eq(account_id))
-            .and_where(
-                Expr::col((message::Entity, message::Column::Uid)).is_in(uids.iter().copied()),
-            )
             .and_where(Expr::col((blob::Entity, blob::Column::FetchCache)).is_not_null())
             .to_owned();
         let stmt = self.db().get_database_backend().build(&q);
@@ -864,28 +873,11 @@ impl Core {
         // One statement: the rows, their bytes and the ownership check
         // (each statement is a round trip to the database's thread, the
         // main cost of a FETCH of bodies).
-        use sea_orm::sea_query::Query;
-        let q = Query::select()
+        let q = owned_rows(account_id, mailbox_id, uids)
             .column((message::Entity, message::Column::Uid))
             .column((message::Entity, message::Column::BlobId))
             .column((message::Entity, message::Column::DeliveredTo))
             .expr(extent.column(self.db().get_database_backend()))
-            .from(message::Entity)
-            .inner_join(
-                blob::Entity,
-                Expr::col((blob::Entity, blob::Column::Id))
-                    .equals((message::Entity, message::Column::BlobId)),
-            )
-            .inner_join(
-                mailbox::Entity,
-                Expr::col((mailbox::Entity, mailbox::Column::Id))
-                    .equals((message::Entity, message::Column::MailboxId)),
-            )
-            .and_where(Expr::col((message::Entity, message::Column::MailboxId)).eq(mailbox_id))
-            .and_where(Expr::col((mailbox::Entity, mailbox::Column::AccountId)).eq(account_id))
-            .and_where(
-                Expr::col((message::Entity, message::Column::Uid)).is_in(uids.iter().copied()),
-            )
             .to_owned();
         let stmt = self.db().get_database_backend().build(&q);
         let found = self.db().query_all(stmt).await?;

@@ -107,7 +107,13 @@ pub(crate) async fn unindex_gone<C: ConnectionTrait>(db: &C, blob_ids: &[i32]) -
 /// The index query for the user's words: every word must match, each as a
 /// prefix ("inv" finds "invoice"). `None` when the input has no words.
 fn match_expr(backend: DbBackend, query: &str) -> Option<String> {
-    let ws: Vec<String> = words(query).take(MAX_QUERY_WORDS).collect();
+    prefixes_expr(backend, words(query))
+}
+
+/// The index query for words that must all start a word of the document,
+/// in the backend's language; None for no words.
+fn prefixes_expr(backend: DbBackend, ws: impl Iterator<Item = String>) -> Option<String> {
+    let ws: Vec<String> = ws.take(MAX_QUERY_WORDS).collect();
     if ws.is_empty() {
         return None;
     }
@@ -140,26 +146,10 @@ impl Core {
     ) -> CoreResult<Option<std::collections::HashSet<i64>>> {
         self.mailbox_row(account_id, mailbox_id).await?;
         let backend = self.db().get_database_backend();
-        let ws: Vec<String> = starts
-            .iter()
-            .flat_map(|s| words(s).collect::<Vec<_>>())
-            .take(MAX_QUERY_WORDS)
-            .collect();
-        if ws.is_empty() {
-            // Nothing the index can look for: every message may match.
+        let ws = starts.iter().flat_map(|s| words(s).collect::<Vec<_>>());
+        // Nothing the index can look for: every message may match.
+        let Some(expr) = prefixes_expr(backend, ws) else {
             return Ok(None);
-        }
-        let expr = match backend {
-            DbBackend::Postgres => ws
-                .iter()
-                .map(|w| format!("{w}:*"))
-                .collect::<Vec<_>>()
-                .join(" & "),
-            _ => ws
-                .iter()
-                .map(|w| format!("\"{w}\"*"))
-                .collect::<Vec<_>>()
-                .join(" "),
         };
         let sql = match backend {
             DbBackend::Postgres => {

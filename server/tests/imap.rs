@@ -113,6 +113,18 @@ impl Imap {
         r
     }
 
+    /// APPENDs through the server (so what it keeps at arrival is made),
+    /// with a non-synchronizing literal.
+    fn append_inbox(&mut self, m: &[u8]) {
+        self.n += 1;
+        let tag = format!("t{}", self.n);
+        self.send(format!("{tag} APPEND INBOX {{{}+}}\r\n", m.len()).as_bytes());
+        self.send(m);
+        self.send(b"\r\n");
+        let r = self.until(&tag);
+        assert!(r.last().unwrap().starts_with(&format!("{tag} OK")), "{r:?}");
+    }
+
     fn login(t: &Tern, user: &str) -> Imap {
         let mut c = Imap::tls(t);
         c.ok(&format!("LOGIN {user} \"{PW}\""));
@@ -1951,12 +1963,7 @@ async fn corners_an_imaptest_run_found() {
 async fn envelopes_come_from_what_was_kept_at_arrival() {
     let t = start(&[]);
     let mut c = Imap::login(&t, "bob@example.test");
-    let m = msg("Original", "plain body\r\n");
-    c.send(format!("A1 APPEND INBOX {{{}+}}\r\n", m.len()).as_bytes());
-    c.send(&m);
-    c.send(b"\r\n");
-    let r = c.until("A1");
-    assert!(r.last().unwrap().starts_with("A1 OK"), "{r:?}");
+    c.append_inbox(&msg("Original", "plain body\r\n"));
     let db = t.dir.path().join("tern.db");
     run_python(&format!(
         "import sqlite3\nc = sqlite3.connect({db:?})\n\
@@ -1991,12 +1998,7 @@ async fn search_body_goes_through_the_index_and_keeps_substrings() {
         "the quarterly invoice is attached\r\n".to_owned(),
         format!("a word too long to index: {long}q\r\n"),
     ] {
-        let m = msg("indexed", &body);
-        c.send(format!("A1 APPEND INBOX {{{}+}}\r\n", m.len()).as_bytes());
-        c.send(&m);
-        c.send(b"\r\n");
-        let r = c.until("A1");
-        assert!(r.last().unwrap().starts_with("A1 OK"), "{r:?}");
+        c.append_inbox(&msg("indexed", &body));
     }
     let db = t.dir.path().join("tern.db");
     run_python(&format!(
