@@ -52,7 +52,7 @@ pub use crate::db::Backend;
 pub use crate::directory::{Account, AccountRef, Alias, Domain, Role};
 pub use crate::error::{CoreError, CoreResult};
 pub use crate::events::{ChangeEvent, ChangeKind};
-pub use crate::mailboxes::{Mailbox, NewMailbox, SPECIAL_MAILBOXES};
+pub use crate::mailboxes::{Mailbox, MailboxHead, NewMailbox, SPECIAL_MAILBOXES};
 pub use crate::messages::{FlagChange, FlagSet, Flags, Keyword, MessageSummary, SortOrder};
 pub use crate::routing::{Rejection, Route};
 

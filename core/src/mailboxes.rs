@@ -56,6 +56,17 @@ pub struct Mailbox {
     pub size: i64,
 }
 
+/// A mailbox's own row, without counts ([`Core::mailbox_head`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MailboxHead {
+    pub id: i32,
+    pub name: String,
+    pub special_use: Option<String>,
+    pub uidvalidity: i64,
+    pub uidnext: i64,
+    pub highest_modseq: i64,
+}
+
 /// UIDVALIDITY must change whenever a name is reused for a new mailbox
 /// (RFC 9051 §2.3.1.1); seconds since 2020 fit 32 bits until 2156.
 pub(crate) fn uidvalidity_at(now: i64) -> i64 {
@@ -152,6 +163,30 @@ impl Core {
             (rank, m.name.to_lowercase())
         });
         Ok(out)
+    }
+
+    /// A mailbox's own row by name, without the message counts (those read
+    /// every message of the account's mailboxes; an IMAP APPEND spent most
+    /// of its time there): what IMAP needs to select, append or copy.
+    pub async fn mailbox_head(
+        &self,
+        account_id: i32,
+        name: &str,
+    ) -> CoreResult<Option<MailboxHead>> {
+        let name = normalize_name(name)?;
+        Ok(mailbox::Entity::find()
+            .filter(mailbox::Column::AccountId.eq(account_id))
+            .filter(mailbox::Column::Name.eq(name))
+            .one(self.db())
+            .await?
+            .map(|m| MailboxHead {
+                id: m.id,
+                name: m.name,
+                special_use: m.special_use,
+                uidvalidity: m.uidvalidity,
+                uidnext: m.uidnext,
+                highest_modseq: m.highest_modseq,
+            }))
     }
 
     pub async fn mailbox(&self, account_id: i32, name: &str) -> CoreResult<Option<Mailbox>> {

@@ -480,6 +480,13 @@ async fn mailboxes_lifecycle() {
             .create_mailbox(a, "Work", mailcore::NewMailbox::Subscribed)
             .await
             .unwrap();
+        // The head by name (no counts), INBOX in any case.
+        let head = core.mailbox_head(a, "Work").await.unwrap().unwrap();
+        assert_eq!((head.id, head.uidvalidity), (work.id, work.uidvalidity));
+        let inbox_head = core.mailbox_head(a, "inbox").await.unwrap().unwrap();
+        assert_eq!(inbox_head.name, "INBOX");
+        assert!(core.mailbox_head(a, "Nope").await.unwrap().is_none());
+        assert!(core.mailbox_head(a + 1000, "Work").await.unwrap().is_none());
         core.create_mailbox(a, "Work/2026", mailcore::NewMailbox::Subscribed)
             .await
             .unwrap();

@@ -22,7 +22,7 @@ impl Session {
         let Some(targets) = self.targets(tag, uid, set).await? else {
             return Ok(Flow::Continue);
         };
-        let Some(to) = self.core.mailbox(self.account_id(), dest).await? else {
+        let Some(to) = self.core.mailbox_head(self.account_id(), dest).await? else {
             return self.no(tag, Code::TryCreate, "No such mailbox").await;
         };
         let uids: Vec<i64> = targets.iter().map(|(_, u)| *u).collect();

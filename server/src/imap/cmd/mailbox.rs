@@ -82,7 +82,7 @@ impl Session {
                 return Ok(Flow::Continue);
             }
         };
-        let Some(mb) = self.core.mailbox(self.account_id(), mailbox).await? else {
+        let Some(mb) = self.core.mailbox_head(self.account_id(), mailbox).await? else {
             return self.no(tag, Code::TryCreate, "No such mailbox").await;
         };
         let uid = self

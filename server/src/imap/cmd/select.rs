@@ -53,7 +53,7 @@ impl Session {
         if condstore {
             self.condstore = true;
         }
-        let Some(mb) = self.core.mailbox(self.account_id(), name).await? else {
+        let Some(mb) = self.core.mailbox_head(self.account_id(), name).await? else {
             return self.no(tag, Code::NonExistent, "No such mailbox").await;
         };
         // The rows come from the core's index of the mailbox: only what
