@@ -218,7 +218,9 @@ fn bring_forward(
     for m in changed {
         if m.uid > max_kept {
             new.push(Arc::new(m));
-        } else if let Ok(i) = messages.binary_search_by_key(&m.uid, |x| x.uid) {
+        } else if let Ok(i) = messages.binary_search_by_key(&m.uid, |x| x.uid)
+            && messages[i].modseq <= m.modseq
+        {
             messages[i] = Arc::new(m);
         }
         // A changed row below max_kept that is not kept was appended
@@ -377,6 +379,20 @@ mod tests {
         assert_eq!(got.highest_modseq, 12);
         // The untouched rows are the same allocations, not copies.
         assert!(Arc::ptr_eq(&got.messages[0], &k.messages[0]));
+    }
+
+    /// A row read back older than the one kept (kept rows can be newer
+    /// than their index's MODSEQ) does not replace it: a MODSEQ never goes
+    /// back.
+    #[test]
+    fn an_older_row_does_not_replace_a_newer_one() {
+        let mut k = kept(&[1, 2]);
+        let mut newer = m(2, 15);
+        newer.flags = Flags::FLAGGED;
+        k.messages[1] = Arc::new(newer);
+        let got = bring_forward(&k, vec![m(2, 12)], &[], 12, 2).unwrap();
+        assert_eq!(got.messages[1].modseq, 15);
+        assert_eq!(got.messages[1].flags, Flags::FLAGGED);
     }
 
     #[test]

@@ -208,7 +208,10 @@ impl Session {
                 *slot = None;
                 continue;
             };
-            if Arc::ptr_eq(new, old) {
+            // The view may hold a newer row than the index: this session's
+            // own STORE or \Seen, read back from its write. A MODSEQ never
+            // goes back (RFC 7162 §3.1.1), so the newer row stays.
+            if Arc::ptr_eq(new, old) || new.modseq < old.modseq {
                 continue;
             }
             if new.flags != old.flags || new.keywords != old.keywords {
