@@ -16,12 +16,7 @@ OUT=bench/results/imap-$(date -u +%Y%m%dT%H%M%SZ).txt
 mkdir -p bench/results
 
 bench_tern
-DIR=$(mktemp -d /tmp/tern-ibench.XXXXXX)
-chmod 755 "$DIR"
-export TERN_DATA_DIR=$DIR/tern
-unset TERN_DATABASE__URL
-$TERN domain add bench.test >/dev/null
-printf 'benchmark-password\n' | $TERN user add reader@bench.test >/dev/null
+bench_accounts ibench reader
 IMAPS=$(pick_port); WEB=$(pick_port)
 serve_imaps_only "$IMAPS" "$WEB" TERN_IMAP__MAX_CONNECTIONS_PER_ACCOUNT=$((CLIENTS + 10)) \
   TERN_IMAP__MAX_CONNECTIONS_PER_IP=$((CLIENTS + 10))

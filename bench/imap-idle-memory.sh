@@ -15,11 +15,7 @@ ulimit -n "$(ulimit -Hn)"
 [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -gt $((N + 200)) ] || {
   echo "open files limit $(ulimit -n) is too low for $N connections" >&2; exit 1; }
 bench_tern
-DIR=$(mktemp -d /tmp/tern-idle.XXXXXX)
-export TERN_DATA_DIR=$DIR/tern
-unset TERN_DATABASE__URL
-$TERN domain add bench.test >/dev/null
-printf 'benchmark-password\n' | $TERN user add idler@bench.test >/dev/null
+bench_accounts idle idler
 IMAPS=$(pick_port); WEB=$(pick_port)
 serve_imaps_only "$IMAPS" "$WEB" TERN_IMAP__MAX_CONNECTIONS=$((N + 100)) \
   TERN_IMAP__MAX_CONNECTIONS_PER_IP=$((N + 100)) TERN_IMAP__MAX_CONNECTIONS_PER_ACCOUNT=$((N + 100))

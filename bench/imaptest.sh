@@ -56,14 +56,7 @@ build_imaptest
 IMAPTEST() { LD_LIBRARY_PATH=/usr/lib/dovecot "$BUILD/src/imaptest" "$@"; }
 
 bench_tern
-DIR=$(mktemp -d /tmp/tern-imaptest.XXXXXX)
-chmod 755 "$DIR"
-export TERN_DATA_DIR=$DIR/tern
-unset TERN_DATABASE__URL
-$TERN domain add bench.test >/dev/null
-for u in reader other; do
-  printf 'benchmark-password\n' | $TERN user add $u@bench.test >/dev/null
-done
+bench_accounts imaptest reader other
 IMAPS=$(pick_port); WEB=$(pick_port)
 serve_imaps_only "$IMAPS" "$WEB" TERN_IMAP__MAX_CONNECTIONS_PER_ACCOUNT=$((CLIENTS + 10)) \
   TERN_IMAP__MAX_CONNECTIONS_PER_IP=$((CLIENTS + 20)) TERN_LOG=warn,rustls=error

@@ -120,6 +120,22 @@ bench_tern() {
   fi
 }
 
+# A benchmark's fresh data dir (after bench_tern): sets DIR (named after
+# $1) and TERN_DATA_DIR, and adds bench.test with USER@bench.test for each
+# further argument, all with the password benchmark-password. DIR is
+# world-readable: Dovecot, the peer, reads Tern's certificate in it.
+bench_accounts() {
+  DIR=$(mktemp -d "/tmp/tern-$1.XXXXXX")
+  shift
+  chmod 755 "$DIR"
+  export TERN_DATA_DIR=$DIR/tern
+  unset TERN_DATABASE__URL
+  $TERN domain add bench.test >/dev/null
+  for u in "$@"; do
+    printf 'benchmark-password\n' | $TERN user add "$u@bench.test" >/dev/null
+  done
+}
+
 # Starts "$TERN serve" in the background with IMAPS alone on 127.0.0.1:$1
 # and the web on 127.0.0.1:$2, plus any NAME=value given after them; sets
 # TERN_PID (the IMAP benchmarks).

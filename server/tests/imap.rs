@@ -132,6 +132,15 @@ impl Imap {
     }
 }
 
+/// The MODSEQ of the first reply line, `... MODSEQ (n) ...`.
+fn first_modseq(r: &[String]) -> u64 {
+    r[0].split("MODSEQ (")
+        .nth(1)
+        .and_then(|x| x.split(')').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{r:?}"))
+}
+
 fn has(lines: &[String], needle: &str) -> bool {
     lines.iter().any(|l| l.contains(needle))
 }
@@ -1563,12 +1572,7 @@ async fn search_dates_addresses_headers_and_modseq() {
     // CONDSTORE ESEARCH with an entry name and type (RFC 7162 §3.1.5).
     c.ok("ENABLE CONDSTORE");
     let r = c.ok("STORE 2 +FLAGS.SILENT (\\Seen)");
-    let m2_modseq: u64 = r[0]
-        .split("MODSEQ (")
-        .nth(1)
-        .and_then(|x| x.split(')').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{r:?}"));
+    let m2_modseq = first_modseq(&r);
     let r = c.ok(&format!(
         "SEARCH RETURN (MIN MAX ALL COUNT) MODSEQ \"/flags/\\\\seen\" all {m2_modseq}"
     ));
@@ -1921,15 +1925,8 @@ async fn corners_an_imaptest_run_found() {
     // MODSEQ from then on.
     let r = c.ok("FETCH 1 (MODSEQ)");
     assert!(r[0].starts_with("* OK [HIGHESTMODSEQ "), "{r:?}");
-    let modseq = |r: &[String]| -> u64 {
-        r[0].split("MODSEQ (")
-            .nth(1)
-            .and_then(|x| x.split(')').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("{r:?}"))
-    };
-    let m1 = modseq(&c.ok("STORE 1 +FLAGS (\\Seen)"));
-    let m3 = modseq(&c.ok("STORE 3 +FLAGS (\\Seen)"));
+    let m1 = first_modseq(&c.ok("STORE 1 +FLAGS (\\Seen)"));
+    let m3 = first_modseq(&c.ok("STORE 3 +FLAGS (\\Seen)"));
     assert!(m3 > m1);
     // ESEARCH MIN alone reports the MODSEQ of the message it names.
     let r = c.ok("SEARCH RETURN (MIN) MODSEQ 1");
