@@ -313,15 +313,6 @@ impl Core {
         Ok(index)
     }
 
-    /// UIDs this process expunged from the mailbox at a MODSEQ in
-    /// `(after, upto]`: a hint for a reader whose count of messages
-    /// dropped (see `CacheInner::expunged`); it must check the count.
-    pub fn expunged_between(&self, mailbox_id: i32, after: i64, upto: i64) -> Vec<i64> {
-        self.inner
-            .index_cache
-            .expunged_between(mailbox_id, after, upto)
-    }
-
     pub(crate) fn note_expunged(&self, mailbox_id: i32, modseq: i64, uids: &[i64]) {
         self.inner
             .index_cache

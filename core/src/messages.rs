@@ -692,19 +692,6 @@ impl Core {
             .highest_modseq)
     }
 
-    /// HIGHESTMODSEQ and the number of messages, read in one statement so
-    /// both describe the same moment. An IMAP session compares the count
-    /// with what it holds to learn, without reading every UID, that
-    /// nothing it holds was expunged.
-    pub async fn mailbox_modseq_and_count(
-        &self,
-        account_id: i32,
-        mailbox_id: i32,
-    ) -> CoreResult<(i64, u64)> {
-        let (modseq, count, _) = self.mailbox_moment(account_id, mailbox_id).await?;
-        Ok((modseq, count))
-    }
-
     /// HIGHESTMODSEQ, message count and UIDVALIDITY in one statement.
     pub(crate) async fn mailbox_moment(
         &self,
@@ -738,20 +725,9 @@ impl Core {
     }
 
     /// Messages whose MODSEQ is above `since`: new ones and ones whose
-    /// flags changed (RFC 7162's CHANGEDSINCE view), in UID order, through
-    /// the (mailbox, modseq) index.
-    pub async fn messages_changed_since(
-        &self,
-        account_id: i32,
-        mailbox_id: i32,
-        since: i64,
-    ) -> CoreResult<Vec<MessageSummary>> {
-        self.mailbox_row(account_id, mailbox_id).await?;
-        self.changed_rows(mailbox_id, since).await
-    }
-
-    /// [`Core::messages_changed_since`] for a caller that has checked the
-    /// mailbox is the account's already (the kept index's moment query).
+    /// flags changed, in UID order, through the (mailbox, modseq) index.
+    /// The caller has checked the mailbox is the account's (the kept
+    /// index's moment query does).
     pub(crate) async fn changed_rows(
         &self,
         mailbox_id: i32,
