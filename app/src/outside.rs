@@ -1246,8 +1246,12 @@ pub struct UnifiedData {
     pub frame: Frame,
     pub rows: Vec<UnifiedMsg>,
     pub total: u64,
-    pub page: u64,
-    pub pages: u64,
+    /// Position of the first row in the whole list (from 1).
+    pub at: u64,
+    /// Keys of the first and last rows, for the Newer and Older links
+    /// (None when the list ends that way).
+    pub newer: Option<String>,
+    pub older: Option<String>,
     pub query: String,
     /// Server time to list the page (the store's part), for the footer.
     pub list_ms: u64,
@@ -1255,22 +1259,49 @@ pub struct UnifiedData {
 
 /// The unified inbox: the local INBOX and every outside account's INBOX
 /// (from the header cache), newest first, with search over all of them.
+/// Paged by key: `before` (older than that row) or `after` (newer);
+/// `at` is only the position shown ("51–100 of 20,000").
 #[server(prefix = "/api", endpoint = "unified")]
-pub async fn unified(page: u64, q: String) -> Result<Option<UnifiedData>, ServerFnError> {
+pub async fn unified(
+    before: String,
+    after: String,
+    at: u64,
+    q: String,
+) -> Result<Option<UnifiedData>, ServerFnError> {
     use crate::auth::ssr::{core, core_error, current_session};
-    use mailcore::outside_cache::UnifiedSource;
+    use mailcore::outside_cache::{UnifiedAt, UnifiedKey, UnifiedSource};
     let Some(s) = current_session().await? else {
         return Ok(None);
     };
     let t0 = std::time::Instant::now();
-    let page = page.max(1);
     let size = crate::mail::PAGE_SIZE;
-    let (rows, total) = core()?
-        .unified_inbox(s.account.id, page, size, &q)
+    // A link that does not parse (edited by hand) shows the newest page.
+    let place = match (UnifiedKey::parse(&before), UnifiedKey::parse(&after)) {
+        (Some(k), _) => UnifiedAt::Older(k),
+        (None, Some(k)) => UnifiedAt::Newer(k),
+        (None, None) => UnifiedAt::Newest,
+    };
+    let newest = place == UnifiedAt::Newest;
+    let page = core()?
+        .unified_inbox(s.account.id, &place, size, &q)
         .await
         .map_err(core_error)?;
     let list_ms = t0.elapsed().as_millis() as u64;
-    let rows = rows
+    let at = if newest || !page.has_newer {
+        1
+    } else {
+        at.max(1)
+    };
+    let newer = page
+        .has_newer
+        .then(|| page.rows.first().map(|r| r.key().encode()))
+        .flatten();
+    let older = page
+        .has_older
+        .then(|| page.rows.last().map(|r| r.key().encode()))
+        .flatten();
+    let rows = page
+        .rows
         .into_iter()
         .map(|r| {
             let (account, href) = match &r.source {
@@ -1302,9 +1333,10 @@ pub async fn unified(page: u64, q: String) -> Result<Option<UnifiedData>, Server
     Ok(Some(UnifiedData {
         frame: crate::mail::ssr::frame(&s).await?,
         rows,
-        total,
-        page,
-        pages: total.div_ceil(size).max(1),
+        total: page.total,
+        at,
+        newer,
+        older,
         query: q,
         list_ms,
     }))
@@ -1312,11 +1344,13 @@ pub async fn unified(page: u64, q: String) -> Result<Option<UnifiedData>, Server
 
 #[component]
 pub fn UnifiedPage() -> impl IntoView {
-    let page = q("page");
+    let before = q("before");
+    let after = q("after");
+    let at = q("at");
     let query = q("q");
     let data = Resource::new(
-        move || (page().parse::<u64>().unwrap_or(1), query()),
-        |(p, q)| unified(p, q),
+        move || (before(), after(), at().parse::<u64>().unwrap_or(1), query()),
+        |(b, a, at, q)| unified(b, a, at, q),
     );
     view! {
         <PageTitle text="All inboxes · Tern"/>
@@ -1324,11 +1358,23 @@ pub fn UnifiedPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match data.await {
                     Ok(Some(d)) => {
-                        let href = |p: u64, q: &str| format!("/unified?page={p}&q={}", encode(q));
-                        let prev = (d.page > 1).then(|| href(d.page - 1, &d.query));
-                        let next = (d.page < d.pages).then(|| href(d.page + 1, &d.query));
+                        let shown = d.rows.len() as u64;
+                        let size = crate::mail::PAGE_SIZE;
+                        let qs = encode(&d.query);
+                        let newest = d.newer.is_some().then(|| format!("/unified?q={qs}"));
+                        let newer = d.newer.as_ref().map(|k| {
+                            format!("/unified?after={}&at={}&q={qs}", encode(k), d.at.saturating_sub(size).max(1))
+                        });
+                        let older = d.older.as_ref().map(|k| {
+                            format!("/unified?before={}&at={}&q={qs}", encode(k), d.at.saturating_add(shown))
+                        });
                         let rows = d.rows.clone();
                         let me = d.frame.me.clone();
+                        let span = if shown == 0 {
+                            String::new()
+                        } else {
+                            format!(" Messages {}–{} of {} ", d.at, d.at + shown - 1, d.total)
+                        };
                         view! {
                             <Shell frame=d.frame.clone()>
                                 <h1>"All inboxes"</h1>
@@ -1354,9 +1400,10 @@ pub fn UnifiedPage() -> impl IntoView {
                                     </tbody>
                                 </table>
                                 <p class="pager">
-                                    {prev.map(|h| view! { <a href=h rel="prev">"Newer"</a> })}
-                                    {format!(" Page {} of {} ", d.page, d.pages)}
-                                    {next.map(|h| view! { <a href=h rel="next">"Older"</a> })}
+                                    {newest.map(|h| view! { <a href=h>"Newest"</a> " " })}
+                                    {newer.map(|h| view! { <a href=h rel="prev">"Newer"</a> })}
+                                    {span}
+                                    {older.map(|h| view! { <a href=h rel="next">"Older"</a> })}
                                 </p>
                                 <p class="hint" data-testid="unified-time">{format!("Listed in {} ms.", d.list_ms)}</p>
                             </Shell>

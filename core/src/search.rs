@@ -188,9 +188,43 @@ impl Core {
         offset: u64,
         limit: u64,
     ) -> CoreResult<(Vec<MessageSummary>, u64)> {
+        let Some(q) = self.search_select(account_id, mailbox_id, query).await? else {
+            return Ok((Vec::new(), 0));
+        };
+
+        // sea-orm's count() drops a LIMIT, so the capped count fetches at
+        // most COUNT_CAP + 1 ids instead.
+        let total = q
+            .clone()
+            .select_only()
+            .column(message::Column::Id)
+            .limit(COUNT_CAP + 1)
+            .into_tuple::<i32>()
+            .all(self.db())
+            .await?
+            .len() as u64;
+        let rows = q
+            .order_by_desc(message::Column::InternalDate)
+            .order_by_desc(message::Column::Uid)
+            .offset(offset)
+            .limit(limit)
+            .all(self.db())
+            .await?;
+        Ok((rows.into_iter().map(Into::into).collect(), total))
+    }
+
+    /// The messages of `mailbox_id` (or of every mailbox of the account)
+    /// that match `query`, unordered: [`Core::search`] pages it, and the
+    /// unified inbox pages it by key. None when the query has no words.
+    pub(crate) async fn search_select(
+        &self,
+        account_id: i32,
+        mailbox_id: Option<i32>,
+        query: &str,
+    ) -> CoreResult<Option<sea_orm::Select<message::Entity>>> {
         let backend = self.db().get_database_backend();
         let Some(expr) = match_expr(backend, query) else {
-            return Ok((Vec::new(), 0));
+            return Ok(None);
         };
         // sea-query renumbers `$1` for PostgreSQL but passes it through
         // verbatim for SQLite, where sqlx then binds by position; so each
@@ -221,25 +255,7 @@ impl Core {
             )),
         };
 
-        // sea-orm's count() drops a LIMIT, so the capped count fetches at
-        // most COUNT_CAP + 1 ids instead.
-        let total = q
-            .clone()
-            .select_only()
-            .column(message::Column::Id)
-            .limit(COUNT_CAP + 1)
-            .into_tuple::<i32>()
-            .all(self.db())
-            .await?
-            .len() as u64;
-        let rows = q
-            .order_by_desc(message::Column::InternalDate)
-            .order_by_desc(message::Column::Uid)
-            .offset(offset)
-            .limit(limit)
-            .all(self.db())
-            .await?;
-        Ok((rows.into_iter().map(Into::into).collect(), total))
+        Ok(Some(q))
     }
 }
 

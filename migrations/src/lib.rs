@@ -20,6 +20,7 @@ mod m20261204_000012_outside_smtp_login;
 mod m20261204_000013_lone_subscriptions;
 mod m20261206_000014_uidvalidity_floor;
 mod m20261206_000015_fetch_cache;
+mod m20261206_000016_keyset_indexes;
 
 pub struct Migrator;
 
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000013_lone_subscriptions::Migration),
             Box::new(m20261206_000014_uidvalidity_floor::Migration),
             Box::new(m20261206_000015_fetch_cache::Migration),
+            Box::new(m20261206_000016_keyset_indexes::Migration),
         ]
     }
 }
