@@ -86,6 +86,12 @@ fn sqlite_pool(writer: bool) -> SqlitePoolOptions {
     SqlitePoolOptions::new()
         .max_connections(max)
         .acquire_timeout(Duration::from_secs(wait))
+        // A file's connections neither go stale nor cost a server
+        // anything; without a timeout or lifetime, sqlx runs no
+        // maintenance task, which was seen spinning at 100% CPU when a
+        // runtime ended with a pool still open (a test hung for good).
+        .idle_timeout(None)
+        .max_lifetime(None)
         .after_release(|c, m| Box::pin(sqlite_conn_clean(c, m, "released")))
         .before_acquire(|c, m| Box::pin(sqlite_conn_clean(c, m, "acquired")))
 }

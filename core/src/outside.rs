@@ -568,6 +568,9 @@ fn smtp_session_key(session: &str) -> String {
 pub(crate) struct OutsideState {
     /// Wakes the header-cache task at once (an account was just added).
     pub(crate) cache_poke: tokio::sync::Notify,
+    /// Wakes the INBOX watcher the same way (it starts a new account's
+    /// watch at once).
+    watch_poke: tokio::sync::Notify,
     key_file: std::sync::OnceLock<PathBuf>,
     key: std::sync::OnceLock<SecretKey>,
     /// (session key, outside account) -> password.
@@ -821,11 +824,18 @@ impl Core {
     /// cache to run now rather than at its next interval.
     pub fn poke_outside_cache(&self) {
         self.inner.outside.cache_poke.notify_one();
+        self.inner.outside.watch_poke.notify_one();
     }
 
     /// Resolves when [`Core::poke_outside_cache`] was called.
     pub async fn outside_cache_poked(&self) {
         self.inner.outside.cache_poke.notified().await
+    }
+
+    /// The same, for the INBOX watcher (each task has its own wake-up, so
+    /// one poke reaches both).
+    pub async fn outside_watch_poked(&self) {
+        self.inner.outside.watch_poke.notified().await
     }
 
     /// Forgets every password held for a session (at sign-out).

@@ -58,6 +58,10 @@ pub struct OutsideConfig {
     pub fetch_interval_secs: u64,
     /// How often the unified inbox's copy of outside headers is refreshed.
     pub cache_interval_secs: u64,
+    /// At most this many outside IMAP INBOXes are watched with IDLE (one
+    /// connection each), so other clients' changes show in the unified
+    /// inbox within seconds; 0 turns watching off.
+    pub watch_max: usize,
 }
 
 impl Default for OutsideConfig {
@@ -73,6 +77,7 @@ impl Default for OutsideConfig {
             autoconfig_http_port: 80,
             fetch_interval_secs: 300,
             cache_interval_secs: 120,
+            watch_max: 1000,
         }
     }
 }
@@ -425,6 +430,7 @@ impl Config {
             "outside.autoconfig_http_port",
             "outside.fetch_interval_secs",
             "outside.cache_interval_secs",
+            "outside.watch_max",
         ]));
         fig.extract().map_err(|e| format!("configuration: {e}"))
     }

@@ -56,6 +56,8 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
         outside.clone(),
         std::time::Duration::from_secs(cfg.outside.cache_interval_secs.max(1)),
     );
+    let watcher =
+        crate::outside::cache::watch(core.clone(), outside.clone(), cfg.outside.watch_max);
     let web = crate::web::server(&cfg, core.clone(), outside)?;
     let handle = web.handle();
     let web_task = tokio::spawn(web);
@@ -67,6 +69,7 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     }
     fetcher.abort();
     header_cache.abort();
+    watcher.abort();
     if let Some(r) = runner {
         // Attempts in flight get a moment to record their result; any
         // still running after that are retried when their lease expires.

@@ -349,6 +349,7 @@ async fn add_by_address_trust_the_certificate_and_read() {
         let m = jo.message(acct.id, ib.id, 1).await.unwrap();
         assert!(m.flags.contains(mailcore::Flags::FLAGGED), "{:?}", m.flags);
         assert!(m.flags.contains(mailcore::Flags::SEEN), "{:?}", m.flags);
+        jo.close().await;
     }
 
     // Reply through the provider's submission server, from jo's address,
@@ -415,6 +416,7 @@ async fn add_by_address_trust_the_certificate_and_read() {
         let ib = jo.mailbox(acct.id, "INBOX").await.unwrap().unwrap();
         let m = jo.message(acct.id, ib.id, 1).await.unwrap();
         assert!(m.flags.contains(mailcore::Flags::ANSWERED), "{:?}", m.flags);
+        jo.close().await;
     }
 
     // Move to Archive, then delete there (to Trash).
@@ -829,6 +831,9 @@ async fn fetching_in_survives_kill_9_without_duplicates() {
         }
     }
     assert_eq!(ids.len(), 300, "killed after {at_kill}: every message once");
+    // An open core's pool keeps a maintenance task that can spin at the
+    // runtime's end and hang the test: every core a test opens is closed.
+    core.close().await;
     let (_, page) = http_get(
         home.web,
         "/outside",
@@ -1047,6 +1052,7 @@ async fn unified_inbox_merges_local_and_outside() {
         )
         .await
         .unwrap();
+        fc.close().await;
     }
     let t0 = Instant::now();
     loop {
@@ -1374,7 +1380,9 @@ async fn outside_imap_sessions_are_reused_between_requests() {
     };
     let dns = FakeDns::start();
     dns.a("mail.far.test");
-    let home = home_for(&dns, far.web, true);
+    // The INBOX watch holds a connection of its own; off here, so the
+    // count is the webmail's alone.
+    let home = home_with(&dns, far.web, true, &[("TERN_OUTSIDE__WATCH_MAX", "0")]);
     let (cookie, csrf) = home_session(&home);
     let a = add_jo_imap(&home, &far, &cookie, &csrf);
     {
@@ -1383,6 +1391,7 @@ async fn outside_imap_sessions_are_reused_between_requests() {
         fc.create_mailbox(jo.id, "Entwürfe", mailcore::NewMailbox::Subscribed)
             .await
             .unwrap();
+        fc.close().await;
     }
     let before = imap_connections();
     for _ in 0..5 {
@@ -1555,6 +1564,98 @@ async fn unified_inbox_follows_actions_at_once() {
     let (_, page) = http_get(home.web, "/unified", Some(&cookie));
     assert!(row(&page).is_none(), "{page}");
     assert!(page.contains(">0 messages<"), "{page}");
+}
+
+/// Changes made at the provider by another client reach the unified inbox
+/// within seconds, though the refresh interval is an hour: an IDLE watch
+/// on the outside INBOX reports them. The flag goes on the oldest of 251
+/// messages, outside the newest 200 whose flags a refresh reads anyway.
+#[tokio::test(flavor = "multi_thread")]
+async fn unified_inbox_follows_other_clients_within_seconds() {
+    let far = outside_provider().await;
+    deliver_many(&far, "jo@far.test", 250, "bulk").await;
+    let dns = FakeDns::start();
+    dns.a("mail.far.test");
+    let home = home_with(
+        &dns,
+        far.web,
+        true,
+        &[
+            ("TERN_OUTSIDE__CACHE_INTERVAL_SECS", "3600"),
+            ("TERN_WEB__METRICS_TOKEN", "metrics-secret"),
+        ],
+    );
+    let (cookie, csrf) = home_session(&home);
+    add_jo_imap(&home, &far, &cookie, &csrf);
+    let wait_for = |path: &'static str, what: &str, ok: &dyn Fn(&str) -> bool| {
+        let t0 = Instant::now();
+        loop {
+            let (_, page) = http_get(home.web, path, Some(&cookie));
+            if ok(&page) {
+                return;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(15),
+                "{what} never showed: {page}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for("/unified", "the cache", &|p| p.contains(">251 messages<"));
+    // Another client at the provider (Python's imaplib).
+    let cert = far.cert();
+    let imaps = far.imaps;
+    let elsewhere = |lines: &str| {
+        run_python(&format!(
+            r#"
+import imaplib, ssl
+ctx = ssl.create_default_context(cafile={cert:?})
+ctx.check_hostname = False
+M = imaplib.IMAP4_SSL("127.0.0.1", {imaps}, ssl_context=ctx)
+M.login("jo@far.test", "far away pass")
+M.select("INBOX")
+{lines}
+M.logout()
+"#
+        ))
+    };
+    // The watch starts once the account exists; wait for its IDLE.
+    let t0 = Instant::now();
+    loop {
+        let (_, m) = http(
+            home.web,
+            "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer metrics-secret\r\nConnection: close\r\n\r\n",
+        );
+        if m.lines().any(|l| l == "tern_outside_watched_inboxes 1") {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(15), "never watched: {m}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    elsewhere(r#"M.store("1", "+FLAGS", "(\\Flagged)")"#);
+    let news_row = |p: &str| -> Option<String> {
+        let at = p.find("Café &lt;b&gt;news")?;
+        let start = p[..at].rfind("<tr")?;
+        Some(p[start..at].to_owned())
+    };
+    wait_for("/unified?q=news", "the flag set elsewhere", &|p| {
+        news_row(p).is_some_and(|r| r.contains("★"))
+    });
+    elsewhere(
+        r#"M.append("INBOX", None, None, b"From: Zed <zed@elsewhere.test>\r\nSubject: appended elsewhere\r\n\r\nhi\r\n")"#,
+    );
+    wait_for("/unified", "mail appended elsewhere", &|p| {
+        p.contains("appended elsewhere") && p.contains(">252 messages<")
+    });
+    elsewhere(
+        r#"M.store("1", "+FLAGS", "(\\Deleted)")
+M.expunge()"#,
+    );
+    wait_for("/unified", "an expunge elsewhere", &|p| {
+        p.contains(">251 messages<")
+    });
+    let (_, page) = http_get(home.web, "/unified?q=news", Some(&cookie));
+    assert!(news_row(&page).is_none(), "{page}");
 }
 
 /// Discovery's last two steps probe the standard ports (993, 465...): the

@@ -33,6 +33,12 @@ fn cached(s: &OutsideSummary) -> CachedHeader {
     }
 }
 
+/// The local database failed under a refresh (said as the account's
+/// status, like the provider's own failures).
+fn store(e: mailcore::CoreError) -> OutsideError {
+    OutsideError::Unreachable(format!("the local store: {e}"))
+}
+
 fn join(uids: &[u32]) -> String {
     uids.iter()
         .map(u32::to_string)
@@ -48,50 +54,17 @@ impl Outside {
         id: OutsideAccountId,
         login: &OutsideLogin,
     ) -> Result<(), OutsideError> {
-        let store =
-            |e: mailcore::CoreError| OutsideError::Unreachable(format!("the local store: {e}"));
-        let known = core.outside_cached_keys(id).await.map_err(store)?;
         match login.settings.protocol {
             Protocol::Imap => {
                 let (mut s, budget) = self.imap_session(login).await?;
                 let mbox = self.open_inbox(&mut s, &budget).await?;
                 let validity = i64::from(mbox.uid_validity.unwrap_or(0));
-                let mut all = self.imap_uids_after(&mut s, &budget, 0).await?;
-                all.sort_unstable_by(|a, b| b.cmp(a));
-                let have: HashSet<&str> = known
-                    .iter()
-                    .filter(|(_, v)| *v == validity)
-                    .map(|(k, _)| k.as_str())
-                    .collect();
-                let present: HashSet<String> = all.iter().map(u32::to_string).collect();
-                let remove: Vec<String> = have
-                    .iter()
-                    .filter(|k| !present.contains(**k))
-                    .map(|k| k.to_string())
-                    .collect();
-                // New ones, newest first; and the newest window for flags.
-                let mut want: Vec<u32> = all
-                    .iter()
-                    .copied()
-                    .filter(|u| !have.contains(u.to_string().as_str()))
-                    .take(NEW_PER_RUN)
-                    .collect();
-                for u in all.iter().take(FLAGS_WINDOW) {
-                    if !want.contains(u) {
-                        want.push(*u);
-                    }
-                }
-                let mut add = Vec::with_capacity(want.len());
-                for chunk in want.chunks(CHUNK) {
-                    let rows = self.summaries(&mut s, &budget, join(chunk), true).await?;
-                    add.extend(rows.iter().map(cached));
-                }
+                self.sync_imap_inbox(core, id, &mut s, &budget, validity, &[])
+                    .await?;
                 let _ = tokio::time::timeout(Duration::from_secs(5), s.logout()).await;
-                core.update_outside_cache(id, validity, &add, &remove)
-                    .await
-                    .map_err(store)?;
             }
             Protocol::Pop3 => {
+                let known = core.outside_cached_keys(id).await.map_err(store)?;
                 let mut pop = self.pop_session(login).await?;
                 let uidls = self.pop_uidls(&mut pop).await?;
                 let sizes = self.pop_sizes(&mut pop).await?;
@@ -119,6 +92,64 @@ impl Outside {
             }
         }
         Ok(())
+    }
+
+    /// Brings the cache of an INBOX open (EXAMINE) on `s` in step: new
+    /// UIDs fetched, gone ones dropped, flags of the newest refreshed,
+    /// and of `touched` too (sequence numbers the server reported a FETCH
+    /// for while watched: a flag another client set on an old message).
+    pub(super) async fn sync_imap_inbox(
+        &self,
+        core: &Core,
+        id: OutsideAccountId,
+        s: &mut super::imap::Session,
+        budget: &super::net::Budget,
+        validity: i64,
+        touched: &[u32],
+    ) -> Result<(), OutsideError> {
+        let known = core.outside_cached_keys(id).await.map_err(store)?;
+        // Ascending, as sequence numbers count them.
+        let mut ascending = self.imap_uids_after(s, budget, 0).await?;
+        ascending.sort_unstable();
+        ascending.dedup();
+        let have: HashSet<&str> = known
+            .iter()
+            .filter(|(_, v)| *v == validity)
+            .map(|(k, _)| k.as_str())
+            .collect();
+        let present: HashSet<String> = ascending.iter().map(u32::to_string).collect();
+        let remove: Vec<String> = have
+            .iter()
+            .filter(|k| !present.contains(**k))
+            .map(|k| k.to_string())
+            .collect();
+        // New ones, newest first; the newest window for flags; the touched.
+        let mut want: Vec<u32> = ascending
+            .iter()
+            .rev()
+            .copied()
+            .filter(|u| !have.contains(u.to_string().as_str()))
+            .take(NEW_PER_RUN)
+            .collect();
+        let window = ascending.iter().rev().take(FLAGS_WINDOW).copied();
+        let touched = touched.iter().filter_map(|n| {
+            let i = usize::try_from(*n).ok()?.checked_sub(1)?;
+            ascending.get(i).copied()
+        });
+        let mut seen: HashSet<u32> = want.iter().copied().collect();
+        for u in window.chain(touched) {
+            if seen.insert(u) {
+                want.push(u);
+            }
+        }
+        let mut add = Vec::with_capacity(want.len());
+        for chunk in want.chunks(CHUNK) {
+            let rows = self.summaries(s, budget, join(chunk), true).await?;
+            add.extend(rows.iter().map(cached));
+        }
+        core.update_outside_cache(id, validity, &add, &remove)
+            .await
+            .map_err(store)
     }
 }
 
@@ -148,4 +179,94 @@ pub fn start(core: Core, outside: Arc<Outside>, interval: Duration) -> tokio::ta
             }
         }
     })
+}
+
+/// How often the watcher looks for accounts added or removed.
+const WATCH_SCAN: Duration = Duration::from_secs(15);
+/// First pause after a watch fails; it doubles up to [`WATCH_MAX_PAUSE`].
+const WATCH_PAUSE: Duration = Duration::from_secs(15);
+const WATCH_MAX_PAUSE: Duration = Duration::from_secs(15 * 60);
+/// An account that cannot be watched (POP3 has no push; a server without
+/// IDLE) is asked again after this; the interval refresh covers it.
+const NOT_WATCHABLE: Duration = Duration::from_secs(3600);
+
+/// Keeps one IDLE watch (see `watch_inbox`) on the INBOX of each IMAP
+/// account with a stored password, at most `max` at once, so changes made
+/// by other clients reach the unified inbox within seconds. Accounts
+/// removed, or whose password is no longer stored, lose their watch at the
+/// next scan. Aborting the returned task ends every watch.
+pub fn watch(core: Core, outside: Arc<Outside>, max: usize) -> tokio::task::JoinHandle<()> {
+    use std::collections::HashMap;
+    use tokio::task::{AbortHandle, JoinSet};
+    tokio::spawn(async move {
+        let mut set: JoinSet<()> = JoinSet::new();
+        let mut running: HashMap<OutsideAccountId, AbortHandle> = HashMap::new();
+        let resting: Arc<std::sync::Mutex<HashMap<OutsideAccountId, tokio::time::Instant>>> =
+            Arc::default();
+        loop {
+            while set.try_join_next().is_some() {}
+            if let Ok(jobs) = core.outside_cache_jobs().await {
+                let live: HashSet<OutsideAccountId> = jobs.iter().map(|(_, id)| *id).collect();
+                running.retain(|id, h| {
+                    let keep = live.contains(id) && !h.is_finished();
+                    if !keep {
+                        h.abort();
+                    }
+                    keep
+                });
+                let now = tokio::time::Instant::now();
+                if let Ok(mut r) = resting.lock() {
+                    r.retain(|id, until| live.contains(id) && *until > now);
+                }
+                for (owner, id) in jobs {
+                    if running.len() >= max {
+                        break;
+                    }
+                    let rests = resting.lock().map(|r| r.contains_key(&id)).unwrap_or(true);
+                    if running.contains_key(&id) || rests {
+                        continue;
+                    }
+                    let (core, outside, resting) = (core.clone(), outside.clone(), resting.clone());
+                    let h = set.spawn(async move {
+                        let pause = watch_one(&core, &outside, owner, id).await;
+                        if let Ok(mut r) = resting.lock() {
+                            r.insert(id, tokio::time::Instant::now() + pause);
+                        }
+                    });
+                    running.insert(id, h);
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(WATCH_SCAN) => {}
+                _ = core.outside_watch_poked() => {}
+            }
+        }
+    })
+}
+
+/// Watches one account until it cannot be watched; returns how long to
+/// leave it before trying again.
+async fn watch_one(core: &Core, outside: &Outside, owner: i32, id: OutsideAccountId) -> Duration {
+    let mut pause = WATCH_PAUSE;
+    loop {
+        let login = match core.outside_login(owner, id, "").await {
+            Ok(Some(l)) => l,
+            _ => return NOT_WATCHABLE,
+        };
+        if login.settings.protocol != Protocol::Imap {
+            return NOT_WATCHABLE;
+        }
+        let started = tokio::time::Instant::now();
+        let Err(e) = outside.watch_inbox(core, id, &login).await;
+        tracing::debug!(outside = %login.settings.address, error = %e, "inbox watch ended");
+        if matches!(e, OutsideError::Unsupported(_)) {
+            return NOT_WATCHABLE;
+        }
+        // A watch that ran a while was healthy: start the pauses over.
+        if started.elapsed() > WATCH_MAX_PAUSE {
+            pause = WATCH_PAUSE;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(WATCH_MAX_PAUSE);
+    }
 }

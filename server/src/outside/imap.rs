@@ -23,6 +23,33 @@ const SMALL: u64 = 64 * 1024;
 /// Room for the protocol around a message's bytes.
 const FRAMING: u64 = 64 * 1024;
 
+/// How long one IDLE lasts before it is renewed: RFC 2177 §3 asks for
+/// less than 29 minutes, and NAT boxes forget quiet flows sooner.
+const IDLE_RENEW: Duration = Duration::from_secs(9 * 60);
+
+/// Counts a watch in `tern_outside_watched_inboxes` while it lives.
+struct Watched;
+
+impl Watched {
+    fn new() -> Self {
+        metrics::gauge!("tern_outside_watched_inboxes").increment(1.0);
+        Watched
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        metrics::gauge!("tern_outside_watched_inboxes").decrement(1.0);
+    }
+}
+
+/// Keeps the sequence number of an untagged FETCH (a flag change).
+fn note_fetch(r: &async_imap::imap_proto::Response<'_>, touched: &mut Vec<u32>) {
+    if let async_imap::imap_proto::Response::Fetch(n, _) = r {
+        touched.push(*n);
+    }
+}
+
 /// The folder or page requested exceeds what the server holds.
 fn not_found(what: &str) -> OutsideError {
     OutsideError::NotFound(what.to_owned())
@@ -255,7 +282,7 @@ impl Outside {
         set: String,
         by_uid: bool,
     ) -> Result<Vec<OutsideSummary>, OutsideError> {
-        const ITEMS: &str = "(UID FLAGS RFC822.SIZE BODY.PEEK[HEADER])";
+        const ITEMS: &str = "(UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER])";
         let fetched = self
             .step("FETCH", budget, self.cfg.max_listing_bytes, async {
                 let v: Vec<_> = if by_uid {
@@ -270,16 +297,22 @@ impl Outside {
         for f in &fetched {
             let Some(uid) = f.uid else { continue };
             let flags: Vec<Flag> = f.flags().collect();
-            rows.push((
-                f.message,
-                super::summary_of(
-                    f.header().unwrap_or_default(),
-                    MessageRef::imap(uid),
-                    f.size.unwrap_or(0),
-                    flags.iter().any(|f| matches!(f, Flag::Seen)),
-                    flags.iter().any(|f| matches!(f, Flag::Flagged)),
-                ),
-            ));
+            let mut row = super::summary_of(
+                f.header().unwrap_or_default(),
+                MessageRef::imap(uid),
+                f.size.unwrap_or(0),
+                flags.iter().any(|f| matches!(f, Flag::Seen)),
+                flags.iter().any(|f| matches!(f, Flag::Flagged)),
+            );
+            // No (readable) Date: header: the arrival time, so the message
+            // sorts where it came in, not below everything else.
+            if row.unix == 0
+                && let Some(d) = f.internal_date()
+            {
+                row.unix = d.timestamp();
+                row.date = d.to_rfc3339();
+            }
+            rows.push((f.message, row));
         }
         rows.sort_by_key(|r| std::cmp::Reverse(r.0));
         Ok(rows.into_iter().map(|(_, r)| r).collect())
@@ -596,6 +629,75 @@ impl Outside {
             let _ = tokio::time::timeout(self.command_timeout(), s.logout()).await;
         }
         Ok(changed)
+    }
+
+    /// Watches INBOX with IDLE (RFC 2177) on one kept session, so that
+    /// what another client does there (new mail, an expunge, a flag) is
+    /// in the unified inbox's cache within seconds, not at the next
+    /// refresh. The cache is caught up first, then after each change the
+    /// server reports, on the same session. Returns only with an error
+    /// (the caller waits, then calls again).
+    pub(super) async fn watch_inbox(
+        &self,
+        core: &mailcore::Core,
+        id: mailcore::outside::OutsideAccountId,
+        login: &OutsideLogin,
+    ) -> Result<std::convert::Infallible, OutsideError> {
+        use async_imap::extensions::idle::IdleResponse;
+        use async_imap::types::UnsolicitedResponse;
+        let (mut s, budget) = self.imap_session(login).await?;
+        let caps = self
+            .step("CAPABILITY", &budget, SMALL, s.capabilities())
+            .await?;
+        if !caps.has_str("IDLE") {
+            return Err(OutsideError::Unsupported(
+                "the server does not offer IDLE".into(),
+            ));
+        }
+        let mbox = self.open_inbox(&mut s, &budget).await?;
+        let validity = i64::from(mbox.uid_validity.unwrap_or(0));
+        self.sync_imap_inbox(core, id, &mut s, &budget, validity, &[])
+            .await?;
+        let _watched = Watched::new();
+        loop {
+            // What came in during the refresh is in the cache already.
+            while s.unsolicited_responses.try_recv().is_ok() {}
+            let mut idle = s.idle();
+            budget.set(SMALL);
+            tokio::time::timeout(self.command_timeout(), idle.init())
+                .await
+                .map_err(|_| OutsideError::Timeout("IDLE".into()))?
+                .map_err(|e| imap_error(e, &budget, "IDLE"))?;
+            let outcome = {
+                let (wait, _stop) = idle.wait_with_timeout(IDLE_RENEW);
+                wait.await
+            };
+            let mut touched = Vec::new();
+            let changed = match outcome {
+                Ok(IdleResponse::NewData(resp)) => {
+                    note_fetch(resp.parsed(), &mut touched);
+                    true
+                }
+                Ok(_) => false,
+                Err(e) => return Err(imap_error(e, &budget, "IDLE")),
+            };
+            // A burst (a thousand flags set at once) is read to its end
+            // under the listing budget, not the small one.
+            budget.set(self.cfg.max_listing_bytes);
+            s = tokio::time::timeout(self.command_timeout(), idle.done())
+                .await
+                .map_err(|_| OutsideError::Timeout("DONE".into()))?
+                .map_err(|e| imap_error(e, &budget, "DONE"))?;
+            if changed {
+                while let Ok(u) = s.unsolicited_responses.try_recv() {
+                    if let UnsolicitedResponse::Other(resp) = u {
+                        note_fetch(resp.parsed(), &mut touched);
+                    }
+                }
+                self.sync_imap_inbox(core, id, &mut s, &budget, validity, &touched)
+                    .await?;
+            }
+        }
     }
 
     /// EXAMINE INBOX, for the fetcher (which only reads).

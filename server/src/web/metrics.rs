@@ -54,6 +54,10 @@ fn describe() {
     );
     describe_gauge!("tern_queue_depth", "Queue entries waiting, by lane");
     describe_gauge!(
+        "tern_outside_watched_inboxes",
+        "Outside IMAP INBOXes watched with IDLE for the unified inbox"
+    );
+    describe_gauge!(
         "tern_spool_records",
         "Messages accepted into this node's spool and not yet in the store"
     );
