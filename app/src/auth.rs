@@ -109,16 +109,41 @@ pub mod ssr {
     }
 }
 
+/// Where a sign-in may send the browser next: a path on this site, never
+/// another origin (`//evil.test`, `/\\evil.test` and `https:` are refused:
+/// an open redirect would let a phishing link borrow Tern's sign-in page).
+pub fn safe_next(next: &str) -> &str {
+    let ok = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.starts_with("/\\")
+        && next.len() <= 2048
+        && !next.chars().any(|c| c.is_control() || c == '\\');
+    if ok { next } else { "/" }
+}
+
 /// Signs in. Always answers with a redirect, so the same form works with and
-/// without JavaScript: to `/` on success, back to `/login?error=...` if not.
+/// without JavaScript: to `next` (the page that sent the visitor here) or
+/// `/` on success, back to `/login?error=...` if not.
 #[server(prefix = "/api", endpoint = "login")]
-pub async fn login(address: String, password: String) -> Result<(), ServerFnError> {
+pub async fn login(
+    address: String,
+    password: String,
+    #[server(default)] next: String,
+) -> Result<(), ServerFnError> {
     use self::ssr::*;
     use mailcore::AuthError;
 
     let core = core()?;
     let req = request().await?;
     let ip = client_ip(&req);
+    // Kept through a failed attempt, so the second try lands there too.
+    let again = |error: &str| {
+        let mut to = format!("/login?error={error}");
+        if safe_next(&next) != "/" {
+            to.push_str(&format!("&next={}", crate::mail::encode(&next)));
+        }
+        to
+    };
     match core.authenticate(&address, &password, ip).await {
         Ok(account) => {
             let token = core
@@ -127,17 +152,17 @@ pub async fn login(address: String, password: String) -> Result<(), ServerFnErro
                 .map_err(core_error)?;
             login_cookie(&req, &token);
             tracing::info!(account = %account.address, %ip, "web login");
-            leptos_actix::redirect("/");
+            leptos_actix::redirect(safe_next(&next));
         }
         Err(AuthError::Throttled { retry_after }) => {
-            leptos_actix::redirect(&format!("/login?error=throttled&retry={retry_after}"));
+            leptos_actix::redirect(&format!("{}&retry={retry_after}", again("throttled")));
         }
         Err(AuthError::Core(e)) if e.is_temporary() => {
-            leptos_actix::redirect("/login?error=unavailable");
+            leptos_actix::redirect(&again("unavailable"));
         }
         Err(_) => {
             metrics::counter!("tern_auth_failures_total", "protocol" => "web").increment(1);
-            leptos_actix::redirect("/login?error=invalid")
+            leptos_actix::redirect(&again("invalid"))
         }
     }
     Ok(())

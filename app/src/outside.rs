@@ -166,9 +166,8 @@ pub mod ssr {
                 (Some(e), _) => format!("Fetching failed: {e}"),
                 (None, mailcore::outside_fetch::FetchMode::Off) => String::new(),
                 (None, _) => format!(
-                    "{} message{} fetched so far.",
-                    a.fetch.fetched_total,
-                    if a.fetch.fetched_total == 1 { "" } else { "s" }
+                    "{} fetched so far.",
+                    crate::pages::count(a.fetch.fetched_total, "message", "messages")
                 ),
             },
             pop3: a.settings.protocol == Protocol::Pop3,
@@ -1048,7 +1047,7 @@ fn OutsideBox(d: BoxData, unlock: ServerAction<OutsideAction>) -> impl IntoView 
                     <button type="submit">"Search"</button>
                 </form>
             })}
-            <p class="count" data-testid="outside-total">{format!("{} message{}", d.total, if d.total == 1 { "" } else { "s" })}</p>
+            <p class="count" data-testid="outside-total">{crate::pages::count(d.total, "message", "messages")}</p>
             <table class="messages" data-testid="outside-messages">
                 <tbody>
                     {d.rows.iter().map(|r| {
@@ -1382,7 +1381,7 @@ pub fn UnifiedPage() -> impl IntoView {
                                     <input type="search" name="q" value=d.query.clone() aria-label="Search all inboxes" placeholder="Search all inboxes"/>
                                     <button type="submit">"Search"</button>
                                 </form>
-                                <p class="count" data-testid="unified-total">{format!("{} message{}", d.total, if d.total == 1 { "" } else { "s" })}</p>
+                                <p class="count" data-testid="unified-total">{crate::pages::count(d.total, "message", "messages")}</p>
                                 <table class="messages" data-testid="unified-messages">
                                     <tbody>
                                         {rows.into_iter().map(|r| {

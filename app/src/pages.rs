@@ -12,6 +12,12 @@ use crate::mail::{
     compose_data, encode, mail_list, read_message, thread,
 };
 
+/// "1 message", "2 messages": a count with its noun, singular for one.
+pub fn count(n: impl Into<i128>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 #[component]
 pub fn LoginPage() -> impl IntoView {
     let login = ServerAction::<Login>::new();
@@ -43,6 +49,7 @@ pub fn LoginPage() -> impl IntoView {
             {move || error().map(|e| view! { <p class="error" role="alert">{e}</p> })}
             {move || notice().map(|n| view! { <p class="notice" role="status" data-testid="notice">{n}</p> })}
             <ActionForm action=login>
+                <input type="hidden" name="next" value=move || query.with(|q| q.get("next").unwrap_or_default())/>
                 <label for="address">"Email address"</label>
                 <input
                     id="address"
@@ -274,7 +281,7 @@ fn MailList(d: ListData, act: ServerAction<MessageAction>) -> impl IntoView {
                 .unwrap_or_default()
         )
     } else {
-        format!("{} messages", d.total)
+        count(d.total, "message", "messages")
     };
     let prev = (d.page > 1).then(|| list_href(&d, d.page - 1));
     let next = (d.page < d.pages).then(|| list_href(&d, d.page + 1));
@@ -756,7 +763,7 @@ fn FolderRow(
         <li>
             <span class="name">{folder_label(&f.name)}</span>
             " "
-            <span class="count">{format!("{} messages, {} unread", f.total, f.unseen)}</span>
+            <span class="count">{format!("{}, {} unread", count(f.total, "message", "messages"), f.unseen)}</span>
             {controls}
         </li>
     }

@@ -52,8 +52,15 @@ test('hydrated page: wrong password refused, right one signs in', async () => {
 
   await page.getByRole('button', { name: 'Sign out', exact: true }).click();
   await page.waitForURL(`${tern.base}/login`);
-  await page.goto(`${tern.base}/`);
-  await page.getByText('You are not signed in.').waitFor();
+  // The front door: a signed-out visitor goes to the sign-in form, and
+  // back to the page they asked for once signed in.
+  await page.goto(`${tern.base}/folders`);
+  assert.equal(new URL(page.url()).pathname, '/login');
+  assert.equal(new URL(page.url()).searchParams.get('next'), '/folders');
+  await page.fill('input[name=address]', 'alice@example.test');
+  await page.fill('input[name=password]', PW);
+  await page.click('button[type=submit]');
+  await page.waitForURL(`${tern.base}/folders`);
   await ctx.close();
 });
 

@@ -458,8 +458,56 @@ fn serve_health_login_and_clean_stop() {
     assert_eq!(status, 200);
     assert!(home.contains("Signed in as alice@example.test"), "{home}");
     assert!(home.contains("INBOX"));
-    let (_, anon) = get(port, "/", None);
-    assert!(anon.contains("You are not signed in."));
+    // The front door: an anonymous visitor is sent to sign in, and back
+    // to the page they asked for afterwards; never to another site.
+    let (status, anon) = get(port, "/", None);
+    assert_eq!(status, 303, "{anon}");
+    assert_eq!(header(&anon, "location"), ["/login"]);
+    let (status, anon) = get(port, "/read?f=INBOX&uid=1", None);
+    assert_eq!(status, 303, "{anon}");
+    assert_eq!(
+        header(&anon, "location"),
+        ["/login?next=%2Fread%3Ff%3DINBOX%26uid%3D1"]
+    );
+    let (status, anon) = get(port, "/admin/queue", None);
+    assert_eq!(
+        (status, header(&anon, "location")),
+        (303, vec!["/login?next=%2Fadmin%2Fqueue"])
+    );
+    let (status, _) = get(port, "/login?next=%2Fread", None);
+    assert_eq!(status, 200, "the sign-in page itself is open");
+    let (_, form) = get(port, "/login?next=%2Fread%3Ff%3DINBOX", None);
+    assert!(
+        form.contains("name=\"next\" value=\"/read?f=INBOX\""),
+        "{form}"
+    );
+    for (next, to) in [
+        ("%2Fread%3Ff%3DINBOX%26uid%3D1", "/read?f=INBOX&uid=1"),
+        ("https%3A%2F%2Fevil.example%2F", "/"),
+        ("%2F%2Fevil.example", "/"),
+        ("%2F%5Cevil.example", "/"),
+    ] {
+        let (status, resp) = post_form(
+            port,
+            "/api/login",
+            &format!("address=alice%40example.test&password=correct+horse+battery&next={next}"),
+            &format!("Origin: http://127.0.0.1:{port}\r\n"),
+        );
+        assert_eq!(status, 302, "{resp}");
+        assert_eq!(header(&resp, "location"), [to], "next={next}");
+    }
+    let (status, resp) = post_form(
+        port,
+        "/api/login",
+        "address=alice%40example.test&password=wrong&next=%2Funified",
+        &format!("Origin: http://127.0.0.1:{port}\r\n"),
+    );
+    assert_eq!(status, 302, "{resp}");
+    assert_eq!(
+        header(&resp, "location"),
+        ["/login?error=invalid&next=%2Funified"],
+        "a failed try keeps where to go"
+    );
 
     // SIGTERM stops it cleanly.
     let pid = server.0.id().to_string();

@@ -1196,8 +1196,8 @@ async fn password_change_and_sign_out_everywhere_end_sessions() {
     assert!(r.starts_with("* BYE [ALERT] Signed out"), "{r}");
     let r = pop.pop("STAT");
     assert!(r.starts_with("-ERR [AUTH] Signed out"), "{r}");
-    let (_, home) = http_get(t.web, "/", Some(&cookie));
-    assert!(home.contains("You are not signed in."), "{home}");
+    let (st, home) = http_get(t.web, "/", Some(&cookie));
+    assert!(st == 303 && home.contains("location: /login"), "{home}");
     bob.ok("NOOP");
     // The new password works; the old one does not.
     let mut again = Imap::tls(&t);
@@ -1235,8 +1235,8 @@ async fn password_change_and_sign_out_everywhere_end_sessions() {
     assert_eq!(status, 302, "{resp}");
     assert!(resp.contains("/login?signed_out=everywhere"), "{resp}");
     for c in [&phone, &laptop] {
-        let (_, p) = http_get(t.web, "/", Some(c));
-        assert!(p.contains("You are not signed in."), "{p}");
+        let (st, p) = http_get(t.web, "/", Some(c));
+        assert!(st == 303 && p.contains("location: /login"), "{p}");
     }
     here.send(b"n1 NOOP\r\n");
     let r = here.line();

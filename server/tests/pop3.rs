@@ -134,7 +134,7 @@ async fn full_session_over_stls() {
         "-ERR [IN-USE] Maildrop is locked by another POP3 session\r\n"
     );
 
-    assert_eq!(c.pop("QUIT"), "+OK Bye, 1 messages deleted\r\n");
+    assert_eq!(c.pop("QUIT"), "+OK Bye, 1 message deleted\r\n");
     let left = inbox_uids(&t).await;
     assert_eq!(
         left.iter().map(|x| x.0).collect::<Vec<_>>(),

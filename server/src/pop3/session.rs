@@ -92,6 +92,11 @@ pub struct Session {
 
 const TEMP: &str = "-ERR [SYS/TEMP] Mail store temporarily unavailable, try again later";
 
+/// "1 message", "2 messages" (the text after `+OK` is for people).
+fn messages(n: usize) -> String {
+    format!("{n} message{}", if n == 1 { "" } else { "s" })
+}
+
 impl Session {
     pub fn new(
         core: Core,
@@ -368,7 +373,7 @@ impl Session {
             _lock: lock,
             _slot: slot,
         });
-        self.line(&format!("+OK Maildrop ready, {n} messages"))
+        self.line(&format!("+OK Maildrop ready, {}", messages(n)))
             .await
     }
 
@@ -414,7 +419,7 @@ impl Session {
                     "+OK\r\n".to_owned()
                 } else {
                     let (n, size) = live().fold((0, 0), |(n, s), (_, e)| (n + 1, s + e.size));
-                    format!("+OK {n} messages ({size} octets)\r\n")
+                    format!("+OK {} ({size} octets)\r\n", messages(n))
                 };
                 let mut out = status.into_bytes();
                 out.extend_from_slice(&multiline(body.join("\r\n").as_bytes()));
@@ -514,7 +519,7 @@ impl Session {
             self.core.expunge(a, m, Some(&uids)).await
         };
         match done.await {
-            Ok(gone) => format!("+OK Bye, {} messages deleted", gone.len()),
+            Ok(gone) => format!("+OK Bye, {} deleted", messages(gone.len())),
             Err(_) => "-ERR [SYS/TEMP] Some deleted messages were not removed".into(),
         }
     }

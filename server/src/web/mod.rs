@@ -77,6 +77,59 @@ async fn origin_check(
         .map(ServiceResponse::map_into_left_body)
 }
 
+/// The pages that show a signed-in user's mail or the admin area (the
+/// routes of `app::App` other than `/login`).
+fn needs_sign_in(path: &str) -> bool {
+    matches!(
+        path,
+        "/" | "/mail"
+            | "/read"
+            | "/thread"
+            | "/compose"
+            | "/folders"
+            | "/unified"
+            | "/outside"
+            | "/outside/add"
+            | "/outside/box"
+            | "/outside/read"
+            | "/admin"
+    ) || path.starts_with("/admin/")
+}
+
+/// The front door: a visitor without a session who asks for a page is
+/// sent to the sign-in form (303), which brings them back to that page
+/// after signing in, as every webmail does. A store that cannot answer is
+/// not taken for "signed out": the page then says the service is down.
+async fn front_door(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if matches!(*req.method(), Method::GET | Method::HEAD) && needs_sign_in(req.path()) {
+        let token = app::auth::ssr::session_token(req.request());
+        let core = req.app_data::<web::Data<Core>>().cloned();
+        let signed_in = match (token, core) {
+            (None, _) => Ok(false),
+            (Some(t), Some(core)) => core.session(&t).await.map(|s| s.is_some()),
+            (Some(_), None) => Ok(true),
+        };
+        if let Ok(false) = signed_in {
+            let here = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            let to = if here == "/" {
+                "/login".to_owned()
+            } else {
+                format!("/login?next={}", app::mail::encode(here))
+            };
+            let resp = HttpResponse::SeeOther()
+                .insert_header((actix_web::http::header::LOCATION, to))
+                .finish();
+            return Ok(req.into_response(resp).map_into_right_body());
+        }
+    }
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
+}
+
 /// `/healthz`: 200 when the store commits a write, 503 when it does not
 /// (or a write failed moments ago), so a load balancer takes a node out
 /// while its storage is down. A write stuck behind a held lock is down too.
@@ -140,6 +193,7 @@ pub fn server(
         let ctx_settings = settings.clone();
         let ctx_outside = app::outside::ssr::OutsideClient(outside.clone());
         App::new()
+            .wrap(from_fn(front_door))
             .wrap(from_fn(origin_check))
             .wrap(
                 DefaultHeaders::new()
