@@ -350,89 +350,40 @@ impl Config {
             None => fig = fig.merge(Toml::file("tern.toml")),
         }
         // Only keys Tern knows are taken; other TERN_* variables (the test
-        // scripts' own) are ignored.
-        fig = fig.merge(Env::prefixed("TERN_").split("__").only(&[
-            "hostname",
-            "data_dir",
-            "database.url",
-            "web.listen",
-            "web.site_root",
-            "web.autosave_secs",
-            "web.metrics_token",
-            "tls.cert",
-            "tls.key",
-            "listeners.smtp",
-            "listeners.submission",
-            "listeners.smtps",
-            "listeners.imap",
-            "listeners.imaps",
-            "listeners.pop3",
-            "listeners.pop3s",
-            "smtp.max_message_size",
-            "smtp.max_recipients",
-            "smtp.max_errors",
-            "smtp.max_connections",
-            "smtp.max_connections_per_ip",
-            "smtp.max_connections_per_account",
-            "smtp.max_submission_connections",
-            "smtp.max_submission_connections_per_ip",
-            "smtp.command_timeout_secs",
-            "smtp.idle_timeout_secs",
-            "smtp.idle_timeout_busy_secs",
-            "smtp.data_timeout_secs",
-            "smtp.tls_handshake_timeout_secs",
-            "pop3.max_connections",
-            "pop3.max_connections_per_ip",
-            "pop3.max_connections_per_account",
-            "pop3.autologout_secs",
-            "imap.max_connections",
-            "imap.max_connections_per_ip",
-            "imap.max_connections_per_account",
-            "imap.autologout_secs",
-            "imap.autologout_pre_auth_secs",
-            "imap.max_line",
-            "imap.max_literal_pre_auth",
-            "relay.enabled",
-            "relay.smarthost",
-            "relay.smarthost_tls",
-            "relay.smarthost_username",
-            "relay.smarthost_password",
-            "relay.routes",
-            "relay.require_tls",
-            "relay.mx_port",
-            "relay.connect_timeout_secs",
-            "relay.command_timeout_secs",
-            "relay.data_timeout_secs",
-            "queue.fresh_workers",
-            "queue.retry_workers",
-            "queue.bounce_workers",
-            "queue.poll_interval_ms",
-            "queue.lease_secs",
-            "queue.max_rcpts_per_transaction",
-            "queue.schedule.first_retry_secs",
-            "queue.schedule.factor",
-            "queue.schedule.max_interval_secs",
-            "queue.schedule.jitter_percent",
-            "queue.schedule.delayed_dsn_after_secs",
-            "queue.schedule.give_up_after_secs",
-            "queue.concurrency.initial",
-            "queue.concurrency.max",
-            "queue.concurrency.quiet_secs",
-            "spool.dir",
-            "spool.max_bytes",
-            "outside.allow_private",
-            "outside.nameserver",
-            "outside.connect_timeout_secs",
-            "outside.command_timeout_secs",
-            "outside.max_message_bytes",
-            "outside.max_listing_bytes",
-            "outside.autoconfig_https_port",
-            "outside.autoconfig_http_port",
-            "outside.fetch_interval_secs",
-            "outside.cache_interval_secs",
-            "outside.watch_max",
-        ]));
+        // scripts' own) are ignored. The keys come from the settings
+        // themselves, so a new setting needs no list edited.
+        let keys = Self::keys();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        fig = fig.merge(Env::prefixed("TERN_").split("__").only(&keys));
         fig.extract().map_err(|e| format!("configuration: {e}"))
+    }
+
+    /// Every setting's dotted name (`smtp.max_recipients`), read from
+    /// the defaults' shape: a table is a section, anything else (an empty
+    /// table too: `relay.routes`) a setting.
+    pub fn keys() -> Vec<String> {
+        use figment::Provider;
+        use figment::value::{Dict, Value};
+        fn walk(prefix: &str, dict: &Dict, out: &mut Vec<String>) {
+            for (k, v) in dict {
+                let name = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                match v {
+                    Value::Dict(_, d) if !d.is_empty() => walk(&name, d, out),
+                    _ => out.push(name),
+                }
+            }
+        }
+        let mut out = Vec::new();
+        if let Ok(data) = Figment::from(Serialized::defaults(Config::default())).data()
+            && let Some(dict) = data.values().next()
+        {
+            walk("", dict, &mut out);
+        }
+        out
     }
 
     pub fn spool_dir(&self) -> PathBuf {
@@ -480,5 +431,26 @@ mod tests {
             assert_eq!(e.database_url(), "postgres://x@127.0.0.1/tern");
             Ok(())
         });
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::Config;
+
+    /// The environment keys are read off the settings: every one that was
+    /// once listed by hand is still there, and no section is taken for a
+    /// setting.
+    #[test]
+    fn every_setting_has_its_environment_key() {
+        let keys = Config::keys();
+        let listed = include_str!("../tests/corpus/config_keys.txt");
+        for k in listed.lines().filter(|l| !l.is_empty()) {
+            assert!(keys.iter().any(|x| x == k), "{k} missing from {keys:?}");
+        }
+        for section in ["smtp", "queue", "queue.schedule", "outside", "relay"] {
+            assert!(!keys.iter().any(|x| x == section), "{section} is a section");
+        }
+        assert!(keys.iter().any(|k| k == "outside.watch_max"));
     }
 }
