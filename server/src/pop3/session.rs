@@ -15,7 +15,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::Engine;
 use mailcore::messages::FlagOp;
 use mailcore::{AccountRef, AuthError, Core, Flags, SortOrder};
 use tokio::io::BufReader;
@@ -287,21 +286,12 @@ impl Session {
                         }
                     }
                 };
-                if resp == "*" {
-                    self.line("-ERR Authentication cancelled").await?;
-                    return Ok(true);
-                }
-                let decoded = base64::engine::general_purpose::STANDARD
-                    .decode(resp.trim())
-                    .ok()
-                    .and_then(|v| String::from_utf8(v).ok());
-                let parts: Vec<String> = decoded
-                    .map(|d| d.split('\0').map(str::to_owned).collect())
-                    .unwrap_or_default();
-                if parts.len() != 3 || (!parts[0].is_empty() && parts[0] != parts[1]) {
-                    self.line("-ERR [AUTH] Invalid credentials").await?;
-                } else {
-                    self.login(&parts[1], &parts[2]).await?;
+                match crate::sasl::plain(&resp) {
+                    Ok(c) => self.login(&c.user, &c.password).await?,
+                    Err(crate::sasl::SaslError::Cancelled) => {
+                        self.line("-ERR Authentication cancelled").await?;
+                    }
+                    Err(_) => self.line("-ERR [AUTH] Invalid credentials").await?,
                 }
             }
             Command::Auth(Some(_), _) => self.line("-ERR Unsupported SASL mechanism").await?,

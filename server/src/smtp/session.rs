@@ -15,7 +15,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use mailcore::delivery::{AcceptError, Envelope};
 use mailcore::submission::{SubmissionError, rfc5322_date};
 use mailcore::{AccountRef, Address, AuthError, Core, Rejection, Route};
@@ -465,50 +464,46 @@ impl Session {
                 "AUTH not allowed during a mail transaction",
             ));
         }
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let decode = |s: &str| {
-            b64.decode(s.trim())
-                .ok()
-                .and_then(|v| String::from_utf8(v).ok())
+        use crate::sasl::{self, SaslError};
+        let cancelled = || r(501, "5.7.0", "Authentication cancelled");
+        let refused = |e: SaslError| match e {
+            SaslError::Cancelled => cancelled(),
+            SaslError::BadBase64 => r(501, "5.5.2", "Invalid base64"),
+            SaslError::Malformed => r(535, "5.7.8", "Authentication credentials invalid"),
         };
         let (user, pass) = match mechanism {
             "PLAIN" => {
                 let resp = match initial {
-                    Some(i) if i == "=" => String::new(),
                     Some(i) => i,
                     None => match self.read_auth_line("").await? {
                         Some(l) => l,
-                        None => return Ok(r(501, "5.7.0", "Authentication cancelled")),
+                        None => return Ok(cancelled()),
                     },
                 };
-                if resp == "*" {
-                    return Ok(r(501, "5.7.0", "Authentication cancelled"));
+                match sasl::plain(&resp) {
+                    Ok(c) => (c.user, c.password),
+                    Err(e) => return Ok(refused(e)),
                 }
-                // RFC 4616: authzid NUL authcid NUL passwd.
-                let Some(text) = decode(&resp) else {
-                    return Ok(r(501, "5.5.2", "Invalid base64"));
-                };
-                let parts: Vec<&str> = text.split('\0').collect();
-                if parts.len() != 3 || (!parts[0].is_empty() && parts[0] != parts[1]) {
-                    return Ok(r(535, "5.7.8", "Authentication credentials invalid"));
-                }
-                (parts[1].to_owned(), parts[2].to_owned())
             }
             "LOGIN" => {
                 let user = match initial {
-                    Some(i) => decode(&i),
+                    Some(i) => sasl::text(&i),
                     None => match self.read_auth_line("VXNlcm5hbWU6").await? {
-                        Some(l) if l != "*" => decode(&l),
-                        _ => return Ok(r(501, "5.7.0", "Authentication cancelled")),
+                        Some(l) => sasl::text(&l),
+                        None => return Ok(cancelled()),
                     },
                 };
-                let pass = match self.read_auth_line("UGFzc3dvcmQ6").await? {
-                    Some(l) if l != "*" => decode(&l),
-                    _ => return Ok(r(501, "5.7.0", "Authentication cancelled")),
+                let user = match user {
+                    Ok(u) => u,
+                    Err(e) => return Ok(refused(e)),
                 };
-                match (user, pass) {
-                    (Some(u), Some(p)) => (u, p),
-                    _ => return Ok(r(501, "5.5.2", "Invalid base64")),
+                let pass = match self.read_auth_line("UGFzc3dvcmQ6").await? {
+                    Some(l) => sasl::text(&l),
+                    None => return Ok(cancelled()),
+                };
+                match pass {
+                    Ok(p) => (user, p),
+                    Err(e) => return Ok(refused(e)),
                 }
             }
             _ => return Ok(r(504, "5.5.4", "Unrecognized authentication mechanism")),

@@ -140,27 +140,18 @@ impl Session {
                 }
             }
         };
-        if resp == "*" {
-            self.reply(Response::bad(tag, "Authentication cancelled"))
-                .await?;
-            return Ok(Flow::Continue);
-        }
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(resp.trim())
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok());
-        let Some(d) = decoded else {
-            self.reply(Response::bad(tag, "Invalid base64")).await?;
-            return Ok(Flow::Continue);
-        };
-        let mut parts = d.split('\0');
-        let (authz, user, pass) = (parts.next(), parts.next(), parts.next());
-        match (authz, user, pass, parts.next()) {
-            (Some(z), Some(u), Some(p), None) if z.is_empty() || z == u => {
-                let (u, p) = (u.to_owned(), p.to_owned());
-                self.login(tag, &u, &p).await
+        match crate::sasl::plain(&resp) {
+            Ok(c) => self.login(tag, &c.user, &c.password).await,
+            Err(crate::sasl::SaslError::Cancelled) => {
+                self.reply(Response::bad(tag, "Authentication cancelled"))
+                    .await?;
+                Ok(Flow::Continue)
             }
-            _ => {
+            Err(crate::sasl::SaslError::BadBase64) => {
+                self.reply(Response::bad(tag, "Invalid base64")).await?;
+                Ok(Flow::Continue)
+            }
+            Err(crate::sasl::SaslError::Malformed) => {
                 self.no(tag, Code::AuthenticationFailed, "Invalid credentials")
                     .await
             }

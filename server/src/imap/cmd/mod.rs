@@ -20,7 +20,6 @@ mod prelude {
     pub(super) use std::sync::Arc;
     pub(super) use std::time::Duration;
 
-    pub(super) use base64::Engine;
     pub(super) use mailcore::messages::FlagOp;
     pub(super) use mailcore::{
         AuthError, ChangeKind, Core, CoreError, FlagSet, Flags, MessageSummary, NewMailbox,
