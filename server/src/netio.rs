@@ -63,6 +63,40 @@ pub async fn write_flush(io: &mut BufReader<BoxIo>, bytes: &[u8]) -> std::io::Re
     io.get_mut().flush().await
 }
 
+/// Turns a session's plain stream into TLS after STARTTLS (SMTP, RFC
+/// 3207), STARTTLS (IMAP, RFC 9051 §6.2.1) or STLS (POP3, RFC 2595), once
+/// the protocol's "go ahead" reply is written and flushed. Whatever the
+/// client pipelined after the command in plain text is in the reader's
+/// buffer and is dropped here, never read as if it came over TLS (the
+/// STARTTLS command injection, CVE-2011-0411): the rule lives in this one
+/// place for all three. Ok(false) when the handshake failed or timed out;
+/// the stream is gone then and the session ends.
+pub async fn upgrade_tls(
+    io: &mut Option<BufReader<BoxIo>>,
+    acceptor: &tokio_rustls::TlsAcceptor,
+    limit: std::time::Duration,
+    peer: std::net::SocketAddr,
+) -> std::io::Result<bool> {
+    let Some(reader) = io.take() else {
+        return Ok(false);
+    };
+    let plain = reader.into_inner();
+    match tokio::time::timeout(limit, acceptor.accept(plain)).await {
+        Ok(Ok(tls)) => {
+            *io = Some(BufReader::new(Box::new(tls)));
+            Ok(true)
+        }
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "TLS handshake failed");
+            Ok(false)
+        }
+        Err(_) => {
+            tracing::info!(%peer, "TLS handshake timed out");
+            Ok(false)
+        }
+    }
+}
+
 /// How long closing may wait for the peer to take our last bytes.
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -127,5 +161,72 @@ impl<R: Unpin, W: AsyncWrite + Unpin> AsyncWrite for Deflated<R, W> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.w).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Plain text pipelined after STARTTLS never reaches the session as
+    /// if it had come over TLS; the first line read after the upgrade is
+    /// the first one the client sent encrypted.
+    #[tokio::test]
+    async fn upgrade_drops_pipelined_plaintext() {
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let cert = ck.cert.der().clone();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
+            rustls::pki_types::PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der()),
+        );
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let sc = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let cc = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+
+        let (server, mut client) = tokio::io::duplex(64 * 1024);
+        let mut io: Option<BufReader<BoxIo>> = Some(BufReader::new(Box::new(server)));
+        // The command and an injected line arrive in one segment.
+        client
+            .write_all(b"STARTTLS\r\nRCPT TO:<injected@evil.test>\r\n")
+            .await
+            .unwrap();
+        let first = read_line(live(&mut io).unwrap(), 1000).await.unwrap();
+        assert!(matches!(first, Line::Ok(ref l) if l == b"STARTTLS\r\n"));
+        let client_side = tokio::spawn(async move {
+            let connector = tokio_rustls::TlsConnector::from(Arc::new(cc));
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            // The injected bytes are still unread on the wire side of the
+            // server's buffer; the handshake follows them.
+            let mut tls = connector.connect(name, client).await.unwrap();
+            tls.write_all(b"EHLO over.tls\r\n").await.unwrap();
+            tls.flush().await.unwrap();
+            let mut buf = [0u8; 1];
+            let _ = tls.read(&mut buf).await;
+        });
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(sc));
+        let peer = "127.0.0.1:1".parse().unwrap();
+        let up = upgrade_tls(&mut io, &acceptor, std::time::Duration::from_secs(5), peer)
+            .await
+            .unwrap();
+        assert!(up, "the handshake went through");
+        let next = read_line(live(&mut io).unwrap(), 1000).await.unwrap();
+        assert!(
+            matches!(next, Line::Ok(ref l) if l == b"EHLO over.tls\r\n"),
+            "the plaintext line was read as if it came over TLS"
+        );
+        close(&mut io).await;
+        client_side.await.unwrap();
     }
 }

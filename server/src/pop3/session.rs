@@ -236,20 +236,13 @@ impl Session {
                     self.line("-ERR TLS already active").await?;
                 } else if let Some(acceptor) = self.tls.clone() {
                     self.line("+OK Begin TLS negotiation").await?;
-                    let Some(reader) = self.io.take() else {
-                        return Ok(false);
-                    };
-                    // into_inner discards pipelined plaintext.
-                    let plain = reader.into_inner();
-                    match timeout(self.settings.tls_handshake_timeout, acceptor.accept(plain)).await
+                    let limit = self.settings.tls_handshake_timeout;
+                    if !crate::netio::upgrade_tls(&mut self.io, &acceptor, limit, self.peer).await?
                     {
-                        Ok(Ok(tls)) => {
-                            self.io = Some(BufReader::new(Box::new(tls)));
-                            self.secure = true;
-                            self.user = None;
-                        }
-                        _ => return Ok(false),
+                        return Ok(false);
                     }
+                    self.secure = true;
+                    self.user = None;
                 } else {
                     self.line("-ERR TLS not available").await?;
                 }

@@ -398,30 +398,16 @@ impl Session {
             return Ok((Some(r(454, "4.7.0", "TLS not available")), Flow::Continue));
         };
         self.send(&r(220, "2.0.0", "Ready to start TLS")).await?;
-        // into_inner drops whatever the client pipelined after STARTTLS
-        // in plain text (CVE-2011-0411).
-        let Some(reader) = self.io.take() else {
+        let limit = self.settings.tls_handshake_timeout;
+        if !crate::netio::upgrade_tls(&mut self.io, &acceptor, limit, self.peer).await? {
             return Ok((None, Flow::Close));
-        };
-        let plain = reader.into_inner();
-        match timeout(self.settings.tls_handshake_timeout, acceptor.accept(plain)).await {
-            Ok(Ok(tls)) => {
-                self.io = Some(BufReader::new(Box::new(tls)));
-                self.secure = true;
-                self.helo = None;
-                self.esmtp = false;
-                self.txn = None;
-                Ok((None, Flow::Continue))
-            }
-            Ok(Err(e)) => {
-                tracing::info!(peer = %self.peer, error = %e, "TLS handshake failed");
-                Ok((None, Flow::Close))
-            }
-            Err(_) => {
-                tracing::info!(peer = %self.peer, "TLS handshake timed out");
-                Ok((None, Flow::Close))
-            }
         }
+        // RFC 3207 §4.2: the session starts over.
+        self.secure = true;
+        self.helo = None;
+        self.esmtp = false;
+        self.txn = None;
+        Ok((None, Flow::Continue))
     }
 
     async fn read_auth_line(&mut self, prompt: &str) -> std::io::Result<Option<String>> {

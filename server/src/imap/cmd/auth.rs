@@ -2,9 +2,6 @@
 //! RFC 4616, with SASL-IR, RFC 4959). Both need TLS first (§6.2.3
 //! LOGINDISABLED; STARTTLS itself is §6.2.1, in the session's dispatch).
 
-use tokio::io::BufReader;
-use tokio::time::timeout;
-
 use super::prelude::*;
 
 impl Session {
@@ -59,20 +56,12 @@ impl Session {
         self.reply(Response::ok(tag, "Begin TLS negotiation now"))
             .await?;
         self.flush_out().await?;
-        // Anything pipelined after STARTTLS is discarded with the
-        // plaintext buffer (the STARTTLS injection defence).
-        let Some(reader) = self.io.take() else {
+        let limit = self.settings.tls_handshake_timeout;
+        if !crate::netio::upgrade_tls(&mut self.io, &acceptor, limit, self.peer).await? {
             return Ok(Flow::Close);
-        };
-        let plain = reader.into_inner();
-        match timeout(self.settings.tls_handshake_timeout, acceptor.accept(plain)).await {
-            Ok(Ok(tls)) => {
-                self.io = Some(BufReader::new(Box::new(tls)));
-                self.secure = true;
-                Ok(Flow::Continue)
-            }
-            _ => Ok(Flow::Close),
         }
+        self.secure = true;
+        Ok(Flow::Continue)
     }
 
     pub(in crate::imap) async fn login(&mut self, tag: &str, user: &str, pass: &str) -> Res {
