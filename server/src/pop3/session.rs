@@ -495,13 +495,8 @@ impl Session {
             return "+OK Bye".into();
         }
         let (a, m) = (d.account.id, d.mailbox_id);
-        let done = async {
-            self.core
-                .set_flags(a, m, &uids, FlagOp::Add, Flags::DELETED)
-                .await?;
-            self.core.expunge(a, m, Some(&uids)).await
-        };
-        match done.await {
+        // RFC 1939 §6: the UPDATE state removes what was marked.
+        match self.core.destroy(a, m, &uids).await {
             Ok(gone) => format!("+OK Bye, {} deleted", messages(gone.len())),
             Err(_) => "-ERR [SYS/TEMP] Some deleted messages were not removed".into(),
         }
