@@ -40,6 +40,27 @@ pub struct Listener {
     pub refusal: fn(&Refused) -> String,
 }
 
+/// Binds `addr` and runs the accept loop on it in a task: how every mail
+/// listener starts. An empty address means the port is off (None).
+pub async fn spawn<F, Fut>(
+    addr: &str,
+    l: Listener,
+    session: F,
+) -> Result<Option<tokio::task::JoinHandle<()>>, String>
+where
+    F: Fn(Conn) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("{} listener {addr}: {e}", l.name))?;
+    tracing::info!(%addr, implicit_tls = l.implicit_tls, "{} listening", l.name);
+    Ok(Some(tokio::spawn(accept_loop(listener, l, session))))
+}
+
 pub async fn accept_loop<F, Fut>(listener: TcpListener, l: Listener, session: F)
 where
     F: Fn(Conn) -> Fut + Send + Sync + 'static,

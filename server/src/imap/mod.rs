@@ -12,13 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mailcore::Core;
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
 use crate::limits::Limits;
-use crate::listen::{Listener, accept_loop};
+use crate::listen::{Listener, spawn};
 use session::{Session, Settings};
 
 pub async fn start(
@@ -43,13 +42,6 @@ pub async fn start(
     let acceptor = TlsAcceptor::from(tls);
     let mut tasks = Vec::new();
     for (addr, implicit) in [(&cfg.listeners.imap, false), (&cfg.listeners.imaps, true)] {
-        if addr.is_empty() {
-            continue;
-        }
-        let listener = TcpListener::bind(addr.as_str())
-            .await
-            .map_err(|e| format!("imap listener {addr}: {e}"))?;
-        tracing::info!(%addr, implicit_tls = implicit, "imap listening");
         let listener_cfg = Listener {
             name: "imap",
             limits: limits.clone(),
@@ -59,11 +51,12 @@ pub async fn start(
             refusal: |r| format!("* BYE [UNAVAILABLE] {}\r\n", r.reason()),
         };
         let (core, settings, limits) = (core.clone(), settings.clone(), limits.clone());
-        tasks.push(tokio::spawn(accept_loop(
-            listener,
-            listener_cfg,
-            move |c| Session::new(core.clone(), settings.clone(), limits.clone(), c).run(),
-        )));
+        tasks.extend(
+            spawn(addr, listener_cfg, move |c| {
+                Session::new(core.clone(), settings.clone(), limits.clone(), c).run()
+            })
+            .await?,
+        );
     }
     Ok(tasks)
 }

@@ -8,13 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mailcore::Core;
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
 use crate::limits::Limits;
-use crate::listen::{Listener, accept_loop};
+use crate::listen::{Listener, spawn};
 use session::{Locks, Session, Settings};
 
 pub async fn start(
@@ -37,13 +36,6 @@ pub async fn start(
     let acceptor = TlsAcceptor::from(tls);
     let mut tasks = Vec::new();
     for (addr, implicit) in [(&cfg.listeners.pop3, false), (&cfg.listeners.pop3s, true)] {
-        if addr.is_empty() {
-            continue;
-        }
-        let listener = TcpListener::bind(addr.as_str())
-            .await
-            .map_err(|e| format!("pop3 listener {addr}: {e}"))?;
-        tracing::info!(%addr, implicit_tls = implicit, "pop3 listening");
         let listener_cfg = Listener {
             name: "pop3",
             limits: limits.clone(),
@@ -58,10 +50,8 @@ pub async fn start(
             limits.clone(),
             locks.clone(),
         );
-        tasks.push(tokio::spawn(accept_loop(
-            listener,
-            listener_cfg,
-            move |c| {
+        tasks.extend(
+            spawn(addr, listener_cfg, move |c| {
                 Session::new(
                     core.clone(),
                     settings.clone(),
@@ -70,8 +60,9 @@ pub async fn start(
                     c,
                 )
                 .run()
-            },
-        )));
+            })
+            .await?,
+        );
     }
     Ok(tasks)
 }

@@ -13,13 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mailcore::Core;
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
 use crate::limits::Limits;
-use crate::listen::{Listener, accept_loop};
+use crate::listen::{Listener, spawn};
 use session::{Mode, Session, Settings};
 
 pub async fn start(
@@ -62,13 +61,6 @@ pub async fn start(
         (&cfg.listeners.submission, Mode::Submission),
         (&cfg.listeners.smtps, Mode::Smtps),
     ] {
-        if addr.is_empty() {
-            continue;
-        }
-        let listener = TcpListener::bind(addr.as_str())
-            .await
-            .map_err(|e| format!("smtp listener {addr}: {e}"))?;
-        tracing::info!(%addr, ?mode, "smtp listening");
         let limits = match mode {
             Mode::Mx => mx_limits.clone(),
             Mode::Submission | Mode::Smtps => submission_limits.clone(),
@@ -82,11 +74,12 @@ pub async fn start(
             refusal: |r| format!("421 4.7.0 {}\r\n", r.reason()),
         };
         let (core, settings, limits) = (core.clone(), settings.clone(), limits.clone());
-        tasks.push(tokio::spawn(accept_loop(
-            listener,
-            listener_cfg,
-            move |c| Session::new(core.clone(), settings.clone(), limits.clone(), mode, c).run(),
-        )));
+        tasks.extend(
+            spawn(addr, listener_cfg, move |c| {
+                Session::new(core.clone(), settings.clone(), limits.clone(), mode, c).run()
+            })
+            .await?,
+        );
     }
     Ok(tasks)
 }
