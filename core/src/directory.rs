@@ -12,12 +12,12 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
 };
 
+use crate::Core;
 use crate::address::{Address, parse_domain, parse_local};
 use crate::auth::AuthError;
 use crate::entities::{account, alias, domain, mailbox, message};
 use crate::error::{CoreError, CoreResult};
 use crate::mailboxes::SPECIAL_MAILBOXES;
-use crate::{Core, messages};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Role {
@@ -627,13 +627,7 @@ async fn delete_account_mail<C: ConnectionTrait>(txn: &C, account_id: i32) -> Co
         .filter(crate::entities::outside_account::Column::AccountId.eq(account_id))
         .exec(txn)
         .await?;
-    let boxes: Vec<i32> = mailbox::Entity::find()
-        .filter(mailbox::Column::AccountId.eq(account_id))
-        .all(txn)
-        .await?
-        .into_iter()
-        .map(|m| m.id)
-        .collect();
+    let boxes = crate::mailboxes::mailbox_ids(txn, account_id).await?;
     if boxes.is_empty() {
         return Ok(());
     }
@@ -648,7 +642,7 @@ async fn delete_account_mail<C: ConnectionTrait>(txn: &C, account_id: i32) -> Co
         .filter(message::Column::MailboxId.is_in(boxes.clone()))
         .exec(txn)
         .await?;
-    messages::release_blobs(txn, &blob_ids).await?;
+    crate::blobs::release_blobs(txn, &blob_ids).await?;
     mailbox::Entity::delete_many()
         .filter(mailbox::Column::AccountId.eq(account_id))
         .exec(txn)

@@ -16,12 +16,14 @@
 pub mod address;
 pub mod admin;
 pub mod auth;
+pub(crate) mod blobs;
 pub mod clock;
 pub mod db;
 pub mod delivery;
 pub mod directory;
 pub mod directory_cache;
 mod entities;
+pub mod envelope;
 pub mod error;
 pub mod events;
 pub mod mailbox_index;
@@ -38,6 +40,7 @@ pub mod search;
 pub mod sessions;
 pub mod spool;
 pub mod submission;
+pub mod threads;
 pub mod view;
 pub mod write;
 

@@ -407,7 +407,7 @@ impl Core {
             .filter(message::Column::MailboxId.eq(m.id))
             .exec(&txn)
             .await?;
-        messages::release_blobs(&txn, &blob_ids).await?;
+        crate::blobs::release_blobs(&txn, &blob_ids).await?;
         messages::add_usage(&txn, account_id, -freed).await?;
         mailbox::Entity::delete_by_id(m.id).exec(&txn).await?;
         // The next mailbox made under this name needs a greater UIDVALIDITY.
@@ -522,6 +522,22 @@ async fn keep_lone_subscription<C: sea_orm::ConnectionTrait>(
     .exec_without_returning(db)
     .await?;
     Ok(())
+}
+
+/// The ids of an account's mailboxes: what a query over "all of this
+/// account's mail" filters its messages by.
+pub(crate) async fn mailbox_ids<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    account_id: i32,
+) -> CoreResult<Vec<i32>> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+    Ok(crate::entities::mailbox::Entity::find()
+        .select_only()
+        .column(crate::entities::mailbox::Column::Id)
+        .filter(crate::entities::mailbox::Column::AccountId.eq(account_id))
+        .into_tuple::<i32>()
+        .all(db)
+        .await?)
 }
 
 #[cfg(test)]

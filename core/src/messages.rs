@@ -11,7 +11,6 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect, Set,
 };
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
 use crate::Core;
@@ -324,102 +323,6 @@ impl Extent {
     }
 }
 
-pub(crate) fn sha256_hex(raw: &[u8]) -> String {
-    hex::encode(Sha256::digest(raw))
-}
-
-/// Stores the bytes once (or finds them) and adds `refs` references. A new
-/// blob also gets its search index row, in the same transaction.
-pub(crate) async fn put_blob<C: ConnectionTrait>(
-    db: &C,
-    raw: &[u8],
-    refs: i64,
-    meta: &MessageMeta,
-) -> CoreResult<i32> {
-    let sha = sha256_hex(raw);
-    // One statement for insert-or-add-references and reading the id back
-    // (SQLite >= 3.35 and PostgreSQL both return the row an upsert wrote):
-    // on the ingest path every statement is a round trip to the driver.
-    let backend = db.get_database_backend();
-    let sql = match backend {
-        sea_orm::DbBackend::Postgres => {
-            "INSERT INTO blobs (sha256, size, bytes, refcount, header_len, fetch_cache, \
-             search_complete) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (sha256) DO UPDATE SET refcount = blobs.refcount + excluded.refcount \
-             RETURNING id, refcount"
-        }
-        _ => {
-            "INSERT INTO blobs (sha256, size, bytes, refcount, header_len, fetch_cache, \
-             search_complete) VALUES (?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (sha256) DO UPDATE SET refcount = blobs.refcount + excluded.refcount \
-             RETURNING id, refcount"
-        }
-    };
-    let row = db
-        .query_one(sea_orm::Statement::from_sql_and_values(
-            backend,
-            sql,
-            [
-                sha.into(),
-                (raw.len() as i64).into(),
-                raw.to_vec().into(),
-                refs.into(),
-                meta.header_len.into(),
-                meta.fetch_cache.clone().into(),
-                meta.search_complete.into(),
-            ],
-        ))
-        .await?
-        .ok_or_else(|| CoreError::Unavailable("blob upsert returned no row".into()))?;
-    let id: i32 = row.try_get_by_index(0)?;
-    let refcount: i64 = row.try_get_by_index(1)?;
-    // Only our own references: the row was just inserted, so index it.
-    if refcount == refs {
-        crate::search::index_blob(db, id, meta).await?;
-    }
-    Ok(id)
-}
-
-/// Adds `sign` (+1 or -1) references per entry in `blob_ids` (duplicates
-/// count), one UPDATE per distinct blob. Returns the distinct ids.
-async fn adjust_refcounts<C: ConnectionTrait>(
-    db: &C,
-    blob_ids: &[i32],
-    sign: i64,
-) -> CoreResult<std::collections::BTreeMap<i32, i64>> {
-    let mut counts: std::collections::BTreeMap<i32, i64> = Default::default();
-    for id in blob_ids {
-        *counts.entry(*id).or_default() += 1;
-    }
-    for (id, n) in &counts {
-        blob::Entity::update_many()
-            .col_expr(
-                blob::Column::Refcount,
-                Expr::col(blob::Column::Refcount).add(sign * n),
-            )
-            .filter(blob::Column::Id.eq(*id))
-            .exec(db)
-            .await?;
-    }
-    Ok(counts)
-}
-
-/// Drops one reference per entry in `blob_ids` (duplicates count) and
-/// deletes blobs nobody references any more.
-pub(crate) async fn release_blobs<C: ConnectionTrait>(db: &C, blob_ids: &[i32]) -> CoreResult<()> {
-    let counts = adjust_refcounts(db, blob_ids, -1).await?;
-    if !counts.is_empty() {
-        blob::Entity::delete_many()
-            .filter(blob::Column::Id.is_in(counts.keys().copied()))
-            .filter(blob::Column::Refcount.lte(0))
-            .exec(db)
-            .await?;
-        let ids: Vec<i32> = counts.keys().copied().collect();
-        crate::search::unindex_gone(db, &ids).await?;
-    }
-    Ok(())
-}
-
 pub(crate) async fn add_usage<C: ConnectionTrait>(
     db: &C,
     account_id: i32,
@@ -610,13 +513,7 @@ pub(crate) async fn find_thread<C: ConnectionTrait>(
     if ids.is_empty() {
         return Ok(0);
     }
-    let boxes: Vec<i32> = mailbox::Entity::find()
-        .select_only()
-        .column(mailbox::Column::Id)
-        .filter(mailbox::Column::AccountId.eq(account_id))
-        .into_tuple::<i32>()
-        .all(db)
-        .await?;
+    let boxes = crate::mailboxes::mailbox_ids(db, account_id).await?;
     // A row whose thread is still 0 was inserted earlier in this batch and
     // is rooted at commit: it is its own root, so its id is the thread.
     Ok(message::Entity::find()
@@ -1063,7 +960,7 @@ impl Core {
             source_modseq = Some(bump_modseq(&txn, from).await?);
         } else {
             let ids: Vec<i32> = rows.iter().map(|r| r.blob_id).collect();
-            adjust_refcounts(&txn, &ids, 1).await?;
+            crate::blobs::adjust_refcounts(&txn, &ids, 1).await?;
             add_usage(&txn, account_id, added).await?;
         }
         txn.commit().await?;
@@ -1163,7 +1060,7 @@ impl Core {
             .exec(&txn)
             .await?;
         let blob_ids: Vec<i32> = rows.iter().map(|r| r.blob_id).collect();
-        release_blobs(&txn, &blob_ids).await?;
+        crate::blobs::release_blobs(&txn, &blob_ids).await?;
         add_usage(&txn, account_id, -rows.iter().map(|r| r.size).sum::<i64>()).await?;
         let modseq = bump_modseq(&txn, mailbox_id).await?;
         txn.commit().await?;
@@ -1211,7 +1108,7 @@ impl Core {
         let meta = self.message_meta(raw);
         let size = raw.len() as i64;
         let txn = self.write_txn().await?;
-        let blob_id = put_blob(&txn, raw, 1, &meta).await?;
+        let blob_id = crate::blobs::put_blob(&txn, raw, 1, &meta).await?;
         check_quota(&txn, account_id, size).await?;
         let (uid, modseq) = allocate_uids(&txn, mailbox_id, 1).await?;
         let thread_id = find_thread(&txn, account_id, &meta).await?;

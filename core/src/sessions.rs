@@ -17,11 +17,11 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set};
 
 use crate::Core;
+use crate::blobs::sha256_hex;
 use crate::directory::{AccountRef, Role};
 use crate::entities::{account, web_session};
 use crate::error::CoreResult;
 use crate::events::{ChangeEvent, ChangeKind};
-use crate::messages::sha256_hex;
 
 pub const SESSION_TTL_SECS: i64 = 7 * 24 * 3600;
 

@@ -34,10 +34,9 @@ use sea_orm::{
 };
 
 use crate::db::Backend;
-use crate::delivery::Envelope;
 use crate::entities::{delivery_log, queue_destination, queue_entry};
+use crate::envelope::Envelope;
 use crate::error::{CoreError, CoreResult};
-use crate::messages;
 use crate::{Core, Priority};
 
 pub use self::concurrency::{ConcurrencyConfig, DestinationLimits};
@@ -607,7 +606,7 @@ impl Core {
             .map(|r| log_row(&r.entry, &f.attempt, r.outcome.as_str(), &r.reply, now))
             .collect();
         insert_logs(&txn, rows).await?;
-        messages::release_blobs(&txn, &released).await?;
+        crate::blobs::release_blobs(&txn, &released).await?;
         txn.commit().await?;
         for r in &receipts {
             self.announce(r);
@@ -878,7 +877,7 @@ impl Core {
             })
             .collect();
         insert_logs(&txn, logs).await?;
-        messages::release_blobs(&txn, &blobs).await?;
+        crate::blobs::release_blobs(&txn, &blobs).await?;
         txn.commit().await?;
         Ok(blobs.len() as u64)
     }

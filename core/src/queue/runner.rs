@@ -27,7 +27,7 @@ use super::dsn::{self, DsnInput, DsnKind, DsnRecipient};
 use super::schedule::RetrySchedule;
 use super::{AttemptInfo, ClaimSpec, Destination, EntryResult, Finish, Lane, Outcome, QueueEntry};
 use crate::Core;
-use crate::delivery::Envelope;
+use crate::envelope::Envelope;
 use crate::error::CoreResult;
 use crate::routing::Route;
 
