@@ -539,8 +539,8 @@ pub async fn admin_queue() -> Result<Option<QueueData>, ServerFnError> {
                 } else {
                     e.mail_from
                 },
-                lane: e.lane,
-                status: e.status,
+                lane: e.lane.to_string(),
+                status: e.status.to_string(),
                 attempts: e.attempts,
                 age: age(now - e.created_at),
                 next_attempt: when(e.next_attempt_at),
@@ -609,7 +609,7 @@ pub async fn admin_log(q: String) -> Result<Option<Vec<LogRow>>, ServerFnError> 
                 message_id: r.message_id,
                 from: r.mail_from,
                 rcpt: r.rcpt_to,
-                outcome: r.outcome,
+                outcome: r.outcome.to_string(),
                 host: r.remote_host.unwrap_or_default(),
                 tls: r.tls,
                 reply: r.reply,

@@ -13,7 +13,7 @@ use crate::events::{ChangeEvent, ChangeKind};
 use crate::mailboxes::INBOX;
 use crate::messages::{self, Flags, NewMessage};
 use crate::meta::MessageMeta;
-use crate::queue::{Lane, STATUS_QUEUED};
+use crate::queue::{Lane, QueueStatus};
 
 // The envelope lives in its own module, which the queue reads too, so that
 // delivery (which queues) and the queue (which delivers) do not import each
@@ -297,7 +297,7 @@ async fn queue_remote(
             rcpt_to: Set(rcpt.to_string()),
             domain: Set(domain),
             lane: Set(lane.as_str().to_owned()),
-            status: Set(STATUS_QUEUED.to_owned()),
+            status: Set(QueueStatus::Queued.as_str().to_owned()),
             attempts: Set(0),
             next_attempt_at: Set(next_attempt_at),
             lock_owner: Set(None),

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use common::for_each_url;
 use mailcore::delivery::{Envelope, LocalCopy};
 use mailcore::queue::{
-    AttemptInfo, ClaimSpec, Destination, EntryResult, Finish, Lane, LogQuery, Outcome, QueueEntry,
-    QueueFilter, Target,
+    AttemptInfo, ClaimSpec, Destination, EntryResult, Finish, Lane, LogOutcome, LogQuery, Outcome,
+    QueueEntry, QueueFilter, QueueStatus, Target,
 };
 use mailcore::{Address, Core, CoreOptions, ManualClock, Role};
 
@@ -282,17 +282,15 @@ async fn outcomes_retire_reschedule_log_and_bounce_in_one_commit() {
             })
             .await
             .unwrap();
-        let mut outcomes: Vec<(String, String)> = log
-            .iter()
-            .map(|l| (l.rcpt_to.clone(), l.outcome.clone()))
-            .collect();
+        let mut outcomes: Vec<(String, LogOutcome)> =
+            log.iter().map(|l| (l.rcpt_to.clone(), l.outcome)).collect();
         outcomes.sort();
         assert_eq!(
             outcomes,
             [
-                ("gone@remote.test".to_owned(), "failed".to_owned()),
-                ("later@remote.test".to_owned(), "deferred".to_owned()),
-                ("ok@remote.test".to_owned(), "delivered".to_owned()),
+                ("gone@remote.test".to_owned(), LogOutcome::Failed),
+                ("later@remote.test".to_owned(), LogOutcome::Deferred),
+                ("ok@remote.test".to_owned(), LogOutcome::Delivered),
             ]
         );
         assert!(
@@ -386,12 +384,15 @@ async fn operators_hold_release_retry_and_delete() {
         // One entry held on its own.
         let id = g[0].id;
         core.queue_hold(&Target::Entry(id)).await.unwrap();
-        assert_eq!(core.queue_entry(id).await.unwrap().unwrap().status, "held");
+        assert_eq!(
+            core.queue_entry(id).await.unwrap().unwrap().status,
+            QueueStatus::Held
+        );
         assert_eq!(core.queue_stats().await.unwrap().held, 1);
         core.queue_release(&Target::Entry(id)).await.unwrap();
         assert_eq!(
             core.queue_entry(id).await.unwrap().unwrap().status,
-            "queued"
+            QueueStatus::Queued
         );
 
         // An unreachable destination waits; retry makes it due at once.
@@ -460,7 +461,7 @@ async fn operators_hold_release_retry_and_delete() {
             .await
             .unwrap();
         assert_eq!(log.len(), 3);
-        assert!(log.iter().all(|l| l.outcome == "deleted"));
+        assert!(log.iter().all(|l| l.outcome == LogOutcome::Deleted));
         core.close().await;
     })
     .await;

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use fakemx::{Behaviour, FakeDns, FakeMx, closed_port};
 use mailcore::delivery::Envelope;
-use mailcore::queue::{LogQuery, QueueConfig, QueueFilter, QueueRunner, RunnerHandle};
+use mailcore::queue::{
+    Lane, LogOutcome, LogQuery, QueueConfig, QueueFilter, QueueRunner, RunnerHandle,
+};
 use mailcore::{Address, Clock, Core, CoreOptions, ManualClock, Role};
 use tern::config::RelayConfig;
 use tern::relay::LettreRelay;
@@ -192,7 +194,7 @@ async fn delivers_over_starttls_and_logs_the_attempt() {
         .unwrap();
     assert_eq!(log.len(), 2);
     for l in &log {
-        assert_eq!(l.outcome, "delivered");
+        assert_eq!(l.outcome, LogOutcome::Delivered);
         assert_eq!(l.remote_host.as_deref(), Some("mx.remote.test"));
         assert_eq!(l.remote_ip.as_deref(), Some("127.0.0.1"));
         assert!(l.tls);
@@ -399,7 +401,8 @@ async fn a_bounce_never_bounces() {
     .await;
     let e = &core.queue_list(&QueueFilter::default()).await.unwrap()[0];
     assert_eq!(
-        e.lane, "bounce",
+        e.lane,
+        Lane::Bounce,
         "null-sender mail travels in the bounce lane"
     );
     wait_for("the failure", 20, async || queue_empty(&core).await).await;
@@ -411,7 +414,7 @@ async fn a_bounce_never_bounces() {
         .await
         .unwrap();
     assert_eq!(log.len(), 1);
-    assert_eq!(log[0].outcome, "failed");
+    assert_eq!(log[0].outcome, LogOutcome::Failed);
     assert!(inbox(&core, alice).await.is_empty(), "no DSN about a DSN");
     assert_eq!(core.queue_len().await.unwrap(), 0, "and none queued");
     runner.stop(Duration::from_secs(5)).await;
@@ -489,10 +492,10 @@ async fn the_schedule_warns_at_four_hours_and_gives_up_after_five_days() {
         })
         .await
         .unwrap();
-    assert_eq!(log[0].outcome, "expired");
+    assert_eq!(log[0].outcome, LogOutcome::Expired);
     assert!(w.clock.now() - T0 >= 5 * 86400);
     assert!(w.clock.now() - T0 < 5 * 86400 + 4320);
-    assert!(log[1..].iter().all(|l| l.outcome == "deferred"));
+    assert!(log[1..].iter().all(|l| l.outcome == LogOutcome::Deferred));
     runner.stop(Duration::from_secs(5)).await;
 }
 
@@ -518,7 +521,7 @@ async fn a_connection_lost_in_data_is_retried_and_delivered_once() {
     })
     .await;
     let e = e.unwrap();
-    assert_eq!(e.lane, "retry");
+    assert_eq!(e.lane, Lane::Retry);
     assert!(
         e.last_error.as_deref().unwrap().starts_with("451 4.4.2"),
         "{:?}",
@@ -644,11 +647,11 @@ async fn concurrency_settles_under_421_and_nothing_bounces() {
         .unwrap();
     assert!(
         log.iter()
-            .any(|l| l.outcome == "deferred" && l.reply.starts_with("421"))
+            .any(|l| l.outcome == LogOutcome::Deferred && l.reply.starts_with("421"))
     );
     assert!(
         log.iter()
-            .all(|l| l.outcome == "deferred" || l.outcome == "delivered")
+            .all(|l| l.outcome == LogOutcome::Deferred || l.outcome == LogOutcome::Delivered)
     );
     runner.stop(Duration::from_secs(5)).await;
 }
@@ -732,7 +735,7 @@ async fn fresh_mail_goes_first_past_a_backlog_of_ten_thousand() {
         .unwrap();
     let last_fresh = log
         .iter()
-        .filter(|l| l.domain == "live.test" && l.outcome == "delivered")
+        .filter(|l| l.domain == "live.test" && l.outcome == LogOutcome::Delivered)
         .map(|l| l.id)
         .max()
         .unwrap();
@@ -803,7 +806,12 @@ async fn two_runners_deliver_each_entry_once(w: World) {
         })
         .await
         .unwrap();
-    assert_eq!(log.iter().filter(|l| l.outcome == "delivered").count(), 120);
+    assert_eq!(
+        log.iter()
+            .filter(|l| l.outcome == LogOutcome::Delivered)
+            .count(),
+        120
+    );
     ra.stop(Duration::from_secs(5)).await;
     rb.stop(Duration::from_secs(5)).await;
 }
@@ -867,7 +875,7 @@ async fn a_killed_worker_is_replaced_after_its_lease() {
         .await
         .unwrap();
     assert_eq!(log.len(), 1);
-    assert_eq!(log[0].outcome, "delivered");
+    assert_eq!(log[0].outcome, LogOutcome::Delivered);
     b.stop(Duration::from_secs(5)).await;
 }
 
@@ -1132,7 +1140,7 @@ async fn a_smarthost_takes_mail_with_auth_over_starttls_or_implicit_tls() {
         .await;
         wait_for("the smarthost", 30, async || queue_empty(&core).await).await;
         let log = core.delivery_log(&LogQuery::default()).await.unwrap();
-        assert_eq!(log[0].outcome, "delivered", "{log:?}");
+        assert_eq!(log[0].outcome, LogOutcome::Delivered, "{log:?}");
         assert!(log[0].tls);
         runner.stop(Duration::from_secs(5)).await;
     }
@@ -1234,7 +1242,7 @@ async fn the_runner_rides_out_a_database_outage() {
         .await
         .unwrap();
     assert_eq!(log.len(), 1);
-    assert_eq!(log[0].outcome, "delivered");
+    assert_eq!(log[0].outcome, LogOutcome::Delivered);
 
     // New mail queued after the outage goes out as usual.
     send(

@@ -45,29 +45,68 @@ pub use self::runner::{
 };
 pub use self::schedule::RetrySchedule;
 
-pub const STATUS_QUEUED: &str = "queued";
-pub const STATUS_HELD: &str = "held";
+/// An enum kept as text in a column: `as_str` is the stored form, `parse`
+/// reads it back (None for text no version wrote), `Display` shows it.
+macro_rules! stored_as_text {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident => $s:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum $name {
+            $($(#[$vm])* $v),+
+        }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Lane {
-    Fresh,
-    Retry,
-    Bounce,
+        impl $name {
+            pub const ALL: [$name; [$($s),+].len()] = [$($name::$v),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$v => $s),+
+                }
+            }
+
+            pub fn parse(s: &str) -> Option<$name> {
+                $name::ALL.into_iter().find(|x| x.as_str() == s)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
 }
 
-impl Lane {
-    pub const ALL: [Lane; 3] = [Lane::Fresh, Lane::Retry, Lane::Bounce];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Lane::Fresh => "fresh",
-            Lane::Retry => "retry",
-            Lane::Bounce => "bounce",
-        }
+stored_as_text! {
+    /// Which workers take an entry (DESIGN.md rule 3).
+    Lane {
+        /// Never tried.
+        Fresh => "fresh",
+        /// Deferred at least once.
+        Retry => "retry",
+        /// A DSN (null sender).
+        Bounce => "bounce",
     }
+}
 
-    pub fn parse(s: &str) -> Option<Lane> {
-        Lane::ALL.into_iter().find(|l| l.as_str() == s)
+stored_as_text! {
+    /// Whether the runner may claim an entry.
+    QueueStatus {
+        Queued => "queued",
+        /// Held by an operator until released.
+        Held => "held",
+    }
+}
+
+stored_as_text! {
+    /// What a delivery-log row records of one recipient in one attempt.
+    LogOutcome {
+        Delivered => "delivered",
+        Deferred => "deferred",
+        Failed => "failed",
+        Expired => "expired",
+        /// Removed by an operator.
+        Deleted => "deleted",
     }
 }
 
@@ -80,8 +119,8 @@ pub struct QueueEntry {
     pub mail_from: String,
     pub rcpt_to: String,
     pub domain: String,
-    pub lane: String,
-    pub status: String,
+    pub lane: Lane,
+    pub status: QueueStatus,
     pub attempts: i32,
     pub next_attempt_at: i64,
     pub last_attempt_at: Option<i64>,
@@ -101,8 +140,10 @@ impl From<queue_entry::Model> for QueueEntry {
             mail_from: m.mail_from,
             rcpt_to: m.rcpt_to,
             domain: m.domain,
-            lane: m.lane,
-            status: m.status,
+            // Text no version wrote: the retry lane, queued (the runner
+            // tries it, the operator sees it).
+            lane: Lane::parse(&m.lane).unwrap_or(Lane::Retry),
+            status: QueueStatus::parse(&m.status).unwrap_or(QueueStatus::Queued),
             attempts: m.attempts,
             next_attempt_at: m.next_attempt_at,
             last_attempt_at: m.last_attempt_at,
@@ -187,8 +228,7 @@ pub struct LogEntry {
     pub remote_host: Option<String>,
     pub remote_ip: Option<String>,
     pub tls: bool,
-    /// delivered | deferred | failed | expired | deleted
-    pub outcome: String,
+    pub outcome: LogOutcome,
     pub reply: String,
     pub duration_ms: i64,
     pub created_at: i64,
@@ -206,7 +246,7 @@ impl From<delivery_log::Model> for LogEntry {
             remote_host: m.remote_host,
             remote_ip: m.remote_ip,
             tls: m.tls,
-            outcome: m.outcome,
+            outcome: LogOutcome::parse(&m.outcome).unwrap_or(LogOutcome::Deferred),
             reply: m.reply,
             duration_ms: m.duration_ms,
             created_at: m.created_at,
@@ -237,13 +277,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn as_str(&self) -> &'static str {
+    pub fn logged(&self) -> LogOutcome {
         match self {
-            Outcome::Delivered => "delivered",
-            Outcome::Deferred { .. } => "deferred",
-            Outcome::Failed => "failed",
-            Outcome::Expired => "expired",
+            Outcome::Delivered => LogOutcome::Delivered,
+            Outcome::Deferred { .. } => LogOutcome::Deferred,
+            Outcome::Failed => LogOutcome::Failed,
+            Outcome::Expired => LogOutcome::Expired,
         }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        self.logged().as_str()
     }
 }
 
@@ -312,7 +356,7 @@ fn priority(lane: Lane) -> Priority {
 
 fn claimable(now: i64) -> Condition {
     Condition::all()
-        .add(queue_entry::Column::Status.eq(STATUS_QUEUED))
+        .add(queue_entry::Column::Status.eq(QueueStatus::Queued.as_str()))
         .add(queue_entry::Column::NextAttemptAt.lte(now))
         .add(
             Condition::any()
@@ -453,7 +497,7 @@ impl Core {
             let next: Option<String> = queue_entry::Entity::find()
                 .select_only()
                 .column(queue_entry::Column::Domain)
-                .filter(queue_entry::Column::Status.eq(STATUS_QUEUED))
+                .filter(queue_entry::Column::Status.eq(QueueStatus::Queued.as_str()))
                 .filter(queue_entry::Column::Lane.eq(Lane::Retry.as_str()))
                 .filter(queue_entry::Column::Domain.gt(cursor.as_str()))
                 .order_by_asc(queue_entry::Column::Domain)
@@ -511,11 +555,7 @@ impl Core {
     /// log and stores any DSN, all in one transaction.
     pub async fn queue_finish(&self, f: Finish) -> CoreResult<()> {
         let now = self.now();
-        let lane = f
-            .results
-            .first()
-            .and_then(|r| Lane::parse(&r.entry.lane))
-            .unwrap_or(Lane::Fresh);
+        let lane = f.results.first().map_or(Lane::Fresh, |r| r.entry.lane);
         let txn = self.write_txn_at(priority(lane)).await?;
         // Which entries are still ours? Written as an UPDATE .. RETURNING so
         // that the transaction's first statement is a write (no SQLite lock
@@ -559,7 +599,7 @@ impl Core {
                     released.push(r.entry.blob_id);
                 }
                 Outcome::Deferred { next_at } => {
-                    let lane = if r.entry.lane == Lane::Bounce.as_str() {
+                    let lane = if r.entry.lane == Lane::Bounce {
                         Lane::Bounce
                     } else {
                         Lane::Retry
@@ -603,7 +643,7 @@ impl Core {
         let rows: Vec<delivery_log::ActiveModel> = f
             .results
             .iter()
-            .map(|r| log_row(&r.entry, &f.attempt, r.outcome.as_str(), &r.reply, now))
+            .map(|r| log_row(&r.entry, &f.attempt, r.outcome.logged(), &r.reply, now))
             .collect();
         insert_logs(&txn, rows).await?;
         crate::blobs::release_blobs(&txn, &released).await?;
@@ -749,7 +789,7 @@ impl Core {
         let db = self.db();
         let total = queue_entry::Entity::find().count(db).await?;
         let held = queue_entry::Entity::find()
-            .filter(queue_entry::Column::Status.eq(STATUS_HELD))
+            .filter(queue_entry::Column::Status.eq(QueueStatus::Held.as_str()))
             .count(db)
             .await?;
         let mut by_lane = Vec::new();
@@ -817,7 +857,7 @@ impl Core {
     /// a domain also holds mail queued for it later.
     pub async fn queue_hold(&self, t: &Target) -> CoreResult<u64> {
         match t {
-            Target::Entry(_) => self.set_status(t, STATUS_HELD).await,
+            Target::Entry(_) => self.set_status(t, QueueStatus::Held.as_str()).await,
             Target::Domain(d) => {
                 self.set_destination_held(d, true).await?;
                 self.count_target(t).await
@@ -827,7 +867,7 @@ impl Core {
 
     pub async fn queue_release(&self, t: &Target) -> CoreResult<u64> {
         let n = match t {
-            Target::Entry(_) => self.set_status(t, STATUS_QUEUED).await?,
+            Target::Entry(_) => self.set_status(t, QueueStatus::Queued.as_str()).await?,
             Target::Domain(d) => {
                 self.set_destination_held(d, false).await?;
                 // Entries held one by one stay held: releasing the domain
@@ -870,7 +910,7 @@ impl Core {
                 log_row(
                     &QueueEntry::from(r),
                     &AttemptInfo::default(),
-                    "deleted",
+                    LogOutcome::Deleted,
                     "deleted by an operator",
                     now,
                 )
@@ -1026,7 +1066,7 @@ fn target_cond(t: &Target) -> Condition {
 fn log_row(
     e: &QueueEntry,
     a: &AttemptInfo,
-    outcome: &str,
+    outcome: LogOutcome,
     reply: &str,
     now: i64,
 ) -> delivery_log::ActiveModel {
@@ -1039,7 +1079,7 @@ fn log_row(
         remote_host: Set(a.remote_host.clone()),
         remote_ip: Set(a.remote_ip.clone()),
         tls: Set(a.tls),
-        outcome: Set(outcome.to_owned()),
+        outcome: Set(outcome.as_str().to_owned()),
         reply: Set(reply.to_owned()),
         duration_ms: Set(a.duration_ms),
         created_at: Set(now),
