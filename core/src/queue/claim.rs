@@ -1,0 +1,211 @@
+//! Claiming work: a worker takes the oldest due entry of its lane with
+//! its siblings (same message, sender and destination) under a lease, so
+//! that N workers on N nodes never hold one row at once (see the module
+//! above for how each database makes the claim atomic).
+
+use super::*;
+
+/// Fresh mail is urgent; the retry and bounce lanes are background work.
+pub(super) fn priority(lane: Lane) -> Priority {
+    match lane {
+        Lane::Fresh => Priority::Urgent,
+        Lane::Retry | Lane::Bounce => Priority::Bulk,
+    }
+}
+
+pub(super) fn claimable(now: i64) -> Condition {
+    Condition::all()
+        .add(queue_entry::Column::Status.eq(QueueStatus::Queued.as_str()))
+        .add(queue_entry::Column::NextAttemptAt.lte(now))
+        .add(
+            Condition::any()
+                .add(queue_entry::Column::LeaseUntil.is_null())
+                .add(queue_entry::Column::LeaseUntil.lte(now)),
+        )
+}
+
+/// Domains the runner must skip: held by an operator, or unreachable until
+/// a time still in the future.
+pub(super) fn blocked_domains(now: i64) -> sea_orm::sea_query::SelectStatement {
+    Query::select()
+        .column(queue_destination::Column::Domain)
+        .from(queue_destination::Entity)
+        .cond_where(
+            Condition::any()
+                .add(queue_destination::Column::Held.eq(true))
+                .add(queue_destination::Column::NextAttemptAt.gt(now)),
+        )
+        .to_owned()
+}
+
+/// A claim request: the lane, optionally one domain (the retry lane's
+/// round-robin picks it), and domains the runner has no room for.
+#[derive(Clone, Debug)]
+pub struct ClaimSpec<'a> {
+    pub lane: Lane,
+    pub owner: &'a str,
+    pub lease_secs: i64,
+    pub domain: Option<&'a str>,
+    pub exclude: &'a [String],
+    /// Most recipients to put in one SMTP transaction.
+    pub max_rcpts: u64,
+}
+
+impl Core {
+    /// Claims the oldest claimable entry of a lane together with its
+    /// siblings (same message, sender and destination), so that one SMTP
+    /// transaction carries all of a message's recipients at one domain.
+    /// Returns an empty list when nothing is due.
+    pub async fn queue_claim(&self, spec: &ClaimSpec<'_>) -> CoreResult<Vec<QueueEntry>> {
+        let now = self.now();
+        let mut head = queue_entry::Entity::find()
+            .select_only()
+            .column(queue_entry::Column::Id)
+            .filter(claimable(now))
+            .filter(queue_entry::Column::Lane.eq(spec.lane.as_str()))
+            .filter(queue_entry::Column::Domain.is_not_in(spec.exclude.iter().cloned()))
+            .filter(queue_entry::Column::Domain.not_in_subquery(blocked_domains(now)));
+        if let Some(d) = spec.domain {
+            head = head.filter(queue_entry::Column::Domain.eq(d));
+        }
+        // Due order. The lane indexes give it without a sort, however long
+        // the backlog.
+        let head = head
+            .order_by_asc(queue_entry::Column::NextAttemptAt)
+            .limit(1);
+        // Look before taking the write lock: most passes over an idle lane
+        // find nothing, and they must not queue behind busy writers.
+        let any: Option<i32> = head.clone().into_tuple().one(self.db()).await?;
+        if any.is_none() {
+            return Ok(Vec::new());
+        }
+        let first = self.claim_ids(head, spec, now).await?;
+        let Some(first) = first.into_iter().next() else {
+            return Ok(Vec::new());
+        };
+        let siblings = queue_entry::Entity::find()
+            .select_only()
+            .column(queue_entry::Column::Id)
+            .filter(claimable(now))
+            .filter(queue_entry::Column::Lane.eq(spec.lane.as_str()))
+            .filter(queue_entry::Column::BlobId.eq(first.blob_id))
+            .filter(queue_entry::Column::MailFrom.eq(first.mail_from.clone()))
+            .filter(queue_entry::Column::Domain.eq(first.domain.clone()))
+            .order_by_asc(queue_entry::Column::Id)
+            .limit(spec.max_rcpts.saturating_sub(1));
+        let mut group = vec![first];
+        if spec.max_rcpts > 1 {
+            group.extend(self.claim_ids(siblings, spec, now).await?);
+        }
+        group.sort_by_key(|e| e.id);
+        Ok(group)
+    }
+
+    async fn claim_ids(
+        &self,
+        select: sea_orm::Select<queue_entry::Entity>,
+        spec: &ClaimSpec<'_>,
+        now: i64,
+    ) -> CoreResult<Vec<QueueEntry>> {
+        let mut select = select;
+        if self.backend() == Backend::Postgres {
+            // Concurrent claimers skip rows another transaction is taking
+            // instead of waiting for it and then finding them gone.
+            select = select.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        }
+        let _w = self.sqlite_write_turn(priority(spec.lane)).await;
+        let rows = queue_entry::Entity::update_many()
+            .col_expr(queue_entry::Column::LockOwner, Expr::value(spec.owner))
+            .col_expr(
+                queue_entry::Column::LeaseUntil,
+                Expr::value(now + spec.lease_secs),
+            )
+            .filter(queue_entry::Column::Id.in_subquery(select.into_query()))
+            .exec_with_returning(self.wdb())
+            .await?;
+        Ok(rows.into_iter().map(QueueEntry::from).collect())
+    }
+
+    /// The next domain after `after` (in name order) with claimable retry
+    /// entries; wraps around. This is the retry lane's round-robin: one
+    /// dead destination with 100,000 entries gets one turn like any other.
+    pub async fn queue_next_retry_domain(
+        &self,
+        after: &str,
+        exclude: &[String],
+    ) -> CoreResult<Option<String>> {
+        let now = self.now();
+        let blocked: std::collections::HashSet<String> = queue_destination::Entity::find()
+            .select_only()
+            .column(queue_destination::Column::Domain)
+            .filter(
+                Condition::any()
+                    .add(queue_destination::Column::Held.eq(true))
+                    .add(queue_destination::Column::NextAttemptAt.gt(now)),
+            )
+            .into_tuple::<String>()
+            .all(self.db())
+            .await?
+            .into_iter()
+            .collect();
+        // Step from domain to domain along the index (one seek each), so a
+        // domain with 100,000 entries costs no more than one with one.
+        let mut cursor = after.to_owned();
+        let mut wrapped = after.is_empty();
+        loop {
+            let next: Option<String> = queue_entry::Entity::find()
+                .select_only()
+                .column(queue_entry::Column::Domain)
+                .filter(queue_entry::Column::Status.eq(QueueStatus::Queued.as_str()))
+                .filter(queue_entry::Column::Lane.eq(Lane::Retry.as_str()))
+                .filter(queue_entry::Column::Domain.gt(cursor.as_str()))
+                .order_by_asc(queue_entry::Column::Domain)
+                .limit(1)
+                .into_tuple()
+                .one(self.db())
+                .await?;
+            let d = match next {
+                None if wrapped => return Ok(None),
+                None => {
+                    wrapped = true;
+                    cursor.clear();
+                    continue;
+                }
+                Some(d) => d,
+            };
+            if wrapped && !after.is_empty() && d.as_str() > after {
+                return Ok(None);
+            }
+            if !blocked.contains(&d) && !exclude.contains(&d) {
+                let due: Option<i32> = queue_entry::Entity::find()
+                    .select_only()
+                    .column(queue_entry::Column::Id)
+                    .filter(claimable(now))
+                    .filter(queue_entry::Column::Lane.eq(Lane::Retry.as_str()))
+                    .filter(queue_entry::Column::Domain.eq(d.as_str()))
+                    .order_by_asc(queue_entry::Column::NextAttemptAt)
+                    .limit(1)
+                    .into_tuple()
+                    .one(self.db())
+                    .await?;
+                if due.is_some() {
+                    return Ok(Some(d));
+                }
+            }
+            if wrapped && d.as_str() == after {
+                return Ok(None);
+            }
+            cursor = d;
+        }
+    }
+
+    /// The stored bytes of a queued message.
+    pub async fn queue_message_bytes(&self, blob_id: i32) -> CoreResult<Vec<u8>> {
+        use crate::entities::blob;
+        let b = blob::Entity::find_by_id(blob_id)
+            .one(self.db())
+            .await?
+            .ok_or_else(|| CoreError::NotFound(format!("blob {blob_id}")))?;
+        Ok(b.bytes)
+    }
+}

@@ -1,0 +1,199 @@
+//! What an operator does to the queue (CLI and admin pages): list, count,
+//! retry now, hold, release and delete entries or whole destinations.
+
+use super::finish::{insert_logs, log_row};
+use super::*;
+
+pub(super) fn target_cond(t: &Target) -> Condition {
+    match t {
+        Target::Entry(id) => Condition::all().add(queue_entry::Column::Id.eq(*id)),
+        Target::Domain(d) => {
+            Condition::all().add(queue_entry::Column::Domain.eq(d.to_ascii_lowercase()))
+        }
+    }
+}
+
+impl Core {
+    pub async fn queue_entry(&self, id: i32) -> CoreResult<Option<QueueEntry>> {
+        Ok(queue_entry::Entity::find_by_id(id)
+            .one(self.db())
+            .await?
+            .map(QueueEntry::from))
+    }
+
+    /// Entries, oldest first.
+    pub async fn queue_list(&self, f: &QueueFilter) -> CoreResult<Vec<QueueEntry>> {
+        let mut q = queue_entry::Entity::find();
+        if let Some(d) = &f.domain {
+            q = q.filter(queue_entry::Column::Domain.eq(d.to_ascii_lowercase()));
+        }
+        if let Some(l) = f.lane {
+            q = q.filter(queue_entry::Column::Lane.eq(l.as_str()));
+        }
+        let limit = if f.limit == 0 { 100 } else { f.limit };
+        Ok(q.order_by_asc(queue_entry::Column::CreatedAt)
+            .order_by_asc(queue_entry::Column::Id)
+            .offset(f.offset)
+            .limit(limit)
+            .all(self.db())
+            .await?
+            .into_iter()
+            .map(QueueEntry::from)
+            .collect())
+    }
+
+    /// Counts by lane and destination and the oldest entry's age: the
+    /// numbers an operator needs first ("how many, where, since when").
+    pub async fn queue_stats(&self) -> CoreResult<QueueStats> {
+        let db = self.db();
+        let total = queue_entry::Entity::find().count(db).await?;
+        let held = queue_entry::Entity::find()
+            .filter(queue_entry::Column::Status.eq(QueueStatus::Held.as_str()))
+            .count(db)
+            .await?;
+        let mut by_lane = Vec::new();
+        for lane in Lane::ALL {
+            let n = queue_entry::Entity::find()
+                .filter(queue_entry::Column::Lane.eq(lane.as_str()))
+                .count(db)
+                .await?;
+            by_lane.push((lane.as_str().to_owned(), n));
+        }
+        let mut by_domain: Vec<(String, i64)> = queue_entry::Entity::find()
+            .select_only()
+            .column(queue_entry::Column::Domain)
+            .column_as(queue_entry::Column::Id.count(), "n")
+            .group_by(queue_entry::Column::Domain)
+            .into_tuple()
+            .all(db)
+            .await?;
+        by_domain.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let oldest_created_at: Option<i64> = queue_entry::Entity::find()
+            .select_only()
+            .column(queue_entry::Column::CreatedAt)
+            .order_by_asc(queue_entry::Column::CreatedAt)
+            .limit(1)
+            .into_tuple()
+            .one(db)
+            .await?;
+        Ok(QueueStats {
+            total,
+            held,
+            by_lane,
+            by_domain: by_domain
+                .into_iter()
+                .map(|(d, n)| (d, n.max(0) as u64))
+                .collect(),
+            oldest_created_at,
+        })
+    }
+
+    /// Makes entries due now. For a domain this also forgets that it was
+    /// unreachable, so the runner tries it at once.
+    pub async fn queue_retry(&self, t: &Target) -> CoreResult<u64> {
+        let now = self.now();
+        let txn = self.write_txn_at(Priority::Urgent).await?;
+        let n = queue_entry::Entity::update_many()
+            .col_expr(queue_entry::Column::NextAttemptAt, Expr::value(now))
+            .filter(target_cond(t))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        if let Target::Domain(d) = t {
+            queue_destination::Entity::update_many()
+                .col_expr(queue_destination::Column::NextAttemptAt, Expr::value(0i64))
+                .col_expr(queue_destination::Column::Failures, Expr::value(0))
+                .filter(queue_destination::Column::Domain.eq(d.to_ascii_lowercase()))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        self.queue_wake();
+        Ok(n)
+    }
+
+    /// Holds entries: the runner leaves them alone until released. Holding
+    /// a domain also holds mail queued for it later.
+    pub async fn queue_hold(&self, t: &Target) -> CoreResult<u64> {
+        match t {
+            Target::Entry(_) => self.set_status(t, QueueStatus::Held.as_str()).await,
+            Target::Domain(d) => {
+                self.set_destination_held(d, true).await?;
+                self.count_target(t).await
+            }
+        }
+    }
+
+    pub async fn queue_release(&self, t: &Target) -> CoreResult<u64> {
+        let n = match t {
+            Target::Entry(_) => self.set_status(t, QueueStatus::Queued.as_str()).await?,
+            Target::Domain(d) => {
+                self.set_destination_held(d, false).await?;
+                // Entries held one by one stay held: releasing the domain
+                // undoes the domain hold only.
+                self.count_target(t).await?
+            }
+        };
+        self.queue_wake();
+        Ok(n)
+    }
+
+    /// Deletes entries without a DSN (an operator's decision), logging each.
+    pub async fn queue_delete(&self, t: &Target) -> CoreResult<u64> {
+        let now = self.now();
+        let txn = self.write_txn_at(Priority::Urgent).await?;
+        // The first statement writes (a no-op update that returns the rows),
+        // so SQLite takes the write lock at once. Reading first and writing
+        // later fails with SQLITE_BUSY_SNAPSHOT when another process (tern
+        // serve, for a CLI delete) commits in between.
+        let rows = queue_entry::Entity::update_many()
+            .col_expr(
+                queue_entry::Column::Attempts,
+                Expr::col(queue_entry::Column::Attempts).into(),
+            )
+            .filter(target_cond(t))
+            .exec_with_returning(&txn)
+            .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<i32> = rows.iter().map(|r| r.id).collect();
+        let blobs: Vec<i32> = rows.iter().map(|r| r.blob_id).collect();
+        queue_entry::Entity::delete_many()
+            .filter(queue_entry::Column::Id.is_in(ids))
+            .exec(&txn)
+            .await?;
+        let logs = rows
+            .into_iter()
+            .map(|r| {
+                log_row(
+                    &QueueEntry::from(r),
+                    &AttemptInfo::default(),
+                    LogOutcome::Deleted,
+                    "deleted by an operator",
+                    now,
+                )
+            })
+            .collect();
+        insert_logs(&txn, logs).await?;
+        crate::blobs::release_blobs(&txn, &blobs).await?;
+        txn.commit().await?;
+        Ok(blobs.len() as u64)
+    }
+
+    async fn set_status(&self, t: &Target, status: &str) -> CoreResult<u64> {
+        Ok(queue_entry::Entity::update_many()
+            .col_expr(queue_entry::Column::Status, Expr::value(status))
+            .filter(target_cond(t))
+            .exec(self.wdb())
+            .await?
+            .rows_affected)
+    }
+
+    async fn count_target(&self, t: &Target) -> CoreResult<u64> {
+        Ok(queue_entry::Entity::find()
+            .filter(target_cond(t))
+            .count(self.db())
+            .await?)
+    }
+}
