@@ -12,6 +12,8 @@
 
 use crate::head::PageTitle;
 use leptos::prelude::*;
+
+use crate::error::AppError;
 use leptos_router::hooks::use_query_map;
 use serde::{Deserialize, Serialize};
 
@@ -152,14 +154,15 @@ pub fn age(secs: i64) -> String {
 
 #[cfg(feature = "ssr")]
 pub mod ssr {
-    use leptos::prelude::*;
     use mailcore::admin::Actor;
+
+    use crate::error::AppError;
     use mailcore::sessions::WebSession;
 
     use crate::auth::ssr::{client_ip, core_error, current_session, request};
 
     /// The signed-in actor, or None when not signed in.
-    pub async fn actor() -> Result<Option<(WebSession, Actor)>, ServerFnError> {
+    pub async fn actor() -> Result<Option<(WebSession, Actor)>, AppError> {
         let Some(s) = current_session().await? else {
             return Ok(None);
         };
@@ -169,7 +172,7 @@ pub mod ssr {
     }
 
     /// A core refusal as the page shows it; Forbidden also sets 403.
-    pub fn refuse(e: mailcore::CoreError) -> ServerFnError {
+    pub fn refuse(e: mailcore::CoreError) -> AppError {
         if matches!(e, mailcore::CoreError::Forbidden) {
             return crate::mail::ssr::forbid("403 Forbidden: you do not manage this");
         }
@@ -177,13 +180,13 @@ pub mod ssr {
     }
 
     /// The actor of a state-changing request, its CSRF token checked.
-    pub async fn acting(csrf: &str) -> Result<Actor, ServerFnError> {
+    pub async fn acting(csrf: &str) -> Result<Actor, AppError> {
         let s = crate::mail::ssr::require(csrf).await?;
         let req = request().await?;
         Ok(Actor::web(&s.account, &client_ip(&req).to_string()))
     }
 
-    pub fn check(actor: &Actor) -> Result<(), ServerFnError> {
+    pub fn check(actor: &Actor) -> Result<(), AppError> {
         if mailcore::Core::may_administer(actor) {
             Ok(())
         } else {
@@ -195,7 +198,7 @@ pub mod ssr {
 }
 
 #[server(prefix = "/api", endpoint = "admin_home")]
-pub async fn admin_home() -> Result<Option<HomeData>, ServerFnError> {
+pub async fn admin_home() -> Result<Option<HomeData>, AppError> {
     use self::ssr::*;
     use crate::auth::ssr::core;
     let Some((s, actor)) = actor().await? else {
@@ -225,7 +228,7 @@ pub async fn admin_home() -> Result<Option<HomeData>, ServerFnError> {
 }
 
 #[server(prefix = "/api", endpoint = "admin_domain")]
-pub async fn admin_domain(d: String) -> Result<Option<DomainData>, ServerFnError> {
+pub async fn admin_domain(d: String) -> Result<Option<DomainData>, AppError> {
     use self::ssr::*;
     use crate::auth::ssr::core;
     use mailcore::admin::Catchall;
@@ -347,7 +350,7 @@ pub async fn admin_action(
     #[server(default)] account: String,
     #[server(default)] text: String,
     #[server(default)] confirm: String,
-) -> Result<(), ServerFnError> {
+) -> Result<(), AppError> {
     use self::ssr::*;
     use crate::auth::ssr::core;
     use mailcore::Role;
@@ -448,7 +451,7 @@ pub async fn admin_action(
 }
 
 #[server(prefix = "/api", endpoint = "admin_queue")]
-pub async fn admin_queue() -> Result<Option<QueueData>, ServerFnError> {
+pub async fn admin_queue() -> Result<Option<QueueData>, AppError> {
     use self::ssr::*;
     use crate::auth::ssr::{core, core_error};
     let Some((s, actor)) = actor().await? else {
@@ -556,7 +559,7 @@ pub async fn queue_action(
     op: String,
     #[server(default)] id: Option<i32>,
     #[server(default)] domain: String,
-) -> Result<(), ServerFnError> {
+) -> Result<(), AppError> {
     use self::ssr::*;
     use crate::auth::ssr::core;
     use mailcore::admin::QueueOp;
@@ -567,7 +570,11 @@ pub async fn queue_action(
         "hold" => QueueOp::Hold,
         "release" => QueueOp::Release,
         "delete" => QueueOp::Delete,
-        other => return Err(ServerFnError::new(format!("unknown action {other}"))),
+        other => {
+            return Err(crate::error::ssr::raise(AppError::Invalid(format!(
+                "unknown action {other}"
+            ))));
+        }
     };
     let target = match id {
         Some(id) => Target::Entry(id),
@@ -585,7 +592,7 @@ pub async fn queue_action(
 }
 
 #[server(prefix = "/api", endpoint = "admin_log")]
-pub async fn admin_log(q: String) -> Result<Option<Vec<LogRow>>, ServerFnError> {
+pub async fn admin_log(q: String) -> Result<Option<Vec<LogRow>>, AppError> {
     use self::ssr::*;
     use crate::auth::ssr::{core, core_error};
     let Some((_, actor)) = actor().await? else {
@@ -619,7 +626,7 @@ pub async fn admin_log(q: String) -> Result<Option<Vec<LogRow>>, ServerFnError> 
 }
 
 #[server(prefix = "/api", endpoint = "admin_audit")]
-pub async fn admin_audit() -> Result<Option<Vec<AuditRow>>, ServerFnError> {
+pub async fn admin_audit() -> Result<Option<Vec<AuditRow>>, AppError> {
     use self::ssr::*;
     use crate::auth::ssr::{core, core_error};
     let Some((_, actor)) = actor().await? else {
@@ -657,14 +664,10 @@ fn notice() -> impl IntoView {
     }
 }
 
-fn denied(e: ServerFnError) -> AnyView {
-    let text = e.to_string();
-    let text = text
-        .trim_start_matches("error running server function: ")
-        .to_owned();
+fn denied(e: AppError) -> AnyView {
     view! {
         <main class="login">
-            <p class="error" role="alert">{text}</p>
+            <p class="error" role="alert">{e.to_string()}</p>
             <a href="/">"Back to mail"</a>
         </main>
     }

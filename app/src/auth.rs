@@ -10,7 +10,7 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// What a page says while the mail store is down.
-pub const UNAVAILABLE: &str = "The mail store is unavailable right now. Try again shortly.";
+pub use crate::error::{AppError, UNAVAILABLE};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Me {
@@ -34,33 +34,22 @@ pub mod ssr {
     use leptos::prelude::*;
     use mailcore::Core;
 
-    use super::UNAVAILABLE;
+    use crate::error::AppError;
+    pub use crate::error::ssr::{core_error, raise};
     use mailcore::sessions::{SESSION_TTL_SECS, WebSession};
 
     pub const COOKIE: &str = "tern_session";
     pub const SECURE_COOKIE: &str = "__Host-tern_session";
 
-    /// A core error for a page: a storage outage also sets 503 on the
-    /// response, so the page a user gets is an honest "try again later"
-    /// (DESIGN.md rule 2) rather than a 200 with an error in it.
-    pub fn core_error(e: mailcore::CoreError) -> ServerFnError {
-        if e.is_temporary() {
-            if let Some(resp) = use_context::<leptos_actix::ResponseOptions>() {
-                resp.set_status(actix_web::http::StatusCode::SERVICE_UNAVAILABLE);
-            }
-            return ServerFnError::new(UNAVAILABLE);
-        }
-        ServerFnError::new(e.to_string())
+    pub fn core() -> Result<Core, AppError> {
+        use_context::<Core>()
+            .ok_or_else(|| raise(AppError::Internal("mail core missing from context".into())))
     }
 
-    pub fn core() -> Result<Core, ServerFnError> {
-        use_context::<Core>().ok_or_else(|| ServerFnError::new("mail core missing from context"))
-    }
-
-    pub async fn request() -> Result<HttpRequest, ServerFnError> {
+    pub async fn request() -> Result<HttpRequest, AppError> {
         leptos_actix::extract::<HttpRequest>()
             .await
-            .map_err(|e| ServerFnError::new(e.to_string()))
+            .map_err(|e| raise(AppError::Internal(e.to_string())))
     }
 
     pub fn client_ip(req: &HttpRequest) -> IpAddr {
@@ -100,7 +89,7 @@ pub mod ssr {
     }
 
     /// The signed-in session of this request, if any.
-    pub async fn current_session() -> Result<Option<WebSession>, ServerFnError> {
+    pub async fn current_session() -> Result<Option<WebSession>, AppError> {
         let req = request().await?;
         let Some(token) = session_token(&req) else {
             return Ok(None);
@@ -129,7 +118,7 @@ pub async fn login(
     address: String,
     password: String,
     #[server(default)] next: String,
-) -> Result<(), ServerFnError> {
+) -> Result<(), AppError> {
     use self::ssr::*;
     use mailcore::AuthError;
 
@@ -169,7 +158,7 @@ pub async fn login(
 }
 
 #[server(prefix = "/api", endpoint = "logout")]
-pub async fn logout() -> Result<(), ServerFnError> {
+pub async fn logout() -> Result<(), AppError> {
     use self::ssr::*;
     let req = request().await?;
     if let Some(token) = session_token(&req) {
@@ -189,7 +178,7 @@ pub async fn logout() -> Result<(), ServerFnError> {
 /// (this one too) and its IMAP and POP3 sessions. Takes the CSRF token, as
 /// every state-changing action does.
 #[server(prefix = "/api", endpoint = "logout_everywhere")]
-pub async fn logout_everywhere(csrf: String) -> Result<(), ServerFnError> {
+pub async fn logout_everywhere(csrf: String) -> Result<(), AppError> {
     use self::ssr::*;
     let s = crate::mail::ssr::require(&csrf).await?;
     let req = request().await?;
@@ -204,7 +193,7 @@ pub async fn logout_everywhere(csrf: String) -> Result<(), ServerFnError> {
 }
 
 #[server(prefix = "/api", endpoint = "whoami")]
-pub async fn whoami() -> Result<Option<Me>, ServerFnError> {
+pub async fn whoami() -> Result<Option<Me>, AppError> {
     Ok(ssr::current_session().await?.map(|s| Me {
         address: s.account.address,
         role: s.account.role.as_str().to_owned(),
@@ -213,7 +202,7 @@ pub async fn whoami() -> Result<Option<Me>, ServerFnError> {
 
 /// The signed-in user's folders with unread counts.
 #[server(prefix = "/api", endpoint = "folders")]
-pub async fn folders() -> Result<Vec<FolderInfo>, ServerFnError> {
+pub async fn folders() -> Result<Vec<FolderInfo>, AppError> {
     let Some(s) = ssr::current_session().await? else {
         return Ok(Vec::new());
     };

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod auth;
 #[cfg(feature = "hydrate")]
 mod autosave;
+pub mod error;
 pub mod head;
 #[cfg(feature = "hydrate")]
 mod live;

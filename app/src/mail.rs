@@ -5,6 +5,8 @@
 //! works as a plain HTML post and as a hydrated action.
 
 use leptos::prelude::*;
+
+use crate::error::AppError;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::FolderInfo;
@@ -141,27 +143,23 @@ pub fn local_path(p: &str) -> String {
 
 #[cfg(feature = "ssr")]
 pub mod ssr {
-    use leptos::prelude::*;
     use mailcore::sessions::WebSession;
     use mailcore::{Flags, MessageSummary};
 
     use super::*;
     use crate::auth::ssr::{core, core_error, current_session};
 
-    pub fn forbid(msg: &str) -> ServerFnError {
-        if let Some(resp) = use_context::<leptos_actix::ResponseOptions>() {
-            resp.set_status(actix_web::http::StatusCode::FORBIDDEN);
-        }
-        ServerFnError::new(msg.to_owned())
+    pub fn forbid(msg: &str) -> AppError {
+        crate::error::ssr::raise(AppError::Forbidden(msg.to_owned()))
     }
 
     /// The session of a state-changing request, with its CSRF token
     /// checked in constant time. A missing session sends the user to sign
     /// in; a wrong token is a 403.
-    pub async fn require(csrf: &str) -> Result<WebSession, ServerFnError> {
+    pub async fn require(csrf: &str) -> Result<WebSession, AppError> {
         let Some(s) = current_session().await? else {
             leptos_actix::redirect("/login");
-            return Err(ServerFnError::new("not signed in"));
+            return Err(crate::error::ssr::raise(AppError::NotSignedIn));
         };
         if !mailcore::auth::constant_time_eq(csrf.as_bytes(), s.csrf_token.as_bytes()) {
             return Err(forbid("403 Forbidden: bad or missing CSRF token"));
@@ -169,7 +167,7 @@ pub mod ssr {
         Ok(s)
     }
 
-    pub async fn frame(s: &WebSession) -> Result<Frame, ServerFnError> {
+    pub async fn frame(s: &WebSession) -> Result<Frame, AppError> {
         let boxes = core()?
             .list_mailboxes(s.account.id)
             .await
@@ -234,7 +232,7 @@ pub mod ssr {
     /// Folder names by mailbox id, for rows that come from several folders.
     pub async fn folder_names(
         account: i32,
-    ) -> Result<std::collections::HashMap<i32, String>, ServerFnError> {
+    ) -> Result<std::collections::HashMap<i32, String>, AppError> {
         Ok(core()?
             .list_mailboxes(account)
             .await
@@ -244,16 +242,18 @@ pub mod ssr {
             .collect())
     }
 
-    pub async fn mailbox_id(account: i32, name: &str) -> Result<i32, ServerFnError> {
+    pub async fn mailbox_id(account: i32, name: &str) -> Result<i32, AppError> {
         match core()?.mailbox(account, name).await.map_err(core_error)? {
             Some(m) => Ok(m.id),
-            None => Err(ServerFnError::new(format!("No folder named {name}"))),
+            None => Err(crate::error::ssr::raise(AppError::NotFound(format!(
+                "No folder named {name}"
+            )))),
         }
     }
 }
 
 #[server(prefix = "/api", endpoint = "mail_list")]
-pub async fn mail_list(f: String, page: u64, q: String) -> Result<Option<ListData>, ServerFnError> {
+pub async fn mail_list(f: String, page: u64, q: String) -> Result<Option<ListData>, AppError> {
     use self::ssr::*;
     use crate::auth::ssr::{core, core_error, current_session};
     let Some(s) = current_session().await? else {
@@ -314,7 +314,7 @@ pub async fn mail_list(f: String, page: u64, q: String) -> Result<Option<ListDat
 }
 
 #[server(prefix = "/api", endpoint = "read_message")]
-pub async fn read_message(f: String, uid: i64) -> Result<Option<ReadData>, ServerFnError> {
+pub async fn read_message(f: String, uid: i64) -> Result<Option<ReadData>, AppError> {
     use self::ssr::*;
     use crate::auth::ssr::{core, core_error, current_session};
     use mailcore::Flags;
@@ -385,7 +385,7 @@ pub async fn read_message(f: String, uid: i64) -> Result<Option<ReadData>, Serve
 }
 
 #[server(prefix = "/api", endpoint = "thread")]
-pub async fn thread(id: i64) -> Result<Option<ThreadData>, ServerFnError> {
+pub async fn thread(id: i64) -> Result<Option<ThreadData>, AppError> {
     use self::ssr::*;
     use crate::auth::ssr::{core, core_error, current_session};
     let Some(s) = current_session().await? else {
@@ -445,7 +445,7 @@ pub async fn compose_data(
     to: String,
     #[server(default)] a: Option<i32>,
     #[server(default)] id: String,
-) -> Result<Option<ComposeForm>, ServerFnError> {
+) -> Result<Option<ComposeForm>, AppError> {
     use self::ssr::*;
     use crate::auth::ssr::{core, core_error, current_session};
     let Some(s) = current_session().await? else {
@@ -529,11 +529,15 @@ pub async fn compose_data(
         (None, Some(a)) if !id.is_empty() => {
             let login = crate::outside::ssr::login_for(s.account.id, a, &s.csrf_token)
                 .await?
-                .ok_or_else(|| ServerFnError::new("enter the outside account's password first"))?;
+                .ok_or_else(|| {
+                    crate::error::ssr::raise(AppError::Invalid(
+                        "enter the outside account's password first".into(),
+                    ))
+                })?;
             let raw = crate::outside::ssr::client()?
                 .message(&login, &f, &mailcore::outside::MessageRef(id.clone()))
                 .await
-                .map_err(|e| ServerFnError::new(e.to_string()))?;
+                .map_err(|e| crate::error::ssr::raise(AppError::Internal(e.to_string())))?;
             d.ref_a = Some(a);
             d.ref_id = id.clone();
             d.ref_f = f.clone();
@@ -613,7 +617,7 @@ pub async fn message_action(
     op: String,
     #[server(default)] target: String,
     back: String,
-) -> Result<(), ServerFnError> {
+) -> Result<(), AppError> {
     use self::ssr::*;
     use crate::auth::ssr::{core, core_error};
     use mailcore::Flags;
@@ -655,7 +659,11 @@ pub async fn message_action(
         // Deleting from Trash removes for good, as IMAP clients do.
         "delete" if f == "Trash" => core.destroy(me, id, &uids).await.map(|_| ()),
         "delete" => to_folder("Trash".into()).await,
-        other => return Err(ServerFnError::new(format!("unknown action {other}"))),
+        other => {
+            return Err(crate::error::ssr::raise(AppError::Invalid(format!(
+                "unknown action {other}"
+            ))));
+        }
     };
     result.map_err(core_error)?;
     // After moving the open message away, go back to its folder.
@@ -676,7 +684,7 @@ pub async fn folder_action(
     op: String,
     name: String,
     #[server(default)] new_name: String,
-) -> Result<(), ServerFnError> {
+) -> Result<(), AppError> {
     use self::ssr::*;
     use crate::auth::ssr::core;
     let s = require(&csrf).await?;
@@ -689,7 +697,11 @@ pub async fn folder_action(
             .map(|_| ()),
         "rename" => core.rename_mailbox(me, &name, new_name.trim()).await,
         "delete" => core.delete_mailbox(me, &name).await,
-        other => return Err(ServerFnError::new(format!("unknown action {other}"))),
+        other => {
+            return Err(crate::error::ssr::raise(AppError::Invalid(format!(
+                "unknown action {other}"
+            ))));
+        }
     };
     match r {
         Ok(()) => leptos_actix::redirect("/folders?ok=1"),

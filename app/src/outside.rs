@@ -17,6 +17,8 @@
 #![allow(clippy::too_many_arguments)]
 
 use leptos::prelude::*;
+
+use crate::error::AppError;
 use leptos_router::hooks::use_query_map;
 use serde::{Deserialize, Serialize};
 
@@ -147,10 +149,12 @@ pub mod ssr {
     #[derive(Clone)]
     pub struct OutsideClient(pub Arc<dyn OutsideMail>);
 
-    pub fn client() -> Result<Arc<dyn OutsideMail>, ServerFnError> {
-        use_context::<OutsideClient>()
-            .map(|c| c.0)
-            .ok_or_else(|| ServerFnError::new("outside-mail client missing from context"))
+    pub fn client() -> Result<Arc<dyn OutsideMail>, AppError> {
+        use_context::<OutsideClient>().map(|c| c.0).ok_or_else(|| {
+            crate::error::ssr::raise(AppError::Internal(
+                "outside-mail client missing from context".into(),
+            ))
+        })
     }
 
     pub fn row(a: &OutsideAccount) -> OutsideRow {
@@ -263,7 +267,7 @@ pub mod ssr {
         owner: i32,
         id: i32,
         session: &str,
-    ) -> Result<Option<OutsideLogin>, ServerFnError> {
+    ) -> Result<Option<OutsideLogin>, AppError> {
         crate::auth::ssr::core()?
             .outside_login(owner, OutsideAccountId(id), session)
             .await
@@ -273,7 +277,7 @@ pub mod ssr {
 
 /// The outside accounts of the signed-in user.
 #[server(prefix = "/api", endpoint = "outside_list")]
-pub async fn outside_list() -> Result<Option<OutsideListData>, ServerFnError> {
+pub async fn outside_list() -> Result<Option<OutsideListData>, AppError> {
     use crate::auth::ssr::{core, core_error, current_session};
     let Some(s) = current_session().await? else {
         return Ok(None);
@@ -294,7 +298,7 @@ pub async fn outside_list() -> Result<Option<OutsideListData>, ServerFnError> {
 pub async fn outside_add_data(
     form: OutsideForm,
     discover: bool,
-) -> Result<Option<AddData>, ServerFnError> {
+) -> Result<Option<AddData>, AppError> {
     use crate::auth::ssr::current_session;
     let Some(s) = current_session().await? else {
         return Ok(None);
@@ -354,7 +358,7 @@ pub async fn outside_add(
     #[server(default)] trust: String,
     #[server(default)] smtp_username: String,
     #[server(default)] smtp_password: String,
-) -> Result<(), ServerFnError> {
+) -> Result<(), AppError> {
     use mailcore::outside::{OutsideError, OutsideLogin};
     let s = crate::mail::ssr::require(&csrf).await?;
     let form = OutsideForm {
@@ -431,11 +435,12 @@ pub async fn outside_add(
 
 /// Turns fetching into the local INBOX on or off for an account.
 #[server(prefix = "/api", endpoint = "outside_fetch")]
-pub async fn outside_fetch(csrf: String, a: i32, mode: String) -> Result<(), ServerFnError> {
+pub async fn outside_fetch(csrf: String, a: i32, mode: String) -> Result<(), AppError> {
     use mailcore::outside::OutsideAccountId;
     use mailcore::outside_fetch::FetchMode;
     let s = crate::mail::ssr::require(&csrf).await?;
-    let mode = FetchMode::parse(&mode).ok_or_else(|| ServerFnError::new("unknown fetch mode"))?;
+    let mode = FetchMode::parse(&mode)
+        .ok_or_else(|| crate::error::ssr::raise(AppError::Invalid("unknown fetch mode".into())))?;
     match crate::auth::ssr::core()?
         .set_outside_fetch(s.account.id, OutsideAccountId(a), mode)
         .await
@@ -454,7 +459,7 @@ pub async fn outside_action(
     op: String,
     a: i32,
     #[server(default)] password: String,
-) -> Result<(), ServerFnError> {
+) -> Result<(), AppError> {
     use mailcore::outside::OutsideAccountId;
     let s = crate::mail::ssr::require(&csrf).await?;
     let core = crate::auth::ssr::core()?;
@@ -464,7 +469,11 @@ pub async fn outside_action(
         "unlock" => core.outside_account(s.account.id, id).await.map(|_| {
             core.hold_outside_password(&s.csrf_token, id, &password);
         }),
-        other => return Err(ServerFnError::new(format!("unknown action {other}"))),
+        other => {
+            return Err(crate::error::ssr::raise(AppError::Invalid(format!(
+                "unknown action {other}"
+            ))));
+        }
     };
     match r {
         Ok(()) if op == "remove" => leptos_actix::redirect("/outside?ok=removed"),
@@ -485,7 +494,7 @@ pub async fn outside_msg_action(
     id: String,
     op: String,
     #[server(default)] target: String,
-) -> Result<(), ServerFnError> {
+) -> Result<(), AppError> {
     use mailcore::outside::{MessageRef, OutsideFlag};
     let s = crate::mail::ssr::require(&csrf).await?;
     let Some(login) = ssr::login_for(s.account.id, a, &s.csrf_token).await? else {
@@ -512,7 +521,11 @@ pub async fn outside_msg_action(
         }
         "move" => client.move_to(&login, &f, &m, &target).await,
         "delete" => client.delete(&login, &f, &m).await,
-        other => return Err(ServerFnError::new(format!("unknown action {other}"))),
+        other => {
+            return Err(crate::error::ssr::raise(AppError::Invalid(format!(
+                "unknown action {other}"
+            ))));
+        }
     };
     // The unified inbox's copy of this INBOX follows at once.
     if r.is_ok() && f.eq_ignore_ascii_case("INBOX") {
@@ -558,7 +571,7 @@ pub async fn outside_box(
     f: String,
     page: u32,
     #[server(default)] q: String,
-) -> Result<Option<BoxData>, ServerFnError> {
+) -> Result<Option<BoxData>, AppError> {
     use crate::auth::ssr::{core, core_error, current_session};
     use mailcore::outside::OutsideAccountId;
     let Some(s) = current_session().await? else {
@@ -657,7 +670,7 @@ pub async fn outside_read(
     a: i32,
     f: String,
     id: String,
-) -> Result<Option<OutsideReadData>, ServerFnError> {
+) -> Result<Option<OutsideReadData>, AppError> {
     use crate::auth::ssr::{core, core_error, current_session};
     use mailcore::outside::OutsideAccountId;
     let Some(s) = current_session().await? else {
@@ -1266,7 +1279,7 @@ pub async fn unified(
     after: String,
     at: u64,
     q: String,
-) -> Result<Option<UnifiedData>, ServerFnError> {
+) -> Result<Option<UnifiedData>, AppError> {
     use crate::auth::ssr::{core, core_error, current_session};
     use mailcore::outside_cache::{UnifiedAt, UnifiedKey, UnifiedSource};
     let Some(s) = current_session().await? else {

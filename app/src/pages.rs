@@ -4,6 +4,8 @@
 
 use crate::head::PageTitle;
 use leptos::prelude::*;
+
+use crate::error::AppError;
 use leptos_router::hooks::use_query_map;
 
 use crate::auth::{FolderInfo, Login, Logout, LogoutEverywhere, UNAVAILABLE};
@@ -77,44 +79,35 @@ pub fn LoginPage() -> impl IntoView {
 
 /// What a page shows instead of its content: not signed in, or an error
 /// (a storage outage reads as "mail is safe, try again", with a 503).
-pub(crate) fn problem(e: Option<ServerFnError>) -> AnyView {
+pub(crate) fn problem(e: Option<AppError>) -> AnyView {
     match e {
-        None => view! {
+        None | Some(AppError::NotSignedIn) => view! {
             <main class="login">
                 <p>"You are not signed in."</p>
                 <a href="/login">"Sign in"</a>
             </main>
         }
         .into_any(),
-        Some(e) => {
-            let text = e.to_string();
-            let down = text.contains(UNAVAILABLE);
-            view! {
-                <PageTitle text=if down { "Service unavailable · Tern" } else { "Error · Tern" }/>
-                <main class="login">
-                    {if down {
-                        view! {
-                            <h1>"Mail is temporarily unavailable"</h1>
-                            <p class="error" role="alert">{UNAVAILABLE}</p>
-                            <p>
-                                "Your mail is safe: nothing is lost, and mail sent to you is being kept until service resumes. "
-                                "This page will work again without you doing anything."
-                            </p>
-                        }
-                            .into_any()
-                    } else {
-                        view! {
-                            <p class="error" role="alert">
-                                {text.trim_start_matches("error running server function: ").to_owned()}
-                            </p>
-                            <a href="/">"Back to mail"</a>
-                        }
-                            .into_any()
-                    }}
-                </main>
-            }
-            .into_any()
+        Some(AppError::Unavailable) => view! {
+            <PageTitle text="Service unavailable · Tern"/>
+            <main class="login">
+                <h1>"Mail is temporarily unavailable"</h1>
+                <p class="error" role="alert">{UNAVAILABLE}</p>
+                <p>
+                    "Your mail is safe: nothing is lost, and mail sent to you is being kept until service resumes. "
+                    "This page will work again without you doing anything."
+                </p>
+            </main>
         }
+        .into_any(),
+        Some(e) => view! {
+            <PageTitle text="Error · Tern"/>
+            <main class="login">
+                <p class="error" role="alert">{e.to_string()}</p>
+                <a href="/">"Back to mail"</a>
+            </main>
+        }
+        .into_any(),
     }
 }
 

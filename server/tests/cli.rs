@@ -458,6 +458,26 @@ fn serve_health_login_and_clean_stop() {
     assert_eq!(status, 200);
     assert!(home.contains("Signed in as alice@example.test"), "{home}");
     assert!(home.contains("INBOX"));
+    // Errors are typed: each kind has its status, and the page says what
+    // it is (a folder that is not there is a 404, not a 200 with a line).
+    let (status, page) = get(port, "/mail?f=Nowhere", Some(&cookie));
+    assert_eq!(status, 404, "{page}");
+    assert!(page.contains("No folder named Nowhere"), "{page}");
+    let (status, page) = get(port, "/read?f=INBOX&uid=999", Some(&cookie));
+    assert_eq!(status, 404, "{page}");
+    assert!(page.contains("message uid 999 not found"), "{page}");
+    // A server function's error crosses as the typed value (JSON).
+    let (status, resp) = post_form(
+        port,
+        "/api/folder_action",
+        "csrf=wrong&op=create&name=x",
+        &format!("Cookie: {cookie}\r\nAccept: application/json\r\n"),
+    );
+    assert_eq!(status, 403, "{resp}");
+    assert!(
+        resp.contains(r#"{"Forbidden":"403 Forbidden: bad or missing CSRF token"}"#),
+        "{resp}"
+    );
     // The front door: an anonymous visitor is sent to sign in, and back
     // to the page they asked for afterwards; never to another site.
     let (status, anon) = get(port, "/", None);
