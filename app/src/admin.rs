@@ -5,10 +5,6 @@
 //! `admin_*` functions, which take the signed-in actor (see
 //! `mailcore::admin`). A domain admin who forges a form for another domain
 //! gets the same refusal as one who clicks.
-// `admin_action` takes every field of the domain pages' forms, and the
-// #[server] macro copies its arguments into the browser's stub, where an
-// item attribute does not reach.
-#![allow(clippy::too_many_arguments)]
 
 use crate::head::PageTitle;
 use leptos::prelude::*;
@@ -186,6 +182,40 @@ pub mod ssr {
         Ok(Actor::web(&s.account, &client_ip(&req).to_string()))
     }
 
+    /// The core and the actor of a domain-page change, its CSRF token
+    /// checked and the actor allowed into the admin area at all.
+    pub async fn admin_acting(csrf: &str) -> Result<(mailcore::Core, Actor), AppError> {
+        let actor = acting(csrf).await?;
+        check(&actor)?;
+        Ok((crate::auth::ssr::core()?, actor))
+    }
+
+    /// A role from a form (empty: a user).
+    pub fn role_of(r: &str) -> Result<mailcore::Role, mailcore::CoreError> {
+        mailcore::Role::parse(if r.is_empty() { "user" } else { r })
+    }
+
+    /// Ends a domain-page change: back to that domain's page (the list of
+    /// domains when `domain` is empty) with what happened; a refusal is a
+    /// 403 and an outage a 503, not a line on the page.
+    pub fn done(domain: &str, result: Result<String, mailcore::CoreError>) -> Result<(), AppError> {
+        use crate::mail::encode;
+        let base = if domain.is_empty() {
+            "/admin?".to_owned()
+        } else {
+            format!("/admin/domain?d={}&", encode(domain))
+        };
+        match result {
+            Ok(msg) => leptos_actix::redirect(&format!("{base}ok={}", encode(&msg))),
+            Err(mailcore::CoreError::Forbidden) => {
+                return Err(refuse(mailcore::CoreError::Forbidden));
+            }
+            Err(e) if e.is_temporary() => return Err(crate::auth::ssr::core_error(e)),
+            Err(e) => leptos_actix::redirect(&format!("{base}error={}", encode(&e.to_string()))),
+        }
+        Ok(())
+    }
+
     pub fn check(actor: &Actor) -> Result<(), AppError> {
         if mailcore::Core::may_administer(actor) {
             Ok(())
@@ -332,122 +362,174 @@ pub async fn admin_domain(d: String) -> Result<Option<DomainData>, AppError> {
     }))
 }
 
-/// Every change in the domain pages. `op` picks the change; the other
-/// fields are what that change needs. The core decides whether this actor
-/// may do it.
-#[server(prefix = "/api", endpoint = "admin_action")]
-pub async fn admin_action(
+// The domain pages' changes: one server function per change, each behind
+// its own form, taking only what it needs. The core decides whether this
+// actor may make it; each answers with a redirect to the page it came from
+// and a line saying what happened (or why not).
+
+#[server(prefix = "/api", endpoint = "admin_add_domain")]
+pub async fn admin_add_domain(csrf: String, domain: String) -> Result<(), AppError> {
+    let (core, actor) = ssr::admin_acting(&csrf).await?;
+    let r = core.admin_add_domain(&actor, &domain).await;
+    ssr::done(&domain, r.map(|_| format!("Domain {domain} added.")))
+}
+
+#[server(prefix = "/api", endpoint = "admin_remove_domain")]
+pub async fn admin_remove_domain(
     csrf: String,
-    op: String,
-    #[server(default)] domain: String,
-    #[server(default)] address: String,
-    #[server(default)] password: String,
-    #[server(default)] role: String,
-    #[server(default)] quota_mb: String,
-    #[server(default)] targets: String,
-    #[server(default)] target: String,
-    #[server(default)] mode: String,
-    #[server(default)] account: String,
-    #[server(default)] text: String,
+    domain: String,
     #[server(default)] confirm: String,
 ) -> Result<(), AppError> {
-    use self::ssr::*;
-    use crate::auth::ssr::core;
-    use mailcore::Role;
+    let (core, actor) = ssr::admin_acting(&csrf).await?;
+    let r = core
+        .admin_remove_domain(&actor, &domain, confirm == "yes")
+        .await;
+    // Gone: back to the list of domains.
+    let back = if r.is_ok() { "" } else { domain.as_str() };
+    ssr::done(back, r.map(|_| format!("Domain {domain} removed.")))
+}
+
+#[server(prefix = "/api", endpoint = "admin_catchall")]
+pub async fn admin_catchall(
+    csrf: String,
+    domain: String,
+    mode: String,
+    #[server(default)] account: String,
+    #[server(default)] text: String,
+) -> Result<(), AppError> {
     use mailcore::admin::Catchall;
-    let actor = acting(&csrf).await?;
-    check(&actor)?;
-    let core = core()?;
-    let role_of = |r: &str| Role::parse(if r.is_empty() { "user" } else { r });
-    let list = |t: &str| -> Vec<String> {
-        t.split([',', ' ', '\n', ';'])
-            .map(str::trim)
-            .filter(|x| !x.is_empty())
-            .map(str::to_owned)
-            .collect()
+    let (core, actor) = ssr::admin_acting(&csrf).await?;
+    let m = match mode.as_str() {
+        "account" => Catchall::Account(account),
+        "reject" => Catchall::Reject(text),
+        _ => Catchall::None,
     };
-    let result: Result<String, mailcore::CoreError> = async {
-        Ok(match op.as_str() {
-            "add_domain" => {
-                core.admin_add_domain(&actor, &domain).await?;
-                format!("Domain {domain} added.")
-            }
-            "remove_domain" => {
-                core.admin_remove_domain(&actor, &domain, confirm == "yes")
-                    .await?;
-                format!("Domain {domain} removed.")
-            }
-            "catchall" => {
-                let m = match mode.as_str() {
-                    "account" => Catchall::Account(account.clone()),
-                    "reject" => Catchall::Reject(text.clone()),
-                    _ => Catchall::None,
-                };
-                core.admin_set_catchall(&actor, &domain, m).await?;
-                "Catchall saved.".into()
-            }
-            "add_account" => {
-                let a = core
-                    .admin_add_account(&actor, &address, &password, role_of(&role)?)
-                    .await?;
-                format!("Account {} added.", a.address)
-            }
-            "password" => {
-                core.admin_set_password(&actor, &address, &password).await?;
-                format!("Password of {address} reset.")
-            }
-            "disable" | "enable" => {
-                core.admin_set_disabled(&actor, &address, op == "disable")
-                    .await?;
-                format!("{address} {}d.", op)
-            }
-            "quota" => {
-                let mb: i64 = quota_mb.trim().parse().map_err(|_| {
-                    mailcore::CoreError::invalid("the quota is a number of MB (0 for none)")
-                })?;
-                core.admin_set_quota(&actor, &address, mb.saturating_mul(1024 * 1024))
-                    .await?;
-                format!("Quota of {address} set.")
-            }
-            "role" => {
-                core.admin_set_role(&actor, &address, role_of(&role)?)
-                    .await?;
-                format!("{address} is now {role}.")
-            }
-            "remove_account" => {
-                core.admin_remove_account(&actor, &address).await?;
-                format!("Account {address} removed.")
-            }
-            "add_alias" => {
-                core.admin_add_alias(&actor, &address, &list(&targets))
-                    .await?;
-                format!("Alias {address} saved.")
-            }
-            "remove_alias" => {
-                let t = (!target.is_empty()).then_some(target.as_str());
-                core.admin_remove_alias(&actor, &address, t).await?;
-                format!("Alias {address} removed.")
-            }
-            other => {
-                return Err(mailcore::CoreError::invalid(format!(
-                    "unknown action {other}"
-                )));
-            }
-        })
+    let r = core.admin_set_catchall(&actor, &domain, m).await;
+    ssr::done(&domain, r.map(|_| "Catchall saved.".to_owned()))
+}
+
+#[server(prefix = "/api", endpoint = "admin_add_account")]
+pub async fn admin_add_account(
+    csrf: String,
+    domain: String,
+    address: String,
+    password: String,
+    #[server(default)] role: String,
+) -> Result<(), AppError> {
+    let (core, actor) = ssr::admin_acting(&csrf).await?;
+    let r = async {
+        let a = core
+            .admin_add_account(&actor, &address, &password, ssr::role_of(&role)?)
+            .await?;
+        Ok(format!("Account {} added.", a.address))
     }
     .await;
-    let base = if domain.is_empty() || op == "remove_domain" && result.is_ok() {
-        "/admin?".to_owned()
-    } else {
-        format!("/admin/domain?d={}&", encode(&domain))
-    };
-    match result {
-        Ok(msg) => leptos_actix::redirect(&format!("{base}ok={}", encode(&msg))),
-        Err(mailcore::CoreError::Forbidden) => return Err(refuse(mailcore::CoreError::Forbidden)),
-        Err(e) if e.is_temporary() => return Err(crate::auth::ssr::core_error(e)),
-        Err(e) => leptos_actix::redirect(&format!("{base}error={}", encode(&e.to_string()))),
+    ssr::done(&domain, r)
+}
+
+#[server(prefix = "/api", endpoint = "admin_password")]
+pub async fn admin_password(
+    csrf: String,
+    domain: String,
+    address: String,
+    password: String,
+) -> Result<(), AppError> {
+    let (core, actor) = ssr::admin_acting(&csrf).await?;
+    let r = core.admin_set_password(&actor, &address, &password).await;
+    ssr::done(&domain, r.map(|_| format!("Password of {address} reset.")))
+}
+
+#[server(prefix = "/api", endpoint = "admin_disable")]
+pub async fn admin_disable(csrf: String, domain: String, address: String) -> Result<(), AppError> {
+    let (core, actor) = ssr::admin_acting(&csrf).await?;
+    let r = core.admin_set_disabled(&actor, &address, true).await;
+    ssr::done(&domain, r.map(|_| format!("{address} disabled.")))
+}
+
+#[server(prefix = "/api", endpoint = "admin_enable")]
+pub async fn admin_enable(csrf: String, domain: String, address: String) -> Result<(), AppError> {
+    let (core, actor) = ssr::admin_acting(&csrf).await?;
+    let r = core.admin_set_disabled(&actor, &address, false).await;
+    ssr::done(&domain, r.map(|_| format!("{address} enabled.")))
+}
+
+#[server(prefix = "/api", endpoint = "admin_quota")]
+pub async fn admin_quota(
+    csrf: String,
+    domain: String,
+    address: String,
+    quota_mb: String,
+) -> Result<(), AppError> {
+    let (core, actor) = ssr::admin_acting(&csrf).await?;
+    let r = async {
+        let mb: i64 = quota_mb.trim().parse().map_err(|_| {
+            mailcore::CoreError::invalid("the quota is a number of MB (0 for none)")
+        })?;
+        core.admin_set_quota(&actor, &address, mb.saturating_mul(1024 * 1024))
+            .await?;
+        Ok(format!("Quota of {address} set."))
     }
-    Ok(())
+    .await;
+    ssr::done(&domain, r)
+}
+
+#[server(prefix = "/api", endpoint = "admin_role")]
+pub async fn admin_role(
+    csrf: String,
+    domain: String,
+    address: String,
+    role: String,
+) -> Result<(), AppError> {
+    let (core, actor) = ssr::admin_acting(&csrf).await?;
+    let r = async {
+        core.admin_set_role(&actor, &address, ssr::role_of(&role)?)
+            .await?;
+        Ok(format!("{address} is now {role}."))
+    }
+    .await;
+    ssr::done(&domain, r)
+}
+
+#[server(prefix = "/api", endpoint = "admin_remove_account")]
+pub async fn admin_remove_account(
+    csrf: String,
+    domain: String,
+    address: String,
+) -> Result<(), AppError> {
+    let (core, actor) = ssr::admin_acting(&csrf).await?;
+    let r = core.admin_remove_account(&actor, &address).await;
+    ssr::done(&domain, r.map(|_| format!("Account {address} removed.")))
+}
+
+#[server(prefix = "/api", endpoint = "admin_add_alias")]
+pub async fn admin_add_alias(
+    csrf: String,
+    domain: String,
+    address: String,
+    targets: String,
+) -> Result<(), AppError> {
+    let (core, actor) = ssr::admin_acting(&csrf).await?;
+    let list: Vec<String> = targets
+        .split([',', ' ', '\n', ';'])
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let r = core.admin_add_alias(&actor, &address, &list).await;
+    ssr::done(&domain, r.map(|_| format!("Alias {address} saved.")))
+}
+
+#[server(prefix = "/api", endpoint = "admin_remove_alias")]
+pub async fn admin_remove_alias(
+    csrf: String,
+    domain: String,
+    address: String,
+    #[server(default)] target: String,
+) -> Result<(), AppError> {
+    let (core, actor) = ssr::admin_acting(&csrf).await?;
+    let t = (!target.is_empty()).then_some(target.as_str());
+    let r = core.admin_remove_alias(&actor, &address, t).await;
+    ssr::done(&domain, r.map(|_| format!("Alias {address} removed.")))
 }
 
 #[server(prefix = "/api", endpoint = "admin_queue")]
@@ -737,18 +819,16 @@ pub fn AdminPage() -> impl IntoView {
                                 </table>
                                 {h.is_admin.then(move || view! {
                                     <h2>"Add a domain"</h2>
-                                    <form method="post" action="/api/admin_action" class="inline">
+                                    <form method="post" action="/api/admin_add_domain" class="inline">
                                         <input type="hidden" name="csrf" value=csrf.clone()/>
-                                        <input type="hidden" name="op" value="add_domain"/>
                                         <label for="newdomain">"Domain name "</label>
                                         <input id="newdomain" name="domain" type="text" required placeholder="example.org"/>
                                         <button type="submit">"Add domain"</button>
                                     </form>
                                     <h2>"Remove a domain"</h2>
                                     <p class="hint">"Removing a domain deletes its accounts, their mail and its aliases, and mail for it is refused from then on. A domain that still holds mail is only removed when you tick the confirmation."</p>
-                                    <form method="post" action="/api/admin_action" class="inline">
+                                    <form method="post" action="/api/admin_remove_domain" class="inline">
                                         <input type="hidden" name="csrf" value=csrf2.clone()/>
-                                        <input type="hidden" name="op" value="remove_domain"/>
                                         <label for="rmdomain">"Domain name "</label>
                                         <input id="rmdomain" name="domain" type="text" required/>
                                         <label><input type="checkbox" name="confirm" value="yes"/>" Yes, delete its mail too"</label>
@@ -785,19 +865,20 @@ pub fn AdminDomainPage() -> impl IntoView {
     }
 }
 
-/// A hidden-field form posting one admin action (works without JavaScript).
+/// A form posting one domain-page change to its server function, named by
+/// endpoint (`admin_role` posts to `/api/admin_role`); works without
+/// JavaScript.
 #[component]
 fn Act(
     csrf: String,
-    op: &'static str,
+    action: &'static str,
     domain: String,
     #[prop(optional)] address: String,
     children: Children,
 ) -> impl IntoView {
     view! {
-        <form method="post" action="/api/admin_action" class="inline">
+        <form method="post" action=format!("/api/{action}") class="inline">
             <input type="hidden" name="csrf" value=csrf/>
-            <input type="hidden" name="op" value=op/>
             <input type="hidden" name="domain" value=domain/>
             {(!address.is_empty()).then(|| view! { <input type="hidden" name="address" value=address.clone()/> })}
             {children()}
@@ -826,9 +907,8 @@ fn DomainView(x: DomainData) -> impl IntoView {
         view! {
             <section aria-labelledby="catchall-h">
                 <h2 id="catchall-h">"Mail for unknown addresses (catchall)"</h2>
-                <form method="post" action="/api/admin_action" class="catchall">
+                <form method="post" action="/api/admin_catchall" class="catchall">
                     <input type="hidden" name="csrf" value=csrf.clone()/>
-                    <input type="hidden" name="op" value="catchall"/>
                     <input type="hidden" name="domain" value=dom.clone()/>
                     <label>
                         <input type="radio" name="mode" value="none" checked=mode == "none"/>
@@ -878,7 +958,7 @@ fn DomainView(x: DomainData) -> impl IntoView {
                                 <tr>
                                     <td>{a.address.clone()}</td>
                                     <td>
-                                        <Act csrf=c.clone() op="role" domain=d.clone() address=ad.clone()>
+                                        <Act csrf=c.clone() action="admin_role" domain=d.clone() address=ad.clone()>
                                             <select name="role" aria-label=l_role>
                                                 {role_opts.iter().map(move |r| view! { <option value=*r selected=*r == role>{*r}</option> }).collect_view()}
                                             </select>
@@ -887,25 +967,25 @@ fn DomainView(x: DomainData) -> impl IntoView {
                                     </td>
                                     <td>{a.used.clone()}</td>
                                     <td>
-                                        <Act csrf=c.clone() op="quota" domain=d.clone() address=ad.clone()>
+                                        <Act csrf=c.clone() action="admin_quota" domain=d.clone() address=ad.clone()>
                                             <input type="number" min="0" name="quota_mb" value=a.quota_mb aria-label=l_quota class="num"/>
                                             <button type="submit">"Set"</button>
                                         </Act>
                                     </td>
                                     <td>
-                                        <Act csrf=c.clone() op=if a.disabled { "enable" } else { "disable" } domain=d.clone() address=ad.clone()>
+                                        <Act csrf=c.clone() action=if a.disabled { "admin_enable" } else { "admin_disable" } domain=d.clone() address=ad.clone()>
                                             {if a.disabled { "Disabled " } else { "Active " }}
                                             <button type="submit">{if a.disabled { "Enable" } else { "Disable" }}</button>
                                         </Act>
                                     </td>
                                     <td>
-                                        <Act csrf=c.clone() op="password" domain=d.clone() address=ad.clone()>
+                                        <Act csrf=c.clone() action="admin_password" domain=d.clone() address=ad.clone()>
                                             <input type="password" name="password" autocomplete="new-password" minlength="8" required aria-label=l_pw/>
                                             <button type="submit">"Reset"</button>
                                         </Act>
                                     </td>
                                     <td>
-                                        <Act csrf=c op="remove_account" domain=d address=ad>
+                                        <Act csrf=c action="admin_remove_account" domain=d address=ad>
                                             <button type="submit">"Remove"</button>
                                         </Act>
                                     </td>
@@ -915,7 +995,7 @@ fn DomainView(x: DomainData) -> impl IntoView {
                     </tbody>
                 </table>
                 <h3>"Add an account"</h3>
-                <Act csrf=csrf.clone() op="add_account" domain=dom.clone()>
+                <Act csrf=csrf.clone() action="admin_add_account" domain=dom.clone()>
                     <input type="email" name="address" required placeholder=format!("name@{dom}") aria-label="New account address"/>
                     <input type="password" name="password" autocomplete="new-password" minlength="8" required aria-label="Password (at least 8 characters)" placeholder="password"/>
                     <select name="role" aria-label="Role">
@@ -939,14 +1019,14 @@ fn DomainView(x: DomainData) -> impl IntoView {
                         view! {
                             <li>
                                 <strong>{a.clone()}</strong>" → "{t.join(", ")}
-                                <Act csrf=c op="remove_alias" domain=d address=ad>
+                                <Act csrf=c action="admin_remove_alias" domain=d address=ad>
                                     <button type="submit">"Remove"</button>
                                 </Act>
                             </li>
                         }
                     }).collect_view()}
                 </ul>
-                <Act csrf=csrf.clone() op="add_alias" domain=dom.clone()>
+                <Act csrf=csrf.clone() action="admin_add_alias" domain=dom.clone()>
                     <input type="email" name="address" required placeholder=format!("sales@{dom}") aria-label="Alias address"/>
                     <input type="text" name="targets" required placeholder="a@example.org, b@example.org" aria-label="Targets, separated by commas"/>
                     <button type="submit">"Add alias"</button>

@@ -608,13 +608,40 @@ pub async fn compose_data(
     Ok(Some(d))
 }
 
+/// What the message list's and the reader's buttons do to the selected
+/// messages: the form's `op` field, read into this type before the server
+/// function runs (an unknown one is a 400, never reaches the handler).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageOp {
+    Read,
+    Unread,
+    Flag,
+    Unflag,
+    Archive,
+    /// To the folder in `target`.
+    Move,
+    /// To Trash; from Trash, for good.
+    Delete,
+}
+
+impl MessageOp {
+    /// Whether the messages leave the folder (so an open one closes).
+    pub fn moves(self) -> bool {
+        matches!(
+            self,
+            MessageOp::Archive | MessageOp::Move | MessageOp::Delete
+        )
+    }
+}
+
 /// Flags, moves and deletes on the selected messages of one folder.
 #[server(prefix = "/api", endpoint = "message_action")]
 pub async fn message_action(
     csrf: String,
     f: String,
     #[server(default)] uids: Vec<i64>,
-    op: String,
+    op: MessageOp,
     #[server(default)] target: String,
     back: String,
 ) -> Result<(), AppError> {
@@ -649,26 +676,20 @@ pub async fn message_action(
             Ok(())
         }
     };
-    let result = match op.as_str() {
-        "read" => flag(FlagOp::Add, Flags::SEEN).await,
-        "unread" => flag(FlagOp::Remove, Flags::SEEN).await,
-        "flag" => flag(FlagOp::Add, Flags::FLAGGED).await,
-        "unflag" => flag(FlagOp::Remove, Flags::FLAGGED).await,
-        "archive" => to_folder("Archive".into()).await,
-        "move" => to_folder(target).await,
+    let result = match op {
+        MessageOp::Read => flag(FlagOp::Add, Flags::SEEN).await,
+        MessageOp::Unread => flag(FlagOp::Remove, Flags::SEEN).await,
+        MessageOp::Flag => flag(FlagOp::Add, Flags::FLAGGED).await,
+        MessageOp::Unflag => flag(FlagOp::Remove, Flags::FLAGGED).await,
+        MessageOp::Archive => to_folder("Archive".into()).await,
+        MessageOp::Move => to_folder(target).await,
         // Deleting from Trash removes for good, as IMAP clients do.
-        "delete" if f == "Trash" => core.destroy(me, id, &uids).await.map(|_| ()),
-        "delete" => to_folder("Trash".into()).await,
-        other => {
-            return Err(crate::error::ssr::raise(AppError::Invalid(format!(
-                "unknown action {other}"
-            ))));
-        }
+        MessageOp::Delete if f == "Trash" => core.destroy(me, id, &uids).await.map(|_| ()),
+        MessageOp::Delete => to_folder("Trash".into()).await,
     };
     result.map_err(core_error)?;
     // After moving the open message away, go back to its folder.
-    let back = if matches!(op.as_str(), "archive" | "move" | "delete") && back.starts_with("/read")
-    {
+    let back = if op.moves() && back.starts_with("/read") {
         format!("/mail?f={}", encode(&f))
     } else {
         back

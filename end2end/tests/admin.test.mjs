@@ -81,18 +81,18 @@ test('a domain admin cannot see or change another domain: page, server function,
   await page.goto(`${tern.base}/admin/domain?d=a.test`);
   const csrf = await page.locator('input[name=csrf]').first().inputValue();
   const viaFn = await page.evaluate(async (csrf) => {
-    const body = new URLSearchParams({ csrf, op: 'catchall', domain: 'b.test', mode: 'account', account: 'info' });
-    const r = await fetch('/api/admin_action', { method: 'POST', body });
+    const body = new URLSearchParams({ csrf, domain: 'b.test', mode: 'account', account: 'info' });
+    const r = await fetch('/api/admin_catchall', { method: 'POST', body });
     return [r.status, await r.text()];
   }, csrf);
   assert.equal(viaFn[0], 403, viaFn[1]);
   // A raw POST outside the browser with the session cookie and token.
   const cookie = (await ctx.cookies()).map((c) => `${c.name}=${c.value}`).join('; ');
   for (const [op, extra] of [['add_account', { address: 'evil@b.test', password: 'long enough pw', role: 'user' }], ['password', { address: 'info@b.test', password: 'hijacked password' }], ['add_domain', { domain: 'c.test' }]]) {
-    const r = await fetch(`${tern.base}/api/admin_action`, {
+    const r = await fetch(`${tern.base}/api/admin_${op}`, {
       method: 'POST',
       headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ csrf, op, domain: extra.domain ?? 'b.test', ...extra }),
+      body: new URLSearchParams({ csrf, domain: extra.domain ?? 'b.test', ...extra }),
       redirect: 'manual',
     });
     assert.equal(r.status, 403, `${op}: ${await r.text()}`);
