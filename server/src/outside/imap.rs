@@ -582,17 +582,8 @@ impl Outside {
         Ok(())
     }
 
-    /// IDLE on `folder` (RFC 2177) for at most `max`: the message count
-    /// after an EXISTS, the old count after another change (an expunge,
-    /// a flag), None when nothing happened.
-    pub(super) async fn imap_wait(
-        &self,
-        login: &OutsideLogin,
-        folder: &str,
-        max: Duration,
-    ) -> Result<Option<u32>, OutsideError> {
-        use async_imap::extensions::idle::IdleResponse;
-        use async_imap::imap_proto::{MailboxDatum, Response};
+    /// A logged-in session at a server that offers IDLE (RFC 2177).
+    async fn idle_session(&self, login: &OutsideLogin) -> Result<(Session, Budget), OutsideError> {
         let (mut s, budget) = self.imap_session(login).await?;
         let caps = self
             .step("CAPABILITY", &budget, SMALL, s.capabilities())
@@ -602,33 +593,71 @@ impl Outside {
                 "the server does not offer IDLE".into(),
             ));
         }
-        let before = self
-            .open_folder(&mut s, &budget, folder, false)
-            .await?
-            .exists;
+        Ok((s, budget))
+    }
+
+    /// One IDLE: waits at most `max` for the server to report something,
+    /// and `seen` reads the first report (None: nothing came). Then DONE,
+    /// read under the listing budget, since a burst (a thousand flags set
+    /// at once) arrives before DONE's answer. The session comes back
+    /// unless DONE failed or timed out.
+    async fn idle_round<T>(
+        &self,
+        s: Session,
+        budget: &Budget,
+        max: Duration,
+        seen: impl FnOnce(&async_imap::imap_proto::Response<'_>) -> T,
+    ) -> Result<(Option<Session>, Option<T>), OutsideError> {
+        use async_imap::extensions::idle::IdleResponse;
         let mut idle = s.idle();
         budget.set(SMALL);
         tokio::time::timeout(self.command_timeout(), idle.init())
             .await
             .map_err(|_| OutsideError::Timeout("IDLE".into()))?
-            .map_err(|e| imap_error(e, &budget, "IDLE"))?;
+            .map_err(|e| imap_error(e, budget, "IDLE"))?;
         let outcome = {
             let (wait, _stop) = idle.wait_with_timeout(max);
             wait.await
         };
-        let changed = match outcome {
-            Ok(IdleResponse::NewData(resp)) => match resp.parsed() {
-                Response::MailboxData(MailboxDatum::Exists(n)) => Some(*n),
-                _ => Some(before),
-            },
+        let news = match outcome {
+            Ok(IdleResponse::NewData(resp)) => Some(seen(resp.parsed())),
             Ok(_) => None,
-            Err(e) => return Err(imap_error(e, &budget, "IDLE")),
+            Err(e) => return Err(imap_error(e, budget, "IDLE")),
         };
-        // DONE, then LOGOUT; a server that is slow to end IDLE is left.
-        if let Ok(Ok(mut s)) = tokio::time::timeout(self.command_timeout(), idle.done()).await {
+        budget.set(self.cfg.max_listing_bytes);
+        let s = match tokio::time::timeout(self.command_timeout(), idle.done()).await {
+            Ok(Ok(s)) => Some(s),
+            _ => None,
+        };
+        Ok((s, news))
+    }
+
+    /// IDLE on `folder` (RFC 2177) for at most `max`: the message count
+    /// after an EXISTS, the old count after another change (an expunge,
+    /// a flag), None when nothing happened.
+    pub(super) async fn imap_wait(
+        &self,
+        login: &OutsideLogin,
+        folder: &str,
+        max: Duration,
+    ) -> Result<Option<u32>, OutsideError> {
+        use async_imap::imap_proto::{MailboxDatum, Response};
+        let (mut s, budget) = self.idle_session(login).await?;
+        let before = self
+            .open_folder(&mut s, &budget, folder, false)
+            .await?
+            .exists;
+        let (s, news) = self
+            .idle_round(s, &budget, max, |r| match r {
+                Response::MailboxData(MailboxDatum::Exists(n)) => *n,
+                _ => before,
+            })
+            .await?;
+        // LOGOUT; a server that was slow to end IDLE is left.
+        if let Some(mut s) = s {
             let _ = tokio::time::timeout(self.command_timeout(), s.logout()).await;
         }
-        Ok(changed)
+        Ok(news)
     }
 
     /// Watches INBOX with IDLE (RFC 2177) on one kept session, so that
@@ -643,17 +672,8 @@ impl Outside {
         id: mailcore::outside::OutsideAccountId,
         login: &OutsideLogin,
     ) -> Result<std::convert::Infallible, OutsideError> {
-        use async_imap::extensions::idle::IdleResponse;
         use async_imap::types::UnsolicitedResponse;
-        let (mut s, budget) = self.imap_session(login).await?;
-        let caps = self
-            .step("CAPABILITY", &budget, SMALL, s.capabilities())
-            .await?;
-        if !caps.has_str("IDLE") {
-            return Err(OutsideError::Unsupported(
-                "the server does not offer IDLE".into(),
-            ));
-        }
+        let (mut s, budget) = self.idle_session(login).await?;
         let mbox = self.open_inbox(&mut s, &budget).await?;
         let validity = i64::from(mbox.uid_validity.unwrap_or(0));
         self.sync_imap_inbox(core, id, &mut s, &budget, validity, &[])
@@ -662,33 +682,12 @@ impl Outside {
         loop {
             // What came in during the refresh is in the cache already.
             while s.unsolicited_responses.try_recv().is_ok() {}
-            let mut idle = s.idle();
-            budget.set(SMALL);
-            tokio::time::timeout(self.command_timeout(), idle.init())
-                .await
-                .map_err(|_| OutsideError::Timeout("IDLE".into()))?
-                .map_err(|e| imap_error(e, &budget, "IDLE"))?;
-            let outcome = {
-                let (wait, _stop) = idle.wait_with_timeout(IDLE_RENEW);
-                wait.await
-            };
             let mut touched = Vec::new();
-            let changed = match outcome {
-                Ok(IdleResponse::NewData(resp)) => {
-                    note_fetch(resp.parsed(), &mut touched);
-                    true
-                }
-                Ok(_) => false,
-                Err(e) => return Err(imap_error(e, &budget, "IDLE")),
-            };
-            // A burst (a thousand flags set at once) is read to its end
-            // under the listing budget, not the small one.
-            budget.set(self.cfg.max_listing_bytes);
-            s = tokio::time::timeout(self.command_timeout(), idle.done())
-                .await
-                .map_err(|_| OutsideError::Timeout("DONE".into()))?
-                .map_err(|e| imap_error(e, &budget, "DONE"))?;
-            if changed {
+            let (back, news) = self
+                .idle_round(s, &budget, IDLE_RENEW, |r| note_fetch(r, &mut touched))
+                .await?;
+            s = back.ok_or_else(|| OutsideError::Timeout("DONE".into()))?;
+            if news.is_some() {
                 while let Ok(u) = s.unsolicited_responses.try_recv() {
                     if let UnsolicitedResponse::Other(resp) = u {
                         note_fetch(resp.parsed(), &mut touched);
