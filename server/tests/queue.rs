@@ -1357,3 +1357,99 @@ async fn metrics_move_after_one_delivery_and_one_failed_login() {
         "{after}"
     );
 }
+
+/// PIPELINING (RFC 2920) and connection reuse in the relay, straight
+/// against a fake MX that answers MAIL only once RCPTs and DATA have
+/// arrived too: a client that waited for each reply would hang there. 50
+/// messages of three recipients (one refused for good, one for now) go
+/// over one connection, each transaction in one write, RSET between, and
+/// every recipient gets its own reply.
+#[tokio::test(flavor = "multi_thread")]
+async fn relay_pipelines_and_reuses_one_connection() {
+    use mailcore::queue::{Relay, RelayRequest};
+    let mx = FakeMx::start(Behaviour {
+        strict_pipelining: true,
+        ..Behaviour::default()
+    })
+    .await;
+    mx.set_rcpt(|a| match a.split('@').next() {
+        Some("gone") => "550 5.1.1 no such user".into(),
+        Some("full") => "452 4.2.2 mailbox full".into(),
+        _ => "250 2.1.5 ok".into(),
+    });
+    let dns = Arc::new(FakeDns::default());
+    dns.point("pipe.test", mx.addr);
+    let relay = LettreRelay::new(&relay_cfg(), "tern.test", dns).unwrap();
+    let rcpts: Vec<String> = ["ok@pipe.test", "gone@pipe.test", "full@pipe.test"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let t0 = Instant::now();
+    for i in 0..50 {
+        let msg = format!("Subject: m{i}\r\n\r\nbody {i}\r\n");
+        let report = relay
+            .send(&RelayRequest {
+                domain: "pipe.test",
+                mail_from: "alice@example.test",
+                rcpts: &rcpts,
+                message: msg.as_bytes(),
+            })
+            .await;
+        let codes: Vec<u16> = report.replies.iter().map(|r| r.code).collect();
+        assert_eq!(codes, [250, 550, 452], "message {i}: {:?}", report.replies);
+    }
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "a hang on MAIL's reply means the client did not pipeline"
+    );
+    let got = mx.accepted();
+    assert_eq!(got.len(), 50);
+    assert!(got.iter().all(|r| r.rcpts == ["ok@pipe.test"]));
+    assert_eq!(got[7].data, b"Subject: m7\r\n\r\nbody 7\r\n");
+    let st = &mx.stats;
+    assert_eq!(
+        st.pipelined_groups.load(Ordering::SeqCst),
+        50,
+        "one write each"
+    );
+    assert_eq!(
+        st.sessions.load(Ordering::SeqCst),
+        1,
+        "one connection for all"
+    );
+    assert!(
+        st.rsets.load(Ordering::SeqCst) >= 49,
+        "RSET between messages"
+    );
+}
+
+/// A session the server closed is not reused: with a server that ends
+/// every connection after one message, each message opens its own, and
+/// none is lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn relay_does_not_reuse_a_closed_connection() {
+    use mailcore::queue::{Relay, RelayRequest};
+    let mx = FakeMx::start(Behaviour {
+        messages_per_connection: Some(1),
+        ..Behaviour::default()
+    })
+    .await;
+    let dns = Arc::new(FakeDns::default());
+    dns.point("once.test", mx.addr);
+    let relay = LettreRelay::new(&relay_cfg(), "tern.test", dns).unwrap();
+    let rcpts = vec!["bob@once.test".to_owned()];
+    for i in 0..5 {
+        let msg = format!("Subject: once {i}\r\n\r\nx\r\n");
+        let report = relay
+            .send(&RelayRequest {
+                domain: "once.test",
+                mail_from: "alice@example.test",
+                rcpts: &rcpts,
+                message: msg.as_bytes(),
+            })
+            .await;
+        assert_eq!(report.replies[0].code, 250, "{:?}", report.replies);
+    }
+    assert_eq!(mx.accepted().len(), 5);
+    assert_eq!(mx.stats.sessions.load(Ordering::SeqCst), 5);
+}

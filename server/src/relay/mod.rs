@@ -3,10 +3,22 @@
 //! It finds the destination's hosts (a configured smarthost, a static route,
 //! or the MX records in preference order with the RFC 5321 §5.1 fallback to
 //! the domain's address records), then speaks SMTP through lettre's
-//! low-level `AsyncSmtpConnection`, one command at a time, so that every
-//! recipient gets its own reply: one `550` fails only that recipient.
+//! low-level `AsyncSmtpConnection`. Every recipient gets its own reply: one
+//! `550` fails only that recipient.
 //!
 //! Implementation notes:
+//! - With a server that offers PIPELINING (RFC 2920), MAIL, every RCPT and
+//!   DATA go in one write and their replies are read in order, so 100
+//!   recipients cost one round trip, not 100. lettre itself does not
+//!   pipeline; its public `command` (one write, first reply) and
+//!   `read_response` are enough to do it on its connection, which keeps
+//!   its TLS, AUTH and dot-stuffing. (mail-send, Stalwart's client, was
+//!   the other choice; it would have been a second SMTP client in the
+//!   tree beside lettre, which the webmail and outside accounts use.)
+//! - Sessions are reused (Postfix's connection cache): after a
+//!   transaction that stayed in step, RSET, and the session waits up to
+//!   10 s for the next message to the same host; it is checked with NOOP
+//!   before reuse, and closed after 300 s however busy.
 //! - STARTTLS is opportunistic (RFC 3207) and unauthenticated, as for
 //!   almost all MX traffic; a domain listed in `relay.require_tls` is never
 //!   sent in clear text.
@@ -23,11 +35,11 @@ pub mod dns;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use mailcore::queue::{Relay, RelayReport, RelayRequest, Reply};
 
@@ -60,6 +72,79 @@ pub struct LettreRelay {
     connect_timeout: Duration,
     command_timeout: Duration,
     data_timeout: Duration,
+    /// Sessions kept open between messages, by host and address.
+    kept: std::sync::Mutex<HashMap<String, Vec<Kept>>>,
+}
+
+/// A session kept after its transaction (RSET answered), for the next
+/// message to the same host, as Postfix's connection cache does: no new
+/// TCP, TLS and EHLO per message.
+struct Kept {
+    conn: AsyncSmtpConnection,
+    tls: bool,
+    pipelining: bool,
+    opened: Instant,
+    idle_since: Instant,
+}
+
+/// A kept session idle longer than this is closed (the peer would soon
+/// close it anyway; Postfix keeps them 2 s by default).
+const KEEP_IDLE: Duration = Duration::from_secs(10);
+/// And one older than this, however busy (Postfix: 300 s).
+const KEEP_LIFETIME: Duration = Duration::from_secs(300);
+/// At most this many sessions kept per host, and in all.
+const KEEP_PER_HOST: usize = 8;
+const KEEP_TOTAL: usize = 256;
+
+/// A group of pipelined commands, written at once (RFC 2920 §3.1).
+struct Group(String);
+
+impl std::fmt::Display for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One reply read, and whether the session is still in step with the
+/// server (a reply came: positive or not). A timeout or a lost connection
+/// leaves it out of step, and it is not used again.
+fn read_reply(
+    r: Result<
+        Result<lettre::transport::smtp::response::Response, lettre::transport::smtp::Error>,
+        tokio::time::error::Elapsed,
+    >,
+    what: &str,
+) -> (Reply, bool) {
+    match r {
+        Ok(Ok(resp)) => (
+            Reply::new(
+                u16::from(resp.code()),
+                resp.message().collect::<Vec<_>>().join(" "),
+            ),
+            true,
+        ),
+        Ok(Err(e)) => {
+            let synced = e.status().is_some();
+            (lettre_reply(&e, what), synced)
+        }
+        Err(_) => (Reply::new(451, format!("4.4.2 {what}: timed out")), false),
+    }
+}
+
+/// Ends a session that is out of step. lettre's `abort` sends QUIT and
+/// waits for an answer without a limit; a server that never answers must
+/// not hold the worker.
+async fn abort(conn: &mut AsyncSmtpConnection) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), conn.abort()).await;
+}
+
+/// One reply per recipient; one never answered (it cannot happen: each
+/// path fills every slot) reads as a deferral, never as a success.
+fn every(replies: Vec<Option<Reply>>) -> Vec<Reply> {
+    replies
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Reply::new(451, "4.3.0 no reply")))
+        .collect()
 }
 
 /// One host to try: its name (for TLS and the log) and an address.
@@ -135,6 +220,7 @@ impl LettreRelay {
             connect_timeout: Duration::from_secs(cfg.connect_timeout_secs.max(1)),
             command_timeout: Duration::from_secs(cfg.command_timeout_secs.max(1)),
             data_timeout: Duration::from_secs(cfg.data_timeout_secs.max(1)),
+            kept: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -223,9 +309,106 @@ enum Session {
 }
 
 impl LettreRelay {
+    /// One transaction with one host: on a kept session when there is a
+    /// healthy one, else on a new one; the session is kept afterwards when
+    /// it is still in step with the server and RSET is answered.
     async fn session(&self, t: &Target, req: &RelayRequest<'_>) -> Session {
-        let fail =
-            |reply: Reply, pushback: bool| Session::NextHost(HostFailure { reply, pushback });
+        let must_tls = match &self.smarthost {
+            Some(s) => s.tls == SmarthostTls::StartTls,
+            None => self.require_tls.contains(&req.domain.to_ascii_lowercase()),
+        };
+        let key = format!("{}|{}", t.host, t.addr);
+        let (mut conn, tls, pipelining, opened) = match self.checkout(&key, must_tls).await {
+            Some(k) => (k.conn, k.tls, k.pipelining, k.opened),
+            None => match self.open(t, req, must_tls).await {
+                Ok((conn, tls, pipelining)) => (conn, tls, pipelining, Instant::now()),
+                Err(f) => return Session::NextHost(f),
+            },
+        };
+        let (replies, synced) = self.transaction(&mut conn, req, pipelining).await;
+        // RFC 5321 §4.1.1.5: RSET ends the transaction's state; an answer
+        // also says the session is alive.
+        let reset = synced
+            && matches!(
+                tokio::time::timeout(self.command_timeout, conn.command(Rset)).await,
+                Ok(Ok(_))
+            );
+        if reset {
+            self.checkin(
+                key,
+                Kept {
+                    conn,
+                    tls,
+                    pipelining,
+                    opened,
+                    idle_since: Instant::now(),
+                },
+            );
+        } else if synced {
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn.quit()).await;
+        } else {
+            abort(&mut conn).await;
+        }
+        Session::Done { replies, tls }
+    }
+
+    /// A kept session for `key` that answers NOOP, or None. One that
+    /// idled or lived too long, or is in clear text where TLS is required,
+    /// is closed instead.
+    async fn checkout(&self, key: &str, must_tls: bool) -> Option<Kept> {
+        loop {
+            let k = {
+                let mut kept = self.kept.lock().ok()?;
+                let list = kept.get_mut(key)?;
+                let k = list.pop()?;
+                if list.is_empty() {
+                    kept.remove(key);
+                }
+                k
+            };
+            let mut k = k;
+            if k.idle_since.elapsed() > KEEP_IDLE
+                || k.opened.elapsed() > KEEP_LIFETIME
+                || (must_tls && !k.tls)
+            {
+                let _ = tokio::time::timeout(Duration::from_secs(2), k.conn.quit()).await;
+                continue;
+            }
+            // The server may have closed it while it idled.
+            if tokio::time::timeout(self.command_timeout, k.conn.test_connected())
+                .await
+                .unwrap_or(false)
+            {
+                return Some(k);
+            }
+            abort(&mut k.conn).await;
+        }
+    }
+
+    fn checkin(&self, key: String, k: Kept) {
+        let Ok(mut kept) = self.kept.lock() else {
+            return;
+        };
+        kept.retain(|_, v| {
+            v.retain(|k| k.idle_since.elapsed() <= KEEP_IDLE);
+            !v.is_empty()
+        });
+        let total: usize = kept.values().map(Vec::len).sum();
+        let list = kept.entry(key).or_default();
+        if list.len() < KEEP_PER_HOST && total < KEEP_TOTAL {
+            list.push(k);
+        }
+    }
+
+    /// A new session with `t`: connected, TLS as configured or offered,
+    /// PIPELINING looked up, logged in to a smarthost.
+    async fn open(
+        &self,
+        t: &Target,
+        req: &RelayRequest<'_>,
+        must_tls: bool,
+    ) -> Result<(AsyncSmtpConnection, bool, bool), HostFailure> {
+        let fail = |reply: Reply, pushback: bool| Err(HostFailure { reply, pushback });
         let implicit = match &self.smarthost {
             Some(s) if s.tls == SmarthostTls::Tls => Some(self.tls_params(&t.host)),
             _ => None,
@@ -235,13 +418,47 @@ impl LettreRelay {
             Err(r) => return fail(r, false),
         };
         let tls_implicit = implicit.is_some();
-        let connect = AsyncSmtpConnection::connect_tokio1(
-            t.addr,
-            Some(self.connect_timeout),
-            &self.hello,
-            implicit,
-            None,
-        );
+        let (addr, hello, limit) = (t.addr, &self.hello, self.connect_timeout);
+        // Our own socket where we can, so that it has TCP_NODELAY: lettre
+        // writes the body and the final dot in two writes, and with Nagle
+        // the dot waits for the peer's delayed ACK (about 40 ms a message
+        // on a reused session).
+        let tcp = if implicit.is_none() {
+            match tokio::time::timeout(limit, tokio::net::TcpStream::connect(addr)).await {
+                Ok(Ok(tcp)) => {
+                    let _ = tcp.set_nodelay(true);
+                    Some(tcp)
+                }
+                Ok(Err(e)) => {
+                    return fail(
+                        Reply::new(451, format!("4.4.1 connecting to {} ({addr}): {e}", t.host)),
+                        true,
+                    );
+                }
+                Err(_) => {
+                    return fail(
+                        Reply::new(
+                            451,
+                            format!("4.4.2 connecting to {} ({addr}): timed out", t.host),
+                        ),
+                        true,
+                    );
+                }
+            }
+        } else {
+            None
+        };
+        let connect = async move {
+            match tcp {
+                Some(tcp) => {
+                    AsyncSmtpConnection::connect_with_transport(Box::new(tcp), hello).await
+                }
+                None => {
+                    AsyncSmtpConnection::connect_tokio1(addr, Some(limit), hello, implicit, None)
+                        .await
+                }
+            }
+        };
         let mut conn = match tokio::time::timeout(
             self.connect_timeout + self.command_timeout,
             connect,
@@ -268,10 +485,6 @@ impl LettreRelay {
             }
         };
 
-        let must_tls = match &self.smarthost {
-            Some(s) => s.tls == SmarthostTls::StartTls,
-            None => self.require_tls.contains(&req.domain.to_ascii_lowercase()),
-        };
         if !tls_implicit && conn.can_starttls() {
             let params = match self.tls_params(&t.host) {
                 Ok(p) => p,
@@ -282,11 +495,11 @@ impl LettreRelay {
             {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
-                    conn.abort().await;
+                    abort(&mut conn).await;
                     return fail(lettre_reply(&e, &format!("STARTTLS with {}", t.host)), true);
                 }
                 Err(_) => {
-                    conn.abort().await;
+                    abort(&mut conn).await;
                     return fail(
                         Reply::new(451, format!("4.4.2 STARTTLS with {}: timed out", t.host)),
                         true,
@@ -294,7 +507,7 @@ impl LettreRelay {
                 }
             }
         } else if !tls_implicit && must_tls {
-            conn.abort().await;
+            abort(&mut conn).await;
             return fail(
                 Reply::new(
                     451,
@@ -307,13 +520,29 @@ impl LettreRelay {
             );
         }
         let tls = conn.is_encrypted();
+        // lettre keeps no PIPELINING flag from EHLO, so ask once more on
+        // this session (a later EHLO is allowed, RFC 5321 §4.1.4); only a
+        // server that offers it gets pipelined commands (RFC 2920 §3.1).
+        let pipelining = match tokio::time::timeout(
+            self.command_timeout,
+            conn.command(Ehlo::new(self.hello.clone())),
+        )
+        .await
+        {
+            Ok(Ok(resp)) => resp.message().any(|l| {
+                l.split_whitespace()
+                    .next()
+                    .is_some_and(|w| w.eq_ignore_ascii_case("PIPELINING"))
+            }),
+            _ => false,
+        };
 
         if let Some(creds) = self.smarthost.as_ref().and_then(|s| s.credentials.as_ref()) {
             let auth = conn.auth(&[Mechanism::Plain, Mechanism::Login], creds);
             match tokio::time::timeout(self.command_timeout, auth).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
-                    conn.abort().await;
+                    abort(&mut conn).await;
                     // A refused login is our configuration's fault, not the
                     // recipients': defer so a fixed config delivers.
                     let mut r = lettre_reply(&e, "smarthost AUTH");
@@ -323,15 +552,13 @@ impl LettreRelay {
                     return fail(r, false);
                 }
                 Err(_) => {
-                    conn.abort().await;
+                    abort(&mut conn).await;
                     return fail(Reply::new(451, "4.4.2 smarthost AUTH timed out"), false);
                 }
             }
         }
 
-        let replies = self.transaction(&mut conn, req).await;
-        let _ = tokio::time::timeout(Duration::from_secs(5), conn.quit()).await;
-        Session::Done { replies, tls }
+        Ok((conn, tls, pipelining))
     }
 
     fn tls_params(&self, host: &str) -> Result<TlsParameters, Reply> {
@@ -345,20 +572,26 @@ impl LettreRelay {
             .map_err(|e| Reply::new(451, format!("4.7.5 TLS setup: {e}")))
     }
 
-    /// MAIL, one RCPT per recipient, DATA. Returns one reply per recipient.
+    /// MAIL, one RCPT per recipient, DATA: as one pipelined group when
+    /// the server offers PIPELINING (RFC 2920), else one command at a
+    /// time. Returns one reply per recipient, and whether the session is
+    /// still in step with the server (every command got its reply).
     async fn transaction(
         &self,
         conn: &mut AsyncSmtpConnection,
         req: &RelayRequest<'_>,
-    ) -> Vec<Reply> {
+        pipelining: bool,
+    ) -> (Vec<Reply>, bool) {
         let n = req.rcpts.len();
-        let all = |r: Reply| vec![r; n];
         let sender = if req.mail_from.is_empty() {
             None
         } else {
             match req.mail_from.parse::<lettre::Address>() {
                 Ok(a) => Some(a),
-                Err(e) => return all(Reply::new(550, format!("5.1.7 bad sender address: {e}"))),
+                Err(e) => {
+                    let r = Reply::new(550, format!("5.1.7 bad sender address: {e}"));
+                    return (vec![r; n], true);
+                }
             }
         };
         let mut params = Vec::new();
@@ -369,79 +602,141 @@ impl LettreRelay {
             params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
         }
         params.push(MailParameter::Size(req.message.len()));
-        match tokio::time::timeout(
-            self.command_timeout,
-            conn.command(Mail::new(sender, params)),
-        )
-        .await
-        {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return all(lettre_reply(&e, "MAIL FROM")),
-            Err(_) => return all(Reply::new(451, "4.4.2 MAIL FROM timed out")),
-        }
+        let mail = Mail::new(sender, params);
         let mut replies: Vec<Option<Reply>> = vec![None; n];
-        let mut accepted = Vec::new();
+        let mut rcpts = Vec::new();
         for (i, rcpt) in req.rcpts.iter().enumerate() {
-            let addr = match rcpt.parse::<lettre::Address>() {
-                Ok(a) => a,
+            match rcpt.parse::<lettre::Address>() {
+                Ok(a) => rcpts.push((i, Rcpt::new(a, vec![]))),
                 Err(e) => {
-                    replies[i] = Some(Reply::new(550, format!("5.1.3 bad recipient address: {e}")));
-                    continue;
-                }
-            };
-            match tokio::time::timeout(self.command_timeout, conn.command(Rcpt::new(addr, vec![])))
-                .await
-            {
-                Ok(Ok(_)) => accepted.push(i),
-                Ok(Err(e)) if e.status().is_some() => {
-                    replies[i] = Some(lettre_reply(&e, "RCPT TO"))
-                }
-                Ok(Err(e)) => {
-                    let r = lettre_reply(&e, "RCPT TO");
-                    return replies
-                        .into_iter()
-                        .map(|o| o.unwrap_or_else(|| r.clone()))
-                        .collect();
-                }
-                Err(_) => {
-                    let r = Reply::new(451, "4.4.2 RCPT TO timed out");
-                    return replies
-                        .into_iter()
-                        .map(|o| o.unwrap_or_else(|| r.clone()))
-                        .collect();
+                    replies[i] = Some(Reply::new(550, format!("5.1.3 bad recipient address: {e}")))
                 }
             }
         }
-        if !accepted.is_empty() {
-            let end = match tokio::time::timeout(self.command_timeout, conn.command(Data)).await {
-                Ok(Ok(_)) => {
-                    // lettre adds "\r\n.\r\n" itself; the wire form already
-                    // ends in CRLF, so drop that one to send the bytes as
-                    // they were accepted.
-                    let body = req.message.strip_suffix(b"\r\n").unwrap_or(req.message);
-                    match tokio::time::timeout(self.data_timeout, conn.message(body)).await {
-                        Ok(Ok(resp)) => Reply::new(
-                            u16::from(resp.code()),
-                            resp.message().collect::<Vec<_>>().join(" "),
-                        ),
-                        Ok(Err(e)) if e.status().is_some() => lettre_reply(&e, "end of data"),
-                        Ok(Err(e)) => {
-                            Reply::new(451, format!("4.4.2 connection lost during DATA: {e}"))
-                        }
-                        Err(_) => Reply::new(451, "4.4.2 no reply to the end of data in time"),
+        if rcpts.is_empty() {
+            return (every(replies), true);
+        }
+        let t = self.command_timeout;
+        let (accepted, data, synced) = if pipelining {
+            // One write: MAIL, every RCPT, DATA; then their replies in order
+            // (RFC 2920 §3.1). MAIL's reply comes back from `command`.
+            let mut group = mail.to_string();
+            for (_, r) in &rcpts {
+                group.push_str(&r.to_string());
+            }
+            group.push_str(&Data.to_string());
+            let (mail_reply, mut synced) = read_reply(
+                tokio::time::timeout(t, conn.command(Group(group))).await,
+                "MAIL FROM",
+            );
+            let mut accepted = Vec::new();
+            for (i, _) in &rcpts {
+                let r = if synced {
+                    let (r, ok) = read_reply(
+                        tokio::time::timeout(t, conn.read_response()).await,
+                        "RCPT TO",
+                    );
+                    synced = ok;
+                    r
+                } else {
+                    mail_reply.clone()
+                };
+                // A refused MAIL refuses the transaction, whatever RCPT said.
+                let r = if mail_reply.is_success() {
+                    r
+                } else {
+                    mail_reply.clone()
+                };
+                if r.is_success() {
+                    accepted.push(*i);
+                }
+                replies[*i] = Some(r);
+            }
+            let data = if synced {
+                let (r, ok) =
+                    read_reply(tokio::time::timeout(t, conn.read_response()).await, "DATA");
+                synced = ok;
+                r
+            } else {
+                mail_reply.clone()
+            };
+            (accepted, data, synced)
+        } else {
+            let (mail_reply, synced) = read_reply(
+                tokio::time::timeout(t, conn.command(mail)).await,
+                "MAIL FROM",
+            );
+            if !mail_reply.is_success() {
+                for (i, _) in &rcpts {
+                    replies[*i] = Some(mail_reply.clone());
+                }
+                return (every(replies), synced);
+            }
+            let mut accepted = Vec::new();
+            let mut synced = true;
+            for (i, rcpt) in rcpts {
+                let (r, ok) =
+                    read_reply(tokio::time::timeout(t, conn.command(rcpt)).await, "RCPT TO");
+                if r.is_success() {
+                    accepted.push(i);
+                }
+                replies[i] = Some(r.clone());
+                if !ok {
+                    // Out of step: the rest get this reply, untried.
+                    for o in replies.iter_mut().filter(|o| o.is_none()) {
+                        *o = Some(r.clone());
                     }
+                    synced = false;
+                    break;
                 }
-                Ok(Err(e)) => lettre_reply(&e, "DATA"),
-                Err(_) => Reply::new(451, "4.4.2 DATA timed out"),
-            };
-            for i in accepted {
-                replies[i] = Some(end.clone());
             }
+            if accepted.is_empty() || !synced {
+                return (every(replies), synced);
+            }
+            let (data, ok) = read_reply(tokio::time::timeout(t, conn.command(Data)).await, "DATA");
+            (accepted, data, ok)
+        };
+        if !synced {
+            for i in &accepted {
+                replies[*i] = Some(data.clone());
+            }
+            return (every(replies), false);
         }
-        replies
-            .into_iter()
-            .map(|o| o.unwrap_or_else(|| Reply::new(451, "4.3.0 no reply")))
-            .collect()
+        if data.code != 354 {
+            // DATA refused: every recipient RCPT accepted gets that reply.
+            for i in &accepted {
+                replies[*i] = Some(data.clone());
+            }
+            return (every(replies), true);
+        }
+        if accepted.is_empty() {
+            // Pipelined DATA was accepted though no recipient was: end it
+            // with an empty body (RFC 2920 §3.1), and the RCPT replies
+            // stand. Its answer keeps the session in step.
+            let (_, ok) = read_reply(
+                tokio::time::timeout(self.data_timeout, conn.message(b"")).await,
+                "end of data",
+            );
+            return (every(replies), ok);
+        }
+        // lettre adds "\r\n.\r\n" itself; the wire form already ends in
+        // CRLF, so drop that one to send the bytes as they were accepted.
+        let body = req.message.strip_suffix(b"\r\n").unwrap_or(req.message);
+        let (end, ok) = match tokio::time::timeout(self.data_timeout, conn.message(body)).await {
+            Err(_) => (
+                Reply::new(451, "4.4.2 no reply to the end of data in time"),
+                false,
+            ),
+            Ok(Err(e)) if e.status().is_none() => (
+                Reply::new(451, format!("4.4.2 connection lost during DATA: {e}")),
+                false,
+            ),
+            Ok(r) => read_reply(Ok(r), "end of data"),
+        };
+        for i in accepted {
+            replies[i] = Some(end.clone());
+        }
+        (every(replies), ok)
     }
 }
 

@@ -41,6 +41,13 @@ pub struct Behaviour {
     pub data_delay: Duration,
     /// Wait this long before the greeting.
     pub greeting_delay: Duration,
+    /// Answer MAIL only once RCPTs and DATA have arrived too, as one
+    /// group: a client that waits for MAIL's reply before sending more
+    /// (does not pipeline) waits forever.
+    pub strict_pipelining: bool,
+    /// Close the connection after this many messages (after the reply to
+    /// the final dot), as a server with a per-session limit does.
+    pub messages_per_connection: Option<usize>,
 }
 
 impl Default for Behaviour {
@@ -53,6 +60,8 @@ impl Default for Behaviour {
             starttls: false,
             data_delay: Duration::ZERO,
             greeting_delay: Duration::ZERO,
+            strict_pipelining: false,
+            messages_per_connection: None,
         }
     }
 }
@@ -68,6 +77,10 @@ pub struct Stats {
     open: AtomicUsize,
     /// Most sessions open at once that were not refused.
     pub max_open: AtomicUsize,
+    pub rsets: AtomicUsize,
+    /// MAIL commands whose RCPTs and DATA were already in the server's
+    /// buffer when MAIL was read (sent in the same write).
+    pub pipelined_groups: AtomicUsize,
 }
 
 pub struct FakeMx {
@@ -171,6 +184,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     let mut io = BufReader::new(sock);
     let mut from = String::new();
     let mut rcpts: Vec<String> = Vec::new();
+    let mut served = 0usize;
     loop {
         let mut line = Vec::new();
         match io.read_until(b'\n', &mut line).await {
@@ -194,7 +208,49 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
         } else if upper.starts_with("MAIL FROM:") {
             from = between(&text, '<', '>');
             rcpts.clear();
-            "250 2.1.0 ok".into()
+            if io
+                .buffer()
+                .windows(6)
+                .any(|w| w.eq_ignore_ascii_case(b"DATA\r\n"))
+            {
+                st.pipelined_groups.fetch_add(1, Ordering::SeqCst);
+            }
+            if bh.strict_pipelining {
+                // Hold MAIL's reply until the group is complete.
+                let mut held = vec!["250 2.1.0 ok".to_owned()];
+                loop {
+                    let mut l = Vec::new();
+                    match io.read_until(b'\n', &mut l).await {
+                        Ok(0) | Err(_) => return (None, ()),
+                        Ok(_) => {}
+                    }
+                    let t = String::from_utf8_lossy(&l).trim_end().to_owned();
+                    if t.eq_ignore_ascii_case("DATA") {
+                        break;
+                    }
+                    let addr = between(&t, '<', '>');
+                    let r = (bh.rcpt.lock().unwrap())(&addr);
+                    if r.starts_with('2') {
+                        rcpts.push(addr);
+                    }
+                    held.push(r);
+                }
+                let mut out = held.join("\r\n");
+                out.push_str("\r\n");
+                if rcpts.is_empty() {
+                    out.push_str("554 5.5.1 no valid recipients\r\n");
+                    let _ = io.get_mut().write_all(out.as_bytes()).await;
+                    continue;
+                }
+                let _ = io.get_mut().write_all(out.as_bytes()).await;
+                // Then DATA as usual.
+                match data_phase(&mut io, st, bh, &from, &mut rcpts, tls).await {
+                    Some(r) => r,
+                    None => return (None, ()),
+                }
+            } else {
+                "250 2.1.0 ok".into()
+            }
         } else if upper.starts_with("RCPT TO:") {
             let addr = between(&text, '<', '>');
             let r = (bh.rcpt.lock().unwrap())(&addr);
@@ -203,48 +259,12 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             }
             r
         } else if upper == "DATA" {
-            let _ = io.get_mut().write_all(b"354 go ahead\r\n").await;
-            let mut data = Vec::new();
-            let mut lines = 0;
-            loop {
-                let mut l = Vec::new();
-                match io.read_until(b'\n', &mut l).await {
-                    Ok(0) | Err(_) => return (None, ()),
-                    Ok(_) => {}
-                }
-                lines += 1;
-                if lines == 2 && bh.drop_in_data.load(Ordering::SeqCst) > 0 {
-                    bh.drop_in_data.fetch_sub(1, Ordering::SeqCst);
-                    return (None, ());
-                }
-                // Lenient like the receivers SMTP smuggling exploits: a
-                // dot line ends the data whatever its line ending.
-                if l == b".\r\n" || l == b".\n" {
-                    break;
-                }
-                // RFC 5321 §4.5.2: remove one leading dot.
-                if l.starts_with(b".") {
-                    l.remove(0);
-                }
-                data.extend_from_slice(&l);
+            match data_phase(&mut io, st, bh, &from, &mut rcpts, tls).await {
+                Some(r) => r,
+                None => return (None, ()),
             }
-            st.data_complete.fetch_add(1, Ordering::SeqCst);
-            if bh.hang_after_dot.load(Ordering::SeqCst) > 0 {
-                bh.hang_after_dot.fetch_sub(1, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_secs(3600)).await;
-                return (None, ());
-            }
-            if !bh.data_delay.is_zero() {
-                tokio::time::sleep(bh.data_delay).await;
-            }
-            st.accepted.lock().unwrap().push(Received {
-                mail_from: from.clone(),
-                rcpts: std::mem::take(&mut rcpts),
-                data,
-                tls,
-            });
-            "250 2.0.0 queued as fake".into()
         } else if upper == "RSET" {
+            st.rsets.fetch_add(1, Ordering::SeqCst);
             rcpts.clear();
             "250 2.0.0 ok".into()
         } else if upper == "NOOP" {
@@ -263,7 +283,66 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
         {
             return (None, ());
         }
+        if reply.starts_with("250 2.0.0 queued") {
+            served += 1;
+            if bh.messages_per_connection.is_some_and(|m| served >= m) {
+                return (None, ());
+            }
+        }
     }
+}
+
+/// After `354`: reads the data to the final dot, then the reply to it
+/// (None: the connection is to be dropped).
+async fn data_phase<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut BufReader<S>,
+    st: &Stats,
+    bh: &Behaviour,
+    from: &str,
+    rcpts: &mut Vec<String>,
+    tls: bool,
+) -> Option<String> {
+    let _ = io.get_mut().write_all(b"354 go ahead\r\n").await;
+    let mut data = Vec::new();
+    let mut lines = 0;
+    loop {
+        let mut l = Vec::new();
+        match io.read_until(b'\n', &mut l).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+        lines += 1;
+        if lines == 2 && bh.drop_in_data.load(Ordering::SeqCst) > 0 {
+            bh.drop_in_data.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        // Lenient like the receivers SMTP smuggling exploits: a
+        // dot line ends the data whatever its line ending.
+        if l == b".\r\n" || l == b".\n" {
+            break;
+        }
+        // RFC 5321 §4.5.2: remove one leading dot.
+        if l.starts_with(b".") {
+            l.remove(0);
+        }
+        data.extend_from_slice(&l);
+    }
+    st.data_complete.fetch_add(1, Ordering::SeqCst);
+    if bh.hang_after_dot.load(Ordering::SeqCst) > 0 {
+        bh.hang_after_dot.fetch_sub(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        return None;
+    }
+    if !bh.data_delay.is_zero() {
+        tokio::time::sleep(bh.data_delay).await;
+    }
+    st.accepted.lock().unwrap().push(Received {
+        mail_from: from.to_owned(),
+        rcpts: std::mem::take(rcpts),
+        data,
+        tls,
+    });
+    Some("250 2.0.0 queued as fake".into())
 }
 
 fn between(s: &str, a: char, b: char) -> String {
