@@ -154,6 +154,49 @@ async fn a_claim_takes_a_message_group_and_its_lease_expires() {
     .await;
 }
 
+/// Several attempts' results in one commit (the runner's finisher): each
+/// keeps its own lease check, and all of them land together.
+#[tokio::test]
+async fn finishes_batched_in_one_commit_keep_their_own_leases() {
+    for_each_url("queue_finish_batch", |url| async move {
+        let clock = Arc::new(ManualClock::new(T0));
+        let a = open(&url, &clock).await;
+        queue(&a, "m1", &["x@one.test"]).await;
+        queue(&a, "m2", &["y@two.test"]).await;
+        queue(&a, "m3", &["z@three.test"]).await;
+        let g1 = a.queue_claim(&spec(Lane::Fresh, "W1", &[])).await.unwrap();
+        let g2 = a.queue_claim(&spec(Lane::Fresh, "W2", &[])).await.unwrap();
+        let g3 = a.queue_claim(&spec(Lane::Fresh, "W3", &[])).await.unwrap();
+        let done = |owner: &str, g: Vec<QueueEntry>| {
+            finish(
+                owner,
+                g.into_iter()
+                    .map(|e| (e, Outcome::Delivered, "250 ok"))
+                    .collect(),
+            )
+        };
+        // The third names the wrong owner: its rows stay, the others go.
+        a.queue_finish_batch(&[done("W1", g1), done("W2", g2), done("W2", g3)])
+            .await
+            .unwrap();
+        assert_eq!(
+            a.queue_len().await.unwrap(),
+            1,
+            "only the stale result is left undone"
+        );
+        let log = a
+            .delivery_log(&LogQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(log.len(), 3, "every attempt is logged, the stale one too");
+        a.close().await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn two_nodes_claiming_at_once_take_each_entry_once() {
     for_each_url("queue_concurrent_claims", |url| async move {

@@ -50,9 +50,77 @@ impl Core {
     /// (only while this worker still holds its lease), writes the delivery
     /// log and stores any DSN, all in one transaction.
     pub async fn queue_finish(&self, f: Finish) -> CoreResult<()> {
+        self.queue_finish_batch(std::slice::from_ref(&f)).await
+    }
+
+    /// The results of several attempts (several workers' transactions) in
+    /// one commit: a drain of thousands of transactions a second is bound
+    /// by commits, not by statements (the runner's finisher gathers what
+    /// its workers hand it while the previous batch commits). Each attempt
+    /// keeps its own lease check; they all land, or none does.
+    pub async fn queue_finish_batch(&self, fs: &[Finish]) -> CoreResult<()> {
         let now = self.now();
-        let lane = f.results.first().map_or(Lane::Fresh, |r| r.entry.lane);
+        let urgent = fs
+            .iter()
+            .flat_map(|f| f.results.iter())
+            .any(|r| r.entry.lane == Lane::Fresh);
+        let lane = if urgent { Lane::Fresh } else { Lane::Retry };
         let txn = self.write_txn_at(priority(lane)).await?;
+        let mut receipts = Vec::new();
+        let mut released = Vec::new();
+        let mut logs = Vec::new();
+        for f in fs {
+            self.finish_in(&txn, f, now, &mut receipts, &mut released, &mut logs)
+                .await?;
+        }
+        insert_logs(&txn, logs).await?;
+        crate::blobs::release_blobs(&txn, &released).await?;
+        txn.commit().await?;
+        for r in &receipts {
+            self.announce(r);
+        }
+        for f in fs {
+            for r in &f.results {
+                tracing::info!(
+                    queue_id = r.entry.id,
+                    message_id = %r.entry.message_id,
+                    rcpt = %r.entry.rcpt_to,
+                    host = f.attempt.remote_host.as_deref().unwrap_or("-"),
+                    tls = f.attempt.tls,
+                    outcome = r.outcome.as_str(),
+                    reply = %r.reply,
+                    ms = f.attempt.duration_ms,
+                    "delivery attempt"
+                );
+                // Metrics (a facade: a no-op unless the server installs a
+                // recorder). "failed" and "expired" both end in a bounce.
+                let outcome = match r.outcome {
+                    Outcome::Delivered => "delivered",
+                    Outcome::Deferred { .. } => "deferred",
+                    Outcome::Failed | Outcome::Expired => "bounced",
+                };
+                metrics::counter!("tern_messages_total", "event" => outcome).increment(1);
+                if matches!(r.outcome, Outcome::Delivered) {
+                    metrics::histogram!("tern_delivery_latency_seconds")
+                        .record((now - r.entry.created_at).max(0) as f64);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One attempt's part of [`Core::queue_finish_batch`], inside its
+    /// transaction; the blobs to release and the log rows are gathered
+    /// for the batch.
+    async fn finish_in(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        f: &Finish,
+        now: i64,
+        receipts: &mut Vec<crate::delivery::DeliveryReceipt>,
+        released: &mut Vec<i32>,
+        logs: &mut Vec<delivery_log::ActiveModel>,
+    ) -> CoreResult<()> {
         // Which entries are still ours? Written as an UPDATE .. RETURNING so
         // that the transaction's first statement is a write (no SQLite lock
         // upgrade later). An entry whose lease ran out and that another
@@ -65,20 +133,18 @@ impl Core {
             )
             .filter(queue_entry::Column::Id.is_in(ids))
             .filter(queue_entry::Column::LockOwner.eq(f.owner.clone()))
-            .exec_with_returning(&txn)
+            .exec_with_returning(txn)
             .await?
             .into_iter()
             .map(|m| m.id)
             .collect();
-        let mut receipts = Vec::new();
         for (env, raw) in &f.dsns {
-            receipts.push(self.deliver_in(&txn, env, raw).await?);
+            receipts.push(self.deliver_in(txn, env, raw).await?);
         }
 
         // One statement per kind of change, not per entry: a transaction
         // to 100 recipients must not hold the write lock for 200 statements.
         let mut retired = Vec::new();
-        let mut released = Vec::new();
         let mut deferred: std::collections::BTreeMap<(i64, &str, &str, bool), Vec<i32>> =
             Default::default();
         for r in &f.results {
@@ -111,7 +177,7 @@ impl Core {
         if !retired.is_empty() {
             queue_entry::Entity::delete_many()
                 .filter(queue_entry::Column::Id.is_in(retired))
-                .exec(&txn)
+                .exec(txn)
                 .await?;
         }
         for ((next_at, lane, reply, delayed), ids) in deferred {
@@ -133,45 +199,14 @@ impl Core {
                 upd = upd.col_expr(queue_entry::Column::DelayedDsnSent, Expr::value(true));
             }
             upd.filter(queue_entry::Column::Id.is_in(ids))
-                .exec(&txn)
+                .exec(txn)
                 .await?;
         }
-        let rows: Vec<delivery_log::ActiveModel> = f
-            .results
-            .iter()
-            .map(|r| log_row(&r.entry, &f.attempt, r.outcome.logged(), &r.reply, now))
-            .collect();
-        insert_logs(&txn, rows).await?;
-        crate::blobs::release_blobs(&txn, &released).await?;
-        txn.commit().await?;
-        for r in &receipts {
-            self.announce(r);
-        }
-        for r in &f.results {
-            tracing::info!(
-                queue_id = r.entry.id,
-                message_id = %r.entry.message_id,
-                rcpt = %r.entry.rcpt_to,
-                host = f.attempt.remote_host.as_deref().unwrap_or("-"),
-                tls = f.attempt.tls,
-                outcome = r.outcome.as_str(),
-                reply = %r.reply,
-                ms = f.attempt.duration_ms,
-                "delivery attempt"
-            );
-            // Metrics (a facade: a no-op unless the server installs a
-            // recorder). "failed" and "expired" both end in a bounce.
-            let outcome = match r.outcome {
-                Outcome::Delivered => "delivered",
-                Outcome::Deferred { .. } => "deferred",
-                Outcome::Failed | Outcome::Expired => "bounced",
-            };
-            metrics::counter!("tern_messages_total", "event" => outcome).increment(1);
-            if matches!(r.outcome, Outcome::Delivered) {
-                metrics::histogram!("tern_delivery_latency_seconds")
-                    .record((now - r.entry.created_at).max(0) as f64);
-            }
-        }
+        logs.extend(
+            f.results
+                .iter()
+                .map(|r| log_row(&r.entry, &f.attempt, r.outcome.logged(), &r.reply, now)),
+        );
         Ok(())
     }
 
