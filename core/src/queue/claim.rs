@@ -58,26 +58,57 @@ impl Core {
     /// Returns an empty list when nothing is due.
     pub async fn queue_claim(&self, spec: &ClaimSpec<'_>) -> CoreResult<Vec<QueueEntry>> {
         let now = self.now();
-        let mut head = queue_entry::Entity::find()
-            .select_only()
-            .column(queue_entry::Column::Id)
-            .filter(claimable(now))
-            .filter(queue_entry::Column::Lane.eq(spec.lane.as_str()))
-            .filter(queue_entry::Column::Domain.is_not_in(spec.exclude.iter().cloned()))
-            .filter(queue_entry::Column::Domain.not_in_subquery(blocked_domains(now)));
-        if let Some(d) = spec.domain {
-            head = head.filter(queue_entry::Column::Domain.eq(d));
-        }
-        // Due order. The lane indexes give it without a sort, however long
-        // the backlog.
-        let head = head
-            .order_by_asc(queue_entry::Column::NextAttemptAt)
-            .limit(1);
+        // The oldest due entry of the lane, as a query for one column.
+        let head_of = |col: queue_entry::Column| {
+            let mut head = queue_entry::Entity::find()
+                .select_only()
+                .column(col)
+                .filter(claimable(now))
+                .filter(queue_entry::Column::Lane.eq(spec.lane.as_str()))
+                .filter(queue_entry::Column::Domain.is_not_in(spec.exclude.iter().cloned()))
+                .filter(queue_entry::Column::Domain.not_in_subquery(blocked_domains(now)));
+            if let Some(d) = spec.domain {
+                head = head.filter(queue_entry::Column::Domain.eq(d));
+            }
+            // Due order. The lane indexes give it without a sort, however
+            // long the backlog.
+            head.order_by_asc(queue_entry::Column::NextAttemptAt)
+                .order_by_asc(queue_entry::Column::Id)
+                .limit(1)
+        };
+        let head = head_of(queue_entry::Column::Id);
         // Look before taking the write lock: most passes over an idle lane
         // find nothing, and they must not queue behind busy writers.
         let any: Option<i32> = head.clone().into_tuple().one(self.db()).await?;
         if any.is_none() {
             return Ok(Vec::new());
+        }
+        if self.backend() == Backend::Sqlite {
+            // One statement for the head and its siblings: SQLite runs one
+            // writer at a time, so the head the subqueries find is the one
+            // the UPDATE takes, and a claim costs one commit, not two.
+            let group = queue_entry::Entity::find()
+                .select_only()
+                .column(queue_entry::Column::Id)
+                .filter(claimable(now))
+                .filter(queue_entry::Column::Lane.eq(spec.lane.as_str()))
+                .filter(
+                    queue_entry::Column::BlobId
+                        .in_subquery(head_of(queue_entry::Column::BlobId).into_query()),
+                )
+                .filter(
+                    queue_entry::Column::MailFrom
+                        .in_subquery(head_of(queue_entry::Column::MailFrom).into_query()),
+                )
+                .filter(
+                    queue_entry::Column::Domain
+                        .in_subquery(head_of(queue_entry::Column::Domain).into_query()),
+                )
+                .order_by_asc(queue_entry::Column::Id)
+                .limit(spec.max_rcpts.max(1));
+            let mut group = self.claim_ids(group, spec, now).await?;
+            group.sort_by_key(|e| e.id);
+            return Ok(group);
         }
         let first = self.claim_ids(head, spec, now).await?;
         let Some(first) = first.into_iter().next() else {
