@@ -21,6 +21,7 @@ mod m20261204_000013_lone_subscriptions;
 mod m20261206_000014_uidvalidity_floor;
 mod m20261206_000015_fetch_cache;
 mod m20261206_000016_keyset_indexes;
+mod m20261206_000017_queue_siblings;
 
 pub struct Migrator;
 
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000014_uidvalidity_floor::Migration),
             Box::new(m20261206_000015_fetch_cache::Migration),
             Box::new(m20261206_000016_keyset_indexes::Migration),
+            Box::new(m20261206_000017_queue_siblings::Migration),
         ]
     }
 }

@@ -79,31 +79,34 @@ impl Core {
         let head = head_of(queue_entry::Column::Id);
         // Look before taking the write lock: most passes over an idle lane
         // find nothing, and they must not queue behind busy writers.
-        let any: Option<i32> = head.clone().into_tuple().one(self.db()).await?;
-        if any.is_none() {
+        let found: Option<(i32, i32, String, String)> = head
+            .clone()
+            .column(queue_entry::Column::BlobId)
+            .column(queue_entry::Column::MailFrom)
+            .column(queue_entry::Column::Domain)
+            .into_tuple()
+            .one(self.db())
+            .await?;
+        let Some((_, blob_id, mail_from, domain)) = found else {
             return Ok(Vec::new());
-        }
+        };
         if self.backend() == Backend::Sqlite {
-            // One statement for the head and its siblings: SQLite runs one
-            // writer at a time, so the head the subqueries find is the one
-            // the UPDATE takes, and a claim costs one commit, not two.
+            // One statement for the head's whole group: one commit per
+            // claim, not two. SQLite has one writer, and one dispatcher
+            // claims for a lane, so the group read above is still there
+            // (the UPDATE checks each row is claimable all the same). The
+            // group's columns go in as values, not subqueries, so the
+            // planner takes the (blob, domain, lane, status) index: with
+            // subqueries it walked every entry of the domain (migration
+            // 000017).
             let group = queue_entry::Entity::find()
                 .select_only()
                 .column(queue_entry::Column::Id)
                 .filter(claimable(now))
                 .filter(queue_entry::Column::Lane.eq(spec.lane.as_str()))
-                .filter(
-                    queue_entry::Column::BlobId
-                        .in_subquery(head_of(queue_entry::Column::BlobId).into_query()),
-                )
-                .filter(
-                    queue_entry::Column::MailFrom
-                        .in_subquery(head_of(queue_entry::Column::MailFrom).into_query()),
-                )
-                .filter(
-                    queue_entry::Column::Domain
-                        .in_subquery(head_of(queue_entry::Column::Domain).into_query()),
-                )
+                .filter(queue_entry::Column::BlobId.eq(blob_id))
+                .filter(queue_entry::Column::MailFrom.eq(mail_from))
+                .filter(queue_entry::Column::Domain.eq(domain))
                 .order_by_asc(queue_entry::Column::Id)
                 .limit(spec.max_rcpts.max(1));
             let mut group = self.claim_ids(group, spec, now).await?;
