@@ -190,6 +190,17 @@ test('an operator answers from /admin alone: how many wait, where, since when, w
   const entry = op.page.getByTestId('entries').locator('tbody tr', { hasText: 'friend@remote.example' });
   assert.match(await entry.innerText(), /info@a\.test/);
 
+  // An action no button sends is refused before it runs (a typed op).
+  const csrf = await op.page.locator('input[name=csrf]').first().inputValue();
+  const bogus = await op.page.evaluate(async (csrf) => {
+    const body = new URLSearchParams({ csrf, op: 'explode', domain: 'remote.example' });
+    const r = await fetch('/api/queue_action', { method: 'POST', body });
+    return [r.status, await r.text()];
+  }, csrf);
+  assert.notEqual(bogus[0], 200, bogus[1]);
+  assert.match(bogus[1], /"Invalid":"unknown variant `explode`/);
+  assert.equal(await op.page.getByTestId('waiting').innerText(), '1', 'nothing changed');
+
   // Hold the destination, then delete its mail; both show at once.
   await dest.getByRole('button', { name: 'Hold' }).click();
   await op.page.getByTestId('ok').waitFor();

@@ -163,10 +163,33 @@ pub async fn admin_queue() -> Result<Option<QueueData>, AppError> {
     }))
 }
 
+/// What an operator's queue button does: the form's `op`, read into this
+/// type before the server function runs (an unknown one is refused there).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueCommand {
+    Retry,
+    Hold,
+    Release,
+    Delete,
+}
+
+impl QueueCommand {
+    /// The form value, as serde reads it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueCommand::Retry => "retry",
+            QueueCommand::Hold => "hold",
+            QueueCommand::Release => "release",
+            QueueCommand::Delete => "delete",
+        }
+    }
+}
+
 #[server(prefix = "/api", endpoint = "queue_action")]
 pub async fn queue_action(
     csrf: String,
-    op: String,
+    op: QueueCommand,
     #[server(default)] id: Option<i32>,
     #[server(default)] domain: String,
 ) -> Result<(), AppError> {
@@ -175,16 +198,11 @@ pub async fn queue_action(
     use mailcore::admin::QueueOp;
     use mailcore::queue::Target;
     let actor = acting(&csrf).await?;
-    let op = match op.as_str() {
-        "retry" => QueueOp::Retry,
-        "hold" => QueueOp::Hold,
-        "release" => QueueOp::Release,
-        "delete" => QueueOp::Delete,
-        other => {
-            return Err(crate::error::ssr::raise(AppError::Invalid(format!(
-                "unknown action {other}"
-            ))));
-        }
+    let op = match op {
+        QueueCommand::Retry => QueueOp::Retry,
+        QueueCommand::Hold => QueueOp::Hold,
+        QueueCommand::Release => QueueOp::Release,
+        QueueCommand::Delete => QueueOp::Delete,
     };
     let target = match id {
         Some(id) => Target::Entry(id),
@@ -221,7 +239,7 @@ pub fn AdminQueuePage() -> impl IntoView {
 #[component]
 fn QAct(
     csrf: String,
-    op: &'static str,
+    op: QueueCommand,
     #[prop(optional)] id: Option<i32>,
     #[prop(optional)] domain: String,
     label: &'static str,
@@ -229,7 +247,7 @@ fn QAct(
     view! {
         <form method="post" action="/api/queue_action" class="inline">
             <input type="hidden" name="csrf" value=csrf/>
-            <input type="hidden" name="op" value=op/>
+            <input type="hidden" name="op" value=op.as_str()/>
             {id.map(|i| view! { <input type="hidden" name="id" value=i/> })}
             {(!domain.is_empty()).then(|| view! { <input type="hidden" name="domain" value=domain.clone()/> })}
             <button type="submit">{label}</button>
@@ -275,13 +293,13 @@ fn QueueView(q: QueueData) -> impl IntoView {
                                 <td>{d.next_attempt.clone()}</td>
                                 <td class="reply">{d.last_reply.clone()}</td>
                                 <td>
-                                    <QAct csrf=c.clone() op="retry" domain=d.domain.clone() label="Retry now"/>
+                                    <QAct csrf=c.clone() op=QueueCommand::Retry domain=d.domain.clone() label="Retry now"/>
                                     {if d.held {
-                                        view! { <QAct csrf=c.clone() op="release" domain=d.domain.clone() label="Release"/> }.into_any()
+                                        view! { <QAct csrf=c.clone() op=QueueCommand::Release domain=d.domain.clone() label="Release"/> }.into_any()
                                     } else {
-                                        view! { <QAct csrf=c.clone() op="hold" domain=d.domain.clone() label="Hold"/> }.into_any()
+                                        view! { <QAct csrf=c.clone() op=QueueCommand::Hold domain=d.domain.clone() label="Hold"/> }.into_any()
                                     }}
-                                    <QAct csrf=c op="delete" domain=d.domain.clone() label="Delete all"/>
+                                    <QAct csrf=c op=QueueCommand::Delete domain=d.domain.clone() label="Delete all"/>
                                 </td>
                             </tr>
                         }
@@ -305,13 +323,13 @@ fn QueueView(q: QueueData) -> impl IntoView {
                                 <td>{e.next_attempt.clone()}</td>
                                 <td class="reply">{e.last_error.clone()}</td>
                                 <td>
-                                    <QAct csrf=c.clone() op="retry" id=e.id label="Retry"/>
+                                    <QAct csrf=c.clone() op=QueueCommand::Retry id=e.id label="Retry"/>
                                     {if e.status == "held" {
-                                        view! { <QAct csrf=c.clone() op="release" id=e.id label="Release"/> }.into_any()
+                                        view! { <QAct csrf=c.clone() op=QueueCommand::Release id=e.id label="Release"/> }.into_any()
                                     } else {
-                                        view! { <QAct csrf=c.clone() op="hold" id=e.id label="Hold"/> }.into_any()
+                                        view! { <QAct csrf=c.clone() op=QueueCommand::Hold id=e.id label="Hold"/> }.into_any()
                                     }}
-                                    <QAct csrf=c op="delete" id=e.id label="Delete"/>
+                                    <QAct csrf=c op=QueueCommand::Delete id=e.id label="Delete"/>
                                 </td>
                             </tr>
                         }
