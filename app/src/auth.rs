@@ -91,6 +91,13 @@ pub mod ssr {
     /// The signed-in session of this request, if any.
     pub async fn current_session() -> Result<Option<WebSession>, AppError> {
         let req = request().await?;
+        // A page request's session was looked up at the front door.
+        let seen = actix_web::HttpMessage::extensions(&req)
+            .get::<WebSession>()
+            .cloned();
+        if seen.is_some() {
+            return Ok(seen);
+        }
         let Some(token) = session_token(&req) else {
             return Ok(None);
         };

@@ -18,7 +18,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::middleware::{DefaultHeaders, Next, from_fn};
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{App, HttpMessage, HttpResponse, HttpServer, web};
 use leptos::prelude::*;
 use leptos_actix::{LeptosRoutes, generate_route_list};
 use mailcore::Core;
@@ -109,7 +109,15 @@ async fn front_door(
         let core = req.app_data::<web::Data<Core>>().cloned();
         let signed_in = match (token, core) {
             (None, _) => Ok(false),
-            (Some(t), Some(core)) => core.session(&t).await.map(|s| s.is_some()),
+            (Some(t), Some(core)) => core.session(&t).await.map(|s| match s {
+                // The page reads it from here (`current_session`) instead
+                // of looking the session up a second time.
+                Some(s) => {
+                    req.extensions_mut().insert(s);
+                    true
+                }
+                None => false,
+            }),
             (Some(_), None) => Ok(true),
         };
         if let Ok(false) = signed_in {
