@@ -381,8 +381,11 @@ impl Core {
                 local_total = u64::try_from(ib.total).unwrap_or(0);
                 Some(message::Entity::find().filter(message::Column::MailboxId.eq(ib.id)))
             } else {
-                local_total = self.search(owner, Some(ib.id), q, 0, 0).await?.1;
-                self.search_select(owner, Some(ib.id), q).await?
+                let sel = self.search_select(owner, Some(ib.id), q).await?;
+                if let Some(sel) = &sel {
+                    local_total = self.count_capped(sel.clone()).await?;
+                }
+                sel
             };
             if let Some(mut sel) = sel {
                 if let Some(k) = anchor {

@@ -192,17 +192,7 @@ impl Core {
             return Ok((Vec::new(), 0));
         };
 
-        // sea-orm's count() drops a LIMIT, so the capped count fetches at
-        // most COUNT_CAP + 1 ids instead.
-        let total = q
-            .clone()
-            .select_only()
-            .column(message::Column::Id)
-            .limit(COUNT_CAP + 1)
-            .into_tuple::<i32>()
-            .all(self.db())
-            .await?
-            .len() as u64;
+        let total = self.count_capped(q.clone()).await?;
         let rows = q
             .order_by_desc(message::Column::InternalDate)
             .order_by_desc(message::Column::Uid)
@@ -211,6 +201,21 @@ impl Core {
             .all(self.db())
             .await?;
         Ok((rows.into_iter().map(Into::into).collect(), total))
+    }
+
+    /// How many messages `q` selects, up to [`COUNT_CAP`] + 1. sea-orm's
+    /// count() drops a LIMIT, so this fetches at most that many ids.
+    pub(crate) async fn count_capped(
+        &self,
+        q: sea_orm::Select<message::Entity>,
+    ) -> CoreResult<u64> {
+        Ok(q.select_only()
+            .column(message::Column::Id)
+            .limit(COUNT_CAP + 1)
+            .into_tuple::<i32>()
+            .all(self.db())
+            .await?
+            .len() as u64)
     }
 
     /// The messages of `mailbox_id` (or of every mailbox of the account)
