@@ -1358,6 +1358,32 @@ async fn metrics_move_after_one_delivery_and_one_failed_login() {
     );
 }
 
+/// The relay used straight (no queue), with a fake DNS pointing `domain`
+/// at `mx`.
+fn relay_to(domain: &str, mx: &FakeMx) -> LettreRelay {
+    let dns = Arc::new(FakeDns::default());
+    dns.point(domain, mx.addr);
+    LettreRelay::new(&relay_cfg(), "tern.test", dns).unwrap()
+}
+
+/// One message from alice to `rcpts` at `domain`, through `relay`.
+async fn relay_one(
+    relay: &LettreRelay,
+    domain: &str,
+    rcpts: &[String],
+    msg: &str,
+) -> mailcore::queue::RelayReport {
+    use mailcore::queue::{Relay, RelayRequest};
+    relay
+        .send(&RelayRequest {
+            domain,
+            mail_from: "alice@example.test",
+            rcpts,
+            message: msg.as_bytes(),
+        })
+        .await
+}
+
 /// PIPELINING (RFC 2920) and connection reuse in the relay, straight
 /// against a fake MX that answers MAIL only once RCPTs and DATA have
 /// arrived too: a client that waited for each reply would hang there. 50
@@ -1366,7 +1392,6 @@ async fn metrics_move_after_one_delivery_and_one_failed_login() {
 /// every recipient gets its own reply.
 #[tokio::test(flavor = "multi_thread")]
 async fn relay_pipelines_and_reuses_one_connection() {
-    use mailcore::queue::{Relay, RelayRequest};
     let mx = FakeMx::start(Behaviour {
         strict_pipelining: true,
         ..Behaviour::default()
@@ -1377,9 +1402,7 @@ async fn relay_pipelines_and_reuses_one_connection() {
         Some("full") => "452 4.2.2 mailbox full".into(),
         _ => "250 2.1.5 ok".into(),
     });
-    let dns = Arc::new(FakeDns::default());
-    dns.point("pipe.test", mx.addr);
-    let relay = LettreRelay::new(&relay_cfg(), "tern.test", dns).unwrap();
+    let relay = relay_to("pipe.test", &mx);
     let rcpts: Vec<String> = ["ok@pipe.test", "gone@pipe.test", "full@pipe.test"]
         .iter()
         .map(|s| s.to_string())
@@ -1387,14 +1410,7 @@ async fn relay_pipelines_and_reuses_one_connection() {
     let t0 = Instant::now();
     for i in 0..50 {
         let msg = format!("Subject: m{i}\r\n\r\nbody {i}\r\n");
-        let report = relay
-            .send(&RelayRequest {
-                domain: "pipe.test",
-                mail_from: "alice@example.test",
-                rcpts: &rcpts,
-                message: msg.as_bytes(),
-            })
-            .await;
+        let report = relay_one(&relay, "pipe.test", &rcpts, &msg).await;
         let codes: Vec<u16> = report.replies.iter().map(|r| r.code).collect();
         assert_eq!(codes, [250, 550, 452], "message {i}: {:?}", report.replies);
     }
@@ -1428,26 +1444,16 @@ async fn relay_pipelines_and_reuses_one_connection() {
 /// none is lost.
 #[tokio::test(flavor = "multi_thread")]
 async fn relay_does_not_reuse_a_closed_connection() {
-    use mailcore::queue::{Relay, RelayRequest};
     let mx = FakeMx::start(Behaviour {
         messages_per_connection: Some(1),
         ..Behaviour::default()
     })
     .await;
-    let dns = Arc::new(FakeDns::default());
-    dns.point("once.test", mx.addr);
-    let relay = LettreRelay::new(&relay_cfg(), "tern.test", dns).unwrap();
+    let relay = relay_to("once.test", &mx);
     let rcpts = vec!["bob@once.test".to_owned()];
     for i in 0..5 {
         let msg = format!("Subject: once {i}\r\n\r\nx\r\n");
-        let report = relay
-            .send(&RelayRequest {
-                domain: "once.test",
-                mail_from: "alice@example.test",
-                rcpts: &rcpts,
-                message: msg.as_bytes(),
-            })
-            .await;
+        let report = relay_one(&relay, "once.test", &rcpts, &msg).await;
         assert_eq!(report.replies[0].code, 250, "{:?}", report.replies);
     }
     assert_eq!(mx.accepted().len(), 5);
