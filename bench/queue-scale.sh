@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 N=${ENTRIES:-340000}
 OUT=bench/results/queue-scale-$(date -u +%Y%m%dT%H%M%SZ).txt
 mkdir -p bench/results
+apt_install sqlite3 time
 say "building tern (release)"
 cargo build --release -p tern >/dev/null
 TERN=$PWD/target/release/tern
