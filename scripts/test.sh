@@ -50,8 +50,11 @@ say "storage and queue suites on SQLite and PostgreSQL; the outbound queue on SQ
 # of a cold run). tern's queue suite (runner + lettre relay against fake
 # MX servers) comes along here on SQLite; it runs on PostgreSQL below.
 cargo test -p mailcore -p tern --test storage --test queue -- --nocapture 2>&1 | tee /tmp/tern-storage-$$.log
-pg_ran=$(grep -c '^\[postgres\]' /tmp/tern-storage-$$.log || true)
-sqlite_ran=$(grep -c '^\[sqlite\]' /tmp/tern-storage-$$.log || true)
+# Counted anywhere on a line: the markers go to stderr while the harness
+# writes "test x ... ok" to stdout, so with --nocapture a marker can land
+# after another test's "ok" on the same line (CI saw exactly that).
+pg_ran=$(grep -oE '\[postgres\] [A-Za-z0-9_]+: ok' /tmp/tern-storage-$$.log | wc -l || true)
+sqlite_ran=$(grep -oE '\[sqlite\] +[A-Za-z0-9_]+: ok' /tmp/tern-storage-$$.log | wc -l || true)
 rm -f /tmp/tern-storage-$$.log
 if [ "$pg_ran" -eq 0 ] || [ "$sqlite_ran" -ne "$pg_ran" ]; then
   echo "!!! storage suite: sqlite ran $sqlite_ran, postgres ran $pg_ran: both must run !!!" >&2
