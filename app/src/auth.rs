@@ -214,7 +214,8 @@ pub async fn folders() -> Result<Vec<FolderInfo>, AppError> {
         return Ok(Vec::new());
     };
     let boxes = ssr::core()?
-        .list_mailboxes(s.account.id)
+        .mail(s.account.id)
+        .mailboxes()
         .await
         .map_err(ssr::core_error)?;
     Ok(boxes

@@ -167,11 +167,13 @@ pub mod ssr {
         Ok(s)
     }
 
+    /// The signed-in account's mail.
+    pub fn mail(s: &WebSession) -> Result<mailcore::Mail, AppError> {
+        Ok(core()?.mail(s.account.id))
+    }
+
     pub async fn frame(s: &WebSession) -> Result<Frame, AppError> {
-        let boxes = core()?
-            .list_mailboxes(s.account.id)
-            .await
-            .map_err(core_error)?;
+        let boxes = mail(s)?.mailboxes().await.map_err(core_error)?;
         Ok(Frame {
             me: s.account.address.clone(),
             role: s.account.role.as_str().to_owned(),
@@ -213,7 +215,7 @@ pub mod ssr {
 
     pub fn row(m: &MessageSummary, folder: &str) -> MsgRow {
         MsgRow {
-            uid: m.uid,
+            uid: m.uid.get(),
             from: m.from.clone(),
             to: m.to.clone(),
             subject: m.subject.clone(),
@@ -231,10 +233,10 @@ pub mod ssr {
 
     /// Folder names by mailbox id, for rows that come from several folders.
     pub async fn folder_names(
-        account: i32,
-    ) -> Result<std::collections::HashMap<i32, String>, AppError> {
-        Ok(core()?
-            .list_mailboxes(account)
+        mail: &mailcore::Mail,
+    ) -> Result<std::collections::HashMap<mailcore::MailboxId, String>, AppError> {
+        Ok(mail
+            .mailboxes()
             .await
             .map_err(core_error)?
             .into_iter()
@@ -242,9 +244,13 @@ pub mod ssr {
             .collect())
     }
 
-    pub async fn mailbox_id(account: i32, name: &str) -> Result<i32, AppError> {
-        match core()?.mailbox(account, name).await.map_err(core_error)? {
-            Some(m) => Ok(m.id),
+    /// One of the account's folders by name.
+    pub async fn open(
+        mail: &mailcore::Mail,
+        name: &str,
+    ) -> Result<mailcore::OwnedMailbox, AppError> {
+        match mail.mailbox(name).await.map_err(core_error)? {
+            Some(m) => Ok(m),
             None => Err(crate::error::ssr::raise(AppError::NotFound(format!(
                 "No folder named {name}"
             )))),
@@ -255,26 +261,20 @@ pub mod ssr {
 #[server(prefix = "/api", endpoint = "mail_list")]
 pub async fn mail_list(f: String, page: u64, q: String) -> Result<Option<ListData>, AppError> {
     use self::ssr::*;
-    use crate::auth::ssr::{core, core_error, current_session};
+    use crate::auth::ssr::{core_error, current_session};
     let Some(s) = current_session().await? else {
         return Ok(None);
     };
-    let core = core()?;
+    let mail = mail(&s)?;
     let frame = frame(&s).await?;
     let folder = if f.is_empty() { "INBOX".to_owned() } else { f };
     let page = page.max(1);
     let offset = (page - 1) * PAGE_SIZE;
-    let names = folder_names(s.account.id).await?;
+    let names = folder_names(&mail).await?;
     let (rows, total, search_ms) = if q.trim().is_empty() {
-        let id = mailbox_id(s.account.id, &folder).await?;
-        let (rows, total) = core
-            .list_messages(
-                s.account.id,
-                id,
-                offset,
-                PAGE_SIZE,
-                mailcore::SortOrder::DateDesc,
-            )
+        let (rows, total) = open(&mail, &folder)
+            .await?
+            .list(offset, PAGE_SIZE, mailcore::SortOrder::DateDesc)
             .await
             .map_err(core_error)?;
         (rows, total, None)
@@ -282,8 +282,8 @@ pub async fn mail_list(f: String, page: u64, q: String) -> Result<Option<ListDat
         // Search covers every folder: what users of Gmail and Roundcube's
         // "all folders" scope expect from the one search box.
         let t = std::time::Instant::now();
-        let (rows, total) = core
-            .search(s.account.id, None, &q, offset, PAGE_SIZE)
+        let (rows, total) = mail
+            .search(None, &q, offset, PAGE_SIZE)
             .await
             .map_err(core_error)?;
         (
@@ -316,25 +316,20 @@ pub async fn mail_list(f: String, page: u64, q: String) -> Result<Option<ListDat
 #[server(prefix = "/api", endpoint = "read_message")]
 pub async fn read_message(f: String, uid: i64) -> Result<Option<ReadData>, AppError> {
     use self::ssr::*;
-    use crate::auth::ssr::{core, core_error, current_session};
+    use crate::auth::ssr::{core_error, current_session};
     use mailcore::Flags;
     use mailcore::messages::FlagOp;
     let Some(s) = current_session().await? else {
         return Ok(None);
     };
-    let core = core()?;
-    let id = mailbox_id(s.account.id, &f).await?;
-    let summary = core
-        .message(s.account.id, id, uid)
-        .await
-        .map_err(core_error)?;
-    let view = core
-        .message_view(s.account.id, id, uid)
-        .await
-        .map_err(core_error)?;
+    let mail = mail(&s)?;
+    let mbox = open(&mail, &f).await?;
+    let at = mailcore::Uid(uid);
+    let summary = mbox.message(at).await.map_err(core_error)?;
+    let view = mbox.view(at).await.map_err(core_error)?;
     // Opening a message reads it, as in every mail client.
     if !summary.flags.contains(Flags::SEEN) {
-        core.set_flags(s.account.id, id, &[uid], FlagOp::Add, Flags::SEEN)
+        mbox.set_flags(&[at], FlagOp::Add, Flags::SEEN)
             .await
             .map_err(core_error)?;
     }
@@ -343,14 +338,12 @@ pub async fn read_message(f: String, uid: i64) -> Result<Option<ReadData>, AppEr
         .as_deref()
         .map(|h| crate::mailhtml::sanitize(h, false).blocked)
         .unwrap_or(0);
-    let thread_len = core
-        .thread_len(s.account.id, summary.thread_id)
+    let thread_len = mail
+        .thread_len(summary.thread_id)
         .await
         .map_err(core_error)?;
-    let (older_uid, newer_uid) = core
-        .neighbour_uids(s.account.id, id, uid)
-        .await
-        .map_err(core_error)?;
+    let (older_uid, newer_uid) = mbox.neighbours(at).await.map_err(core_error)?;
+    let (older_uid, newer_uid) = (older_uid.map(|u| u.get()), newer_uid.map(|u| u.get()));
     let frame = frame(&s).await?;
     Ok(Some(ReadData {
         frame,
@@ -387,16 +380,13 @@ pub async fn read_message(f: String, uid: i64) -> Result<Option<ReadData>, AppEr
 #[server(prefix = "/api", endpoint = "thread")]
 pub async fn thread(id: i64) -> Result<Option<ThreadData>, AppError> {
     use self::ssr::*;
-    use crate::auth::ssr::{core, core_error, current_session};
+    use crate::auth::ssr::{core_error, current_session};
     let Some(s) = current_session().await? else {
         return Ok(None);
     };
-    let core = core()?;
-    let names = folder_names(s.account.id).await?;
-    let msgs = core
-        .thread_messages(s.account.id, id)
-        .await
-        .map_err(core_error)?;
+    let mail = mail(&s)?;
+    let names = folder_names(&mail).await?;
+    let msgs = mail.thread_messages(id).await.map_err(core_error)?;
     Ok(Some(ThreadData {
         frame: frame(&s).await?,
         subject: msgs.first().map(|m| m.subject.clone()).unwrap_or_default(),
@@ -460,10 +450,7 @@ pub async fn compose_data(
         to,
         max_size_mb: (settings.max_message_size / (1024 * 1024)) as u64,
         autosave_secs: settings.autosave_secs,
-        correspondents: core
-            .correspondents(s.account.id, 200)
-            .await
-            .map_err(core_error)?,
+        correspondents: mail(&s)?.correspondents(200).await.map_err(core_error)?,
         ..Default::default()
     };
     // The outside accounts that can send (they have an outgoing server).
@@ -498,9 +485,9 @@ pub async fn compose_data(
         d.from = format!("o:{a}");
     }
     if let Some(uid) = draft {
-        let id = mailbox_id(s.account.id, "Drafts").await?;
-        let v = core
-            .message_view(s.account.id, id, uid)
+        let v = open(&mail(&s)?, "Drafts")
+            .await?
+            .view(mailcore::Uid(uid))
             .await
             .map_err(core_error)?;
         d.to = v.to_addrs.join(", ");
@@ -519,12 +506,8 @@ pub async fn compose_data(
     // The message replied to or forwarded: local, or in an outside account.
     let reference = match (uid, a) {
         (Some(uid), _) => {
-            let mbox = mailbox_id(s.account.id, &f).await?;
-            Some(
-                core.message_view(s.account.id, mbox, uid)
-                    .await
-                    .map_err(core_error)?,
-            )
+            let mbox = open(&mail(&s)?, &f).await?;
+            Some(mbox.view(mailcore::Uid(uid)).await.map_err(core_error)?)
         }
         (None, Some(a)) if !id.is_empty() => {
             let login = crate::outside::ssr::login_for(s.account.id, a, &s.csrf_token)
@@ -646,32 +629,30 @@ pub async fn message_action(
     back: String,
 ) -> Result<(), AppError> {
     use self::ssr::*;
-    use crate::auth::ssr::{core, core_error};
+    use crate::auth::ssr::core_error;
     use mailcore::Flags;
     use mailcore::messages::FlagOp;
     let s = require(&csrf).await?;
-    let core = core()?;
-    let me = s.account.id;
-    let id = mailbox_id(me, &f).await?;
+    let mail = mail(&s)?;
+    let mbox = open(&mail, &f).await?;
     let back = local_path(&back);
     if uids.is_empty() {
         leptos_actix::redirect(&back);
         return Ok(());
     }
+    let uids: Vec<mailcore::Uid> = uids.into_iter().map(mailcore::Uid).collect();
     let flag = |op, flags| {
-        let core = core.clone();
-        let uids = uids.clone();
-        async move { core.set_flags(me, id, &uids, op, flags).await.map(|_| ()) }
+        let (mbox, uids) = (mbox.clone(), uids.clone());
+        async move { mbox.set_flags(&uids, op, flags).await.map(|_| ()) }
     };
     let to_folder = |name: String| {
-        let core = core.clone();
-        let uids = uids.clone();
+        let (mail, mbox, uids) = (mail.clone(), mbox.clone(), uids.clone());
         async move {
-            let Some(dest) = core.mailbox(me, &name).await? else {
+            let Some(dest) = mail.mailbox(&name).await? else {
                 return Err(mailcore::CoreError::NotFound(name));
             };
-            if dest.id != id {
-                core.move_messages(me, id, &uids, dest.id).await?;
+            if dest.id() != mbox.id() {
+                mbox.move_to(&uids, &dest).await?;
             }
             Ok(())
         }
@@ -684,7 +665,7 @@ pub async fn message_action(
         MessageOp::Archive => to_folder("Archive".into()).await,
         MessageOp::Move => to_folder(target).await,
         // Deleting from Trash removes for good, as IMAP clients do.
-        MessageOp::Delete if f == "Trash" => core.destroy(me, id, &uids).await.map(|_| ()),
+        MessageOp::Delete if f == "Trash" => mbox.destroy(&uids).await.map(|_| ()),
         MessageOp::Delete => to_folder("Trash".into()).await,
     };
     result.map_err(core_error)?;
@@ -707,17 +688,16 @@ pub async fn folder_action(
     #[server(default)] new_name: String,
 ) -> Result<(), AppError> {
     use self::ssr::*;
-    use crate::auth::ssr::core;
+
     let s = require(&csrf).await?;
-    let core = core()?;
-    let me = s.account.id;
+    let mail = mail(&s)?;
     let r = match op.as_str() {
-        "create" => core
-            .create_mailbox(me, name.trim(), mailcore::NewMailbox::Subscribed)
+        "create" => mail
+            .create_mailbox(name.trim(), mailcore::NewMailbox::Subscribed)
             .await
             .map(|_| ()),
-        "rename" => core.rename_mailbox(me, &name, new_name.trim()).await,
-        "delete" => core.delete_mailbox(me, &name).await,
+        "rename" => mail.rename_mailbox(&name, new_name.trim()).await,
+        "delete" => mail.delete_mailbox(&name).await,
         other => {
             return Err(crate::error::ssr::raise(AppError::Invalid(format!(
                 "unknown action {other}"

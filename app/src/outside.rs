@@ -264,7 +264,7 @@ pub mod ssr {
     /// Settings and password of an account for this session, or None
     /// when its password must be entered again.
     pub async fn login_for(
-        owner: i32,
+        owner: mailcore::AccountId,
         id: i32,
         session: &str,
     ) -> Result<Option<OutsideLogin>, AppError> {
@@ -1295,7 +1295,8 @@ pub async fn unified(
     };
     let newest = place == UnifiedAt::Newest;
     let page = core()?
-        .unified_inbox(s.account.id, &place, size, &q)
+        .mail(s.account.id)
+        .unified_inbox(&place, size, &q)
         .await
         .map_err(core_error)?;
     let list_ms = t0.elapsed().as_millis() as u64;

@@ -81,7 +81,7 @@ async fn main() {
         .add_account("reader@bench.test", "benchmark-password", Role::User)
         .await
         .expect("account");
-    let inbox = core.mailbox(a.id, "INBOX").await.unwrap().unwrap();
+    let inbox = core.mail(a.id).open("INBOX").await.expect("inbox");
     let mut w = Words::new();
     let t = Instant::now();
     for i in 0..n {
@@ -100,15 +100,14 @@ Subject: {subj}\r\nMessage-ID: <{i}@bench.test>\r\n\r\n{body}\r\n",
             d = i % 37,
             subj = w.sentence(6),
         );
-        core.append(
-            a.id,
-            inbox.id,
-            raw.as_bytes(),
-            Flags::empty(),
-            Some(1_700_000_000 + i as i64),
-        )
-        .await
-        .expect("append");
+        inbox
+            .append(
+                raw.as_bytes(),
+                Flags::empty(),
+                Some(1_700_000_000 + i as i64),
+            )
+            .await
+            .expect("append");
         if (i + 1) % 10_000 == 0 {
             eprintln!(
                 "  {} messages, {:.0}/s",
@@ -136,7 +135,11 @@ Subject: {subj}\r\nMessage-ID: <{i}@bench.test>\r\n\r\n{body}\r\n",
         let mut hits = 0;
         for _ in 0..21 {
             let t = Instant::now();
-            let (page, total) = core.search(a.id, None, &q, 0, 50).await.expect("search");
+            let (page, total) = core
+                .mail(a.id)
+                .search(None, &q, 0, 50)
+                .await
+                .expect("search");
             times.push(t.elapsed().as_secs_f64() * 1000.0);
             hits = total;
             assert!(page.len() as u64 == total.min(50));

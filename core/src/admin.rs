@@ -12,6 +12,7 @@
 //! The CLI acts as the operator, with full rights, and is audited too.
 
 use crate::db::InsertCommitted;
+use crate::ids::AccountId;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
@@ -372,7 +373,7 @@ impl Core {
         Ok(())
     }
 
-    async fn grant(&self, account_id: i32, domain_id: i32) -> CoreResult<()> {
+    async fn grant(&self, account_id: AccountId, domain_id: i32) -> CoreResult<()> {
         let exists = domain_admin::Entity::find()
             .filter(domain_admin::Column::AccountId.eq(account_id))
             .filter(domain_admin::Column::DomainId.eq(domain_id))

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::entities::blob;
 use crate::error::{CoreError, CoreResult};
+use crate::ids::BlobId;
 use crate::meta::MessageMeta;
 
 pub(crate) fn sha256_hex(raw: &[u8]) -> String {
@@ -23,7 +24,7 @@ pub(crate) async fn put_blob<C: ConnectionTrait>(
     raw: &[u8],
     refs: i64,
     meta: &MessageMeta,
-) -> CoreResult<i32> {
+) -> CoreResult<BlobId> {
     let sha = sha256_hex(raw);
     // One statement for insert-or-add-references and reading the id back
     // (SQLite >= 3.35 and PostgreSQL both return the row an upsert wrote):
@@ -59,7 +60,7 @@ pub(crate) async fn put_blob<C: ConnectionTrait>(
         ))
         .await?
         .ok_or_else(|| CoreError::Unavailable("blob upsert returned no row".into()))?;
-    let id: i32 = row.try_get_by_index(0)?;
+    let id: BlobId = row.try_get_by_index(0)?;
     let refcount: i64 = row.try_get_by_index(1)?;
     // Only our own references: the row was just inserted, so index it.
     if refcount == refs {
@@ -72,10 +73,10 @@ pub(crate) async fn put_blob<C: ConnectionTrait>(
 /// count), one UPDATE per distinct blob. Returns the distinct ids.
 pub(crate) async fn adjust_refcounts<C: ConnectionTrait>(
     db: &C,
-    blob_ids: &[i32],
+    blob_ids: &[BlobId],
     sign: i64,
-) -> CoreResult<std::collections::BTreeMap<i32, i64>> {
-    let mut counts: std::collections::BTreeMap<i32, i64> = Default::default();
+) -> CoreResult<std::collections::BTreeMap<BlobId, i64>> {
+    let mut counts: std::collections::BTreeMap<BlobId, i64> = Default::default();
     for id in blob_ids {
         *counts.entry(*id).or_default() += 1;
     }
@@ -94,7 +95,10 @@ pub(crate) async fn adjust_refcounts<C: ConnectionTrait>(
 
 /// Drops one reference per entry in `blob_ids` (duplicates count) and
 /// deletes blobs nobody references any more.
-pub(crate) async fn release_blobs<C: ConnectionTrait>(db: &C, blob_ids: &[i32]) -> CoreResult<()> {
+pub(crate) async fn release_blobs<C: ConnectionTrait>(
+    db: &C,
+    blob_ids: &[BlobId],
+) -> CoreResult<()> {
     let counts = adjust_refcounts(db, blob_ids, -1).await?;
     if !counts.is_empty() {
         blob::Entity::delete_many()
@@ -102,7 +106,7 @@ pub(crate) async fn release_blobs<C: ConnectionTrait>(db: &C, blob_ids: &[i32]) 
             .filter(blob::Column::Refcount.lte(0))
             .exec(db)
             .await?;
-        let ids: Vec<i32> = counts.keys().copied().collect();
+        let ids: Vec<BlobId> = counts.keys().copied().collect();
         crate::search::unindex_gone(db, &ids).await?;
     }
     Ok(())

@@ -3,6 +3,7 @@
 //! remote recipient. Only after the commit does the caller answer `250`
 //! (DESIGN.md rule 1), and only after the commit do subscribers hear of it.
 
+use crate::ids::{AccountId, BlobId, MailboxId, ModSeq, QueueId, Uid};
 use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, Set};
 
 use crate::Core;
@@ -22,16 +23,16 @@ pub use crate::envelope::{Envelope, LocalCopy};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delivered {
-    pub account_id: i32,
-    pub mailbox_id: i32,
-    pub uid: i64,
+    pub account_id: AccountId,
+    pub mailbox_id: MailboxId,
+    pub uid: Uid,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeliveryReceipt {
-    pub blob_id: i32,
+    pub blob_id: BlobId,
     pub delivered: Vec<Delivered>,
-    pub queued: Vec<i32>,
+    pub queued: Vec<QueueId>,
 }
 
 /// How an accepted message was made durable.
@@ -261,11 +262,11 @@ async fn queue_remote(
     txn: &DatabaseTransaction,
     env: &Envelope,
     remote: &[Address],
-    blob_id: i32,
+    blob_id: BlobId,
     meta: &MessageMeta,
     now: i64,
     dead: &mut DeadDestinations,
-) -> CoreResult<Vec<i32>> {
+) -> CoreResult<Vec<QueueId>> {
     // Bounces travel in their own lane so a flood of them can neither
     // delay nor be delayed by ordinary mail (issue: queue lanes).
     let lane = if env.mail_from.is_empty() {
@@ -356,9 +357,12 @@ impl Core {
         use std::collections::{BTreeMap, HashMap};
 
         let copies: Vec<Vec<LocalCopy>> = items.iter().map(|i| i.env.local_copies()).collect();
-        let ids: std::collections::BTreeSet<i32> =
+        let ids: std::collections::BTreeSet<AccountId> =
             copies.iter().flatten().map(|c| c.account_id).collect();
-        let (accounts, inboxes): (HashMap<i32, (i64, i64)>, HashMap<i32, i32>) = if ids.is_empty() {
+        let (accounts, inboxes): (
+            HashMap<AccountId, (i64, i64)>,
+            HashMap<AccountId, MailboxId>,
+        ) = if ids.is_empty() {
             Default::default()
         } else {
             let accounts = account::Entity::find()
@@ -367,7 +371,7 @@ impl Core {
                 .column(account::Column::QuotaBytes)
                 .column(account::Column::UsedBytes)
                 .filter(account::Column::Id.is_in(ids.iter().copied()))
-                .into_tuple::<(i32, i64, i64)>()
+                .into_tuple::<(AccountId, i64, i64)>()
                 .all(txn)
                 .await?
                 .into_iter()
@@ -379,7 +383,7 @@ impl Core {
                 .column(mailbox::Column::Id)
                 .filter(mailbox::Column::AccountId.is_in(ids.iter().copied()))
                 .filter(mailbox::Column::Name.eq(INBOX))
-                .into_tuple::<(i32, i32)>()
+                .into_tuple::<(AccountId, MailboxId)>()
                 .all(txn)
                 .await?
                 .into_iter()
@@ -388,9 +392,10 @@ impl Core {
         };
 
         // Decide, in arrival order, counting what earlier items add.
-        let mut used: HashMap<i32, i64> = accounts.iter().map(|(id, (_, u))| (*id, *u)).collect();
+        let mut used: HashMap<AccountId, i64> =
+            accounts.iter().map(|(id, (_, u))| (*id, *u)).collect();
         let mut refusals: Vec<Option<CoreError>> = Vec::with_capacity(items.len());
-        let mut per_box: BTreeMap<i32, i64> = BTreeMap::new();
+        let mut per_box: BTreeMap<MailboxId, i64> = BTreeMap::new();
         for (item, cs) in items.iter().zip(&copies) {
             let refusal = (|| {
                 if cs.is_empty() && item.env.remote.is_empty() {
@@ -428,7 +433,7 @@ impl Core {
 
         // UIDs and one modseq per INBOX, in mailbox order so two nodes'
         // batches lock rows in the same order on PostgreSQL.
-        let mut next_uid: HashMap<i32, (i64, i64)> = HashMap::new();
+        let mut next_uid: HashMap<MailboxId, (Uid, ModSeq)> = HashMap::new();
         for (mailbox_id, n) in &per_box {
             next_uid.insert(
                 *mailbox_id,
@@ -438,7 +443,7 @@ impl Core {
 
         let mut out = Vec::with_capacity(items.len());
         let mut roots = Vec::new();
-        let mut usage: BTreeMap<i32, i64> = BTreeMap::new();
+        let mut usage: BTreeMap<AccountId, i64> = BTreeMap::new();
         let mut dead = DeadDestinations::default();
         for ((item, cs), refusal) in items.iter().zip(&copies).zip(refusals) {
             if let Some(e) = refusal {
@@ -458,7 +463,7 @@ impl Core {
                     .get_mut(&inbox)
                     .ok_or_else(|| CoreError::Unavailable("UID plan lost a mailbox".into()))?;
                 let (uid, modseq) = *slot;
-                slot.0 += 1;
+                slot.0 = slot.0.next();
                 let delivered_to = messages::trace_header_value(&c.delivered_to);
                 let size = item.raw.len() as i64 + messages::trace_header_len(&delivered_to);
                 let thread_id = messages::find_thread(txn, c.account_id, &meta).await?;

@@ -5,6 +5,7 @@
 //! six standard mailboxes, or not at all).
 
 use crate::db::InsertCommitted;
+use crate::ids::{AccountId, BlobId, ModSeq, Uid};
 use std::net::IpAddr;
 
 use sea_orm::sea_query::Expr;
@@ -59,7 +60,7 @@ pub struct Domain {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Account {
-    pub id: i32,
+    pub id: AccountId,
     pub address: String,
     pub domain: String,
     pub role: Role,
@@ -83,7 +84,7 @@ impl Account {
 /// Who is acting: what a session keeps after login.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccountRef {
-    pub id: i32,
+    pub id: AccountId,
     pub address: String,
     pub role: Role,
 }
@@ -282,8 +283,8 @@ impl Core {
                 name: Set((*name).to_owned()),
                 special_use: Set(special.map(str::to_owned)),
                 uidvalidity: Set(crate::mailboxes::uidvalidity_at(now) + i as i64),
-                uidnext: Set(1),
-                highest_modseq: Set(1),
+                uidnext: Set(Uid(1)),
+                highest_modseq: Set(ModSeq(1)),
                 subscribed: Set(true),
                 ..Default::default()
             }
@@ -312,7 +313,7 @@ impl Core {
         Ok(Some(account_from(m, &d)))
     }
 
-    pub async fn account_by_id(&self, id: i32) -> CoreResult<Option<Account>> {
+    pub async fn account_by_id(&self, id: AccountId) -> CoreResult<Option<Account>> {
         let Some(m) = account::Entity::find_by_id(id).one(self.db()).await? else {
             return Ok(None);
         };
@@ -401,7 +402,7 @@ impl Core {
 
     async fn update_account(
         &self,
-        id: i32,
+        id: AccountId,
         col: account::Column,
         value: sea_orm::Value,
     ) -> CoreResult<()> {
@@ -602,7 +603,7 @@ impl Core {
 }
 
 /// Deletes an account's messages and mailboxes, releasing blob references.
-async fn delete_account_mail<C: ConnectionTrait>(txn: &C, account_id: i32) -> CoreResult<()> {
+async fn delete_account_mail<C: ConnectionTrait>(txn: &C, account_id: AccountId) -> CoreResult<()> {
     crate::entities::lone_subscription::Entity::delete_many()
         .filter(crate::entities::lone_subscription::Column::AccountId.eq(account_id))
         .exec(txn)
@@ -631,7 +632,7 @@ async fn delete_account_mail<C: ConnectionTrait>(txn: &C, account_id: i32) -> Co
     if boxes.is_empty() {
         return Ok(());
     }
-    let blob_ids: Vec<i32> = message::Entity::find()
+    let blob_ids: Vec<BlobId> = message::Entity::find()
         .filter(message::Column::MailboxId.is_in(boxes.clone()))
         .all(txn)
         .await?

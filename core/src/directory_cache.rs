@@ -22,6 +22,7 @@
 //!   refusal, a domain the copy does not know) is a temporary failure,
 //!   never a `550` from a copy that may be stale.
 
+use crate::ids::AccountId;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -47,7 +48,7 @@ pub struct DirectorySnapshot {
     /// name -> (catchall local part, catchall refusal text)
     pub domains: HashMap<String, (Option<String>, Option<String>)>,
     /// address -> (id, role, disabled)
-    pub accounts: HashMap<String, (i32, String, bool)>,
+    pub accounts: HashMap<String, (AccountId, String, bool)>,
     /// address -> targets
     pub aliases: HashMap<String, Vec<String>>,
     /// account id -> quota in bytes, for accounts that have one; an
@@ -55,7 +56,7 @@ pub struct DirectorySnapshot {
     /// Absent from copies an older version saved: read as "no quotas",
     /// which only skips the early check (ingest enforces quotas anyway).
     #[serde(default)]
-    pub quotas: HashMap<i32, i64>,
+    pub quotas: HashMap<AccountId, i64>,
     /// `Inner::directory_local_changes` as it was before this copy was
     /// read from the database; not saved.
     #[serde(skip)]
@@ -73,7 +74,7 @@ impl DirectorySnapshot {
         })
     }
 
-    pub(crate) fn account(&self, address: &str) -> Option<(i32, Role, bool)> {
+    pub(crate) fn account(&self, address: &str) -> Option<(AccountId, Role, bool)> {
         self.accounts
             .get(&address.to_ascii_lowercase())
             .or_else(|| self.accounts.get(address))

@@ -6,6 +6,7 @@
 //! it.
 
 use crate::address::Address;
+use crate::ids::AccountId;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Envelope {
@@ -26,14 +27,14 @@ pub struct Envelope {
 /// to, and how filters and loop checks see the final recipient.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalCopy {
-    pub account_id: i32,
+    pub account_id: AccountId,
     /// Empty only for records a version without this field spooled: such
     /// a copy gets no header.
     pub delivered_to: String,
 }
 
 impl LocalCopy {
-    pub fn new(account_id: i32, delivered_to: impl Into<String>) -> LocalCopy {
+    pub fn new(account_id: AccountId, delivered_to: impl Into<String>) -> LocalCopy {
         LocalCopy {
             account_id,
             delivered_to: delivered_to.into(),

@@ -2,18 +2,19 @@
 //! every committed change to a mailbox publishes one event after its commit,
 //! never before, so a subscriber that reacts by reading sees the change.
 
+use crate::ids::{AccountId, MailboxId, Uid};
 use tokio::sync::broadcast;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChangeKind {
     NewMessages {
-        uids: Vec<i64>,
+        uids: Vec<Uid>,
     },
     FlagsChanged {
-        uids: Vec<i64>,
+        uids: Vec<Uid>,
     },
     Expunged {
-        uids: Vec<i64>,
+        uids: Vec<Uid>,
     },
     MailboxesChanged,
     /// Every session of the account must end (new password, disabled
@@ -23,9 +24,9 @@ pub enum ChangeKind {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChangeEvent {
-    pub account_id: i32,
+    pub account_id: AccountId,
     /// None for account-wide changes such as a mailbox rename.
-    pub mailbox_id: Option<i32>,
+    pub mailbox_id: Option<MailboxId>,
     pub kind: ChangeKind,
 }
 

@@ -26,6 +26,8 @@ mod entities;
 pub mod envelope;
 pub mod error;
 pub mod events;
+pub mod ids;
+pub mod mail;
 pub mod mailbox_index;
 pub mod mailboxes;
 pub mod messages;
@@ -55,6 +57,8 @@ pub use crate::db::Backend;
 pub use crate::directory::{Account, AccountRef, Alias, Domain, Role};
 pub use crate::error::{CoreError, CoreResult};
 pub use crate::events::{ChangeEvent, ChangeKind};
+pub use crate::ids::{AccountId, BlobId, MailboxId, ModSeq, QueueId, Uid};
+pub use crate::mail::{Mail, OwnedMailbox};
 pub use crate::mailboxes::{Mailbox, MailboxHead, NewMailbox, SPECIAL_MAILBOXES};
 pub use crate::messages::{FlagChange, FlagSet, Flags, Keyword, MessageSummary, SortOrder};
 pub use crate::routing::{Rejection, Route};
@@ -124,7 +128,7 @@ struct Inner {
     writer: Arc<write::Writer>,
     clock: Arc<dyn Clock>,
     /// Recently read login epochs: account id -> (epoch, read at).
-    login_epochs: std::sync::Mutex<std::collections::HashMap<i32, (i64, std::time::Instant)>>,
+    login_epochs: std::sync::Mutex<std::collections::HashMap<AccountId, (i64, std::time::Instant)>>,
     /// The node's spool, once `start_ingest` attached it; without one,
     /// `accept` delivers straight into the store.
     spool: std::sync::OnceLock<spool::Spool>,
@@ -148,7 +152,7 @@ struct Inner {
     fetch_digest: std::sync::OnceLock<FetchDigest>,
     /// Turns for claiming `\Recent`, each holding how far this process
     /// has seen the mark (`Core::claim_recent`).
-    recent_claims: mailbox_index::Turns<i64>,
+    recent_claims: mailbox_index::Turns<Uid>,
 }
 
 /// Made once per new message from its bytes and parsed MIME, and kept with
@@ -277,7 +281,7 @@ impl Core {
     /// ask (a change made here is seen at once; one made by the CLI or
     /// another node within that time). `None` while the store is down:
     /// an outage is no reason to end anyone's session.
-    pub async fn login_epoch(&self, account_id: i32) -> Option<i64> {
+    pub async fn login_epoch(&self, account_id: AccountId) -> Option<i64> {
         {
             let m = self
                 .inner
@@ -305,7 +309,7 @@ impl Core {
         Some(epoch)
     }
 
-    pub(crate) fn forget_login_epoch(&self, account_id: i32) {
+    pub(crate) fn forget_login_epoch(&self, account_id: AccountId) {
         let mut m = self
             .inner
             .login_epochs

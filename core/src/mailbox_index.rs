@@ -11,6 +11,7 @@
 //! never stale, also with several nodes on one PostgreSQL: the database
 //! stays the truth, this only saves re-reading what did not change.
 
+use crate::ids::{AccountId, MailboxId, ModSeq, Uid};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
@@ -21,7 +22,7 @@ use crate::messages::MessageSummary;
 /// A mailbox's messages as of `highest_modseq`, ascending by UID.
 #[derive(Clone, Debug)]
 pub struct MailboxIndex {
-    pub highest_modseq: i64,
+    pub highest_modseq: ModSeq,
     pub messages: Vec<Arc<MessageSummary>>,
 }
 
@@ -49,7 +50,7 @@ struct Kept {
 /// once, for one change (bringing the kept index forward, claiming
 /// `\Recent`), done by one while the others wait and use its result.
 pub(crate) struct Turns<T> {
-    by_mailbox: Mutex<HashMap<i32, Arc<tokio::sync::Mutex<T>>>>,
+    by_mailbox: Mutex<HashMap<MailboxId, Arc<tokio::sync::Mutex<T>>>>,
 }
 
 impl<T> Default for Turns<T> {
@@ -61,13 +62,13 @@ impl<T> Default for Turns<T> {
 }
 
 impl<T: Default> Turns<T> {
-    pub(crate) fn turn(&self, mailbox_id: i32) -> Arc<tokio::sync::Mutex<T>> {
+    pub(crate) fn turn(&self, mailbox_id: MailboxId) -> Arc<tokio::sync::Mutex<T>> {
         let mut t = self.by_mailbox.lock().unwrap_or_else(|e| e.into_inner());
         t.entry(mailbox_id).or_default().clone()
     }
 
     /// A deleted mailbox's id may come back: what was kept of it goes.
-    pub(crate) fn forget(&self, mailbox_id: i32) {
+    pub(crate) fn forget(&self, mailbox_id: MailboxId) {
         self.by_mailbox
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -87,7 +88,7 @@ pub(crate) struct IndexCache {
 
 #[derive(Default)]
 struct CacheInner {
-    by_mailbox: HashMap<i32, Kept>,
+    by_mailbox: HashMap<MailboxId, Kept>,
     rows: usize,
     tick: u64,
     /// The expunges this process committed, per mailbox: (the mailbox's
@@ -96,11 +97,11 @@ struct CacheInner {
     /// instead of reading every UID of the mailbox. It is a hint: the
     /// count must agree (another node or the CLI may have expunged too,
     /// and old entries are dropped), or the UIDs are read as before.
-    expunged: HashMap<i32, VecDeque<(i64, i64)>>,
+    expunged: HashMap<MailboxId, VecDeque<(ModSeq, Uid)>>,
 }
 
 impl IndexCache {
-    fn get(&self, mailbox_id: i32, uidvalidity: i64) -> Option<Arc<MailboxIndex>> {
+    fn get(&self, mailbox_id: MailboxId, uidvalidity: i64) -> Option<Arc<MailboxIndex>> {
         let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         c.tick += 1;
         let tick = c.tick;
@@ -112,7 +113,7 @@ impl IndexCache {
         Some(k.index.clone())
     }
 
-    fn put(&self, mailbox_id: i32, uidvalidity: i64, index: Arc<MailboxIndex>) {
+    fn put(&self, mailbox_id: MailboxId, uidvalidity: i64, index: Arc<MailboxIndex>) {
         let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(old) = c.by_mailbox.remove(&mailbox_id) {
             c.rows -= old.index.messages.len();
@@ -142,7 +143,7 @@ impl IndexCache {
         );
     }
 
-    pub(crate) fn forget(&self, mailbox_id: i32) {
+    pub(crate) fn forget(&self, mailbox_id: MailboxId) {
         self.forwarding.forget(mailbox_id);
         let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(old) = c.by_mailbox.remove(&mailbox_id) {
@@ -151,7 +152,7 @@ impl IndexCache {
         c.expunged.remove(&mailbox_id);
     }
 
-    pub(crate) fn note_expunged(&self, mailbox_id: i32, modseq: i64, uids: &[i64]) {
+    pub(crate) fn note_expunged(&self, mailbox_id: MailboxId, modseq: ModSeq, uids: &[Uid]) {
         let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if !c.expunged.contains_key(&mailbox_id) && c.expunged.len() >= MAX_LOGGED_MAILBOXES {
             // Rare (thousands of mailboxes expunging): start over; readers
@@ -167,7 +168,12 @@ impl IndexCache {
 
     /// UIDs this process expunged from the mailbox at a MODSEQ in
     /// `(after, upto]`.
-    pub(crate) fn expunged_between(&self, mailbox_id: i32, after: i64, upto: i64) -> Vec<i64> {
+    pub(crate) fn expunged_between(
+        &self,
+        mailbox_id: MailboxId,
+        after: ModSeq,
+        upto: ModSeq,
+    ) -> Vec<Uid> {
         let c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         c.expunged.get(&mailbox_id).map_or_else(Vec::new, |log| {
             log.iter()
@@ -194,16 +200,16 @@ impl IndexCache {
 fn bring_forward(
     kept: &MailboxIndex,
     changed: Vec<MessageSummary>,
-    expunged: &[i64],
-    modseq: i64,
+    expunged: &[Uid],
+    modseq: ModSeq,
     count: u64,
 ) -> Option<MailboxIndex> {
-    let max_kept = kept.messages.last().map(|m| m.uid).unwrap_or(0);
+    let max_kept = kept.messages.last().map_or(Uid(0), |m| m.uid);
     let new_then = changed
         .iter()
         .filter(|m| m.uid > max_kept && m.modseq <= modseq)
         .count();
-    let gone: std::collections::HashSet<i64> = expunged.iter().copied().collect();
+    let gone: std::collections::HashSet<Uid> = expunged.iter().copied().collect();
     let left = kept
         .messages
         .iter()
@@ -238,17 +244,17 @@ fn bring_forward(
 impl Core {
     /// Every message of a mailbox, ascending by UID, as of now. The rows
     /// are shared with other readers; see the module doc.
-    pub async fn mailbox_index(
+    pub(crate) async fn mailbox_index(
         &self,
-        account_id: i32,
-        mailbox_id: i32,
+        account_id: AccountId,
+        mailbox_id: MailboxId,
     ) -> CoreResult<Arc<MailboxIndex>> {
         let (mut modseq, mut count, uidvalidity) =
             self.mailbox_moment(account_id, mailbox_id).await?;
         let cache = &self.inner.index_cache;
         // Current at this moment, or brought past it by another reader
         // since (checked at its own moment).
-        let current = |k: &MailboxIndex, modseq: i64, count: u64| {
+        let current = |k: &MailboxIndex, modseq: ModSeq, count: u64| {
             k.highest_modseq > modseq
                 || (k.highest_modseq == modseq && k.messages.len() as u64 == count)
         };
@@ -304,7 +310,7 @@ impl Core {
         // Read after (modseq, count): these rows are at least as new as
         // `modseq`, so keeping them under it only means the next look
         // reads a few of them again.
-        let rows = self.changed_rows(mailbox_id, i64::MIN).await?;
+        let rows = self.changed_rows(mailbox_id, ModSeq(i64::MIN)).await?;
         let index = Arc::new(MailboxIndex {
             highest_modseq: modseq,
             messages: rows.into_iter().map(Arc::new).collect(),
@@ -313,7 +319,7 @@ impl Core {
         Ok(index)
     }
 
-    pub(crate) fn note_expunged(&self, mailbox_id: i32, modseq: i64, uids: &[i64]) {
+    pub(crate) fn note_expunged(&self, mailbox_id: MailboxId, modseq: ModSeq, uids: &[Uid]) {
         self.inner
             .index_cache
             .note_expunged(mailbox_id, modseq, uids);
@@ -333,11 +339,11 @@ mod tests {
     fn m(uid: i64, modseq: i64) -> MessageSummary {
         MessageSummary {
             id: uid as i32,
-            mailbox_id: 1,
-            uid,
+            mailbox_id: mb(1),
+            uid: Uid(uid),
             flags: Flags::empty(),
             keywords: Vec::new(),
-            modseq,
+            modseq: ModSeq(modseq),
             internal_date: 0,
             size: 10,
             from: String::new(),
@@ -351,9 +357,28 @@ mod tests {
         }
     }
 
+    fn mb(n: i32) -> MailboxId {
+        MailboxId::from_row(n)
+    }
+
+    fn uids(ns: &[i64]) -> Vec<Uid> {
+        ns.iter().map(|&n| Uid(n)).collect()
+    }
+
+    /// `bring_forward` with plain numbers.
+    fn fwd(
+        kept: &MailboxIndex,
+        changed: Vec<MessageSummary>,
+        expunged: &[i64],
+        modseq: i64,
+        count: u64,
+    ) -> Option<MailboxIndex> {
+        bring_forward(kept, changed, &uids(expunged), ModSeq(modseq), count)
+    }
+
     fn kept(uids: &[i64]) -> MailboxIndex {
         MailboxIndex {
-            highest_modseq: 10,
+            highest_modseq: ModSeq(10),
             messages: uids.iter().map(|&u| Arc::new(m(u, 5))).collect(),
         }
     }
@@ -363,11 +388,11 @@ mod tests {
         let k = kept(&[1, 2, 3]);
         let mut seen = m(2, 11);
         seen.flags = Flags::SEEN;
-        let got = bring_forward(&k, vec![m(4, 12), seen], &[], 12, 4).unwrap();
-        let uids: Vec<i64> = got.messages.iter().map(|m| m.uid).collect();
-        assert_eq!(uids, [1, 2, 3, 4]);
+        let got = fwd(&k, vec![m(4, 12), seen], &[], 12, 4).unwrap();
+        let got_uids: Vec<i64> = got.messages.iter().map(|m| m.uid.get()).collect();
+        assert_eq!(got_uids, [1, 2, 3, 4]);
         assert_eq!(got.messages[1].flags, Flags::SEEN);
-        assert_eq!(got.highest_modseq, 12);
+        assert_eq!(got.highest_modseq, ModSeq(12));
         // The untouched rows are the same allocations, not copies.
         assert!(Arc::ptr_eq(&got.messages[0], &k.messages[0]));
     }
@@ -381,8 +406,8 @@ mod tests {
         let mut newer = m(2, 15);
         newer.flags = Flags::FLAGGED;
         k.messages[1] = Arc::new(newer);
-        let got = bring_forward(&k, vec![m(2, 12)], &[], 12, 2).unwrap();
-        assert_eq!(got.messages[1].modseq, 15);
+        let got = fwd(&k, vec![m(2, 12)], &[], 12, 2).unwrap();
+        assert_eq!(got.messages[1].modseq, ModSeq(15));
         assert_eq!(got.messages[1].flags, Flags::FLAGGED);
     }
 
@@ -390,68 +415,76 @@ mod tests {
     fn an_expunge_is_noticed_by_the_count() {
         let k = kept(&[1, 2, 3]);
         // 2 expunged: the count is one short.
-        assert!(bring_forward(&k, vec![], &[], 11, 2).is_none());
+        assert!(fwd(&k, vec![], &[], 11, 2).is_none());
         // 2 expunged and 4 arrived: the new row is counted, the count is
         // still one short of kept + new.
-        assert!(bring_forward(&k, vec![m(4, 12)], &[], 12, 3).is_none());
+        assert!(fwd(&k, vec![m(4, 12)], &[], 12, 3).is_none());
         // 4 arrived before the count and its flags changed after it: it
         // is not counted as new then, so the UIDs are read (the safe way).
-        assert!(bring_forward(&k, vec![m(4, 14)], &[], 12, 4).is_none());
+        assert!(fwd(&k, vec![m(4, 14)], &[], 12, 4).is_none());
     }
 
     #[test]
     fn a_logged_expunge_is_taken_when_the_count_agrees() {
         let k = kept(&[1, 2, 3]);
         // 2 expunged here (logged) and 4 arrived: no UIDs need reading.
-        let got = bring_forward(&k, vec![m(4, 12)], &[2], 12, 3).unwrap();
-        let uids: Vec<i64> = got.messages.iter().map(|m| m.uid).collect();
-        assert_eq!(uids, [1, 3, 4]);
+        let got = fwd(&k, vec![m(4, 12)], &[2], 12, 3).unwrap();
+        let got_uids: Vec<i64> = got.messages.iter().map(|m| m.uid.get()).collect();
+        assert_eq!(got_uids, [1, 3, 4]);
         // 2 logged, but 3 went too (another node): the count disagrees.
-        assert!(bring_forward(&k, vec![], &[2], 12, 1).is_none());
+        assert!(fwd(&k, vec![], &[2], 12, 1).is_none());
         // A logged UID the index never had changes nothing.
-        assert!(bring_forward(&k, vec![], &[9], 12, 3).is_some());
-        assert!(bring_forward(&k, vec![], &[9], 12, 2).is_none());
+        assert!(fwd(&k, vec![], &[9], 12, 3).is_some());
+        assert!(fwd(&k, vec![], &[9], 12, 2).is_none());
     }
 
     #[test]
     fn the_expunge_log_is_bounded_and_ranged() {
         let c = IndexCache::default();
-        c.note_expunged(1, 5, &[10, 11]);
-        c.note_expunged(1, 7, &[12]);
-        assert_eq!(c.expunged_between(1, 4, 7), [10, 11, 12]);
-        assert_eq!(c.expunged_between(1, 5, 7), [12]);
-        assert_eq!(c.expunged_between(1, 4, 6), [10, 11]);
-        assert!(c.expunged_between(2, 0, 100).is_empty());
-        let many: Vec<i64> = (100..100 + MAX_LOGGED_EXPUNGES as i64 + 10).collect();
-        c.note_expunged(1, 9, &many);
-        let all = c.expunged_between(1, 0, 100);
+        c.note_expunged(mb(1), ModSeq(5), &uids(&[10, 11]));
+        c.note_expunged(mb(1), ModSeq(7), &uids(&[12]));
+        assert_eq!(
+            c.expunged_between(mb(1), ModSeq(4), ModSeq(7)),
+            uids(&[10, 11, 12])
+        );
+        assert_eq!(c.expunged_between(mb(1), ModSeq(5), ModSeq(7)), uids(&[12]));
+        assert_eq!(
+            c.expunged_between(mb(1), ModSeq(4), ModSeq(6)),
+            uids(&[10, 11])
+        );
+        assert!(c.expunged_between(mb(2), ModSeq(0), ModSeq(100)).is_empty());
+        let many: Vec<Uid> = (100..100 + MAX_LOGGED_EXPUNGES as i64 + 10)
+            .map(Uid)
+            .collect();
+        c.note_expunged(mb(1), ModSeq(9), &many);
+        let all = c.expunged_between(mb(1), ModSeq(0), ModSeq(100));
         assert_eq!(all.len(), MAX_LOGGED_EXPUNGES);
         assert_eq!(all.last(), many.last());
-        c.forget(1);
-        assert!(c.expunged_between(1, 0, 100).is_empty());
+        c.forget(mb(1));
+        assert!(c.expunged_between(mb(1), ModSeq(0), ModSeq(100)).is_empty());
     }
 
     #[test]
     fn the_cache_keeps_a_bounded_number_of_rows() {
         let c = IndexCache::default();
         let big = MailboxIndex {
-            highest_modseq: 1,
+            highest_modseq: ModSeq(1),
             messages: (1..=(MAX_KEPT_ROWS as i64 / 2))
                 .map(|u| Arc::new(m(u, 1)))
                 .collect(),
         };
-        c.put(1, 7, Arc::new(big.clone()));
-        c.put(2, 7, Arc::new(big.clone()));
+        c.put(mb(1), 7, Arc::new(big.clone()));
+        c.put(mb(2), 7, Arc::new(big.clone()));
         assert_eq!(c.size(), (2, MAX_KEPT_ROWS));
-        assert!(c.get(1, 7).is_some());
+        assert!(c.get(mb(1), 7).is_some());
         // Another UIDVALIDITY is another mailbox under a reused id.
-        assert!(c.get(1, 8).is_none());
+        assert!(c.get(mb(1), 8).is_none());
         // 3 pushes out the least recently used, which is 2.
-        c.put(3, 7, Arc::new(kept(&[1])));
-        assert!(c.get(2, 7).is_none());
-        assert!(c.get(1, 7).is_some() && c.get(3, 7).is_some());
+        c.put(mb(3), 7, Arc::new(kept(&[1])));
+        assert!(c.get(mb(2), 7).is_none());
+        assert!(c.get(mb(1), 7).is_some() && c.get(mb(3), 7).is_some());
         assert_eq!(c.size(), (2, MAX_KEPT_ROWS / 2 + 1));
-        c.forget(1);
+        c.forget(mb(1));
         assert_eq!(c.size(), (1, 1));
     }
 }

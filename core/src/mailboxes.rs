@@ -5,6 +5,7 @@
 //! special-use mailboxes listed in [`SPECIAL_MAILBOXES`].
 
 use crate::db::InsertCommitted;
+use crate::ids::{AccountId, BlobId, MailboxId, ModSeq, Uid};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
@@ -44,12 +45,12 @@ pub enum NewMailbox {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mailbox {
-    pub id: i32,
+    pub id: MailboxId,
     pub name: String,
     pub special_use: Option<String>,
     pub uidvalidity: i64,
-    pub uidnext: i64,
-    pub highest_modseq: i64,
+    pub uidnext: Uid,
+    pub highest_modseq: ModSeq,
     pub subscribed: bool,
     pub total: i64,
     pub unseen: i64,
@@ -59,12 +60,12 @@ pub struct Mailbox {
 /// A mailbox's own row, without counts ([`Core::mailbox_head`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MailboxHead {
-    pub id: i32,
+    pub id: MailboxId,
     pub name: String,
     pub special_use: Option<String>,
     pub uidvalidity: i64,
-    pub uidnext: i64,
-    pub highest_modseq: i64,
+    pub uidnext: Uid,
+    pub highest_modseq: ModSeq,
 }
 
 /// UIDVALIDITY must change whenever a name is reused for a new mailbox
@@ -103,20 +104,20 @@ pub fn normalize_name(name: &str) -> CoreResult<String> {
 
 #[derive(FromQueryResult)]
 struct Counts {
-    mailbox_id: i32,
+    mailbox_id: MailboxId,
     total: i64,
     unseen: i64,
     size: i64,
 }
 
 impl Core {
-    pub async fn list_mailboxes(&self, account_id: i32) -> CoreResult<Vec<Mailbox>> {
+    pub(crate) async fn list_mailboxes(&self, account_id: AccountId) -> CoreResult<Vec<Mailbox>> {
         let rows = mailbox::Entity::find()
             .filter(mailbox::Column::AccountId.eq(account_id))
             .order_by_asc(mailbox::Column::Name)
             .all(self.db())
             .await?;
-        let ids: Vec<i32> = rows.iter().map(|m| m.id).collect();
+        let ids: Vec<MailboxId> = rows.iter().map(|m| m.id).collect();
         let counts = message::Entity::find()
             .select_only()
             .column(message::Column::MailboxId)
@@ -168,9 +169,9 @@ impl Core {
     /// A mailbox's own row by name, without the message counts (those read
     /// every message of the account's mailboxes; an IMAP APPEND spent most
     /// of its time there): what IMAP needs to select, append or copy.
-    pub async fn mailbox_head(
+    pub(crate) async fn mailbox_head(
         &self,
-        account_id: i32,
+        account_id: AccountId,
         name: &str,
     ) -> CoreResult<Option<MailboxHead>> {
         let name = normalize_name(name)?;
@@ -189,7 +190,11 @@ impl Core {
             }))
     }
 
-    pub async fn mailbox(&self, account_id: i32, name: &str) -> CoreResult<Option<Mailbox>> {
+    pub(crate) async fn mailbox(
+        &self,
+        account_id: AccountId,
+        name: &str,
+    ) -> CoreResult<Option<Mailbox>> {
         let name = normalize_name(name)?;
         Ok(self
             .list_mailboxes(account_id)
@@ -200,8 +205,8 @@ impl Core {
 
     pub(crate) async fn mailbox_row(
         &self,
-        account_id: i32,
-        mailbox_id: i32,
+        account_id: AccountId,
+        mailbox_id: MailboxId,
     ) -> CoreResult<mailbox::Model> {
         mailbox::Entity::find_by_id(mailbox_id)
             .filter(mailbox::Column::AccountId.eq(account_id))
@@ -215,12 +220,12 @@ impl Core {
     /// exclusive) and returns where it was, so the caller's recent messages
     /// are those with `old <= uid < upto`. Two sessions racing for the same
     /// messages cannot both win: the update is conditional on the old mark.
-    pub async fn claim_recent(
+    pub(crate) async fn claim_recent(
         &self,
-        account_id: i32,
-        mailbox_id: i32,
-        upto: i64,
-    ) -> CoreResult<i64> {
+        account_id: AccountId,
+        mailbox_id: MailboxId,
+        upto: Uid,
+    ) -> CoreResult<Uid> {
         // The sessions of this process take turns per mailbox, and each
         // turn knows how far this process has claimed already: when new
         // mail arrives, fifty sessions on one mailbox notice it at once,
@@ -256,16 +261,20 @@ impl Core {
     }
 
     /// The `\Recent` mark without claiming (EXAMINE, STATUS).
-    pub async fn recent_mark(&self, account_id: i32, mailbox_id: i32) -> CoreResult<i64> {
+    pub(crate) async fn recent_mark(
+        &self,
+        account_id: AccountId,
+        mailbox_id: MailboxId,
+    ) -> CoreResult<Uid> {
         Ok(self.mailbox_row(account_id, mailbox_id).await?.recent_uid)
     }
 
     /// Creates a mailbox, and the superior names it needs that do not exist
     /// yet (`a/b/c` also makes `a` and `a/b`, as RFC 9051 §6.3.4 says a
     /// server SHOULD).
-    pub async fn create_mailbox(
+    pub(crate) async fn create_mailbox(
         &self,
-        account_id: i32,
+        account_id: AccountId,
         name: &str,
         subscribe: NewMailbox,
     ) -> CoreResult<Mailbox> {
@@ -314,8 +323,8 @@ impl Core {
                 name: Set(path.to_owned()),
                 special_use: Set(None),
                 uidvalidity: Set(uidvalidity),
-                uidnext: Set(1),
-                highest_modseq: Set(1),
+                uidnext: Set(Uid(1)),
+                highest_modseq: Set(ModSeq(1)),
                 subscribed: Set(subscribe == NewMailbox::Subscribed || lone.contains(path)),
                 ..Default::default()
             }
@@ -347,7 +356,12 @@ impl Core {
     }
 
     /// Renames a mailbox and its children (`a` -> `b` also moves `a/x`).
-    pub async fn rename_mailbox(&self, account_id: i32, from: &str, to: &str) -> CoreResult<()> {
+    pub(crate) async fn rename_mailbox(
+        &self,
+        account_id: AccountId,
+        from: &str,
+        to: &str,
+    ) -> CoreResult<()> {
         let from = normalize_name(from)?;
         let to = normalize_name(to)?;
         if from == INBOX {
@@ -387,7 +401,7 @@ impl Core {
     }
 
     /// Deletes a mailbox and its messages. Children stay (RFC 9051 §6.3.5).
-    pub async fn delete_mailbox(&self, account_id: i32, name: &str) -> CoreResult<()> {
+    pub(crate) async fn delete_mailbox(&self, account_id: AccountId, name: &str) -> CoreResult<()> {
         let name = normalize_name(name)?;
         if name == INBOX {
             return Err(CoreError::invalid("INBOX cannot be deleted"));
@@ -402,7 +416,7 @@ impl Core {
             .all(&txn)
             .await?;
         let freed: i64 = msgs.iter().map(|r| r.size).sum();
-        let blob_ids: Vec<i32> = msgs.iter().map(|r| r.blob_id).collect();
+        let blob_ids: Vec<BlobId> = msgs.iter().map(|r| r.blob_id).collect();
         message::Entity::delete_many()
             .filter(message::Column::MailboxId.eq(m.id))
             .exec(&txn)
@@ -439,7 +453,12 @@ impl Core {
     /// no mailbox may be subscribed too (Dovecot allows it; a client may
     /// subscribe before it creates), and unsubscribing a name that was
     /// never subscribed is `NotFound`.
-    pub async fn set_subscribed(&self, account_id: i32, name: &str, on: bool) -> CoreResult<()> {
+    pub(crate) async fn set_subscribed(
+        &self,
+        account_id: AccountId,
+        name: &str,
+        on: bool,
+    ) -> CoreResult<()> {
         let name = normalize_name(name)?;
         let res = mailbox::Entity::update_many()
             .col_expr(mailbox::Column::Subscribed, Expr::value(on))
@@ -472,7 +491,10 @@ impl Core {
 
     /// Subscribed names that have no mailbox (deleted since, or not made
     /// yet), for LSUB and LIST (SUBSCRIBED).
-    pub async fn lone_subscriptions(&self, account_id: i32) -> CoreResult<Vec<String>> {
+    pub(crate) async fn lone_subscriptions(
+        &self,
+        account_id: AccountId,
+    ) -> CoreResult<Vec<String>> {
         let mut names: Vec<String> = self
             .lone_subscription_rows(account_id)
             .await?
@@ -489,7 +511,7 @@ impl Core {
 impl Core {
     async fn lone_subscription_rows(
         &self,
-        account_id: i32,
+        account_id: AccountId,
     ) -> CoreResult<std::collections::BTreeSet<String>> {
         Ok(lone_subscription::Entity::find()
             .filter(lone_subscription::Column::AccountId.eq(account_id))
@@ -504,7 +526,7 @@ impl Core {
 /// Records a subscription to a name with no mailbox (once).
 async fn keep_lone_subscription<C: sea_orm::ConnectionTrait>(
     db: &C,
-    account_id: i32,
+    account_id: AccountId,
     name: &str,
 ) -> CoreResult<()> {
     lone_subscription::Entity::insert(lone_subscription::ActiveModel {
@@ -528,7 +550,7 @@ async fn keep_lone_subscription<C: sea_orm::ConnectionTrait>(
 /// account's mail" filters its messages by.
 pub(crate) async fn mailbox_ids<C: sea_orm::ConnectionTrait>(
     db: &C,
-    account_id: i32,
+    account_id: AccountId,
 ) -> CoreResult<Vec<i32>> {
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
     Ok(crate::entities::mailbox::Entity::find()

@@ -6,6 +6,7 @@
 //! count reaches zero. Every change bumps the mailbox's HIGHESTMODSEQ and
 //! stamps the changed rows with it (RFC 7162 §3.1).
 
+use crate::ids::{AccountId, BlobId, MailboxId, ModSeq, Uid};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
@@ -209,9 +210,9 @@ fn keywords_column(keywords: &[Keyword]) -> String {
 /// One message's flags after a change, and the MODSEQ that change got.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlagChange {
-    pub uid: i64,
+    pub uid: Uid,
     pub flags: FlagSet,
-    pub modseq: i64,
+    pub modseq: ModSeq,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -233,11 +234,11 @@ pub enum SortOrder {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MessageSummary {
     pub id: i32,
-    pub mailbox_id: i32,
-    pub uid: i64,
+    pub mailbox_id: MailboxId,
+    pub uid: Uid,
     pub flags: Flags,
     pub keywords: Vec<Keyword>,
-    pub modseq: i64,
+    pub modseq: ModSeq,
     pub internal_date: i64,
     pub size: i64,
     pub from: String,
@@ -248,6 +249,32 @@ pub struct MessageSummary {
     pub thread_id: i64,
     pub snippet: String,
     pub has_attachments: bool,
+}
+
+impl MessageSummary {
+    /// A row for a message that is in no mailbox (UID 1, MODSEQ 1, mailbox
+    /// id 0, which no mailbox has): for rendering FETCH items in fuzzing
+    /// and benchmarks without a store.
+    pub fn unstored(size: i64, flags: Flags) -> MessageSummary {
+        MessageSummary {
+            id: 0,
+            mailbox_id: MailboxId::from_row(0),
+            uid: Uid(1),
+            flags,
+            keywords: Vec::new(),
+            modseq: ModSeq(1),
+            internal_date: 0,
+            size,
+            from: String::new(),
+            to: String::new(),
+            subject: String::new(),
+            sent_date: None,
+            message_id: String::new(),
+            thread_id: 0,
+            snippet: String::new(),
+            has_attachments: false,
+        }
+    }
 }
 
 impl From<message::Model> for MessageSummary {
@@ -277,9 +304,9 @@ impl From<message::Model> for MessageSummary {
 /// the mailbox is the account's: one statement for a run of messages, the
 /// ownership check included. The caller picks the columns.
 fn owned_rows(
-    account_id: i32,
-    mailbox_id: i32,
-    uids: &[i64],
+    account_id: AccountId,
+    mailbox_id: MailboxId,
+    uids: &[Uid],
 ) -> sea_orm::sea_query::SelectStatement {
     sea_orm::sea_query::Query::select()
         .from(message::Entity)
@@ -325,7 +352,7 @@ impl Extent {
 
 pub(crate) async fn add_usage<C: ConnectionTrait>(
     db: &C,
-    account_id: i32,
+    account_id: AccountId,
     delta: i64,
 ) -> CoreResult<()> {
     if delta != 0 {
@@ -346,9 +373,9 @@ pub(crate) async fn add_usage<C: ConnectionTrait>(
 /// race on PostgreSQL (the row lock orders them). Returns (first uid, modseq).
 pub(crate) async fn allocate_uids<C: ConnectionTrait>(
     db: &C,
-    mailbox_id: i32,
+    mailbox_id: MailboxId,
     count: i64,
-) -> CoreResult<(i64, i64)> {
+) -> CoreResult<(Uid, ModSeq)> {
     let rows = mailbox::Entity::update_many()
         .col_expr(
             mailbox::Column::Uidnext,
@@ -365,18 +392,18 @@ pub(crate) async fn allocate_uids<C: ConnectionTrait>(
         .into_iter()
         .next()
         .ok_or_else(|| CoreError::NotFound(format!("mailbox {mailbox_id}")))?;
-    Ok((m.uidnext - count, m.highest_modseq))
+    Ok((Uid(m.uidnext.get() - count), m.highest_modseq))
 }
 
 /// Bumps HIGHESTMODSEQ for a change that allocates no UID.
-async fn bump_modseq<C: ConnectionTrait>(db: &C, mailbox_id: i32) -> CoreResult<i64> {
+async fn bump_modseq<C: ConnectionTrait>(db: &C, mailbox_id: MailboxId) -> CoreResult<ModSeq> {
     allocate_uids(db, mailbox_id, 0).await.map(|(_, m)| m)
 }
 
 /// Checks the quota of an account for `extra` more bytes.
 pub(crate) async fn check_quota<C: ConnectionTrait>(
     db: &C,
-    account_id: i32,
+    account_id: AccountId,
     extra: i64,
 ) -> CoreResult<()> {
     let a = account::Entity::find_by_id(account_id)
@@ -423,10 +450,10 @@ fn with_trace_header(delivered_to: &str, blob: Vec<u8>) -> Vec<u8> {
 }
 
 pub(crate) struct NewMessage<'a> {
-    pub mailbox_id: i32,
-    pub uid: i64,
-    pub modseq: i64,
-    pub blob_id: i32,
+    pub mailbox_id: MailboxId,
+    pub uid: Uid,
+    pub modseq: ModSeq,
+    pub blob_id: BlobId,
     pub flags: Flags,
     pub keywords: &'a [Keyword],
     pub internal_date: i64,
@@ -503,7 +530,7 @@ pub(crate) async fn insert_message_row<C: ConnectionTrait>(
 /// refers to by In-Reply-To or References, else 0 (a new thread).
 pub(crate) async fn find_thread<C: ConnectionTrait>(
     db: &C,
-    account_id: i32,
+    account_id: AccountId,
     meta: &MessageMeta,
 ) -> CoreResult<i64> {
     let mut ids: Vec<String> = meta.references.clone();
@@ -533,10 +560,10 @@ pub(crate) async fn find_thread<C: ConnectionTrait>(
 
 impl Core {
     /// A page of a mailbox's messages and the mailbox's total count.
-    pub async fn list_messages(
+    pub(crate) async fn list_messages(
         &self,
-        account_id: i32,
-        mailbox_id: i32,
+        account_id: AccountId,
+        mailbox_id: MailboxId,
         offset: u64,
         limit: u64,
         order: SortOrder,
@@ -557,11 +584,11 @@ impl Core {
         Ok((rows.into_iter().map(Into::into).collect(), total))
     }
 
-    pub async fn message(
+    pub(crate) async fn message(
         &self,
-        account_id: i32,
-        mailbox_id: i32,
-        uid: i64,
+        account_id: AccountId,
+        mailbox_id: MailboxId,
+        uid: Uid,
     ) -> CoreResult<MessageSummary> {
         self.mailbox_row(account_id, mailbox_id).await?;
         message::Entity::find()
@@ -575,14 +602,22 @@ impl Core {
 
     /// The UID the next message will get (UIDNEXT): everything below it
     /// that is not in the mailbox was expunged (QRESYNC's VANISHED).
-    pub async fn mailbox_uidnext(&self, account_id: i32, mailbox_id: i32) -> CoreResult<i64> {
+    pub(crate) async fn mailbox_uidnext(
+        &self,
+        account_id: AccountId,
+        mailbox_id: MailboxId,
+    ) -> CoreResult<Uid> {
         Ok(self.mailbox_row(account_id, mailbox_id).await?.uidnext)
     }
 
     /// The mailbox's change counter (its HIGHESTMODSEQ): every delivery,
     /// flag change, copy or expunge raises it, so a session that remembers
     /// it can tell "nothing changed" with one row read.
-    pub async fn mailbox_modseq(&self, account_id: i32, mailbox_id: i32) -> CoreResult<i64> {
+    pub(crate) async fn mailbox_modseq(
+        &self,
+        account_id: AccountId,
+        mailbox_id: MailboxId,
+    ) -> CoreResult<ModSeq> {
         Ok(self
             .mailbox_row(account_id, mailbox_id)
             .await?
@@ -592,9 +627,9 @@ impl Core {
     /// HIGHESTMODSEQ, message count and UIDVALIDITY in one statement.
     pub(crate) async fn mailbox_moment(
         &self,
-        account_id: i32,
-        mailbox_id: i32,
-    ) -> CoreResult<(i64, u64, i64)> {
+        account_id: AccountId,
+        mailbox_id: MailboxId,
+    ) -> CoreResult<(ModSeq, u64, i64)> {
         let backend = self.db().get_database_backend();
         let sql = match backend {
             sea_orm::DbBackend::Postgres => {
@@ -618,7 +653,7 @@ impl Core {
         let modseq: i64 = row.try_get_by_index(0)?;
         let count: i64 = row.try_get_by_index(1)?;
         let uidvalidity: i64 = row.try_get_by_index(2)?;
-        Ok((modseq, count.max(0) as u64, uidvalidity))
+        Ok((ModSeq(modseq), count.max(0) as u64, uidvalidity))
     }
 
     /// Messages whose MODSEQ is above `since`: new ones and ones whose
@@ -627,8 +662,8 @@ impl Core {
     /// index's moment query does).
     pub(crate) async fn changed_rows(
         &self,
-        mailbox_id: i32,
-        since: i64,
+        mailbox_id: MailboxId,
+        since: ModSeq,
     ) -> CoreResult<Vec<MessageSummary>> {
         Ok(message::Entity::find()
             .filter(message::Column::MailboxId.eq(mailbox_id))
@@ -642,7 +677,11 @@ impl Core {
     }
 
     /// The UIDs of a mailbox, ascending: one column, for noticing expunges.
-    pub async fn mailbox_uids(&self, account_id: i32, mailbox_id: i32) -> CoreResult<Vec<i64>> {
+    pub(crate) async fn mailbox_uids(
+        &self,
+        account_id: AccountId,
+        mailbox_id: MailboxId,
+    ) -> CoreResult<Vec<Uid>> {
         self.mailbox_row(account_id, mailbox_id).await?;
         Ok(message::Entity::find()
             .select_only()
@@ -655,11 +694,11 @@ impl Core {
     }
 
     /// The message exactly as received (RFC 5322 bytes).
-    pub async fn message_raw(
+    pub(crate) async fn message_raw(
         &self,
-        account_id: i32,
-        mailbox_id: i32,
-        uid: i64,
+        account_id: AccountId,
+        mailbox_id: MailboxId,
+        uid: Uid,
     ) -> CoreResult<Vec<u8>> {
         self.mailbox_row(account_id, mailbox_id).await?;
         let row = message::Entity::find()
@@ -681,12 +720,12 @@ impl Core {
     /// an IMAP FETCH of bodies or a SEARCH of text reads a run of messages,
     /// and one query per message was most of its cost. The caller bounds
     /// the run (by the sizes it knows) so the bytes held stay small.
-    pub async fn messages_raw(
+    pub(crate) async fn messages_raw(
         &self,
-        account_id: i32,
-        mailbox_id: i32,
-        uids: &[i64],
-    ) -> CoreResult<Vec<(i64, Vec<u8>)>> {
+        account_id: AccountId,
+        mailbox_id: MailboxId,
+        uids: &[Uid],
+    ) -> CoreResult<Vec<(Uid, Vec<u8>)>> {
         self.read_messages(account_id, mailbox_id, uids, Extent::Whole)
             .await
     }
@@ -695,12 +734,12 @@ impl Core {
     /// [`Core::messages_raw`] gives whole messages: only the header's bytes
     /// leave the database. A message stored before header lengths were
     /// kept comes whole; the reader finds its header itself.
-    pub async fn messages_headers(
+    pub(crate) async fn messages_headers(
         &self,
-        account_id: i32,
-        mailbox_id: i32,
-        uids: &[i64],
-    ) -> CoreResult<Vec<(i64, Vec<u8>)>> {
+        account_id: AccountId,
+        mailbox_id: MailboxId,
+        uids: &[Uid],
+    ) -> CoreResult<Vec<(Uid, Vec<u8>)>> {
         self.read_messages(account_id, mailbox_id, uids, Extent::Header)
             .await
     }
@@ -708,12 +747,12 @@ impl Core {
     /// The FETCH digests ([`crate::FetchDigest`]) of these messages, by UID,
     /// in one query; a message without one is left out (stored before, or
     /// by a process that made none).
-    pub async fn messages_fetch_cache(
+    pub(crate) async fn messages_fetch_cache(
         &self,
-        account_id: i32,
-        mailbox_id: i32,
-        uids: &[i64],
-    ) -> CoreResult<HashMap<i64, Vec<u8>>> {
+        account_id: AccountId,
+        mailbox_id: MailboxId,
+        uids: &[Uid],
+    ) -> CoreResult<HashMap<Uid, Vec<u8>>> {
         if uids.is_empty() {
             return Ok(HashMap::new());
         }
@@ -725,7 +764,7 @@ impl Core {
         let stmt = self.db().get_database_backend().build(&q);
         let mut out = HashMap::new();
         for r in self.db().query_all(stmt).await? {
-            let uid: i64 = r.try_get_by_index(0)?;
+            let uid: Uid = r.try_get_by_index(0)?;
             let cache: Vec<u8> = r.try_get_by_index(1)?;
             out.insert(uid, cache);
         }
@@ -734,11 +773,11 @@ impl Core {
 
     async fn read_messages(
         &self,
-        account_id: i32,
-        mailbox_id: i32,
-        uids: &[i64],
+        account_id: AccountId,
+        mailbox_id: MailboxId,
+        uids: &[Uid],
         extent: Extent,
-    ) -> CoreResult<Vec<(i64, Vec<u8>)>> {
+    ) -> CoreResult<Vec<(Uid, Vec<u8>)>> {
         if uids.is_empty() {
             self.mailbox_row(account_id, mailbox_id).await?;
             return Ok(Vec::new());
@@ -759,21 +798,21 @@ impl Core {
             self.mailbox_row(account_id, mailbox_id).await?;
             return Ok(Vec::new());
         }
-        let mut rows: Vec<(i64, i32, String)> = Vec::with_capacity(found.len());
-        let mut blobs: HashMap<i32, Vec<u8>> = HashMap::new();
+        let mut rows: Vec<(Uid, BlobId, String)> = Vec::with_capacity(found.len());
+        let mut blobs: HashMap<BlobId, Vec<u8>> = HashMap::new();
         for r in found {
-            let uid: i64 = r.try_get_by_index(0)?;
-            let blob_id: i32 = r.try_get_by_index(1)?;
+            let uid: Uid = r.try_get_by_index(0)?;
+            let blob_id: BlobId = r.try_get_by_index(1)?;
             let delivered_to: String = r.try_get_by_index(2)?;
             let bytes: Vec<u8> = r.try_get_by_index(3)?;
             rows.push((uid, blob_id, delivered_to));
             blobs.entry(blob_id).or_insert(bytes);
         }
-        let by_uid: HashMap<i64, (i32, String)> =
+        let by_uid: HashMap<Uid, (BlobId, String)> =
             rows.into_iter().map(|(u, b, d)| (u, (b, d))).collect();
         // Two copies of one message in a mailbox share a blob: each use
         // but the last clones it.
-        let mut uses: HashMap<i32, usize> = HashMap::new();
+        let mut uses: HashMap<BlobId, usize> = HashMap::new();
         for (b, _) in by_uid.values() {
             *uses.entry(*b).or_default() += 1;
         }
@@ -797,14 +836,14 @@ impl Core {
 
     /// Adds, removes or replaces system flags on the given UIDs and returns
     /// the new state of each changed message.
-    pub async fn set_flags(
+    pub(crate) async fn set_flags(
         &self,
-        account_id: i32,
-        mailbox_id: i32,
-        uids: &[i64],
+        account_id: AccountId,
+        mailbox_id: MailboxId,
+        uids: &[Uid],
         op: FlagOp,
         flags: Flags,
-    ) -> CoreResult<Vec<(i64, Flags, i64)>> {
+    ) -> CoreResult<Vec<(Uid, Flags, ModSeq)>> {
         let changes = self
             .store_flags(account_id, mailbox_id, uids, op, &FlagSet::system(flags))
             .await?;
@@ -818,11 +857,11 @@ impl Core {
     /// keywords on the given UIDs; returns the new state of each message
     /// that changed. A change that would leave a message with more than
     /// [`MAX_KEYWORDS_PER_MESSAGE`] keywords changes nothing.
-    pub async fn store_flags(
+    pub(crate) async fn store_flags(
         &self,
-        account_id: i32,
-        mailbox_id: i32,
-        uids: &[i64],
+        account_id: AccountId,
+        mailbox_id: MailboxId,
+        uids: &[Uid],
         op: FlagOp,
         change: &FlagSet,
     ) -> CoreResult<Vec<FlagChange>> {
@@ -890,36 +929,36 @@ impl Core {
     /// Copies messages to another mailbox of the same account. Returns
     /// (source uid, new uid) pairs in UID order, as COPYUID wants them
     /// (RFC 4315 §3).
-    pub async fn copy_messages(
+    pub(crate) async fn copy_messages(
         &self,
-        account_id: i32,
-        from: i32,
-        uids: &[i64],
-        to: i32,
-    ) -> CoreResult<Vec<(i64, i64)>> {
+        account_id: AccountId,
+        from: MailboxId,
+        uids: &[Uid],
+        to: MailboxId,
+    ) -> CoreResult<Vec<(Uid, Uid)>> {
         self.copy_inner(account_id, from, uids, to, false).await
     }
 
     /// Moves messages (RFC 6851): copy, then remove from the source whatever
     /// its flags.
-    pub async fn move_messages(
+    pub(crate) async fn move_messages(
         &self,
-        account_id: i32,
-        from: i32,
-        uids: &[i64],
-        to: i32,
-    ) -> CoreResult<Vec<(i64, i64)>> {
+        account_id: AccountId,
+        from: MailboxId,
+        uids: &[Uid],
+        to: MailboxId,
+    ) -> CoreResult<Vec<(Uid, Uid)>> {
         self.copy_inner(account_id, from, uids, to, true).await
     }
 
     async fn copy_inner(
         &self,
-        account_id: i32,
-        from: i32,
-        uids: &[i64],
-        to: i32,
+        account_id: AccountId,
+        from: MailboxId,
+        uids: &[Uid],
+        to: MailboxId,
         remove_source: bool,
-    ) -> CoreResult<Vec<(i64, i64)>> {
+    ) -> CoreResult<Vec<(Uid, Uid)>> {
         self.mailbox_row(account_id, from).await?;
         self.mailbox_row(account_id, to).await?;
         // A MOVE within one mailbox is allowed (Dovecot does it too): the
@@ -942,7 +981,7 @@ impl Core {
         let (first, modseq) = allocate_uids(&txn, to, rows.len() as i64).await?;
         let mut pairs = Vec::with_capacity(rows.len());
         for (i, r) in rows.iter().enumerate() {
-            let new_uid = first + i as i64;
+            let new_uid = Uid(first.0 + i as i64);
             let mut am: message::ActiveModel = r.clone().into();
             am.id = sea_orm::ActiveValue::NotSet;
             am.mailbox_id = Set(to);
@@ -959,7 +998,7 @@ impl Core {
                 .await?;
             source_modseq = Some(bump_modseq(&txn, from).await?);
         } else {
-            let ids: Vec<i32> = rows.iter().map(|r| r.blob_id).collect();
+            let ids: Vec<BlobId> = rows.iter().map(|r| r.blob_id).collect();
             crate::blobs::adjust_refcounts(&txn, &ids, 1).await?;
             add_usage(&txn, account_id, added).await?;
         }
@@ -972,7 +1011,7 @@ impl Core {
             },
         });
         if let Some(m) = source_modseq {
-            let gone: Vec<i64> = pairs.iter().map(|p| p.0).collect();
+            let gone: Vec<Uid> = pairs.iter().map(|p| p.0).collect();
             self.note_expunged(from, m, &gone);
         }
         if remove_source {
@@ -989,12 +1028,12 @@ impl Core {
 
     /// Removes these messages for good (the webmail's delete in Trash, a
     /// replaced draft): flags them `\Deleted` and expunges just them.
-    pub async fn destroy(
+    pub(crate) async fn destroy(
         &self,
-        account_id: i32,
-        mailbox_id: i32,
-        uids: &[i64],
-    ) -> CoreResult<Vec<i64>> {
+        account_id: AccountId,
+        mailbox_id: MailboxId,
+        uids: &[Uid],
+    ) -> CoreResult<Vec<Uid>> {
         self.set_flags(account_id, mailbox_id, uids, FlagOp::Add, Flags::DELETED)
             .await?;
         self.expunge(account_id, mailbox_id, Some(uids)).await
@@ -1003,12 +1042,12 @@ impl Core {
     /// The UIDs just below and just above `uid` in a mailbox (older and
     /// newer neighbours, for next/previous), two indexed lookups instead of
     /// reading every UID.
-    pub async fn neighbour_uids(
+    pub(crate) async fn neighbour_uids(
         &self,
-        account_id: i32,
-        mailbox_id: i32,
-        uid: i64,
-    ) -> CoreResult<(Option<i64>, Option<i64>)> {
+        account_id: AccountId,
+        mailbox_id: MailboxId,
+        uid: Uid,
+    ) -> CoreResult<(Option<Uid>, Option<Uid>)> {
         self.mailbox_row(account_id, mailbox_id).await?;
         let base = || {
             message::Entity::find()
@@ -1019,13 +1058,13 @@ impl Core {
         let older = base()
             .filter(message::Column::Uid.lt(uid))
             .order_by_desc(message::Column::Uid)
-            .into_tuple::<i64>()
+            .into_tuple::<Uid>()
             .one(self.db())
             .await?;
         let newer = base()
             .filter(message::Column::Uid.gt(uid))
             .order_by_asc(message::Column::Uid)
-            .into_tuple::<i64>()
+            .into_tuple::<Uid>()
             .one(self.db())
             .await?;
         Ok((older, newer))
@@ -1033,12 +1072,12 @@ impl Core {
 
     /// Removes messages flagged `\Deleted`; with `only` set, just those UIDs
     /// among them (UID EXPUNGE, RFC 4315 §2.1). Returns the removed UIDs.
-    pub async fn expunge(
+    pub(crate) async fn expunge(
         &self,
-        account_id: i32,
-        mailbox_id: i32,
-        only: Option<&[i64]>,
-    ) -> CoreResult<Vec<i64>> {
+        account_id: AccountId,
+        mailbox_id: MailboxId,
+        only: Option<&[Uid]>,
+    ) -> CoreResult<Vec<Uid>> {
         self.mailbox_row(account_id, mailbox_id).await?;
         let txn = self.write_txn().await?;
         let mut q = message::Entity::find()
@@ -1059,12 +1098,12 @@ impl Core {
             .filter(message::Column::Id.is_in(rows.iter().map(|r| r.id)))
             .exec(&txn)
             .await?;
-        let blob_ids: Vec<i32> = rows.iter().map(|r| r.blob_id).collect();
+        let blob_ids: Vec<BlobId> = rows.iter().map(|r| r.blob_id).collect();
         crate::blobs::release_blobs(&txn, &blob_ids).await?;
         add_usage(&txn, account_id, -rows.iter().map(|r| r.size).sum::<i64>()).await?;
         let modseq = bump_modseq(&txn, mailbox_id).await?;
         txn.commit().await?;
-        let uids: Vec<i64> = rows.iter().map(|r| r.uid).collect();
+        let uids: Vec<Uid> = rows.iter().map(|r| r.uid).collect();
         self.note_expunged(mailbox_id, modseq, &uids);
         self.publish(ChangeEvent {
             account_id,
@@ -1075,14 +1114,14 @@ impl Core {
     }
 
     /// Adds a message to a mailbox (a Sent copy, a draft).
-    pub async fn append(
+    pub(crate) async fn append(
         &self,
-        account_id: i32,
-        mailbox_id: i32,
+        account_id: AccountId,
+        mailbox_id: MailboxId,
         raw: &[u8],
         flags: Flags,
         internal_date: Option<i64>,
-    ) -> CoreResult<i64> {
+    ) -> CoreResult<Uid> {
         self.append_flagged(
             account_id,
             mailbox_id,
@@ -1095,14 +1134,14 @@ impl Core {
 
     /// IMAP APPEND (RFC 9051 §6.3.12): the message with its system flags
     /// and keywords.
-    pub async fn append_flagged(
+    pub(crate) async fn append_flagged(
         &self,
-        account_id: i32,
-        mailbox_id: i32,
+        account_id: AccountId,
+        mailbox_id: MailboxId,
         raw: &[u8],
         flags: &FlagSet,
         internal_date: Option<i64>,
-    ) -> CoreResult<i64> {
+    ) -> CoreResult<Uid> {
         flags.check_limit()?;
         self.mailbox_row(account_id, mailbox_id).await?;
         let meta = self.message_meta(raw);

@@ -14,6 +14,7 @@
 //! another account and still open. A user may instead keep a password for
 //! the browser session only: then it is held in memory and never written.
 
+use crate::ids::AccountId;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -196,7 +197,7 @@ pub struct NewOutside<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutsideAccount {
     pub id: OutsideAccountId,
-    pub owner: i32,
+    pub owner: AccountId,
     pub settings: OutsideSettings,
     /// The password is stored (sealed); false: kept for the session only.
     pub remembered: bool,
@@ -546,14 +547,14 @@ impl SecretKey {
 }
 
 /// What a sealed password is bound to.
-fn seal_context(owner: i32, address: &str) -> String {
+fn seal_context(owner: AccountId, address: &str) -> String {
     format!(
         "tern outside account {owner} {}",
         address.to_ascii_lowercase()
     )
 }
 
-fn smtp_seal_context(owner: i32, address: &str) -> String {
+fn smtp_seal_context(owner: AccountId, address: &str) -> String {
     format!("{} smtp", seal_context(owner, address))
 }
 
@@ -634,7 +635,7 @@ impl Core {
     /// Saves an outside account for `owner`.
     pub async fn add_outside_account(
         &self,
-        owner: i32,
+        owner: AccountId,
         new: &NewOutside<'_>,
     ) -> CoreResult<OutsideAccountId> {
         let NewOutside {
@@ -729,7 +730,7 @@ impl Core {
         Ok(id)
     }
 
-    pub async fn outside_accounts(&self, owner: i32) -> CoreResult<Vec<OutsideAccount>> {
+    pub async fn outside_accounts(&self, owner: AccountId) -> CoreResult<Vec<OutsideAccount>> {
         Ok(outside_account::Entity::find()
             .filter(outside_account::Column::AccountId.eq(owner))
             .order_by_asc(outside_account::Column::Id)
@@ -744,7 +745,7 @@ impl Core {
     /// not found.
     pub async fn outside_account(
         &self,
-        owner: i32,
+        owner: AccountId,
         id: OutsideAccountId,
     ) -> CoreResult<OutsideAccount> {
         self.outside_row(owner, id).await.map(to_account)
@@ -752,7 +753,7 @@ impl Core {
 
     async fn outside_row(
         &self,
-        owner: i32,
+        owner: AccountId,
         id: OutsideAccountId,
     ) -> CoreResult<outside_account::Model> {
         outside_account::Entity::find_by_id(id.0)
@@ -767,7 +768,7 @@ impl Core {
     /// was kept for an earlier session and must be asked for again.
     pub async fn outside_login(
         &self,
-        owner: i32,
+        owner: AccountId,
         id: OutsideAccountId,
         session: &str,
     ) -> CoreResult<Option<OutsideLogin>> {
@@ -847,7 +848,11 @@ impl Core {
     }
 
     /// Removes an outside account and its stored password.
-    pub async fn remove_outside_account(&self, owner: i32, id: OutsideAccountId) -> CoreResult<()> {
+    pub async fn remove_outside_account(
+        &self,
+        owner: AccountId,
+        id: OutsideAccountId,
+    ) -> CoreResult<()> {
         let res = outside_account::Entity::delete_many()
             .filter(outside_account::Column::Id.eq(id.0))
             .filter(outside_account::Column::AccountId.eq(owner))
@@ -873,7 +878,7 @@ impl Core {
     /// Records how the last contact with the server went (None: fine).
     pub async fn set_outside_status(
         &self,
-        owner: i32,
+        owner: AccountId,
         id: OutsideAccountId,
         error: Option<&str>,
     ) -> CoreResult<()> {

@@ -3,6 +3,7 @@
 //! background task keeps in step with each provider, so the page renders
 //! from the database, never waiting on a slow or absent server.
 
+use crate::ids::{AccountId, Uid};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
@@ -32,7 +33,7 @@ pub struct CachedHeader {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum UnifiedSource {
     /// The local INBOX, by UID.
-    Local { uid: i64 },
+    Local { uid: Uid },
     /// An outside account's INBOX, by its message key there.
     Outside {
         account: OutsideAccountId,
@@ -64,7 +65,7 @@ pub struct UnifiedKey {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum UnifiedSlot {
     Outside { account: i32, key: String },
-    Local { uid: i64 },
+    Local { uid: Uid },
 }
 
 /// Longest key a page link may carry (a POP3 UIDL is at most 70 bytes).
@@ -300,9 +301,9 @@ impl Core {
     /// the full-text index). Paged by key, never by offset, so page 400
     /// costs what page 1 costs: each source reads at most `page_size + 1`
     /// rows past the anchor, through its index.
-    pub async fn unified_inbox(
+    pub(crate) async fn unified_inbox(
         &self,
-        owner: i32,
+        owner: AccountId,
         at: &UnifiedAt,
         page_size: u64,
         query: &str,
@@ -473,7 +474,7 @@ impl Core {
 
     /// The outside accounts whose cache a background task keeps fresh:
     /// those with a stored password.
-    pub async fn outside_cache_jobs(&self) -> CoreResult<Vec<(i32, OutsideAccountId)>> {
+    pub async fn outside_cache_jobs(&self) -> CoreResult<Vec<(AccountId, OutsideAccountId)>> {
         Ok(outside_account::Entity::find()
             .filter(outside_account::Column::Secret.is_not_null())
             .all(self.db())

@@ -11,6 +11,7 @@
 //! outside server still holds it, so when the database is down the
 //! fetcher simply tries again later.
 
+use crate::ids::AccountId;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 
@@ -77,7 +78,7 @@ impl FetchState {
 #[derive(Clone, Debug)]
 pub struct FetchJob {
     pub id: OutsideAccountId,
-    pub owner: i32,
+    pub owner: AccountId,
     pub owner_address: String,
     pub login: OutsideLogin,
     pub state: FetchState,
@@ -96,7 +97,7 @@ impl Core {
     /// fetch that runs while nobody is signed in.
     pub async fn set_outside_fetch(
         &self,
-        owner: i32,
+        owner: AccountId,
         id: OutsideAccountId,
         mode: FetchMode,
     ) -> CoreResult<()> {

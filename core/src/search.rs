@@ -7,6 +7,7 @@
 //! input never reaches either query language: `"`, `*`, `:`, `&`, `NEAR`
 //! and friends are word separators here, not syntax.
 
+use crate::ids::{AccountId, BlobId, MailboxId, Uid};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
@@ -55,7 +56,7 @@ pub(crate) fn document(meta: &MessageMeta) -> String {
 /// Adds a blob's words to the index. Called once, when the blob is new.
 pub(crate) async fn index_blob<C: ConnectionTrait>(
     db: &C,
-    blob_id: i32,
+    blob_id: BlobId,
     meta: &MessageMeta,
 ) -> CoreResult<()> {
     let backend = db.get_database_backend();
@@ -77,7 +78,10 @@ pub(crate) async fn index_blob<C: ConnectionTrait>(
 }
 
 /// Drops the index rows of blobs that no longer exist.
-pub(crate) async fn unindex_gone<C: ConnectionTrait>(db: &C, blob_ids: &[i32]) -> CoreResult<()> {
+pub(crate) async fn unindex_gone<C: ConnectionTrait>(
+    db: &C,
+    blob_ids: &[BlobId],
+) -> CoreResult<()> {
     if blob_ids.is_empty() {
         return Ok(());
     }
@@ -90,7 +94,7 @@ pub(crate) async fn unindex_gone<C: ConnectionTrait>(db: &C, blob_ids: &[i32]) -
     // and keeps one statement for any count.
     let list = blob_ids
         .iter()
-        .map(i32::to_string)
+        .map(BlobId::to_string)
         .collect::<Vec<_>>()
         .join(",");
     db.execute(Statement::from_string(
@@ -138,12 +142,12 @@ impl Core {
     /// not hold whole. The caller confirms the substring on these; the
     /// others cannot match and are not read. None when `starts` has no
     /// word the index keeps.
-    pub async fn body_search_candidates(
+    pub(crate) async fn body_search_candidates(
         &self,
-        account_id: i32,
-        mailbox_id: i32,
+        account_id: AccountId,
+        mailbox_id: MailboxId,
         starts: &[String],
-    ) -> CoreResult<Option<std::collections::HashSet<i64>>> {
+    ) -> CoreResult<Option<std::collections::HashSet<Uid>>> {
         self.mailbox_row(account_id, mailbox_id).await?;
         let backend = self.db().get_database_backend();
         let ws = starts.iter().flat_map(|s| words(s).collect::<Vec<_>>());
@@ -172,7 +176,7 @@ impl Core {
             ))
             .await?;
         rows.iter()
-            .map(|r| Ok(r.try_get_by_index::<i64>(0)?))
+            .map(|r| Ok(r.try_get_by_index::<Uid>(0)?))
             .collect::<CoreResult<_>>()
             .map(Some)
     }
@@ -180,10 +184,10 @@ impl Core {
     /// Messages of the account (in one mailbox, or all of them) that match
     /// `query`, newest first, with the number of hits up to [`COUNT_CAP`]
     /// (a count above the cap means "more than the cap").
-    pub async fn search(
+    pub(crate) async fn search(
         &self,
-        account_id: i32,
-        mailbox_id: Option<i32>,
+        account_id: AccountId,
+        mailbox_id: Option<MailboxId>,
         query: &str,
         offset: u64,
         limit: u64,
@@ -223,8 +227,8 @@ impl Core {
     /// unified inbox pages it by key. None when the query has no words.
     pub(crate) async fn search_select(
         &self,
-        account_id: i32,
-        mailbox_id: Option<i32>,
+        account_id: AccountId,
+        mailbox_id: Option<MailboxId>,
         query: &str,
     ) -> CoreResult<Option<sea_orm::Select<message::Entity>>> {
         let backend = self.db().get_database_backend();

@@ -12,6 +12,7 @@
 //! by the CLI or another node is seen within `LOGIN_EPOCH_CACHE`.
 
 use crate::db::InsertCommitted;
+use crate::ids::AccountId;
 use rand::RngCore;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set};
@@ -40,7 +41,11 @@ fn random_token() -> String {
 impl Core {
     /// Starts a session; returns the cookie token. A fresh token at every
     /// login is what defeats session fixation.
-    pub async fn create_session(&self, account_id: i32, client_ip: &str) -> CoreResult<String> {
+    pub async fn create_session(
+        &self,
+        account_id: AccountId,
+        client_ip: &str,
+    ) -> CoreResult<String> {
         let token = random_token();
         let now = self.now();
         web_session::ActiveModel {

@@ -4,6 +4,7 @@
 //! lets a submission server enforce this), and a message without
 //! `Message-ID` or `Date` gets them (RFC 6409 §8.2, §8.3).
 
+use crate::ids::Uid;
 use mail_parser::{HeaderName, MessageParser};
 use rand::RngCore;
 
@@ -125,7 +126,7 @@ pub struct Sent {
     pub local: usize,
     pub queued: usize,
     /// The UID of the copy in Sent.
-    pub sent_uid: i64,
+    pub sent_uid: Uid,
 }
 
 impl Core {

@@ -5,11 +5,16 @@
 
 use crate::Core;
 use crate::error::CoreResult;
+use crate::ids::AccountId;
 
 impl Core {
     /// Addresses this account has written to or heard from, most recent
     /// first, for the compose form's autocomplete.
-    pub async fn correspondents(&self, account_id: i32, limit: usize) -> CoreResult<Vec<String>> {
+    pub(crate) async fn correspondents(
+        &self,
+        account_id: AccountId,
+        limit: usize,
+    ) -> CoreResult<Vec<String>> {
         use crate::entities::{mailbox, message};
         use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
         let boxes: Vec<(i32, String)> = mailbox::Entity::find()
@@ -62,7 +67,7 @@ impl Core {
         Ok(out)
     }
 
-    async fn account_address(&self, account_id: i32) -> CoreResult<String> {
+    async fn account_address(&self, account_id: AccountId) -> CoreResult<String> {
         Ok(self
             .account_by_id(account_id)
             .await?
@@ -71,7 +76,11 @@ impl Core {
     }
 
     /// How many messages of the account are in a conversation.
-    pub async fn thread_len(&self, account_id: i32, thread_id: i64) -> CoreResult<u64> {
+    pub(crate) async fn thread_len(
+        &self,
+        account_id: AccountId,
+        thread_id: i64,
+    ) -> CoreResult<u64> {
         use crate::entities::message;
         use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
         let boxes = crate::mailboxes::mailbox_ids(self.db(), account_id).await?;
@@ -84,9 +93,9 @@ impl Core {
 
     /// The messages of one conversation, oldest first, across the
     /// account's folders.
-    pub async fn thread_messages(
+    pub(crate) async fn thread_messages(
         &self,
-        account_id: i32,
+        account_id: AccountId,
         thread_id: i64,
     ) -> CoreResult<Vec<crate::MessageSummary>> {
         use crate::entities::message;

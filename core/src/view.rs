@@ -2,6 +2,7 @@
 //! plain-text body, the raw HTML body (the web layer sanitises it; the core
 //! knows no HTML) and the attachments with their sizes.
 
+use crate::ids::{AccountId, MailboxId, Uid};
 use mail_parser::{Address as MpAddress, MessageParser, MimeHeaders, PartType};
 
 use crate::Core;
@@ -194,21 +195,21 @@ fn attachment_of(msg: &mail_parser::Message, index: u32) -> Option<AttachmentDat
 }
 
 impl Core {
-    pub async fn message_view(
+    pub(crate) async fn message_view(
         &self,
-        account_id: i32,
-        mailbox_id: i32,
-        uid: i64,
+        account_id: AccountId,
+        mailbox_id: MailboxId,
+        uid: Uid,
     ) -> CoreResult<MessageView> {
         let raw = self.message_raw(account_id, mailbox_id, uid).await?;
         Ok(MessageView::parse(&raw))
     }
 
-    pub async fn message_attachment(
+    pub(crate) async fn message_attachment(
         &self,
-        account_id: i32,
-        mailbox_id: i32,
-        uid: i64,
+        account_id: AccountId,
+        mailbox_id: MailboxId,
+        uid: Uid,
         index: u32,
     ) -> CoreResult<AttachmentData> {
         let raw = self.message_raw(account_id, mailbox_id, uid).await?;

@@ -246,7 +246,7 @@ async fn two_nodes_claiming_at_once_take_each_entry_once() {
         for t in tasks {
             seen.extend(t.await.unwrap());
         }
-        let unique: HashSet<i32> = seen.iter().copied().collect();
+        let unique: HashSet<mailcore::QueueId> = seen.iter().copied().collect();
         assert_eq!(seen.len(), unique.len(), "an entry was claimed twice");
         assert_eq!(unique, all, "every entry was claimed");
         a.close().await;
@@ -311,7 +311,12 @@ async fn outcomes_retire_reschedule_log_and_bounce_in_one_commit() {
         assert_eq!((e.lock_owner.clone(), e.lease_until), (None, None));
 
         // The DSN landed in the sender's INBOX in the same commit.
-        let inbox = core.mailbox(alice.id, "INBOX").await.unwrap().unwrap();
+        let inbox = core
+            .mail(alice.id)
+            .mailbox_status("INBOX")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(inbox.total, 1);
         // The message blob stays while one entry still needs it; the DSN
         // added one.

@@ -9,8 +9,8 @@ use common::{for_each_backend, for_each_url};
 use mailcore::delivery::{Envelope, LocalCopy};
 use mailcore::messages::FlagOp;
 use mailcore::{
-    Address, AuthError, Core, CoreError, CoreOptions, FlagSet, Flags, Keyword, Rejection, Role,
-    Route, SortOrder,
+    AccountId, Address, AuthError, Core, CoreError, CoreOptions, FlagSet, Flags, Keyword,
+    OwnedMailbox, Rejection, Role, Route, SortOrder, Uid,
 };
 
 const PW: &str = "correct horse battery";
@@ -24,7 +24,7 @@ Subject: {subject}\r\nMessage-ID: <{subject}@remote.example>\r\n\r\n{body}\r\n"
     .into_bytes()
 }
 
-async fn setup(core: &Core, users: &[&str]) -> Vec<i32> {
+async fn setup(core: &Core, users: &[&str]) -> Vec<AccountId> {
     core.add_domain("example.test").await.unwrap();
     let mut ids = Vec::new();
     for u in users {
@@ -37,8 +37,61 @@ async fn setup(core: &Core, users: &[&str]) -> Vec<i32> {
     ids
 }
 
-async fn inbox(core: &Core, account: i32) -> mailcore::Mailbox {
-    core.mailbox(account, "INBOX").await.unwrap().unwrap()
+async fn inbox(core: &Core, account: AccountId) -> mailcore::Mailbox {
+    core.mail(account)
+        .mailbox_status("INBOX")
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// A mailbox (as any of the core's mailbox values names it), opened
+/// through its account's `Mail`.
+async fn owned(core: &Core, account: AccountId, mailbox: &impl Named) -> OwnedMailbox {
+    core.mail(account)
+        .mailbox(mailbox.box_name())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// A mailbox's row without counts, by name.
+async fn mailbox_head(
+    core: &Core,
+    account: AccountId,
+    name: &str,
+) -> Result<Option<mailcore::MailboxHead>, CoreError> {
+    Ok(core
+        .mail(account)
+        .mailbox(name)
+        .await?
+        .map(|m| m.head().clone()))
+}
+
+trait Named {
+    fn box_name(&self) -> &str;
+}
+
+impl Named for mailcore::Mailbox {
+    fn box_name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Named for mailcore::MailboxHead {
+    fn box_name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Named for OwnedMailbox {
+    fn box_name(&self) -> &str {
+        self.name()
+    }
+}
+
+fn uids(ns: &[i64]) -> Vec<Uid> {
+    ns.iter().map(|&n| Uid(n)).collect()
 }
 
 #[tokio::test]
@@ -67,11 +120,15 @@ async fn one_message_to_three_recipients_stores_one_blob() {
             assert_eq!(ib.unseen, 1);
             let mut want = format!("Delivered-To: {name}\r\n").into_bytes();
             want.extend_from_slice(&raw);
-            assert_eq!(core.message_raw(*id, ib.id, 1).await.unwrap(), want);
+            assert_eq!(
+                owned(&core, *id, &ib).await.raw(Uid(1)).await.unwrap(),
+                want
+            );
             let acct = core.account_by_id(*id).await.unwrap().unwrap();
             assert_eq!(acct.used_bytes, want.len() as i64, "quota accounting");
-            let (rows, _) = core
-                .list_messages(*id, ib.id, 0, 10, SortOrder::UidAsc)
+            let (rows, _) = owned(&core, *id, &ib)
+                .await
+                .list(0, 10, SortOrder::UidAsc)
                 .await
                 .unwrap();
             assert_eq!(
@@ -107,7 +164,7 @@ async fn routing_copy_answers_yes_and_this_process_never_sees_it_stale() {
             }
         };
         until_current().await;
-        let is_account = |r: &Route, id: i32| matches!(r, Route::Account(a) if a.id == id);
+        let is_account = |r: &Route, id: AccountId| matches!(r, Route::Account(a) if a.id == id);
         assert!(is_account(
             &core.route("a@example.test").await.unwrap(),
             ids[0]
@@ -183,26 +240,31 @@ async fn uids_strictly_increase_under_concurrency() {
                     .unwrap()
             }));
         }
-        let mut uids: Vec<i64> = Vec::new();
+        let mut got: Vec<Uid> = Vec::new();
         for t in tasks {
-            uids.push(t.await.unwrap().delivered[0].uid);
+            got.push(t.await.unwrap().delivered[0].uid);
         }
-        uids.sort_unstable();
-        assert_eq!(uids, (1..=12).collect::<Vec<i64>>());
+        got.sort_unstable();
+        assert_eq!(got, (1..=12).map(Uid).collect::<Vec<Uid>>());
         let ib = inbox(&core, ids[0]).await;
-        assert_eq!(ib.uidnext, 13);
+        assert_eq!(ib.uidnext, Uid(13));
         // Expunge then deliver: UIDs are never reused.
-        core.set_flags(ids[0], ib.id, &[12], FlagOp::Add, Flags::DELETED)
+        owned(&core, ids[0], &ib)
+            .await
+            .set_flags(&uids(&[12]), FlagOp::Add, Flags::DELETED)
             .await
             .unwrap();
-        assert_eq!(core.expunge(ids[0], ib.id, None).await.unwrap(), vec![12]);
+        assert_eq!(
+            owned(&core, ids[0], &ib).await.expunge(None).await.unwrap(),
+            uids(&[12])
+        );
         let env = Envelope {
             mail_from: String::new(),
             local: vec![LocalCopy::new(ids[0], "")],
             remote: vec![],
         };
         let r = core.deliver(&env, &msg("after", "x")).await.unwrap();
-        assert_eq!(r.delivered[0].uid, 13);
+        assert_eq!(r.delivered[0].uid, Uid(13));
     })
     .await;
 }
@@ -216,8 +278,9 @@ async fn concurrent_writers_share_commits_and_failures_stay_their_own() {
     for_each_backend("group_commit", |core| async move {
         let ids = setup(&core, &["a"]).await;
         let ib = inbox(&core, ids[0]).await;
-        let first = core
-            .append(ids[0], ib.id, &msg("first", "x"), Flags::empty(), None)
+        let first = owned(&core, ids[0], &ib)
+            .await
+            .append(&msg("first", "x"), Flags::empty(), None)
             .await
             .unwrap();
         let before = core.write_group_stats();
@@ -226,40 +289,34 @@ async fn concurrent_writers_share_commits_and_failures_stay_their_own() {
         let full: Vec<Keyword> = (0..64)
             .map(|i| Keyword::parse(&format!("k{i}")).unwrap())
             .collect();
-        core.store_flags(
-            ids[0],
-            ib.id,
-            &[first],
-            FlagOp::Add,
-            &FlagSet {
-                system: Flags::empty(),
-                keywords: full,
-            },
-        )
-        .await
-        .unwrap();
+        owned(&core, ids[0], &ib)
+            .await
+            .store_flags(
+                &[first],
+                FlagOp::Add,
+                &FlagSet {
+                    system: Flags::empty(),
+                    keywords: full,
+                },
+            )
+            .await
+            .unwrap();
         let mut tasks = Vec::new();
         for n in 0..40 {
             let core = core.clone();
-            let (account, mailbox) = (ids[0], ib.id);
+            let mailbox = owned(&core, ids[0], &ib).await;
             tasks.push(tokio::spawn(async move {
                 if n % 4 == 3 {
                     let one_more = FlagSet {
                         system: Flags::FLAGGED,
                         keywords: vec![Keyword::parse(&format!("extra{n}")).unwrap()],
                     };
-                    let r = core
-                        .store_flags(account, mailbox, &[first], FlagOp::Add, &one_more)
-                        .await;
+                    let r = mailbox.store_flags(&[first], FlagOp::Add, &one_more).await;
                     assert!(matches!(r, Err(CoreError::Limit(_))), "{r:?}");
                     None
                 } else {
                     let raw = msg(&format!("m{n}"), "concurrent");
-                    Some(
-                        core.append(account, mailbox, &raw, Flags::SEEN, None)
-                            .await
-                            .unwrap(),
-                    )
+                    Some(mailbox.append(&raw, Flags::SEEN, None).await.unwrap())
                 }
             }));
         }
@@ -273,8 +330,9 @@ async fn concurrent_writers_share_commits_and_failures_stay_their_own() {
         assert_eq!(uids.len(), 30, "each append got its own UID");
         // Every append that was told "done" is there, read through another
         // connection; the refused STOREs changed nothing.
-        let (rows, total) = core
-            .list_messages(ids[0], ib.id, 0, 100, SortOrder::UidAsc)
+        let (rows, total) = owned(&core, ids[0], &ib)
+            .await
+            .list(0, 100, SortOrder::UidAsc)
             .await
             .unwrap();
         assert_eq!(total, 31);
@@ -463,7 +521,8 @@ async fn mailboxes_lifecycle() {
         let ids = setup(&core, &["a"]).await;
         let a = ids[0];
         let names: Vec<String> = core
-            .list_mailboxes(a)
+            .mail(a)
+            .mailboxes()
             .await
             .unwrap()
             .into_iter()
@@ -473,51 +532,65 @@ async fn mailboxes_lifecycle() {
             names,
             ["INBOX", "Sent", "Drafts", "Trash", "Junk", "Archive"]
         );
-        let sent = core.mailbox(a, "Sent").await.unwrap().unwrap();
+        let sent = core.mail(a).mailbox_status("Sent").await.unwrap().unwrap();
         assert_eq!(sent.special_use.as_deref(), Some("\\Sent"));
 
         let work = core
-            .create_mailbox(a, "Work", mailcore::NewMailbox::Subscribed)
+            .mail(a)
+            .create_mailbox("Work", mailcore::NewMailbox::Subscribed)
             .await
             .unwrap();
         // The head by name (no counts), INBOX in any case.
-        let head = core.mailbox_head(a, "Work").await.unwrap().unwrap();
+        let head = mailbox_head(&core, a, "Work").await.unwrap().unwrap();
         assert_eq!((head.id, head.uidvalidity), (work.id, work.uidvalidity));
-        let inbox_head = core.mailbox_head(a, "inbox").await.unwrap().unwrap();
+        let inbox_head = mailbox_head(&core, a, "inbox").await.unwrap().unwrap();
         assert_eq!(inbox_head.name, "INBOX");
-        assert!(core.mailbox_head(a, "Nope").await.unwrap().is_none());
-        assert!(core.mailbox_head(a + 1000, "Work").await.unwrap().is_none());
-        core.create_mailbox(a, "Work/2026", mailcore::NewMailbox::Subscribed)
+        assert!(mailbox_head(&core, a, "Nope").await.unwrap().is_none());
+        // Another account's mail has no "Work": names are per account.
+        let z = core
+            .add_account("z@example.test", PW, Role::User)
+            .await
+            .unwrap()
+            .id;
+        assert!(mailbox_head(&core, z, "Work").await.unwrap().is_none());
+        core.mail(a)
+            .create_mailbox("Work/2026", mailcore::NewMailbox::Subscribed)
             .await
             .unwrap();
         assert!(matches!(
-            core.create_mailbox(a, "Work", mailcore::NewMailbox::Subscribed)
+            core.mail(a)
+                .create_mailbox("Work", mailcore::NewMailbox::Subscribed)
                 .await,
             Err(CoreError::Conflict(_))
         ));
         assert!(matches!(
-            core.create_mailbox(a, "bad//name", mailcore::NewMailbox::Subscribed)
+            core.mail(a)
+                .create_mailbox("bad//name", mailcore::NewMailbox::Subscribed)
                 .await,
             Err(CoreError::Invalid(_))
         ));
-        core.rename_mailbox(a, "Work", "Jobs").await.unwrap();
-        assert!(core.mailbox(a, "Jobs/2026").await.unwrap().is_some());
-        assert!(core.mailbox(a, "Work").await.unwrap().is_none());
-        assert!(core.rename_mailbox(a, "INBOX", "x").await.is_err());
-        assert!(core.delete_mailbox(a, "inbox").await.is_err());
+        core.mail(a).rename_mailbox("Work", "Jobs").await.unwrap();
+        assert!(
+            core.mail(a)
+                .mailbox_status("Jobs/2026")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(core.mail(a).mailbox_status("Work").await.unwrap().is_none());
+        assert!(core.mail(a).rename_mailbox("INBOX", "x").await.is_err());
+        assert!(core.mail(a).delete_mailbox("inbox").await.is_err());
 
         let uid = core
-            .append(
-                a,
-                work.id,
-                &msg("kept", "x"),
-                Flags::SEEN,
-                Some(1_700_000_000),
-            )
+            .mail(a)
+            .open("Jobs")
+            .await
+            .unwrap()
+            .append(&msg("kept", "x"), Flags::SEEN, Some(1_700_000_000))
             .await
             .unwrap();
-        assert_eq!(uid, 1);
-        core.delete_mailbox(a, "Jobs").await.unwrap();
+        assert_eq!(uid, Uid(1));
+        core.mail(a).delete_mailbox("Jobs").await.unwrap();
         assert_eq!(
             core.storage_counts().await.unwrap(),
             (0, 0),
@@ -525,12 +598,21 @@ async fn mailboxes_lifecycle() {
         );
         // Reusing the name gives a new UIDVALIDITY.
         let again = core
-            .create_mailbox(a, "Jobs", mailcore::NewMailbox::Subscribed)
+            .mail(a)
+            .create_mailbox("Jobs", mailcore::NewMailbox::Subscribed)
             .await
             .unwrap();
         assert_ne!(again.uidvalidity, work.uidvalidity);
-        core.set_subscribed(a, "Jobs", false).await.unwrap();
-        assert!(!core.mailbox(a, "Jobs").await.unwrap().unwrap().subscribed);
+        core.mail(a).set_subscribed("Jobs", false).await.unwrap();
+        assert!(
+            !core
+                .mail(a)
+                .mailbox_status("Jobs")
+                .await
+                .unwrap()
+                .unwrap()
+                .subscribed
+        );
     })
     .await;
 }
@@ -542,18 +624,19 @@ async fn messages_list_flags_copy_move_expunge() {
         let a = ids[0];
         let ib = inbox(&core, a).await;
         for n in 0..5 {
-            core.append(
-                a,
-                ib.id,
-                &msg(&format!("m{n}"), "body"),
-                Flags::empty(),
-                Some(1_000 + n),
-            )
-            .await
-            .unwrap();
+            owned(&core, a, &ib)
+                .await
+                .append(
+                    &msg(&format!("m{n}"), "body"),
+                    Flags::empty(),
+                    Some(1_000 + n),
+                )
+                .await
+                .unwrap();
         }
-        let (page, total) = core
-            .list_messages(a, ib.id, 0, 2, SortOrder::DateDesc)
+        let (page, total) = owned(&core, a, &ib)
+            .await
+            .list(0, 2, SortOrder::DateDesc)
             .await
             .unwrap();
         assert_eq!(total, 5);
@@ -561,19 +644,19 @@ async fn messages_list_flags_copy_move_expunge() {
             page.iter().map(|m| m.subject.as_str()).collect::<Vec<_>>(),
             ["m4", "m3"]
         );
-        let (page2, _) = core
-            .list_messages(a, ib.id, 2, 2, SortOrder::DateDesc)
+        let (page2, _) = owned(&core, a, &ib)
+            .await
+            .list(2, 2, SortOrder::DateDesc)
             .await
             .unwrap();
         assert_eq!(page2[0].subject, "m2");
         assert_eq!(page[0].from, "Sender <sender@remote.example>");
         assert_eq!(page[0].snippet, "body");
 
-        let changed = core
+        let changed = owned(&core, a, &ib)
+            .await
             .set_flags(
-                a,
-                ib.id,
-                &[1, 2],
+                &uids(&[1, 2]),
                 FlagOp::Add,
                 Flags::SEEN.union(Flags::FLAGGED),
             )
@@ -582,50 +665,82 @@ async fn messages_list_flags_copy_move_expunge() {
         assert_eq!(changed.len(), 2);
         let modseq = changed[0].2;
         assert!(modseq > ib.highest_modseq);
-        let m1 = core.message(a, ib.id, 1).await.unwrap();
+        let m1 = owned(&core, a, &ib).await.message(Uid(1)).await.unwrap();
         assert_eq!(m1.flags.names(), ["\\Seen", "\\Flagged"]);
         assert_eq!(m1.modseq, modseq);
         // No-op change touches nothing.
         assert!(
-            core.set_flags(a, ib.id, &[1], FlagOp::Add, Flags::SEEN)
+            owned(&core, a, &ib)
+                .await
+                .set_flags(&uids(&[1]), FlagOp::Add, Flags::SEEN)
                 .await
                 .unwrap()
                 .is_empty()
         );
         assert_eq!(inbox(&core, a).await.unseen, 3);
 
-        let archive = core.mailbox(a, "Archive").await.unwrap().unwrap();
-        let pairs = core
-            .copy_messages(a, ib.id, &[2, 3], archive.id)
+        let archive = core
+            .mail(a)
+            .mailbox_status("Archive")
+            .await
+            .unwrap()
+            .unwrap();
+        let pairs = owned(&core, a, &ib)
+            .await
+            .copy_to(&uids(&[2, 3]), &owned(&core, a, &archive).await)
             .await
             .unwrap();
-        assert_eq!(pairs, vec![(2, 1), (3, 2)]);
-        let moved = core
-            .move_messages(a, ib.id, &[4], archive.id)
+        assert_eq!(pairs, vec![(Uid(2), Uid(1)), (Uid(3), Uid(2))]);
+        let moved = owned(&core, a, &ib)
+            .await
+            .move_to(&uids(&[4]), &owned(&core, a, &archive).await)
             .await
             .unwrap();
-        assert_eq!(moved, vec![(4, 3)]);
+        assert_eq!(moved, vec![(Uid(4), Uid(3))]);
         assert_eq!(inbox(&core, a).await.total, 4);
-        assert_eq!(core.mailbox(a, "Archive").await.unwrap().unwrap().total, 3);
+        assert_eq!(
+            core.mail(a)
+                .mailbox_status("Archive")
+                .await
+                .unwrap()
+                .unwrap()
+                .total,
+            3
+        );
         assert_eq!(core.storage_counts().await.unwrap(), (5, 7));
 
-        // Another account cannot touch this mailbox.
+        // Another account's INBOX by the same name is its own, and a copy
+        // across accounts is refused.
         assert!(matches!(
-            core.message_raw(ids[1], ib.id, 1).await,
+            owned(&core, ids[1], &ib).await.raw(Uid(1)).await,
             Err(CoreError::NotFound(_))
         ));
-        assert!(
-            core.copy_messages(ids[1], ib.id, &[1], archive.id)
+        assert!(matches!(
+            owned(&core, a, &ib)
                 .await
-                .is_err()
-        );
+                .copy_to(&uids(&[1]), &owned(&core, ids[1], &archive).await)
+                .await,
+            Err(CoreError::NotFound(_))
+        ));
 
         // Expunge removes only \Deleted; the blob stays while a copy remains.
-        core.set_flags(a, ib.id, &[2, 5], FlagOp::Add, Flags::DELETED)
+        owned(&core, a, &ib)
+            .await
+            .set_flags(&uids(&[2, 5]), FlagOp::Add, Flags::DELETED)
             .await
             .unwrap();
-        assert_eq!(core.expunge(a, ib.id, Some(&[5])).await.unwrap(), vec![5]);
-        assert_eq!(core.expunge(a, ib.id, None).await.unwrap(), vec![2]);
+        assert_eq!(
+            owned(&core, a, &ib)
+                .await
+                .expunge(Some(&uids(&[5])))
+                .await
+                .unwrap(),
+            uids(&[5])
+        );
+        assert_eq!(
+            owned(&core, a, &ib).await.expunge(None).await.unwrap(),
+            uids(&[2])
+        );
         assert_eq!(core.storage_counts().await.unwrap(), (4, 5));
         let used = core.account_by_id(a).await.unwrap().unwrap().used_bytes;
         let expect: i64 = [1, 3]
@@ -640,14 +755,21 @@ async fn messages_list_flags_copy_move_expunge() {
 
         // Neighbours by UID skip expunged ones; destroy removes for good.
         assert_eq!(
-            core.neighbour_uids(a, ib.id, 3).await.unwrap(),
-            (Some(1), None)
+            owned(&core, a, &ib).await.neighbours(Uid(3)).await.unwrap(),
+            (Some(Uid(1)), None)
         );
         assert_eq!(
-            core.neighbour_uids(a, ib.id, 1).await.unwrap(),
-            (None, Some(3))
+            owned(&core, a, &ib).await.neighbours(Uid(1)).await.unwrap(),
+            (None, Some(Uid(3)))
         );
-        assert_eq!(core.destroy(a, ib.id, &[3]).await.unwrap(), vec![3]);
+        assert_eq!(
+            owned(&core, a, &ib)
+                .await
+                .destroy(&uids(&[3]))
+                .await
+                .unwrap(),
+            uids(&[3])
+        );
         assert_eq!(inbox(&core, a).await.total, 1);
     })
     .await;
@@ -664,85 +786,96 @@ async fn the_kept_mailbox_index_follows_every_change() {
         let ids = setup(&core, &["a"]).await;
         let a = ids[0];
         let ib = inbox(&core, a).await;
-        let fresh = async |core: &Core, mb: i32| {
-            let (rows, _) = core
-                .list_messages(a, mb, 0, 1 << 40, SortOrder::UidAsc)
-                .await
-                .unwrap();
+        let fresh = async |mb: &OwnedMailbox| {
+            let (rows, _) = mb.list(0, 1 << 40, SortOrder::UidAsc).await.unwrap();
             rows
         };
-        let check = async |what: &str, mb: i32| {
-            let idx = core.mailbox_index(a, mb).await.unwrap();
+        let check = async |what: &str, name: &str| {
+            let mb = core.mail(a).open(name).await.unwrap();
+            let idx = mb.index().await.unwrap();
             let kept: Vec<_> = idx.messages.iter().map(|m| (**m).clone()).collect();
-            assert_eq!(kept, fresh(&core, mb).await, "after {what}");
+            assert_eq!(kept, fresh(&mb).await, "after {what}");
         };
         for n in 0..6 {
-            core.append(a, ib.id, &msg(&format!("k{n}"), "b"), Flags::empty(), None)
+            owned(&core, a, &ib)
+                .await
+                .append(&msg(&format!("k{n}"), "b"), Flags::empty(), None)
                 .await
                 .unwrap();
         }
-        check("append", ib.id).await;
+        check("append", "INBOX").await;
         assert_eq!(core.mailbox_index_cache_size().0, 1);
         // Changes by the other node.
-        other
-            .set_flags(a, ib.id, &[2, 3], FlagOp::Add, Flags::SEEN)
+        owned(&other, a, &ib)
+            .await
+            .set_flags(&uids(&[2, 3]), FlagOp::Add, Flags::SEEN)
             .await
             .unwrap();
-        check("flags set elsewhere", ib.id).await;
-        other
-            .append(a, ib.id, &msg("k6", "b"), Flags::empty(), None)
+        check("flags set elsewhere", "INBOX").await;
+        owned(&other, a, &ib)
+            .await
+            .append(&msg("k6", "b"), Flags::empty(), None)
             .await
             .unwrap();
-        check("append elsewhere", ib.id).await;
-        other
-            .set_flags(a, ib.id, &[4], FlagOp::Add, Flags::DELETED)
+        check("append elsewhere", "INBOX").await;
+        owned(&other, a, &ib)
+            .await
+            .set_flags(&uids(&[4]), FlagOp::Add, Flags::DELETED)
             .await
             .unwrap();
-        other.expunge(a, ib.id, None).await.unwrap();
-        check("expunge elsewhere", ib.id).await;
+        owned(&other, a, &ib).await.expunge(None).await.unwrap();
+        check("expunge elsewhere", "INBOX").await;
         // One gone and one new: the count alone is unchanged.
-        other
-            .set_flags(a, ib.id, &[5], FlagOp::Add, Flags::DELETED)
+        owned(&other, a, &ib)
+            .await
+            .set_flags(&uids(&[5]), FlagOp::Add, Flags::DELETED)
             .await
             .unwrap();
-        other.expunge(a, ib.id, None).await.unwrap();
-        other
-            .append(a, ib.id, &msg("k7", "b"), Flags::empty(), None)
+        owned(&other, a, &ib).await.expunge(None).await.unwrap();
+        owned(&other, a, &ib)
+            .await
+            .append(&msg("k7", "b"), Flags::empty(), None)
             .await
             .unwrap();
-        check("expunge and append", ib.id).await;
-        let uids: Vec<i64> = core
-            .mailbox_index(a, ib.id)
+        check("expunge and append", "INBOX").await;
+        let kept: Vec<Uid> = owned(&core, a, &ib)
+            .await
+            .index()
             .await
             .unwrap()
             .messages
             .iter()
             .map(|m| m.uid)
             .collect();
-        assert_eq!(uids, [1, 2, 3, 6, 7, 8]);
+        assert_eq!(kept, uids(&[1, 2, 3, 6, 7, 8]));
         // A mailbox deleted and made again is read afresh.
         let f = core
-            .create_mailbox(a, "Folder", mailcore::NewMailbox::Subscribed)
+            .mail(a)
+            .create_mailbox("Folder", mailcore::NewMailbox::Subscribed)
             .await
             .unwrap();
-        core.append(a, f.id, &msg("f1", "b"), Flags::empty(), None)
+        owned(&core, a, &f)
+            .await
+            .append(&msg("f1", "b"), Flags::empty(), None)
             .await
             .unwrap();
-        check("a new folder", f.id).await;
-        other.delete_mailbox(a, "Folder").await.unwrap();
+        check("a new folder", "Folder").await;
+        let stale = owned(&core, a, &f).await;
+        other.mail(a).delete_mailbox("Folder").await.unwrap();
         let f2 = other
-            .create_mailbox(a, "Folder", mailcore::NewMailbox::Subscribed)
+            .mail(a)
+            .create_mailbox("Folder", mailcore::NewMailbox::Subscribed)
             .await
             .unwrap();
-        other
-            .append(a, f2.id, &msg("f2", "other"), Flags::empty(), None)
+        owned(&other, a, &f2)
+            .await
+            .append(&msg("f2", "other"), Flags::empty(), None)
             .await
             .unwrap();
-        check("delete and create again", f2.id).await;
-        assert!(matches!(
-            core.mailbox_index(a + 1000, ib.id).await,
-            Err(CoreError::NotFound(_))
-        ));
+        check("delete and create again", "Folder").await;
+        // Opened before the delete: the handle names the old mailbox,
+        // which is gone, not the new one under the same name.
+        assert!(matches!(stale.index().await, Err(CoreError::NotFound(_))));
         other.close().await;
         core.close().await;
     })
@@ -770,20 +903,27 @@ async fn many_raw_messages_in_one_read() {
         }
         // UIDs 3..=5 appended (no Delivered-To).
         for n in 3..=5 {
-            core.append(a, ib.id, &msg(&format!("m{n}"), "b"), Flags::empty(), None)
+            owned(&core, a, &ib)
+                .await
+                .append(&msg(&format!("m{n}"), "b"), Flags::empty(), None)
                 .await
                 .unwrap();
         }
-        let got = core
-            .messages_raw(a, ib.id, &[5, 2, 99, 1, 3])
+        let got = owned(&core, a, &ib)
+            .await
+            .raws(&uids(&[5, 2, 99, 1, 3]))
             .await
             .unwrap();
-        let uids: Vec<i64> = got.iter().map(|(u, _)| *u).collect();
-        assert_eq!(uids, [5, 2, 1, 3], "asked order, the missing UID left out");
+        let order: Vec<Uid> = got.iter().map(|(u, _)| *u).collect();
+        assert_eq!(
+            order,
+            uids(&[5, 2, 1, 3]),
+            "asked order, the missing UID left out"
+        );
         for (uid, raw) in &got {
             assert_eq!(
                 raw,
-                &core.message_raw(a, ib.id, *uid).await.unwrap(),
+                &owned(&core, a, &ib).await.raw(*uid).await.unwrap(),
                 "uid {uid} as one message_raw reads it"
             );
         }
@@ -793,11 +933,23 @@ async fn many_raw_messages_in_one_read() {
                 .starts_with(b"Delivered-To: alias@example.test\r\n")
         );
         assert!(got[2].1.starts_with(b"Delivered-To: a@example.test\r\n"));
-        assert!(core.messages_raw(a, ib.id, &[]).await.unwrap().is_empty());
-        assert!(matches!(
-            core.messages_raw(ids[1], ib.id, &[1]).await,
-            Err(CoreError::NotFound(_))
-        ));
+        assert!(
+            owned(&core, a, &ib)
+                .await
+                .raws(&[])
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // The other account's INBOX of the same name holds none of it.
+        assert!(
+            owned(&core, ids[1], &ib)
+                .await
+                .raws(&uids(&[1]))
+                .await
+                .unwrap()
+                .is_empty()
+        );
     })
     .await;
 }
@@ -816,7 +968,9 @@ async fn headers_and_fetch_digests_are_kept_with_the_bytes() {
         let a = ids[0];
         let ib = inbox(&core, a).await;
         // Stored before a digest maker was set: a header length, no digest.
-        core.append(a, ib.id, &msg("before", "b0"), Flags::empty(), None)
+        owned(&core, a, &ib)
+            .await
+            .append(&msg("before", "b0"), Flags::empty(), None)
             .await
             .unwrap();
         core.set_fetch_digest(digest);
@@ -828,12 +982,15 @@ async fn headers_and_fetch_digests_are_kept_with_the_bytes() {
         };
         core.deliver(&env, &delivered).await.unwrap();
         let appended = msg("appended", "b2");
-        core.append(a, ib.id, &appended, Flags::empty(), None)
+        owned(&core, a, &ib)
+            .await
+            .append(&appended, Flags::empty(), None)
             .await
             .unwrap();
 
-        let headers: std::collections::HashMap<i64, Vec<u8>> = core
-            .messages_headers(a, ib.id, &[1, 2, 3])
+        let headers: std::collections::HashMap<Uid, Vec<u8>> = owned(&core, a, &ib)
+            .await
+            .headers(&uids(&[1, 2, 3]))
             .await
             .unwrap()
             .into_iter()
@@ -842,31 +999,45 @@ async fn headers_and_fetch_digests_are_kept_with_the_bytes() {
         let mut want = b"Delivered-To: a@example.test\r\n".to_vec();
         want.extend_from_slice(&delivered[..end(&delivered)]);
         assert_eq!(
-            String::from_utf8_lossy(&headers[&2]),
+            String::from_utf8_lossy(&headers[&Uid(2)]),
             String::from_utf8_lossy(&want)
         );
-        assert_eq!(headers[&3], appended[..end(&appended)]);
+        assert_eq!(headers[&Uid(3)], appended[..end(&appended)]);
         let before = msg("before", "b0");
-        assert_eq!(headers[&1], before[..end(&before)]);
+        assert_eq!(headers[&Uid(1)], before[..end(&before)]);
 
-        let digests = core
-            .messages_fetch_cache(a, ib.id, &[1, 2, 3, 9])
+        let digests = owned(&core, a, &ib)
+            .await
+            .fetch_cache(&uids(&[1, 2, 3, 9]))
             .await
             .unwrap();
         assert_eq!(digests.len(), 2, "{digests:?}");
         assert_eq!(
-            digests[&2],
+            digests[&Uid(2)],
             format!("{}|delivered", delivered.len()).into_bytes()
         );
         assert_eq!(
-            digests[&3],
+            digests[&Uid(3)],
             format!("{}|appended", appended.len()).into_bytes()
         );
         // Copies share the blob, so they share its digest.
-        let arch = core.mailbox(a, "Archive").await.unwrap().unwrap();
-        core.copy_messages(a, ib.id, &[2], arch.id).await.unwrap();
-        let copied = core.messages_fetch_cache(a, arch.id, &[1]).await.unwrap();
-        assert_eq!(copied[&1], digests[&2]);
+        let arch = core
+            .mail(a)
+            .mailbox_status("Archive")
+            .await
+            .unwrap()
+            .unwrap();
+        owned(&core, a, &ib)
+            .await
+            .copy_to(&uids(&[2]), &owned(&core, a, &arch).await)
+            .await
+            .unwrap();
+        let copied = owned(&core, a, &arch)
+            .await
+            .fetch_cache(&uids(&[1]))
+            .await
+            .unwrap();
+        assert_eq!(copied[&Uid(1)], digests[&Uid(2)]);
     })
     .await;
 }
@@ -886,20 +1057,25 @@ async fn body_search_candidates_come_from_the_index() {
             "nothing to see".to_owned(),
             format!("too long: {long}"),
         ] {
-            core.append(a, ib.id, &msg("s", &body), Flags::empty(), None)
+            owned(&core, a, &ib)
+                .await
+                .append(&msg("s", &body), Flags::empty(), None)
                 .await
                 .unwrap();
         }
-        let got = core
-            .body_search_candidates(a, ib.id, &["invo".into()])
+        let got = owned(&core, a, &ib)
+            .await
+            .body_search_candidates(&["invo".into()])
             .await
             .unwrap()
             .unwrap();
-        let mut got: Vec<i64> = got.into_iter().collect();
+        let mut got: Vec<Uid> = got.into_iter().collect();
         got.sort();
-        assert_eq!(got, [1, 3]);
+        assert_eq!(got, uids(&[1, 3]));
         assert!(
-            core.body_search_candidates(a, ib.id, &[])
+            owned(&core, a, &ib)
+                .await
+                .body_search_candidates(&[])
                 .await
                 .unwrap()
                 .is_none()
@@ -936,8 +1112,9 @@ async fn threads_follow_references() {
         .await
         .unwrap();
         let ib = inbox(&core, ids[0]).await;
-        let (all, _) = core
-            .list_messages(ids[0], ib.id, 0, 10, SortOrder::UidAsc)
+        let (all, _) = owned(&core, ids[0], &ib)
+            .await
+            .list(0, 10, SortOrder::UidAsc)
             .await
             .unwrap();
         assert_eq!(all[0].thread_id, all[1].thread_id);
@@ -1119,100 +1296,148 @@ Content-Type: text/html; charset=utf-8\r\n\r\n<p>{body}</p>\r\n"
             )
             .into_bytes()
         };
-        core.append(
-            a,
-            ib.id,
-            &raw(
-                "Invoice 42",
-                "Billing <bill@shop.example>",
-                "Total due: 12 EUR",
-            ),
-            Flags::empty(),
-            Some(10),
-        )
-        .await
-        .unwrap();
-        core.append(
-            a,
-            ib.id,
-            &raw(
-                "Café plans",
-                "Zoë <zoe@friends.example>",
-                "See you at the <b>harbour</b>",
-            ),
-            Flags::empty(),
-            Some(20),
-        )
-        .await
-        .unwrap();
+        owned(&core, a, &ib)
+            .await
+            .append(
+                &raw(
+                    "Invoice 42",
+                    "Billing <bill@shop.example>",
+                    "Total due: 12 EUR",
+                ),
+                Flags::empty(),
+                Some(10),
+            )
+            .await
+            .unwrap();
+        owned(&core, a, &ib)
+            .await
+            .append(
+                &raw(
+                    "Café plans",
+                    "Zoë <zoe@friends.example>",
+                    "See you at the <b>harbour</b>",
+                ),
+                Flags::empty(),
+                Some(20),
+            )
+            .await
+            .unwrap();
         // The same words in another account's mailbox must never show.
         let bib = inbox(&core, b).await;
-        core.append(
-            b,
-            bib.id,
-            &raw("Invoice 43", "Billing <bill@shop.example>", "harbour"),
-            Flags::empty(),
-            Some(30),
-        )
-        .await
-        .unwrap();
+        owned(&core, b, &bib)
+            .await
+            .append(
+                &raw("Invoice 43", "Billing <bill@shop.example>", "harbour"),
+                Flags::empty(),
+                Some(30),
+            )
+            .await
+            .unwrap();
 
         let subjects =
             |v: Vec<mailcore::MessageSummary>| v.into_iter().map(|m| m.subject).collect::<Vec<_>>();
         // Subject word, a prefix, a sender's domain, an HTML body word, a
         // phrase across fields (every word must match).
-        let (hits, n) = core.search(a, Some(ib.id), "invoice", 0, 50).await.unwrap();
+        let (hits, n) = core
+            .mail(a)
+            .search(Some(&owned(&core, a, &ib).await), "invoice", 0, 50)
+            .await
+            .unwrap();
         assert_eq!((subjects(hits), n), (vec!["Invoice 42".to_owned()], 1));
-        let (hits, _) = core.search(a, None, "harb", 0, 50).await.unwrap();
+        let (hits, _) = core.mail(a).search(None, "harb", 0, 50).await.unwrap();
         assert_eq!(subjects(hits), ["Café plans"]);
-        let (hits, _) = core.search(a, None, "shop.example", 0, 50).await.unwrap();
+        let (hits, _) = core
+            .mail(a)
+            .search(None, "shop.example", 0, 50)
+            .await
+            .unwrap();
         assert_eq!(subjects(hits), ["Invoice 42"]);
-        let (hits, _) = core.search(a, None, "zoë harbour", 0, 50).await.unwrap();
+        let (hits, _) = core
+            .mail(a)
+            .search(None, "zoë harbour", 0, 50)
+            .await
+            .unwrap();
         assert_eq!(subjects(hits), ["Café plans"]);
-        let (hits, _) = core.search(a, None, "zoë invoice", 0, 50).await.unwrap();
+        let (hits, _) = core
+            .mail(a)
+            .search(None, "zoë invoice", 0, 50)
+            .await
+            .unwrap();
         assert!(hits.is_empty());
         // Query-language syntax is just separators.
-        let (hits, _) = core.search(a, None, "\"total\"* :", 0, 50).await.unwrap();
+        let (hits, _) = core
+            .mail(a)
+            .search(None, "\"total\"* :", 0, 50)
+            .await
+            .unwrap();
         assert_eq!(subjects(hits), ["Invoice 42"]);
 
         // A moved message is found in its new folder, not the old one.
-        let archive = core.mailbox(a, "Archive").await.unwrap().unwrap();
-        core.move_messages(a, ib.id, &[1], archive.id)
+        let archive = core
+            .mail(a)
+            .mailbox_status("Archive")
+            .await
+            .unwrap()
+            .unwrap();
+        owned(&core, a, &ib)
+            .await
+            .move_to(&uids(&[1]), &owned(&core, a, &archive).await)
             .await
             .unwrap();
         assert_eq!(
-            core.search(a, Some(ib.id), "invoice", 0, 50)
+            core.mail(a)
+                .search(Some(&owned(&core, a, &ib).await), "invoice", 0, 50)
                 .await
                 .unwrap()
                 .1,
             0
         );
         assert_eq!(
-            core.search(a, Some(archive.id), "invoice", 0, 50)
+            core.mail(a)
+                .search(Some(&owned(&core, a, &archive).await), "invoice", 0, 50)
                 .await
                 .unwrap()
                 .1,
             1
         );
         // Expunged and gone: no hit, and b's copy of similar words is still b's.
-        core.set_flags(a, archive.id, &[1], FlagOp::Add, Flags::DELETED)
+        owned(&core, a, &archive)
+            .await
+            .set_flags(&uids(&[1]), FlagOp::Add, Flags::DELETED)
             .await
             .unwrap();
-        core.expunge(a, archive.id, None).await.unwrap();
-        assert_eq!(core.search(a, None, "invoice", 0, 50).await.unwrap().1, 0);
-        assert_eq!(core.search(b, None, "invoice", 0, 50).await.unwrap().1, 1);
+        owned(&core, a, &archive).await.expunge(None).await.unwrap();
+        assert_eq!(
+            core.mail(a).search(None, "invoice", 0, 50).await.unwrap().1,
+            0
+        );
+        assert_eq!(
+            core.mail(b).search(None, "invoice", 0, 50).await.unwrap().1,
+            1
+        );
         // Counts stop at the cap (a word in every message costs no more).
-        let lots = core.mailbox(a, "Junk").await.unwrap().unwrap();
+        let lots = core.mail(a).mailbox_status("Junk").await.unwrap().unwrap();
         for i in 0..(mailcore::search::COUNT_CAP + 5) {
             let raw = format!("From: x@y.example\r\nSubject: spam {i}\r\n\r\nbuy now\r\n");
-            core.append(a, lots.id, raw.as_bytes(), Flags::empty(), None)
+            owned(&core, a, &lots)
+                .await
+                .append(raw.as_bytes(), Flags::empty(), None)
                 .await
                 .unwrap();
         }
-        let (page, n) = core.search(a, Some(lots.id), "buy", 0, 50).await.unwrap();
+        let (page, n) = core
+            .mail(a)
+            .search(Some(&owned(&core, a, &lots).await), "buy", 0, 50)
+            .await
+            .unwrap();
         assert_eq!((page.len(), n), (50, mailcore::search::COUNT_CAP + 1));
-        // Another account's mailbox id is refused, not searched.
-        assert!(core.search(b, Some(ib.id), "harbour", 0, 50).await.is_err());
+        // Another account's mailbox is refused, not searched.
+        assert!(matches!(
+            core.mail(b)
+                .search(Some(&owned(&core, a, &ib).await), "harbour", 0, 50)
+                .await,
+            Err(CoreError::NotFound(_))
+        ));
     })
     .await;
 }
@@ -1313,23 +1538,14 @@ async fn admin_roles_are_enforced_by_the_core_and_audited() {
         );
 
         // Removing a domain with mail asks for confirmation first.
-        let ib = core
-            .mailbox(
-                core.account("info@b.test").await.unwrap().unwrap().id,
-                "INBOX",
-            )
+        let info = core.account("info@b.test").await.unwrap().unwrap().id;
+        core.mail(info)
+            .open("INBOX")
             .await
             .unwrap()
+            .append(&msg("keep", "me"), Flags::empty(), None)
+            .await
             .unwrap();
-        core.append(
-            core.account("info@b.test").await.unwrap().unwrap().id,
-            ib.id,
-            &msg("keep", "me"),
-            Flags::empty(),
-            None,
-        )
-        .await
-        .unwrap();
         let err = core
             .admin_remove_domain(&op, "b.test", false)
             .await
@@ -1424,9 +1640,11 @@ async fn spooled_mail_is_stored_once_across_a_restart() {
             .expect("a change event")
             .unwrap();
         assert!(matches!(ev.kind, mailcore::ChangeKind::NewMessages { .. }));
-        let count = |core: Core, id: i32| async move {
+        let count = |core: Core, id: AccountId| async move {
             let ib = inbox(&core, id).await;
-            core.list_messages(id, ib.id, 0, 1000, SortOrder::UidAsc)
+            owned(&core, id, &ib)
+                .await
+                .list(0, 1000, SortOrder::UidAsc)
                 .await
                 .unwrap()
                 .0
@@ -1481,18 +1699,19 @@ async fn over_quota_at_ingest_delivers_the_rest_and_bounces() {
         let h = core.start_ingest(spool2, ingest_cfg());
         drained(&spool).await;
         h.stop().await;
-        let list = |id: i32| {
+        let list = |id: AccountId| {
             let core = core.clone();
             async move {
                 let ib = inbox(&core, id).await;
-                let (m, _) = core
-                    .list_messages(id, ib.id, 0, 10, SortOrder::UidAsc)
+                let (m, _) = owned(&core, id, &ib)
+                    .await
+                    .list(0, 10, SortOrder::UidAsc)
                     .await
                     .unwrap();
                 let mut raws = Vec::new();
                 for s in m {
                     raws.push(
-                        String::from_utf8(core.message_raw(id, ib.id, s.uid).await.unwrap())
+                        String::from_utf8(owned(&core, id, &ib).await.raw(s.uid).await.unwrap())
                             .unwrap(),
                     );
                 }
@@ -1534,12 +1753,12 @@ async fn one_ingest_batch_counts_quota_uids_usage_and_threads_in_order() {
         let fifth = msg("fifth", &"5".repeat(200));
         // a has room for the first three, not the fourth.
         // Each copy also counts its Delivered-To line.
-        let trace = |raw: &[u8], id: i32| {
+        let trace = |raw: &[u8], id: AccountId| {
             (raw.len() + format!("Delivered-To: to-{id}@example.test\r\n").len()) as i64
         };
         let quota = trace(&first, a) + trace(&reply, a) + trace(&third, a) + 10;
         core.set_quota("a@example.test", quota).await.unwrap();
-        let to = |accounts: &[i32]| Envelope {
+        let to = |accounts: &[AccountId]| Envelope {
             mail_from: "sender@example.test".into(),
             local: accounts
                 .iter()
@@ -1561,11 +1780,13 @@ async fn one_ingest_batch_counts_quota_uids_usage_and_threads_in_order() {
         drained(&spool).await;
         h.stop().await;
 
-        let list = |id: i32| {
+        let list = |id: AccountId| {
             let core = core.clone();
             async move {
                 let ib = inbox(&core, id).await;
-                core.list_messages(id, ib.id, 0, 10, SortOrder::UidAsc)
+                owned(&core, id, &ib)
+                    .await
+                    .list(0, 10, SortOrder::UidAsc)
                     .await
                     .unwrap()
                     .0
@@ -1574,8 +1795,8 @@ async fn one_ingest_batch_counts_quota_uids_usage_and_threads_in_order() {
         let in_a = list(a).await;
         let subjects: Vec<&str> = in_a.iter().map(|m| m.subject.as_str()).collect();
         assert_eq!(subjects, ["first", "reply", "third"], "arrival order");
-        let uids: Vec<i64> = in_a.iter().map(|m| m.uid).collect();
-        assert_eq!(uids, [1, 2, 3]);
+        let got: Vec<Uid> = in_a.iter().map(|m| m.uid).collect();
+        assert_eq!(got, uids(&[1, 2, 3]));
         assert_eq!(
             in_a[0].thread_id, in_a[0].id as i64,
             "a new conversation is its own thread root"
@@ -1619,8 +1840,14 @@ async fn one_ingest_batch_counts_quota_uids_usage_and_threads_in_order() {
         let dsn = list(sender).await;
         assert_eq!(dsn.len(), 1, "the fourth message is reported to its sender");
         let ib = inbox(&core, sender).await;
-        let raw =
-            String::from_utf8(core.message_raw(sender, ib.id, dsn[0].uid).await.unwrap()).unwrap();
+        let raw = String::from_utf8(
+            owned(&core, sender, &ib)
+                .await
+                .raw(dsn[0].uid)
+                .await
+                .unwrap(),
+        )
+        .unwrap();
         assert!(raw.contains("Status: 5.2.2"), "{raw}");
         assert!(raw.contains("Subject: fourth"), "{raw}");
     })
@@ -1639,10 +1866,9 @@ async fn keywords_are_stored_copied_and_limited() {
             system: Flags::empty(),
             keywords: kw(n),
         };
-        let uid = core
+        let uid = owned(&core, ids[0], &ib)
+            .await
             .append_flagged(
-                ids[0],
-                ib.id,
                 &msg("kw", "x"),
                 &FlagSet {
                     system: Flags::SEEN,
@@ -1652,9 +1878,10 @@ async fn keywords_are_stored_copied_and_limited() {
             )
             .await
             .unwrap();
-        let before = core.mailbox_modseq(ids[0], ib.id).await.unwrap();
-        let ch = core
-            .store_flags(ids[0], ib.id, &[uid], FlagOp::Add, &only(&["$Junk"]))
+        let before = owned(&core, ids[0], &ib).await.modseq().await.unwrap();
+        let ch = owned(&core, ids[0], &ib)
+            .await
+            .store_flags(&[uid], FlagOp::Add, &only(&["$Junk"]))
             .await
             .unwrap();
         assert_eq!(ch.len(), 1);
@@ -1664,12 +1891,13 @@ async fn keywords_are_stored_copied_and_limited() {
             "a keyword change is a change (RFC 7162)"
         );
         // The same keyword in another case changes nothing and bumps nothing.
-        let ch = core
-            .store_flags(ids[0], ib.id, &[uid], FlagOp::Add, &only(&["$JUNK"]))
+        let ch = owned(&core, ids[0], &ib)
+            .await
+            .store_flags(&[uid], FlagOp::Add, &only(&["$JUNK"]))
             .await
             .unwrap();
         assert!(ch.is_empty());
-        let m = core.message(ids[0], ib.id, uid).await.unwrap();
+        let m = owned(&core, ids[0], &ib).await.message(uid).await.unwrap();
         assert_eq!(m.keywords, kw(&["$Forwarded", "$Junk"]));
         assert_eq!(m.flags, Flags::SEEN);
         // Past the per-message limit: refused, and the row is as it was.
@@ -1677,12 +1905,15 @@ async fn keywords_are_stored_copied_and_limited() {
             .map(|i| format!("k{i}"))
             .collect();
         let many: Vec<&str> = many.iter().map(String::as_str).collect();
-        let r = core
-            .store_flags(ids[0], ib.id, &[uid], FlagOp::Add, &only(&many))
+        let r = owned(&core, ids[0], &ib)
+            .await
+            .store_flags(&[uid], FlagOp::Add, &only(&many))
             .await;
         assert!(matches!(r, Err(CoreError::Limit(_))), "{r:?}");
         assert_eq!(
-            core.message(ids[0], ib.id, uid)
+            owned(&core, ids[0], &ib)
+                .await
+                .message(uid)
                 .await
                 .unwrap()
                 .keywords
@@ -1691,28 +1922,38 @@ async fn keywords_are_stored_copied_and_limited() {
         );
         // COPY keeps keywords; -FLAGS removes them.
         let dest = core
-            .create_mailbox(ids[0], "Kept", mailcore::NewMailbox::Subscribed)
+            .mail(ids[0])
+            .create_mailbox("Kept", mailcore::NewMailbox::Subscribed)
             .await
             .unwrap();
-        let pairs = core
-            .copy_messages(ids[0], ib.id, &[uid], dest.id)
+        let pairs = owned(&core, ids[0], &ib)
+            .await
+            .copy_to(&[uid], &owned(&core, ids[0], &dest).await)
             .await
             .unwrap();
-        let copy = core.message(ids[0], dest.id, pairs[0].1).await.unwrap();
+        let copy = owned(&core, ids[0], &dest)
+            .await
+            .message(pairs[0].1)
+            .await
+            .unwrap();
         assert_eq!(copy.keywords, kw(&["$Forwarded", "$Junk"]));
-        core.store_flags(
-            ids[0],
-            dest.id,
-            &[pairs[0].1],
-            FlagOp::Remove,
-            &FlagSet {
-                system: Flags::SEEN,
-                keywords: kw(&["$forwarded"]),
-            },
-        )
-        .await
-        .unwrap();
-        let copy = core.message(ids[0], dest.id, pairs[0].1).await.unwrap();
+        owned(&core, ids[0], &dest)
+            .await
+            .store_flags(
+                &[pairs[0].1],
+                FlagOp::Remove,
+                &FlagSet {
+                    system: Flags::SEEN,
+                    keywords: kw(&["$forwarded"]),
+                },
+            )
+            .await
+            .unwrap();
+        let copy = owned(&core, ids[0], &dest)
+            .await
+            .message(pairs[0].1)
+            .await
+            .unwrap();
         assert_eq!(
             (copy.flags, copy.keywords),
             (Flags::empty(), kw(&["$Junk"]))
@@ -1867,10 +2108,11 @@ async fn outside_accounts_seal_fetch_once_and_go_with_their_owner() {
         .await
         .unwrap();
         use mailcore::outside_cache::UnifiedAt;
-        let unified = |owner: i32, size: u64, q: &'static str| {
+        let unified = |owner: AccountId, size: u64, q: &'static str| {
             let core = core.clone();
             async move {
-                core.unified_inbox(owner, &UnifiedAt::Newest, size, q)
+                core.mail(owner)
+                    .unified_inbox(&UnifiedAt::Newest, size, q)
                     .await
                     .unwrap()
             }
@@ -1888,7 +2130,8 @@ async fn outside_accounts_seal_fetch_once_and_go_with_their_owner() {
         assert!(first.has_older);
         let last = first.rows.last().unwrap().key();
         let page = core
-            .unified_inbox(ids[0], &UnifiedAt::Older(last), 3, "")
+            .mail(ids[0])
+            .unified_inbox(&UnifiedAt::Older(last), 3, "")
             .await
             .unwrap();
         assert_eq!(page.rows.len(), 1, "the second page holds the rest");
@@ -2005,7 +2248,7 @@ async fn unified_inbox_pages_by_key_without_gaps_or_repeats() {
                 let mut seen: Vec<UnifiedKey> = Vec::new();
                 let mut at = UnifiedAt::Newest;
                 loop {
-                    let page = core.unified_inbox(me, &at, size, "").await.unwrap();
+                    let page = core.mail(me).unified_inbox(&at, size, "").await.unwrap();
                     assert_eq!(page.total, total as u64);
                     seen.extend(page.rows.iter().map(|r| r.key()));
                     if !page.has_older {
@@ -2017,7 +2260,7 @@ async fn unified_inbox_pages_by_key_without_gaps_or_repeats() {
                 let mut back: Vec<UnifiedKey> = Vec::new();
                 let mut at = UnifiedAt::Newer(seen.last().unwrap().clone());
                 loop {
-                    let page = core.unified_inbox(me, &at, size, "").await.unwrap();
+                    let page = core.mail(me).unified_inbox(&at, size, "").await.unwrap();
                     back.splice(0..0, page.rows.iter().map(|r| r.key()));
                     if !page.has_newer {
                         break;
@@ -2043,12 +2286,10 @@ async fn unified_inbox_pages_by_key_without_gaps_or_repeats() {
         }
         // A row on the first page goes before the second page is read:
         // the second page is the same rows as before.
-        let first = core
-            .unified_inbox(ids[0], &UnifiedAt::Newest, 10, "")
+        let first = core.mail(ids[0]).unified_inbox(&UnifiedAt::Newest, 10, "")
             .await
             .unwrap();
-        let second = core
-            .unified_inbox(ids[0], &UnifiedAt::Older(first.rows[9].key()), 10, "")
+        let second = core.mail(ids[0]).unified_inbox(&UnifiedAt::Older(first.rows[9].key()), 10, "")
             .await
             .unwrap();
         let gone = first
@@ -2062,8 +2303,7 @@ async fn unified_inbox_pages_by_key_without_gaps_or_repeats() {
             })
             .expect("an outside row on the first page");
         core.update_outside_cache(gone.0, 7, &[], &[gone.1]).await.unwrap();
-        let again = core
-            .unified_inbox(ids[0], &UnifiedAt::Older(first.rows[9].key()), 10, "")
+        let again = core.mail(ids[0]).unified_inbox(&UnifiedAt::Older(first.rows[9].key()), 10, "")
             .await
             .unwrap();
         assert_eq!(again.rows, second.rows);
@@ -2077,29 +2317,60 @@ async fn unified_inbox_pages_by_key_without_gaps_or_repeats() {
 async fn subscriptions_outlive_their_mailbox() {
     for_each_backend("lone_subscriptions", |core| async move {
         let ids = setup(&core, &["s"]).await;
-        core.create_mailbox(ids[0], "Lists", mailcore::NewMailbox::Subscribed)
+        core.mail(ids[0])
+            .create_mailbox("Lists", mailcore::NewMailbox::Subscribed)
             .await
             .unwrap();
-        core.set_subscribed(ids[0], "Lists", true).await.unwrap();
-        core.delete_mailbox(ids[0], "Lists").await.unwrap();
-        assert_eq!(core.lone_subscriptions(ids[0]).await.unwrap(), ["Lists"]);
-        // Twice is fine; a name with no mailbox may be subscribed.
-        core.set_subscribed(ids[0], "Lists", true).await.unwrap();
-        core.set_subscribed(ids[0], "Later", true).await.unwrap();
+        core.mail(ids[0])
+            .set_subscribed("Lists", true)
+            .await
+            .unwrap();
+        core.mail(ids[0]).delete_mailbox("Lists").await.unwrap();
         assert_eq!(
-            core.lone_subscriptions(ids[0]).await.unwrap(),
+            core.mail(ids[0]).lone_subscriptions().await.unwrap(),
+            ["Lists"]
+        );
+        // Twice is fine; a name with no mailbox may be subscribed.
+        core.mail(ids[0])
+            .set_subscribed("Lists", true)
+            .await
+            .unwrap();
+        core.mail(ids[0])
+            .set_subscribed("Later", true)
+            .await
+            .unwrap();
+        assert_eq!(
+            core.mail(ids[0]).lone_subscriptions().await.unwrap(),
             ["Later", "Lists"]
         );
         // A mailbox made under the name holds the subscription.
         let m = core
-            .create_mailbox(ids[0], "Later", mailcore::NewMailbox::Subscribed)
+            .mail(ids[0])
+            .create_mailbox("Later", mailcore::NewMailbox::Subscribed)
             .await
             .unwrap();
         assert!(m.subscribed);
-        assert_eq!(core.lone_subscriptions(ids[0]).await.unwrap(), ["Lists"]);
-        core.set_subscribed(ids[0], "Lists", false).await.unwrap();
-        assert!(core.lone_subscriptions(ids[0]).await.unwrap().is_empty());
-        assert!(core.set_subscribed(ids[0], "Lists", false).await.is_err());
+        assert_eq!(
+            core.mail(ids[0]).lone_subscriptions().await.unwrap(),
+            ["Lists"]
+        );
+        core.mail(ids[0])
+            .set_subscribed("Lists", false)
+            .await
+            .unwrap();
+        assert!(
+            core.mail(ids[0])
+                .lone_subscriptions()
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            core.mail(ids[0])
+                .set_subscribed("Lists", false)
+                .await
+                .is_err()
+        );
     })
     .await;
 }

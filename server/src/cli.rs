@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use mailcore::admin::{Actor, Catchall, QueueOp};
 use mailcore::queue::{Lane, LogQuery, QueueFilter, Target};
-use mailcore::{Core, CoreOptions, Role};
+use mailcore::{Core, CoreOptions, QueueId, Role};
 
 use crate::config::Config;
 
@@ -82,10 +82,10 @@ pub struct TargetArgs {
 impl TargetArgs {
     fn target(&self) -> Target {
         match (&self.id, &self.domain) {
-            (Some(id), _) => Target::Entry(*id),
+            (Some(id), _) => Target::Entry(QueueId(*id)),
             (None, Some(d)) => Target::Domain(d.clone()),
             // clap's group makes exactly one of them present.
-            (None, None) => Target::Entry(0),
+            (None, None) => Target::Entry(QueueId(0)),
         }
     }
 }
@@ -545,7 +545,7 @@ async fn queue(core: &Core, cmd: QueueCmd) -> Result<(), String> {
         }
         QueueCmd::Show { id } => {
             let r = core
-                .queue_entry(id)
+                .queue_entry(QueueId(id))
                 .await
                 .map_err(e)?
                 .ok_or_else(|| format!("queue entry {id} not found"))?;
@@ -569,7 +569,7 @@ async fn queue(core: &Core, cmd: QueueCmd) -> Result<(), String> {
             }
             let log = core
                 .delivery_log(&LogQuery {
-                    queue_id: Some(id),
+                    queue_id: Some(QueueId(id)),
                     limit: 1000,
                     ..Default::default()
                 })

@@ -126,9 +126,9 @@ async fn kill_9_under_load_loses_nothing_and_duplicates_nothing() {
     t.settle_within(Duration::from_secs(600));
     let core = t.core().await;
     let a = core.account("alice@example.test").await.unwrap().unwrap();
-    let ib = core.mailbox(a.id, "INBOX").await.unwrap().unwrap();
-    let (msgs, _) = core
-        .list_messages(a.id, ib.id, 0, 1_000_000, mailcore::SortOrder::UidAsc)
+    let ib = core.mail(a.id).open("INBOX").await.unwrap();
+    let (msgs, _) = ib
+        .list(0, 1_000_000, mailcore::SortOrder::UidAsc)
         .await
         .unwrap();
     let mut seen: HashMap<String, u32> = HashMap::new();

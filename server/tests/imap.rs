@@ -1744,8 +1744,8 @@ async fn expunges_made_here_and_elsewhere_are_reported() {
     // Elsewhere: UID 3 goes through another core.
     let other = t.core().await;
     let bob = other.account("bob@example.test").await.unwrap().unwrap();
-    let ib = other.mailbox(bob.id, "INBOX").await.unwrap().unwrap();
-    other.destroy(bob.id, ib.id, &[3]).await.unwrap();
+    let ib = other.mail(bob.id).open("INBOX").await.unwrap();
+    ib.destroy(&[mailcore::Uid(3)]).await.unwrap();
     let r = a.ok("NOOP");
     assert!(has(&r, "* 2 EXPUNGE"), "{r:?}");
     let r = a.ok("FETCH 1:* UID");
@@ -1755,7 +1755,7 @@ async fn expunges_made_here_and_elsewhere_are_reported() {
     // the two, the count says two went: the UIDs are read.
     b.ok("UID STORE 5 +FLAGS.SILENT (\\Deleted)");
     b.ok("UID EXPUNGE 5");
-    other.destroy(bob.id, ib.id, &[1]).await.unwrap();
+    ib.destroy(&[mailcore::Uid(1)]).await.unwrap();
     let r = a.ok("NOOP");
     assert!(has(&r, "* 2 EXPUNGE") && has(&r, "* 1 EXPUNGE"), "{r:?}");
     let r = a.ok("FETCH 1:* UID");

@@ -345,8 +345,8 @@ async fn add_by_address_trust_the_certificate_and_read() {
         // What the provider itself holds: \Flagged and \Seen (read above).
         let jo = far.core().await;
         let acct = jo.account("jo@far.test").await.unwrap().unwrap();
-        let ib = jo.mailbox(acct.id, "INBOX").await.unwrap().unwrap();
-        let m = jo.message(acct.id, ib.id, 1).await.unwrap();
+        let ib = jo.mail(acct.id).open("INBOX").await.unwrap();
+        let m = ib.message(mailcore::Uid(1)).await.unwrap();
         assert!(m.flags.contains(mailcore::Flags::FLAGGED), "{:?}", m.flags);
         assert!(m.flags.contains(mailcore::Flags::SEEN), "{:?}", m.flags);
         jo.close().await;
@@ -411,10 +411,15 @@ async fn add_by_address_trust_the_certificate_and_read() {
     {
         let jo = far.core().await;
         let acct = jo.account("jo@far.test").await.unwrap().unwrap();
-        let sent = jo.mailbox(acct.id, "Sent").await.unwrap().unwrap();
+        let sent = jo
+            .mail(acct.id)
+            .mailbox_status("Sent")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(sent.total, 1, "a copy in the provider's Sent");
-        let ib = jo.mailbox(acct.id, "INBOX").await.unwrap().unwrap();
-        let m = jo.message(acct.id, ib.id, 1).await.unwrap();
+        let ib = jo.mail(acct.id).open("INBOX").await.unwrap();
+        let m = ib.message(mailcore::Uid(1)).await.unwrap();
         assert!(m.flags.contains(mailcore::Flags::ANSWERED), "{:?}", m.flags);
         jo.close().await;
     }
@@ -674,7 +679,13 @@ async fn pop3_account_lists_reads_and_deletes() {
 async fn inbox_total(t: &Tern, user: &str) -> i64 {
     let core = t.core().await;
     let a = core.account(user).await.unwrap().unwrap();
-    let n = core.mailbox(a.id, "INBOX").await.unwrap().unwrap().total;
+    let n = core
+        .mail(a.id)
+        .mailbox_status("INBOX")
+        .await
+        .unwrap()
+        .unwrap()
+        .total;
     core.close().await;
     n
 }
@@ -812,14 +823,11 @@ async fn fetching_in_survives_kill_9_without_duplicates() {
     }
     let core = home.core().await;
     let alice = core.account("alice@example.test").await.unwrap().unwrap();
-    let ib = core.mailbox(alice.id, "INBOX").await.unwrap().unwrap();
-    let (msgs, _) = core
-        .list_messages(alice.id, ib.id, 0, 1000, mailcore::SortOrder::UidAsc)
-        .await
-        .unwrap();
+    let ib = core.mail(alice.id).open("INBOX").await.unwrap();
+    let (msgs, _) = ib.list(0, 1000, mailcore::SortOrder::UidAsc).await.unwrap();
     let mut ids = std::collections::HashSet::new();
     for m in &msgs {
-        let raw = core.message_raw(alice.id, ib.id, m.uid).await.unwrap();
+        let raw = ib.raw(m.uid).await.unwrap();
         let text = String::from_utf8_lossy(&raw);
         if text.contains("X-Tern-Fetched-From: jo@far.test") {
             let mid = text
@@ -1042,11 +1050,9 @@ async fn unified_inbox_merges_local_and_outside() {
     {
         let fc = far.core().await;
         let a = fc.account("jo@far.test").await.unwrap().unwrap();
-        let ib = fc.mailbox(a.id, "INBOX").await.unwrap().unwrap();
-        fc.set_flags(
-            a.id,
-            ib.id,
-            &[1],
+        let ib = fc.mail(a.id).open("INBOX").await.unwrap();
+        ib.set_flags(
+            &[mailcore::Uid(1)],
             mailcore::messages::FlagOp::Add,
             mailcore::Flags::FLAGGED,
         )
@@ -1388,7 +1394,8 @@ async fn outside_imap_sessions_are_reused_between_requests() {
     {
         let fc = far.core().await;
         let jo = fc.account("jo@far.test").await.unwrap().unwrap();
-        fc.create_mailbox(jo.id, "Entwürfe", mailcore::NewMailbox::Subscribed)
+        fc.mail(jo.id)
+            .create_mailbox("Entwürfe", mailcore::NewMailbox::Subscribed)
             .await
             .unwrap();
         fc.close().await;

@@ -23,12 +23,9 @@ async fn with_mail() -> Tern {
 async fn inbox_uids(t: &Tern) -> Vec<(i64, Flags)> {
     let core = t.core().await;
     let a = core.account("alice@example.test").await.unwrap().unwrap();
-    let ib = core.mailbox(a.id, "INBOX").await.unwrap().unwrap();
-    let (m, _) = core
-        .list_messages(a.id, ib.id, 0, 100, SortOrder::UidAsc)
-        .await
-        .unwrap();
-    m.into_iter().map(|m| (m.uid, m.flags)).collect()
+    let ib = core.mail(a.id).open("INBOX").await.unwrap();
+    let (m, _) = ib.list(0, 100, SortOrder::UidAsc).await.unwrap();
+    m.into_iter().map(|m| (m.uid.get(), m.flags)).collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -36,7 +33,7 @@ async fn full_session_over_stls() {
     let t = with_mail().await;
     let v = t.core().await;
     let a = v.account("alice@example.test").await.unwrap().unwrap();
-    let uv = v.mailbox(a.id, "INBOX").await.unwrap().unwrap().uidvalidity;
+    let uv = v.mail(a.id).open("INBOX").await.unwrap().head().uidvalidity;
 
     let (mut c, greet) = Client::connect(t.pop3);
     assert!(greet.starts_with("+OK"), "{greet}");

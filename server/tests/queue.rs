@@ -101,7 +101,7 @@ fn qcfg() -> QueueConfig {
 }
 
 /// local.test with alice, the sender of most test mail.
-async fn directory(core: &Core) -> i32 {
+async fn directory(core: &Core) -> mailcore::AccountId {
     core.add_domain("local.test").await.unwrap();
     core.add_account("alice@local.test", "pw-pw-pw-pw", Role::User)
         .await
@@ -142,15 +142,12 @@ async fn queue_empty(core: &Core) -> bool {
 }
 
 /// Messages in an account's INBOX, raw.
-async fn inbox(core: &Core, account: i32) -> Vec<String> {
-    let mb = core.mailbox(account, "INBOX").await.unwrap().unwrap();
-    let (list, _) = core
-        .list_messages(account, mb.id, 0, 1000, mailcore::SortOrder::UidAsc)
-        .await
-        .unwrap();
+async fn inbox(core: &Core, account: mailcore::AccountId) -> Vec<String> {
+    let mb = core.mail(account).open("INBOX").await.unwrap();
+    let (list, _) = mb.list(0, 1000, mailcore::SortOrder::UidAsc).await.unwrap();
     let mut out = Vec::new();
     for m in list {
-        let raw = core.message_raw(account, mb.id, m.uid).await.unwrap();
+        let raw = mb.raw(m.uid).await.unwrap();
         out.push(String::from_utf8_lossy(&raw).into_owned());
     }
     out

@@ -500,11 +500,8 @@ async fn database_loss_spools_and_drains() {
         let core = core.clone();
         async move {
             let a = core.account(who).await.unwrap().unwrap();
-            let ib = core.mailbox(a.id, "INBOX").await.unwrap().unwrap();
-            let (msgs, _) = core
-                .list_messages(a.id, ib.id, 0, 10, mailcore::SortOrder::UidAsc)
-                .await
-                .unwrap();
+            let ib = core.mail(a.id).open("INBOX").await.unwrap();
+            let (msgs, _) = ib.list(0, 10, mailcore::SortOrder::UidAsc).await.unwrap();
             msgs.into_iter().map(|m| m.subject).collect::<Vec<_>>()
         }
     };

@@ -36,7 +36,7 @@ pub async fn admin_log(q: String) -> Result<Option<Vec<LogRow>>, AppError> {
         rows.into_iter()
             .map(|r| LogRow {
                 at: mailcore::view::short_date(r.created_at),
-                queue_id: r.queue_id,
+                queue_id: r.queue_id.get(),
                 message_id: r.message_id,
                 from: r.mail_from,
                 rcpt: r.rcpt_to,

@@ -145,7 +145,7 @@ pub async fn admin_queue() -> Result<Option<QueueData>, AppError> {
         entries: entries
             .into_iter()
             .map(|e| EntryRow {
-                id: e.id,
+                id: e.id.get(),
                 rcpt: e.rcpt_to,
                 from: if e.mail_from.is_empty() {
                     "<>".into()
@@ -205,7 +205,7 @@ pub async fn queue_action(
         QueueCommand::Delete => QueueOp::Delete,
     };
     let target = match id {
-        Some(id) => Target::Entry(id),
+        Some(id) => Target::Entry(mailcore::QueueId(id)),
         None => Target::Domain(domain),
     };
     let n = core()?

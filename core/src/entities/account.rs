@@ -1,10 +1,12 @@
 use sea_orm::entity::prelude::*;
 
+use crate::ids::AccountId;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "accounts")]
 pub struct Model {
     #[sea_orm(primary_key)]
-    pub id: i32,
+    pub id: AccountId,
     pub domain_id: i32,
     pub local_part: String,
     #[sea_orm(unique)]

@@ -1,10 +1,12 @@
 use sea_orm::entity::prelude::*;
 
+use crate::ids::BlobId;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "blobs")]
 pub struct Model {
     #[sea_orm(primary_key)]
-    pub id: i32,
+    pub id: BlobId,
     #[sea_orm(unique)]
     pub sha256: String,
     pub size: i64,

@@ -1,11 +1,13 @@
 use sea_orm::entity::prelude::*;
 
+use crate::ids::QueueId;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "delivery_log")]
 pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i32,
-    pub queue_id: i32,
+    pub queue_id: QueueId,
     pub message_id: String,
     pub mail_from: String,
     pub rcpt_to: String,

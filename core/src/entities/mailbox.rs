@@ -1,18 +1,20 @@
 use sea_orm::entity::prelude::*;
 
+use crate::ids::{AccountId, MailboxId, ModSeq, Uid};
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "mailboxes")]
 pub struct Model {
     #[sea_orm(primary_key)]
-    pub id: i32,
-    pub account_id: i32,
+    pub id: MailboxId,
+    pub account_id: AccountId,
     pub name: String,
     pub special_use: Option<String>,
     pub uidvalidity: i64,
-    pub uidnext: i64,
-    pub highest_modseq: i64,
+    pub uidnext: Uid,
+    pub highest_modseq: ModSeq,
     pub subscribed: bool,
-    pub recent_uid: i64,
+    pub recent_uid: Uid,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

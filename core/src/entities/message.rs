@@ -1,16 +1,18 @@
 use sea_orm::entity::prelude::*;
 
+use crate::ids::{BlobId, MailboxId, ModSeq, Uid};
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "messages")]
 pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i32,
-    pub mailbox_id: i32,
-    pub uid: i64,
-    pub blob_id: i32,
+    pub mailbox_id: MailboxId,
+    pub uid: Uid,
+    pub blob_id: BlobId,
     pub flags: i32,
     pub keywords: String,
-    pub modseq: i64,
+    pub modseq: ModSeq,
     pub internal_date: i64,
     pub size: i64,
     pub from_addr: String,

@@ -1,11 +1,13 @@
 use sea_orm::entity::prelude::*;
 
+use crate::ids::AccountId;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "outside_accounts")]
 pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i32,
-    pub account_id: i32,
+    pub account_id: AccountId,
     pub address: String,
     pub username: String,
     pub protocol: String,

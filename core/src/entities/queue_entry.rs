@@ -1,11 +1,13 @@
 use sea_orm::entity::prelude::*;
 
+use crate::ids::{BlobId, QueueId};
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "queue_entries")]
 pub struct Model {
     #[sea_orm(primary_key)]
-    pub id: i32,
-    pub blob_id: i32,
+    pub id: QueueId,
+    pub blob_id: BlobId,
     pub mail_from: String,
     pub rcpt_to: String,
     pub domain: String,

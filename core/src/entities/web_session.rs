@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use crate::ids::AccountId;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "web_sessions")]
 pub struct Model {
@@ -7,7 +9,7 @@ pub struct Model {
     /// out live sessions.
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
-    pub account_id: i32,
+    pub account_id: AccountId,
     pub csrf_token: String,
     pub client_ip: String,
     pub created_at: i64,

@@ -4,6 +4,7 @@
 //! above for how each database makes the claim atomic).
 
 use super::*;
+use crate::ids::{BlobId, QueueId};
 
 /// Fresh mail is urgent; the retry and bounce lanes are background work.
 pub(super) fn priority(lane: Lane) -> Priority {
@@ -79,7 +80,7 @@ impl Core {
         let head = head_of(queue_entry::Column::Id);
         // Look before taking the write lock: most passes over an idle lane
         // find nothing, and they must not queue behind busy writers.
-        let found: Option<(i32, i32, String, String)> = head
+        let found: Option<(QueueId, BlobId, String, String)> = head
             .clone()
             .column(queue_entry::Column::BlobId)
             .column(queue_entry::Column::MailFrom)
@@ -211,7 +212,7 @@ impl Core {
                 return Ok(None);
             }
             if !blocked.contains(&d) && !exclude.contains(&d) {
-                let due: Option<i32> = queue_entry::Entity::find()
+                let due: Option<QueueId> = queue_entry::Entity::find()
                     .select_only()
                     .column(queue_entry::Column::Id)
                     .filter(claimable(now))
@@ -234,7 +235,7 @@ impl Core {
     }
 
     /// The stored bytes of a queued message.
-    pub async fn queue_message_bytes(&self, blob_id: i32) -> CoreResult<Vec<u8>> {
+    pub async fn queue_message_bytes(&self, blob_id: BlobId) -> CoreResult<Vec<u8>> {
         use crate::entities::blob;
         let b = blob::Entity::find_by_id(blob_id)
             .one(self.db())

@@ -4,6 +4,7 @@
 
 use super::claim::{claimable, priority};
 use super::*;
+use crate::ids::{BlobId, QueueId};
 
 pub(super) fn log_row(
     e: &QueueEntry,
@@ -82,7 +83,7 @@ impl Core {
         for f in fs {
             for r in &f.results {
                 tracing::info!(
-                    queue_id = r.entry.id,
+                    queue_id = %r.entry.id,
                     message_id = %r.entry.message_id,
                     rcpt = %r.entry.rcpt_to,
                     host = f.attempt.remote_host.as_deref().unwrap_or("-"),
@@ -118,15 +119,15 @@ impl Core {
         f: &Finish,
         now: i64,
         receipts: &mut Vec<crate::delivery::DeliveryReceipt>,
-        released: &mut Vec<i32>,
+        released: &mut Vec<BlobId>,
         logs: &mut Vec<delivery_log::ActiveModel>,
     ) -> CoreResult<()> {
         // Which entries are still ours? Written as an UPDATE .. RETURNING so
         // that the transaction's first statement is a write (no SQLite lock
         // upgrade later). An entry whose lease ran out and that another
         // worker took is left to that worker; our attempt is still logged.
-        let ids: Vec<i32> = f.results.iter().map(|r| r.entry.id).collect();
-        let owned: std::collections::HashSet<i32> = queue_entry::Entity::update_many()
+        let ids: Vec<QueueId> = f.results.iter().map(|r| r.entry.id).collect();
+        let owned: std::collections::HashSet<QueueId> = queue_entry::Entity::update_many()
             .col_expr(
                 queue_entry::Column::LeaseUntil,
                 Expr::col(queue_entry::Column::LeaseUntil).into(),
@@ -145,12 +146,12 @@ impl Core {
         // One statement per kind of change, not per entry: a transaction
         // to 100 recipients must not hold the write lock for 200 statements.
         let mut retired = Vec::new();
-        let mut deferred: std::collections::BTreeMap<(i64, &str, &str, bool), Vec<i32>> =
+        let mut deferred: std::collections::BTreeMap<(i64, &str, &str, bool), Vec<QueueId>> =
             Default::default();
         for r in &f.results {
             if !owned.contains(&r.entry.id) {
                 tracing::warn!(
-                    queue_id = r.entry.id,
+                    queue_id = %r.entry.id,
                     "lease lost before the attempt was recorded"
                 );
                 continue;
@@ -228,7 +229,7 @@ impl Core {
             .await?;
         let mut moved = 0;
         for (domain, next_at, why) in dead {
-            let waiting: Option<i32> = queue_entry::Entity::find()
+            let waiting: Option<QueueId> = queue_entry::Entity::find()
                 .select_only()
                 .column(queue_entry::Column::Id)
                 .filter(claimable(now))
@@ -275,7 +276,7 @@ impl Core {
     }
 
     /// Gives back entries a worker claimed but did not attempt (shutdown).
-    pub async fn queue_unclaim(&self, owner: &str, ids: &[i32]) -> CoreResult<()> {
+    pub async fn queue_unclaim(&self, owner: &str, ids: &[QueueId]) -> CoreResult<()> {
         queue_entry::Entity::update_many()
             .col_expr(queue_entry::Column::LockOwner, Expr::value(None::<String>))
             .col_expr(queue_entry::Column::LeaseUntil, Expr::value(None::<i64>))

@@ -32,6 +32,7 @@ mod ops;
 pub mod runner;
 pub mod schedule;
 
+use crate::ids::{BlobId, QueueId};
 use sea_orm::sea_query::{Expr, LockBehavior, LockType, Query};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
@@ -119,8 +120,8 @@ stored_as_text! {
 /// One queue row as the runner, the CLI and the admin pages see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueueEntry {
-    pub id: i32,
-    pub blob_id: i32,
+    pub id: QueueId,
+    pub blob_id: BlobId,
     pub message_id: String,
     pub mail_from: String,
     pub rcpt_to: String,
@@ -165,7 +166,7 @@ impl From<queue_entry::Model> for QueueEntry {
 /// What an operator command acts on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
-    Entry(i32),
+    Entry(QueueId),
     Domain(String),
 }
 
@@ -226,7 +227,7 @@ impl From<queue_destination::Model> for Destination {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogEntry {
     pub id: i32,
-    pub queue_id: i32,
+    pub queue_id: QueueId,
     pub message_id: String,
     pub mail_from: String,
     pub rcpt_to: String,
@@ -264,7 +265,7 @@ impl From<delivery_log::Model> for LogEntry {
 pub struct LogQuery {
     /// Matches anywhere in the message-id, sender or recipient.
     pub text: Option<String>,
-    pub queue_id: Option<i32>,
+    pub queue_id: Option<QueueId>,
     pub limit: u64,
 }
 
@@ -322,7 +323,7 @@ pub struct Finish {
     /// Bounces (failure or delay reports) to store in the same commit.
     pub dsns: Vec<(Envelope, Vec<u8>)>,
     /// Entries whose "delayed" DSN is among `dsns`.
-    pub delayed_reported: Vec<i32>,
+    pub delayed_reported: Vec<QueueId>,
 }
 
 /// The form in which a message goes on the wire: every bare CR or LF

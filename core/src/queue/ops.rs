@@ -2,6 +2,7 @@
 //! retry now, hold, release and delete entries or whole destinations.
 
 use super::finish::{insert_logs, log_row};
+use crate::ids::{BlobId, QueueId};
 use std::collections::HashMap;
 
 use super::*;
@@ -16,7 +17,7 @@ pub(super) fn target_cond(t: &Target) -> Condition {
 }
 
 impl Core {
-    pub async fn queue_entry(&self, id: i32) -> CoreResult<Option<QueueEntry>> {
+    pub async fn queue_entry(&self, id: QueueId) -> CoreResult<Option<QueueEntry>> {
         Ok(queue_entry::Entity::find_by_id(id)
             .one(self.db())
             .await?
@@ -180,8 +181,8 @@ impl Core {
         if rows.is_empty() {
             return Ok(0);
         }
-        let ids: Vec<i32> = rows.iter().map(|r| r.id).collect();
-        let blobs: Vec<i32> = rows.iter().map(|r| r.blob_id).collect();
+        let ids: Vec<QueueId> = rows.iter().map(|r| r.id).collect();
+        let blobs: Vec<BlobId> = rows.iter().map(|r| r.blob_id).collect();
         queue_entry::Entity::delete_many()
             .filter(queue_entry::Column::Id.is_in(ids))
             .exec(&txn)

@@ -15,6 +15,7 @@
 //! - The runner knows nothing of sockets: the relay behind the trait does
 //!   the SMTP, and tests put a relay to local fake MX servers there.
 
+use crate::ids::QueueId;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -483,8 +484,8 @@ async fn attempt(sh: &Shared, group: Vec<QueueEntry>) {
         Err(e) => {
             // Without the bytes there is nothing to send; give the entries
             // back so a later pass (or node) tries when storage is back.
-            tracing::warn!(error = %e, queue_id = first.id, "cannot read queued message");
-            let ids: Vec<i32> = group.iter().map(|e| e.id).collect();
+            tracing::warn!(error = %e, queue_id = %first.id, "cannot read queued message");
+            let ids: Vec<QueueId> = group.iter().map(|e| e.id).collect();
             let _ = sh.core.queue_unclaim(&sh.owner, &ids).await;
             return;
         }
@@ -549,7 +550,7 @@ async fn attempt(sh: &Shared, group: Vec<QueueEntry>) {
                 delay = (delay * 2).min(Duration::from_secs(10));
             }
             Err(e) => {
-                tracing::error!(error = %e, queue_id = first.id, "could not record a delivery attempt");
+                tracing::error!(error = %e, queue_id = %first.id, "could not record a delivery attempt");
                 return;
             }
         }

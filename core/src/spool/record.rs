@@ -21,6 +21,7 @@
 
 use crate::address::Address;
 use crate::delivery::{Envelope, LocalCopy};
+use crate::ids::AccountId;
 
 pub(crate) const MAGIC: &[u8; 4] = b"TSR2";
 /// Records of the version before: local copies carry no address.
@@ -50,7 +51,7 @@ pub(crate) fn encode(env: &Envelope, raw: &[u8], received_at: i64) -> Vec<u8> {
     put_bytes(&mut p, env.mail_from.as_bytes());
     p.extend_from_slice(&(env.local.len() as u32).to_le_bytes());
     for c in &env.local {
-        p.extend_from_slice(&c.account_id.to_le_bytes());
+        p.extend_from_slice(&c.account_id.get().to_le_bytes());
         put_bytes(&mut p, c.delivered_to.as_bytes());
     }
     p.extend_from_slice(&(env.remote.len() as u32).to_le_bytes());
@@ -158,7 +159,7 @@ pub(crate) fn decode(record: &[u8]) -> Option<SpoolRecord> {
             String::from_utf8(r.bytes()?.to_vec()).ok()?
         };
         local.push(LocalCopy {
-            account_id,
+            account_id: AccountId::from_row(account_id),
             delivered_to,
         });
     }
@@ -188,8 +189,8 @@ mod tests {
             Envelope {
                 mail_from: "a@b.test".into(),
                 local: vec![
-                    LocalCopy::new(3, "a@here.test"),
-                    LocalCopy::new(9, "b@here.test"),
+                    LocalCopy::new(AccountId::from_row(3), "a@here.test"),
+                    LocalCopy::new(AccountId::from_row(9), "b@here.test"),
                 ],
                 remote: vec![Address::parse("x@far.test").unwrap()],
             },
@@ -231,7 +232,10 @@ mod tests {
         let back = decode(&rec).unwrap();
         assert_eq!(
             back.envelope.local,
-            vec![LocalCopy::new(3, ""), LocalCopy::new(9, "")]
+            vec![
+                LocalCopy::new(AccountId::from_row(3), ""),
+                LocalCopy::new(AccountId::from_row(9), "")
+            ]
         );
         assert_eq!(back.envelope.mail_from, "a@b.test");
         assert_eq!(back.raw, raw);

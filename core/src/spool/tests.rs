@@ -1,13 +1,14 @@
 //! The journal on its own: group commit, reopening, torn tails.
 
 use super::*;
+use crate::AccountId;
 use crate::address::Address;
 use crate::delivery::LocalCopy;
 
 fn env(n: usize) -> Envelope {
     Envelope {
         mail_from: format!("s{n}@far.test"),
-        local: vec![LocalCopy::new(n as i32, "")],
+        local: vec![LocalCopy::new(AccountId::from_row(n as i32), "")],
         remote: vec![Address::parse("x@far.test").unwrap()],
     }
 }
@@ -48,7 +49,7 @@ async fn concurrent_appends_share_fsyncs_and_survive_a_reopen() {
     assert_eq!(batch.len(), 200);
     for p in &batch {
         let r = shared.read(p).unwrap();
-        let i = r.envelope.local[0].account_id as usize;
+        let i = r.envelope.local[0].account_id.get() as usize;
         assert_eq!(
             r.raw,
             format!("Subject: {i}\r\n\r\nbody {i}\r\n").into_bytes()
@@ -117,7 +118,11 @@ async fn a_torn_tail_is_cut_and_the_records_before_it_are_kept() {
     let batch = spool.shared().take_batch(10, u64::MAX);
     let mut seen: Vec<i32> = batch
         .iter()
-        .map(|p| spool.shared().read(p).unwrap().envelope.local[0].account_id)
+        .map(|p| {
+            spool.shared().read(p).unwrap().envelope.local[0]
+                .account_id
+                .get()
+        })
         .collect();
     seen.sort();
     assert_eq!(seen, [0, 1, 9]);

@@ -713,7 +713,7 @@ pub fn decide(
     k: &SearchKey,
     m: &MessageSummary,
     c: &SearchCtx,
-    possible: &std::collections::HashMap<String, std::collections::HashSet<i64>>,
+    possible: &std::collections::HashMap<String, std::collections::HashSet<mailcore::Uid>>,
 ) -> Option<bool> {
     match k {
         SearchKey::Body(s) => match possible.get(s) {
@@ -797,9 +797,9 @@ pub fn matches(k: &SearchKey, m: &MessageSummary, raw: Option<&[u8]>, c: &Search
         SearchKey::SentBefore(d) => sent_day(m, raw) < *d,
         SearchKey::SentOn(d) => sent_day(m, raw) == *d,
         SearchKey::SentSince(d) => sent_day(m, raw) >= *d,
-        SearchKey::Uid(set) => set.contains(m.uid as u32, c.max_uid),
+        SearchKey::Uid(set) => set.contains(m.uid.get() as u32, c.max_uid),
         SearchKey::Seq(set) => set.contains(c.seq, c.max_seq),
-        SearchKey::ModSeq(n) => m.modseq as u64 >= *n,
+        SearchKey::ModSeq(n) => m.modseq.get() as u64 >= *n,
         SearchKey::Not(k) => !matches(k, m, raw, c),
         SearchKey::Or(a, b) => matches(a, m, raw, c) || matches(b, m, raw, c),
         SearchKey::And(v) => v.iter().all(|k| matches(k, m, raw, c)),
@@ -911,24 +911,7 @@ BODY.PEEK[1]<0.10> BODY.PEEK[]<5.1000000> RFC822.HEADER RFC822.TEXT)";
     else {
         unreachable!("the item list above parses");
     };
-    let summary = MessageSummary {
-        id: 1,
-        mailbox_id: 1,
-        uid: 1,
-        flags: Flags::SEEN,
-        keywords: Vec::new(),
-        modseq: 1,
-        internal_date: 0,
-        size: raw.len() as i64,
-        from: String::new(),
-        to: String::new(),
-        subject: String::new(),
-        sent_date: None,
-        message_id: String::new(),
-        thread_id: 0,
-        snippet: String::new(),
-        has_attachments: false,
-    };
+    let summary = MessageSummary::unstored(raw.len() as i64, Flags::SEEN);
     let mime = parse(raw);
     items
         .iter()

@@ -15,7 +15,7 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use mailcore::CoreError;
+use mailcore::{CoreError, ModSeq, Uid};
 
 /// RFC 9051 §7.1: the result of a command, or a server status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,7 +46,7 @@ pub enum Code {
     /// RFC 4315 §3.
     AppendUid {
         uidvalidity: i64,
-        uid: i64,
+        uid: Uid,
     },
     AuthenticationFailed,
     Cannot,
@@ -61,7 +61,7 @@ pub enum Code {
         to: String,
     },
     /// RFC 7162 §3.1.2.
-    HighestModSeq(i64),
+    HighestModSeq(ModSeq),
     Limit,
     /// RFC 7162 §3.1.3: the UIDs or numbers not stored, in wire form.
     Modified(String),
@@ -76,7 +76,7 @@ pub enum Code {
     TooBig,
     TryCreate,
     Unavailable,
-    UidNext(i64),
+    UidNext(Uid),
     UidValidity(i64),
     Unseen(usize),
 }
@@ -293,7 +293,7 @@ mod tests {
                 Status::Ok,
                 Some(Code::AppendUid {
                     uidvalidity: 7,
-                    uid: 42
+                    uid: Uid(42)
                 }),
                 "APPEND completed",
             )),

@@ -19,7 +19,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mailcore::{AccountRef, Core, CoreError, FlagSet, Flags, Keyword, MessageSummary};
+use mailcore::{
+    AccountRef, Core, CoreError, FlagSet, Flags, Keyword, Mail, MessageSummary, ModSeq,
+    OwnedMailbox, Uid,
+};
 use tokio::io::{AsyncReadExt, BufReader};
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
@@ -49,21 +52,23 @@ pub struct Settings {
 const CAPS_BASE: &str = "IMAP4rev2 IMAP4rev1 IDLE UIDPLUS MOVE SPECIAL-USE LITERAL+ ENABLE NAMESPACE ID UNSELECT SASL-IR CONDSTORE LIST-EXTENDED LIST-STATUS ESEARCH STATUS=SIZE QRESYNC COMPRESS=DEFLATE";
 
 pub(super) struct Selected {
-    pub(super) id: i32,
+    /// Opened through the account's `Mail` at SELECT: every message
+    /// command goes through it.
+    pub(super) mailbox: OwnedMailbox,
     pub(super) read_only: bool,
     /// This session's view, in sequence order. `None` marks a message that
     /// is gone from the store but whose EXPUNGE has not been reported yet.
     /// The rows are shared with the core's mailbox index and with other
     /// sessions (`Arc`); a change here replaces this session's pointer.
     pub(super) msgs: Vec<Option<Arc<MessageSummary>>>,
-    pub(super) uids: Vec<i64>,
-    pub(super) highest_modseq: i64,
+    pub(super) uids: Vec<Uid>,
+    pub(super) highest_modseq: ModSeq,
     /// The mailbox's change counter when this view was last brought up to
     /// date; while it is unchanged, `sync` has nothing to do.
-    pub(super) store_modseq: i64,
+    pub(super) store_modseq: ModSeq,
     /// Messages that arrived while this session had the mailbox selected:
     /// `\Recent` for IMAP4rev1 clients.
-    pub(super) recent: std::collections::HashSet<i64>,
+    pub(super) recent: std::collections::HashSet<Uid>,
     /// The keywords this session has announced in FLAGS; one it has not
     /// seen yet gets a new FLAGS response (RFC 9051 §7.3.5).
     pub(super) keywords: Vec<Keyword>,
@@ -571,8 +576,13 @@ impl Session {
             .await
     }
 
-    pub(super) fn account_id(&self) -> i32 {
-        self.account.as_ref().map(|a| a.id).unwrap_or(0)
+    /// The logged-in account's mail. The state table lets no command that
+    /// reads mail run before login, so the error is only a safety net.
+    pub(super) fn mail(&self) -> Result<Mail, Fail> {
+        match &self.account {
+            Some(a) => Ok(self.core.mail(a.id)),
+            None => Err(Fail::Core(CoreError::invalid("not authenticated"))),
+        }
     }
 
     /// Routes a command the state table allowed to its handler in `cmd/`.
@@ -681,18 +691,18 @@ impl Session {
     /// The (sequence number, uid) pairs a set names. Sequence numbers past
     /// the end are an error (RFC 9051 §9 seq-number); UIDs that do not
     /// exist are simply not there.
-    pub(super) fn resolve(&self, uid: bool, set: &SeqSet) -> Result<Vec<(usize, i64)>, String> {
+    pub(super) fn resolve(&self, uid: bool, set: &SeqSet) -> Result<Vec<(usize, Uid)>, String> {
         let State::Selected(sel) = &self.state else {
             return Ok(Vec::new());
         };
         let n = sel.uids.len();
         if uid {
-            let max = sel.uids.last().copied().unwrap_or(0).min(u32::MAX as i64) as u32;
+            let max = sel.uids.last().map_or(0, |u| u.get()).min(u32::MAX as i64) as u32;
             return Ok(sel
                 .uids
                 .iter()
                 .enumerate()
-                .filter(|(_, u)| set.contains(**u as u32, max))
+                .filter(|(_, u)| set.contains(u.get() as u32, max))
                 .map(|(i, u)| (i + 1, *u))
                 .collect());
         }
@@ -717,10 +727,10 @@ impl Session {
             .collect())
     }
 
-    /// The selected mailbox's id and whether it is read-only.
-    pub(super) fn selected(&self) -> Option<(i32, bool)> {
+    /// The selected mailbox and whether it is read-only.
+    pub(super) fn selected(&self) -> Option<(OwnedMailbox, bool)> {
         match &self.state {
-            State::Selected(s) => Some((s.id, s.read_only)),
+            State::Selected(s) => Some((s.mailbox.clone(), s.read_only)),
             _ => None,
         }
     }
@@ -731,7 +741,7 @@ impl Session {
         tag: &str,
         uid: bool,
         set: &SeqSet,
-    ) -> Result<Option<Vec<(usize, i64)>>, Fail> {
+    ) -> Result<Option<Vec<(usize, Uid)>>, Fail> {
         match self.resolve(uid, set) {
             Ok(t) => Ok(Some(t)),
             Err(e) => {

@@ -246,7 +246,12 @@ pub fn watch(core: Core, outside: Arc<Outside>, max: usize) -> tokio::task::Join
 
 /// Watches one account until it cannot be watched; returns how long to
 /// leave it before trying again.
-async fn watch_one(core: &Core, outside: &Outside, owner: i32, id: OutsideAccountId) -> Duration {
+async fn watch_one(
+    core: &Core,
+    outside: &Outside,
+    owner: mailcore::AccountId,
+    id: OutsideAccountId,
+) -> Duration {
     let mut pause = WATCH_PAUSE;
     loop {
         let login = match core.outside_login(owner, id, "").await {

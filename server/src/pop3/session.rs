@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mailcore::messages::FlagOp;
-use mailcore::{AccountRef, AuthError, Core, Flags, SortOrder};
+use mailcore::{AccountId, AccountRef, AuthError, Core, Flags, OwnedMailbox, SortOrder, Uid};
 use tokio::io::BufReader;
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
@@ -36,15 +36,15 @@ pub struct Settings {
 
 /// Maildrops currently held by a POP3 session on this node.
 #[derive(Default)]
-pub struct Locks(Mutex<HashSet<i32>>);
+pub struct Locks(Mutex<HashSet<AccountId>>);
 
 pub struct MaildropLock {
     locks: Arc<Locks>,
-    account: i32,
+    account: AccountId,
 }
 
 impl Locks {
-    fn take(self: &Arc<Self>, account: i32) -> Option<MaildropLock> {
+    fn take(self: &Arc<Self>, account: AccountId) -> Option<MaildropLock> {
         let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
         s.insert(account).then(|| MaildropLock {
             locks: self.clone(),
@@ -61,13 +61,14 @@ impl Drop for MaildropLock {
 }
 
 struct Entry {
-    uid: i64,
+    uid: Uid,
     size: i64,
 }
 
 struct Maildrop {
     account: AccountRef,
-    mailbox_id: i32,
+    /// The INBOX, opened through the account's mail at login.
+    inbox: OwnedMailbox,
     uidvalidity: i64,
     entries: Vec<Entry>,
     deleted: BTreeSet<usize>,
@@ -326,15 +327,11 @@ impl Session {
                 .line("-ERR [IN-USE] Maildrop is locked by another POP3 session")
                 .await;
         };
-        let inbox = match self.core.mailbox(account.id, "INBOX").await {
+        let inbox = match self.core.mail(account.id).mailbox("INBOX").await {
             Ok(Some(m)) => m,
             _ => return self.line(TEMP).await,
         };
-        let entries = match self
-            .core
-            .list_messages(account.id, inbox.id, 0, u32::MAX as u64, SortOrder::UidAsc)
-            .await
-        {
+        let entries = match inbox.list(0, u32::MAX as u64, SortOrder::UidAsc).await {
             Ok((msgs, _)) => msgs
                 .into_iter()
                 .map(|m| Entry {
@@ -348,8 +345,8 @@ impl Session {
         let n = entries.len();
         self.drop = Some(Maildrop {
             account,
-            mailbox_id: inbox.id,
-            uidvalidity: inbox.uidvalidity,
+            uidvalidity: inbox.head().uidvalidity,
+            inbox,
             entries,
             deleted: BTreeSet::new(),
             login_epoch,
@@ -423,8 +420,8 @@ impl Session {
                     self.line("-ERR No such message").await?;
                     return Ok(true);
                 };
-                let (uid, account_id, mailbox_id) = (e.uid, d.account.id, d.mailbox_id);
-                let raw = match self.core.message_raw(account_id, mailbox_id, uid).await {
+                let (uid, inbox) = (e.uid, d.inbox.clone());
+                let raw = match inbox.raw(uid).await {
                     Ok(r) => r,
                     Err(e) if e.is_temporary() => {
                         self.line(TEMP).await?;
@@ -446,10 +443,7 @@ impl Session {
                 if matches!(cmd, Command::Retr(_)) {
                     // As Dovecot does: a message a POP3 client downloaded
                     // reads as seen in IMAP and the webmail.
-                    let _ = self
-                        .core
-                        .set_flags(account_id, mailbox_id, &[uid], FlagOp::Add, Flags::SEEN)
-                        .await;
+                    let _ = inbox.set_flags(&[uid], FlagOp::Add, Flags::SEEN).await;
                 }
             }
             Command::Dele(n) => {
@@ -490,13 +484,12 @@ impl Session {
         let Some(d) = self.drop.take() else {
             return "+OK Bye".into();
         };
-        let uids: Vec<i64> = d.deleted.iter().map(|&i| d.entries[i].uid).collect();
+        let uids: Vec<Uid> = d.deleted.iter().map(|&i| d.entries[i].uid).collect();
         if uids.is_empty() {
             return "+OK Bye".into();
         }
-        let (a, m) = (d.account.id, d.mailbox_id);
         // RFC 1939 §6: the UPDATE state removes what was marked.
-        match self.core.destroy(a, m, &uids).await {
+        match d.inbox.destroy(&uids).await {
             Ok(gone) => format!("+OK Bye, {} deleted", messages(gone.len())),
             Err(_) => "-ERR [SYS/TEMP] Some deleted messages were not removed".into(),
         }

@@ -63,23 +63,26 @@ pub struct MsgQuery {
     n: u32,
 }
 
-async fn mailbox_id(core: &Core, account: i32, name: &str) -> Result<i32, HttpResponse> {
-    match core.mailbox(account, name).await {
-        Ok(Some(m)) => Ok(m.id),
+async fn open_mailbox(
+    core: &Core,
+    account: &mailcore::AccountRef,
+    name: &str,
+) -> Result<mailcore::OwnedMailbox, HttpResponse> {
+    match core.mail(account.id).mailbox(name).await {
+        Ok(Some(m)) => Ok(m),
         Ok(None) => Err(core_failure(CoreError::NotFound(name.into()))),
         Err(e) => Err(core_failure(e)),
     }
 }
 
-/// The signed-in account and the mailbox id a message request names.
-async fn account_and_mailbox(
+/// The mailbox a message request names, of the signed-in account.
+async fn account_mailbox(
     core: &Core,
     req: &HttpRequest,
     folder: &str,
-) -> Result<(WebSession, i32), HttpResponse> {
+) -> Result<mailcore::OwnedMailbox, HttpResponse> {
     let s = session(core, req).await?;
-    let mbox = mailbox_id(core, s.account.id, folder).await?;
-    Ok((s, mbox))
+    open_mailbox(core, &s.account, folder).await
 }
 
 /// `GET /msg/body?f=&uid=&images=`: the HTML part, sanitised, as its own
@@ -89,11 +92,11 @@ pub async fn body(
     req: HttpRequest,
     q: web::Query<MsgQuery>,
 ) -> HttpResponse {
-    let (s, mbox) = match account_and_mailbox(&core, &req, &q.f).await {
+    let mbox = match account_mailbox(&core, &req, &q.f).await {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let view = match core.message_view(s.account.id, mbox, q.uid).await {
+    let view = match mbox.view(mailcore::Uid(q.uid)).await {
         Ok(v) => v,
         Err(e) => return core_failure(e),
     };
@@ -155,14 +158,11 @@ pub async fn attachment(
     req: HttpRequest,
     q: web::Query<MsgQuery>,
 ) -> HttpResponse {
-    let (s, mbox) = match account_and_mailbox(&core, &req, &q.f).await {
+    let mbox = match account_mailbox(&core, &req, &q.f).await {
         Ok(x) => x,
         Err(r) => return r,
     };
-    match core
-        .message_attachment(s.account.id, mbox, q.uid, q.n)
-        .await
-    {
+    match mbox.attachment(mailcore::Uid(q.uid), q.n).await {
         Ok(a) => attachment_download(a),
         Err(e) => core_failure(e),
     }
@@ -486,11 +486,12 @@ pub async fn compose(
     if let Some(uid) = d.ref_uid
         && !d.ref_f.is_empty()
     {
-        let mbox = match mailbox_id(&core, account.id, &d.ref_f).await {
+        let uid = mailcore::Uid(uid);
+        let mbox = match open_mailbox(&core, &account, &d.ref_f).await {
             Ok(m) => m,
             Err(r) => return r,
         };
-        let raw = match core.message_raw(account.id, mbox, uid).await {
+        let raw = match mbox.raw(uid).await {
             Ok(r) => r,
             Err(e) => return core_failure(e),
         };
@@ -534,14 +535,14 @@ pub async fn compose(
         .as_ref()
         .map(|(_, l)| l.settings.address.clone())
         .unwrap_or_else(|| account.address.clone());
-    let drafts = match mailbox_id(&core, account.id, "Drafts").await {
+    let drafts = match open_mailbox(&core, &account, "Drafts").await {
         Ok(m) => m,
         Err(r) => return r,
     };
     // A form opened from a draft carries the draft's attachments (which
     // already include any forwarded ones).
     if let Some(uid) = d.draft_uid {
-        match core.message_raw(account.id, drafts, uid).await {
+        match drafts.raw(mailcore::Uid(uid)).await {
             Ok(raw) => {
                 forwarded = MessageView::all_attachments(&raw);
             }
@@ -550,17 +551,17 @@ pub async fn compose(
         }
     }
     let drop_old_draft = |uid: Option<i64>| {
-        let core = core.clone();
+        let drafts = drafts.clone();
         async move {
             if let Some(uid) = uid {
-                let _ = core.destroy(account.id, drafts, &[uid]).await;
+                let _ = drafts.destroy(&[mailcore::Uid(uid)]).await;
             }
         }
     };
     // Saves the form as a draft and shows it again; with `error`, that is
     // how a refused send keeps everything the user wrote, attachments too.
     let store_draft = || {
-        let core = core.clone();
+        let drafts = drafts.clone();
         let d = &d;
         let reference = reference.as_ref();
         let forwarded = forwarded.clone();
@@ -571,14 +572,8 @@ pub async fn compose(
                 Ok(m) => m,
                 Err(e) => return Err(back_to_compose(&e)),
             };
-            let uid = match core
-                .append(
-                    account.id,
-                    drafts,
-                    &msg.formatted(),
-                    Flags::DRAFT.union(Flags::SEEN),
-                    None,
-                )
+            let uid = match drafts
+                .append(&msg.formatted(), Flags::DRAFT.union(Flags::SEEN), None)
                 .await
             {
                 Ok(uid) => uid,
@@ -704,14 +699,8 @@ pub async fn compose(
             if let Some((mbox, uid)) = ref_box
                 && d.mode != "forward"
             {
-                let _ = core
-                    .set_flags(
-                        account.id,
-                        mbox,
-                        &[uid],
-                        mailcore::messages::FlagOp::Add,
-                        Flags::ANSWERED,
-                    )
+                let _ = mbox
+                    .set_flags(&[uid], mailcore::messages::FlagOp::Add, Flags::ANSWERED)
                     .await;
             }
             drop_old_draft(d.draft_uid).await;

@@ -22,13 +22,13 @@ use super::mail::{attachment_download, core_failure, html_frame, plain, session}
 const MAX_STREAMS_PER_ACCOUNT: usize = 4;
 const WINDOW: Duration = Duration::from_secs(60);
 
-static OPEN: Mutex<Option<HashMap<i32, usize>>> = Mutex::new(None);
+static OPEN: Mutex<Option<HashMap<mailcore::AccountId, usize>>> = Mutex::new(None);
 
 /// Counts one open stream until dropped.
-struct Slot(i32);
+struct Slot(mailcore::AccountId);
 
 impl Slot {
-    fn take(account: i32) -> Option<Slot> {
+    fn take(account: mailcore::AccountId) -> Option<Slot> {
         let mut g = OPEN.lock().ok()?;
         let n = g
             .get_or_insert_with(HashMap::new)

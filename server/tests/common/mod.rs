@@ -352,14 +352,11 @@ impl Tern {
         let url = format!("sqlite://{}/tern.db", self.dir.path().display());
         let core = Core::open(CoreOptions::new(url)).await.unwrap();
         let a = core.account(user).await.unwrap().unwrap();
-        let ib = core.mailbox(a.id, "INBOX").await.unwrap().unwrap();
-        let (msgs, _) = core
-            .list_messages(a.id, ib.id, 0, 100, mailcore::SortOrder::UidAsc)
-            .await
-            .unwrap();
+        let ib = core.mail(a.id).open("INBOX").await.unwrap();
+        let (msgs, _) = ib.list(0, 100, mailcore::SortOrder::UidAsc).await.unwrap();
         let mut out = Vec::new();
         for m in msgs {
-            out.push(core.message_raw(a.id, ib.id, m.uid).await.unwrap());
+            out.push(ib.raw(m.uid).await.unwrap());
         }
         core.close().await;
         out

@@ -13,7 +13,7 @@ impl Session {
         mv: bool,
     ) -> Res {
         self.sync(false).await?;
-        let Some((mailbox_id, read_only)) = self.selected() else {
+        let Some((mailbox, read_only)) = self.selected() else {
             return Ok(Flow::Continue);
         };
         if mv && read_only {
@@ -22,25 +22,21 @@ impl Session {
         let Some(targets) = self.targets(tag, uid, set).await? else {
             return Ok(Flow::Continue);
         };
-        let Some(to) = self.core.mailbox_head(self.account_id(), dest).await? else {
+        let Some(to) = self.mail()?.mailbox(dest).await? else {
             return self.no(tag, Code::TryCreate, "No such mailbox").await;
         };
-        let uids: Vec<i64> = targets.iter().map(|(_, u)| *u).collect();
+        let uids: Vec<Uid> = targets.iter().map(|(_, u)| *u).collect();
         let pairs = if mv {
-            self.core
-                .move_messages(self.account_id(), mailbox_id, &uids, to.id)
-                .await?
+            mailbox.move_to(&uids, &to).await?
         } else {
-            self.core
-                .copy_messages(self.account_id(), mailbox_id, &uids, to.id)
-                .await?
+            mailbox.copy_to(&uids, &to).await?
         };
         // RFC 4315 §3: COPYUID names the new UIDs, when there are any.
         let code = (!pairs.is_empty()).then(|| {
-            let src: Vec<u64> = pairs.iter().map(|p| p.0 as u64).collect();
-            let dst: Vec<u64> = pairs.iter().map(|p| p.1 as u64).collect();
+            let src: Vec<u64> = pairs.iter().map(|p| p.0.get() as u64).collect();
+            let dst: Vec<u64> = pairs.iter().map(|p| p.1.get() as u64).collect();
             Code::CopyUid {
-                uidvalidity: to.uidvalidity,
+                uidvalidity: to.head().uidvalidity,
                 from: fetch::compress(&src),
                 to: fetch::compress(&dst),
             }

@@ -46,8 +46,7 @@ impl Session {
         if changed_since.is_some() && !items.contains(&FetchItem::ModSeq) {
             items.push(FetchItem::ModSeq);
         }
-        let account = self.account_id();
-        let Some((mailbox_id, read_only)) = self.selected() else {
+        let Some((mailbox, read_only)) = self.selected() else {
             return Ok(Flow::Continue);
         };
         // What the items need of each message, least first: the row alone,
@@ -77,28 +76,25 @@ impl Session {
             });
             let (chunk, tail) = rest.split_at(run);
             rest = tail;
-            let mut seen_now: HashSet<i64> = HashSet::new();
+            let mut seen_now: HashSet<Uid> = HashSet::new();
             if sets_seen {
                 // A message CHANGEDSINCE leaves out is not read, so not
                 // marked either.
-                let unseen: HashMap<i64, usize> = chunk
+                let unseen: HashMap<Uid, usize> = chunk
                     .iter()
                     .filter(|(seq, _)| {
                         matches!(&self.state, State::Selected(s)
                         if s.msgs[seq - 1].as_ref().is_some_and(|m| {
                             !m.flags.contains(Flags::SEEN)
-                                && changed_since.is_none_or(|c| m.modseq as u64 > c)
+                                && changed_since.is_none_or(|c| m.modseq.get() as u64 > c)
                         }))
                     })
                     .map(|&(seq, u)| (u, seq))
                     .collect();
                 if !unseen.is_empty() {
-                    let mut uids: Vec<i64> = unseen.keys().copied().collect();
+                    let mut uids: Vec<Uid> = unseen.keys().copied().collect();
                     uids.sort_unstable();
-                    let changed = self
-                        .core
-                        .set_flags(account, mailbox_id, &uids, FlagOp::Add, Flags::SEEN)
-                        .await?;
+                    let changed = mailbox.set_flags(&uids, FlagOp::Add, Flags::SEEN).await?;
                     if let State::Selected(s) = &mut self.state {
                         for (u, f, m) in changed {
                             seen_now.insert(u);
@@ -110,41 +106,39 @@ impl Session {
                                 msg.flags = f;
                                 msg.modseq = m;
                             }
-                            if s.store_modseq + 1 == m {
+                            if s.store_modseq.next() == m {
                                 s.store_modseq = m;
                             }
                         }
                     }
                 }
             }
-            let uids: Vec<i64> = chunk.iter().map(|&(_, u)| u).collect();
+            let uids: Vec<Uid> = chunk.iter().map(|&(_, u)| u).collect();
             let digests = if wants_digest {
-                self.core
-                    .messages_fetch_cache(account, mailbox_id, &uids)
-                    .await?
+                mailbox.fetch_cache(&uids).await?
             } else {
                 HashMap::new()
             };
-            let digest_ok = |u: &i64| {
+            let digest_ok = |u: &Uid| {
                 digests
                     .get(u)
                     .is_some_and(|d| fetch::Digest::read(d).is_some())
             };
             // Whole messages for those that need them (a digest item with
             // no usable digest parses the message), headers for the rest.
-            let (whole, header): (Vec<i64>, Vec<i64>) = uids
+            let (whole, header): (Vec<Uid>, Vec<Uid>) = uids
                 .iter()
                 .filter(|u| wants_whole || wants_header || (wants_digest && !digest_ok(u)))
                 .partition(|u| wants_whole || (wants_digest && !digest_ok(u)));
-            let mut raws: HashMap<i64, Vec<u8>> = HashMap::new();
+            let mut raws: HashMap<Uid, Vec<u8>> = HashMap::new();
             for (list, headers_only) in [(whole, false), (header, true)] {
                 if list.is_empty() {
                     continue;
                 }
                 let read = if headers_only {
-                    self.core.messages_headers(account, mailbox_id, &list).await
+                    mailbox.headers(&list).await
                 } else {
-                    self.core.messages_raw(account, mailbox_id, &list).await
+                    mailbox.raws(&list).await
                 };
                 match read {
                     Ok(r) => raws.extend(r),
@@ -160,7 +154,7 @@ impl Session {
                 // Expunged by another session, not yet reported: RFC 9051
                 // §7.5.1 lets us omit it.
                 let Some(msg) = msg else { continue };
-                if changed_since.is_some_and(|c| msg.modseq as u64 <= c) {
+                if changed_since.is_some_and(|c| msg.modseq.get() as u64 <= c) {
                     continue;
                 }
                 let flags_changed = seen_now.contains(&u);
@@ -220,7 +214,7 @@ pub(in crate::imap) const RUN_BYTES: i64 = 8 * 1024 * 1024;
 /// How many of `targets` (sequence number, UID) the next run of a FETCH
 /// takes. `size` gives a message's size by sequence number (None: gone).
 pub(in crate::imap) fn fetch_run(
-    targets: &[(usize, i64)],
+    targets: &[(usize, Uid)],
     size: impl Fn(usize) -> Option<i64>,
 ) -> usize {
     let mut bytes = 0i64;
@@ -241,7 +235,7 @@ mod tests {
 
     #[test]
     fn fetch_runs_are_bounded_by_count_and_bytes() {
-        let targets: Vec<(usize, i64)> = (1..=200).map(|i| (i, i as i64)).collect();
+        let targets: Vec<(usize, Uid)> = (1..=200).map(|i| (i, Uid(i as i64))).collect();
         assert_eq!(fetch_run(&targets, |_| Some(3000)), RUN_MESSAGES);
         assert_eq!(fetch_run(&targets[..5], |_| Some(3000)), 5);
         // 3 MiB each: two fit under 8 MiB, the third would not.

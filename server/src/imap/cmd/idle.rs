@@ -8,9 +8,9 @@ impl Session {
     pub(in crate::imap) async fn idle(&mut self, tag: &str) -> Res {
         let mut feed = self.core.subscribe();
         self.reply(Response::Continue("idling".into())).await?;
-        let account = self.account_id();
+        let account = self.mail()?.account();
         let selected = match &self.state {
-            State::Selected(s) => Some(s.id),
+            State::Selected(s) => Some(s.mailbox.id()),
             _ => None,
         };
         // Changes between SELECT and IDLE.

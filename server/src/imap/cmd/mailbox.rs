@@ -9,8 +9,8 @@ impl Session {
     /// trailing separator only declares the name (§6.3.4, RFC 3501 §6.3.3).
     pub(in crate::imap) async fn create(&mut self, tag: &str, name: String) -> Res {
         let name = declared_name(name);
-        self.core
-            .create_mailbox(self.account_id(), &name, NewMailbox::Unsubscribed)
+        self.mail()?
+            .create_mailbox(&name, NewMailbox::Unsubscribed)
             .await?;
         self.ok(tag, "CREATE completed").await
     }
@@ -20,15 +20,13 @@ impl Session {
         if name == "INBOX" {
             return self.no(tag, Code::Cannot, "INBOX cannot be deleted").await;
         }
-        self.core.delete_mailbox(self.account_id(), name).await?;
+        self.mail()?.delete_mailbox(name).await?;
         self.ok(tag, "DELETE completed").await
     }
 
     /// RENAME (RFC 9051 §6.3.6): the mailbox keeps its UIDVALIDITY.
     pub(in crate::imap) async fn rename(&mut self, tag: &str, from: &str, to: &str) -> Res {
-        self.core
-            .rename_mailbox(self.account_id(), from, to)
-            .await?;
+        self.mail()?.rename_mailbox(from, to).await?;
         self.ok(tag, "RENAME completed").await
     }
 
@@ -36,9 +34,7 @@ impl Session {
     /// subscribed before it exists and stays subscribed after DELETE.
     pub(in crate::imap) async fn subscribe(&mut self, tag: &str, name: String, on: bool) -> Res {
         let name = if on { declared_name(name) } else { name };
-        self.core
-            .set_subscribed(self.account_id(), &name, on)
-            .await?;
+        self.mail()?.set_subscribed(&name, on).await?;
         let done = if on {
             "SUBSCRIBE completed"
         } else {
@@ -54,13 +50,13 @@ impl Session {
         mailbox: &str,
         items: &[StatusItem],
     ) -> Res {
-        let mb = self
-            .core
-            .mailbox(self.account_id(), mailbox)
+        let mail = self.mail()?;
+        let mb = mail
+            .mailbox_status(mailbox)
             .await?
             .ok_or_else(|| CoreError::NotFound(format!("mailbox {mailbox}")))?;
         let wire = self.name_out(&mb.name);
-        let line = status_line(self.core.clone(), self.account_id(), &mb, &wire, items).await?;
+        let line = status_line(mail, &mb, &wire, items).await?;
         self.reply(Response::data(line)).await?;
         self.ok(tag, "STATUS completed").await
     }
@@ -82,16 +78,13 @@ impl Session {
                 return Ok(Flow::Continue);
             }
         };
-        let Some(mb) = self.core.mailbox_head(self.account_id(), mailbox).await? else {
+        let Some(mb) = self.mail()?.mailbox(mailbox).await? else {
             return self.no(tag, Code::TryCreate, "No such mailbox").await;
         };
-        let uid = self
-            .core
-            .append_flagged(self.account_id(), mb.id, message, &flags, date)
-            .await?;
+        let uid = mb.append_flagged(message, &flags, date).await?;
         self.sync(true).await?;
         let code = Code::AppendUid {
-            uidvalidity: mb.uidvalidity,
+            uidvalidity: mb.head().uidvalidity,
             uid,
         };
         self.ok_with(tag, code, "APPEND completed").await
@@ -110,11 +103,12 @@ impl Session {
                 .await?;
             return self.ok(tag, &format!("{cmd} completed")).await;
         }
-        let boxes = self.core.list_mailboxes(self.account_id()).await?;
+        let mail = self.mail()?;
+        let boxes = mail.mailboxes().await?;
         // Subscribed names without a mailbox (RFC 9051 §6.3.7): listed by
         // LSUB and by LIST (SUBSCRIBED) only.
         let lone = if a.lsub || a.subscribed_only {
-            self.core.lone_subscriptions(self.account_id()).await?
+            mail.lone_subscriptions().await?
         } else {
             Vec::new()
         };
@@ -221,7 +215,7 @@ impl Session {
             )));
             if let (Some(items), Some(mb), true) = (&a.return_status, mb, chosen) {
                 out.push(Response::data(
-                    status_line(self.core.clone(), self.account_id(), mb, &wire, items).await?,
+                    status_line(mail.clone(), mb, &wire, items).await?,
                 ));
             }
         }
@@ -235,8 +229,7 @@ impl Session {
 /// A free function (not a method) so its future does not borrow the
 /// session, whose stream is not `Sync`.
 pub(in crate::imap) async fn status_line(
-    core: Core,
-    account: i32,
+    mail: Mail,
     mb: &mailcore::Mailbox,
     wire_name: &str,
     items: &[StatusItem],
@@ -244,20 +237,22 @@ pub(in crate::imap) async fn status_line(
     {
         let mut parts = Vec::new();
         let need_deleted = items.contains(&StatusItem::Deleted);
-        let recent = if items.contains(&StatusItem::Recent) {
-            let floor = core.recent_mark(account, mb.id).await?;
-            core.mailbox_uids(account, mb.id)
-                .await?
-                .into_iter()
-                .filter(|u| *u >= floor)
-                .count()
+        let need_recent = items.contains(&StatusItem::Recent);
+        // The counts came with `mb`; these two items read the messages.
+        let owned = if need_deleted || need_recent {
+            mail.mailbox(&mb.name).await?
         } else {
-            0
+            None
         };
-        let deleted = if need_deleted {
-            let (list, _) = core
-                .list_messages(account, mb.id, 0, u64::MAX >> 1, SortOrder::UidAsc)
-                .await?;
+        let recent = match owned.as_ref().filter(|_| need_recent) {
+            Some(o) => {
+                let floor = o.recent_mark().await?;
+                o.uids().await?.into_iter().filter(|u| *u >= floor).count()
+            }
+            None => 0,
+        };
+        let deleted = if let Some(o) = owned.as_ref().filter(|_| need_deleted) {
+            let (list, _) = o.list(0, u64::MAX >> 1, SortOrder::UidAsc).await?;
             list.iter()
                 .filter(|m| m.flags.contains(Flags::DELETED))
                 .count()

@@ -22,8 +22,8 @@ mod prelude {
 
     pub(super) use mailcore::messages::FlagOp;
     pub(super) use mailcore::{
-        AuthError, ChangeKind, Core, CoreError, FlagSet, Flags, MessageSummary, NewMailbox,
-        SortOrder,
+        AuthError, ChangeKind, CoreError, FlagSet, Flags, Mail, MessageSummary, ModSeq, NewMailbox,
+        SortOrder, Uid,
     };
 
     pub(super) use crate::imap::fetch;

@@ -13,29 +13,29 @@ impl Session {
         key: SearchKey,
     ) -> Res {
         self.sync(false).await?;
-        let account = self.account_id();
-        let (mailbox_id, msgs, uids, recent) = match &self.state {
-            State::Selected(s) => (s.id, s.msgs.clone(), s.uids.clone(), s.recent.clone()),
+        let (mailbox, msgs, uids, recent) = match &self.state {
+            State::Selected(s) => (
+                s.mailbox.clone(),
+                s.msgs.clone(),
+                s.uids.clone(),
+                s.recent.clone(),
+            ),
             _ => return Ok(Flow::Continue),
         };
         let need = fetch::search_need(&key);
-        let max_uid = uids.last().copied().unwrap_or(0) as u32;
+        let max_uid = uids.last().map_or(0, |u| u.get()) as u32;
         let n = msgs.len() as u32;
         // BODY through the full-text index: a message it does not find
         // (and whose text it holds whole) cannot contain the string, and
         // is not read. The rest are confirmed with RFC 9051's substring
         // rule below.
-        let mut possible: HashMap<String, HashSet<i64>> = HashMap::new();
+        let mut possible: HashMap<String, HashSet<Uid>> = HashMap::new();
         for s in fetch::body_strings(&key) {
             let starts = fetch::word_starts(s);
             if starts.is_empty() || possible.contains_key(s) {
                 continue;
             }
-            if let Some(uids) = self
-                .core
-                .body_search_candidates(account, mailbox_id, &starts)
-                .await?
-            {
+            if let Some(uids) = mailbox.body_search_candidates(&starts).await? {
                 possible.insert(s.to_owned(), uids);
             }
         }
@@ -46,8 +46,8 @@ impl Session {
             recent: recent.contains(&m.uid),
         };
         // What the row (and the index) decide; the rest need their bytes.
-        let mut hits: Vec<(usize, i64, i64)> = Vec::new();
-        let mut unsure: Vec<(usize, i64)> = Vec::new();
+        let mut hits: Vec<(usize, Uid, ModSeq)> = Vec::new();
+        let mut unsure: Vec<(usize, Uid)> = Vec::new();
         for (i, m) in msgs.iter().enumerate() {
             let Some(m) = m else { continue };
             match fetch::decide(&key, m, &ctx(i, m), &possible) {
@@ -63,13 +63,13 @@ impl Session {
             let run = fetch_run(rest, |seq| msgs[seq - 1].as_ref().map(|m| m.size));
             let (chunk, tail) = rest.split_at(run);
             rest = tail;
-            let ids: Vec<i64> = chunk.iter().map(|&(_, u)| u).collect();
+            let ids: Vec<Uid> = chunk.iter().map(|&(_, u)| u).collect();
             let read = if need == fetch::Need::Whole {
-                self.core.messages_raw(account, mailbox_id, &ids).await
+                mailbox.raws(&ids).await
             } else {
-                self.core.messages_headers(account, mailbox_id, &ids).await
+                mailbox.headers(&ids).await
             };
-            let mut raws: HashMap<i64, Vec<u8>> = match read {
+            let mut raws: HashMap<Uid, Vec<u8>> = match read {
                 Ok(r) => r.into_iter().collect(),
                 Err(CoreError::NotFound(_)) => HashMap::new(),
                 Err(e) => return Err(Fail::Core(e)),
@@ -84,13 +84,13 @@ impl Session {
             }
         }
         hits.sort_unstable();
-        let highest = hits.iter().map(|h| h.2).max().unwrap_or(0);
+        let highest = hits.iter().map(|h| h.2).max().unwrap_or_default();
         // RFC 7162 §3.1.5: a search by MODSEQ reports the highest MODSEQ
         // of what it found.
         let modseq = (fetch::uses_modseq(&key) && !hits.is_empty()).then_some(highest);
         let nums: Vec<u64> = hits
             .iter()
-            .map(|(s, u, _)| if uid { *u as u64 } else { *s as u64 })
+            .map(|(s, u, _)| if uid { u.get() as u64 } else { *s as u64 })
             .collect();
         match ret {
             // RFC 4731 ESEARCH.
@@ -122,8 +122,12 @@ impl Session {
                 let only_ends = opts.iter().all(|o| o == "MIN" || o == "MAX");
                 let modseq = match (modseq, hits.first(), hits.last()) {
                     (Some(_), Some(first), Some(last)) if only_ends => {
-                        let of = |o: &str, h: &(usize, i64, i64)| {
-                            if opts.iter().any(|x| x == o) { h.2 } else { 0 }
+                        let of = |o: &str, h: &(usize, Uid, ModSeq)| {
+                            if opts.iter().any(|x| x == o) {
+                                h.2
+                            } else {
+                                ModSeq(0)
+                            }
                         };
                         Some(of("MIN", first).max(of("MAX", last)))
                     }

@@ -11,7 +11,7 @@ impl Session {
         if let State::Selected(s) = &self.state
             && !s.read_only
         {
-            self.core.expunge(self.account_id(), s.id, None).await?;
+            s.mailbox.expunge(None).await?;
         }
         self.state = State::Authenticated;
         self.ok(tag, "CLOSE completed").await
@@ -53,18 +53,14 @@ impl Session {
         if condstore {
             self.condstore = true;
         }
-        let Some(mb) = self.core.mailbox_head(self.account_id(), name).await? else {
+        let Some(mailbox) = self.mail()?.mailbox(name).await? else {
             return self.no(tag, Code::NonExistent, "No such mailbox").await;
         };
+        let mb = mailbox.head().clone();
         // The rows come from the core's index of the mailbox: only what
         // changed since another session looked is read again.
-        let list = self
-            .core
-            .mailbox_index(self.account_id(), mb.id)
-            .await?
-            .messages
-            .clone();
-        let uids: Vec<i64> = list.iter().map(|m| m.uid).collect();
+        let list = mailbox.index().await?.messages.clone();
+        let uids: Vec<Uid> = list.iter().map(|m| m.uid).collect();
         // RFC 3501 §2.3.2: a read-write SELECT claims the mailbox's recent
         // messages for this session; EXAMINE only looks. The claim ends at
         // the last message this session lists, not at the UIDNEXT read
@@ -72,15 +68,13 @@ impl Session {
         // list, and claiming only up to the older UIDNEXT would leave it to
         // be claimed again by the next session (imaptest caught one
         // message \Recent in two sessions).
-        let seen_upto = uids.iter().max().map_or(0, |u| u + 1);
+        let seen_upto = uids.iter().max().map_or(Uid(0), |u| u.next());
         let floor = if read_only {
-            self.core.recent_mark(self.account_id(), mb.id).await?
+            mailbox.recent_mark().await?
         } else {
-            self.core
-                .claim_recent(self.account_id(), mb.id, seen_upto)
-                .await?
+            mailbox.claim_recent(seen_upto).await?
         };
-        let recent: std::collections::HashSet<i64> =
+        let recent: std::collections::HashSet<Uid> =
             uids.iter().copied().filter(|u| *u >= floor).collect();
         let recent_count = recent.len();
         let first_unseen = list
@@ -89,7 +83,7 @@ impl Session {
             .map(|i| i + 1);
         let exists = list.len();
         let mut sel = Selected {
-            id: mb.id,
+            mailbox,
             read_only,
             msgs: Vec::with_capacity(list.len()),
             uids,
@@ -137,8 +131,8 @@ impl Session {
                 let known = q
                     .known_uids
                     .as_ref()
-                    .is_none_or(|k| k.contains(m.uid as u32, u32::MAX));
-                if known && m.modseq as u64 > q.modseq {
+                    .is_none_or(|k| k.contains(m.uid.get() as u32, u32::MAX));
+                if known && m.modseq.get() as u64 > q.modseq {
                     out.push(Response::data(format!(
                         "{} FETCH (UID {} FLAGS {} MODSEQ ({}))",
                         i + 1,
@@ -168,7 +162,6 @@ impl Session {
     /// vanished messages stay in the view, as `None`, until a command that
     /// may renumber.
     pub(in crate::imap) async fn sync(&mut self, expunges: bool) -> Result<(), Fail> {
-        let account = self.account_id();
         let qresync = self.qresync;
         let State::Selected(sel) = &mut self.state else {
             return Ok(());
@@ -177,7 +170,7 @@ impl Session {
         // row read says whether it is current, and the rows that changed
         // are read once for every session that looks, not once each. Only
         // when it moved on is this view compared with it, in memory.
-        let index = self.core.mailbox_index(account, sel.id).await?;
+        let index = sel.mailbox.index().await?;
         let modseq = index.highest_modseq;
         if modseq == sel.store_modseq && !sel.msgs.iter().any(Option::is_none) {
             return Ok(());
@@ -185,7 +178,7 @@ impl Session {
         let seen_modseq = sel.store_modseq;
         sel.store_modseq = modseq;
         let rows = &index.messages;
-        let max_known = sel.uids.last().copied().unwrap_or(0);
+        let max_known = sel.uids.last().copied().unwrap_or_default();
         let mut out = Vec::new();
         // New keywords first, so the FETCH responses below name only
         // flags the client has been told of.
@@ -239,7 +232,7 @@ impl Session {
                     if !qresync {
                         out.push(Response::data(format!("{} EXPUNGE", i + 1)));
                     }
-                    gone.push(sel.uids[i] as u64);
+                    gone.push(sel.uids[i].get() as u64);
                     sel.msgs.remove(i);
                     sel.uids.remove(i);
                 }
@@ -254,12 +247,12 @@ impl Session {
         }
         let new: Vec<&Arc<MessageSummary>> = rows.iter().filter(|m| m.uid > max_known).collect();
         if !new.is_empty() {
-            let upto = new.last().map(|m| m.uid + 1).unwrap_or(0);
+            let upto = new.last().map_or(Uid(0), |m| m.uid.next());
             // New mail is \Recent for the first read-write session to see it.
             let floor = if sel.read_only {
-                self.core.recent_mark(account, sel.id).await?
+                sel.mailbox.recent_mark().await?
             } else {
-                self.core.claim_recent(account, sel.id, upto).await?
+                sel.mailbox.claim_recent(upto).await?
             };
             for m in new {
                 sel.uids.push(m.uid);
@@ -283,11 +276,10 @@ impl Session {
     /// every UID below UIDNEXT that is not in the mailbox is named (RFC
     /// 7162 lets a server name UIDs the client never saw; it ignores them).
     pub(in crate::imap) async fn report_vanished(&mut self, set: &SeqSet) -> Result<(), Fail> {
-        let account = self.account_id();
         let State::Selected(sel) = &self.state else {
             return Ok(());
         };
-        let uidnext = self.core.mailbox_uidnext(account, sel.id).await?;
+        let uidnext = sel.mailbox.uidnext().await?;
         let line = vanished_line(&sel.uids, uidnext, Some(set));
         if let Some(l) = line {
             self.reply(Response::data(l)).await?;
@@ -299,15 +291,15 @@ impl Session {
 /// `* VANISHED (EARLIER) uids`: the UIDs below `uidnext` (and in `within`,
 /// when given) that `present` (ascending) lacks, as ranges; None if none.
 pub(in crate::imap) fn vanished_line(
-    present: &[i64],
-    uidnext: i64,
+    present: &[Uid],
+    uidnext: Uid,
     within: Option<&SeqSet>,
 ) -> Option<String> {
-    let top = u32::try_from(uidnext.saturating_sub(1)).unwrap_or(u32::MAX);
+    let top = u32::try_from(uidnext.get().saturating_sub(1)).unwrap_or(u32::MAX);
     let mut gaps: Vec<(u32, u32)> = Vec::new();
     let mut next = 1u32;
     for &u in present {
-        let u = u32::try_from(u).unwrap_or(u32::MAX);
+        let u = u32::try_from(u.get()).unwrap_or(u32::MAX);
         if u > next {
             gaps.push((next, u - 1));
         }

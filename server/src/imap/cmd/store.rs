@@ -16,7 +16,7 @@ impl Session {
         unchanged_since: Option<u64>,
     ) -> Res {
         self.sync(false).await?;
-        let Some((mailbox_id, read_only)) = self.selected() else {
+        let Some((mailbox, read_only)) = self.selected() else {
             return Ok(Flow::Continue);
         };
         if read_only {
@@ -35,8 +35,8 @@ impl Session {
             };
             match (m, unchanged_since) {
                 (None, _) => {}
-                (Some(m), Some(us)) if m.modseq as u64 > us => {
-                    failed.push(if uid { *u } else { *seq as i64 })
+                (Some(m), Some(us)) if m.modseq.get() as u64 > us => {
+                    failed.push(if uid { u.get() } else { *seq as i64 })
                 }
                 _ => uids.push(*u),
             }
@@ -53,11 +53,8 @@ impl Session {
                 return Ok(Flow::Continue);
             }
         };
-        let changed = self
-            .core
-            .store_flags(self.account_id(), mailbox_id, &uids, op, &change)
-            .await?;
-        let changed: HashMap<i64, (FlagSet, i64)> = changed
+        let changed = mailbox.store_flags(&uids, op, &change).await?;
+        let changed: HashMap<Uid, (FlagSet, ModSeq)> = changed
             .into_iter()
             .map(|c| (c.uid, (c.flags, c.modseq)))
             .collect();
@@ -66,7 +63,7 @@ impl Session {
         let mut out = Vec::new();
         if let State::Selected(s) = &mut self.state {
             if let Some((_, m)) = changed.values().next()
-                && s.store_modseq + 1 == *m
+                && s.store_modseq.next() == *m
             {
                 // Ours was the only change since the last look.
                 s.store_modseq = *m;
@@ -124,7 +121,7 @@ impl Session {
     }
 
     pub(in crate::imap) async fn expunge(&mut self, tag: &str, only: Option<SeqSet>) -> Res {
-        let Some((mailbox_id, read_only)) = self.selected() else {
+        let Some((mailbox, read_only)) = self.selected() else {
             return Ok(Flow::Continue);
         };
         if read_only {
@@ -137,9 +134,7 @@ impl Session {
                 .map(|(_, u)| u)
                 .collect::<Vec<_>>()
         });
-        self.core
-            .expunge(self.account_id(), mailbox_id, uids.as_deref())
-            .await?;
+        mailbox.expunge(uids.as_deref()).await?;
         self.sync(true).await?;
         self.ok(tag, "EXPUNGE completed").await
     }
