@@ -222,7 +222,7 @@ impl Core {
             .is_none_or(|a| matches!(a.role, Role::Admin | Role::DomainAdmin))
     }
 
-    pub async fn admin_domains(&self, actor: &Actor) -> CoreResult<Vec<DomainSummary>> {
+    pub(crate) async fn admin_domains(&self, actor: &Actor) -> CoreResult<Vec<DomainSummary>> {
         let managed = self.managed(actor).await?;
         let mut out = Vec::new();
         for d in self.list_domains().await? {
@@ -265,12 +265,16 @@ impl Core {
         })
     }
 
-    pub async fn admin_domain(&self, actor: &Actor, name: &str) -> CoreResult<DomainSummary> {
+    pub(crate) async fn admin_domain(
+        &self,
+        actor: &Actor,
+        name: &str,
+    ) -> CoreResult<DomainSummary> {
         let d = self.domain_for(actor, name).await?;
         self.domain_summary(d).await
     }
 
-    pub async fn admin_add_domain(&self, actor: &Actor, name: &str) -> CoreResult<Domain> {
+    pub(crate) async fn admin_add_domain(&self, actor: &Actor, name: &str) -> CoreResult<Domain> {
         self.require_admin(actor)?;
         let d = self.add_domain(name).await?;
         self.audit(actor, "domain.add", &d.name, &d.name, "")
@@ -280,7 +284,7 @@ impl Core {
 
     /// Removes a domain. One that still holds mail needs `confirm`, and the
     /// refusal says what would be deleted.
-    pub async fn admin_remove_domain(
+    pub(crate) async fn admin_remove_domain(
         &self,
         actor: &Actor,
         name: &str,
@@ -308,7 +312,7 @@ impl Core {
         .await
     }
 
-    pub async fn admin_set_catchall(
+    pub(crate) async fn admin_set_catchall(
         &self,
         actor: &Actor,
         name: &str,
@@ -392,7 +396,7 @@ impl Core {
     }
 
     /// Lets a domain admin manage one more domain (admin only).
-    pub async fn admin_grant_domain(
+    pub(crate) async fn admin_grant_domain(
         &self,
         actor: &Actor,
         domain_name: &str,
@@ -437,7 +441,7 @@ impl Core {
             .collect())
     }
 
-    pub async fn admin_accounts(
+    pub(crate) async fn admin_accounts(
         &self,
         actor: &Actor,
         domain_name: &str,
@@ -446,7 +450,7 @@ impl Core {
         self.list_accounts(Some(&d.name)).await
     }
 
-    pub async fn admin_add_account(
+    pub(crate) async fn admin_add_account(
         &self,
         actor: &Actor,
         address: &str,
@@ -463,7 +467,7 @@ impl Core {
         Ok(a)
     }
 
-    pub async fn admin_set_password(
+    pub(crate) async fn admin_set_password(
         &self,
         actor: &Actor,
         address: &str,
@@ -475,7 +479,7 @@ impl Core {
             .await
     }
 
-    pub async fn admin_set_disabled(
+    pub(crate) async fn admin_set_disabled(
         &self,
         actor: &Actor,
         address: &str,
@@ -488,7 +492,7 @@ impl Core {
             .await
     }
 
-    pub async fn admin_set_quota(
+    pub(crate) async fn admin_set_quota(
         &self,
         actor: &Actor,
         address: &str,
@@ -509,7 +513,12 @@ impl Core {
         .await
     }
 
-    pub async fn admin_set_role(&self, actor: &Actor, address: &str, role: Role) -> CoreResult<()> {
+    pub(crate) async fn admin_set_role(
+        &self,
+        actor: &Actor,
+        address: &str,
+        role: Role,
+    ) -> CoreResult<()> {
         let a = self.account_for(actor, address).await?;
         self.may_grant(actor, role)?;
         // Nor may a domain admin demote an admin.
@@ -524,7 +533,11 @@ impl Core {
             .await
     }
 
-    pub async fn admin_remove_account(&self, actor: &Actor, address: &str) -> CoreResult<()> {
+    pub(crate) async fn admin_remove_account(
+        &self,
+        actor: &Actor,
+        address: &str,
+    ) -> CoreResult<()> {
         let a = self.account_for(actor, address).await?;
         if a.role == Role::Admin {
             self.require_admin(actor)?;
@@ -534,12 +547,16 @@ impl Core {
             .await
     }
 
-    pub async fn admin_aliases(&self, actor: &Actor, domain_name: &str) -> CoreResult<Vec<Alias>> {
+    pub(crate) async fn admin_aliases(
+        &self,
+        actor: &Actor,
+        domain_name: &str,
+    ) -> CoreResult<Vec<Alias>> {
         let d = self.domain_for(actor, domain_name).await?;
         self.list_aliases(Some(&d.name)).await
     }
 
-    pub async fn admin_add_alias(
+    pub(crate) async fn admin_add_alias(
         &self,
         actor: &Actor,
         address: &str,
@@ -559,7 +576,7 @@ impl Core {
         Ok(a)
     }
 
-    pub async fn admin_remove_alias(
+    pub(crate) async fn admin_remove_alias(
         &self,
         actor: &Actor,
         address: &str,
@@ -579,7 +596,7 @@ impl Core {
 
     /// The audit log, newest first: all of it for an admin, the entries of
     /// their domains for a domain admin.
-    pub async fn audit_log(&self, actor: &Actor, limit: u64) -> CoreResult<Vec<AuditEntry>> {
+    pub(crate) async fn audit_log(&self, actor: &Actor, limit: u64) -> CoreResult<Vec<AuditEntry>> {
         let mut q = audit_log::Entity::find().order_by_desc(audit_log::Column::Id);
         if let Some(ids) = self.managed(actor).await? {
             let names: Vec<String> = domain::Entity::find()
@@ -600,7 +617,7 @@ impl Core {
     }
 
     /// Audits an operator action done outside this module (queue commands).
-    pub async fn audit_operator(
+    pub(crate) async fn audit_operator(
         &self,
         actor: &Actor,
         action: &str,
@@ -624,7 +641,7 @@ pub enum QueueOp {
 impl Core {
     /// Queue operations from the admin area: operators (admins) only, and
     /// audited, like the CLI's.
-    pub async fn admin_queue_op(
+    pub(crate) async fn admin_queue_op(
         &self,
         actor: &Actor,
         op: QueueOp,
@@ -655,5 +672,131 @@ impl Core {
     /// Operators only: the queue and delivery log views of the admin area.
     pub fn require_operator(&self, actor: &Actor) -> CoreResult<()> {
         self.require_admin(actor)
+    }
+}
+
+/// The directory as one actor may change it: [`Core::admin`]. Every
+/// method checks the actor's rights for what it names (an operator may do
+/// anything, a domain admin only their domains) and writes the audit log.
+#[derive(Clone, Copy)]
+pub struct Admin<'a> {
+    core: &'a Core,
+    actor: &'a Actor,
+}
+
+impl Core {
+    /// Directory administration on behalf of `actor`.
+    pub fn admin<'a>(&'a self, actor: &'a Actor) -> Admin<'a> {
+        Admin { core: self, actor }
+    }
+}
+
+impl Admin<'_> {
+    pub fn actor(&self) -> &Actor {
+        self.actor
+    }
+
+    /// The domains this actor administers, with their counts.
+    pub async fn domains(&self) -> CoreResult<Vec<DomainSummary>> {
+        self.core.admin_domains(self.actor).await
+    }
+
+    pub async fn domain(&self, name: &str) -> CoreResult<DomainSummary> {
+        self.core.admin_domain(self.actor, name).await
+    }
+
+    pub async fn add_domain(&self, name: &str) -> CoreResult<Domain> {
+        self.core.admin_add_domain(self.actor, name).await
+    }
+
+    /// A domain that still has accounts or mail needs `confirm`.
+    pub async fn remove_domain(&self, name: &str, confirm: bool) -> CoreResult<()> {
+        self.core
+            .admin_remove_domain(self.actor, name, confirm)
+            .await
+    }
+
+    pub async fn set_catchall(&self, name: &str, mode: Catchall) -> CoreResult<()> {
+        self.core.admin_set_catchall(self.actor, name, mode).await
+    }
+
+    /// Makes `address` an administrator of `domain`.
+    pub async fn grant_domain(&self, domain: &str, address: &str) -> CoreResult<()> {
+        self.core
+            .admin_grant_domain(self.actor, domain, address)
+            .await
+    }
+
+    pub async fn accounts(&self, domain: &str) -> CoreResult<Vec<Account>> {
+        self.core.admin_accounts(self.actor, domain).await
+    }
+
+    pub async fn add_account(
+        &self,
+        address: &str,
+        password: &str,
+        role: Role,
+    ) -> CoreResult<Account> {
+        self.core
+            .admin_add_account(self.actor, address, password, role)
+            .await
+    }
+
+    pub async fn set_password(&self, address: &str, password: &str) -> CoreResult<()> {
+        self.core
+            .admin_set_password(self.actor, address, password)
+            .await
+    }
+
+    pub async fn set_disabled(&self, address: &str, disabled: bool) -> CoreResult<()> {
+        self.core
+            .admin_set_disabled(self.actor, address, disabled)
+            .await
+    }
+
+    pub async fn set_quota(&self, address: &str, bytes: i64) -> CoreResult<()> {
+        self.core.admin_set_quota(self.actor, address, bytes).await
+    }
+
+    pub async fn set_role(&self, address: &str, role: Role) -> CoreResult<()> {
+        self.core.admin_set_role(self.actor, address, role).await
+    }
+
+    pub async fn remove_account(&self, address: &str) -> CoreResult<()> {
+        self.core.admin_remove_account(self.actor, address).await
+    }
+
+    pub async fn aliases(&self, domain: &str) -> CoreResult<Vec<Alias>> {
+        self.core.admin_aliases(self.actor, domain).await
+    }
+
+    pub async fn add_alias(&self, address: &str, targets: &[String]) -> CoreResult<Alias> {
+        self.core
+            .admin_add_alias(self.actor, address, targets)
+            .await
+    }
+
+    /// One target of an alias, or (None) the whole alias.
+    pub async fn remove_alias(&self, address: &str, target: Option<&str>) -> CoreResult<()> {
+        self.core
+            .admin_remove_alias(self.actor, address, target)
+            .await
+    }
+
+    /// The audit log this actor may read, newest first.
+    pub async fn audit_log(&self, limit: u64) -> CoreResult<Vec<AuditEntry>> {
+        self.core.audit_log(self.actor, limit).await
+    }
+
+    /// Records an operator's action that is not a directory change.
+    pub async fn audit(&self, action: &str, target: &str, detail: &str) -> CoreResult<()> {
+        self.core
+            .audit_operator(self.actor, action, target, detail)
+            .await
+    }
+
+    /// An operator's queue command (retry, hold, release, delete), audited.
+    pub async fn queue_op(&self, op: QueueOp, target: &crate::queue::Target) -> CoreResult<u64> {
+        self.core.admin_queue_op(self.actor, op, target).await
     }
 }

@@ -237,7 +237,7 @@ impl Core {
     }
 
     /// Number of queue rows, for tests and the admin overview.
-    pub async fn queue_len(&self) -> CoreResult<u64> {
+    pub(crate) async fn queue_len(&self) -> CoreResult<u64> {
         use sea_orm::PaginatorTrait;
         Ok(queue_entry::Entity::find().count(self.db()).await?)
     }

@@ -13,9 +13,11 @@ use std::fmt;
 
 /// One id type: the newtype, its `Display`, and (derived) its conversions to
 /// and from query values, so `Column::AccountId.eq(id)` reads as it did with
-/// bare numbers and a query result can carry the typed id.
-macro_rules! row_id {
-    ($(#[$doc:meta])* $name:ident($inner:ty)) => {
+/// bare numbers and a query result can carry the typed id. `pub` before the
+/// inner type gives the type a public constructor (numbers clients name);
+/// without it only the core makes one.
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident($vis:vis $inner:ty)) => {
         $(#[$doc])*
         #[derive(
             Clone,
@@ -31,7 +33,7 @@ macro_rules! row_id {
             serde::Deserialize,
         )]
         #[serde(transparent)]
-        pub struct $name($inner);
+        pub struct $name($vis $inner);
 
         impl $name {
             /// An id read from a stored row. (Most come typed straight out
@@ -62,84 +64,51 @@ macro_rules! row_id {
     };
 }
 
-/// A number a client may name, with a public constructor.
-macro_rules! client_number {
-    ($(#[$doc:meta])* $name:ident($inner:ty)) => {
-        $(#[$doc])*
-        #[derive(
-            Clone,
-            Copy,
-            Debug,
-            PartialEq,
-            Eq,
-            Hash,
-            PartialOrd,
-            Ord,
-            Default,
-            sea_orm::DeriveValueType,
-            serde::Serialize,
-            serde::Deserialize,
-        )]
-        #[serde(transparent)]
-        pub struct $name(pub $inner);
-
-        impl $name {
-            pub const fn get(self) -> $inner {
-                self.0
-            }
-        }
-
+/// What a client or operator types (`4:9`, `42`) parses straight into one.
+macro_rules! parsed_from_text {
+    ($($name:ident),*) => {$(
         impl std::str::FromStr for $name {
             type Err = std::num::ParseIntError;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 s.parse().map($name)
             }
         }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                self.0.fmt(f)
-            }
-        }
-
-    };
+    )*};
 }
 
-row_id! {
+id_type! {
     /// An account (`accounts.id`).
     AccountId(i32)
 }
 
-row_id! {
+id_type! {
     /// A mailbox (`mailboxes.id`). Knowing one is not owning it: message
     /// operations go through [`crate::mail::OwnedMailbox`].
     MailboxId(i32)
 }
 
-row_id! {
+id_type! {
     /// A stored message body (`blobs.id`), shared by every copy of it.
     BlobId(i32)
 }
 
-client_number! {
+id_type! {
     /// An outbound queue entry (`queue_entries.id`): one recipient of one
     /// message. Operators name entries by number (`tern queue retry 42`),
     /// so this one has a public constructor; naming one that does not
     /// exist finds nothing.
-    QueueId(i32)
+    QueueId(pub i32)
 }
 
-impl sea_orm::TryFromU64 for QueueId {
-    fn try_from_u64(n: u64) -> Result<Self, sea_orm::DbErr> {
-        i32::try_from_u64(n).map(QueueId)
-    }
-}
-
-client_number! {
+id_type! {
     /// A message's UID in its mailbox (RFC 9051 section 2.3.1.1): strictly
     /// ascending, never reused within one UIDVALIDITY.
-    Uid(i64)
+    // 0 where "none yet" needs a value (the highest UID of an empty mailbox).
+    #[derive(Default)]
+    Uid(pub i64)
 }
+
+parsed_from_text!(QueueId, Uid, ModSeq);
 
 impl Uid {
     /// The UID after this one (UIDs are handed out one by one).
@@ -148,10 +117,11 @@ impl Uid {
     }
 }
 
-client_number! {
+id_type! {
     /// A modification sequence (RFC 7162 section 3.1.1): every change to a
     /// message's flags or presence takes the mailbox's next one.
-    ModSeq(i64)
+    #[derive(Default)]
+    ModSeq(pub i64)
 }
 
 impl ModSeq {
@@ -173,5 +143,11 @@ mod tests {
         assert_eq!(sea_orm::Value::from(a), sea_orm::Value::from(7i32));
 
         assert!(Uid(3) < Uid(9));
+        assert_eq!("42".parse::<QueueId>(), Ok(QueueId(42)));
+        assert!("4x".parse::<Uid>().is_err());
+        assert_eq!(Uid(7).next(), Uid(8));
+        assert_eq!(ModSeq::default().next(), ModSeq(1));
+        // Stored as the bare number, in JSON too (the routing copy).
+        assert_eq!(serde_json::to_string(&a).unwrap(), "7");
     }
 }

@@ -51,6 +51,7 @@ use std::sync::Arc;
 use sea_orm::{DatabaseConnection, EntityTrait};
 
 pub use crate::address::Address;
+pub use crate::admin::Admin;
 pub use crate::auth::{AuthConfig, AuthError, LoginThrottle, PasswordHasher, ThrottleConfig};
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::db::Backend;

@@ -133,7 +133,7 @@ async fn a_claim_takes_a_message_group_and_its_lease_expires() {
         .await
         .unwrap();
         assert_eq!(
-            a.queue_len().await.unwrap(),
+            a.queue().len().await.unwrap(),
             4,
             "nothing retired by a stale owner"
         );
@@ -147,7 +147,7 @@ async fn a_claim_takes_a_message_group_and_its_lease_expires() {
         ))
         .await
         .unwrap();
-        assert_eq!(a.queue_len().await.unwrap(), 2);
+        assert_eq!(a.queue().len().await.unwrap(), 2);
         a.close().await;
         b.close().await;
     })
@@ -180,12 +180,13 @@ async fn finishes_batched_in_one_commit_keep_their_own_leases() {
             .await
             .unwrap();
         assert_eq!(
-            a.queue_len().await.unwrap(),
+            a.queue().len().await.unwrap(),
             1,
             "only the stale result is left undone"
         );
         let log = a
-            .delivery_log(&LogQuery {
+            .queue()
+            .log(&LogQuery {
                 limit: 10,
                 ..Default::default()
             })
@@ -209,7 +210,8 @@ async fn two_nodes_claiming_at_once_take_each_entry_once() {
             queue(&a, &format!("c{i}"), &[&format!("u{i}@{d}")]).await;
         }
         for e in a
-            .queue_list(&QueueFilter {
+            .queue()
+            .list(&QueueFilter {
                 limit: 1000,
                 ..Default::default()
             })
@@ -299,7 +301,7 @@ async fn outcomes_retire_reschedule_log_and_bounce_in_one_commit() {
         ));
         core.queue_finish(f).await.unwrap();
 
-        let left = core.queue_list(&QueueFilter::default()).await.unwrap();
+        let left = core.queue().list(&QueueFilter::default()).await.unwrap();
         assert_eq!(left.len(), 1);
         let e = &left[0];
         assert_eq!(e.rcpt_to, "later@remote.test");
@@ -324,7 +326,8 @@ async fn outcomes_retire_reschedule_log_and_bounce_in_one_commit() {
         assert_eq!(blobs_after, blobs_before + 1);
 
         let log = core
-            .delivery_log(&LogQuery {
+            .queue()
+            .log(&LogQuery {
                 text: Some("<f1@local.test>".into()),
                 ..Default::default()
             })
@@ -346,7 +349,8 @@ async fn outcomes_retire_reschedule_log_and_bounce_in_one_commit() {
                 .all(|l| l.tls && l.remote_host.as_deref() == Some("mx.remote.test"))
         );
         let by_rcpt = core
-            .delivery_log(&LogQuery {
+            .queue()
+            .log(&LogQuery {
                 text: Some("gone@remote".into()),
                 ..Default::default()
             })
@@ -384,7 +388,7 @@ async fn operators_hold_release_retry_and_delete() {
         clock.advance(10);
         queue(&core, "h2", &["c@fast.test"]).await;
 
-        let st = core.queue_stats().await.unwrap();
+        let st = core.queue().stats().await.unwrap();
         assert_eq!(st.total, 3);
         assert_eq!(st.by_lane[0], ("fresh".to_owned(), 3));
         assert_eq!(st.by_domain[0], ("slow.test".to_owned(), 2));
@@ -392,7 +396,8 @@ async fn operators_hold_release_retry_and_delete() {
 
         // A held destination is skipped, also for mail queued later.
         assert_eq!(
-            core.queue_hold(&Target::Domain("SLOW.test".into()))
+            core.queue()
+                .hold(&Target::Domain("SLOW.test".into()))
                 .await
                 .unwrap(),
             2
@@ -411,13 +416,15 @@ async fn operators_hold_release_retry_and_delete() {
                 .is_empty()
         );
         assert!(
-            core.queue_destination("slow.test")
+            core.queue()
+                .destination("slow.test")
                 .await
                 .unwrap()
                 .unwrap()
                 .held
         );
-        core.queue_release(&Target::Domain("slow.test".into()))
+        core.queue()
+            .release(&Target::Domain("slow.test".into()))
             .await
             .unwrap();
         let g = core
@@ -431,15 +438,15 @@ async fn operators_hold_release_retry_and_delete() {
 
         // One entry held on its own.
         let id = g[0].id;
-        core.queue_hold(&Target::Entry(id)).await.unwrap();
+        core.queue().hold(&Target::Entry(id)).await.unwrap();
         assert_eq!(
-            core.queue_entry(id).await.unwrap().unwrap().status,
+            core.queue().entry(id).await.unwrap().unwrap().status,
             QueueStatus::Held
         );
-        assert_eq!(core.queue_stats().await.unwrap().held, 1);
-        core.queue_release(&Target::Entry(id)).await.unwrap();
+        assert_eq!(core.queue().stats().await.unwrap().held, 1);
+        core.queue().release(&Target::Entry(id)).await.unwrap();
         assert_eq!(
-            core.queue_entry(id).await.unwrap().unwrap().status,
+            core.queue().entry(id).await.unwrap().unwrap().status,
             QueueStatus::Queued
         );
 
@@ -455,13 +462,15 @@ async fn operators_hold_release_retry_and_delete() {
                 .is_empty()
         );
         assert_eq!(
-            core.queue_retry(&Target::Domain("slow.test".into()))
+            core.queue()
+                .retry(&Target::Domain("slow.test".into()))
                 .await
                 .unwrap(),
             3
         );
         assert_eq!(
-            core.queue_destination("slow.test")
+            core.queue()
+                .destination("slow.test")
                 .await
                 .unwrap()
                 .unwrap()
@@ -493,16 +502,18 @@ async fn operators_hold_release_retry_and_delete() {
         // Delete a destination's entries: gone, logged, bytes freed.
         let (blobs, _) = core.storage_counts().await.unwrap();
         assert_eq!(
-            core.queue_delete(&Target::Domain("slow.test".into()))
+            core.queue()
+                .delete(&Target::Domain("slow.test".into()))
                 .await
                 .unwrap(),
             3
         );
-        assert_eq!(core.queue_len().await.unwrap(), 1);
+        assert_eq!(core.queue().len().await.unwrap(), 1);
         let (blobs_after, _) = core.storage_counts().await.unwrap();
         assert_eq!(blobs_after, blobs - 2, "h1 and h3 bytes freed, h2 kept");
         let log = core
-            .delivery_log(&LogQuery {
+            .queue()
+            .log(&LogQuery {
                 text: Some("slow.test".into()),
                 ..Default::default()
             })

@@ -487,7 +487,7 @@ async fn alias_fans_out() {
         let r = core.deliver(&env, &msg("team", "hi all")).await.unwrap();
         assert_eq!(r.delivered.len(), 2);
         assert_eq!(r.queued.len(), 1);
-        assert_eq!(core.queue_len().await.unwrap(), 1);
+        assert_eq!(core.queue().len().await.unwrap(), 1);
         assert_eq!(core.storage_counts().await.unwrap(), (1, 2));
 
         let aliases = core.list_aliases(Some("example.test")).await.unwrap();
@@ -1447,16 +1447,19 @@ async fn admin_roles_are_enforced_by_the_core_and_audited() {
     use mailcore::admin::{Actor, Catchall};
     for_each_backend("admin_roles", |core| async move {
         let op = Actor::operator("root");
-        core.admin_add_domain(&op, "a.test").await.unwrap();
-        core.admin_add_domain(&op, "b.test").await.unwrap();
+        core.admin(&op).add_domain("a.test").await.unwrap();
+        core.admin(&op).add_domain("b.test").await.unwrap();
         let da = core
-            .admin_add_account(&op, "boss@a.test", PW, Role::DomainAdmin)
+            .admin(&op)
+            .add_account("boss@a.test", PW, Role::DomainAdmin)
             .await
             .unwrap();
-        core.admin_add_account(&op, "info@a.test", PW, Role::User)
+        core.admin(&op)
+            .add_account("info@a.test", PW, Role::User)
             .await
             .unwrap();
-        core.admin_add_account(&op, "info@b.test", PW, Role::User)
+        core.admin(&op)
+            .add_account("info@b.test", PW, Role::User)
             .await
             .unwrap();
         let web = Actor::web(
@@ -1469,7 +1472,8 @@ async fn admin_roles_are_enforced_by_the_core_and_audited() {
         );
         // Sees and changes its own domain only.
         let names: Vec<String> = core
-            .admin_domains(&web)
+            .admin(&web)
+            .domains()
             .await
             .unwrap()
             .into_iter()
@@ -1477,50 +1481,57 @@ async fn admin_roles_are_enforced_by_the_core_and_audited() {
             .collect();
         assert_eq!(names, ["a.test"]);
         for r in [
-            core.admin_set_catchall(&web, "b.test", Catchall::Account("info".into()))
+            core.admin(&web)
+                .set_catchall("b.test", Catchall::Account("info".into()))
                 .await,
-            core.admin_add_account(&web, "x@b.test", PW, Role::User)
+            core.admin(&web)
+                .add_account("x@b.test", PW, Role::User)
                 .await
                 .map(|_| ()),
-            core.admin_set_password(&web, "info@b.test", "another password")
+            core.admin(&web)
+                .set_password("info@b.test", "another password")
                 .await,
-            core.admin_add_alias(&web, "sales@b.test", &["info@b.test".into()])
+            core.admin(&web)
+                .add_alias("sales@b.test", &["info@b.test".into()])
                 .await
                 .map(|_| ()),
-            core.admin_add_domain(&web, "c.test").await.map(|_| ()),
-            core.admin_remove_domain(&web, "a.test", true).await,
-            core.admin_add_account(&web, "root@a.test", PW, Role::Admin)
+            core.admin(&web).add_domain("c.test").await.map(|_| ()),
+            core.admin(&web).remove_domain("a.test", true).await,
+            core.admin(&web)
+                .add_account("root@a.test", PW, Role::Admin)
                 .await
                 .map(|_| ()),
         ] {
             assert!(matches!(r, Err(CoreError::Forbidden)), "{r:?}");
         }
         assert!(matches!(
-            core.admin_accounts(&web, "b.test").await,
+            core.admin(&web).accounts("b.test").await,
             Err(CoreError::Forbidden)
         ));
 
         // Catchall: an account, then reject with the admin's words.
-        core.admin_set_catchall(&web, "a.test", Catchall::Account("info".into()))
+        core.admin(&web)
+            .set_catchall("a.test", Catchall::Account("info".into()))
             .await
             .unwrap();
         assert!(matches!(
             core.route("nobody@a.test").await.unwrap(),
             Route::Catchall { .. }
         ));
-        core.admin_set_catchall(
-            &web,
-            "a.test",
-            Catchall::Reject("Gone.\r\nWrite to info@a.test".into()),
-        )
-        .await
-        .unwrap();
+        core.admin(&web)
+            .set_catchall(
+                "a.test",
+                Catchall::Reject("Gone.\r\nWrite to info@a.test".into()),
+            )
+            .await
+            .unwrap();
         assert_eq!(
             core.route("nobody@a.test").await.unwrap(),
             Route::Rejected(Rejection::Policy("Gone.Write to info@a.test".into()))
         );
         assert!(
-            core.admin_set_catchall(&web, "a.test", Catchall::Reject("naïve".into()))
+            core.admin(&web)
+                .set_catchall("a.test", Catchall::Reject("naïve".into()))
                 .await
                 .is_err()
         );
@@ -1529,7 +1540,8 @@ async fn admin_roles_are_enforced_by_the_core_and_audited() {
             core.route("info@a.test").await.unwrap(),
             Route::Account(_)
         ));
-        core.admin_set_catchall(&web, "a.test", Catchall::None)
+        core.admin(&web)
+            .set_catchall("a.test", Catchall::None)
             .await
             .unwrap();
         assert_eq!(
@@ -1547,7 +1559,8 @@ async fn admin_roles_are_enforced_by_the_core_and_audited() {
             .await
             .unwrap();
         let err = core
-            .admin_remove_domain(&op, "b.test", false)
+            .admin(&op)
+            .remove_domain("b.test", false)
             .await
             .unwrap_err();
         assert!(
@@ -1555,14 +1568,14 @@ async fn admin_roles_are_enforced_by_the_core_and_audited() {
                 .contains("still has 1 accounts holding 1 messages"),
             "{err}"
         );
-        core.admin_remove_domain(&op, "b.test", true).await.unwrap();
+        core.admin(&op).remove_domain("b.test", true).await.unwrap();
 
         // The audit log: everything for the operator, a.test's for the boss.
-        let all = core.audit_log(&op, 100).await.unwrap();
+        let all = core.admin(&op).audit_log(100).await.unwrap();
         let actions: Vec<&str> = all.iter().map(|e| e.action.as_str()).collect();
         assert_eq!(actions.first(), Some(&"domain.remove"));
         assert!(actions.contains(&"catchall.set") && actions.contains(&"account.add"));
-        let mine = core.audit_log(&web, 100).await.unwrap();
+        let mine = core.admin(&web).audit_log(100).await.unwrap();
         assert!(mine.iter().all(|e| e.domain == "a.test"), "{mine:?}");
         let cs: Vec<_> = mine.iter().filter(|e| e.action == "catchall.set").collect();
         assert_eq!(cs.len(), 3);
@@ -1652,7 +1665,7 @@ async fn spooled_mail_is_stored_once_across_a_restart() {
         };
         assert_eq!(count(core.clone(), ids[0]).await, 40);
         assert_eq!(count(core.clone(), ids[1]).await, 10);
-        assert_eq!(core.queue_len().await.unwrap(), 1);
+        assert_eq!(core.queue().len().await.unwrap(), 1);
         ingest.stop().await;
         drop(spool);
 
@@ -1668,7 +1681,7 @@ async fn spooled_mail_is_stored_once_across_a_restart() {
         drained(&spool).await;
         assert_eq!(count(again.clone(), ids[0]).await, 40, "no duplicates");
         assert_eq!(count(again.clone(), ids[1]).await, 10);
-        assert_eq!(again.queue_len().await.unwrap(), 1);
+        assert_eq!(again.queue().len().await.unwrap(), 1);
         ingest.stop().await;
         again.close().await;
         core.close().await;

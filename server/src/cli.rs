@@ -262,7 +262,7 @@ async fn domain(core: &Core, cmd: DomainCmd) -> Result<(), String> {
     let op = operator();
     match cmd {
         DomainCmd::Add { domain } => {
-            let d = core.admin_add_domain(&op, &domain).await.map_err(e)?;
+            let d = core.admin(&op).add_domain(&domain).await.map_err(e)?;
             out!("added domain {}", d.name);
         }
         DomainCmd::List => {
@@ -275,7 +275,8 @@ async fn domain(core: &Core, cmd: DomainCmd) -> Result<(), String> {
             }
         }
         DomainCmd::Remove { domain, yes } => {
-            core.admin_remove_domain(&op, &domain, yes)
+            core.admin(&op)
+                .remove_domain(&domain, yes)
                 .await
                 .map_err(|err| match err {
                     mailcore::CoreError::Invalid(m) => {
@@ -296,7 +297,8 @@ async fn domain(core: &Core, cmd: DomainCmd) -> Result<(), String> {
                 (Some(lp), None) => Catchall::Account(lp),
                 (None, None) => Catchall::None,
             };
-            core.admin_set_catchall(&op, &domain, mode.clone())
+            core.admin(&op)
+                .set_catchall(&domain, mode.clone())
                 .await
                 .map_err(e)?;
             match mode {
@@ -308,7 +310,8 @@ async fn domain(core: &Core, cmd: DomainCmd) -> Result<(), String> {
             }
         }
         DomainCmd::Grant { domain, address } => {
-            core.admin_grant_domain(&op, &domain, &address)
+            core.admin(&op)
+                .grant_domain(&domain, &address)
                 .await
                 .map_err(e)?;
             out!("{address} now manages {domain}");
@@ -354,7 +357,7 @@ async fn spool_stats(cfg: &Config) -> Result<(), String> {
 }
 
 async fn audit(core: &Core, limit: u64) -> Result<(), String> {
-    for a in core.audit_log(&operator(), limit).await.map_err(e)? {
+    for a in core.admin(&operator()).audit_log(limit).await.map_err(e)? {
         out!(
             "{}\t{}\t{}\t{}\t{}\t{}\t{}",
             mailcore::view::short_date(a.at),
@@ -375,7 +378,8 @@ async fn user(core: &Core, cmd: UserCmd) -> Result<(), String> {
             let role = Role::parse(&role).map_err(e)?;
             let pw = read_password(&address)?;
             let a = core
-                .admin_add_account(&operator(), &address, &pw, role)
+                .admin(&operator())
+                .add_account(&address, &pw, role)
                 .await
                 .map_err(e)?;
             out!("added {} ({})", a.address, a.role.as_str());
@@ -385,7 +389,8 @@ async fn user(core: &Core, cmd: UserCmd) -> Result<(), String> {
                 return Err(format!("account {address} not found"));
             }
             let pw = read_password(&address)?;
-            core.admin_set_password(&operator(), &address, &pw)
+            core.admin(&operator())
+                .set_password(&address, &pw)
                 .await
                 .map_err(e)?;
             out!("password changed for {address}");
@@ -402,32 +407,37 @@ async fn user(core: &Core, cmd: UserCmd) -> Result<(), String> {
             }
         }
         UserCmd::Remove { address } => {
-            core.admin_remove_account(&operator(), &address)
+            core.admin(&operator())
+                .remove_account(&address)
                 .await
                 .map_err(e)?;
             out!("removed {address}");
         }
         UserCmd::SetRole { address, role } => {
             let role = Role::parse(&role).map_err(e)?;
-            core.admin_set_role(&operator(), &address, role)
+            core.admin(&operator())
+                .set_role(&address, role)
                 .await
                 .map_err(e)?;
             out!("{address} is now {}", role.as_str());
         }
         UserCmd::Disable { address } => {
-            core.admin_set_disabled(&operator(), &address, true)
+            core.admin(&operator())
+                .set_disabled(&address, true)
                 .await
                 .map_err(e)?;
             out!("{address} disabled");
         }
         UserCmd::Enable { address } => {
-            core.admin_set_disabled(&operator(), &address, false)
+            core.admin(&operator())
+                .set_disabled(&address, false)
                 .await
                 .map_err(e)?;
             out!("{address} enabled");
         }
         UserCmd::Quota { address, mb } => {
-            core.admin_set_quota(&operator(), &address, mb.saturating_mul(1024 * 1024))
+            core.admin(&operator())
+                .set_quota(&address, mb.saturating_mul(1024 * 1024))
                 .await
                 .map_err(e)?;
             out!("quota of {address} is now {mb} MB");
@@ -440,7 +450,8 @@ async fn alias(core: &Core, cmd: AliasCmd) -> Result<(), String> {
     match cmd {
         AliasCmd::Add { address, targets } => {
             let a = core
-                .admin_add_alias(&operator(), &address, &targets)
+                .admin(&operator())
+                .add_alias(&address, &targets)
                 .await
                 .map_err(e)?;
             out!("{} -> {}", a.address, a.targets.join(", "));
@@ -451,7 +462,8 @@ async fn alias(core: &Core, cmd: AliasCmd) -> Result<(), String> {
             }
         }
         AliasCmd::Remove { address, target } => {
-            core.admin_remove_alias(&operator(), &address, target.as_deref())
+            core.admin(&operator())
+                .remove_alias(&address, target.as_deref())
                 .await
                 .map_err(e)?;
             out!("removed alias {address}");
@@ -520,7 +532,8 @@ async fn queue(core: &Core, cmd: QueueCmd) -> Result<(), String> {
                 ),
             };
             let rows = core
-                .queue_list(&QueueFilter {
+                .queue()
+                .list(&QueueFilter {
                     domain,
                     lane,
                     limit,
@@ -545,7 +558,8 @@ async fn queue(core: &Core, cmd: QueueCmd) -> Result<(), String> {
         }
         QueueCmd::Show { id } => {
             let r = core
-                .queue_entry(QueueId(id))
+                .queue()
+                .entry(QueueId(id))
                 .await
                 .map_err(e)?
                 .ok_or_else(|| format!("queue entry {id} not found"))?;
@@ -568,7 +582,8 @@ async fn queue(core: &Core, cmd: QueueCmd) -> Result<(), String> {
                 out!("being delivered by: {o} (lease {})", when(now, l));
             }
             let log = core
-                .delivery_log(&LogQuery {
+                .queue()
+                .log(&LogQuery {
                     queue_id: Some(QueueId(id)),
                     limit: 1000,
                     ..Default::default()
@@ -590,34 +605,38 @@ async fn queue(core: &Core, cmd: QueueCmd) -> Result<(), String> {
         }
         QueueCmd::Retry(t) => {
             let n = core
-                .admin_queue_op(&operator(), QueueOp::Retry, &t.target())
+                .admin(&operator())
+                .queue_op(QueueOp::Retry, &t.target())
                 .await
                 .map_err(e)?;
             out!("{n} entries due now");
         }
         QueueCmd::Hold(t) => {
             let n = core
-                .admin_queue_op(&operator(), QueueOp::Hold, &t.target())
+                .admin(&operator())
+                .queue_op(QueueOp::Hold, &t.target())
                 .await
                 .map_err(e)?;
             out!("{n} entries held");
         }
         QueueCmd::Release(t) => {
             let n = core
-                .admin_queue_op(&operator(), QueueOp::Release, &t.target())
+                .admin(&operator())
+                .queue_op(QueueOp::Release, &t.target())
                 .await
                 .map_err(e)?;
             out!("{n} entries released");
         }
         QueueCmd::Delete(t) => {
             let n = core
-                .admin_queue_op(&operator(), QueueOp::Delete, &t.target())
+                .admin(&operator())
+                .queue_op(QueueOp::Delete, &t.target())
                 .await
                 .map_err(e)?;
             out!("{n} entries deleted");
         }
         QueueCmd::Stats => {
-            let st = core.queue_stats().await.map_err(e)?;
+            let st = core.queue().stats().await.map_err(e)?;
             out!("total\t{}", st.total);
             out!("held\t{}", st.held);
             for (lane, n) in &st.by_lane {
@@ -627,7 +646,7 @@ async fn queue(core: &Core, cmd: QueueCmd) -> Result<(), String> {
                 Some(t) => out!("oldest\t{}", age(now - t)),
                 None => out!("oldest\t-"),
             }
-            let dests = core.queue_destinations().await.map_err(e)?;
+            let dests = core.queue().destinations().await.map_err(e)?;
             for (domain, n) in &st.by_domain {
                 let d = dests.iter().find(|d| &d.domain == domain);
                 out!(
@@ -644,7 +663,8 @@ async fn queue(core: &Core, cmd: QueueCmd) -> Result<(), String> {
         }
         QueueCmd::Log { query, limit } => {
             let rows = core
-                .delivery_log(&LogQuery {
+                .queue()
+                .log(&LogQuery {
                     text: query,
                     limit,
                     ..Default::default()

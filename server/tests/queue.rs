@@ -138,7 +138,7 @@ async fn wait_for(what: &str, secs: u64, mut cond: impl AsyncFnMut() -> bool) {
 }
 
 async fn queue_empty(core: &Core) -> bool {
-    core.queue_len().await.unwrap() == 0
+    core.queue().len().await.unwrap() == 0
 }
 
 /// Messages in an account's INBOX, raw.
@@ -183,7 +183,8 @@ async fn delivers_over_starttls_and_logs_the_attempt() {
     assert!(got[0].tls, "opportunistic STARTTLS was used");
 
     let log = core
-        .delivery_log(&LogQuery {
+        .queue()
+        .log(&LogQuery {
             text: Some("tls1@local.test".into()),
             ..Default::default()
         })
@@ -200,14 +201,16 @@ async fn delivers_over_starttls_and_logs_the_attempt() {
     // The runner writes the destination's row just after recording the
     // attempt, so it may trail the empty queue by a moment.
     wait_for("the destination row", 10, async || {
-        core.queue_destination("remote.test")
+        core.queue()
+            .destination("remote.test")
             .await
             .unwrap()
             .is_some_and(|d| d.last_reply.is_some())
     })
     .await;
     let d = core
-        .queue_destination("remote.test")
+        .queue()
+        .destination("remote.test")
         .await
         .unwrap()
         .unwrap();
@@ -273,7 +276,8 @@ async fn mx_order_implicit_mx_null_mx_and_missing_domains() {
     rcpts.sort();
     assert_eq!(rcpts, ["a@two.test", "b@bare.test"]);
     let log = core
-        .delivery_log(&LogQuery {
+        .queue()
+        .log(&LogQuery {
             text: Some("pref@local.test".into()),
             ..Default::default()
         })
@@ -314,7 +318,7 @@ async fn replies_count_per_recipient_and_bounces_follow_rfc_3464() {
     )
     .await;
     wait_for("first attempt", 20, async || {
-        core.queue_len().await.unwrap() == 1
+        core.queue().len().await.unwrap() == 1
     })
     .await;
 
@@ -324,7 +328,7 @@ async fn replies_count_per_recipient_and_bounces_follow_rfc_3464() {
     assert_eq!(got[0].rcpts, ["ok@remote.test"]);
 
     // later@ waits in the retry lane, 5 minutes plus at most 20% jitter.
-    let e = &core.queue_list(&QueueFilter::default()).await.unwrap()[0];
+    let e = &core.queue().list(&QueueFilter::default()).await.unwrap()[0];
     assert_eq!(e.rcpt_to, "later@remote.test");
     assert_eq!((e.lane.as_str(), e.attempts), ("retry", 1));
     assert!(
@@ -396,7 +400,7 @@ async fn a_bounce_never_bounces() {
         &msg("dsn", "a bounce\r\n"),
     )
     .await;
-    let e = &core.queue_list(&QueueFilter::default()).await.unwrap()[0];
+    let e = &core.queue().list(&QueueFilter::default()).await.unwrap()[0];
     assert_eq!(
         e.lane,
         Lane::Bounce,
@@ -404,7 +408,8 @@ async fn a_bounce_never_bounces() {
     );
     wait_for("the failure", 20, async || queue_empty(&core).await).await;
     let log = core
-        .delivery_log(&LogQuery {
+        .queue()
+        .log(&LogQuery {
             text: Some("dsn@local.test".into()),
             ..Default::default()
         })
@@ -413,7 +418,7 @@ async fn a_bounce_never_bounces() {
     assert_eq!(log.len(), 1);
     assert_eq!(log[0].outcome, LogOutcome::Failed);
     assert!(inbox(&core, alice).await.is_empty(), "no DSN about a DSN");
-    assert_eq!(core.queue_len().await.unwrap(), 0, "and none queued");
+    assert_eq!(core.queue().len().await.unwrap(), 0, "and none queued");
     runner.stop(Duration::from_secs(5)).await;
 }
 
@@ -441,7 +446,8 @@ async fn the_schedule_warns_at_four_hours_and_gives_up_after_five_days() {
         let mut entry = None;
         wait_for("an attempt", 20, async || {
             entry = core
-                .queue_list(&QueueFilter::default())
+                .queue()
+                .list(&QueueFilter::default())
                 .await
                 .unwrap()
                 .pop();
@@ -482,7 +488,8 @@ async fn the_schedule_warns_at_four_hours_and_gives_up_after_five_days() {
     );
     assert!(failed.contains("last reply: 452 4.2.2 mailbox full"));
     let log = core
-        .delivery_log(&LogQuery {
+        .queue()
+        .log(&LogQuery {
             text: Some("sched@local.test".into()),
             limit: 1000,
             ..Default::default()
@@ -510,7 +517,8 @@ async fn a_connection_lost_in_data_is_retried_and_delivered_once() {
     let mut e = None;
     wait_for("the failed attempt", 20, async || {
         e = core
-            .queue_list(&QueueFilter::default())
+            .queue()
+            .list(&QueueFilter::default())
             .await
             .unwrap()
             .pop();
@@ -600,7 +608,8 @@ async fn concurrency_settles_under_421_and_nothing_bounces() {
     while !queue_empty(&core).await {
         assert!(Instant::now() < end, "not delivered in time");
         let busy = core
-            .queue_list(&QueueFilter {
+            .queue()
+            .list(&QueueFilter {
                 limit: 1000,
                 ..Default::default()
             })
@@ -628,14 +637,20 @@ async fn concurrency_settles_under_421_and_nothing_bounces() {
         "settled at {}",
         runner.concurrency_limit("busy.test")
     );
-    let d = core.queue_destination("busy.test").await.unwrap().unwrap();
+    let d = core
+        .queue()
+        .destination("busy.test")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
         d.concurrency <= 2 && d.ceiling.is_some_and(|c| c <= 2),
         "{d:?}"
     );
     assert!(inbox(&core, alice).await.is_empty(), "a 421 never bounces");
     let log = core
-        .delivery_log(&LogQuery {
+        .queue()
+        .log(&LogQuery {
             text: Some("busy.test".into()),
             limit: 10_000,
             ..Default::default()
@@ -680,12 +695,12 @@ async fn fresh_mail_goes_first_past_a_backlog_of_ten_thousand() {
     }
     // ...so one attempt defers all 10,000 to the retry lane.
     wait_for("the backlog to be deferred", 60, async || {
-        let st = core.queue_stats().await.unwrap();
+        let st = core.queue().stats().await.unwrap();
         if std::env::var("QDEBUG").is_ok() {
             eprintln!(
                 "{:?} {:?}",
                 st.by_lane,
-                core.queue_destination("dead.test").await.unwrap()
+                core.queue().destination("dead.test").await.unwrap()
             );
         }
         st.by_lane[1].1 == 10_000
@@ -703,7 +718,8 @@ async fn fresh_mail_goes_first_past_a_backlog_of_ten_thousand() {
     tarpit.set_rcpt(|_| "451 4.3.2 not now".into());
     w.dns.point("dead.test", tarpit.addr);
     w.clock.advance(2 * 3600);
-    core.queue_retry(&mailcore::queue::Target::Domain("dead.test".into()))
+    core.queue()
+        .retry(&mailcore::queue::Target::Domain("dead.test".into()))
         .await
         .unwrap();
     wait_for("the backlog to be worked on", 20, async || {
@@ -724,7 +740,8 @@ async fn fresh_mail_goes_first_past_a_backlog_of_ten_thousand() {
     // The order of events in the delivery log: when the last fresh message
     // was delivered, most of the backlog had not even been tried again.
     let log = core
-        .delivery_log(&LogQuery {
+        .queue()
+        .log(&LogQuery {
             limit: 100_000,
             ..Default::default()
         })
@@ -747,7 +764,7 @@ async fn fresh_mail_goes_first_past_a_backlog_of_ten_thousand() {
         backlog_retried_before < 1000,
         "fresh mail waited behind {backlog_retried_before} backlog attempts"
     );
-    let still_waiting = core.queue_stats().await.unwrap().by_domain;
+    let still_waiting = core.queue().stats().await.unwrap().by_domain;
     let dead_left = still_waiting
         .iter()
         .find(|(d, _)| d == "dead.test")
@@ -797,7 +814,8 @@ async fn two_runners_deliver_each_entry_once(w: World) {
         "some entry delivered twice: {count:?}"
     );
     let log = a
-        .delivery_log(&LogQuery {
+        .queue()
+        .log(&LogQuery {
             limit: 1000,
             ..Default::default()
         })
@@ -845,7 +863,8 @@ async fn a_killed_worker_is_replaced_after_its_lease() {
     // Kill the worker mid-delivery: no 250 was seen, nothing recorded.
     a.abort();
     let e = core
-        .queue_list(&QueueFilter::default())
+        .queue()
+        .list(&QueueFilter::default())
         .await
         .unwrap()
         .pop()
@@ -865,7 +884,8 @@ async fn a_killed_worker_is_replaced_after_its_lease() {
     assert_eq!(mx.accepted().len(), 1, "exactly one remote 250");
     assert_eq!(mx.accepted()[0].data, raw);
     let log = core_b
-        .delivery_log(&LogQuery {
+        .queue()
+        .log(&LogQuery {
             text: Some("crash@local.test".into()),
             ..Default::default()
         })
@@ -903,7 +923,8 @@ async fn required_tls_is_never_skipped() {
     let mut e = None;
     wait_for("the deferral", 20, async || {
         e = core
-            .queue_list(&QueueFilter::default())
+            .queue()
+            .list(&QueueFilter::default())
             .await
             .unwrap()
             .pop();
@@ -1136,7 +1157,7 @@ async fn a_smarthost_takes_mail_with_auth_over_starttls_or_implicit_tls() {
         )
         .await;
         wait_for("the smarthost", 30, async || queue_empty(&core).await).await;
-        let log = core.delivery_log(&LogQuery::default()).await.unwrap();
+        let log = core.queue().log(&LogQuery::default()).await.unwrap();
         assert_eq!(log[0].outcome, LogOutcome::Delivered, "{log:?}");
         assert!(log[0].tls);
         runner.stop(Duration::from_secs(5)).await;
@@ -1177,7 +1198,8 @@ async fn a_smarthost_takes_mail_with_auth_over_starttls_or_implicit_tls() {
     let mut e = None;
     wait_for("the deferral", 30, async || {
         e = core
-            .queue_list(&QueueFilter::default())
+            .queue()
+            .list(&QueueFilter::default())
             .await
             .unwrap()
             .pop();
@@ -1228,11 +1250,12 @@ async fn the_runner_rides_out_a_database_outage() {
     assert_eq!(mx.accepted().len(), 1);
     pg.restore();
     wait_for("the result to be recorded", 30, async || {
-        core.queue_len().await.is_ok_and(|n| n == 0)
+        core.queue().len().await.is_ok_and(|n| n == 0)
     })
     .await;
     let log = core
-        .delivery_log(&LogQuery {
+        .queue()
+        .log(&LogQuery {
             text: Some("outage1".into()),
             ..Default::default()
         })

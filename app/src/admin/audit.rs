@@ -21,7 +21,11 @@ pub async fn admin_audit() -> Result<Option<Vec<AuditRow>>, AppError> {
         return Ok(None);
     };
     check(&actor)?;
-    let rows = core()?.audit_log(&actor, 500).await.map_err(core_error)?;
+    let rows = core()?
+        .admin(&actor)
+        .audit_log(500)
+        .await
+        .map_err(core_error)?;
     Ok(Some(
         rows.into_iter()
             .map(|e| AuditRow {

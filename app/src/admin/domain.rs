@@ -48,9 +48,9 @@ pub async fn admin_domain(d: String) -> Result<Option<DomainData>, AppError> {
     };
     check(&actor)?;
     let core = core()?;
-    let sum = core.admin_domain(&actor, &d).await.map_err(refuse)?;
-    let accounts = core.admin_accounts(&actor, &d).await.map_err(refuse)?;
-    let aliases = core.admin_aliases(&actor, &d).await.map_err(refuse)?;
+    let sum = core.admin(&actor).domain(&d).await.map_err(refuse)?;
+    let accounts = core.admin(&actor).accounts(&d).await.map_err(refuse)?;
+    let aliases = core.admin(&actor).aliases(&d).await.map_err(refuse)?;
     let host = use_context::<crate::WebSettings>()
         .map(|w| w.hostname)
         .unwrap_or_else(|| "mail.example".into());
@@ -158,7 +158,7 @@ pub async fn admin_catchall(
         "reject" => Catchall::Reject(text),
         _ => Catchall::None,
     };
-    let r = core.admin_set_catchall(&actor, &domain, m).await;
+    let r = core.admin(&actor).set_catchall(&domain, m).await;
     ssr::done(&domain, r.map(|_| "Catchall saved.".to_owned()))
 }
 
@@ -173,7 +173,8 @@ pub async fn admin_add_account(
     let (core, actor) = ssr::admin_acting(&csrf).await?;
     let r = async {
         let a = core
-            .admin_add_account(&actor, &address, &password, ssr::role_of(&role)?)
+            .admin(&actor)
+            .add_account(&address, &password, ssr::role_of(&role)?)
             .await?;
         Ok(format!("Account {} added.", a.address))
     }
@@ -189,21 +190,21 @@ pub async fn admin_password(
     password: String,
 ) -> Result<(), AppError> {
     let (core, actor) = ssr::admin_acting(&csrf).await?;
-    let r = core.admin_set_password(&actor, &address, &password).await;
+    let r = core.admin(&actor).set_password(&address, &password).await;
     ssr::done(&domain, r.map(|_| format!("Password of {address} reset.")))
 }
 
 #[server(prefix = "/api", endpoint = "admin_disable")]
 pub async fn admin_disable(csrf: String, domain: String, address: String) -> Result<(), AppError> {
     let (core, actor) = ssr::admin_acting(&csrf).await?;
-    let r = core.admin_set_disabled(&actor, &address, true).await;
+    let r = core.admin(&actor).set_disabled(&address, true).await;
     ssr::done(&domain, r.map(|_| format!("{address} disabled.")))
 }
 
 #[server(prefix = "/api", endpoint = "admin_enable")]
 pub async fn admin_enable(csrf: String, domain: String, address: String) -> Result<(), AppError> {
     let (core, actor) = ssr::admin_acting(&csrf).await?;
-    let r = core.admin_set_disabled(&actor, &address, false).await;
+    let r = core.admin(&actor).set_disabled(&address, false).await;
     ssr::done(&domain, r.map(|_| format!("{address} enabled.")))
 }
 
@@ -219,7 +220,8 @@ pub async fn admin_quota(
         let mb: i64 = quota_mb.trim().parse().map_err(|_| {
             mailcore::CoreError::invalid("the quota is a number of MB (0 for none)")
         })?;
-        core.admin_set_quota(&actor, &address, mb.saturating_mul(1024 * 1024))
+        core.admin(&actor)
+            .set_quota(&address, mb.saturating_mul(1024 * 1024))
             .await?;
         Ok(format!("Quota of {address} set."))
     }
@@ -236,7 +238,8 @@ pub async fn admin_role(
 ) -> Result<(), AppError> {
     let (core, actor) = ssr::admin_acting(&csrf).await?;
     let r = async {
-        core.admin_set_role(&actor, &address, ssr::role_of(&role)?)
+        core.admin(&actor)
+            .set_role(&address, ssr::role_of(&role)?)
             .await?;
         Ok(format!("{address} is now {role}."))
     }
@@ -251,7 +254,7 @@ pub async fn admin_remove_account(
     address: String,
 ) -> Result<(), AppError> {
     let (core, actor) = ssr::admin_acting(&csrf).await?;
-    let r = core.admin_remove_account(&actor, &address).await;
+    let r = core.admin(&actor).remove_account(&address).await;
     ssr::done(&domain, r.map(|_| format!("Account {address} removed.")))
 }
 
@@ -269,7 +272,7 @@ pub async fn admin_add_alias(
         .filter(|x| !x.is_empty())
         .map(str::to_owned)
         .collect();
-    let r = core.admin_add_alias(&actor, &address, &list).await;
+    let r = core.admin(&actor).add_alias(&address, &list).await;
     ssr::done(&domain, r.map(|_| format!("Alias {address} saved.")))
 }
 
@@ -282,7 +285,7 @@ pub async fn admin_remove_alias(
 ) -> Result<(), AppError> {
     let (core, actor) = ssr::admin_acting(&csrf).await?;
     let t = (!target.is_empty()).then_some(target.as_str());
-    let r = core.admin_remove_alias(&actor, &address, t).await;
+    let r = core.admin(&actor).remove_alias(&address, t).await;
     ssr::done(&domain, r.map(|_| format!("Alias {address} removed.")))
 }
 

@@ -27,7 +27,7 @@ pub async fn admin_home() -> Result<Option<HomeData>, AppError> {
         return Ok(None);
     };
     check(&actor)?;
-    let domains = core()?.admin_domains(&actor).await.map_err(refuse)?;
+    let domains = core()?.admin(&actor).domains().await.map_err(refuse)?;
     Ok(Some(HomeData {
         me: s.account.address.clone(),
         csrf: s.csrf_token.clone(),
@@ -52,7 +52,7 @@ pub async fn admin_home() -> Result<Option<HomeData>, AppError> {
 #[server(prefix = "/api", endpoint = "admin_add_domain")]
 pub async fn admin_add_domain(csrf: String, domain: String) -> Result<(), AppError> {
     let (core, actor) = ssr::admin_acting(&csrf).await?;
-    let r = core.admin_add_domain(&actor, &domain).await;
+    let r = core.admin(&actor).add_domain(&domain).await;
     ssr::done(&domain, r.map(|_| format!("Domain {domain} added.")))
 }
 
@@ -64,7 +64,8 @@ pub async fn admin_remove_domain(
 ) -> Result<(), AppError> {
     let (core, actor) = ssr::admin_acting(&csrf).await?;
     let r = core
-        .admin_remove_domain(&actor, &domain, confirm == "yes")
+        .admin(&actor)
+        .remove_domain(&domain, confirm == "yes")
         .await;
     // Gone: back to the list of domains.
     let back = if r.is_ok() { "" } else { domain.as_str() };

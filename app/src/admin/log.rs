@@ -25,7 +25,8 @@ pub async fn admin_log(q: String) -> Result<Option<Vec<LogRow>>, AppError> {
     let core = core()?;
     core.require_operator(&actor).map_err(refuse)?;
     let rows = core
-        .delivery_log(&mailcore::queue::LogQuery {
+        .queue()
+        .log(&mailcore::queue::LogQuery {
             text: Some(q),
             queue_id: None,
             limit: 200,

@@ -70,10 +70,11 @@ pub async fn admin_queue() -> Result<Option<QueueData>, AppError> {
     let core = core()?;
     core.require_operator(&actor).map_err(refuse)?;
     let now = core.clock().now();
-    let st = core.queue_stats().await.map_err(core_error)?;
-    let dests = core.queue_destinations().await.map_err(core_error)?;
+    let st = core.queue().stats().await.map_err(core_error)?;
+    let dests = core.queue().destinations().await.map_err(core_error)?;
     let entries = core
-        .queue_list(&mailcore::queue::QueueFilter {
+        .queue()
+        .list(&mailcore::queue::QueueFilter {
             limit: 200,
             ..Default::default()
         })
@@ -209,7 +210,8 @@ pub async fn queue_action(
         None => Target::Domain(domain),
     };
     let n = core()?
-        .admin_queue_op(&actor, op, &target)
+        .admin(&actor)
+        .queue_op(op, &target)
         .await
         .map_err(refuse)?;
     leptos_actix::redirect(&format!(

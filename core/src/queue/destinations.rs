@@ -28,7 +28,7 @@ impl Core {
         self.queue_save_destination(&d).await
     }
 
-    pub async fn queue_destination(&self, domain: &str) -> CoreResult<Option<Destination>> {
+    pub(crate) async fn queue_destination(&self, domain: &str) -> CoreResult<Option<Destination>> {
         Ok(
             queue_destination::Entity::find_by_id(domain.to_ascii_lowercase())
                 .one(self.db())
@@ -38,7 +38,7 @@ impl Core {
     }
 
     /// Destinations that have state: every domain tried or held.
-    pub async fn queue_destinations(&self) -> CoreResult<Vec<Destination>> {
+    pub(crate) async fn queue_destinations(&self) -> CoreResult<Vec<Destination>> {
         Ok(queue_destination::Entity::find()
             .order_by_asc(queue_destination::Column::Domain)
             .all(self.db())

@@ -5,7 +5,7 @@ use super::*;
 
 impl Core {
     /// The delivery log, newest first.
-    pub async fn delivery_log(&self, q: &LogQuery) -> CoreResult<Vec<LogEntry>> {
+    pub(crate) async fn delivery_log(&self, q: &LogQuery) -> CoreResult<Vec<LogEntry>> {
         let mut s = delivery_log::Entity::find();
         if let Some(t) = q.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
             let t = t.trim_matches(|c| c == '<' || c == '>');

@@ -28,6 +28,7 @@ mod destinations;
 pub mod dsn;
 mod finish;
 mod log;
+mod operator;
 mod ops;
 pub mod runner;
 pub mod schedule;
@@ -47,6 +48,7 @@ use crate::{Core, Priority};
 
 pub use self::claim::ClaimSpec;
 pub use self::concurrency::{ConcurrencyConfig, DestinationLimits};
+pub use self::operator::Queue;
 pub use self::runner::{
     QueueConfig, QueueRunner, Relay, RelayReport, RelayRequest, Reply, RunnerHandle,
 };

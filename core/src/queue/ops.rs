@@ -17,7 +17,7 @@ pub(super) fn target_cond(t: &Target) -> Condition {
 }
 
 impl Core {
-    pub async fn queue_entry(&self, id: QueueId) -> CoreResult<Option<QueueEntry>> {
+    pub(crate) async fn queue_entry(&self, id: QueueId) -> CoreResult<Option<QueueEntry>> {
         Ok(queue_entry::Entity::find_by_id(id)
             .one(self.db())
             .await?
@@ -25,7 +25,7 @@ impl Core {
     }
 
     /// Entries, oldest first.
-    pub async fn queue_list(&self, f: &QueueFilter) -> CoreResult<Vec<QueueEntry>> {
+    pub(crate) async fn queue_list(&self, f: &QueueFilter) -> CoreResult<Vec<QueueEntry>> {
         let mut q = queue_entry::Entity::find();
         if let Some(d) = &f.domain {
             q = q.filter(queue_entry::Column::Domain.eq(d.to_ascii_lowercase()));
@@ -54,7 +54,7 @@ impl Core {
     /// (nothing sorted, no table row read), and one lookup by id: under
     /// 100 ms at 340,000 entries, where a count per lane, a GROUP BY
     /// domain and a MIN over an unindexed column took 140 ms.
-    pub async fn queue_stats(&self) -> CoreResult<QueueStats> {
+    pub(crate) async fn queue_stats(&self) -> CoreResult<QueueStats> {
         let db = self.db();
         let groups: Vec<(String, String, String, i64)> = queue_entry::Entity::find()
             .select_only()
@@ -114,7 +114,7 @@ impl Core {
 
     /// Makes entries due now. For a domain this also forgets that it was
     /// unreachable, so the runner tries it at once.
-    pub async fn queue_retry(&self, t: &Target) -> CoreResult<u64> {
+    pub(crate) async fn queue_retry(&self, t: &Target) -> CoreResult<u64> {
         let now = self.now();
         let txn = self.write_txn_at(Priority::Urgent).await?;
         let n = queue_entry::Entity::update_many()
@@ -138,7 +138,7 @@ impl Core {
 
     /// Holds entries: the runner leaves them alone until released. Holding
     /// a domain also holds mail queued for it later.
-    pub async fn queue_hold(&self, t: &Target) -> CoreResult<u64> {
+    pub(crate) async fn queue_hold(&self, t: &Target) -> CoreResult<u64> {
         match t {
             Target::Entry(_) => self.set_status(t, QueueStatus::Held.as_str()).await,
             Target::Domain(d) => {
@@ -148,7 +148,7 @@ impl Core {
         }
     }
 
-    pub async fn queue_release(&self, t: &Target) -> CoreResult<u64> {
+    pub(crate) async fn queue_release(&self, t: &Target) -> CoreResult<u64> {
         let n = match t {
             Target::Entry(_) => self.set_status(t, QueueStatus::Queued.as_str()).await?,
             Target::Domain(d) => {
@@ -163,7 +163,7 @@ impl Core {
     }
 
     /// Deletes entries without a DSN (an operator's decision), logging each.
-    pub async fn queue_delete(&self, t: &Target) -> CoreResult<u64> {
+    pub(crate) async fn queue_delete(&self, t: &Target) -> CoreResult<u64> {
         let now = self.now();
         let txn = self.write_txn_at(Priority::Urgent).await?;
         // The first statement writes (a no-op update that returns the rows),

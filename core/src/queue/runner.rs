@@ -466,7 +466,7 @@ async fn seed_limits(sh: &Shared, domain: &str) {
     if known {
         return;
     }
-    if let Ok(Some(d)) = sh.core.queue_destination(domain).await
+    if let Ok(Some(d)) = sh.core.queue().destination(domain).await
         && d.concurrency > 0
         && let Ok(mut s) = sh.state.lock()
     {
@@ -567,7 +567,8 @@ async fn attempt(sh: &Shared, group: Vec<QueueEntry>) {
     let failures = if report.unreachable {
         let prev = sh
             .core
-            .queue_destination(&first.domain)
+            .queue()
+            .destination(&first.domain)
             .await
             .ok()
             .flatten();

@@ -137,7 +137,7 @@ pub async fn metrics(
         metrics::counter!("tern_spool_appended_total").absolute(st.appended_total);
         metrics::counter!("tern_spool_syncs_total").absolute(st.syncs_total);
     }
-    match core.queue_stats().await {
+    match core.queue().stats().await {
         Ok(st) => {
             for (lane, n) in st.by_lane {
                 metrics::gauge!("tern_queue_depth", "lane" => lane).set(n as f64);

@@ -366,7 +366,7 @@ impl Tern {
         self.settle();
         let url = format!("sqlite://{}/tern.db", self.dir.path().display());
         let core = Core::open(CoreOptions::new(url)).await.unwrap();
-        let n = core.queue_len().await.unwrap();
+        let n = core.queue().len().await.unwrap();
         core.close().await;
         n
     }
