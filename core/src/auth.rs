@@ -8,6 +8,17 @@
 //! a semaphore: a flood of logins queues instead of exhausting memory
 //! (19 MiB each) or starving the async workers.
 //!
+//! A password that verified recently against a stored hash is remembered
+//! for `verified_cache_secs` as a salted SHA-256 next to that hash (as
+//! PingDirectory's encoded-password cache does): mail clients log in again
+//! and again (a phone reconnecting, a client's several IMAP connections, an
+//! app submitting each message on a new connection), and each argon2 run
+//! is ~20 ms of a core. Only successes are remembered, keyed by the stored
+//! hash itself, so a changed password is never matched by the old one; a
+//! wrong password always pays the full argon2 (and the throttle counts it).
+//! The trade: a process memory dump would show recent passwords as fast
+//! hashes instead of argon2 ones. 0 turns it off.
+//!
 //! The throttle is shared by SMTP AUTH, IMAP, POP3 and the web, keyed by
 //! account and client IP, plus a wider per-IP budget against spraying many
 //! accounts from one address.
@@ -31,6 +42,9 @@ pub struct AuthConfig {
     pub parallelism: u32,
     /// How many hashes may run at once.
     pub max_concurrent_hashes: usize,
+    /// How long a verified password is remembered (see the module doc);
+    /// 0: never.
+    pub verified_cache_secs: u64,
 }
 
 impl Default for AuthConfig {
@@ -43,6 +57,7 @@ impl Default for AuthConfig {
                 .map(|n| n.get())
                 .unwrap_or(2)
                 .max(2),
+            verified_cache_secs: 600,
         }
     }
 }
@@ -73,6 +88,69 @@ pub struct PasswordHasher {
     /// sessions' own allocations: 10,000 IMAP logins held 2.5 GB), and
     /// each login paid for faulting it in.
     memory: Arc<std::sync::Mutex<Vec<Vec<Block>>>>,
+    verified: Arc<VerifiedCache>,
+}
+
+/// Recently verified passwords: stored hash -> (salt, SHA-256 of salt and
+/// password, when). Bounded; the oldest goes first.
+struct VerifiedCache {
+    ttl: std::time::Duration,
+    entries: Mutex<HashMap<String, Verified>>,
+}
+
+struct Verified {
+    salt: [u8; 16],
+    digest: [u8; 32],
+    at: std::time::Instant,
+}
+
+/// At most this many accounts' passwords are remembered (~150 bytes each).
+const MAX_VERIFIED: usize = 50_000;
+
+impl VerifiedCache {
+    fn digest(salt: &[u8; 16], password: &str) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(salt);
+        h.update(password.as_bytes());
+        h.finalize().into()
+    }
+
+    /// True if `password` verified against `hash` within the TTL.
+    fn hit(&self, hash: &str, password: &str) -> bool {
+        if self.ttl.is_zero() {
+            return false;
+        }
+        let e = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        e.get(hash).is_some_and(|v| {
+            v.at.elapsed() < self.ttl
+                && crate::auth::constant_time_eq(&v.digest, &Self::digest(&v.salt, password))
+        })
+    }
+
+    fn remember(&self, hash: &str, password: &str) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut salt = [0u8; 16];
+        argon2::password_hash::rand_core::RngCore::fill_bytes(&mut OsRng, &mut salt);
+        let v = Verified {
+            digest: Self::digest(&salt, password),
+            salt,
+            at: std::time::Instant::now(),
+        };
+        let mut e = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if e.len() >= MAX_VERIFIED && !e.contains_key(hash) {
+            let ttl = self.ttl;
+            e.retain(|_, v| v.at.elapsed() < ttl);
+            if e.len() >= MAX_VERIFIED
+                && let Some(oldest) = e.iter().min_by_key(|(_, v)| v.at).map(|(k, _)| k.clone())
+            {
+                e.remove(&oldest);
+            }
+        }
+        e.insert(hash.to_owned(), v);
+    }
 }
 
 impl PasswordHasher {
@@ -89,6 +167,10 @@ impl PasswordHasher {
             permits: Arc::new(Semaphore::new(cfg.max_concurrent_hashes.max(1))),
             dummy_hash: Arc::new(dummy),
             memory: Default::default(),
+            verified: Arc::new(VerifiedCache {
+                ttl: std::time::Duration::from_secs(cfg.verified_cache_secs),
+                entries: Mutex::new(HashMap::new()),
+            }),
         }
     }
 
@@ -110,6 +192,24 @@ impl PasswordHasher {
     /// Checks a password. Returns `(matches, needs_rehash)`. With `None` it
     /// verifies against the dummy hash and reports no match.
     pub async fn verify(&self, hash: Option<&str>, password: &str) -> (bool, bool) {
+        // A hash with other parameters is never remembered (it is replaced
+        // at this login), so a hit needs no rehash.
+        if let Some(h) = hash
+            && self.verified.hit(h, password)
+        {
+            return (true, false);
+        }
+        let (ok, stale) = self.verify_slow(hash, password).await;
+        if ok
+            && !stale
+            && let Some(h) = hash
+        {
+            self.verified.remember(h, password);
+        }
+        (ok, stale)
+    }
+
+    async fn verify_slow(&self, hash: Option<&str>, password: &str) -> (bool, bool) {
         let Ok(_permit) = self.permits.acquire().await else {
             return (false, false);
         };
@@ -354,6 +454,55 @@ mod tests {
             t.record_failure(&format!("u{n}@x.org"), ip);
         }
         assert!(t.check("fresh@x.org", ip).is_err());
+    }
+
+    /// A verified password is remembered against its stored hash only: a
+    /// wrong password, another hash (the password changed) and a cache
+    /// turned off all go to argon2.
+    #[tokio::test]
+    async fn a_verified_password_is_remembered_against_its_hash_only() {
+        let h = PasswordHasher::new(AuthConfig::default());
+        let phc = h.hash("correct horse").await.unwrap();
+        assert!(!h.verified.hit(&phc, "correct horse"), "not before a login");
+        assert_eq!(h.verify(Some(&phc), "wrong horse").await, (false, false));
+        assert!(
+            !h.verified.hit(&phc, "wrong horse"),
+            "failures are not kept"
+        );
+        assert_eq!(h.verify(Some(&phc), "correct horse").await, (true, false));
+        assert!(h.verified.hit(&phc, "correct horse"));
+        assert!(!h.verified.hit(&phc, "correct horsf"));
+        assert_eq!(h.verify(Some(&phc), "wrong horse").await, (false, false));
+        // The same password under a new hash (set again) is a new entry.
+        let again = h.hash("correct horse").await.unwrap();
+        assert!(!h.verified.hit(&again, "correct horse"));
+        assert_eq!(h.verify(Some(&again), "correct horse").await, (true, false));
+        // Unknown users (no hash) are never remembered.
+        assert_eq!(h.verify(None, "correct horse").await, (false, false));
+
+        let off = PasswordHasher::new(AuthConfig {
+            verified_cache_secs: 0,
+            ..AuthConfig::default()
+        });
+        assert_eq!(off.verify(Some(&phc), "correct horse").await, (true, false));
+        assert!(!off.verified.hit(&phc, "correct horse"));
+    }
+
+    #[test]
+    fn the_verified_cache_is_bounded_and_expires() {
+        let c = VerifiedCache {
+            ttl: std::time::Duration::from_secs(60),
+            entries: Mutex::new(HashMap::new()),
+        };
+        for n in 0..MAX_VERIFIED + 10 {
+            c.remember(&format!("hash{n}"), "pw");
+        }
+        assert_eq!(c.entries.lock().unwrap().len(), MAX_VERIFIED);
+        assert!(c.hit(&format!("hash{}", MAX_VERIFIED + 9), "pw"));
+        if let Some(v) = c.entries.lock().unwrap().get_mut("hash20") {
+            v.at -= std::time::Duration::from_secs(61);
+        }
+        assert!(!c.hit("hash20", "pw"), "expired");
     }
 
     #[tokio::test]

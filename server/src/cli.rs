@@ -239,6 +239,7 @@ pub async fn open_with(cfg: &Config, start_without_store: bool) -> Result<Core, 
         .map_err(|e| format!("data dir {}: {e}", cfg.data_dir.display()))?;
     let mut opts = CoreOptions::new(cfg.database_url());
     opts.start_without_store = start_without_store;
+    opts.auth.verified_cache_secs = cfg.auth.verified_cache_secs;
     let core = Core::open(opts).await.map_err(|e| e.to_string())?;
     // What IMAP FETCH keeps of each new message (ENVELOPE, BODYSTRUCTURE).
     core.set_fetch_digest(crate::imap::fetch::digest);

@@ -23,6 +23,8 @@ pub struct Config {
     pub smtp: SmtpConfig,
     pub pop3: Pop3Config,
     pub imap: ImapConfig,
+    /// Logins over every protocol.
+    pub auth: AuthSettings,
     pub relay: RelayConfig,
     /// The outbound queue: workers per lane, retry schedule, concurrency.
     pub queue: mailcore::queue::QueueConfig,
@@ -180,6 +182,23 @@ impl Default for RelayConfig {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
+pub struct AuthSettings {
+    /// How long a password that verified is remembered as a salted SHA-256
+    /// of itself, so that a client logging in again skips argon2 (see
+    /// `mailcore::auth`); 0 turns it off.
+    pub verified_cache_secs: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            verified_cache_secs: mailcore::AuthConfig::default().verified_cache_secs,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Pop3Config {
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
@@ -301,6 +320,7 @@ impl Default for Config {
             listeners: Listeners::default(),
             smtp: SmtpConfig::default(),
             pop3: Pop3Config::default(),
+            auth: AuthSettings::default(),
             imap: ImapConfig::default(),
             relay: RelayConfig::default(),
             queue: mailcore::queue::QueueConfig::default(),
@@ -452,5 +472,6 @@ mod key_tests {
             assert!(!keys.iter().any(|x| x == section), "{section} is a section");
         }
         assert!(keys.iter().any(|k| k == "outside.watch_max"));
+        assert!(keys.iter().any(|k| k == "auth.verified_cache_secs"));
     }
 }
