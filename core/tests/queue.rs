@@ -587,3 +587,62 @@ async fn the_retry_lane_turns_round_robin_over_domains() {
     })
     .await;
 }
+
+/// A dispatcher with free workers claims several transactions in one go:
+/// each group is one message to one destination and at most
+/// `max_rcpts` recipients, no entry is in two groups, and what one call
+/// took the next does not take again.
+#[tokio::test]
+async fn several_groups_are_claimed_at_once_each_entry_once() {
+    for_each_url("queue_claim_groups", |url| async move {
+        let clock = Arc::new(ManualClock::new(T0));
+        let core = open(&url, &clock).await;
+        for n in 0..4 {
+            queue(
+                &core,
+                &format!("g{n}"),
+                &["a@remote.test", "b@remote.test", "c@remote.test"],
+            )
+            .await;
+        }
+        let mut spec = spec(Lane::Fresh, "node-a", &[]);
+        spec.max_rcpts = 2;
+        let mut seen = HashSet::new();
+        let mut calls = Vec::new();
+        loop {
+            let groups = core.queue_claim_groups(&spec, 3).await.unwrap();
+            if groups.is_empty() {
+                break;
+            }
+            assert!(groups.len() <= 3, "{groups:?}");
+            for g in &groups {
+                assert!(!g.is_empty() && g.len() <= 2, "{g:?}");
+                assert!(g.iter().all(|e| e.blob_id == g[0].blob_id), "one message");
+                assert!(g.iter().all(|e| e.domain == "remote.test"));
+                for e in g {
+                    assert!(seen.insert(e.id), "{:?} claimed twice", e.id);
+                    assert_eq!(e.lock_owner.as_deref(), Some("node-a"));
+                }
+            }
+            calls.push(groups.len());
+        }
+        assert_eq!(seen.len(), 12, "every entry claimed once");
+        assert!(
+            calls[0] >= 2,
+            "the first call took several groups: {calls:?}"
+        );
+        // Leased: nothing more until the leases run out.
+        assert!(core.queue_claim_groups(&spec, 3).await.unwrap().is_empty());
+        clock.advance(LEASE + 1);
+        let again: usize = core
+            .queue_claim_groups(&spec, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(Vec::len)
+            .sum();
+        assert!(again > 0, "expired leases are claimable again");
+        core.close().await;
+    })
+    .await;
+}

@@ -380,36 +380,40 @@ async fn dispatch(sh: Arc<Shared>, lane: Lane, mut stop: tokio::sync::watch::Rec
             }
         }
         loop {
-            let (busy, exclude) = match sh.state.lock() {
+            let (free, exclude) = match sh.state.lock() {
                 Ok(s) => (
-                    s.lane_active[lane_index(lane)] >= sh.cfg.workers(lane),
+                    sh.cfg
+                        .workers(lane)
+                        .saturating_sub(s.lane_active[lane_index(lane)]),
                     s.limits.saturated(),
                 ),
                 Err(_) => return,
             };
-            if busy {
+            if free == 0 {
                 break;
             }
-            match claim(&sh, lane, &exclude, &mut cursor).await {
-                Ok(group) if group.is_empty() => break,
-                Ok(group) => {
-                    let domain = group[0].domain.clone();
-                    seed_limits(&sh, &domain).await;
-                    if let Ok(mut s) = sh.state.lock() {
-                        s.lane_active[lane_index(lane)] += 1;
-                        s.limits.acquire(&domain);
-                    }
-                    let sh2 = sh.clone();
-                    workers.spawn(async move {
-                        attempt(&sh2, group).await;
-                        if let Ok(mut s) = sh2.state.lock() {
-                            s.lane_active[lane_index(lane)] -= 1;
-                            s.limits.release(&domain);
+            match claim(&sh, lane, &exclude, &mut cursor, free).await {
+                Ok(groups) if groups.is_empty() => break,
+                Ok(groups) => {
+                    for group in groups {
+                        let domain = group[0].domain.clone();
+                        seed_limits(&sh, &domain).await;
+                        if let Ok(mut s) = sh.state.lock() {
+                            s.lane_active[lane_index(lane)] += 1;
+                            s.limits.acquire(&domain);
                         }
-                        // A freed connection slot may let another lane
-                        // claim for this destination.
-                        sh2.core.queue_wake();
-                    });
+                        let sh2 = sh.clone();
+                        workers.spawn(async move {
+                            attempt(&sh2, group).await;
+                            if let Ok(mut s) = sh2.state.lock() {
+                                s.lane_active[lane_index(lane)] -= 1;
+                                s.limits.release(&domain);
+                            }
+                            // A freed connection slot may let another lane
+                            // claim for this destination.
+                            sh2.core.queue_wake();
+                        });
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, lane = lane.as_str(), "queue claim failed");
@@ -429,12 +433,18 @@ async fn dispatch(sh: Arc<Shared>, lane: Lane, mut stop: tokio::sync::watch::Rec
     while workers.join_next().await.is_some() {}
 }
 
+/// The next groups to attempt: one for the fresh and bounce lanes (each may
+/// be another destination, with limits of its own, and fresh mail is
+/// claimed as it comes); for the retry lane's destination of the turn, as
+/// many as both the lane (`free` workers) and the destination's limit have
+/// room for, in one claim.
 async fn claim(
     sh: &Shared,
     lane: Lane,
     exclude: &[String],
     cursor: &mut String,
-) -> CoreResult<Vec<QueueEntry>> {
+    free: usize,
+) -> CoreResult<Vec<Vec<QueueEntry>>> {
     let mut spec = ClaimSpec {
         lane,
         owner: &sh.owner,
@@ -444,15 +454,28 @@ async fn claim(
         max_rcpts: sh.cfg.max_rcpts_per_transaction.max(1),
     };
     if lane != Lane::Retry {
-        return sh.core.queue_claim(&spec).await;
+        let group = sh.core.queue_claim(&spec).await?;
+        return Ok(if group.is_empty() {
+            Vec::new()
+        } else {
+            vec![group]
+        });
     }
     let Some(domain) = sh.core.queue_next_retry_domain(cursor, exclude).await? else {
         return Ok(Vec::new());
     };
+    seed_limits(sh, &domain).await;
+    let room = match sh.state.lock() {
+        Ok(mut s) => {
+            let st = s.limits.state(&domain);
+            (st.limit - st.active).max(1) as usize
+        }
+        Err(_) => 1,
+    };
     spec.domain = Some(&domain);
-    let group = sh.core.queue_claim(&spec).await?;
+    let groups = sh.core.queue_claim_groups(&spec, free.min(room)).await?;
     *cursor = domain;
-    Ok(group)
+    Ok(groups)
 }
 
 /// A destination this node has not delivered to since it started may have
