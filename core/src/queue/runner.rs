@@ -122,9 +122,12 @@ impl Default for QueueConfig {
     fn default() -> Self {
         QueueConfig {
             hostname: "localhost".into(),
-            fresh_workers: 8,
-            retry_workers: 8,
-            bounce_workers: 2,
+            // Transactions in flight per lane, over all destinations (each
+            // destination has its own adaptive limit, 20 at most). Postfix
+            // runs up to 100 delivery processes; a worker here is a task.
+            fresh_workers: 32,
+            retry_workers: 32,
+            bounce_workers: 4,
             poll_interval_ms: 1000,
             lease_secs: 900,
             max_rcpts_per_transaction: 100,
