@@ -646,3 +646,52 @@ async fn several_groups_are_claimed_at_once_each_entry_once() {
     })
     .await;
 }
+
+/// An operator's retry or delete over a destination with more entries
+/// than one chunk: every entry is covered, in several short transactions.
+#[tokio::test]
+async fn operator_commands_over_many_entries_cover_them_all() {
+    for_each_url("queue_operator_chunks", |url| async move {
+        let clock = Arc::new(ManualClock::new(T0));
+        let core = open(&url, &clock).await;
+        let rcpts: Vec<String> = (0..2_000).map(|i| format!("r{i}@remote.test")).collect();
+        let rcpts: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+        for n in 0..6 {
+            queue(&core, &format!("many{n}"), &rcpts).await;
+        }
+        // Unreachable: the whole destination waits an hour.
+        core.queue_defer_destination("remote.test", T0 + 3600, "down")
+            .await
+            .unwrap();
+        let mut spec = spec(Lane::Retry, "node-a", &[]);
+        spec.max_rcpts = 1000;
+        assert!(core.queue_claim_groups(&spec, 20).await.unwrap().is_empty());
+        let target = Target::Domain("remote.test".into());
+        assert_eq!(core.queue().retry(&target).await.unwrap(), 12_000);
+        let mut due = 0;
+        loop {
+            let groups = core.queue_claim_groups(&spec, 20).await.unwrap();
+            if groups.is_empty() {
+                break;
+            }
+            due += groups.iter().map(Vec::len).sum::<usize>();
+        }
+        assert_eq!(due, 12_000, "every entry was made due");
+        assert_eq!(core.queue().delete(&target).await.unwrap(), 12_000);
+        assert_eq!(core.queue().len().await.unwrap(), 0);
+        let deleted = core
+            .queue()
+            .log(&LogQuery {
+                limit: 20_000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .iter()
+            .filter(|l| l.outcome == LogOutcome::Deleted)
+            .count();
+        assert_eq!(deleted, 12_000, "each deletion logged");
+        core.close().await;
+    })
+    .await;
+}
