@@ -7,9 +7,6 @@ use std::collections::HashMap;
 
 use super::*;
 
-/// Rows per transaction for operator commands over many entries.
-const OPERATOR_CHUNK: u64 = 5_000;
-
 pub(super) fn target_cond(t: &Target) -> Condition {
     match t {
         Target::Entry(id) => Condition::all().add(queue_entry::Column::Id.eq(*id)),
@@ -115,58 +112,27 @@ impl Core {
         })
     }
 
-    /// The ids a command acts on, in chunks of [`OPERATOR_CHUNK`] by id, so
-    /// that a command over a 340,000-entry domain is many short write
-    /// transactions instead of one: one UPDATE of every row held the
-    /// writer for seconds (fresh mail waited behind it) and left a 113 MB
-    /// WAL that every read of the drain then searched.
-    async fn target_chunk(&self, t: &Target, after: QueueId) -> CoreResult<Vec<QueueId>> {
-        Ok(queue_entry::Entity::find()
-            .select_only()
-            .column(queue_entry::Column::Id)
-            .filter(target_cond(t))
-            .filter(queue_entry::Column::Id.gt(after))
-            .order_by_asc(queue_entry::Column::Id)
-            .limit(OPERATOR_CHUNK)
-            .into_tuple()
-            .all(self.db())
-            .await?)
-    }
-
     /// Makes entries due now. For a domain this also forgets that it was
-    /// unreachable, so the runner tries it at once. Returns how many
-    /// entries the target names (those already due stay as they are).
+    /// unreachable, so the runner tries it at once.
     pub(crate) async fn queue_retry(&self, t: &Target) -> CoreResult<u64> {
         let now = self.now();
+        let txn = self.write_txn_at(Priority::Urgent).await?;
+        let n = queue_entry::Entity::update_many()
+            .col_expr(queue_entry::Column::NextAttemptAt, Expr::value(now))
+            .filter(target_cond(t))
+            .exec(&txn)
+            .await?
+            .rows_affected;
         if let Target::Domain(d) = t {
-            let txn = self.write_txn_at(Priority::Urgent).await?;
             queue_destination::Entity::update_many()
                 .col_expr(queue_destination::Column::NextAttemptAt, Expr::value(0i64))
                 .col_expr(queue_destination::Column::Failures, Expr::value(0))
                 .filter(queue_destination::Column::Domain.eq(d.to_ascii_lowercase()))
                 .exec(&txn)
                 .await?;
-            txn.commit().await?;
         }
-        let mut n = 0u64;
-        let mut after = QueueId(0);
-        loop {
-            let ids = self.target_chunk(t, after).await?;
-            let Some(&last) = ids.last() else { break };
-            after = last;
-            n += ids.len() as u64;
-            // Bulk: fresh mail's writes go between the chunks.
-            let txn = self.write_txn_at(Priority::Bulk).await?;
-            queue_entry::Entity::update_many()
-                .col_expr(queue_entry::Column::NextAttemptAt, Expr::value(now))
-                .filter(queue_entry::Column::Id.is_in(ids))
-                .filter(queue_entry::Column::NextAttemptAt.gt(now))
-                .exec(&txn)
-                .await?;
-            txn.commit().await?;
-            // The runner starts on the first chunk while the rest follow.
-            self.queue_wake();
-        }
+        txn.commit().await?;
+        self.queue_wake();
         Ok(n)
     }
 
@@ -196,21 +162,8 @@ impl Core {
         Ok(n)
     }
 
-    /// Deletes entries without a DSN (an operator's decision), logging each;
-    /// a chunk of entries per transaction (see [`Core::target_chunk`]).
+    /// Deletes entries without a DSN (an operator's decision), logging each.
     pub(crate) async fn queue_delete(&self, t: &Target) -> CoreResult<u64> {
-        let mut n = 0u64;
-        let mut after = QueueId(0);
-        loop {
-            let ids = self.target_chunk(t, after).await?;
-            let Some(&last) = ids.last() else { break };
-            after = last;
-            n += self.delete_entries(ids).await?;
-        }
-        Ok(n)
-    }
-
-    async fn delete_entries(&self, ids: Vec<QueueId>) -> CoreResult<u64> {
         let now = self.now();
         let txn = self.write_txn_at(Priority::Urgent).await?;
         // The first statement writes (a no-op update that returns the rows),
@@ -222,7 +175,7 @@ impl Core {
                 queue_entry::Column::Attempts,
                 Expr::col(queue_entry::Column::Attempts).into(),
             )
-            .filter(queue_entry::Column::Id.is_in(ids))
+            .filter(target_cond(t))
             .exec_with_returning(&txn)
             .await?;
         if rows.is_empty() {
