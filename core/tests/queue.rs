@@ -647,8 +647,8 @@ async fn several_groups_are_claimed_at_once_each_entry_once() {
     .await;
 }
 
-/// An operator's retry or delete over a destination with more entries
-/// than one chunk: every entry is covered, in several short transactions.
+/// An operator's retry or delete over a destination with thousands of
+/// entries covers every one of them, and logs each deletion.
 #[tokio::test]
 async fn operator_commands_over_many_entries_cover_them_all() {
     for_each_url("queue_operator_chunks", |url| async move {
