@@ -695,3 +695,34 @@ async fn operator_commands_over_many_entries_cover_them_all() {
     })
     .await;
 }
+
+/// A claim moves its entries' next attempt to the lease's end, so the next
+/// claim's due range starts past everything in flight; giving them back
+/// makes them due at once.
+#[tokio::test]
+async fn claimed_entries_leave_the_due_order_until_given_back() {
+    for_each_url("queue_claim_moves_due", |url| async move {
+        let clock = Arc::new(ManualClock::new(T0));
+        let core = open(&url, &clock).await;
+        queue(&core, "due1", &["a@remote.test", "b@remote.test"]).await;
+        let spec = spec(Lane::Fresh, "node-a", &[]);
+        let got = core.queue_claim(&spec).await.unwrap();
+        assert_eq!(got.len(), 2);
+        for e in &got {
+            assert_eq!(e.next_attempt_at, T0 + LEASE, "{e:?}");
+            let stored = core.queue().entry(e.id).await.unwrap().unwrap();
+            assert_eq!(stored.next_attempt_at, T0 + LEASE);
+        }
+        assert!(core.queue_claim(&spec).await.unwrap().is_empty());
+        let ids: Vec<_> = got.iter().map(|e| e.id).collect();
+        core.queue_unclaim("node-a", &ids).await.unwrap();
+        let again = core.queue_claim(&spec).await.unwrap();
+        assert_eq!(
+            again.len(),
+            2,
+            "given back: due now, not at the lease's end"
+        );
+        core.close().await;
+    })
+    .await;
+}

@@ -280,6 +280,8 @@ impl Core {
         queue_entry::Entity::update_many()
             .col_expr(queue_entry::Column::LockOwner, Expr::value(None::<String>))
             .col_expr(queue_entry::Column::LeaseUntil, Expr::value(None::<i64>))
+            // A claim moved it to the lease's end: due again now.
+            .col_expr(queue_entry::Column::NextAttemptAt, Expr::value(self.now()))
             .filter(queue_entry::Column::Id.is_in(ids.iter().copied()))
             .filter(queue_entry::Column::LockOwner.eq(owner))
             .exec(self.wdb())
