@@ -22,6 +22,7 @@ mod m20261206_000014_uidvalidity_floor;
 mod m20261206_000015_fetch_cache;
 mod m20261206_000016_keyset_indexes;
 mod m20261206_000017_queue_siblings;
+mod m20261206_000018_queue_due_order;
 
 pub struct Migrator;
 
@@ -46,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000015_fetch_cache::Migration),
             Box::new(m20261206_000016_keyset_indexes::Migration),
             Box::new(m20261206_000017_queue_siblings::Migration),
+            Box::new(m20261206_000018_queue_due_order::Migration),
         ]
     }
 }
