@@ -26,7 +26,8 @@ enum QueueEntries {
     NextAttemptAt,
 }
 
-fn due(name: &str, with_domain: bool) -> IndexCreateStatement {
+/// `(status, lane[, domain], next_attempt_at[, id])`.
+fn due(name: &str, with_domain: bool, with_id: bool) -> IndexCreateStatement {
     let mut i = Index::create();
     i.name(name)
         .table(QueueEntries::Table)
@@ -35,7 +36,10 @@ fn due(name: &str, with_domain: bool) -> IndexCreateStatement {
     if with_domain {
         i.col(QueueEntries::Domain);
     }
-    i.col(QueueEntries::NextAttemptAt).col(QueueEntries::Id);
+    i.col(QueueEntries::NextAttemptAt);
+    if with_id {
+        i.col(QueueEntries::Id);
+    }
     i.to_owned()
 }
 
@@ -49,34 +53,17 @@ fn drop(name: &str) -> IndexDropStatement {
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.create_index(due("queue_due_id", false)).await?;
-        m.create_index(due("queue_lane_domain_id", true)).await?;
+        m.create_index(due("queue_due_id", false, true)).await?;
+        m.create_index(due("queue_lane_domain_id", true, true))
+            .await?;
         m.drop_index(drop("queue_due")).await?;
         m.drop_index(drop("queue_lane_domain")).await
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.create_index(
-            Index::create()
-                .name("queue_due")
-                .table(QueueEntries::Table)
-                .col(QueueEntries::Status)
-                .col(QueueEntries::Lane)
-                .col(QueueEntries::NextAttemptAt)
-                .to_owned(),
-        )
-        .await?;
-        m.create_index(
-            Index::create()
-                .name("queue_lane_domain")
-                .table(QueueEntries::Table)
-                .col(QueueEntries::Status)
-                .col(QueueEntries::Lane)
-                .col(QueueEntries::Domain)
-                .col(QueueEntries::NextAttemptAt)
-                .to_owned(),
-        )
-        .await?;
+        m.create_index(due("queue_due", false, false)).await?;
+        m.create_index(due("queue_lane_domain", true, false))
+            .await?;
         m.drop_index(drop("queue_due_id")).await?;
         m.drop_index(drop("queue_lane_domain_id")).await
     }

@@ -41,6 +41,23 @@ pub(super) fn blocked_domains(now: i64) -> sea_orm::sea_query::SelectStatement {
         .to_owned()
 }
 
+/// A lane's claimable entries in due order (no columns chosen yet). The
+/// due-order indexes (migration 000018) give the order without a sort,
+/// however long the backlog.
+fn due_order(spec: &ClaimSpec<'_>, now: i64) -> sea_orm::Select<queue_entry::Entity> {
+    let mut q = queue_entry::Entity::find()
+        .select_only()
+        .filter(claimable(now))
+        .filter(queue_entry::Column::Lane.eq(spec.lane.as_str()))
+        .filter(queue_entry::Column::Domain.is_not_in(spec.exclude.iter().cloned()))
+        .filter(queue_entry::Column::Domain.not_in_subquery(blocked_domains(now)));
+    if let Some(d) = spec.domain {
+        q = q.filter(queue_entry::Column::Domain.eq(d));
+    }
+    q.order_by_asc(queue_entry::Column::NextAttemptAt)
+        .order_by_asc(queue_entry::Column::Id)
+}
+
 /// A claim request: the lane, optionally one domain (the retry lane's
 /// round-robin picks it), and domains the runner has no room for.
 #[derive(Clone, Debug)]
@@ -62,23 +79,7 @@ impl Core {
     pub async fn queue_claim(&self, spec: &ClaimSpec<'_>) -> CoreResult<Vec<QueueEntry>> {
         let now = self.now();
         // The oldest due entry of the lane, as a query for one column.
-        let head_of = |col: queue_entry::Column| {
-            let mut head = queue_entry::Entity::find()
-                .select_only()
-                .column(col)
-                .filter(claimable(now))
-                .filter(queue_entry::Column::Lane.eq(spec.lane.as_str()))
-                .filter(queue_entry::Column::Domain.is_not_in(spec.exclude.iter().cloned()))
-                .filter(queue_entry::Column::Domain.not_in_subquery(blocked_domains(now)));
-            if let Some(d) = spec.domain {
-                head = head.filter(queue_entry::Column::Domain.eq(d));
-            }
-            // Due order. The lane indexes give it without a sort, however
-            // long the backlog.
-            head.order_by_asc(queue_entry::Column::NextAttemptAt)
-                .order_by_asc(queue_entry::Column::Id)
-                .limit(1)
-        };
+        let head_of = |col: queue_entry::Column| due_order(spec, now).column(col).limit(1);
         let head = head_of(queue_entry::Column::Id);
         // Look before taking the write lock: most passes over an idle lane
         // find nothing, and they must not queue behind busy writers.
@@ -166,22 +167,11 @@ impl Core {
         }
         let now = self.now();
         let max_rcpts = spec.max_rcpts.max(1);
-        let mut head = queue_entry::Entity::find()
-            .select_only()
+        let rows: Vec<(QueueId, BlobId, String, String)> = due_order(spec, now)
             .column(queue_entry::Column::Id)
             .column(queue_entry::Column::BlobId)
             .column(queue_entry::Column::MailFrom)
             .column(queue_entry::Column::Domain)
-            .filter(claimable(now))
-            .filter(queue_entry::Column::Lane.eq(spec.lane.as_str()))
-            .filter(queue_entry::Column::Domain.is_not_in(spec.exclude.iter().cloned()))
-            .filter(queue_entry::Column::Domain.not_in_subquery(blocked_domains(now)));
-        if let Some(d) = spec.domain {
-            head = head.filter(queue_entry::Column::Domain.eq(d));
-        }
-        let rows: Vec<(QueueId, BlobId, String, String)> = head
-            .order_by_asc(queue_entry::Column::NextAttemptAt)
-            .order_by_asc(queue_entry::Column::Id)
             .limit(max_rcpts.saturating_mul(groups as u64))
             .into_tuple()
             .all(self.db())
