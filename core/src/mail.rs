@@ -119,7 +119,7 @@ impl Mail {
         limit: u64,
     ) -> CoreResult<(Vec<MessageSummary>, u64)> {
         let mailbox_id = match mailbox {
-            Some(m) => Some(self.same_account(m)?.id()),
+            Some(m) => Some(m.id_for(self.account)?),
             None => None,
         };
         self.core
@@ -150,14 +150,6 @@ impl Mail {
         self.core
             .unified_inbox(self.account, at, page_size, query)
             .await
-    }
-
-    fn same_account<'m>(&self, m: &'m OwnedMailbox) -> CoreResult<&'m OwnedMailbox> {
-        if m.account == self.account {
-            Ok(m)
-        } else {
-            Err(CoreError::NotFound(format!("mailbox {}", m.head.name)))
-        }
     }
 }
 
@@ -270,7 +262,7 @@ impl OwnedMailbox {
     /// Copies into `to`, another mailbox of the same account; returns
     /// (source uid, new uid) pairs.
     pub async fn copy_to(&self, uids: &[Uid], to: &OwnedMailbox) -> CoreResult<Vec<(Uid, Uid)>> {
-        let to = self.sibling(to)?;
+        let to = to.id_for(self.account)?;
         self.core
             .copy_messages(self.account, self.id(), uids, to)
             .await
@@ -278,7 +270,7 @@ impl OwnedMailbox {
 
     /// Moves into `to` (RFC 6851): copies, then expunges here.
     pub async fn move_to(&self, uids: &[Uid], to: &OwnedMailbox) -> CoreResult<Vec<(Uid, Uid)>> {
-        let to = self.sibling(to)?;
+        let to = to.id_for(self.account)?;
         self.core
             .move_messages(self.account, self.id(), uids, to)
             .await
@@ -359,11 +351,13 @@ impl OwnedMailbox {
             .await
     }
 
-    fn sibling(&self, to: &OwnedMailbox) -> CoreResult<MailboxId> {
-        if to.account == self.account {
-            Ok(to.id())
+    /// This mailbox's id, if it is `account`'s: a mailbox handed in from
+    /// another account's `Mail` is "not found", as a foreign id always was.
+    fn id_for(&self, account: AccountId) -> CoreResult<MailboxId> {
+        if self.account == account {
+            Ok(self.id())
         } else {
-            Err(CoreError::NotFound(format!("mailbox {}", to.head.name)))
+            Err(CoreError::NotFound(format!("mailbox {}", self.head.name)))
         }
     }
 }
