@@ -173,8 +173,24 @@ pub mod ssr {
     }
 
     pub async fn frame(s: &WebSession) -> Result<Frame, AppError> {
+        Ok(frame_and_names(s).await?.0)
+    }
+
+    /// The frame and the folder names by mailbox id (for rows that come
+    /// from several folders), from one read of the mailboxes: their counts
+    /// are a GROUP BY over the account's messages.
+    pub async fn frame_and_names(
+        s: &WebSession,
+    ) -> Result<
+        (
+            Frame,
+            std::collections::HashMap<mailcore::MailboxId, String>,
+        ),
+        AppError,
+    > {
         let boxes = mail(s)?.mailboxes().await.map_err(core_error)?;
-        Ok(Frame {
+        let names = boxes.iter().map(|m| (m.id, m.name.clone())).collect();
+        let frame = Frame {
             me: s.account.address.clone(),
             role: s.account.role.as_str().to_owned(),
             csrf: s.csrf_token.clone(),
@@ -186,7 +202,8 @@ pub mod ssr {
                     total: m.total,
                 })
                 .collect(),
-        })
+        };
+        Ok((frame, names))
     }
 
     /// The labels a message's keywords read as: Thunderbird's five tags by
@@ -231,19 +248,6 @@ pub mod ssr {
         }
     }
 
-    /// Folder names by mailbox id, for rows that come from several folders.
-    pub async fn folder_names(
-        mail: &mailcore::Mail,
-    ) -> Result<std::collections::HashMap<mailcore::MailboxId, String>, AppError> {
-        Ok(mail
-            .mailboxes()
-            .await
-            .map_err(core_error)?
-            .into_iter()
-            .map(|m| (m.id, m.name))
-            .collect())
-    }
-
     /// One of the account's folders by name.
     pub async fn open(
         mail: &mailcore::Mail,
@@ -266,11 +270,10 @@ pub async fn mail_list(f: String, page: u64, q: String) -> Result<Option<ListDat
         return Ok(None);
     };
     let mail = mail(&s)?;
-    let frame = frame(&s).await?;
+    let (frame, names) = frame_and_names(&s).await?;
     let folder = if f.is_empty() { "INBOX".to_owned() } else { f };
     let page = page.max(1);
     let offset = (page - 1) * PAGE_SIZE;
-    let names = folder_names(&mail).await?;
     let (rows, total, search_ms) = if q.trim().is_empty() {
         let (rows, total) = open(&mail, &folder)
             .await?
@@ -385,10 +388,10 @@ pub async fn thread(id: i64) -> Result<Option<ThreadData>, AppError> {
         return Ok(None);
     };
     let mail = mail(&s)?;
-    let names = folder_names(&mail).await?;
+    let (frame, names) = frame_and_names(&s).await?;
     let msgs = mail.thread_messages(id).await.map_err(core_error)?;
     Ok(Some(ThreadData {
-        frame: frame(&s).await?,
+        frame,
         subject: msgs.first().map(|m| m.subject.clone()).unwrap_or_default(),
         rows: msgs
             .iter()
