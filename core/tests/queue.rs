@@ -48,6 +48,7 @@ fn spec<'a>(lane: Lane, owner: &'a str, exclude: &'a [String]) -> ClaimSpec<'a> 
         domain: None,
         exclude,
         max_rcpts: 100,
+        retry_requested_at: None,
     }
 }
 
@@ -233,6 +234,7 @@ async fn two_nodes_claiming_at_once_take_each_entry_once() {
                 loop {
                     let s = ClaimSpec {
                         max_rcpts: 1,
+                        retry_requested_at: None,
                         ..spec(Lane::Fresh, &owner, &[])
                     };
                     let g = core.queue_claim(&s).await.expect("claim");
@@ -568,8 +570,8 @@ async fn the_retry_lane_turns_round_robin_over_domains() {
                 .await
                 .unwrap()
                 .unwrap();
-            order.push(d.clone());
-            cursor = d;
+            order.push(d.domain.clone());
+            cursor = d.domain;
         }
         assert_eq!(
             order,
@@ -580,6 +582,7 @@ async fn the_retry_lane_turns_round_robin_over_domains() {
             core.queue_next_retry_domain("a.test", &excl)
                 .await
                 .unwrap()
+                .map(|t| t.domain)
                 .as_deref(),
             Some("c.test")
         );
@@ -666,14 +669,21 @@ async fn operator_commands_over_many_entries_cover_them_all() {
         let mut spec = spec(Lane::Retry, "node-a", &[]);
         spec.max_rcpts = 1000;
         assert!(core.queue_claim_groups(&spec, 20).await.unwrap().is_empty());
+        assert!(
+            core.queue_next_retry_domain("", &[])
+                .await
+                .unwrap()
+                .is_none()
+        );
         let target = Target::Domain("remote.test".into());
         assert_eq!(core.queue().retry(&target).await.unwrap(), 12_000);
+        // Claimed as the runner does: the turn carries the request.
         let mut due = 0;
-        loop {
+        while let Some(turn) = core.queue_next_retry_domain("", &[]).await.unwrap() {
+            spec.domain = Some("remote.test");
+            spec.retry_requested_at = turn.retry_requested_at;
             let groups = core.queue_claim_groups(&spec, 20).await.unwrap();
-            if groups.is_empty() {
-                break;
-            }
+            assert!(!groups.is_empty(), "a turn is given only with work due");
             due += groups.iter().map(Vec::len).sum::<usize>();
         }
         assert_eq!(due, 12_000, "every entry was made due");
@@ -691,6 +701,117 @@ async fn operator_commands_over_many_entries_cover_them_all() {
             .filter(|l| l.outcome == LogOutcome::Deleted)
             .count();
         assert_eq!(deleted, 12_000, "each deletion logged");
+        core.close().await;
+    })
+    .await;
+}
+
+/// `tern queue retry --domain` records the request on the destination
+/// instead of rewriting its entries; the claims honour it until every
+/// entry tried before it has been tried again, then it is forgotten.
+#[tokio::test]
+async fn a_destination_retry_rewrites_no_entry_and_tries_each_once() {
+    for_each_url("queue_retry_request", |url| async move {
+        let clock = Arc::new(ManualClock::new(T0));
+        let core = open(&url, &clock).await;
+        for m in ["r1", "r2", "r3"] {
+            queue(&core, m, &["a@remote.test", "b@remote.test"]).await;
+        }
+        queue(&core, "o1", &["c@other.test"]).await;
+        // Every entry tried once and deferred for an hour.
+        loop {
+            let g = core
+                .queue_claim(&spec(Lane::Fresh, "W", &[]))
+                .await
+                .unwrap();
+            if g.is_empty() {
+                break;
+            }
+            let r = g
+                .into_iter()
+                .map(|e| (e, Outcome::Deferred { next_at: T0 + 3600 }, "451 later"))
+                .collect();
+            core.queue_finish(finish("W", r)).await.unwrap();
+        }
+        clock.advance(5);
+        assert!(
+            core.queue_next_retry_domain("", &[])
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        let target = Target::Domain("remote.test".into());
+        assert_eq!(core.queue().retry(&target).await.unwrap(), 6);
+        let entries = core.queue().list(&QueueFilter::default()).await.unwrap();
+        assert_eq!(entries.len(), 7);
+        assert!(
+            entries.iter().all(|e| e.next_attempt_at == T0 + 3600),
+            "no entry rewritten: {entries:?}"
+        );
+        let dest = core
+            .queue()
+            .destination("remote.test")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(dest.retry_requested_at, Some(T0 + 5));
+
+        // The runner's turn carries the request; other.test stays waiting.
+        let turn = core
+            .queue_next_retry_domain("", &[])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(turn.domain, "remote.test");
+        assert_eq!(turn.retry_requested_at, Some(T0 + 5));
+        let mut spec = spec(Lane::Retry, "W", &[]);
+        spec.domain = Some("remote.test");
+        spec.retry_requested_at = turn.retry_requested_at;
+        let groups = core.queue_claim_groups(&spec, 10).await.unwrap();
+        assert_eq!(groups.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 2]);
+        assert!(
+            core.queue_claim_groups(&spec, 10).await.unwrap().is_empty(),
+            "entries in flight are not claimed twice"
+        );
+
+        // Tried again and deferred again: the request is answered, and
+        // forgotten; nothing is due until the entries' own schedule.
+        clock.advance(1);
+        let r = groups
+            .into_iter()
+            .flatten()
+            .map(|e| (e, Outcome::Deferred { next_at: T0 + 7200 }, "451 still"))
+            .collect();
+        core.queue_finish(finish("W", r)).await.unwrap();
+        assert!(core.queue_claim_groups(&spec, 10).await.unwrap().is_empty());
+        assert!(
+            core.queue_next_retry_domain("", &[])
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let dest = core
+            .queue()
+            .destination("remote.test")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(dest.retry_requested_at, None, "forgotten once answered");
+
+        // A destination found unreachable answers a request too.
+        clock.advance(1);
+        core.queue().retry(&target).await.unwrap();
+        core.queue_defer_destination("remote.test", T0 + 9000, "down")
+            .await
+            .unwrap();
+        let dest = core
+            .queue()
+            .destination("remote.test")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(dest.retry_requested_at, None);
         core.close().await;
     })
     .await;

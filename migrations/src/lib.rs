@@ -23,6 +23,7 @@ mod m20261206_000015_fetch_cache;
 mod m20261206_000016_keyset_indexes;
 mod m20261206_000017_queue_siblings;
 mod m20261206_000018_queue_due_order;
+mod m20261206_000019_retry_requested;
 
 pub struct Migrator;
 
@@ -48,6 +49,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000016_keyset_indexes::Migration),
             Box::new(m20261206_000017_queue_siblings::Migration),
             Box::new(m20261206_000018_queue_due_order::Migration),
+            Box::new(m20261206_000019_retry_requested::Migration),
         ]
     }
 }

@@ -14,6 +14,7 @@ pub struct Model {
     pub last_attempt_at: Option<i64>,
     pub next_attempt_at: i64,
     pub updated_at: i64,
+    pub retry_requested_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -17,9 +17,25 @@ pub(super) fn priority(lane: Lane) -> Priority {
 }
 
 pub(super) fn claimable(now: i64) -> Condition {
+    claimable_after_retry(now, None)
+}
+
+/// [`claimable`], for a destination an operator asked to retry at
+/// `retry_requested_at`: entries last tried before then (or never) are
+/// due too. Entries in flight are not: their claim's lease still holds.
+pub(super) fn claimable_after_retry(now: i64, retry_requested_at: Option<i64>) -> Condition {
+    let due = match retry_requested_at {
+        None => Condition::all().add(queue_entry::Column::NextAttemptAt.lte(now)),
+        Some(at) => Condition::any()
+            .add(queue_entry::Column::NextAttemptAt.lte(now))
+            .add(queue_entry::Column::LastAttemptAt.is_null())
+            // The clock has whole seconds: an entry tried in the second of
+            // the request counts as tried before it.
+            .add(queue_entry::Column::LastAttemptAt.lte(at)),
+    };
     Condition::all()
         .add(queue_entry::Column::Status.eq(QueueStatus::Queued.as_str()))
-        .add(queue_entry::Column::NextAttemptAt.lte(now))
+        .add(due)
         .add(
             Condition::any()
                 .add(queue_entry::Column::LeaseUntil.is_null())
@@ -47,7 +63,7 @@ pub(super) fn blocked_domains(now: i64) -> sea_orm::sea_query::SelectStatement {
 fn due_order(spec: &ClaimSpec<'_>, now: i64) -> sea_orm::Select<queue_entry::Entity> {
     let mut q = queue_entry::Entity::find()
         .select_only()
-        .filter(claimable(now))
+        .filter(spec.claimable(now))
         .filter(queue_entry::Column::Lane.eq(spec.lane.as_str()))
         .filter(queue_entry::Column::Domain.is_not_in(spec.exclude.iter().cloned()))
         .filter(queue_entry::Column::Domain.not_in_subquery(blocked_domains(now)));
@@ -56,6 +72,13 @@ fn due_order(spec: &ClaimSpec<'_>, now: i64) -> sea_orm::Select<queue_entry::Ent
     }
     q.order_by_asc(queue_entry::Column::NextAttemptAt)
         .order_by_asc(queue_entry::Column::Id)
+}
+
+/// The retry lane's destination of the turn, with its operator retry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryTurn {
+    pub domain: String,
+    pub retry_requested_at: Option<i64>,
 }
 
 /// A claim request: the lane, optionally one domain (the retry lane's
@@ -69,6 +92,18 @@ pub struct ClaimSpec<'a> {
     pub exclude: &'a [String],
     /// Most recipients to put in one SMTP transaction.
     pub max_rcpts: u64,
+    /// The destination's operator retry ([`Destination::retry_requested_at`]),
+    /// with `domain` set: its entries last tried before then are due.
+    pub retry_requested_at: Option<i64>,
+}
+
+impl ClaimSpec<'_> {
+    fn claimable(&self, now: i64) -> Condition {
+        match self.domain {
+            Some(_) => claimable_after_retry(now, self.retry_requested_at),
+            None => claimable(now),
+        }
+    }
 }
 
 impl Core {
@@ -106,7 +141,7 @@ impl Core {
             let group = queue_entry::Entity::find()
                 .select_only()
                 .column(queue_entry::Column::Id)
-                .filter(claimable(now))
+                .filter(spec.claimable(now))
                 .filter(queue_entry::Column::Lane.eq(spec.lane.as_str()))
                 .filter(queue_entry::Column::BlobId.eq(blob_id))
                 .filter(queue_entry::Column::MailFrom.eq(mail_from))
@@ -124,7 +159,7 @@ impl Core {
         let siblings = queue_entry::Entity::find()
             .select_only()
             .column(queue_entry::Column::Id)
-            .filter(claimable(now))
+            .filter(spec.claimable(now))
             .filter(queue_entry::Column::Lane.eq(spec.lane.as_str()))
             .filter(queue_entry::Column::BlobId.eq(first.blob_id))
             .filter(queue_entry::Column::MailFrom.eq(first.mail_from.clone()))
@@ -197,7 +232,7 @@ impl Core {
         let select = queue_entry::Entity::find()
             .select_only()
             .column(queue_entry::Column::Id)
-            .filter(claimable(now))
+            .filter(spec.claimable(now))
             .filter(queue_entry::Column::Id.is_in(ids));
         let mut claimed: HashMap<QueueId, QueueEntry> = self
             .claim_ids(select, spec, now)
@@ -256,25 +291,38 @@ impl Core {
     /// The next domain after `after` (in name order) with claimable retry
     /// entries; wraps around. This is the retry lane's round-robin: one
     /// dead destination with 100,000 entries gets one turn like any other.
+    /// A destination's operator retry whose entries have all been tried is
+    /// forgotten here.
     pub async fn queue_next_retry_domain(
         &self,
         after: &str,
         exclude: &[String],
-    ) -> CoreResult<Option<String>> {
+    ) -> CoreResult<Option<RetryTurn>> {
         let now = self.now();
-        let blocked: std::collections::HashSet<String> = queue_destination::Entity::find()
+        let mut blocked = std::collections::HashSet::new();
+        let mut requested = HashMap::new();
+        let rows: Vec<(String, bool, i64, Option<i64>)> = queue_destination::Entity::find()
             .select_only()
             .column(queue_destination::Column::Domain)
+            .column(queue_destination::Column::Held)
+            .column(queue_destination::Column::NextAttemptAt)
+            .column(queue_destination::Column::RetryRequestedAt)
             .filter(
                 Condition::any()
                     .add(queue_destination::Column::Held.eq(true))
-                    .add(queue_destination::Column::NextAttemptAt.gt(now)),
+                    .add(queue_destination::Column::NextAttemptAt.gt(now))
+                    .add(queue_destination::Column::RetryRequestedAt.is_not_null()),
             )
-            .into_tuple::<String>()
+            .into_tuple()
             .all(self.db())
-            .await?
-            .into_iter()
-            .collect();
+            .await?;
+        for (domain, held, next_at, retry_at) in rows {
+            if held || next_at > now {
+                blocked.insert(domain);
+            } else if let Some(at) = retry_at {
+                requested.insert(domain, at);
+            }
+        }
         // Step from domain to domain along the index (one seek each), so a
         // domain with 100,000 entries costs no more than one with one.
         let mut cursor = after.to_owned();
@@ -304,10 +352,11 @@ impl Core {
                 return Ok(None);
             }
             if !blocked.contains(&d) && !exclude.contains(&d) {
+                let retry_requested_at = requested.get(&d).copied();
                 let due: Option<QueueId> = queue_entry::Entity::find()
                     .select_only()
                     .column(queue_entry::Column::Id)
-                    .filter(claimable(now))
+                    .filter(claimable_after_retry(now, retry_requested_at))
                     .filter(queue_entry::Column::Lane.eq(Lane::Retry.as_str()))
                     .filter(queue_entry::Column::Domain.eq(d.as_str()))
                     .order_by_asc(queue_entry::Column::NextAttemptAt)
@@ -316,7 +365,16 @@ impl Core {
                     .one(self.db())
                     .await?;
                 if due.is_some() {
-                    return Ok(Some(d));
+                    return Ok(Some(RetryTurn {
+                        domain: d,
+                        retry_requested_at,
+                    }));
+                }
+                if let Some(at) = retry_requested_at {
+                    // Every entry has been tried since (or is in flight,
+                    // and its lease covers it): the request is answered.
+                    // Kept, each turn would walk the whole destination.
+                    self.forget_retry_request(&d, at).await?;
                 }
             }
             if wrapped && d.as_str() == after {
@@ -324,6 +382,21 @@ impl Core {
             }
             cursor = d;
         }
+    }
+
+    /// Clears a destination's operator retry, unless a newer one came in.
+    pub(super) async fn forget_retry_request(&self, domain: &str, at: i64) -> CoreResult<()> {
+        let _w = self.sqlite_write_turn(Priority::Bulk).await;
+        queue_destination::Entity::update_many()
+            .col_expr(
+                queue_destination::Column::RetryRequestedAt,
+                Expr::value(None::<i64>),
+            )
+            .filter(queue_destination::Column::Domain.eq(domain))
+            .filter(queue_destination::Column::RetryRequestedAt.eq(at))
+            .exec(self.wdb())
+            .await?;
+        Ok(())
     }
 
     /// The stored bytes of a queued message.

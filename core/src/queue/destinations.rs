@@ -14,6 +14,7 @@ impl Destination {
             last_reply: None,
             last_attempt_at: None,
             next_attempt_at: 0,
+            retry_requested_at: None,
         }
     }
 }
@@ -83,6 +84,9 @@ impl Core {
             last_attempt_at: Set(d.last_attempt_at),
             next_attempt_at: Set(d.next_attempt_at),
             updated_at: Set(self.now()),
+            // Only an operator's retry and the runner set it, each with
+            // its own statement (see `queue_retry`).
+            retry_requested_at: sea_orm::ActiveValue::NotSet,
         })
         .on_conflict(
             OnConflict::column(queue_destination::Column::Domain)

@@ -251,7 +251,9 @@ impl Core {
     /// A destination turned out unreachable: its waiting fresh entries move
     /// to the retry lane now, with the reason, instead of each taking a
     /// fresh worker to find out the same thing. Retry entries need no
-    /// change: the destination's own back-off already blocks them.
+    /// change: the destination's own back-off already blocks them, and an
+    /// operator's retry of it is answered (Postfix's flush does the same:
+    /// a dead destination's entries go back to their own schedule).
     pub async fn queue_defer_destination(
         &self,
         domain: &str,
@@ -260,6 +262,15 @@ impl Core {
     ) -> CoreResult<u64> {
         let now = self.now();
         let _w = self.sqlite_write_turn(Priority::Bulk).await;
+        queue_destination::Entity::update_many()
+            .col_expr(
+                queue_destination::Column::RetryRequestedAt,
+                Expr::value(None::<i64>),
+            )
+            .filter(queue_destination::Column::Domain.eq(domain))
+            .filter(queue_destination::Column::RetryRequestedAt.is_not_null())
+            .exec(self.wdb())
+            .await?;
         Ok(queue_entry::Entity::update_many()
             .col_expr(queue_entry::Column::Lane, Expr::value(Lane::Retry.as_str()))
             .col_expr(queue_entry::Column::NextAttemptAt, Expr::value(next_at))

@@ -46,7 +46,7 @@ use crate::envelope::Envelope;
 use crate::error::{CoreError, CoreResult};
 use crate::{Core, Priority};
 
-pub use self::claim::ClaimSpec;
+pub use self::claim::{ClaimSpec, RetryTurn};
 pub use self::concurrency::{ConcurrencyConfig, DestinationLimits};
 pub use self::operator::Queue;
 pub use self::runner::{
@@ -208,6 +208,11 @@ pub struct Destination {
     /// While in the future, the whole destination is skipped (it was
     /// unreachable); entries keep their own schedule as well.
     pub next_attempt_at: i64,
+    /// An operator's "retry now" for the whole destination: retry entries
+    /// last tried before this time are due whatever their schedule says.
+    /// Cleared when they have all been tried, or when the destination
+    /// turns out unreachable again.
+    pub retry_requested_at: Option<i64>,
 }
 
 impl From<queue_destination::Model> for Destination {
@@ -221,6 +226,7 @@ impl From<queue_destination::Model> for Destination {
             last_reply: m.last_reply,
             last_attempt_at: m.last_attempt_at,
             next_attempt_at: m.next_attempt_at,
+            retry_requested_at: m.retry_requested_at,
         }
     }
 }

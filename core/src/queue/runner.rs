@@ -455,6 +455,7 @@ async fn claim(
         domain: None,
         exclude,
         max_rcpts: sh.cfg.max_rcpts_per_transaction.max(1),
+        retry_requested_at: None,
     };
     if lane != Lane::Retry {
         let group = sh.core.queue_claim(&spec).await?;
@@ -464,9 +465,10 @@ async fn claim(
             vec![group]
         });
     }
-    let Some(domain) = sh.core.queue_next_retry_domain(cursor, exclude).await? else {
+    let Some(turn) = sh.core.queue_next_retry_domain(cursor, exclude).await? else {
         return Ok(Vec::new());
     };
+    let domain = turn.domain;
     seed_limits(sh, &domain).await;
     let room = match sh.state.lock() {
         Ok(mut s) => {
@@ -476,6 +478,7 @@ async fn claim(
         Err(_) => 1,
     };
     spec.domain = Some(&domain);
+    spec.retry_requested_at = turn.retry_requested_at;
     let groups = sh.core.queue_claim_groups(&spec, free.min(room)).await?;
     *cursor = domain;
     Ok(groups)
@@ -627,6 +630,7 @@ async fn attempt(sh: &Shared, group: Vec<QueueEntry>) {
         } else {
             0
         },
+        retry_requested_at: None,
     };
     if due {
         match sh.core.save_destination(&dest, false).await {
