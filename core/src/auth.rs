@@ -316,14 +316,35 @@ impl Default for ThrottleConfig {
 }
 
 #[derive(Clone, Copy, Debug, Default)]
-struct Strikes {
-    count: u32,
-    first_at: i64,
-    locked_until: i64,
+pub(crate) struct Strikes {
+    pub count: u32,
+    pub first_at: i64,
+    pub locked_until: i64,
 }
 
-/// Counts failed logins. In memory: on a cluster each node counts its own,
-/// which still bounds guessing to N nodes times the budget.
+impl Strikes {
+    /// One more failure at `now` against a budget of `limit` in the window:
+    /// past the budget, a lockout that doubles with each further failure.
+    pub(crate) fn bump(&mut self, now: i64, limit: u32, cfg: &ThrottleConfig) {
+        if now - self.first_at > cfg.window_secs {
+            *self = Strikes {
+                count: 0,
+                first_at: now,
+                locked_until: 0,
+            };
+        }
+        self.count = self.count.saturating_add(1);
+        if self.count >= limit {
+            let extra = (self.count - limit).min(10);
+            let lock = (cfg.base_lockout_secs << extra).min(cfg.window_secs);
+            self.locked_until = now + lock;
+        }
+    }
+}
+
+/// Counts failed logins in this process. On PostgreSQL the nodes count
+/// together as well (`Core::shared_throttle_*`, table `login_strikes`);
+/// this copy still answers while the database is down.
 pub struct LoginThrottle {
     cfg: ThrottleConfig,
     clock: Arc<dyn Clock>,
@@ -334,6 +355,10 @@ pub struct LoginThrottle {
 const MAX_TRACKED: usize = 100_000;
 
 impl LoginThrottle {
+    pub fn config(&self) -> &ThrottleConfig {
+        &self.cfg
+    }
+
     pub fn new(cfg: ThrottleConfig, clock: Arc<dyn Clock>) -> Self {
         Self {
             cfg,
@@ -365,31 +390,15 @@ impl LoginThrottle {
     pub fn record_failure(&self, account: &str, ip: IpAddr) {
         let now = self.clock.now();
         let cfg = &self.cfg;
-        let bump = |s: &mut Strikes, limit: u32| {
-            if now - s.first_at > cfg.window_secs {
-                *s = Strikes {
-                    count: 0,
-                    first_at: now,
-                    locked_until: 0,
-                };
-            }
-            s.count += 1;
-            if s.count >= limit {
-                let extra = (s.count - limit).min(10);
-                let lock = (cfg.base_lockout_secs << extra).min(cfg.window_secs);
-                s.locked_until = now + lock;
-            }
-        };
         if let Ok(mut m) = self.by_account_ip.lock() {
             prune(&mut m, now, cfg.window_secs);
-            bump(
-                m.entry((account.to_ascii_lowercase(), ip)).or_default(),
-                cfg.per_account_ip,
-            );
+            m.entry((account.to_ascii_lowercase(), ip))
+                .or_default()
+                .bump(now, cfg.per_account_ip, cfg);
         }
         if let Ok(mut m) = self.by_ip.lock() {
             prune(&mut m, now, cfg.window_secs);
-            bump(m.entry(ip).or_default(), cfg.per_ip);
+            m.entry(ip).or_default().bump(now, cfg.per_ip, cfg);
         }
     }
 

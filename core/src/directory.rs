@@ -471,6 +471,9 @@ impl Core {
         if let Err(retry_after) = self.throttle().check(&key, client_ip) {
             return Err(AuthError::Throttled { retry_after });
         }
+        if let Err(retry_after) = self.shared_throttle_check(&key, client_ip).await {
+            return Err(AuthError::Throttled { retry_after });
+        }
         let row = account::Entity::find()
             .filter(account::Column::Address.eq(key.clone()))
             .one(self.db())
@@ -483,6 +486,7 @@ impl Core {
         match row {
             Some(r) if ok && !r.disabled => {
                 self.throttle().record_success(&key, client_ip);
+                self.shared_throttle_success(&key, client_ip).await;
                 if rehash {
                     // Best effort: a failed upgrade must not fail the login.
                     if let Ok(h) = self.hasher().hash(password).await {
@@ -502,6 +506,7 @@ impl Core {
             }
             _ => {
                 self.throttle().record_failure(&key, client_ip);
+                self.shared_throttle_failure(&key, client_ip).await;
                 tracing::info!(account = %key, ip = %client_ip, "login failed");
                 Err(AuthError::InvalidCredentials)
             }

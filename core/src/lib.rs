@@ -18,6 +18,7 @@ pub mod admin;
 pub mod auth;
 pub(crate) mod blobs;
 pub mod clock;
+pub mod cluster;
 pub mod db;
 pub mod delivery;
 pub mod directory;
@@ -89,6 +90,8 @@ pub struct CoreOptions {
     /// during an outage still takes mail into its spool); migrations run
     /// once it answers. The CLI leaves this off and fails at once.
     pub start_without_store: bool,
+    /// This node's name in the cluster (its heartbeat row, its locks).
+    pub node_name: String,
 }
 
 impl CoreOptions {
@@ -98,8 +101,18 @@ impl CoreOptions {
             auth: AuthConfig::default(),
             throttle: ThrottleConfig::default(),
             start_without_store: false,
+            node_name: default_node_name(),
         }
     }
+}
+
+/// The machine's host name, or "tern".
+pub fn default_node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "tern".to_owned())
 }
 
 /// Whose turn it is to write on SQLite; see [`Core::sqlite_write_turn`].
@@ -154,6 +167,8 @@ struct Inner {
     /// Turns for claiming `\Recent`, each holding how far this process
     /// has seen the mark (`Core::claim_recent`).
     recent_claims: mailbox_index::Turns<Uid>,
+    /// This node's id and its line to the other nodes (`cluster`).
+    cluster: cluster::ClusterState,
 }
 
 /// Made once per new message from its bytes and parsed MIME, and kept with
@@ -223,6 +238,7 @@ impl Core {
                 index_cache: Default::default(),
                 fetch_digest: Default::default(),
                 recent_claims: Default::default(),
+                cluster: cluster::ClusterState::new(&opts.node_name),
             }),
         })
     }
@@ -331,14 +347,27 @@ impl Core {
         meta::MessageMeta::extract_with(raw, self.inner.fetch_digest.get().copied())
     }
 
+    /// A committed change, to this node's subscribers and the others'.
     pub(crate) fn publish(&self, ev: ChangeEvent) {
+        self.tell_cluster_change(&ev);
         self.inner.events.publish(ev)
     }
 
-    /// Tells the queue runner's lanes to look for due entries now (new
-    /// mail was queued, an operator retried, a worker freed a slot) instead
-    /// of at their next poll. Every lane sees every wake-up.
+    /// A change another node committed, to this node's subscribers.
+    pub(crate) fn publish_local(&self, ev: ChangeEvent) {
+        self.inner.events.publish(ev)
+    }
+
+    /// Tells the queue runners' lanes to look for due entries now (new
+    /// mail was queued, an operator retried) instead of at their next
+    /// poll, on every node. Every lane sees every wake-up.
     pub fn queue_wake(&self) {
+        self.tell_cluster_queue();
+        self.queue_wake_local();
+    }
+
+    /// [`Core::queue_wake`] for this node only (a worker freed a slot).
+    pub fn queue_wake_local(&self) {
         self.inner
             .queue_wakeup
             .send_modify(|n| *n = n.wrapping_add(1));

@@ -24,6 +24,7 @@ mod m20261206_000016_keyset_indexes;
 mod m20261206_000017_queue_siblings;
 mod m20261206_000018_queue_due_order;
 mod m20261206_000019_retry_requested;
+mod m20261206_000020_cluster;
 
 pub struct Migrator;
 
@@ -50,6 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000017_queue_siblings::Migration),
             Box::new(m20261206_000018_queue_due_order::Migration),
             Box::new(m20261206_000019_retry_requested::Migration),
+            Box::new(m20261206_000020_cluster::Migration),
         ]
     }
 }

@@ -61,6 +61,9 @@ pub enum Command {
     /// The node's inbound spool: mail accepted and not yet in the store.
     #[command(subcommand)]
     Spool(SpoolCmd),
+    /// The nodes of this cluster (one row per `tern serve`).
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
     /// Show the audit log: who did what, when, from where.
     Audit {
         #[arg(long, default_value_t = 50)]
@@ -192,6 +195,13 @@ pub enum UserCmd {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum ClusterCmd {
+    /// Every node seen in the last day: name, state, version, uptime,
+    /// spool depth and queue work in flight, from its heartbeat.
+    Status,
+}
+
+#[derive(Subcommand, Debug)]
 pub enum SpoolCmd {
     /// Records, bytes, oldest age and the ingest rate of this node's spool.
     Stats,
@@ -225,6 +235,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         Command::Queue(c) => queue(&open(&cfg).await?, c).await,
         Command::Audit { limit } => audit(&open(&cfg).await?, limit).await,
         Command::Spool(SpoolCmd::Stats) => spool_stats(&cfg).await,
+        Command::Cluster(ClusterCmd::Status) => cluster_status(&cfg).await,
     }
 }
 
@@ -240,6 +251,13 @@ pub async fn open_with(cfg: &Config, start_without_store: bool) -> Result<Core, 
     let mut opts = CoreOptions::new(cfg.database_url());
     opts.start_without_store = start_without_store;
     opts.auth.verified_cache_secs = cfg.auth.verified_cache_secs;
+    opts.throttle = mailcore::ThrottleConfig {
+        per_account_ip: cfg.auth.max_failures_per_account_ip.max(1),
+        per_ip: cfg.auth.max_failures_per_ip.max(1),
+        window_secs: cfg.auth.failure_window_secs.max(1),
+        base_lockout_secs: cfg.auth.lockout_secs.max(1),
+    };
+    opts.node_name = cfg.cluster.node_name.clone();
     let core = Core::open(opts).await.map_err(|e| e.to_string())?;
     // What IMAP FETCH keeps of each new message (ENVELOPE, BODYSTRUCTURE).
     core.set_fetch_digest(crate::imap::fetch::digest);
@@ -323,6 +341,30 @@ async fn domain(core: &Core, cmd: DomainCmd) -> Result<(), String> {
 
 /// Works with the store down too: then every record on disk is counted
 /// as waiting, and the output says so.
+async fn cluster_status(cfg: &Config) -> Result<(), String> {
+    let core = open(cfg).await?;
+    let now = core.clock().now();
+    let nodes = core.cluster_nodes().await.map_err(e)?;
+    let up = nodes.iter().filter(|n| n.is_up(now)).count();
+    out!("backend: {}", core.backend().name());
+    out!("nodes up: {up} of {} seen in the last day", nodes.len());
+    out!("name\tstate\tversion\tuptime\tlast seen\tspool\tqueue in flight\tid");
+    for n in nodes {
+        let state = if n.is_up(now) { "up" } else { "gone" };
+        out!(
+            "{}\t{state}\t{}\t{}\t{} ago\t{}\t{}\t{}",
+            n.name,
+            n.version,
+            age(n.last_seen - n.started_at),
+            age(now - n.last_seen),
+            n.spool_depth,
+            n.queue_in_flight,
+            n.id
+        );
+    }
+    Ok(())
+}
+
 async fn spool_stats(cfg: &Config) -> Result<(), String> {
     let dir = cfg.spool_dir();
     let report = match open(cfg).await {

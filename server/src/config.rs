@@ -31,6 +31,7 @@ pub struct Config {
     pub spool: SpoolSettings,
     /// Outside accounts read in the webmail (the mail2web feature).
     pub outside: OutsideConfig,
+    pub cluster: ClusterConfig,
 }
 
 /// Outside accounts: how Tern talks to other providers' servers on a
@@ -187,12 +188,47 @@ pub struct AuthSettings {
     /// of itself, so that a client logging in again skips argon2 (see
     /// `mailcore::auth`); 0 turns it off.
     pub verified_cache_secs: u64,
+    /// Failed logins for one account from one IP, within the window,
+    /// before that pair is locked out (the lockout doubles with each
+    /// further failure). On PostgreSQL every node counts together.
+    pub max_failures_per_account_ip: u32,
+    /// Failed logins from one IP over all accounts before it is locked out.
+    pub max_failures_per_ip: u32,
+    pub failure_window_secs: i64,
+    /// The first lockout.
+    pub lockout_secs: i64,
 }
 
 impl Default for AuthSettings {
     fn default() -> Self {
+        let t = mailcore::ThrottleConfig::default();
         AuthSettings {
             verified_cache_secs: mailcore::AuthConfig::default().verified_cache_secs,
+            max_failures_per_account_ip: t.per_account_ip,
+            max_failures_per_ip: t.per_ip,
+            failure_window_secs: t.window_secs,
+            lockout_secs: t.base_lockout_secs,
+        }
+    }
+}
+
+/// This node among N on one PostgreSQL (a single SQLite node has a row
+/// too, so `tern cluster status` reads the same everywhere).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClusterConfig {
+    /// The node's name in `tern cluster status` (the machine's host name
+    /// by default; set it when several nodes share a machine).
+    pub node_name: String,
+    /// How often the node writes its heartbeat row.
+    pub heartbeat_secs: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            node_name: mailcore::default_node_name(),
+            heartbeat_secs: 5,
         }
     }
 }
@@ -205,6 +241,9 @@ pub struct Pop3Config {
     pub max_connections_per_account: usize,
     /// RFC 1939 §3 asks for at least 10 minutes.
     pub autologout_secs: u64,
+    /// The maildrop lock is a lease in the database, renewed while the
+    /// session lasts: a node that dies lets go of its locks after this.
+    pub lock_lease_secs: u64,
 }
 
 impl Default for Pop3Config {
@@ -214,6 +253,7 @@ impl Default for Pop3Config {
             max_connections_per_ip: 20,
             max_connections_per_account: 10,
             autologout_secs: 600,
+            lock_lease_secs: 60,
         }
     }
 }
@@ -326,6 +366,7 @@ impl Default for Config {
             queue: mailcore::queue::QueueConfig::default(),
             spool: SpoolSettings::default(),
             outside: OutsideConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }

@@ -38,6 +38,19 @@ pub struct QueueData {
     pub entries: Vec<EntryRow>,
     /// This node's inbound spool, when it has one.
     pub spool: Option<SpoolRow>,
+    /// Every node's heartbeat (one row on a single node).
+    pub nodes: Vec<NodeRow>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRow {
+    pub name: String,
+    pub up: bool,
+    pub version: String,
+    pub uptime: String,
+    pub last_seen: String,
+    pub spool: i64,
+    pub in_flight: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,7 +145,23 @@ pub async fn admin_queue() -> Result<Option<QueueData>, AppError> {
             largest_batch: st.largest_batch,
         }
     });
+    let nodes = core
+        .cluster_nodes()
+        .await
+        .map_err(core_error)?
+        .into_iter()
+        .map(|n| NodeRow {
+            up: n.is_up(now),
+            uptime: age(n.last_seen - n.started_at),
+            last_seen: format!("{} ago", age(now - n.last_seen)),
+            name: n.name,
+            version: n.version,
+            spool: n.spool_depth,
+            in_flight: n.queue_in_flight,
+        })
+        .collect();
     Ok(Some(QueueData {
+        nodes,
         spool,
         csrf: s.csrf_token.clone(),
         total: st.total,
@@ -281,6 +310,23 @@ fn QueueView(q: QueueData) -> impl IntoView {
                     <dt>"Largest group commit"</dt><dd>{sp.largest_batch}</dd>
                 </dl>
             })}
+            <h2>"Nodes"</h2>
+            <table class="grid" data-testid="nodes">
+                <thead><tr><th>"Node"</th><th>"State"</th><th>"Version"</th><th>"Up for"</th><th>"Last heartbeat"</th><th>"Spool"</th><th>"Sending now"</th></tr></thead>
+                <tbody>
+                    {q.nodes.iter().map(|n| view! {
+                        <tr>
+                            <td>{n.name.clone()}</td>
+                            <td>{if n.up { "up" } else { "gone" }}</td>
+                            <td>{n.version.clone()}</td>
+                            <td>{n.uptime.clone()}</td>
+                            <td>{n.last_seen.clone()}</td>
+                            <td>{n.spool}</td>
+                            <td>{n.in_flight}</td>
+                        </tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
             <h2>"Destinations"</h2>
             <table class="grid" data-testid="destinations">
                 <thead><tr><th>"Destination"</th><th>"Waiting"</th><th>"Connections"</th><th>"Next attempt"</th><th>"Last reply"</th><th></th></tr></thead>

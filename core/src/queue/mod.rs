@@ -50,7 +50,7 @@ pub use self::claim::{ClaimSpec, RetryTurn};
 pub use self::concurrency::{ConcurrencyConfig, DestinationLimits};
 pub use self::operator::Queue;
 pub use self::runner::{
-    QueueConfig, QueueRunner, Relay, RelayReport, RelayRequest, Reply, RunnerHandle,
+    QueueConfig, QueueRunner, Relay, RelayReport, RelayRequest, Reply, RunnerHandle, RunnerProbe,
 };
 pub use self::schedule::RetrySchedule;
 

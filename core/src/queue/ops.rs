@@ -165,7 +165,7 @@ impl Core {
                 .await?;
         }
         txn.commit().await?;
-        self.queue_wake();
+        self.queue_wake_everywhere().await;
         Ok(n)
     }
 
@@ -191,7 +191,7 @@ impl Core {
                 self.count_target(t).await?
             }
         };
-        self.queue_wake();
+        self.queue_wake_everywhere().await;
         Ok(n)
     }
 

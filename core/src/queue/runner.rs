@@ -250,6 +250,23 @@ pub struct QueueRunner {
     shared: Arc<Shared>,
 }
 
+/// See [`RunnerHandle::probe`].
+#[derive(Clone)]
+pub struct RunnerProbe {
+    shared: Arc<Shared>,
+}
+
+impl RunnerProbe {
+    /// SMTP transactions this node has in flight, over all lanes.
+    pub fn in_flight(&self) -> i64 {
+        self.shared
+            .state
+            .lock()
+            .map(|s| s.lane_active.iter().map(|&n| n as i64).sum())
+            .unwrap_or(0)
+    }
+}
+
 /// A running queue runner. Dropping the handle leaves it running; `stop`
 /// ends it cleanly, `abort` kills it mid-flight (as a crash would).
 pub struct RunnerHandle {
@@ -296,6 +313,13 @@ impl RunnerHandle {
     /// This runner's lock-owner name.
     pub fn owner(&self) -> &str {
         &self.shared.owner
+    }
+
+    /// A cheap view of the runner's load for the node's heartbeat.
+    pub fn probe(&self) -> RunnerProbe {
+        RunnerProbe {
+            shared: self.shared.clone(),
+        }
     }
 
     /// This node's current limit for a destination.
@@ -414,7 +438,7 @@ async fn dispatch(sh: Arc<Shared>, lane: Lane, mut stop: tokio::sync::watch::Rec
                             }
                             // A freed connection slot may let another lane
                             // claim for this destination.
-                            sh2.core.queue_wake();
+                            sh2.core.queue_wake_local();
                         });
                     }
                 }

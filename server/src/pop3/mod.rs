@@ -32,7 +32,7 @@ pub async fn start(
         p.max_connections_per_ip,
         p.max_connections_per_account,
     );
-    let locks = Arc::new(Locks::default());
+    let locks = Arc::new(Locks::new(Duration::from_secs(p.lock_lease_secs)));
     let acceptor = TlsAcceptor::from(tls);
     let mut tasks = Vec::new();
     for (addr, implicit) in [(&cfg.listeners.pop3, false), (&cfg.listeners.pop3s, true)] {

@@ -5,14 +5,16 @@
 //!   change during a session.
 //! - Deletions are only marks until QUIT; a dropped connection deletes
 //!   nothing (RFC 1939 §6).
-//! - One POP3 session per maildrop at a time (`[IN-USE]`, RFC 3206 §4).
+//! - One POP3 session per maildrop at a time (`[IN-USE]`, RFC 3206 §4), on
+//!   whichever node: the lock is a lease in the database.
 //! - UIDLs are `UIDVALIDITY.UID`, so they survive reconnects and anything
 //!   IMAP does to other messages.
 //! - After STLS, whatever the client pipelined is discarded.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use mailcore::messages::FlagOp;
@@ -34,29 +36,99 @@ pub struct Settings {
     pub tls_handshake_timeout: Duration,
 }
 
-/// Maildrops currently held by a POP3 session on this node.
-#[derive(Default)]
-pub struct Locks(Mutex<HashSet<AccountId>>);
-
-pub struct MaildropLock {
-    locks: Arc<Locks>,
-    account: AccountId,
+/// The maildrop locks of this node's sessions: leases in the database
+/// (`maildrop_locks`), so that a session on any node excludes one on any
+/// other (RFC 1939 §8), and a node that dies lets go when its lease ends.
+pub struct Locks {
+    lease: Duration,
+    next: AtomicU64,
 }
 
 impl Locks {
-    fn take(self: &Arc<Self>, account: AccountId) -> Option<MaildropLock> {
-        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        s.insert(account).then(|| MaildropLock {
-            locks: self.clone(),
+    pub fn new(lease: Duration) -> Self {
+        Locks {
+            lease: lease.max(Duration::from_secs(1)),
+            next: AtomicU64::new(0),
+        }
+    }
+
+    fn lease_secs(&self) -> i64 {
+        i64::try_from(self.lease.as_secs()).unwrap_or(i64::MAX)
+    }
+
+    /// `Ok(None)` while another session holds the maildrop.
+    async fn take(
+        self: &Arc<Self>,
+        core: &Core,
+        account: AccountId,
+    ) -> mailcore::CoreResult<Option<MaildropLock>> {
+        let holder = format!(
+            "{}#{}",
+            core.node_id(),
+            self.next.fetch_add(1, Ordering::Relaxed)
+        );
+        if !core
+            .lock_maildrop(account, &holder, self.lease_secs())
+            .await?
+        {
+            return Ok(None);
+        }
+        // Renewed at a third of the lease, so one slow renewal is no loss.
+        let renewing = {
+            let (core, holder, lease) = (core.clone(), holder.clone(), self.lease_secs());
+            let every = self.lease / 3;
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    match core.renew_maildrop(account, &holder, lease).await {
+                        Ok(true) => {}
+                        Ok(false) => break,
+                        Err(e) => tracing::warn!(error = %e, "could not renew a maildrop lock"),
+                    }
+                }
+            })
+        };
+        Ok(Some(MaildropLock {
+            core: core.clone(),
             account,
-        })
+            holder,
+            lease: self.lease_secs(),
+            renewing,
+        }))
+    }
+}
+
+pub struct MaildropLock {
+    core: Core,
+    account: AccountId,
+    holder: String,
+    lease: i64,
+    renewing: tokio::task::JoinHandle<()>,
+}
+
+impl MaildropLock {
+    /// True while this session still holds the maildrop: a session whose
+    /// lease ran out (the database was away longer than the lease) must
+    /// not delete what another session may now be reading.
+    async fn still_held(&self) -> bool {
+        matches!(
+            self.core
+                .renew_maildrop(self.account, &self.holder, self.lease)
+                .await,
+            Ok(true)
+        )
     }
 }
 
 impl Drop for MaildropLock {
     fn drop(&mut self) {
-        let mut s = self.locks.0.lock().unwrap_or_else(|p| p.into_inner());
-        s.remove(&self.account);
+        self.renewing.abort();
+        let (core, account, holder) = (self.core.clone(), self.account, self.holder.clone());
+        // Let go now rather than at the lease's end; if this fails the
+        // lease still runs out.
+        tokio::spawn(async move {
+            let _ = core.unlock_maildrop(account, &holder).await;
+        });
     }
 }
 
@@ -73,7 +145,7 @@ struct Maildrop {
     entries: Vec<Entry>,
     deleted: BTreeSet<usize>,
     login_epoch: i64,
-    _lock: MaildropLock,
+    lock: MaildropLock,
     _slot: AccountGuard,
 }
 
@@ -322,10 +394,14 @@ impl Session {
                 ))
                 .await;
         };
-        let Some(lock) = self.locks.take(account.id) else {
-            return self
-                .line("-ERR [IN-USE] Maildrop is locked by another POP3 session")
-                .await;
+        let lock = match self.locks.take(&self.core, account.id).await {
+            Ok(Some(l)) => l,
+            Ok(None) => {
+                return self
+                    .line("-ERR [IN-USE] Maildrop is locked by another POP3 session")
+                    .await;
+            }
+            Err(_) => return self.line(TEMP).await,
         };
         let inbox = match self.core.mail(account.id).mailbox("INBOX").await {
             Ok(Some(m)) => m,
@@ -350,7 +426,7 @@ impl Session {
             entries,
             deleted: BTreeSet::new(),
             login_epoch,
-            _lock: lock,
+            lock,
             _slot: slot,
         });
         self.line(&format!("+OK Maildrop ready, {}", messages(n)))
@@ -487,6 +563,9 @@ impl Session {
         let uids: Vec<Uid> = d.deleted.iter().map(|&i| d.entries[i].uid).collect();
         if uids.is_empty() {
             return "+OK Bye".into();
+        }
+        if !d.lock.still_held().await {
+            return "-ERR [IN-USE] The maildrop lock was lost; nothing was deleted".into();
         }
         // RFC 1939 §6: the UPDATE state removes what was marked.
         match d.inbox.destroy(&uids).await {

@@ -7,6 +7,8 @@ impl Session {
     /// RFC 2177 IDLE: report changes as they happen until DONE.
     pub(in crate::imap) async fn idle(&mut self, tag: &str) -> Res {
         let mut feed = self.core.subscribe();
+        let mut resyncs = self.core.feed_resyncs();
+        resyncs.mark_unchanged();
         self.reply(Response::Continue("idling".into())).await?;
         let account = self.mail()?.account();
         let selected = match &self.state {
@@ -16,10 +18,10 @@ impl Session {
         // Changes between SELECT and IDLE.
         self.sync(true).await?;
         let deadline = tokio::time::Instant::now() + self.settings.autologout;
-        // The change feed is in-process. With several nodes on one
-        // PostgreSQL, mail accepted on another node is noticed by a cheap
-        // look at the mailbox's change counter every second.
-        let cross_node = self.core.backend() == mailcore::Backend::Postgres;
+        // With several nodes on one PostgreSQL, the other nodes' changes
+        // come through the same feed (LISTEN/NOTIFY, `mailcore::cluster`);
+        // when this node's listening connection was lost, `resyncs` ticks
+        // once it is back, and the session reads the store.
         let mut poll = tokio::time::interval(Duration::from_secs(1));
         poll.tick().await;
         loop {
@@ -59,10 +61,8 @@ impl Session {
                         Err(_) => return Ok(Flow::Close),
                     }
                 }
+                Ok(()) = resyncs.changed() => self.sync(true).await?,
                 _ = poll.tick() => {
-                    if cross_node {
-                        self.sync(true).await?;
-                    }
                     // Sessions ended by the CLI or another node reach an
                     // idling client within a couple of seconds.
                     if self.sessions_ended().await {

@@ -1,0 +1,157 @@
+//! Two `tern serve` processes on one real PostgreSQL behave as one server:
+//! the POP3 maildrop lock, the failed-login throttle and `tern cluster
+//! status` hold for the cluster, not for one node. (IDLE across nodes is
+//! in imap.rs; the queue's exactly-once delivery with several runners in
+//! queue.rs.)
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Client, PW, PgDb, Tern, start, start_node};
+
+fn pop_login(t: &Tern, user: &str, pw: &str) -> (Client, String) {
+    let (mut c, greeting) = Client::connect_tls_line(t.pop3s, &t.cert());
+    assert!(greeting.starts_with("+OK"), "{greeting}");
+    let r = c.pop(&format!("USER {user}"));
+    assert!(r.starts_with("+OK"), "{r}");
+    let r = c.pop(&format!("PASS {pw}"));
+    (c, r)
+}
+
+fn cluster_status(t: &Tern, url: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(["cluster", "status"])
+        .env("TERN_DATA_DIR", t.dir.path())
+        .env("TERN_DATABASE__URL", url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// RFC 1939 §8: one session per maildrop, whichever node it is on. A
+/// node killed with its session open lets go when the lease ends.
+#[test]
+fn the_pop3_maildrop_lock_holds_across_nodes_until_a_dead_nodes_lease_ends() {
+    let Some(pg) = PgDb::create("cluster_pop3") else {
+        return;
+    };
+    let env = [
+        ("TERN_DATABASE__URL", pg.url.as_str()),
+        ("TERN_POP3__LOCK_LEASE_SECS", "3"),
+    ];
+    let mut a = start(&env);
+    let b = start_node(&env);
+
+    // A session that ends lets go at once.
+    let (mut first, r) = pop_login(&b, "alice@example.test", PW);
+    assert!(r.starts_with("+OK"), "{r}");
+    assert!(first.pop("QUIT").starts_with("+OK"));
+    drop(first);
+    std::thread::sleep(Duration::from_millis(300));
+
+    let (mut held, r) = pop_login(&a, "alice@example.test", PW);
+    assert!(r.starts_with("+OK"), "{r}");
+    let (_, r) = pop_login(&b, "alice@example.test", PW);
+    assert!(r.starts_with("-ERR [IN-USE]"), "{r}");
+    // Held past its lease: the session renews it.
+    std::thread::sleep(Duration::from_secs(4));
+    let (_, r) = pop_login(&b, "alice@example.test", PW);
+    assert!(r.starts_with("-ERR [IN-USE]"), "renewed: {r}");
+    assert!(held.pop("STAT").starts_with("+OK"));
+    // Another account is not locked.
+    let (_, r) = pop_login(&b, "bob@example.test", PW);
+    assert!(r.starts_with("+OK"), "{r}");
+
+    // Node A dies with the maildrop locked.
+    let _ = a.child.kill();
+    let _ = a.child.wait();
+    let killed = Instant::now();
+    let (_, r) = pop_login(&b, "alice@example.test", PW);
+    assert!(r.starts_with("-ERR [IN-USE]"), "still leased: {r}");
+    let served = loop {
+        std::thread::sleep(Duration::from_millis(250));
+        let (mut c, r) = pop_login(&b, "alice@example.test", PW);
+        if r.starts_with("+OK") {
+            assert!(c.pop("STAT").starts_with("+OK"));
+            break killed.elapsed();
+        }
+        assert!(r.starts_with("-ERR [IN-USE]"), "{r}");
+        assert!(killed.elapsed() < Duration::from_secs(10), "never let go");
+    };
+    assert!(served >= Duration::from_secs(1), "{served:?}");
+}
+
+/// 20 failed logins spread over two nodes trip a budget of 15 per account
+/// and IP, though neither node alone saw more than 10.
+#[test]
+fn failed_logins_on_two_nodes_count_together() {
+    let Some(pg) = PgDb::create("cluster_throttle") else {
+        return;
+    };
+    let env = [
+        ("TERN_DATABASE__URL", pg.url.as_str()),
+        ("TERN_AUTH__MAX_FAILURES_PER_ACCOUNT_IP", "15"),
+    ];
+    let a = start(&env);
+    let b = start_node(&env);
+    for i in 0..20 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let (_, r) = pop_login(node, "alice@example.test", "wrong password");
+        // The 15th failure (8 on one node, 7 on the other) locks the pair.
+        let want = if i < 15 {
+            "-ERR [AUTH]"
+        } else {
+            "-ERR [LOGIN-DELAY]"
+        };
+        assert!(r.starts_with(want), "attempt {i}: {r}");
+    }
+    for node in [&a, &b] {
+        let (_, r) = pop_login(node, "alice@example.test", PW);
+        assert!(r.starts_with("-ERR [LOGIN-DELAY]"), "{r}");
+    }
+    // Another account from the same IP is under its own budget.
+    let (_, r) = pop_login(&b, "bob@example.test", PW);
+    assert!(r.starts_with("+OK"), "{r}");
+}
+
+/// `tern cluster status` lists every node from its heartbeat, and one
+/// that stopped as gone.
+#[test]
+fn cluster_status_lists_the_nodes_and_notices_one_gone() {
+    let Some(pg) = PgDb::create("cluster_status") else {
+        return;
+    };
+    let url = pg.url.as_str();
+    let common = [
+        ("TERN_DATABASE__URL", url),
+        ("TERN_CLUSTER__HEARTBEAT_SECS", "1"),
+    ];
+    let a = start(&[common[0], common[1], ("TERN_CLUSTER__NODE_NAME", "node-a")]);
+    let mut b = start_node(&[common[0], common[1], ("TERN_CLUSTER__NODE_NAME", "node-b")]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let st = cluster_status(&a, url);
+    assert!(st.contains("backend: postgres"), "{st}");
+    assert!(st.contains("nodes up: 2 of 2"), "{st}");
+    for name in ["node-a", "node-b"] {
+        let row = st
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}\t")))
+            .unwrap_or_else(|| panic!("{name} missing: {st}"));
+        let cols: Vec<&str> = row.split('\t').collect();
+        assert_eq!(cols[1], "up", "{row}");
+        assert_eq!(cols[2], env!("CARGO_PKG_VERSION"), "{row}");
+    }
+    let _ = b.child.kill();
+    let _ = b.child.wait();
+    std::thread::sleep(Duration::from_secs(5));
+    let st = cluster_status(&a, url);
+    assert!(st.contains("nodes up: 1 of 2"), "{st}");
+    let row = st.lines().find(|l| l.starts_with("node-b\t")).unwrap();
+    assert_eq!(row.split('\t').nth(1), Some("gone"), "{st}");
+}
