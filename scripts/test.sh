@@ -88,6 +88,9 @@ cargo test -p tern --test outside
 say "outbound queue: runner + lettre relay against fake MX servers on PostgreSQL"
 TERN_QUEUE_TEST_BACKEND=postgres cargo test -p tern --test queue
 
+say "cluster: two tern serve nodes on one PostgreSQL (POP3 lock, login throttle, heartbeats)"
+cargo test -p tern --test cluster
+
 say "clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
