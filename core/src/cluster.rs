@@ -72,6 +72,9 @@ pub struct NodeInfo {
     pub heartbeat: Duration,
     /// Queue transactions this node has in flight now.
     pub queue_in_flight: Box<dyn Fn() -> i64 + Send + Sync>,
+    /// Whether the node runs a queue runner: the runners share each
+    /// destination's connection limit among themselves.
+    pub runs_queue: bool,
 }
 
 /// One node's heartbeat row.
@@ -86,6 +89,7 @@ pub struct NodeStatus {
     /// Messages accepted into the node's spool, not yet in the store.
     pub spool_depth: i64,
     pub queue_in_flight: i64,
+    pub runs_queue: bool,
 }
 
 impl NodeStatus {
@@ -106,6 +110,7 @@ impl From<cluster_node::Model> for NodeStatus {
             heartbeat_secs: m.heartbeat_secs,
             spool_depth: m.spool_depth,
             queue_in_flight: m.queue_in_flight,
+            runs_queue: m.runs_queue,
         }
     }
 }
@@ -269,6 +274,7 @@ impl Core {
             heartbeat_secs: Set(i64::try_from(info.heartbeat.as_secs().max(1)).unwrap_or(i64::MAX)),
             spool_depth: Set(spool_depth),
             queue_in_flight: Set((info.queue_in_flight)()),
+            runs_queue: Set(info.runs_queue),
         };
         let _w = self.sqlite_write_turn(crate::Priority::Bulk).await;
         cluster_node::Entity::insert(row)
@@ -279,6 +285,7 @@ impl Core {
                         cluster_node::Column::HeartbeatSecs,
                         cluster_node::Column::SpoolDepth,
                         cluster_node::Column::QueueInFlight,
+                        cluster_node::Column::RunsQueue,
                     ])
                     .to_owned(),
             )

@@ -30,6 +30,7 @@ enum ClusterNodes {
     HeartbeatSecs,
     SpoolDepth,
     QueueInFlight,
+    RunsQueue,
 }
 
 #[derive(DeriveIden)]
@@ -88,6 +89,7 @@ impl MigrationTrait for Migration {
                         .big_integer()
                         .not_null(),
                 )
+                .col(ColumnDef::new(ClusterNodes::RunsQueue).boolean().not_null())
                 .to_owned(),
         )
         .await?;

@@ -844,6 +844,76 @@ async fn two_runners_on_postgres_deliver_each_entry_once() {
     two_runners_deliver_each_entry_once(World::with_url(&pg.url)).await;
 }
 
+/// Two nodes share a destination's limit: it allows 2 connections (a
+/// ceiling stored after an earlier 421), and the two runners together
+/// never open more, so the fake never has to refuse one. With each node
+/// keeping its own limit, they opened 2 each and met 421s.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_nodes_share_a_destinations_connection_limit() {
+    let Some(pg) = common::PgDb::create("queue_shared_limit") else {
+        return;
+    };
+    let w = World::with_url(&pg.url);
+    let a = w.core().await;
+    let b = w.core().await;
+    directory(&a).await;
+    let mx = FakeMx::start(Behaviour {
+        max_conns: Some(2),
+        data_delay: Duration::from_millis(150),
+        ..Default::default()
+    })
+    .await;
+    w.dns.point("busy.test", mx.addr);
+    let mut d = mailcore::queue::Destination::new("busy.test", 2);
+    d.ceiling = Some(2);
+    a.queue_save_destination(&d).await.unwrap();
+    let cfg = QueueConfig {
+        max_rcpts_per_transaction: 1,
+        ..qcfg()
+    };
+    let ra = w.runner(&a, cfg.clone());
+    let rb = w.runner(&b, cfg);
+    for (core, runner) in [(&a, &ra), (&b, &rb)] {
+        let probe = runner.probe();
+        core.start_cluster(mailcore::cluster::NodeInfo {
+            name: core.node_id().to_owned(),
+            version: "test".into(),
+            heartbeat: Duration::from_millis(200),
+            queue_in_flight: Box::new(move || probe.in_flight()),
+            runs_queue: true,
+        });
+    }
+    wait_for("both runners count two nodes", 20, async || {
+        ra.cluster_nodes() == 2 && rb.cluster_nodes() == 2
+    })
+    .await;
+    for i in 0..24 {
+        let core = if i % 2 == 0 { &a } else { &b };
+        send(
+            core,
+            "alice@local.test",
+            &[&format!("u{i}@busy.test")],
+            &msg(&format!("shared{i}"), "x\r\n"),
+        )
+        .await;
+    }
+    wait_for("all delivered", 60, async || queue_empty(&a).await).await;
+    let mut count: HashMap<String, usize> = HashMap::new();
+    for r in mx.accepted() {
+        *count.entry(r.rcpts.join(",")).or_default() += 1;
+    }
+    assert_eq!(count.len(), 24, "every message delivered");
+    assert!(count.values().all(|n| *n == 1), "once each: {count:?}");
+    assert_eq!(
+        mx.stats.refused_421.load(Ordering::SeqCst),
+        0,
+        "the cluster stayed under the destination's limit"
+    );
+    assert!(mx.stats.max_open.load(Ordering::SeqCst) <= 2);
+    ra.stop(Duration::from_secs(5)).await;
+    rb.stop(Duration::from_secs(5)).await;
+}
+
 #[tokio::test]
 async fn a_killed_worker_is_replaced_after_its_lease() {
     let w = World::new();

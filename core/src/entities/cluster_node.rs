@@ -12,6 +12,7 @@ pub struct Model {
     pub heartbeat_secs: i64,
     pub spool_depth: i64,
     pub queue_in_flight: i64,
+    pub runs_queue: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

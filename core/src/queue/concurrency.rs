@@ -9,6 +9,12 @@
 //! ceiling until the destination has been quiet for `quiet_secs`. So a
 //! destination that allows two connections settles at two instead of
 //! oscillating into `421`s.
+//!
+//! The limit is the whole cluster's: with N nodes running queue runners
+//! (from their heartbeats), each opens at most its share, `limit / N` (at
+//! least one), so N nodes together stay under what the destination allows;
+//! a `421` seen with `k` connections open here counts as `k * N` open in
+//! all. Nodes take a stricter ceiling another node stored (`adopt`).
 
 use std::collections::HashMap;
 
@@ -46,6 +52,8 @@ pub struct DestState {
 pub struct DestinationLimits {
     cfg: ConcurrencyConfig,
     map: HashMap<String, DestState>,
+    /// Nodes running a queue runner, this one included (at least 1).
+    nodes: i32,
 }
 
 impl DestinationLimits {
@@ -53,6 +61,39 @@ impl DestinationLimits {
         DestinationLimits {
             cfg,
             map: HashMap::new(),
+            nodes: 1,
+        }
+    }
+
+    pub fn set_nodes(&mut self, nodes: i32) {
+        self.nodes = nodes.max(1);
+    }
+
+    pub fn nodes(&self) -> i32 {
+        self.nodes
+    }
+
+    /// This node's part of a cluster-wide limit.
+    fn share(&self, limit: i32) -> i32 {
+        (limit / self.nodes).max(1)
+    }
+
+    /// Connections this node may still open to the destination.
+    pub fn room(&mut self, domain: &str) -> i32 {
+        let st = self.state(domain);
+        let (limit, active) = (st.limit, st.active);
+        self.share(limit) - active
+    }
+
+    /// Takes a ceiling another node stored for the destination when it is
+    /// stricter than what this node knows (it saw a `421` we did not).
+    pub fn adopt(&mut self, domain: &str, limit: i32, ceiling: i32, since: i64) {
+        let Some(s) = self.map.get_mut(domain) else {
+            return;
+        };
+        if s.ceiling.is_none_or(|(c, _)| ceiling < c) {
+            s.ceiling = Some((ceiling.max(1), since));
+            s.limit = s.limit.min(limit.max(1)).min(ceiling.max(1));
         }
     }
 
@@ -86,11 +127,11 @@ impl DestinationLimits {
         self.map.contains_key(domain)
     }
 
-    /// Domains with no free connection slot.
+    /// Domains with no free connection slot on this node.
     pub fn saturated(&self) -> Vec<String> {
         self.map
             .iter()
-            .filter(|(_, s)| s.active >= s.limit)
+            .filter(|(_, s)| s.active >= self.share(s.limit))
             .map(|(d, _)| d.clone())
             .collect()
     }
@@ -109,6 +150,7 @@ impl DestinationLimits {
     /// tells how many connections the destination allows, and sets a
     /// ceiling. A refused connection or a failed TLS handshake only halves.
     pub fn pushback(&mut self, domain: &str, in_flight: i32, too_many: bool, now: i64) {
+        let in_flight = in_flight.saturating_mul(self.nodes);
         let s = self.state(domain);
         s.successes = 0;
         if in_flight <= 1 || !too_many {
@@ -189,6 +231,28 @@ mod tests {
             l.success("a.test", 3600);
         }
         assert_eq!(l.state("a.test").limit, 20, "never above max");
+    }
+
+    #[test]
+    fn two_nodes_each_take_half_of_a_destinations_limit() {
+        let mut l = DestinationLimits::new(ConcurrencyConfig::default());
+        l.set_nodes(2);
+        l.seed("a.test", 2, Some((2, 0)));
+        assert_eq!(l.room("a.test"), 1, "half of 2");
+        l.acquire("a.test");
+        assert_eq!(l.saturated(), vec!["a.test".to_owned()]);
+        // A 421 with 2 open here is 4 open in the cluster: ceiling 3.
+        l.seed("b.test", 5, None);
+        l.pushback("b.test", 2, true, 0);
+        assert_eq!(l.state("b.test").ceiling, Some((3, 0)));
+        // Another node stored a stricter ceiling: taken; a looser one not.
+        l.adopt("b.test", 2, 2, 5);
+        assert_eq!(l.state("b.test").ceiling, Some((2, 5)));
+        assert_eq!(l.state("b.test").limit, 2);
+        l.adopt("b.test", 9, 9, 6);
+        assert_eq!(l.state("b.test").ceiling, Some((2, 5)));
+        l.set_nodes(0);
+        assert_eq!(l.nodes(), 1, "never fewer than this node");
     }
 
     #[test]

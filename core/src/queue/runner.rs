@@ -322,6 +322,15 @@ impl RunnerHandle {
         }
     }
 
+    /// Nodes running a queue runner, as this one last counted them.
+    pub fn cluster_nodes(&self) -> i32 {
+        self.shared
+            .state
+            .lock()
+            .map(|s| s.limits.nodes())
+            .unwrap_or(1)
+    }
+
     /// This node's current limit for a destination.
     pub fn concurrency_limit(&self, domain: &str) -> i32 {
         self.shared
@@ -368,10 +377,14 @@ impl QueueRunner {
     /// write lock) never holds up another.
     pub fn start(self) -> RunnerHandle {
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let tasks = Lane::ALL
+        let mut tasks: Vec<_> = Lane::ALL
             .into_iter()
             .map(|lane| tokio::spawn(dispatch(self.shared.clone(), lane, stop_rx.clone())))
             .collect();
+        tasks.push(tokio::spawn(watch_cluster(
+            self.shared.clone(),
+            stop_rx.clone(),
+        )));
         let rx = self
             .shared
             .finisher
@@ -388,6 +401,43 @@ impl QueueRunner {
         }
     }
 }
+
+/// On PostgreSQL, counts the nodes running a queue runner (from their
+/// heartbeats) so each takes its share of every destination's limit, and
+/// takes the stricter ceilings other nodes stored. SQLite has one node.
+async fn watch_cluster(sh: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    if sh.core.backend() != crate::Backend::Postgres {
+        return;
+    }
+    while !*stop.borrow() {
+        let now = sh.core.now();
+        if let Ok(nodes) = sh.core.cluster_nodes().await {
+            let n = nodes
+                .iter()
+                .filter(|n| n.runs_queue && n.is_up(now))
+                .count();
+            if let Ok(mut s) = sh.state.lock() {
+                s.limits.set_nodes(i32::try_from(n).unwrap_or(i32::MAX));
+            }
+        }
+        if let Ok(dests) = sh.core.queue().destinations().await
+            && let Ok(mut s) = sh.state.lock()
+        {
+            for d in dests {
+                if let Some(c) = d.ceiling {
+                    s.limits.adopt(&d.domain, d.concurrency, c, now);
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(CLUSTER_WATCH) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// How often a runner recounts the cluster's queue nodes.
+const CLUSTER_WATCH: Duration = Duration::from_secs(2);
 
 async fn dispatch(sh: Arc<Shared>, lane: Lane, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut workers = JoinSet::new();
@@ -495,10 +545,7 @@ async fn claim(
     let domain = turn.domain;
     seed_limits(sh, &domain).await;
     let room = match sh.state.lock() {
-        Ok(mut s) => {
-            let st = s.limits.state(&domain);
-            (st.limit - st.active).max(1) as usize
-        }
+        Ok(mut s) => s.limits.room(&domain).max(1) as usize,
         Err(_) => 1,
     };
     spec.domain = Some(&domain);
