@@ -91,6 +91,9 @@ TERN_QUEUE_TEST_BACKEND=postgres cargo test -p tern --test queue
 say "cluster: two tern serve nodes on one PostgreSQL (POP3 lock, login throttle, heartbeats)"
 cargo test -p tern --test cluster
 
+say "PostgreSQL failover: a primary and a synchronous standby (scripts/pg-pair.sh), promoted under SMTP load"
+cargo test -p tern --test failover
+
 say "clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 

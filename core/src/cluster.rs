@@ -209,13 +209,7 @@ impl Core {
             return;
         }
         tokio::spawn(notifier(pool.clone(), self.node_id().to_owned(), rx));
-        let opts = (*pool.connect_options())
-            .clone()
-            .application_name(LISTEN_APPLICATION_NAME);
-        let listen_pool = sea_orm::sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .connect_lazy_with(opts);
-        tokio::spawn(listener(self.clone(), listen_pool));
+        tokio::spawn(listener(self.clone(), pool.clone()));
     }
 
     /// [`Core::queue_wake`] for an operator's command, which may come from
@@ -535,7 +529,8 @@ async fn notifier(
     }
 }
 
-/// Hears the other nodes. Each (re)connection LISTENs first and then tells
+/// Hears the other nodes (`pool` is the main pool, whose host it follows).
+/// Each (re)connection LISTENs first and then tells
 /// every subscriber to look at the store, so nothing said while this node
 /// was not listening is lost.
 async fn listener(core: Core, pool: sea_orm::sqlx::PgPool) {
@@ -543,7 +538,15 @@ async fn listener(core: Core, pool: sea_orm::sqlx::PgPool) {
     let own = core.node_id().to_owned();
     let mut first = true;
     loop {
-        let mut l = match PgListener::connect_with(&pool).await {
+        // Made from the main pool's options each time: after a failover
+        // (`pg_failover`) they lead to the new primary.
+        let opts = (*pool.connect_options())
+            .clone()
+            .application_name(LISTEN_APPLICATION_NAME);
+        let listen_pool = sea_orm::sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with(opts);
+        let mut l = match PgListener::connect_with(&listen_pool).await {
             Ok(l) => l,
             Err(e) => {
                 tracing::debug!(error = %e, "cannot listen to the other nodes yet");

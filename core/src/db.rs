@@ -17,7 +17,10 @@
 //! connection that fails either check is closed, never reused.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::pg_failover::Failover;
 
 use migrations::{Migrator, MigratorTrait};
 use sea_orm::sqlx::pool::PoolConnectionMetadata;
@@ -103,12 +106,44 @@ fn pg_options(url: &str) -> CoreResult<PgConnectOptions> {
 }
 
 /// A short acquire timeout turns a dead database into a prompt temporary
-/// failure instead of a hung client.
-fn pg_pool() -> PgPoolOptions {
-    PgPoolOptions::new()
+/// failure instead of a hung client. With several hosts (`failover`), a
+/// new connection must take writes, and one made before the pool moved
+/// to another host is closed instead of used.
+fn pg_pool(failover: Option<Arc<Failover>>) -> PgPoolOptions {
+    let opts = PgPoolOptions::new()
         .max_connections(16)
-        .acquire_timeout(Duration::from_secs(5))
-        .before_acquire(|c, _| Box::pin(pg_conn_clean(c)))
+        .acquire_timeout(Duration::from_secs(5));
+    let Some(f) = failover else {
+        return opts.before_acquire(|c, _| Box::pin(pg_conn_clean(c)));
+    };
+    opts.after_connect(|c, _| {
+        Box::pin(async move {
+            if crate::pg_failover::writable(c).await {
+                Ok(())
+            } else {
+                Err(sea_orm::sqlx::Error::Protocol(
+                    "this host does not take writes (a standby)".into(),
+                ))
+            }
+        })
+    })
+    .before_acquire(move |c, meta| {
+        let stale = f.stale(meta.age);
+        Box::pin(async move {
+            if stale {
+                return Ok(false);
+            }
+            pg_conn_clean(c).await
+        })
+    })
+}
+
+/// The hosts of a PostgreSQL URL (one, or several for failover).
+fn pg_hosts(url: &str) -> CoreResult<Vec<PgConnectOptions>> {
+    crate::pg_failover::split_hosts(url)?
+        .iter()
+        .map(|u| pg_options(u))
+        .collect()
 }
 
 fn sqlite_pools(read: sea_orm::sqlx::SqlitePool, write: sea_orm::sqlx::SqlitePool) -> Pools {
@@ -140,10 +175,24 @@ pub async fn connect(url: &str) -> CoreResult<Pools> {
         let read = sqlite_pool(false).connect_with(opts).await.map_err(down)?;
         Ok(sqlite_pools(read, write))
     } else if is_postgres(url) {
-        let pool = pg_pool()
-            .connect_with(pg_options(url)?)
+        let hosts = pg_hosts(url)?;
+        if hosts.len() == 1 {
+            let pool = pg_pool(None)
+                .connect_with(hosts[0].clone())
+                .await
+                .map_err(down)?;
+            return Ok(pg_pools(pool));
+        }
+        let f = Arc::new(Failover::new(hosts));
+        let first = f.find_writable().await.ok_or_else(|| {
+            CoreError::Unavailable("no host of database.url answers and takes writes".into())
+        })?;
+        f.use_host(None, first);
+        let pool = pg_pool(Some(f.clone()))
+            .connect_with(f.options())
             .await
             .map_err(down)?;
+        tokio::spawn(crate::pg_failover::watch(pool.clone(), f));
         Ok(pg_pools(pool))
     } else {
         Err(CoreError::invalid(format!(
@@ -156,7 +205,14 @@ pub async fn connect(url: &str) -> CoreResult<Pools> {
 /// starts while the database is down.
 pub fn connect_lazy(url: &str) -> CoreResult<Pools> {
     if is_postgres(url) {
-        return Ok(pg_pools(pg_pool().connect_lazy_with(pg_options(url)?)));
+        let hosts = pg_hosts(url)?;
+        if hosts.len() == 1 {
+            return Ok(pg_pools(pg_pool(None).connect_lazy_with(hosts[0].clone())));
+        }
+        let f = Arc::new(Failover::new(hosts));
+        let pool = pg_pool(Some(f.clone())).connect_lazy_with(f.options());
+        tokio::spawn(crate::pg_failover::watch(pool.clone(), f));
+        return Ok(pg_pools(pool));
     }
     let opts = sqlite_options(url)?;
     Ok(sqlite_pools(

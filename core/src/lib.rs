@@ -37,6 +37,7 @@ pub mod mutf7;
 pub mod outside;
 pub mod outside_cache;
 pub mod outside_fetch;
+pub(crate) mod pg_failover;
 pub mod queue;
 pub mod routing;
 pub mod search;
