@@ -1,7 +1,8 @@
-//! Live new mail for an open outside folder (JavaScript on): listens to
-//! the server's `/outside/events` stream (IMAP IDLE at the provider) and
-//! sets `count` when the folder has new mail. The stream closes with the
-//! page's view.
+//! Live changes for an open folder (JavaScript on): listens to a server
+//! stream (`/mail/events` for the user's own folders, fed by the change
+//! feed; `/outside/events` for an outside folder, by IMAP IDLE at the
+//! provider) and sets `count` when the folder's count moves. The stream
+//! closes with the page's view.
 
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;

@@ -279,6 +279,29 @@ fn MailList(d: ListData, act: ServerAction<MessageAction>) -> impl IntoView {
     let prev = (d.page > 1).then(|| list_href(&d, d.page - 1));
     let next = (d.page < d.pages).then(|| list_href(&d, d.page + 1));
     let pageinfo = format!("Page {} of {}", d.page, d.pages);
+    // JavaScript on: a change to this folder made anywhere (another
+    // client, another node) shows while the page is open (/mail/events).
+    let live = RwSignal::new(None::<u32>);
+    #[cfg(feature = "hydrate")]
+    if !searching {
+        crate::live::watch(format!("/mail/events?f={}", encode(&d.folder)), live);
+    }
+    let shown = d.total;
+    let reload = list_href(&d, 1);
+    let banner = move || {
+        live.get().filter(|n| u64::from(*n) != shown).map(|n| {
+            let text = if u64::from(n) > shown {
+                "New mail has arrived. "
+            } else {
+                "This folder has changed. "
+            };
+            view! {
+                <p class="notice" role="status" data-testid="new-mail">
+                    {text} <a href=reload.clone() rel="external">"Show it"</a>
+                </p>
+            }
+        })
+    };
     let folder = d.folder.clone();
     let csrf = d.frame.csrf.clone();
     let rows = d.rows.clone();
@@ -289,6 +312,7 @@ fn MailList(d: ListData, act: ServerAction<MessageAction>) -> impl IntoView {
                 <h1>{heading}</h1>
                 <span class="count" data-testid="count">{count}</span>
             </div>
+            {banner}
             <ActionForm action=act attr:class="msglist">
                 <input type="hidden" name="csrf" value=csrf/>
                 <input type="hidden" name="f" value=folder.clone()/>

@@ -72,6 +72,27 @@ test('a message delivered over SMTP shows in the inbox and reads', async () => {
   await ctx.close();
 });
 
+test('new mail shows while the inbox is open, without a reload', async () => {
+  const ERIN = 'erin@example.test';
+  tern.cli(['user', 'add', ERIN], `${PW}\n`);
+  await smtpSend(tern.smtpPort, 'carol@remote.example', [ERIN],
+    'From: Carol <carol@remote.example>\nTo: erin@example.test\nSubject: First of two\n\nOne.\n');
+  const { ctx, page, errors } = await session(ERIN);
+  await rowFor(page, 'First of two').waitFor();
+  // The page listens once hydrated (/mail/events).
+  await page.waitForTimeout(1500);
+  assert.equal(await page.getByTestId('new-mail').count(), 0);
+  await smtpSend(tern.smtpPort, 'carol@remote.example', [ERIN],
+    'From: Carol <carol@remote.example>\nTo: erin@example.test\nSubject: Second of two\n\nTwo.\n');
+  const banner = page.getByTestId('new-mail');
+  await banner.waitFor({ timeout: 5000 });
+  assert.match(await banner.innerText(), /New mail has arrived/);
+  await banner.getByRole('link', { name: 'Show it' }).click();
+  await rowFor(page, 'Second of two').waitFor();
+  assert.deepEqual(errors, []);
+  await ctx.close();
+});
+
 test('send to another local user: it arrives in their inbox and over IMAP', async () => {
   const { ctx, page, errors } = await session(ALICE);
   // Keyboard: "c" opens compose once the page has hydrated.

@@ -1,14 +1,17 @@
 //! Two `tern serve` processes on one real PostgreSQL behave as one server:
 //! the POP3 maildrop lock, the failed-login throttle and `tern cluster
-//! status` hold for the cluster, not for one node. (IDLE across nodes is
-//! in imap.rs; the queue's exactly-once delivery with several runners in
-//! queue.rs.)
+//! status` hold for the cluster, not for one node, and the webmail on one
+//! node hears mail accepted on another. (IDLE across nodes is in imap.rs;
+//! the queue's exactly-once delivery with several runners in queue.rs;
+//! failover in failover.rs.)
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Client, PW, PgDb, Tern, start, start_node};
+use std::io::{BufRead, BufReader, Write};
+
+use common::{Client, PW, PgDb, Tern, start, start_node, web_login};
 
 fn pop_login(t: &Tern, user: &str, pw: &str) -> (Client, String) {
     let (mut c, greeting) = Client::connect_tls_line(t.pop3s, &t.cert());
@@ -154,4 +157,64 @@ fn cluster_status_lists_the_nodes_and_notices_one_gone() {
     assert!(st.contains("nodes up: 1 of 2"), "{st}");
     let row = st.lines().find(|l| l.starts_with("node-b\t")).unwrap();
     assert_eq!(row.split('\t').nth(1), Some("gone"), "{st}");
+}
+
+/// The webmail's live stream on node B (`/mail/events`, what an open
+/// folder page listens to) reports mail accepted over SMTP on node A
+/// within a second, with the folder's new count.
+#[test]
+fn the_webmail_on_one_node_hears_mail_accepted_on_another() {
+    let Some(pg) = PgDb::create("cluster_web") else {
+        return;
+    };
+    let env = [("TERN_DATABASE__URL", pg.url.as_str())];
+    let a = start(&env);
+    let b = start_node(&env);
+    let cookie = web_login(b.web, "bob@example.test", PW).expect("signed in on B");
+    let sock = std::net::TcpStream::connect(("127.0.0.1", b.web)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut w = sock.try_clone().unwrap();
+    write!(
+        w,
+        "GET /mail/events?f=INBOX HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let mut r = BufReader::new(sock);
+    let mut seen = String::new();
+    fn until(r: &mut impl BufRead, seen: &mut String, want: &str) -> Instant {
+        loop {
+            let mut line = String::new();
+            let n = r.read_line(&mut line).unwrap_or(0);
+            assert!(n > 0, "stream ended; so far: {seen}");
+            seen.push_str(&line);
+            if line.trim_end() == want {
+                return Instant::now();
+            }
+        }
+    }
+    until(&mut r, &mut seen, "event: ready");
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    assert!(
+        seen.to_ascii_lowercase()
+            .contains("content-type: text/event-stream"),
+        "{seen}"
+    );
+    let (mut smtp, _) = Client::connect(a.mx);
+    smtp.cmd("EHLO other.test");
+    smtp.cmd("MAIL FROM:<carol@remote.test>");
+    smtp.cmd("RCPT TO:<bob@example.test>");
+    smtp.cmd("DATA");
+    let r250 = smtp.cmd("Subject: live\r\n\r\nhi\r\n.");
+    assert!(r250.starts_with("250"), "{r250}");
+    let sent = Instant::now();
+    until(&mut r, &mut seen, "event: exists");
+    let heard = until(&mut r, &mut seen, "data: 1");
+    assert!(
+        heard - sent < Duration::from_secs(1),
+        "heard after {:?}",
+        heard - sent
+    );
+    // Without a session there is no stream.
+    let (st, resp) = common::http_get(b.web, "/mail/events?f=INBOX", None);
+    assert_eq!(st, 303, "{resp}");
 }

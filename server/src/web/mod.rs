@@ -7,6 +7,7 @@
 //! every one of them, login included.
 
 pub mod autoconfig;
+pub mod live;
 pub mod mail;
 pub mod metrics;
 pub mod outside;
@@ -233,6 +234,7 @@ pub fn server(
             .route("/msg/body", web::get().to(mail::body))
             .route("/msg/att", web::get().to(mail::attachment))
             .route("/compose", web::post().to(mail::compose))
+            .route("/mail/events", web::get().to(live::events))
             .route("/outside/events", web::get().to(outside::events))
             .route("/outside/msg/body", web::get().to(outside::body))
             .route("/outside/msg/att", web::get().to(outside::attachment))

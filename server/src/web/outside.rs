@@ -5,8 +5,6 @@
 //! minute, then the next one starts, so a closed page is noticed within a
 //! minute (the write fails) and its IMAP connection goes.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use actix_web::web::Bytes;
@@ -15,6 +13,7 @@ use mailcore::Core;
 use mailcore::outside::{OutsideAccountId, OutsideError};
 use serde::Deserialize;
 
+use super::live::Slots;
 use super::mail::{attachment_download, core_failure, html_frame, plain, session};
 
 /// Open streams per local account: each holds an IMAP connection at the
@@ -22,35 +21,7 @@ use super::mail::{attachment_download, core_failure, html_frame, plain, session}
 const MAX_STREAMS_PER_ACCOUNT: usize = 4;
 const WINDOW: Duration = Duration::from_secs(60);
 
-static OPEN: Mutex<Option<HashMap<mailcore::AccountId, usize>>> = Mutex::new(None);
-
-/// Counts one open stream until dropped.
-struct Slot(mailcore::AccountId);
-
-impl Slot {
-    fn take(account: mailcore::AccountId) -> Option<Slot> {
-        let mut g = OPEN.lock().ok()?;
-        let n = g
-            .get_or_insert_with(HashMap::new)
-            .entry(account)
-            .or_insert(0);
-        if *n >= MAX_STREAMS_PER_ACCOUNT {
-            return None;
-        }
-        *n += 1;
-        Some(Slot(account))
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        if let Ok(mut g) = OPEN.lock()
-            && let Some(n) = g.get_or_insert_with(HashMap::new).get_mut(&self.0)
-        {
-            *n = n.saturating_sub(1);
-        }
-    }
-}
+static OPEN: Slots = Slots::new(MAX_STREAMS_PER_ACCOUNT);
 
 #[derive(Deserialize)]
 pub struct Q {
@@ -78,7 +49,7 @@ pub async fn events(
         Ok(None) => return plain(StatusCode::FORBIDDEN, "enter the account's password first"),
         Err(e) => return core_failure(e),
     };
-    let Some(slot) = Slot::take(s.account.id) else {
+    let Some(slot) = OPEN.take(s.account.id) else {
         return plain(
             StatusCode::TOO_MANY_REQUESTS,
             "too many live outside folders open at once",
