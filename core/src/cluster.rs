@@ -19,13 +19,14 @@ use std::time::Duration;
 
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    TransactionTrait,
 };
 use tokio::sync::{mpsc, watch};
 
 use crate::auth::{Strikes, ThrottleConfig};
 use crate::db::Backend;
-use crate::entities::{cluster_node, login_strike, maildrop_lock};
+use crate::entities::{cluster_node, login_strike, maildrop_lock, session_lease};
 use crate::events::{ChangeEvent, ChangeKind};
 use crate::ids::{AccountId, MailboxId};
 use crate::{Core, CoreResult};
@@ -40,6 +41,9 @@ pub const LISTEN_APPLICATION_NAME: &str = "tern-listen";
 pub(crate) struct ClusterState {
     /// Unique per process: `name:pid:random`.
     node_id: String,
+    /// The heartbeat's period, once `start_cluster` ran.
+    heartbeat: OnceLock<Duration>,
+    next_lease: std::sync::atomic::AtomicU64,
     notices: OnceLock<mpsc::UnboundedSender<Notice>>,
     resync: watch::Sender<u64>,
 }
@@ -54,6 +58,8 @@ impl ClusterState {
             ),
             notices: OnceLock::new(),
             resync: watch::channel(0).0,
+            heartbeat: OnceLock::new(),
+            next_lease: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
@@ -197,6 +203,7 @@ impl Core {
     /// PostgreSQL the NOTIFY sender and the listener. `tern serve` calls
     /// it once; the CLI does not (its queue commands notify directly).
     pub fn start_cluster(&self, info: NodeInfo) {
+        let _ = self.inner.cluster.heartbeat.set(info.heartbeat);
         tokio::spawn(heartbeat(self.clone(), info));
         if self.backend() != Backend::Postgres {
             return;
@@ -285,6 +292,21 @@ impl Core {
             )
             .exec_without_returning(self.wdb())
             .await?;
+        // This node's sessions live on; a dead node's run out.
+        if self.backend() == Backend::Postgres {
+            session_lease::Entity::update_many()
+                .col_expr(
+                    session_lease::Column::ExpiresAt,
+                    Expr::value(now + self.session_lease_secs()),
+                )
+                .filter(session_lease::Column::NodeId.eq(self.node_id()))
+                .exec(self.wdb())
+                .await?;
+            session_lease::Entity::delete_many()
+                .filter(session_lease::Column::ExpiresAt.lt(now))
+                .exec(self.wdb())
+                .await?;
+        }
         // Counts of failed logins past their window and lockout.
         let window = self.throttle().config().window_secs;
         login_strike::Entity::delete_many()
@@ -393,6 +415,87 @@ impl Core {
             .await;
     }
 
+    /// How long a session's row outlives its node's last heartbeat.
+    fn session_lease_secs(&self) -> i64 {
+        let beat = self
+            .inner
+            .cluster
+            .heartbeat
+            .get()
+            .copied()
+            .unwrap_or(Duration::from_secs(10));
+        i64::try_from(beat.as_secs().max(1) * 3).unwrap_or(i64::MAX)
+    }
+
+    /// A slot for one more logged-in session of `account` over `protocol`
+    /// on the whole cluster, at most `limit` at once (PostgreSQL; on
+    /// SQLite this node's own count is the whole count). A database error
+    /// is no refusal: the node's own count still applies.
+    pub async fn take_session_slot(
+        &self,
+        account: AccountId,
+        protocol: &str,
+        limit: usize,
+    ) -> ClusterSlot {
+        if self.backend() != Backend::Postgres {
+            return ClusterSlot::NotShared;
+        }
+        match self.lease_session(account, protocol, limit).await {
+            Ok(Some(id)) => ClusterSlot::Taken(SessionLease {
+                core: self.clone(),
+                id,
+            }),
+            Ok(None) => ClusterSlot::Full,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not count the account's sessions on the cluster");
+                ClusterSlot::NotShared
+            }
+        }
+    }
+
+    async fn lease_session(
+        &self,
+        account: AccountId,
+        protocol: &str,
+        limit: usize,
+    ) -> CoreResult<Option<String>> {
+        use crate::entities::account;
+        let now = self.now();
+        let txn = self.wdb().begin().await?;
+        // The account's row is the lock: two nodes counting at once take
+        // turns, so the limit is never passed.
+        account::Entity::find_by_id(account)
+            .lock_exclusive()
+            .one(&txn)
+            .await?;
+        let open = session_lease::Entity::find()
+            .filter(session_lease::Column::AccountId.eq(account))
+            .filter(session_lease::Column::Protocol.eq(protocol))
+            .filter(session_lease::Column::ExpiresAt.gte(now))
+            .count(&txn)
+            .await?;
+        if open >= limit as u64 {
+            return Ok(None);
+        }
+        let n = self
+            .inner
+            .cluster
+            .next_lease
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("{}/{n}", self.node_id());
+        session_lease::Entity::insert(session_lease::ActiveModel {
+            id: Set(id.clone()),
+            account_id: Set(account),
+            protocol: Set(protocol.to_owned()),
+            node_id: Set(self.node_id().to_owned()),
+            expires_at: Set(now + self.session_lease_secs()),
+        })
+        .exec_without_returning(&txn)
+        .await?;
+        txn.commit().await?;
+        Ok(Some(id))
+    }
+
     /// Takes the account's POP3 maildrop lock for `holder` until `lease`
     /// seconds from now, unless another holder's lease is still running.
     pub async fn lock_maildrop(
@@ -452,6 +555,36 @@ impl Core {
             .exec(self.wdb())
             .await?;
         Ok(())
+    }
+}
+
+/// See [`Core::take_session_slot`].
+pub enum ClusterSlot {
+    /// One node: its own count is the cluster's.
+    NotShared,
+    /// Held until dropped.
+    Taken(SessionLease),
+    /// The account has as many sessions as it may, counting every node.
+    Full,
+}
+
+/// One logged-in session's row; dropping it deletes the row.
+pub struct SessionLease {
+    core: Core,
+    id: String,
+}
+
+impl Drop for SessionLease {
+    fn drop(&mut self) {
+        let (core, id) = (self.core.clone(), std::mem::take(&mut self.id));
+        // If this fails the row runs out with the node's next heartbeats.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = session_lease::Entity::delete_by_id(id)
+                    .exec(core.wdb())
+                    .await;
+            });
+        }
     }
 }
 

@@ -7,7 +7,10 @@
 //!   access) as a lease a node renews while its session lasts, so a dead
 //!   node's lock runs out on its own;
 //! - `login_strikes`: failed logins per account+IP and per IP, counted by
-//!   every node together.
+//!   every node together;
+//! - `session_leases`: one row per logged-in IMAP, POP3 or SMTP session, so
+//!   the per-account connection limit counts every node's sessions; a
+//!   node's heartbeat renews its rows, and a dead node's run out.
 
 use sea_orm_migration::prelude::*;
 
@@ -38,6 +41,16 @@ enum MaildropLocks {
     Table,
     AccountId,
     Holder,
+    ExpiresAt,
+}
+
+#[derive(DeriveIden)]
+enum SessionLeases {
+    Table,
+    Id,
+    AccountId,
+    Protocol,
+    NodeId,
     ExpiresAt,
 }
 
@@ -133,6 +146,47 @@ impl MigrationTrait for Migration {
                 )
                 .to_owned(),
         )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(SessionLeases::Table)
+                .col(
+                    ColumnDef::new(SessionLeases::Id)
+                        .string()
+                        .not_null()
+                        .primary_key(),
+                )
+                .col(
+                    ColumnDef::new(SessionLeases::AccountId)
+                        .integer()
+                        .not_null(),
+                )
+                .col(ColumnDef::new(SessionLeases::Protocol).string().not_null())
+                .col(ColumnDef::new(SessionLeases::NodeId).string().not_null())
+                .col(
+                    ColumnDef::new(SessionLeases::ExpiresAt)
+                        .big_integer()
+                        .not_null(),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("session_leases_account")
+                .table(SessionLeases::Table)
+                .col(SessionLeases::AccountId)
+                .col(SessionLeases::Protocol)
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("session_leases_node")
+                .table(SessionLeases::Table)
+                .col(SessionLeases::NodeId)
+                .to_owned(),
+        )
         .await
     }
 
@@ -141,6 +195,7 @@ impl MigrationTrait for Migration {
             ClusterNodes::Table.into_iden(),
             MaildropLocks::Table.into_iden(),
             LoginStrikes::Table.into_iden(),
+            SessionLeases::Table.into_iden(),
         ] {
             m.drop_table(Table::drop().table(t).to_owned()).await?;
         }

@@ -53,6 +53,8 @@ pub struct ConnGuard {
 pub struct AccountGuard {
     limits: Arc<Limits>,
     account: i32,
+    /// The session's row in the cluster's count (PostgreSQL).
+    _cluster: Option<mailcore::cluster::SessionLease>,
 }
 
 impl Limits {
@@ -120,7 +122,30 @@ impl Limits {
         Some(AccountGuard {
             limits: self.clone(),
             account,
+            _cluster: None,
         })
+    }
+
+    /// [`Limits::account`] counted over every node of the cluster: on
+    /// PostgreSQL each logged-in session also holds a row, so N nodes
+    /// together keep the account under `per_account` for `protocol`.
+    pub async fn account_in_cluster(
+        self: &Arc<Self>,
+        core: &mailcore::Core,
+        account: AccountId,
+        protocol: &str,
+    ) -> Option<AccountGuard> {
+        use mailcore::cluster::ClusterSlot;
+        let mut guard = self.account(account)?;
+        match core
+            .take_session_slot(account, protocol, self.per_account)
+            .await
+        {
+            ClusterSlot::NotShared => {}
+            ClusterSlot::Taken(lease) => guard._cluster = Some(lease),
+            ClusterSlot::Full => return None,
+        }
+        Some(guard)
     }
 }
 

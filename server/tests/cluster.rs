@@ -218,3 +218,79 @@ fn the_webmail_on_one_node_hears_mail_accepted_on_another() {
     let (st, resp) = common::http_get(b.web, "/mail/events?f=INBOX", None);
     assert_eq!(st, 303, "{resp}");
 }
+
+/// An IMAP login on a node; the tagged reply.
+fn imap_login(t: &Tern, user: &str) -> (Client, String) {
+    let (mut c, greeting) = Client::connect_tls_line(t.imaps, &t.cert());
+    assert!(greeting.starts_with("* OK"), "{greeting}");
+    c.send(format!("a LOGIN {user} \"{PW}\"\r\n").as_bytes());
+    loop {
+        let l = c.line();
+        if l.starts_with("a ") {
+            return (c, l);
+        }
+    }
+}
+
+/// The per-account connection limit counts every node's sessions, and a
+/// dead node's sessions stop counting after three of its heartbeats.
+#[test]
+fn the_per_account_connection_limit_counts_every_nodes_sessions() {
+    let Some(pg) = PgDb::create("cluster_conns") else {
+        return;
+    };
+    let env = [
+        ("TERN_DATABASE__URL", pg.url.as_str()),
+        ("TERN_IMAP__MAX_CONNECTIONS_PER_ACCOUNT", "3"),
+        ("TERN_CLUSTER__HEARTBEAT_SECS", "1"),
+    ];
+    let mut a = start(&env);
+    let b = start_node(&env);
+    let (_a1, r) = imap_login(&a, "alice@example.test");
+    assert!(r.starts_with("a OK"), "{r}");
+    let (_a2, r) = imap_login(&a, "alice@example.test");
+    assert!(r.starts_with("a OK"), "{r}");
+    let (b1, r) = imap_login(&b, "alice@example.test");
+    assert!(r.starts_with("a OK"), "{r}");
+    // Three open over two nodes: a fourth on either is refused.
+    for node in [&a, &b] {
+        let (_, r) = imap_login(node, "alice@example.test");
+        assert!(r.starts_with("a NO [LIMIT]"), "{r}");
+    }
+    // Another account is not limited by alice's sessions.
+    let (_, r) = imap_login(&b, "bob@example.test");
+    assert!(r.starts_with("a OK"), "{r}");
+    // A session that ends frees its slot on the other node too.
+    drop(b1);
+    let freed = Instant::now();
+    let again = loop {
+        let (c, r) = imap_login(&b, "alice@example.test");
+        if r.starts_with("a OK") {
+            break c;
+        }
+        assert!(freed.elapsed() < Duration::from_secs(5), "never freed: {r}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Node A dies with two sessions: they stop counting after its lease.
+    let _ = a.child.kill();
+    let _ = a.child.wait();
+    let killed = Instant::now();
+    let (_, r) = imap_login(&b, "alice@example.test");
+    assert!(
+        r.starts_with("a NO [LIMIT]"),
+        "A's sessions still count: {r}"
+    );
+    let mut held = vec![again];
+    while held.len() < 3 {
+        let (c, r) = imap_login(&b, "alice@example.test");
+        if r.starts_with("a OK") {
+            held.push(c);
+        } else {
+            assert!(
+                killed.elapsed() < Duration::from_secs(15),
+                "A's sessions never ran out: {r}"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}

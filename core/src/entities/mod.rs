@@ -19,4 +19,5 @@ pub mod outside_fetched;
 pub mod outside_header;
 pub mod queue_destination;
 pub mod queue_entry;
+pub mod session_lease;
 pub mod web_session;

@@ -386,7 +386,11 @@ impl Session {
                 return self.line("-ERR [AUTH] Invalid credentials").await;
             }
         };
-        let Some(slot) = self.limits.account(account.id) else {
+        let Some(slot) = self
+            .limits
+            .account_in_cluster(&self.core, account.id, "pop3")
+            .await
+        else {
             return self
                 .line(&format!(
                     "-ERR [SYS/TEMP] Too many connections for this account (limit {})",

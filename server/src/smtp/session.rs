@@ -495,7 +495,11 @@ impl Session {
             _ => return Ok(r(504, "5.5.4", "Unrecognized authentication mechanism")),
         };
         match self.core.authenticate(&user, &pass, self.peer.ip()).await {
-            Ok(account) => match self.limits.account(account.id) {
+            Ok(account) => match self
+                .limits
+                .account_in_cluster(&self.core, account.id, "smtp")
+                .await
+            {
                 Some(guard) => {
                     tracing::info!(peer = %self.peer, account = %account.address, "smtp auth");
                     self.auth = Some((account, guard));

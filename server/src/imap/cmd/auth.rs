@@ -71,7 +71,11 @@ impl Session {
             .await
         {
             Ok((account, epoch)) => {
-                let Some(slot) = self.limits.account(account.id) else {
+                let Some(slot) = self
+                    .limits
+                    .account_in_cluster(&self.core, account.id, "imap")
+                    .await
+                else {
                     return self
                         .no(
                             tag,
