@@ -774,10 +774,18 @@ async fn fresh_mail_goes_first_past_a_backlog_of_ten_thousand() {
     runner.abort();
 }
 
-async fn two_runners_deliver_each_entry_once(w: World) {
-    let a = w.core().await;
-    let b = w.core().await;
-    directory(&a).await;
+/// `nodes` runners (each its own core, as separate processes would have)
+/// deliver `entries` while mail keeps arriving on every node: each entry
+/// reaches the fake MX exactly once and is logged once.
+async fn runners_deliver_each_entry_once(w: World, nodes: usize, entries: usize) {
+    let cores = {
+        let mut v = Vec::new();
+        for _ in 0..nodes {
+            v.push(w.core().await);
+        }
+        v
+    };
+    directory(&cores[0]).await;
     let mx = FakeMx::start(Behaviour {
         data_delay: Duration::from_millis(5),
         ..Default::default()
@@ -790,33 +798,31 @@ async fn two_runners_deliver_each_entry_once(w: World) {
         max_rcpts_per_transaction: 1,
         ..qcfg()
     };
-    let ra = w.runner(&a, cfg.clone());
-    let rb = w.runner(&b, cfg);
-    for i in 0..120 {
+    let runners: Vec<RunnerHandle> = cores.iter().map(|c| w.runner(c, cfg.clone())).collect();
+    for i in 0..entries {
         let d = ["a.test", "b.test", "c.test", "d.test"][i % 4];
-        let core = if i % 2 == 0 { &a } else { &b };
         send(
-            core,
+            &cores[i % nodes],
             "alice@local.test",
             &[&format!("u{i}@{d}")],
             &msg(&format!("pool{i}"), "x\r\n"),
         )
         .await;
     }
-    wait_for("all delivered", 60, async || queue_empty(&a).await).await;
+    wait_for("all delivered", 90, async || queue_empty(&cores[0]).await).await;
     let mut count: HashMap<String, usize> = HashMap::new();
     for r in mx.accepted() {
         *count.entry(r.rcpts.join(",")).or_default() += 1;
     }
-    assert_eq!(count.len(), 120, "every entry delivered");
+    assert_eq!(count.len(), entries, "every entry delivered");
     assert!(
         count.values().all(|n| *n == 1),
         "some entry delivered twice: {count:?}"
     );
-    let log = a
+    let log = cores[0]
         .queue()
         .log(&LogQuery {
-            limit: 1000,
+            limit: 10_000,
             ..Default::default()
         })
         .await
@@ -825,15 +831,16 @@ async fn two_runners_deliver_each_entry_once(w: World) {
         log.iter()
             .filter(|l| l.outcome == LogOutcome::Delivered)
             .count(),
-        120
+        entries
     );
-    ra.stop(Duration::from_secs(5)).await;
-    rb.stop(Duration::from_secs(5)).await;
+    for r in runners {
+        r.stop(Duration::from_secs(5)).await;
+    }
 }
 
 #[tokio::test]
 async fn two_runners_on_sqlite_deliver_each_entry_once() {
-    two_runners_deliver_each_entry_once(World::sqlite()).await;
+    runners_deliver_each_entry_once(World::sqlite(), 2, 120).await;
 }
 
 #[tokio::test]
@@ -841,7 +848,15 @@ async fn two_runners_on_postgres_deliver_each_entry_once() {
     let Some(pg) = common::PgDb::create("queue_two_runners") else {
         return;
     };
-    two_runners_deliver_each_entry_once(World::with_url(&pg.url)).await;
+    runners_deliver_each_entry_once(World::with_url(&pg.url), 2, 120).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_runners_on_postgres_deliver_each_entry_once_under_load() {
+    let Some(pg) = common::PgDb::create("queue_three_runners") else {
+        return;
+    };
+    runners_deliver_each_entry_once(World::with_url(&pg.url), 3, 600).await;
 }
 
 /// Two nodes share a destination's limit: it allows 2 connections (a
