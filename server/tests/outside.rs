@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use hickory_resolver::proto::op::{Message, MessageType, ResponseCode};
+use hickory_resolver::proto::op::{Message, ResponseCode};
 use hickory_resolver::proto::rr::rdata::{A, MX, SRV};
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use hickory_resolver::proto::serialize::binary::{BinDecodable, BinEncodable};
@@ -46,31 +46,28 @@ impl FakeDns {
                 let Ok(q) = Message::from_bytes(&buf[..n]) else {
                     continue;
                 };
-                let mut r = Message::new();
-                r.set_id(q.id())
-                    .set_message_type(MessageType::Response)
-                    .set_op_code(q.op_code())
-                    .set_authoritative(true)
-                    .set_recursion_desired(q.recursion_desired())
-                    .set_recursion_available(true);
+                let mut r = Message::response(q.metadata.id, q.metadata.op_code);
+                r.metadata.authoritative = true;
+                r.metadata.recursion_desired = q.metadata.recursion_desired;
+                r.metadata.recursion_available = true;
                 let t = table.lock().unwrap();
                 let mut known_name = false;
-                for query in q.queries() {
+                for query in &q.queries {
                     r.add_query(query.clone());
                     let name = query
-                        .name()
+                        .name
                         .to_ascii()
                         .trim_end_matches('.')
                         .to_ascii_lowercase();
                     known_name |= t.keys().any(|(n, _)| *n == name);
-                    if let Some(v) = t.get(&(name, query.query_type())) {
+                    if let Some(v) = t.get(&(name, query.query_type)) {
                         for rd in v {
-                            r.add_answer(Record::from_rdata(query.name().clone(), 60, rd.clone()));
+                            r.add_answer(Record::from_rdata(query.name.clone(), 60, rd.clone()));
                         }
                     }
                 }
                 if !known_name {
-                    r.set_response_code(ResponseCode::NXDomain);
+                    r.metadata.response_code = ResponseCode::NXDomain;
                 }
                 drop(t);
                 let _ = sock.send_to(&r.to_bytes().unwrap(), from);

@@ -7,8 +7,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
-use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::RData;
 
 /// One SRV record (RFC 2782).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,38 +35,43 @@ pub struct HickoryResolve {
 
 impl HickoryResolve {
     /// `nameserver`: `ip:port`, or None for /etc/resolv.conf.
-    pub fn new(nameserver: Option<SocketAddr>) -> Self {
+    pub fn new(nameserver: Option<SocketAddr>) -> Result<Self, String> {
         let mut builder = match nameserver {
-            Some(ns) => TokioResolver::builder_with_config(
-                ResolverConfig::from_parts(
-                    None,
-                    vec![],
-                    NameServerConfigGroup::from_ips_clear(&[ns.ip()], ns.port(), true),
-                ),
-                TokioConnectionProvider::default(),
-            ),
+            Some(ns) => {
+                let mut server = NameServerConfig::udp_and_tcp(ns.ip());
+                server.connections = vec![with_port(ConnectionConfig::udp(), ns.port()), with_port(ConnectionConfig::tcp(), ns.port())];
+                TokioResolver::builder_with_config(
+                    ResolverConfig::from_name_servers(vec![server]),
+                    TokioRuntimeProvider::default(),
+                )
+            }
             None => TokioResolver::builder_tokio().unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "no usable system DNS configuration; using hickory's defaults");
                 TokioResolver::builder_with_config(
                     ResolverConfig::default(),
-                    TokioConnectionProvider::default(),
+                    TokioRuntimeProvider::default(),
                 )
             }),
         };
         let o = builder.options_mut();
         o.timeout = Duration::from_secs(5);
         o.attempts = 2;
-        HickoryResolve {
-            resolver: builder.build(),
-        }
+        Ok(HickoryResolve {
+            resolver: builder.build().map_err(|e| format!("DNS resolver: {e}"))?,
+        })
     }
+}
+
+fn with_port(mut c: ConnectionConfig, port: u16) -> ConnectionConfig {
+    c.port = port;
+    c
 }
 
 fn fqdn(name: &str) -> String {
     format!("{}.", name.trim_end_matches('.'))
 }
 
-fn no_records(e: &hickory_resolver::ResolveError) -> bool {
+fn no_records(e: &hickory_resolver::net::NetError) -> bool {
     e.is_nx_domain() || e.is_no_records_found()
 }
 
@@ -82,12 +88,16 @@ impl Resolve for HickoryResolve {
     async fn srv(&self, name: &str) -> Result<Vec<Srv>, String> {
         match self.resolver.srv_lookup(fqdn(name)).await {
             Ok(l) => Ok(l
+                .answers()
                 .iter()
-                .map(|r| Srv {
-                    priority: r.priority(),
-                    weight: r.weight(),
-                    port: r.port(),
-                    target: r.target().to_ascii().trim_end_matches('.').to_owned(),
+                .filter_map(|r| match &r.data {
+                    RData::SRV(r) => Some(Srv {
+                        priority: r.priority,
+                        weight: r.weight,
+                        port: r.port,
+                        target: r.target.to_ascii().trim_end_matches('.').to_owned(),
+                    }),
+                    _ => None,
                 })
                 .collect()),
             Err(e) if no_records(&e) => Ok(Vec::new()),
@@ -99,12 +109,14 @@ impl Resolve for HickoryResolve {
         match self.resolver.mx_lookup(fqdn(domain)).await {
             Ok(l) => {
                 let mut v: Vec<(u16, String)> = l
+                    .answers()
                     .iter()
-                    .map(|m| {
-                        (
-                            m.preference(),
-                            m.exchange().to_ascii().trim_end_matches('.').to_owned(),
-                        )
+                    .filter_map(|r| match &r.data {
+                        RData::MX(m) => Some((
+                            m.preference,
+                            m.exchange.to_ascii().trim_end_matches('.').to_owned(),
+                        )),
+                        _ => None,
                     })
                     .filter(|(_, h)| !h.is_empty())
                     .collect();

@@ -52,7 +52,7 @@ impl Outside {
             };
         Ok(Self::new(
             cfg.clone(),
-            Arc::new(dns::HickoryResolve::new(ns)),
+            Arc::new(dns::HickoryResolve::new(ns)?),
         ))
     }
 }

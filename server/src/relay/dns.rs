@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 
 use hickory_resolver::TokioResolver;
+use hickory_resolver::proto::rr::RData;
 
 /// What the MX query for a domain said.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,16 +50,17 @@ impl HickoryDns {
                 tracing::warn!(error = %e, "no usable system DNS configuration; using hickory's defaults");
                 TokioResolver::builder_with_config(
                     hickory_resolver::config::ResolverConfig::default(),
-                    hickory_resolver::name_server::TokioConnectionProvider::default(),
+                    hickory_resolver::net::runtime::TokioRuntimeProvider::default(),
                 )
                 .build()
             }
         };
+        let resolver = resolver.map_err(|e| format!("DNS resolver: {e}"))?;
         Ok(HickoryDns { resolver, port })
     }
 }
 
-fn dns_error(e: hickory_resolver::ResolveError) -> DnsError {
+fn dns_error(e: hickory_resolver::net::NetError) -> DnsError {
     DnsError {
         message: e.to_string(),
         temporary: !e.is_nx_domain(),
@@ -72,12 +74,14 @@ impl Dns for HickoryDns {
         match self.resolver.mx_lookup(fqdn).await {
             Ok(l) => {
                 let hosts: Vec<(u16, String)> = l
+                    .answers()
                     .iter()
-                    .map(|mx| {
-                        (
-                            mx.preference(),
-                            mx.exchange().to_ascii().trim_end_matches('.').to_owned(),
-                        )
+                    .filter_map(|r| match &r.data {
+                        RData::MX(mx) => Some((
+                            mx.preference,
+                            mx.exchange.to_ascii().trim_end_matches('.').to_owned(),
+                        )),
+                        _ => None,
                     })
                     .collect();
                 Ok(classify_mx(hosts))
