@@ -10,7 +10,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 
 ensure_rust_tools
-apt_install postgresql chromium
+apt_install postgresql chromium python3-dkim python3-nacl
 # Independent clients the protocol tests drive: Python's smtplib/poplib/imaplib,
 # curl and mbsync.
 command -v python3 >/dev/null || apt_install python3

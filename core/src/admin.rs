@@ -348,6 +348,35 @@ impl Core {
             .await
     }
 
+    /// A domain's DKIM keys, for one who manages it.
+    pub(crate) async fn admin_dkim_keys(
+        &self,
+        actor: &Actor,
+        name: &str,
+    ) -> CoreResult<Vec<crate::dkim::DkimKey>> {
+        let d = self.domain_for(actor, name).await?;
+        self.dkim_keys(&d.name).await
+    }
+
+    /// New DKIM keys for a domain; the old ones stop signing and stay
+    /// published for the grace period.
+    pub(crate) async fn admin_dkim_rotate(
+        &self,
+        actor: &Actor,
+        name: &str,
+    ) -> CoreResult<Vec<crate::dkim::DkimKey>> {
+        let d = self.domain_for(actor, name).await?;
+        let keys = self.dkim_rotate(&d.name).await?;
+        let selectors: Vec<&str> = keys
+            .iter()
+            .filter(|k| k.signing())
+            .map(|k| k.selector.as_str())
+            .collect();
+        self.audit(actor, "dkim.rotate", &d.name, &d.name, &selectors.join(" "))
+            .await?;
+        Ok(keys)
+    }
+
     /// The account, if the actor manages its domain.
     async fn account_for(&self, actor: &Actor, address: &str) -> CoreResult<Account> {
         let a = self
@@ -718,6 +747,14 @@ impl Admin<'_> {
 
     pub async fn set_catchall(&self, name: &str, mode: Catchall) -> CoreResult<()> {
         self.core.admin_set_catchall(self.actor, name, mode).await
+    }
+
+    pub async fn dkim_keys(&self, domain: &str) -> CoreResult<Vec<crate::dkim::DkimKey>> {
+        self.core.admin_dkim_keys(self.actor, domain).await
+    }
+
+    pub async fn dkim_rotate(&self, domain: &str) -> CoreResult<Vec<crate::dkim::DkimKey>> {
+        self.core.admin_dkim_rotate(self.actor, domain).await
     }
 
     /// Makes `address` an administrator of `domain`.

@@ -166,6 +166,12 @@ impl Core {
         .insert_committed(self.wdb())
         .await?;
         crate::directory_cache::bump(self, self.wdb()).await;
+        // Its DKIM keys, where this process has the secrets key to seal
+        // them (a server or the CLI); `dkim_ensure_keys` at start covers a
+        // domain made without.
+        if self.has_secrets_key() {
+            self.dkim_rotate(&m.name).await?;
+        }
         Ok(m.into())
     }
 

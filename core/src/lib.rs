@@ -23,6 +23,8 @@ pub mod db;
 pub mod delivery;
 pub mod directory;
 pub mod directory_cache;
+pub mod dkim;
+pub mod dns_records;
 mod entities;
 pub mod envelope;
 pub mod error;
@@ -170,6 +172,8 @@ struct Inner {
     recent_claims: mailbox_index::Turns<Uid>,
     /// This node's id and its line to the other nodes (`cluster`).
     cluster: cluster::ClusterState,
+    /// Each domain's DKIM signers (`dkim`).
+    dkim: dkim::DkimCache,
 }
 
 /// Made once per new message from its bytes and parsed MIME, and kept with
@@ -240,6 +244,7 @@ impl Core {
                 fetch_digest: Default::default(),
                 recent_claims: Default::default(),
                 cluster: cluster::ClusterState::new(&opts.node_name),
+                dkim: Default::default(),
             }),
         })
     }

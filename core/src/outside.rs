@@ -615,7 +615,12 @@ impl Core {
         let _ = self.inner.outside.key_file.set(path);
     }
 
-    fn outside_key(&self) -> CoreResult<&SecretKey> {
+    /// Whether a secrets key file is configured (`set_outside_key_file`).
+    pub(crate) fn has_secrets_key(&self) -> bool {
+        self.inner.outside.key_file.get().is_some() || self.inner.outside.key.get().is_some()
+    }
+
+    pub(crate) fn outside_key(&self) -> CoreResult<&SecretKey> {
         let st = &self.inner.outside;
         if let Some(k) = st.key.get() {
             return Ok(k);

@@ -150,10 +150,13 @@ test('the audit log records who did what, when, from which IP', async () => {
   // The DNS helper's records, and the autoconfig they point mail clients to.
   await page.goto(`${tern.base}/admin/domain?d=a.test`);
   const dns = await page.getByTestId('dns').innerText();
-  assert.match(dns, /^a\.test\. IN MX 10 localhost\.$/m);
-  assert.match(dns, /^a\.test\. IN TXT "v=spf1 mx -all"$/m);
-  assert.match(dns, /^_dmarc\.a\.test\. IN TXT "v=DMARC1; p=quarantine; rua=mailto:postmaster@a\.test"$/m);
-  assert.match(dns, /^_submission\._tcp\.a\.test\. IN SRV 0 1 587 localhost\.$/m);
+  assert.match(dns, /^a\.test\. 3600 IN MX 10 localhost\.$/m);
+  assert.match(dns, /^a\.test\. 3600 IN TXT "v=spf1 mx -all"$/m);
+  assert.match(dns, /^_dmarc\.a\.test\. 3600 IN TXT "v=DMARC1; p=quarantine; rua=mailto:postmaster@a\.test"$/m);
+  assert.match(dns, /^_submission\._tcp\.a\.test\. 3600 IN SRV 0 1 587 localhost\.$/m);
+  // Its DKIM keys: Ed25519 in one string, RSA-2048 split in 255-byte ones.
+  assert.match(dns, /^t\d{8}e\._domainkey\.a\.test\. 3600 IN TXT "v=DKIM1; k=ed25519; p=[A-Za-z0-9+\/]{43}="$/m);
+  assert.match(dns, /^t\d{8}r\._domainkey\.a\.test\. 3600 IN TXT "v=DKIM1; k=rsa; p=MIIBIjANBg[^"]+" "[^"]+"$/m);
   const xml = await (await fetch(`${tern.base}/.well-known/autoconfig/mail/config-v1.1.xml?emailaddress=boss@a.test`)).text();
   assert.match(xml, /<domain>a\.test<\/domain>/);
   assert.match(xml, new RegExp(`<port>${tern.imapsPort}</port>\\s*<socketType>SSL</socketType>`));

@@ -25,6 +25,7 @@ mod m20261206_000017_queue_siblings;
 mod m20261206_000018_queue_due_order;
 mod m20261206_000019_retry_requested;
 mod m20261206_000020_cluster;
+mod m20261206_000021_dkim;
 
 pub struct Migrator;
 
@@ -52,6 +53,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000018_queue_due_order::Migration),
             Box::new(m20261206_000019_retry_requested::Migration),
             Box::new(m20261206_000020_cluster::Migration),
+            Box::new(m20261206_000021_dkim::Migration),
         ]
     }
 }

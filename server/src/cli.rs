@@ -156,6 +156,17 @@ pub enum DomainCmd {
         domain: String,
         address: String,
     },
+    /// The domain's DKIM keys, or `rotate` to make new ones (the old ones
+    /// stop signing and stay published for 7 days).
+    Dkim {
+        domain: String,
+        #[arg(value_parser = ["show", "rotate"], default_value = "show")]
+        action: String,
+    },
+    /// Every DNS record the domain needs: MX, SPF, DKIM, DMARC, client SRV.
+    Dns {
+        domain: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -229,7 +240,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
     let cfg = Config::load(cli.config.as_deref())?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => crate::serve::serve(cfg).await,
-        Command::Domain(c) => domain(&open(&cfg).await?, c).await,
+        Command::Domain(c) => domain(&open(&cfg).await?, &cfg, c).await,
         Command::User(c) => user(&open(&cfg).await?, c).await,
         Command::Alias(c) => alias(&open(&cfg).await?, c).await,
         Command::Queue(c) => queue(&open(&cfg).await?, c).await,
@@ -249,6 +260,7 @@ pub async fn open_with(cfg: &Config, start_without_store: bool) -> Result<Core, 
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| format!("data dir {}: {e}", cfg.data_dir.display()))?;
     let mut opts = CoreOptions::new(cfg.database_url());
+    let secrets = cfg.data_dir.join("outside.key");
     opts.start_without_store = start_without_store;
     opts.auth.verified_cache_secs = cfg.auth.verified_cache_secs;
     opts.throttle = mailcore::ThrottleConfig {
@@ -261,6 +273,9 @@ pub async fn open_with(cfg: &Config, start_without_store: bool) -> Result<Core, 
     let core = Core::open(opts).await.map_err(|e| e.to_string())?;
     // What IMAP FETCH keeps of each new message (ENVELOPE, BODYSTRUCTURE).
     core.set_fetch_digest(crate::imap::fetch::digest);
+    // The secrets key (outside passwords, DKIM private keys), made on
+    // first use; every node of a cluster needs the same file.
+    core.set_outside_key_file(secrets);
     Ok(core)
 }
 
@@ -277,12 +292,35 @@ fn operator() -> Actor {
     Actor::operator(&who)
 }
 
-async fn domain(core: &Core, cmd: DomainCmd) -> Result<(), String> {
+async fn domain(core: &Core, cfg: &Config, cmd: DomainCmd) -> Result<(), String> {
     let op = operator();
     match cmd {
         DomainCmd::Add { domain } => {
             let d = core.admin(&op).add_domain(&domain).await.map_err(e)?;
             out!("added domain {}", d.name);
+        }
+        DomainCmd::Dkim { domain, action } => {
+            let keys = if action == "rotate" {
+                core.admin(&op).dkim_rotate(&domain).await.map_err(e)?
+            } else {
+                core.admin(&op).dkim_keys(&domain).await.map_err(e)?
+            };
+            let now = core.clock().now();
+            for k in keys {
+                let state = match k.publish_until() {
+                    None => "signing".to_owned(),
+                    Some(t) => format!("retired, keep published {}", when(now, t)),
+                };
+                out!("{}\t{}\t{state}", k.selector, k.algorithm.as_str());
+                out!("  {} TXT \"{}\"", k.record_name(), k.record_value());
+            }
+        }
+        DomainCmd::Dns { domain } => {
+            let keys = core.admin(&op).dkim_keys(&domain).await.map_err(e)?;
+            for r in mailcore::dns_records::records(&cfg.hostname, &domain, &keys) {
+                out!("{}", r.zone_line());
+                out!("  ; {}", r.why);
+            }
         }
         DomainCmd::List => {
             for d in core.list_domains().await.map_err(e)? {

@@ -52,8 +52,16 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
         runs_queue,
     });
 
-    // Outside accounts: sealed passwords under a key beside the data.
-    core.set_outside_key_file(cfg.data_dir.join("outside.key"));
+    // Domains made before Tern signed (or by a process without the
+    // secrets key) get their DKIM keys now.
+    match core.dkim_ensure_keys().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            domains = n,
+            "made DKIM keys; publish them (tern domain dns DOMAIN)"
+        ),
+        Err(e) => tracing::warn!(error = %e, "could not make DKIM keys"),
+    }
     let outside = std::sync::Arc::new(crate::outside::Outside::from_config(&cfg.outside)?);
     let fetcher = crate::outside::fetch::start(
         core.clone(),

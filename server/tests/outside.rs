@@ -8,96 +8,15 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, UdpSocket};
+use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::fakedns::FakeDns;
 use common::*;
-use hickory_resolver::proto::op::{Message, ResponseCode};
-use hickory_resolver::proto::rr::rdata::{A, MX, SRV};
-use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
-use hickory_resolver::proto::serialize::binary::{BinDecodable, BinEncodable};
-
-/// A DNS server on 127.0.0.1 (UDP) answering from a table; names not in it
-/// are NXDOMAIN. Real DNS on the wire, so hickory in the server is the
-/// resolver under test.
-struct FakeDns {
-    port: u16,
-    records: Zone,
-}
-
-/// (lower-case name, type) -> answers.
-type Zone = Arc<Mutex<HashMap<(String, RecordType), Vec<RData>>>>;
-
-impl FakeDns {
-    fn start() -> FakeDns {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = sock.local_addr().unwrap().port();
-        let records: Zone = Default::default();
-        let table = records.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            loop {
-                let Ok((n, from)) = sock.recv_from(&mut buf) else {
-                    return;
-                };
-                let Ok(q) = Message::from_bytes(&buf[..n]) else {
-                    continue;
-                };
-                let mut r = Message::response(q.metadata.id, q.metadata.op_code);
-                r.metadata.authoritative = true;
-                r.metadata.recursion_desired = q.metadata.recursion_desired;
-                r.metadata.recursion_available = true;
-                let t = table.lock().unwrap();
-                let mut known_name = false;
-                for query in &q.queries {
-                    r.add_query(query.clone());
-                    let name = query
-                        .name
-                        .to_ascii()
-                        .trim_end_matches('.')
-                        .to_ascii_lowercase();
-                    known_name |= t.keys().any(|(n, _)| *n == name);
-                    if let Some(v) = t.get(&(name, query.query_type)) {
-                        for rd in v {
-                            r.add_answer(Record::from_rdata(query.name.clone(), 60, rd.clone()));
-                        }
-                    }
-                }
-                if !known_name {
-                    r.metadata.response_code = ResponseCode::NXDomain;
-                }
-                drop(t);
-                let _ = sock.send_to(&r.to_bytes().unwrap(), from);
-            }
-        });
-        FakeDns { port, records }
-    }
-
-    fn add(&self, name: &str, rd: RData) {
-        let t = rd.record_type();
-        self.records
-            .lock()
-            .unwrap()
-            .entry((name.to_ascii_lowercase(), t))
-            .or_default()
-            .push(rd);
-    }
-
-    fn a(&self, name: &str) {
-        self.add(name, RData::A(A(Ipv4Addr::LOCALHOST)));
-    }
-
-    fn a_at(&self, name: &str, ip: Ipv4Addr) {
-        self.add(name, RData::A(A(ip)));
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
+use hickory_resolver::proto::rr::rdata::{MX, SRV};
+use hickory_resolver::proto::rr::{Name, RData};
 
 fn name(s: &str) -> Name {
     Name::from_ascii(format!("{s}.")).unwrap()

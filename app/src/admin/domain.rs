@@ -18,9 +18,8 @@ pub struct AccountRow {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DnsRecord {
     pub purpose: String,
-    pub name: String,
-    pub rtype: String,
-    pub value: String,
+    /// As a zone file line (long TXT values split in 255-byte strings).
+    pub line: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,62 +59,19 @@ pub async fn admin_domain(d: String) -> Result<Option<DomainData>, AppError> {
         Catchall::Account(lp) => ("account", lp, String::new()),
         Catchall::Reject(t) => ("reject", String::new(), t),
     };
-    let rec = |purpose: &str, n: String, t: &str, v: String| DnsRecord {
-        purpose: purpose.into(),
-        name: n,
-        rtype: t.into(),
-        value: v,
-    };
-    let dns = vec![
-        rec(
-            "Mail for the domain comes here",
-            format!("{name}."),
-            "MX",
-            format!("10 {host}."),
-        ),
-        rec(
-            "Only this server sends the domain's mail (SPF)",
-            format!("{name}."),
-            "TXT",
-            "\"v=spf1 mx -all\"".into(),
-        ),
-        rec(
-            "What receivers do with mail that fails SPF/DKIM (DMARC)",
-            format!("_dmarc.{name}."),
-            "TXT",
-            format!("\"v=DMARC1; p=quarantine; rua=mailto:postmaster@{name}\""),
-        ),
-        rec(
-            "Mail clients find submission (RFC 6186)",
-            format!("_submission._tcp.{name}."),
-            "SRV",
-            format!("0 1 587 {host}."),
-        ),
-        rec(
-            "Mail clients find IMAP over TLS",
-            format!("_imaps._tcp.{name}."),
-            "SRV",
-            format!("0 1 993 {host}."),
-        ),
-        rec(
-            "Mail clients find POP3 over TLS",
-            format!("_pop3s._tcp.{name}."),
-            "SRV",
-            format!("0 1 995 {host}."),
-        ),
-        rec(
-            "Thunderbird autoconfig",
-            format!("autoconfig.{name}."),
-            "CNAME",
-            format!("{host}."),
-        ),
-        rec(
-            "Outlook autodiscover",
-            format!("autodiscover.{name}."),
-            "CNAME",
-            format!("{host}."),
-        ),
-    ];
+    // The same list as `tern domain dns`, DKIM keys included.
+    let keys = core
+        .admin(&actor)
+        .dkim_keys(&name)
+        .await
+        .map_err(crate::auth::ssr::core_error)?;
+    let dns = mailcore::dns_records::records(&host, &name, &keys)
+        .into_iter()
+        .map(|r| DnsRecord {
+            purpose: r.why.clone(),
+            line: r.zone_line(),
+        })
+        .collect();
     Ok(Some(DomainData {
         me: s.account.address.clone(),
         csrf: s.csrf_token.clone(),
@@ -484,7 +440,7 @@ fn DomainView(x: DomainData) -> impl IntoView {
                 <h2 id="dns-h">"DNS records to publish"</h2>
                 <p class="hint">"Copy these into the zone of "{dom.clone()}"."</p>
                 <pre class="dns" data-testid="dns">
-                    {x.dns.iter().map(|r| format!("; {}\n{} IN {} {}\n", r.purpose, r.name, r.rtype, r.value)).collect::<String>()}
+                    {x.dns.iter().map(|r| format!("; {}\n{}\n", r.purpose, r.line)).collect::<String>()}
                 </pre>
             </section>
         }

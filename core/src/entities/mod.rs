@@ -7,6 +7,7 @@ pub mod audit_log;
 pub mod blob;
 pub mod cluster_node;
 pub mod delivery_log;
+pub mod dkim_key;
 pub mod domain;
 pub mod domain_admin;
 pub mod login_strike;

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use mailcore::{Core, CoreOptions};
 
+pub mod fakedns;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_tern");
 pub const PW: &str = "correct horse battery";
 

@@ -1,0 +1,150 @@
+//! The DNS records a local domain needs, for the DNS helper (`tern domain
+//! dns D` and the admin domain page): where its mail goes (MX), who may
+//! send as it (SPF, RFC 7208), its DKIM keys (RFC 6376), what receivers do
+//! with mail that fails both (DMARC, RFC 7489), and how mail clients find
+//! the server (SRV, RFC 6186; Thunderbird's autoconfig).
+
+use crate::dkim::DkimKey;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsRecord {
+    /// Fully qualified, without the final dot.
+    pub name: String,
+    pub rtype: &'static str,
+    /// As the record's data, TXT values unquoted.
+    pub value: String,
+    /// What it is for, in words.
+    pub why: String,
+}
+
+impl DnsRecord {
+    /// The record as a zone file line. A TXT value longer than one
+    /// character-string (255 bytes, RFC 1035 §3.3) is split into several,
+    /// which receivers join (an RSA-2048 DKIM key is about 400).
+    pub fn zone_line(&self) -> String {
+        let data = if self.rtype == "TXT" {
+            self.value
+                .as_bytes()
+                .chunks(255)
+                .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        } else {
+            self.value.clone()
+        };
+        format!("{}. 3600 IN {} {data}", self.name, self.rtype)
+    }
+}
+
+/// Every record `domain` needs when its mail host is `hostname`.
+pub fn records(hostname: &str, domain: &str, keys: &[DkimKey]) -> Vec<DnsRecord> {
+    let host = hostname.trim_end_matches('.');
+    let d = domain.trim_end_matches('.').to_ascii_lowercase();
+    let rec = |name: String, rtype, value: String, why: &str| DnsRecord {
+        name,
+        rtype,
+        value,
+        why: why.to_owned(),
+    };
+    let mut out = vec![
+        rec(
+            d.clone(),
+            "MX",
+            format!("10 {host}."),
+            "other servers deliver mail for the domain here",
+        ),
+        rec(
+            d.clone(),
+            "TXT",
+            "v=spf1 mx -all".into(),
+            "SPF: only the domain's mail hosts send as it",
+        ),
+    ];
+    for k in keys {
+        let why = match k.publish_until() {
+            None => format!("DKIM: {} key, signing", k.algorithm.as_str()),
+            Some(t) => format!(
+                "DKIM: {} key, rotated out; keep it published until {} (mail it signed may still be checked)",
+                k.algorithm.as_str(),
+                mail_parser::DateTime::from_timestamp(t).to_rfc3339()
+            ),
+        };
+        out.push(rec(k.record_name(), "TXT", k.record_value(), &why));
+    }
+    out.push(rec(
+        format!("_dmarc.{d}"),
+        "TXT",
+        format!("v=DMARC1; p=quarantine; rua=mailto:postmaster@{d}"),
+        "DMARC: receivers put mail that fails SPF and DKIM alignment in junk, and report to postmaster",
+    ));
+    for (service, port, why) in [
+        (
+            "_submissions._tcp",
+            465,
+            "mail clients find submission over TLS (RFC 8314)",
+        ),
+        (
+            "_submission._tcp",
+            587,
+            "mail clients find submission with STARTTLS",
+        ),
+        ("_imaps._tcp", 993, "mail clients find IMAP over TLS"),
+        ("_pop3s._tcp", 995, "mail clients find POP3 over TLS"),
+    ] {
+        out.push(rec(
+            format!("{service}.{d}"),
+            "SRV",
+            format!("0 1 {port} {host}."),
+            why,
+        ));
+    }
+    out.push(rec(
+        format!("autoconfig.{d}"),
+        "CNAME",
+        format!("{host}."),
+        "Thunderbird and others fetch their settings here",
+    ));
+    out.push(rec(
+        format!("autodiscover.{d}"),
+        "CNAME",
+        format!("{host}."),
+        "Outlook fetches its settings here",
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dkim::DkimAlgorithm;
+
+    #[test]
+    fn long_txt_values_split_into_character_strings() {
+        let key = DkimKey {
+            domain: "example.org".into(),
+            selector: "t20261206r".into(),
+            algorithm: DkimAlgorithm::Rsa,
+            public_key: "A".repeat(392),
+            created_at: 0,
+            retired_at: None,
+        };
+        let r = records("mail.example.org", "Example.org", &[key]);
+        let dkim = r.iter().find(|r| r.name.contains("_domainkey")).unwrap();
+        assert_eq!(dkim.name, "t20261206r._domainkey.example.org");
+        let line = dkim.zone_line();
+        let strings: Vec<&str> = line.split('"').filter(|s| s.trim().len() > 1).collect();
+        assert!(strings.iter().all(|s| s.len() <= 255), "{line}");
+        assert_eq!(
+            strings.concat(),
+            format!("v=DKIM1; k=rsa; p={}", "A".repeat(392))
+        );
+        assert_eq!(
+            r[0].zone_line(),
+            "example.org. 3600 IN MX 10 mail.example.org."
+        );
+        assert!(
+            r.iter()
+                .any(|r| r.name == "_dmarc.example.org" && r.value.contains("p=quarantine"))
+        );
+    }
+}
