@@ -40,6 +40,8 @@ export async function startTern(extraEnv = {}) {
       TERN_LISTENERS__IMAP: '', TERN_LISTENERS__IMAPS: `127.0.0.1:${imapsPort}`,
       // Nothing leaves 127.0.0.1: outbound delivery is off.
       TERN_RELAY__ENABLED: 'false',
+      // The sender checks on port 25 would ask real DNS.
+      TERN_SMTP__SENDER_CHECKS: 'false',
       ...extraEnv,
     },
     cwd: dir,

@@ -282,6 +282,12 @@ pub struct SmtpConfig {
     pub idle_timeout_busy_secs: u64,
     pub data_timeout_secs: u64,
     pub tls_handshake_timeout_secs: u64,
+    /// Check SPF, DKIM and DMARC on mail from other servers (port 25),
+    /// stamp it with `Authentication-Results:`, and refuse a spoofed
+    /// local `From:` and DMARC `p=reject` failures (`smtp::inbound_auth`).
+    pub sender_checks: bool,
+    /// The DNS server for those checks, `ip:port`; empty for the system's.
+    pub nameserver: String,
 }
 
 impl Default for SmtpConfig {
@@ -300,6 +306,8 @@ impl Default for SmtpConfig {
             idle_timeout_busy_secs: 10,
             data_timeout_secs: 600,
             tls_handshake_timeout_secs: 30,
+            sender_checks: true,
+            nameserver: String::new(),
         }
     }
 }

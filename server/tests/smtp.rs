@@ -896,3 +896,143 @@ async fn submission_refuses_a_second_from_and_foreign_authors() {
     assert_eq!(code(&r), "250 2.0.0", "{r}");
     assert_eq!(t.inbox("bob@example.test").await.len(), 1);
 }
+
+/// Mail from other servers is checked (SPF, DKIM, DMARC) against a DNS
+/// server on 127.0.0.1 and gets one `Authentication-Results:` header
+/// naming this host; a forged one claiming to be this host is removed; a
+/// spoofed local `From:` and a DMARC `p=reject` failure are refused with
+/// `550 5.7.1`; `p=quarantine` and `p=none` failures are delivered with
+/// the result; a bounce checked by its HELO flows.
+#[tokio::test(flavor = "multi_thread")]
+async fn inbound_mail_is_checked_and_stamped_with_authentication_results() {
+    use common::fakedns::FakeDns;
+    use mail_auth::common::crypto::Ed25519Key;
+    use mail_auth::common::headers::HeaderWriter;
+    use mail_auth::dkim::DkimSigner;
+    use mail_auth::dkim::generate::DkimKeyPair;
+
+    let dns = FakeDns::start();
+    // good.test: SPF allows 127.0.0.1; signed.test: a DKIM key, no SPF;
+    // strict.test: SPF fails, DMARC p=reject; soft.test: p=quarantine.
+    dns.txt("good.test", "v=spf1 ip4:127.0.0.1 -all");
+    dns.txt("strict.test", "v=spf1 -all");
+    dns.txt("_dmarc.strict.test", "v=DMARC1; p=reject");
+    dns.txt("soft.test", "v=spf1 -all");
+    dns.txt("_dmarc.soft.test", "v=DMARC1; p=quarantine");
+    let pair = DkimKeyPair::generate_ed25519().unwrap();
+    let b64 = |b: &[u8]| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(b)
+    };
+    dns.txt(
+        "sel._domainkey.signed.test",
+        &format!("v=DKIM1; k=ed25519; p={}", b64(pair.public_key())),
+    );
+    let t = start(&[
+        ("TERN_SMTP__SENDER_CHECKS", "true"),
+        ("TERN_SMTP__NAMESERVER", &dns.addr()),
+    ]);
+
+    let send = |mail_from: &str, helo: &str, data: &str| -> String {
+        let (mut c, _) = Client::connect(t.mx);
+        c.cmd(&format!("EHLO {helo}"));
+        assert!(
+            c.cmd(&format!("MAIL FROM:<{mail_from}>"))
+                .starts_with("250")
+        );
+        assert!(c.cmd("RCPT TO:<bob@example.test>").starts_with("250"));
+        assert!(c.cmd("DATA").starts_with("354"));
+        c.cmd(&format!("{data}\r\n."))
+    };
+
+    // SPF pass, with a forged result in our name that must go.
+    let r = send(
+        "news@good.test",
+        "mta.good.test",
+        "Authentication-Results: mx.example.test; dkim=pass header.d=example.test\r\nFrom: news@good.test\r\nSubject: spf pass\r\n\r\nhi",
+    );
+    assert!(r.starts_with("250"), "{r}");
+    // A spoofed local From: from outside.
+    let r = send(
+        "x@evil.test",
+        "evil.test",
+        "From: Alice <alice@example.test>\r\nSubject: spoof\r\n\r\npay now",
+    );
+    assert!(r.starts_with("550 5.7.1"), "{r}");
+    assert!(r.contains("example.test is a domain of this server"), "{r}");
+    // DMARC p=reject fails.
+    let r = send(
+        "a@strict.test",
+        "strict.test",
+        "From: a@strict.test\r\nSubject: strict\r\n\r\nx",
+    );
+    assert!(r.starts_with("550 5.7.1"), "{r}");
+    assert!(r.contains("p=reject"), "{r}");
+    // DMARC p=quarantine fails: delivered, the header says so.
+    let r = send(
+        "a@soft.test",
+        "soft.test",
+        "From: a@soft.test\r\nSubject: soft\r\n\r\nx",
+    );
+    assert!(r.starts_with("250"), "{r}");
+    // DKIM signed by signed.test (no SPF record): dkim=pass, dmarc none.
+    let body =
+        "From: s@signed.test\r\nTo: bob@example.test\r\nSubject: signed\r\n\r\nsigned body\r\n";
+    let sig = DkimSigner::from_key(Ed25519Key::from_pkcs8_der(pair.private_key()).unwrap())
+        .domain("signed.test")
+        .selector("sel")
+        .headers(["From", "To", "Subject"])
+        .sign(body.as_bytes())
+        .unwrap()
+        .to_header();
+    let r = send(
+        "s@signed.test",
+        "signed.test",
+        &format!("{sig}{}", body.trim_end()),
+    );
+    assert!(r.starts_with("250"), "{r}");
+    // A bounce: no MAIL FROM, SPF by the HELO name.
+    let r = send(
+        "",
+        "good.test",
+        "From: MAILER-DAEMON@good.test\r\nSubject: bounce\r\n\r\nx",
+    );
+    assert!(r.starts_with("250"), "{r}");
+
+    t.settle();
+    let inbox: Vec<String> = t
+        .inbox("bob@example.test")
+        .await
+        .into_iter()
+        .map(|m| String::from_utf8_lossy(&m).into_owned())
+        .collect();
+    let find = |subject: &str| {
+        inbox
+            .iter()
+            .find(|m| m.contains(&format!("Subject: {subject}")))
+            .unwrap_or_else(|| panic!("{subject} not delivered: {inbox:?}"))
+            .clone()
+    };
+    let ours = |m: &str| m.matches("Authentication-Results: mx.example.test").count();
+    let m = find("spf pass");
+    assert_eq!(
+        ours(&m),
+        1,
+        "one header in our name, the forged one gone: {m}"
+    );
+    assert!(m.contains("spf=pass"), "{m}");
+    assert!(!m.contains("header.d=example.test"), "{m}");
+    let m = find("soft");
+    assert!(m.contains("dmarc=fail"), "{m}");
+    assert!(m.contains("policy.dmarc=quarantine"), "{m}");
+    let m = find("signed");
+    assert!(m.contains("dkim=pass"), "{m}");
+    assert!(m.contains("header.d=signed.test"), "{m}");
+    let m = find("bounce");
+    assert!(m.contains("spf=pass"), "{m}");
+    assert!(
+        !inbox
+            .iter()
+            .any(|m| m.contains("Subject: spoof") || m.contains("Subject: strict"))
+    );
+}

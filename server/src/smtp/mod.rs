@@ -6,6 +6,7 @@
 //! socket to a session only after the connection limits admit it.
 
 pub mod harness;
+pub mod inbound_auth;
 pub mod proto;
 pub mod session;
 
@@ -41,6 +42,18 @@ pub async fn start(
         ),
         data_timeout: Duration::from_secs(s.data_timeout_secs),
         tls_handshake_timeout: Duration::from_secs(s.tls_handshake_timeout_secs),
+        sender_checks: if s.sender_checks {
+            let ns = match s.nameserver.trim() {
+                "" => None,
+                n => Some(
+                    n.parse()
+                        .map_err(|_| format!("smtp.nameserver {n:?} is not ip:port"))?,
+                ),
+            };
+            Some(Arc::new(inbound_auth::InboundAuth::new(&cfg.hostname, ns)?))
+        } else {
+            None
+        },
         ..Settings::default()
     });
     // Two pools: other servers on 25, users on 587 and 465. The account

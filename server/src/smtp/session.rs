@@ -50,6 +50,8 @@ pub struct Settings {
     pub idle_timeout_busy: Duration,
     pub data_timeout: Duration,
     pub tls_handshake_timeout: Duration,
+    /// SPF, DKIM and DMARC for mail from other servers; None turns them off.
+    pub sender_checks: Option<Arc<super::inbound_auth::InboundAuth>>,
 }
 
 impl Default for Settings {
@@ -69,6 +71,7 @@ impl Default for Settings {
             idle_timeout_busy: Duration::from_secs(10),
             data_timeout: Duration::from_secs(600),
             tls_handshake_timeout: Duration::from_secs(30),
+            sender_checks: None,
         }
     }
 }
@@ -785,6 +788,23 @@ impl Session {
                     );
                 }
                 Err(SubmissionError::Core(_)) => return unavailable(),
+            }
+        } else if let Some(checks) = &self.settings.sender_checks {
+            // Mail from another server: who sent it (SPF, DKIM, DMARC).
+            use super::inbound_auth::Verdict;
+            let helo = self.helo.clone().unwrap_or_default();
+            match checks
+                .check(&self.core, &body, self.peer.ip(), &helo, &txn.env.mail_from)
+                .await
+            {
+                Verdict::Deliver { header } => body = checks.stamp(&header, &body),
+                Verdict::Reject(why) => {
+                    metrics::counter!("tern_messages_total", "event" => "refused_auth")
+                        .increment(1);
+                    tracing::info!(peer = %self.peer, from = %txn.env.mail_from, result = "550", reason = %why, "smtp transaction");
+                    return r(550, "5.7.1", why);
+                }
+                Verdict::TempFail(why) => return r(451, "4.7.0", why),
             }
         }
         let proto = match (self.esmtp, self.secure, self.auth.is_some()) {
