@@ -43,6 +43,9 @@ pub struct WebSettings {
     pub max_message_size: usize,
     pub max_recipients: usize,
     pub autosave_secs: u64,
+    /// `smtp.sender_checks`: without them, an `Authentication-Results:`
+    /// in this host's name may be anyone's, and no badge is shown.
+    pub sender_checks: bool,
 }
 
 /// The HTML document around the app, rendered once per request.

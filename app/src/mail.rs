@@ -85,6 +85,9 @@ pub struct ReadData {
     /// the newer, as in the list, which is newest first.
     pub older_uid: Option<i64>,
     pub newer_uid: Option<i64>,
+    /// This server's sender checks: verified, could not verify, or not
+    /// checked (see `MessageView::sender_verified`).
+    pub sender_verified: Option<bool>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -348,7 +351,13 @@ pub async fn read_message(f: String, uid: i64) -> Result<Option<ReadData>, AppEr
     let (older_uid, newer_uid) = mbox.neighbours(at).await.map_err(core_error)?;
     let (older_uid, newer_uid) = (older_uid.map(|u| u.get()), newer_uid.map(|u| u.get()));
     let frame = frame(&s).await?;
+    let settings = use_context::<crate::WebSettings>().unwrap_or_default();
+    let sender_verified = settings
+        .sender_checks
+        .then(|| view.sender_verified(&settings.hostname))
+        .flatten();
     Ok(Some(ReadData {
+        sender_verified,
         frame,
         folder: f,
         uid,

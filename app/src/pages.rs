@@ -467,7 +467,13 @@ fn Message(d: ReadData, act: ServerAction<MessageAction>, images: bool) -> impl 
                     </p>
                 })}
                 <dl class="headers">
-                    <dt>"From"</dt><dd data-testid="from">{d.from.clone()}</dd>
+                    <dt>"From"</dt><dd><span data-testid="from">{d.from.clone()}</span>
+                        {d.sender_verified.map(|ok| if ok {
+                            view! { <span class="badge verified" data-testid="sender-badge" title="SPF, DKIM or DMARC checked by this server vouch for the sender">"verified sender"</span> }
+                        } else {
+                            view! { <span class="badge unverified" data-testid="sender-badge" title="Nothing this server checked vouches for the sender: the From address may be forged">"could not verify"</span> }
+                        })}
+                    </dd>
                     <dt>"To"</dt><dd>{d.to.clone()}</dd>
                     {(!d.cc.is_empty()).then(|| view! { <dt>"Cc"</dt><dd>{d.cc.clone()}</dd> })}
                     <dt>"Date"</dt><dd>{d.date.clone()} " UTC"</dd>

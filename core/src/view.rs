@@ -45,6 +45,8 @@ pub struct MessageView {
     pub attachments: Vec<AttachmentInfo>,
     /// How many attachments the message has in all.
     pub attachment_count: usize,
+    /// Every `Authentication-Results:` value, topmost first (RFC 8601).
+    pub auth_results: Vec<String>,
 }
 
 /// How many attachments a page lists; the rest are counted.
@@ -157,7 +159,66 @@ impl MessageView {
             html,
             attachments,
             attachment_count,
+            auth_results: msg
+                .headers()
+                .iter()
+                .filter(|h| {
+                    h.name
+                        .as_str()
+                        .eq_ignore_ascii_case("Authentication-Results")
+                })
+                .filter_map(|h| h.value.as_text().map(str::to_owned))
+                .collect(),
         }
+    }
+
+    /// Whether this host's sender checks vouched for the `From:` address:
+    /// Some(true) when its `Authentication-Results:` (authserv-id
+    /// `hostname`) says DMARC passed, or DKIM or SPF passed for the From
+    /// domain (or a parent of it); Some(false) when it checked and nothing
+    /// did; None when it did not check (mail from local users, or older
+    /// mail). Only the header this host writes counts: one from elsewhere
+    /// says nothing (the server removes forged ones in its own name).
+    pub fn sender_verified(&self, hostname: &str) -> Option<bool> {
+        let ours = self.auth_results.iter().find(|v| {
+            v.trim_start()
+                .split(|c: char| c == ';' || c.is_whitespace())
+                .next()
+                .is_some_and(|id| id.eq_ignore_ascii_case(hostname))
+        })?;
+        let from_domain = self
+            .from_addrs
+            .first()
+            .and_then(|a| a.rsplit_once('@'))
+            .map(|(_, d)| d.to_ascii_lowercase())?;
+        let aligned = |d: &str| {
+            let d = d
+                .trim_matches(|c| c == '"' || c == '<' || c == '>')
+                .to_ascii_lowercase();
+            let d = d.rsplit_once('@').map_or(d.as_str(), |(_, x)| x).to_owned();
+            d == from_domain || d.ends_with(&format!(".{from_domain}"))
+        };
+        let verified = ours.split(';').skip(1).any(|result| {
+            let mut words = result.split_whitespace();
+            let Some((method, outcome)) = words.next().and_then(|w| w.split_once('=')) else {
+                return false;
+            };
+            if !outcome.eq_ignore_ascii_case("pass") {
+                return false;
+            }
+            let props: Vec<(&str, &str)> = words.filter_map(|w| w.split_once('=')).collect();
+            match method.to_ascii_lowercase().as_str() {
+                "dmarc" => true,
+                "dkim" => props
+                    .iter()
+                    .any(|(k, v)| k.eq_ignore_ascii_case("header.d") && aligned(v)),
+                "spf" => props
+                    .iter()
+                    .any(|(k, v)| k.eq_ignore_ascii_case("smtp.mailfrom") && aligned(v)),
+                _ => false,
+            }
+        });
+        Some(verified)
     }
 
     /// Every attachment of a message with its bytes, in order (what a
@@ -220,6 +281,42 @@ impl Core {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_this_hosts_results_vouch_for_the_from_domain() {
+        let view = |headers: &str| {
+            MessageView::parse(
+                format!("{headers}From: Ann <ann@news.example>\r\nSubject: x\r\n\r\nbody\r\n")
+                    .as_bytes(),
+            )
+        };
+        let v = view(
+            "Authentication-Results: mx.tern.test;\r\n\tdkim=pass header.d=news.example header.s=s1;\r\n\tspf=fail smtp.mailfrom=x@other.example;\r\n\tdmarc=pass header.from=news.example\r\n",
+        );
+        assert_eq!(v.sender_verified("mx.tern.test"), Some(true));
+        assert_eq!(v.sender_verified("MX.Tern.Test"), Some(true));
+        assert_eq!(v.sender_verified("other.host"), None, "not our header");
+        // DKIM by another domain, SPF for another: nothing vouches.
+        let v = view(
+            "Authentication-Results: mx.tern.test; dkim=pass header.d=evil.example; spf=pass smtp.mailfrom=a@evil.example; dmarc=fail header.from=news.example\r\n",
+        );
+        assert_eq!(v.sender_verified("mx.tern.test"), Some(false));
+        // SPF for a subdomain of the From domain is aligned (relaxed).
+        let v = view(
+            "Authentication-Results: mx.tern.test; spf=pass smtp.mailfrom=\"b@mail.news.example\"\r\n",
+        );
+        assert_eq!(v.sender_verified("mx.tern.test"), Some(true));
+        // A forged pass further down, from elsewhere, changes nothing.
+        let v = view(
+            "Authentication-Results: mx.tern.test; dmarc=fail header.from=news.example\r\nAuthentication-Results: mx.tern.test.evil; dmarc=pass\r\n",
+        );
+        assert_eq!(v.sender_verified("mx.tern.test"), Some(false));
+        assert_eq!(
+            view("").sender_verified("mx.tern.test"),
+            None,
+            "not checked"
+        );
+    }
+
     use super::*;
 
     const MIXED: &[u8] = b"From: Alice <alice@example.org>\r\n\

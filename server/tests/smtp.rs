@@ -1035,4 +1035,28 @@ async fn inbound_mail_is_checked_and_stamped_with_authentication_results() {
             .iter()
             .any(|m| m.contains("Subject: spoof") || m.contains("Subject: strict"))
     );
+
+    // The webmail's message page shows the verdict as a badge: the UIDs
+    // follow the order of delivery (the refused ones got none).
+    let cookie = web_login(t.web, "bob@example.test", PW).expect("signed in");
+    let badge = |uid: u32| {
+        let (st, page) = http_get(t.web, &format!("/read?f=INBOX&uid={uid}"), Some(&cookie));
+        assert_eq!(st, 200, "{page}");
+        let badge = page
+            .split(r#"data-testid="sender-badge""#)
+            .nth(1)
+            .and_then(|rest| rest.split_once('>'))
+            .map(|(_, text)| text.split('<').next().unwrap_or("").to_owned())
+            .unwrap_or_default();
+        if badge == "verified sender" {
+            "verified"
+        } else if badge == "could not verify" {
+            "unverified"
+        } else {
+            "none"
+        }
+    };
+    assert_eq!(badge(1), "verified", "spf pass");
+    assert_eq!(badge(2), "unverified", "dmarc quarantine failure");
+    assert_eq!(badge(3), "verified", "dkim pass for the From domain");
 }

@@ -189,6 +189,7 @@ pub fn server(
         max_message_size: cfg.smtp.max_message_size,
         max_recipients: cfg.smtp.max_recipients,
         autosave_secs: cfg.web.autosave_secs.max(1),
+        sender_checks: cfg.smtp.sender_checks,
     };
     let cfg_for_web = cfg.clone();
     let metrics_state = web::Data::new(metrics::MetricsState {
