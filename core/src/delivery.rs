@@ -188,12 +188,21 @@ impl Core {
             let delivered_to = messages::trace_header_value(&copy.delivered_to);
             let size = size + messages::trace_header_len(&delivered_to);
             messages::check_quota(txn, *account_id, size).await?;
-            let inbox = mailbox::Entity::find()
-                .filter(mailbox::Column::AccountId.eq(*account_id))
-                .filter(mailbox::Column::Name.eq(INBOX))
-                .one(txn)
-                .await?
-                .ok_or_else(|| CoreError::NotFound(format!("INBOX of account {account_id}")))?;
+            let mut target = None;
+            if copy.junk {
+                target = junk_boxes(txn, &[*account_id]).await?.remove(account_id);
+            }
+            let inbox = match target {
+                Some(id) => mailbox::Entity::find_by_id(id).one(txn).await?,
+                None => {
+                    mailbox::Entity::find()
+                        .filter(mailbox::Column::AccountId.eq(*account_id))
+                        .filter(mailbox::Column::Name.eq(INBOX))
+                        .one(txn)
+                        .await?
+                }
+            }
+            .ok_or_else(|| CoreError::NotFound(format!("INBOX of account {account_id}")))?;
             let (uid, modseq) = messages::allocate_uids(txn, inbox.id, 1).await?;
             let thread_id = messages::find_thread(txn, *account_id, &meta).await?;
             messages::insert_message(
@@ -334,6 +343,26 @@ pub(crate) enum BatchOutcome {
     Refused(CoreError),
 }
 
+/// Each account's Junk folder (special-use `\Junk`, RFC 6154), for those
+/// that have one.
+async fn junk_boxes(
+    txn: &DatabaseTransaction,
+    accounts: &[AccountId],
+) -> CoreResult<std::collections::HashMap<AccountId, MailboxId>> {
+    use sea_orm::QuerySelect;
+    Ok(mailbox::Entity::find()
+        .select_only()
+        .column(mailbox::Column::AccountId)
+        .column(mailbox::Column::Id)
+        .filter(mailbox::Column::AccountId.is_in(accounts.iter().copied()))
+        .filter(mailbox::Column::SpecialUse.eq("\\Junk"))
+        .into_tuple::<(AccountId, MailboxId)>()
+        .all(txn)
+        .await?
+        .into_iter()
+        .collect())
+}
+
 impl Core {
     /// Delivers many messages in the caller's transaction, with the
     /// per-account and per-mailbox work done once for the batch: one read
@@ -391,6 +420,28 @@ impl Core {
             (accounts, inboxes)
         };
 
+        // Quarantined copies go to the account's Junk folder (INBOX when
+        // the user deleted it).
+        let junk_ids: Vec<AccountId> = copies
+            .iter()
+            .flatten()
+            .filter(|c| c.junk)
+            .map(|c| c.account_id)
+            .collect();
+        let junk = if junk_ids.is_empty() {
+            HashMap::new()
+        } else {
+            junk_boxes(txn, &junk_ids).await?
+        };
+        let target = |c: &LocalCopy| -> Option<MailboxId> {
+            if c.junk
+                && let Some(j) = junk.get(&c.account_id)
+            {
+                return Some(*j);
+            }
+            inboxes.get(&c.account_id).copied()
+        };
+
         // Decide, in arrival order, counting what earlier items add.
         let mut used: HashMap<AccountId, i64> =
             accounts.iter().map(|(id, (_, u))| (*id, *u)).collect();
@@ -420,11 +471,13 @@ impl Core {
                     if *quota > 0 && now_used > *quota {
                         return Some(CoreError::OverQuota);
                     }
-                    after.push((id, now_used));
+                    after.push((id, now_used, target(c)));
                 }
-                for (id, u) in after {
+                for (id, u, mailbox) in after {
                     used.insert(id, u);
-                    *per_box.entry(inboxes[&id]).or_default() += 1;
+                    if let Some(m) = mailbox {
+                        *per_box.entry(m).or_default() += 1;
+                    }
                 }
                 None
             })();
@@ -458,7 +511,8 @@ impl Core {
                     .await?;
             let mut delivered = Vec::with_capacity(cs.len());
             for c in cs {
-                let inbox = inboxes[&c.account_id];
+                let inbox = target(c)
+                    .ok_or_else(|| CoreError::Unavailable("the batch lost a mailbox".into()))?;
                 let slot = next_uid
                     .get_mut(&inbox)
                     .ok_or_else(|| CoreError::Unavailable("UID plan lost a mailbox".into()))?;

@@ -31,6 +31,10 @@ pub struct LocalCopy {
     /// Empty only for records a version without this field spooled: such
     /// a copy gets no header.
     pub delivered_to: String,
+    /// Goes to the account's Junk folder (special-use `\Junk`, RFC 6154)
+    /// instead of INBOX: the sender's domain asked for quarantine (DMARC
+    /// `p=quarantine`) and the message failed its checks.
+    pub junk: bool,
 }
 
 impl LocalCopy {
@@ -38,6 +42,7 @@ impl LocalCopy {
         LocalCopy {
             account_id,
             delivered_to: delivered_to.into(),
+            junk: false,
         }
     }
 }

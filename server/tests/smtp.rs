@@ -901,8 +901,8 @@ async fn submission_refuses_a_second_from_and_foreign_authors() {
 /// server on 127.0.0.1 and gets one `Authentication-Results:` header
 /// naming this host; a forged one claiming to be this host is removed; a
 /// spoofed local `From:` and a DMARC `p=reject` failure are refused with
-/// `550 5.7.1`; `p=quarantine` and `p=none` failures are delivered with
-/// the result; a bounce checked by its HELO flows.
+/// `550 5.7.1`; a `p=quarantine` failure goes to Junk with the result; a
+/// bounce checked by its HELO flows; the message page shows the verdict.
 #[tokio::test(flavor = "multi_thread")]
 async fn inbound_mail_is_checked_and_stamped_with_authentication_results() {
     use common::fakedns::FakeDns;
@@ -1022,7 +1022,11 @@ async fn inbound_mail_is_checked_and_stamped_with_authentication_results() {
     );
     assert!(m.contains("spf=pass"), "{m}");
     assert!(!m.contains("header.d=example.test"), "{m}");
-    let m = find("soft");
+    assert!(!inbox.iter().any(|m| m.contains("Subject: soft")));
+    let junk = t.folder("bob@example.test", "Junk").await;
+    assert_eq!(junk.len(), 1, "quarantined to Junk");
+    let m = String::from_utf8_lossy(&junk[0]).into_owned();
+    assert!(m.contains("Subject: soft"), "{m}");
     assert!(m.contains("dmarc=fail"), "{m}");
     assert!(m.contains("policy.dmarc=quarantine"), "{m}");
     let m = find("signed");
@@ -1039,8 +1043,8 @@ async fn inbound_mail_is_checked_and_stamped_with_authentication_results() {
     // The webmail's message page shows the verdict as a badge: the UIDs
     // follow the order of delivery (the refused ones got none).
     let cookie = web_login(t.web, "bob@example.test", PW).expect("signed in");
-    let badge = |uid: u32| {
-        let (st, page) = http_get(t.web, &format!("/read?f=INBOX&uid={uid}"), Some(&cookie));
+    let badge = |folder: &str, uid: u32| {
+        let (st, page) = http_get(t.web, &format!("/read?f={folder}&uid={uid}"), Some(&cookie));
         assert_eq!(st, 200, "{page}");
         let badge = page
             .split(r#"data-testid="sender-badge""#)
@@ -1056,7 +1060,11 @@ async fn inbound_mail_is_checked_and_stamped_with_authentication_results() {
             "none"
         }
     };
-    assert_eq!(badge(1), "verified", "spf pass");
-    assert_eq!(badge(2), "unverified", "dmarc quarantine failure");
-    assert_eq!(badge(3), "verified", "dkim pass for the From domain");
+    assert_eq!(badge("INBOX", 1), "verified", "spf pass");
+    assert_eq!(
+        badge("INBOX", 2),
+        "verified",
+        "dkim pass for the From domain"
+    );
+    assert_eq!(badge("Junk", 1), "unverified", "dmarc quarantine failure");
 }

@@ -1,15 +1,18 @@
 //! The spool's on-disk record: pure encoding and decoding, no I/O.
 //!
 //! ```text
-//! magic  b"TSR2"            4 bytes (b"TSR1": the version before
-//!                           Delivered-To, still read)
+//! magic  b"TSR4"            4 bytes (b"TSR2": the version before the
+//!                           junk flag, and b"TSR1", before Delivered-To,
+//!                           are still read; no "TSR3", which one flipped
+//!                           bit would make of "TSR2")
 //! length u32 LE             bytes of payload
 //! crc    u32 LE             CRC-32 (IEEE) of the payload
 //! payload:
 //!   received_at  i64 LE     unix seconds the 250 was given
 //!   mail_from    u32 LE length + bytes (empty for a bounce)
 //!   local        u32 LE count + (i32 LE account id, u32 LE length +
-//!                bytes of the address it was delivered for) each;
+//!                bytes of the address it was delivered for, u8 flags:
+//!                1 = to the Junk folder) each; TSR2: no flags byte;
 //!                TSR1: i32 LE account ids only
 //!   remote       u32 LE count + (u32 LE length + bytes) each
 //!   raw          the rest: the message as stored
@@ -23,8 +26,10 @@ use crate::address::Address;
 use crate::delivery::{Envelope, LocalCopy};
 use crate::ids::AccountId;
 
-pub(crate) const MAGIC: &[u8; 4] = b"TSR2";
-/// Records of the version before: local copies carry no address.
+pub(crate) const MAGIC: &[u8; 4] = b"TSR4";
+/// Records of the version before: local copies carry no flags.
+const MAGIC_V2: &[u8; 4] = b"TSR2";
+/// And the one before that: local copies carry no address.
 const MAGIC_V1: &[u8; 4] = b"TSR1";
 pub(crate) const HEADER_LEN: usize = 12;
 /// No record is larger than this: the SMTP size limit is far below it, and
@@ -53,6 +58,7 @@ pub(crate) fn encode(env: &Envelope, raw: &[u8], received_at: i64) -> Vec<u8> {
     for c in &env.local {
         p.extend_from_slice(&c.account_id.get().to_le_bytes());
         put_bytes(&mut p, c.delivered_to.as_bytes());
+        p.push(u8::from(c.junk));
     }
     p.extend_from_slice(&(env.remote.len() as u32).to_le_bytes());
     for a in &env.remote {
@@ -87,7 +93,7 @@ pub(crate) fn frame(buf: &[u8]) -> Frame {
     if buf.len() < HEADER_LEN {
         return Frame::Torn("short header");
     }
-    if &buf[..4] != MAGIC && &buf[..4] != MAGIC_V1 {
+    if ![MAGIC, MAGIC_V2, MAGIC_V1].contains(&&buf[..4].try_into().unwrap_or([0u8; 4])) {
         return Frame::Torn("bad magic");
     }
     let len = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]) as usize;
@@ -141,7 +147,9 @@ impl<'a> Reader<'a> {
 /// payload, though its checksum matched, does not parse: written by a
 /// different version, which this one must not guess at.
 pub(crate) fn decode(record: &[u8]) -> Option<SpoolRecord> {
-    let v1 = record.get(..4)? == MAGIC_V1;
+    let magic = record.get(..4)?;
+    let v1 = magic == MAGIC_V1;
+    let flags = magic == MAGIC;
     let mut r = Reader {
         b: record.get(HEADER_LEN..)?,
     };
@@ -158,9 +166,11 @@ pub(crate) fn decode(record: &[u8]) -> Option<SpoolRecord> {
         } else {
             String::from_utf8(r.bytes()?.to_vec()).ok()?
         };
+        let junk = if flags { r.take(1)?[0] & 1 == 1 } else { false };
         local.push(LocalCopy {
             account_id: AccountId::from_row(account_id),
             delivered_to,
+            junk,
         });
     }
     let n_remote = r.u32()? as usize;
@@ -239,6 +249,45 @@ mod tests {
         );
         assert_eq!(back.envelope.mail_from, "a@b.test");
         assert_eq!(back.raw, raw);
+    }
+
+    /// A TSR2 spool (before the junk flag) still drains after an upgrade,
+    /// to INBOX; a junk copy survives the round trip in the current one.
+    #[test]
+    fn reads_tsr2_and_keeps_the_junk_flag() {
+        let raw = b"Subject: v2\r\n\r\nx\r\n";
+        let mut p = Vec::new();
+        p.extend_from_slice(&7i64.to_le_bytes());
+        put_bytes(&mut p, b"a@b.test");
+        p.extend_from_slice(&1u32.to_le_bytes());
+        p.extend_from_slice(&3i32.to_le_bytes());
+        put_bytes(&mut p, b"bob@b.test");
+        p.extend_from_slice(&0u32.to_le_bytes());
+        p.extend_from_slice(raw);
+        let mut rec = Vec::new();
+        rec.extend_from_slice(MAGIC_V2);
+        rec.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        rec.extend_from_slice(&crc32fast::hash(&p).to_le_bytes());
+        rec.extend_from_slice(&p);
+        assert_eq!(frame(&rec), Frame::Whole { len: rec.len() });
+        let back = decode(&rec).unwrap();
+        assert_eq!(
+            back.envelope.local,
+            vec![LocalCopy::new(AccountId::from_row(3), "bob@b.test")]
+        );
+        let mut copy = LocalCopy::new(AccountId::from_row(4), "ann@b.test");
+        copy.junk = true;
+        let env = Envelope {
+            mail_from: "x@y.test".into(),
+            local: vec![
+                copy.clone(),
+                LocalCopy::new(AccountId::from_row(5), "c@b.test"),
+            ],
+            remote: vec![],
+        };
+        let back = decode(&encode(&env, raw, 1)).unwrap();
+        assert_eq!(back.envelope, env);
+        assert!(back.envelope.local[0].junk && !back.envelope.local[1].junk);
     }
 
     #[test]

@@ -12,8 +12,8 @@
 //!   5.7.1`: nobody outside may send as our users, whether or not the
 //!   domain publishes DMARC;
 //! - other DMARC failures follow the sender domain's policy: `p=reject` is
-//!   refused, `p=quarantine` and `p=none` are delivered with the result
-//!   in the header;
+//!   refused, `p=quarantine` goes to the recipients' Junk folders, and
+//!   `p=none` is delivered; each with the result in the header;
 //! - when the answer depends on a DNS lookup that failed, `451 4.7.0`: the
 //!   sender retries, rather than a wrong verdict now;
 //! - bounces (`MAIL FROM:<>`) are checked with the HELO identity, as
@@ -44,6 +44,8 @@ pub enum Verdict {
     /// Deliver it with this header on top (and others' claims to be this
     /// host taken out).
     Deliver { header: String },
+    /// The same, to each recipient's Junk folder (DMARC `p=quarantine`).
+    Junk { header: String },
     /// `550 5.7.1` and why.
     Reject(String),
     /// `451 4.7.0` and why.
@@ -172,6 +174,9 @@ impl InboundAuth {
             DmarcResult::Fail(_) if dmarc.policy() == Policy::Reject => Verdict::Reject(format!(
                 "DMARC: {from_domain} asks receivers to reject mail that fails its checks (p=reject), and this message fails them"
             )),
+            DmarcResult::Fail(_) if dmarc.policy() == Policy::Quarantine => {
+                Verdict::Junk { header }
+            }
             _ => Verdict::Deliver { header },
         }
     }

@@ -765,7 +765,7 @@ impl Session {
         Ok((Some(self.accept(txn, body).await), Flow::Continue))
     }
 
-    async fn accept(&mut self, txn: Transaction, mut body: Vec<u8>) -> Reply {
+    async fn accept(&mut self, mut txn: Transaction, mut body: Vec<u8>) -> Reply {
         if let Some((account, _)) = &self.auth {
             match self
                 .core
@@ -798,6 +798,12 @@ impl Session {
                 .await
             {
                 Verdict::Deliver { header } => body = checks.stamp(&header, &body),
+                Verdict::Junk { header } => {
+                    body = checks.stamp(&header, &body);
+                    for c in &mut txn.env.local {
+                        c.junk = true;
+                    }
+                }
                 Verdict::Reject(why) => {
                     metrics::counter!("tern_messages_total", "event" => "refused_auth")
                         .increment(1);

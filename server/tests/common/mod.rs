@@ -354,11 +354,16 @@ impl Tern {
     }
 
     pub async fn inbox(&self, user: &str) -> Vec<Vec<u8>> {
+        self.folder(user, "INBOX").await
+    }
+
+    /// The raw messages of one of a user's mailboxes, oldest first.
+    pub async fn folder(&self, user: &str, name: &str) -> Vec<Vec<u8>> {
         self.settle();
         let url = format!("sqlite://{}/tern.db", self.dir.path().display());
         let core = Core::open(CoreOptions::new(url)).await.unwrap();
         let a = core.account(user).await.unwrap().unwrap();
-        let ib = core.mail(a.id).open("INBOX").await.unwrap();
+        let ib = core.mail(a.id).open(name).await.unwrap();
         let (msgs, _) = ib.list(0, 100, mailcore::SortOrder::UidAsc).await.unwrap();
         let mut out = Vec::new();
         for m in msgs {
