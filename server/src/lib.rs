@@ -11,6 +11,7 @@ pub mod netio;
 pub mod outside;
 pub mod pop3;
 pub mod relay;
+pub mod resolver;
 pub mod sasl;
 pub mod serve;
 pub mod smtp;

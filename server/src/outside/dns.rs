@@ -4,11 +4,8 @@
 //! 127.0.0.1 that answers for their made-up domains).
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 
 /// One SRV record (RFC 2782).
@@ -36,35 +33,10 @@ pub struct HickoryResolve {
 impl HickoryResolve {
     /// `nameserver`: `ip:port`, or None for /etc/resolv.conf.
     pub fn new(nameserver: Option<SocketAddr>) -> Result<Self, String> {
-        let mut builder = match nameserver {
-            Some(ns) => {
-                let mut server = NameServerConfig::udp_and_tcp(ns.ip());
-                server.connections = vec![with_port(ConnectionConfig::udp(), ns.port()), with_port(ConnectionConfig::tcp(), ns.port())];
-                TokioResolver::builder_with_config(
-                    ResolverConfig::from_name_servers(vec![server]),
-                    TokioRuntimeProvider::default(),
-                )
-            }
-            None => TokioResolver::builder_tokio().unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "no usable system DNS configuration; using hickory's defaults");
-                TokioResolver::builder_with_config(
-                    ResolverConfig::default(),
-                    TokioRuntimeProvider::default(),
-                )
-            }),
-        };
-        let o = builder.options_mut();
-        o.timeout = Duration::from_secs(5);
-        o.attempts = 2;
         Ok(HickoryResolve {
-            resolver: builder.build().map_err(|e| format!("DNS resolver: {e}"))?,
+            resolver: crate::resolver::resolver(nameserver)?,
         })
     }
-}
-
-fn with_port(mut c: ConnectionConfig, port: u16) -> ConnectionConfig {
-    c.port = port;
-    c
 }
 
 fn fqdn(name: &str) -> String {

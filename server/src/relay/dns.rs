@@ -42,21 +42,10 @@ pub struct HickoryDns {
 
 impl HickoryDns {
     pub fn new(port: u16) -> Result<Self, String> {
-        let resolver = match TokioResolver::builder_tokio() {
-            Ok(b) => b.build(),
-            Err(e) => {
-                // Outbound mail then fails with DNS deferrals, which the
-                // queue log shows; everything else keeps working.
-                tracing::warn!(error = %e, "no usable system DNS configuration; using hickory's defaults");
-                TokioResolver::builder_with_config(
-                    hickory_resolver::config::ResolverConfig::default(),
-                    hickory_resolver::net::runtime::TokioRuntimeProvider::default(),
-                )
-                .build()
-            }
-        };
-        let resolver = resolver.map_err(|e| format!("DNS resolver: {e}"))?;
-        Ok(HickoryDns { resolver, port })
+        Ok(HickoryDns {
+            resolver: crate::resolver::resolver(None)?,
+            port,
+        })
     }
 }
 

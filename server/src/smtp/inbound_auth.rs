@@ -23,11 +23,7 @@
 //! (tests point it at a DNS server of their own on 127.0.0.1).
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 
-use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{NameServerConfig, ResolverConfig};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dmarc::Policy;
 use mail_auth::dmarc::verify::DmarcParameters;
@@ -77,31 +73,8 @@ fn aligned(a: &str, b: &str) -> bool {
 impl InboundAuth {
     /// `nameserver`: `ip:port`, or None for /etc/resolv.conf.
     pub fn new(hostname: &str, nameserver: Option<SocketAddr>) -> Result<Self, String> {
-        let mut builder = match nameserver {
-            Some(ns) => {
-                let mut server = NameServerConfig::udp_and_tcp(ns.ip());
-                for c in &mut server.connections {
-                    c.port = ns.port();
-                }
-                TokioResolver::builder_with_config(
-                    ResolverConfig::from_name_servers(vec![server]),
-                    TokioRuntimeProvider::default(),
-                )
-            }
-            None => TokioResolver::builder_tokio().unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "no usable system DNS configuration; using hickory's defaults");
-                TokioResolver::builder_with_config(
-                    ResolverConfig::default(),
-                    TokioRuntimeProvider::default(),
-                )
-            }),
-        };
-        let o = builder.options_mut();
-        o.timeout = Duration::from_secs(5);
-        o.attempts = 2;
-        let resolver = builder.build().map_err(|e| format!("DNS resolver: {e}"))?;
         Ok(InboundAuth {
-            auth: MessageAuthenticator(resolver),
+            auth: MessageAuthenticator(crate::resolver::resolver(nameserver)?),
             hostname: hostname.to_owned(),
         })
     }

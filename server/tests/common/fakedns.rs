@@ -103,18 +103,9 @@ impl FakeDns {
 }
 
 impl FakeDns {
-    /// A hickory resolver that asks this server and nothing else.
+    /// A hickory resolver that asks this server and nothing else (the
+    /// server's own resolver set-up, pointed here).
     pub fn resolver(&self) -> hickory_resolver::TokioResolver {
-        use hickory_resolver::config::{NameServerConfig, ResolverConfig};
-        let mut ns = NameServerConfig::udp_and_tcp(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST));
-        for c in &mut ns.connections {
-            c.port = self.port;
-        }
-        hickory_resolver::TokioResolver::builder_with_config(
-            ResolverConfig::from_name_servers(vec![ns]),
-            hickory_resolver::net::runtime::TokioRuntimeProvider::default(),
-        )
-        .build()
-        .unwrap()
+        tern::resolver::resolver(Some(self.addr().parse().unwrap())).unwrap()
     }
 }
