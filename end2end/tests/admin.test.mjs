@@ -157,6 +157,12 @@ test('the audit log records who did what, when, from which IP', async () => {
   // Its DKIM keys: Ed25519 in one string, RSA-2048 split in 255-byte ones.
   assert.match(dns, /^t\d{8}e\._domainkey\.a\.test\. 3600 IN TXT "v=DKIM1; k=ed25519; p=[A-Za-z0-9+\/]{43}="$/m);
   assert.match(dns, /^t\d{8}r\._domainkey\.a\.test\. 3600 IN TXT "v=DKIM1; k=rsa; p=MIIBIjANBg[^"]+" "[^"]+"$/m);
+  // Rotating makes a new pair; the old one stays listed (still published).
+  await page.getByTestId('dkim-rotate').click();
+  await page.getByText(/New DKIM keys t\d{8}\w*e and t\d{8}\w*r/).waitFor();
+  const rotated = await page.getByTestId('dns').innerText();
+  assert.equal((rotated.match(/_domainkey\.a\.test\./g) || []).length, 4, rotated);
+  assert.match(rotated, /rotated out; keep it published until/);
   const xml = await (await fetch(`${tern.base}/.well-known/autoconfig/mail/config-v1.1.xml?emailaddress=boss@a.test`)).text();
   assert.match(xml, /<domain>a\.test<\/domain>/);
   assert.match(xml, new RegExp(`<port>${tern.imapsPort}</port>\\s*<socketType>SSL</socketType>`));

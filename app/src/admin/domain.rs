@@ -157,6 +157,28 @@ pub async fn admin_disable(csrf: String, domain: String, address: String) -> Res
     ssr::done(&domain, r.map(|_| format!("{address} disabled.")))
 }
 
+/// New DKIM keys for the domain; the old ones stop signing and stay
+/// listed (publish both) for the grace period.
+#[server(prefix = "/api", endpoint = "admin_dkim_rotate")]
+pub async fn admin_dkim_rotate(csrf: String, domain: String) -> Result<(), AppError> {
+    let (core, actor) = ssr::admin_acting(&csrf).await?;
+    let r = core.admin(&actor).dkim_rotate(&domain).await;
+    ssr::done(
+        &domain,
+        r.map(|keys| {
+            let new: Vec<String> = keys
+                .iter()
+                .filter(|k| k.signing())
+                .map(|k| k.selector.clone())
+                .collect();
+            format!(
+                "New DKIM keys {}: publish their records below; the old ones stay listed for 7 days.",
+                new.join(" and ")
+            )
+        }),
+    )
+}
+
 #[server(prefix = "/api", endpoint = "admin_enable")]
 pub async fn admin_enable(csrf: String, domain: String, address: String) -> Result<(), AppError> {
     let (core, actor) = ssr::admin_acting(&csrf).await?;
@@ -442,6 +464,9 @@ fn DomainView(x: DomainData) -> impl IntoView {
                 <pre class="dns" data-testid="dns">
                     {x.dns.iter().map(|r| format!("; {}\n{}\n", r.purpose, r.line)).collect::<String>()}
                 </pre>
+                <Act csrf=csrf.clone() action="admin_dkim_rotate" domain=dom.clone()>
+                    <button type="submit" data-testid="dkim-rotate">"Rotate DKIM keys"</button>
+                </Act>
             </section>
         }
     };
