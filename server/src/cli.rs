@@ -164,8 +164,12 @@ pub enum DomainCmd {
         action: String,
     },
     /// Every DNS record the domain needs: MX, SPF, DKIM, DMARC, client SRV.
+    /// With --check, each is looked up (`smtp.nameserver`, or the system's
+    /// resolver) and marked ok, missing or differs.
     Dns {
         domain: String,
+        #[arg(long)]
+        check: bool,
     },
 }
 
@@ -315,11 +319,29 @@ async fn domain(core: &Core, cfg: &Config, cmd: DomainCmd) -> Result<(), String>
                 out!("  {} TXT \"{}\"", k.record_name(), k.record_value());
             }
         }
-        DomainCmd::Dns { domain } => {
+        DomainCmd::Dns { domain, check } => {
             let keys = core.admin(&op).dkim_keys(&domain).await.map_err(e)?;
+            let resolver = if check {
+                let ns = match cfg.smtp.nameserver.trim() {
+                    "" => None,
+                    n => Some(
+                        n.parse()
+                            .map_err(|_| format!("smtp.nameserver {n:?} is not ip:port"))?,
+                    ),
+                };
+                Some(crate::resolver::resolver(ns)?)
+            } else {
+                None
+            };
             for r in mailcore::dns_records::records(&cfg.hostname, &domain, &keys) {
                 out!("{}", r.zone_line());
-                out!("  ; {}", r.why);
+                match &resolver {
+                    Some(res) => {
+                        let state = crate::dns_check::check(res, &r).await;
+                        out!("  ; {}: {state}", r.why);
+                    }
+                    None => out!("  ; {}", r.why),
+                }
             }
         }
         DomainCmd::List => {

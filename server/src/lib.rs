@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod dns_check;
 pub mod imap;
 pub mod limits;
 pub mod listen;

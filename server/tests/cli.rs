@@ -612,3 +612,72 @@ fn healthz_follows_the_database() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// `tern domain dns D --check` asks DNS (here a DNS server on 127.0.0.1)
+/// for every record the domain needs and says which are published as
+/// needed, which are missing and which differ.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dns_helper_checks_what_is_published() {
+    use hickory_resolver::proto::rr::rdata::MX;
+    use hickory_resolver::proto::rr::{Name, RData};
+    let dir = tempfile::tempdir().unwrap();
+    let tern = |args: &[&str], ns: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
+            .args(args)
+            .env("TERN_DATA_DIR", dir.path())
+            .env_remove("TERN_DATABASE__URL")
+            .env("TERN_HOSTNAME", "mx.example.test")
+            .env("TERN_SMTP__NAMESERVER", ns)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    tern(&["domain", "add", "example.test"], "");
+    let keys = tern(&["domain", "dkim", "example.test"], "");
+    // The Ed25519 key's record, as the CLI prints it.
+    let ed = keys
+        .lines()
+        .find(|l| l.contains("k=ed25519"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let (ed_name, ed_value) = ed.split_once(" TXT ").unwrap();
+    let dns = common::fakedns::FakeDns::start();
+    dns.add(
+        "example.test",
+        RData::MX(MX::new(10, Name::from_ascii("mx.example.test.").unwrap())),
+    );
+    dns.txt("example.test", "v=spf1 include:elsewhere.test -all");
+    dns.txt("example.test", "google-site-verification=abc");
+    dns.txt(ed_name, ed_value.trim_matches('"'));
+    let out = tern(&["domain", "dns", "example.test", "--check"], &dns.addr());
+    let state = |starts: &str| -> String {
+        let mut lines = out.lines();
+        while let Some(l) = lines.next() {
+            if l.starts_with(starts) {
+                return lines.next().unwrap_or("").to_owned();
+            }
+        }
+        panic!("{starts} not listed: {out}");
+    };
+    assert!(state("example.test. 3600 IN MX").ends_with(": ok"), "{out}");
+    assert!(
+        state("example.test. 3600 IN TXT \"v=spf1")
+            .ends_with(": differs: v=spf1 include:elsewhere.test -all"),
+        "{out}"
+    );
+    assert!(state(ed_name).ends_with(": ok"), "{out}");
+    assert!(
+        state("_dmarc.example.test.").ends_with(": missing"),
+        "{out}"
+    );
+    assert!(
+        state("_imaps._tcp.example.test.").ends_with(": missing"),
+        "{out}"
+    );
+}
