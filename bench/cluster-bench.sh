@@ -18,23 +18,13 @@ mkdir -p bench/results
 command -v smtp-source >/dev/null || { echo "smtp-source not found (Debian's postfix package)" >&2; exit 1; }
 
 bench_tern
-start_test_postgres
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  stop_test_postgres
-  rm -rf "${ROOT:-/nonexistent}"
-}
-trap cleanup EXIT
-ROOT=$(mktemp -d /tmp/tern-cluster.XXXXXX)
-bindir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+bench_nodes_setup cluster
 
 # One run on a fresh database with N nodes; prints
 # "smtp_accepted_per_sec smtp_stored_per_sec imap_ops_per_sec imap_errors".
 run() {
   local n=$1 db="tern_cluster_$1"
-  "$bindir/psql" -q -d "$TERN_TEST_PG_URL" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
-  export TERN_DATABASE__URL="${TERN_TEST_PG_URL%/*}/$db"
+  bench_fresh_db "$db"
   TERN_DATA_DIR=$ROOT/setup-$n $TERN domain add bench.test >/dev/null
   for u in sink reader; do
     printf 'benchmark-password\n' | TERN_DATA_DIR=$ROOT/setup-$n $TERN user add $u@bench.test >/dev/null

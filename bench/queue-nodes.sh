@@ -19,23 +19,13 @@ OUT=bench/results/queue-nodes-$(date -u +%Y%m%dT%H%M%SZ).txt
 mkdir -p bench/results
 
 bench_tern
-start_test_postgres
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  stop_test_postgres
-  rm -rf "${ROOT:-/nonexistent}"
-}
-trap cleanup EXIT
-ROOT=$(mktemp -d /tmp/tern-qnodes.XXXXXX)
+bench_nodes_setup qnodes
 
 # One run: a fresh database, N nodes, the backlog, the measure. Prints
 # queue_load.py's result line.
 run() {
   local n=$1 db="tern_nodes_$1"
-  psql_admin "DROP DATABASE IF EXISTS $db" >/dev/null
-  psql_admin "CREATE DATABASE $db" >/dev/null
-  export TERN_DATABASE__URL="${TERN_TEST_PG_URL%/*}/$db"
+  bench_fresh_db "$db"
   export TERN_DATA_DIR=$ROOT/setup-$n
   $TERN domain add bench.test >/dev/null
   printf 'benchmark-password\n' | $TERN user add sink@bench.test >/dev/null
@@ -71,11 +61,6 @@ run() {
   PIDS=()
 }
 
-psql_admin() {
-  local bindir
-  bindir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-  "$bindir/psql" -q -d "$TERN_TEST_PG_URL" -c "$1"
-}
 
 say "1 node on PostgreSQL: backlog of $TOTAL entries"
 ONE=$(run 1)

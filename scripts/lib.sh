@@ -108,6 +108,32 @@ stop_test_postgres() {
   fi
 }
 
+# Several nodes on one test PostgreSQL (bench/queue-nodes.sh,
+# bench/cluster-bench.sh): starts the database and sets ROOT (named after
+# $1) for the nodes' data dirs; node pids go in PIDS, and everything is
+# stopped and removed on exit.
+bench_nodes_setup() {
+  start_test_postgres
+  PIDS=()
+  trap bench_nodes_cleanup EXIT
+  ROOT=$(mktemp -d "/tmp/tern-$1.XXXXXX")
+}
+
+bench_nodes_cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  stop_test_postgres
+  rm -rf "${ROOT:-/nonexistent}"
+}
+
+# A fresh, empty database named $1 on the test PostgreSQL; sets
+# TERN_DATABASE__URL to it.
+bench_fresh_db() {
+  local bindir
+  bindir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  "$bindir/psql" -q -d "$TERN_TEST_PG_URL" -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" >/dev/null
+  export TERN_DATABASE__URL="${TERN_TEST_PG_URL%/*}/$1"
+}
+
 # The benchmarks' tern: TERN_BIN when given (another build, say the commit
 # before a change), else a release build of this tree. Sets TERN.
 bench_tern() {

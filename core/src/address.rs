@@ -162,6 +162,16 @@ fn parse_quoted_content(local: &str) -> Result<String, AddressError> {
     Ok(local.to_ascii_lowercase())
 }
 
+/// `domain` is `of` or a subdomain of it: DMARC's relaxed alignment (RFC
+/// 7489 §3.1) without the public suffix list, which a subdomain of a
+/// domain this server hosts (or a sender's) needs no list to settle.
+/// Case and final dots do not matter.
+pub fn domain_aligned(domain: &str, of: &str) -> bool {
+    let (d, of) = (domain.to_ascii_lowercase(), of.to_ascii_lowercase());
+    let (d, of) = (d.trim_end_matches('.'), of.trim_end_matches('.'));
+    !of.is_empty() && (d == of || d.ends_with(&format!(".{of}")))
+}
+
 pub fn parse_local(local: &str) -> Result<String, AddressError> {
     if local.is_empty() || local.len() > 64 {
         return Err(AddressError::LocalLength);

@@ -39,6 +39,8 @@ pub const LISTEN_APPLICATION_NAME: &str = "tern-listen";
 
 /// A node's state the cluster shares; see the module doc.
 pub(crate) struct ClusterState {
+    /// The operator's name for the node (`CoreOptions::node_name`).
+    name: String,
     /// Unique per process: `name:pid:random`.
     node_id: String,
     /// The heartbeat's period, once `start_cluster` ran.
@@ -51,6 +53,7 @@ pub(crate) struct ClusterState {
 impl ClusterState {
     pub(crate) fn new(name: &str) -> Self {
         Self {
+            name: name.to_owned(),
             node_id: format!(
                 "{name}:{}:{:08x}",
                 std::process::id(),
@@ -71,8 +74,6 @@ enum Notice {
 
 /// What a node says about itself in its heartbeat.
 pub struct NodeInfo {
-    /// The operator's name for the node (the host name by default).
-    pub name: String,
     pub version: String,
     /// How often the heartbeat row is written.
     pub heartbeat: Duration,
@@ -268,7 +269,7 @@ impl Core {
             .map_or(0, |s| i64::try_from(s.stats().records).unwrap_or(i64::MAX));
         let row = cluster_node::ActiveModel {
             id: Set(self.node_id().to_owned()),
-            name: Set(info.name.clone()),
+            name: Set(self.inner.cluster.name.clone()),
             version: Set(info.version.clone()),
             started_at: Set(started_at),
             last_seen: Set(now),
@@ -306,14 +307,15 @@ impl Core {
                 .filter(session_lease::Column::ExpiresAt.lt(now))
                 .exec(self.wdb())
                 .await?;
+            // Counts of failed logins past their window and lockout (only
+            // PostgreSQL keeps them in the database).
+            let window = self.throttle().config().window_secs;
+            login_strike::Entity::delete_many()
+                .filter(login_strike::Column::FirstAt.lt(now - window))
+                .filter(login_strike::Column::LockedUntil.lt(now))
+                .exec(self.wdb())
+                .await?;
         }
-        // Counts of failed logins past their window and lockout.
-        let window = self.throttle().config().window_secs;
-        login_strike::Entity::delete_many()
-            .filter(login_strike::Column::FirstAt.lt(now - window))
-            .filter(login_strike::Column::LockedUntil.lt(now))
-            .exec(self.wdb())
-            .await?;
         // A node gone for a day is forgotten.
         cluster_node::Entity::delete_many()
             .filter(cluster_node::Column::LastSeen.lt(now - 86_400))
@@ -324,24 +326,30 @@ impl Core {
 
     /// `Err(seconds)` while the cluster's shared count has this account+IP
     /// or this IP locked out (PostgreSQL; SQLite's one node counts in
-    /// memory alone). A database error is no verdict: the memory copy
-    /// still applies.
-    pub(crate) async fn shared_throttle_check(&self, account: &str, ip: IpAddr) -> Result<(), u64> {
+    /// memory alone); otherwise whether this account+IP has failures on
+    /// record, which a good password then clears (so a login with none,
+    /// the usual case, costs this one query and no write). A database
+    /// error is no verdict: the memory copy still applies.
+    pub(crate) async fn shared_throttle_check(
+        &self,
+        account: &str,
+        ip: IpAddr,
+    ) -> Result<bool, u64> {
         if self.backend() != Backend::Postgres {
-            return Ok(());
+            return Ok(false);
         }
         let now = self.now();
-        let keys = strike_keys(account, ip, self.throttle().config());
-        let until = login_strike::Entity::find()
-            .filter(login_strike::Column::Key.is_in(keys.iter().map(|(k, _)| k.clone())))
+        let [(pair, _), (by_ip, _)] = strike_keys(account, ip, self.throttle().config());
+        let rows = login_strike::Entity::find()
+            .filter(login_strike::Column::Key.is_in([pair.clone(), by_ip]))
             .all(self.db())
             .await
-            .map(|rows| rows.iter().map(|r| r.locked_until).max().unwrap_or(0))
-            .unwrap_or(0);
+            .unwrap_or_default();
+        let until = rows.iter().map(|r| r.locked_until).max().unwrap_or(0);
         if until > now {
             Err((until - now) as u64)
         } else {
-            Ok(())
+            Ok(rows.iter().any(|r| r.key == pair))
         }
     }
 
@@ -403,11 +411,9 @@ impl Core {
         Ok(())
     }
 
-    /// A good password clears the account+IP count (not the IP's).
+    /// A good password clears the account+IP count (not the IP's), when
+    /// [`Core::shared_throttle_check`] found one.
     pub(crate) async fn shared_throttle_success(&self, account: &str, ip: IpAddr) {
-        if self.backend() != Backend::Postgres {
-            return;
-        }
         let [(key, _), _] = strike_keys(account, ip, self.throttle().config());
         let _ = login_strike::Entity::delete_many()
             .filter(login_strike::Column::Key.eq(key))

@@ -477,9 +477,10 @@ impl Core {
         if let Err(retry_after) = self.throttle().check(&key, client_ip) {
             return Err(AuthError::Throttled { retry_after });
         }
-        if let Err(retry_after) = self.shared_throttle_check(&key, client_ip).await {
-            return Err(AuthError::Throttled { retry_after });
-        }
+        let shared_failures = self
+            .shared_throttle_check(&key, client_ip)
+            .await
+            .map_err(|retry_after| AuthError::Throttled { retry_after })?;
         let row = account::Entity::find()
             .filter(account::Column::Address.eq(key.clone()))
             .one(self.db())
@@ -492,7 +493,9 @@ impl Core {
         match row {
             Some(r) if ok && !r.disabled => {
                 self.throttle().record_success(&key, client_ip);
-                self.shared_throttle_success(&key, client_ip).await;
+                if shared_failures {
+                    self.shared_throttle_success(&key, client_ip).await;
+                }
                 if rehash {
                     // Best effort: a failed upgrade must not fail the login.
                     if let Ok(h) = self.hasher().hash(password).await {

@@ -195,8 +195,8 @@ impl MessageView {
             let d = d
                 .trim_matches(|c| c == '"' || c == '<' || c == '>')
                 .to_ascii_lowercase();
-            let d = d.rsplit_once('@').map_or(d.as_str(), |(_, x)| x).to_owned();
-            d == from_domain || d.ends_with(&format!(".{from_domain}"))
+            let d = d.rsplit_once('@').map_or(d.as_str(), |(_, x)| x);
+            crate::address::domain_aligned(d, &from_domain)
         };
         let verified = ours.split(';').skip(1).any(|result| {
             let mut words = result.split_whitespace();

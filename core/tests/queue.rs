@@ -52,6 +52,25 @@ fn spec<'a>(lane: Lane, owner: &'a str, exclude: &'a [String]) -> ClaimSpec<'a> 
     }
 }
 
+/// Tries every fresh entry once and defers it until `next_at`, so it all
+/// sits in the retry lane.
+async fn defer_all_fresh(core: &Core, next_at: i64) {
+    loop {
+        let g = core
+            .queue_claim(&spec(Lane::Fresh, "W", &[]))
+            .await
+            .unwrap();
+        if g.is_empty() {
+            break;
+        }
+        let r = g
+            .into_iter()
+            .map(|e| (e, Outcome::Deferred { next_at }, "451 later"))
+            .collect();
+        core.queue_finish(finish("W", r)).await.unwrap();
+    }
+}
+
 fn finish(owner: &str, results: Vec<(QueueEntry, Outcome, &str)>) -> Finish {
     Finish {
         owner: owner.into(),
@@ -540,20 +559,7 @@ async fn the_retry_lane_turns_round_robin_over_domains() {
             queue(&core, &format!("r{i}"), &[&format!("u@{d}")]).await;
         }
         // Defer everything once so it all sits in the retry lane.
-        loop {
-            let g = core
-                .queue_claim(&spec(Lane::Fresh, "W", &[]))
-                .await
-                .unwrap();
-            if g.is_empty() {
-                break;
-            }
-            let r = g
-                .into_iter()
-                .map(|e| (e, Outcome::Deferred { next_at: T0 + 60 }, "451 later"))
-                .collect();
-            core.queue_finish(finish("W", r)).await.unwrap();
-        }
+        defer_all_fresh(&core, T0 + 60).await;
         assert!(
             core.queue_next_retry_domain("", &[])
                 .await
@@ -719,20 +725,7 @@ async fn a_destination_retry_rewrites_no_entry_and_tries_each_once() {
         }
         queue(&core, "o1", &["c@other.test"]).await;
         // Every entry tried once and deferred for an hour.
-        loop {
-            let g = core
-                .queue_claim(&spec(Lane::Fresh, "W", &[]))
-                .await
-                .unwrap();
-            if g.is_empty() {
-                break;
-            }
-            let r = g
-                .into_iter()
-                .map(|e| (e, Outcome::Deferred { next_at: T0 + 3600 }, "451 later"))
-                .collect();
-            core.queue_finish(finish("W", r)).await.unwrap();
-        }
+        defer_all_fresh(&core, T0 + 3600).await;
         clock.advance(5);
         assert!(
             core.queue_next_retry_domain("", &[])

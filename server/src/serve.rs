@@ -45,7 +45,6 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     let probe = runner.as_ref().map(|r| r.probe());
     let runs_queue = probe.is_some();
     core.start_cluster(mailcore::cluster::NodeInfo {
-        name: cfg.cluster.node_name.clone(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         heartbeat: std::time::Duration::from_secs(cfg.cluster.heartbeat_secs.max(1)),
         queue_in_flight: Box::new(move || probe.as_ref().map_or(0, |p| p.in_flight())),

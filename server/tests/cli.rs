@@ -622,20 +622,14 @@ async fn the_dns_helper_checks_what_is_published() {
     use hickory_resolver::proto::rr::{Name, RData};
     let dir = tempfile::tempdir().unwrap();
     let tern = |args: &[&str], ns: &str| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
-            .args(args)
-            .env("TERN_DATA_DIR", dir.path())
-            .env_remove("TERN_DATABASE__URL")
-            .env("TERN_HOSTNAME", "mx.example.test")
-            .env("TERN_SMTP__NAMESERVER", ns)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        common::cli_with(
+            dir.path(),
+            &[
+                ("TERN_HOSTNAME", "mx.example.test"),
+                ("TERN_SMTP__NAMESERVER", ns),
+            ],
+            args,
+        )
     };
     tern(&["domain", "add", "example.test"], "");
     let keys = tern(&["domain", "dkim", "example.test"], "");

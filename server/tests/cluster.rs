@@ -23,18 +23,11 @@ fn pop_login(t: &Tern, user: &str, pw: &str) -> (Client, String) {
 }
 
 fn cluster_status(t: &Tern, url: &str) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
-        .args(["cluster", "status"])
-        .env("TERN_DATA_DIR", t.dir.path())
-        .env("TERN_DATABASE__URL", url)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    common::cli_with(
+        t.dir.path(),
+        &[("TERN_DATABASE__URL", url)],
+        &["cluster", "status"],
+    )
 }
 
 /// RFC 1939 §8: one session per maildrop, whichever node it is on. A

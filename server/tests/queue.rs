@@ -1017,7 +1017,6 @@ async fn two_nodes_share_a_destinations_connection_limit() {
     for (core, runner) in [(&a, &ra), (&b, &rb)] {
         let probe = runner.probe();
         core.start_cluster(mailcore::cluster::NodeInfo {
-            name: core.node_id().to_owned(),
             version: "test".into(),
             heartbeat: Duration::from_millis(200),
             queue_in_flight: Box::new(move || probe.in_flight()),

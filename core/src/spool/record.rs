@@ -220,6 +220,15 @@ mod tests {
         assert_eq!(received_at(&rec), Some(1_700_000_000));
     }
 
+    /// A record of an older format around `payload`, as that version wrote it.
+    fn framed(magic: &[u8; 4], payload: &[u8]) -> Vec<u8> {
+        let mut rec = magic.to_vec();
+        rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        rec.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        rec.extend_from_slice(payload);
+        rec
+    }
+
     /// A spool written by the version before (TSR1) still drains after an
     /// upgrade: its copies are delivered, without a Delivered-To.
     #[test]
@@ -233,11 +242,7 @@ mod tests {
         p.extend_from_slice(&9i32.to_le_bytes());
         p.extend_from_slice(&0u32.to_le_bytes());
         p.extend_from_slice(raw);
-        let mut rec = Vec::new();
-        rec.extend_from_slice(MAGIC_V1);
-        rec.extend_from_slice(&(p.len() as u32).to_le_bytes());
-        rec.extend_from_slice(&crc32fast::hash(&p).to_le_bytes());
-        rec.extend_from_slice(&p);
+        let rec = framed(MAGIC_V1, &p);
         assert_eq!(frame(&rec), Frame::Whole { len: rec.len() });
         let back = decode(&rec).unwrap();
         assert_eq!(
@@ -264,11 +269,7 @@ mod tests {
         put_bytes(&mut p, b"bob@b.test");
         p.extend_from_slice(&0u32.to_le_bytes());
         p.extend_from_slice(raw);
-        let mut rec = Vec::new();
-        rec.extend_from_slice(MAGIC_V2);
-        rec.extend_from_slice(&(p.len() as u32).to_le_bytes());
-        rec.extend_from_slice(&crc32fast::hash(&p).to_le_bytes());
-        rec.extend_from_slice(&p);
+        let rec = framed(MAGIC_V2, &p);
         assert_eq!(frame(&rec), Frame::Whole { len: rec.len() });
         let back = decode(&rec).unwrap();
         assert_eq!(

@@ -33,6 +33,7 @@ use mail_auth::{
     SpfResult,
 };
 use mailcore::Core;
+use mailcore::address::domain_aligned;
 
 /// What to do with a message after the checks.
 #[derive(Debug, PartialEq, Eq)]
@@ -59,15 +60,6 @@ impl std::fmt::Debug for InboundAuth {
             .field("hostname", &self.hostname)
             .finish_non_exhaustive()
     }
-}
-
-/// `a` is `b` or a subdomain of it (relaxed alignment, RFC 7489 §3.1,
-/// without the public suffix list: a subdomain of a domain we host is
-/// ours too).
-fn aligned(a: &str, b: &str) -> bool {
-    let (a, b) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
-    let (a, b) = (a.trim_end_matches('.'), b.trim_end_matches('.'));
-    a == b || a.ends_with(&format!(".{b}"))
 }
 
 impl InboundAuth {
@@ -119,9 +111,11 @@ impl InboundAuth {
         if local {
             let dkim_ok = dkim.iter().any(|o| {
                 *o.result() == DkimResult::Pass
-                    && o.signature().is_some_and(|s| aligned(&s.d, &from_domain))
+                    && o.signature()
+                        .is_some_and(|s| domain_aligned(&s.d, &from_domain))
             });
-            let spf_ok = spf.result() == SpfResult::Pass && aligned(mail_from_domain, &from_domain);
+            let spf_ok =
+                spf.result() == SpfResult::Pass && domain_aligned(mail_from_domain, &from_domain);
             if !(dkim_ok || spf_ok) {
                 let temp = spf.result() == SpfResult::TempError
                     || dkim
@@ -216,8 +210,8 @@ Subject: hi\r\n\r\nAuthentication-Results: mx.example.test; in the body stays\r\
             out,
             "Authentication-Results: other.example; dkim=pass\r\nSubject: hi\r\n\r\nAuthentication-Results: mx.example.test; in the body stays\r\n"
         );
-        assert!(aligned("mail.example.org", "example.org"));
-        assert!(aligned("Example.org.", "example.org"));
-        assert!(!aligned("badexample.org", "example.org"));
+        assert!(domain_aligned("mail.example.org", "example.org"));
+        assert!(domain_aligned("Example.org.", "example.org"));
+        assert!(!domain_aligned("badexample.org", "example.org"));
     }
 }

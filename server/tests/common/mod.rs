@@ -61,7 +61,14 @@ fn tern(dir: &Path, db: Option<&str>, args: &[&str]) -> Command {
 /// Runs a `tern` command against a data dir and returns its stdout; fails
 /// the test, with the command's stderr, if the command fails.
 pub fn cli_out(dir: &Path, args: &[&str]) -> String {
-    let out = tern(dir, None, args).output().unwrap();
+    cli_with(dir, &[], args)
+}
+
+/// [`cli_out`] with more environment (a database URL, a name server).
+pub fn cli_with(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> String {
+    let mut cmd = tern(dir, None, args);
+    cmd.envs(env.iter().copied());
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "tern {args:?}: {}",
