@@ -46,6 +46,10 @@ pub struct WebSettings {
     /// `smtp.sender_checks`: without them, an `Authentication-Results:`
     /// in this host's name may be anyone's, and no badge is shown.
     pub sender_checks: bool,
+    /// The MTA-STS policy this host serves, when its mode is not `none`.
+    pub mta_sts_policy: Option<String>,
+    /// `3 1 1 <hex>` for the DANE record of this host's key.
+    pub tlsa: Option<String>,
 }
 
 /// The HTML document around the app, rendered once per request.

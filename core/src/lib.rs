@@ -35,6 +35,7 @@ pub mod mailbox_index;
 pub mod mailboxes;
 pub mod messages;
 pub mod meta;
+pub mod mta_sts;
 pub mod mutf7;
 pub mod outside;
 pub mod outside_cache;

@@ -26,6 +26,7 @@ mod m20261206_000018_queue_due_order;
 mod m20261206_000019_retry_requested;
 mod m20261206_000020_cluster;
 mod m20261206_000021_dkim;
+mod m20261206_000022_mta_sts;
 
 pub struct Migrator;
 
@@ -54,6 +55,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000019_retry_requested::Migration),
             Box::new(m20261206_000020_cluster::Migration),
             Box::new(m20261206_000021_dkim::Migration),
+            Box::new(m20261206_000022_mta_sts::Migration),
         ]
     }
 }

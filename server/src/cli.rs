@@ -333,7 +333,8 @@ async fn domain(core: &Core, cfg: &Config, cmd: DomainCmd) -> Result<(), String>
             } else {
                 None
             };
-            for r in mailcore::dns_records::records(&cfg.hostname, &domain, &keys) {
+            let publish = crate::tls::publish(cfg);
+            for r in mailcore::dns_records::records(&cfg.hostname, &domain, &keys, &publish) {
                 out!("{}", r.zone_line());
                 match &resolver {
                     Some(res) => {

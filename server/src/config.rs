@@ -161,6 +161,20 @@ pub struct RelayConfig {
     pub command_timeout_secs: u64,
     /// ...and 10 for the reply to the end of data.
     pub data_timeout_secs: u64,
+    /// `ip:port` of the DNS server for MX, MTA-STS and TLSA lookups;
+    /// empty for /etc/resolv.conf. DANE trusts this server's DNSSEC
+    /// verdict (the AD bit), so it should be a validating resolver on this
+    /// host.
+    pub nameserver: String,
+    /// Honour destinations' MTA-STS policies (RFC 8461).
+    pub mta_sts: bool,
+    /// The HTTPS port MTA-STS policies are fetched from (443; tests change it).
+    pub mta_sts_port: u16,
+    /// Honour destinations' DANE TLSA records (RFC 7672).
+    pub dane: bool,
+    /// PEM file of extra trust anchors for MTA-STS checks, beside the
+    /// Mozilla set (a private CA).
+    pub tls_roots_file: String,
 }
 
 impl Default for RelayConfig {
@@ -177,6 +191,11 @@ impl Default for RelayConfig {
             connect_timeout_secs: 30,
             command_timeout_secs: 300,
             data_timeout_secs: 600,
+            nameserver: String::new(),
+            mta_sts: true,
+            mta_sts_port: 443,
+            dane: true,
+            tls_roots_file: String::new(),
         }
     }
 }
@@ -323,6 +342,10 @@ pub struct DatabaseConfig {
 #[serde(default)]
 pub struct WebConfig {
     pub listen: String,
+    /// HTTPS for the webmail and the MTA-STS policy, with the `[tls]`
+    /// certificate; empty (the default) turns it off. A real host sets
+    /// `0.0.0.0:443`.
+    pub listen_tls: String,
     /// Where `build_site` (scripts/lib.sh) or cargo-leptos put the compiled
     /// site (`pkg/` with wasm and CSS).
     pub site_root: PathBuf,
@@ -333,13 +356,30 @@ pub struct WebConfig {
     pub metrics_token: String,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TlsConfig {
     /// PEM certificate chain. With neither set, a self-signed certificate is
     /// made in `data_dir/tls` on first start.
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// The MTA-STS policy this host publishes for its domains (RFC 8461):
+    /// `testing` (senders report failures but deliver), `enforce` (once the
+    /// certificate is one senders trust) or `none`.
+    pub mta_sts_mode: String,
+    /// The policy's `max_age`, in seconds (a week).
+    pub mta_sts_max_age: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert: None,
+            key: None,
+            mta_sts_mode: "testing".into(),
+            mta_sts_max_age: 604_800,
+        }
+    }
 }
 
 /// Mail listener addresses. Dev defaults add 3000 to the standard ports and
@@ -383,6 +423,7 @@ impl Default for WebConfig {
     fn default() -> Self {
         WebConfig {
             listen: "127.0.0.1:8080".into(),
+            listen_tls: String::new(),
             site_root: PathBuf::from("target/site"),
             autosave_secs: 30,
             metrics_token: String::new(),

@@ -44,6 +44,16 @@ fn as_value(rd: &RData) -> Option<String> {
             s.target.to_ascii()
         ),
         RData::CNAME(c) => c.0.to_ascii(),
+        RData::TLSA(t) => format!(
+            "{} {} {} {}",
+            u8::from(t.cert_usage),
+            u8::from(t.selector),
+            u8::from(t.matching),
+            t.cert_data
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        ),
         _ => return None,
     })
 }

@@ -75,7 +75,7 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     );
     let watcher =
         crate::outside::cache::watch(core.clone(), outside.clone(), cfg.outside.watch_max);
-    let web = crate::web::server(&cfg, core.clone(), outside)?;
+    let web = crate::web::server(&cfg, core.clone(), outside, tls.clone())?;
     let handle = web.handle();
     let web_task = tokio::spawn(web);
 
@@ -111,8 +111,29 @@ fn start_queue(
         tracing::info!("queue runner disabled (relay.enabled = false)");
         return Ok(None);
     }
-    let dns = std::sync::Arc::new(crate::relay::dns::HickoryDns::new(cfg.relay.mx_port)?);
-    let relay = crate::relay::LettreRelay::new(&cfg.relay, &cfg.hostname, dns)?;
+    let nameserver = match cfg.relay.nameserver.trim() {
+        "" => None,
+        n => Some(
+            n.parse()
+                .map_err(|_| format!("relay.nameserver {n:?} is not ip:port"))?,
+        ),
+    };
+    let dns = std::sync::Arc::new(crate::relay::dns::HickoryDns::new(
+        cfg.relay.mx_port,
+        nameserver,
+    )?);
+    let mut relay = crate::relay::LettreRelay::new(&cfg.relay, &cfg.hostname, dns.clone())?;
+    if cfg.relay.mta_sts {
+        let fetcher = crate::relay::mta_sts::HttpsFetcher {
+            roots: relay.roots(),
+            resolver: dns.resolver(),
+            port: cfg.relay.mta_sts_port,
+        };
+        relay = relay.with_mta_sts(
+            std::sync::Arc::new(fetcher),
+            std::sync::Arc::new(crate::relay::mta_sts::DbStore(core.clone())),
+        );
+    }
     let mut qcfg = cfg.queue.clone();
     qcfg.hostname = cfg.hostname.clone();
     let runner = mailcore::queue::QueueRunner::new(core.clone(), std::sync::Arc::new(relay), qcfg);

@@ -20,8 +20,48 @@ pub fn self_signed_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
     (dir.join("cert.pem"), dir.join("key.pem"))
 }
 
+/// What the DNS helper and the web listener publish for this host: the
+/// MTA-STS policy (`tls.mta_sts_mode`) and the TLSA value of the
+/// certificate's key (made when the certificate is readable).
+pub fn publish(cfg: &Config) -> mailcore::dns_records::Publish {
+    let mode = cfg.tls.mta_sts_mode.trim();
+    let mta_sts_policy = (mode != "none").then(|| {
+        mailcore::dns_records::mta_sts_policy(&cfg.hostname, mode, cfg.tls.mta_sts_max_age)
+    });
+    let tlsa = cert_paths(cfg)
+        .ok()
+        .and_then(|(c, _)| load_certs(&c).ok())
+        .and_then(|certs| {
+            let leaf = certs.first()?;
+            crate::relay::tls_auth::spki(leaf).map(mailcore::dns_records::tlsa_value)
+        });
+    mailcore::dns_records::Publish {
+        mta_sts_policy,
+        tlsa,
+    }
+}
+
+/// `tls.mta_sts_mode` is one RFC 8461 knows.
+pub fn check_mta_sts_mode(cfg: &Config) -> Result<(), String> {
+    match cfg.tls.mta_sts_mode.trim() {
+        "enforce" | "testing" | "none" => Ok(()),
+        o => Err(format!(
+            "tls.mta_sts_mode `{o}` is not enforce, testing or none"
+        )),
+    }
+}
+
+fn cert_paths(cfg: &Config) -> Result<(PathBuf, PathBuf), String> {
+    match (&cfg.tls.cert, &cfg.tls.key) {
+        (Some(c), Some(k)) => Ok((c.clone(), k.clone())),
+        (None, None) => Ok(self_signed_paths(&cfg.data_dir)),
+        _ => Err("tls.cert and tls.key must be set together".into()),
+    }
+}
+
 /// Returns the shared server config, making the self-signed pair if needed.
 pub fn server_config(cfg: &Config) -> Result<Arc<ServerConfig>, String> {
+    check_mta_sts_mode(cfg)?;
     let (cert_path, key_path) = match (&cfg.tls.cert, &cfg.tls.key) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),
         (None, None) => {
@@ -132,6 +172,7 @@ mod tests {
             tls: crate::config::TlsConfig {
                 cert: Some(c.clone()),
                 key: None,
+                ..Default::default()
             },
             ..cfg.clone()
         };
@@ -142,6 +183,7 @@ mod tests {
             tls: crate::config::TlsConfig {
                 cert: Some(bad),
                 key: Some(k),
+                ..Default::default()
             },
             ..cfg
         };

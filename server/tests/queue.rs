@@ -1689,3 +1689,514 @@ async fn relay_does_not_reuse_a_closed_connection() {
     assert_eq!(mx.accepted().len(), 5);
     assert_eq!(mx.stats.sessions.load(Ordering::SeqCst), 5);
 }
+
+// ---------------------------------------------------------------------
+// Authenticated TLS to MX hosts: MTA-STS (RFC 8461) and DANE (RFC 7672).
+
+/// A private CA, as PEM on disk for `relay.tls_roots_file`.
+struct TestCa {
+    key: rcgen::KeyPair,
+    cert: rcgen::Certificate,
+    pem: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    fn new() -> TestCa {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "Tern test CA");
+        let cert = p.self_signed(&key).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("ca.pem");
+        std::fs::write(&pem, cert.pem()).unwrap();
+        TestCa {
+            key,
+            cert,
+            pem,
+            _dir: dir,
+        }
+    }
+
+    /// A certificate for `names` signed by this CA: (chain, PKCS#8 key).
+    fn leaf(&self, names: &[&str]) -> (Vec<Vec<u8>>, Vec<u8>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let cert = rcgen::CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &self.cert, &self.key)
+            .unwrap();
+        (
+            vec![cert.der().to_vec(), self.cert.der().to_vec()],
+            key.serialize_der(),
+        )
+    }
+}
+
+/// Policies served from memory, counting fetches.
+#[derive(Default)]
+struct MemFetcher {
+    policies: std::sync::Mutex<HashMap<String, Result<String, String>>>,
+    fetches: std::sync::atomic::AtomicUsize,
+}
+
+impl MemFetcher {
+    fn serve(&self, domain: &str, policy: Result<String, String>) {
+        self.policies
+            .lock()
+            .unwrap()
+            .insert(domain.to_owned(), policy);
+    }
+}
+
+#[async_trait::async_trait]
+impl tern::relay::mta_sts::PolicyFetcher for MemFetcher {
+    async fn fetch(&self, domain: &str) -> Result<String, String> {
+        self.fetches.fetch_add(1, Ordering::SeqCst);
+        self.policies
+            .lock()
+            .unwrap()
+            .get(domain)
+            .cloned()
+            .unwrap_or_else(|| Err("404".into()))
+    }
+}
+
+fn sts_policy(mode: &str, mx: &str) -> String {
+    format!("version: STSv1\r\nmode: {mode}\r\nmx: {mx}\r\nmax_age: 86400\r\n")
+}
+
+fn sts_relay(
+    dns: &Arc<FakeDns>,
+    ca: &TestCa,
+    fetcher: &Arc<MemFetcher>,
+    store: Arc<dyn tern::relay::mta_sts::PolicyStore>,
+) -> LettreRelay {
+    LettreRelay::new(
+        &RelayConfig {
+            tls_roots_file: ca.pem.display().to_string(),
+            ..relay_cfg()
+        },
+        "tern.test",
+        dns.clone(),
+    )
+    .unwrap()
+    .with_mta_sts(fetcher.clone(), store)
+}
+
+/// A destination publishing an MTA-STS policy (TXT and policy) whose MX
+/// is `mx.<domain>` at `addr`.
+fn publish_sts(
+    dns: &FakeDns,
+    f: &MemFetcher,
+    domain: &str,
+    id: &str,
+    policy: String,
+    addr: std::net::SocketAddr,
+) {
+    dns.point(domain, addr);
+    dns.txt.lock().unwrap().insert(
+        format!("_mta-sts.{domain}"),
+        vec![format!("v=STSv1; id={id}")],
+    );
+    f.serve(domain, Ok(policy));
+}
+
+/// `enforce` delivers only to a policy MX host over TLS with a
+/// certificate valid for its name; anything less is deferred (4xx, never
+/// a bounce, never clear text). `testing` delivers anyway, and so does a
+/// message that says `TLS-Required: No` (RFC 8689 §5).
+#[tokio::test(flavor = "multi_thread")]
+async fn mta_sts_enforce_needs_a_valid_certificate_for_a_policy_mx() {
+    let ca = TestCa::new();
+    let good = FakeMx::start(Behaviour {
+        starttls: true,
+        cert: Some(ca.leaf(&["mx.good.test", "mx.stray.test"])),
+        ..Default::default()
+    })
+    .await;
+    // Self-signed: fine for opportunistic TLS, not for a policy.
+    let selfsigned = FakeMx::start(Behaviour {
+        starttls: true,
+        ..Default::default()
+    })
+    .await;
+    let plain = FakeMx::start(Behaviour::default()).await;
+    let dns = Arc::new(FakeDns::default());
+    let f = Arc::new(MemFetcher::default());
+    let enforce = |mx: &str| sts_policy("enforce", mx);
+    publish_sts(
+        &dns,
+        &f,
+        "good.test",
+        "1",
+        enforce("mx.good.test"),
+        good.addr,
+    );
+    publish_sts(
+        &dns,
+        &f,
+        "bad.test",
+        "1",
+        enforce("*.bad.test"),
+        selfsigned.addr,
+    );
+    publish_sts(
+        &dns,
+        &f,
+        "plain.test",
+        "1",
+        enforce("mx.plain.test"),
+        plain.addr,
+    );
+    publish_sts(
+        &dns,
+        &f,
+        "stray.test",
+        "1",
+        enforce("mx.elsewhere.test"),
+        good.addr,
+    );
+    publish_sts(
+        &dns,
+        &f,
+        "soft.test",
+        "1",
+        sts_policy("testing", "mx.soft.test"),
+        selfsigned.addr,
+    );
+    // Published TXT, but the policy cannot be fetched: no policy.
+    dns.point("nofetch.test", selfsigned.addr);
+    dns.txt
+        .lock()
+        .unwrap()
+        .insert("_mta-sts.nofetch.test".into(), vec!["v=STSv1; id=9".into()]);
+    let relay = sts_relay(&dns, &ca, &f, Arc::new(tern::relay::mta_sts::NoStore));
+    let one = |d: &str| vec![format!("x@{d}")];
+    let msg = "Subject: sts\r\n\r\nbody\r\n";
+
+    let r = relay_one(&relay, "good.test", &one("good.test"), msg).await;
+    assert_eq!(r.replies[0].code, 250, "{:?}", r.replies);
+    assert!(r.tls);
+    assert_eq!(good.accepted().len(), 1);
+
+    let r = relay_one(&relay, "bad.test", &one("bad.test"), msg).await;
+    assert_eq!(r.replies[0].code, 451, "{:?}", r.replies);
+    assert!(
+        r.replies[0]
+            .text
+            .contains("4.7.5 MTA-STS: certificate of mx.bad.test not accepted"),
+        "{:?}",
+        r.replies
+    );
+    let r = relay_one(&relay, "plain.test", &one("plain.test"), msg).await;
+    assert_eq!(r.replies[0].code, 451, "{:?}", r.replies);
+    assert!(r.replies[0].text.contains("4.7.10"), "{:?}", r.replies);
+    let r = relay_one(&relay, "stray.test", &one("stray.test"), msg).await;
+    assert_eq!(r.replies[0].code, 451, "{:?}", r.replies);
+    assert!(
+        r.replies[0]
+            .text
+            .contains("not named in the MTA-STS policy of stray.test"),
+        "{:?}",
+        r.replies
+    );
+    assert!(selfsigned.accepted().is_empty() && plain.accepted().is_empty());
+    assert_eq!(
+        good.accepted().len(),
+        1,
+        "nothing for stray.test reached a host outside its policy"
+    );
+
+    let r = relay_one(&relay, "soft.test", &one("soft.test"), msg).await;
+    assert_eq!(
+        r.replies[0].code, 250,
+        "testing mode delivers: {:?}",
+        r.replies
+    );
+    let r = relay_one(&relay, "nofetch.test", &one("nofetch.test"), msg).await;
+    assert_eq!(
+        r.replies[0].code, 250,
+        "no policy, opportunistic: {:?}",
+        r.replies
+    );
+    let r = relay_one(
+        &relay,
+        "bad.test",
+        &one("bad.test"),
+        "TLS-Required: No\r\nSubject: sts\r\n\r\nbody\r\n",
+    )
+    .await;
+    assert_eq!(r.replies[0].code, 250, "TLS-Required: No: {:?}", r.replies);
+    assert_eq!(selfsigned.accepted().len(), 3);
+}
+
+/// A fetched policy is kept (in the database, so on PostgreSQL and
+/// SQLite alike) and holds when the TXT record disappears and the policy
+/// host is gone, across a new relay (a restart); a new TXT id fetches it
+/// again, and the policy can be lifted that way.
+#[tokio::test(flavor = "multi_thread")]
+async fn mta_sts_policy_is_kept_across_a_restart_and_a_stripped_txt_record() {
+    let w = World::new();
+    let core = w.core().await;
+    let ca = TestCa::new();
+    let selfsigned = FakeMx::start(Behaviour {
+        starttls: true,
+        ..Default::default()
+    })
+    .await;
+    let f = Arc::new(MemFetcher::default());
+    let store = || -> Arc<dyn tern::relay::mta_sts::PolicyStore> {
+        Arc::new(tern::relay::mta_sts::DbStore(core.clone()))
+    };
+    publish_sts(
+        &w.dns,
+        &f,
+        "kept.test",
+        "a1",
+        sts_policy("enforce", "mx.kept.test"),
+        selfsigned.addr,
+    );
+    let rcpt = vec!["x@kept.test".to_owned()];
+    let msg = "Subject: kept\r\n\r\nbody\r\n";
+    let relay = sts_relay(&w.dns, &ca, &f, store());
+    for _ in 0..2 {
+        let r = relay_one(&relay, "kept.test", &rcpt, msg).await;
+        assert_eq!(r.replies[0].code, 451, "{:?}", r.replies);
+    }
+    assert_eq!(
+        f.fetches.load(Ordering::SeqCst),
+        1,
+        "fetched once, then cached"
+    );
+    let stored = core.mta_sts_policy("kept.test").await.unwrap().unwrap();
+    assert_eq!(stored.policy_id, "a1");
+    assert!(stored.policy.contains("mode: enforce"));
+
+    // An attacker strips the TXT record and the policy host; a new relay
+    // still enforces the policy it kept.
+    w.dns.txt.lock().unwrap().clear();
+    f.serve("kept.test", Err("connection refused".into()));
+    let relay = sts_relay(&w.dns, &ca, &f, store());
+    let r = relay_one(&relay, "kept.test", &rcpt, msg).await;
+    assert_eq!(r.replies[0].code, 451, "{:?}", r.replies);
+    assert!(selfsigned.accepted().is_empty());
+
+    // The domain publishes a new id with mode none: fetched, and lifted.
+    publish_sts(
+        &w.dns,
+        &f,
+        "kept.test",
+        "a2",
+        "version: STSv1\r\nmode: none\r\nmax_age: 60\r\n".into(),
+        selfsigned.addr,
+    );
+    let relay = sts_relay(&w.dns, &ca, &f, store());
+    let r = relay_one(&relay, "kept.test", &rcpt, msg).await;
+    assert_eq!(r.replies[0].code, 250, "{:?}", r.replies);
+    assert_eq!(
+        core.mta_sts_policy("kept.test")
+            .await
+            .unwrap()
+            .unwrap()
+            .policy_id,
+        "a2"
+    );
+}
+
+/// DANE: a secure TLSA record pins the MX host's key (no CA needed,
+/// DANE-EE); a mismatch defers; a record the resolver did not vouch for
+/// (no AD bit) is ignored, as RFC 7672 §2.2 requires.
+#[tokio::test(flavor = "multi_thread")]
+async fn dane_tlsa_records_pin_the_mx_key() {
+    let ck = rcgen::generate_simple_self_signed(vec!["mx.dane.test".to_owned()]).unwrap();
+    let spki = ck.key_pair.public_key_der();
+    let mx = FakeMx::start(Behaviour {
+        starttls: true,
+        cert: Some((vec![ck.cert.der().to_vec()], ck.key_pair.serialize_der())),
+        ..Default::default()
+    })
+    .await;
+    let dns = Arc::new(FakeDns::default());
+    dns.point("dane.test", mx.addr);
+    let relay = LettreRelay::new(&relay_cfg(), "tern.test", dns.clone()).unwrap();
+    let rcpt = vec!["x@dane.test".to_owned()];
+    let msg = "Subject: dane\r\n\r\nbody\r\n";
+    let sha256 = |b: &[u8]| {
+        use sha2::Digest;
+        sha2::Sha256::digest(b).to_vec()
+    };
+    let tlsa = |data: Vec<u8>, secure: bool| tern::relay::dns::TlsaAnswer {
+        records: vec![tern::relay::tls_auth::Tlsa {
+            usage: 3,
+            selector: 1,
+            matching: 1,
+            data,
+        }],
+        secure,
+    };
+    dns.tlsa
+        .lock()
+        .unwrap()
+        .insert("mx.dane.test".into(), tlsa(sha256(&spki), true));
+    let r = relay_one(&relay, "dane.test", &rcpt, msg).await;
+    assert_eq!(r.replies[0].code, 250, "{:?}", r.replies);
+    assert!(r.tls);
+
+    dns.tlsa
+        .lock()
+        .unwrap()
+        .insert("mx.dane.test".into(), tlsa(sha256(b"another key"), true));
+    let r = relay_one(&relay, "dane.test", &rcpt, msg).await;
+    assert_eq!(r.replies[0].code, 451, "{:?}", r.replies);
+    assert!(r.replies[0].text.contains("4.7.5 DANE"), "{:?}", r.replies);
+
+    dns.tlsa
+        .lock()
+        .unwrap()
+        .insert("mx.dane.test".into(), tlsa(sha256(b"another key"), false));
+    let r = relay_one(&relay, "dane.test", &rcpt, msg).await;
+    assert_eq!(
+        r.replies[0].code, 250,
+        "insecure TLSA ignored: {:?}",
+        r.replies
+    );
+    assert_eq!(mx.accepted().len(), 2);
+}
+
+/// The HTTPS side of MTA-STS, for real: `tern serve` publishes its policy
+/// at `https://mta-sts.D/.well-known/mta-sts.txt` (web.listen_tls, its own
+/// certificate), the relay's fetcher gets it over rustls with a WebPKI
+/// check of `mta-sts.D`, and the DNS helper lists the `_mta-sts` record
+/// whose id matches what is served, and the TLSA record of the key.
+#[tokio::test(flavor = "multi_thread")]
+async fn tern_serves_its_mta_sts_policy_and_the_helper_publishes_it() {
+    use tern::relay::mta_sts::{HttpsFetcher, PolicyFetcher};
+    let ca = TestCa::new();
+    let (chain, key) = ca.leaf(&[
+        "mx.example.test",
+        "mta-sts.example.test",
+        "mta-sts.unknown.test",
+    ]);
+    let files = tempfile::tempdir().unwrap();
+    let pem = |label: &str, der: &[u8]| {
+        use base64::Engine;
+        let b = base64::engine::general_purpose::STANDARD.encode(der);
+        let lines: Vec<&str> = b
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+            lines.join("\n")
+        )
+    };
+    let cert_path = files.path().join("cert.pem");
+    let key_path = files.path().join("key.pem");
+    std::fs::write(
+        &cert_path,
+        chain
+            .iter()
+            .map(|c| pem("CERTIFICATE", c))
+            .collect::<String>(),
+    )
+    .unwrap();
+    std::fs::write(&key_path, pem("PRIVATE KEY", &key)).unwrap();
+    let https = common::free_port();
+    let (c, k, l) = (
+        cert_path.display().to_string(),
+        key_path.display().to_string(),
+        format!("127.0.0.1:{https}"),
+    );
+    let env = [
+        ("TERN_TLS__CERT", c.as_str()),
+        ("TERN_TLS__KEY", k.as_str()),
+        ("TERN_TLS__MTA_STS_MODE", "enforce"),
+        ("TERN_WEB__LISTEN_TLS", l.as_str()),
+    ];
+    let t = common::start(&env);
+    let dns = common::fakedns::FakeDns::start();
+    dns.a("mta-sts.example.test");
+    dns.a("mta-sts.unknown.test");
+    let fetcher = |roots| HttpsFetcher {
+        roots: Arc::new(roots),
+        resolver: dns.resolver(),
+        port: https,
+    };
+    let ours =
+        fetcher(tern::relay::tls_auth::roots(Some(&std::fs::read(&ca.pem).unwrap())).unwrap());
+    let want = mailcore::dns_records::mta_sts_policy("mx.example.test", "enforce", 604800);
+    let mut got = Err(String::new());
+    for _ in 0..100 {
+        got = ours.fetch("example.test").await;
+        if got.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(got, Ok(want.clone()));
+    let other = ours.fetch("unknown.test").await.unwrap_err();
+    assert!(other.contains("404"), "{other}");
+    // Without the CA, the certificate is not trusted.
+    let strict = fetcher(tern::relay::tls_auth::roots(None).unwrap());
+    let e = strict.fetch("example.test").await.unwrap_err();
+    assert!(e.contains("TLS"), "{e}");
+
+    let out = common::cli_with(
+        t.dir.path(),
+        &[("TERN_HOSTNAME", "mx.example.test"), env[0], env[1], env[2]],
+        &["domain", "dns", "example.test"],
+    );
+    let id = mailcore::dns_records::mta_sts_id(&want);
+    assert!(
+        out.contains(&format!(
+            "_mta-sts.example.test. 3600 IN TXT \"v=STSv1; id={id}\""
+        )),
+        "{out}"
+    );
+    let spki = tern::relay::tls_auth::spki(&chain[0]).unwrap();
+    let tlsa = mailcore::dns_records::tlsa_value(spki);
+    assert!(
+        out.contains(&format!("_25._tcp.mx.example.test. 3600 IN TLSA {tlsa}")),
+        "{out}"
+    );
+
+    // The relay's TLSA lookup reads the AD bit of its resolver.
+    use hickory_resolver::proto::rr::RData;
+    use hickory_resolver::proto::rr::rdata::TLSA;
+    use hickory_resolver::proto::rr::rdata::tlsa::{CertUsage, Matching, Selector};
+    let digest = {
+        use sha2::Digest;
+        sha2::Sha256::digest(spki).to_vec()
+    };
+    dns.add(
+        "_25._tcp.mx.example.test",
+        RData::TLSA(TLSA::new(
+            CertUsage::DaneEe,
+            Selector::Spki,
+            Matching::Sha256,
+            digest.clone(),
+        )),
+    );
+    let hd = tern::relay::dns::HickoryDns::new(25, Some(dns.addr().parse().unwrap())).unwrap();
+    use tern::relay::dns::Dns;
+    let a = hd.tlsa("mx.example.test").await.unwrap();
+    assert!(!a.secure);
+    assert_eq!(a.records.len(), 1);
+    assert_eq!(a.records[0].data, digest);
+    assert_eq!(
+        (
+            a.records[0].usage,
+            a.records[0].selector,
+            a.records[0].matching
+        ),
+        (3, 1, 1)
+    );
+    dns.authentic.store(true, Ordering::SeqCst);
+    assert!(hd.tlsa("mx.example.test").await.unwrap().secure);
+    let none = hd.tlsa("mx.other.test").await.unwrap();
+    assert!(none.records.is_empty());
+}

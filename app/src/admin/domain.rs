@@ -50,9 +50,16 @@ pub async fn admin_domain(d: String) -> Result<Option<DomainData>, AppError> {
     let sum = core.admin(&actor).domain(&d).await.map_err(refuse)?;
     let accounts = core.admin(&actor).accounts(&d).await.map_err(refuse)?;
     let aliases = core.admin(&actor).aliases(&d).await.map_err(refuse)?;
-    let host = use_context::<crate::WebSettings>()
-        .map(|w| w.hostname)
-        .unwrap_or_else(|| "mail.example".into());
+    let settings = use_context::<crate::WebSettings>().unwrap_or_default();
+    let host = if settings.hostname.is_empty() {
+        "mail.example".to_owned()
+    } else {
+        settings.hostname.clone()
+    };
+    let publish = mailcore::dns_records::Publish {
+        mta_sts_policy: settings.mta_sts_policy.clone(),
+        tlsa: settings.tlsa.clone(),
+    };
     let name = sum.domain.name.clone();
     let (mode, acct, text) = match Catchall::of(&sum.domain) {
         Catchall::None => ("none", String::new(), String::new()),
@@ -65,7 +72,7 @@ pub async fn admin_domain(d: String) -> Result<Option<DomainData>, AppError> {
         .dkim_keys(&name)
         .await
         .map_err(crate::auth::ssr::core_error)?;
-    let dns = mailcore::dns_records::records(&host, &name, &keys)
+    let dns = mailcore::dns_records::records(&host, &name, &keys, &publish)
         .into_iter()
         .map(|r| DnsRecord {
             purpose: r.why.clone(),

@@ -15,6 +15,7 @@ pub mod lone_subscription;
 pub mod mailbox;
 pub mod maildrop_lock;
 pub mod message;
+pub mod mta_sts_policy;
 pub mod outside_account;
 pub mod outside_fetched;
 pub mod outside_header;

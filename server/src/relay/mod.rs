@@ -21,7 +21,11 @@
 //!   before reuse, and closed after 300 s however busy.
 //! - STARTTLS is opportunistic (RFC 3207) and unauthenticated, as for
 //!   almost all MX traffic; a domain listed in `relay.require_tls` is never
-//!   sent in clear text.
+//!   sent in clear text. A destination with an MTA-STS policy in `enforce`
+//!   mode (RFC 8461, [`mta_sts`]) or an MX host with DNSSEC-signed TLSA
+//!   records (DANE, RFC 7672) gets TLS with a checked certificate, or
+//!   nothing: the mail is deferred ([`tls_auth`]). A message carrying
+//!   `TLS-Required: No` (RFC 8689 §5) skips both.
 //! - A refused or failed connection, a TLS failure or a `421` greeting
 //!   moves on to the next host and marks the attempt as pushback, which
 //!   halves the destination's concurrency in the runner.
@@ -31,6 +35,8 @@
 //!   makes lettre's dot-stuffing exact; see `mailcore::queue::wire_form`.
 
 pub mod dns;
+pub mod mta_sts;
+pub mod tls_auth;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -65,6 +71,11 @@ struct Smarthost {
 
 pub struct LettreRelay {
     dns: Arc<dyn Dns>,
+    /// MTA-STS policies, when `relay.mta_sts` is on and a fetcher is set.
+    sts: Option<mta_sts::Sts>,
+    dane: bool,
+    /// Trust anchors for MTA-STS's WebPKI check.
+    roots: Arc<rustls::RootCertStore>,
     hello: ClientId,
     smarthost: Option<Smarthost>,
     routes: HashMap<String, String>,
@@ -82,6 +93,7 @@ pub struct LettreRelay {
 struct Kept {
     conn: AsyncSmtpConnection,
     tls: bool,
+
     pipelining: bool,
     opened: Instant,
     idle_since: Instant,
@@ -154,6 +166,55 @@ struct Target {
     addr: SocketAddr,
 }
 
+/// What a host's certificate must pass before MAIL is sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum CertCheck {
+    /// Opportunistic TLS (RFC 7435): any certificate, or none.
+    None,
+    /// MTA-STS: WebPKI for the host name. `enforce` false is the policy's
+    /// testing mode: a failure is logged and delivery goes on.
+    Pkix { enforce: bool },
+    /// DANE: one of these secure TLSA records matches (RFC 7672 §3).
+    Dane(Vec<tls_auth::Tlsa>),
+}
+
+impl CertCheck {
+    fn must_tls(&self) -> bool {
+        matches!(self, CertCheck::Pkix { enforce: true } | CertCheck::Dane(_))
+    }
+
+    /// For the kept-session key: a session is reused only for the same
+    /// check (for DANE, the same records: a changed TLSA set checks anew).
+    fn label(&self) -> String {
+        match self {
+            CertCheck::None => "none".into(),
+            CertCheck::Pkix { enforce: true } => "sts".into(),
+            CertCheck::Pkix { enforce: false } => "sts-testing".into(),
+            CertCheck::Dane(records) => {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                records.hash(&mut h);
+                format!("dane-{:x}", h.finish())
+            }
+        }
+    }
+}
+
+/// RFC 8689 §5: `TLS-Required: No` in the header asks the relay to
+/// deliver even where a TLS policy (MTA-STS, DANE) cannot be met.
+fn tls_optional(message: &[u8]) -> bool {
+    let end = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(message.len());
+    let head = String::from_utf8_lossy(&message[..end]);
+    head.split("\r\n").any(|l| {
+        l.split_once(':').is_some_and(|(k, v)| {
+            k.trim().eq_ignore_ascii_case("TLS-Required") && v.trim().eq_ignore_ascii_case("no")
+        })
+    })
+}
+
 /// Why a host produced no session; the report carries the last one.
 struct HostFailure {
     reply: Reply,
@@ -206,8 +267,19 @@ impl LettreRelay {
                 credentials,
             })
         };
+        let extra =
+            if cfg.tls_roots_file.trim().is_empty() {
+                None
+            } else {
+                Some(std::fs::read(cfg.tls_roots_file.trim()).map_err(|e| {
+                    format!("relay.tls_roots_file {}: {e}", cfg.tls_roots_file.trim())
+                })?)
+            };
         Ok(LettreRelay {
             dns,
+            sts: None,
+            dane: cfg.dane,
+            roots: Arc::new(tls_auth::roots(extra.as_deref())?),
             hello: ClientId::Domain(hostname.to_owned()),
             smarthost,
             routes: parse_routes(&cfg.routes)?,
@@ -221,6 +293,69 @@ impl LettreRelay {
             command_timeout: Duration::from_secs(cfg.command_timeout_secs.max(1)),
             data_timeout: Duration::from_secs(cfg.data_timeout_secs.max(1)),
             kept: std::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Honours destinations' MTA-STS policies, fetched with `fetcher` and
+    /// kept in `store`.
+    pub fn with_mta_sts(
+        mut self,
+        fetcher: Arc<dyn mta_sts::PolicyFetcher>,
+        store: Arc<dyn mta_sts::PolicyStore>,
+    ) -> Self {
+        self.sts = Some(mta_sts::Sts::new(fetcher, store));
+        self
+    }
+
+    /// The MTA-STS trust anchors (the policy fetch uses them too).
+    pub fn roots(&self) -> Arc<rustls::RootCertStore> {
+        self.roots.clone()
+    }
+
+    /// The certificate check for one MX host of `domain`, or the reply
+    /// that says why the host is not tried at all.
+    async fn cert_check(
+        &self,
+        domain: &str,
+        host: &str,
+        policy: Option<&mta_sts::Policy>,
+    ) -> Result<CertCheck, Reply> {
+        if let Some(p) = policy
+            && !p.allows(host)
+        {
+            if p.mode == mta_sts::Mode::Enforce {
+                return Err(Reply::new(
+                    451,
+                    format!("4.7.5 MX host {host} is not named in the MTA-STS policy of {domain}"),
+                ));
+            }
+            tracing::warn!(%domain, %host, "MTA-STS (testing): MX host is not named in the policy; delivering anyway");
+        }
+        if self.dane {
+            match self.dns.tlsa(host).await {
+                Ok(a) if a.secure => {
+                    let usable: Vec<_> = a.records.into_iter().filter(tls_auth::usable).collect();
+                    if !usable.is_empty() {
+                        return Ok(CertCheck::Dane(usable));
+                    }
+                }
+                Ok(_) => {}
+                // RFC 7672 §2.2: a TLSA lookup that fails (not "none") may
+                // hide records an attacker blocked; try the host later.
+                Err(e) if e.temporary => {
+                    return Err(Reply::new(
+                        451,
+                        format!("4.4.3 TLSA lookup for {host} failed: {}", e.message),
+                    ));
+                }
+                Err(_) => {}
+            }
+        }
+        Ok(match policy {
+            Some(p) => CertCheck::Pkix {
+                enforce: p.mode == mta_sts::Mode::Enforce,
+            },
+            None => CertCheck::None,
         })
     }
 
@@ -312,16 +447,22 @@ impl LettreRelay {
     /// One transaction with one host: on a kept session when there is a
     /// healthy one, else on a new one; the session is kept afterwards when
     /// it is still in step with the server and RSET is answered.
-    async fn session(&self, t: &Target, req: &RelayRequest<'_>) -> Session {
-        let must_tls = match &self.smarthost {
-            Some(s) => s.tls == SmarthostTls::StartTls,
-            None => self.require_tls.contains(&req.domain.to_ascii_lowercase()),
-        };
-        let key = format!("{}|{}", t.host, t.addr);
+    async fn session(&self, t: &Target, req: &RelayRequest<'_>, check: &CertCheck) -> Session {
+        let must_tls = check.must_tls()
+            || match &self.smarthost {
+                Some(s) => s.tls == SmarthostTls::StartTls,
+                None => self.require_tls.contains(&req.domain.to_ascii_lowercase()),
+            };
+        let key = format!("{}|{}|{}", t.host, t.addr, check.label());
         let (mut conn, tls, pipelining, opened) = match self.checkout(&key, must_tls).await {
             Some(k) => (k.conn, k.tls, k.pipelining, k.opened),
             None => match self.open(t, req, must_tls).await {
-                Ok((conn, tls, pipelining)) => (conn, tls, pipelining, Instant::now()),
+                Ok((mut conn, tls, pipelining)) => {
+                    if let Err(f) = self.check_cert(&mut conn, t, req, check).await {
+                        return Session::NextHost(f);
+                    }
+                    (conn, tls, pipelining, Instant::now())
+                }
                 Err(f) => return Session::NextHost(f),
             },
         };
@@ -350,6 +491,52 @@ impl LettreRelay {
             abort(&mut conn).await;
         }
         Session::Done { replies, tls }
+    }
+
+    /// Checks the certificate of a new session as `check` asks, before
+    /// anything of the message is sent; a failure ends the session.
+    async fn check_cert(
+        &self,
+        conn: &mut AsyncSmtpConnection,
+        t: &Target,
+        req: &RelayRequest<'_>,
+        check: &CertCheck,
+    ) -> Result<(), HostFailure> {
+        if *check == CertCheck::None {
+            return Ok(());
+        }
+        let chain = conn.certificate_chain().unwrap_or_default();
+        let verdict = if chain.is_empty() {
+            Err("no TLS".to_owned())
+        } else {
+            match check {
+                CertCheck::Dane(records) => tls_auth::dane(&chain, records, &t.host),
+                _ => tls_auth::pkix(&chain, &t.host, &self.roots),
+            }
+        };
+        let Err(why) = verdict else {
+            return Ok(());
+        };
+        if *check == (CertCheck::Pkix { enforce: false }) {
+            tracing::warn!(domain = %req.domain, host = %t.host, reason = %why, "MTA-STS (testing): the certificate check failed; delivering anyway");
+            return Ok(());
+        }
+        abort(conn).await;
+        let what = match check {
+            CertCheck::Dane(_) => "DANE",
+            _ => "MTA-STS",
+        };
+        tracing::warn!(domain = %req.domain, host = %t.host, reason = %why, "{what}: the certificate check failed; not delivering to this host");
+        Err(HostFailure {
+            reply: Reply::new(
+                451,
+                format!(
+                    "4.7.5 {what}: certificate of {} not accepted: {why}",
+                    t.host
+                ),
+            ),
+            pushback: false,
+        })
     }
 
     /// A kept session for `key` that answers NOOP, or None. One that
@@ -758,7 +945,26 @@ impl Relay for LettreRelay {
             format!("4.4.1 no host of {} could be reached", req.domain),
         );
         let mut pushback = false;
+        // MTA-STS and DANE protect the MX path only: a smarthost or a
+        // static route is the operator's own choice of host.
+        let optional = tls_optional(req.message);
+        let mx_path = self.smarthost.is_none() && !self.routes.contains_key(req.domain);
+        let policy = match &self.sts {
+            Some(sts) if mx_path && !optional => sts.policy(self.dns.as_ref(), req.domain).await,
+            _ => None,
+        };
         for (name, via_dns) in names {
+            let check = if via_dns && !optional {
+                match self.cert_check(req.domain, &name, policy.as_ref()).await {
+                    Ok(c) => c,
+                    Err(r) => {
+                        last = r;
+                        continue;
+                    }
+                }
+            } else {
+                CertCheck::None
+            };
             let targets = match self.resolve(&name, via_dns).await {
                 Ok(t) if !t.is_empty() => t,
                 Ok(_) => {
@@ -771,7 +977,7 @@ impl Relay for LettreRelay {
                 }
             };
             for t in targets {
-                match self.session(&t, req).await {
+                match self.session(&t, req, &check).await {
                     Session::Done { replies, tls } => {
                         report.remote_host = Some(t.host.clone());
                         report.remote_ip = Some(t.addr.ip().to_string());

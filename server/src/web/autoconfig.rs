@@ -79,6 +79,49 @@ pub async fn config_xml(cfg: web::Data<Config>, q: web::Query<Q>) -> HttpRespons
         .body(document(&cfg, &domain))
 }
 
+/// `https://mta-sts.D/.well-known/mta-sts.txt` (RFC 8461 §3.3): this
+/// host's policy, for a local domain D named by the Host header; 404 for
+/// any other name, and when the mode is `none`.
+pub async fn mta_sts_policy(
+    req: actix_web::HttpRequest,
+    settings: web::Data<app::WebSettings>,
+    core: web::Data<mailcore::Core>,
+) -> HttpResponse {
+    let not_found = || {
+        HttpResponse::NotFound()
+            .content_type("text/plain; charset=utf-8")
+            .body("no MTA-STS policy here\n")
+    };
+    let host = req.connection_info().host().to_ascii_lowercase();
+    let host = host.rsplit_once(':').map_or(host.as_str(), |(h, p)| {
+        if p.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            host.as_str()
+        }
+    });
+    let (Some(domain), Some(policy)) = (
+        host.strip_prefix("mta-sts."),
+        settings.mta_sts_policy.as_ref(),
+    ) else {
+        return not_found();
+    };
+    match core.domain(domain).await {
+        Ok(Some(_)) => HttpResponse::Ok()
+            .content_type("text/plain; charset=utf-8")
+            // Senders cache by max_age and the TXT id, not HTTP.
+            .insert_header(("Cache-Control", "max-age=300"))
+            .body(policy.clone()),
+        Ok(None) => not_found(),
+        Err(e) => {
+            tracing::warn!(error = %e, "MTA-STS policy: domain lookup failed");
+            HttpResponse::ServiceUnavailable()
+                .content_type("text/plain; charset=utf-8")
+                .body("try again later\n")
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

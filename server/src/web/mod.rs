@@ -165,6 +165,7 @@ pub fn server(
     cfg: &Config,
     core: Core,
     outside: std::sync::Arc<dyn mailcore::outside::OutsideMail>,
+    tls: std::sync::Arc<rustls::ServerConfig>,
 ) -> Result<Server, String> {
     let addr: SocketAddr = cfg
         .web
@@ -184,12 +185,15 @@ pub fn server(
         .site_pkg_dir("pkg")
         .site_addr(addr)
         .build();
+    let publish = crate::tls::publish(cfg);
     let settings = app::WebSettings {
         hostname: cfg.hostname.clone(),
         max_message_size: cfg.smtp.max_message_size,
         max_recipients: cfg.smtp.max_recipients,
         autosave_secs: cfg.web.autosave_secs.max(1),
         sender_checks: cfg.smtp.sender_checks,
+        mta_sts_policy: publish.mta_sts_policy.clone(),
+        tlsa: publish.tlsa.clone(),
     };
     let cfg_for_web = cfg.clone();
     let metrics_state = web::Data::new(metrics::MetricsState {
@@ -231,6 +235,10 @@ pub fn server(
                 "/.well-known/autoconfig/mail/config-v1.1.xml",
                 web::get().to(autoconfig::config_xml),
             )
+            .route(
+                "/.well-known/mta-sts.txt",
+                web::get().to(autoconfig::mta_sts_policy),
+            )
             .route("/healthz", web::get().to(healthz))
             .route("/msg/body", web::get().to(mail::body))
             .route("/msg/att", web::get().to(mail::attachment))
@@ -256,8 +264,25 @@ pub fn server(
     })
     .disable_signals()
     .bind(addr)
-    .map_err(|e| format!("web.listen {addr}: {e}"))?
-    .run();
+    .map_err(|e| format!("web.listen {addr}: {e}"))?;
+    // HTTPS with the mail listeners' certificate: the webmail over TLS,
+    // and what MTA-STS needs (RFC 8461 §3.3 fetches the policy over HTTPS
+    // only, from `mta-sts.D`).
+    let server = match cfg.web.listen_tls.trim() {
+        "" => server,
+        a => {
+            let tls_addr: SocketAddr = a
+                .parse()
+                .map_err(|e| format!("web.listen_tls {a:?}: {e}"))?;
+            let mut sc = (*tls).clone();
+            sc.alpn_protocols = vec![b"http/1.1".to_vec()];
+            tracing::info!(addr = %tls_addr, "web listening (HTTPS)");
+            server
+                .bind_rustls_0_23(tls_addr, sc)
+                .map_err(|e| format!("web.listen_tls {tls_addr}: {e}"))?
+        }
+    };
+    let server = server.run();
     tracing::info!(%addr, "web listening");
     Ok(server)
 }

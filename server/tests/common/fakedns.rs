@@ -16,6 +16,9 @@ use hickory_resolver::proto::serialize::binary::{BinDecodable, BinEncodable};
 pub struct FakeDns {
     pub port: u16,
     records: Zone,
+    /// Set the AD bit (RFC 4035 §3.2.3) on answers, as a validating
+    /// resolver does for signed zones.
+    pub authentic: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// (lower-case name, type) -> answers.
@@ -27,6 +30,8 @@ impl FakeDns {
         let port = sock.local_addr().unwrap().port();
         let records: Zone = Default::default();
         let table = records.clone();
+        let authentic = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ad = authentic.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             loop {
@@ -40,6 +45,7 @@ impl FakeDns {
                 r.metadata.authoritative = true;
                 r.metadata.recursion_desired = q.metadata.recursion_desired;
                 r.metadata.recursion_available = true;
+                r.metadata.authentic_data = ad.load(std::sync::atomic::Ordering::SeqCst);
                 let t = table.lock().unwrap();
                 let mut known_name = false;
                 for query in &q.queries {
@@ -63,7 +69,11 @@ impl FakeDns {
                 let _ = sock.send_to(&r.to_bytes().unwrap(), from);
             }
         });
-        FakeDns { port, records }
+        FakeDns {
+            port,
+            records,
+            authentic,
+        }
     }
 
     pub fn add(&self, name: &str, rd: RData) {

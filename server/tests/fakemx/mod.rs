@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tern::relay::dns::{Dns, DnsError, MxAnswer};
+use tern::relay::dns::{Dns, DnsError, MxAnswer, TlsaAnswer, TxtAnswer};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
@@ -48,6 +48,9 @@ pub struct Behaviour {
     /// Close the connection after this many messages (after the reply to
     /// the final dot), as a server with a per-session limit does.
     pub messages_per_connection: Option<usize>,
+    /// The certificate chain (DER, leaf first) and PKCS#8 key STARTTLS
+    /// presents; None for a self-signed one for `fake.mx.test`.
+    pub cert: Option<(Vec<Vec<u8>>, Vec<u8>)>,
 }
 
 impl Default for Behaviour {
@@ -62,6 +65,7 @@ impl Default for Behaviour {
             greeting_delay: Duration::ZERO,
             strict_pipelining: false,
             messages_per_connection: None,
+            cert: None,
         }
     }
 }
@@ -105,7 +109,7 @@ impl FakeMx {
         let stats = Arc::new(Stats::default());
         let behaviour = Arc::new(b);
         let stop = Arc::new(AtomicBool::new(false));
-        let tls = tls_acceptor();
+        let tls = tls_acceptor(behaviour.cert.clone());
         let (st, bh) = (stats.clone(), behaviour.clone());
         let task = tokio::spawn(async move {
             loop {
@@ -158,17 +162,23 @@ impl FakeMx {
     }
 }
 
-fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
-    let ck = rcgen::generate_simple_self_signed(vec!["fake.mx.test".to_owned()]).unwrap();
-    let cert = ck.cert.der().clone();
-    let key = rustls::pki_types::PrivateKeyDer::try_from(ck.key_pair.serialize_der()).unwrap();
+fn tls_acceptor(cert: Option<(Vec<Vec<u8>>, Vec<u8>)>) -> tokio_rustls::TlsAcceptor {
+    let (chain, key) = cert.unwrap_or_else(|| {
+        let ck = rcgen::generate_simple_self_signed(vec!["fake.mx.test".to_owned()]).unwrap();
+        (vec![ck.cert.der().to_vec()], ck.key_pair.serialize_der())
+    });
+    let chain: Vec<_> = chain
+        .into_iter()
+        .map(rustls::pki_types::CertificateDer::from)
+        .collect();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(key).unwrap();
     let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .unwrap()
     .with_no_client_auth()
-    .with_single_cert(vec![cert], key)
+    .with_single_cert(chain, key)
     .unwrap();
     tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
 }
@@ -357,6 +367,9 @@ fn between(s: &str, a: char, b: char) -> String {
 pub struct FakeDns {
     pub mx: Mutex<HashMap<String, MxAnswer>>,
     pub hosts: Mutex<HashMap<String, Vec<SocketAddr>>>,
+    pub txt: Mutex<HashMap<String, Vec<String>>>,
+    /// By MX host name.
+    pub tlsa: Mutex<HashMap<String, TlsaAnswer>>,
 }
 
 impl FakeDns {
@@ -389,6 +402,23 @@ impl Dns for FakeDns {
             .get(domain)
             .cloned()
             .unwrap_or(MxAnswer::NoDomain))
+    }
+
+    async fn txt(&self, name: &str) -> Result<TxtAnswer, DnsError> {
+        Ok(match self.txt.lock().unwrap().get(name) {
+            Some(r) => TxtAnswer::Records(r.clone()),
+            None => TxtAnswer::None,
+        })
+    }
+
+    async fn tlsa(&self, host: &str) -> Result<TlsaAnswer, DnsError> {
+        Ok(self
+            .tlsa
+            .lock()
+            .unwrap()
+            .get(host)
+            .cloned()
+            .unwrap_or_default())
     }
 
     async fn addrs(&self, host: &str) -> Result<Vec<SocketAddr>, DnsError> {
