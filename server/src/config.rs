@@ -307,6 +307,10 @@ pub struct SmtpConfig {
     pub sender_checks: bool,
     /// The DNS server for those checks, `ip:port`; empty for the system's.
     pub nameserver: String,
+    /// ARC sealers (RFC 8617) whose word is taken when DMARC fails, comma
+    /// separated domains (a mailing list server, a forwarding service):
+    /// mail they sealed with a passing chain is delivered, not refused.
+    pub arc_trusted_sealers: String,
 }
 
 impl Default for SmtpConfig {
@@ -327,6 +331,7 @@ impl Default for SmtpConfig {
             tls_handshake_timeout_secs: 30,
             sender_checks: true,
             nameserver: String::new(),
+            arc_trusted_sealers: String::new(),
         }
     }
 }

@@ -1068,3 +1068,121 @@ async fn inbound_mail_is_checked_and_stamped_with_authentication_results() {
     );
     assert_eq!(badge("Junk", 1), "unverified", "dmarc quarantine failure");
 }
+
+/// ARC (RFC 8617): a mailing list rewrites a message (breaking the
+/// author's DKIM), sends it from its own address (SPF aligns with the
+/// list, not the author) and seals it. The chain is verified and written
+/// as `arc=`; only a sealer the operator trusts
+/// (`smtp.arc_trusted_sealers`) turns the author's DMARC `p=reject`, or a
+/// local `From:`, into a delivery; an untrusted sealer or a chain broken
+/// after sealing changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn arc_chains_are_verified_and_a_trusted_sealer_vouches() {
+    use common::fakedns::FakeDns;
+    use mail_auth::common::crypto::Ed25519Key;
+    use mail_auth::common::headers::HeaderWriter;
+    use mail_auth::dkim::generate::DkimKeyPair;
+    use mail_auth::{ArcOutput, AuthenticatedMessage, AuthenticationResults};
+
+    let dns = FakeDns::start();
+    dns.txt("strict.test", "v=spf1 -all");
+    dns.txt("_dmarc.strict.test", "v=DMARC1; p=reject");
+    dns.txt("list.test", "v=spf1 ip4:127.0.0.1 -all");
+    dns.txt("other.test", "v=spf1 ip4:127.0.0.1 -all");
+    let b64 = |b: &[u8]| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(b)
+    };
+    let list_key = DkimKeyPair::generate_ed25519().unwrap();
+    let other_key = DkimKeyPair::generate_ed25519().unwrap();
+    for (d, k) in [("list.test", &list_key), ("other.test", &other_key)] {
+        dns.txt(
+            &format!("arc._domainkey.{d}"),
+            &format!("v=DKIM1; k=ed25519; p={}", b64(k.public_key())),
+        );
+    }
+    let t = start(&[
+        ("TERN_SMTP__SENDER_CHECKS", "true"),
+        ("TERN_SMTP__NAMESERVER", &dns.addr()),
+        ("TERN_SMTP__ARC_TRUSTED_SEALERS", "list.test"),
+    ]);
+    // What the list sends: its ARC set on top of the rewritten message.
+    let seal = |sealer: &str, key: &DkimKeyPair, message: &str| -> String {
+        let m = AuthenticatedMessage::parse(message.as_bytes()).unwrap();
+        let results = AuthenticationResults::new(sealer);
+        let set = mail_auth::arc::ArcSealer::from_key(
+            Ed25519Key::from_pkcs8_der(key.private_key()).unwrap(),
+        )
+        .domain(sealer)
+        .selector("arc")
+        .headers(["From", "To", "Subject"])
+        .seal(&m, &results, &ArcOutput::default())
+        .unwrap();
+        format!("{}{message}", set.to_header())
+    };
+    let send = |mail_from: &str, data: &str| -> String {
+        let (mut c, _) = Client::connect(t.mx);
+        c.cmd("EHLO lists.example");
+        assert!(
+            c.cmd(&format!("MAIL FROM:<{mail_from}>"))
+                .starts_with("250")
+        );
+        assert!(c.cmd("RCPT TO:<bob@example.test>").starts_with("250"));
+        assert!(c.cmd("DATA").starts_with("354"));
+        c.cmd(&format!("{}\r\n.", data.trim_end()))
+    };
+    let post = |from: &str, subject: &str| {
+        format!(
+            "From: {from}\r\nTo: team@list.test\r\nSubject: [team] {subject}\r\n\r\nposted through the list\r\n"
+        )
+    };
+
+    // Without ARC, the author's p=reject wins.
+    let r = send("bounces@list.test", &post("ann@strict.test", "bare"));
+    assert!(r.starts_with("550 5.7.1"), "{r}");
+    // Sealed by the trusted list: delivered.
+    let r = send(
+        "bounces@list.test",
+        &seal("list.test", &list_key, &post("ann@strict.test", "trusted")),
+    );
+    assert!(r.starts_with("250"), "{r}");
+    // Our own user's post, back through the trusted list: delivered.
+    let r = send(
+        "bounces@list.test",
+        &seal("list.test", &list_key, &post("alice@example.test", "own")),
+    );
+    assert!(r.starts_with("250"), "{r}");
+    // A valid chain from a sealer nobody trusts: refused.
+    let r = send(
+        "bounces@other.test",
+        &seal(
+            "other.test",
+            &other_key,
+            &post("ann@strict.test", "untrusted"),
+        ),
+    );
+    assert!(r.starts_with("550 5.7.1"), "{r}");
+    // The trusted list's seal over a body changed afterwards: refused.
+    let tampered = seal("list.test", &list_key, &post("ann@strict.test", "tampered")).replace(
+        "posted through the list",
+        "posted through the list, and changed",
+    );
+    let r = send("bounces@list.test", &tampered);
+    assert!(r.starts_with("550 5.7.1"), "{r}");
+
+    t.settle();
+    let inbox: Vec<String> = t
+        .inbox("bob@example.test")
+        .await
+        .into_iter()
+        .map(|m| String::from_utf8_lossy(&m).into_owned())
+        .collect();
+    assert_eq!(inbox.len(), 2, "{inbox:?}");
+    for m in &inbox {
+        assert!(m.contains("Authentication-Results: mx.example.test"), "{m}");
+        assert!(m.contains("arc=pass"), "{m}");
+    }
+    let trusted = inbox.iter().find(|m| m.contains("[team] trusted")).unwrap();
+    assert!(trusted.contains("dmarc=fail"), "{trusted}");
+    assert!(inbox.iter().any(|m| m.contains("[team] own")));
+}

@@ -17,7 +17,13 @@
 //! - when the answer depends on a DNS lookup that failed, `451 4.7.0`: the
 //!   sender retries, rather than a wrong verdict now;
 //! - bounces (`MAIL FROM:<>`) are checked with the HELO identity, as
-//!   RFC 7208 §2.3 says, and flow like any other mail.
+//!   RFC 7208 §2.3 says, and flow like any other mail;
+//! - an ARC chain (RFC 8617) is verified and its result written too
+//!   (`arc=`). When the chain passes and its last sealer is one the
+//!   operator trusts (`smtp.arc_trusted_sealers`: a mailing list, a
+//!   forwarder, which break DKIM and SPF by design), a DMARC failure or a
+//!   local `From:` without SPF or DKIM is delivered instead of refused,
+//!   as the large receivers do (RFC 8617 §7.2).
 //!
 //! DNS goes through hickory: the system resolver, or `smtp.nameserver`
 //! (tests point it at a DNS server of their own on 127.0.0.1).
@@ -52,6 +58,8 @@ pub enum Verdict {
 pub struct InboundAuth {
     auth: MessageAuthenticator,
     hostname: String,
+    /// Lower case, without final dots.
+    trusted_sealers: Vec<String>,
 }
 
 impl std::fmt::Debug for InboundAuth {
@@ -68,7 +76,18 @@ impl InboundAuth {
         Ok(InboundAuth {
             auth: MessageAuthenticator(crate::resolver::resolver(nameserver)?),
             hostname: hostname.to_owned(),
+            trusted_sealers: Vec::new(),
         })
+    }
+
+    /// `list`: comma-separated sealer domains to trust.
+    pub fn trust_arc_sealers(mut self, list: &str) -> Self {
+        self.trusted_sealers = list
+            .split(',')
+            .map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase())
+            .filter(|d| !d.is_empty())
+            .collect();
+        self
     }
 
     pub async fn check(
@@ -99,9 +118,19 @@ impl InboundAuth {
             .map(|(_, d)| d.to_ascii_lowercase())
             .unwrap_or_default();
         tracing::debug!(spf = ?spf.result(), dkim = dkim.len(), dmarc_spf = ?dmarc.spf_result(), dmarc_dkim = ?dmarc.dkim_result(), policy = ?dmarc.policy(), from = %from_domain, "sender checks");
+        let arc = self.auth.verify_arc(&msg).await;
+        // The sealer of the last ARC set, when the whole chain verifies.
+        let sealer = (*arc.result() == DkimResult::Pass)
+            .then(|| arc.sets().last())
+            .flatten()
+            .map(|s| s.seal.header.d.trim_end_matches('.').to_ascii_lowercase());
+        let trusted_arc = sealer
+            .as_ref()
+            .is_some_and(|d| self.trusted_sealers.iter().any(|t| t == d));
         let header = AuthenticationResults::new(&self.hostname)
             .with_dkim_results(&dkim, &from_domain)
             .with_spf_mailfrom_result(&spf, ip, mail_from, helo)
+            .with_arc_result(&arc, ip)
             .with_dmarc_result(&dmarc)
             .to_header();
 
@@ -116,7 +145,9 @@ impl InboundAuth {
             });
             let spf_ok =
                 spf.result() == SpfResult::Pass && domain_aligned(mail_from_domain, &from_domain);
-            if !(dkim_ok || spf_ok) {
+            if !(dkim_ok || spf_ok) && trusted_arc {
+                tracing::info!(from = %from_domain, sealer = ?sealer, "local From: without SPF or DKIM, delivered on a trusted ARC chain");
+            } else if !(dkim_ok || spf_ok) {
                 let temp = spf.result() == SpfResult::TempError
                     || dkim
                         .iter()
@@ -135,6 +166,10 @@ impl InboundAuth {
         // DMARC's verdict: the better of its SPF and DKIM results, or a
         // failure when the domain has a record and neither aligned.
         match dmarc.result() {
+            DmarcResult::Fail(_) if trusted_arc => {
+                tracing::info!(from = %from_domain, sealer = ?sealer, "DMARC failure delivered on a trusted ARC chain");
+                Verdict::Deliver { header }
+            }
             DmarcResult::TempError(_) => Verdict::TempFail(
                 "A DNS lookup failed while checking the sender (DMARC); try again later".into(),
             ),

@@ -50,7 +50,10 @@ pub async fn start(
                         .map_err(|_| format!("smtp.nameserver {n:?} is not ip:port"))?,
                 ),
             };
-            Some(Arc::new(inbound_auth::InboundAuth::new(&cfg.hostname, ns)?))
+            Some(Arc::new(
+                inbound_auth::InboundAuth::new(&cfg.hostname, ns)?
+                    .trust_arc_sealers(&s.arc_trusted_sealers),
+            ))
         } else {
             None
         },
