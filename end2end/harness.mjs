@@ -168,3 +168,52 @@ export async function smtpRcpt(port, from, rcpt) {
   sock.end();
   return r;
 }
+
+// A DNS server on 127.0.0.1 (UDP) answering TXT questions from `txt`
+// ({ name: text }) and NXDOMAIN for every other name: the sender checks
+// on port 25 run their real lookups without leaving the machine.
+export async function startFakeDns(txt) {
+  const { createSocket } = await import('node:dgram');
+  const records = Object.fromEntries(Object.entries(txt).map(([k, v]) => [k.toLowerCase(), v]));
+  const sock = createSocket('udp4');
+  sock.on('message', (q, from) => {
+    if (q.length < 12) return;
+    let i = 12;
+    const labels = [];
+    while (i < q.length && q[i] !== 0) {
+      labels.push(q.subarray(i + 1, i + 1 + q[i]).toString('latin1'));
+      i += 1 + q[i];
+    }
+    i += 1;
+    if (i + 4 > q.length) return;
+    const qtype = q.readUInt16BE(i);
+    const question = q.subarray(12, i + 4);
+    const name = labels.join('.').toLowerCase();
+    const known = name in records;
+    let answer = Buffer.alloc(0);
+    if (known && qtype === 16) {
+      const text = Buffer.from(records[name]);
+      const strings = [];
+      for (let j = 0; j < text.length; j += 255) {
+        const c = text.subarray(j, j + 255);
+        strings.push(Buffer.from([c.length]), c);
+      }
+      const rdata = Buffer.concat(strings);
+      const head = Buffer.alloc(12);
+      head.writeUInt16BE(0xc00c, 0);
+      head.writeUInt16BE(16, 2);
+      head.writeUInt16BE(1, 4);
+      head.writeUInt32BE(60, 6);
+      head.writeUInt16BE(rdata.length, 10);
+      answer = Buffer.concat([head, rdata]);
+    }
+    const header = Buffer.alloc(12);
+    header.writeUInt16BE(q.readUInt16BE(0), 0);
+    header.writeUInt16BE(0x8180 | (q.readUInt16BE(2) & 0x0100) | (known ? 0 : 3), 2);
+    header.writeUInt16BE(1, 4);
+    header.writeUInt16BE(answer.length ? 1 : 0, 6);
+    sock.send(Buffer.concat([header, question, answer]), from.port, from.address);
+  });
+  await new Promise((ok) => sock.bind(0, '127.0.0.1', ok));
+  return { addr: `127.0.0.1:${sock.address().port}`, close: () => sock.close() };
+}

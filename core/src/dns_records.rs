@@ -8,6 +8,14 @@
 
 use crate::dkim::DkimKey;
 
+/// Asks DNS whether a record is published (the server's hickory
+/// resolver): `ok`, `missing`, `differs: ...` or `unknown (...)`. The admin
+/// page gets one from the server, as the core knows nothing of DNS.
+#[async_trait::async_trait]
+pub trait DnsChecker: Send + Sync + 'static {
+    async fn check(&self, r: &DnsRecord) -> String;
+}
+
 /// What the host publishes beyond the domain's own keys.
 #[derive(Clone, Debug, Default)]
 pub struct Publish {

@@ -103,3 +103,14 @@ pub async fn check(resolver: &TokioResolver, r: &DnsRecord) -> Published {
         None => Published::Missing,
     }
 }
+
+/// The checker the admin page uses: `smtp.nameserver` or the system's
+/// resolver, as `tern domain dns D --check`.
+pub struct Checker(pub TokioResolver);
+
+#[async_trait::async_trait]
+impl mailcore::dns_records::DnsChecker for Checker {
+    async fn check(&self, r: &DnsRecord) -> String {
+        check(&self.0, r).await.to_string()
+    }
+}

@@ -675,3 +675,40 @@ async fn the_dns_helper_checks_what_is_published() {
         "{out}"
     );
 }
+
+/// The admin domain page does the same live check on request ("Check
+/// what DNS publishes now"), against the server's DNS (`smtp.nameserver`).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_page_checks_the_records_live() {
+    use hickory_resolver::proto::rr::rdata::MX;
+    use hickory_resolver::proto::rr::{Name, RData};
+    let dns = common::fakedns::FakeDns::start();
+    dns.add(
+        "example.test",
+        RData::MX(MX::new(10, Name::from_ascii("mx.example.test.").unwrap())),
+    );
+    dns.txt("example.test", "v=spf1 a -all");
+    let t = common::start(&[("TERN_SMTP__NAMESERVER", &dns.addr())]);
+    common::cli_db(
+        t.dir.path(),
+        None,
+        &["user", "add", "root@example.test", "--role", "admin"],
+        &format!("{}\n", common::PW),
+    );
+    let cookie = common::web_login(t.web, "root@example.test", common::PW).expect("signed in");
+    let (st, page) = common::http_get(t.web, "/admin/domain?d=example.test", Some(&cookie));
+    assert_eq!(st, 200, "{page}");
+    assert!(page.contains("Check what DNS publishes now"), "{page}");
+    assert!(!page.contains("[ok]"), "no lookups unless asked: {page}");
+    let (st, page) = common::http_get(t.web, "/admin/domain?d=example.test&check=1", Some(&cookie));
+    assert_eq!(st, 200, "{page}");
+    assert!(
+        page.contains("other servers deliver mail for the domain here [ok]\nexample.test. 3600 IN MX 10 mx.example.test."),
+        "{page}"
+    );
+    assert!(
+        page.contains("[differs: v=spf1 a -all]\nexample.test. 3600 IN TXT \"v=spf1 mx -all\""),
+        "{page}"
+    );
+    assert!(page.contains("report to postmaster [missing]"), "{page}");
+}

@@ -20,6 +20,9 @@ pub struct DnsRecord {
     pub purpose: String,
     /// As a zone file line (long TXT values split in 255-byte strings).
     pub line: String,
+    /// What DNS publishes now (`ok`, `missing`, `differs: ...`), when the
+    /// page was asked to check.
+    pub state: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,7 +41,10 @@ pub struct DomainData {
 }
 
 #[server(prefix = "/api", endpoint = "admin_domain")]
-pub async fn admin_domain(d: String) -> Result<Option<DomainData>, AppError> {
+pub async fn admin_domain(
+    d: String,
+    #[server(default)] live: bool,
+) -> Result<Option<DomainData>, AppError> {
     use self::ssr::*;
     use crate::auth::ssr::core;
     use mailcore::admin::Catchall;
@@ -72,13 +78,21 @@ pub async fn admin_domain(d: String) -> Result<Option<DomainData>, AppError> {
         .dkim_keys(&name)
         .await
         .map_err(crate::auth::ssr::core_error)?;
-    let dns = mailcore::dns_records::records(&host, &name, &keys, &publish)
-        .into_iter()
-        .map(|r| DnsRecord {
+    let checker = live
+        .then(use_context::<std::sync::Arc<dyn mailcore::dns_records::DnsChecker>>)
+        .flatten();
+    let mut dns = Vec::new();
+    for r in mailcore::dns_records::records(&host, &name, &keys, &publish) {
+        let state = match &checker {
+            Some(c) => Some(c.check(&r).await),
+            None => None,
+        };
+        dns.push(DnsRecord {
             purpose: r.why.clone(),
             line: r.zone_line(),
-        })
-        .collect();
+            state,
+        });
+    }
     Ok(Some(DomainData {
         me: s.account.address.clone(),
         csrf: s.csrf_token.clone(),
@@ -277,8 +291,15 @@ pub async fn admin_remove_alias(
 #[component]
 pub fn AdminDomainPage() -> impl IntoView {
     let q = use_query_map();
-    let d = move || q.with(|q| q.get("d").unwrap_or_default());
-    let data = Resource::new(d, admin_domain);
+    let d = move || {
+        q.with(|q| {
+            (
+                q.get("d").unwrap_or_default(),
+                q.get("check").is_some_and(|c| c == "1"),
+            )
+        })
+    };
+    let data = Resource::new(d, |(d, check)| admin_domain(d, check));
     view! {
         <PageTitle text="Domain · Tern admin"/>
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
@@ -467,9 +488,14 @@ fn DomainView(x: DomainData) -> impl IntoView {
         view! {
             <section aria-labelledby="dns-h">
                 <h2 id="dns-h">"DNS records to publish"</h2>
-                <p class="hint">"Copy these into the zone of "{dom.clone()}"."</p>
+                <p class="hint">"Copy these into the zone of "{dom.clone()}". "
+                    <a href=format!("/admin/domain?d={}&check=1", encode(&dom)) data-testid="dns-check">"Check what DNS publishes now"</a>
+                </p>
                 <pre class="dns" data-testid="dns">
-                    {x.dns.iter().map(|r| format!("; {}\n{}\n", r.purpose, r.line)).collect::<String>()}
+                    {x.dns.iter().map(|r| match &r.state {
+                        Some(s) => format!("; {} [{s}]\n{}\n", r.purpose, r.line),
+                        None => format!("; {}\n{}\n", r.purpose, r.line),
+                    }).collect::<String>()}
                 </pre>
                 <Act csrf=csrf.clone() action="admin_dkim_rotate" domain=dom.clone()>
                     <button type="submit" data-testid="dkim-rotate">"Rotate DKIM keys"</button>

@@ -186,6 +186,15 @@ pub fn server(
         .site_addr(addr)
         .build();
     let publish = crate::tls::publish(cfg);
+    let ns = match cfg.smtp.nameserver.trim() {
+        "" => None,
+        n => Some(
+            n.parse()
+                .map_err(|_| format!("smtp.nameserver {n:?} is not ip:port"))?,
+        ),
+    };
+    let checker: std::sync::Arc<dyn mailcore::dns_records::DnsChecker> =
+        std::sync::Arc::new(crate::dns_check::Checker(crate::resolver::resolver(ns)?));
     let settings = app::WebSettings {
         hostname: cfg.hostname.clone(),
         max_message_size: cfg.smtp.max_message_size,
@@ -206,6 +215,7 @@ pub fn server(
         let ctx_core = core.clone();
         let ctx_settings = settings.clone();
         let ctx_outside = app::outside::ssr::OutsideClient(outside.clone());
+        let ctx_checker = checker.clone();
         App::new()
             .wrap(from_fn(front_door))
             .wrap(from_fn(origin_check))
@@ -254,6 +264,7 @@ pub fn server(
                     provide_context(ctx_core.clone());
                     provide_context(ctx_settings.clone());
                     provide_context(ctx_outside.clone());
+                    provide_context(ctx_checker.clone());
                 },
                 {
                     let opts = opts.clone();
