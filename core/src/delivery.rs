@@ -317,6 +317,7 @@ async fn queue_remote(
             message_id: Set(meta.message_id.clone()),
             delayed_dsn_sent: Set(false),
             last_attempt_at: Set(None),
+            require_tls: Set(env.require_tls),
             ..Default::default()
         })
         .exec(txn)

@@ -17,6 +17,10 @@ pub struct Envelope {
     pub local: Vec<LocalCopy>,
     /// Outside recipients, queued for relay.
     pub remote: Vec<Address>,
+    /// The sender asked for REQUIRETLS (RFC 8689): every hop onward must
+    /// be TLS with an authenticated certificate, or the message is not
+    /// relayed.
+    pub require_tls: bool,
 }
 
 /// One local copy: the account that gets it and the recipient address it

@@ -205,6 +205,7 @@ impl Core {
             return Ok(false);
         }
         let env = Envelope {
+            require_tls: false,
             mail_from: String::new(),
             local: vec![LocalCopy::new(job.owner, job.owner_address.clone())],
             remote: vec![],

@@ -184,6 +184,7 @@ impl Core {
             return Err(SendError::TooBig(limits.max_message_size));
         }
         let mut env = Envelope {
+            require_tls: false,
             mail_from: account.address.clone(),
             ..Default::default()
         };

@@ -33,6 +33,7 @@ fn msg(id: &str) -> Vec<u8> {
 
 async fn queue(core: &Core, id: &str, rcpts: &[&str]) {
     let env = Envelope {
+        require_tls: false,
         mail_from: "alice@local.test".into(),
         local: vec![],
         remote: rcpts.iter().map(|r| Address::parse(r).unwrap()).collect(),
@@ -314,6 +315,7 @@ async fn outcomes_retire_reschedule_log_and_bounce_in_one_commit() {
         );
         f.dsns.push((
             Envelope {
+                require_tls: false,
                 mail_from: String::new(),
                 local: vec![LocalCopy::new(alice.id, "alice@local.test")],
                 remote: vec![],

@@ -102,6 +102,7 @@ async fn one_message_to_three_recipients_stores_one_blob() {
         // c gets it as a catchall would: for an address that is not its own.
         let names = ["a@example.test", "b@example.test", "anything@example.test"];
         let env = Envelope {
+            require_tls: false,
             mail_from: "sender@remote.example".into(),
             local: ids
                 .iter()
@@ -231,6 +232,7 @@ async fn uids_strictly_increase_under_concurrency() {
             let id = ids[0];
             tasks.push(tokio::spawn(async move {
                 let env = Envelope {
+                    require_tls: false,
                     mail_from: String::new(),
                     local: vec![LocalCopy::new(id, "")],
                     remote: vec![],
@@ -259,6 +261,7 @@ async fn uids_strictly_increase_under_concurrency() {
             uids(&[12])
         );
         let env = Envelope {
+            require_tls: false,
             mail_from: String::new(),
             local: vec![LocalCopy::new(ids[0], "")],
             remote: vec![],
@@ -476,6 +479,7 @@ async fn alias_fans_out() {
         );
 
         let env = Envelope {
+            require_tls: false,
             mail_from: "s@remote.example".into(),
             local: route
                 .local_accounts()
@@ -895,6 +899,7 @@ async fn many_raw_messages_in_one_read() {
         let same = msg("same", "one blob, two rows");
         for name in ["a@example.test", "alias@example.test"] {
             let env = Envelope {
+                require_tls: false,
                 mail_from: "sender@remote.example".into(),
                 local: vec![LocalCopy::new(a, name)],
                 remote: vec![],
@@ -976,6 +981,7 @@ async fn headers_and_fetch_digests_are_kept_with_the_bytes() {
         core.set_fetch_digest(digest);
         let delivered = msg("delivered", "the body, which a header read leaves out");
         let env = Envelope {
+            require_tls: false,
             mail_from: "sender@remote.example".into(),
             local: vec![LocalCopy::new(a, "a@example.test")],
             remote: vec![],
@@ -1089,6 +1095,7 @@ async fn threads_follow_references() {
     for_each_backend("threads", |core| async move {
         let ids = setup(&core, &["a"]).await;
         let env = Envelope {
+            require_tls: false,
             mail_from: String::new(),
             local: vec![LocalCopy::new(ids[0], "")],
             remote: vec![],
@@ -1129,6 +1136,7 @@ async fn quota_refuses_and_stores_nothing() {
         let ids = setup(&core, &["a", "b"]).await;
         core.set_quota("a@example.test", 100).await.unwrap();
         let env = Envelope {
+            require_tls: false,
             mail_from: String::new(),
             local: ids.iter().map(|id| LocalCopy::new(*id, "")).collect(),
             remote: vec![],
@@ -1260,6 +1268,7 @@ async fn directory_errors_and_sessions() {
 
         // Removing a domain removes its accounts and their mail.
         let env = Envelope {
+            require_tls: false,
             mail_from: String::new(),
             local: vec![LocalCopy::new(acct.id, "")],
             remote: vec![],
@@ -1630,6 +1639,7 @@ async fn spooled_mail_is_stored_once_across_a_restart() {
             };
             tasks.push(tokio::spawn(async move {
                 let env = Envelope {
+                    require_tls: false,
                     mail_from: "sender@remote.example".into(),
                     local,
                     remote: if i == 0 {
@@ -1698,6 +1708,7 @@ async fn over_quota_at_ingest_delivers_the_rest_and_bounces() {
         let spool = Spool::open(&SpoolConfig::new(spool_dir.path())).unwrap();
         // Accepted while a has room ...
         let env = Envelope {
+            require_tls: false,
             mail_from: "sender@example.test".into(),
             local: vec![LocalCopy::new(ids[0], ""), LocalCopy::new(ids[1], "")],
             remote: vec![],
@@ -1772,6 +1783,7 @@ async fn one_ingest_batch_counts_quota_uids_usage_and_threads_in_order() {
         let quota = trace(&first, a) + trace(&reply, a) + trace(&third, a) + 10;
         core.set_quota("a@example.test", quota).await.unwrap();
         let to = |accounts: &[AccountId]| Envelope {
+            require_tls: false,
             mail_from: "sender@example.test".into(),
             local: accounts
                 .iter()
@@ -2225,6 +2237,7 @@ async fn unified_inbox_pages_by_key_without_gaps_or_repeats() {
         // Local: 3 dates with 4 messages each. Outside: 20 rows per
         // account, dates colliding with the local ones and each other.
         let env = Envelope {
+            require_tls: false,
             mail_from: String::new(),
             local: vec![LocalCopy::new(ids[0], "")],
             remote: vec![],

@@ -27,6 +27,7 @@ mod m20261206_000019_retry_requested;
 mod m20261206_000020_cluster;
 mod m20261206_000021_dkim;
 mod m20261206_000022_mta_sts;
+mod m20261206_000023_queue_require_tls;
 
 pub struct Migrator;
 
@@ -56,6 +57,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000020_cluster::Migration),
             Box::new(m20261206_000021_dkim::Migration),
             Box::new(m20261206_000022_mta_sts::Migration),
+            Box::new(m20261206_000023_queue_require_tls::Migration),
         ]
     }
 }

@@ -190,6 +190,7 @@ async fn a_torn_spool_tail_is_cut_and_earlier_records_are_delivered() {
                     .unwrap();
                     for i in 0..3 {
                         let env = mailcore::delivery::Envelope {
+                            require_tls: false,
                             mail_from: "x@remote.example".into(),
                             local: vec![mailcore::delivery::LocalCopy::new(
                                 alice,

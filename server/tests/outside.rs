@@ -611,6 +611,7 @@ async fn deliver_many(t: &Tern, user: &str, n: usize, tag: &str) {
     let a = core.account(user).await.unwrap().unwrap();
     for i in 0..n {
         let env = mailcore::delivery::Envelope {
+            require_tls: false,
             mail_from: String::new(),
             local: vec![mailcore::delivery::LocalCopy::new(a.id, "")],
             remote: vec![],

@@ -119,6 +119,7 @@ fn msg(id: &str, body: &str) -> Vec<u8> {
 
 async fn send(core: &Core, from: &str, rcpts: &[&str], raw: &[u8]) {
     let env = Envelope {
+        require_tls: false,
         mail_from: from.into(),
         local: vec![],
         remote: rcpts.iter().map(|r| Address::parse(r).unwrap()).collect(),
@@ -1603,6 +1604,17 @@ async fn relay_one(
     rcpts: &[String],
     msg: &str,
 ) -> mailcore::queue::RelayReport {
+    relay_req(relay, domain, rcpts, msg, false).await
+}
+
+/// [`relay_one`], with or without REQUIRETLS.
+async fn relay_req(
+    relay: &LettreRelay,
+    domain: &str,
+    rcpts: &[String],
+    msg: &str,
+    require_tls: bool,
+) -> mailcore::queue::RelayReport {
     use mailcore::queue::{Relay, RelayRequest};
     relay
         .send(&RelayRequest {
@@ -1610,6 +1622,7 @@ async fn relay_one(
             mail_from: "alice@example.test",
             rcpts,
             message: msg.as_bytes(),
+            require_tls,
         })
         .await
 }
@@ -2199,4 +2212,106 @@ async fn tern_serves_its_mta_sts_policy_and_the_helper_publishes_it() {
     assert!(hd.tlsa("mx.example.test").await.unwrap().secure);
     let none = hd.tlsa("mx.other.test").await.unwrap();
     assert!(none.records.is_empty());
+}
+
+/// REQUIRETLS (RFC 8689) on the way out: only to an MX host that
+/// MTA-STS (testing mode counts as enforce) or DANE authenticates, over
+/// TLS with a good certificate, and that offers REQUIRETLS, which is
+/// passed on in MAIL. What cannot be met by waiting (no way to
+/// authenticate the host, no REQUIRETLS offered) fails at once, for the
+/// sender to hear; a bad certificate defers. `TLS-Required: No` does not
+/// lift it.
+#[tokio::test(flavor = "multi_thread")]
+async fn requiretls_needs_an_authenticated_host_that_offers_it() {
+    let ca = TestCa::new();
+    let cert = ca.leaf(&["mx.good.test", "mx.old.test", "mx.soft.test"]);
+    let good = FakeMx::start(Behaviour {
+        starttls: true,
+        requiretls: true,
+        cert: Some(cert.clone()),
+        ..Default::default()
+    })
+    .await;
+    let old = FakeMx::start(Behaviour {
+        starttls: true,
+        cert: Some(cert.clone()),
+        ..Default::default()
+    })
+    .await;
+    let selfsigned = FakeMx::start(Behaviour {
+        starttls: true,
+        requiretls: true,
+        ..Default::default()
+    })
+    .await;
+    let dns = Arc::new(FakeDns::default());
+    let f = Arc::new(MemFetcher::default());
+    publish_sts(
+        &dns,
+        &f,
+        "good.test",
+        "1",
+        sts_policy("enforce", "mx.good.test"),
+        good.addr,
+    );
+    publish_sts(
+        &dns,
+        &f,
+        "old.test",
+        "1",
+        sts_policy("enforce", "mx.old.test"),
+        old.addr,
+    );
+    publish_sts(
+        &dns,
+        &f,
+        "soft.test",
+        "1",
+        sts_policy("testing", "*.soft.test"),
+        selfsigned.addr,
+    );
+    dns.point("bare.test", good.addr);
+    let relay = sts_relay(&dns, &ca, &f, Arc::new(tern::relay::mta_sts::NoStore));
+    let one = |d: &str| vec![format!("x@{d}")];
+    let msg = "Subject: secret\r\n\r\nbody\r\n";
+
+    let r = relay_req(&relay, "good.test", &one("good.test"), msg, true).await;
+    assert_eq!(r.replies[0].code, 250, "{:?}", r.replies);
+    let lines = good.stats.mail_lines.lock().unwrap().clone();
+    assert!(lines[0].ends_with(" REQUIRETLS"), "{lines:?}");
+    // Without REQUIRETLS, nothing is added.
+    let r = relay_req(&relay, "good.test", &one("good.test"), msg, false).await;
+    assert_eq!(r.replies[0].code, 250, "{:?}", r.replies);
+    assert!(!good.stats.mail_lines.lock().unwrap()[1].contains("REQUIRETLS"));
+
+    let r = relay_req(&relay, "old.test", &one("old.test"), msg, true).await;
+    assert_eq!(r.replies[0].code, 550, "{:?}", r.replies);
+    assert!(r.replies[0].text.starts_with("5.7.30"), "{:?}", r.replies);
+    let r = relay_req(&relay, "bare.test", &one("bare.test"), msg, true).await;
+    assert_eq!(r.replies[0].code, 550, "{:?}", r.replies);
+    assert!(
+        r.replies[0].text.starts_with("5.7.10 REQUIRETLS"),
+        "{:?}",
+        r.replies
+    );
+    let r = relay_req(&relay, "soft.test", &one("soft.test"), msg, true).await;
+    assert_eq!(
+        r.replies[0].code, 451,
+        "testing mode is enforced: {:?}",
+        r.replies
+    );
+    let r = relay_req(
+        &relay,
+        "soft.test",
+        &one("soft.test"),
+        "TLS-Required: No\r\nSubject: secret\r\n\r\nbody\r\n",
+        true,
+    )
+    .await;
+    assert_eq!(r.replies[0].code, 451, "REQUIRETLS wins: {:?}", r.replies);
+    assert_eq!(good.accepted().len(), 2);
+    assert!(old.accepted().is_empty() && selfsigned.accepted().is_empty());
+    // Without REQUIRETLS, the testing-mode domain takes the mail.
+    let r = relay_req(&relay, "soft.test", &one("soft.test"), msg, false).await;
+    assert_eq!(r.replies[0].code, 250, "{:?}", r.replies);
 }

@@ -1186,3 +1186,71 @@ async fn arc_chains_are_verified_and_a_trusted_sealer_vouches() {
     assert!(trusted.contains("dmarc=fail"), "{trusted}");
     assert!(inbox.iter().any(|m| m.contains("[team] own")));
 }
+
+/// REQUIRETLS (RFC 8689 §4.1) on the way in: offered and taken only in a
+/// TLS session; a message sent with it is queued with the requirement,
+/// one sent without is not.
+#[tokio::test(flavor = "multi_thread")]
+async fn requiretls_is_offered_over_tls_and_kept_with_the_queued_mail() {
+    let t = start(&[]);
+    // Port 25 in clear: not offered, and refused.
+    let (mut c, _) = Client::connect(t.mx);
+    let ehlo = c.cmd("EHLO mta.far.example");
+    assert!(!ehlo.contains("REQUIRETLS"), "{ehlo}");
+    let r = c.cmd("MAIL FROM:<x@far.example> REQUIRETLS");
+    assert!(r.starts_with("530 5.7.10 "), "{r}");
+    assert!(c.cmd("STARTTLS").starts_with("220"));
+    let mut c = c.starttls(&t.cert());
+    let ehlo = c.cmd("EHLO mta.far.example");
+    assert!(
+        ehlo.contains("250-REQUIRETLS") || ehlo.contains("250 REQUIRETLS"),
+        "{ehlo}"
+    );
+    assert_eq!(
+        code(&c.cmd("MAIL FROM:<x@far.example> REQUIRETLS")),
+        "250 2.1.0"
+    );
+    assert_eq!(code(&c.cmd("RCPT TO:<bob@example.test>")), "250 2.1.5");
+    assert!(c.cmd("DATA").starts_with("354"));
+    assert!(c.cmd("Subject: in\r\n\r\nsecret\r\n.").starts_with("250"));
+
+    // Submission: the requirement goes with the queued mail.
+    let (mut c, _) = Client::connect(t.sub);
+    c.cmd("EHLO laptop");
+    assert!(c.cmd("STARTTLS").starts_with("220"));
+    let mut c = c.starttls(&t.cert());
+    assert!(c.cmd("EHLO laptop").contains("REQUIRETLS"));
+    assert_eq!(code(&c.login_plain("alice@example.test", PW)), "235 2.7.0");
+    for (subject, param) in [("strict", " REQUIRETLS"), ("plain", "")] {
+        assert_eq!(
+            code(&c.cmd(&format!("MAIL FROM:<alice@example.test>{param}"))),
+            "250 2.1.0"
+        );
+        assert_eq!(
+            code(&c.cmd("RCPT TO:<friend@elsewhere.example>")),
+            "250 2.1.5"
+        );
+        assert!(c.cmd("DATA").starts_with("354"));
+        let r = c.cmd(&format!(
+            "From: alice@example.test\r\nMessage-ID: <{subject}@example.test>\r\nSubject: {subject}\r\n\r\nbody\r\n."
+        ));
+        assert!(r.starts_with("250"), "{r}");
+    }
+    t.settle();
+    let core = t.core().await;
+    let entries = core
+        .queue()
+        .list(&mailcore::queue::QueueFilter::default())
+        .await
+        .unwrap();
+    let flag = |id: &str| {
+        entries
+            .iter()
+            .find(|e| e.message_id == id)
+            .unwrap_or_else(|| panic!("{id} not queued: {entries:?}"))
+            .require_tls
+    };
+    assert!(flag("strict@example.test"));
+    assert!(!flag("plain@example.test"));
+    assert_eq!(t.inbox("bob@example.test").await.len(), 1);
+}

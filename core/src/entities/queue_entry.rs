@@ -22,6 +22,7 @@ pub struct Model {
     pub message_id: String,
     pub delayed_dsn_sent: bool,
     pub last_attempt_at: Option<i64>,
+    pub require_tls: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -118,15 +118,16 @@ impl Core {
         let head = head_of(queue_entry::Column::Id);
         // Look before taking the write lock: most passes over an idle lane
         // find nothing, and they must not queue behind busy writers.
-        let found: Option<(QueueId, BlobId, String, String)> = head
+        let found: Option<(QueueId, BlobId, String, String, bool)> = head
             .clone()
             .column(queue_entry::Column::BlobId)
             .column(queue_entry::Column::MailFrom)
             .column(queue_entry::Column::Domain)
+            .column(queue_entry::Column::RequireTls)
             .into_tuple()
             .one(self.db())
             .await?;
-        let Some((_, blob_id, mail_from, domain)) = found else {
+        let Some((_, blob_id, mail_from, domain, require_tls)) = found else {
             return Ok(Vec::new());
         };
         if self.backend() == Backend::Sqlite {
@@ -146,6 +147,7 @@ impl Core {
                 .filter(queue_entry::Column::BlobId.eq(blob_id))
                 .filter(queue_entry::Column::MailFrom.eq(mail_from))
                 .filter(queue_entry::Column::Domain.eq(domain))
+                .filter(queue_entry::Column::RequireTls.eq(require_tls))
                 .order_by_asc(queue_entry::Column::Id)
                 .limit(spec.max_rcpts.max(1));
             let mut group = self.claim_ids(group, spec, now).await?;
@@ -164,6 +166,7 @@ impl Core {
             .filter(queue_entry::Column::BlobId.eq(first.blob_id))
             .filter(queue_entry::Column::MailFrom.eq(first.mail_from.clone()))
             .filter(queue_entry::Column::Domain.eq(first.domain.clone()))
+            .filter(queue_entry::Column::RequireTls.eq(first.require_tls))
             .order_by_asc(queue_entry::Column::Id)
             .limit(spec.max_rcpts.saturating_sub(1));
         let mut group = vec![first];
@@ -202,19 +205,22 @@ impl Core {
         }
         let now = self.now();
         let max_rcpts = spec.max_rcpts.max(1);
-        let rows: Vec<(QueueId, BlobId, String, String)> = due_order(spec, now)
+        let rows: Vec<(QueueId, BlobId, String, String, bool)> = due_order(spec, now)
             .column(queue_entry::Column::Id)
             .column(queue_entry::Column::BlobId)
             .column(queue_entry::Column::MailFrom)
             .column(queue_entry::Column::Domain)
+            .column(queue_entry::Column::RequireTls)
             .limit(max_rcpts.saturating_mul(groups as u64))
             .into_tuple()
             .all(self.db())
             .await?;
-        type Key = (BlobId, String, String);
+        // REQUIRETLS is part of the group: identical bytes (one blob)
+        // queued once with it and once without are two transactions.
+        type Key = (BlobId, String, String, bool);
         let mut plan: Vec<(Key, Vec<QueueId>)> = Vec::new();
-        for (id, blob, from, domain) in rows {
-            let key = (blob, from, domain);
+        for (id, blob, from, domain, require_tls) in rows {
+            let key = (blob, from, domain, require_tls);
             match plan.iter().position(|(k, _)| *k == key) {
                 Some(i) if (plan[i].1.len() as u64) < max_rcpts => plan[i].1.push(id),
                 Some(_) => {}

@@ -138,6 +138,8 @@ pub struct QueueEntry {
     pub lock_owner: Option<String>,
     pub lease_until: Option<i64>,
     pub delayed_dsn_sent: bool,
+    /// REQUIRETLS (RFC 8689) was asked for this message.
+    pub require_tls: bool,
 }
 
 impl From<queue_entry::Model> for QueueEntry {
@@ -161,6 +163,7 @@ impl From<queue_entry::Model> for QueueEntry {
             lock_owner: m.lock_owner,
             lease_until: m.lease_until,
             delayed_dsn_sent: m.delayed_dsn_sent,
+            require_tls: m.require_tls,
         }
     }
 }

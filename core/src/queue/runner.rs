@@ -73,6 +73,9 @@ pub struct RelayRequest<'a> {
     /// The message with every line ending CRLF and a final CRLF (see
     /// [`super::wire_form`]).
     pub message: &'a [u8],
+    /// REQUIRETLS (RFC 8689): authenticated TLS to a server that offers
+    /// REQUIRETLS, or no delivery.
+    pub require_tls: bool,
 }
 
 /// What came of a [`RelayRequest`].
@@ -603,6 +606,7 @@ async fn attempt(sh: &Shared, group: Vec<QueueEntry>) {
             mail_from: &first.mail_from,
             rcpts: &rcpts,
             message: &message,
+            require_tls: first.require_tls,
         })
         .await;
     // A relay must answer every recipient; one that does not gets a
@@ -853,6 +857,7 @@ async fn prepare_finish(
 /// through the queue's bounce lane.
 pub(crate) async fn dsn_envelope(core: &Core, sender: &str) -> CoreResult<Option<Envelope>> {
     let mut env = Envelope {
+        require_tls: false,
         mail_from: String::new(),
         ..Default::default()
     };

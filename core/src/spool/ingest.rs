@@ -433,6 +433,7 @@ impl Core {
             parts.push((
                 name,
                 Envelope {
+                    require_tls: false,
                     mail_from: env.mail_from.clone(),
                     local: vec![copy],
                     remote: Vec::new(),
@@ -449,6 +450,7 @@ impl Core {
             parts.push((
                 names,
                 Envelope {
+                    require_tls: false,
                     mail_from: env.mail_from.clone(),
                     local: Vec::new(),
                     remote: env.remote.clone(),

@@ -1,10 +1,12 @@
 //! The spool's on-disk record: pure encoding and decoding, no I/O.
 //!
 //! ```text
-//! magic  b"TSR4"            4 bytes (b"TSR2": the version before the
-//!                           junk flag, and b"TSR1", before Delivered-To,
-//!                           are still read; no "TSR3", which one flipped
-//!                           bit would make of "TSR2")
+//! magic  b"TSR7"            4 bytes (b"TSR4", before the envelope
+//!                           flags, b"TSR2", before the junk flag, and
+//!                           b"TSR1", before Delivered-To, are still read;
+//!                           each magic differs from every other in at
+//!                           least two bits, so one flipped bit cannot
+//!                           turn a record into another version)
 //! length u32 LE             bytes of payload
 //! crc    u32 LE             CRC-32 (IEEE) of the payload
 //! payload:
@@ -15,6 +17,7 @@
 //!                1 = to the Junk folder) each; TSR2: no flags byte;
 //!                TSR1: i32 LE account ids only
 //!   remote       u32 LE count + (u32 LE length + bytes) each
+//!   flags        u8: 1 = REQUIRETLS (RFC 8689); TSR4 and before: none
 //!   raw          the rest: the message as stored
 //! ```
 //!
@@ -26,8 +29,10 @@ use crate::address::Address;
 use crate::delivery::{Envelope, LocalCopy};
 use crate::ids::AccountId;
 
-pub(crate) const MAGIC: &[u8; 4] = b"TSR4";
-/// Records of the version before: local copies carry no flags.
+pub(crate) const MAGIC: &[u8; 4] = b"TSR7";
+/// Records of the version before: no envelope flags.
+const MAGIC_V4: &[u8; 4] = b"TSR4";
+/// And before: local copies carry no flags.
 const MAGIC_V2: &[u8; 4] = b"TSR2";
 /// And the one before that: local copies carry no address.
 const MAGIC_V1: &[u8; 4] = b"TSR1";
@@ -64,6 +69,7 @@ pub(crate) fn encode(env: &Envelope, raw: &[u8], received_at: i64) -> Vec<u8> {
     for a in &env.remote {
         put_bytes(&mut p, a.to_string().as_bytes());
     }
+    p.push(u8::from(env.require_tls));
     p.extend_from_slice(raw);
     let mut out = Vec::with_capacity(HEADER_LEN + p.len());
     out.extend_from_slice(MAGIC);
@@ -93,7 +99,7 @@ pub(crate) fn frame(buf: &[u8]) -> Frame {
     if buf.len() < HEADER_LEN {
         return Frame::Torn("short header");
     }
-    if ![MAGIC, MAGIC_V2, MAGIC_V1].contains(&&buf[..4].try_into().unwrap_or([0u8; 4])) {
+    if ![MAGIC, MAGIC_V4, MAGIC_V2, MAGIC_V1].contains(&&buf[..4].try_into().unwrap_or([0u8; 4])) {
         return Frame::Torn("bad magic");
     }
     let len = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]) as usize;
@@ -149,7 +155,8 @@ impl<'a> Reader<'a> {
 pub(crate) fn decode(record: &[u8]) -> Option<SpoolRecord> {
     let magic = record.get(..4)?;
     let v1 = magic == MAGIC_V1;
-    let flags = magic == MAGIC;
+    let flags = magic == MAGIC || magic == MAGIC_V4;
+    let env_flags = magic == MAGIC;
     let mut r = Reader {
         b: record.get(HEADER_LEN..)?,
     };
@@ -179,9 +186,15 @@ pub(crate) fn decode(record: &[u8]) -> Option<SpoolRecord> {
         let s = std::str::from_utf8(r.bytes()?).ok()?;
         remote.push(Address::parse(s).ok()?);
     }
+    let require_tls = if env_flags {
+        r.take(1)?[0] & 1 == 1
+    } else {
+        false
+    };
     Some(SpoolRecord {
         received_at,
         envelope: Envelope {
+            require_tls,
             mail_from,
             local,
             remote,
@@ -197,6 +210,7 @@ mod tests {
     fn sample() -> (Envelope, Vec<u8>) {
         (
             Envelope {
+                require_tls: false,
                 mail_from: "a@b.test".into(),
                 local: vec![
                     LocalCopy::new(AccountId::from_row(3), "a@here.test"),
@@ -279,6 +293,7 @@ mod tests {
         let mut copy = LocalCopy::new(AccountId::from_row(4), "ann@b.test");
         copy.junk = true;
         let env = Envelope {
+            require_tls: false,
             mail_from: "x@y.test".into(),
             local: vec![
                 copy.clone(),
@@ -289,6 +304,39 @@ mod tests {
         let back = decode(&encode(&env, raw, 1)).unwrap();
         assert_eq!(back.envelope, env);
         assert!(back.envelope.local[0].junk && !back.envelope.local[1].junk);
+    }
+
+    /// A TSR4 spool (before the envelope flags) drains after an upgrade,
+    /// without REQUIRETLS; the flag survives the round trip now.
+    #[test]
+    fn reads_tsr4_and_keeps_requiretls() {
+        let raw = b"Subject: v4\r\n\r\nx\r\n";
+        let mut p = Vec::new();
+        p.extend_from_slice(&7i64.to_le_bytes());
+        put_bytes(&mut p, b"a@b.test");
+        p.extend_from_slice(&1u32.to_le_bytes());
+        p.extend_from_slice(&3i32.to_le_bytes());
+        put_bytes(&mut p, b"bob@b.test");
+        p.push(1);
+        p.extend_from_slice(&1u32.to_le_bytes());
+        put_bytes(&mut p, b"x@far.test");
+        p.extend_from_slice(raw);
+        let back = decode(&framed(MAGIC_V4, &p)).unwrap();
+        assert!(back.envelope.local[0].junk);
+        assert!(!back.envelope.require_tls);
+        assert_eq!(back.raw, raw, "no flags byte taken from the message");
+        let (mut env, raw) = sample();
+        env.require_tls = true;
+        assert!(decode(&encode(&env, &raw, 1)).unwrap().envelope.require_tls);
+        for (a, b) in [
+            (MAGIC, MAGIC_V4),
+            (MAGIC, MAGIC_V2),
+            (MAGIC, MAGIC_V1),
+            (MAGIC_V4, MAGIC_V2),
+        ] {
+            let bits: u32 = a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum();
+            assert!(bits >= 2, "{a:?} {b:?}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use crate::delivery::LocalCopy;
 
 fn env(n: usize) -> Envelope {
     Envelope {
+        require_tls: false,
         mail_from: format!("s{n}@far.test"),
         local: vec![LocalCopy::new(AccountId::from_row(n as i32), "")],
         remote: vec![Address::parse("x@far.test").unwrap()],

@@ -87,14 +87,22 @@ pub struct LettreRelay {
     kept: std::sync::Mutex<HashMap<String, Vec<Kept>>>,
 }
 
+/// What the server's EHLO offered that lettre does not keep.
+#[derive(Clone, Copy, Debug, Default)]
+struct Offers {
+    /// RFC 2920.
+    pipelining: bool,
+    /// RFC 8689.
+    requiretls: bool,
+}
+
 /// A session kept after its transaction (RSET answered), for the next
 /// message to the same host, as Postfix's connection cache does: no new
 /// TCP, TLS and EHLO per message.
 struct Kept {
     conn: AsyncSmtpConnection,
     tls: bool,
-
-    pipelining: bool,
+    offers: Offers,
     opened: Instant,
     idle_since: Instant,
 }
@@ -454,19 +462,44 @@ impl LettreRelay {
                 None => self.require_tls.contains(&req.domain.to_ascii_lowercase()),
             };
         let key = format!("{}|{}|{}", t.host, t.addr, check.label());
-        let (mut conn, tls, pipelining, opened) = match self.checkout(&key, must_tls).await {
-            Some(k) => (k.conn, k.tls, k.pipelining, k.opened),
+        let (mut conn, tls, offers, opened) = match self.checkout(&key, must_tls).await {
+            Some(k) => (k.conn, k.tls, k.offers, k.opened),
             None => match self.open(t, req, must_tls).await {
-                Ok((mut conn, tls, pipelining)) => {
+                Ok((mut conn, tls, offers)) => {
                     if let Err(f) = self.check_cert(&mut conn, t, req, check).await {
                         return Session::NextHost(f);
                     }
-                    (conn, tls, pipelining, Instant::now())
+                    (conn, tls, offers, Instant::now())
                 }
                 Err(f) => return Session::NextHost(f),
             },
         };
-        let (replies, synced) = self.transaction(&mut conn, req, pipelining).await;
+        // RFC 8689 §4.2.1: a REQUIRETLS message goes only to a server that
+        // offers REQUIRETLS (and so passes the requirement on). The session
+        // stays for other mail.
+        if req.require_tls && !offers.requiretls {
+            self.checkin(
+                key,
+                Kept {
+                    conn,
+                    tls,
+                    offers,
+                    opened,
+                    idle_since: Instant::now(),
+                },
+            );
+            return Session::NextHost(HostFailure {
+                reply: Reply::new(
+                    550,
+                    format!(
+                        "5.7.30 REQUIRETLS support required: {} does not offer it",
+                        t.host
+                    ),
+                ),
+                pushback: false,
+            });
+        }
+        let (replies, synced) = self.transaction(&mut conn, req, offers.pipelining).await;
         // RFC 5321 §4.1.1.5: RSET ends the transaction's state; an answer
         // also says the session is alive.
         let reset = synced
@@ -480,7 +513,7 @@ impl LettreRelay {
                 Kept {
                     conn,
                     tls,
-                    pipelining,
+                    offers,
                     opened,
                     idle_since: Instant::now(),
                 },
@@ -594,7 +627,7 @@ impl LettreRelay {
         t: &Target,
         req: &RelayRequest<'_>,
         must_tls: bool,
-    ) -> Result<(AsyncSmtpConnection, bool, bool), HostFailure> {
+    ) -> Result<(AsyncSmtpConnection, bool, Offers), HostFailure> {
         let fail = |reply: Reply, pushback: bool| Err(HostFailure { reply, pushback });
         let implicit = match &self.smarthost {
             Some(s) if s.tls == SmarthostTls::Tls => Some(self.tls_params(&t.host)),
@@ -707,21 +740,30 @@ impl LettreRelay {
             );
         }
         let tls = conn.is_encrypted();
-        // lettre keeps no PIPELINING flag from EHLO, so ask once more on
-        // this session (a later EHLO is allowed, RFC 5321 §4.1.4); only a
-        // server that offers it gets pipelined commands (RFC 2920 §3.1).
-        let pipelining = match tokio::time::timeout(
+        // lettre keeps no PIPELINING or REQUIRETLS flag from EHLO, so ask
+        // once more on this session (a later EHLO is allowed, RFC 5321
+        // §4.1.4); only a server that offers it gets pipelined commands
+        // (RFC 2920 §3.1).
+        let offers = match tokio::time::timeout(
             self.command_timeout,
             conn.command(Ehlo::new(self.hello.clone())),
         )
         .await
         {
-            Ok(Ok(resp)) => resp.message().any(|l| {
-                l.split_whitespace()
-                    .next()
-                    .is_some_and(|w| w.eq_ignore_ascii_case("PIPELINING"))
-            }),
-            _ => false,
+            Ok(Ok(resp)) => {
+                let offered = |kw: &str| {
+                    resp.message().any(|l| {
+                        l.split_whitespace()
+                            .next()
+                            .is_some_and(|w| w.eq_ignore_ascii_case(kw))
+                    })
+                };
+                Offers {
+                    pipelining: offered("PIPELINING"),
+                    requiretls: offered("REQUIRETLS"),
+                }
+            }
+            _ => Offers::default(),
         };
 
         if let Some(creds) = self.smarthost.as_ref().and_then(|s| s.credentials.as_ref()) {
@@ -745,7 +787,7 @@ impl LettreRelay {
             }
         }
 
-        Ok((conn, tls, pipelining))
+        Ok((conn, tls, offers))
     }
 
     fn tls_params(&self, host: &str) -> Result<TlsParameters, Reply> {
@@ -789,6 +831,12 @@ impl LettreRelay {
             params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
         }
         params.push(MailParameter::Size(req.message.len()));
+        if req.require_tls {
+            params.push(MailParameter::Other {
+                keyword: "REQUIRETLS".into(),
+                value: None,
+            });
+        }
         let mail = Mail::new(sender, params);
         let mut replies: Vec<Option<Reply>> = vec![None; n];
         let mut rcpts = Vec::new();
@@ -947,24 +995,52 @@ impl Relay for LettreRelay {
         let mut pushback = false;
         // MTA-STS and DANE protect the MX path only: a smarthost or a
         // static route is the operator's own choice of host.
-        let optional = tls_optional(req.message);
+        // RFC 8689 §5: REQUIRETLS wins over `TLS-Required: No`.
+        let optional = tls_optional(req.message) && !req.require_tls;
         let mx_path = self.smarthost.is_none() && !self.routes.contains_key(req.domain);
-        let policy = match &self.sts {
+        let mut policy = match &self.sts {
             Some(sts) if mx_path && !optional => sts.policy(self.dns.as_ref(), req.domain).await,
             _ => None,
         };
+        // RFC 8689 §4.2.1: for REQUIRETLS a policy in testing mode is
+        // enforced.
+        if req.require_tls
+            && let Some(p) = policy.as_mut()
+        {
+            p.mode = mta_sts::Mode::Enforce;
+        }
+        // Hosts passed over only because REQUIRETLS could not be met, and
+        // hosts passed over for anything else: when every host was of the
+        // first kind the answer is permanent.
+        let (mut requiretls_refusals, mut other_failures) = (0usize, 0usize);
         for (name, via_dns) in names {
             let check = if via_dns && !optional {
                 match self.cert_check(req.domain, &name, policy.as_ref()).await {
                     Ok(c) => c,
                     Err(r) => {
                         last = r;
+                        other_failures += 1;
                         continue;
                     }
                 }
+            } else if req.require_tls {
+                // A smarthost or a static route: the operator's host, whose
+                // certificate must still be valid for its name.
+                CertCheck::Pkix { enforce: true }
             } else {
                 CertCheck::None
             };
+            if req.require_tls && check == CertCheck::None {
+                last = Reply::new(
+                    550,
+                    format!(
+                        "5.7.10 REQUIRETLS: nothing authenticates {name} (no MTA-STS policy for {}, no DNSSEC-signed TLSA record)",
+                        req.domain
+                    ),
+                );
+                requiretls_refusals += 1;
+                continue;
+            }
             let targets = match self.resolve(&name, via_dns).await {
                 Ok(t) if !t.is_empty() => t,
                 Ok(_) => {
@@ -988,6 +1064,11 @@ impl Relay for LettreRelay {
                     }
                     Session::NextHost(f) => {
                         tracing::info!(host = %t.host, addr = %t.addr, reply = %f.reply, "MX host failed; trying the next");
+                        if f.reply.text.starts_with("5.7.30") {
+                            requiretls_refusals += 1;
+                        } else {
+                            other_failures += 1;
+                        }
                         pushback |= f.pushback;
                         report.remote_host = Some(t.host.clone());
                         report.remote_ip = Some(t.addr.ip().to_string());
@@ -997,7 +1078,14 @@ impl Relay for LettreRelay {
             }
         }
         // No host took the transaction: every recipient is deferred (a 5xx
-        // before MAIL would be odd, and is not a verdict on the recipients).
+        // before MAIL would be odd, and is not a verdict on the recipients),
+        // unless REQUIRETLS is what every host failed: that will not change
+        // by waiting, and the sender must hear it (RFC 8689 §4.2.1).
+        if req.require_tls && requiretls_refusals > 0 && other_failures == 0 {
+            report.replies = vec![last; n];
+            report.unreachable = false;
+            return report;
+        }
         if last.is_permanent() || last.is_success() {
             last = Reply::new(451, format!("4.4.1 {last}"));
         }

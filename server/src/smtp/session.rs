@@ -385,6 +385,10 @@ impl Session {
         if !self.secure && self.tls.is_some() {
             lines.push("STARTTLS".into());
         }
+        // RFC 8689 §4.1: offered only over TLS.
+        if self.secure {
+            lines.push("REQUIRETLS".into());
+        }
         // RFC 4954 §4 and RFC 8314: AUTH only where it belongs and only
         // over TLS, so a password never crosses the wire in clear.
         if self.auth_required() && self.secure && self.auth.is_none() {
@@ -535,8 +539,14 @@ impl Session {
         if self.auth_required() && self.auth.is_none() {
             return r(530, "5.7.0", "Authentication required");
         }
+        let mut require_tls = false;
         for (k, v) in &params {
             match (k.as_str(), v.as_deref()) {
+                // RFC 8689 §4.1: only in a TLS session.
+                ("REQUIRETLS", None) if self.secure => require_tls = true,
+                ("REQUIRETLS", None) => {
+                    return r(530, "5.7.10", "REQUIRETLS needs a TLS session");
+                }
                 ("SIZE", Some(n)) => match n.parse::<u64>() {
                     Ok(n) if n > self.settings.max_message_size as u64 => {
                         return too_big_reply(self.settings.max_message_size);
@@ -567,6 +577,7 @@ impl Session {
         }
         self.txn = Some(Transaction {
             env: Envelope {
+                require_tls,
                 mail_from: from,
                 ..Default::default()
             },

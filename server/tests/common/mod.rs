@@ -317,6 +317,7 @@ impl Tern {
         let core = self.core().await;
         let a = core.account(user).await.unwrap().unwrap();
         let env = mailcore::delivery::Envelope {
+            require_tls: false,
             mail_from: String::new(),
             local: vec![mailcore::delivery::LocalCopy::new(a.id, "")],
             remote: vec![],

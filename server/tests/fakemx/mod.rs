@@ -51,6 +51,8 @@ pub struct Behaviour {
     /// The certificate chain (DER, leaf first) and PKCS#8 key STARTTLS
     /// presents; None for a self-signed one for `fake.mx.test`.
     pub cert: Option<(Vec<Vec<u8>>, Vec<u8>)>,
+    /// Offer REQUIRETLS (RFC 8689) once TLS is up.
+    pub requiretls: bool,
 }
 
 impl Default for Behaviour {
@@ -66,6 +68,7 @@ impl Default for Behaviour {
             strict_pipelining: false,
             messages_per_connection: None,
             cert: None,
+            requiretls: false,
         }
     }
 }
@@ -85,6 +88,8 @@ pub struct Stats {
     /// MAIL commands whose RCPTs and DATA were already in the server's
     /// buffer when MAIL was read (sent in the same write).
     pub pipelined_groups: AtomicUsize,
+    /// Every MAIL command as it arrived.
+    pub mail_lines: Mutex<Vec<String>>,
 }
 
 pub struct FakeMx {
@@ -208,6 +213,9 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             if bh.starttls && !tls {
                 r.push_str("250-STARTTLS\r\n");
             }
+            if bh.requiretls && tls {
+                r.push_str("250-REQUIRETLS\r\n");
+            }
             r.push_str("250 PIPELINING");
             r
         } else if upper.starts_with("HELO") {
@@ -216,6 +224,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             let _ = io.get_mut().write_all(b"220 2.0.0 go ahead\r\n").await;
             return (Some(io.into_inner()), ());
         } else if upper.starts_with("MAIL FROM:") {
+            st.mail_lines.lock().unwrap().push(text.clone());
             from = between(&text, '<', '>');
             rcpts.clear();
             if io
