@@ -1254,3 +1254,96 @@ async fn requiretls_is_offered_over_tls_and_kept_with_the_queued_mail() {
     assert!(!flag("plain@example.test"));
     assert_eq!(t.inbox("bob@example.test").await.len(), 1);
 }
+
+/// The rest of the sender checks' verdicts, each with the header it
+/// writes: SPF softfail (delivered), a DNS failure (451, the sender
+/// retries), a DKIM signature over a body changed afterwards (no pass),
+/// and a DMARC failure under `p=none` (delivered, to the inbox).
+#[tokio::test(flavor = "multi_thread")]
+async fn sender_checks_softfail_temperror_tampered_body_and_p_none() {
+    use common::fakedns::FakeDns;
+    use mail_auth::common::crypto::Ed25519Key;
+    use mail_auth::common::headers::HeaderWriter;
+    use mail_auth::dkim::DkimSigner;
+    use mail_auth::dkim::generate::DkimKeyPair;
+
+    let dns = FakeDns::start();
+    dns.txt("soft.test", "v=spf1 ~all");
+    dns.txt("lax.test", "v=spf1 -all");
+    dns.txt("_dmarc.lax.test", "v=DMARC1; p=none");
+    dns.fail("broken.test");
+    dns.fail("_dmarc.broken.test");
+    let pair = DkimKeyPair::generate_ed25519().unwrap();
+    {
+        use base64::Engine;
+        let p = base64::engine::general_purpose::STANDARD.encode(pair.public_key());
+        dns.txt(
+            "sel._domainkey.signed.test",
+            &format!("v=DKIM1; k=ed25519; p={p}"),
+        );
+    }
+    let t = start(&[
+        ("TERN_SMTP__SENDER_CHECKS", "true"),
+        ("TERN_SMTP__NAMESERVER", &dns.addr()),
+    ]);
+    let send = |mail_from: &str, data: &str| -> String {
+        let (mut c, _) = Client::connect(t.mx);
+        c.cmd("EHLO mta.far.example");
+        assert!(
+            c.cmd(&format!("MAIL FROM:<{mail_from}>"))
+                .starts_with("250")
+        );
+        assert!(c.cmd("RCPT TO:<bob@example.test>").starts_with("250"));
+        assert!(c.cmd("DATA").starts_with("354"));
+        c.cmd(&format!("{}\r\n.", data.trim_end()))
+    };
+    let r = send(
+        "a@soft.test",
+        "From: a@soft.test\r\nSubject: softfail\r\n\r\nx",
+    );
+    assert!(r.starts_with("250"), "{r}");
+    let r = send(
+        "a@broken.test",
+        "From: a@broken.test\r\nSubject: broken\r\n\r\nx",
+    );
+    assert!(r.starts_with("451 4.7.0"), "{r}");
+    let r = send("a@lax.test", "From: a@lax.test\r\nSubject: lax\r\n\r\nx");
+    assert!(r.starts_with("250"), "{r}");
+    let body = "From: s@signed.test\r\nTo: bob@example.test\r\nSubject: tampered\r\n\r\nthe original words\r\n";
+    let sig = DkimSigner::from_key(Ed25519Key::from_pkcs8_der(pair.private_key()).unwrap())
+        .domain("signed.test")
+        .selector("sel")
+        .headers(["From", "To", "Subject"])
+        .sign(body.as_bytes())
+        .unwrap()
+        .to_header();
+    let changed = body.replace("original", "changed");
+    let r = send("s@signed.test", &format!("{sig}{changed}"));
+    assert!(r.starts_with("250"), "{r}");
+
+    t.settle();
+    let inbox: Vec<String> = t
+        .inbox("bob@example.test")
+        .await
+        .into_iter()
+        .map(|m| String::from_utf8_lossy(&m).into_owned())
+        .collect();
+    let find = |subject: &str| {
+        inbox
+            .iter()
+            .find(|m| m.contains(&format!("Subject: {subject}")))
+            .unwrap_or_else(|| panic!("{subject} not delivered: {inbox:?}"))
+            .clone()
+    };
+    let m = find("softfail");
+    assert!(m.contains("spf=softfail"), "{m}");
+    let m = find("lax");
+    assert!(m.contains("spf=fail"), "{m}");
+    assert!(m.contains("dmarc=fail"), "{m}");
+    assert!(m.contains("policy.dmarc=none"), "{m}");
+    let m = find("tampered");
+    // mail-auth's word for a body hash that does not match (RFC 6376 §3.7).
+    assert!(m.contains("dkim=neutral (body hash did not verify)"), "{m}");
+    assert!(!inbox.iter().any(|m| m.contains("Subject: broken")));
+    assert!(t.folder("bob@example.test", "Junk").await.is_empty());
+}

@@ -19,6 +19,8 @@ pub struct FakeDns {
     /// Set the AD bit (RFC 4035 §3.2.3) on answers, as a validating
     /// resolver does for signed zones.
     pub authentic: Arc<std::sync::atomic::AtomicBool>,
+    /// Names answered with SERVFAIL (a broken zone: a temporary error).
+    failing: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 /// (lower-case name, type) -> answers.
@@ -32,6 +34,8 @@ impl FakeDns {
         let table = records.clone();
         let authentic = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let ad = authentic.clone();
+        let failing: Arc<Mutex<std::collections::HashSet<String>>> = Default::default();
+        let broken = failing.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             loop {
@@ -62,7 +66,19 @@ impl FakeDns {
                         }
                     }
                 }
-                if !known_name {
+                let servfail = q.queries.iter().any(|query| {
+                    broken.lock().unwrap().contains(
+                        &query
+                            .name
+                            .to_ascii()
+                            .trim_end_matches('.')
+                            .to_ascii_lowercase(),
+                    )
+                });
+                if servfail {
+                    r.answers.clear();
+                    r.metadata.response_code = ResponseCode::ServFail;
+                } else if !known_name {
                     r.metadata.response_code = ResponseCode::NXDomain;
                 }
                 drop(t);
@@ -73,6 +89,7 @@ impl FakeDns {
             port,
             records,
             authentic,
+            failing,
         }
     }
 
@@ -84,6 +101,14 @@ impl FakeDns {
             .entry((name.to_ascii_lowercase(), t))
             .or_default()
             .push(rd);
+    }
+
+    /// Every question about `name` gets SERVFAIL.
+    pub fn fail(&self, name: &str) {
+        self.failing
+            .lock()
+            .unwrap()
+            .insert(name.to_ascii_lowercase());
     }
 
     pub fn a(&self, name: &str) {
