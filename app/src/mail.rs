@@ -30,6 +30,19 @@ pub struct MsgRow {
     /// For search across folders: where the message lives.
     pub folder: String,
     pub thread_id: i64,
+    /// In Sent: what became of the message's outside recipients
+    /// (`delivered`, `pending`, `bounced`, ...), when anything is on record.
+    pub delivery: Option<String>,
+}
+
+/// One recipient of a sent message and what became of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryRow {
+    pub rcpt: String,
+    /// `delivered`, `pending`, `bounced` or `unknown`: the badge's class.
+    pub class: String,
+    /// In words: "Delivered to mx.example.org at 12:01: 250 2.0.0 ok".
+    pub text: String,
 }
 
 /// What every signed-in page shows around its content.
@@ -88,6 +101,8 @@ pub struct ReadData {
     /// This server's sender checks: verified, could not verify, or not
     /// checked (see `MessageView::sender_verified`).
     pub sender_verified: Option<bool>,
+    /// In Sent: each recipient and what became of it.
+    pub delivery: Vec<DeliveryRow>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -248,6 +263,74 @@ pub mod ssr {
             labels: keyword_labels(m.keywords.iter().map(|k| k.as_str())),
             folder: folder.to_owned(),
             thread_id: m.thread_id,
+            delivery: None,
+        }
+    }
+
+    /// Whether `f` is the account's Sent folder (special use `\Sent`, or
+    /// the name when no folder is marked).
+    pub fn is_sent(head: &mailcore::mailboxes::MailboxHead) -> bool {
+        match &head.special_use {
+            Some(u) => u.eq_ignore_ascii_case("\\Sent"),
+            None => head.name == "Sent",
+        }
+    }
+
+    /// A recipient's state in words.
+    pub fn delivery_row(st: mailcore::sent_status::RcptStatus) -> DeliveryRow {
+        use mailcore::sent_status::RcptState;
+        use mailcore::view::short_date;
+        let text = match &st.state {
+            RcptState::Local => "Delivered to a mailbox on this server".to_owned(),
+            RcptState::Queued {
+                since,
+                waiting: None,
+            } => format!("Waiting to be sent (queued {} UTC)", short_date(*since)),
+            RcptState::Queued {
+                waiting: Some((reason, next)),
+                ..
+            } => format!(
+                "Not delivered yet: the receiving server is not answering (\"{reason}\"); next attempt {} UTC",
+                short_date(*next)
+            ),
+            RcptState::Retrying {
+                attempts,
+                last_reply,
+                next_attempt_at,
+            } => format!(
+                "Not delivered yet: {attempts} attempt{} so far; the last answer was \"{last_reply}\"; next attempt {} UTC",
+                if *attempts == 1 { "" } else { "s" },
+                short_date(*next_attempt_at)
+            ),
+            RcptState::Delivered { host, reply, at } => {
+                let host = if host.is_empty() {
+                    "the receiving server"
+                } else {
+                    host.as_str()
+                };
+                format!(
+                    "Delivered to {host} at {} UTC: \"{reply}\"",
+                    short_date(*at)
+                )
+            }
+            RcptState::Bounced { reason, at } => {
+                format!(
+                    "Could not be delivered ({} UTC): \"{reason}\"",
+                    short_date(*at)
+                )
+            }
+            RcptState::Removed { at } => {
+                format!(
+                    "Taken out of the queue by the postmaster ({} UTC)",
+                    short_date(*at)
+                )
+            }
+            RcptState::Unknown => "No delivery record".to_owned(),
+        };
+        DeliveryRow {
+            class: st.state.class().to_owned(),
+            rcpt: st.rcpt,
+            text,
         }
     }
 
@@ -298,7 +381,8 @@ pub async fn mail_list(f: String, page: u64, q: String) -> Result<Option<ListDat
             Some(t.elapsed().as_millis() as u64),
         )
     };
-    let rows = rows
+    let found = rows;
+    let mut rows: Vec<MsgRow> = found
         .iter()
         .map(|m| {
             row(
@@ -307,6 +391,18 @@ pub async fn mail_list(f: String, page: u64, q: String) -> Result<Option<ListDat
             )
         })
         .collect();
+    // Sent shows what became of each message, from the queue and the log.
+    if q.trim().is_empty() && is_sent(open(&mail, &folder).await?.head()) {
+        let ids: Vec<&str> = found.iter().map(|m| m.message_id.as_str()).collect();
+        let refs = ids.clone();
+        let sums = crate::auth::ssr::core()?
+            .sent_summaries(&s.account, &refs)
+            .await
+            .map_err(core_error)?;
+        for (r, id) in rows.iter_mut().zip(&ids) {
+            r.delivery = sums.get(*id).and_then(|x| x.word()).map(str::to_owned);
+        }
+    }
     Ok(Some(ListData {
         frame,
         folder,
@@ -356,8 +452,27 @@ pub async fn read_message(f: String, uid: i64) -> Result<Option<ReadData>, AppEr
         .sender_checks
         .then(|| view.sender_verified(&settings.hostname))
         .flatten();
+    let delivery = if is_sent(mbox.head()) {
+        let rcpts: Vec<String> = view
+            .to_addrs
+            .iter()
+            .chain(&view.cc_addrs)
+            .chain(&view.bcc_addrs)
+            .cloned()
+            .collect();
+        crate::auth::ssr::core()?
+            .delivery_status(&s.account, &view.message_id, &rcpts)
+            .await
+            .map_err(core_error)?
+            .into_iter()
+            .map(delivery_row)
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(Some(ReadData {
         sender_verified,
+        delivery,
         frame,
         folder: f,
         uid,

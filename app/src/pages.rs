@@ -386,6 +386,10 @@ fn Row(r: MsgRow, searching: bool) -> impl IntoView {
             </span>
             <a class="open" href=href>
                 <span class="from">{r.from.clone()}</span>
+                {r.delivery.clone().map(|d| {
+                    let class = format!("delivery {}", d.replace([' ', ','], "-"));
+                    view! { <span class=class data-testid="delivery-summary">{d}</span> }
+                })}
                 {(!r.labels.is_empty()).then(|| view! {
                     <span class="labels">
                         {r.labels.iter().map(|l| view! { <span class="label">{l.clone()}</span> }).collect_view()}
@@ -478,6 +482,19 @@ fn Message(d: ReadData, act: ServerAction<MessageAction>, images: bool) -> impl 
                     {(!d.cc.is_empty()).then(|| view! { <dt>"Cc"</dt><dd>{d.cc.clone()}</dd> })}
                     <dt>"Date"</dt><dd>{d.date.clone()} " UTC"</dd>
                 </dl>
+                {(!d.delivery.is_empty()).then(|| view! {
+                    <section class="delivery" aria-labelledby="delivery-h" data-testid="delivery">
+                        <h2 id="delivery-h">"Delivery"</h2>
+                        <ul>
+                            {d.delivery.iter().map(|r| view! {
+                                <li>
+                                    <span class=format!("badge {}", r.class)>{r.class.clone()}</span>
+                                    " " <strong>{r.rcpt.clone()}</strong> ": " {r.text.clone()}
+                                </li>
+                            }).collect_view()}
+                        </ul>
+                    </section>
+                })}
                 <div class="actions">
                     <a class="button" href=reply data-key="r">"Reply"</a>
                     <a class="button" href=reply_all data-key="a">"Reply all"</a>

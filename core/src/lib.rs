@@ -44,6 +44,7 @@ pub(crate) mod pg_failover;
 pub mod queue;
 pub mod routing;
 pub mod search;
+pub mod sent_status;
 pub mod sessions;
 pub mod spool;
 pub mod submission;

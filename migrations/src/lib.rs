@@ -28,6 +28,7 @@ mod m20261206_000020_cluster;
 mod m20261206_000021_dkim;
 mod m20261206_000022_mta_sts;
 mod m20261206_000023_queue_require_tls;
+mod m20261206_000024_queue_message_id;
 
 pub struct Migrator;
 
@@ -58,6 +59,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000021_dkim::Migration),
             Box::new(m20261206_000022_mta_sts::Migration),
             Box::new(m20261206_000023_queue_require_tls::Migration),
+            Box::new(m20261206_000024_queue_message_id::Migration),
         ]
     }
 }

@@ -2315,3 +2315,133 @@ async fn requiretls_needs_an_authenticated_host_that_offers_it() {
     let r = relay_req(&relay, "soft.test", &one("soft.test"), msg, false).await;
     assert_eq!(r.replies[0].code, 250, "{:?}", r.replies);
 }
+
+/// What the webmail's Sent folder shows, from the queue and the delivery
+/// log: one recipient delivered (with the remote host and its reply), one
+/// refused for good (with the reason), one retrying (attempts, last reply,
+/// next attempt), one local; a Bcc the header does not name is still
+/// listed. Another account asking with the same Message-ID sees nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn sent_mail_shows_what_became_of_each_recipient() {
+    use mailcore::sent_status::RcptState;
+    let w = World::new();
+    let core = w.core().await;
+    let alice = directory(&core).await;
+    let eve = core
+        .add_account("eve@local.test", "pw-pw-pw-pw", Role::User)
+        .await
+        .unwrap()
+        .id;
+    let mx = FakeMx::start(Behaviour::default()).await;
+    mx.set_rcpt(|a| {
+        if a.starts_with("gone@") {
+            "550 5.1.1 no such user here".into()
+        } else {
+            "250 2.1.5 ok".into()
+        }
+    });
+    w.dns.point("remote.test", mx.addr);
+    w.dns.point("down.test", closed_port());
+    let runner = w.runner(&core, qcfg());
+    let raw = msg("status1", "Hello.\r\n");
+    send(
+        &core,
+        "alice@local.test",
+        &[
+            "bob@remote.test",
+            "gone@remote.test",
+            "x@down.test",
+            "hidden@remote.test",
+        ],
+        &raw,
+    )
+    .await;
+    wait_for("the attempts", 20, async || {
+        let left = core.queue().list(&QueueFilter::default()).await.unwrap();
+        left.len() == 1 && left[0].attempts >= 1
+    })
+    .await;
+    let me = |id, address: &str| mailcore::AccountRef {
+        id,
+        address: address.into(),
+        role: Role::User,
+    };
+    let header = [
+        "bob@remote.test".to_owned(),
+        "gone@remote.test".to_owned(),
+        "x@down.test".to_owned(),
+        "alice@local.test".to_owned(),
+    ];
+    let st = core
+        .delivery_status(
+            &me(alice, "alice@local.test"),
+            "status1@local.test",
+            &header,
+        )
+        .await
+        .unwrap();
+    let of = |r: &str| {
+        st.iter()
+            .find(|s| s.rcpt == r)
+            .unwrap_or_else(|| panic!("{r}: {st:?}"))
+            .state
+            .clone()
+    };
+    match of("bob@remote.test") {
+        RcptState::Delivered { host, reply, .. } => {
+            assert_eq!(host, "mx.remote.test");
+            assert!(reply.starts_with("250 2.0.0"), "{reply}");
+        }
+        o => panic!("{o:?}"),
+    }
+    match of("gone@remote.test") {
+        RcptState::Bounced { reason, .. } => assert!(reason.contains("550 5.1.1"), "{reason}"),
+        o => panic!("{o:?}"),
+    }
+    match of("x@down.test") {
+        RcptState::Retrying {
+            attempts,
+            last_reply,
+            next_attempt_at,
+        } => {
+            assert_eq!(attempts, 1);
+            assert!(last_reply.contains("4.4.1"), "{last_reply}");
+            assert!(next_attempt_at > T0, "{next_attempt_at}");
+        }
+        o => panic!("{o:?}"),
+    }
+    assert_eq!(of("alice@local.test"), RcptState::Local);
+    assert!(matches!(
+        of("hidden@remote.test"),
+        RcptState::Delivered { .. }
+    ));
+    assert_eq!(st.len(), 5, "the header's four, then the Bcc: {st:?}");
+    assert_eq!(st[4].rcpt, "hidden@remote.test");
+
+    let sums = core
+        .sent_summaries(&me(alice, "alice@local.test"), &["status1@local.test"])
+        .await
+        .unwrap();
+    let s = &sums["status1@local.test"];
+    assert_eq!((s.delivered, s.pending, s.bounced), (2, 1, 1));
+    assert_eq!(s.word(), Some("pending, partly bounced"));
+
+    // Not eve's mail: nothing of it shows.
+    let theirs = core
+        .delivery_status(
+            &me(eve, "eve@local.test"),
+            "status1@local.test",
+            &header[..1],
+        )
+        .await
+        .unwrap();
+    assert_eq!(theirs.len(), 1);
+    assert_eq!(theirs[0].state, RcptState::Unknown);
+    assert!(
+        core.sent_summaries(&me(eve, "eve@local.test"), &["status1@local.test"])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    runner.stop(Duration::from_secs(5)).await;
+}
