@@ -32,39 +32,51 @@ export async function startTern(extraEnv = {}) {
   const port = await freePort();
   const smtpPort = await freePort();
   const imapsPort = await freePort();
-  const child = spawn(TERN, ['serve'], {
-    env: {
-      ...env, TERN_WEB__LISTEN: `127.0.0.1:${port}`, TERN_WEB__SITE_ROOT: SITE,
-      TERN_LISTENERS__SMTP: `127.0.0.1:${smtpPort}`, TERN_LISTENERS__SUBMISSION: '',
-      TERN_LISTENERS__SMTPS: '', TERN_LISTENERS__POP3: '', TERN_LISTENERS__POP3S: '',
-      TERN_LISTENERS__IMAP: '', TERN_LISTENERS__IMAPS: `127.0.0.1:${imapsPort}`,
-      // Nothing leaves 127.0.0.1: outbound delivery is off.
-      TERN_RELAY__ENABLED: 'false',
-      // The sender checks on port 25 would ask real DNS.
-      TERN_SMTP__SENDER_CHECKS: 'false',
-      ...extraEnv,
-    },
-    cwd: dir,
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
+  const serveEnv = {
+    ...env, TERN_WEB__LISTEN: `127.0.0.1:${port}`, TERN_WEB__SITE_ROOT: SITE,
+    TERN_LISTENERS__SMTP: `127.0.0.1:${smtpPort}`, TERN_LISTENERS__SUBMISSION: '',
+    TERN_LISTENERS__SMTPS: '', TERN_LISTENERS__POP3: '', TERN_LISTENERS__POP3S: '',
+    TERN_LISTENERS__IMAP: '', TERN_LISTENERS__IMAPS: `127.0.0.1:${imapsPort}`,
+    // Nothing leaves 127.0.0.1: outbound delivery is off.
+    TERN_RELAY__ENABLED: 'false',
+    // The sender checks on port 25 would ask real DNS.
+    TERN_SMTP__SENDER_CHECKS: 'false',
+    // Webmail sends go at once (the undo window is tested on its own).
+    TERN_WEB__UNDO_SEND_SECS: '0',
+    ...extraEnv,
+  };
   const base = `http://127.0.0.1:${port}`;
-  for (let i = 0; ; i++) {
-    try {
-      const r = await fetch(`${base}/healthz`);
-      if (r.status === 200) break;
-    } catch {}
-    if (i > 600) throw new Error('tern did not become healthy');
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const launch = async () => {
+    const c = spawn(TERN, ['serve'], { env: serveEnv, cwd: dir, stdio: ['ignore', 'inherit', 'inherit'] });
+    for (let i = 0; ; i++) {
+      try {
+        const r = await fetch(`${base}/healthz`);
+        if (r.status === 200) break;
+      } catch {}
+      if (i > 600) throw new Error('tern did not become healthy');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return c;
+  };
+  let child = await launch();
+  const halt = async () => {
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+  };
   return {
     base,
     cli,
     smtpPort,
     imapsPort,
     dir,
+    // Stops the server (SIGTERM) and starts it again on the same data dir
+    // and ports: what survives is what was stored.
+    async restart() {
+      await halt();
+      child = await launch();
+    },
     async stop() {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
+      await halt();
       rmSync(dir, { recursive: true, force: true });
     },
   };

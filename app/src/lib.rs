@@ -20,6 +20,7 @@ pub mod mail;
 pub mod mailhtml;
 pub mod outside;
 pub mod pages;
+pub mod scheduled;
 #[cfg(feature = "hydrate")]
 mod shortcuts;
 
@@ -48,6 +49,8 @@ pub struct WebSettings {
     pub sender_checks: bool,
     /// The MTA-STS policy this host serves, when its mode is not `none`.
     pub mta_sts_policy: Option<String>,
+    /// `web.undo_send_secs`: how long a webmail send waits, undoable.
+    pub undo_send_secs: u64,
     /// `3 1 1 <hex>` for the DANE record of this host's key.
     pub tlsa: Option<String>,
 }
@@ -92,6 +95,7 @@ pub fn App() -> impl IntoView {
                 <Route path=StaticSegment("thread") view=ThreadPage ssr=SsrMode::Async/>
                 <Route path=StaticSegment("compose") view=ComposePage ssr=SsrMode::Async/>
                 <Route path=StaticSegment("folders") view=FoldersPage ssr=SsrMode::Async/>
+                <Route path=StaticSegment("scheduled") view=crate::scheduled::ScheduledPage ssr=SsrMode::Async/>
                 <Route path=StaticSegment("outside") view=OutsidePage ssr=SsrMode::Async/>
                 <Route path=StaticSegment("unified") view=UnifiedPage ssr=SsrMode::Async/>
                 <Route path=(StaticSegment("outside"), StaticSegment("add")) view=OutsideAddPage ssr=SsrMode::Async/>

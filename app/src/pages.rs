@@ -191,6 +191,7 @@ pub(crate) fn Shell(
                         .collect_view()}
                 </ul>
                 <a class="manage" href="/folders">"Manage folders"</a>
+                <a class="manage" href="/scheduled" data-testid="scheduled-link">"Scheduled"</a>
                 <a class="manage" href="/unified" data-testid="all-inboxes">"All inboxes"</a>
                 <a class="manage" href="/outside" data-testid="other-accounts">"Other accounts"</a>
             </nav>
@@ -306,8 +307,30 @@ fn MailList(d: ListData, act: ServerAction<MessageAction>) -> impl IntoView {
     let csrf = d.frame.csrf.clone();
     let rows = d.rows.clone();
     let empty = rows.is_empty();
+    // After a send from the webmail: "Sent." with an undo while the
+    // message waits out web.undo_send_secs on the server.
+    let undo_csrf = csrf.clone();
+    let sent_note = (q("sent")() == "1").then(move || {
+        let undo = q("undo")();
+        let undo_form = undo.parse::<i32>().ok().map(|id| {
+            let act = ServerAction::<crate::scheduled::ScheduledAction>::new();
+            view! {
+                <ActionForm action=act attr:class="inline">
+                    <input type="hidden" name="csrf" value=undo_csrf.clone()/>
+                    <input type="hidden" name="id" value=id.to_string()/>
+                    <button type="submit" name="op" value="edit" data-testid="undo">"Undo"</button>
+                </ActionForm>
+            }
+        });
+        view! { <p class="notice" role="status" data-testid="sent-note">"Sent. " {undo_form}</p> }
+    });
+    let late_note = (q("late")() == "1").then(|| {
+        view! { <p class="error" role="alert" data-testid="too-late">"Too late to undo: the message has been sent."</p> }
+    });
     view! {
         <Shell frame=d.frame.clone() folder=d.folder.clone() query=d.query.clone()>
+            {sent_note}
+            {late_note}
             <div class="listhead">
                 <h1>{heading}</h1>
                 <span class="count" data-testid="count">{count}</span>
@@ -622,6 +645,7 @@ pub fn ComposePage() -> impl IntoView {
     let to = q("to");
     let error = q("error");
     let saved = q("saved");
+    let undone = q("undone");
     let outside = q("a");
     let outside_id = q("id");
     let data = Resource::new(
@@ -643,7 +667,7 @@ pub fn ComposePage() -> impl IntoView {
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
-                    Ok(Some(d)) => view! { <Compose d=d error=error() saved=saved() == "1"/> }.into_any(),
+                    Ok(Some(d)) => view! { <Compose d=d error=error() saved=saved() == "1" undone=undone() == "1"/> }.into_any(),
                     Ok(None) => problem(None),
                     Err(e) => problem(Some(e)),
                 }
@@ -653,7 +677,7 @@ pub fn ComposePage() -> impl IntoView {
 }
 
 #[component]
-fn Compose(d: ComposeForm, error: String, saved: bool) -> impl IntoView {
+fn Compose(d: ComposeForm, error: String, saved: bool, undone: bool) -> impl IntoView {
     let limit = format!("Attachments up to {} MB in total.", d.max_size_mb);
     let dirty = StoredValue::new(false);
     let status = RwSignal::new(String::new());
@@ -669,6 +693,7 @@ fn Compose(d: ComposeForm, error: String, saved: bool) -> impl IntoView {
             <h1>{match d.mode.as_str() { "forward" => "Forward", "reply" | "all" => "Reply", _ => "New message" }}</h1>
             {(!error.is_empty()).then(|| view! { <p class="error" role="alert">{error.clone()}</p> })}
             {saved.then(|| view! { <p class="notice" role="status">"Draft saved."</p> })}
+            {undone.then(|| view! { <p class="notice" role="status" data-testid="undone">"Not sent. The message is back here, as a draft, to change or send again."</p> })}
             <form
                 method="post"
                 action="/compose"
@@ -717,6 +742,12 @@ fn Compose(d: ComposeForm, error: String, saved: bool) -> impl IntoView {
                     <button type="submit" name="action" value="draft">"Save draft"</button>
                     <a href="/">"Cancel"</a>
                 </div>
+                <details class="later">
+                    <summary>"Send later"</summary>
+                    <label for="send_at">"Send at (UTC)"</label>
+                    <input id="send_at" name="send_at" type="datetime-local"/>
+                    <button type="submit" name="action" value="later" data-testid="send-later">"Schedule"</button>
+                </details>
             </form>
         </main>
     }

@@ -43,6 +43,7 @@ pub mod outside_fetch;
 pub(crate) mod pg_failover;
 pub mod queue;
 pub mod routing;
+pub mod scheduled;
 pub mod search;
 pub mod sent_status;
 pub mod sessions;
@@ -143,6 +144,8 @@ struct Inner {
     throttle: LoginThrottle,
     events: events::ChangeFeed,
     queue_wakeup: tokio::sync::watch::Sender<u64>,
+    /// Wakes this node's scheduler (a new or hurried scheduled message).
+    scheduler_wake: Arc<tokio::sync::Notify>,
     /// The SQLite writer's turn and its group commit (`write`).
     writer: Arc<write::Writer>,
     clock: Arc<dyn Clock>,
@@ -233,6 +236,7 @@ impl Core {
                 throttle: LoginThrottle::new(opts.throttle, clock.clone()),
                 events: events::ChangeFeed::new(),
                 queue_wakeup: tokio::sync::watch::channel(0).0,
+                scheduler_wake: Arc::new(tokio::sync::Notify::new()),
                 writer: write::Writer::new(backend),
                 clock,
                 login_epochs: Default::default(),

@@ -154,15 +154,23 @@ pub struct Sent {
 }
 
 impl Core {
-    /// Sends a message the way authenticated SMTP submission does: each
-    /// recipient is routed (local, alias, catchall, or remote, which an
-    /// authenticated sender may use), the From: rules of
-    /// [`Core::complete_submission`] apply, the whole is accepted at once
-    /// (into the spool when one is attached), and a copy goes to the
-    /// sender's Sent folder.
-    ///
-    /// `received` is the trace header the caller adds (RFC 5321 §4.4).
-    pub async fn send(
+    /// Whether [`Core::send`] would take this message now (the From: rules,
+    /// the limits, every recipient routable), without sending it: what a
+    /// send that waits (undo, send later) checks when it is asked for.
+    pub async fn check_send(
+        &self,
+        account: &AccountRef,
+        recipients: &[String],
+        raw: &[u8],
+        limits: SendLimits,
+    ) -> Result<(), SendError> {
+        self.prepare_send(account, recipients, raw, "localhost", "", limits)
+            .await
+            .map(|_| ())
+    }
+
+    /// The completed (signed) message and its envelope, or why not.
+    async fn prepare_send(
         &self,
         account: &AccountRef,
         recipients: &[String],
@@ -170,8 +178,8 @@ impl Core {
         hostname: &str,
         received: &str,
         limits: SendLimits,
-    ) -> Result<Sent, SendError> {
-        use crate::delivery::{AcceptError, Accepted, Envelope};
+    ) -> Result<(Vec<u8>, crate::delivery::Envelope), SendError> {
+        use crate::delivery::Envelope;
         use crate::routing::Route;
         if recipients.is_empty() {
             return Err(SendError::NoRecipients);
@@ -199,6 +207,30 @@ impl Core {
                 }
             }
         }
+        Ok((body, env))
+    }
+
+    /// Sends a message the way authenticated SMTP submission does: each
+    /// recipient is routed (local, alias, catchall, or remote, which an
+    /// authenticated sender may use), the From: rules of
+    /// [`Core::complete_submission`] apply, the whole is accepted at once
+    /// (into the spool when one is attached), and a copy goes to the
+    /// sender's Sent folder.
+    ///
+    /// `received` is the trace header the caller adds (RFC 5321 §4.4).
+    pub async fn send(
+        &self,
+        account: &AccountRef,
+        recipients: &[String],
+        raw: &[u8],
+        hostname: &str,
+        received: &str,
+        limits: SendLimits,
+    ) -> Result<Sent, SendError> {
+        use crate::delivery::{AcceptError, Accepted};
+        let (body, env) = self
+            .prepare_send(account, recipients, raw, hostname, received, limits)
+            .await?;
         let mut wire = Vec::with_capacity(received.len() + body.len());
         wire.extend_from_slice(received.as_bytes());
         wire.extend_from_slice(&body);

@@ -29,6 +29,7 @@ mod m20261206_000021_dkim;
 mod m20261206_000022_mta_sts;
 mod m20261206_000023_queue_require_tls;
 mod m20261206_000024_queue_message_id;
+mod m20261206_000025_scheduled_sends;
 
 pub struct Migrator;
 
@@ -60,6 +61,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000022_mta_sts::Migration),
             Box::new(m20261206_000023_queue_require_tls::Migration),
             Box::new(m20261206_000024_queue_message_id::Migration),
+            Box::new(m20261206_000025_scheduled_sends::Migration),
         ]
     }
 }

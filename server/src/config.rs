@@ -311,6 +311,9 @@ pub struct SmtpConfig {
     /// separated domains (a mailing list server, a forwarding service):
     /// mail they sealed with a passing chain is delivered, not refused.
     pub arc_trusted_sealers: String,
+    /// FUTURERELEASE (RFC 4865) on submission: the longest a client may
+    /// ask mail to be held, in seconds (30 days); 0 does not offer it.
+    pub max_future_release_secs: i64,
 }
 
 impl Default for SmtpConfig {
@@ -332,6 +335,7 @@ impl Default for SmtpConfig {
             sender_checks: true,
             nameserver: String::new(),
             arc_trusted_sealers: String::new(),
+            max_future_release_secs: 30 * 86_400,
         }
     }
 }
@@ -357,6 +361,9 @@ pub struct WebConfig {
     /// How often the compose page saves a draft while the user types
     /// (with JavaScript on).
     pub autosave_secs: u64,
+    /// How long a webmail send waits on the server, with "Undo" on the
+    /// page, before it goes; 0 sends at once.
+    pub undo_send_secs: u64,
     /// Bearer token for `/metrics`; empty turns `/metrics` off.
     pub metrics_token: String,
 }
@@ -431,6 +438,7 @@ impl Default for WebConfig {
             listen_tls: String::new(),
             site_root: PathBuf::from("target/site"),
             autosave_secs: 30,
+            undo_send_secs: 10,
             metrics_token: String::new(),
         }
     }

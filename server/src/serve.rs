@@ -41,6 +41,15 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     mail_tasks.extend(crate::imap::start(&core, &cfg, tls.clone()).await?);
 
     let runner = start_queue(&core, &cfg)?;
+    // Mail sent later (undo window, "send later", FUTURERELEASE).
+    let scheduler = core.start_scheduler(mailcore::scheduled::SchedulerConfig {
+        hostname: cfg.hostname.clone(),
+        limits: mailcore::submission::SendLimits {
+            max_recipients: cfg.smtp.max_recipients,
+            max_message_size: cfg.smtp.max_message_size,
+        },
+        poll: std::time::Duration::from_secs(1),
+    });
     // The heartbeat row, and on PostgreSQL the line to the other nodes.
     let probe = runner.as_ref().map(|r| r.probe());
     let runs_queue = probe.is_some();
@@ -94,6 +103,7 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     }
     handle.stop(true).await;
     let _ = web_task.await;
+    scheduler.stop().await;
     ingest.stop().await;
     dir_cache.stop();
     core.close().await;

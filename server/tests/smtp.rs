@@ -1347,3 +1347,98 @@ async fn sender_checks_softfail_temperror_tampered_body_and_p_none() {
     assert!(!inbox.iter().any(|m| m.contains("Subject: broken")));
     assert!(t.folder("bob@example.test", "Junk").await.is_empty());
 }
+
+/// FUTURERELEASE (RFC 4865) on submission: offered with its limits,
+/// authenticated users only, HOLDFOR and HOLDUNTIL within the limit; a held
+/// message is committed before the 250, waits (across a restart of
+/// `tern serve`), shows in the webmail's Scheduled list, and is delivered
+/// when its time comes.
+#[tokio::test(flavor = "multi_thread")]
+async fn futurerelease_holds_submitted_mail_until_its_time() {
+    let mut t = start(&[("TERN_SMTP__MAX_FUTURE_RELEASE_SECS", "3600")]);
+    let (mut c, _) = Client::connect(t.sub);
+    c.cmd("EHLO laptop");
+    assert!(c.cmd("STARTTLS").starts_with("220"));
+    let mut c = c.starttls(&t.cert());
+    let ehlo = c.cmd("EHLO laptop");
+    assert!(ehlo.contains("FUTURERELEASE 3600 "), "{ehlo}");
+    let r = c.cmd("MAIL FROM:<alice@example.test> HOLDFOR=5");
+    assert!(r.starts_with("530 5.7.0"), "{r}");
+    assert_eq!(code(&c.login_plain("alice@example.test", PW)), "235 2.7.0");
+    let r = c.cmd("MAIL FROM:<alice@example.test> HOLDFOR=3601");
+    assert!(r.starts_with("501 5.5.4"), "{r}");
+    let r = c.cmd("MAIL FROM:<alice@example.test> HOLDFOR=5 HOLDUNTIL=2026-12-06T00:00:00Z");
+    assert!(r.starts_with("501 5.5.4"), "{r}");
+    let send = |c: &mut Client, param: &str, subject: &str| {
+        let r = c.cmd(&format!("MAIL FROM:<alice@example.test> {param}"));
+        assert!(r.starts_with("250"), "{r}");
+        assert!(c.cmd("RCPT TO:<bob@example.test>").starts_with("250"));
+        assert!(c.cmd("DATA").starts_with("354"));
+        c.cmd(&format!(
+            "From: alice@example.test\r\nTo: bob@example.test\r\nSubject: {subject}\r\n\r\nlater\r\n."
+        ))
+    };
+    let r = send(&mut c, "HOLDFOR=4", "held four");
+    assert!(r.starts_with("250 2.0.0 OK: held until "), "{r}");
+    let until = mail_parser::DateTime::from_timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+            + 2,
+    )
+    .to_rfc3339();
+    let r = send(&mut c, &format!("HOLDUNTIL={until}"), "held until");
+    assert!(r.starts_with("250 2.0.0 OK: held until "), "{r}");
+    let r = send(&mut c, "HOLDFOR=3000", "held long");
+    assert!(r.starts_with("250"), "{r}");
+    c.cmd("QUIT");
+    assert!(bob_subjects(&t).await.is_empty(), "nothing delivered yet");
+    // Held across a restart.
+    t.restart();
+    let core = t.core().await;
+    let alice = core
+        .account("alice@example.test")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let listed: Vec<String> = core
+        .scheduled(alice)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.subject)
+        .collect();
+    assert!(listed.contains(&"held long".to_owned()), "{listed:?}");
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = bob_subjects(&t).await;
+        if got.contains(&"held four".to_owned()) && got.contains(&"held until".to_owned()) {
+            break;
+        }
+        assert!(Instant::now() < end, "not delivered: {got:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!bob_subjects(&t).await.contains(&"held long".to_owned()));
+    let m = t.inbox("bob@example.test").await;
+    let m = String::from_utf8_lossy(&m[0]).into_owned();
+    assert!(
+        m.contains("with ESMTPSA"),
+        "the trace of the submission: {m}"
+    );
+}
+
+/// The subjects in bob's INBOX.
+async fn bob_subjects(t: &common::Tern) -> Vec<String> {
+    t.inbox("bob@example.test")
+        .await
+        .into_iter()
+        .map(|m| {
+            let m = String::from_utf8_lossy(&m).into_owned();
+            m.lines()
+                .find_map(|l| l.strip_prefix("Subject: ").map(str::to_owned))
+                .unwrap_or_default()
+        })
+        .collect()
+}

@@ -21,5 +21,6 @@ pub mod outside_fetched;
 pub mod outside_header;
 pub mod queue_destination;
 pub mod queue_entry;
+pub mod scheduled_send;
 pub mod session_lease;
 pub mod web_session;

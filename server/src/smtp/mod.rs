@@ -42,6 +42,7 @@ pub async fn start(
         ),
         data_timeout: Duration::from_secs(s.data_timeout_secs),
         tls_handshake_timeout: Duration::from_secs(s.tls_handshake_timeout_secs),
+        max_future_release: s.max_future_release_secs.max(0),
         sender_checks: if s.sender_checks {
             let ns = match s.nameserver.trim() {
                 "" => None,

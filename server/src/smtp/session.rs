@@ -52,6 +52,9 @@ pub struct Settings {
     pub tls_handshake_timeout: Duration,
     /// SPF, DKIM and DMARC for mail from other servers; None turns them off.
     pub sender_checks: Option<Arc<super::inbound_auth::InboundAuth>>,
+    /// FUTURERELEASE (RFC 4865) on submission: the longest hold, in
+    /// seconds; 0 does not offer it.
+    pub max_future_release: i64,
 }
 
 impl Default for Settings {
@@ -72,6 +75,7 @@ impl Default for Settings {
             data_timeout: Duration::from_secs(600),
             tls_handshake_timeout: Duration::from_secs(30),
             sender_checks: None,
+            max_future_release: 30 * 86_400,
         }
     }
 }
@@ -86,6 +90,8 @@ struct Transaction {
     /// A chunk pushed the message past the size limit: the rest is read
     /// and dropped, and LAST gets 552.
     too_big: bool,
+    /// FUTURERELEASE (RFC 4865): held until then, not sent now.
+    hold_until: Option<i64>,
 }
 
 enum Flow {
@@ -389,6 +395,13 @@ impl Session {
         if self.secure {
             lines.push("REQUIRETLS".into());
         }
+        // RFC 4865 §3: FUTURERELEASE max-interval max-date-time, on the
+        // listeners users send through.
+        if self.auth_required() && self.settings.max_future_release > 0 {
+            let max = self.settings.max_future_release;
+            let until = mail_parser::DateTime::from_timestamp(self.core.clock().now() + max);
+            lines.push(format!("FUTURERELEASE {max} {}", until.to_rfc3339()));
+        }
         // RFC 4954 §4 and RFC 8314: AUTH only where it belongs and only
         // over TLS, so a password never crosses the wire in clear.
         if self.auth_required() && self.secure && self.auth.is_none() {
@@ -540,8 +553,44 @@ impl Session {
             return r(530, "5.7.0", "Authentication required");
         }
         let mut require_tls = false;
+        let mut hold_until = None;
+        let now = self.core.clock().now();
         for (k, v) in &params {
             match (k.as_str(), v.as_deref()) {
+                // RFC 4865 §3: at most one of HOLDFOR and HOLDUNTIL, from
+                // an authenticated user, no further than we offered.
+                ("HOLDFOR" | "HOLDUNTIL", Some(_)) if self.auth.is_none() => {
+                    return r(530, "5.7.0", "FUTURERELEASE needs authentication");
+                }
+                ("HOLDFOR" | "HOLDUNTIL", Some(_)) if hold_until.is_some() => {
+                    return r(501, "5.5.4", "Only one of HOLDFOR and HOLDUNTIL");
+                }
+                ("HOLDFOR", Some(n)) => match n.parse::<i64>() {
+                    Ok(n) if (0..=self.settings.max_future_release).contains(&n) => {
+                        hold_until = Some(now + n)
+                    }
+                    Ok(_) => {
+                        return r(
+                            501,
+                            "5.5.4",
+                            "HOLDFOR is longer than this server holds mail",
+                        );
+                    }
+                    Err(_) => return r(501, "5.5.4", "Malformed HOLDFOR"),
+                },
+                ("HOLDUNTIL", Some(t)) => match mail_parser::DateTime::parse_rfc3339(t) {
+                    Some(t) if t.to_timestamp() <= now + self.settings.max_future_release => {
+                        hold_until = Some(t.to_timestamp().max(now))
+                    }
+                    Some(_) => {
+                        return r(
+                            501,
+                            "5.5.4",
+                            "HOLDUNTIL is later than this server holds mail",
+                        );
+                    }
+                    None => return r(501, "5.5.4", "Malformed HOLDUNTIL"),
+                },
                 // RFC 8689 §4.1: only in a TLS session.
                 ("REQUIRETLS", None) if self.secure => require_tls = true,
                 ("REQUIRETLS", None) => {
@@ -584,6 +633,7 @@ impl Session {
             recipients: Vec::new(),
             chunks: None,
             too_big: false,
+            hold_until,
         });
         r(250, "2.1.0", "Sender OK")
     }
@@ -848,6 +898,32 @@ impl Session {
             .as_ref()
             .map(|(a, _)| a.address.clone())
             .unwrap_or_default();
+        // FUTURERELEASE: kept on the server (committed before the 250),
+        // and sent by the scheduler when the time comes.
+        if let (Some(until), Some((account, _))) = (txn.hold_until, &self.auth) {
+            let held = mailcore::scheduled::NewScheduled {
+                kind: mailcore::scheduled::ScheduleKind::Smtp,
+                mail_from: env.mail_from.clone(),
+                recipients: txn.recipients.clone(),
+                received,
+                raw: body,
+                draft: None,
+                send_at: until,
+                require_tls: env.require_tls,
+            };
+            return match self.core.schedule(account.id, held).await {
+                Ok(id) => {
+                    self.errors = 0;
+                    let when = mail_parser::DateTime::from_timestamp(until).to_rfc3339();
+                    tracing::info!(peer = %self.peer, user, from = %txn.env.mail_from, rcpt = ?txn.recipients, size, held = id, until = %when, result = "250", "smtp transaction");
+                    r(250, "2.0.0", format!("OK: held until {when} (id {id})"))
+                }
+                Err(e) => {
+                    tracing::warn!(peer = %self.peer, error = %e, result = "451", "smtp transaction");
+                    unavailable()
+                }
+            };
+        }
         // RFC 5321 §4.1.1.4: the 250 is the promise; `accept` returns only
         // once the message is on disk (the spool's group commit).
         match self.core.accept(env, &raw).await {

@@ -228,6 +228,8 @@ struct Draft {
     mode: String,
     /// The draft this form was opened from, replaced on save, removed on send.
     draft_uid: Option<i64>,
+    /// For "send later": `YYYY-MM-DDTHH:MM`, UTC.
+    send_at: String,
     files: Vec<AttachmentData>,
 }
 
@@ -356,6 +358,7 @@ async fn read_form(
             "from" => d.from = text().trim().to_owned(),
             "mode" => d.mode = text(),
             "draft_uid" => d.draft_uid = text().trim().parse().ok(),
+            "send_at" => d.send_at = text().trim().to_owned(),
             "attachment" => {
                 if let Some(f) = filename.filter(|f| !f.is_empty()) {
                     d.files.push(AttachmentData {
@@ -434,6 +437,32 @@ fn build(
         b.multipart(mp)
     };
     msg.map(|m| (m, invalid)).map_err(|e| e.to_string())
+}
+
+/// `2026-12-06T18:30` (a datetime-local field, read as UTC) as Unix time.
+fn parse_send_at(s: &str) -> Option<i64> {
+    let (date, time) = s.trim().split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (h, min) = (t.next()??, t.next()??);
+    if !(1970..=9999).contains(&y)
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&day)
+        || h > 23
+        || min > 59
+    {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3_600 + min * 60)
 }
 
 fn back_to_compose(error: &str) -> HttpResponse {
@@ -682,6 +711,80 @@ pub async fn compose(
         max_recipients: settings.max_recipients,
         max_message_size: settings.max_message_size,
     };
+    // Later: "send later" at the time asked, or the undo window. Checked
+    // now as a send is, so a wrong address is said now, not at send time.
+    let now = core.clock().now();
+    let send_at = if d.action == "later" {
+        match parse_send_at(&d.send_at) {
+            Some(t) if t > now => Some(t),
+            Some(_) => return save_draft(Some("Not scheduled: that time has passed".into())).await,
+            None => return save_draft(Some("Not scheduled: choose a date and time".into())).await,
+        }
+    } else if settings.undo_send_secs > 0 {
+        Some(now + settings.undo_send_secs as i64)
+    } else {
+        None
+    };
+    if let Some(send_at) = send_at {
+        if let Err(e) = core.check_send(&account, &rcpts, &raw, limits).await {
+            return match e {
+                SendError::Submission(SubmissionError::Core(e)) => core_failure(e),
+                e => save_draft(Some(format!("Not sent: {e}"))).await,
+            };
+        }
+        // The draft form of the message (Bcc kept), for an undo.
+        let draft = match build(
+            &from_address,
+            &d,
+            reference.as_ref(),
+            forwarded.clone(),
+            true,
+        ) {
+            Ok((m, _)) => m.formatted(),
+            Err(e) => return save_draft(Some(e)).await,
+        };
+        let kind = if d.action == "later" {
+            mailcore::scheduled::ScheduleKind::Later
+        } else {
+            mailcore::scheduled::ScheduleKind::Undo
+        };
+        let id = match core
+            .schedule(
+                account.id,
+                mailcore::scheduled::NewScheduled {
+                    kind,
+                    mail_from: account.address.clone(),
+                    recipients: rcpts.clone(),
+                    received: received.clone(),
+                    raw: raw.clone(),
+                    draft: Some(draft),
+                    send_at,
+                    require_tls: false,
+                },
+            )
+            .await
+        {
+            Ok(id) => id,
+            Err(e) => return core_failure(e),
+        };
+        tracing::info!(user = %account.address, rcpts = ?rcpts, id, send_at, "web send scheduled");
+        if let Some((mbox, uid)) = ref_box
+            && d.mode != "forward"
+        {
+            let _ = mbox
+                .set_flags(&[uid], mailcore::messages::FlagOp::Add, Flags::ANSWERED)
+                .await;
+        }
+        drop_old_draft(d.draft_uid).await;
+        let to = if kind == mailcore::scheduled::ScheduleKind::Later {
+            "/scheduled".to_owned()
+        } else {
+            format!("/mail?f=INBOX&sent=1&undo={id}")
+        };
+        return HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, to))
+            .finish();
+    }
     match core
         .send(
             &account,
@@ -716,6 +819,16 @@ pub async fn compose(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn send_at_is_read_as_utc() {
+        assert_eq!(parse_send_at("1970-01-01T00:00"), Some(0));
+        assert_eq!(parse_send_at("2026-12-06T18:30"), Some(1_796_581_800));
+        assert_eq!(parse_send_at("2024-02-29T12:00"), Some(1_709_208_000));
+        assert_eq!(parse_send_at(""), None);
+        assert_eq!(parse_send_at("2026-13-01T00:00"), None);
+        assert_eq!(parse_send_at("tomorrow"), None);
+    }
 
     #[test]
     fn address_fields_take_display_names() {

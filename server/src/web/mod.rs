@@ -202,6 +202,7 @@ pub fn server(
         autosave_secs: cfg.web.autosave_secs.max(1),
         sender_checks: cfg.smtp.sender_checks,
         mta_sts_policy: publish.mta_sts_policy.clone(),
+        undo_send_secs: cfg.web.undo_send_secs,
         tlsa: publish.tlsa.clone(),
     };
     let cfg_for_web = cfg.clone();

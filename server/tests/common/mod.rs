@@ -194,6 +194,8 @@ fn serve_command<K: AsRef<str>, V: AsRef<str>>(
         // would ask the system's DNS; the test of them turns them on with
         // a DNS server of its own.
         .env("TERN_SMTP__SENDER_CHECKS", "false")
+        // Webmail sends go at once unless a test asks for the undo window.
+        .env("TERN_WEB__UNDO_SEND_SECS", "0")
         .stdout(Stdio::null());
     // TERN_TEST_STDERR=1 shows the servers' logs when a test is debugged.
     if std::env::var_os("TERN_TEST_STDERR").is_none() {
