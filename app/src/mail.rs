@@ -33,6 +33,8 @@ pub struct MsgRow {
     /// In Sent: what became of the message's outside recipients
     /// (`delivered`, `pending`, `bounced`, ...), when anything is on record.
     pub delivery: Option<String>,
+    /// In Snoozed: when it comes back (UTC).
+    pub snoozed_until: Option<String>,
 }
 
 /// One recipient of a sent message and what became of it.
@@ -264,6 +266,7 @@ pub mod ssr {
             folder: folder.to_owned(),
             thread_id: m.thread_id,
             delivery: None,
+            snoozed_until: None,
         }
     }
 
@@ -401,6 +404,21 @@ pub async fn mail_list(f: String, page: u64, q: String) -> Result<Option<ListDat
             .map_err(core_error)?;
         for (r, id) in rows.iter_mut().zip(&ids) {
             r.delivery = sums.get(*id).and_then(|x| x.word()).map(str::to_owned);
+        }
+    }
+    // Snoozed shows when each message comes back.
+    if q.trim().is_empty() && folder == mailcore::snooze::SNOOZED {
+        let mbox = open(&mail, &folder).await?;
+        let uids: Vec<mailcore::Uid> = rows.iter().map(|r| mailcore::Uid(r.uid)).collect();
+        let until = mail
+            .snoozed_until(mbox.id(), &uids)
+            .await
+            .map_err(core_error)?;
+        for r in rows.iter_mut() {
+            r.snoozed_until = until
+                .iter()
+                .find(|(u, _)| u.get() == r.uid)
+                .map(|(_, t)| mailcore::view::short_date(*t));
         }
     }
     Ok(Some(ListData {
@@ -870,4 +888,41 @@ mod label_tests {
         );
         assert_eq!(got, ["Important", "Junk", "Project-X", "Forwarded"]);
     }
+}
+
+/// Snoozes a message: out of its folder until `when` (`3h`, `tomorrow`,
+/// `week`, or `at` with the date and time in `at`, UTC), then back at the
+/// top, unread (`mailcore::snooze`).
+#[server(prefix = "/api", endpoint = "snooze_message")]
+pub async fn snooze_message(
+    csrf: String,
+    f: String,
+    uid: i64,
+    when: String,
+    #[server(default)] at: String,
+) -> Result<(), AppError> {
+    use self::ssr::*;
+    use crate::auth::ssr::core_error;
+    let s = require(&csrf).await?;
+    let mail = mail(&s)?;
+    let mbox = open(&mail, &f).await?;
+    let now = crate::auth::ssr::core()?.clock().now();
+    let choice = if when == "at" { at } else { when };
+    let Some(until) = mailcore::snooze::snooze_until(&choice, now) else {
+        leptos_actix::redirect(&format!(
+            "/read?f={}&uid={uid}&error={}",
+            encode(&f),
+            encode("Choose a time in the future to snooze until.")
+        ));
+        return Ok(());
+    };
+    mail.snooze(&mbox, mailcore::Uid(uid), until)
+        .await
+        .map_err(core_error)?;
+    leptos_actix::redirect(&format!(
+        "/mail?f={}&snoozed={}",
+        encode(&f),
+        encode(&mailcore::view::short_date(until))
+    ));
+    Ok(())
 }

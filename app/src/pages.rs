@@ -324,12 +324,17 @@ fn MailList(d: ListData, act: ServerAction<MessageAction>) -> impl IntoView {
         });
         view! { <p class="notice" role="status" data-testid="sent-note">"Sent. " {undo_form}</p> }
     });
+    let snoozed = q("snoozed")();
+    let snoozed_note = (!snoozed.is_empty()).then(|| {
+        view! { <p class="notice" role="status" data-testid="snoozed-note">{format!("Snoozed until {snoozed} UTC. It will be back at the top of this folder, unread.")}</p> }
+    });
     let late_note = (q("late")() == "1").then(|| {
         view! { <p class="error" role="alert" data-testid="too-late">"Too late to undo: the message has been sent."</p> }
     });
     view! {
         <Shell frame=d.frame.clone() folder=d.folder.clone() query=d.query.clone()>
             {sent_note}
+            {snoozed_note}
             {late_note}
             <div class="listhead">
                 <h1>{heading}</h1>
@@ -409,6 +414,9 @@ fn Row(r: MsgRow, searching: bool) -> impl IntoView {
             </span>
             <a class="open" href=href>
                 <span class="from">{r.from.clone()}</span>
+                {r.snoozed_until.clone().map(|t| view! {
+                    <span class="until" data-testid="snoozed-until">{format!("until {t} UTC")}</span>
+                })}
                 {r.delivery.clone().map(|d| {
                     let class = format!("delivery {}", d.replace([' ', ','], "-"));
                     view! { <span class=class data-testid="delivery-summary">{d}</span> }
@@ -462,6 +470,8 @@ pub fn ReadPage() -> impl IntoView {
 
 #[component]
 fn Message(d: ReadData, act: ServerAction<MessageAction>, images: bool) -> impl IntoView {
+    let snooze = ServerAction::<crate::mail::SnoozeMessage>::new();
+    let (snooze_csrf, snooze_f) = (d.frame.csrf.clone(), d.folder.clone());
     let fq = encode(&d.folder);
     let here = format!("/read?f={fq}&uid={}", d.uid);
     let reply = format!("/compose?mode=reply&f={fq}&uid={}", d.uid);
@@ -538,6 +548,20 @@ fn Message(d: ReadData, act: ServerAction<MessageAction>, images: bool) -> impl 
                         <button type="submit" name="op" value="delete" data-key="#">"Delete"</button>
                     </ActionForm>
                 </div>
+                <details class="snooze">
+                    <summary data-testid="snooze">"Snooze"</summary>
+                    <ActionForm action=snooze attr:class="inline">
+                        <input type="hidden" name="csrf" value=snooze_csrf/>
+                        <input type="hidden" name="f" value=snooze_f/>
+                        <input type="hidden" name="uid" value=d.uid/>
+                        <button type="submit" name="when" value="3h">"For 3 hours"</button>
+                        <button type="submit" name="when" value="tomorrow">"Tomorrow 08:00 UTC"</button>
+                        <button type="submit" name="when" value="week">"Next Monday 08:00 UTC"</button>
+                        <label for="snooze_at">" Until (UTC) "</label>
+                        <input id="snooze_at" name="at" type="datetime-local"/>
+                        <button type="submit" name="when" value="at" data-testid="snooze-at">"Snooze until then"</button>
+                    </ActionForm>
+                </details>
                 {(d.has_html && d.blocked_images > 0 && !images).then(|| view! {
                     <p class="notice" role="status">
                         {format!("{} remote image(s) hidden to protect your privacy. ", d.blocked_images)}

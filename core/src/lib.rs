@@ -47,6 +47,7 @@ pub mod scheduled;
 pub mod search;
 pub mod sent_status;
 pub mod sessions;
+pub mod snooze;
 pub mod spool;
 pub mod submission;
 pub mod threads;

@@ -57,6 +57,10 @@ impl Mail {
         self.account
     }
 
+    pub(crate) fn core(&self) -> &Core {
+        &self.core
+    }
+
     /// Opens a mailbox of this account by name (any case of INBOX).
     pub async fn mailbox(&self, name: &str) -> CoreResult<Option<OwnedMailbox>> {
         Ok(self

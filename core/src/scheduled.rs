@@ -3,7 +3,8 @@
 //! of `scheduled_sends` until its time comes; then the scheduler (every
 //! node runs one; a row is taken under a lease, so only one sends it)
 //! sends it the way the webmail or submission would have at that moment,
-//! and deletes it. Until then it can be cancelled (the undo, which gives
+//! and deletes it (and brings back snoozed messages, `crate::snooze`).
+//! Until then it can be cancelled (the undo, which gives
 //! the message back as a draft), sent at once, or listed.
 
 use std::sync::Arc;
@@ -102,6 +103,32 @@ fn listed(m: scheduled_send::Model) -> Scheduled {
         send_at: m.send_at,
         created_at: m.created_at,
     }
+}
+
+/// `2026-12-06T18:30` (a datetime-local field, read as UTC) as Unix time.
+pub fn parse_utc_datetime(s: &str) -> Option<i64> {
+    let (date, time) = s.trim().split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (h, min) = (t.next()??, t.next()??);
+    if !(1970..=9999).contains(&y)
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&day)
+        || h > 23
+        || min > 59
+    {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3_600 + min * 60)
 }
 
 /// How the scheduler sends the webmail's messages.
@@ -419,6 +446,10 @@ impl Core {
                     }
                     Err(e) => tracing::debug!(error = %e, "scheduler: store unavailable"),
                 }
+                // Snoozed messages whose time has come go back too.
+                if let Err(e) = core.wake_snoozed().await {
+                    tracing::debug!(error = %e, "scheduler: snoozes not woken yet");
+                }
                 tokio::select! {
                     _ = wake.notified() => {}
                     _ = stopped.changed() => {}
@@ -427,5 +458,20 @@ impl Core {
             }
         });
         SchedulerHandle { stop, task }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_at_is_read_as_utc() {
+        assert_eq!(parse_utc_datetime("1970-01-01T00:00"), Some(0));
+        assert_eq!(parse_utc_datetime("2026-12-06T18:30"), Some(1_796_581_800));
+        assert_eq!(parse_utc_datetime("2024-02-29T12:00"), Some(1_709_208_000));
+        assert_eq!(parse_utc_datetime(""), None);
+        assert_eq!(parse_utc_datetime("2026-13-01T00:00"), None);
+        assert_eq!(parse_utc_datetime("tomorrow"), None);
     }
 }

@@ -1,12 +1,14 @@
 // Undo send and send later, kept on the server: the undo window
 // (web.undo_send_secs) gives the message back to the compose form with its
 // attachment; a scheduled message survives a restart of `tern serve`, is
-// listed, can be sent now or cancelled. With JavaScript on and off.
+// listed, can be sent now or cancelled; snooze moves a message to Snoozed
+// until a time (its return is tested over IMAP in server/tests/imap.rs).
+// With JavaScript on and off.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { startTern, launchChromium, imap, signIn } from '../harness.mjs';
+import { startTern, launchChromium, imap, signIn, smtpSend } from '../harness.mjs';
 
 const PW = 'correct horse battery';
 const ALICE = 'alice@example.test';
@@ -131,6 +133,30 @@ for (const js of [true, false]) {
     assert.equal(await rows.filter({ hasText: `${js}` }).count(), 0);
     assert.ok(imap(tern.imapsPort, ALICE, PW, 'Drafts').subjects.includes(subjects[1]));
     assert.ok(!bobHas(subjects[1]));
+    await ctx.close();
+  });
+}
+
+for (const js of [true, false]) {
+  test(`snooze takes a message out of the inbox until a chosen time (JavaScript ${js ? 'on' : 'off'})`, async () => {
+    const subject = `Renew the lease ${js}`;
+    await smtpSend(tern.smtpPort, 'landlord@far.example', [ALICE],
+      `From: landlord@far.example\nTo: ${ALICE}\nSubject: ${subject}\n\nPlease renew by Friday.\n`);
+    const { ctx, page } = await session(js, js ? 'light' : 'dark');
+    await page.goto(`${tern.base}/mail?f=INBOX`);
+    await page.locator('li.msg', { has: page.locator('.subject', { hasText: subject }) }).locator('a.open').click();
+    await page.getByRole('heading', { name: subject }).waitFor();
+    await page.getByTestId('snooze').click();
+    await page.getByRole('button', { name: 'Tomorrow 08:00 UTC' }).click();
+    await page.getByTestId('snoozed-note').waitFor();
+    assert.match(await page.getByTestId('snoozed-note').innerText(), /^Snoozed until \d{4}-\d\d-\d\d 08:00 UTC\./);
+    assert.equal(await page.locator('li.msg .subject', { hasText: subject }).count(), 0, 'gone from the inbox');
+    assert.ok(!imap(tern.imapsPort, ALICE, PW, 'INBOX').subjects.includes(subject));
+    assert.ok(imap(tern.imapsPort, ALICE, PW, 'Snoozed').subjects.includes(subject));
+    await page.goto(`${tern.base}/mail?f=Snoozed`);
+    const row = page.locator('li.msg', { has: page.locator('.subject', { hasText: subject }) });
+    assert.match(await row.getByTestId('snoozed-until').innerText(), /^until \d{4}-\d\d-\d\d 08:00 UTC$/);
+    await page.screenshot({ path: join(SHOTS, `snoozed-${js ? 'light' : 'dark'}.png`) });
     await ctx.close();
   });
 }

@@ -30,6 +30,7 @@ mod m20261206_000022_mta_sts;
 mod m20261206_000023_queue_require_tls;
 mod m20261206_000024_queue_message_id;
 mod m20261206_000025_scheduled_sends;
+mod m20261206_000026_snoozes;
 
 pub struct Migrator;
 
@@ -62,6 +63,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000023_queue_require_tls::Migration),
             Box::new(m20261206_000024_queue_message_id::Migration),
             Box::new(m20261206_000025_scheduled_sends::Migration),
+            Box::new(m20261206_000026_snoozes::Migration),
         ]
     }
 }

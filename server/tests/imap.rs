@@ -2051,3 +2051,99 @@ async fn search_body_goes_through_the_index_and_keeps_substrings() {
         "* SEARCH 1 2"
     );
 }
+
+/// Snooze as every client sees it: the webmail snoozes a read message; it
+/// waits in a Snoozed folder IMAP lists (the webmail's Snoozed list says
+/// until when), survives a kill -9 of `tern serve`, and comes back to
+/// INBOX on its own, unread and newest, as IMAP shows.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_snoozed_message_waits_in_snoozed_and_comes_back_unread_on_top() {
+    let mut t = start(&[]);
+    t.deliver("alice@example.test", &msg("snz", "snooze me\r\n"))
+        .await;
+    t.deliver("alice@example.test", &msg("later", "arrived after\r\n"))
+        .await;
+    let cookie = common::web_login(t.web, "alice@example.test", PW).expect("signed in");
+    let (st, page) = common::http_get(t.web, "/read?f=INBOX&uid=1", Some(&cookie));
+    assert_eq!(st, 200, "{page}");
+    let csrf = common::csrf_of(&page);
+    let (st, resp) = common::http_post_form(
+        t.web,
+        "/api/snooze_message",
+        &format!("csrf={csrf}&f=INBOX&uid=1&when=3h&at="),
+        &format!("Cookie: {cookie}\r\n"),
+    );
+    assert!(st == 303 || st == 302, "{st} {resp}");
+    assert!(resp.contains("/mail?f=INBOX&snoozed="), "{resp}");
+    let (_, list) = common::http_get(t.web, "/mail?f=Snoozed", Some(&cookie));
+    assert!(list.contains("data-testid=\"snoozed-until\""), "{list}");
+    let cert = t.cert();
+    let imaps = t.imaps;
+    let imap_state = |want_inbox: usize, want_snoozed: usize| {
+        run_python(&format!(
+            r#"
+import imaplib, ssl
+ctx = ssl.create_default_context(cafile={cert:?})
+ctx.check_hostname = False
+M = imaplib.IMAP4_SSL("127.0.0.1", {imaps}, ssl_context=ctx)
+M.login("alice@example.test", {pw:?})
+typ, data = M.list()
+assert any(b'"Snoozed"' in l for l in data), data
+typ, data = M.status("Snoozed", "(MESSAGES)")
+assert b"MESSAGES {want_snoozed}" in data[0], data
+typ, data = M.select("INBOX")
+assert data == [b"{want_inbox}"], data
+if {want_inbox} == 2:
+    typ, data = M.uid("SEARCH", None, "UNSEEN")
+    unseen = data[0].split()
+    typ, all_ = M.uid("SEARCH", None, "ALL")
+    newest = all_[0].split()[-1]
+    assert newest in unseen, (unseen, all_)
+    typ, data = M.uid("FETCH", newest, "(BODY.PEEK[TEXT])")
+    assert b"snooze me" in data[0][1], data
+M.logout()
+"#,
+            cert = cert.display().to_string(),
+            pw = PW,
+        ))
+    };
+    imap_state(1, 1);
+    t.restart();
+    // Bring the time forward rather than wait three hours.
+    let core = t.core().await;
+    let mail = core.mail(
+        core.account("alice@example.test")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+    );
+    let snoozed = mail.open("Snoozed").await.unwrap();
+    let uid = snoozed
+        .list(0, 10, mailcore::SortOrder::UidAsc)
+        .await
+        .unwrap()
+        .0[0]
+        .uid;
+    let soon = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + 1;
+    mail.snooze(&snoozed, uid, soon).await.unwrap();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while mail
+        .open("INBOX")
+        .await
+        .unwrap()
+        .list(0, 10, mailcore::SortOrder::UidAsc)
+        .await
+        .unwrap()
+        .1
+        < 2
+    {
+        assert!(std::time::Instant::now() < end, "not back");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    imap_state(2, 0);
+}

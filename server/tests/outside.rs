@@ -40,11 +40,6 @@ async fn outside_provider() -> Tern {
     t
 }
 
-fn csrf_of(page: &str) -> String {
-    let at = page.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
-    page[at..at + page[at..].find('"').unwrap()].to_owned()
-}
-
 fn location(resp: &str) -> String {
     resp.lines()
         .find_map(|l| {

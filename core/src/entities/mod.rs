@@ -23,4 +23,5 @@ pub mod queue_destination;
 pub mod queue_entry;
 pub mod scheduled_send;
 pub mod session_lease;
+pub mod snooze;
 pub mod web_session;

@@ -439,32 +439,6 @@ fn build(
     msg.map(|m| (m, invalid)).map_err(|e| e.to_string())
 }
 
-/// `2026-12-06T18:30` (a datetime-local field, read as UTC) as Unix time.
-fn parse_send_at(s: &str) -> Option<i64> {
-    let (date, time) = s.trim().split_once('T')?;
-    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let mut t = time.splitn(3, ':').map(|p| p.parse::<i64>().ok());
-    let (h, min) = (t.next()??, t.next()??);
-    if !(1970..=9999).contains(&y)
-        || !(1..=12).contains(&m)
-        || !(1..=31).contains(&day)
-        || h > 23
-        || min > 59
-    {
-        return None;
-    }
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + h * 3_600 + min * 60)
-}
-
 fn back_to_compose(error: &str) -> HttpResponse {
     let loc = format!(
         "/compose?error={}",
@@ -715,7 +689,7 @@ pub async fn compose(
     // now as a send is, so a wrong address is said now, not at send time.
     let now = core.clock().now();
     let send_at = if d.action == "later" {
-        match parse_send_at(&d.send_at) {
+        match mailcore::scheduled::parse_utc_datetime(&d.send_at) {
             Some(t) if t > now => Some(t),
             Some(_) => return save_draft(Some("Not scheduled: that time has passed".into())).await,
             None => return save_draft(Some("Not scheduled: choose a date and time".into())).await,
@@ -819,16 +793,6 @@ pub async fn compose(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn send_at_is_read_as_utc() {
-        assert_eq!(parse_send_at("1970-01-01T00:00"), Some(0));
-        assert_eq!(parse_send_at("2026-12-06T18:30"), Some(1_796_581_800));
-        assert_eq!(parse_send_at("2024-02-29T12:00"), Some(1_709_208_000));
-        assert_eq!(parse_send_at(""), None);
-        assert_eq!(parse_send_at("2026-13-01T00:00"), None);
-        assert_eq!(parse_send_at("tomorrow"), None);
-    }
 
     #[test]
     fn address_fields_take_display_names() {

@@ -639,6 +639,12 @@ Accept: text/html\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body
 }
 
 /// The `name=value` of the session cookie a response sets, if any.
+/// The CSRF token of a signed-in page's forms.
+pub fn csrf_of(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+    page[at..at + page[at..].find('"').unwrap()].to_owned()
+}
+
 pub fn session_cookie(resp: &str) -> Option<String> {
     resp.lines()
         .filter_map(|l| {
