@@ -21,6 +21,7 @@ pub mod mailhtml;
 pub mod outside;
 pub mod pages;
 pub mod scheduled;
+pub mod settings;
 #[cfg(feature = "hydrate")]
 mod shortcuts;
 
@@ -96,6 +97,7 @@ pub fn App() -> impl IntoView {
                 <Route path=StaticSegment("compose") view=ComposePage ssr=SsrMode::Async/>
                 <Route path=StaticSegment("folders") view=FoldersPage ssr=SsrMode::Async/>
                 <Route path=StaticSegment("scheduled") view=crate::scheduled::ScheduledPage ssr=SsrMode::Async/>
+                <Route path=StaticSegment("settings") view=crate::settings::SettingsPage ssr=SsrMode::Async/>
                 <Route path=StaticSegment("outside") view=OutsidePage ssr=SsrMode::Async/>
                 <Route path=StaticSegment("unified") view=UnifiedPage ssr=SsrMode::Async/>
                 <Route path=(StaticSegment("outside"), StaticSegment("add")) view=OutsideAddPage ssr=SsrMode::Async/>

@@ -598,7 +598,10 @@ pub async fn compose_data(
         correspondents: mail(&s)?.correspondents(200).await.map_err(core_error)?,
         ..Default::default()
     };
-    // The outside accounts that can send (they have an outgoing server).
+    // The addresses this account sends as (its own and its aliases, each
+    // with its name and signature), and the outside accounts that can send
+    // (they have an outgoing server).
+    let identities = core.identities(&s.account).await.map_err(core_error)?;
     let outside = core
         .outside_accounts(s.account.id)
         .await
@@ -607,8 +610,10 @@ pub async fn compose_data(
         .iter()
         .filter(|o| o.settings.outgoing.is_some())
         .collect();
-    if !senders.is_empty() {
-        d.from_choices.push((String::new(), me.clone()));
+    if identities.len() > 1 || !senders.is_empty() {
+        for i in &identities {
+            d.from_choices.push((i.address.clone(), i.mailbox()));
+        }
         for o in &senders {
             d.from_choices.push((
                 format!("o:{}", o.id),
@@ -624,6 +629,7 @@ pub async fn compose_data(
             ));
         }
     }
+    d.from = me.clone();
     if let Some(a) = a
         && senders.iter().any(|o| o.id.0 == a)
     {
@@ -635,6 +641,13 @@ pub async fn compose_data(
             .view(mailcore::Uid(uid))
             .await
             .map_err(core_error)?;
+        if let Some(f) = v.from_addrs.first()
+            && let Some(i) = identities
+                .iter()
+                .find(|i| i.address.eq_ignore_ascii_case(f))
+        {
+            d.from = i.address.clone();
+        }
         d.to = v.to_addrs.join(", ");
         d.cc = v.cc_addrs.join(", ");
         d.bcc = v.bcc_addrs.join(", ");
@@ -673,6 +686,28 @@ pub async fn compose_data(
         }
         _ => None,
     };
+    // A reply goes out as the address the message was sent to.
+    if let Some(v) = &reference
+        && !d.from.starts_with("o:")
+        && let Some(i) = identities.iter().find(|i| {
+            v.to_addrs
+                .iter()
+                .chain(&v.cc_addrs)
+                .any(|a| a.eq_ignore_ascii_case(&i.address))
+        })
+    {
+        d.from = i.address.clone();
+    }
+    // The chosen identity's signature, above any quoted text (RFC 3676
+    // §4.3's "-- " line, which mail clients recognise).
+    let signature = identities
+        .iter()
+        .find(|i| i.address == d.from)
+        .map(|i| i.signature.clone())
+        .filter(|s| !s.is_empty())
+        .map(|s| format!("\n\n-- \n{s}"))
+        .unwrap_or_default();
+    d.body = signature.clone();
     if let Some(v) = reference {
         let not_me = |a: &String| !a.eq_ignore_ascii_case(&me);
         let reply_to = if v.reply_to_addrs.is_empty() {
@@ -689,7 +724,7 @@ pub async fn compose_data(
             "forward" => {
                 d.subject = prefixed("Fwd:", &v.subject);
                 d.body = format!(
-                    "\n\n---------- Forwarded message ----------\nFrom: {}\nDate: {}\nSubject: {}\nTo: {}\n\n{}",
+                    "{signature}\n\n---------- Forwarded message ----------\nFrom: {}\nDate: {}\nSubject: {}\nTo: {}\n\n{}",
                     v.from,
                     v.date.map(mailcore::view::short_date).unwrap_or_default(),
                     v.subject,
@@ -722,7 +757,7 @@ pub async fn compose_data(
                     d.cc = cc.join(", ");
                 }
                 d.subject = prefixed("Re:", &v.subject);
-                d.body = format!("\n\n{header}\n{}", quote(v.text.trim_end()));
+                d.body = format!("{signature}\n\n{header}\n{}", quote(v.text.trim_end()));
             }
         }
         d.mode = if mode.is_empty() {

@@ -29,6 +29,7 @@ mod entities;
 pub mod envelope;
 pub mod error;
 pub mod events;
+pub mod identities;
 pub mod ids;
 pub mod mail;
 pub mod mailbox_index;

@@ -31,6 +31,7 @@ mod m20261206_000023_queue_require_tls;
 mod m20261206_000024_queue_message_id;
 mod m20261206_000025_scheduled_sends;
 mod m20261206_000026_snoozes;
+mod m20261206_000027_identities;
 
 pub struct Migrator;
 
@@ -64,6 +65,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000024_queue_message_id::Migration),
             Box::new(m20261206_000025_scheduled_sends::Migration),
             Box::new(m20261206_000026_snoozes::Migration),
+            Box::new(m20261206_000027_identities::Migration),
         ]
     }
 }

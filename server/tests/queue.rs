@@ -2445,3 +2445,60 @@ async fn sent_mail_shows_what_became_of_each_recipient() {
     );
     runner.stop(Duration::from_secs(5)).await;
 }
+
+/// Identities: the account's own address, then the aliases that deliver to
+/// it; a name and a signature are kept per address, and only for
+/// addresses the account may send as, within their limits.
+#[tokio::test(flavor = "multi_thread")]
+async fn identities_are_the_addresses_one_may_send_as() {
+    let w = World::new();
+    let core = w.core().await;
+    let alice = directory(&core).await;
+    core.add_account("bob@local.test", "pw-pw-pw-pw", Role::User)
+        .await
+        .unwrap();
+    core.add_alias("sales@local.test", &["alice@local.test".to_owned()])
+        .await
+        .unwrap();
+    core.add_alias("info@local.test", &["bob@local.test".to_owned()])
+        .await
+        .unwrap();
+    let me = mailcore::AccountRef {
+        id: alice,
+        address: "alice@local.test".into(),
+        role: Role::User,
+    };
+    core.set_identity(
+        &me,
+        "Sales@local.test",
+        "Sales\r\nBcc: x@evil.test",
+        "Best,\r\nSales",
+    )
+    .await
+    .unwrap();
+    let ids = core.identities(&me).await.unwrap();
+    let addrs: Vec<&str> = ids.iter().map(|i| i.address.as_str()).collect();
+    assert_eq!(addrs, ["alice@local.test", "sales@local.test"]);
+    assert_eq!(ids[1].name, "Sales  Bcc: x@evil.test", "one line");
+    assert_eq!(ids[1].signature, "Best,\nSales");
+    assert_eq!(
+        ids[1].mailbox(),
+        "\"Sales  Bcc: x@evil.test\" <sales@local.test>"
+    );
+    assert!(matches!(
+        core.set_identity(&me, "info@local.test", "Info", "").await,
+        Err(mailcore::CoreError::Forbidden)
+    ));
+    assert!(matches!(
+        core.set_identity(&me, "alice@local.test", &"x".repeat(201), "")
+            .await,
+        Err(mailcore::CoreError::Invalid(_))
+    ));
+    core.set_identity(&me, "alice@local.test", "Alice", "A.")
+        .await
+        .unwrap();
+    assert_eq!(
+        core.identities(&me).await.unwrap()[0].mailbox(),
+        "Alice <alice@local.test>"
+    );
+}

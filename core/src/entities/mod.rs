@@ -10,6 +10,7 @@ pub mod delivery_log;
 pub mod dkim_key;
 pub mod domain;
 pub mod domain_admin;
+pub mod identity;
 pub mod login_strike;
 pub mod lone_subscription;
 pub mod mailbox;

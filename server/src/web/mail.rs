@@ -534,10 +534,26 @@ pub async fn compose(
         },
         Some(Err(_)) => return plain(StatusCode::BAD_REQUEST, "unknown sender"),
     };
-    let from_address = sender
-        .as_ref()
-        .map(|(_, l)| l.settings.address.clone())
-        .unwrap_or_else(|| account.address.clone());
+    // One of the account's identities (its name on the From: line), or
+    // the outside account's address.
+    let from_address = match &sender {
+        Some((_, l)) => l.settings.address.clone(),
+        None => {
+            let ids = match core.identities(&account).await {
+                Ok(i) => i,
+                Err(e) => return core_failure(e),
+            };
+            let wanted = if d.from.is_empty() {
+                account.address.as_str()
+            } else {
+                d.from.as_str()
+            };
+            match ids.iter().find(|i| i.address.eq_ignore_ascii_case(wanted)) {
+                Some(i) => i.mailbox(),
+                None => return plain(StatusCode::BAD_REQUEST, "unknown sender"),
+            }
+        }
+    };
     let drafts = match open_mailbox(&core, &account, "Drafts").await {
         Ok(m) => m,
         Err(r) => return r,
