@@ -796,10 +796,22 @@ pub fn FoldersPage() -> impl IntoView {
                         let special = ["INBOX", "Sent", "Drafts", "Trash", "Junk", "Archive"];
                         let err = error();
                         let csrf_new = csrf.clone();
+                        let csrf_import = csrf.clone();
+                        let imported = q("imported")();
+                        let import_note = (!imported.is_empty()).then(|| {
+                            let text = format!(
+                                "Imported {imported} message(s) into {}; {} already there.",
+                                q("into")(),
+                                q("skipped")()
+                            );
+                            view! { <p class="ok" role="status" data-testid="imported">{text}</p> }
+                        });
+                        let names: Vec<String> = d.frame.folders.iter().map(|f| f.name.clone()).collect();
                         view! {
                             <Shell frame=d.frame.clone()>
                                 <h1>"Folders"</h1>
                                 {(!err.is_empty()).then(|| view! { <p class="error" role="alert">{err.clone()}</p> })}
+                                {import_note}
                                 <ActionForm action=act attr:class="inline">
                                     <input type="hidden" name="csrf" value=csrf_new/>
                                     <input type="hidden" name="op" value="create"/>
@@ -817,6 +829,18 @@ pub fn FoldersPage() -> impl IntoView {
                                         />
                                     }).collect_view()}
                                 </ul>
+                                <h2>"Import a folder (mbox)"</h2>
+                                <p class="hint">"Messages already in the folder (same Message-ID) are skipped, so an import can be run again. Up to 100 MB here; larger files with tern import."</p>
+                                <form method="post" action="/mail/import" enctype="multipart/form-data" class="inline" data-testid="import">
+                                    <input type="hidden" name="csrf" value=csrf_import/>
+                                    <label for="import-into">"Into "</label>
+                                    <select id="import-into" name="f">
+                                        {names.into_iter().map(|n| view! { <option value=n.clone()>{n.clone()}</option> }).collect_view()}
+                                    </select>
+                                    <label for="import-file">" File "</label>
+                                    <input id="import-file" name="file" type="file" accept=".mbox,application/mbox,text/plain" required/>
+                                    <button type="submit">"Import"</button>
+                                </form>
                             </Shell>
                         }.into_any()
                     }
@@ -860,6 +884,8 @@ fn FolderRow(
             <span class="name">{folder_label(&f.name)}</span>
             " "
             <span class="count">{format!("{}, {} unread", count(f.total, "message", "messages"), f.unseen)}</span>
+            " "
+            <a href=format!("/mail/export?f={}", encode(&f.name)) rel="external" download="" data-testid="export">"Export (mbox)"</a>
             {controls}
         </li>
     }

@@ -64,6 +64,24 @@ pub enum Command {
     /// The nodes of this cluster (one row per `tern serve`).
     #[command(subcommand)]
     Cluster(ClusterCmd),
+    /// Write an account's mail as mbox files (mboxrd): one folder to FILE,
+    /// or every folder into DIR as `<folder>.mbox`.
+    Export {
+        account: String,
+        /// The file (with --folder) or directory to write.
+        out: std::path::PathBuf,
+        #[arg(long)]
+        folder: Option<String>,
+    },
+    /// Add the messages of an mbox file to an account's folder (INBOX
+    /// unless --folder, made if missing); ones already there, by
+    /// Message-ID, are skipped, so it can be run again.
+    Import {
+        account: String,
+        file: std::path::PathBuf,
+        #[arg(long, default_value = "INBOX")]
+        folder: String,
+    },
     /// Show the audit log: who did what, when, from where.
     Audit {
         #[arg(long, default_value_t = 50)]
@@ -249,6 +267,16 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         Command::Alias(c) => alias(&open(&cfg).await?, c).await,
         Command::Queue(c) => queue(&open(&cfg).await?, c).await,
         Command::Audit { limit } => audit(&open(&cfg).await?, limit).await,
+        Command::Export {
+            account,
+            out,
+            folder,
+        } => export(&open(&cfg).await?, &account, &out, folder.as_deref()).await,
+        Command::Import {
+            account,
+            file,
+            folder,
+        } => import(&open(&cfg).await?, &account, &file, &folder).await,
         Command::Spool(SpoolCmd::Stats) => spool_stats(&cfg).await,
         Command::Cluster(ClusterCmd::Status) => cluster_status(&cfg).await,
     }
@@ -457,6 +485,98 @@ async fn spool_stats(cfg: &Config) -> Result<(), String> {
     for t in &report.torn {
         out!("torn: {t}");
     }
+    Ok(())
+}
+
+async fn mail_of(core: &Core, address: &str) -> Result<mailcore::Mail, String> {
+    let a = core
+        .account(address)
+        .await
+        .map_err(e)?
+        .ok_or_else(|| format!("no account {address}"))?;
+    Ok(core.mail(a.id))
+}
+
+async fn export(
+    core: &Core,
+    account: &str,
+    out: &std::path::Path,
+    folder: Option<&str>,
+) -> Result<(), String> {
+    use std::io::Write as _;
+    let mail = mail_of(core, account).await?;
+    let folders: Vec<(String, std::path::PathBuf)> = match folder {
+        Some(f) => vec![(f.to_owned(), out.to_path_buf())],
+        None => {
+            std::fs::create_dir_all(out).map_err(|x| format!("{}: {x}", out.display()))?;
+            mail.mailboxes()
+                .await
+                .map_err(e)?
+                .into_iter()
+                .map(|m| {
+                    // A folder name is not a path: `/` and friends become `_`.
+                    let file: String = m
+                        .name
+                        .chars()
+                        .map(|c| {
+                            if c.is_alphanumeric() || "-_. ".contains(c) {
+                                c
+                            } else {
+                                '_'
+                            }
+                        })
+                        .collect();
+                    (m.name, out.join(format!("{file}.mbox")))
+                })
+                .collect()
+        }
+    };
+    for (name, path) in folders {
+        let mbox = mail.open(&name).await.map_err(e)?;
+        let f = std::fs::File::create(&path).map_err(|x| format!("{}: {x}", path.display()))?;
+        let mut w = std::io::BufWriter::new(f);
+        let mut failed = None;
+        let n = mbox
+            .export_mbox(|chunk| {
+                let r = w.write_all(&chunk);
+                if let Err(x) = &r {
+                    failed = Some(x.to_string());
+                }
+                std::future::ready(r.is_ok())
+            })
+            .await
+            .map_err(e)?;
+        if let Some(x) = failed {
+            return Err(format!("{}: {x}", path.display()));
+        }
+        w.flush().map_err(|x| format!("{}: {x}", path.display()))?;
+        out!("{name}\t{n} messages\t{}", path.display());
+    }
+    Ok(())
+}
+
+async fn import(
+    core: &Core,
+    account: &str,
+    file: &std::path::Path,
+    folder: &str,
+) -> Result<(), String> {
+    let mail = mail_of(core, account).await?;
+    let data = std::fs::read(file).map_err(|x| format!("{}: {x}", file.display()))?;
+    let mbox = match mail.mailbox(folder).await.map_err(e)? {
+        Some(m) => m,
+        None => {
+            mail.create_mailbox(folder, mailcore::mailboxes::NewMailbox::Subscribed)
+                .await
+                .map_err(e)?;
+            mail.open(folder).await.map_err(e)?
+        }
+    };
+    let r = mbox
+        .import_mbox(&data, |n| eprintln!("{n} messages read"))
+        .await
+        .map_err(e)?;
+    out!("{folder}\t{} added\t{} already there", r.added, r.skipped);
     Ok(())
 }
 

@@ -712,3 +712,73 @@ async fn the_admin_page_checks_the_records_live() {
     );
     assert!(page.contains("report to postmaster [missing]"), "{page}");
 }
+
+/// `tern export` and `tern import`: a folder out as mboxrd (read back by
+/// Python's mailbox module, an independent parser) and into another
+/// account byte for byte; a second import adds nothing (by Message-ID);
+/// the whole account goes out as one file per folder.
+#[tokio::test(flavor = "multi_thread")]
+async fn export_and_import_mbox_round_trip() {
+    let t = common::start(&[]);
+    let msgs: Vec<Vec<u8>> = (1..=3)
+        .map(|i| {
+            format!(
+                "From: carol@far.example\r\nTo: alice@example.test\r\nSubject: mbox {i}\r\n\
+                 Message-ID: <mbox{i}@far.example>\r\nDate: Sun, 6 Dec 2026 1{i}:00:00 +0000\r\n\r\n\
+                 Line one.\r\nFrom the start of a line.\r\n>From quoted already.\r\n"
+            )
+            .into_bytes()
+        })
+        .collect();
+    for m in &msgs {
+        t.deliver("alice@example.test", m).await;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("inbox.mbox");
+    let f = file.display().to_string();
+    let said = common::cli_out(
+        t.dir.path(),
+        &["export", "alice@example.test", &f, "--folder", "INBOX"],
+    );
+    assert!(said.starts_with("INBOX\t3 messages\t"), "{said}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(
+        text.matches("\nFrom - ").count() + usize::from(text.starts_with("From - ")),
+        3
+    );
+    assert!(
+        text.contains("\n>From the start of a line.\n>>From quoted already.\n"),
+        "{text}"
+    );
+    assert!(!text.contains('\r'));
+    common::run_python(&format!(
+        r#"
+import mailbox
+box = mailbox.mbox({f:?})
+subjects = [m["Subject"] for m in box]
+assert subjects == ["mbox 1", "mbox 2", "mbox 3"], subjects
+assert [m["Message-ID"] for m in box][0] == "<mbox1@far.example>"
+"#
+    ));
+
+    let said = common::cli_out(
+        t.dir.path(),
+        &["import", "bob@example.test", &f, "--folder", "Imported"],
+    );
+    assert_eq!(said.trim(), "Imported\t3 added\t0 already there");
+    let got = t.folder("bob@example.test", "Imported").await;
+    assert_eq!(got, msgs, "byte for byte");
+    let said = common::cli_out(
+        t.dir.path(),
+        &["import", "bob@example.test", &f, "--folder", "Imported"],
+    );
+    assert_eq!(said.trim(), "Imported\t0 added\t3 already there");
+    assert_eq!(t.folder("bob@example.test", "Imported").await.len(), 3);
+
+    let dir = out.path().join("all");
+    let d = dir.display().to_string();
+    let said = common::cli_out(t.dir.path(), &["export", "alice@example.test", &d]);
+    assert!(said.contains("INBOX\t3 messages"), "{said}");
+    assert!(said.contains("Sent\t0 messages"), "{said}");
+    assert!(dir.join("INBOX.mbox").exists() && dir.join("Trash.mbox").exists());
+}

@@ -288,16 +288,19 @@ fn field_recipients(s: &str) -> Result<Vec<String>, String> {
         .collect()
 }
 
-enum FormError {
+pub(crate) enum FormError {
     Bad(String),
     TooBig(usize),
 }
 
-async fn read_form(
+/// A multipart form body, read whole up to `max` bytes of content (plus
+/// room for the form fields). actix's payload is not Send and multer wants
+/// a Send stream, so the body is read first.
+pub(crate) async fn multipart(
     req: &HttpRequest,
     payload: web::Payload,
     max: usize,
-) -> Result<Draft, FormError> {
+) -> Result<multer::Multipart<'static>, FormError> {
     let ct = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -305,8 +308,6 @@ async fn read_form(
         .unwrap_or_default();
     let boundary = multer::parse_boundary(ct)
         .map_err(|_| FormError::Bad("expected a multipart form".into()))?;
-    // actix's payload is not Send and multer wants a Send stream, so the
-    // body is read first, up to the limit (plus room for the form fields).
     let cap = max + 64 * 1024;
     let mut payload = payload;
     let mut buf = web::BytesMut::new();
@@ -319,7 +320,15 @@ async fn read_form(
     }
     let body = buf.freeze();
     let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) });
-    let mut mp = multer::Multipart::new(stream, boundary);
+    Ok(multer::Multipart::new(stream, boundary))
+}
+
+async fn read_form(
+    req: &HttpRequest,
+    payload: web::Payload,
+    max: usize,
+) -> Result<Draft, FormError> {
+    let mut mp = multipart(req, payload, max).await?;
     let mut d = Draft::default();
     let mut total = 0usize;
     loop {

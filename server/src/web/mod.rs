@@ -9,6 +9,7 @@
 pub mod autoconfig;
 pub mod live;
 pub mod mail;
+pub mod mbox;
 pub mod metrics;
 pub mod outside;
 
@@ -254,6 +255,8 @@ pub fn server(
             .route("/msg/body", web::get().to(mail::body))
             .route("/msg/att", web::get().to(mail::attachment))
             .route("/compose", web::post().to(mail::compose))
+            .route("/mail/export", web::get().to(mbox::export))
+            .route("/mail/import", web::post().to(mbox::import))
             .route("/mail/events", web::get().to(live::events))
             .route("/outside/events", web::get().to(outside::events))
             .route("/outside/msg/body", web::get().to(outside::body))

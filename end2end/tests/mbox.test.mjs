@@ -1,0 +1,60 @@
+// A folder out and in as mbox from the webmail: Export downloads INBOX as
+// an mbox file; Import puts it into another folder, and a second import of
+// the same file adds nothing. With JavaScript on and off.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { startTern, launchChromium, smtpSend, imap, signIn } from '../harness.mjs';
+
+const PW = 'correct horse battery';
+const ALICE = 'alice@example.test';
+let tern, browser;
+
+before(async () => {
+  tern = await startTern();
+  tern.cli(['domain', 'add', 'example.test']);
+  tern.cli(['user', 'add', ALICE], `${PW}\n`);
+  for (const i of [1, 2]) {
+    await smtpSend(tern.smtpPort, 'carol@far.example', [ALICE],
+      `From: carol@far.example\nTo: ${ALICE}\nSubject: Exported ${i}\nMessage-ID: <exp${i}@far.example>\n\nFrom the archive, number ${i}.\n`);
+  }
+  browser = await launchChromium();
+});
+
+after(async () => {
+  await browser?.close();
+  await tern?.stop();
+});
+
+for (const js of [true, false]) {
+  test(`export a folder as mbox and import it into another (JavaScript ${js ? 'on' : 'off'})`, async () => {
+    const ctx = await browser.newContext({ javaScriptEnabled: js, acceptDownloads: true });
+    const page = await ctx.newPage();
+    await signIn(page, tern.base, ALICE, PW);
+    await page.goto(`${tern.base}/folders`);
+    const inbox = page.locator('ul.folderlist li', { hasText: 'Inbox' });
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      inbox.getByTestId('export').click(),
+    ]);
+    assert.equal(download.suggestedFilename(), 'INBOX.mbox');
+    const path = await download.path();
+    const text = readFileSync(path, 'utf8');
+    assert.match(text, /^From - /);
+    assert.match(text, /Subject: Exported 1\n[\s\S]*\n>From the archive, number 1\.\n/);
+    assert.match(text, /Subject: Exported 2\n/);
+
+    const target = js ? 'Archive' : 'Trash';
+    for (const [added, skipped] of [[2, 0], [0, 2]]) {
+      await page.goto(`${tern.base}/folders`);
+      await page.locator('#import-into').selectOption(target);
+      await page.locator('#import-file').setInputFiles(path);
+      await page.getByTestId('import').getByRole('button', { name: 'Import' }).click();
+      await page.getByTestId('imported').waitFor();
+      assert.equal(await page.getByTestId('imported').innerText(),
+        `Imported ${added} message(s) into ${target}; ${skipped} already there.`);
+    }
+    assert.deepEqual(imap(tern.imapsPort, ALICE, PW, target).subjects.sort(), ['Exported 1', 'Exported 2']);
+    await ctx.close();
+  });
+}

@@ -1,0 +1,133 @@
+//! A folder as an mbox file, from the webmail: `GET /mail/export?f=` sends
+//! it (streamed a page of messages at a time, so a large folder never sits
+//! in memory whole), and `POST /mail/import` adds an uploaded one, skipping
+//! what the folder already has by Message-ID (`mailcore::mbox`). Larger
+//! imports belong to `tern import`, which has no upload limit.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use mailcore::Core;
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::Deserialize;
+
+use super::mail::{FormError, content_disposition, core_failure, multipart, plain, session};
+
+/// The largest mbox file the webmail takes.
+pub const IMPORT_MAX: usize = 100 * 1024 * 1024;
+
+#[derive(Deserialize)]
+pub struct ExportQuery {
+    f: String,
+}
+
+pub async fn export(
+    core: web::Data<Core>,
+    req: HttpRequest,
+    q: web::Query<ExportQuery>,
+) -> HttpResponse {
+    let s = match session(&core, &req).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let mbox = match core.mail(s.account.id).mailbox(&q.f).await {
+        Ok(Some(m)) => m,
+        Ok(None) => return plain(StatusCode::NOT_FOUND, "No such folder"),
+        Err(e) => return core_failure(e),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    tokio::spawn(async move {
+        let r = mbox
+            .export_mbox(|chunk| {
+                let tx = tx.clone();
+                async move { tx.send(chunk).await.is_ok() }
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "mbox export stopped");
+        }
+    });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|c| (Ok::<_, actix_web::Error>(web::Bytes::from(c)), rx))
+    });
+    HttpResponse::Ok()
+        .content_type("application/mbox")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            content_disposition(&format!("{}.mbox", q.f)),
+        ))
+        .streaming(body)
+}
+
+fn back(note: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, format!("/folders?{note}")))
+        .finish()
+}
+
+pub async fn import(
+    core: web::Data<Core>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let s = match session(&core, &req).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let mut mp = match multipart(&req, payload, IMPORT_MAX).await {
+        Ok(m) => m,
+        Err(FormError::TooBig(max)) => {
+            return plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!(
+                    "The file is too big for the webmail: the limit is {} MB. `tern import` takes any size.",
+                    max / (1024 * 1024)
+                ),
+            );
+        }
+        Err(FormError::Bad(m)) => return plain(StatusCode::BAD_REQUEST, &m),
+    };
+    let (mut csrf, mut folder, mut data) = (String::new(), String::new(), Vec::new());
+    loop {
+        let field = match mp.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => return plain(StatusCode::BAD_REQUEST, &e.to_string()),
+        };
+        let name = field.name().unwrap_or_default().to_owned();
+        let bytes = match field.bytes().await {
+            Ok(b) => b,
+            Err(e) => return plain(StatusCode::BAD_REQUEST, &e.to_string()),
+        };
+        match name.as_str() {
+            "csrf" => csrf = String::from_utf8_lossy(&bytes).into_owned(),
+            "f" => folder = String::from_utf8_lossy(&bytes).into_owned(),
+            "file" => data = bytes.to_vec(),
+            _ => {}
+        }
+    }
+    if !mailcore::auth::constant_time_eq(csrf.as_bytes(), s.csrf_token.as_bytes()) {
+        return plain(
+            StatusCode::FORBIDDEN,
+            "403 Forbidden: bad or missing CSRF token",
+        );
+    }
+    let mbox = match core.mail(s.account.id).mailbox(&folder).await {
+        Ok(Some(m)) => m,
+        Ok(None) => return plain(StatusCode::NOT_FOUND, "No such folder"),
+        Err(e) => return core_failure(e),
+    };
+    match mbox.import_mbox(&data, |_| {}).await {
+        Ok(r) => {
+            tracing::info!(user = %s.account.address, folder, added = r.added, skipped = r.skipped, "mbox import");
+            back(&format!(
+                "imported={}&skipped={}&into={}",
+                r.added,
+                r.skipped,
+                utf8_percent_encode(&folder, NON_ALPHANUMERIC)
+            ))
+        }
+        Err(e) => core_failure(e),
+    }
+}
