@@ -250,6 +250,21 @@ pub mod ssr {
             .collect()
     }
 
+    /// The IMAP keyword for a label the page names: the named ones are
+    /// the `$LabelN` keywords Thunderbird and others use; anything else is
+    /// a keyword of its own, if it is a valid IMAP atom.
+    pub fn label_keyword(label: &str) -> Option<mailcore::Keyword> {
+        let k = match label.trim() {
+            "Important" => "$label1",
+            "Work" => "$label2",
+            "Personal" => "$label3",
+            "To do" => "$label4",
+            "Later" => "$label5",
+            other => other,
+        };
+        mailcore::Keyword::parse(k)
+    }
+
     pub fn row(m: &MessageSummary, folder: &str) -> MsgRow {
         MsgRow {
             uid: m.uid.get(),
@@ -786,6 +801,10 @@ pub enum MessageOp {
     Move,
     /// To Trash; from Trash, for good.
     Delete,
+    /// Add the label in `label` (an IMAP keyword).
+    Label,
+    /// Take the label in `label` off.
+    Unlabel,
 }
 
 impl MessageOp {
@@ -806,6 +825,7 @@ pub async fn message_action(
     #[server(default)] uids: Vec<i64>,
     op: MessageOp,
     #[server(default)] target: String,
+    #[server(default)] label: String,
     back: String,
 ) -> Result<(), AppError> {
     use self::ssr::*;
@@ -847,6 +867,23 @@ pub async fn message_action(
         // Deleting from Trash removes for good, as IMAP clients do.
         MessageOp::Delete if f == "Trash" => mbox.destroy(&uids).await.map(|_| ()),
         MessageOp::Delete => to_folder("Trash".into()).await,
+        MessageOp::Label | MessageOp::Unlabel => {
+            let Some(kw) = ssr::label_keyword(&label) else {
+                return Err(crate::error::ssr::raise(AppError::Invalid(
+                    "a label is a single word of at most 100 characters".into(),
+                )));
+            };
+            let change = mailcore::FlagSet {
+                system: Flags::empty(),
+                keywords: vec![kw],
+            };
+            let how = if op == MessageOp::Label {
+                FlagOp::Add
+            } else {
+                FlagOp::Remove
+            };
+            mbox.store_flags(&uids, how, &change).await.map(|_| ())
+        }
     };
     result.map_err(core_error)?;
     // After moving the open message away, go back to its folder.

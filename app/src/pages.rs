@@ -119,6 +119,9 @@ fn folder_label(name: &str) -> String {
     }
 }
 
+/// The labels the pages offer (IMAP's `$Label1`..`$Label5`).
+const LABELS: [&str; 5] = ["Important", "Work", "Personal", "To do", "Later"];
+
 /// The frame of every signed-in page: top bar with search, folder list.
 #[component]
 pub(crate) fn Shell(
@@ -363,6 +366,13 @@ fn MailList(d: ListData, act: ServerAction<MessageAction>) -> impl IntoView {
                         </select>
                     </label>
                     <button type="submit" name="op" value="move">"Move"</button>
+                    <label class="moveto">
+                        "Label "
+                        <select name="label" aria-label="Label to add">
+                            {LABELS.iter().map(|l| view! { <option value=*l>{*l}</option> }).collect_view()}
+                        </select>
+                    </label>
+                    <button type="submit" name="op" value="label">"Label"</button>
                 </div>
                 {if empty {
                     view! { <p class="empty">{if searching { "No messages match." } else { "No messages here." }}</p> }.into_any()
@@ -472,9 +482,11 @@ pub fn ReadPage() -> impl IntoView {
 #[component]
 fn Message(d: ReadData, act: ServerAction<MessageAction>, images: bool) -> impl IntoView {
     let snooze = ServerAction::<crate::mail::SnoozeMessage>::new();
+    let (label_csrf, label_f, label_uid) = (d.frame.csrf.clone(), d.folder.clone(), d.uid);
     let (snooze_csrf, snooze_f) = (d.frame.csrf.clone(), d.folder.clone());
     let fq = encode(&d.folder);
     let here = format!("/read?f={fq}&uid={}", d.uid);
+    let label_back = here.clone();
     let reply = format!("/compose?mode=reply&f={fq}&uid={}", d.uid);
     let reply_all = format!("/compose?mode=all&f={fq}&uid={}", d.uid);
     let forward = format!("/compose?mode=forward&f={fq}&uid={}", d.uid);
@@ -500,9 +512,24 @@ fn Message(d: ReadData, act: ServerAction<MessageAction>, images: bool) -> impl 
                 </nav>
                 <h1 id="subject">{subject}</h1>
                 {(!d.labels.is_empty()).then(|| view! {
-                    <p class="labels" aria-label="Labels">
-                        {d.labels.iter().map(|l| view! { <span class="label">{l.clone()}</span> }).collect_view()}
-                    </p>
+                    <div class="labels" aria-label="Labels">
+                        {d.labels.clone().into_iter().map(|l| {
+                            let remove = format!("Remove the label {l}");
+                            let (label_csrf, label_f, label_back) = (label_csrf.clone(), label_f.clone(), label_back.clone());
+                            view! {
+                                <span class="label">{l.clone()}
+                                    <ActionForm action=act attr:class="inline">
+                                        <input type="hidden" name="csrf" value=label_csrf/>
+                                        <input type="hidden" name="f" value=label_f/>
+                                        <input type="hidden" name="uids[]" value=label_uid/>
+                                        <input type="hidden" name="back" value=label_back/>
+                                        <input type="hidden" name="label" value=l.clone()/>
+                                        <button type="submit" name="op" value="unlabel" class="unlabel" aria-label=remove>"×"</button>
+                                    </ActionForm>
+                                </span>
+                            }
+                        }).collect_view()}
+                    </div>
                 })}
                 <dl class="headers">
                     <dt>"From"</dt><dd><span data-testid="from">{d.from.clone()}</span>
@@ -547,6 +574,10 @@ fn Message(d: ReadData, act: ServerAction<MessageAction>, images: bool) -> impl 
                         <button type="submit" name="op" value="unread">"Mark unread"</button>
                         <button type="submit" name="op" value="archive">"Archive"</button>
                         <button type="submit" name="op" value="delete" data-key="#">"Delete"</button>
+                        <select name="label" aria-label="Label to add">
+                            {LABELS.iter().map(|l| view! { <option value=*l>{*l}</option> }).collect_view()}
+                        </select>
+                        <button type="submit" name="op" value="label">"Add label"</button>
                     </ActionForm>
                 </div>
                 <details class="snooze">
