@@ -517,7 +517,7 @@ fn Message(d: ReadData, act: ServerAction<MessageAction>, images: bool) -> impl 
                             let remove = format!("Remove the label {l}");
                             let (label_csrf, label_f, label_back) = (label_csrf.clone(), label_f.clone(), label_back.clone());
                             view! {
-                                <span class="label">{l.clone()}
+                                <span class="label"><span class="name">{l.clone()}</span>
                                     <ActionForm action=act attr:class="inline">
                                         <input type="hidden" name="csrf" value=label_csrf/>
                                         <input type="hidden" name="f" value=label_f/>

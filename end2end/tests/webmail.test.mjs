@@ -477,7 +477,7 @@ test('keywords a desktop client set show as labels in the list and on the messag
   assert.deepEqual(await row.locator('.label').allInnerTexts(), ['Important', 'Project-X']);
   await row.locator('a.open').click();
   await page.getByRole('heading', { name: 'Tagged elsewhere' }).waitFor();
-  assert.deepEqual(await page.locator('p.labels .label').allInnerTexts(), ['Important', 'Project-X']);
+  assert.deepEqual(await page.locator('div.labels .label .name').allInnerTexts(), ['Important', 'Project-X']);
   assert.deepEqual(errors, []);
   await ctx.close();
 });
