@@ -119,6 +119,19 @@ fn folder_label(name: &str) -> String {
     }
 }
 
+/// Whether any message of the list is ticked (in the browser).
+#[cfg(feature = "hydrate")]
+fn any_selected() -> bool {
+    web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| {
+            d.query_selector("li.msg input[type=checkbox]:checked")
+                .ok()
+                .flatten()
+        })
+        .is_some()
+}
+
 /// The labels the pages offer (IMAP's `$Label1`..`$Label5`).
 const LABELS: [&str; 5] = ["Important", "Work", "Personal", "To do", "Later"];
 
@@ -217,6 +230,9 @@ pub fn MailPage() -> impl IntoView {
     let page = q("page");
     let search = q("q");
     let act = ServerAction::<MessageAction>::new();
+    // Bumped when new mail arrives in the open folder (JavaScript on): the
+    // list is read again and the new rows appear in place.
+    let refresh = RwSignal::new(0u32);
     let data = Resource::new(
         move || {
             (
@@ -224,21 +240,24 @@ pub fn MailPage() -> impl IntoView {
                 page().parse::<u64>().unwrap_or(1),
                 search(),
                 act.version().get(),
+                refresh.get(),
             )
         },
-        |(f, page, q, _)| mail_list(f, page, q),
+        |(f, page, q, _, _)| mail_list(f, page, q),
     );
     view! {
         <PageTitle text="Mail · Tern"/>
-        <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+        // Transition, not Suspense: a refresh keeps the list on screen
+        // until the new one is ready.
+        <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
-                    Ok(Some(d)) => view! { <MailList d=d act=act/> }.into_any(),
+                    Ok(Some(d)) => view! { <MailList d=d act=act refresh=refresh/> }.into_any(),
                     Ok(None) => problem(None),
                     Err(e) => problem(Some(e)),
                 }
             })}
-        </Suspense>
+        </Transition>
     }
 }
 
@@ -251,7 +270,11 @@ fn list_href(d: &ListData, page: u64) -> String {
 }
 
 #[component]
-fn MailList(d: ListData, act: ServerAction<MessageAction>) -> impl IntoView {
+fn MailList(
+    d: ListData,
+    act: ServerAction<MessageAction>,
+    refresh: RwSignal<u32>,
+) -> impl IntoView {
     let back = list_href(&d, d.page);
     let heading = if d.query.is_empty() {
         folder_label(&d.folder)
@@ -293,6 +316,22 @@ fn MailList(d: ListData, act: ServerAction<MessageAction>) -> impl IntoView {
     }
     let shown = d.total;
     let reload = list_href(&d, 1);
+    // New mail on the first page, with nothing selected: read the list
+    // again, so it shows in place. Otherwise (a selection would be lost,
+    // or another page is open) the banner offers it.
+    let first_page = d.page == 1;
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |_| {
+        if let Some(n) = live.get()
+            && u64::from(n) > shown
+            && first_page
+            && !any_selected()
+        {
+            refresh.update(|r| *r += 1);
+        }
+    });
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (refresh, first_page);
     let banner = move || {
         live.get().filter(|n| u64::from(*n) != shown).map(|n| {
             let text = if u64::from(n) > shown {

@@ -72,7 +72,7 @@ test('a message delivered over SMTP shows in the inbox and reads', async () => {
   await ctx.close();
 });
 
-test('new mail shows while the inbox is open, without a reload', async () => {
+test('new mail shows in the open inbox without a reload, or as a banner while messages are selected', async () => {
   const ERIN = 'erin@example.test';
   tern.cli(['user', 'add', ERIN], `${PW}\n`);
   await smtpSend(tern.smtpPort, 'carol@remote.example', [ERIN],
@@ -84,11 +84,21 @@ test('new mail shows while the inbox is open, without a reload', async () => {
   assert.equal(await page.getByTestId('new-mail').count(), 0);
   await smtpSend(tern.smtpPort, 'carol@remote.example', [ERIN],
     'From: Carol <carol@remote.example>\nTo: erin@example.test\nSubject: Second of two\n\nTwo.\n');
+  // It appears in the list by itself.
+  await rowFor(page, 'Second of two').waitFor({ timeout: 5000 });
+  assert.equal(await page.getByTestId('new-mail').count(), 0);
+  // With a message ticked, the list stays as it is (the selection would
+  // be lost) and a banner offers the new mail instead.
+  await page.waitForTimeout(1500);
+  await rowFor(page, 'First of two').locator('input[type=checkbox]').check();
+  await smtpSend(tern.smtpPort, 'carol@remote.example', [ERIN],
+    'From: Carol <carol@remote.example>\nTo: erin@example.test\nSubject: Third\n\nThree.\n');
   const banner = page.getByTestId('new-mail');
   await banner.waitFor({ timeout: 5000 });
   assert.match(await banner.innerText(), /New mail has arrived/);
+  assert.ok(await rowFor(page, 'First of two').locator('input[type=checkbox]').isChecked());
   await banner.getByRole('link', { name: 'Show it' }).click();
-  await rowFor(page, 'Second of two').waitFor();
+  await rowFor(page, 'Third').waitFor();
   assert.deepEqual(errors, []);
   await ctx.close();
 });
