@@ -114,9 +114,28 @@ pub fn App() -> impl IntoView {
     }
 }
 
+/// Tells the server the browser's offset from UTC (a `tz` cookie, read by
+/// `mail::ssr::zone_for`), so pages show times in the reader's zone; a zone
+/// chosen in Settings wins. Set on every page load, so it follows daylight
+/// saving time.
+#[cfg(feature = "hydrate")]
+fn remember_time_zone() {
+    use wasm_bindgen::JsCast;
+    let offset = -(web_sys::js_sys::Date::new_0().get_timezone_offset() as i32);
+    if let Some(doc) = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.dyn_into::<web_sys::HtmlDocument>().ok())
+    {
+        let _ = doc.set_cookie(&format!(
+            "tz={offset}; path=/; max-age=31536000; SameSite=Lax"
+        ));
+    }
+}
+
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
+    remember_time_zone();
     leptos::mount::hydrate_body(App);
 }

@@ -33,7 +33,7 @@ pub struct MsgRow {
     /// In Sent: what became of the message's outside recipients
     /// (`delivered`, `pending`, `bounced`, ...), when anything is on record.
     pub delivery: Option<String>,
-    /// In Snoozed: when it comes back (UTC).
+    /// In Snoozed: when it comes back, in the reader's zone.
     pub snoozed_until: Option<String>,
 }
 
@@ -105,6 +105,8 @@ pub struct ReadData {
     pub sender_verified: Option<bool>,
     /// In Sent: each recipient and what became of it.
     pub delivery: Vec<DeliveryRow>,
+    /// The reader's time zone (`UTC+01:00`), for the snooze choices.
+    pub zone: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +125,8 @@ pub struct ComposeForm {
     pub bcc: String,
     pub subject: String,
     pub body: String,
+    /// The reader's time zone (`UTC+01:00`), for "send later".
+    pub zone: String,
     pub mode: String,
     pub ref_f: String,
     pub ref_uid: Option<i64>,
@@ -265,14 +269,14 @@ pub mod ssr {
         mailcore::Keyword::parse(k)
     }
 
-    pub fn row(m: &MessageSummary, folder: &str) -> MsgRow {
+    pub fn row(m: &MessageSummary, folder: &str, zone: mailcore::view::Zone) -> MsgRow {
         MsgRow {
             uid: m.uid.get(),
             from: m.from.clone(),
             to: m.to.clone(),
             subject: m.subject.clone(),
             snippet: m.snippet.clone(),
-            date: mailcore::view::short_date(m.sent_date.unwrap_or(m.internal_date)),
+            date: zone.date(m.sent_date.unwrap_or(m.internal_date)),
             seen: m.flags.contains(Flags::SEEN),
             flagged: m.flags.contains(Flags::FLAGGED),
             answered: m.flags.contains(Flags::ANSWERED),
@@ -285,6 +289,29 @@ pub mod ssr {
         }
     }
 
+    /// The reader's time zone: the one set in Settings, else the browser's
+    /// (the `tz` cookie the page sets, in minutes east of UTC), else UTC.
+    pub async fn zone_for(
+        core: &mailcore::Core,
+        account: mailcore::AccountId,
+        req: &actix_web::HttpRequest,
+    ) -> mailcore::view::Zone {
+        if let Ok(Some(m)) = core.zone_pref(account).await
+            && let Some(z) = mailcore::view::Zone::from_offset(m)
+        {
+            return z;
+        }
+        req.cookie("tz")
+            .and_then(|c| c.value().parse::<i32>().ok())
+            .and_then(mailcore::view::Zone::from_offset)
+            .unwrap_or(mailcore::view::Zone::UTC)
+    }
+
+    pub async fn zone(s: &WebSession) -> Result<mailcore::view::Zone, AppError> {
+        let req = crate::auth::ssr::request().await?;
+        Ok(zone_for(&crate::auth::ssr::core()?, s.account.id, &req).await)
+    }
+
     /// Whether `f` is the account's Sent folder (special use `\Sent`, or
     /// the name when no folder is marked).
     pub fn is_sent(head: &mailcore::mailboxes::MailboxHead) -> bool {
@@ -295,20 +322,23 @@ pub mod ssr {
     }
 
     /// A recipient's state in words.
-    pub fn delivery_row(st: mailcore::sent_status::RcptStatus) -> DeliveryRow {
+    pub fn delivery_row(
+        st: mailcore::sent_status::RcptStatus,
+        zone: mailcore::view::Zone,
+    ) -> DeliveryRow {
         use mailcore::sent_status::RcptState;
-        use mailcore::view::short_date;
+        let short_date = |t: i64| format!("{} {}", zone.date(t), zone.label());
         let text = match &st.state {
             RcptState::Local => "Delivered to a mailbox on this server".to_owned(),
             RcptState::Queued {
                 since,
                 waiting: None,
-            } => format!("Waiting to be sent (queued {} UTC)", short_date(*since)),
+            } => format!("Waiting to be sent (queued {})", short_date(*since)),
             RcptState::Queued {
                 waiting: Some((reason, next)),
                 ..
             } => format!(
-                "Not delivered yet: the receiving server is not answering (\"{reason}\"); next attempt {} UTC",
+                "Not delivered yet: the receiving server is not answering (\"{reason}\"); next attempt {}",
                 short_date(*next)
             ),
             RcptState::Retrying {
@@ -316,7 +346,7 @@ pub mod ssr {
                 last_reply,
                 next_attempt_at,
             } => format!(
-                "Not delivered yet: {attempts} attempt{} so far; the last answer was \"{last_reply}\"; next attempt {} UTC",
+                "Not delivered yet: {attempts} attempt{} so far; the last answer was \"{last_reply}\"; next attempt {}",
                 if *attempts == 1 { "" } else { "s" },
                 short_date(*next_attempt_at)
             ),
@@ -326,20 +356,14 @@ pub mod ssr {
                 } else {
                     host.as_str()
                 };
-                format!(
-                    "Delivered to {host} at {} UTC: \"{reply}\"",
-                    short_date(*at)
-                )
+                format!("Delivered to {host} at {}: \"{reply}\"", short_date(*at))
             }
             RcptState::Bounced { reason, at } => {
-                format!(
-                    "Could not be delivered ({} UTC): \"{reason}\"",
-                    short_date(*at)
-                )
+                format!("Could not be delivered ({}): \"{reason}\"", short_date(*at))
             }
             RcptState::Removed { at } => {
                 format!(
-                    "Taken out of the queue by the postmaster ({} UTC)",
+                    "Taken out of the queue by the postmaster ({})",
                     short_date(*at)
                 )
             }
@@ -375,6 +399,7 @@ pub async fn mail_list(f: String, page: u64, q: String) -> Result<Option<ListDat
     };
     let mail = mail(&s)?;
     let (frame, names) = frame_and_names(&s).await?;
+    let zone = zone(&s).await?;
     let folder = if f.is_empty() { "INBOX".to_owned() } else { f };
     let page = page.max(1);
     let offset = (page - 1) * PAGE_SIZE;
@@ -406,6 +431,7 @@ pub async fn mail_list(f: String, page: u64, q: String) -> Result<Option<ListDat
             row(
                 m,
                 names.get(&m.mailbox_id).map(String::as_str).unwrap_or(""),
+                zone,
             )
         })
         .collect();
@@ -433,7 +459,7 @@ pub async fn mail_list(f: String, page: u64, q: String) -> Result<Option<ListDat
             r.snoozed_until = until
                 .iter()
                 .find(|(u, _)| u.get() == r.uid)
-                .map(|(_, t)| mailcore::view::short_date(*t));
+                .map(|(_, t)| format!("{} {}", zone.date(*t), zone.label()));
         }
     }
     Ok(Some(ListData {
@@ -480,6 +506,7 @@ pub async fn read_message(f: String, uid: i64) -> Result<Option<ReadData>, AppEr
     let (older_uid, newer_uid) = mbox.neighbours(at).await.map_err(core_error)?;
     let (older_uid, newer_uid) = (older_uid.map(|u| u.get()), newer_uid.map(|u| u.get()));
     let frame = frame(&s).await?;
+    let zone = zone(&s).await?;
     let settings = use_context::<crate::WebSettings>().unwrap_or_default();
     let sender_verified = settings
         .sender_checks
@@ -498,7 +525,7 @@ pub async fn read_message(f: String, uid: i64) -> Result<Option<ReadData>, AppEr
             .await
             .map_err(core_error)?
             .into_iter()
-            .map(delivery_row)
+            .map(|r| delivery_row(r, zone))
             .collect()
     } else {
         Vec::new()
@@ -506,6 +533,7 @@ pub async fn read_message(f: String, uid: i64) -> Result<Option<ReadData>, AppEr
     Ok(Some(ReadData {
         sender_verified,
         delivery,
+        zone: zone.label(),
         frame,
         folder: f,
         uid,
@@ -513,7 +541,11 @@ pub async fn read_message(f: String, uid: i64) -> Result<Option<ReadData>, AppEr
         to: view.to,
         cc: view.cc,
         subject: view.subject,
-        date: mailcore::view::short_date(view.date.unwrap_or(summary.internal_date)),
+        date: format!(
+            "{} {}",
+            zone.date(view.date.unwrap_or(summary.internal_date)),
+            zone.label()
+        ),
         text: view.text,
         has_html: view.html.is_some(),
         blocked_images: blocked,
@@ -546,6 +578,7 @@ pub async fn thread(id: i64) -> Result<Option<ThreadData>, AppError> {
     };
     let mail = mail(&s)?;
     let (frame, names) = frame_and_names(&s).await?;
+    let zone = zone(&s).await?;
     let msgs = mail.thread_messages(id).await.map_err(core_error)?;
     Ok(Some(ThreadData {
         frame,
@@ -556,6 +589,7 @@ pub async fn thread(id: i64) -> Result<Option<ThreadData>, AppError> {
                 row(
                     m,
                     names.get(&m.mailbox_id).map(String::as_str).unwrap_or(""),
+                    zone,
                 )
             })
             .collect(),
@@ -605,6 +639,7 @@ pub async fn compose_data(
     let settings = use_context::<crate::WebSettings>().unwrap_or_default();
     let me = s.account.address.clone();
     let mut d = ComposeForm {
+        zone: zone(&s).await?.label(),
         csrf: s.csrf_token.clone(),
         me: me.clone(),
         to,
@@ -963,7 +998,8 @@ mod label_tests {
 }
 
 /// Snoozes a message: out of its folder until `when` (`3h`, `tomorrow`,
-/// `week`, or `at` with the date and time in `at`, UTC), then back at the
+/// `week`, or `at` with the date and time in `at`, in the reader's zone),
+/// then back at the
 /// top, unread (`mailcore::snooze`).
 #[server(prefix = "/api", endpoint = "snooze_message")]
 pub async fn snooze_message(
@@ -979,8 +1015,9 @@ pub async fn snooze_message(
     let mail = mail(&s)?;
     let mbox = open(&mail, &f).await?;
     let now = crate::auth::ssr::core()?.clock().now();
+    let zone = zone(&s).await?;
     let choice = if when == "at" { at } else { when };
-    let Some(until) = mailcore::snooze::snooze_until(&choice, now) else {
+    let Some(until) = zone.snooze_until(&choice, now) else {
         leptos_actix::redirect(&format!(
             "/read?f={}&uid={uid}&error={}",
             encode(&f),
@@ -994,7 +1031,7 @@ pub async fn snooze_message(
     leptos_actix::redirect(&format!(
         "/mail?f={}&snoozed={}",
         encode(&f),
-        encode(&mailcore::view::short_date(until))
+        encode(&format!("{} {}", zone.date(until), zone.label()))
     ));
     Ok(())
 }

@@ -369,7 +369,7 @@ fn MailList(
     });
     let snoozed = q("snoozed")();
     let snoozed_note = (!snoozed.is_empty()).then(|| {
-        view! { <p class="notice" role="status" data-testid="snoozed-note">{format!("Snoozed until {snoozed} UTC. It will be back at the top of this folder, unread.")}</p> }
+        view! { <p class="notice" role="status" data-testid="snoozed-note">{format!("Snoozed until {snoozed}. It will be back at the top of this folder, unread.")}</p> }
     });
     let late_note = (q("late")() == "1").then(|| {
         view! { <p class="error" role="alert" data-testid="too-late">"Too late to undo: the message has been sent."</p> }
@@ -465,7 +465,7 @@ fn Row(r: MsgRow, searching: bool) -> impl IntoView {
             <a class="open" href=href>
                 <span class="from">{r.from.clone()}</span>
                 {r.snoozed_until.clone().map(|t| view! {
-                    <span class="until" data-testid="snoozed-until">{format!("until {t} UTC")}</span>
+                    <span class="until" data-testid="snoozed-until">{format!("until {t}")}</span>
                 })}
                 {r.delivery.clone().map(|d| {
                     let class = format!("delivery {}", d.replace([' ', ','], "-"));
@@ -580,7 +580,7 @@ fn Message(d: ReadData, act: ServerAction<MessageAction>, images: bool) -> impl 
                     </dd>
                     <dt>"To"</dt><dd>{d.to.clone()}</dd>
                     {(!d.cc.is_empty()).then(|| view! { <dt>"Cc"</dt><dd>{d.cc.clone()}</dd> })}
-                    <dt>"Date"</dt><dd>{d.date.clone()} " UTC"</dd>
+                    <dt>"Date"</dt><dd>{d.date.clone()}</dd>
                 </dl>
                 {(!d.delivery.is_empty()).then(|| view! {
                     <section class="delivery" aria-labelledby="delivery-h" data-testid="delivery">
@@ -626,9 +626,9 @@ fn Message(d: ReadData, act: ServerAction<MessageAction>, images: bool) -> impl 
                         <input type="hidden" name="f" value=snooze_f/>
                         <input type="hidden" name="uid" value=d.uid/>
                         <button type="submit" name="when" value="3h">"For 3 hours"</button>
-                        <button type="submit" name="when" value="tomorrow">"Tomorrow 08:00 UTC"</button>
-                        <button type="submit" name="when" value="week">"Next Monday 08:00 UTC"</button>
-                        <label for="snooze_at">" Until (UTC) "</label>
+                        <button type="submit" name="when" value="tomorrow">{format!("Tomorrow 08:00 {}", d.zone)}</button>
+                        <button type="submit" name="when" value="week">{format!("Next Monday 08:00 {}", d.zone)}</button>
+                        <label for="snooze_at">{format!(" Until ({}) ", d.zone)}</label>
                         <input id="snooze_at" name="at" type="datetime-local"/>
                         <button type="submit" name="when" value="at" data-testid="snooze-at">"Snooze until then"</button>
                     </ActionForm>
@@ -839,7 +839,7 @@ fn Compose(d: ComposeForm, error: String, saved: bool, undone: bool) -> impl Int
                 </div>
                 <details class="later">
                     <summary>"Send later"</summary>
-                    <label for="send_at">"Send at (UTC)"</label>
+                    <label for="send_at">{format!("Send at ({})", d.zone)}</label>
                     <input id="send_at" name="send_at" type="datetime-local"/>
                     <button type="submit" name="action" value="later" data-testid="send-later">"Schedule"</button>
                 </details>

@@ -17,7 +17,7 @@ pub struct ScheduledRow {
     pub id: i32,
     pub subject: String,
     pub recipients: String,
-    /// `2026-12-06 18:00` (UTC).
+    /// `2026-12-06 18:00 UTC+01:00`, in the reader's zone.
     pub when: String,
     /// "send later", "undo window" or "mail app".
     pub kind: String,
@@ -36,6 +36,7 @@ pub async fn scheduled_list() -> Result<Option<ScheduledData>, AppError> {
     let Some(s) = current_session().await? else {
         return Ok(None);
     };
+    let zone = crate::mail::ssr::zone(&s).await?;
     let rows = core()?
         .scheduled(s.account.id)
         .await
@@ -45,7 +46,7 @@ pub async fn scheduled_list() -> Result<Option<ScheduledData>, AppError> {
             id: m.id,
             subject: m.subject,
             recipients: m.recipients.join(", "),
-            when: mailcore::view::short_date(m.send_at),
+            when: format!("{} {}", zone.date(m.send_at), zone.label()),
             kind: match m.kind {
                 ScheduleKind::Later => "send later",
                 ScheduleKind::Undo => "undo window",
@@ -149,7 +150,7 @@ pub fn ScheduledPage() -> impl IntoView {
                                 } else {
                                     view! {
                                         <table class="scheduled" data-testid="scheduled">
-                                            <thead><tr><th>"Subject"</th><th>"To"</th><th>"Sends at (UTC)"</th><th>"Kind"</th><th></th></tr></thead>
+                                            <thead><tr><th>"Subject"</th><th>"To"</th><th>"Sends at"</th><th>"Kind"</th><th></th></tr></thead>
                                             <tbody>
                                                 {d.rows.iter().map(|r| {
                                                     let id = r.id.to_string();

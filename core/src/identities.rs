@@ -143,3 +143,43 @@ mod tests {
         );
     }
 }
+
+impl Core {
+    /// The time zone the user chose (minutes from UTC), or None to follow
+    /// the browser.
+    pub async fn zone_pref(&self, account: crate::AccountId) -> CoreResult<Option<i32>> {
+        Ok(crate::entities::user_pref::Entity::find_by_id(account)
+            .one(self.db())
+            .await?
+            .and_then(|p| p.tz_offset_min))
+    }
+
+    pub async fn set_zone_pref(
+        &self,
+        account: crate::AccountId,
+        offset_min: Option<i32>,
+    ) -> CoreResult<()> {
+        use crate::entities::user_pref;
+        if let Some(m) = offset_min
+            && crate::view::Zone::from_offset(m).is_none()
+        {
+            return Err(CoreError::Invalid(format!(
+                "{m} minutes is not a UTC offset"
+            )));
+        }
+        let row = user_pref::ActiveModel {
+            account_id: Set(account),
+            tz_offset_min: Set(offset_min),
+        };
+        let _w = self.sqlite_write_turn(crate::Priority::Urgent).await;
+        user_pref::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(user_pref::Column::AccountId)
+                    .update_column(user_pref::Column::TzOffsetMin)
+                    .to_owned(),
+            )
+            .exec_without_returning(self.wdb())
+            .await?;
+        Ok(())
+    }
+}

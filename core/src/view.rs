@@ -456,10 +456,87 @@ mod filename_tests {
 }
 
 /// `YYYY-MM-DD HH:MM` in UTC, for message lists and headers.
+/// A reader's time zone as an offset from UTC (the browser's, or the one
+/// set in the webmail's settings): how dates are shown, and how a date and
+/// time typed into a form is read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Zone {
+    pub offset_min: i32,
+}
+
+impl Zone {
+    pub const UTC: Zone = Zone { offset_min: 0 };
+
+    /// UTC-12:00 to UTC+14:00, the offsets in use.
+    pub fn from_offset(offset_min: i32) -> Option<Zone> {
+        (-720..=840)
+            .contains(&offset_min)
+            .then_some(Zone { offset_min })
+    }
+
+    fn shift(self) -> i64 {
+        i64::from(self.offset_min) * 60
+    }
+
+    /// `2026-12-06 17:20` in this zone.
+    pub fn date(self, unix: i64) -> String {
+        short_date(unix + self.shift())
+    }
+
+    /// `UTC`, `UTC+01:00`, `UTC-05:30`.
+    pub fn label(self) -> String {
+        if self.offset_min == 0 {
+            return "UTC".into();
+        }
+        let sign = if self.offset_min < 0 { '-' } else { '+' };
+        let m = self.offset_min.unsigned_abs();
+        format!("UTC{sign}{:02}:{:02}", m / 60, m % 60)
+    }
+
+    /// A form's `2026-12-06T17:20`, read in this zone.
+    pub fn parse(self, local: &str) -> Option<i64> {
+        crate::scheduled::parse_utc_datetime(local).map(|t| t - self.shift())
+    }
+
+    /// A snooze choice (`crate::snooze::snooze_until`) in this zone:
+    /// "tomorrow 08:00" is 08:00 here.
+    pub fn snooze_until(self, choice: &str, now: i64) -> Option<i64> {
+        crate::snooze::snooze_until(choice, now + self.shift()).map(|t| t - self.shift())
+    }
+}
+
 pub fn short_date(unix: i64) -> String {
     let d = mail_parser::DateTime::from_timestamp(unix);
     format!(
         "{:04}-{:02}-{:02} {:02}:{:02}",
         d.year, d.month, d.day, d.hour, d.minute
     )
+}
+
+#[cfg(test)]
+mod zone_tests {
+    use super::Zone;
+
+    #[test]
+    fn zones_show_and_read_dates() {
+        let cet = Zone::from_offset(60).unwrap();
+        let ist = Zone::from_offset(330).unwrap();
+        let nyc = Zone::from_offset(-300).unwrap();
+        // 2026-12-06 16:20 UTC.
+        let t = 1_796_574_000;
+        assert_eq!(Zone::UTC.date(t), "2026-12-06 16:20");
+        assert_eq!(cet.date(t), "2026-12-06 17:20");
+        assert_eq!(ist.date(t), "2026-12-06 21:50");
+        assert_eq!(nyc.date(t), "2026-12-06 11:20");
+        assert_eq!(
+            (cet.label(), ist.label(), nyc.label()),
+            ("UTC+01:00".into(), "UTC+05:30".into(), "UTC-05:00".into())
+        );
+        assert_eq!(Zone::UTC.label(), "UTC");
+        assert_eq!(cet.parse("2026-12-06T17:20"), Some(t));
+        assert_eq!(nyc.parse("2026-12-06T11:20"), Some(t));
+        assert_eq!(Zone::from_offset(900), None);
+        // Tomorrow 08:00 in New York is 13:00 UTC.
+        assert_eq!(nyc.snooze_until("tomorrow", t), Some(1_796_648_400));
+    }
 }

@@ -85,3 +85,37 @@ for (const js of [true, false]) {
     await bob.ctx.close();
   });
 }
+
+test('times follow the browser\'s time zone, or the one chosen in Settings', async () => {
+  await smtpSend(tern.smtpPort, BOB, [ALICE],
+    `From: Bob <${BOB}>\nTo: ${ALICE}\nSubject: Zoned\nDate: Sun, 6 Dec 2026 16:20:00 +0000\n\nWhat time is it?\n`);
+  // JavaScript on, in New York (UTC-05:00 in December): the page tells the
+  // server, and the next page shows New York time.
+  const ny = await browser.newContext({ timezoneId: 'America/New_York' });
+  let page = await ny.newPage();
+  await signIn(page, tern.base, ALICE, PW);
+  await page.goto(`${tern.base}/mail?f=INBOX`);
+  await page.waitForFunction(() => document.cookie.includes('tz=-300'));
+  await page.goto(`${tern.base}/mail?f=INBOX`);
+  const row = page.locator('li.msg', { has: page.locator('.subject', { hasText: 'Zoned' }) });
+  assert.equal(await row.locator('.date').innerText(), '2026-12-06 11:20');
+  await row.locator('a.open').click();
+  await page.getByRole('heading', { name: 'Zoned' }).waitFor();
+  assert.match(await page.locator('dl.headers').innerText(), /2026-12-06 11:20 UTC-05:00/);
+  await ny.close();
+
+  // JavaScript off: UTC, until a zone is chosen in Settings.
+  const off = await browser.newContext({ javaScriptEnabled: false });
+  page = await off.newPage();
+  await signIn(page, tern.base, ALICE, PW);
+  await page.goto(`${tern.base}/mail?f=INBOX`);
+  const plain = page.locator('li.msg', { has: page.locator('.subject', { hasText: 'Zoned' }) });
+  assert.equal(await plain.locator('.date').innerText(), '2026-12-06 16:20');
+  await page.goto(`${tern.base}/settings`);
+  await page.locator('#zone').selectOption('60');
+  await page.getByRole('button', { name: 'Save' }).first().click();
+  await page.getByTestId('ok').waitFor();
+  await page.goto(`${tern.base}/mail?f=INBOX`);
+  assert.equal(await plain.locator('.date').innerText(), '2026-12-06 17:20');
+  await off.close();
+});

@@ -31,7 +31,7 @@ after(async () => {
 });
 
 async function session(js, scheme = 'light') {
-  const ctx = await browser.newContext({ javaScriptEnabled: js, colorScheme: scheme });
+  const ctx = await browser.newContext({ javaScriptEnabled: js, colorScheme: scheme, timezoneId: 'UTC' });
   const page = await ctx.newPage();
   await signIn(page, tern.base, ALICE, PW);
   return { ctx, page };

@@ -36,7 +36,7 @@ after(async () => {
 
 for (const js of [true, false]) {
   test(`Sent shows each recipient: delivered, retrying with the reason, local (JavaScript ${js ? 'on' : 'off'})`, async () => {
-    const ctx = await browser.newContext({ javaScriptEnabled: js, colorScheme: js ? 'light' : 'dark' });
+    const ctx = await browser.newContext({ javaScriptEnabled: js, colorScheme: js ? 'light' : 'dark', timezoneId: 'UTC' });
     const page = await ctx.newPage();
     await signIn(page, tern.base, ALICE, PW);
     const subject = `Quarterly figures ${js ? 'A' : 'B'}`;

@@ -32,6 +32,7 @@ mod m20261206_000024_queue_message_id;
 mod m20261206_000025_scheduled_sends;
 mod m20261206_000026_snoozes;
 mod m20261206_000027_identities;
+mod m20261206_000028_user_prefs;
 
 pub struct Migrator;
 
@@ -66,6 +67,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000025_scheduled_sends::Migration),
             Box::new(m20261206_000026_snoozes::Migration),
             Box::new(m20261206_000027_identities::Migration),
+            Box::new(m20261206_000028_user_prefs::Migration),
         ]
     }
 }

@@ -25,4 +25,5 @@ pub mod queue_entry;
 pub mod scheduled_send;
 pub mod session_lease;
 pub mod snooze;
+pub mod user_pref;
 pub mod web_session;

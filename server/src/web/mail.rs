@@ -714,7 +714,8 @@ pub async fn compose(
     // now as a send is, so a wrong address is said now, not at send time.
     let now = core.clock().now();
     let send_at = if d.action == "later" {
-        match mailcore::scheduled::parse_utc_datetime(&d.send_at) {
+        let zone = app::mail::ssr::zone_for(&core, account.id, &req).await;
+        match zone.parse(&d.send_at) {
             Some(t) if t > now => Some(t),
             Some(_) => return save_draft(Some("Not scheduled: that time has passed".into())).await,
             None => return save_draft(Some("Not scheduled: choose a date and time".into())).await,
