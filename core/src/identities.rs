@@ -123,27 +123,6 @@ impl Core {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_quoted_when_needed() {
-        let i = |name: &str| Identity {
-            address: "a@b.test".into(),
-            name: name.into(),
-            signature: String::new(),
-        };
-        assert_eq!(i("").mailbox(), "a@b.test");
-        assert_eq!(i("Ann Lee").mailbox(), "Ann Lee <a@b.test>");
-        assert_eq!(i("Lee, Ann").mailbox(), "\"Lee, Ann\" <a@b.test>");
-        assert_eq!(
-            i("Ann \"A\" Lee").mailbox(),
-            "\"Ann \\\"A\\\" Lee\" <a@b.test>"
-        );
-    }
-}
-
 impl Core {
     /// The time zone the user chose (minutes from UTC), or None to follow
     /// the browser.
@@ -181,5 +160,26 @@ impl Core {
             .exec_without_returning(self.wdb())
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_quoted_when_needed() {
+        let i = |name: &str| Identity {
+            address: "a@b.test".into(),
+            name: name.into(),
+            signature: String::new(),
+        };
+        assert_eq!(i("").mailbox(), "a@b.test");
+        assert_eq!(i("Ann Lee").mailbox(), "Ann Lee <a@b.test>");
+        assert_eq!(i("Lee, Ann").mailbox(), "\"Lee, Ann\" <a@b.test>");
+        assert_eq!(
+            i("Ann \"A\" Lee").mailbox(),
+            "\"Ann \\\"A\\\" Lee\" <a@b.test>"
+        );
     }
 }
