@@ -41,6 +41,7 @@ test('names and signatures are set per address in Settings', async () => {
   await page.getByTestId('settings-link').click();
   await page.waitForURL(/\/settings$/);
   const sections = page.getByTestId('identity');
+  await sections.nth(1).waitFor();
   assert.deepEqual(await sections.locator('h3').allInnerTexts(), [ALICE, 'sales@example.test']);
   for (const [i, name, sig] of [[0, 'Alice Liddell', 'Alice\nExample Ltd'], [1, 'Example Sales', 'The sales team']]) {
     const s = sections.nth(i);

@@ -897,6 +897,72 @@ async fn submission_refuses_a_second_from_and_foreign_authors() {
     assert_eq!(t.inbox("bob@example.test").await.len(), 1);
 }
 
+/// An Ed25519 DKIM key for `sel._domainkey.<domain>`, published in `dns`.
+fn dkim_key(
+    dns: &common::fakedns::FakeDns,
+    domain: &str,
+) -> mail_auth::dkim::generate::DkimKeyPair {
+    use base64::Engine;
+    let pair = mail_auth::dkim::generate::DkimKeyPair::generate_ed25519().unwrap();
+    let p = base64::engine::general_purpose::STANDARD.encode(pair.public_key());
+    dns.txt(
+        &format!("sel._domainkey.{domain}"),
+        &format!("v=DKIM1; k=ed25519; p={p}"),
+    );
+    pair
+}
+
+/// `headers` plus `body`, with the DKIM-Signature of `domain`'s key on top.
+fn dkim_signed(
+    pair: &mail_auth::dkim::generate::DkimKeyPair,
+    domain: &str,
+    message: &str,
+) -> String {
+    use mail_auth::common::crypto::Ed25519Key;
+    use mail_auth::common::headers::HeaderWriter;
+    let sig = mail_auth::dkim::DkimSigner::from_key(
+        Ed25519Key::from_pkcs8_der(pair.private_key()).unwrap(),
+    )
+    .domain(domain)
+    .selector("sel")
+    .headers(["From", "To", "Subject"])
+    .sign(message.as_bytes())
+    .unwrap()
+    .to_header();
+    format!("{sig}{message}")
+}
+
+/// One message to bob on port 25, as another server sends it: the reply
+/// to the final dot.
+fn send_to_bob(t: &common::Tern, helo: &str, mail_from: &str, data: &str) -> String {
+    let (mut c, _) = Client::connect(t.mx);
+    c.cmd(&format!("EHLO {helo}"));
+    assert!(
+        c.cmd(&format!("MAIL FROM:<{mail_from}>"))
+            .starts_with("250")
+    );
+    assert!(c.cmd("RCPT TO:<bob@example.test>").starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.cmd(&format!("{}\r\n.", data.trim_end()))
+}
+
+/// bob's INBOX as text, and the message with `subject` in it.
+async fn bob_inbox(t: &common::Tern) -> Vec<String> {
+    t.inbox("bob@example.test")
+        .await
+        .into_iter()
+        .map(|m| String::from_utf8_lossy(&m).into_owned())
+        .collect()
+}
+
+fn with_subject(inbox: &[String], subject: &str) -> String {
+    inbox
+        .iter()
+        .find(|m| m.contains(&format!("Subject: {subject}")))
+        .unwrap_or_else(|| panic!("{subject} not delivered: {inbox:?}"))
+        .clone()
+}
+
 /// Mail from other servers is checked (SPF, DKIM, DMARC) against a DNS
 /// server on 127.0.0.1 and gets one `Authentication-Results:` header
 /// naming this host; a forged one claiming to be this host is removed; a
@@ -906,10 +972,6 @@ async fn submission_refuses_a_second_from_and_foreign_authors() {
 #[tokio::test(flavor = "multi_thread")]
 async fn inbound_mail_is_checked_and_stamped_with_authentication_results() {
     use common::fakedns::FakeDns;
-    use mail_auth::common::crypto::Ed25519Key;
-    use mail_auth::common::headers::HeaderWriter;
-    use mail_auth::dkim::DkimSigner;
-    use mail_auth::dkim::generate::DkimKeyPair;
 
     let dns = FakeDns::start();
     // good.test: SPF allows 127.0.0.1; signed.test: a DKIM key, no SPF;
@@ -919,31 +981,12 @@ async fn inbound_mail_is_checked_and_stamped_with_authentication_results() {
     dns.txt("_dmarc.strict.test", "v=DMARC1; p=reject");
     dns.txt("soft.test", "v=spf1 -all");
     dns.txt("_dmarc.soft.test", "v=DMARC1; p=quarantine");
-    let pair = DkimKeyPair::generate_ed25519().unwrap();
-    let b64 = |b: &[u8]| {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(b)
-    };
-    dns.txt(
-        "sel._domainkey.signed.test",
-        &format!("v=DKIM1; k=ed25519; p={}", b64(pair.public_key())),
-    );
+    let pair = dkim_key(&dns, "signed.test");
     let t = start(&[
         ("TERN_SMTP__SENDER_CHECKS", "true"),
         ("TERN_SMTP__NAMESERVER", &dns.addr()),
     ]);
-
-    let send = |mail_from: &str, helo: &str, data: &str| -> String {
-        let (mut c, _) = Client::connect(t.mx);
-        c.cmd(&format!("EHLO {helo}"));
-        assert!(
-            c.cmd(&format!("MAIL FROM:<{mail_from}>"))
-                .starts_with("250")
-        );
-        assert!(c.cmd("RCPT TO:<bob@example.test>").starts_with("250"));
-        assert!(c.cmd("DATA").starts_with("354"));
-        c.cmd(&format!("{data}\r\n."))
-    };
+    let send = |mail_from: &str, helo: &str, data: &str| send_to_bob(&t, helo, mail_from, data);
 
     // SPF pass, with a forged result in our name that must go.
     let r = send(
@@ -978,17 +1021,10 @@ async fn inbound_mail_is_checked_and_stamped_with_authentication_results() {
     // DKIM signed by signed.test (no SPF record): dkim=pass, dmarc none.
     let body =
         "From: s@signed.test\r\nTo: bob@example.test\r\nSubject: signed\r\n\r\nsigned body\r\n";
-    let sig = DkimSigner::from_key(Ed25519Key::from_pkcs8_der(pair.private_key()).unwrap())
-        .domain("signed.test")
-        .selector("sel")
-        .headers(["From", "To", "Subject"])
-        .sign(body.as_bytes())
-        .unwrap()
-        .to_header();
     let r = send(
         "s@signed.test",
         "signed.test",
-        &format!("{sig}{}", body.trim_end()),
+        &dkim_signed(&pair, "signed.test", body),
     );
     assert!(r.starts_with("250"), "{r}");
     // A bounce: no MAIL FROM, SPF by the HELO name.
@@ -1000,19 +1036,8 @@ async fn inbound_mail_is_checked_and_stamped_with_authentication_results() {
     assert!(r.starts_with("250"), "{r}");
 
     t.settle();
-    let inbox: Vec<String> = t
-        .inbox("bob@example.test")
-        .await
-        .into_iter()
-        .map(|m| String::from_utf8_lossy(&m).into_owned())
-        .collect();
-    let find = |subject: &str| {
-        inbox
-            .iter()
-            .find(|m| m.contains(&format!("Subject: {subject}")))
-            .unwrap_or_else(|| panic!("{subject} not delivered: {inbox:?}"))
-            .clone()
-    };
+    let inbox = bob_inbox(&t).await;
+    let find = |subject: &str| with_subject(&inbox, subject);
     let ours = |m: &str| m.matches("Authentication-Results: mx.example.test").count();
     let m = find("spf pass");
     assert_eq!(
@@ -1120,17 +1145,7 @@ async fn arc_chains_are_verified_and_a_trusted_sealer_vouches() {
         .unwrap();
         format!("{}{message}", set.to_header())
     };
-    let send = |mail_from: &str, data: &str| -> String {
-        let (mut c, _) = Client::connect(t.mx);
-        c.cmd("EHLO lists.example");
-        assert!(
-            c.cmd(&format!("MAIL FROM:<{mail_from}>"))
-                .starts_with("250")
-        );
-        assert!(c.cmd("RCPT TO:<bob@example.test>").starts_with("250"));
-        assert!(c.cmd("DATA").starts_with("354"));
-        c.cmd(&format!("{}\r\n.", data.trim_end()))
-    };
+    let send = |mail_from: &str, data: &str| send_to_bob(&t, "lists.example", mail_from, data);
     let post = |from: &str, subject: &str| {
         format!(
             "From: {from}\r\nTo: team@list.test\r\nSubject: [team] {subject}\r\n\r\nposted through the list\r\n"
@@ -1171,12 +1186,7 @@ async fn arc_chains_are_verified_and_a_trusted_sealer_vouches() {
     assert!(r.starts_with("550 5.7.1"), "{r}");
 
     t.settle();
-    let inbox: Vec<String> = t
-        .inbox("bob@example.test")
-        .await
-        .into_iter()
-        .map(|m| String::from_utf8_lossy(&m).into_owned())
-        .collect();
+    let inbox = bob_inbox(&t).await;
     assert_eq!(inbox.len(), 2, "{inbox:?}");
     for m in &inbox {
         assert!(m.contains("Authentication-Results: mx.example.test"), "{m}");
@@ -1262,41 +1272,18 @@ async fn requiretls_is_offered_over_tls_and_kept_with_the_queued_mail() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sender_checks_softfail_temperror_tampered_body_and_p_none() {
     use common::fakedns::FakeDns;
-    use mail_auth::common::crypto::Ed25519Key;
-    use mail_auth::common::headers::HeaderWriter;
-    use mail_auth::dkim::DkimSigner;
-    use mail_auth::dkim::generate::DkimKeyPair;
-
     let dns = FakeDns::start();
     dns.txt("soft.test", "v=spf1 ~all");
     dns.txt("lax.test", "v=spf1 -all");
     dns.txt("_dmarc.lax.test", "v=DMARC1; p=none");
     dns.fail("broken.test");
     dns.fail("_dmarc.broken.test");
-    let pair = DkimKeyPair::generate_ed25519().unwrap();
-    {
-        use base64::Engine;
-        let p = base64::engine::general_purpose::STANDARD.encode(pair.public_key());
-        dns.txt(
-            "sel._domainkey.signed.test",
-            &format!("v=DKIM1; k=ed25519; p={p}"),
-        );
-    }
+    let pair = dkim_key(&dns, "signed.test");
     let t = start(&[
         ("TERN_SMTP__SENDER_CHECKS", "true"),
         ("TERN_SMTP__NAMESERVER", &dns.addr()),
     ]);
-    let send = |mail_from: &str, data: &str| -> String {
-        let (mut c, _) = Client::connect(t.mx);
-        c.cmd("EHLO mta.far.example");
-        assert!(
-            c.cmd(&format!("MAIL FROM:<{mail_from}>"))
-                .starts_with("250")
-        );
-        assert!(c.cmd("RCPT TO:<bob@example.test>").starts_with("250"));
-        assert!(c.cmd("DATA").starts_with("354"));
-        c.cmd(&format!("{}\r\n.", data.trim_end()))
-    };
+    let send = |mail_from: &str, data: &str| send_to_bob(&t, "mta.far.example", mail_from, data);
     let r = send(
         "a@soft.test",
         "From: a@soft.test\r\nSubject: softfail\r\n\r\nx",
@@ -1310,31 +1297,13 @@ async fn sender_checks_softfail_temperror_tampered_body_and_p_none() {
     let r = send("a@lax.test", "From: a@lax.test\r\nSubject: lax\r\n\r\nx");
     assert!(r.starts_with("250"), "{r}");
     let body = "From: s@signed.test\r\nTo: bob@example.test\r\nSubject: tampered\r\n\r\nthe original words\r\n";
-    let sig = DkimSigner::from_key(Ed25519Key::from_pkcs8_der(pair.private_key()).unwrap())
-        .domain("signed.test")
-        .selector("sel")
-        .headers(["From", "To", "Subject"])
-        .sign(body.as_bytes())
-        .unwrap()
-        .to_header();
-    let changed = body.replace("original", "changed");
-    let r = send("s@signed.test", &format!("{sig}{changed}"));
+    let changed = dkim_signed(&pair, "signed.test", body).replace("original", "changed");
+    let r = send("s@signed.test", &changed);
     assert!(r.starts_with("250"), "{r}");
 
     t.settle();
-    let inbox: Vec<String> = t
-        .inbox("bob@example.test")
-        .await
-        .into_iter()
-        .map(|m| String::from_utf8_lossy(&m).into_owned())
-        .collect();
-    let find = |subject: &str| {
-        inbox
-            .iter()
-            .find(|m| m.contains(&format!("Subject: {subject}")))
-            .unwrap_or_else(|| panic!("{subject} not delivered: {inbox:?}"))
-            .clone()
-    };
+    let inbox = bob_inbox(&t).await;
+    let find = |subject: &str| with_subject(&inbox, subject);
     let m = find("softfail");
     assert!(m.contains("spf=softfail"), "{m}");
     let m = find("lax");

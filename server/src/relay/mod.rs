@@ -477,17 +477,15 @@ impl LettreRelay {
         // RFC 8689 §4.2.1: a REQUIRETLS message goes only to a server that
         // offers REQUIRETLS (and so passes the requirement on). The session
         // stays for other mail.
+        let kept = |conn| Kept {
+            conn,
+            tls,
+            offers,
+            opened,
+            idle_since: Instant::now(),
+        };
         if req.require_tls && !offers.requiretls {
-            self.checkin(
-                key,
-                Kept {
-                    conn,
-                    tls,
-                    offers,
-                    opened,
-                    idle_since: Instant::now(),
-                },
-            );
+            self.checkin(key, kept(conn));
             return Session::NextHost(HostFailure {
                 reply: Reply::new(
                     550,
@@ -508,16 +506,7 @@ impl LettreRelay {
                 Ok(Ok(_))
             );
         if reset {
-            self.checkin(
-                key,
-                Kept {
-                    conn,
-                    tls,
-                    offers,
-                    opened,
-                    idle_since: Instant::now(),
-                },
-            );
+            self.checkin(key, kept(conn));
         } else if synced {
             let _ = tokio::time::timeout(Duration::from_secs(5), conn.quit()).await;
         } else {

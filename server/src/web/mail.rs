@@ -448,6 +448,37 @@ fn build(
     msg.map(|m| (m, invalid)).map_err(|e| e.to_string())
 }
 
+/// After a send from the form (at once or later): the message replied to
+/// is marked answered, and the draft the form came from goes.
+async fn sent_from_form<F, Fut>(
+    replied: Option<(mailcore::OwnedMailbox, mailcore::Uid)>,
+    d: &Draft,
+    drop_old_draft: &F,
+) where
+    F: Fn(Option<i64>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    if let Some((mbox, uid)) = replied
+        && d.mode != "forward"
+    {
+        let _ = mbox
+            .set_flags(&[uid], mailcore::messages::FlagOp::Add, Flags::ANSWERED)
+            .await;
+    }
+    drop_old_draft(d.draft_uid).await;
+}
+
+/// The answer to a form body over its limit.
+pub(crate) fn too_big(what: &str, max: usize, more: &str) -> HttpResponse {
+    plain(
+        actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+        &format!(
+            "{what} is too big: the limit is {} MB.{more}",
+            max / (1024 * 1024)
+        ),
+    )
+}
+
 fn back_to_compose(error: &str) -> HttpResponse {
     let loc = format!(
         "/compose?error={}",
@@ -473,15 +504,7 @@ pub async fn compose(
     };
     let d = match read_form(&req, payload, settings.max_message_size).await {
         Ok(d) => d,
-        Err(FormError::TooBig(max)) => {
-            return plain(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!(
-                    "The message is too big: the limit is {} MB.",
-                    max / (1024 * 1024)
-                ),
-            );
-        }
+        Err(FormError::TooBig(max)) => return too_big("The message", max, ""),
         Err(FormError::Bad(m)) => return plain(StatusCode::BAD_REQUEST, &m),
     };
     if !mailcore::auth::constant_time_eq(d.csrf.as_bytes(), s.csrf_token.as_bytes()) {
@@ -768,14 +791,7 @@ pub async fn compose(
             Err(e) => return core_failure(e),
         };
         tracing::info!(user = %account.address, rcpts = ?rcpts, id, send_at, "web send scheduled");
-        if let Some((mbox, uid)) = ref_box
-            && d.mode != "forward"
-        {
-            let _ = mbox
-                .set_flags(&[uid], mailcore::messages::FlagOp::Add, Flags::ANSWERED)
-                .await;
-        }
-        drop_old_draft(d.draft_uid).await;
+        sent_from_form(ref_box, &d, &drop_old_draft).await;
         let to = if kind == mailcore::scheduled::ScheduleKind::Later {
             "/scheduled".to_owned()
         } else {
@@ -799,14 +815,7 @@ pub async fn compose(
         Ok(sent) => {
             metrics::counter!("tern_messages_total", "event" => "accepted").increment(1);
             tracing::info!(user = %account.address, rcpts = ?rcpts, local = sent.local, queued = sent.queued, "web send");
-            if let Some((mbox, uid)) = ref_box
-                && d.mode != "forward"
-            {
-                let _ = mbox
-                    .set_flags(&[uid], mailcore::messages::FlagOp::Add, Flags::ANSWERED)
-                    .await;
-            }
-            drop_old_draft(d.draft_uid).await;
+            sent_from_form(ref_box, &d, &drop_old_draft).await;
             HttpResponse::SeeOther()
                 .insert_header((header::LOCATION, "/mail?f=INBOX&sent=1"))
                 .finish()

@@ -10,7 +10,9 @@ use mailcore::Core;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 
-use super::mail::{FormError, content_disposition, core_failure, multipart, plain, session};
+use super::mail::{
+    FormError, content_disposition, core_failure, multipart, plain, session, too_big,
+};
 
 /// The largest mbox file the webmail takes.
 pub const IMPORT_MAX: usize = 100 * 1024 * 1024;
@@ -78,13 +80,7 @@ pub async fn import(
     let mut mp = match multipart(&req, payload, IMPORT_MAX).await {
         Ok(m) => m,
         Err(FormError::TooBig(max)) => {
-            return plain(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!(
-                    "The file is too big for the webmail: the limit is {} MB. `tern import` takes any size.",
-                    max / (1024 * 1024)
-                ),
-            );
+            return too_big("The file", max, " `tern import` takes any size.");
         }
         Err(FormError::Bad(m)) => return plain(StatusCode::BAD_REQUEST, &m),
     };
