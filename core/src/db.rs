@@ -331,3 +331,22 @@ pub async fn probe_write(db: &DatabaseConnection, now: i64) -> CoreResult<()> {
     }
     Ok(())
 }
+
+impl crate::Core {
+    /// A consistent copy of a SQLite store at `path` while it runs
+    /// (`VACUUM INTO`: one read transaction, so the copy is one moment of
+    /// the store, compacted). PostgreSQL has `pg_dump` for this.
+    pub async fn backup_sqlite(&self, path: &std::path::Path) -> crate::CoreResult<()> {
+        use sea_orm::ConnectionTrait;
+        if self.backend() != Backend::Sqlite {
+            return Err(crate::CoreError::Invalid(
+                "the store is PostgreSQL: back it up with pg_dump".into(),
+            ));
+        }
+        let p = path.to_string_lossy().replace('\'', "''");
+        self.db()
+            .execute_unprepared(&format!("VACUUM INTO '{p}'"))
+            .await?;
+        Ok(())
+    }
+}

@@ -82,6 +82,13 @@ pub enum Command {
         #[arg(long, default_value = "INBOX")]
         folder: String,
     },
+    /// A consistent copy of the store and its keys, taken while Tern runs,
+    /// into DIR (new or empty): the SQLite database (or, on PostgreSQL,
+    /// the pg_dump command to run), the secrets key, the TLS files.
+    Backup { dir: std::path::PathBuf },
+    /// Puts a backup made by `tern backup` into this (fresh) data dir;
+    /// refuses a data dir that already has a store.
+    Restore { dir: std::path::PathBuf },
     /// Show the audit log: who did what, when, from where.
     Audit {
         #[arg(long, default_value_t = 50)]
@@ -267,6 +274,8 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         Command::Alias(c) => alias(&open(&cfg).await?, c).await,
         Command::Queue(c) => queue(&open(&cfg).await?, c).await,
         Command::Audit { limit } => audit(&open(&cfg).await?, limit).await,
+        Command::Backup { dir } => backup(&cfg, &dir).await,
+        Command::Restore { dir } => restore(&cfg, &dir),
         Command::Export {
             account,
             out,
@@ -484,6 +493,94 @@ async fn spool_stats(cfg: &Config) -> Result<(), String> {
     }
     for t in &report.torn {
         out!("torn: {t}");
+    }
+    Ok(())
+}
+
+/// The files a backup carries beside the store: the secrets key (sealed
+/// DKIM keys and outside passwords are useless without it) and the TLS
+/// certificate Tern made, if it made one.
+const BESIDE_THE_STORE: [&str; 3] = ["outside.key", "tls/cert.pem", "tls/key.pem"];
+
+fn copy_private(from: &std::path::Path, to: &std::path::Path) -> Result<(), String> {
+    if let Some(dir) = to.parent() {
+        std::fs::create_dir_all(dir).map_err(|x| format!("{}: {x}", dir.display()))?;
+    }
+    std::fs::copy(from, to).map_err(|x| format!("{} -> {}: {x}", from.display(), to.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o600));
+    }
+    Ok(())
+}
+
+async fn backup(cfg: &Config, dir: &std::path::Path) -> Result<(), String> {
+    let empty = std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none());
+    if !empty {
+        return Err(format!(
+            "{} is not empty: a backup goes into a new directory",
+            dir.display()
+        ));
+    }
+    std::fs::create_dir_all(dir).map_err(|x| format!("{}: {x}", dir.display()))?;
+    let core = open(cfg).await?;
+    let db = dir.join("tern.db");
+    match core.backup_sqlite(&db).await {
+        Ok(()) => out!("store\t{}", db.display()),
+        Err(mailcore::CoreError::Invalid(_)) => {
+            out!(
+                "store\tPostgreSQL: run  pg_dump --format=custom --file {}  \"$DATABASE_URL\"",
+                dir.join("tern.pgdump").display()
+            );
+        }
+        Err(x) => return Err(e(x)),
+    }
+    for f in BESIDE_THE_STORE {
+        let from = cfg.data_dir.join(f);
+        if from.is_file() {
+            copy_private(&from, &dir.join(f))?;
+            out!("copied\t{f}");
+        }
+    }
+    out!(
+        "note\tmail accepted in the last moments may still be in the spool ({}); it is stored within seconds, so a backup a minute later has it",
+        cfg.spool_dir().display()
+    );
+    Ok(())
+}
+
+fn restore(cfg: &Config, dir: &std::path::Path) -> Result<(), String> {
+    if cfg.database.url.is_some() {
+        return Err(format!(
+            "the store is PostgreSQL: restore it with  pg_restore --dbname \"$DATABASE_URL\" {}  and copy outside.key into the data dir",
+            dir.join("tern.pgdump").display()
+        ));
+    }
+    let db = dir.join("tern.db");
+    if !db.is_file() {
+        return Err(format!(
+            "{}: no tern.db: not a backup made by tern backup",
+            dir.display()
+        ));
+    }
+    let target = cfg.data_dir.join("tern.db");
+    if target.exists() {
+        return Err(format!(
+            "{} already has a store: restore into a fresh data dir (or move it away first)",
+            cfg.data_dir.display()
+        ));
+    }
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|x| format!("{}: {x}", cfg.data_dir.display()))?;
+    copy_private(&db, &target)?;
+    out!("restored\ttern.db");
+    for f in BESIDE_THE_STORE {
+        let from = dir.join(f);
+        if from.is_file() {
+            copy_private(&from, &cfg.data_dir.join(f))?;
+            out!("restored\t{f}");
+        }
     }
     Ok(())
 }

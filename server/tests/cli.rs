@@ -782,3 +782,63 @@ assert [m["Message-ID"] for m in box][0] == "<mbox1@far.example>"
     assert!(said.contains("Sent\t0 messages"), "{said}");
     assert!(dir.join("INBOX.mbox").exists() && dir.join("Trash.mbox").exists());
 }
+
+/// `tern backup` while the server runs, `tern restore` into a fresh data
+/// dir (store, secrets key, TLS files), and a server there serves the mail
+/// over IMAP. A backup goes only into a new directory, and a restore only
+/// into a data dir without a store.
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_while_running_restore_elsewhere_and_read_over_imap() {
+    let t = common::start(&[]);
+    t.deliver(
+        "alice@example.test",
+        b"From: carol@far.example\r\nTo: alice@example.test\r\nSubject: kept safe\r\n\r\nin the backup\r\n",
+    )
+    .await;
+    let b = tempfile::tempdir().unwrap();
+    let bdir = b.path().join("backup-1");
+    let bd = bdir.display().to_string();
+    let said = common::cli_out(t.dir.path(), &["backup", &bd]);
+    assert!(
+        said.contains(&format!("store\t{}", bdir.join("tern.db").display())),
+        "{said}"
+    );
+    assert!(said.contains("copied\toutside.key"), "{said}");
+    assert!(bdir.join("tern.db").is_file());
+    let again = tern(t.dir.path(), &["backup", &bd], None);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("is not empty"));
+
+    let fresh = tempfile::tempdir().unwrap();
+    let said = common::cli_out(fresh.path(), &["restore", &bd]);
+    assert!(
+        said.contains("restored\ttern.db") && said.contains("restored\toutside.key"),
+        "{said}"
+    );
+    let twice = tern(fresh.path(), &["restore", &bd], None);
+    assert!(!twice.status.success());
+    assert!(String::from_utf8_lossy(&twice.stderr).contains("already has a store"));
+    // The restored store opens, with the domain and its DKIM keys.
+    let keys = common::cli_out(fresh.path(), &["domain", "dkim", "example.test"]);
+    assert!(keys.contains("k=ed25519"), "{keys}");
+
+    let r = common::start_existing(fresh, &[]);
+    let cert = r.cert();
+    common::run_python(&format!(
+        r#"
+import imaplib, ssl
+ctx = ssl.create_default_context(cafile={cert:?})
+ctx.check_hostname = False
+M = imaplib.IMAP4_SSL("127.0.0.1", {imaps}, ssl_context=ctx)
+M.login("alice@example.test", {pw:?})
+typ, data = M.select("INBOX")
+assert data == [b"1"], data
+typ, data = M.fetch("1", "(BODY.PEEK[])")
+assert b"Subject: kept safe" in data[0][1] and b"in the backup" in data[0][1], data
+M.logout()
+"#,
+        cert = cert.display().to_string(),
+        imaps = r.imaps,
+        pw = common::PW,
+    ));
+}

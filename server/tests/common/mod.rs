@@ -139,6 +139,12 @@ fn directory_setup(p: &Path, db: Option<&str>) {
     );
 }
 
+/// A server on a data dir that already holds a store (a restored backup):
+/// no directory set-up.
+pub fn start_existing(dir: tempfile::TempDir, extra_env: &[(&str, &str)]) -> Tern {
+    launch(dir, extra_env)
+}
+
 /// `start` in a directory the test prepared (a small tmpfs, say).
 pub fn start_in(dir: tempfile::TempDir, extra_env: &[(&str, &str)]) -> Tern {
     directory_setup(dir.path(), None);
