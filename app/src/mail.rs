@@ -403,9 +403,14 @@ pub async fn mail_list(f: String, page: u64, q: String) -> Result<Option<ListDat
     let folder = if f.is_empty() { "INBOX".to_owned() } else { f };
     let page = page.max(1);
     let offset = (page - 1) * PAGE_SIZE;
-    let (rows, total, search_ms) = if q.trim().is_empty() {
-        let (rows, total) = open(&mail, &folder)
-            .await?
+    // The folder, opened once (a search covers every folder and has none).
+    let mbox = if q.trim().is_empty() {
+        Some(open(&mail, &folder).await?)
+    } else {
+        None
+    };
+    let (rows, total, search_ms) = if let Some(mbox) = &mbox {
+        let (rows, total) = mbox
             .list(offset, PAGE_SIZE, mailcore::SortOrder::DateDesc)
             .await
             .map_err(core_error)?;
@@ -436,11 +441,10 @@ pub async fn mail_list(f: String, page: u64, q: String) -> Result<Option<ListDat
         })
         .collect();
     // Sent shows what became of each message, from the queue and the log.
-    if q.trim().is_empty() && is_sent(open(&mail, &folder).await?.head()) {
+    if mbox.as_ref().is_some_and(|m| is_sent(m.head())) {
         let ids: Vec<&str> = found.iter().map(|m| m.message_id.as_str()).collect();
-        let refs = ids.clone();
         let sums = crate::auth::ssr::core()?
-            .sent_summaries(&s.account, &refs)
+            .sent_summaries(&s.account, &ids)
             .await
             .map_err(core_error)?;
         for (r, id) in rows.iter_mut().zip(&ids) {
@@ -448,8 +452,10 @@ pub async fn mail_list(f: String, page: u64, q: String) -> Result<Option<ListDat
         }
     }
     // Snoozed shows when each message comes back.
-    if q.trim().is_empty() && folder == mailcore::snooze::SNOOZED {
-        let mbox = open(&mail, &folder).await?;
+    if let Some(mbox) = mbox
+        .as_ref()
+        .filter(|m| m.name() == mailcore::snooze::SNOOZED)
+    {
         let uids: Vec<mailcore::Uid> = rows.iter().map(|r| mailcore::Uid(r.uid)).collect();
         let until = mail
             .snoozed_until(mbox.id(), &uids)

@@ -262,6 +262,17 @@ impl Core {
             )
             .order_by_asc(scheduled_send::Column::SendAt)
             .limit(32);
+        // Every node looks every second; a read first, so a quiet second
+        // costs no write turn on SQLite's one writer.
+        if due
+            .clone()
+            .into_tuple::<i32>()
+            .one(self.db())
+            .await?
+            .is_none()
+        {
+            return Ok(Vec::new());
+        }
         let _w = self.sqlite_write_turn(crate::Priority::Bulk).await;
         Ok(scheduled_send::Entity::update_many()
             .col_expr(

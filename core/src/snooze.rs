@@ -102,6 +102,16 @@ impl Core {
             .filter(free())
             .order_by_asc(snooze::Column::WakeAt)
             .limit(64);
+        // Looked for every second: a read first, a write only when due.
+        if due
+            .clone()
+            .into_tuple::<i32>()
+            .one(self.db())
+            .await?
+            .is_none()
+        {
+            return Ok(0);
+        }
         let rows = {
             let _w = self.sqlite_write_turn(crate::Priority::Bulk).await;
             snooze::Entity::update_many()
@@ -154,11 +164,12 @@ impl Core {
     }
 
     async fn mailbox_by_id(&self, mail: &Mail, id: MailboxId) -> CoreResult<Option<OwnedMailbox>> {
-        let name = mail
-            .mailboxes()
+        // The row alone: `Mail::mailboxes` would count every message of
+        // the account to find one name.
+        let name = crate::entities::mailbox::Entity::find_by_id(id)
+            .filter(crate::entities::mailbox::Column::AccountId.eq(mail.account()))
+            .one(self.db())
             .await?
-            .into_iter()
-            .find(|m| m.id == id)
             .map(|m| m.name);
         match name {
             Some(n) => mail.mailbox(&n).await,

@@ -305,6 +305,10 @@ pub struct Sts {
     fetcher: Arc<dyn PolicyFetcher>,
     store: Arc<dyn PolicyStore>,
     cache: Mutex<HashMap<String, Cached>>,
+    /// Domains found without a policy, and when: most destinations have
+    /// none, and they are not asked about (TXT, database) again until
+    /// [`TXT_RECHECK`] has passed.
+    absent: Mutex<HashMap<String, Instant>>,
 }
 
 fn now() -> i64 {
@@ -320,6 +324,7 @@ impl Sts {
             fetcher,
             store,
             cache: Mutex::new(HashMap::new()),
+            absent: Mutex::new(HashMap::new()),
         }
     }
 
@@ -348,6 +353,15 @@ impl Sts {
     pub async fn policy(&self, dns: &dyn Dns, domain: &str) -> Option<Policy> {
         let domain = domain.to_ascii_lowercase();
         let t = now();
+        let recently_absent = self
+            .absent
+            .lock()
+            .ok()
+            .and_then(|a| a.get(&domain).map(|at| at.elapsed() < TXT_RECHECK))
+            .unwrap_or(false);
+        if recently_absent {
+            return None;
+        }
         let mut known = self.cached(&domain);
         if let Some((_, p, exp, checked)) = &known
             && *exp > t
@@ -386,7 +400,20 @@ impl Sts {
             // No TXT now: a cached, unexpired policy still holds (§5.1).
             (None, known) => known.map(|k| (k.0, k.1, k.2)),
         };
-        let (id, p, exp) = chosen?;
+        let Some((id, p, exp)) = chosen else {
+            if let Ok(mut a) = self.absent.lock() {
+                // Forgotten now and then, so the map stays the size of the
+                // recent destinations.
+                if a.len() > 100_000 {
+                    a.retain(|_, at| at.elapsed() < TXT_RECHECK);
+                }
+                a.insert(domain, Instant::now());
+            }
+            return None;
+        };
+        if let Ok(mut a) = self.absent.lock() {
+            a.remove(&domain);
+        }
         self.remember(&domain, id, p.clone(), exp);
         (p.mode != Mode::None).then_some(p)
     }
