@@ -20,6 +20,7 @@ pub mod mail;
 pub mod mailhtml;
 pub mod outside;
 pub mod pages;
+pub mod rules;
 pub mod scheduled;
 pub mod settings;
 #[cfg(feature = "hydrate")]
@@ -98,6 +99,7 @@ pub fn App() -> impl IntoView {
                 <Route path=StaticSegment("folders") view=FoldersPage ssr=SsrMode::Async/>
                 <Route path=StaticSegment("scheduled") view=crate::scheduled::ScheduledPage ssr=SsrMode::Async/>
                 <Route path=StaticSegment("settings") view=crate::settings::SettingsPage ssr=SsrMode::Async/>
+                <Route path=StaticSegment("rules") view=crate::rules::RulesPage ssr=SsrMode::Async/>
                 <Route path=StaticSegment("outside") view=OutsidePage ssr=SsrMode::Async/>
                 <Route path=StaticSegment("unified") view=UnifiedPage ssr=SsrMode::Async/>
                 <Route path=(StaticSegment("outside"), StaticSegment("add")) view=OutsideAddPage ssr=SsrMode::Async/>

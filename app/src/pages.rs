@@ -208,6 +208,7 @@ pub(crate) fn Shell(
                 </ul>
                 <a class="manage" href="/folders">"Manage folders"</a>
                 <a class="manage" href="/scheduled" data-testid="scheduled-link">"Scheduled"</a>
+                <a class="manage" href="/rules" data-testid="rules-link">"Rules"</a>
                 <a class="manage" href="/settings" data-testid="settings-link">"Settings"</a>
                 <a class="manage" href="/unified" data-testid="all-inboxes">"All inboxes"</a>
                 <a class="manage" href="/outside" data-testid="other-accounts">"Other accounts"</a>

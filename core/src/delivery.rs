@@ -12,7 +12,7 @@ use crate::entities::{mailbox, queue_destination, queue_entry};
 use crate::error::{CoreError, CoreResult};
 use crate::events::{ChangeEvent, ChangeKind};
 use crate::mailboxes::INBOX;
-use crate::messages::{self, Flags, NewMessage};
+use crate::messages::{self, NewMessage};
 use crate::meta::MessageMeta;
 use crate::queue::{Lane, QueueStatus};
 
@@ -30,7 +30,8 @@ pub struct Delivered {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeliveryReceipt {
-    pub blob_id: BlobId,
+    /// `None` when rules discarded every copy and nothing was kept.
+    pub blob_id: Option<BlobId>,
     pub delivered: Vec<Delivered>,
     pub queued: Vec<QueueId>,
 }
@@ -48,7 +49,10 @@ impl std::fmt::Display for Accepted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Accepted::Spooled(id) => write!(f, "{id}"),
-            Accepted::Delivered(r) => write!(f, "blob {}", r.blob_id),
+            Accepted::Delivered(r) => match r.blob_id {
+                Some(b) => write!(f, "blob {b}"),
+                None => f.write_str("discarded by the recipient's rules"),
+            },
         }
     }
 }
@@ -119,7 +123,7 @@ impl Core {
     /// new mail after the commit.
     pub async fn deliver(&self, env: &Envelope, raw: &[u8]) -> CoreResult<DeliveryReceipt> {
         let txn = self.write_txn().await?;
-        let receipt = self.deliver_in(&txn, env, raw).await?;
+        let receipt = self.deliver_one(&txn, env, raw, self.now(), true).await?;
         txn.commit().await?;
         self.announce(&receipt);
         Ok(receipt)
@@ -149,7 +153,7 @@ impl Core {
         env: &Envelope,
         raw: &[u8],
     ) -> CoreResult<DeliveryReceipt> {
-        self.deliver_in_at(txn, env, raw, self.now()).await
+        self.deliver_one(txn, env, raw, self.now(), false).await
     }
 
     /// [`Core::deliver_in`] with the time the message was accepted, which
@@ -162,87 +166,32 @@ impl Core {
         raw: &[u8],
         received_at: i64,
     ) -> CoreResult<DeliveryReceipt> {
-        let local = env.local_copies();
-        let mut remote = env.remote.clone();
-        remote.dedup();
-        if local.is_empty() && remote.is_empty() {
-            return Err(CoreError::invalid(
-                "a delivery needs at least one recipient",
-            ));
-        }
-        let meta = self.message_meta(raw);
-        let size = raw.len() as i64;
-        let now = received_at;
+        self.deliver_one(txn, env, raw, received_at, true).await
+    }
 
-        // The bytes are stored once for every copy (DESIGN.md, "Store");
-        // each local copy's Delivered-To lives in its row and is put in
-        // front when the message is read.
-        // The blob upsert is the first statement on purpose: on SQLite it
-        // takes the write lock at once, so this transaction never has to
-        // upgrade a read lock (which can fail with SQLITE_BUSY).
-        let blob_id =
-            crate::blobs::put_blob(txn, raw, (local.len() + remote.len()) as i64, &meta).await?;
-        let mut delivered = Vec::with_capacity(local.len());
-        for copy in &local {
-            let account_id = &copy.account_id;
-            let delivered_to = messages::trace_header_value(&copy.delivered_to);
-            let size = size + messages::trace_header_len(&delivered_to);
-            messages::check_quota(txn, *account_id, size).await?;
-            let mut target = None;
-            if copy.junk {
-                target = junk_boxes(txn, &[*account_id]).await?.remove(account_id);
-            }
-            let inbox = match target {
-                Some(id) => mailbox::Entity::find_by_id(id).one(txn).await?,
-                None => {
-                    mailbox::Entity::find()
-                        .filter(mailbox::Column::AccountId.eq(*account_id))
-                        .filter(mailbox::Column::Name.eq(INBOX))
-                        .one(txn)
-                        .await?
-                }
-            }
-            .ok_or_else(|| CoreError::NotFound(format!("INBOX of account {account_id}")))?;
-            let (uid, modseq) = messages::allocate_uids(txn, inbox.id, 1).await?;
-            let thread_id = messages::find_thread(txn, *account_id, &meta).await?;
-            messages::insert_message(
-                txn,
-                NewMessage {
-                    mailbox_id: inbox.id,
-                    uid,
-                    modseq,
-                    blob_id,
-                    flags: Flags::empty(),
-                    keywords: &[],
-                    internal_date: now,
-                    size,
-                    meta: &meta,
-                    thread_id,
-                    delivered_to: &delivered_to,
-                },
-            )
-            .await?;
-            messages::add_usage(txn, *account_id, size).await?;
-            delivered.push(Delivered {
-                account_id: *account_id,
-                mailbox_id: inbox.id,
-                uid,
-            });
+    /// One message through [`Core::deliver_batch_in`]; `rules`: whether
+    /// the recipients' Sieve rules run (not for bounces and the like).
+    pub(crate) async fn deliver_one(
+        &self,
+        txn: &DatabaseTransaction,
+        env: &Envelope,
+        raw: &[u8],
+        received_at: i64,
+        rules: bool,
+    ) -> CoreResult<DeliveryReceipt> {
+        let item = [BatchItem {
+            env,
+            raw,
+            received_at,
+            rules,
+        }];
+        match self.deliver_batch_in(txn, &item).await?.pop() {
+            Some(BatchOutcome::Stored(r)) => Ok(r),
+            Some(BatchOutcome::Refused(e)) => Err(e),
+            None => Err(CoreError::Unavailable(
+                "the delivery lost its message".into(),
+            )),
         }
-        let mut dead = DeadDestinations::default();
-        let queued = queue_remote(txn, env, &remote, blob_id, &meta, now, &mut dead).await?;
-        tracing::info!(
-            message_id = %meta.message_id,
-            size,
-            local = delivered.len(),
-            queued = queued.len(),
-            "delivered"
-        );
-        Ok(DeliveryReceipt {
-            blob_id,
-            delivered,
-            queued,
-        })
     }
 
     /// Number of queue rows, for tests and the admin overview.
@@ -333,6 +282,8 @@ pub(crate) struct BatchItem<'a> {
     pub raw: &'a [u8],
     /// Becomes the internal date (the time of the `250`).
     pub received_at: i64,
+    /// Run the recipients' Sieve rules (`rules`).
+    pub rules: bool,
 }
 
 /// What a batch did with one item.
@@ -377,16 +328,50 @@ impl Core {
     /// Which items are refused is decided before anything is written, in
     /// order, so no savepoints are needed. An `Err` means the transaction
     /// must be abandoned; `Unavailable` ones are outages.
-    pub(crate) async fn deliver_batch_in(
+    pub(crate) fn deliver_batch_in<'a>(
+        &'a self,
+        txn: &'a DatabaseTransaction,
+        items: &'a [BatchItem<'a>],
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = CoreResult<Vec<BatchOutcome>>> + Send + 'a>,
+    > {
+        // Boxed: the messages rules send (forwards, replies) are delivered
+        // by the same function, one level down and without rules.
+        Box::pin(self.deliver_batch_inner(txn, items))
+    }
+
+    async fn deliver_batch_inner(
         &self,
         txn: &DatabaseTransaction,
         items: &[BatchItem<'_>],
     ) -> CoreResult<Vec<BatchOutcome>> {
         use crate::entities::account;
+        use crate::rules::Place;
         use sea_orm::QuerySelect;
         use std::collections::{BTreeMap, HashMap};
 
         let copies: Vec<Vec<LocalCopy>> = items.iter().map(|i| i.env.local_copies()).collect();
+        // Each copy's places: the default one, unless the account's rules
+        // say otherwise (a folder, flags, several folders, or none).
+        let plans = if items.iter().any(|i| i.rules) {
+            let with_rules: Vec<Vec<LocalCopy>> = items
+                .iter()
+                .zip(&copies)
+                .map(|(i, cs)| if i.rules { cs.clone() } else { Vec::new() })
+                .collect();
+            let its: Vec<(&Envelope, &[u8])> = items.iter().map(|i| (i.env, i.raw)).collect();
+            self.plan_rules(txn, &its, &with_rules).await?
+        } else {
+            items.iter().map(|_| Default::default()).collect()
+        };
+        let places: Vec<Vec<Vec<Place>>> = plans
+            .iter()
+            .zip(&copies)
+            .map(|(p, cs)| match &p.places {
+                Some(ps) => ps.clone(),
+                None => cs.iter().map(|_| vec![Place::default_place()]).collect(),
+            })
+            .collect();
         let ids: std::collections::BTreeSet<AccountId> =
             copies.iter().flatten().map(|c| c.account_id).collect();
         let (accounts, inboxes): (
@@ -434,7 +419,10 @@ impl Core {
         } else {
             junk_boxes(txn, &junk_ids).await?
         };
-        let target = |c: &LocalCopy| -> Option<MailboxId> {
+        let target = |c: &LocalCopy, p: &Place| -> Option<MailboxId> {
+            if let Some(m) = p.mailbox {
+                return Some(m);
+            }
             if c.junk
                 && let Some(j) = junk.get(&c.account_id)
             {
@@ -448,7 +436,7 @@ impl Core {
             accounts.iter().map(|(id, (_, u))| (*id, *u)).collect();
         let mut refusals: Vec<Option<CoreError>> = Vec::with_capacity(items.len());
         let mut per_box: BTreeMap<MailboxId, i64> = BTreeMap::new();
-        for (item, cs) in items.iter().zip(&copies) {
+        for ((item, cs), ps) in items.iter().zip(&copies).zip(&places) {
             let refusal = (|| {
                 if cs.is_empty() && item.env.remote.is_empty() {
                     return Some(CoreError::invalid(
@@ -456,7 +444,7 @@ impl Core {
                     ));
                 }
                 let mut after = Vec::with_capacity(cs.len());
-                for c in cs {
+                for (c, cp) in cs.iter().zip(ps) {
                     let id = c.account_id;
                     let Some((quota, _)) = accounts.get(&id) else {
                         return Some(CoreError::NotFound(format!("account {id}")));
@@ -468,15 +456,15 @@ impl Core {
                         + messages::trace_header_len(&messages::trace_header_value(
                             &c.delivered_to,
                         ));
-                    let now_used = used[&id] + size;
-                    if *quota > 0 && now_used > *quota {
+                    let now_used = used[&id] + size * cp.len() as i64;
+                    if *quota > 0 && now_used > *quota && !cp.is_empty() {
                         return Some(CoreError::OverQuota);
                     }
-                    after.push((id, now_used, target(c)));
+                    after.push((id, now_used, cp.iter().map(|p| target(c, p))));
                 }
-                for (id, u, mailbox) in after {
+                for (id, u, mailboxes) in after {
                     used.insert(id, u);
-                    if let Some(m) = mailbox {
+                    for m in mailboxes.flatten() {
                         *per_box.entry(m).or_default() += 1;
                     }
                 }
@@ -499,7 +487,13 @@ impl Core {
         let mut roots = Vec::new();
         let mut usage: BTreeMap<AccountId, i64> = BTreeMap::new();
         let mut dead = DeadDestinations::default();
-        for ((item, cs), refusal) in items.iter().zip(&copies).zip(refusals) {
+        for ((((item, cs), ps), refusal), plan) in items
+            .iter()
+            .zip(&copies)
+            .zip(&places)
+            .zip(refusals)
+            .zip(plans)
+        {
             if let Some(e) = refusal {
                 out.push(BatchOutcome::Refused(e));
                 continue;
@@ -507,58 +501,73 @@ impl Core {
             let meta = self.message_meta(item.raw);
             let mut remote = item.env.remote.clone();
             remote.dedup();
-            let blob_id =
-                crate::blobs::put_blob(txn, item.raw, (cs.len() + remote.len()) as i64, &meta)
-                    .await?;
-            let mut delivered = Vec::with_capacity(cs.len());
-            for c in cs {
-                let inbox = target(c)
-                    .ok_or_else(|| CoreError::Unavailable("the batch lost a mailbox".into()))?;
-                let slot = next_uid
-                    .get_mut(&inbox)
-                    .ok_or_else(|| CoreError::Unavailable("UID plan lost a mailbox".into()))?;
-                let (uid, modseq) = *slot;
-                slot.0 = slot.0.next();
+            let n_places: usize = ps.iter().map(Vec::len).sum();
+            let refs = (n_places + remote.len()) as i64;
+            // Rules may have discarded every copy: then nothing is kept.
+            let blob_id = if refs > 0 {
+                Some(crate::blobs::put_blob(txn, item.raw, refs, &meta).await?)
+            } else {
+                None
+            };
+            let mut delivered = Vec::with_capacity(n_places);
+            for (c, cp) in cs.iter().zip(ps) {
+                let (Some(blob_id), false) = (blob_id, cp.is_empty()) else {
+                    continue;
+                };
                 let delivered_to = messages::trace_header_value(&c.delivered_to);
                 let size = item.raw.len() as i64 + messages::trace_header_len(&delivered_to);
                 let thread_id = messages::find_thread(txn, c.account_id, &meta).await?;
-                let id = messages::insert_message_row(
-                    txn,
-                    NewMessage {
+                for p in cp {
+                    let inbox = target(c, p)
+                        .ok_or_else(|| CoreError::Unavailable("the batch lost a mailbox".into()))?;
+                    let slot = next_uid
+                        .get_mut(&inbox)
+                        .ok_or_else(|| CoreError::Unavailable("UID plan lost a mailbox".into()))?;
+                    let (uid, modseq) = *slot;
+                    slot.0 = slot.0.next();
+                    let id = messages::insert_message_row(
+                        txn,
+                        NewMessage {
+                            mailbox_id: inbox,
+                            uid,
+                            modseq,
+                            blob_id,
+                            flags: p.flags,
+                            keywords: &p.keywords,
+                            internal_date: item.received_at,
+                            size,
+                            meta: &meta,
+                            thread_id,
+                            delivered_to: &delivered_to,
+                        },
+                    )
+                    .await?;
+                    if thread_id == 0 {
+                        roots.push(id);
+                    }
+                    *usage.entry(c.account_id).or_default() += size;
+                    delivered.push(Delivered {
+                        account_id: c.account_id,
                         mailbox_id: inbox,
                         uid,
-                        modseq,
-                        blob_id,
-                        flags: Flags::empty(),
-                        keywords: &[],
-                        internal_date: item.received_at,
-                        size,
-                        meta: &meta,
-                        thread_id,
-                        delivered_to: &delivered_to,
-                    },
-                )
-                .await?;
-                if thread_id == 0 {
-                    roots.push(id);
+                    });
                 }
-                *usage.entry(c.account_id).or_default() += size;
-                delivered.push(Delivered {
-                    account_id: c.account_id,
-                    mailbox_id: inbox,
-                    uid,
-                });
             }
-            let queued = queue_remote(
-                txn,
-                item.env,
-                &remote,
-                blob_id,
-                &meta,
-                item.received_at,
-                &mut dead,
-            )
-            .await?;
+            let queued = match blob_id {
+                Some(blob_id) => {
+                    queue_remote(
+                        txn,
+                        item.env,
+                        &remote,
+                        blob_id,
+                        &meta,
+                        item.received_at,
+                        &mut dead,
+                    )
+                    .await?
+                }
+                None => Vec::new(),
+            };
             tracing::info!(
                 message_id = %meta.message_id,
                 size = item.raw.len(),
@@ -566,11 +575,37 @@ impl Core {
                 queued = queued.len(),
                 "delivered"
             );
-            out.push(BatchOutcome::Stored(DeliveryReceipt {
+            let mut receipt = DeliveryReceipt {
                 blob_id,
                 delivered,
                 queued,
-            }));
+            };
+            self.remember_rule_keys(txn, &plan.remember).await?;
+            if !plan.followups.is_empty() {
+                let follow: Vec<BatchItem<'_>> = plan
+                    .followups
+                    .iter()
+                    .map(|(env, raw)| BatchItem {
+                        env,
+                        raw,
+                        received_at: item.received_at,
+                        rules: false,
+                    })
+                    .collect();
+                for o in self.deliver_batch_in(txn, &follow).await? {
+                    match o {
+                        BatchOutcome::Stored(r) => {
+                            receipt.delivered.extend(r.delivered);
+                            receipt.queued.extend(r.queued);
+                        }
+                        // A reply to a full mailbox is not worth a bounce.
+                        BatchOutcome::Refused(e) => {
+                            tracing::info!(error = %e, "sieve: a rule's message was not stored")
+                        }
+                    }
+                }
+            }
+            out.push(BatchOutcome::Stored(receipt));
         }
         messages::root_threads(txn, &roots).await?;
         for (account_id, delta) in usage {

@@ -45,6 +45,7 @@ pub mod outside_fetch;
 pub(crate) mod pg_failover;
 pub mod queue;
 pub mod routing;
+pub mod rules;
 pub mod scheduled;
 pub mod search;
 pub mod sent_status;
@@ -182,6 +183,8 @@ struct Inner {
     cluster: cluster::ClusterState,
     /// Each domain's DKIM signers (`dkim`).
     dkim: dkim::DkimCache,
+    /// Compiled Sieve scripts (`rules`).
+    rules: rules::ScriptCache,
 }
 
 /// Made once per new message from its bytes and parsed MIME, and kept with
@@ -254,6 +257,7 @@ impl Core {
                 recent_claims: Default::default(),
                 cluster: cluster::ClusterState::new(&opts.node_name),
                 dkim: Default::default(),
+                rules: Default::default(),
             }),
         })
     }

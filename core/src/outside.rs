@@ -452,6 +452,9 @@ pub struct SendReport {
 /// The key that seals outside passwords.
 pub struct SecretKey {
     key: LessSafeKey,
+    /// Keys the SRS hash (`rules::srs`): derived from the same secret, so
+    /// every node that shares the key file rewrites and checks alike.
+    srs: ring::hmac::Key,
 }
 
 const KEY_LEN: usize = 32;
@@ -501,9 +504,15 @@ impl SecretKey {
             return None;
         }
         let key = UnboundKey::new(&CHACHA20_POLY1305, b).ok()?;
+        let srs = ring::digest::digest(&ring::digest::SHA256, &[b"tern srs v1 ", b].concat());
         Some(SecretKey {
             key: LessSafeKey::new(key),
+            srs: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, srs.as_ref()),
         })
+    }
+
+    pub(crate) fn srs_key(&self) -> &ring::hmac::Key {
+        &self.srs
     }
 
     pub fn seal(&self, context: &str, plain: &str) -> CoreResult<String> {

@@ -137,6 +137,9 @@ impl Core {
     /// address it does not route to a mailbox is a temporary failure (the
     /// copy may be stale), never a `550`.
     pub async fn route(&self, rcpt: &str) -> CoreResult<Route> {
+        if let Some(r) = self.srs_route(rcpt).await? {
+            return Ok(r);
+        }
         // A current copy answers yes by itself: no query on the acceptance
         // path for the common case (see directory_cache for the terms).
         if !self.store_recently_down()
@@ -178,6 +181,42 @@ impl Core {
             }
             other => other,
         }
+    }
+}
+
+impl Core {
+    /// A bounce (or reply) to an address our forwarding rewrote with SRS
+    /// (`rules::srs`) goes back to the original sender, as an alias to an
+    /// outside address does; an SRS address that does not check (forged,
+    /// too old) routes as any other local part would: to nobody.
+    async fn srs_route(&self, rcpt: &str) -> CoreResult<Option<Route>> {
+        let Ok(addr) = Address::parse(rcpt) else {
+            return Ok(None);
+        };
+        if !addr
+            .local()
+            .get(..5)
+            .is_some_and(|p| p.eq_ignore_ascii_case("SRS0="))
+        {
+            return Ok(None);
+        }
+        let Ok(key) = self.outside_key() else {
+            return Ok(None);
+        };
+        let Some(orig) = crate::rules::srs::reverse(key.srs_key(), addr.local(), self.now()) else {
+            return Ok(None);
+        };
+        let Ok(orig) = Address::parse(&orig) else {
+            return Ok(None);
+        };
+        if Lookup::domain(self, addr.domain()).await?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Route::Alias {
+            address: addr.to_string(),
+            accounts: Vec::new(),
+            forwards: vec![orig],
+        }))
     }
 }
 

@@ -33,6 +33,7 @@ mod m20261206_000025_scheduled_sends;
 mod m20261206_000026_snoozes;
 mod m20261206_000027_identities;
 mod m20261206_000028_user_prefs;
+mod m20261206_000029_sieve;
 
 pub struct Migrator;
 
@@ -68,6 +69,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000026_snoozes::Migration),
             Box::new(m20261206_000027_identities::Migration),
             Box::new(m20261206_000028_user_prefs::Migration),
+            Box::new(m20261206_000029_sieve::Migration),
         ]
     }
 }

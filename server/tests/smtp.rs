@@ -2,6 +2,7 @@
 //! STARTTLS, SMTPS, with the reply codes of RFC 5321, 3207 and 4954.
 
 mod common;
+mod fakemx;
 
 use std::io::Read;
 use std::net::TcpStream;
@@ -1410,4 +1411,278 @@ async fn bob_subjects(t: &common::Tern) -> Vec<String> {
                 .unwrap_or_default()
         })
         .collect()
+}
+
+/// Form-encodes one value for a test's POST body.
+fn form(v: &str) -> String {
+    let mut o = String::new();
+    for b in v.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => o.push(b as char),
+            _ => o.push_str(&format!("%{b:02X}")),
+        }
+    }
+    o
+}
+
+/// Posts a signed-in form of the rules page; the reply must send the
+/// browser back to the page with no error.
+fn post_rules(t: &common::Tern, cookie: &str, endpoint: &str, fields: &[(&str, &str)]) {
+    let (_, page) = http_get(t.web, "/rules", Some(cookie));
+    let csrf = csrf_of(&page);
+    let mut body = format!("csrf={csrf}");
+    for (k, v) in fields {
+        body.push_str(&format!("&{k}={}", form(v)));
+    }
+    let (st, resp) = http_post_form(
+        t.web,
+        &format!("/api/{endpoint}"),
+        &body,
+        &format!("Cookie: {cookie}\r\n"),
+    );
+    assert!(st == 302 || st == 303, "{endpoint}: {st} {resp}");
+    assert!(resp.contains("/rules?saved=1"), "{endpoint}: {resp}");
+}
+
+/// Rules written with the webmail's form run at delivery over SMTP:
+/// fileinto with flags, discard, reject (a DSN to the sender), a vacation
+/// reply that goes once per sender, and forwarding to an outside MX with
+/// an SRS reverse path that routes a bounce back to the original sender
+/// (and a forged one that does not). The independent client is Python's
+/// smtplib; the outside world is a fake MX.
+#[tokio::test(flavor = "multi_thread")]
+async fn rules_file_discard_reject_reply_once_and_forward_with_srs() {
+    use fakemx::{Behaviour, FakeMx};
+    let mx = FakeMx::start(Behaviour::default()).await;
+    let route = format!(
+        "remote.test=127.0.0.1:{p}, out.test=127.0.0.1:{p}",
+        p = mx.addr.port()
+    );
+    let t = start(&[
+        ("TERN_RELAY__ENABLED", "true"),
+        ("TERN_RELAY__ROUTES", &route),
+    ]);
+    let core = t.core().await;
+    let bob = core.account("bob@example.test").await.unwrap().unwrap();
+    core.mail(bob.id)
+        .create_mailbox("Bills", mailcore::NewMailbox::Subscribed)
+        .await
+        .unwrap();
+    core.close().await;
+    let cookie = web_login(t.web, "bob@example.test", PW).unwrap();
+    post_rules(
+        &t,
+        &cookie,
+        "add_rule",
+        &[
+            ("field", "subject"),
+            ("op", "contains"),
+            ("value", "invoice"),
+            ("action", "move"),
+            ("arg", "Bills"),
+            ("stop", "1"),
+        ],
+    );
+    post_rules(
+        &t,
+        &cookie,
+        "add_rule",
+        &[
+            ("field", "subject"),
+            ("op", "contains"),
+            ("value", "invoice"),
+            ("action", "mark_read"),
+            ("arg", ""),
+        ],
+    );
+    post_rules(
+        &t,
+        &cookie,
+        "add_rule",
+        &[
+            ("field", "header"),
+            ("header", "X-Offer"),
+            ("op", "is"),
+            ("value", "yes"),
+            ("action", "discard"),
+            ("arg", ""),
+        ],
+    );
+    post_rules(
+        &t,
+        &cookie,
+        "add_rule",
+        &[
+            ("field", "from"),
+            ("op", "is"),
+            ("value", "pest@out.test"),
+            ("action", "reject"),
+            ("arg", "I do not take mail from you."),
+        ],
+    );
+    post_rules(
+        &t,
+        &cookie,
+        "save_vacation",
+        &[
+            ("on", "1"),
+            ("subject", "Away until Monday"),
+            ("body", "I am away; back Monday."),
+            ("days", "7"),
+        ],
+    );
+    post_rules(
+        &t,
+        &cookie,
+        "save_forward",
+        &[("to", "far@remote.test"), ("keep", "1")],
+    );
+    let (_, page) = http_get(t.web, "/rules", Some(&cookie));
+    assert!(
+        page.contains(
+            "If the subject contains \u{201c}invoice\u{201d}, move it to Bills, and stop"
+        ),
+        "{page}"
+    );
+    assert!(page.contains("Your rules are on."), "{page}");
+    // A rule the form refuses says why and changes nothing.
+    let (_, page0) = http_get(t.web, "/rules", Some(&cookie));
+    let (st, resp) = http_post_form(
+        t.web,
+        "/api/save_forward",
+        &format!("csrf={}&to=not-an-address&keep=1", csrf_of(&page0)),
+        &format!("Cookie: {cookie}\r\n"),
+    );
+    assert!(st == 302 || st == 303, "{resp}");
+    assert!(resp.contains("error="), "{resp}");
+
+    let script = format!(
+        r#"
+import smtplib
+def send(frm, subject, extra=""):
+    with smtplib.SMTP("127.0.0.1", {mx}) as s:
+        s.sendmail(frm, ["bob@example.test"],
+            "From: <%s>\r\nTo: bob@example.test\r\nSubject: %s\r\nMessage-ID: <%s@out.test>\r\n%s\r\nHello.\r\n"
+            % (frm, subject, subject.replace(" ", "."), extra))
+send("ann@out.test", "Lunch on Friday")
+send("ann@out.test", "Invoice 7")
+send("ann@out.test", "Lunch again")
+send("ann@out.test", "Cheap pills", "X-Offer: yes\r\n")
+send("pest@out.test", "Hello again")
+print("ok")
+"#,
+        mx = t.mx
+    );
+    run_python(&script);
+    t.settle();
+    let inbox = bob_inbox(&t).await;
+    let subjects: Vec<&str> = ["Lunch on Friday", "Lunch again"]
+        .into_iter()
+        .filter(|s| inbox.iter().any(|m| m.contains(&format!("Subject: {s}"))))
+        .collect();
+    assert_eq!(subjects.len(), 2, "{inbox:?}");
+    assert_eq!(
+        inbox.len(),
+        2,
+        "invoice filed, offer discarded, pest rejected: {inbox:?}"
+    );
+    let bills = t.folder("bob@example.test", "Bills").await;
+    assert_eq!(bills.len(), 1);
+    assert!(String::from_utf8_lossy(&bills[0]).contains("Subject: Invoice 7"));
+
+    // What left: a forward of each kept message (not the discarded or
+    // rejected ones), one vacation reply, one DSN for the rejected one.
+    for _ in 0..300 {
+        if mx.accepted().len() >= 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Time for anything that should not come (a second reply) to come.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let outside = mx.accepted();
+    let text = |r: &fakemx::Received| String::from_utf8_lossy(&r.data).into_owned();
+    let forwards: Vec<_> = outside
+        .iter()
+        .filter(|r| r.rcpts == ["far@remote.test"])
+        .collect();
+    assert_eq!(
+        forwards.len(),
+        3,
+        "{:?}",
+        outside
+            .iter()
+            .map(|r| (&r.mail_from, &r.rcpts))
+            .collect::<Vec<_>>()
+    );
+    for f in &forwards {
+        assert!(f.mail_from.starts_with("SRS0="), "{}", f.mail_from);
+        assert!(
+            f.mail_from.ends_with("=out.test=ann@example.test"),
+            "{}",
+            f.mail_from
+        );
+        assert!(
+            text(f).starts_with("Delivered-To: bob@example.test\r\n"),
+            "{}",
+            text(f)
+        );
+    }
+    let replies: Vec<_> = outside
+        .iter()
+        .filter(|r| r.rcpts == ["ann@out.test"])
+        .collect();
+    assert_eq!(replies.len(), 1, "one vacation reply for three messages");
+    assert_eq!(replies[0].mail_from, "");
+    let reply = text(replies[0]);
+    assert!(reply.contains("Auto-Submitted: auto-replied"), "{reply}");
+    assert!(reply.contains("Subject: Away until Monday"), "{reply}");
+    assert!(reply.contains("I am away; back Monday."), "{reply}");
+    let dsn: Vec<_> = outside
+        .iter()
+        .filter(|r| r.rcpts == ["pest@out.test"])
+        .collect();
+    assert_eq!(dsn.len(), 1);
+    assert_eq!(dsn[0].mail_from, "");
+    assert!(
+        text(dsn[0]).contains("I do not take mail from you."),
+        "{}",
+        text(dsn[0])
+    );
+    assert!(outside.iter().all(|r| !text(r).contains("Cheap pills")));
+
+    // A bounce to the SRS address goes back to ann; a forged one is
+    // refused.
+    let srs = forwards[0].mail_from.clone();
+    let forged = srs.replacen("out.test", "evil.test", 1);
+    let script = format!(
+        r#"
+import smtplib
+with smtplib.SMTP("127.0.0.1", {mx}) as s:
+    s.sendmail("", [{srs:?}], "From: MAILER-DAEMON@remote.test\r\nSubject: Undelivered\r\n\r\nfar is gone\r\n")
+    try:
+        s.sendmail("", [{forged:?}], "Subject: x\r\n\r\nx\r\n")
+        raise SystemExit("a forged SRS address was accepted")
+    except smtplib.SMTPRecipientsRefused as e:
+        code = list(e.recipients.values())[0][0]
+        assert code == 550, e
+print("ok")
+"#,
+        mx = t.mx
+    );
+    run_python(&script);
+    let mut back = Vec::new();
+    for _ in 0..300 {
+        back = mx
+            .accepted()
+            .into_iter()
+            .filter(|r| r.rcpts == ["ann@out.test"] && text(r).contains("far is gone"))
+            .collect();
+        if !back.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(back.len(), 1, "the bounce went back to the original sender");
+    assert_eq!(back[0].mail_from, "");
 }

@@ -24,6 +24,8 @@ pub mod queue_destination;
 pub mod queue_entry;
 pub mod scheduled_send;
 pub mod session_lease;
+pub mod sieve_script;
+pub mod sieve_seen;
 pub mod snooze;
 pub mod user_pref;
 pub mod web_session;

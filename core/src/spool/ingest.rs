@@ -333,6 +333,7 @@ impl Core {
                 env: &recs[*i].1.envelope,
                 raw: &recs[*i].1.raw,
                 received_at: recs[*i].1.received_at,
+                rules: true,
             })
             .collect();
         let outcomes = self.deliver_batch_in(&txn, &items).await?;
