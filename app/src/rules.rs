@@ -242,7 +242,7 @@ pub async fn save_forward(
 }
 
 /// Saves the raw Sieve view as the script that runs. An empty script
-/// turns the rules off.
+/// clears the rules.
 #[server(prefix = "/api", endpoint = "save_sieve")]
 pub async fn save_sieve(csrf: String, #[server(default)] sieve: String) -> Result<(), AppError> {
     use crate::auth::ssr::{core, core_error};
@@ -250,8 +250,9 @@ pub async fn save_sieve(csrf: String, #[server(default)] sieve: String) -> Resul
     let s = require(&csrf).await?;
     let core = core()?;
     let sieve = sieve.replace("\r\n", "\n");
+    // An emptied script is no rules at all: the form starts empty too.
     let result = if sieve.trim().is_empty() {
-        core.activate_sieve_script(s.account.id, None).await
+        core.save_rule_form(s.account.id, &Default::default()).await
     } else {
         core.put_sieve_script(s.account.id, mailcore::rules::FORM_SCRIPT, &sieve, true)
             .await
@@ -403,7 +404,7 @@ pub fn RulesPage() -> impl IntoView {
                                     <label for="vac-subject">"Subject"</label>
                                     <input id="vac-subject" name="subject" type="text" maxlength="1000" value=v.subject.clone() placeholder="Automatic reply"/>
                                     <label for="vac-body">"Message"</label>
-                                    <textarea id="vac-body" name="body" rows="5">{v.body.clone()}</textarea>
+                                    <textarea id="vac-body" name="body" rows="5" prop:value=v.body.clone()>{v.body.clone()}</textarea>
                                     <label for="vac-days">"At most once per sender every (days)"</label>
                                     <input id="vac-days" name="days" type="number" min="1" max="365" value=v.days.to_string()/>
                                     <p class="hint">"Never sent to mailing lists, to automatic mail, or twice to one sender within that time."</p>
@@ -422,7 +423,7 @@ pub fn RulesPage() -> impl IntoView {
                                 <ActionForm action=raw attr:class="sieve">
                                     <input type="hidden" name="csrf" value=csrf.clone()/>
                                     <label for="sieve">"Script"</label>
-                                    <textarea id="sieve" name="sieve" rows="14" spellcheck="false" data-testid="sieve">{format!("\n{}", d.sieve)}</textarea>
+                                    <textarea id="sieve" name="sieve" rows="14" spellcheck="false" data-testid="sieve" prop:value=d.sieve.clone()>{format!("\n{}", d.sieve)}</textarea>
                                     <button type="submit">"Save script"</button>
                                 </ActionForm>
                             </Shell>
