@@ -35,7 +35,7 @@ export async function startTern(extraEnv = {}) {
   const serveEnv = {
     ...env, TERN_WEB__LISTEN: `127.0.0.1:${port}`, TERN_WEB__SITE_ROOT: SITE,
     TERN_LISTENERS__SMTP: `127.0.0.1:${smtpPort}`, TERN_LISTENERS__SUBMISSION: '',
-    TERN_LISTENERS__SMTPS: '', TERN_LISTENERS__POP3: '', TERN_LISTENERS__POP3S: '',
+    TERN_LISTENERS__SMTPS: '', TERN_LISTENERS__POP3: '', TERN_LISTENERS__POP3S: '', TERN_LISTENERS__MANAGESIEVE: '',
     TERN_LISTENERS__IMAP: '', TERN_LISTENERS__IMAPS: `127.0.0.1:${imapsPort}`,
     // Nothing leaves 127.0.0.1: outbound delivery is off.
     TERN_RELAY__ENABLED: 'false',

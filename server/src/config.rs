@@ -22,6 +22,7 @@ pub struct Config {
     pub listeners: Listeners,
     pub smtp: SmtpConfig,
     pub pop3: Pop3Config,
+    pub managesieve: ManageSieveConfig,
     pub imap: ImapConfig,
     /// Logins over every protocol.
     pub auth: AuthSettings,
@@ -277,6 +278,28 @@ impl Default for Pop3Config {
     }
 }
 
+/// ManageSieve's limits.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ManageSieveConfig {
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub max_connections_per_account: usize,
+    /// A session idle this long is closed (BYE).
+    pub idle_secs: u64,
+}
+
+impl Default for ManageSieveConfig {
+    fn default() -> Self {
+        ManageSieveConfig {
+            max_connections: 200,
+            max_connections_per_ip: 10,
+            max_connections_per_account: 5,
+            idle_secs: 600,
+        }
+    }
+}
+
 /// SMTP limits; each refusal names its limit in the reply.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
@@ -407,6 +430,8 @@ pub struct Listeners {
     pub imaps: String,
     pub pop3: String,
     pub pop3s: String,
+    /// ManageSieve (RFC 5804): 4190 in production.
+    pub managesieve: String,
 }
 
 impl Default for Config {
@@ -420,6 +445,7 @@ impl Default for Config {
             listeners: Listeners::default(),
             smtp: SmtpConfig::default(),
             pop3: Pop3Config::default(),
+            managesieve: ManageSieveConfig::default(),
             auth: AuthSettings::default(),
             imap: ImapConfig::default(),
             relay: RelayConfig::default(),
@@ -454,6 +480,7 @@ impl Default for Listeners {
             imaps: "127.0.0.1:3993".into(),
             pop3: "127.0.0.1:3110".into(),
             pop3s: "127.0.0.1:3995".into(),
+            managesieve: "127.0.0.1:7190".into(),
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod dns_check;
 pub mod imap;
 pub mod limits;
 pub mod listen;
+pub mod managesieve;
 pub mod netio;
 pub mod outside;
 pub mod pop3;

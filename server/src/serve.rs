@@ -39,6 +39,7 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     let mut mail_tasks = crate::smtp::start(&core, &cfg, tls.clone()).await?;
     mail_tasks.extend(crate::pop3::start(&core, &cfg, tls.clone()).await?);
     mail_tasks.extend(crate::imap::start(&core, &cfg, tls.clone()).await?);
+    mail_tasks.extend(crate::managesieve::start(&core, &cfg, tls.clone()).await?);
 
     let runner = start_queue(&core, &cfg)?;
     // Mail sent later (undo window, "send later", FUTURERELEASE).

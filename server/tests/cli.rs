@@ -332,6 +332,7 @@ fn start_server(dir: &Path, port: u16, db_url: Option<&str>) -> Server {
         .env("TERN_LISTENERS__SMTPS", "")
         .env("TERN_LISTENERS__POP3", "")
         .env("TERN_LISTENERS__POP3S", "")
+        .env("TERN_LISTENERS__MANAGESIEVE", "")
         // Off too: two of these servers run at once in this file, and
         // the dev default ports would collide.
         .env("TERN_LISTENERS__IMAP", "")

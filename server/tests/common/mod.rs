@@ -38,6 +38,8 @@ pub struct Tern {
     pub imap: u16,
     pub imaps: u16,
     pub web: u16,
+    /// ManageSieve.
+    pub sieve: u16,
 }
 
 impl Drop for Tern {
@@ -160,6 +162,7 @@ struct Ports {
     imap: u16,
     imaps: u16,
     web: u16,
+    sieve: u16,
 }
 
 fn serve_command<K: AsRef<str>, V: AsRef<str>>(
@@ -192,6 +195,10 @@ fn serve_command<K: AsRef<str>, V: AsRef<str>>(
             "TERN_LISTENERS__IMAPS",
             format!("127.0.0.1:{}", ports.imaps),
         )
+        .env(
+            "TERN_LISTENERS__MANAGESIEVE",
+            format!("127.0.0.1:{}", ports.sieve),
+        )
         // Tests reach nothing but 127.0.0.1: outbound delivery (which
         // would look up real MX records) is off unless a test turns it
         // on with routes to its own fake MX servers.
@@ -221,7 +228,7 @@ fn launch(dir: tempfile::TempDir, extra_env: &[(&str, &str)]) -> Tern {
     for _attempt in 0..5 {
         let (mx, sub, smtps) = (free_port(), free_port(), free_port());
         let (pop3, pop3s, web) = (free_port(), free_port(), free_port());
-        let (imap, imaps) = (free_port(), free_port());
+        let (imap, imaps, sieve) = (free_port(), free_port(), free_port());
         let ports = Ports {
             mx,
             sub,
@@ -231,6 +238,7 @@ fn launch(dir: tempfile::TempDir, extra_env: &[(&str, &str)]) -> Tern {
             imap,
             imaps,
             web,
+            sieve,
         };
         let mut cmd = serve_command(p, &ports, extra_env);
         let mut child = cmd.spawn().unwrap();
@@ -267,6 +275,7 @@ fn launch(dir: tempfile::TempDir, extra_env: &[(&str, &str)]) -> Tern {
             imap,
             imaps,
             web,
+            sieve,
         };
     }
     panic!("tern could not bind its ports in 5 attempts");
@@ -294,6 +303,7 @@ impl Tern {
             imap: self.imap,
             imaps: self.imaps,
             web: self.web,
+            sieve: self.sieve,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         while TcpStream::connect(("127.0.0.1", self.web)).is_ok() {
