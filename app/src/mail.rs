@@ -54,6 +54,10 @@ pub struct Frame {
     pub role: String,
     pub csrf: String,
     pub folders: Vec<FolderInfo>,
+    /// "Mail held for you": mail accepted for this account that is not
+    /// in the store yet (the store is down or behind), in words.
+    #[serde(default)]
+    pub held: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -214,7 +218,20 @@ pub mod ssr {
     > {
         let boxes = mail(s)?.mailboxes().await.map_err(core_error)?;
         let names = boxes.iter().map(|m| (m.id, m.name.clone())).collect();
+        let held = match crate::auth::ssr::core()?.mail_held_for(s.account.id) {
+            Some((n, since)) => {
+                let when = zone(s).await?.date(since);
+                Some(format!(
+                    "{n} message{} for you arrived since {when} and {} being stored; {} will appear here shortly. Nothing is lost.",
+                    if n == 1 { "" } else { "s" },
+                    if n == 1 { "is" } else { "are" },
+                    if n == 1 { "it" } else { "they" },
+                ))
+            }
+            None => None,
+        };
         let frame = Frame {
+            held,
             me: s.account.address.clone(),
             role: s.account.role.as_str().to_owned(),
             csrf: s.csrf_token.clone(),

@@ -214,6 +214,7 @@ pub(crate) fn Shell(
                 <a class="manage" href="/outside" data-testid="other-accounts">"Other accounts"</a>
             </nav>
             <main id="content" class="content">
+                {frame.held.clone().map(|h| view! { <p class="notice held" role="status" data-testid="held">{h}</p> })}
                 {children()}
             </main>
         </div>

@@ -6,6 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { startTern, launchChromium, smtpSend, signIn, imap } from '../harness.mjs';
 
@@ -138,3 +139,36 @@ test('the raw Sieve view refuses a broken script by its line and takes a hand-wr
   assert.equal(await page.getByTestId('rules-state').innerText(), 'No rules run.');
   await ctx.close();
 });
+
+// "Mail held for you" lives on every page: mail accepted while the store
+// refuses writes (a trigger stands in for the outage) is announced with
+// its count and time, and the note goes once the mail is stored.
+function sql(statement) {
+  const r = spawnSync('python3', ['-c', `import sqlite3, sys
+c = sqlite3.connect(sys.argv[1], timeout=30)
+c.execute(sys.argv[2])
+c.commit()`, join(tern.dir, 'tern.db'), statement], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(r.stderr);
+}
+
+for (const js of [true, false]) {
+  test(`the webmail says how much mail is held for you (JavaScript ${js ? 'on' : 'off'})`, async () => {
+    const { ctx, page } = await session(ALICE, js, js ? 'light' : 'dark');
+    sql("CREATE TRIGGER hold BEFORE INSERT ON blobs BEGIN SELECT RAISE(ABORT, 'held'); END");
+    try {
+      for (const i of [1, 2, 3]) {
+        await smtpSend(tern.smtpPort, BOB, [ALICE], `From: ${BOB}\nTo: ${ALICE}\nSubject: Held ${js} ${i}\n\nWaiting.\n`);
+      }
+      await page.goto(`${tern.base}/mail?f=INBOX`);
+      assert.match(await page.getByTestId('held').innerText(), /^3 messages for you arrived since .* and are being stored; they will appear here shortly\. Nothing is lost\.$/);
+      await page.screenshot({ path: join(SHOTS, `held-${js ? 'light' : 'dark'}.png`) });
+    } finally {
+      sql('DROP TRIGGER hold');
+    }
+    await until('the held mail', () => subjects(ALICE, 'INBOX').includes(`Held ${js} 3`), 60000);
+    await page.goto(`${tern.base}/mail?f=INBOX`);
+    await page.locator('li.msg', { has: page.locator('.subject', { hasText: `Held ${js} 3` }) }).waitFor();
+    assert.equal(await page.getByTestId('held').count(), 0);
+    await ctx.close();
+  });
+}

@@ -1686,3 +1686,48 @@ print("ok")
     assert_eq!(back.len(), 1, "the bounce went back to the original sender");
     assert_eq!(back[0].mail_from, "");
 }
+
+/// "Mail held for you": mail accepted (`250`) while the store refuses
+/// writes waits in the spool, and the webmail says how much and since
+/// when; once the store takes it, the note goes and the mail is there.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_webmail_says_how_much_mail_is_held_and_since_when() {
+    let t = start(&[]);
+    let cookie = web_login(t.web, "bob@example.test", PW).unwrap();
+    let db = t.dir.path().join("tern.db");
+    // The store refuses to keep new message bytes: every ingest attempt
+    // fails and is retried, as in a store outage, while reads still work.
+    let trigger = |sql: &str| {
+        run_python(&format!(
+            "import sqlite3\nc = sqlite3.connect({db:?}, timeout=30)\nc.execute({sql:?})\nc.commit()\n",
+            db = db.display().to_string()
+        ))
+    };
+    trigger(
+        "CREATE TRIGGER hold BEFORE INSERT ON blobs BEGIN SELECT RAISE(ABORT, 'held for the test'); END",
+    );
+    run_python(&format!(
+        r#"
+import smtplib
+with smtplib.SMTP("127.0.0.1", {mx}) as s:
+    for i in range(2):
+        s.sendmail("ann@out.example", ["bob@example.test"], "Subject: held %d\r\n\r\nwaits\r\n" % i)
+"#,
+        mx = t.mx
+    ));
+    let (_, page) = http_get(t.web, "/mail?f=INBOX", Some(&cookie));
+    assert!(
+        page.contains("2 messages for you arrived since ") && page.contains("Nothing is lost."),
+        "{page}"
+    );
+    assert!(!page.contains("held 0"), "not in the list yet: {page}");
+    trigger("DROP TRIGGER hold");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while t.inbox("bob@example.test").await.len() < 2 {
+        assert!(Instant::now() < deadline, "the held mail was not stored");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, page) = http_get(t.web, "/mail?f=INBOX", Some(&cookie));
+    assert!(!page.contains("for you arrived since"), "{page}");
+    assert!(page.contains("held 1"), "{page}");
+}

@@ -229,6 +229,13 @@ impl Core {
     }
 
     /// The spool this core accepts into, when one is attached.
+    /// Mail accepted for `account` on this node and not stored yet: how
+    /// many messages, and when the oldest arrived. Another node's spool
+    /// is not seen here.
+    pub fn mail_held_for(&self, account: crate::AccountId) -> Option<(u64, i64)> {
+        self.spool()?.held_for(account)
+    }
+
     pub fn spool(&self) -> Option<&Spool> {
         self.inner.spool.get()
     }

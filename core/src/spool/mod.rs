@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::delivery::Envelope;
+use crate::ids::AccountId;
 pub use record::SpoolRecord;
 
 /// The most records one fsync covers; a bound on the latency one batch adds.
@@ -125,6 +126,34 @@ struct State {
     bytes: u64,
     /// The highest segment number this process has seen or made.
     max_seg: u64,
+    /// Whose mail each record not yet stored holds, and per account its
+    /// records by arrival: what the webmail's "mail held for you" reads.
+    held_by: std::collections::HashMap<SpoolId, Vec<AccountId>>,
+    held: std::collections::HashMap<AccountId, std::collections::BTreeSet<(i64, SpoolId)>>,
+}
+
+impl State {
+    fn hold(&mut self, id: SpoolId, received_at: i64, accounts: Vec<AccountId>) {
+        for a in &accounts {
+            self.held.entry(*a).or_default().insert((received_at, id));
+        }
+        if !accounts.is_empty() {
+            self.held_by.insert(id, accounts);
+        }
+    }
+
+    fn release(&mut self, p: &Pending) {
+        if let Some(accounts) = self.held_by.remove(&p.id) {
+            for a in accounts {
+                if let Some(set) = self.held.get_mut(&a) {
+                    set.remove(&(p.received_at, p.id));
+                    if set.is_empty() {
+                        self.held.remove(&a);
+                    }
+                }
+            }
+        }
+    }
 }
 
 pub(crate) struct Shared {
@@ -174,6 +203,8 @@ impl Shared {
 struct WriteReq {
     bytes: Vec<u8>,
     received_at: i64,
+    /// The accounts it has local copies for.
+    accounts: Vec<AccountId>,
     done: oneshot::Sender<Result<SpoolId, SpoolError>>,
 }
 
@@ -233,6 +264,8 @@ fn node_id(dir: &Path) -> std::io::Result<String> {
 /// What a scan of one segment found.
 pub(crate) struct Scanned {
     pub records: Vec<Pending>,
+    /// Per record, the accounts it holds mail for.
+    pub held: Vec<Vec<AccountId>>,
     /// Bytes cut from a torn tail.
     pub cut: Option<(u64, &'static str)>,
 }
@@ -246,6 +279,7 @@ fn scan_segment(dir: &Path, n: u64, repair: bool) -> std::io::Result<Scanned> {
     f.read_to_end(&mut buf)?;
     let mut off = 0usize;
     let mut records = Vec::new();
+    let mut held = Vec::new();
     let mut cut = None;
     loop {
         match record::frame(&buf[off..]) {
@@ -253,6 +287,7 @@ fn scan_segment(dir: &Path, n: u64, repair: bool) -> std::io::Result<Scanned> {
             record::Frame::Whole { len } => {
                 let whole = &buf[off..off + len];
                 let received_at = record::received_at(whole).unwrap_or(0);
+                held.push(record::accounts(whole));
                 records.push(Pending {
                     id: SpoolId {
                         segment: n,
@@ -281,7 +316,7 @@ fn scan_segment(dir: &Path, n: u64, repair: bool) -> std::io::Result<Scanned> {
             }
         }
     }
-    Ok(Scanned { records, cut })
+    Ok(Scanned { records, held, cut })
 }
 
 impl Spool {
@@ -300,11 +335,12 @@ impl Spool {
                 continue;
             }
             st.max_seg = st.max_seg.max(n);
-            let info = st.segs.entry(n).or_default();
-            for r in s.records {
-                info.live += 1;
+            let held = s.held;
+            for (r, accounts) in s.records.into_iter().zip(held) {
+                st.segs.entry(n).or_default().live += 1;
                 st.bytes += r.len;
                 st.pending.insert(r.id, r);
+                st.hold(r.id, r.received_at, accounts);
             }
         }
         sync_dir(&cfg.dir)?;
@@ -365,6 +401,7 @@ impl Spool {
             .send(WriteReq {
                 bytes,
                 received_at,
+                accounts: env.local_copies().iter().map(|c| c.account_id).collect(),
                 done,
             })
             .await;
@@ -379,6 +416,14 @@ impl Spool {
             st.bytes = st.bytes.saturating_sub(len);
         }
         res
+    }
+
+    /// How many records not yet stored hold mail for `account`, and the
+    /// arrival of the oldest.
+    pub fn held_for(&self, account: AccountId) -> Option<(u64, i64)> {
+        let st = self.shared.lock();
+        let set = st.held.get(&account)?;
+        Some((set.len() as u64, set.first()?.0))
     }
 
     pub fn stats(&self) -> SpoolStats {
@@ -449,6 +494,7 @@ impl Shared {
             let mut st = self.lock();
             for p in batch {
                 st.in_flight.remove(&p.id);
+                st.release(p);
                 st.bytes = st.bytes.saturating_sub(p.len);
                 if let Some(info) = st.segs.get_mut(&p.id.segment) {
                     info.live = info.live.saturating_sub(1);
@@ -664,6 +710,7 @@ async fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<WriteReq>, segment_b
                                 received_at: r.received_at,
                             },
                         );
+                        st.hold(id, r.received_at, r.accounts.clone());
                     }
                 }
                 shared.ingest_wake.notify_one();

@@ -126,6 +126,41 @@ pub(crate) fn received_at(record: &[u8]) -> Option<i64> {
     Some(i64::from_le_bytes(b.try_into().ok()?))
 }
 
+/// The accounts a whole record has local copies for, without copying the
+/// message: what the start-up scan needs for "mail held for you".
+pub(crate) fn accounts(record: &[u8]) -> Vec<AccountId> {
+    let Some(magic) = record.get(..4) else {
+        return Vec::new();
+    };
+    let v1 = magic == MAGIC_V1;
+    let flags = magic == MAGIC || magic == MAGIC_V4;
+    let Some(b) = record.get(HEADER_LEN..) else {
+        return Vec::new();
+    };
+    let mut r = Reader { b };
+    let mut out = Vec::new();
+    (|| {
+        r.take(8)?;
+        r.bytes()?;
+        let n = r.u32()? as usize;
+        for _ in 0..n.min(100_000) {
+            let id = i32::from_le_bytes(r.take(4)?.try_into().ok()?);
+            if !v1 {
+                r.bytes()?;
+            }
+            if flags {
+                r.take(1)?;
+            }
+            let id = AccountId::from_row(id);
+            if !out.contains(&id) {
+                out.push(id);
+            }
+        }
+        Some(())
+    })();
+    out
+}
+
 struct Reader<'a> {
     b: &'a [u8],
 }

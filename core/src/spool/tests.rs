@@ -190,3 +190,41 @@ async fn a_segment_removed_after_listing_counts_as_empty() {
     assert_eq!(out.len(), 1);
     assert!(torn.is_empty());
 }
+
+/// "Mail held for you": each account's records not yet stored, counted
+/// and dated from appends and from a reopened spool, and gone once stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_mail_is_counted_per_account_until_stored() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = SpoolConfig::new(d.path().join("spool"));
+    let spool = Spool::open(&cfg).unwrap();
+    let two = Envelope {
+        local: vec![
+            LocalCopy::new(AccountId::from_row(3), "a@here.test"),
+            LocalCopy::new(AccountId::from_row(4), "b@here.test"),
+        ],
+        ..env(3)
+    };
+    spool.append(&env(3), b"x\r\n", 500).await.unwrap();
+    spool.append(&two, b"y\r\n", 400).await.unwrap();
+    assert_eq!(spool.held_for(AccountId::from_row(3)), Some((2, 400)));
+    assert_eq!(spool.held_for(AccountId::from_row(4)), Some((1, 400)));
+    assert_eq!(spool.held_for(AccountId::from_row(5)), None);
+    drop(spool);
+    let spool = Spool::open(&cfg).unwrap();
+    assert_eq!(spool.held_for(AccountId::from_row(3)), Some((2, 400)));
+    let shared = spool.shared().clone();
+    let batch = shared.take_batch(1, u64::MAX);
+    shared.done(&batch);
+    let left = shared.take_batch(10, u64::MAX);
+    assert_eq!(left.len(), 1);
+    let (n3, n4) = (
+        spool.held_for(AccountId::from_row(3)),
+        spool.held_for(AccountId::from_row(4)),
+    );
+    assert_eq!(n3.map(|x| x.0), Some(1));
+    assert_eq!(n3.is_some() && n4.is_some(), left[0].received_at == 400);
+    shared.done(&left);
+    assert_eq!(spool.held_for(AccountId::from_row(3)), None);
+    assert_eq!(spool.held_for(AccountId::from_row(4)), None);
+}
