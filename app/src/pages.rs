@@ -882,6 +882,7 @@ pub fn FoldersPage() -> impl IntoView {
                         view! {
                             <Shell frame=d.frame.clone()>
                                 <h1>"Folders"</h1>
+                                <p><a href="/mail/export?format=maildir" rel="external" download="" data-testid="export-all">"Export all mail (Maildir zip)"</a></p>
                                 {(!err.is_empty()).then(|| view! { <p class="error" role="alert">{err.clone()}</p> })}
                                 {import_note}
                                 <ActionForm action=act attr:class="inline">
@@ -958,6 +959,8 @@ fn FolderRow(
             <span class="count">{format!("{}, {} unread", count(f.total, "message", "messages"), f.unseen)}</span>
             " "
             <a href=format!("/mail/export?f={}", encode(&f.name)) rel="external" download="" data-testid="export">"Export (mbox)"</a>
+            " "
+            <a href=format!("/mail/export?f={}&format=maildir", encode(&f.name)) rel="external" download="" data-testid="export-maildir">"(Maildir zip)"</a>
             {controls}
         </li>
     }

@@ -34,6 +34,7 @@ pub mod ids;
 pub mod mail;
 pub mod mailbox_index;
 pub mod mailboxes;
+pub mod maildir;
 pub mod mbox;
 pub mod messages;
 pub mod meta;

@@ -4,6 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { startTern, launchChromium, smtpSend, imap, signIn } from '../harness.mjs';
 
 const PW = 'correct horse battery';
@@ -55,6 +56,39 @@ for (const js of [true, false]) {
         `Imported ${added} message(s) into ${target}; ${skipped} already there.`);
     }
     assert.deepEqual(imap(tern.imapsPort, ALICE, PW, target).subjects.sort(), ['Exported 1', 'Exported 2']);
+    await ctx.close();
+  });
+}
+
+// Maildir as a zip: one folder, and the whole account (Maildir++), each
+// read back by Python's zipfile and mailbox modules.
+function maildirSubjects(zipPath, folder) {
+  const r = spawnSync('python3', ['-c', `import mailbox, sys, tempfile, zipfile
+z = zipfile.ZipFile(sys.argv[1]); assert z.testzip() is None
+d = tempfile.mkdtemp(); z.extractall(d)
+md = mailbox.Maildir(d, create=False)
+if sys.argv[2]: md = md.get_folder(sys.argv[2])
+print("\\n".join(sorted(m["Subject"] for m in md)))`, zipPath, folder], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(r.stderr);
+  return r.stdout.trim().split('\n');
+}
+
+for (const js of [true, false]) {
+  test(`export a folder and all mail as Maildir zips (JavaScript ${js ? 'on' : 'off'})`, async () => {
+    const ctx = await browser.newContext({ javaScriptEnabled: js, acceptDownloads: true });
+    const page = await ctx.newPage();
+    await signIn(page, tern.base, ALICE, PW);
+    await page.goto(`${tern.base}/folders`);
+    const inbox = page.locator('ul.folderlist li', { hasText: 'Inbox' });
+    const [one] = await Promise.all([page.waitForEvent('download'), inbox.getByTestId('export-maildir').click()]);
+    assert.equal(one.suggestedFilename(), 'INBOX.maildir.zip');
+    assert.deepEqual(maildirSubjects(await one.path(), ''), ['Exported 1', 'Exported 2']);
+    const [all] = await Promise.all([page.waitForEvent('download'), page.getByTestId('export-all').click()]);
+    assert.equal(all.suggestedFilename(), 'mail.maildir.zip');
+    const p = await all.path();
+    assert.deepEqual(maildirSubjects(p, ''), ['Exported 1', 'Exported 2']);
+    // The mbox test imported them into Archive as well.
+    assert.deepEqual(maildirSubjects(p, 'Archive'), ['Exported 1', 'Exported 2']);
     await ctx.close();
   });
 }

@@ -68,10 +68,14 @@ pub enum Command {
     /// or every folder into DIR as `<folder>.mbox`.
     Export {
         account: String,
-        /// The file (with --folder) or directory to write.
+        /// The file (with --folder or --maildir) or directory to write.
         out: std::path::PathBuf,
         #[arg(long)]
         folder: Option<String>,
+        /// Write one zip of maildirs (Maildir++ for the whole account)
+        /// instead of mbox files.
+        #[arg(long)]
+        maildir: bool,
     },
     /// Add the messages of an mbox file to an account's folder (INBOX
     /// unless --folder, made if missing); ones already there, by
@@ -280,6 +284,13 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             account,
             out,
             folder,
+            maildir: true,
+        } => export_maildir(&open(&cfg).await?, &account, &out, folder.as_deref()).await,
+        Command::Export {
+            account,
+            out,
+            folder,
+            maildir: false,
         } => export(&open(&cfg).await?, &account, &out, folder.as_deref()).await,
         Command::Import {
             account,
@@ -649,6 +660,35 @@ async fn export(
         w.flush().map_err(|x| format!("{}: {x}", path.display()))?;
         out!("{name}\t{n} messages\t{}", path.display());
     }
+    Ok(())
+}
+
+async fn export_maildir(
+    core: &Core,
+    account: &str,
+    out: &std::path::Path,
+    folder: Option<&str>,
+) -> Result<(), String> {
+    use std::io::Write as _;
+    let mail = mail_of(core, account).await?;
+    let f = std::fs::File::create(out).map_err(|x| format!("{}: {x}", out.display()))?;
+    let mut w = std::io::BufWriter::new(f);
+    let mut failed = None;
+    let n = mail
+        .export_maildir_zip(folder, |chunk| {
+            let r = w.write_all(&chunk);
+            if let Err(x) = &r {
+                failed = Some(x.to_string());
+            }
+            std::future::ready(r.is_ok())
+        })
+        .await
+        .map_err(e)?;
+    if let Some(x) = failed {
+        return Err(format!("{}: {x}", out.display()));
+    }
+    w.flush().map_err(|x| format!("{}: {x}", out.display()))?;
+    out!("{}\t{} messages", out.display(), n.unwrap_or(0));
     Ok(())
 }
 

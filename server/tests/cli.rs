@@ -784,6 +784,103 @@ assert [m["Message-ID"] for m in box][0] == "<mbox1@far.example>"
     assert!(dir.join("INBOX.mbox").exists() && dir.join("Trash.mbox").exists());
 }
 
+/// Maildir in a zip: the whole account from `tern export --maildir` and
+/// from the webmail (Maildir++: INBOX at the top, `.Work.Q1/` below), and
+/// one folder; Python's zipfile checks the archive and its mailbox module,
+/// an independent reader, reads the maildirs with their flags.
+#[tokio::test(flavor = "multi_thread")]
+async fn export_maildir_zip_reads_back_in_python() {
+    let t = common::start(&[]);
+    for i in 1..=3 {
+        t.deliver(
+            "alice@example.test",
+            format!("From: carol@far.example\r\nSubject: md {i}\r\nMessage-ID: <md{i}@far.example>\r\n\r\nBody {i}.\r\n").as_bytes(),
+        )
+        .await;
+    }
+    let core = t.core().await;
+    let a = core.account("alice@example.test").await.unwrap().unwrap();
+    let mail = core.mail(a.id);
+    mail.create_mailbox("Work/Q1", mailcore::NewMailbox::Subscribed)
+        .await
+        .unwrap();
+    let inbox = mail.open("INBOX").await.unwrap();
+    let (list, _) = inbox
+        .list(0, 10, mailcore::SortOrder::UidAsc)
+        .await
+        .unwrap();
+    inbox
+        .store_flags(
+            &[list[0].uid],
+            mailcore::messages::FlagOp::Add,
+            &mailcore::messages::FlagSet::system(
+                mailcore::Flags::SEEN.union(mailcore::Flags::FLAGGED),
+            ),
+        )
+        .await
+        .unwrap();
+    let work = mail.open("Work/Q1").await.unwrap();
+    inbox.copy_to(&[list[2].uid], &work).await.unwrap();
+    core.close().await;
+
+    let out = tempfile::tempdir().unwrap();
+    let zip = out.path().join("all.zip");
+    let z = zip.display().to_string();
+    let said = common::cli_out(
+        t.dir.path(),
+        &["export", "alice@example.test", &z, "--maildir"],
+    );
+    assert!(said.ends_with("\t4 messages\n"), "{said}");
+    let cookie = common::web_login(t.web, "alice@example.test", common::PW).unwrap();
+    let web_zip = out.path().join("web.zip");
+    let one_zip = out.path().join("one.zip");
+    for (path, q) in [
+        (&web_zip, "format=maildir"),
+        (&one_zip, "f=Work%2FQ1&format=maildir"),
+    ] {
+        let o = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "-o",
+                &path.display().to_string(),
+                "-w",
+                "%{http_code} %{content_type}",
+                "-H",
+                &format!("Cookie: {cookie}"),
+            ])
+            .arg(format!("http://127.0.0.1:{}/mail/export?{q}", t.web))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "200 application/zip");
+    }
+    common::run_python(&format!(
+        r#"
+import mailbox, os, tempfile, zipfile
+for path in ({z:?}, {w:?}):
+    zf = zipfile.ZipFile(path)
+    assert zf.testzip() is None
+    d = tempfile.mkdtemp()
+    zf.extractall(d)
+    md = mailbox.Maildir(d, create=False)
+    subjects = sorted(m["Subject"] for m in md)
+    assert subjects == ["md 1", "md 2", "md 3"], subjects
+    flagged = [m for m in md if m["Subject"] == "md 1"][0]
+    assert flagged.get_flags() == "FS", flagged.get_flags()
+    assert "Work.Q1" in md.list_folders(), md.list_folders()
+    sub = md.get_folder("Work.Q1")
+    assert [m["Subject"] for m in sub] == ["md 3"]
+    assert "Sent" in md.list_folders()
+one = zipfile.ZipFile({o:?})
+names = one.namelist()
+assert names[:3] == ["cur/", "new/", "tmp/"], names
+assert len(names) == 4 and names[3].startswith("cur/") and names[3].endswith(":2,"), names
+"#,
+        z = z,
+        w = web_zip.display().to_string(),
+        o = one_zip.display().to_string()
+    ));
+}
+
 /// `tern backup` while the server runs, `tern restore` into a fresh data
 /// dir (store, secrets key, TLS files), and a server there serves the mail
 /// over IMAP. A backup goes only into a new directory, and a restore only

@@ -1,6 +1,7 @@
 //! A folder as an mbox file, from the webmail: `GET /mail/export?f=` sends
 //! it (streamed a page of messages at a time, so a large folder never sits
-//! in memory whole), and `POST /mail/import` adds an uploaded one, skipping
+//! in memory whole; `&format=maildir` sends the folder, or without `f` the
+//! whole account, as a Maildir zip, `mailcore::maildir`), and `POST /mail/import` adds an uploaded one, skipping
 //! what the folder already has by Message-ID (`mailcore::mbox`). Larger
 //! imports belong to `tern import`, which has no upload limit.
 
@@ -19,7 +20,39 @@ pub const IMPORT_MAX: usize = 100 * 1024 * 1024;
 
 #[derive(Deserialize)]
 pub struct ExportQuery {
-    f: String,
+    /// The folder; none with `format=maildir` is the whole account.
+    #[serde(default)]
+    f: Option<String>,
+    /// `mbox` (the default) or `maildir` (a zip).
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// The zip's file name: the folder's (or "mail"), safe in a header.
+fn zip_name(folder: Option<&str>) -> String {
+    let base: String = folder
+        .unwrap_or("mail")
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{base}.maildir.zip")
+}
+
+/// A body streamed from a task that sends chunks.
+fn streamed(
+    rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+) -> impl futures_util::Stream<Item = Result<web::Bytes, actix_web::Error>> {
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|c| (Ok::<_, actix_web::Error>(web::Bytes::from(c)), rx))
+    })
 }
 
 pub async fn export(
@@ -31,7 +64,42 @@ pub async fn export(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let mbox = match core.mail(s.account.id).mailbox(&q.f).await {
+    if q.format.as_deref() == Some("maildir") {
+        let mail = core.mail(s.account.id);
+        if let Some(f) = &q.f {
+            match mail.mailbox(f).await {
+                Ok(Some(_)) => {}
+                Ok(None) => return plain(StatusCode::NOT_FOUND, "No such folder"),
+                Err(e) => return core_failure(e),
+            }
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+        let folder = q.f.clone();
+        tokio::spawn(async move {
+            let r = mail
+                .export_maildir_zip(folder.as_deref(), |chunk| {
+                    let tx = tx.clone();
+                    async move { tx.send(chunk).await.is_ok() }
+                })
+                .await;
+            if let Err(e) = r {
+                // The zip stops short of its end record, so the client
+                // sees a damaged file, not a complete-looking partial one.
+                tracing::warn!(error = %e, "maildir export stopped");
+            }
+        });
+        return HttpResponse::Ok()
+            .content_type("application/zip")
+            .insert_header((
+                header::CONTENT_DISPOSITION,
+                content_disposition(&zip_name(q.f.as_deref())),
+            ))
+            .streaming(streamed(rx));
+    }
+    let Some(folder) = q.f.clone() else {
+        return plain(StatusCode::BAD_REQUEST, "Which folder?");
+    };
+    let mbox = match core.mail(s.account.id).mailbox(&folder).await {
         Ok(Some(m)) => m,
         Ok(None) => return plain(StatusCode::NOT_FOUND, "No such folder"),
         Err(e) => return core_failure(e),
@@ -48,18 +116,13 @@ pub async fn export(
             tracing::warn!(error = %e, "mbox export stopped");
         }
     });
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|c| (Ok::<_, actix_web::Error>(web::Bytes::from(c)), rx))
-    });
     HttpResponse::Ok()
         .content_type("application/mbox")
         .insert_header((
             header::CONTENT_DISPOSITION,
-            content_disposition(&format!("{}.mbox", q.f)),
+            content_disposition(&format!("{folder}.mbox")),
         ))
-        .streaming(body)
+        .streaming(streamed(rx))
 }
 
 fn back(note: &str) -> HttpResponse {
