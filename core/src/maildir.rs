@@ -26,8 +26,8 @@ pub struct ZipWriter {
 /// earliest, as the format cannot say earlier.
 fn dos_time(unix: i64) -> (u16, u16) {
     let d = mail_parser::DateTime::from_timestamp(unix.max(315_532_800));
-    let date = ((d.year.saturating_sub(1980) as u16) << 9) | ((d.month as u16) << 5) | d.day as u16;
-    let time = ((d.hour as u16) << 11) | ((d.minute as u16) << 5) | (d.second as u16 / 2);
+    let date = (d.year.saturating_sub(1980) << 9) | (u16::from(d.month) << 5) | u16::from(d.day);
+    let time = (u16::from(d.hour) << 11) | (u16::from(d.minute) << 5) | (u16::from(d.second) / 2);
     (date, time)
 }
 
