@@ -143,6 +143,10 @@ pub struct ComposeForm {
     pub from: String,
     /// (value, label) of every address the user may send as.
     pub from_choices: Vec<(String, String)>,
+    /// (value, signature) of those with a signature: changing From swaps
+    /// the signature in the body (with JavaScript).
+    #[serde(default)]
+    pub signatures: Vec<(String, String)>,
     pub draft_uid: Option<i64>,
     /// Attachments the message will carry without a new upload: those of
     /// the forwarded original, or those already in the draft.
@@ -150,6 +154,44 @@ pub struct ComposeForm {
     pub correspondents: Vec<String>,
     pub max_size_mb: u64,
     pub autosave_secs: u64,
+}
+
+/// The signature block a body carries for `sig` (RFC 3676 §4.3's `-- `
+/// line above it); empty for no signature.
+pub fn signature_block(sig: &str) -> String {
+    if sig.is_empty() {
+        String::new()
+    } else {
+        format!("\n\n-- \n{sig}")
+    }
+}
+
+/// `body` with the signature `old` swapped for `new`, when the body still
+/// has `old`'s block as it was put there (an HTML form may have dropped
+/// its first newline); an empty body gets `new`'s. A body whose signature
+/// the user changed is left alone.
+pub fn swap_signature(body: &str, old: &str, new: &str) -> String {
+    if old.is_empty() {
+        return if body.trim().is_empty() {
+            signature_block(new)
+        } else {
+            body.to_owned()
+        };
+    }
+    let needle = format!("-- \n{old}");
+    let Some(i) = body
+        .match_indices(&needle)
+        .map(|(i, _)| i)
+        .find(|&i| i == 0 || body[..i].ends_with('\n'))
+    else {
+        return body.to_owned();
+    };
+    let (head, tail) = (&body[..i], &body[i + needle.len()..]);
+    if new.is_empty() {
+        format!("{}{tail}", head.trim_end_matches('\n'))
+    } else {
+        format!("{head}-- \n{new}{tail}")
+    }
 }
 
 pub fn human_size(n: u64) -> String {
@@ -781,6 +823,11 @@ pub async fn compose_data(
         .map(|s| format!("\n\n-- \n{s}"))
         .unwrap_or_default();
     d.body = signature.clone();
+    d.signatures = identities
+        .iter()
+        .filter(|i| !i.signature.is_empty())
+        .map(|i| (i.address.clone(), i.signature.clone()))
+        .collect();
     if let Some(v) = reference {
         let not_me = |a: &String| !a.eq_ignore_ascii_case(&me);
         let reply_to = if v.reply_to_addrs.is_empty() {
@@ -1057,4 +1104,22 @@ pub async fn snooze_message(
         encode(&format!("{} {}", zone.date(until), zone.label()))
     ));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::swap_signature;
+
+    #[test]
+    fn a_new_from_swaps_only_an_untouched_signature() {
+        let body = "Hi,\n\n-- \nAnn\nSales";
+        assert_eq!(swap_signature(body, "Ann\nSales", "Bob"), "Hi,\n\n-- \nBob");
+        assert_eq!(swap_signature(body, "Ann\nSales", ""), "Hi,");
+        assert_eq!(
+            swap_signature("Hi, Ann by hand", "Ann\nSales", "Bob"),
+            "Hi, Ann by hand"
+        );
+        assert_eq!(swap_signature("", "", "Bob"), "\n\n-- \nBob");
+        assert_eq!(swap_signature("typed", "", "Bob"), "typed");
+    }
 }

@@ -778,6 +778,32 @@ fn Compose(d: ComposeForm, error: String, saved: bool, undone: bool) -> impl Int
     let limit = format!("Attachments up to {} MB in total.", d.max_size_mb);
     let dirty = StoredValue::new(false);
     let status = RwSignal::new(String::new());
+    let body_ref = NodeRef::<leptos::html::Textarea>::new();
+    let sender = StoredValue::new(d.from.clone());
+    let signatures = StoredValue::new(d.signatures.clone());
+    // A new From brings its own signature (with JavaScript; without, the
+    // form keeps the one it was made with).
+    let swap_signature = move |ev: leptos::ev::Event| {
+        let new = event_target_value(&ev);
+        let old = sender.get_value();
+        sender.set_value(new.clone());
+        let sig = |a: &str| {
+            signatures.with_value(|s| {
+                s.iter()
+                    .find(|(x, _)| x == a)
+                    .map(|(_, s)| s.clone())
+                    .unwrap_or_default()
+            })
+        };
+        if let Some(t) = body_ref.get() {
+            t.set_value(&crate::mail::swap_signature(
+                &t.value(),
+                &sig(&old),
+                &sig(&new),
+            ));
+            dirty.set_value(true);
+        }
+    };
     #[cfg(feature = "hydrate")]
     crate::autosave::start(d.autosave_secs, dirty, status);
     view! {
@@ -808,7 +834,7 @@ fn Compose(d: ComposeForm, error: String, saved: bool, undone: bool) -> impl Int
                 <input type="hidden" name="ref_id" value=d.ref_id.clone()/>
                 {(!d.from_choices.is_empty()).then(|| view! {
                     <label for="from">"From"</label>
-                    <select id="from" name="from">
+                    <select id="from" name="from" on:change=swap_signature>
                         {d.from_choices.iter().map(|(v, label)| view! {
                             <option value=v.clone() selected=*v == d.from>{label.clone()}</option>
                         }).collect_view()}
@@ -826,7 +852,7 @@ fn Compose(d: ComposeForm, error: String, saved: bool, undone: bool) -> impl Int
                 <label for="subject">"Subject"</label>
                 <input id="subject" name="subject" type="text" value=d.subject.clone()/>
                 <label for="body">"Message"</label>
-                <textarea id="body" name="body" rows="16">{d.body.clone()}</textarea>
+                <textarea id="body" name="body" rows="16" node_ref=body_ref>{d.body.clone()}</textarea>
                 {(!d.forwarded.is_empty()).then(|| view! {
                     <p class="notice">"Attachments included: " {d.forwarded.join(", ")}</p>
                 })}

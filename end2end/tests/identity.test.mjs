@@ -58,6 +58,15 @@ test('names and signatures are set per address in Settings', async () => {
   // (An HTML parser drops a textarea's first newline; a page built in the
   // browser keeps it.)
   assert.match(await page.locator('#body').inputValue(), /^\n?\n-- \nAlice\nExample Ltd$/);
+  // Another From brings its signature; one the user edited stays.
+  await page.locator('#from').selectOption('sales@example.test');
+  assert.match(await page.locator('#body').inputValue(), /^\n?\n-- \nThe sales team$/);
+  await page.locator('#body').fill('Hello,\n\n-- \nThe sales team');
+  await page.locator('#from').selectOption(ALICE);
+  assert.equal(await page.locator('#body').inputValue(), 'Hello,\n\n-- \nAlice\nExample Ltd');
+  await page.locator('#body').fill('Hello,\n\nAlice by hand');
+  await page.locator('#from').selectOption('sales@example.test');
+  assert.equal(await page.locator('#body').inputValue(), 'Hello,\n\nAlice by hand');
   await ctx.close();
 });
 
