@@ -70,6 +70,9 @@ cargo test -p tern --test smtp
 say "POP3 over real sockets: 110 with STLS, 995 (raw, Python poplib, curl)"
 cargo test -p tern --test pop3
 
+say "ManageSieve over a real socket: STARTTLS, scripts, the active one filing mail"
+cargo test -p tern --test managesieve
+
 say "IMAP over real sockets: 143 with STARTTLS, 993 (transcripts, Python imaplib)"
 cargo test -p tern --test imap
 
