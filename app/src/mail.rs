@@ -58,6 +58,16 @@ pub struct Frame {
     /// in the store yet (the store is down or behind), in words.
     #[serde(default)]
     pub held: Option<String>,
+    /// The latest mbox import from the webmail.
+    #[serde(default)]
+    pub import: Option<ImportNote>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportNote {
+    pub text: String,
+    pub running: bool,
+    pub failed: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -272,7 +282,37 @@ pub mod ssr {
             }
             None => None,
         };
+        let import =
+            crate::auth::ssr::core()?
+                .import_job(s.account.id)
+                .map(|j| match &j.finished {
+                    None => ImportNote {
+                        text: format!(
+                            "Importing into {}: {} of {} messages…",
+                            j.folder, j.done, j.total
+                        ),
+                        running: true,
+                        failed: false,
+                    },
+                    Some(Ok(r)) => ImportNote {
+                        text: format!(
+                            "Imported {} message(s) into {}; {} already there.",
+                            r.added, j.folder, r.skipped
+                        ),
+                        running: false,
+                        failed: false,
+                    },
+                    Some(Err(e)) => ImportNote {
+                        text: format!(
+                            "The import into {} stopped after {} of {} messages: {e}",
+                            j.folder, j.done, j.total
+                        ),
+                        running: false,
+                        failed: true,
+                    },
+                });
         let frame = Frame {
+            import,
             held,
             me: s.account.address.clone(),
             role: s.account.role.as_str().to_owned(),

@@ -895,14 +895,21 @@ pub fn FoldersPage() -> impl IntoView {
                         let err = error();
                         let csrf_new = csrf.clone();
                         let csrf_import = csrf.clone();
-                        let imported = q("imported")();
-                        let import_note = (!imported.is_empty()).then(|| {
-                            let text = format!(
-                                "Imported {imported} message(s) into {}; {} already there.",
-                                q("into")(),
-                                q("skipped")()
-                            );
-                            view! { <p class="ok" role="status" data-testid="imported">{text}</p> }
+                        // A running import's progress, the page reloading
+                        // itself (with or without JavaScript) until it is
+                        // over; its outcome once, right after.
+                        let import_note = d.frame.import.clone().and_then(|n| {
+                            if n.running {
+                                Some(view! {
+                                    <leptos_meta::Meta http_equiv="refresh" content="1"/>
+                                    <p class="notice" role="status" data-testid="importing">{n.text}</p>
+                                }.into_any())
+                            } else if !q("importing")().is_empty() {
+                                let class = if n.failed { "error" } else { "ok" };
+                                Some(view! { <p class=class role="status" data-testid="imported">{n.text}</p> }.into_any())
+                            } else {
+                                None
+                            }
                         });
                         let names: Vec<String> = d.frame.folders.iter().map(|f| f.name.clone()).collect();
                         view! {

@@ -186,6 +186,8 @@ struct Inner {
     dkim: dkim::DkimCache,
     /// Compiled Sieve scripts (`rules`).
     rules: rules::ScriptCache,
+    /// Webmail imports running or just over (`mbox`).
+    imports: mbox::Imports,
 }
 
 /// Made once per new message from its bytes and parsed MIME, and kept with
@@ -259,6 +261,7 @@ impl Core {
                 cluster: cluster::ClusterState::new(&opts.node_name),
                 dkim: Default::default(),
                 rules: Default::default(),
+                imports: Default::default(),
             }),
         })
     }

@@ -109,6 +109,95 @@ fn parse_from_line(line: &[u8]) -> Option<i64> {
         .map(|x| x + i64::from(sec))
 }
 
+/// An import the webmail started, as its page shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportJob {
+    pub folder: String,
+    pub done: usize,
+    pub total: usize,
+    /// Once over: what it did, or why it stopped.
+    pub finished: Option<Result<ImportReport, String>>,
+}
+
+/// Each account's latest webmail import (one at a time per account).
+#[derive(Default)]
+pub(crate) struct Imports(std::sync::Mutex<std::collections::HashMap<crate::AccountId, ImportJob>>);
+
+impl Imports {
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&mut std::collections::HashMap<crate::AccountId, ImportJob>) -> R,
+    ) -> R {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut m)
+    }
+}
+
+impl crate::Core {
+    /// Starts importing `data` into `mbox` in the background; its progress
+    /// is [`crate::Core::import_job`]. One import per account at a time
+    /// (`Conflict` while one runs). A long import from the webmail so
+    /// shows how far it got instead of holding the upload's request open.
+    pub fn start_import(
+        &self,
+        account: crate::AccountId,
+        mbox: OwnedMailbox,
+        data: Vec<u8>,
+    ) -> CoreResult<()> {
+        let folder = mbox.name().to_owned();
+        self.inner.imports.with(|m| {
+            if m.get(&account).is_some_and(|j| j.finished.is_none()) {
+                return Err(crate::CoreError::Conflict(
+                    "an import is already running".into(),
+                ));
+            }
+            m.insert(
+                account,
+                ImportJob {
+                    folder: folder.clone(),
+                    done: 0,
+                    total: 0,
+                    finished: None,
+                },
+            );
+            Ok(())
+        })?;
+        let core = self.clone();
+        tokio::spawn(async move {
+            let r = mbox
+                .import_mbox(&data, |done, total| {
+                    core.inner.imports.with(|m| {
+                        if let Some(j) = m.get_mut(&account) {
+                            j.done = done;
+                            j.total = total;
+                        }
+                    })
+                })
+                .await;
+            match &r {
+                Ok(r) => {
+                    tracing::info!(%account, folder, added = r.added, skipped = r.skipped, "mbox import")
+                }
+                Err(e) => tracing::warn!(%account, folder, error = %e, "mbox import stopped"),
+            }
+            core.inner.imports.with(|m| {
+                if let Some(j) = m.get_mut(&account) {
+                    if let Ok(rep) = &r {
+                        j.done = rep.added + rep.skipped;
+                    }
+                    j.finished = Some(r.map_err(|e| e.to_string()));
+                }
+            })
+        });
+        Ok(())
+    }
+
+    /// The account's latest import, running or over.
+    pub fn import_job(&self, account: crate::AccountId) -> Option<ImportJob> {
+        self.inner.imports.with(|m| m.get(&account).cloned())
+    }
+}
+
 /// What an import did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ImportReport {
@@ -152,12 +241,12 @@ impl OwnedMailbox {
 
     /// Adds the messages of an mbox file not already here (by Message-ID;
     /// messages without one are always added), unread unless the file
-    /// says `Status: RO`, dated by their `From ` line. `progress` hears the
-    /// count of messages done every 500.
+    /// says `Status: RO`, dated by their `From ` line. `progress` hears
+    /// (done, total) at the start and every 100 messages.
     pub async fn import_mbox(
         &self,
         data: &[u8],
-        mut progress: impl FnMut(usize),
+        mut progress: impl FnMut(usize, usize),
     ) -> CoreResult<ImportReport> {
         let mut have: HashSet<String> = HashSet::new();
         let mut offset = 0;
@@ -174,9 +263,12 @@ impl OwnedMailbox {
             );
         }
         let mut report = ImportReport::default();
-        for (i, (raw, date)) in split(data).into_iter().enumerate() {
-            if i > 0 && i % 500 == 0 {
-                progress(i);
+        let messages = split(data);
+        let total = messages.len();
+        progress(0, total);
+        for (i, (raw, date)) in messages.into_iter().enumerate() {
+            if i > 0 && i % 100 == 0 {
+                progress(i, total);
             }
             let head = mail_parser::MessageParser::default().parse_headers(&raw[..]);
             let message_id = head

@@ -3,7 +3,9 @@
 // the same file adds nothing. With JavaScript on and off.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { startTern, launchChromium, smtpSend, imap, signIn } from '../harness.mjs';
 
@@ -92,3 +94,25 @@ for (const js of [true, false]) {
     await ctx.close();
   });
 }
+
+test('a long import shows its progress and then what it did', async () => {
+  const file = join(mkdtempSync(join(tmpdir(), 'mbox-')), 'bulk.mbox');
+  let text = '';
+  for (let i = 1; i <= 1500; i++) {
+    text += `From - Sun Dec  6 10:00:00 2026\nFrom: list@far.example\nSubject: Bulk ${i}\nMessage-ID: <bulk${i}@far.example>\n\nNumber ${i}.\n\n`;
+  }
+  writeFileSync(file, text);
+  const ctx = await browser.newContext();
+  const page = await ctx.newPage();
+  await signIn(page, tern.base, ALICE, PW);
+  await page.goto(`${tern.base}/folders`);
+  await page.locator('#import-into').selectOption('Junk');
+  await page.locator('#import-file').setInputFiles(file);
+  await page.getByTestId('import').getByRole('button', { name: 'Import' }).click();
+  await page.getByTestId('importing').waitFor();
+  assert.match(await page.getByTestId('importing').innerText(), /^Importing into Junk: \d+ of 1500 messages…$/);
+  await page.getByTestId('imported').waitFor({ timeout: 120000 });
+  assert.equal(await page.getByTestId('imported').innerText(), 'Imported 1500 message(s) into Junk; 0 already there.');
+  assert.equal(imap(tern.imapsPort, ALICE, PW, 'Junk').subjects.length, 1500);
+  await ctx.close();
+});

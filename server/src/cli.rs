@@ -710,7 +710,11 @@ async fn import(
         }
     };
     let r = mbox
-        .import_mbox(&data, |n| eprintln!("{n} messages read"))
+        .import_mbox(&data, |n, total| {
+            if n > 0 && n % 500 == 0 {
+                eprintln!("{n} of {total} messages read");
+            }
+        })
         .await
         .map_err(e)?;
     out!("{folder}\t{} added\t{} already there", r.added, r.skipped);

@@ -177,16 +177,12 @@ pub async fn import(
         Ok(None) => return plain(StatusCode::NOT_FOUND, "No such folder"),
         Err(e) => return core_failure(e),
     };
-    match mbox.import_mbox(&data, |_| {}).await {
-        Ok(r) => {
-            tracing::info!(user = %s.account.address, folder, added = r.added, skipped = r.skipped, "mbox import");
-            back(&format!(
-                "imported={}&skipped={}&into={}",
-                r.added,
-                r.skipped,
-                utf8_percent_encode(&folder, NON_ALPHANUMERIC)
-            ))
-        }
+    match core.start_import(s.account.id, mbox, data) {
+        Ok(()) => back(&format!(
+            "importing={}",
+            utf8_percent_encode(&folder, NON_ALPHANUMERIC)
+        )),
+        Err(mailcore::CoreError::Conflict(_)) => back("error=An+import+is+already+running."),
         Err(e) => core_failure(e),
     }
 }
