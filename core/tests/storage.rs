@@ -2400,3 +2400,89 @@ async fn subscriptions_outlive_their_mailbox() {
     })
     .await;
 }
+
+/// Sieve rules at delivery on both backends: the rule builder's script
+/// files a message and answers once per sender (the vacation key is
+/// kept in `sieve_seen`), a hand-written one is checked when stored, and
+/// `discard` keeps nothing, not even the bytes.
+#[tokio::test]
+async fn sieve_rules_file_reply_once_and_discard() {
+    use mailcore::rules::form::{Action, Field, Op, Rule, RuleForm, Vacation};
+    for_each_backend("sieve", |core| async move {
+        let ids = setup(&core, &["a", "b"]).await;
+        let (a, b) = (ids[0], ids[1]);
+        let form = RuleForm {
+            rules: vec![Rule {
+                field: Field::Subject,
+                header: String::new(),
+                op: Op::Contains,
+                value: "invoice".into(),
+                action: Action::Move,
+                arg: "Archive".into(),
+                stop: false,
+            }],
+            vacation: Some(Vacation {
+                subject: "Away".into(),
+                body: "Back soon.".into(),
+                days: 3,
+            }),
+            forward: None,
+        };
+        core.save_rule_form(a, &form).await.unwrap();
+        let scripts = core.sieve_scripts(a).await.unwrap();
+        assert_eq!(scripts.len(), 1);
+        assert!(scripts[0].active && scripts[0].form.as_ref() == Some(&form));
+        let to_a = |subject: &str| {
+            format!(
+                "From: b@example.test\r\nTo: a@example.test\r\nSubject: {subject}\r\n\
+                 Message-ID: <{subject}@example.test>\r\n\r\nHello.\r\n"
+            )
+            .into_bytes()
+        };
+        let env = Envelope {
+            require_tls: false,
+            mail_from: "b@example.test".into(),
+            local: vec![LocalCopy::new(a, "a@example.test")],
+            remote: vec![],
+        };
+        core.deliver(&env, &to_a("Invoice")).await.unwrap();
+        core.deliver(&env, &to_a("Lunch")).await.unwrap();
+        let archive = core.mail(a).mailbox("Archive").await.unwrap().unwrap();
+        assert_eq!(
+            archive
+                .list(0, 10, SortOrder::UidAsc)
+                .await
+                .unwrap()
+                .0
+                .len(),
+            1
+        );
+        assert_eq!(inbox(&core, a).await.total, 1);
+        let b_inbox = core.mail(b).mailbox("INBOX").await.unwrap().unwrap();
+        let (replies, _) = b_inbox.list(0, 10, SortOrder::UidAsc).await.unwrap();
+        assert_eq!(replies.len(), 1, "one reply for two messages");
+        assert_eq!(replies[0].subject, "Away");
+
+        assert!(matches!(
+            core.put_sieve_script(a, "bad", "fileinto \"x\"", true)
+                .await,
+            Err(CoreError::Invalid(_))
+        ));
+        core.put_sieve_script(a, "drop", "discard;\r\n", true)
+            .await
+            .unwrap();
+        let before = core.storage_counts().await.unwrap();
+        let r = core.deliver(&env, &to_a("Dropped")).await.unwrap();
+        assert_eq!(r.blob_id, None);
+        assert!(r.delivered.is_empty());
+        assert_eq!(core.storage_counts().await.unwrap(), before);
+        core.activate_sieve_script(a, None).await.unwrap();
+        core.deliver(&env, &to_a("Plain")).await.unwrap();
+        assert_eq!(inbox(&core, a).await.total, 2);
+        assert!(matches!(
+            core.delete_sieve_script(a, "nope").await,
+            Err(CoreError::NotFound(_))
+        ));
+    })
+    .await;
+}
