@@ -46,6 +46,31 @@ pub struct Cli {
 pub enum Command {
     /// Run the server (the default when no command is given).
     Serve,
+    /// Set Tern up for a real domain: write the config (`--config`, or
+    /// ./tern.toml) with the standard ports, create the domain and its
+    /// admin (password from a prompt or stdin), print the DNS records to
+    /// publish and write a systemd unit. Every answer is a flag, so it can
+    /// be scripted.
+    Setup {
+        domain: String,
+        /// This host's name, the domain's MX: mail.DOMAIN unless given.
+        #[arg(long)]
+        hostname: Option<String>,
+        /// The admin account: postmaster@DOMAIN unless given.
+        #[arg(long)]
+        admin: Option<String>,
+        #[arg(long, default_value = "/var/lib/tern")]
+        data_dir: PathBuf,
+        /// Where to write the systemd unit.
+        #[arg(long, default_value = "tern.service")]
+        unit: PathBuf,
+        /// The system user the service runs as.
+        #[arg(long, default_value = "tern")]
+        service_user: String,
+        /// Replace an existing config file.
+        #[arg(long)]
+        force: bool,
+    },
     /// Manage mail domains.
     #[command(subcommand)]
     Domain(DomainCmd),
@@ -270,9 +295,33 @@ pub enum AliasCmd {
 }
 
 pub async fn run(cli: Cli) -> Result<(), String> {
+    // Setup writes the config the other commands read.
+    if let Some(Command::Setup {
+        domain,
+        hostname,
+        admin,
+        data_dir,
+        unit,
+        service_user,
+        force,
+    }) = cli.command
+    {
+        return setup(Setup {
+            config: cli.config,
+            domain,
+            hostname,
+            admin,
+            data_dir,
+            unit,
+            service_user,
+            force,
+        })
+        .await;
+    }
     let cfg = Config::load(cli.config.as_deref())?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => crate::serve::serve(cfg).await,
+        Command::Setup { .. } => Err("setup runs on its own".into()),
         Command::Domain(c) => domain(&open(&cfg).await?, &cfg, c).await,
         Command::User(c) => user(&open(&cfg).await?, c).await,
         Command::Alias(c) => alias(&open(&cfg).await?, c).await,
@@ -718,6 +767,233 @@ async fn import(
         .await
         .map_err(e)?;
     out!("{folder}\t{} added\t{} already there", r.added, r.skipped);
+    Ok(())
+}
+
+/// A TOML basic string.
+fn toml_str(s: &str) -> String {
+    let mut o = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if c.is_control() => o.push_str(&format!("\\u{:04X}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+/// What `tern setup` writes as `tern.toml`: the production ports, outbound
+/// delivery on, the data directory, and the TLS settings to fill in.
+fn setup_config(hostname: &str, data_dir: &std::path::Path, site_root: &std::path::Path) -> String {
+    format!(
+        r#"# Written by `tern setup`. Environment variables (TERN_SECTION__KEY)
+# override anything here; the README lists every setting.
+hostname = {host}
+data_dir = {data}
+
+[listeners]
+smtp = "0.0.0.0:25"
+submission = "0.0.0.0:587"
+smtps = "0.0.0.0:465"
+imap = "0.0.0.0:143"
+imaps = "0.0.0.0:993"
+pop3 = "0.0.0.0:110"
+pop3s = "0.0.0.0:995"
+managesieve = "0.0.0.0:4190"
+
+[web]
+# Plain HTTP (redirect it, or keep it for ACME's HTTP-01 challenge) and
+# HTTPS with the [tls] certificate, which also serves MTA-STS policies.
+listen = "0.0.0.0:80"
+listen_tls = "0.0.0.0:443"
+site_root = {site}
+
+[relay]
+# Deliver outbound mail to other domains' MX hosts.
+enabled = true
+
+[tls]
+# Without cert and key a self-signed certificate is made in
+# data_dir/tls: mail clients and other servers will not trust it. Point
+# these at a CA-issued certificate for {hostname}:
+# cert = "/etc/letsencrypt/live/{hostname}/fullchain.pem"
+# key = "/etc/letsencrypt/live/{hostname}/privkey.pem"
+mta_sts_mode = "testing"
+"#,
+        host = toml_str(hostname),
+        data = toml_str(&data_dir.display().to_string()),
+        site = toml_str(&site_root.display().to_string()),
+    )
+}
+
+/// The systemd unit: Tern as its own user, allowed the low ports and
+/// nothing else, the file system read-only but for the data directory.
+fn setup_unit(
+    exe: &std::path::Path,
+    config: &std::path::Path,
+    data_dir: &std::path::Path,
+    user: &str,
+) -> String {
+    format!(
+        "[Unit]
+Description=Tern mail server and webmail
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=simple
+User={user}
+Group={user}
+ExecStart={exe} --config {config} serve
+WorkingDirectory={data}
+Restart=on-failure
+RestartSec=2
+# Ports below 1024 without root, and no other privilege.
+AmbientCapabilities=CAP_NET_BIND_SERVICE
+CapabilityBoundingSet=CAP_NET_BIND_SERVICE
+NoNewPrivileges=yes
+# Everything read-only but the data directory.
+ProtectSystem=strict
+ReadWritePaths={data}
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectControlGroups=yes
+RestrictNamespaces=yes
+LockPersonality=yes
+LimitNOFILE=65536
+
+[Install]
+WantedBy=multi-user.target
+",
+        exe = exe.display(),
+        config = config.display(),
+        data = data_dir.display(),
+    )
+}
+
+struct Setup {
+    config: Option<PathBuf>,
+    domain: String,
+    hostname: Option<String>,
+    admin: Option<String>,
+    data_dir: PathBuf,
+    unit: PathBuf,
+    service_user: String,
+    force: bool,
+}
+
+fn absolute(p: &std::path::Path) -> Result<PathBuf, String> {
+    if p.is_absolute() {
+        Ok(p.to_path_buf())
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .map_err(|x| format!("the current directory: {x}"))
+    }
+}
+
+async fn setup(s: Setup) -> Result<(), String> {
+    let domain = mailcore::address::parse_domain(&s.domain)
+        .map_err(|x| format!("{}: {x}", s.domain))?
+        .to_lowercase();
+    let hostname = s.hostname.unwrap_or_else(|| format!("mail.{domain}"));
+    mailcore::address::parse_domain(&hostname)
+        .map_err(|x| format!("--hostname {hostname}: {x}"))?;
+    let admin = s.admin.unwrap_or_else(|| format!("postmaster@{domain}"));
+    let a = mailcore::Address::parse(&admin).map_err(|x| format!("--admin {admin}: {x}"))?;
+    if !a.domain().eq_ignore_ascii_case(&domain) {
+        return Err(format!("--admin {admin} is not an address at {domain}"));
+    }
+    if s.service_user.is_empty()
+        || !s
+            .service_user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(format!(
+            "--service-user {:?} is not a user name",
+            s.service_user
+        ));
+    }
+    let config_path = absolute(
+        s.config
+            .as_deref()
+            .unwrap_or(std::path::Path::new("tern.toml")),
+    )?;
+    let data_dir = absolute(&s.data_dir)?;
+    let unit = absolute(&s.unit)?;
+    if config_path.exists() && !s.force {
+        return Err(format!(
+            "{} exists; add --force to replace it",
+            config_path.display()
+        ));
+    }
+    let site_root = absolute(&Config::default().web.site_root)?;
+    if let Some(dir) = config_path.parent() {
+        std::fs::create_dir_all(dir).map_err(|x| format!("{}: {x}", dir.display()))?;
+    }
+    std::fs::write(&config_path, setup_config(&hostname, &data_dir, &site_root))
+        .map_err(|x| format!("{}: {x}", config_path.display()))?;
+    // Read back through the same loader `tern serve` uses: what was
+    // written is what will run.
+    let cfg = Config::load(Some(&config_path))?;
+    let pw = read_password(&admin)?;
+    let core = open(&cfg).await?;
+    let op = operator();
+    match core.admin(&op).add_domain(&domain).await {
+        Ok(d) => out!("added domain {}", d.name),
+        Err(mailcore::CoreError::Conflict(_)) => out!("domain {domain} is already set up"),
+        Err(x) => return Err(e(x)),
+    }
+    let acct = core
+        .admin(&op)
+        .add_account(&admin, &pw, Role::Admin)
+        .await
+        .map_err(|x| match x {
+            mailcore::CoreError::Conflict(_) => {
+                format!("{admin} exists; `tern user passwd {admin}` sets its password")
+            }
+            other => e(other),
+        })?;
+    out!("added {} (admin)", acct.address);
+    out!("");
+    out!("Publish these DNS records (`tern domain dns {domain} --check` checks them):");
+    let keys = core.admin(&op).dkim_keys(&domain).await.map_err(e)?;
+    for r in
+        mailcore::dns_records::records(&cfg.hostname, &domain, &keys, &crate::tls::publish(&cfg))
+    {
+        out!("{}", r.zone_line());
+        out!("  ; {}", r.why);
+    }
+    core.close().await;
+    let exe = std::env::current_exe()
+        .and_then(|p| p.canonicalize())
+        .map_err(|x| format!("this program's path: {x}"))?;
+    if let Some(dir) = unit.parent() {
+        std::fs::create_dir_all(dir).map_err(|x| format!("{}: {x}", dir.display()))?;
+    }
+    std::fs::write(
+        &unit,
+        setup_unit(&exe, &config_path, &data_dir, &s.service_user),
+    )
+    .map_err(|x| format!("{}: {x}", unit.display()))?;
+    let (d, u) = (data_dir.display(), &s.service_user);
+    out!("");
+    out!("Wrote {} and {}.", config_path.display(), unit.display());
+    out!("Next, as root:");
+    out!("  useradd --system --home-dir {d} --shell /usr/sbin/nologin {u}");
+    out!("  chown -R {u}: {d}");
+    out!(
+        "  cp {} /etc/systemd/system/tern.service && systemctl daemon-reload && systemctl enable --now tern",
+        unit.display()
+    );
+    out!("Then sign in at https://{hostname}/login as {admin}.");
     Ok(())
 }
 

@@ -940,3 +940,135 @@ M.logout()
         pw = common::PW,
     ));
 }
+
+/// `tern setup DOMAIN` with flags, as a script would run it: a config
+/// `tern serve` loads (production ports, relay on), the domain and its
+/// admin, the DNS records to publish, and a systemd unit that
+/// `systemd-analyze verify` accepts, with the hardening the issue names.
+/// A second run does not overwrite the config; a server started on the
+/// data dir signs the admin in.
+#[tokio::test(flavor = "multi_thread")]
+async fn setup_writes_a_config_a_unit_and_the_dns_records() {
+    let bin = env!("CARGO_BIN_EXE_tern");
+    let root = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let conf = root.path().join("etc/tern.toml");
+    let unit = root.path().join("tern.service");
+    let run = |extra: &[&str]| {
+        let mut c = std::process::Command::new(bin);
+        c.arg("--config")
+            .arg(&conf)
+            .args([
+                "setup",
+                "example.org",
+                "--admin",
+                "boss@example.org",
+                "--data-dir",
+            ])
+            .arg(data.path())
+            .arg("--unit")
+            .arg(&unit)
+            .args(extra)
+            .env_remove("TERN_DATA_DIR")
+            .env_remove("TERN_DATABASE__URL")
+            .current_dir(root.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{}\n", common::PW).as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let o = run(&[]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains("added domain example.org\nadded boss@example.org (admin)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("example.org. 3600 IN MX 10 mail.example.org.\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("_domainkey.example.org. 3600 IN TXT \"v=DKIM1; k=ed25519; p="),
+        "{out}"
+    );
+    assert!(out.contains("_dmarc.example.org. 3600 IN TXT"), "{out}");
+    assert!(
+        out.contains("_submissions._tcp.example.org. 3600 IN SRV 0 1 465 mail.example.org."),
+        "{out}"
+    );
+    assert!(out.contains("systemctl enable --now tern"), "{out}");
+
+    let config = std::fs::read_to_string(&conf).unwrap();
+    for line in [
+        "hostname = \"mail.example.org\"",
+        &format!("data_dir = \"{}\"", data.path().display()),
+        "smtp = \"0.0.0.0:25\"",
+        "submission = \"0.0.0.0:587\"",
+        "imaps = \"0.0.0.0:993\"",
+        "managesieve = \"0.0.0.0:4190\"",
+        "listen_tls = \"0.0.0.0:443\"",
+        "enabled = true",
+    ] {
+        assert!(config.contains(line), "{line} in {config}");
+    }
+    let u = std::fs::read_to_string(&unit).unwrap();
+    for line in [
+        "User=tern",
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+        "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        &format!("ReadWritePaths={}", data.path().display()),
+        &format!(
+            "ExecStart={} --config {} serve",
+            std::fs::canonicalize(bin).unwrap().display(),
+            conf.display()
+        ),
+    ] {
+        assert!(u.contains(line), "{line} in {u}");
+    }
+    let v = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+
+    // The config is not replaced without --force.
+    let again = run(&[]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists; add --force"));
+
+    // The admin is an admin, and signs in on a server over that data dir.
+    let list = std::process::Command::new(bin)
+        .arg("--config")
+        .arg(&conf)
+        .args(["user", "list"])
+        .env_remove("TERN_DATA_DIR")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&list.stdout).contains("boss@example.org\tadmin"),
+        "{}",
+        String::from_utf8_lossy(&list.stdout)
+    );
+    let t = common::start_existing(data, &[]);
+    let cookie =
+        common::web_login(t.web, "boss@example.org", common::PW).expect("the admin signs in");
+    let (st, page) = common::http_get(t.web, "/admin", Some(&cookie));
+    assert_eq!(st, 200, "{page}");
+    assert!(page.contains("example.org"), "{page}");
+}
