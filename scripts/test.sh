@@ -17,6 +17,10 @@ command -v python3 >/dev/null || apt_install python3
 command -v curl >/dev/null || apt_install curl
 command -v mbsync >/dev/null || apt_install isync
 command -v npm >/dev/null || apt_install nodejs npm
+# Pebble, Let's Encrypt's ACME test server, for the ACME test; and
+# systemd-analyze, which checks the unit `tern setup` writes.
+command -v pebble >/dev/null || apt_install pebble
+command -v systemd-analyze >/dev/null || apt_install systemd
 
 start_test_postgres
 trap stop_test_postgres EXIT
@@ -69,6 +73,9 @@ cargo test -p tern --test smtp
 
 say "POP3 over real sockets: 110 with STLS, 995 (raw, Python poplib, curl)"
 cargo test -p tern --test pop3
+
+say "ACME against Pebble on loopback: HTTP-01 answered by Tern, renewal without a restart"
+cargo test -p tern --test acme
 
 say "ManageSieve over a real socket: STARTTLS, scripts, the active one filing mail"
 cargo test -p tern --test managesieve

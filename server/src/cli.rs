@@ -70,6 +70,10 @@ pub enum Command {
         /// Replace an existing config file.
         #[arg(long)]
         force: bool,
+        /// Get the certificate from Let's Encrypt (ACME, HTTP-01 on port
+        /// 80) and renew it, with the admin address as the contact.
+        #[arg(long)]
+        acme: bool,
     },
     /// Manage mail domains.
     #[command(subcommand)]
@@ -304,6 +308,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         unit,
         service_user,
         force,
+        acme,
     }) = cli.command
     {
         return setup(Setup {
@@ -315,6 +320,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             unit,
             service_user,
             force,
+            acme,
         })
         .await;
     }
@@ -787,7 +793,29 @@ fn toml_str(s: &str) -> String {
 
 /// What `tern setup` writes as `tern.toml`: the production ports, outbound
 /// delivery on, the data directory, and the TLS settings to fill in.
-fn setup_config(hostname: &str, data_dir: &std::path::Path, site_root: &std::path::Path) -> String {
+fn setup_config(
+    hostname: &str,
+    data_dir: &std::path::Path,
+    site_root: &std::path::Path,
+    acme_email: Option<&str>,
+) -> String {
+    let tls = match acme_email {
+        Some(mail) => format!(
+            "# The certificate for {hostname} (and mta-sts./autoconfig. of each\n\
+             # domain) comes from Let's Encrypt and is renewed by Tern itself;\n\
+             # its HTTP-01 challenge is answered on [web] listen (port 80).\n\
+             acme = true\nacme_email = {}\n",
+            toml_str(mail)
+        ),
+        None => format!(
+            "# Without cert and key a self-signed certificate is made in\n\
+             # data_dir/tls: mail clients and other servers will not trust it.\n\
+             # Set acme = true for one from Let's Encrypt, or point these at a\n\
+             # CA-issued certificate for {hostname} (renewals are picked up):\n\
+             # cert = \"/etc/letsencrypt/live/{hostname}/fullchain.pem\"\n\
+             # key = \"/etc/letsencrypt/live/{hostname}/privkey.pem\"\n"
+        ),
+    };
     format!(
         r#"# Written by `tern setup`. Environment variables (TERN_SECTION__KEY)
 # override anything here; the README lists every setting.
@@ -816,12 +844,7 @@ site_root = {site}
 enabled = true
 
 [tls]
-# Without cert and key a self-signed certificate is made in
-# data_dir/tls: mail clients and other servers will not trust it. Point
-# these at a CA-issued certificate for {hostname}:
-# cert = "/etc/letsencrypt/live/{hostname}/fullchain.pem"
-# key = "/etc/letsencrypt/live/{hostname}/privkey.pem"
-mta_sts_mode = "testing"
+{tls}mta_sts_mode = "testing"
 "#,
         host = toml_str(hostname),
         data = toml_str(&data_dir.display().to_string()),
@@ -886,6 +909,7 @@ struct Setup {
     unit: PathBuf,
     service_user: String,
     force: bool,
+    acme: bool,
 }
 
 fn absolute(p: &std::path::Path) -> Result<PathBuf, String> {
@@ -938,8 +962,16 @@ async fn setup(s: Setup) -> Result<(), String> {
     if let Some(dir) = config_path.parent() {
         std::fs::create_dir_all(dir).map_err(|x| format!("{}: {x}", dir.display()))?;
     }
-    std::fs::write(&config_path, setup_config(&hostname, &data_dir, &site_root))
-        .map_err(|x| format!("{}: {x}", config_path.display()))?;
+    std::fs::write(
+        &config_path,
+        setup_config(
+            &hostname,
+            &data_dir,
+            &site_root,
+            s.acme.then_some(admin.as_str()),
+        ),
+    )
+    .map_err(|x| format!("{}: {x}", config_path.display()))?;
     // Read back through the same loader `tern serve` uses: what was
     // written is what will run.
     let cfg = Config::load(Some(&config_path))?;
@@ -951,17 +983,15 @@ async fn setup(s: Setup) -> Result<(), String> {
         Err(mailcore::CoreError::Conflict(_)) => out!("domain {domain} is already set up"),
         Err(x) => return Err(e(x)),
     }
-    let acct = core
-        .admin(&op)
-        .add_account(&admin, &pw, Role::Admin)
-        .await
-        .map_err(|x| match x {
-            mailcore::CoreError::Conflict(_) => {
-                format!("{admin} exists; `tern user passwd {admin}` sets its password")
-            }
-            other => e(other),
-        })?;
-    out!("added {} (admin)", acct.address);
+    match core.admin(&op).add_account(&admin, &pw, Role::Admin).await {
+        Ok(a) => out!("added {} (admin)", a.address),
+        // Setup run again (--force, to rewrite the config): the account
+        // stays as it is.
+        Err(mailcore::CoreError::Conflict(_)) => out!(
+            "{admin} exists: its password and role are left as they were (`tern user passwd {admin}` sets the password)"
+        ),
+        Err(x) => return Err(e(x)),
+    }
     out!("");
     out!("Publish these DNS records (`tern domain dns {domain} --check` checks them):");
     let keys = core.admin(&op).dkim_keys(&domain).await.map_err(e)?;

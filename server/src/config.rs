@@ -404,6 +404,27 @@ pub struct TlsConfig {
     pub mta_sts_mode: String,
     /// The policy's `max_age`, in seconds (a week).
     pub mta_sts_max_age: u64,
+    /// How often the certificate files are checked for a renewal (certbot,
+    /// by hand), which every listener then uses without a restart.
+    pub reload_secs: u64,
+    /// Obtain and renew the certificate from an ACME server (RFC 8555),
+    /// answering its HTTP-01 challenge on `web.listen` (port 80).
+    pub acme: bool,
+    /// The ACME directory: Let's Encrypt's unless set.
+    pub acme_directory: String,
+    /// The account's contact (`mailto:`); none when empty.
+    pub acme_email: String,
+    /// A PEM root the ACME server's HTTPS is checked against (a test CA
+    /// such as Pebble's); the system's web roots when unset.
+    pub acme_roots_file: Option<PathBuf>,
+    /// Also ask for `mta-sts.D` and `autoconfig.D` of each local domain
+    /// (falling back to the host name alone when one does not validate).
+    pub acme_domain_names: bool,
+    /// Renew a certificate this long after it was issued (Let's Encrypt's
+    /// last 90 days; renewing at 60 leaves a month of retries).
+    pub acme_renew_after_secs: u64,
+    /// How often renewal is considered, and retried after a failure.
+    pub acme_check_secs: u64,
 }
 
 impl Default for TlsConfig {
@@ -413,6 +434,14 @@ impl Default for TlsConfig {
             key: None,
             mta_sts_mode: "testing".into(),
             mta_sts_max_age: 604_800,
+            reload_secs: 60,
+            acme: false,
+            acme_directory: "https://acme-v02.api.letsencrypt.org/directory".into(),
+            acme_email: String::new(),
+            acme_roots_file: None,
+            acme_domain_names: true,
+            acme_renew_after_secs: 60 * 86_400,
+            acme_check_secs: 3600,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! pieces in-process (the queue runner with an injected clock and DNS).
 //! The binary itself is `main.rs`.
 
+pub mod acme;
 pub mod cli;
 pub mod config;
 pub mod dns_check;

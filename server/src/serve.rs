@@ -4,7 +4,15 @@ use crate::config::Config;
 
 pub async fn serve(cfg: Config) -> Result<(), String> {
     let core = crate::cli::open_with(&cfg, true).await?;
-    let tls = crate::tls::server_config(&cfg)?;
+    let (tls, certs) = crate::tls::server_tls(&cfg)?;
+    // A renewed certificate (certbot, by hand) is picked up by every
+    // listener; with `tls.acme`, Tern obtains and renews it itself.
+    let cert_watch = crate::tls::watch(
+        certs.clone(),
+        std::time::Duration::from_secs(cfg.tls.reload_secs.max(1)),
+    );
+    let challenges = crate::acme::Challenges::default();
+    let acme = crate::acme::start(&cfg, core.clone(), certs.clone(), challenges.clone());
     tracing::info!(
         backend = core.backend().name(),
         hostname = %cfg.hostname,
@@ -85,7 +93,7 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     );
     let watcher =
         crate::outside::cache::watch(core.clone(), outside.clone(), cfg.outside.watch_max);
-    let web = crate::web::server(&cfg, core.clone(), outside, tls.clone())?;
+    let web = crate::web::server(&cfg, core.clone(), outside, tls.clone(), challenges)?;
     let handle = web.handle();
     let web_task = tokio::spawn(web);
 
@@ -95,6 +103,10 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
         t.abort();
     }
     fetcher.abort();
+    cert_watch.abort();
+    if let Some(a) = &acme {
+        a.abort();
+    }
     header_cache.abort();
     watcher.abort();
     if let Some(r) = runner {

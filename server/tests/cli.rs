@@ -1051,6 +1051,19 @@ async fn setup_writes_a_config_a_unit_and_the_dns_records() {
     let again = run(&[]);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("exists; add --force"));
+    // With --force it is rewritten (here for ACME); the admin stays.
+    let forced = run(&["--force", "--acme"]);
+    let out = String::from_utf8_lossy(&forced.stdout);
+    assert!(forced.status.success(), "{out}");
+    assert!(
+        out.contains("domain example.org is already set up\nboss@example.org exists"),
+        "{out}"
+    );
+    let config = std::fs::read_to_string(&conf).unwrap();
+    assert!(
+        config.contains("acme = true\nacme_email = \"boss@example.org\"\n"),
+        "{config}"
+    );
 
     // The admin is an admin, and signs in on a server over that data dir.
     let list = std::process::Command::new(bin)

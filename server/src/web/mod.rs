@@ -143,6 +143,20 @@ async fn front_door(
 /// `/healthz`: 200 when the store commits a write, 503 when it does not
 /// (or a write failed moments ago), so a load balancer takes a node out
 /// while its storage is down. A write stuck behind a held lock is down too.
+/// The ACME HTTP-01 answer (RFC 8555 §8.3) for a token being validated:
+/// the key authorization as plain text; 404 for any other token.
+async fn acme_challenge(
+    challenges: web::Data<crate::acme::Challenges>,
+    token: web::Path<String>,
+) -> HttpResponse {
+    match challenges.answer(&token) {
+        Some(a) => HttpResponse::Ok()
+            .content_type("application/octet-stream")
+            .body(a),
+        None => HttpResponse::NotFound().finish(),
+    }
+}
+
 async fn healthz(core: web::Data<Core>) -> HttpResponse {
     let probe = tokio::time::timeout(std::time::Duration::from_secs(5), core.health()).await;
     match probe.unwrap_or_else(|_| {
@@ -167,6 +181,7 @@ pub fn server(
     core: Core,
     outside: std::sync::Arc<dyn mailcore::outside::OutsideMail>,
     tls: std::sync::Arc<rustls::ServerConfig>,
+    challenges: crate::acme::Challenges,
 ) -> Result<Server, String> {
     let addr: SocketAddr = cfg
         .web
@@ -252,6 +267,11 @@ pub fn server(
                 web::get().to(autoconfig::mta_sts_policy),
             )
             .route("/healthz", web::get().to(healthz))
+            .app_data(web::Data::new(challenges.clone()))
+            .route(
+                "/.well-known/acme-challenge/{token}",
+                web::get().to(acme_challenge),
+            )
             .route("/msg/body", web::get().to(mail::body))
             .route("/msg/att", web::get().to(mail::attachment))
             .route("/compose", web::post().to(mail::compose))
