@@ -122,6 +122,10 @@ pub enum Command {
     /// Puts a backup made by `tern backup` into this (fresh) data dir;
     /// refuses a data dir that already has a store.
     Restore { dir: std::path::PathBuf },
+    /// Follow one outbound message through the queue, by its queue id or
+    /// Message-ID: each recipient's attempts in order (host, TLS, reply,
+    /// outcome) and what still waits, from the delivery log.
+    Trace { id: String },
     /// Show the audit log: who did what, when, from where.
     Audit {
         #[arg(long, default_value_t = 50)]
@@ -333,6 +337,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         Command::Alias(c) => alias(&open(&cfg).await?, c).await,
         Command::Queue(c) => queue(&open(&cfg).await?, c).await,
         Command::Audit { limit } => audit(&open(&cfg).await?, limit).await,
+        Command::Trace { id } => trace(&open(&cfg).await?, &id).await,
         Command::Backup { dir } => backup(&cfg, &dir).await,
         Command::Restore { dir } => restore(&cfg, &dir),
         Command::Export {
@@ -1024,6 +1029,61 @@ async fn setup(s: Setup) -> Result<(), String> {
         unit.display()
     );
     out!("Then sign in at https://{hostname}/login as {admin}.");
+    Ok(())
+}
+
+/// `tern trace`: one line per attempt, grouped by recipient, oldest
+/// first, then what is still queued. Times are UTC.
+async fn trace(core: &Core, id: &str) -> Result<(), String> {
+    let t = core.queue().trace(id).await.map_err(e)?;
+    if t.attempts.is_empty() && t.waiting.is_empty() {
+        return Err(format!("nothing in the queue or the delivery log for {id}"));
+    }
+    let d = mailcore::view::short_date;
+    out!("message <{}>", t.message_id);
+    if let Some(first) = t.attempts.first() {
+        out!("  from <{}>", first.mail_from);
+    } else if let Some(w) = t.waiting.first() {
+        out!("  from <{}>", w.mail_from);
+    }
+    let mut rcpts: Vec<&str> = Vec::new();
+    for r in t
+        .attempts
+        .iter()
+        .map(|a| a.rcpt_to.as_str())
+        .chain(t.waiting.iter().map(|w| w.rcpt_to.as_str()))
+    {
+        if !rcpts.contains(&r) {
+            rcpts.push(r);
+        }
+    }
+    for rcpt in rcpts {
+        out!("  to <{rcpt}>");
+        if let Some(w) = t.waiting.iter().find(|w| w.rcpt_to == rcpt) {
+            out!("    {}\tqueued\tqueue={}", d(w.created_at), w.id);
+        }
+        for (n, a) in t.attempts.iter().filter(|a| a.rcpt_to == rcpt).enumerate() {
+            out!(
+                "    {}\tattempt {}\t{}\tqueue={}\thost={}\ttls={}\t{}ms\t{}",
+                d(a.created_at),
+                n + 1,
+                a.outcome.as_str(),
+                a.queue_id,
+                a.remote_host.as_deref().unwrap_or("-"),
+                if a.tls { "yes" } else { "no" },
+                a.duration_ms,
+                a.reply
+            );
+        }
+        if let Some(w) = t.waiting.iter().find(|w| w.rcpt_to == rcpt) {
+            out!(
+                "    {}\tnext attempt\t{}\tattempts={}",
+                d(w.next_attempt_at),
+                w.status.as_str(),
+                w.attempts
+            );
+        }
+    }
     Ok(())
 }
 

@@ -178,7 +178,7 @@ mod tests {
         let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
         let cert = ck.cert.der().clone();
         let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
-            rustls::pki_types::PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der()),
+            rustls::pki_types::PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()),
         );
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let sc = rustls::ServerConfig::builder_with_provider(provider.clone())

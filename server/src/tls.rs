@@ -243,7 +243,7 @@ fn write_self_signed(hostname: &str, cert: &Path, key: &Path) -> Result<(), Stri
     if let Some(dir) = cert.parent() {
         fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    write_private(key, ck.key_pair.serialize_pem().as_bytes())?;
+    write_private(key, ck.signing_key.serialize_pem().as_bytes())?;
     fs::write(cert, ck.cert.pem()).map_err(|e| format!("{}: {e}", cert.display()))?;
     Ok(())
 }

@@ -40,11 +40,12 @@ fn pebble(port: u16, http_port: u16, dns: &FakeDns) -> Pebble {
     p.distinguished_name
         .push(rcgen::DnType::CommonName, "Pebble API test CA");
     let ca = p.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(p, ca_key);
     let key = rcgen::KeyPair::generate().unwrap();
     let leaf =
         rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
             .unwrap()
-            .signed_by(&key, &ca, &ca_key)
+            .signed_by(&key, &issuer)
             .unwrap();
     let (ca_pem, cert, keyf) = (
         dir.path().join("ca.pem"),

@@ -1708,7 +1708,7 @@ async fn relay_does_not_reuse_a_closed_connection() {
 
 /// A private CA, as PEM on disk for `relay.tls_roots_file`.
 struct TestCa {
-    key: rcgen::KeyPair,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
     cert: rcgen::Certificate,
     pem: std::path::PathBuf,
     _dir: tempfile::TempDir,
@@ -1722,11 +1722,12 @@ impl TestCa {
         p.distinguished_name
             .push(rcgen::DnType::CommonName, "Tern test CA");
         let cert = p.self_signed(&key).unwrap();
+        let issuer = rcgen::Issuer::new(p, key);
         let dir = tempfile::tempdir().unwrap();
         let pem = dir.path().join("ca.pem");
         std::fs::write(&pem, cert.pem()).unwrap();
         TestCa {
-            key,
+            issuer,
             cert,
             pem,
             _dir: dir,
@@ -1739,7 +1740,7 @@ impl TestCa {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let cert = rcgen::CertificateParams::new(names)
             .unwrap()
-            .signed_by(&key, &self.cert, &self.key)
+            .signed_by(&key, &self.issuer)
             .unwrap();
         (
             vec![cert.der().to_vec(), self.cert.der().to_vec()],
@@ -2025,10 +2026,10 @@ async fn mta_sts_policy_is_kept_across_a_restart_and_a_stripped_txt_record() {
 #[tokio::test(flavor = "multi_thread")]
 async fn dane_tlsa_records_pin_the_mx_key() {
     let ck = rcgen::generate_simple_self_signed(vec!["mx.dane.test".to_owned()]).unwrap();
-    let spki = ck.key_pair.public_key_der();
+    let spki = rcgen::PublicKeyData::subject_public_key_info(&ck.signing_key);
     let mx = FakeMx::start(Behaviour {
         starttls: true,
-        cert: Some((vec![ck.cert.der().to_vec()], ck.key_pair.serialize_der())),
+        cert: Some((vec![ck.cert.der().to_vec()], ck.signing_key.serialize_der())),
         ..Default::default()
     })
     .await;
@@ -2500,5 +2501,93 @@ async fn identities_are_the_addresses_one_may_send_as() {
     assert_eq!(
         core.identities(&me).await.unwrap()[0].mailbox(),
         "Alice <alice@local.test>"
+    );
+}
+
+/// `tern trace`: a message deferred twice (`451` from the MX) and then
+/// delivered reads as its path, recipient by recipient, by Message-ID or
+/// by queue id, from the delivery log of a running `tern serve`.
+#[tokio::test(flavor = "multi_thread")]
+async fn tern_trace_follows_a_message_deferred_twice_then_delivered() {
+    use lettre::AsyncTransport;
+    let mx = FakeMx::start(Behaviour::default()).await;
+    let tries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = tries.clone();
+    mx.set_rcpt(move |_| {
+        if seen.fetch_add(1, Ordering::SeqCst) < 2 {
+            "451 4.3.0 greylisted, try again".into()
+        } else {
+            "250 2.1.5 ok".into()
+        }
+    });
+    let route = format!("remote.test=127.0.0.1:{}", mx.addr.port());
+    let t = common::start(&[
+        ("TERN_RELAY__ENABLED", "true"),
+        ("TERN_RELAY__ROUTES", &route),
+        ("TERN_QUEUE__POLL_INTERVAL_MS", "50"),
+    ]);
+    lettre_client(&t, t.smtps, true)
+        .send(lettre_mail(&["far@remote.test"], "traced"))
+        .await
+        .unwrap();
+    let dir = t.dir.path();
+    for n in 1..=2 {
+        wait_for("a deferral", 30, async || tries.load(Ordering::SeqCst) >= n).await;
+        wait_for("the deferral logged", 30, async || {
+            common::cli_out(dir, &["queue", "log", "far@remote.test"])
+                .matches("deferred")
+                .count()
+                >= n
+        })
+        .await;
+        common::cli_out(dir, &["queue", "retry", "--domain", "remote.test"]);
+    }
+    wait_for("the delivery", 30, async || !mx.accepted().is_empty()).await;
+    wait_for("the queue to empty", 30, async || t.queue_len().await == 0).await;
+    let log = common::cli_out(dir, &["queue", "log", "far@remote.test"]);
+    let mid = log
+        .split('\t')
+        .nth(2)
+        .unwrap()
+        .trim_matches(|c| c == '<' || c == '>')
+        .to_owned();
+    let by_mid = common::cli_out(dir, &["trace", &mid]);
+    let lines: Vec<&str> = by_mid.lines().collect();
+    assert_eq!(lines[0], format!("message <{mid}>"), "{by_mid}");
+    assert_eq!(lines[1], "  from <alice@example.test>", "{by_mid}");
+    assert_eq!(lines[2], "  to <far@remote.test>", "{by_mid}");
+    assert_eq!(lines.len(), 6, "{by_mid}");
+    for (line, (n, outcome, reply)) in lines[3..].iter().zip([
+        (1, "deferred", "451 4.3.0 greylisted, try again"),
+        (2, "deferred", "451 4.3.0 greylisted, try again"),
+        (3, "delivered", "250 2.0.0"),
+    ]) {
+        assert!(
+            line.contains(&format!("\tattempt {n}\t{outcome}\tqueue=")),
+            "{line}"
+        );
+        assert!(line.contains("\thost="), "{line}");
+        assert!(line.contains(reply), "{line}");
+    }
+    let qid = lines[3]
+        .split("queue=")
+        .nth(1)
+        .unwrap()
+        .split('\t')
+        .next()
+        .unwrap();
+    assert_eq!(
+        common::cli_out(dir, &["trace", qid]),
+        by_mid,
+        "by queue id too"
+    );
+    let none = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(["trace", "nothing-like-it@nowhere"])
+        .env("TERN_DATA_DIR", dir)
+        .output()
+        .unwrap();
+    assert!(!none.status.success());
+    assert!(
+        String::from_utf8_lossy(&none.stderr).contains("nothing in the queue or the delivery log")
     );
 }

@@ -1731,3 +1731,43 @@ with smtplib.SMTP("127.0.0.1", {mx}) as s:
     assert!(!page.contains("for you arrived since"), "{page}");
     assert!(page.contains("held 1"), "{page}");
 }
+
+/// `TERN_LOG_FORMAT=json`: the server's log is one JSON object per line,
+/// and the SMTP transaction and the delivery of one message can be
+/// followed by its Message-ID.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_follow_one_message_by_its_id() {
+    let logs = tempfile::tempdir().unwrap();
+    let file = logs.path().join("tern.log");
+    let t = start(&[
+        ("TERN_LOG_FORMAT", "json"),
+        ("TERN_TEST_STDERR_FILE", &file.display().to_string()),
+    ]);
+    let reply = send_to_bob(
+        &t,
+        "client.example",
+        "ann@out.example",
+        "Subject: logged\r\nMessage-ID: <json-log-1@out.example>\r\n\r\nhello\r\n",
+    );
+    assert!(reply.starts_with("250"), "{reply}");
+    t.settle();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut transaction = false;
+    let mut delivered = false;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            v.get("timestamp").is_some() && v.get("level").is_some(),
+            "{line}"
+        );
+        if v["message"] == "smtp transaction" && v["result"] == "250" {
+            transaction = true;
+        }
+        if v["message"] == "delivered" && v["message_id"] == "json-log-1@out.example" {
+            delivered = true;
+        }
+    }
+    assert!(transaction, "{text}");
+    assert!(delivered, "{text}");
+}

@@ -28,6 +28,7 @@ mod destinations;
 pub mod dsn;
 mod finish;
 mod log;
+pub use log::Trace;
 mod operator;
 mod ops;
 pub mod runner;

@@ -50,6 +50,12 @@ impl Queue<'_> {
         Ok(self.len().await? == 0)
     }
 
+    /// One message's attempts and what is still queued of it, by queue
+    /// id or Message-ID.
+    pub async fn trace(&self, key: &str) -> CoreResult<super::Trace> {
+        self.core.delivery_trace(key).await
+    }
+
     /// Attempts of the delivery log, newest first.
     pub async fn log(&self, q: &LogQuery) -> CoreResult<Vec<LogEntry>> {
         self.core.delivery_log(q).await

@@ -192,15 +192,16 @@ mod tests {
     /// A CA, a leaf for `mx.a.test` it signed, and the leaf's key (SPKI DER).
     fn ca_and_leaf() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
         let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca = ca.self_signed(&ca_key).unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(params, ca_key);
         let leaf_key = rcgen::KeyPair::generate().unwrap();
         let leaf = rcgen::CertificateParams::new(vec!["mx.a.test".to_owned()])
             .unwrap()
-            .signed_by(&leaf_key, &ca, &ca_key)
+            .signed_by(&leaf_key, &issuer)
             .unwrap();
-        let spki = leaf_key.public_key_der();
+        let spki = rcgen::PublicKeyData::subject_public_key_info(&leaf_key);
         (ca.der().to_vec(), leaf.der().to_vec(), spki)
     }
 

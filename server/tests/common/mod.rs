@@ -215,6 +215,10 @@ fn serve_command<K: AsRef<str>, V: AsRef<str>>(
         cmd.stderr(Stdio::null());
     }
     for (k, v) in extra_env {
+        // The server's log into a file, for a test that reads it.
+        if k.as_ref() == "TERN_TEST_STDERR_FILE" {
+            cmd.stderr(std::fs::File::create(v.as_ref()).unwrap());
+        }
         cmd.env(k.as_ref(), v.as_ref());
     }
     cmd

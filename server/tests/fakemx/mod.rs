@@ -170,7 +170,7 @@ impl FakeMx {
 fn tls_acceptor(cert: Option<(Vec<Vec<u8>>, Vec<u8>)>) -> tokio_rustls::TlsAcceptor {
     let (chain, key) = cert.unwrap_or_else(|| {
         let ck = rcgen::generate_simple_self_signed(vec!["fake.mx.test".to_owned()]).unwrap();
-        (vec![ck.cert.der().to_vec()], ck.key_pair.serialize_der())
+        (vec![ck.cert.der().to_vec()], ck.signing_key.serialize_der())
     });
     let chain: Vec<_> = chain
         .into_iter()
