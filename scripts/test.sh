@@ -21,6 +21,13 @@ command -v npm >/dev/null || apt_install nodejs npm
 # systemd-analyze, which checks the unit `tern setup` writes.
 command -v pebble >/dev/null || apt_install pebble
 command -v systemd-analyze >/dev/null || apt_install systemd
+# promtool checks the alert rules and dashboard queries in docs/ops (the
+# package without its recommends, which would add exporters and services).
+if ! command -v promtool >/dev/null; then
+  say "installing Debian packages: prometheus (for promtool)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
 
 start_test_postgres
 trap stop_test_postgres EXIT

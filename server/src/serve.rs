@@ -93,7 +93,14 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     );
     let watcher =
         crate::outside::cache::watch(core.clone(), outside.clone(), cfg.outside.watch_max);
-    let web = crate::web::server(&cfg, core.clone(), outside, tls.clone(), challenges)?;
+    let web = crate::web::server(
+        &cfg,
+        core.clone(),
+        outside,
+        tls.clone(),
+        challenges,
+        Some(certs.clone()),
+    )?;
     let handle = web.handle();
     let web_task = tokio::spawn(web);
 

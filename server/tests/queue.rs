@@ -2591,3 +2591,132 @@ async fn tern_trace_follows_a_message_deferred_twice_then_delivered() {
         String::from_utf8_lossy(&none.stderr).contains("nothing in the queue or the delivery log")
     );
 }
+
+/// `docs/ops`: the alert rules pass `promtool check rules` and their own
+/// `promtool test rules`, the dashboard's queries are valid PromQL (checked
+/// by promtool as recording rules), and every series either names is one a
+/// running Tern exports after a delivery and a failed login.
+#[tokio::test(flavor = "multi_thread")]
+async fn ops_rules_and_dashboard_use_series_tern_exports() {
+    use lettre::AsyncTransport;
+    let ops = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/ops");
+    let promtool = |args: &[&str]| {
+        let o = std::process::Command::new("promtool")
+            .args(args)
+            .current_dir(&ops)
+            .output()
+            .expect("promtool (Debian package `prometheus`; scripts/test.sh installs it)");
+        assert!(
+            o.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    promtool(&["check", "rules", "alerts.yml"]);
+    promtool(&["test", "rules", "alerts.test.yml"]);
+    let dash: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ops.join("grafana-dashboard.json")).unwrap())
+            .unwrap();
+    let exprs: Vec<String> = dash["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter())
+        .map(|t| t["expr"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(exprs.len() >= 10);
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = tmp.path().join("dashboard-rules.yml");
+    let mut y = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, e) in exprs.iter().enumerate() {
+        y.push_str(&format!(
+            "      - record: dashboard:panel{i}\n        expr: {e:?}\n"
+        ));
+    }
+    std::fs::write(&rules, y).unwrap();
+    promtool(&["check", "rules", &rules.display().to_string()]);
+
+    // What a running Tern exports, after some work.
+    let mx = FakeMx::start(Behaviour::default()).await;
+    let route = format!("remote.test=127.0.0.1:{}", mx.addr.port());
+    let t = common::start(&[
+        ("TERN_RELAY__ENABLED", "true"),
+        ("TERN_RELAY__ROUTES", &route),
+        ("TERN_WEB__METRICS_TOKEN", "ops-scrape-token"),
+    ]);
+    lettre_client(&t, t.sub, false)
+        .send(lettre_mail(&["far@remote.test"], "for the dashboard"))
+        .await
+        .unwrap();
+    wait_for("the remote copy", 30, async || !mx.accepted().is_empty()).await;
+    wait_for("the queue to empty", 10, async || t.queue_len().await == 0).await;
+    curl(&[
+        "-o",
+        "/dev/null",
+        "-d",
+        "address=alice@example.test&password=wrong-password",
+        &format!("http://127.0.0.1:{}/api/login", t.web),
+    ]);
+    let page = curl(&[
+        "-H",
+        "Authorization: Bearer ops-scrape-token",
+        &format!("http://127.0.0.1:{}/metrics", t.web),
+    ]);
+    let exported: std::collections::HashSet<String> = page
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split(['{', ' ']).next().unwrap().to_owned())
+        .collect();
+    assert!(exported.contains("tern_storage_up"), "{page}");
+    assert_eq!(sample(&page, "tern_storage_up"), 1.0);
+    assert!(
+        sample(&page, "tern_tls_certificate_expiry_timestamp_seconds") > 1.7e9,
+        "{page}"
+    );
+    assert_eq!(
+        sample(
+            &page,
+            "tern_delivery_attempts_total{domain=\"remote.test\",class=\"2xx\"}"
+        ),
+        1.0,
+        "{page}"
+    );
+    let named = |text: &str| -> Vec<String> {
+        let mut v = Vec::new();
+        let b = text.as_bytes();
+        let mut i = 0;
+        while let Some(at) = text[i..].find("tern_") {
+            let s = i + at;
+            let mut e = s;
+            while e < b.len() && (b[e].is_ascii_alphanumeric() || b[e] == b'_') {
+                e += 1;
+            }
+            // Not part of a longer word (a rule or file name).
+            if s == 0 || !(b[s - 1].is_ascii_alphanumeric() || b[s - 1] == b'_' || b[s - 1] == b':')
+            {
+                v.push(text[s..e].to_owned());
+            }
+            i = e;
+        }
+        v
+    };
+    let alerts = std::fs::read_to_string(ops.join("alerts.yml")).unwrap();
+    let mut checked = 0;
+    for name in named(&alerts)
+        .into_iter()
+        .chain(exprs.iter().flat_map(|e| named(e)))
+    {
+        if name.starts_with("tern_delivery_latency_seconds") {
+            // A histogram: its _bucket series.
+            assert!(
+                exported.contains("tern_delivery_latency_seconds_bucket"),
+                "{page}"
+            );
+        } else {
+            assert!(exported.contains(&name), "{name} is not exported:\n{page}");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 15, "{checked}");
+}

@@ -101,6 +101,20 @@ impl Core {
                     Outcome::Failed | Outcome::Expired => "bounced",
                 };
                 metrics::counter!("tern_messages_total", "event" => outcome).increment(1);
+                // The class of what the destination answered, per domain:
+                // what a "this destination keeps saying 4xx" alert reads.
+                let class = match r.reply.as_bytes().first() {
+                    Some(b'2') => "2xx",
+                    Some(b'4') => "4xx",
+                    Some(b'5') => "5xx",
+                    _ => "none",
+                };
+                metrics::counter!(
+                    "tern_delivery_attempts_total",
+                    "domain" => r.entry.domain.clone(),
+                    "class" => class
+                )
+                .increment(1);
                 if matches!(r.outcome, Outcome::Delivered) {
                     metrics::histogram!("tern_delivery_latency_seconds")
                         .record((now - r.entry.created_at).max(0) as f64);

@@ -79,6 +79,50 @@ pub fn spki(cert: &[u8]) -> Option<&[u8]> {
     (whole.first() == Some(&0x30)).then_some(whole)
 }
 
+/// When an X.509 certificate stops being valid (`validity.notAfter`,
+/// RFC 5280 §4.1.2.5), in unix seconds.
+pub fn not_after(cert: &[u8]) -> Option<i64> {
+    let (0x30, certificate, _) = der_element(cert)? else {
+        return None;
+    };
+    let (0x30, tbs, _) = der_element(certificate)? else {
+        return None;
+    };
+    let mut rest = tbs;
+    if rest.first() == Some(&0xa0) {
+        rest = der_element(rest)?.2;
+    }
+    // serial, signature, issuer
+    for _ in 0..3 {
+        rest = der_element(rest)?.2;
+    }
+    let (0x30, validity, _) = der_element(rest)? else {
+        return None;
+    };
+    let (_, _, after) = der_element(validity)?;
+    let (tag, t, _) = der_element(after)?;
+    let t = std::str::from_utf8(t).ok()?.strip_suffix('Z')?;
+    // UTCTime YYMMDDHHMMSS (years 1950-2049), GeneralizedTime YYYYMMDDHHMMSS.
+    let (year, rest) = match tag {
+        0x17 if t.len() == 12 => {
+            let y: i64 = t[..2].parse().ok()?;
+            (if y >= 50 { 1900 + y } else { 2000 + y }, &t[2..])
+        }
+        0x18 if t.len() == 14 => (t[..4].parse().ok()?, &t[4..]),
+        _ => return None,
+    };
+    let n = |i: usize| rest.get(i..i + 2)?.parse::<i64>().ok();
+    let (mo, d, h, mi, s) = (n(0)?, n(2)?, n(4)?, n(6)?, n(8)?);
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if mo <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if mo > 2 { mo - 3 } else { mo + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + mi * 60 + s)
+}
+
 /// Whether one certificate is the one a TLSA record names (RFC 6698 §2.1.2,
 /// §2.1.3).
 pub fn matches(r: &Tlsa, cert: &[u8]) -> bool {
@@ -203,6 +247,19 @@ mod tests {
             .unwrap();
         let spki = rcgen::PublicKeyData::subject_public_key_info(&leaf_key);
         (ca.der().to_vec(), leaf.der().to_vec(), spki)
+    }
+
+    #[test]
+    fn not_after_reads_both_time_forms() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(vec!["a.test".to_owned()]).unwrap();
+        p.not_after = rcgen::date_time_ymd(2031, 7, 14);
+        let c = p.self_signed(&key).unwrap();
+        assert_eq!(not_after(c.der()), Some(1_941_753_600));
+        p.not_after = rcgen::date_time_ymd(2051, 1, 2);
+        let c = p.self_signed(&key).unwrap();
+        assert_eq!(not_after(c.der()), Some(2_556_230_400));
+        assert_eq!(not_after(b"\x30\x00"), None);
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub fn install() -> Option<PrometheusHandle> {
             match b.install_recorder() {
                 Ok(h) => {
                     describe();
+                    // Exported from the start, so an alert's rate() has a
+                    // series to read before the first error.
+                    metrics::counter!("tern_database_errors_total").absolute(0);
                     Some(h)
                 }
                 Err(e) => {
@@ -53,6 +56,22 @@ fn describe() {
         "Messages accepted (SMTP 250 or webmail send), and queue outcomes: delivered, deferred, bounced"
     );
     describe_gauge!("tern_queue_depth", "Queue entries waiting, by lane");
+    describe_gauge!(
+        "tern_queue_oldest_age_seconds",
+        "Age of the oldest queue entry (any lane)"
+    );
+    describe_gauge!(
+        "tern_storage_up",
+        "1 when the mail store answered the health probe at the last scrape"
+    );
+    describe_gauge!(
+        "tern_tls_certificate_expiry_timestamp_seconds",
+        "When the certificate the listeners present expires (unix seconds)"
+    );
+    describe_counter!(
+        "tern_delivery_attempts_total",
+        "Outbound attempts per recipient, by destination domain and reply class (2xx, 4xx, 5xx, none)"
+    );
     describe_gauge!(
         "tern_outside_watched_inboxes",
         "Outside IMAP INBOXes watched with IDLE for the unified inbox"
@@ -91,6 +110,8 @@ fn describe() {
 }
 
 pub struct MetricsState {
+    /// The certificate the listeners present, for its expiry.
+    pub certs: Option<std::sync::Arc<crate::tls::CertStore>>,
     pub handle: Option<PrometheusHandle>,
     pub token: String,
 }
@@ -142,8 +163,26 @@ pub async fn metrics(
             for (lane, n) in st.by_lane {
                 metrics::gauge!("tern_queue_depth", "lane" => lane).set(n as f64);
             }
+            let age = st
+                .oldest_created_at
+                .map_or(0, |t| core.clock().now().saturating_sub(t).max(0));
+            metrics::gauge!("tern_queue_oldest_age_seconds").set(age as f64);
         }
         Err(e) => tracing::warn!(error = %e, "queue depth not read for /metrics"),
+    }
+    // The storage probe /healthz runs, bounded so a hung database cannot
+    // hold the scrape.
+    let up = matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(2), core.health()).await,
+        Ok(Ok(_))
+    );
+    metrics::gauge!("tern_storage_up").set(if up { 1.0 } else { 0.0 });
+    if let Some(expiry) = state.certs.as_ref().and_then(|c| {
+        c.chain()
+            .first()
+            .and_then(|l| crate::relay::tls_auth::not_after(l))
+    }) {
+        metrics::gauge!("tern_tls_certificate_expiry_timestamp_seconds").set(expiry as f64);
     }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

@@ -182,6 +182,7 @@ pub fn server(
     outside: std::sync::Arc<dyn mailcore::outside::OutsideMail>,
     tls: std::sync::Arc<rustls::ServerConfig>,
     challenges: crate::acme::Challenges,
+    certs: Option<std::sync::Arc<crate::tls::CertStore>>,
 ) -> Result<Server, String> {
     let addr: SocketAddr = cfg
         .web
@@ -223,6 +224,7 @@ pub fn server(
     };
     let cfg_for_web = cfg.clone();
     let metrics_state = web::Data::new(metrics::MetricsState {
+        certs,
         handle: metrics::install(),
         token: cfg.web.metrics_token.clone(),
     });
