@@ -671,7 +671,6 @@ async fn export(
     out: &std::path::Path,
     folder: Option<&str>,
 ) -> Result<(), String> {
-    use std::io::Write as _;
     let mail = mail_of(core, account).await?;
     let folders: Vec<(String, std::path::PathBuf)> = match folder {
         Some(f) => vec![(f.to_owned(), out.to_path_buf())],
@@ -701,26 +700,53 @@ async fn export(
     };
     for (name, path) in folders {
         let mbox = mail.open(&name).await.map_err(e)?;
-        let f = std::fs::File::create(&path).map_err(|x| format!("{}: {x}", path.display()))?;
-        let mut w = std::io::BufWriter::new(f);
-        let mut failed = None;
+        let mut sink = FileSink::create(&path)?;
         let n = mbox
-            .export_mbox(|chunk| {
-                let r = w.write_all(&chunk);
-                if let Err(x) = &r {
-                    failed = Some(x.to_string());
-                }
-                std::future::ready(r.is_ok())
-            })
+            .export_mbox(|chunk| sink.write(&chunk))
             .await
             .map_err(e)?;
-        if let Some(x) = failed {
-            return Err(format!("{}: {x}", path.display()));
-        }
-        w.flush().map_err(|x| format!("{}: {x}", path.display()))?;
+        sink.finish()?;
         out!("{name}\t{n} messages\t{}", path.display());
     }
     Ok(())
+}
+
+/// A file an export streams into: the first write error stops the export
+/// (the sink answers false) and is what `finish` reports.
+struct FileSink {
+    w: std::io::BufWriter<std::fs::File>,
+    path: std::path::PathBuf,
+    failed: Option<String>,
+}
+
+impl FileSink {
+    fn create(path: &std::path::Path) -> Result<FileSink, String> {
+        let f = std::fs::File::create(path).map_err(|x| format!("{}: {x}", path.display()))?;
+        Ok(FileSink {
+            w: std::io::BufWriter::new(f),
+            path: path.to_path_buf(),
+            failed: None,
+        })
+    }
+
+    fn write(&mut self, chunk: &[u8]) -> std::future::Ready<bool> {
+        use std::io::Write as _;
+        let r = self.w.write_all(chunk);
+        if let Err(x) = &r {
+            self.failed = Some(x.to_string());
+        }
+        std::future::ready(r.is_ok())
+    }
+
+    fn finish(mut self) -> Result<(), String> {
+        use std::io::Write as _;
+        if let Some(x) = self.failed.take() {
+            return Err(format!("{}: {x}", self.path.display()));
+        }
+        self.w
+            .flush()
+            .map_err(|x| format!("{}: {x}", self.path.display()))
+    }
 }
 
 async fn export_maildir(
@@ -729,25 +755,13 @@ async fn export_maildir(
     out: &std::path::Path,
     folder: Option<&str>,
 ) -> Result<(), String> {
-    use std::io::Write as _;
     let mail = mail_of(core, account).await?;
-    let f = std::fs::File::create(out).map_err(|x| format!("{}: {x}", out.display()))?;
-    let mut w = std::io::BufWriter::new(f);
-    let mut failed = None;
+    let mut sink = FileSink::create(out)?;
     let n = mail
-        .export_maildir_zip(folder, |chunk| {
-            let r = w.write_all(&chunk);
-            if let Err(x) = &r {
-                failed = Some(x.to_string());
-            }
-            std::future::ready(r.is_ok())
-        })
+        .export_maildir_zip(folder, |chunk| sink.write(&chunk))
         .await
         .map_err(e)?;
-    if let Some(x) = failed {
-        return Err(format!("{}: {x}", out.display()));
-    }
-    w.flush().map_err(|x| format!("{}: {x}", out.display()))?;
+    sink.finish()?;
     out!("{}\t{} messages", out.display(), n.unwrap_or(0));
     Ok(())
 }

@@ -61,6 +61,15 @@ fn der_whole(b: &[u8]) -> Option<&[u8]> {
 /// tbs = SEQUENCE { [0] version OPTIONAL, serial, signature, issuer,
 /// validity, subject, subjectPublicKeyInfo, .. }.
 pub fn spki(cert: &[u8]) -> Option<&[u8]> {
+    // serial, signature, issuer, validity, subject
+    let whole = der_whole(tbs_after(cert, 5)?)?;
+    (whole.first() == Some(&0x30)).then_some(whole)
+}
+
+/// The TBSCertificate's fields after its version and the first `skip`
+/// others (RFC 5280 §4.1: serial, signature, issuer, validity, subject,
+/// subjectPublicKeyInfo, ...).
+fn tbs_after(cert: &[u8], skip: usize) -> Option<&[u8]> {
     let (0x30, certificate, _) = der_element(cert)? else {
         return None;
     };
@@ -71,32 +80,17 @@ pub fn spki(cert: &[u8]) -> Option<&[u8]> {
     if rest.first() == Some(&0xa0) {
         rest = der_element(rest)?.2;
     }
-    // serial, signature, issuer, validity, subject
-    for _ in 0..5 {
+    for _ in 0..skip {
         rest = der_element(rest)?.2;
     }
-    let whole = der_whole(rest)?;
-    (whole.first() == Some(&0x30)).then_some(whole)
+    Some(rest)
 }
 
 /// When an X.509 certificate stops being valid (`validity.notAfter`,
 /// RFC 5280 §4.1.2.5), in unix seconds.
 pub fn not_after(cert: &[u8]) -> Option<i64> {
-    let (0x30, certificate, _) = der_element(cert)? else {
-        return None;
-    };
-    let (0x30, tbs, _) = der_element(certificate)? else {
-        return None;
-    };
-    let mut rest = tbs;
-    if rest.first() == Some(&0xa0) {
-        rest = der_element(rest)?.2;
-    }
     // serial, signature, issuer
-    for _ in 0..3 {
-        rest = der_element(rest)?.2;
-    }
-    let (0x30, validity, _) = der_element(rest)? else {
+    let (0x30, validity, _) = der_element(tbs_after(cert, 3)?)? else {
         return None;
     };
     let (_, _, after) = der_element(validity)?;
