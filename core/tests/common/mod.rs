@@ -57,6 +57,16 @@ where
 
 /// Like [`for_each_backend`], but hands the test a database URL so it can
 /// open several cores (several "nodes") with clocks of its own.
+/// One whole line to stderr in one write: `eprintln!` may write its pieces
+/// separately, and the test runner's lines (on stdout, in the same pipe)
+/// then land inside ours, which scripts/test.sh counts.
+fn say(line: &str) {
+    use std::io::Write as _;
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(format!("{line}\n").as_bytes());
+}
+
 pub async fn for_each_url<F, Fut>(test: &str, f: F)
 where
     F: Fn(String) -> Fut,
@@ -65,13 +75,13 @@ where
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/tern.db?mode=rwc", dir.path().display());
     f(url).await;
-    eprintln!("[sqlite]   {test}: ok");
+    say(&format!("[sqlite]   {test}: ok"));
 
     match std::env::var("TERN_TEST_PG_URL") {
         Ok(admin) if !admin.is_empty() => {
             let url = fresh_pg_database(&admin).await;
             f(url).await;
-            eprintln!("[postgres] {test}: ok");
+            say(&format!("[postgres] {test}: ok"));
         }
         _ => {
             if std::env::var("TERN_REQUIRE_PG").is_ok_and(|v| v == "1") {
