@@ -51,30 +51,7 @@ pub enum Command {
     /// admin (password from a prompt or stdin), print the DNS records to
     /// publish and write a systemd unit. Every answer is a flag, so it can
     /// be scripted.
-    Setup {
-        domain: String,
-        /// This host's name, the domain's MX: mail.DOMAIN unless given.
-        #[arg(long)]
-        hostname: Option<String>,
-        /// The admin account: postmaster@DOMAIN unless given.
-        #[arg(long)]
-        admin: Option<String>,
-        #[arg(long, default_value = "/var/lib/tern")]
-        data_dir: PathBuf,
-        /// Where to write the systemd unit.
-        #[arg(long, default_value = "tern.service")]
-        unit: PathBuf,
-        /// The system user the service runs as.
-        #[arg(long, default_value = "tern")]
-        service_user: String,
-        /// Replace an existing config file.
-        #[arg(long)]
-        force: bool,
-        /// Get the certificate from Let's Encrypt (ACME, HTTP-01 on port
-        /// 80) and renew it, with the admin address as the contact.
-        #[arg(long)]
-        acme: bool,
-    },
+    Setup(SetupArgs),
     /// Manage mail domains.
     #[command(subcommand)]
     Domain(DomainCmd),
@@ -188,6 +165,32 @@ pub enum QueueCmd {
         #[arg(long, default_value_t = 50)]
         limit: u64,
     },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SetupArgs {
+    domain: String,
+    /// This host's name, the domain's MX: mail.DOMAIN unless given.
+    #[arg(long)]
+    hostname: Option<String>,
+    /// The admin account: postmaster@DOMAIN unless given.
+    #[arg(long)]
+    admin: Option<String>,
+    #[arg(long, default_value = "/var/lib/tern")]
+    data_dir: PathBuf,
+    /// Where to write the systemd unit.
+    #[arg(long, default_value = "tern.service")]
+    unit: PathBuf,
+    /// The system user the service runs as.
+    #[arg(long, default_value = "tern")]
+    service_user: String,
+    /// Replace an existing config file.
+    #[arg(long)]
+    force: bool,
+    /// Get the certificate from Let's Encrypt (ACME, HTTP-01 on port
+    /// 80) and renew it, with the admin address as the contact.
+    #[arg(long)]
+    acme: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -304,34 +307,13 @@ pub enum AliasCmd {
 
 pub async fn run(cli: Cli) -> Result<(), String> {
     // Setup writes the config the other commands read.
-    if let Some(Command::Setup {
-        domain,
-        hostname,
-        admin,
-        data_dir,
-        unit,
-        service_user,
-        force,
-        acme,
-    }) = cli.command
-    {
-        return setup(Setup {
-            config: cli.config,
-            domain,
-            hostname,
-            admin,
-            data_dir,
-            unit,
-            service_user,
-            force,
-            acme,
-        })
-        .await;
+    if let Some(Command::Setup(args)) = cli.command {
+        return setup(cli.config, args).await;
     }
     let cfg = Config::load(cli.config.as_deref())?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => crate::serve::serve(cfg).await,
-        Command::Setup { .. } => Err("setup runs on its own".into()),
+        Command::Setup(_) => Err("setup runs on its own".into()),
         Command::Domain(c) => domain(&open(&cfg).await?, &cfg, c).await,
         Command::User(c) => user(&open(&cfg).await?, c).await,
         Command::Alias(c) => alias(&open(&cfg).await?, c).await,
@@ -344,14 +326,15 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             account,
             out,
             folder,
-            maildir: true,
-        } => export_maildir(&open(&cfg).await?, &account, &out, folder.as_deref()).await,
-        Command::Export {
-            account,
-            out,
-            folder,
-            maildir: false,
-        } => export(&open(&cfg).await?, &account, &out, folder.as_deref()).await,
+            maildir,
+        } => {
+            let core = open(&cfg).await?;
+            if maildir {
+                export_maildir(&core, &account, &out, folder.as_deref()).await
+            } else {
+                export(&core, &account, &out, folder.as_deref()).await
+            }
+        }
         Command::Import {
             account,
             file,
@@ -919,18 +902,6 @@ WantedBy=multi-user.target
     )
 }
 
-struct Setup {
-    config: Option<PathBuf>,
-    domain: String,
-    hostname: Option<String>,
-    admin: Option<String>,
-    data_dir: PathBuf,
-    unit: PathBuf,
-    service_user: String,
-    force: bool,
-    acme: bool,
-}
-
 fn absolute(p: &std::path::Path) -> Result<PathBuf, String> {
     if p.is_absolute() {
         Ok(p.to_path_buf())
@@ -941,7 +912,7 @@ fn absolute(p: &std::path::Path) -> Result<PathBuf, String> {
     }
 }
 
-async fn setup(s: Setup) -> Result<(), String> {
+async fn setup(config: Option<PathBuf>, s: SetupArgs) -> Result<(), String> {
     let domain = mailcore::address::parse_domain(&s.domain)
         .map_err(|x| format!("{}: {x}", s.domain))?
         .to_lowercase();
@@ -965,7 +936,7 @@ async fn setup(s: Setup) -> Result<(), String> {
         ));
     }
     let config_path = absolute(
-        s.config
+        config
             .as_deref()
             .unwrap_or(std::path::Path::new("tern.toml")),
     )?;
