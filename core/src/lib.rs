@@ -53,6 +53,7 @@ pub mod sent_status;
 pub mod sessions;
 pub mod snooze;
 pub mod spool;
+pub mod status;
 pub mod submission;
 pub mod threads;
 pub mod view;
@@ -188,6 +189,8 @@ struct Inner {
     rules: rules::ScriptCache,
     /// Webmail imports running or just over (`mbox`).
     imports: mbox::Imports,
+    /// The status page's board (`status`).
+    status: status::StatusState,
 }
 
 /// Made once per new message from its bytes and parsed MIME, and kept with
@@ -262,6 +265,7 @@ impl Core {
                 dkim: Default::default(),
                 rules: Default::default(),
                 imports: Default::default(),
+                status: Default::default(),
             }),
         })
     }

@@ -34,6 +34,7 @@ mod m20261206_000026_snoozes;
 mod m20261206_000027_identities;
 mod m20261206_000028_user_prefs;
 mod m20261206_000029_sieve;
+mod m20261206_000030_status;
 
 pub struct Migrator;
 
@@ -70,6 +71,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000027_identities::Migration),
             Box::new(m20261206_000028_user_prefs::Migration),
             Box::new(m20261206_000029_sieve::Migration),
+            Box::new(m20261206_000030_status::Migration),
         ]
     }
 }

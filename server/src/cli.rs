@@ -103,6 +103,12 @@ pub enum Command {
     /// Message-ID: each recipient's attempts in order (host, TLS, reply,
     /// outcome) and what still waits, from the delivery log.
     Trace { id: String },
+    /// The status page's incidents of the last 7 days and their notes
+    /// (what `/status` shows); `tern status note TEXT` adds a note.
+    Status {
+        #[command(subcommand)]
+        cmd: Option<StatusCmd>,
+    },
     /// Show the audit log: who did what, when, from where.
     Audit {
         #[arg(long, default_value_t = 50)]
@@ -282,6 +288,17 @@ pub enum ClusterCmd {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum StatusCmd {
+    /// Add a note to the status page: to the incident open now, if any,
+    /// otherwise on its own (planned work). Signed "operator" unless --by.
+    Note {
+        text: String,
+        #[arg(long, default_value = "operator")]
+        by: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum SpoolCmd {
     /// Records, bytes, oldest age and the ingest rate of this node's spool.
     Stats,
@@ -341,6 +358,21 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             folder,
         } => import(&open(&cfg).await?, &account, &file, &folder).await,
         Command::Spool(SpoolCmd::Stats) => spool_stats(&cfg).await,
+        Command::Status { cmd: None } => status_list(&open(&cfg).await?).await,
+        Command::Status {
+            cmd: Some(StatusCmd::Note { text, by }),
+        } => {
+            let n = open(&cfg)
+                .await?
+                .status_add_note(&by, &text)
+                .await
+                .map_err(e)?;
+            match n.incident_id {
+                Some(i) => out!("note {} added to incident {i}", n.id),
+                None => out!("note {} added", n.id),
+            }
+            Ok(())
+        }
         Command::Cluster(ClusterCmd::Status) => cluster_status(&cfg).await,
     }
 }
@@ -1019,6 +1051,45 @@ async fn setup(config: Option<PathBuf>, s: SetupArgs) -> Result<(), String> {
 
 /// `tern trace`: one line per attempt, grouped by recipient, oldest
 /// first, then what is still queued. Times are UTC.
+async fn status_list(core: &Core) -> Result<(), String> {
+    let d = mailcore::view::short_date;
+    let (incidents, notes) = core.status_timeline(core.clock().now()).await.map_err(e)?;
+    if incidents.is_empty() {
+        out!("no incidents in the last 7 days");
+    }
+    for i in &incidents {
+        let until = i.closed_at.map_or("ongoing".to_owned(), d);
+        out!(
+            "incident {}\t{}\t{}\t{} .. {}\t{}",
+            i.id.unwrap_or(0),
+            i.service.as_str(),
+            i.state.as_str(),
+            d(i.opened_at),
+            until,
+            i.summary
+        );
+        for n in &i.notes {
+            out!(
+                "  note {}\t{}\t{}\t{}",
+                n.id,
+                d(n.created_at),
+                n.author,
+                n.body
+            );
+        }
+    }
+    for n in &notes {
+        out!(
+            "note {}\t{}\t{}\t{}",
+            n.id,
+            d(n.created_at),
+            n.author,
+            n.body
+        );
+    }
+    Ok(())
+}
+
 async fn trace(core: &Core, id: &str) -> Result<(), String> {
     let t = core.queue().trace(id).await.map_err(e)?;
     if t.attempts.is_empty() && t.waiting.is_empty() {

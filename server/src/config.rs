@@ -24,6 +24,8 @@ pub struct Config {
     pub pop3: Pop3Config,
     pub managesieve: ManageSieveConfig,
     pub imap: ImapConfig,
+    /// The public status page (`/status`) and its monitor.
+    pub status: StatusConfig,
     /// Logins over every protocol.
     pub auth: AuthSettings,
     pub relay: RelayConfig,
@@ -300,6 +302,31 @@ impl Default for ManageSieveConfig {
     }
 }
 
+/// The status monitor: how often it reads the live signals, and when a
+/// signal makes a service "degraded".
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StatusConfig {
+    pub check_secs: u64,
+    /// Spooled mail older than this: delivery to mailboxes is late.
+    pub inbound_delay_secs: i64,
+    /// Queue entries overdue by more than this: outbound is late.
+    pub outbound_delay_secs: i64,
+    /// A storage probe slower than this (ms) is degraded.
+    pub slow_storage_ms: u64,
+}
+
+impl Default for StatusConfig {
+    fn default() -> Self {
+        StatusConfig {
+            check_secs: 5,
+            inbound_delay_secs: 120,
+            outbound_delay_secs: 600,
+            slow_storage_ms: 2000,
+        }
+    }
+}
+
 /// SMTP limits; each refusal names its limit in the reply.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
@@ -475,6 +502,7 @@ impl Default for Config {
             smtp: SmtpConfig::default(),
             pop3: Pop3Config::default(),
             managesieve: ManageSieveConfig::default(),
+            status: StatusConfig::default(),
             auth: AuthSettings::default(),
             imap: ImapConfig::default(),
             relay: RelayConfig::default(),

@@ -44,9 +44,20 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
 
     // Mail listeners start here, each with the core and the shared TLS
     // config, on the addresses in `cfg.listeners`.
-    let mut mail_tasks = crate::smtp::start(&core, &cfg, tls.clone()).await?;
-    mail_tasks.extend(crate::pop3::start(&core, &cfg, tls.clone()).await?);
-    mail_tasks.extend(crate::imap::start(&core, &cfg, tls.clone()).await?);
+    use mailcore::status::Service;
+    let mut listeners = crate::smtp::start(&core, &cfg, tls.clone()).await?;
+    for t in crate::pop3::start(&core, &cfg, tls.clone()).await? {
+        listeners.push((Service::Pop3, t));
+    }
+    for t in crate::imap::start(&core, &cfg, tls.clone()).await? {
+        listeners.push((Service::Imap, t));
+    }
+    // The status page watches each listener's accept loop.
+    let watched: Vec<(Service, tokio::task::AbortHandle)> = listeners
+        .iter()
+        .map(|(s, t)| (*s, t.abort_handle()))
+        .collect();
+    let mut mail_tasks: Vec<_> = listeners.into_iter().map(|(_, t)| t).collect();
     mail_tasks.extend(crate::managesieve::start(&core, &cfg, tls.clone()).await?);
 
     let runner = start_queue(&core, &cfg)?;
@@ -79,6 +90,29 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
         ),
         Err(e) => tracing::warn!(error = %e, "could not make DKIM keys"),
     }
+    let status = core.start_status(mailcore::status::StatusConfig {
+        every: std::time::Duration::from_secs(cfg.status.check_secs.max(1)),
+        relay_enabled: runs_queue,
+        thresholds: mailcore::status::Thresholds {
+            inbound_delay_secs: cfg.status.inbound_delay_secs,
+            outbound_delay_secs: cfg.status.outbound_delay_secs,
+            slow_storage: std::time::Duration::from_millis(cfg.status.slow_storage_ms),
+            ..Default::default()
+        },
+        listeners: Box::new(move || {
+            watched
+                .iter()
+                .map(|(s, h)| {
+                    let state = if h.is_finished() {
+                        mailcore::status::ListenerState::Down
+                    } else {
+                        mailcore::status::ListenerState::Up
+                    };
+                    (*s, state)
+                })
+                .collect()
+        }),
+    });
     let outside = std::sync::Arc::new(crate::outside::Outside::from_config(&cfg.outside)?);
     let fetcher = crate::outside::fetch::start(
         core.clone(),
@@ -110,6 +144,7 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
         t.abort();
     }
     fetcher.abort();
+    status.abort();
     cert_watch.abort();
     if let Some(a) = &acme {
         a.abort();

@@ -27,5 +27,7 @@ pub mod session_lease;
 pub mod sieve_script;
 pub mod sieve_seen;
 pub mod snooze;
+pub mod status_incident;
+pub mod status_note;
 pub mod user_pref;
 pub mod web_session;

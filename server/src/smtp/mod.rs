@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mailcore::Core;
+use mailcore::status::Service;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
@@ -26,7 +27,7 @@ pub async fn start(
     core: &Core,
     cfg: &Config,
     tls: Arc<rustls::ServerConfig>,
-) -> Result<Vec<JoinHandle<()>>, String> {
+) -> Result<Vec<(Service, JoinHandle<()>)>, String> {
     let s = &cfg.smtp;
     let settings = Arc::new(Settings {
         hostname: cfg.hostname.clone(),
@@ -91,11 +92,18 @@ pub async fn start(
             refusal: |r| format!("421 4.7.0 {}\r\n", r.reason()),
         };
         let (core, settings, limits) = (core.clone(), settings.clone(), limits.clone());
+        // Port 25 is how other servers reach us; 587 and 465 are how
+        // users send: the status page lists them apart.
+        let service = match mode {
+            Mode::Mx => Service::Inbound,
+            Mode::Submission | Mode::Smtps => Service::Submission,
+        };
         tasks.extend(
             spawn(addr, listener_cfg, move |c| {
                 Session::new(core.clone(), settings.clone(), limits.clone(), mode, c).run()
             })
-            .await?,
+            .await?
+            .map(|t| (service, t)),
         );
     }
     Ok(tasks)

@@ -12,6 +12,7 @@ pub mod mail;
 pub mod mbox;
 pub mod metrics;
 pub mod outside;
+pub mod status;
 
 use std::net::SocketAddr;
 
@@ -269,6 +270,9 @@ pub fn server(
                 web::get().to(autoconfig::mta_sts_policy),
             )
             .route("/healthz", web::get().to(healthz))
+            .route("/status", web::get().to(status::page))
+            .route("/status/feed.atom", web::get().to(status::feed))
+            .route("/status.css", web::get().to(status::css))
             .app_data(web::Data::new(challenges.clone()))
             .route(
                 "/.well-known/acme-challenge/{token}",
