@@ -87,6 +87,9 @@ cargo test -p tern --test acme
 say "ManageSieve over a real socket: STARTTLS, scripts, the active one filing mail"
 cargo test -p tern --test managesieve
 
+say "status page: a destination answering 421 and a stopped PostgreSQL on /status and its feed; login lines"
+cargo test -p tern --test status
+
 say "IMAP over real sockets: 143 with STARTTLS, 993 (transcripts, Python imaplib)"
 cargo test -p tern --test imap
 

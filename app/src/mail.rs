@@ -61,6 +61,13 @@ pub struct Frame {
     /// The latest mbox import from the webmail.
     #[serde(default)]
     pub import: Option<ImportNote>,
+    /// Services not operating now, each "Service: plain words" (from the
+    /// status page's monitor).
+    #[serde(default)]
+    pub degraded: Vec<String>,
+    /// Mail this user sent that was deferred and still waits, in words.
+    #[serde(default)]
+    pub outbound: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -311,9 +318,32 @@ pub mod ssr {
                         failed: true,
                     },
                 });
+        let core = crate::auth::ssr::core()?;
+        let degraded = core
+            .status_board()
+            .troubles()
+            .map(|t| format!("{}: {}", t.service.title(), t.summary))
+            .collect();
+        // A page still renders if this read fails: it is a courtesy.
+        let outbound = match core
+            .outbound_waiting(std::slice::from_ref(&s.account.address))
+            .await
+        {
+            Ok(Some((n, reason, next))) => {
+                let when = zone(s).await?.date(next);
+                Some(format!(
+                    "{n} message{} you sent {} waiting to be delivered ({reason}); the next try is at {when}. Nothing is lost.",
+                    if n == 1 { "" } else { "s" },
+                    if n == 1 { "is" } else { "are" },
+                ))
+            }
+            _ => None,
+        };
         let frame = Frame {
             import,
             held,
+            degraded,
+            outbound,
             me: s.account.address.clone(),
             role: s.account.role.as_str().to_owned(),
             csrf: s.csrf_token.clone(),

@@ -214,7 +214,14 @@ pub(crate) fn Shell(
                 <a class="manage" href="/outside" data-testid="other-accounts">"Other accounts"</a>
             </nav>
             <main id="content" class="content">
+                {(!frame.degraded.is_empty()).then(|| view! {
+                    <div class="notice degraded" role="status" data-testid="service-banner">
+                        <p>"Some services are not working normally ("<a href="/status">"status page"</a>"):"</p>
+                        <ul>{frame.degraded.iter().map(|d| view! { <li>{d.clone()}</li> }).collect_view()}</ul>
+                    </div>
+                })}
                 {frame.held.clone().map(|h| view! { <p class="notice held" role="status" data-testid="held">{h}</p> })}
+                {frame.outbound.clone().map(|o| view! { <p class="notice held" role="status" data-testid="outbound-waiting">{o}</p> })}
                 {children()}
             </main>
         </div>

@@ -676,13 +676,6 @@ impl Core {
             .deliveries
             .as_ref()
             .and_then(DeliveryWindow::success_ratio);
-        if let Some(r) = delivery_success {
-            metrics::gauge!("tern_delivery_success_ratio").set(r);
-        }
-        for (lane, age) in signals.overdue.iter().flatten() {
-            metrics::gauge!("tern_queue_lane_overdue_seconds", "lane" => lane.as_str())
-                .set(*age as f64);
-        }
         self.set_status_board(Board {
             checked_at: now,
             services,
@@ -923,7 +916,22 @@ impl Core {
     /// An admin's note: on the newest open incident if there is one,
     /// otherwise on its own (planned work, an all-clear). It shows on the
     /// page at the monitor's next check.
-    pub async fn status_add_note(&self, author: &str, body: &str) -> CoreResult<Note> {
+    ///
+    /// Only server admins (and the operator at the shell) may; the author
+    /// is kept for the record (`tern status`) and never shown publicly.
+    pub async fn status_add_note(
+        &self,
+        actor: &crate::admin::Actor,
+        body: &str,
+    ) -> CoreResult<Note> {
+        if actor
+            .account
+            .as_ref()
+            .is_some_and(|a| a.role != crate::Role::Admin)
+        {
+            return Err(CoreError::Forbidden);
+        }
+        let author = actor.name.as_str();
         let body = body.trim();
         if body.is_empty() {
             return Err(CoreError::Invalid("the note is empty".into()));

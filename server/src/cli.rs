@@ -364,7 +364,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         } => {
             let n = open(&cfg)
                 .await?
-                .status_add_note(&by, &text)
+                .status_add_note(&mailcore::admin::Actor::operator(&by), &text)
                 .await
                 .map_err(e)?;
             match n.incident_id {

@@ -9,6 +9,7 @@ pub mod dns_check;
 pub mod imap;
 pub mod limits;
 pub mod listen;
+pub mod logins;
 pub mod managesieve;
 pub mod netio;
 pub mod outside;

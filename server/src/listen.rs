@@ -20,6 +20,18 @@ use crate::netio::BoxIo;
 const MAX_REFUSAL_HANDSHAKES: usize = 32;
 const REFUSAL_HANDSHAKE_DEADLINE: Duration = Duration::from_secs(5);
 
+/// Per-protocol command latency (`tern_command_duration_seconds`), by the
+/// typed command's name: from the parsed command to its reply written
+/// (DATA and BDAT include receiving and spooling the message).
+pub fn observe_command(protocol: &'static str, command: &'static str, started: std::time::Instant) {
+    metrics::histogram!(
+        "tern_command_duration_seconds",
+        "protocol" => protocol,
+        "command" => command
+    )
+    .record(started.elapsed().as_secs_f64());
+}
+
 /// A new connection as a session receives it.
 pub struct Conn {
     pub io: BoxIo,

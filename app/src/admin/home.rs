@@ -72,6 +72,18 @@ pub async fn admin_remove_domain(
     ssr::done(back, r.map(|_| format!("Domain {domain} removed.")))
 }
 
+/// A note on the public status page (`/status`): on the incident open
+/// now, or on its own. Server admins only.
+#[server(prefix = "/api", endpoint = "admin_status_note")]
+pub async fn admin_status_note(csrf: String, note: String) -> Result<(), AppError> {
+    let (core, actor) = ssr::admin_acting(&csrf).await?;
+    let r = core.status_add_note(&actor, &note).await;
+    ssr::done(
+        "",
+        r.map(|_| "Note added to the status page; it shows there within seconds.".to_owned()),
+    )
+}
+
 #[component]
 pub fn AdminPage() -> impl IntoView {
     let data = Resource::new(|| (), |_| admin_home());
@@ -83,6 +95,7 @@ pub fn AdminPage() -> impl IntoView {
                     Ok(Some(h)) => {
                         let csrf = h.csrf.clone();
                         let csrf2 = h.csrf.clone();
+                        let csrf3 = h.csrf.clone();
                         view! {
                             <AdminShell me=h.me.clone() is_admin=h.is_admin>
                                 <h1>"Domains"</h1>
@@ -117,6 +130,14 @@ pub fn AdminPage() -> impl IntoView {
                                         <input id="rmdomain" name="domain" type="text" required/>
                                         <label><input type="checkbox" name="confirm" value="yes"/>" Yes, delete its mail too"</label>
                                         <button type="submit">"Remove domain"</button>
+                                    </form>
+                                    <h2>"Status page"</h2>
+                                    <p class="hint">"What Tern detects shows on "<a href="/status">"/status"</a>" by itself. A note you add here goes on the incident open now, or stands on its own (planned work); it is public, so write it for your users."</p>
+                                    <form method="post" action="/api/admin_status_note" data-testid="status-note">
+                                        <input type="hidden" name="csrf" value=csrf3.clone()/>
+                                        <label for="statusnote">"Note "</label>
+                                        <textarea id="statusnote" name="note" rows="3" cols="60" required maxlength="2000"></textarea>
+                                        <button type="submit">"Add to the status page"</button>
                                     </form>
                                 })}
                             </AdminShell>

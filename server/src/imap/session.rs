@@ -450,7 +450,14 @@ impl Session {
                 return self.bye_sessions_ended().await;
             }
             let cmd = self.names_in(cmd);
-            match self.dispatch(&tag, cmd).await {
+            // IDLE lasts as long as the client likes: not a latency.
+            let timed =
+                (!matches!(cmd, Command::Idle)).then(|| (cmd.name(), std::time::Instant::now()));
+            let done = self.dispatch(&tag, cmd).await;
+            if let Some((name, started)) = timed {
+                crate::listen::observe_command("imap", name, started);
+            }
+            match done {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Close) => return Ok(()),
                 Err(Fail::Io(e)) => return Err(e),

@@ -445,11 +445,12 @@ impl Session {
                 return Ok(true);
             }
         };
-        let out = match self
+        let authed = self
             .core
             .authenticate_session(&creds.user, &creds.password, self.peer.ip())
-            .await
-        {
+            .await;
+        crate::logins::record("managesieve", self.peer, &creds.user, &authed);
+        let out = match authed {
             Ok((account, epoch)) => {
                 match self
                     .limits
@@ -477,11 +478,7 @@ impl Session {
                 &format!("Too many failed logins, retry in {retry_after} seconds"),
             ),
             Err(AuthError::Core(_)) => reply("NO", Code::TryLater, "The mail store is unavailable"),
-            Err(AuthError::InvalidCredentials) => {
-                metrics::counter!("tern_auth_failures_total", "protocol" => "managesieve")
-                    .increment(1);
-                reply("NO", Code::None, "Invalid credentials")
-            }
+            Err(AuthError::InvalidCredentials) => reply("NO", Code::None, "Invalid credentials"),
         };
         self.write(&out).await?;
         Ok(true)

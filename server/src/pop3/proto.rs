@@ -19,6 +19,28 @@ pub enum Command {
     Auth(Option<String>, Option<String>),
 }
 
+impl Command {
+    /// The keyword, for metrics and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::User(_) => "USER",
+            Command::Pass(_) => "PASS",
+            Command::Stat => "STAT",
+            Command::List(_) => "LIST",
+            Command::Retr(_) => "RETR",
+            Command::Dele(_) => "DELE",
+            Command::Noop => "NOOP",
+            Command::Rset => "RSET",
+            Command::Quit => "QUIT",
+            Command::Top(..) => "TOP",
+            Command::Uidl(_) => "UIDL",
+            Command::Capa => "CAPA",
+            Command::Stls => "STLS",
+            Command::Auth(..) => "AUTH",
+        }
+    }
+}
+
 /// The argument error text, for `-ERR`.
 pub type ParseError = &'static str;
 

@@ -259,11 +259,14 @@ impl Session {
                     .await?;
                 return Ok(());
             }
-            if self.drop.is_some() {
-                if !self.transaction(cmd).await? {
-                    return Ok(());
-                }
-            } else if !self.authorization(cmd).await? {
+            let (name, started) = (cmd.name(), std::time::Instant::now());
+            let go_on = if self.drop.is_some() {
+                self.transaction(cmd).await?
+            } else {
+                self.authorization(cmd).await?
+            };
+            crate::listen::observe_command("pop3", name, started);
+            if !go_on {
                 return Ok(());
             }
         }
@@ -367,11 +370,12 @@ impl Session {
     }
 
     async fn login(&mut self, user: &str, pass: &str) -> std::io::Result<()> {
-        let (account, login_epoch) = match self
+        let authed = self
             .core
             .authenticate_session(user, pass, self.peer.ip())
-            .await
-        {
+            .await;
+        crate::logins::record("pop3", self.peer, user, &authed);
+        let (account, login_epoch) = match authed {
             Ok(a) => a,
             Err(AuthError::Throttled { retry_after }) => {
                 return self
@@ -382,7 +386,6 @@ impl Session {
             }
             Err(AuthError::Core(_)) => return self.line(TEMP).await,
             Err(AuthError::InvalidCredentials) => {
-                metrics::counter!("tern_auth_failures_total", "protocol" => "pop3").increment(1);
                 return self.line("-ERR [AUTH] Invalid credentials").await;
             }
         };

@@ -45,6 +45,28 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The verb, for metrics and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Ehlo(_) => "EHLO",
+            Command::Helo(_) => "HELO",
+            Command::Mail { .. } => "MAIL",
+            Command::Rcpt { .. } => "RCPT",
+            Command::Data => "DATA",
+            Command::Rset => "RSET",
+            Command::Noop => "NOOP",
+            Command::Quit => "QUIT",
+            Command::Vrfy => "VRFY",
+            Command::Expn => "EXPN",
+            Command::Help => "HELP",
+            Command::StartTls => "STARTTLS",
+            Command::Bdat { .. } => "BDAT",
+            Command::Auth { .. } => "AUTH",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ParseError {
     /// 500 5.5.1: not a command we know.

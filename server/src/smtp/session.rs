@@ -262,15 +262,20 @@ impl Session {
                     Err(ParseError::Syntax(why)) => {
                         Some(r(501, "5.5.4", format!("Syntax error: {why}")))
                     }
-                    Ok(cmd) => match self.handle(cmd).await? {
-                        (reply, Flow::Close) => {
-                            if let Some(reply) = reply {
-                                let _ = self.send(&reply).await;
+                    Ok(cmd) => {
+                        let (name, started) = (cmd.name(), std::time::Instant::now());
+                        let handled = self.handle(cmd).await?;
+                        crate::listen::observe_command("smtp", name, started);
+                        match handled {
+                            (reply, Flow::Close) => {
+                                if let Some(reply) = reply {
+                                    let _ = self.send(&reply).await;
+                                }
+                                return Ok(());
                             }
-                            return Ok(());
+                            (reply, Flow::Continue) => reply,
                         }
-                        (reply, Flow::Continue) => reply,
-                    },
+                    }
                 },
             };
             if let Some(reply) = reply {
@@ -514,14 +519,15 @@ impl Session {
             }
             _ => return Ok(r(504, "5.5.4", "Unrecognized authentication mechanism")),
         };
-        match self.core.authenticate(&user, &pass, self.peer.ip()).await {
+        let authed = self.core.authenticate(&user, &pass, self.peer.ip()).await;
+        crate::logins::record("smtp", self.peer, &user, &authed);
+        match authed {
             Ok(account) => match self
                 .limits
                 .account_in_cluster(&self.core, account.id, "smtp")
                 .await
             {
                 Some(guard) => {
-                    tracing::info!(peer = %self.peer, account = %account.address, "smtp auth");
                     self.auth = Some((account, guard));
                     Ok(r(235, "2.7.0", "Authentication successful"))
                 }
@@ -541,7 +547,6 @@ impl Session {
             )),
             Err(AuthError::Core(_)) => Ok(r(454, "4.7.0", "Temporary authentication failure")),
             Err(AuthError::InvalidCredentials) => {
-                metrics::counter!("tern_auth_failures_total", "protocol" => "smtp").increment(1);
                 Ok(r(535, "5.7.8", "Authentication credentials invalid"))
             }
         }

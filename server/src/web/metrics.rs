@@ -16,6 +16,12 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14_400.0, 86_400.0,
 ];
 
+/// Buckets for one protocol command, in seconds: from a cached FETCH to a
+/// large DATA over a slow link.
+const COMMAND_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
 /// Installs the process-wide recorder once; later calls (tests that start
 /// several servers in one process) get the first handle.
 pub fn install() -> Option<PrometheusHandle> {
@@ -26,6 +32,11 @@ pub fn install() -> Option<PrometheusHandle> {
                 .set_buckets_for_metric(
                     Matcher::Full("tern_delivery_latency_seconds".into()),
                     LATENCY_BUCKETS,
+                )
+                .ok()?
+                .set_buckets_for_metric(
+                    Matcher::Full("tern_command_duration_seconds".into()),
+                    COMMAND_BUCKETS,
                 )
                 .ok()?;
             match b.install_recorder() {
@@ -103,6 +114,18 @@ fn describe() {
         "Time from acceptance to remote delivery"
     );
     describe_counter!("tern_auth_failures_total", "Failed logins, by protocol");
+    describe_histogram!(
+        "tern_command_duration_seconds",
+        "Time from a parsed command to its reply, by protocol and command"
+    );
+    describe_gauge!(
+        "tern_queue_lane_overdue_seconds",
+        "Per lane, how long its most overdue entry has waited past its due time (0: none late)"
+    );
+    describe_gauge!(
+        "tern_delivery_success_ratio",
+        "Delivered out of all outbound attempts in the last 15 minutes"
+    );
     describe_counter!(
         "tern_database_errors_total",
         "Storage errors that became temporary failures"
@@ -170,6 +193,24 @@ pub async fn metrics(
         }
         Err(e) => tracing::warn!(error = %e, "queue depth not read for /metrics"),
     }
+    let now = core.clock().now();
+    match core.queue_overdue(now).await {
+        Ok(lanes) => {
+            for (lane, late) in lanes {
+                metrics::gauge!("tern_queue_lane_overdue_seconds", "lane" => lane.as_str())
+                    .set(late as f64);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "queue lanes not read for /metrics"),
+    }
+    match core.delivery_window(now).await {
+        Ok(w) => {
+            if let Some(r) = w.success_ratio() {
+                metrics::gauge!("tern_delivery_success_ratio").set(r);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "delivery outcomes not read for /metrics"),
+    }
     // The storage probe /healthz runs, bounded so a hung database cannot
     // hold the scrape.
     let up = matches!(
@@ -184,7 +225,69 @@ pub async fn metrics(
     }) {
         metrics::gauge!("tern_tls_certificate_expiry_timestamp_seconds").set(expiry as f64);
     }
+    let mut body = handle.render();
+    match core.queue().destinations().await {
+        Ok(d) => destination_series(&mut body, &d, core.clock().now()),
+        Err(e) => tracing::warn!(error = %e, "destinations not read for /metrics"),
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(handle.render())
+        .body(body)
+}
+
+/// Destinations tried in the last hour, at most this many (the most recent).
+const MAX_DESTINATION_SERIES: usize = 200;
+
+/// A Prometheus label value (text format: backslash, quote, newline escaped).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Per-destination series, written at scrape time from the destinations'
+/// rows (the cluster's view): a destination not tried for an hour drops
+/// out instead of keeping a stale value forever, as a gauge set once would.
+fn destination_series(out: &mut String, all: &[mailcore::queue::Destination], now: i64) {
+    use std::fmt::Write as _;
+    let mut recent: Vec<&mailcore::queue::Destination> = all
+        .iter()
+        .filter(|d| d.last_attempt_at.is_some_and(|t| now - t <= 3600))
+        .collect();
+    recent.sort_by_key(|d| std::cmp::Reverse(d.last_attempt_at));
+    recent.truncate(MAX_DESTINATION_SERIES);
+    recent.sort_by(|a, b| a.domain.cmp(&b.domain));
+    out.push_str("# HELP tern_destination_concurrency_limit Connection limit per destination (adaptive), for those tried in the last hour\n# TYPE tern_destination_concurrency_limit gauge\n");
+    for d in &recent {
+        let _ = writeln!(
+            out,
+            "tern_destination_concurrency_limit{{domain=\"{}\"}} {}",
+            label(&d.domain),
+            d.concurrency
+        );
+    }
+    out.push_str("# HELP tern_destination_ceiling The level at which a destination last pushed back\n# TYPE tern_destination_ceiling gauge\n");
+    for d in &recent {
+        if let Some(c) = d.ceiling {
+            let _ = writeln!(
+                out,
+                "tern_destination_ceiling{{domain=\"{}\"}} {c}",
+                label(&d.domain)
+            );
+        }
+    }
+    out.push_str("# HELP tern_destination_last_reply_class The class of a destination's last reply (2xx, 4xx, 5xx, none), as 1\n# TYPE tern_destination_last_reply_class gauge\n");
+    for d in &recent {
+        let class = match d.last_reply.as_deref().and_then(|r| r.bytes().next()) {
+            Some(b'2') => "2xx",
+            Some(b'4') => "4xx",
+            Some(b'5') => "5xx",
+            _ => "none",
+        };
+        let _ = writeln!(
+            out,
+            "tern_destination_last_reply_class{{domain=\"{}\",class=\"{class}\"}} 1",
+            label(&d.domain)
+        );
+    }
 }

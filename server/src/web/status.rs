@@ -83,9 +83,8 @@ fn notes_html(out: &mut String, notes: &[Note]) {
     for n in notes {
         let _ = write!(
             out,
-            "<li data-testid=\"note\"><span class=\"when\">{}, {}</span><blockquote>{}</blockquote></li>",
+            "<li data-testid=\"note\"><span class=\"when\">{}</span><blockquote>{}</blockquote></li>",
             when(n.created_at),
-            esc(&n.author),
             esc(&n.body)
         );
     }
@@ -225,13 +224,7 @@ pub fn render_feed(hostname: &str, b: &Board) -> String {
         }
         text.push_str(&i.summary);
         for n in &i.notes {
-            let _ = write!(
-                text,
-                "\n\n{} ({}): {}",
-                when(n.created_at),
-                n.author,
-                n.body
-            );
+            let _ = write!(text, "\n\n{}: {}", when(n.created_at), n.body);
         }
         let _ = write!(
             out,
@@ -257,12 +250,7 @@ pub fn render_feed(hostname: &str, b: &Board) -> String {
             "<entry><id>{base}#note-{}</id><title>From the operators</title><published>{t}</published><updated>{t}</updated>\
 <link rel=\"alternate\" href=\"{base}\"/><content type=\"text\">{}</content></entry>",
             n.id,
-            esc(&format!(
-                "{} ({}): {}",
-                when(n.created_at),
-                n.author,
-                n.body
-            )),
+            esc(&format!("{}: {}", when(n.created_at), n.body)),
             t = rfc3339(n.created_at),
         );
         out.push('\n');
@@ -347,6 +335,8 @@ mod tests {
         assert!(html.contains("Some services are degraded."));
         assert!(html.contains("data-open=\"true\""));
         assert!(html.contains("Since 2026-12-06 16:03 UTC; ongoing."));
+        // Who wrote a note is for the record, not the public.
+        assert!(!html.contains("admin@example.test"));
     }
 
     #[test]

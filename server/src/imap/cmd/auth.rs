@@ -65,11 +65,12 @@ impl Session {
     }
 
     pub(in crate::imap) async fn login(&mut self, tag: &str, user: &str, pass: &str) -> Res {
-        match self
+        let authed = self
             .core
             .authenticate_session(user, pass, self.peer.ip())
-            .await
-        {
+            .await;
+        crate::logins::record("imap", self.peer, user, &authed);
+        match authed {
             Ok((account, epoch)) => {
                 let Some(slot) = self
                     .limits
@@ -94,7 +95,6 @@ impl Session {
                 Ok(Flow::Continue)
             }
             Err(AuthError::InvalidCredentials) => {
-                metrics::counter!("tern_auth_failures_total", "protocol" => "imap").increment(1);
                 self.no(tag, Code::AuthenticationFailed, "Invalid credentials")
                     .await
             }
