@@ -334,18 +334,24 @@ pub fn assess(s: &Signals, t: &Thresholds) -> Vec<ServiceStatus> {
                 words.push(format!("Outgoing mail is delayed by {}.", about(a)));
             }
             if let Some(w) = troubled {
-                let codes: Vec<&str> = w
+                // Tern's own `451 4.4.x` means no host answered at all.
+                let answered: Vec<&str> = w
                     .troubled
                     .iter()
                     .map(|t| t.code.as_str())
-                    .filter(|c| !c.is_empty())
+                    .filter(|c| !unreachable(c))
                     .collect();
-                let why = match codes.first() {
-                    Some(c) if w.troubled.len() == 1 || codes.iter().all(|x| x == c) => {
+                let why = match answered.first() {
+                    None => "the receiving server cannot be reached".to_owned(),
+                    Some(c)
+                        if answered.len() == w.troubled.len()
+                            && answered.iter().all(|x| x == c) =>
+                    {
                         format!("the receiving server answers {c}")
                     }
-                    Some(_) => "the receiving servers ask us to try later".into(),
-                    None => "the receiving server cannot be reached".into(),
+                    Some(_) => {
+                        "the receiving servers ask us to try later or cannot be reached".into()
+                    }
                 };
                 words.push(format!(
                     "Mail to {} is being retried: {why}. Tern keeps it and tries again; nothing is lost.",
@@ -540,6 +546,11 @@ impl Tracker {
                     t.inc.closed_at = Some(now);
                     t.inc.updated_at = now;
                     t.dirty = true;
+                    tracing::info!(
+                        service = t.inc.service.as_str(),
+                        opened_at = t.inc.opened_at,
+                        "status: operating again; incident closed"
+                    );
                 }
                 Some(s) => {
                     if s.state > t.inc.state || s.summary != t.inc.summary {
@@ -557,6 +568,12 @@ impl Tracker {
                 .iter()
                 .any(|t| t.inc.service == s.service && t.inc.closed_at.is_none());
             if !open {
+                tracing::warn!(
+                    service = s.service.as_str(),
+                    state = s.state.as_str(),
+                    summary = %s.summary,
+                    "status: incident opened"
+                );
                 self.items.push(Tracked {
                     inc: Incident {
                         id: None,
@@ -629,18 +646,6 @@ impl Core {
             }
         }
         tracker.observe(&services, now);
-        for t in tracker.items.iter().filter(|t| t.dirty) {
-            let i = &t.inc;
-            if i.id.is_none() {
-                tracing::warn!(
-                    service = i.service.as_str(),
-                    state = i.state.as_str(),
-                    closed = i.closed_at.is_some(),
-                    summary = %i.summary,
-                    "status change"
-                );
-            }
-        }
         if store_ok {
             for t in tracker.items.iter_mut().filter(|t| t.dirty) {
                 match self.save_incident(&mut t.inc).await {
@@ -986,12 +991,13 @@ impl Core {
             return Ok(None);
         };
         let next = rows.iter().map(|r| r.next_attempt_at).min().unwrap_or(0);
-        let reason = reply_code(latest.last_error.as_deref().unwrap_or(""));
-        Ok(Some((
-            rows.len() as u64,
-            format!("{} {reason}", latest.domain).trim().to_owned(),
-            next,
-        )))
+        let code = reply_code(latest.last_error.as_deref().unwrap_or(""));
+        let reason = if unreachable(&code) {
+            format!("{} cannot be reached", latest.domain)
+        } else {
+            format!("{} answers {code}", latest.domain)
+        };
+        Ok(Some((rows.len() as u64, reason, next)))
     }
 }
 
@@ -1006,6 +1012,17 @@ fn incident_from(m: status_incident::Model) -> Option<Incident> {
         updated_at: m.updated_at,
         notes: Vec::new(),
     })
+}
+
+/// A reply code that says no server answered: none at all, or the
+/// `451 4.4.x` (RFC 3463 §3.5, network and routing) the relay writes for a
+/// connection that failed.
+fn unreachable(code: &str) -> bool {
+    code.is_empty()
+        || code
+            .split(' ')
+            .nth(1)
+            .is_some_and(|e| e.starts_with("4.4."))
 }
 
 /// "421 4.7.0" from "421 4.7.0 Try again later": the reply code and, if
@@ -1106,6 +1123,26 @@ mod tests {
         assert_eq!(
             o.summary,
             "Mail to out.test is being retried: the receiving server answers 421 4.7.0. Tern keeps it and tries again; nothing is lost."
+        );
+    }
+
+    #[test]
+    fn a_destination_nobody_answers_for_is_unreachable_not_answering() {
+        let mut s = healthy();
+        s.deliveries = Some(DeliveryWindow {
+            deferred: 2,
+            troubled: vec![Troubled {
+                domain: "down.test".into(),
+                deferred: 2,
+                code: "451 4.4.1".into(),
+            }],
+            troubled_total: 1,
+            ..Default::default()
+        });
+        let v = assess(&s, &Thresholds::default());
+        assert_eq!(
+            state_of(&v, Service::Outbound).unwrap().summary,
+            "Mail to down.test is being retried: the receiving server cannot be reached. Tern keeps it and tries again; nothing is lost."
         );
     }
 
