@@ -537,10 +537,12 @@ struct Tracker {
 impl Tracker {
     fn observe(&mut self, services: &[ServiceStatus], now: i64) {
         for t in self.items.iter_mut().filter(|t| t.inc.closed_at.is_none()) {
-            let still = services
-                .iter()
-                .find(|s| s.service == t.inc.service)
-                .filter(|s| s.state != State::Operating);
+            // A service this node does not offer (outbound on a node that
+            // does not relay) is left to the nodes that do.
+            let Some(now_is) = services.iter().find(|s| s.service == t.inc.service) else {
+                continue;
+            };
+            let still = Some(now_is).filter(|s| s.state != State::Operating);
             match still {
                 None => {
                     t.inc.closed_at = Some(now);
@@ -636,7 +638,8 @@ impl Core {
             match self.open_incidents().await {
                 Ok(open) => {
                     for inc in open {
-                        if !tracker.items.iter().any(|t| t.inc.service == inc.service) {
+                        let offered = services.iter().any(|s| s.service == inc.service);
+                        if offered && !tracker.items.iter().any(|t| t.inc.service == inc.service) {
                             tracker.items.push(Tracked { inc, dirty: false });
                         }
                     }
@@ -1196,8 +1199,30 @@ mod tests {
         assert_eq!(storage.len(), 1, "one episode is one incident");
         assert_eq!(storage[0].inc.state, State::Down);
         assert_eq!(storage[0].inc.opened_at, 110);
-        t.observe(&assess(&healthy(), &Thresholds::default()), 130);
-        assert!(t.items.iter().all(|x| x.inc.closed_at == Some(130)));
+        // A node that does not relay leaves an outbound incident open.
+        let mut deferring = healthy();
+        deferring.deliveries = Some(DeliveryWindow {
+            troubled: vec![Troubled {
+                domain: "x.test".into(),
+                deferred: 1,
+                code: "421 4.7.0".into(),
+            }],
+            troubled_total: 1,
+            ..Default::default()
+        });
+        t.observe(&assess(&deferring, &Thresholds::default()), 125);
+        let mut no_relay = healthy();
+        no_relay.relay_enabled = false;
+        t.observe(&assess(&no_relay, &Thresholds::default()), 130);
+        let open: Vec<Service> = t
+            .items
+            .iter()
+            .filter(|x| x.inc.closed_at.is_none())
+            .map(|x| x.inc.service)
+            .collect();
+        assert_eq!(open, vec![Service::Outbound]);
+        t.observe(&assess(&healthy(), &Thresholds::default()), 140);
+        assert!(t.items.iter().all(|x| x.inc.closed_at.is_some()));
     }
 
     #[test]

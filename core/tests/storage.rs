@@ -2486,3 +2486,105 @@ async fn sieve_rules_file_reply_once_and_discard() {
     })
     .await;
 }
+
+/// The status monitor on each backend: a listener going down opens an
+/// incident that is written to the store, an operator's note attaches to
+/// it (a user's is refused), and the listener coming back closes it; the
+/// timeline keeps it, closed.
+#[tokio::test(flavor = "multi_thread")]
+async fn status_incidents_open_take_notes_and_close() {
+    use mailcore::admin::Actor;
+    use mailcore::status::{ListenerState, Service, State, StatusConfig};
+    for_each_backend("status", |core| async move {
+        let ids = setup(&core, &["a"]).await;
+        let inbound = std::sync::Arc::new(std::sync::Mutex::new(ListenerState::Up));
+        let seen = inbound.clone();
+        let monitor = core.start_status(StatusConfig {
+            every: Duration::from_millis(50),
+            relay_enabled: true,
+            thresholds: Default::default(),
+            listeners: Box::new(move || vec![(Service::Inbound, *seen.lock().unwrap())]),
+        });
+        let wait = async |what: &str, cond: &dyn Fn(&mailcore::status::Board) -> bool| {
+            let end = Instant::now() + Duration::from_secs(20);
+            loop {
+                let b = core.status_board();
+                if cond(&b) {
+                    return b;
+                }
+                assert!(Instant::now() < end, "{what}: {b:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        wait("all operating", &|b| {
+            b.checked_at > 0 && b.worst() == State::Operating
+        })
+        .await;
+        assert_eq!(
+            core.delivery_window(core.clock().now())
+                .await
+                .unwrap()
+                .success_ratio(),
+            None
+        );
+        assert!(
+            core.queue_overdue(core.clock().now())
+                .await
+                .unwrap()
+                .iter()
+                .all(|(_, late)| *late == 0)
+        );
+
+        *inbound.lock().unwrap() = ListenerState::Down;
+        wait("inbound down", &|b| {
+            b.services
+                .iter()
+                .any(|s| s.service == Service::Inbound && s.state == State::Down)
+                && b.incidents.first().is_some_and(|i| i.id.is_some())
+        })
+        .await;
+        let (incidents, _) = core.status_timeline(core.clock().now()).await.unwrap();
+        assert_eq!(incidents.len(), 1);
+        assert_eq!(
+            (
+                incidents[0].service,
+                incidents[0].state,
+                incidents[0].closed_at
+            ),
+            (Service::Inbound, State::Down, None)
+        );
+        let note = core
+            .status_add_note(&Actor::operator("ops"), "  Port 25 is being looked at.  ")
+            .await
+            .unwrap();
+        assert_eq!(note.incident_id, incidents[0].id);
+        assert_eq!(note.body, "Port 25 is being looked at.");
+        let user = core.account("a@example.test").await.unwrap().unwrap();
+        assert_eq!(user.id, ids[0]);
+        assert!(matches!(
+            core.status_add_note(&Actor::web(&user.as_ref(), "192.0.2.1"), "mine")
+                .await,
+            Err(mailcore::CoreError::Forbidden)
+        ));
+        assert!(
+            core.status_add_note(&Actor::operator("ops"), "  ")
+                .await
+                .is_err()
+        );
+
+        *inbound.lock().unwrap() = ListenerState::Up;
+        let b = wait("closed", &|b| {
+            b.worst() == State::Operating
+                && b.incidents.first().is_some_and(|i| i.closed_at.is_some())
+        })
+        .await;
+        assert_eq!(b.incidents[0].notes.len(), 1, "{b:?}");
+        monitor.abort();
+        let (incidents, loose) = core.status_timeline(core.clock().now()).await.unwrap();
+        assert_eq!(incidents.len(), 1);
+        assert!(incidents[0].closed_at.is_some());
+        assert_eq!(incidents[0].notes[0].author, "cli:ops");
+        assert!(loose.is_empty());
+    })
+    .await;
+}
