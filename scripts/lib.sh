@@ -35,18 +35,21 @@ ensure_rust_tools() {
   if ! wasm-bindgen --version 2>/dev/null | grep -q "$WASM_BINDGEN_VERSION"; then
     say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION"
     # Not --locked: its lockfile names a crate version this registry lacks.
-    cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
+    # A light profile: it runs once per build on one file, so it need not
+    # be fast, and the default (full optimisation) cost minutes of a first run.
+    CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
+      cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
   fi
 }
 
 # Builds what `cargo leptos build` (debug) builds, with the plain tools it
 # would run, so neither script spends 15 minutes compiling cargo-leptos:
 # the server binary, the app crate for the browser (hydrate), wasm-bindgen's
-# JS glue, and the stylesheet. The names are the ones the server's pages ask
-# for: Leptos reads LEPTOS_OUTPUT_NAME ("tern", .cargo/config.toml) at
-# compile time and loads /pkg/tern.js and /pkg/tern.wasm; the app links
-# /pkg/tern.css. The new pkg/ is built beside the old one and swapped in, so
-# a server that is running never serves half a build.
+# JS glue, and the stylesheet, as pkg/tern.{js,wasm,css}. The server reads
+# them at start and serves them as /pkg/tern.<hash>.* (server/src/web/assets.rs);
+# LEPTOS_OUTPUT_NAME (.cargo/config.toml) tells Leptos at compile time that
+# the wasm is named like the JS. The new pkg/ is built beside the old one and
+# swapped in, so a server starting meanwhile never reads half a build.
 build_site() {
   local site=target/site
   say "build: server (cargo build -p tern)"
@@ -64,6 +67,36 @@ build_site() {
   if [ -d "$site/pkg" ]; then mv "$site/pkg" "$site/pkg.old"; fi
   mv "$next" "$site/pkg"
   rm -rf "$site/pkg.old"
+}
+
+# The production binary, target/release/tern: the browser's files built for
+# size (profile wasm-release, and wasm-opt -Oz when version 116 or later is on
+# PATH; Debian's binaryen 108 breaks hydration, so it is never used), then
+# `tern` in release with those files compiled in (feature embed-site), so it
+# runs from any directory with no target/site.
+build_release() {
+  local pkg=target/site-release/pkg
+  say "build: browser wasm, release (cargo build -p app --profile wasm-release)"
+  cargo build -p app --lib --target wasm32-unknown-unknown --profile wasm-release \
+    --no-default-features --features hydrate
+  rm -rf "$pkg"
+  mkdir -p "$pkg"
+  wasm-bindgen --target web --no-typescript --out-dir "$pkg" --out-name tern \
+    target/wasm32-unknown-unknown/wasm-release/app.wasm
+  mv "$pkg/tern_bg.wasm" "$pkg/tern.wasm"
+  local v
+  v=$(wasm-opt --version 2>/dev/null | sed -n 's/.*version \([0-9][0-9]*\).*/\1/p')
+  if [ -n "$v" ] && [ "$v" -ge 116 ]; then
+    say "wasm-opt $v: optimising the wasm for size"
+    wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
+      -o "$pkg/tern.opt.wasm" "$pkg/tern.wasm"
+    mv "$pkg/tern.opt.wasm" "$pkg/tern.wasm"
+  else
+    say "no wasm-opt 116+ on PATH: the wasm is left as built (cargo install wasm-opt --version 0.116.1 adds it)"
+  fi
+  cp style/main.css "$pkg/tern.css"
+  say "build: tern, release, with the web files inside (cargo build --release --features embed-site)"
+  TERN_EMBED_SITE_DIR="$PWD/$pkg" cargo build --release -p tern --bin tern --features embed-site
 }
 
 # cargo-deny for the dependency policy (deny.toml). Built without its

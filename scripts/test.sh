@@ -120,4 +120,16 @@ cargo clippy --workspace --all-targets -- -D warnings
 say "browser tests: Chromium via playwright-core"
 (cd end2end && npm install --no-audit --no-fund --silent && npm test)
 
+# What ./scripts/run.sh --release makes (target/release/tern, built with the
+# same feature), checked here on a debug build: a release build of the whole
+# graph would take most of this run. The binary is copied out and started
+# from an empty directory with no site root; Chromium loads the wasm from it
+# and signs in.
+say "one binary: web files compiled in (embed-site), run with no target/site, signed in from Chromium"
+TERN_EMBED_SITE_DIR="$PWD/target/site/pkg" cargo build -p tern --bin tern --features embed-site
+one=$(mktemp -d)
+cp target/debug/tern "$one/tern"
+(cd end2end && TERN_BIN="$one/tern" TERN_SITE_ROOT="$one/no-site-here" node --test tests/login.test.mjs)
+rm -rf "$one"
+
 say "all tests passed (storage backends: sqlite x$sqlite_ran, postgres x$pg_ran)"

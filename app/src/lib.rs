@@ -27,7 +27,7 @@ pub mod settings;
 mod shortcuts;
 
 use leptos::prelude::*;
-use leptos_meta::{MetaTags, Stylesheet, provide_meta_context};
+use leptos_meta::{MetaTags, provide_meta_context};
 
 use crate::head::{PageTitle, provide_page_csp};
 use leptos_router::components::{Route, Router, Routes};
@@ -66,6 +66,14 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <meta name="color-scheme" content="light dark"/>
+                // The stylesheet is named like the scripts (`tern.<hash>`,
+                // see server/src/web/assets.rs), so it is linked here, where
+                // the options are, rather than in `App`.
+                <link
+                    rel="stylesheet"
+                    id="tern"
+                    href=format!("/{}/{}.css", options.site_pkg_dir, options.output_name)
+                />
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
                 <MetaTags/>
@@ -84,7 +92,6 @@ pub fn App() -> impl IntoView {
     #[cfg(feature = "hydrate")]
     shortcuts::install();
     view! {
-        <Stylesheet id="tern" href="/pkg/tern.css"/>
         <PageTitle text="Tern"/>
         <Router>
             <Routes fallback=NotFound>

@@ -30,10 +30,12 @@ test('hydrated page: wrong password refused, right one signs in', async () => {
   const page = await ctx.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
-  const wasm = page.waitForResponse((r) => r.url().endsWith('/pkg/tern_bg.wasm') || r.url().endsWith('/pkg/tern.wasm'));
+  const wasm = page.waitForResponse((r) => /\/pkg\/tern\.[0-9a-f]{16}\.wasm$/.test(r.url()));
 
   await page.goto(`${tern.base}/login`);
   assert.equal((await wasm).status(), 200, 'the wasm bundle is served');
+  // Named by its content, so it may be cached for good.
+  assert.equal((await wasm).headers()['cache-control'], 'public, max-age=31536000, immutable');
   await signIn(page, 'not the password');
   await page.getByRole('alert').waitFor();
   assert.equal(await page.getByRole('alert').innerText(), 'Wrong address or password.');

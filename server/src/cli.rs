@@ -830,9 +830,13 @@ fn toml_str(s: &str) -> String {
 fn setup_config(
     hostname: &str,
     data_dir: &std::path::Path,
-    site_root: &std::path::Path,
+    site_root: Option<&std::path::Path>,
     acme_email: Option<&str>,
 ) -> String {
+    let site = match site_root {
+        Some(p) => format!("site_root = {}", toml_str(&p.display().to_string())),
+        None => "# The web files are compiled into this binary: no site_root.".to_owned(),
+    };
     let tls = match acme_email {
         Some(mail) => format!(
             "# The certificate for {hostname} (and mta-sts./autoconfig. of each\n\
@@ -871,7 +875,7 @@ managesieve = "0.0.0.0:4190"
 # HTTPS with the [tls] certificate, which also serves MTA-STS policies.
 listen = "0.0.0.0:80"
 listen_tls = "0.0.0.0:443"
-site_root = {site}
+{site}
 
 [relay]
 # Deliver outbound mail to other domains' MX hosts.
@@ -882,7 +886,6 @@ enabled = true
 "#,
         host = toml_str(hostname),
         data = toml_str(&data_dir.display().to_string()),
-        site = toml_str(&site_root.display().to_string()),
     )
 }
 
@@ -980,7 +983,13 @@ async fn setup(config: Option<PathBuf>, s: SetupArgs) -> Result<(), String> {
             config_path.display()
         ));
     }
-    let site_root = absolute(&Config::default().web.site_root)?;
+    // A release binary carries its web files; a dev build reads them from
+    // target/site, wherever `tern serve` is started from.
+    let site_root = if crate::web::assets::EMBEDDED {
+        None
+    } else {
+        Some(absolute(&Config::default().web.site_root)?)
+    };
     if let Some(dir) = config_path.parent() {
         std::fs::create_dir_all(dir).map_err(|x| format!("{}: {x}", dir.display()))?;
     }
@@ -989,7 +998,7 @@ async fn setup(config: Option<PathBuf>, s: SetupArgs) -> Result<(), String> {
         setup_config(
             &hostname,
             &data_dir,
-            &site_root,
+            site_root.as_deref(),
             s.acme.then_some(admin.as_str()),
         ),
     )

@@ -155,7 +155,9 @@ with smtplib.SMTP_SSL("127.0.0.1", {smtps}, context=ctx) as s:
         "{inbox}"
     );
     assert!(
-        inbox.contains("1 message you sent is waiting to be delivered (remote.test answers 421 4.7.0)"),
+        inbox.contains(
+            "1 message you sent is waiting to be delivered (remote.test answers 421 4.7.0)"
+        ),
         "{inbox}"
     );
 

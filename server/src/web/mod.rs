@@ -6,6 +6,7 @@
 //! are POSTs to server functions, so refusing cross-site POSTs here covers
 //! every one of them, login included.
 
+pub mod assets;
 pub mod autoconfig;
 pub mod live;
 pub mod mail;
@@ -16,7 +17,6 @@ pub mod status;
 
 use std::net::SocketAddr;
 
-use actix_files::Files;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
@@ -191,14 +191,20 @@ pub fn server(
         .parse()
         .map_err(|e| format!("web.listen {:?}: {e}", cfg.web.listen))?;
     let site_root = cfg.web.site_root.to_string_lossy().to_string();
-    if !cfg.web.site_root.join("pkg").exists() {
+    let assets = web::Data::new(assets::Assets::load(&cfg.web.site_root));
+    if assets.embedded {
+        tracing::info!(
+            name = assets.output_name(),
+            "web assets: compiled into this binary"
+        );
+    } else if !assets.hydrates() {
         tracing::warn!(
             site_root,
-            "no pkg/ under the site root: pages render but will not hydrate (build with ./scripts/run.sh, or build_site in scripts/lib.sh)"
+            "no pkg/tern.js and tern.wasm under the site root: pages render but will not hydrate (build with ./scripts/run.sh, or build_site in scripts/lib.sh)"
         );
     }
     let leptos_options = LeptosOptions::builder()
-        .output_name("tern")
+        .output_name(assets.output_name().to_owned())
         .site_root(site_root.clone())
         .site_pkg_dir("pkg")
         .site_addr(addr)
@@ -287,7 +293,9 @@ pub fn server(
             .route("/outside/events", web::get().to(outside::events))
             .route("/outside/msg/body", web::get().to(outside::body))
             .route("/outside/msg/att", web::get().to(outside::attachment))
-            .service(Files::new("/pkg", format!("{}/pkg", opts.site_root)))
+            .app_data(assets.clone())
+            .route("/pkg/{file}", web::get().to(assets::serve))
+            .route("/pkg/{file}", web::head().to(assets::serve))
             .leptos_routes_with_context(
                 routes,
                 move || {
