@@ -85,7 +85,7 @@ build_release() {
     target/wasm32-unknown-unknown/wasm-release/app.wasm
   mv "$pkg/tern_bg.wasm" "$pkg/tern.wasm"
   local v
-  v=$(wasm-opt --version 2>/dev/null | sed -n 's/.*version \([0-9][0-9]*\).*/\1/p')
+  v=$( (wasm-opt --version 2>/dev/null || true) | sed -n 's/.*version \([0-9][0-9]*\).*/\1/p')
   if [ -n "$v" ] && [ "$v" -ge 116 ]; then
     say "wasm-opt $v: optimising the wasm for size"
     wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \

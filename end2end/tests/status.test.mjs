@@ -1,25 +1,29 @@
-// The public status page in Chromium: a destination nobody answers for
-// shows on /status (JavaScript off and on) and in its feed, a signed-in
+// The public status page in Chromium: a destination whose server answers
+// 421 shows on /status (JavaScript off and on) and in its feed, a signed-in
 // user sees the banner and their own waiting message, an admin's note from
 // /admin shows under the incident, and everything clears once the
-// destination answers (a second real tern starts on its port).
+// destination accepts mail (a second real tern takes over its port).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { createServer } from 'node:net';
 import { startTern, launchChromium, signIn, freePort } from '../harness.mjs';
 
 const PW = 'correct horse battery';
 const ALICE = 'alice@example.test';
 const ROOT = 'root@example.test';
 const SHOTS = join(import.meta.dirname, '..', 'screenshots');
-let tern, remote, farPort, browser;
+let tern, remote, farPort, busy, browser;
 
 before(async () => {
   farPort = await freePort();
+  // far.example's server, overloaded: 421 to every connection (RFC 5321
+  // §3.8), until the test replaces it with a real one.
+  busy = createServer((sock) => sock.end('421 4.7.0 far.example is too busy, try later\r\n'));
+  await new Promise((ok) => busy.listen(farPort, '127.0.0.1', ok));
   tern = await startTern({
     TERN_RELAY__ENABLED: 'true',
-    // Nothing listens there until the test starts the remote server.
     TERN_RELAY__ROUTES: `far.example=127.0.0.1:${farPort}`,
     TERN_QUEUE__POLL_INTERVAL_MS: '200',
     TERN_STATUS__CHECK_SECS: '1',
@@ -35,6 +39,7 @@ after(async () => {
   await browser?.close();
   await tern?.stop();
   await remote?.stop();
+  busy?.close();
 });
 
 // Reloads `path` until `cond(page)` holds, for up to 30 s.
@@ -60,7 +65,7 @@ test('status shows a stuck destination, the user is told, an admin adds a note, 
   const res = await pub.request.get(`${tern.base}/status`);
   assert.equal(res.headers()['cache-control'], 'public, max-age=5');
 
-  // Alice sends to far.example, whose server does not answer.
+  // Alice sends to far.example, whose server answers 421.
   const alice = await on.newPage();
   await signIn(alice, tern.base, ALICE, PW);
   await alice.goto(`${tern.base}/compose`);
@@ -73,7 +78,7 @@ test('status shows a stuck destination, the user is told, an admin adds a note, 
   await until(pub, '/status', 'outbound degraded', async (p) => (await state(p, 'outbound')) === 'degraded');
   assert.equal(
     await pub.locator('tr[data-service="outbound"] td').last().innerText(),
-    'Mail to far.example is being retried: the receiving server cannot be reached. Tern keeps it and tries again; nothing is lost.',
+    'Mail to far.example is being retried: the receiving server answers 421 4.7.0. Tern keeps it and tries again; nothing is lost.',
   );
   assert.equal(await pub.getByTestId('overall').innerText(), 'Some services are degraded.');
   const incident = pub.getByTestId('incident').first();
@@ -88,7 +93,7 @@ test('status shows a stuck destination, the user is told, an admin adds a note, 
   assert.match(await banner.innerText(), /Outgoing delivery: Mail to far\.example is being retried/);
   assert.match(
     await alice.getByTestId('outbound-waiting').innerText(),
-    /^1 message you sent is waiting to be delivered \(far\.example cannot be reached\); the next try is at \d{4}-\d\d-\d\d \d\d:\d\d\. Nothing is lost\.$/,
+    /^1 message you sent is waiting to be delivered \(far\.example answers 421 4\.7\.0\); the next try is at \d{4}-\d\d-\d\d \d\d:\d\d\. Nothing is lost\.$/,
   );
   await alice.screenshot({ path: join(SHOTS, 'status-banner-light.png') });
 
@@ -114,7 +119,9 @@ test('status shows a stuck destination, the user is told, an admin adds a note, 
   assert.match(feed, /<title>Outgoing delivery: Degraded<\/title>/);
   assert.match(feed, /operators &lt;and&gt; will update here/);
 
-  // far.example answers now: retried, delivered, and the page clears.
+  // far.example accepts mail now: retried, delivered, and the page clears.
+  await new Promise((ok) => busy.close(ok));
+  busy = null;
   remote = await startTern({ TERN_LISTENERS__SMTP: `127.0.0.1:${farPort}` });
   remote.cli(['domain', 'add', 'far.example']);
   remote.cli(['user', 'add', 'friend@far.example'], `${PW}\n`);
