@@ -25,7 +25,7 @@ use sea_orm::{
 use crate::Core;
 use crate::entities::{delivery_log, queue_entry, status_incident, status_note};
 use crate::error::{CoreError, CoreResult};
-use crate::queue::{Lane, QueueStatus};
+use crate::queue::{Lane, QueueStatus, stored_as_text};
 
 /// How far back the timeline and the feed go.
 pub const TIMELINE_SECS: i64 = 7 * 24 * 3600;
@@ -34,24 +34,7 @@ pub const DELIVERY_WINDOW_SECS: i64 = 15 * 60;
 /// The longest note an admin may add.
 pub const MAX_NOTE_CHARS: usize = 2000;
 
-macro_rules! named {
-    ($(#[$m:meta])* $name:ident { $($v:ident => $s:literal),+ $(,)? }) => {
-        $(#[$m])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub enum $name { $($v),+ }
-        impl $name {
-            pub const ALL: [$name; [$($s),+].len()] = [$($name::$v),+];
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$v => $s),+ }
-            }
-            pub fn parse(s: &str) -> Option<$name> {
-                $name::ALL.into_iter().find(|x| x.as_str() == s)
-            }
-        }
-    };
-}
-
-named! {
+stored_as_text! {
     /// What a user of the server relies on, in the order the page lists it.
     Service {
         Inbound => "inbound",
@@ -79,7 +62,7 @@ impl Service {
     }
 }
 
-named! {
+stored_as_text! {
     /// A service's state; later is worse.
     State {
         Operating => "operating",
@@ -983,24 +966,34 @@ impl Core {
         if from.is_empty() {
             return Ok(None);
         }
-        let rows = queue_entry::Entity::find()
-            .filter(queue_entry::Column::MailFrom.is_in(from.iter().cloned()))
-            .filter(queue_entry::Column::Lane.eq(Lane::Retry.as_str()))
+        // Every webmail page asks: one aggregate and one row, not the rows.
+        let waiting = || {
+            queue_entry::Entity::find()
+                .filter(queue_entry::Column::MailFrom.is_in(from.iter().cloned()))
+                .filter(queue_entry::Column::Lane.eq(Lane::Retry.as_str()))
+        };
+        let (count, next): (i64, Option<i64>) = waiting()
+            .select_only()
+            .column_as(queue_entry::Column::Id.count(), "n")
+            .column_as(queue_entry::Column::NextAttemptAt.min(), "next")
+            .into_tuple()
+            .one(self.db())
+            .await?
+            .unwrap_or((0, None));
+        let latest = waiting()
             .order_by_desc(queue_entry::Column::Id)
-            .limit(1000)
-            .all(self.db())
+            .one(self.db())
             .await?;
-        let Some(latest) = rows.first() else {
+        let (Some(latest), Some(next)) = (latest, next) else {
             return Ok(None);
         };
-        let next = rows.iter().map(|r| r.next_attempt_at).min().unwrap_or(0);
         let code = reply_code(latest.last_error.as_deref().unwrap_or(""));
         let reason = if unreachable(&code) {
             format!("{} cannot be reached", latest.domain)
         } else {
             format!("{} answers {code}", latest.domain)
         };
-        Ok(Some((rows.len() as u64, reason, next)))
+        Ok(Some((u64::try_from(count).unwrap_or(0), reason, next)))
     }
 }
 

@@ -86,6 +86,8 @@ macro_rules! stored_as_text {
         }
     };
 }
+// The status page's services and states are stored the same way.
+pub(crate) use stored_as_text;
 
 stored_as_text! {
     /// Which workers take an entry (DESIGN.md rule 3).

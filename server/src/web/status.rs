@@ -75,6 +75,20 @@ fn duration_words(secs: i64) -> String {
     }
 }
 
+/// When an incident ran: "Since …; ongoing." or "… to … (12 minutes).",
+/// alike on the page and in the feed.
+fn span(i: &Incident) -> String {
+    match i.closed_at {
+        None => format!("Since {}; ongoing.", when(i.opened_at)),
+        Some(c) => format!(
+            "{} to {} ({}).",
+            when(i.opened_at),
+            when(c),
+            duration_words(c - i.opened_at)
+        ),
+    }
+}
+
 fn notes_html(out: &mut String, notes: &[Note]) {
     if notes.is_empty() {
         return;
@@ -159,21 +173,7 @@ pub fn render_page(hostname: &str, b: &Board) -> String {
                 i.state.title(),
                 if open { "" } else { " (resolved)" }
             );
-            match i.closed_at {
-                None => {
-                    let _ = write!(out, "Since {}; ongoing.", when(i.opened_at));
-                }
-                Some(c) => {
-                    let _ = write!(
-                        out,
-                        "{} to {} ({}).",
-                        when(i.opened_at),
-                        when(c),
-                        duration_words(c - i.opened_at)
-                    );
-                }
-            }
-            let _ = write!(out, "</p><p>{}</p>", esc(&i.summary));
+            let _ = write!(out, "{}</p><p>{}</p>", span(i), esc(&i.summary));
             notes_html(&mut out, &i.notes);
             out.push_str("</li>");
         }
@@ -207,22 +207,7 @@ pub fn render_feed(hostname: &str, b: &Board) -> String {
             .chain([i.closed_at.unwrap_or(i.opened_at), i.updated_at])
             .max()
             .unwrap_or(i.opened_at);
-        let mut text = String::new();
-        match i.closed_at {
-            None => {
-                let _ = write!(text, "Since {}; ongoing.\n\n", when(i.opened_at));
-            }
-            Some(c) => {
-                let _ = write!(
-                    text,
-                    "{} to {} ({}).\n\n",
-                    when(i.opened_at),
-                    when(c),
-                    duration_words(c - i.opened_at)
-                );
-            }
-        }
-        text.push_str(&i.summary);
+        let mut text = format!("{}\n\n{}", span(i), i.summary);
         for n in &i.notes {
             let _ = write!(text, "\n\n{}: {}", when(n.created_at), n.body);
         }
